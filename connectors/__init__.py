@@ -1,0 +1,58 @@
+"""Data-source connectors for DeepAnalyze: land remote data in a workspace, with lineage.
+
+The public API. Connectors themselves are imported from their modules
+(``connectors.local_file``, ``connectors.azure_blob``, ``connectors.postgresql``)
+or looked up by type name with :func:`get_connector_class`, so importing this
+package never imports a cloud SDK. Nothing here imports dagster.
+"""
+
+from connectors.base import (
+    DataItem,
+    DataSourceConfig,
+    DataSourceConnector,
+    DataSourceType,
+    FetchResult,
+)
+from connectors.credentials import Secret
+from connectors.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionError,
+    DataFetchError,
+    DataSourceError,
+    IntegrityError,
+    NameCollisionError,
+    NotFoundError,
+    UnsafeNameError,
+    WorkspaceError,
+    is_retryable,
+)
+from connectors.lineage import find_provenance, read_provenance, run_context
+from connectors.progress import on_progress
+from connectors.registry import get_connector_class, register_connector
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConnectionError",
+    "DataFetchError",
+    "DataItem",
+    "DataSourceConfig",
+    "DataSourceConnector",
+    "DataSourceError",
+    "DataSourceType",
+    "FetchResult",
+    "IntegrityError",
+    "NameCollisionError",
+    "NotFoundError",
+    "Secret",
+    "UnsafeNameError",
+    "WorkspaceError",
+    "find_provenance",
+    "get_connector_class",
+    "is_retryable",
+    "on_progress",
+    "read_provenance",
+    "register_connector",
+    "run_context",
+]

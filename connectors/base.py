@@ -1,0 +1,232 @@
+"""The connector contract: source types, source configs, items, and the connector base class.
+
+Example:
+    >>> config = DataSourceConfig(id="docs", type=DataSourceType.LOCAL_FILE,
+    ...                           name="Docs", config={"root": "/srv/docs"})
+    >>> async with LocalFileConnector(config) as connector:
+    ...     items = await connector.list_items()
+    ...     path = await connector.fetch_data(items[0].path, "/tmp/ws")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from connectors.errors import ConfigurationError, ConnectionError, DataSourceError
+from connectors.settings import ConnectorSettings, check_config, describe_errors, resolve_settings
+
+
+class DataSourceType(Enum):
+    """The built-in connector types. Plugins add types by name (see ``connectors.registry``)."""
+
+    AZURE_BLOB = "azure_blob"
+    POSTGRESQL = "postgresql"
+    LOCAL_FILE = "local_file"
+
+
+class DataSourceConfig(BaseModel):
+    """One configured source, validated against its type's settings.
+
+    ``config`` may hold secret references (``{"env": NAME}``, ``{"secret": NAME}``)
+    in place of any value; literal secrets are kept as masked
+    :class:`~connectors.credentials.Secret` values, so ``repr``, equality and
+    pickling never show them.
+
+    Raises:
+        ConfigurationError: on an unknown type, a missing or unknown key, or a
+            value of the wrong type; the message names the source id and the field.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    id: str = Field(min_length=1, description="Stable identifier, e.g. 'ds-azure-prod'.")
+    type: DataSourceType | str = Field(description="Connector type name, e.g. 'azure_blob'.")
+    name: str = Field(description="Human-readable name.")
+    config: dict[str, Any] = Field(description="Type-specific settings; values may be references.")
+    created_at: int = Field(default_factory=lambda: int(time.time()), description="Unix seconds.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form labels.")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(describe_errors(exc, ""), source_id=_id_of(data)) from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataSourceConfig:
+        """Build from a plain mapping (a sources-file entry)."""
+        if not isinstance(data, dict):
+            raise ConfigurationError("a source must be a mapping of id, type, name, config")
+        return cls(**data)
+
+    @model_validator(mode="after")
+    def _check_type_and_config(self) -> DataSourceConfig:
+        from connectors.registry import known_type_names, settings_model_for
+
+        if isinstance(self.type, str):
+            if self.type not in known_type_names():
+                known = ", ".join(sorted(known_type_names()))
+                raise ConfigurationError(
+                    f"type: unknown connector type {self.type!r} (known: {known})", source_id=self.id
+                )
+            if self.type in {t.value for t in DataSourceType}:
+                self.type = DataSourceType(self.type)
+        self.config = check_config(settings_model_for(self.type_name), self.config, self.id)
+        return self
+
+    @property
+    def type_name(self) -> str:
+        """The type as a plain string (``"azure_blob"``)."""
+        return self.type.value if isinstance(self.type, DataSourceType) else self.type
+
+
+def _id_of(data: dict[str, Any]) -> str | None:
+    value = data.get("id")
+    return value if isinstance(value, str) else None
+
+
+@dataclass(slots=True)
+class DataItem:
+    """One item a source offers: a file, a blob, a table.
+
+    ``path`` is the identifier to pass to ``fetch_data``; ``modified_at`` is
+    unix seconds; ``metadata`` holds type-specific facts (etag, content type,
+    columns...) and always ``version``: a string that changes when the item's
+    content changes.
+    """
+
+    name: str
+    path: str
+    size: int
+    modified_at: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """The outcome of fetching one item with ``fetch_many``: a path or an error."""
+
+    identifier: str
+    path: str | None = None
+    error: DataSourceError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the item landed."""
+        return self.error is None
+
+
+class DataSourceConnector(ABC):
+    """Base class of every connector: async, one instance per source.
+
+    Subclasses set :attr:`settings_model` and implement the abstract methods.
+    ``async with connector:`` connects on enter and disconnects on exit.
+    """
+
+    settings_model: ClassVar[type[ConnectorSettings]]
+
+    def __init__(self, config: DataSourceConfig) -> None:
+        if config.type_name != self.type_name():
+            raise ConfigurationError(
+                f"type: {type(self).__name__} cannot serve type {config.type_name!r}", source_id=config.id
+            )
+        self.config = config
+        self._connected = False
+
+    @classmethod
+    def type_name(cls) -> str:
+        """The type name this class serves; by default looked up in the registry."""
+        from connectors.registry import type_name_of
+
+        return type_name_of(cls)
+
+    @property
+    def source_id(self) -> str:
+        """The id of the source this connector serves."""
+        return self.config.id
+
+    @property
+    def is_connected(self) -> bool:
+        """True between a successful ``connect`` and ``disconnect``."""
+        return self._connected
+
+    def resolve_settings(self) -> Any:
+        """The typed settings, with secret references resolved (call at connect time)."""
+        return resolve_settings(self.settings_model, self.config.config, self.source_id)
+
+    def _require_connected(self) -> None:
+        if not self._connected:
+            raise ConnectionError("not connected; call connect() or use 'async with'", source_id=self.source_id)
+
+    @abstractmethod
+    async def connect(self) -> bool:
+        """Open clients or pools; True on success. Raises on failure."""
+
+    @abstractmethod
+    async def disconnect(self) -> None:
+        """Close everything ``connect`` opened. Safe to call twice."""
+
+    @abstractmethod
+    async def test_connection(self) -> bool:
+        """Whether the source answers with these credentials (never raises for that)."""
+
+    @abstractmethod
+    async def list_items(self, path: str | None = None) -> list[DataItem]:
+        """Every item under ``path`` (all items when None)."""
+
+    async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
+        """Items under ``path`` one at a time; connectors that page override this."""
+        for item in await self.list_items(path):
+            yield item
+
+    @abstractmethod
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        """Land item ``identifier`` in ``workspace`` with its provenance record; its absolute path."""
+
+    @abstractmethod
+    async def get_metadata(self, identifier: str) -> dict[str, Any]:
+        """Facts about one item (size, version, type-specific keys)."""
+
+    async def fetch_many(
+        self, identifiers: Iterable[str], workspace: str, concurrency: int = 8
+    ) -> list[FetchResult]:
+        """Fetch several items, at most ``concurrency`` at once.
+
+        One failure does not stop or undo the others; each result carries its
+        path or its error, in the order given.
+        """
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(identifier: str) -> FetchResult:
+            async with gate:
+                try:
+                    return FetchResult(identifier, path=await self.fetch_data(identifier, workspace))
+                except DataSourceError as exc:
+                    return FetchResult(identifier, error=exc)
+
+        return list(await asyncio.gather(*(one(i) for i in identifiers)))
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    def __repr__(self) -> str:
+        state = "connected" if self._connected else "closed"
+        return f"{type(self).__name__}(source_id={self.source_id!r}, {state})"

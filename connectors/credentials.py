@@ -1,0 +1,198 @@
+"""Secrets: references, the masked :class:`Secret` type, resolution and log redaction.
+
+A source's config holds either literal values or *references*:
+``{"env": "NAME"}`` (an environment variable) or ``{"secret": "NAME"}`` (the
+credential store). References are resolved only when a connector connects and
+the resolved values are never written back into the config.
+
+Example:
+    >>> s = Secret("hunter2")
+    >>> f"{s!r} {s}"
+    "Secret('**********') **********"
+    >>> s.reveal()
+    'hunter2'
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+from connectors.errors import ConfigurationError
+
+MASK = "**********"
+
+
+class Secret:
+    """A secret value that never shows itself.
+
+    ``repr``, ``str``, ``format`` and logging show ``**********``. Pickling
+    drops the value on purpose (an unpickled copy is masked and cannot be
+    revealed): secrets cross process boundaries only as references.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The plaintext. Call it only where the value is handed to an SDK."""
+        if self._value is None:
+            raise ConfigurationError(
+                "a literal secret does not survive pickling; give it as a reference "
+                "({env: NAME} or {secret: NAME}) instead"
+            )
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret('{MASK}')"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Secret, (None,))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        if self._value is None or other._value is None:
+            return self._value is other._value
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(Secret)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        from_str = core_schema.no_info_plain_validator_function(_to_secret)
+        return core_schema.json_or_python_schema(
+            json_schema=from_str,
+            python_schema=from_str,
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda s: MASK),
+        )
+
+
+def _to_secret(value: Any) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, str):
+        return Secret(value)
+    raise ValueError("must be a string or a secret reference")
+
+
+# --- references ------------------------------------------------------------
+
+REFERENCE_KINDS = ("env", "secret")
+
+
+def is_reference(value: Any) -> bool:
+    """True for ``{"env": "NAME"}`` or ``{"secret": "NAME"}``."""
+    return (
+        isinstance(value, Mapping)
+        and len(value) == 1
+        and next(iter(value)) in REFERENCE_KINDS
+        and isinstance(next(iter(value.values())), str)
+    )
+
+
+class SecretStore(Protocol):
+    """Where ``{"secret": NAME}`` references are looked up."""
+
+    def get(self, name: str) -> str | None: ...
+
+
+_store: SecretStore | None = None
+
+
+def set_secret_store(store: SecretStore | None) -> None:
+    """Install the store that resolves ``{"secret": NAME}`` references (None: the default)."""
+    global _store
+    _store = store
+
+
+def get_secret_store() -> SecretStore:
+    """The installed store, or the default one."""
+    if _store is not None:
+        return _store
+    from connectors.secret_store import default_store
+
+    return default_store()
+
+
+def resolve_reference(ref: Mapping[str, str], *, where: str) -> str:
+    """The value a reference points at; ``where`` names the field for errors."""
+    kind, name = next(iter(ref.items()))
+    if kind == "env":
+        value = os.environ.get(name)
+        if value is None:
+            raise ConfigurationError(f"{where}: environment variable {name} is not set")
+        return value
+    value = get_secret_store().get(name)
+    if value is None:
+        raise ConfigurationError(f"{where}: secret {name!r} is not in the credential store")
+    return value
+
+
+def resolve_config(config: Mapping[str, Any], *, source_id: str | None = None) -> dict[str, Any]:
+    """A copy of ``config`` with every reference replaced by its value.
+
+    Values of secret fields stay :class:`Secret` (wrapped again after resolution
+    by the settings model); nothing resolved is stored back into ``config``.
+    """
+    prefix = f"source '{source_id}': " if source_id else ""
+    return {
+        key: resolve_reference(value, where=f"{prefix}config.{key}") if is_reference(value) else value
+        for key, value in config.items()
+    }
+
+
+# --- redaction -------------------------------------------------------------
+
+_REDACTIONS = [
+    # connection-string keys: AccountKey=...; SharedAccessSignature=...; Password=...
+    (re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|Password|Pwd)=([^;\s'\"]+)"), r"\1=" + MASK),
+    # SAS query parameters and tokens in URLs
+    (re.compile(r"(?i)([?&;]sig=)([^&\s'\"]+)"), r"\1" + MASK),
+    # user:password@ in DSNs and URLs
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s'\"]*):([^@\s'\"]+)@"), r"\1:" + MASK + "@"),
+    # key=value DSNs: password=... / password='...'
+    (re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)"), r"\1" + MASK),
+]
+
+
+def redact(text: str) -> str:
+    """``text`` with keys, SAS signatures and passwords replaced by ``**********``."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts secrets from every record it sees."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A library logger with the redacting filter installed."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())
+    return logger

@@ -1,0 +1,175 @@
+"""Provenance records: where every landed file came from.
+
+A file landed at ``<workspace>/<relative>`` has its record at
+``<workspace>/.lineage/<relative>.json``, written atomically together with the
+file (under one per-target lock, so two runs landing the same item leave one
+consistent file and record). Keys, at least: ``source_id``, ``source_type``,
+``identifier``, ``source_uri`` (never a secret), ``source_version``, ``size``,
+``sha256``, ``fetched_at`` (ISO-8601 UTC), ``run_id`` (the Dagster run, null
+outside Dagster), ``local_path``; tables add ``row_count``, ``columns`` and
+``sql``.
+
+Example:
+    >>> record = read_provenance("/tmp/ws/data/a.csv")
+    >>> record["sha256"], record["source_uri"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from connectors.errors import DataSourceError, NotFoundError
+
+LINEAGE_DIR = ".lineage"
+_LOCK_DIR = ".locks"
+REQUIRED_KEYS = (
+    "source_id",
+    "source_type",
+    "identifier",
+    "source_uri",
+    "source_version",
+    "size",
+    "sha256",
+    "fetched_at",
+    "run_id",
+    "local_path",
+)
+
+_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("da_run_id", default=None)
+
+
+@contextlib.contextmanager
+def run_context(run_id: str | None) -> Iterator[None]:
+    """Records written inside this block carry ``run_id`` (the Dagster run)."""
+    token = _run_id.set(run_id)
+    try:
+        yield
+    finally:
+        _run_id.reset(token)
+
+
+def current_run_id() -> str | None:
+    """The run id set by :func:`run_context`, or None."""
+    return _run_id.get()
+
+
+def utc_now_iso() -> str:
+    """Now, as ISO-8601 UTC with a ``Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def build_record(provenance: Mapping[str, Any], **facts: Any) -> dict[str, Any]:
+    """A complete record: the connector's ``provenance`` plus the landing's facts."""
+    record: dict[str, Any] = {
+        "source_uri": None,
+        "source_version": None,
+        **provenance,
+        **facts,
+        "fetched_at": utc_now_iso(),
+        "run_id": current_run_id(),
+    }
+    missing = [key for key in REQUIRED_KEYS if key not in record]
+    if missing:
+        raise DataSourceError(f"provenance record lacks {missing}")
+    return record
+
+
+def record_path(workspace: str | os.PathLike[str], relative: str) -> Path:
+    """Where the record of ``<workspace>/<relative>`` lives."""
+    return Path(workspace).absolute() / LINEAGE_DIR / f"{relative}.json"
+
+
+def write_provenance(workspace: Path, relative: str, record: Mapping[str, Any]) -> Path:
+    """Write ``record`` for ``relative`` atomically (temp, fsync, rename)."""
+    from connectors.workspace import open_directory
+
+    parts = f"{LINEAGE_DIR}/{relative}.json".split("/")
+    dir_fd = open_directory(workspace, parts[:-1], create=True)
+    temp = f".~da-{secrets.token_hex(8)}.part"
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+        try:
+            os.write(fd, json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+    finally:
+        os.close(dir_fd)
+    return record_path(workspace, relative)
+
+
+def read_record(workspace: str | os.PathLike[str], relative: str) -> dict[str, Any] | None:
+    """The record of ``<workspace>/<relative>``, or None when there is none."""
+    try:
+        return json.loads(record_path(workspace, relative).read_text())  # type: ignore[no-any-return]
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def read_provenance(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The provenance record of the landed file at ``path``.
+
+    ``workspace`` defaults to the nearest folder above ``path`` that holds a
+    matching record.
+
+    Raises:
+        NotFoundError: no record exists for that file.
+    """
+    file = Path(path).absolute()
+    candidates = [Path(workspace).absolute()] if workspace else list(file.parents)
+    for root in candidates:
+        if not file.is_relative_to(root):
+            continue
+        record = read_record(root, file.relative_to(root).as_posix())
+        if record is not None:
+            return record
+    raise NotFoundError(f"no provenance record for {str(file)!r}")
+
+
+def find_provenance(
+    workspace: str | os.PathLike[str], *, source_id: str | None = None, identifier: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every record under ``workspace``, optionally only those of a source or an item."""
+    base = Path(workspace).absolute() / LINEAGE_DIR
+    for path in sorted(base.rglob("*.json")):
+        if path.name.startswith(".") or _LOCK_DIR in path.relative_to(base).parts[:1]:
+            continue
+        record = json.loads(path.read_text())
+        if source_id is not None and record.get("source_id") != source_id:
+            continue
+        if identifier is not None and record.get("identifier") != identifier:
+            continue
+        yield record
+
+
+@contextlib.contextmanager
+def target_lock(workspace: Path, relative: str) -> Iterator[None]:
+    """An exclusive lock on one landing target, across processes on this host."""
+    from connectors.workspace import open_directory
+
+    dir_fd = open_directory(workspace, [LINEAGE_DIR, _LOCK_DIR], create=True)
+    name = hashlib.sha256(relative.encode()).hexdigest()[:40]
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

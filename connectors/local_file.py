@@ -1,0 +1,288 @@
+"""``local_file``: a folder on a local or shared disk.
+
+Everything is read from inside ``root``: a symlink whose target lies outside
+it is refused and reported (listed in :attr:`LocalFileConnector.refused`, logged,
+raised as :class:`UnsafeNameError` on fetch) and never read. A fetch copies
+with the kernel's ``copy_file_range`` while another thread hashes the source,
+then checks that the source did not change during the copy.
+
+Example:
+    >>> config = DataSourceConfig(id="docs", type="local_file", name="Docs",
+    ...                           config={"root": "/srv/docs", "pattern": "*.csv"})
+    >>> async with LocalFileConnector(config) as docs:
+    ...     for item in await docs.list_items():
+    ...         print(item.path, item.size)
+    ...     await docs.fetch_data("2024/sales.csv", "/tmp/ws")   # -> /tmp/ws/2024/sales.csv
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fnmatch
+import hashlib
+import mimetypes
+import os
+import stat
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from connectors.base import DataItem, DataSourceConnector
+from connectors.credentials import get_logger
+from connectors.errors import DataFetchError, IntegrityError, NotFoundError, UnsafeNameError
+from connectors.progress import report_progress
+from connectors.settings import LocalFileSettings
+from connectors.workspace import landing, safe_relative_path
+
+log = get_logger(__name__)
+
+COPY_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call: few syscalls, cancellable between
+HASH_BUFFER = 4 * 1024 * 1024  # one reused buffer for hashing: bounded memory
+
+
+class LocalFileConnector(DataSourceConnector):
+    """Serves the files under ``config["root"]``; identifiers are paths relative to it."""
+
+    settings_model = LocalFileSettings
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._root: Path | None = None
+        self._settings: LocalFileSettings | None = None
+        self.refused: list[str] = []  # symlinks leading outside root, seen by the last listing
+
+    async def connect(self) -> bool:
+        settings: LocalFileSettings = self.resolve_settings()
+        root = Path(settings.root).expanduser()
+        if not root.is_dir():
+            raise NotFoundError(f"root folder {str(root)!r} does not exist", source_id=self.source_id)
+        self._root, self._settings = root.resolve(), settings
+        self._connected = True
+        return True
+
+    async def disconnect(self) -> None:
+        self._connected = False
+
+    async def test_connection(self) -> bool:
+        try:
+            if not self._connected:
+                await self.connect()
+            return os.access(self._require_root(), os.R_OK | os.X_OK)
+        except (DataFetchError, OSError):
+            return False
+
+    def _require_root(self) -> Path:
+        self._require_connected()
+        assert self._root is not None
+        return self._root
+
+    # --- listing ---------------------------------------------------------
+
+    async def list_items(self, path: str | None = None) -> list[DataItem]:
+        return await asyncio.to_thread(self._scan, path)
+
+    def _scan(self, path: str | None) -> list[DataItem]:
+        root = self._require_root()
+        assert self._settings is not None
+        start = self._inside_root(path.strip("/") if path else "")
+        if not start.is_dir():
+            raise NotFoundError(f"folder {path!r} does not exist under root", source_id=self.source_id)
+        self.refused = []
+        items: list[DataItem] = []
+        self._walk(root, start, items)
+        items.sort(key=lambda item: item.path)
+        return items
+
+    def _walk(self, root: Path, folder: Path, items: list[DataItem]) -> None:
+        assert self._settings is not None
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                relative = Path(entry.path).relative_to(root).as_posix()
+                if entry.is_symlink():
+                    self._add_symlink(root, entry, relative, items)
+                elif entry.is_dir(follow_symlinks=False):
+                    if self._settings.recursive:
+                        self._walk(root, Path(entry.path), items)
+                elif entry.is_file(follow_symlinks=False) and self._matches(relative):
+                    items.append(_item(relative, entry.stat(follow_symlinks=False)))
+
+    def _add_symlink(self, root: Path, entry: os.DirEntry[str], relative: str, items: list[DataItem]) -> None:
+        target = Path(os.path.realpath(entry.path))
+        if not target.is_relative_to(root):
+            self.refused.append(relative)
+            log.warning("source %s: %s is a symlink leading outside root; refused", self.source_id, relative)
+        elif target.is_file() and self._matches(relative):
+            items.append(_item(relative, target.stat()))
+
+    def _matches(self, relative: str) -> bool:
+        assert self._settings is not None
+        pattern = self._settings.pattern
+        return pattern is None or fnmatch.fnmatchcase(relative, pattern)
+
+    def _inside_root(self, relative: str) -> Path:
+        """``root/relative``, refusing names and symlinks that lead outside root."""
+        root = self._require_root()
+        if relative:
+            safe_relative_path(relative)
+        candidate = root / relative
+        if not Path(os.path.realpath(candidate)).is_relative_to(root):
+            raise UnsafeNameError(
+                f"{relative!r} is a symlink leading outside root; refused, not read", source_id=self.source_id
+            )
+        return candidate
+
+    # --- fetching --------------------------------------------------------
+
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        cancelled = threading.Event()
+        try:
+            return await asyncio.to_thread(self._fetch, identifier, workspace, cancelled)
+        except asyncio.CancelledError:
+            cancelled.set()  # the copy stops at its next chunk and removes its temporary
+            raise
+
+    def _fetch(self, identifier: str, workspace: str, cancelled: threading.Event) -> str:
+        fd, before = self._open_source(identifier)
+        try:
+            with landing(workspace, identifier, source_id=self.source_id) as land:
+                digest = _copy_and_hash(fd, land.fd, before.st_size, identifier, cancelled)
+                self._check_unchanged(identifier, fd, before)
+                landed = land.commit(
+                    provenance=self._provenance(identifier, before),
+                    expected_size=before.st_size,
+                    sha256=digest,
+                )
+        finally:
+            os.close(fd)
+        return str(landed.path)
+
+    def _open_source(self, identifier: str) -> tuple[int, os.stat_result]:
+        path = self._inside_root(identifier)
+        try:
+            fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFoundError(f"{identifier!r} does not exist under root", source_id=self.source_id) from None
+        except OSError as exc:
+            raise DataFetchError(f"cannot read {identifier!r}: {exc.strerror}", source_id=self.source_id) from exc
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise NotFoundError(f"{identifier!r} is not a regular file", source_id=self.source_id)
+        return fd, info
+
+    def _check_unchanged(self, identifier: str, fd: int, before: os.stat_result) -> None:
+        after = os.fstat(fd)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise IntegrityError(f"{identifier!r} changed while it was copied", source_id=self.source_id)
+
+    def _provenance(self, identifier: str, info: os.stat_result) -> dict[str, Any]:
+        root = self._require_root()
+        return {
+            "source_type": self.type_name(),
+            "source_uri": (root / identifier).as_uri(),
+            "source_version": _version(info),
+            "modified_at": _iso(info.st_mtime_ns),
+            "content_type": _content_type(identifier),
+        }
+
+    # --- metadata --------------------------------------------------------
+
+    async def get_metadata(self, identifier: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self._metadata, identifier)
+
+    def _metadata(self, identifier: str) -> dict[str, Any]:
+        fd, info = self._open_source(identifier)
+        try:
+            digest = _hash_range(fd, info.st_size, threading.Event())
+        finally:
+            os.close(fd)
+        return {
+            "path": identifier,
+            "size": info.st_size,
+            "modified_at": _iso(info.st_mtime_ns),
+            "content_type": _content_type(identifier),
+            "sha256": digest,
+            "version": _version(info),
+            "source_uri": (self._require_root() / identifier).as_uri(),
+        }
+
+
+def _item(relative: str, info: os.stat_result) -> DataItem:
+    return DataItem(
+        name=relative.rsplit("/", 1)[-1],
+        path=relative,
+        size=info.st_size,
+        modified_at=int(info.st_mtime),
+        metadata={
+            "content_type": _content_type(relative),
+            "modified_at": _iso(info.st_mtime_ns),
+            "version": _version(info),
+        },
+    )
+
+
+def _version(info: os.stat_result) -> str:
+    return f"{info.st_mtime_ns}-{info.st_size}"
+
+
+def _iso(mtime_ns: int) -> str:
+    moment = datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _content_type(name: str) -> str:
+    guessed, _ = mimetypes.guess_type(quote(name))
+    return guessed or "application/octet-stream"
+
+
+def _copy_and_hash(src: int, dst: int, size: int, identifier: str, cancelled: threading.Event) -> str:
+    """Copy ``size`` bytes in the kernel while another thread hashes the source."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="da-hash") as pool:
+        digest: Future[str] = pool.submit(_hash_range, src, size, cancelled)
+        try:
+            _kernel_copy(src, dst, size, identifier, cancelled)
+        except BaseException:
+            cancelled.set()
+            raise
+        return digest.result()
+
+
+def _kernel_copy(src: int, dst: int, size: int, identifier: str, cancelled: threading.Event) -> None:
+    offset = 0
+    while offset < size:
+        if cancelled.is_set():
+            raise asyncio.CancelledError
+        count = min(COPY_CHUNK, size - offset)
+        done = _copy_chunk(src, dst, offset, count)
+        if done == 0:
+            raise IntegrityError(f"{identifier!r} shrank while it was copied")
+        offset += done
+        report_progress(identifier, offset, size)
+
+
+def _copy_chunk(src: int, dst: int, offset: int, count: int) -> int:
+    try:
+        return os.copy_file_range(src, dst, count, offset, offset)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    os.lseek(dst, offset, os.SEEK_SET)
+    return os.sendfile(dst, src, offset, count)
+
+
+def _hash_range(fd: int, size: int, cancelled: threading.Event) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(HASH_BUFFER)
+    view = memoryview(buffer)
+    offset = 0
+    while offset < size and not cancelled.is_set():
+        done = os.preadv(fd, [view], offset)
+        if done == 0:
+            break
+        digest.update(view[:done])
+        offset += done
+    return digest.hexdigest()

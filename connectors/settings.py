@@ -1,0 +1,198 @@
+"""Typed settings of the built-in connector types, and their validation.
+
+``DataSourceConfig.config`` is a plain dict (the seed's contract). It is checked
+against the type's settings model twice: when the config is built, with secret
+references allowed in place of any value, and when a connector connects, after
+the references are resolved, to give the connector a typed settings object.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.fields import FieldInfo
+
+from connectors.credentials import Secret, resolve_config
+from connectors.errors import ConfigurationError
+
+
+class EnvReference(BaseModel):
+    """``{"env": "NAME"}``: the value of an environment variable, read at connect time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    env: str = Field(description="Name of the environment variable.")
+
+
+class StoreReference(BaseModel):
+    """``{"secret": "NAME"}``: a value from the credential store, read at connect time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    secret: str = Field(description="Name of the secret in the credential store.")
+
+
+class ConnectorSettings(BaseModel):
+    """Base of every connector type's settings: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def secret_fields(cls) -> frozenset[str]:
+        """Names of the fields that hold secrets (masked in every repr)."""
+        return frozenset(n for n, f in cls.model_fields.items() if _mentions_secret(f.annotation))
+
+
+def _mentions_secret(annotation: Any) -> bool:
+    return annotation is Secret or Secret in getattr(annotation, "__args__", ())
+
+
+class LocalFileSettings(ConnectorSettings):
+    """Settings of a ``local_file`` source."""
+
+    root: str = Field(description="Folder the source serves; nothing outside it is ever read.")
+    pattern: str | None = Field(
+        None, description="fnmatch glob on the path relative to root, e.g. '*.csv'."
+    )
+    recursive: bool = Field(True, description="List sub-folders too.")
+
+
+class AzureBlobSettings(ConnectorSettings):
+    """Settings of an ``azure_blob`` source."""
+
+    container_name: str = Field(description="The container to read.")
+    connection_string: Secret | None = Field(None, description="Storage connection string.")
+    account_url: str | None = Field(None, description="https://<account>.blob.core.windows.net")
+    account_key: Secret | None = Field(None, description="Shared key, with account_url.")
+    sas_token: Secret | None = Field(None, description="SAS token, with account_url.")
+    credential: Literal["default"] | None = Field(
+        None, description="'default': DefaultAzureCredential (needs the azure-identity extra)."
+    )
+    prefix: str = Field("", description="Only blobs under this virtual folder.")
+    pattern: str | None = Field(None, description="fnmatch glob on the blob name.")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to open a connection.")
+    read_timeout: float = Field(60.0, gt=0, description="Seconds without a byte before giving up.")
+    max_concurrency: int = Field(8, ge=1, le=64, description="Parallel ranged reads per blob.")
+    retry_total: int = Field(5, ge=0, le=20, description="Retries of transient failures.")
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> AzureBlobSettings:
+        if (self.connection_string is None) == (self.account_url is None):
+            raise ValueError("give exactly one of connection_string or account_url")
+        given = [k for k in ("account_key", "sas_token", "credential") if getattr(self, k) is not None]
+        if self.connection_string is not None and given:
+            raise ValueError(f"{given[0]} goes with account_url, not with connection_string")
+        if len(given) > 1:
+            raise ValueError(f"give at most one of account_key, sas_token, credential (got {given})")
+        return self
+
+
+class PostgreSQLSettings(ConnectorSettings):
+    """Settings of a ``postgresql`` source."""
+
+    dsn: Secret | None = Field(None, description="libpq connection string or URI.")
+    host: str | None = Field(None, description="Server host name or address.")
+    port: int = Field(5432, ge=1, le=65535, description="Server port.")
+    dbname: str | None = Field(None, description="Database name.")
+    user: str | None = Field(None, description="User name.")
+    password: Secret | None = Field(None, description="Password.")
+    sslmode: str | None = Field(None, description="libpq sslmode (disable, require, verify-full...).")
+    schemas: list[str] = Field(default_factory=lambda: ["public"], description="Schemas to list.")
+    format: Literal["csv", "parquet"] = Field("csv", description="File format of fetched tables.")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect.")
+    statement_timeout: float | None = Field(
+        None, gt=0, description="Seconds a statement may run (none: no limit)."
+    )
+    pool_min_size: int = Field(0, ge=0, description="Connections kept open.")
+    pool_max_size: int = Field(4, ge=1, description="Most connections at once.")
+    pool_max_lifetime: float = Field(3600.0, gt=0, description="Seconds before a connection is renewed.")
+
+    @model_validator(mode="after")
+    def _dsn_or_host(self) -> PostgreSQLSettings:
+        if self.dsn is None and self.host is None:
+            raise ValueError("give dsn, or host (with port, dbname, user, password)")
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size is larger than pool_max_size")
+        return self
+
+
+BUILTIN_SETTINGS: dict[str, type[ConnectorSettings]] = {
+    "local_file": LocalFileSettings,
+    "azure_blob": AzureBlobSettings,
+    "postgresql": PostgreSQLSettings,
+}
+
+_Reference = EnvReference | StoreReference
+
+
+@functools.cache
+def _with_references(model: type[ConnectorSettings]) -> type[ConnectorSettings]:
+    """``model`` with a secret reference accepted in place of any field's value."""
+    fields: dict[str, Any] = {name: _tolerant_field(info) for name, info in model.model_fields.items()}
+    derived: type[ConnectorSettings] = create_model(  # type: ignore[call-overload]
+        f"{model.__name__}WithReferences", __base__=model, **fields
+    )
+    return derived
+
+
+def _tolerant_field(info: FieldInfo) -> tuple[Any, Any]:
+    # constraints (ge, gt...) stay on the literal branch; a reference is checked at connect time
+    literal = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+    if info.default_factory is not None:
+        default = Field(default_factory=info.default_factory)
+    else:
+        default = Field(info.default) if not info.is_required() else Field()
+    return (literal | _Reference, default)
+
+
+def check_config(
+    model: type[ConnectorSettings], config: Mapping[str, Any], source_id: str
+) -> dict[str, Any]:
+    """Validate ``config`` (references allowed); return it with literal secrets masked.
+
+    Raises:
+        ConfigurationError: naming the source and each bad field.
+    """
+    try:
+        _with_references(model).model_validate(dict(config))
+    except ValidationError as exc:
+        raise ConfigurationError(describe_errors(exc, "config"), source_id=source_id) from None
+    secret_fields = model.secret_fields()
+    return {
+        key: Secret(value) if key in secret_fields and isinstance(value, str) else value
+        for key, value in config.items()
+    }
+
+
+_Settings = Any
+
+
+def resolve_settings(
+    model: type[ConnectorSettings], config: Mapping[str, Any], source_id: str
+) -> _Settings:
+    """Resolve the references in ``config`` and return the typed settings object."""
+    resolved = resolve_config(config, source_id=source_id)
+    try:
+        return model.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_errors(exc, "config"), source_id=source_id) from None
+
+
+def describe_errors(exc: ValidationError, prefix: str) -> str:
+    """One line per bad field, without the offending values (they may be secrets)."""
+    seen: dict[str, str] = {}
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in error["loc"][:1]] if error["loc"] else []
+        field = ".".join(part for part in [prefix, *loc] if part) or "value"
+        seen.setdefault(field, _plain_message(error))
+    return "; ".join(f"{field}: {message}" for field, message in seen.items())
+
+
+def _plain_message(error: Mapping[str, Any]) -> str:
+    message = str(error["msg"])
+    if error["type"] == "missing":
+        return "required field is missing"
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    return message.removeprefix("Value error, ")

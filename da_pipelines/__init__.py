@@ -1,0 +1,1 @@
+"""The Dagster code location of da-sources (``defs``). Built in issue 6."""

@@ -1,0 +1,30 @@
+"""Session fixtures: the real services (started here, never skipped) and common helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness import AzuriteServer, PostgresServer, start_azurite, start_postgres
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster for the whole session."""
+    with start_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[AzuriteServer]:
+    """An in-memory Azurite for the whole session; keep what each test stores small."""
+    with start_azurite() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_azurite() -> Iterator[AzuriteServer]:
+    """An Azurite of its own, for tests that fill the store or stop the server."""
+    with start_azurite() as server:
+        yield server

@@ -1,0 +1,216 @@
+"""Real services for the tests and benchmarks: a throwaway PostgreSQL 15 cluster and Azurite.
+
+Both start on a free loopback port, in a temporary folder, and are torn down
+by ``stop()``. A missing binary is an error that says what to install; nothing
+is ever skipped. Used by ``tests/conftest.py`` (session fixtures) and by
+``benchmarks/``.
+
+Example:
+    >>> with start_postgres() as pg, start_azurite() as az:
+    ...     print(pg.dsn, az.connection_string)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PG_BIN_CANDIDATES = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin")]
+AZURITE_BIN = REPO / "node_modules" / ".bin" / "azurite-blob"
+
+# The emulator's well-known development account (public, documented by Microsoft).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class HarnessError(RuntimeError):
+    """A service could not be started; the message says what to install or check."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise HarnessError(f"{what} exited with code {process.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise HarnessError(f"{what} did not listen on port {port} within {timeout} s")
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Terminate a process started with ``start_new_session=True`` and its children."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout)
+
+
+# --- PostgreSQL -------------------------------------------------------------
+
+
+@dataclass
+class PostgresServer:
+    """A running throwaway cluster: connect as ``user``/``password`` to ``dbname``."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+    data_dir: Path
+    bin_dir: Path
+    run_as: str | None
+
+    @property
+    def dsn(self) -> str:
+        return f"host={self.host} port={self.port} user={self.user} password={self.password} dbname={self.dbname}"
+
+    def pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args]
+        return _run_as(self.run_as, command, check=check)
+
+    def stop(self) -> None:
+        """Stop the server now (fast); the data folder stays until :meth:`destroy`."""
+        self.pg_ctl("stop", "-m", "immediate", "-w", check=False)
+
+    def start(self) -> None:
+        """Start the server again after :meth:`stop`."""
+        self.pg_ctl("start", "-w", "-t", "60", "-l", str(self.data_dir / "server.log"))
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def find_pg_bin() -> Path:
+    for candidate in PG_BIN_CANDIDATES:
+        if (candidate / "initdb").exists():
+            return candidate
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise HarnessError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found; install them with "
+        "'apt-get install postgresql-15' (looked in /usr/lib/postgresql/15/bin and PATH)"
+    )
+
+
+def _run_as(user: str | None, command: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    if user:
+        command = ["runuser", "-u", user, "--", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise HarnessError(f"{' '.join(command[:4])}... failed: {result.stderr.strip()[-2000:]}")
+    return result
+
+
+@contextlib.contextmanager
+def start_postgres(password: str = "harness-pw") -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL cluster with password (scram) authentication on loopback."""
+    bin_dir = find_pg_bin()
+    run_as = "postgres" if os.geteuid() == 0 else None
+    base = Path(tempfile.mkdtemp(prefix="da-pg-"))
+    os.chmod(base, 0o755)
+    data_dir = base / "data"
+    pwfile = base / "pwfile"
+    pwfile.write_text(password + "\n")
+    if run_as:
+        shutil.chown(base, run_as)
+        shutil.chown(pwfile, run_as)
+    port = free_port()
+    _run_as(run_as, [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=scram-sha-256",
+                     f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
+    options = (f"-p {port} -c listen_addresses=127.0.0.1 -k {base} -c fsync=off "
+               "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    with open(data_dir / "postgresql.auto.conf", "a") as conf:
+        conf.write(f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{base}'\n")
+    server = PostgresServer("127.0.0.1", port, "postgres", password, "postgres", data_dir, bin_dir, run_as)
+    server.pg_ctl("start", "-w", "-t", "60", "-o", options, "-l", str(data_dir / "server.log"))
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+# --- Azurite ----------------------------------------------------------------
+
+
+@dataclass
+class AzuriteServer:
+    """A running Azurite blob service with the well-known development account."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    account_name: str = AZURITE_ACCOUNT
+    account_key: str = AZURITE_KEY
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.account_name}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account_name};"
+            f"AccountKey={self.account_key};BlobEndpoint={self.blob_endpoint};"
+        )
+
+    def stop(self) -> None:
+        stop_process_group(self.process)
+
+
+def ensure_azurite_installed() -> Path:
+    """The azurite-blob binary, installed from the committed lock file when missing."""
+    if AZURITE_BIN.exists():
+        return AZURITE_BIN
+    npm = shutil.which("npm")
+    if npm is None:
+        raise HarnessError("Azurite needs Node.js and npm: install them ('apt-get install nodejs npm')")
+    result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
+    if result.returncode != 0 or not AZURITE_BIN.exists():
+        raise HarnessError(f"'npm ci' could not install Azurite: {result.stderr.strip()[-2000:]}")
+    return AZURITE_BIN
+
+
+@contextlib.contextmanager
+def start_azurite(location: Path | None = None) -> Iterator[AzuriteServer]:
+    """A fresh Azurite blob server; in memory unless ``location`` is given. Keep it small."""
+    binary = ensure_azurite_installed()
+    port = free_port()
+    storage = ["--location", str(location)] if location else ["--inMemoryPersistence"]
+    command = [str(binary), "--loose", "--skipApiVersionCheck", "--blobHost", "127.0.0.1",
+               "--blobPort", str(port), "--disableTelemetry", *storage]
+    log = tempfile.TemporaryFile(prefix="azurite-")  # a file, not a pipe: a full pipe would stall it
+    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log, start_new_session=True)
+    server = AzuriteServer(port, process)
+    try:
+        wait_for_port(port, process, 60, "azurite-blob")
+        yield server
+    finally:
+        server.stop()
+        log.close()
