@@ -14,14 +14,16 @@ Example:
 from __future__ import annotations
 
 import importlib
+import os
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.errors import ConfigurationError
 from connectors.settings import BUILTIN_SETTINGS, ConnectorSettings
 
 if TYPE_CHECKING:
-    from connectors.base import DataSourceConnector
+    from connectors.base import DataSourceConfig, DataSourceConnector
 
 ENTRY_POINT_GROUP = "da_sources.connectors"
 
@@ -128,3 +130,43 @@ def type_name_of(cls: type[DataSourceConnector]) -> str:
         if path == f"{cls.__module__}:{cls.__qualname__}":
             return name
     raise ConfigurationError(f"{cls.__name__} is not a registered connector type")
+
+
+# --- the sources file ---------------------------------------------------------
+
+SOURCES_FILE_ENV = "DA_SOURCES_FILE"
+DEFAULT_SOURCES_FILE = "sources.yaml"
+
+
+def sources_file_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The sources file: ``path``, else ``$DA_SOURCES_FILE``, else ``./sources.yaml``."""
+    return Path(path or os.environ.get(SOURCES_FILE_ENV) or DEFAULT_SOURCES_FILE)
+
+
+def load_sources_file(path: str | os.PathLike[str]) -> list[DataSourceConfig]:
+    """Parse and validate a sources file (``sources: [...]``).
+
+    Raises:
+        ConfigurationError: unreadable YAML, a wrong shape, a duplicate id, or a
+            bad source (the message names the source and the field).
+    """
+    import yaml
+
+    from connectors.base import DataSourceConfig
+
+    try:
+        document = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"cannot read sources file {str(path)!r}: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("sources", []), list):
+        raise ConfigurationError(f"{str(path)!r}: expected a mapping with a 'sources' list")
+    unknown = set(document) - {"sources"}
+    if unknown:
+        raise ConfigurationError(f"{str(path)!r}: unknown top-level keys {sorted(unknown)}")
+    sources = [DataSourceConfig.from_dict(entry) for entry in document.get("sources") or []]
+    seen: set[str] = set()
+    for source in sources:
+        if source.id in seen:
+            raise ConfigurationError(f"{str(path)!r}: source id {source.id!r} appears twice")
+        seen.add(source.id)
+    return sources
