@@ -128,12 +128,9 @@ def open_directory(root: Path, relative_parts: list[str], *, create: bool) -> in
     if create:
         root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for index, part in enumerate(relative_parts):
-            fd = _open_child_directory(fd, part, create, "/".join(relative_parts[: index + 1]))
-    except BaseException:
-        os.close(fd)
-        raise
+    for index, part in enumerate(relative_parts):
+        # closes the parent's descriptor whether or not the child opens
+        fd = _open_child_directory(fd, part, create, "/".join(relative_parts[: index + 1]))
     return fd
 
 

@@ -1,0 +1,280 @@
+"""The connector conformance suite: one class of tests every connector passes.
+
+A connector's test module subclasses :class:`ConnectorConformance` and supplies
+one fixture, ``source``, returning a :class:`SourceUnderTest`: how to build an
+unconnected connector, which items the source holds and the exact bytes each
+must land as, where each lands, and an identifier that does not exist.
+
+Example:
+    class TestLocalFile(ConnectorConformance):
+        @pytest.fixture
+        def source(self, tmp_path):
+            ...
+            return SourceUnderTest(make_connector=..., items={"a.csv": b"x,y\\n"}, missing="nope.csv")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from connectors import (
+    ConnectionError,
+    DataSourceConnector,
+    DataSourceError,
+    NotFoundError,
+    UnsafeNameError,
+    read_provenance,
+    run_context,
+)
+from connectors.lineage import REQUIRED_KEYS
+from connectors.workspace import TEMP_PREFIX
+
+T = TypeVar("T")
+
+UNSAFE_NAMES = [
+    "../../etc/passwd",
+    "a/../../x",
+    "/etc/x",
+    "C:/x",
+    "C:\\x",
+    "\\\\host\\share\\x",
+    "a\\..\\..\\x",
+    "a\x00b",
+    "a\nb",
+    ".",
+    "..",
+    "trailing.",
+    "trailing ",
+    "x" * 256,
+    "a//b",
+]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine on a fresh event loop."""
+    return asyncio.run(coro)
+
+
+@dataclass
+class SourceUnderTest:
+    """What a connector's test module supplies to the conformance suite.
+
+    Attributes:
+        make_connector: builds a new, unconnected connector for the source.
+        items: identifier -> the exact bytes it must land as.
+        missing: an identifier the source does not have.
+        landed_name: identifier -> path relative to the workspace where it lands.
+        unsafe_names: identifiers that must be refused with UnsafeNameError.
+        source_type: the type name expected in lineage records.
+    """
+
+    make_connector: Callable[[], DataSourceConnector]
+    items: dict[str, bytes]
+    missing: str
+    source_type: str
+    landed_name: Callable[[str], str] = lambda identifier: identifier
+    unsafe_names: list[str] = field(default_factory=lambda: list(UNSAFE_NAMES))
+
+
+async def connected(source: SourceUnderTest, body: Callable[[DataSourceConnector], Awaitable[T]]) -> T:
+    async with source.make_connector() as connector:
+        return await body(connector)
+
+
+def temporaries(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(TEMP_PREFIX)]
+
+
+def outside_workspace(root: Path, workspace: Path) -> set[Path]:
+    """Every path under ``root`` that is not the workspace or inside it."""
+    return {p for p in root.rglob("*") if p != workspace and workspace not in p.parents}
+
+
+def files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and ".lineage" not in p.relative_to(root).parts]
+
+
+class ConnectorConformance:
+    """Tests every connector must pass; subclasses supply the ``source`` fixture."""
+
+    @pytest.fixture
+    def workspace(self, tmp_path: Path) -> Path:
+        # a folder inside tmp_path, so anything written beside it shows up as an escape
+        return tmp_path / "ws"
+
+    def test_lists_every_item_with_size_and_version(self, source: SourceUnderTest) -> None:
+        items = run(connected(source, lambda c: c.list_items()))
+        listed = {item.path: item for item in items}
+        assert set(source.items) <= set(listed)
+        for identifier in source.items:
+            item = listed[identifier]
+            assert item.size >= 0 and item.modified_at > 0
+            assert item.metadata.get("version"), f"{identifier} has no version in its metadata"
+
+    def test_fetch_lands_exact_bytes_at_the_documented_path(
+        self, source: SourceUnderTest, workspace: Path
+    ) -> None:
+        async def fetch_all(connector: DataSourceConnector) -> dict[str, str]:
+            return {i: await connector.fetch_data(i, str(workspace)) for i in source.items}
+
+        paths = run(connected(source, fetch_all))
+        for identifier, expected in source.items.items():
+            path = Path(paths[identifier])
+            assert path.is_absolute()
+            assert path == workspace.absolute() / source.landed_name(identifier)
+            assert path.read_bytes() == expected
+
+    def test_lineage_record_is_present_and_correct(self, source: SourceUnderTest, workspace: Path) -> None:
+        identifier = next(iter(source.items))
+
+        async def fetch(connector: DataSourceConnector) -> str:
+            with run_context("run-1234"):
+                return await connector.fetch_data(identifier, str(workspace))
+
+        path = Path(run(connected(source, fetch)))
+        record = read_provenance(path)
+        assert set(REQUIRED_KEYS) <= set(record)
+        data = path.read_bytes()
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert record["size"] == len(data)
+        assert record["identifier"] == identifier
+        assert record["source_type"] == source.source_type
+        assert record["run_id"] == "run-1234"
+        assert record["local_path"] == str(path)
+        assert record["source_uri"] and record["source_version"]
+        assert record["fetched_at"].endswith("Z")
+
+    def test_get_metadata_reports_size_and_version(self, source: SourceUnderTest) -> None:
+        identifier = next(iter(source.items))
+        metadata = run(connected(source, lambda c: c.get_metadata(identifier)))
+        assert metadata.get("version")
+        assert "size" in metadata
+
+    def test_missing_item_is_not_found_and_leaves_nothing(self, source: SourceUnderTest, workspace: Path) -> None:
+        with pytest.raises(NotFoundError):
+            run(connected(source, lambda c: c.fetch_data(source.missing, str(workspace))))
+        with pytest.raises(NotFoundError):
+            run(connected(source, lambda c: c.get_metadata(source.missing)))
+        assert not workspace.exists() or files_under(workspace) == []
+
+    def test_unsafe_names_are_refused_and_nothing_escapes(
+        self, source: SourceUnderTest, workspace: Path, tmp_path: Path
+    ) -> None:
+        async def try_all(connector: DataSourceConnector) -> list[str]:
+            accepted = []
+            for name in source.unsafe_names:
+                try:
+                    await connector.fetch_data(name, str(workspace))
+                    accepted.append(name)
+                except UnsafeNameError:
+                    pass
+            return accepted
+
+        before = outside_workspace(tmp_path, workspace)
+        assert run(connected(source, try_all)) == []
+        assert outside_workspace(tmp_path, workspace) == before
+        assert not workspace.exists() or files_under(workspace) == []
+
+    def test_failures_leave_no_temporary_files(self, source: SourceUnderTest, workspace: Path) -> None:
+        async def fetch_mixed(connector: DataSourceConnector) -> None:
+            await connector.fetch_data(next(iter(source.items)), str(workspace))
+            for name in [source.missing, *source.unsafe_names[:3]]:
+                with pytest.raises(DataSourceError):
+                    await connector.fetch_data(name, str(workspace))
+
+        run(connected(source, fetch_mixed))
+        assert temporaries(workspace) == []
+
+    def test_refetch_replaces_the_file_and_keeps_one_record(self, source: SourceUnderTest, workspace: Path) -> None:
+        identifier = next(iter(source.items))
+
+        async def twice(connector: DataSourceConnector) -> tuple[str, str]:
+            return (await connector.fetch_data(identifier, str(workspace)),
+                    await connector.fetch_data(identifier, str(workspace)))
+
+        first, second = run(connected(source, twice))
+        assert first == second
+        assert Path(second).read_bytes() == source.items[identifier]
+        records = list((workspace / ".lineage").rglob("*.json"))
+        assert len(records) == 1
+
+    def test_concurrent_fetches_of_one_item_leave_one_consistent_file(
+        self, source: SourceUnderTest, workspace: Path
+    ) -> None:
+        identifier = next(iter(source.items))
+
+        async def together(connector: DataSourceConnector) -> list[str]:
+            return list(await asyncio.gather(*(connector.fetch_data(identifier, str(workspace)) for _ in range(4))))
+
+        paths = run(connected(source, together))
+        path = Path(paths[0])
+        assert path.read_bytes() == source.items[identifier]
+        assert read_provenance(path)["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert temporaries(workspace) == []
+
+    def test_fetch_many_reports_each_item(self, source: SourceUnderTest, workspace: Path) -> None:
+        wanted = [*source.items, source.missing]
+        results = run(connected(source, lambda c: c.fetch_many(wanted, str(workspace), concurrency=3)))
+        assert [r.identifier for r in results] == wanted
+        assert all(r.ok and r.path for r in results[:-1])
+        assert isinstance(results[-1].error, NotFoundError)
+        for result in results[:-1]:
+            assert Path(str(result.path)).read_bytes() == source.items[result.identifier]
+
+    def test_symlink_planted_at_the_target_is_not_followed(
+        self, source: SourceUnderTest, workspace: Path, tmp_path: Path
+    ) -> None:
+        identifier = next(iter(source.items))
+        victim = tmp_path / "victim.txt"
+        victim.write_bytes(b"do not touch")
+        target = workspace / source.landed_name(identifier)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(victim)
+        path = Path(run(connected(source, lambda c: c.fetch_data(identifier, str(workspace)))))
+        assert victim.read_bytes() == b"do not touch"
+        assert not path.is_symlink() and path.read_bytes() == source.items[identifier]
+
+    def test_symlinked_folder_in_the_workspace_is_not_followed(
+        self, source: SourceUnderTest, workspace: Path, tmp_path: Path
+    ) -> None:
+        nested = next((i for i in source.items if "/" in source.landed_name(i)), None)
+        identifier = nested or next(iter(source.items))
+        # with no nested item, plant the symlink over the lineage tree instead
+        planted = source.landed_name(identifier).split("/")[0] if nested else ".lineage"
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        workspace.mkdir(parents=True)
+        (workspace / planted).symlink_to(outside, target_is_directory=True)
+        with pytest.raises(UnsafeNameError):
+            run(connected(source, lambda c: c.fetch_data(identifier, str(workspace))))
+        assert list(outside.iterdir()) == []
+
+    def test_context_manager_connects_and_closes(self, source: SourceUnderTest) -> None:
+        async def use() -> DataSourceConnector:
+            async with source.make_connector() as connector:
+                assert connector.is_connected
+                await connector.list_items()
+            return connector
+
+        connector = run(use())
+        assert not connector.is_connected
+        with pytest.raises(ConnectionError):
+            run(connector.list_items())
+        assert "password" not in repr(connector).lower() or "***" in repr(connector)
+
+    def test_errors_survive_pickling(self, source: SourceUnderTest, workspace: Path) -> None:
+        import pickle
+
+        with pytest.raises(NotFoundError) as caught:
+            run(connected(source, lambda c: c.fetch_data(source.missing, str(workspace))))
+        copy = pickle.loads(pickle.dumps(caught.value))
+        assert type(copy) is type(caught.value) and str(copy) == str(caught.value)
+        assert copy.retryable is caught.value.retryable
+
