@@ -26,7 +26,7 @@ import os
 import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -57,10 +57,10 @@ class LocalFileConnector(DataSourceConnector):
 
     async def connect(self) -> bool:
         settings: LocalFileSettings = self.resolve_settings()
-        root = Path(settings.root).expanduser()
-        if not root.is_dir():
-            raise NotFoundError(f"root folder {str(root)!r} does not exist", source_id=self.source_id)
-        self._root, self._settings = root.resolve(), settings
+        root = await asyncio.to_thread(_existing_folder, Path(settings.root).expanduser())
+        if root is None:
+            raise NotFoundError(f"root folder {settings.root!r} does not exist", source_id=self.source_id)
+        self._root, self._settings = root, settings
         self._connected = True
         return True
 
@@ -211,6 +211,10 @@ class LocalFileConnector(DataSourceConnector):
         }
 
 
+def _existing_folder(path: Path) -> Path | None:
+    return path.resolve() if path.is_dir() else None
+
+
 def _item(relative: str, info: os.stat_result) -> DataItem:
     return DataItem(
         name=relative.rsplit("/", 1)[-1],
@@ -230,7 +234,7 @@ def _version(info: os.stat_result) -> str:
 
 
 def _iso(mtime_ns: int) -> str:
-    moment = datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc)
+    moment = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC)
     return moment.isoformat().replace("+00:00", "Z")
 
 

@@ -1,0 +1,83 @@
+"""The remote-name -> workspace-path mapping (RELIABILITY rows 1-6), with properties."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors import UnsafeNameError
+from connectors.workspace import safe_relative_path, target_path
+
+WORKSPACE = Path("/srv/ws")
+
+names = st.one_of(
+    st.text(max_size=300),
+    st.lists(st.sampled_from(["a", "..", ".", "", "b c", "\\", "C:", "x\x00", "é", "e\u0301", "/"]), max_size=8)
+    .map("/".join),
+)
+
+
+@given(names)
+@settings(max_examples=2000, deadline=None)
+def test_any_name_lands_inside_the_workspace_or_is_refused(name: str) -> None:
+    try:
+        path = target_path(WORKSPACE, name)
+    except UnsafeNameError:
+        return
+    resolved = Path(os.path.normpath(path))
+    assert resolved.is_relative_to(WORKSPACE) and resolved != WORKSPACE
+    assert resolved == path  # nothing to normalise away: no '..', '.', '//'
+
+
+@given(names)
+@settings(max_examples=500, deadline=None)
+def test_mapping_is_deterministic(name: str) -> None:
+    outcomes = []
+    for _ in range(2):
+        try:
+            outcomes.append(safe_relative_path(name))
+        except UnsafeNameError as exc:
+            outcomes.append(f"refused: {exc}")
+    assert outcomes[0] == outcomes[1]
+
+
+@given(names, names)
+@settings(max_examples=1000, deadline=None)
+def test_two_different_names_never_map_to_one_path(a: str, b: str) -> None:
+    try:
+        pa, pb = safe_relative_path(a), safe_relative_path(b)
+    except UnsafeNameError:
+        return
+    assert (pa == pb) == (a == b)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd", "a/../../x", "/etc/x", "C:/x", "C:\\x", "\\\\host\\share\\x", "a\\..\\..\\x",
+        "a\x00b", "a\x1fb", "a\x7fb", ".", "..", "a/./b", "a//b", "trailing.", "dir./x", "trailing ",
+        "x" * 256, "folder/", "", ".lineage/x.json", "a/.~da-0011.part", "\ud800",
+    ],
+)
+def test_unsafe_names_are_refused(name: str) -> None:
+    with pytest.raises(UnsafeNameError):
+        safe_relative_path(name)
+
+
+@pytest.mark.parametrize("name", ["a.csv", "dir/sub/b.parquet", "with space.txt", "caf\u00e9/\u65e5\u672c.csv",
+                                  "%41#?.bin", ".hidden", "x" * 255, "a..b", "-dash"])
+def test_ordinary_names_map_to_themselves(name: str) -> None:
+    assert safe_relative_path(name) == name
+    assert target_path(WORKSPACE, name) == WORKSPACE / name
+
+
+def test_refusal_messages_say_why_and_are_bounded() -> None:
+    with pytest.raises(UnsafeNameError, match="control character"):
+        safe_relative_path("a\nb")
+    with pytest.raises(UnsafeNameError) as caught:
+        safe_relative_path("../" * 500 + "x")
+    assert len(str(caught.value)) < 250
