@@ -57,7 +57,7 @@ class LocalFileConnector(DataSourceConnector):
 
     async def connect(self) -> bool:
         settings: LocalFileSettings = self.resolve_settings()
-        root = await asyncio.to_thread(_existing_folder, Path(settings.root).expanduser())
+        root = await asyncio.to_thread(_existing_folder, settings.root)
         if root is None:
             raise NotFoundError(f"root folder {settings.root!r} does not exist", source_id=self.source_id)
         self._root, self._settings = root, settings
@@ -211,7 +211,8 @@ class LocalFileConnector(DataSourceConnector):
         }
 
 
-def _existing_folder(path: Path) -> Path | None:
+def _existing_folder(root: str) -> Path | None:
+    path = Path(root).expanduser()
     return path.resolve() if path.is_dir() else None
 
 
