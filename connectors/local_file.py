@@ -36,7 +36,7 @@ from connectors.credentials import get_logger
 from connectors.errors import DataFetchError, IntegrityError, NotFoundError, UnsafeNameError
 from connectors.progress import report_progress
 from connectors.settings import LocalFileSettings
-from connectors.workspace import landing, safe_relative_path
+from connectors.workspace import landing, safe_relative_path, start_writeback
 
 log = get_logger(__name__)
 
@@ -265,6 +265,7 @@ def _kernel_copy(src: int, dst: int, size: int, identifier: str, cancelled: thre
         done = _copy_chunk(src, dst, offset, count)
         if done == 0:
             raise IntegrityError(f"{identifier!r} shrank while it was copied")
+        start_writeback(dst, offset, done)
         offset += done
         report_progress(identifier, offset, size)
 
