@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from pydantic import GetCoreSchemaHandler
-from pydantic_core import core_schema
+from pydantic_core import SchemaSerializer, core_schema
 
 from connectors.errors import ConfigurationError
 
@@ -64,6 +64,12 @@ class Secret:
     def __reduce__(self) -> tuple[Any, ...]:
         return (Secret, (None,))
 
+    def __copy__(self) -> Secret:
+        return self  # immutable; copying in-process must not go through pickling and lose the value
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
@@ -82,6 +88,13 @@ class Secret:
             python_schema=from_str,
             serialization=core_schema.plain_serializer_function_ser_schema(lambda s: MASK),
         )
+
+
+# a Secret inside an untyped dict (DataSourceConfig.config) is serialised by pydantic through
+# this attribute: without it model_dump_json() fails, with it the value shows as the mask
+Secret.__pydantic_serializer__ = SchemaSerializer(  # type: ignore[attr-defined]
+    core_schema.any_schema(serialization=core_schema.plain_serializer_function_ser_schema(lambda s: MASK))
+)
 
 
 def _to_secret(value: Any) -> Secret:
@@ -160,33 +173,69 @@ def resolve_config(config: Mapping[str, Any], *, source_id: str | None = None) -
 
 # --- redaction -------------------------------------------------------------
 
+_QUOTED = r"""(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+_SENSITIVE_NAMES = (
+    r"(?:password|passwd|pwd|account_?key|sas_?token|connection_?string|client_?secret|secret|token|dsn)"
+)
+_CREDENTIAL_ASSIGNMENT = r"((?<![A-Za-z0-9_])[A-Za-z0-9_]*?(?:password|passwd|pwd)\s*=\s*)"
+
 _REDACTIONS = [
     # connection-string keys: AccountKey=...; SharedAccessSignature=...; Password=...
     (re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|Password|Pwd)=([^;\s'\"]+)"), r"\1=" + MASK),
-    # SAS query parameters and tokens in URLs
-    (re.compile(r"(?i)([?&;]sig=)([^&\s'\"]+)"), r"\1" + MASK),
-    # user:password@ in DSNs and URLs
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s'\"]*):([^@\s'\"]+)@"), r"\1:" + MASK + "@"),
-    # key=value DSNs: password=... / password='...'
-    (re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)"), r"\1" + MASK),
+    # SAS query parameters, in URLs or alone (a bare token starts with sv=, sig may come first)
+    (re.compile(r"(?i)(?<![A-Za-z0-9_%])(sig=)([^&;\s'\"]+)"), r"\1" + MASK),
+    # user:password@ in DSNs and URLs; up to the last @ of the token, so a password holding
+    # an '@' is masked whole (masking too much is harmless, too little is a leak)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s'\"]*):([^\s'\"]*)@"), r"\1:" + MASK + "@"),
+    # key=value DSNs and environment variables: password=..., PGPASSWORD="...", pwd = '...'
+    (
+        re.compile(r"(?i)" + _CREDENTIAL_ASSIGNMENT + "(" + _QUOTED + r"|[^\s'\";]+)"),
+        r"\1" + MASK,
+    ),
+    # mapping reprs and JSON: 'password': '...', "account_key": "...", sas_token: ...
+    (
+        re.compile(r"(?i)(['\"]?\b" + _SENSITIVE_NAMES + r"['\"]?\s*:\s*)(" + _QUOTED + r")"),
+        r"\1'" + MASK + "'",
+    ),
+    # HTTP authorization headers: Authorization: SharedKey acct:sig / Bearer eyJ...
+    (re.compile(r"(?i)(\bAuthorization['\"]?\s*[:=]\s*['\"]?)([A-Za-z]+ )?[^\s'\",}]+"), r"\1\2" + MASK),
 ]
 
 
 def redact(text: str) -> str:
-    """``text`` with keys, SAS signatures and passwords replaced by ``**********``."""
+    """``text`` with keys, SAS signatures, passwords and tokens replaced by ``**********``.
+
+    Example:
+        >>> redact("postgresql://app:hunter2@db/x?sslmode=require")
+        'postgresql://app:**********@db/x?sslmode=require'
+    """
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that redacts secrets from every record it sees."""
+    """A logging filter that redacts secrets from every record it sees.
+
+    The message, the formatted exception (an SDK error's text can carry a
+    connection string) and the stack are all redacted before any handler
+    formats the record.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not hide the record, nor leak its args
+            message, record.args = str(record.msg), None
         clean = redact(message)
-        if clean != message:
+        if clean != message or record.args:
             record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 

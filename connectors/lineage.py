@@ -24,7 +24,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ def current_run_id() -> str | None:
 
 def utc_now_iso() -> str:
     """Now, as ISO-8601 UTC with a ``Z``."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def build_record(provenance: Mapping[str, Any], **facts: Any) -> dict[str, Any]:
