@@ -1,1 +1,33 @@
-"""The Dagster code location of da-sources (``defs``). Built in issue 6."""
+"""The Dagster code location of da-sources: ``defs``, built from the sources file.
+
+Load it with ``dagster dev -w workspace.yaml`` or ``dagster job execute -m da_pipelines -j sample_sync``.
+See ``da_pipelines.factory`` for what each source contributes.
+
+``defs`` is built on first access (PEP 562), not on import: importing a
+submodule (``da_pipelines.resources``, ``da_pipelines.testing``) must not read
+the sources file, and a code location that registers extra connector types
+first (``da_pipelines.testing_location``) must be able to do so.
+"""
+
+from typing import Any
+
+from dagster import Definitions
+
+from da_pipelines.definitions import build_definitions
+
+__all__ = ["build_definitions", "defs"]
+
+# a dict, not a module-level Definitions: Dagster refuses a module with two of those
+_built: dict[str, Definitions] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name != "defs":
+        raise AttributeError(f"module 'da_pipelines' has no attribute {name!r}")
+    if "defs" not in _built:
+        _built["defs"] = build_definitions()
+    return _built["defs"]
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "defs"])

@@ -1,0 +1,104 @@
+"""The names, keys and policies of one source's definitions, and the source's URI.
+
+With ``N`` the source's slug (``da_pipelines.names.source_slug``): resource ``N_source``,
+assets ``[N, "remote"]`` and ``[N, "files"]``, partitions ``N_items``, job ``N_sync``,
+sensor ``N_sensor``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from dagster import AssetKey, Backoff, DynamicPartitionsDefinition, Jitter, RetryPolicy
+
+from connectors.base import DataSourceConfig
+from connectors.credentials import is_reference
+from da_pipelines.names import source_slug
+from da_pipelines.resources import SourceResource, WorkspaceResource
+from da_pipelines.settings import PipelineSettings
+
+WORKSPACE_KEY = "workspace"
+CHECK_NAME = "landed_file_matches_lineage"
+KINDS = {"local_file": "file", "azure_blob": "azure", "postgresql": "postgres"}
+
+
+@dataclass(frozen=True)
+class SourceKeys:
+    """The names and keys of one source's definitions."""
+
+    source: DataSourceConfig
+    settings: PipelineSettings
+
+    @property
+    def slug(self) -> str:
+        """``N``: the source id lower-cased, other characters than ``[a-z0-9_]`` as ``_``."""
+        return source_slug(self.source.id)
+
+    @property
+    def resource_key(self) -> str:
+        """The key of the source's resource."""
+        return f"{self.slug}_source"
+
+    @property
+    def remote(self) -> AssetKey:
+        """The external asset: the data as it sits in the source."""
+        return AssetKey([self.slug, "remote"])
+
+    @property
+    def files(self) -> AssetKey:
+        """The landed files, one partition per item."""
+        return AssetKey([self.slug, "files"])
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """Retries reach only errors marked retryable: terminal ones raise Failure(allow_retries=False)."""
+        return RetryPolicy(max_retries=self.settings.max_retries, delay=self.settings.retry_delay_seconds,
+                           backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+    @property
+    def partitions(self) -> DynamicPartitionsDefinition:
+        """One partition per item (keys from ``partition_key_for_item``)."""
+        return DynamicPartitionsDefinition(name=f"{self.slug}_items")
+
+
+
+def source_and_folder(resources: Any, keys: SourceKeys) -> tuple[SourceResource, Path]:
+    """The source's resource and its workspace folder, from a context's resources."""
+    source: SourceResource = getattr(resources, keys.resource_key)
+    workspace: WorkspaceResource = getattr(resources, WORKSPACE_KEY)
+    return source, workspace.source_dir(source.source_id)
+
+
+def source_uri(source: DataSourceConfig) -> str:
+    """Where the source lives, for ``dagster/uri``: built from non-secret settings only."""
+    config = source.config
+
+    def literal(key: str) -> str | None:
+        value = config.get(key)
+        return value if isinstance(value, str) and not is_reference(value) else None
+
+    if source.type_name == "local_file" and literal("root"):
+        return Path(str(literal("root"))).absolute().as_uri()
+    if source.type_name == "azure_blob":
+        base = _without_query(literal("account_url"))
+        container = f"{base.rstrip('/')}/{config.get('container_name')}" if base else (
+            f"azure://{config.get('container_name')}")
+        return f"{container}/{config.get('prefix') or ''}".rstrip("/")
+    if source.type_name == "postgresql" and literal("host"):
+        port = config.get("port", 5432)
+        where = f"{literal('host')}:{port}" if isinstance(port, int) else str(literal("host"))
+        return f"postgresql://{where}/{literal('dbname') or ''}"
+    return f"{source.type_name}://{source.id}"
+
+
+def _without_query(url: str | None) -> str | None:
+    """``url`` without query or credentials (a SAS token must never become metadata)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

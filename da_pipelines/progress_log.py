@@ -1,0 +1,69 @@
+"""Progress of long fetches, written to the run log: items done, bytes, rate.
+
+The connectors report bytes through ``connectors.progress``; a
+:class:`ProgressLog` listens and writes at most one line per ``interval``
+seconds, so a large sync neither floods the event log nor stays silent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+LogFn = Callable[[str], None]
+
+
+class ProgressLog:
+    """Counts items and bytes across concurrent fetches; logs a line now and then."""
+
+    def __init__(self, log: LogFn, total_items: int, interval: float = 5.0) -> None:
+        self._log = log
+        self._total_items = total_items
+        self._interval = interval
+        self._lock = threading.Lock()  # connectors report from worker threads
+        self._bytes: dict[str, int] = {}
+        self._items_done = 0
+        self._started = time.monotonic()
+        self._last_line = self._started
+
+    def set_total(self, total_items: int) -> None:
+        """The number of items this run handles, once it is known (after listing)."""
+        with self._lock:
+            self._total_items = total_items
+
+    def on_bytes(self, identifier: str, done: int, total: int | None) -> None:
+        """The ``connectors.progress`` listener: ``done`` bytes of ``identifier`` have landed."""
+        with self._lock:
+            self._bytes[identifier] = done
+        self._maybe_log()
+
+    def item_done(self) -> None:
+        """One item finished (landed, skipped or failed)."""
+        with self._lock:
+            self._items_done += 1
+        self._maybe_log()
+
+    def summary(self) -> str:
+        """``"3/10 items, 12.0 MB, 4.0 MB/s"``."""
+        with self._lock:
+            done, total_bytes = self._items_done, sum(self._bytes.values())
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        rate = total_bytes / elapsed
+        return f"{done}/{self._total_items} items, {_size(total_bytes)}, {_size(rate)}/s"
+
+    def _maybe_log(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_line < self._interval:
+                return
+            self._last_line = now
+        self._log("progress: " + self.summary())
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    return f"{count:.1f} GB"

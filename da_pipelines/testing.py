@@ -1,0 +1,216 @@
+"""Connectors for testing the Dagster layer: an in-memory source, and a local source with a token.
+
+``MemoryConnector`` (type ``memory``) serves objects held in a process-wide
+:class:`MemoryStore`: fast, no services, with failures that can be injected
+per item. ``TokenLocalFileConnector`` (type ``local_file_with_token``) is a
+local-file source that needs a secret ``token`` to connect: it lets a test
+send a canary secret through Dagster's ``EnvVar`` path in a real run (and can
+make runs meet at a barrier before fetching, so that two runs surely overlap).
+
+Example:
+    >>> store = memory_store("unit")
+    >>> store.put("a.csv", b"x,y\\n1,2\\n", modified_at=1_700_000_000)
+    >>> register_test_connectors()
+    >>> DataSourceConfig(id="mem", type="memory", name="Mem", config={"store": "unit"})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from connectors.base import DataItem, DataSourceConnector
+from connectors.credentials import Secret
+from connectors.errors import AuthenticationError, ConnectionError, DataSourceError, NotFoundError
+from connectors.local_file import LocalFileConnector
+from connectors.registry import register_connector
+from connectors.settings import ConnectorSettings, LocalFileSettings
+from connectors.workspace import landing
+from da_pipelines.resources import RESOURCE_TYPES, LocalFileResource
+
+
+@dataclass
+class MemoryObject:
+    """One stored item; ``table`` holds row_count / columns / table for table-like items."""
+
+    data: bytes
+    modified_at: int
+    version: str
+    table: dict[str, Any] | None = None
+
+
+@dataclass
+class MemoryStore:
+    """Items of a memory source, and errors to raise on their next fetches."""
+
+    objects: dict[str, MemoryObject] = field(default_factory=dict)
+    failures: dict[str, list[DataSourceError]] = field(default_factory=dict)
+    fetches: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def put(self, path: str, data: bytes, modified_at: int, version: str | None = None,
+            table: dict[str, Any] | None = None) -> MemoryObject:
+        """Store (or overwrite) an item; the version defaults to a digest of the data."""
+        import hashlib
+
+        stored = MemoryObject(data, modified_at, version or hashlib.sha256(data).hexdigest()[:16], table)
+        self.objects[path] = stored
+        return stored
+
+    def fail_next(self, path: str, *errors: DataSourceError) -> None:
+        """Make the next fetches of ``path`` raise ``errors``, in order."""
+        self.failures.setdefault(path, []).extend(errors)
+
+    def _take_failure(self, path: str) -> DataSourceError | None:
+        with self.lock:
+            pending = self.failures.get(path)
+            return pending.pop(0) if pending else None
+
+
+_STORES: dict[str, MemoryStore] = {}
+
+
+def memory_store(name: str, *, fresh: bool = True) -> MemoryStore:
+    """The store called ``name`` (a new, empty one when ``fresh``)."""
+    if fresh or name not in _STORES:
+        _STORES[name] = MemoryStore()
+    return _STORES[name]
+
+
+class MemorySettings(ConnectorSettings):
+    """Settings of a ``memory`` source."""
+
+    store: str = Field(description="Name of the MemoryStore to serve.")
+    token: Secret | None = Field(None, description="Optional secret, checked to be non-empty.")
+
+
+class MemoryConnector(DataSourceConnector):
+    """Serves a :class:`MemoryStore`; identifiers are the stored paths."""
+
+    settings_model = MemorySettings
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._store: MemoryStore | None = None
+        self._name = ""
+
+    async def connect(self) -> bool:
+        settings: MemorySettings = self.resolve_settings()
+        if settings.token is not None and not settings.token.reveal():
+            raise AuthenticationError("empty token", source_id=self.source_id)
+        if settings.store not in _STORES:
+            raise NotFoundError(f"no memory store {settings.store!r}", source_id=self.source_id)
+        self._store, self._name, self._connected = _STORES[settings.store], settings.store, True
+        return True
+
+    async def disconnect(self) -> None:
+        self._connected = False
+
+    async def test_connection(self) -> bool:
+        return self._store is not None
+
+    def _objects(self) -> dict[str, MemoryObject]:
+        self._require_connected()
+        assert self._store is not None
+        return self._store.objects
+
+    async def list_items(self, path: str | None = None) -> list[DataItem]:
+        return [
+            DataItem(name=p.rsplit("/", 1)[-1], path=p, size=len(o.data), modified_at=o.modified_at,
+                     metadata={"version": o.version})
+            for p, o in sorted(self._objects().items())
+            if path is None or p.startswith(path)
+        ]
+
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        stored = self._objects().get(identifier)
+        assert self._store is not None
+        failure = self._store._take_failure(identifier)
+        if failure is not None:
+            raise failure
+        if stored is None:
+            raise NotFoundError(f"{identifier!r} does not exist", source_id=self.source_id)
+        self._store.fetches.append(identifier)
+        with landing(workspace, identifier, source_id=self.source_id) as land:
+            land.write(stored.data)
+            provenance = {"source_type": "memory", "source_uri": f"memory://{self._name}/{identifier}",
+                          "source_version": stored.version, **(stored.table or {})}
+            landed = land.commit(provenance=provenance, expected_size=len(stored.data))
+        return str(landed.path)
+
+    async def get_metadata(self, identifier: str) -> dict[str, Any]:
+        stored = self._objects()[identifier]
+        return {"path": identifier, "size": len(stored.data), "version": stored.version}
+
+
+class TokenLocalFileSettings(LocalFileSettings):
+    """Local-file settings plus a secret ``token`` that must be given."""
+
+    token: Secret = Field(description="A secret the source needs (a canary in tests).")
+    fetch_delay: float = Field(0.0, ge=0, description="Seconds to wait before each fetch.")
+    barrier_dir: str | None = Field(
+        None, description="Before its first fetch, wait until `barrier_count` processes reached this folder."
+    )
+    barrier_count: int = Field(2, ge=1, description="How many processes the barrier waits for.")
+
+
+class TokenLocalFileConnector(LocalFileConnector):
+    """A local-file source that resolves and checks a secret token when it connects."""
+
+    settings_model = TokenLocalFileSettings  # type: ignore[assignment]  # a subclass, by design
+
+    async def connect(self) -> bool:
+        settings: TokenLocalFileSettings = self.resolve_settings()
+        if not settings.token.reveal():
+            raise AuthenticationError("empty token", source_id=self.source_id)
+        self._token_settings = settings
+        return await super().connect()
+
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        settings: TokenLocalFileSettings = self._token_settings
+        if settings.barrier_dir:
+            await _barrier(Path(settings.barrier_dir), settings.barrier_count)
+        await asyncio.sleep(settings.fetch_delay)
+        return await super().fetch_data(identifier, workspace)
+
+
+def _arrive(folder: Path) -> int:
+    """Mark this process as arrived at the barrier in ``folder``; how many have arrived."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    return len(list(folder.iterdir()))
+
+
+async def _barrier(folder: Path, count: int, timeout: float = 120.0) -> None:
+    """Wait until ``count`` processes have arrived in ``folder`` (so that runs overlap for sure)."""
+    deadline = time.monotonic() + timeout
+    while await asyncio.to_thread(_arrive, folder) < count:
+        if time.monotonic() > deadline:
+            raise ConnectionError(f"barrier {folder}: fewer than {count} processes arrived")
+        await asyncio.sleep(0.05)
+
+
+class TokenLocalFileResource(LocalFileResource):
+    """The resource of ``local_file_with_token``: the token only as an ``EnvVar``."""
+
+    type_name: ClassVar[str] = "local_file_with_token"
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"token"})
+
+    token: str | None = Field(None, description="The secret token (an EnvVar).")
+    fetch_delay: float = Field(0.0, description="Seconds to wait before each fetch.")
+    barrier_dir: str | None = Field(None, description="Folder where overlapping runs meet before fetching.")
+    barrier_count: int = Field(2, description="How many processes the barrier waits for.")
+
+
+def register_test_connectors() -> None:
+    """Register the ``memory`` and ``local_file_with_token`` types (idempotent)."""
+    register_connector("memory", MemoryConnector, replace=True)
+    register_connector("local_file_with_token", TokenLocalFileConnector, replace=True)
+    RESOURCE_TYPES["local_file_with_token"] = TokenLocalFileResource
