@@ -1,0 +1,341 @@
+"""Streaming ``COPY ... TO STDOUT`` from libpq into a landing file, in a worker thread.
+
+PostgreSQL sends one CopyData message per row. Going through psycopg's async
+``Copy`` costs a coroutine round trip per row, which caps an export far below
+what the server produces; here a worker thread drives the connection's libpq
+handle directly (``PGconn.get_copy_data``), gathers rows into ~1 MiB chunks
+and writes them to the landing file, while the event loop stays free. The
+caller holds the connection exclusively (checked out of the pool) and does not
+touch it until the thread returns.
+
+The statement is sent with the extended query protocol, which accepts exactly
+one statement: a query that smuggles in ``; COMMIT; DROP ...`` is refused by
+the server instead of run.
+
+Example:
+    >>> stream = CopyOutStream(conn.pgconn, b"COPY t TO STDOUT (FORMAT csv)", threading.Event())
+    >>> stream.start()
+    >>> for chunk in stream.chunks():
+    ...     land.write(chunk)
+"""
+
+from __future__ import annotations
+
+import io
+import select
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from psycopg import OperationalError
+from psycopg import errors as pg_errors
+from psycopg import pq as libpq
+
+from connectors.pg_types import ColumnPlan, arrow_schema, to_final_batch
+from connectors.progress import report_progress
+from connectors.workspace import LandedFile, Landing, landing
+
+CHUNK_BYTES = 1 << 20  # rows gathered per write: few syscalls, small and bounded memory
+# pyarrow parses ahead several blocks at once: small blocks keep that bounded (16 MiB blocks pushed the
+# peak RSS past 300 MiB); batches are gathered into row groups of a useful size before writing
+CSV_BLOCK_BYTES = 2 << 20
+ROW_GROUP_BYTES = 8 << 20
+POLL_SECONDS = 0.2  # how often a waiting reader notices cancellation
+
+
+class CopyCancelled(Exception):
+    """The caller gave up (task cancelled); the COPY was abandoned mid-stream."""
+
+
+class _LibpqSession:
+    """Blocking use of a non-blocking libpq connection from a worker thread, cancellable."""
+
+    def __init__(self, pgconn: Any, cancelled: threading.Event) -> None:
+        self._pgconn = pgconn
+        self._cancelled = cancelled
+
+    def _flush(self) -> None:
+        while self._pgconn.flush() != 0:
+            self._wait(want_write=True)
+
+    def _wait(self, want_write: bool = False) -> None:
+        fileno = self._pgconn.socket
+        while not self._cancelled.is_set():
+            readable, writable, _ = select.select(
+                [] if want_write else [fileno], [fileno] if want_write else [], [], POLL_SECONDS
+            )
+            if readable or writable:
+                if readable:
+                    self._pgconn.consume_input()
+                return
+        raise CopyCancelled("the export was cancelled")
+
+    def _next_result(self) -> Any:
+        self._pgconn.consume_input()
+        while self._pgconn.is_busy():
+            self._wait()
+        return self._pgconn.get_result()
+
+    def _drain_results(self, result: Any) -> Any:
+        """Read results to the end of the statement; raise the server's error, else the last result."""
+        error: Exception | None = None
+        last = None
+        while result is not None:
+            if result.status == libpq.ExecStatus.FATAL_ERROR and error is None:
+                error = pg_errors.error_from_result(result, encoding="utf-8")
+            last = result
+            result = self._next_result()
+        if error is not None:
+            raise error
+        return last
+
+
+class CopyOutStream(_LibpqSession):
+    """One ``COPY ... TO STDOUT`` on a libpq connection the caller holds exclusively.
+
+    Attributes:
+        rows: the row count the server reported, once the stream has ended.
+    """
+
+    def __init__(self, pgconn: Any, statement: bytes, cancelled: threading.Event) -> None:
+        super().__init__(pgconn, cancelled)
+        self._statement = statement
+        self.rows = 0
+
+    def start(self) -> None:
+        """Send the statement and wait until the server starts copying (or raise its error)."""
+        self._pgconn.send_query_params(self._statement, None)
+        self._flush()
+        result = self._next_result()
+        if result is not None and result.status == libpq.ExecStatus.COPY_OUT:
+            return
+        self._drain_results(result)
+        raise OperationalError("the server did not start a COPY for the statement")
+
+    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytearray]:
+        """The copied bytes in chunks of about ``size``; checks the outcome at the end."""
+        get = self._pgconn.get_copy_data
+        buffer = bytearray()
+        while True:
+            nbytes, data = get(1)
+            if nbytes > 0:
+                buffer += data
+                if len(buffer) >= size:
+                    if self._cancelled.is_set():  # data may flow without a pause: check per chunk too
+                        raise CopyCancelled("the export was cancelled")
+                    yield buffer
+                    buffer = bytearray()
+            elif nbytes == 0:
+                self._wait()
+            elif nbytes == -1:
+                break
+            else:
+                raise OperationalError(self._error_message())
+        if buffer:
+            yield buffer
+        last = self._drain_results(self._next_result())
+        self.rows = (last.command_tuples or 0) if last is not None else 0
+
+    def _error_message(self) -> str:
+        message = self._pgconn.get_error_message()
+        return bytes(message).decode("utf-8", "replace") if message else "the connection broke"
+
+
+def describe(pgconn: Any, query: bytes, cancelled: threading.Event) -> list[tuple[str, int, int]]:
+    """``(name, type oid, typmod)`` of each result column of ``query``, without running it.
+
+    The query is only prepared (as the unnamed statement), so a write is not
+    executed here; it fails later, in the read-only transaction.
+    """
+    session = _LibpqSession(pgconn, cancelled)
+    pgconn.send_prepare(b"", query)
+    session._flush()
+    session._drain_results(session._next_result())
+    pgconn.send_describe_prepared(b"")
+    session._flush()
+    result = session._drain_results(session._next_result())
+    return [
+        (bytes(result.fname(i)).decode(), result.ftype(i), result.fmod(i)) for i in range(result.nfields)
+    ]
+
+
+Writer = Callable[[CopyOutStream, Landing], None]
+
+
+def write_csv(stream: CopyOutStream, land: Landing) -> None:
+    """Land the COPY's bytes as they come: the server already wrote the CSV."""
+    for chunk in stream.chunks():
+        land.write(chunk)
+        report_progress(land.identifier, land.bytes_written, None)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only file over an iterator of chunks, for pyarrow's CSV reader."""
+
+    def __init__(self, chunks: Iterator[bytearray]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        # fill the whole request: pyarrow asks for a block at a time and a short read costs a call each
+        view = memoryview(target).cast("B")
+        filled = 0
+        while filled < len(view):
+            if not self._pending:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._pending = memoryview(chunk)
+            count = min(len(view) - filled, len(self._pending))
+            view[filled:filled + count] = self._pending[:count]
+            self._pending = self._pending[count:]
+            filled += count
+        self.consumed += filled
+        return filled
+
+
+class _LandingSink:
+    """A write-only file over a :class:`Landing`, for ``pyarrow.parquet.ParquetWriter``."""
+
+    closed = False
+
+    def __init__(self, land: Landing) -> None:
+        self._land = land
+
+    def write(self, data: bytes) -> int:
+        self._land.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._land.bytes_written
+
+    def flush(self) -> None:
+        report_progress(self._land.identifier, self._land.bytes_written, None)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def parquet_writer(plans: list[ColumnPlan]) -> Writer:
+    """A writer that parses the COPY's CSV with pyarrow and writes Parquet, one row group per block."""
+    schema = arrow_schema(plans)
+    names = [f"c{index}" for index in range(len(plans))]
+    convert = pacsv.ConvertOptions(
+        column_types={name: plan.read_type for name, plan in zip(names, plans, strict=True)},
+        null_values=[""],  # COPY writes NULL as an unquoted empty field, '' as ""
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        true_values=["t"],
+        false_values=["f"],
+    )
+    read = pacsv.ReadOptions(column_names=names, block_size=CSV_BLOCK_BYTES)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+
+    def write(stream: CopyOutStream, land: Landing) -> None:
+        source = _ChunkReader(stream.chunks())
+        with pq.ParquetWriter(_LandingSink(land), schema) as writer:
+            if not _has_data(source):
+                return
+            pending: list[pa.RecordBatch] = []
+            for batch in pacsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert):
+                pending.append(to_final_batch(batch, plans, schema))
+                if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
+                    writer.write_table(pa.Table.from_batches(pending, schema))
+                    pending = []
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending, schema))
+
+    return write
+
+
+def _has_data(source: _ChunkReader) -> bool:
+    # pyarrow refuses an empty CSV stream; an empty result is a Parquet file with no rows
+    peek = bytearray(1)
+    if source.readinto(peek) == 0:
+        return False
+    source._pending = memoryview(bytes(peek) + bytes(source._pending))
+    source.consumed -= 1
+    return True
+
+
+def export_to_landing(
+    pgconns: list[Any], statements: list[bytes], writer: Writer, cancelled: threading.Event, *,
+    workspace: str, relative: str, source_id: str, identifier: str, provenance: dict[str, Any],
+) -> LandedFile:
+    """Run the COPY ``statements`` and land their output, in order, at ``relative``.
+
+    One statement goes through ``writer``. Several (CSV only) are the ranges
+    of one table read in one exported snapshot: the first streams into the
+    landing file while the others, each on its own connection and thread,
+    spill to unnamed temporary files that are appended in order afterwards.
+    The provenance record gets ``row_count`` from the servers' COPY tags. On
+    any error the temporary is removed by the landing.
+    """
+    with landing(workspace, relative, source_id=source_id, identifier=identifier) as land:
+        if len(pgconns) == 1:
+            stream = CopyOutStream(pgconns[0], statements[0], cancelled)
+            stream.start()
+            writer(stream, land)
+            rows = stream.rows
+        else:
+            rows = _parallel_csv(pgconns, statements, land, cancelled, Path(workspace))
+        return land.commit(provenance={**provenance, "row_count": rows})
+
+
+def _parallel_csv(
+    pgconns: list[Any], statements: list[bytes], land: Landing, cancelled: threading.Event, spill_dir: Path
+) -> int:
+    with ThreadPoolExecutor(len(pgconns) - 1, thread_name_prefix="da-copy") as pool, ExitStack() as stack:
+        # O_TMPFILE: no name, gone when closed or when the process dies
+        spills = [stack.enter_context(tempfile.TemporaryFile(dir=spill_dir)) for _ in pgconns[1:]]
+        futures = [pool.submit(_copy_to_spill, *job, cancelled)
+                   for job in zip(pgconns[1:], statements[1:], spills, strict=True)]
+        for future in futures:
+            future.add_done_callback(lambda done: _stop_on_failure(done, cancelled))
+        try:
+            head = CopyOutStream(pgconns[0], statements[0], cancelled)
+            head.start()
+            write_csv(head, land)
+        except BaseException:
+            cancelled.set()
+            wait(futures)
+            _raise_helper_failure(futures)  # a helper's own error explains the head's cancellation
+            raise
+        rows = head.rows + sum(future.result() for future in futures)
+        for spill in spills:
+            spill.seek(0)
+            while chunk := spill.read(CHUNK_BYTES):
+                land.write(chunk)
+        return rows
+
+
+def _stop_on_failure(done: Future[int], cancelled: threading.Event) -> None:
+    if done.exception() is not None:
+        cancelled.set()  # no point streaming the head when a tail failed
+
+
+def _copy_to_spill(pgconn: Any, statement: bytes, spill: Any, cancelled: threading.Event) -> int:
+    stream = CopyOutStream(pgconn, statement, cancelled)
+    stream.start()
+    for chunk in stream.chunks():
+        spill.write(chunk)
+    return stream.rows
+
+
+def _raise_helper_failure(futures: list[Future[int]]) -> None:
+    for future in futures:
+        error = future.exception()
+        if error is not None and not isinstance(error, CopyCancelled):
+            raise error

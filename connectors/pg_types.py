@@ -1,0 +1,233 @@
+"""PostgreSQL types -> Arrow types, for landing query results as Parquet.
+
+Parquet is written from a ``COPY ... TO STDOUT (FORMAT csv)`` stream parsed by
+pyarrow's multithreaded CSV reader, so every column gets a *plan*: the SQL
+expression that goes into the COPY select list, the Arrow type pyarrow parses
+its text as, and, for the few types pyarrow cannot parse from text, a small
+per-batch conversion. The session runs with ``TimeZone=UTC``,
+``DateStyle=ISO``, ``IntervalStyle=postgres``, ``extra_float_digits=1`` and
+``bytea_output=hex`` (see ``connectors.postgresql``), so the text is fixed.
+
+The mapping (after resolving a domain to its base type):
+
+===============================  ==========================================
+PostgreSQL                       Arrow
+===============================  ==========================================
+smallint / integer / bigint      int16 / int32 / int64
+real / double precision          float32 / float64 (NaN, +-Infinity kept)
+boolean                          bool
+numeric(p, s), p <= 38           decimal128(p, s); p > 38: decimal256(p, s)
+numeric (unconstrained)          string: any precision, NaN and Infinity
+                                 survive; decimal cannot hold them
+date / time                      date32 / time64[us]
+timestamp                        timestamp[us]
+timestamp with time zone         timestamp[us, tz=UTC]
+interval                         struct<months: int32, days: int32,
+                                 microseconds: int64>: the three fields
+                                 PostgreSQL stores, exactly (pyarrow cannot
+                                 write month_day_nano to Parquet, and
+                                 Parquet's INTERVAL drops microseconds and
+                                 negative values)
+uuid                             string, canonical 8-4-4-4-12 lower case
+                                 (readable everywhere; fixed 16 bytes is
+                                 not a logical type most readers know)
+json / jsonb / xml / text ...    string
+bytea                            binary
+enum                             dictionary<int32, string>
+1-D arrays of the above scalars  list<element>; other element types list<string>
+anything else                    string (its PostgreSQL text form)
+===============================  ==========================================
+
+NULLs stay NULL in every type. Values Arrow cannot hold (``infinity``
+timestamps and dates, BC dates, NaN in a constrained numeric, arrays of more
+than one dimension) make the fetch fail with a clear error rather than land a
+silently altered value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+from psycopg import sql
+
+Converter = Callable[[pa.Array], pa.Array]
+
+_SCALARS: dict[str, pa.DataType] = {
+    "int2": pa.int16(),
+    "int4": pa.int32(),
+    "int8": pa.int64(),
+    "oid": pa.int64(),
+    "float4": pa.float32(),
+    "float8": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "time": pa.time64("us"),
+    "timestamp": pa.timestamp("us"),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+}
+# element types whose JSON form (array_to_json) is the value itself
+_JSON_ELEMENTS: dict[str, pa.DataType] = {
+    "int2": pa.int16(),
+    "int4": pa.int32(),
+    "int8": pa.int64(),
+    "float4": pa.float32(),
+    "float8": pa.float64(),
+    "bool": pa.bool_(),
+    "text": pa.string(),
+    "varchar": pa.string(),
+    "bpchar": pa.string(),
+    "name": pa.string(),
+}
+INTERVAL = pa.struct([("months", pa.int32()), ("days", pa.int32()), ("microseconds", pa.int64())])
+_NUMERIC_HEADER = 4  # VARHDRSZ, added to a numeric typmod
+
+
+@dataclass(frozen=True)
+class PgColumnType:
+    """A result column's type as the catalog describes it.
+
+    Attributes:
+        name: the column name.
+        display: ``format_type`` text, e.g. ``numeric(12,2)``; what lineage records show.
+        base: ``typname`` after resolving a domain, e.g. ``numeric``, ``_int4``.
+        kind: ``typtype`` of the base: ``b`` base, ``e`` enum, ``c`` composite...
+        element: for arrays, the element's ``typname``.
+        typmod: the type modifier (precision and scale for numeric), -1 if none.
+    """
+
+    name: str
+    display: str
+    base: str
+    kind: str
+    element: str | None
+    typmod: int
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """How one column travels: SQL expression -> CSV text -> Arrow type."""
+
+    name: str
+    select: sql.Composable
+    read_type: pa.DataType
+    arrow_type: pa.DataType
+    convert: Converter | None = None
+
+
+def numeric_precision_scale(typmod: int) -> tuple[int, int] | None:
+    """``(precision, scale)`` of a ``numeric`` typmod, None when unconstrained."""
+    if typmod < _NUMERIC_HEADER:
+        return None
+    packed = typmod - _NUMERIC_HEADER
+    scale = ((packed & 0x7FF) ^ 1024) - 1024  # 11-bit signed since PostgreSQL 15
+    return (packed >> 16) & 0xFFFF, scale
+
+
+def plan_column(column: PgColumnType, ident: sql.Identifier) -> ColumnPlan:
+    """The plan that lands ``column``, read through ``ident``, faithfully (see the module table)."""
+    if column.kind == "e":
+        return ColumnPlan(column.name, ident, pa.string(), pa.dictionary(pa.int32(), pa.string()), _to_dictionary)
+    if column.element is not None:
+        return _array_plan(column, ident)
+    if column.base in _SCALARS:
+        arrow = _SCALARS[column.base]
+        return ColumnPlan(column.name, ident, arrow, arrow)
+    if column.base == "numeric":
+        return _numeric_plan(column, ident)
+    if column.base == "interval":
+        return ColumnPlan(column.name, _interval_parts(ident), pa.string(), INTERVAL, _to_interval)
+    if column.base == "bytea":
+        return ColumnPlan(column.name, ident, pa.string(), pa.binary(), _to_binary)
+    return ColumnPlan(column.name, ident, pa.string(), pa.string())
+
+
+def _numeric_plan(column: PgColumnType, ident: sql.Identifier) -> ColumnPlan:
+    shape = numeric_precision_scale(column.typmod)
+    if shape is None or not 0 <= shape[1] <= shape[0]:
+        return ColumnPlan(column.name, ident, pa.string(), pa.string())
+    precision, scale = shape
+    if precision <= 38:
+        return ColumnPlan(column.name, ident, pa.decimal128(precision, scale), pa.decimal128(precision, scale))
+    wide = pa.decimal256(precision, scale)  # pyarrow's CSV reader cannot parse decimal256: cast the text
+    return ColumnPlan(column.name, ident, pa.string(), wide, lambda array: array.cast(wide))
+
+
+def _array_plan(column: PgColumnType, ident: sql.Identifier) -> ColumnPlan:
+    element = _JSON_ELEMENTS.get(column.element or "")
+    if element is None:
+        # every type has a text form, and text[] has a JSON form
+        select = sql.SQL("array_to_json({}::text[])::text").format(ident)
+        element = pa.string()
+    else:
+        select = sql.SQL("array_to_json({})::text").format(ident)
+    arrow = pa.list_(element)
+    return ColumnPlan(column.name, select, pa.string(), arrow, _json_lists(arrow))
+
+
+def _interval_parts(ident: sql.Identifier) -> sql.Composable:
+    # months, days and microseconds: the three fields PostgreSQL stores, exactly
+    return sql.SQL(
+        "((extract(year from {0}) * 12 + extract(month from {0}))::int8 || ' ' || "
+        "extract(day from {0})::int8 || ' ' || "
+        "((extract(hour from {0}) * 3600 + extract(minute from {0}) * 60) * 1000000"
+        " + extract(microseconds from {0}))::int8)"
+    ).format(ident)
+
+
+def _to_interval(array: pa.Array) -> pa.Array:
+    values: list[dict[str, int] | None] = []
+    for text in array.to_pylist():
+        if text is None:
+            values.append(None)
+        else:
+            months, days, micros = (int(part) for part in text.split(" "))
+            values.append({"months": months, "days": days, "microseconds": micros})
+    return pa.array(values, type=INTERVAL)
+
+
+def _to_binary(array: pa.Array) -> pa.Array:
+    # bytea_output=hex: '\x0a0b...'
+    return pa.array([None if v is None else bytes.fromhex(v[2:]) for v in array.to_pylist()], type=pa.binary())
+
+
+def _to_dictionary(array: pa.Array) -> pa.Array:
+    encoded = array.dictionary_encode()
+    return encoded.cast(pa.dictionary(pa.int32(), pa.string()))
+
+
+def _json_lists(arrow: pa.DataType) -> Converter:
+    def convert(array: pa.Array) -> pa.Array:
+        values = [None if v is None else json.loads(v) for v in array.to_pylist()]
+        return pa.array(values, type=arrow)
+
+    return convert
+
+
+def arrow_schema(plans: list[ColumnPlan]) -> pa.Schema:
+    """The Parquet file's schema; a repeated column name (``SELECT a, a``) gets ``_2``, ``_3``...
+
+    Parquet allows repeated names, but most readers (pyarrow datasets, pandas)
+    refuse such files.
+    """
+    seen: set[str] = set()
+    fields = []
+    for plan in plans:
+        name, suffix = plan.name, 1
+        while name in seen:
+            suffix += 1
+            name = f"{plan.name}_{suffix}"
+        seen.add(name)
+        fields.append(pa.field(name, plan.arrow_type))
+    return pa.schema(fields)
+
+
+def to_final_batch(batch: pa.RecordBatch, plans: list[ColumnPlan], schema: pa.Schema) -> pa.RecordBatch:
+    """A parsed CSV batch with every column converted to its final Arrow type."""
+    columns = []
+    for index, plan in enumerate(plans):
+        column = batch.column(index)
+        columns.append(plan.convert(column) if plan.convert else column)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)

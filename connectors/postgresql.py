@@ -1,0 +1,514 @@
+"""``postgresql``: tables, views and query results landed as CSV or Parquet.
+
+* One :class:`psycopg_pool.AsyncConnectionPool` per connector: connections are
+  checked before use, broken ones discarded, renewed after
+  ``pool_max_lifetime``. ``connect`` first opens one probe connection, so a
+  wrong password is an :class:`AuthenticationError` and an unreachable server a
+  :class:`ConnectionError` at once, not after the pool's retries.
+* Every read is one ``REPEATABLE READ READ ONLY`` transaction with
+  ``SET LOCAL statement_timeout``: an export is one consistent snapshot and
+  can never write. The session also pins ``TimeZone=UTC``, ``DateStyle=ISO``,
+  ``IntervalStyle=postgres``, ``extra_float_digits=1`` and ``bytea_output=hex``,
+  so the same data gives the same bytes whatever the server's defaults.
+* CSV is the server's own ``COPY ... TO STDOUT (FORMAT csv, HEADER)``,
+  streamed by :mod:`connectors.pg_export`; Parquet parses that stream with
+  pyarrow (types: :mod:`connectors.pg_types`). A plain table of at least
+  ``PARALLEL_MIN_BYTES`` is exported as CSV by two COPY streams, split by
+  block (``ctid``) ranges, the second connection importing the first one's
+  snapshot (``pg_export_snapshot`` / ``SET TRANSACTION SNAPSHOT``): the server
+  formats rows on two cores, the file is byte-for-byte what one stream gives,
+  and it is still one snapshot. When no second pooled connection is free at
+  once, the fetch goes on with one stream.
+* ``DataItem.modified_at`` is the time of the listing: PostgreSQL keeps no
+  modification time; ``metadata["version"]`` is the change signal.
+* Identifiers, landed names and the ``version`` change signal:
+  :mod:`connectors.pg_catalog`.
+* psycopg, pool and pyarrow errors are translated in one place,
+  :meth:`PostgreSQLConnector._translated`; no message carries the password or
+  the DSN.
+
+Example:
+    >>> config = DataSourceConfig(id="warehouse", type="postgresql", name="Warehouse",
+    ...     config={"host": "db", "dbname": "sales", "user": "reader",
+    ...             "password": {"env": "PGPASSWORD"}, "format": "parquet"})
+    >>> async with PostgreSQLConnector(config) as pg:
+    ...     items = await pg.list_items()
+    ...     await pg.fetch_data('public."Orders 2024"', "/tmp/ws")  # /tmp/ws/public.Orders 2024.parquet
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import psycopg
+import pyarrow as pa
+from psycopg import IsolationLevel, sql
+from psycopg import errors as pg_errors
+from psycopg import pq as libpq
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from connectors import pg_catalog as catalog
+from connectors.base import DataItem, DataSourceConnector
+from connectors.credentials import MASK, get_logger, redact
+from connectors.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionError,
+    DataFetchError,
+    DataSourceError,
+    NotFoundError,
+)
+from connectors.pg_catalog import Column, Relation
+from connectors.pg_export import CopyCancelled, Writer, describe, export_to_landing, parquet_writer, write_csv
+from connectors.pg_types import ColumnPlan, plan_column
+from connectors.settings import PostgreSQLSettings
+from connectors.workspace import LandedFile, safe_relative_path
+
+log = get_logger(__name__)
+
+PARALLEL_MIN_BYTES = 64 << 20  # below this a second stream costs more than it saves
+HELPER_WAIT_SECONDS = 1.0  # how long a fetch waits for a second connection before going it alone
+
+AsyncConn = psycopg.AsyncConnection[Any]
+
+# One round trip: pin the session's text formats and the timeout, and take the snapshot.
+_BEGIN_READ = sql.SQL(
+    "SELECT set_config('statement_timeout', COALESCE(%s, current_setting('statement_timeout')), true),"
+    " set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true),"
+    " set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '1', true),"
+    " set_config('bytea_output', 'hex', true), pg_current_snapshot()::text,"
+    " extract(epoch from statement_timestamp())::int8"
+)
+_AUTH_HINTS = ("password authentication failed", "authentication failed", "no pg_hba.conf entry",
+               "role \"", "password is required", "scram")
+_NOT_FOUND = (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName, pg_errors.UndefinedObject)
+_RETRYABLE_CLASSES = ("08", "53", "57P", "40")
+
+
+class PostgreSQLConnector(DataSourceConnector):
+    """Lands PostgreSQL tables, views and queries; identifiers are ``schema.table``."""
+
+    settings_model = PostgreSQLSettings
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._settings: PostgreSQLSettings | None = None
+        self._pool: AsyncConnectionPool[AsyncConn] | None = None
+        self._gate: asyncio.Semaphore | None = None
+        self._secrets: tuple[str, ...] = ()
+        self._pool_params: tuple[str, dict[str, Any]] | None = None  # holds the password: never pickled
+        self._renew_pool = False
+        self._uri = "postgresql://"
+
+    # --- pickling: a connector travels as its (masked) config, unconnected ----
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])  # type: ignore[misc]
+
+    # --- connecting ------------------------------------------------------
+
+    async def connect(self) -> bool:
+        if self._connected:
+            return True
+        settings: PostgreSQLSettings = self.resolve_settings()
+        conninfo, kwargs = _connection_params(settings)
+        self._secrets = _secret_values(settings)
+        with self._translated("connect"):
+            self._uri = _public_uri(conninfo, kwargs)
+            await self._probe(conninfo, kwargs, settings.connect_timeout)
+        self._settings = settings
+        self._pool_params = (conninfo, kwargs)
+        with self._translated("connect"):
+            self._pool = await self._open_pool()
+        # fetches wait here, not in the pool, so a long export never times out a waiting getconn
+        self._gate = asyncio.Semaphore(settings.pool_max_size)
+        self._connected = True
+        return True
+
+    async def _open_pool(self) -> AsyncConnectionPool[AsyncConn]:
+        assert self._settings is not None and self._pool_params is not None
+        settings, (conninfo, kwargs) = self._settings, self._pool_params
+        pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
+            conninfo, kwargs=kwargs, min_size=settings.pool_min_size, max_size=settings.pool_max_size,
+            max_lifetime=settings.pool_max_lifetime, timeout=settings.connect_timeout,
+            check=AsyncConnectionPool.check_connection, configure=_configure_connection,
+            name=f"da-sources:{self.source_id}", open=False,
+        )
+        await pool.open(wait=settings.pool_min_size > 0, timeout=settings.connect_timeout)
+        return pool
+
+    async def _live_pool(self) -> AsyncConnectionPool[AsyncConn]:
+        """The pool; renewed after it could not connect, so its growing back-off (up to
+        minutes) does not outlast a server that is already back."""
+        assert self._pool is not None
+        if self._renew_pool:
+            self._renew_pool = False
+            old, self._pool = self._pool, await self._open_pool()
+            await old.close(timeout=0)
+        return self._pool
+
+    async def _probe(self, conninfo: str, kwargs: dict[str, Any], timeout: float) -> None:
+        try:
+            probe = await asyncio.wait_for(psycopg.AsyncConnection.connect(conninfo, **kwargs), timeout)
+        except TimeoutError:
+            raise ConnectionError(f"connect: no answer from the server within {timeout:g} s",
+                                  source_id=self.source_id) from None
+        await probe.close()
+
+    async def disconnect(self) -> None:
+        pool, self._pool = self._pool, None
+        self._connected = False
+        self._secrets, self._pool_params = (), None
+        if pool is not None:
+            await pool.close(timeout=5)
+
+    async def test_connection(self) -> bool:
+        try:
+            if not self._connected:
+                await self.connect()
+            async with self._read("test connection") as (conn, _, _):
+                await conn.execute("SELECT 1")
+            return True
+        except DataSourceError:
+            return False
+
+    # --- reads -----------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _read(self, action: str, subject: str | None = None) -> AsyncIterator[tuple[AsyncConn, str, int]]:
+        """A pooled connection in a read-only REPEATABLE READ transaction: (conn, snapshot, now)."""
+        self._require_connected()
+        assert self._pool is not None and self._gate is not None
+        with self._translated(action, subject):
+            async with self._gate:
+                try:
+                    async with (await self._live_pool()).connection() as conn, conn.transaction():
+                        cursor = await conn.execute(_BEGIN_READ, [self._timeout_ms()])
+                        row = await cursor.fetchone()
+                        assert row is not None
+                        yield conn, row[6], row[7]
+                except PoolTimeout:
+                    self._renew_pool = True
+                    raise
+
+    async def list_items(self, path: str | None = None) -> list[DataItem]:
+        """Tables, views and materialized views of the configured schemas, or of schema ``path``."""
+        self._require_connected()
+        assert self._settings is not None
+        schemas = self._settings.schemas if path is None else [self._schema_of(path)]
+        async with self._read("list", path) as (conn, _, now):
+            if path is not None:
+                await self._require_schema(conn, schemas[0])
+            relations = await catalog.relations(conn, catalog.RELATIONS_IN_SCHEMAS, [schemas])
+        return [_item(relation, now) for relation in relations]
+
+    def _schema_of(self, path: str) -> str:
+        parts = catalog.parse_name_parts(path)
+        if len(parts) != 1:
+            raise NotFoundError(f"{path!r} is not a schema name", source_id=self.source_id)
+        return parts[0]
+
+    async def _require_schema(self, conn: AsyncConn, schema: str) -> None:
+        cursor = await conn.execute(catalog.SCHEMAS_PRESENT, [[schema]])
+        if await cursor.fetchone() is None:
+            raise NotFoundError(f"schema {catalog.quote_part(schema)} does not exist", source_id=self.source_id)
+
+    async def get_metadata(self, identifier: str, exact_count: bool = False) -> dict[str, Any]:
+        """Item metadata; ``exact_count=True`` adds ``row_count`` from ``count(*)`` (a full scan)."""
+        schema, table = self._parse(identifier)
+        async with self._read("metadata", identifier) as (conn, snapshot, _):
+            relation = await self._relation(conn, schema, table, identifier)
+            metadata = {**relation.metadata(), "path": relation.identifier, "snapshot": snapshot,
+                        "source_uri": self._source_uri(relation.identifier)}
+            if exact_count:
+                cursor = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(catalog.relation_ident(relation)))
+                row = await cursor.fetchone()
+                metadata["row_count"] = int(row[0]) if row else 0
+        return metadata
+
+    async def _relation(self, conn: AsyncConn, schema: str, table: str, identifier: str) -> Relation:
+        relations = await catalog.relations(conn, catalog.ONE_RELATION, [schema, table])
+        if not relations:
+            raise NotFoundError(f"no table or view {catalog.format_identifier(schema, table)} "
+                                f"(asked for {identifier!r})", source_id=self.source_id)
+        return relations[0]
+
+    def _parse(self, identifier: str) -> tuple[str, str]:
+        try:
+            return catalog.parse_identifier(identifier)
+        except DataSourceError as exc:
+            exc.source_id = self.source_id
+            raise
+
+    # --- fetching --------------------------------------------------------
+
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        """Land a table or view as ``<workspace>/<schema>.<table>.<csv|parquet>``; its absolute path."""
+        self._require_connected()
+        assert self._settings is not None
+        schema, table = self._parse(identifier)
+        relative = catalog.landed_name(schema, table, self._settings.format)  # refused before any query
+        async with self._read("fetch", identifier) as (conn, snapshot, _), contextlib.AsyncExitStack() as stack:
+            relation = await self._relation(conn, schema, table, identifier)
+            statement, writer = self._table_export(relation)
+            conns, statements = [conn], [statement]
+            helper = await self._snapshot_helper(stack, conn) if self._parallel_worthy(conn, relation) else None
+            if helper is not None:
+                conns, statements = [conn, helper], await catalog.range_copy_statements(conn, relation, 2)
+            facts = {"source_version": relation.version, "relation_kind": catalog.KIND_NAMES[relation.kind],
+                     "estimated_rows": relation.estimated_rows, "streams": len(conns)}
+            landed = await self._export(conns, statements, writer, workspace, relative, relation.identifier,
+                                        snapshot, relation.columns, facts)
+        log.debug("source %s: landed %s as %s (%s rows, %d bytes, %d streams)", self.source_id,
+                  relation.identifier, landed.relative, landed.record.get("row_count"), landed.size, len(conns))
+        return str(landed.path)
+
+    def _parallel_worthy(self, conn: AsyncConn, relation: Relation) -> bool:
+        """Two COPY streams pay off for a big plain table in CSV on PostgreSQL 14+ (TID range scans)."""
+        assert self._settings is not None
+        return (self._settings.format == "csv" and relation.kind == "r" and relation.size >= PARALLEL_MIN_BYTES
+                and self._settings.pool_max_size >= 2 and conn.info.server_version >= 140000)
+
+    async def _snapshot_helper(self, stack: contextlib.AsyncExitStack, conn: AsyncConn) -> AsyncConn | None:
+        """A second pooled connection reading ``conn``'s snapshot, or None when none is free right now."""
+        assert self._gate is not None and self._pool is not None and self._settings is not None
+        if self._gate.locked():  # every slot is taken by other fetches: do not make them wait
+            return None
+        await self._gate.acquire()
+        stack.callback(self._gate.release)
+        try:
+            helper = await stack.enter_async_context(self._pool.connection(timeout=HELPER_WAIT_SECONDS))
+        except PoolTimeout:
+            return None
+        cursor = await conn.execute("SELECT pg_export_snapshot()")
+        exported = await cursor.fetchone()
+        assert exported is not None
+        await stack.enter_async_context(helper.transaction())
+        await helper.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported[0])))
+        await helper.execute(_BEGIN_READ, [self._timeout_ms()])
+        return helper
+
+    def _timeout_ms(self) -> str | None:
+        timeout = self._settings.statement_timeout if self._settings else None
+        return None if timeout is None else f"{timeout * 1000:.0f}"
+
+    def _table_export(self, relation: Relation) -> tuple[sql.Composable, Writer]:
+        assert self._settings is not None
+        source = catalog.relation_ident(relation)
+        if self._settings.format == "parquet":
+            return self._parquet_export(source, relation.columns)
+        if relation.kind == "r":  # the direct form skips the executor; views need a query
+            return sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(source), write_csv
+        return sql.SQL("COPY (SELECT * FROM {}) TO STDOUT (FORMAT csv, HEADER)").format(source), write_csv
+
+    def _parquet_export(self, source: sql.Composable, columns: list[Column]) -> tuple[sql.Composable, Writer]:
+        # positional aliases: query results may repeat a column name
+        aliases = [sql.Identifier(f"c{index}") for index in range(len(columns))]
+        plans: list[ColumnPlan] = [plan_column(c.resolved, a) for c, a in zip(columns, aliases, strict=True)]
+        statement = sql.SQL("COPY (SELECT {} FROM {} AS q({})) TO STDOUT (FORMAT csv)").format(
+            sql.SQL(", ").join(p.select for p in plans), source, sql.SQL(", ").join(aliases))
+        return statement, parquet_writer(plans)
+
+    async def fetch_query(
+        self, query: str, workspace: str, name: str, params: Any = None
+    ) -> str:
+        """Land the result of a read-only ``query`` at ``<workspace>/<name>.<csv|parquet>``.
+
+        ``params`` are bound client-side (psycopg quoting; ``%s`` / ``%(name)s``
+        placeholders). The query runs in the read-only snapshot transaction as
+        one statement: a write fails with a clear :class:`DataFetchError`.
+        """
+        self._require_connected()
+        assert self._settings is not None
+        relative = safe_relative_path(f"{name}.{self._settings.format}")
+        async with self._read("query", name) as (conn, snapshot, _):
+            text = _bind(conn, query, params)
+            columns = await self._describe(conn, text)
+            source = sql.SQL("({})").format(sql.SQL(text))  # noqa: S608 - the caller's own query
+            if self._settings.format == "parquet":
+                statement, writer = self._parquet_export(source, columns)
+            else:
+                statement = sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(source)
+                writer = write_csv
+            facts = {"source_version": f"snapshot:{snapshot}", "query": query}
+            landed = await self._export([conn], [statement], writer, workspace, relative, f"query:{name}",
+                                        snapshot, columns, facts)
+        return str(landed.path)
+
+    async def _describe(self, conn: AsyncConn, text: str) -> list[Column]:
+        fields = await asyncio.to_thread(describe, conn.pgconn, text.encode(), threading.Event())
+        if not fields:
+            raise DataFetchError("the statement returns no rows; only queries can be fetched "
+                                 "(reads run in a read-only transaction)", source_id=self.source_id)
+        names, oids, mods = (list(values) for values in zip(*fields, strict=True))
+        cursor = await conn.execute(catalog.TYPES_OF_RESULT, [names, oids, mods])
+        return [catalog.column_from_row(row) for row in await cursor.fetchall()]
+
+    async def _export(
+        self, conns: list[AsyncConn], statements: list[sql.Composable], writer: Writer, workspace: str,
+        relative: str, identifier: str, snapshot: str, columns: list[Column], facts: dict[str, Any],
+    ) -> LandedFile:
+        """Run the COPY in worker threads that land the file; the loop stays free meanwhile."""
+        texts = [statement.as_bytes(conns[0]) for statement in statements]
+        provenance = {
+            "source_type": self.type_name(), "source_uri": self._source_uri(identifier),
+            "snapshot": snapshot, "sql": ";\n".join(text.decode() for text in texts), "format": self._format(),
+            "columns": [{"name": c.name, "type": c.type} for c in columns], **facts,
+        }
+        cancelled = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(
+            export_to_landing, [c.pgconn for c in conns], texts, writer, cancelled, workspace=workspace,
+            relative=relative, source_id=self.source_id, identifier=identifier, provenance=provenance))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            cancelled.set()  # the threads stop at their next wait and the temporary is removed
+            with contextlib.suppress(BaseException):
+                await work
+            raise
+        finally:
+            for conn in conns:
+                if conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
+                    await conn.close()  # a COPY abandoned mid-stream: the pool discards the connection
+
+    def _format(self) -> str:
+        assert self._settings is not None
+        return self._settings.format
+
+    def _source_uri(self, identifier: str) -> str:
+        return f"{self._uri}/{quote(identifier, safe='')}"
+
+    # --- error translation: the one place psycopg errors become ours -------
+
+    @contextlib.contextmanager
+    def _translated(self, action: str, subject: str | None = None) -> Iterator[None]:
+        """Map psycopg, pool and pyarrow errors to the connector's tree, most specific first."""
+        try:
+            yield
+        except DataSourceError as exc:
+            exc.source_id = exc.source_id or self.source_id
+            raise
+        except PoolTimeout as exc:
+            raise ConnectionError(f"{action}: no connection to the server within the connect timeout "
+                                  "(server down or unreachable?)", source_id=self.source_id) from exc
+        except CopyCancelled:
+            raise asyncio.CancelledError from None
+        except psycopg.Error as exc:
+            self._raise_translated(exc, action, subject)
+        except pa.ArrowException as exc:
+            raise DataFetchError(f"{self._where(action, subject)}: cannot convert to Parquet: "
+                                 f"{self._scrub(str(exc))}", source_id=self.source_id) from exc
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"{action}: {self._scrub(str(exc) or type(exc).__name__)}",
+                                  source_id=self.source_id) from exc
+
+    def _raise_translated(self, exc: psycopg.Error, action: str, subject: str | None) -> NoReturn:
+        message = f"{self._where(action, subject)}: {self._scrub(_first_lines(exc))}"
+        state = exc.sqlstate or ""
+        error: DataSourceError
+        if action == "connect" and isinstance(exc, psycopg.ProgrammingError):
+            raise ConfigurationError(f"config.dsn: {self._scrub(_first_lines(exc))}",
+                                     source_id=self.source_id) from None  # libpq may echo the DSN
+        if state.startswith("28") or (not state and any(h in str(exc) for h in _AUTH_HINTS)):
+            error = AuthenticationError(message)
+        elif isinstance(exc, _NOT_FOUND):
+            error = NotFoundError(message)
+        elif isinstance(exc, pg_errors.QueryCanceled) and "statement timeout" in str(exc):
+            error = DataFetchError(f"{self._where(action, subject)}: statement_timeout "
+                                   f"({self._timeout_text()}) reached", retryable=False)
+        elif isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            error = DataFetchError(f"{message} (reads run in a read-only transaction; writes are refused)")
+        elif state.startswith(_RETRYABLE_CLASSES) or (not state and isinstance(exc, psycopg.OperationalError)):
+            error = ConnectionError(message)
+        else:
+            error = DataFetchError(message)
+        error.source_id = self.source_id
+        raise error from exc
+
+    def _where(self, action: str, subject: str | None) -> str:
+        return f"{action} {subject!r}" if subject else action
+
+    def _timeout_text(self) -> str:
+        timeout = self._settings.statement_timeout if self._settings else None
+        return f"{timeout:g} s" if timeout else "server setting"
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without any secret: redacted patterns, then every known secret value masked."""
+        text = redact(text)
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def _connection_params(settings: PostgreSQLSettings) -> tuple[str, dict[str, Any]]:
+    """The DSN (or "") and keyword parameters; the password only ever travels as a keyword."""
+    kwargs: dict[str, Any] = {
+        "connect_timeout": max(2, math.ceil(settings.connect_timeout)),  # libpq's minimum is 2 s
+        "application_name": "da-sources",
+        "client_encoding": "UTF8",
+        # a peer that vanishes mid-export is noticed in about a minute, not never
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+    }
+    for key in ("host", "dbname", "user", "sslmode"):
+        if getattr(settings, key) is not None:
+            kwargs[key] = getattr(settings, key)
+    if settings.dsn is None or "port" in settings.model_fields_set:
+        kwargs["port"] = settings.port
+    if settings.password is not None:
+        kwargs["password"] = settings.password.reveal()
+    return (settings.dsn.reveal() if settings.dsn is not None else ""), kwargs
+
+
+def _secret_values(settings: PostgreSQLSettings) -> tuple[str, ...]:
+    values: list[str] = []
+    if settings.password is not None:
+        values.append(settings.password.reveal())
+    if settings.dsn is not None:
+        dsn = settings.dsn.reveal()
+        values.append(dsn)
+        with contextlib.suppress(psycopg.Error):
+            values.append(str(conninfo_to_dict(dsn).get("password") or ""))
+    return tuple(sorted((v for v in values if v), key=len, reverse=True))
+
+
+def _public_uri(conninfo: str, kwargs: dict[str, Any]) -> str:
+    """``postgresql://host:port/dbname``: where the data came from, never who or with what."""
+    params = conninfo_to_dict(conninfo, **kwargs)
+    host = str(params.get("host") or "localhost")
+    return f"postgresql://{quote(host, safe='')}:{params.get('port') or 5432}/{quote(str(params.get('dbname', '')))}"
+
+
+async def _configure_connection(conn: AsyncConn) -> None:
+    # every transaction on a pooled connection starts as BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
+    await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
+    await conn.set_read_only(True)
+
+
+def _item(relation: Relation, listed_at: int) -> DataItem:
+    # PostgreSQL keeps no modification time: modified_at is when the listing was taken; use `version`
+    return DataItem(name=relation.name, path=relation.identifier, size=relation.size, modified_at=listed_at,
+                    metadata=relation.metadata())
+
+
+def _bind(conn: AsyncConn, query: str, params: Any) -> str:
+    text = query.strip().rstrip(";").strip()
+    if params is None:
+        return text
+    return psycopg.AsyncClientCursor(conn).mogrify(text, params)
+
+
+def _first_lines(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).strip().splitlines()[:3])
