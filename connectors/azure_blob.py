@@ -1,0 +1,448 @@
+"""``azure_blob``: a container of Azure Blob Storage (or Azurite).
+
+Identifiers are blob names; a blob lands at ``<workspace>/<blob name>``. The
+SDK's async client reads properties; bytes travel on a faster data path
+(:mod:`connectors.azure_transfer`: parallel ranged GETs pinned to the etag,
+written in place, hashed as they land; a small blob in one GET), and listings
+are List Blobs pages parsed directly (:mod:`connectors.azure_listing`). All
+share one aiohttp session, so a connector holds exactly one connection pool.
+Errors of either are translated in :mod:`connectors.azure_errors`.
+
+Example:
+    >>> config = DataSourceConfig(id="lake", type="azure_blob", name="Lake", config={
+    ...     "connection_string": {"env": "AZURE_STORAGE_CONNECTION_STRING"},
+    ...     "container_name": "data", "prefix": "exports/", "pattern": "*.parquet"})
+    >>> async with AzureBlobConnector(config) as lake:
+    ...     async for item in lake.iter_items("2024"):
+    ...         await lake.fetch_data(item.path, "/tmp/ws")   # -> /tmp/ws/exports/2024/...
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fnmatch
+import hashlib
+import time
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
+from azure.core.pipeline.transport import AioHttpTransport
+from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
+
+from connectors.azure_errors import BlobChangedError, mapped_errors
+from connectors.azure_listing import list_pages, quoted_etag
+from connectors.azure_transfer import BlobDownload, DataPath, Downloaded, check_md5, finish_in_thread
+from connectors.base import DataItem, DataSourceConnector, FetchResult
+from connectors.credentials import get_logger
+from connectors.errors import ConfigurationError, DataSourceError
+from connectors.settings import AzureBlobSettings
+from connectors.workspace import Landing, landing, safe_relative_path
+
+log = get_logger(__name__)
+
+CHANGED_RESTARTS = 2  # a blob overwritten mid-download is downloaded again this many times at most
+LIST_PAGE = 5000  # blobs per listing page: the service's maximum, fewest round trips
+SAS_LIFETIME = timedelta(hours=2)  # the data path's self-signed read-only SAS; renewed at half-life
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+# threads for landing files: each fetch fsyncs three times (file, folder, record); with many in
+# flight the file system groups them into few journal commits, so many small blobs land fast
+DISK_THREADS = 32
+
+
+@dataclass
+class _Clients:
+    """What one connection holds: one aiohttp session shared by the SDK and the data path."""
+
+    session: aiohttp.ClientSession
+    service: BlobServiceClient
+    container: ContainerClient
+    data: DataPath
+    credential: Any  # an azure-identity credential to close, or None
+    disk: ThreadPoolExecutor  # landing work (open, fsync, rename): mostly waiting on the disk
+
+
+class AzureBlobConnector(DataSourceConnector):
+    """Serves the blobs of one container (optionally under ``prefix``); identifiers are blob names."""
+
+    settings_model = AzureBlobSettings
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._settings: AzureBlobSettings | None = None
+        self._clients: _Clients | None = None
+
+    # --- connection --------------------------------------------------------
+
+    async def connect(self) -> bool:
+        """Build the clients; no request is sent (``test_connection`` asks the service)."""
+        if self._clients is not None:
+            return True
+        settings: AzureBlobSettings = self.resolve_settings()
+        self._clients = await _open_clients(settings, self.source_id)
+        self._settings = settings
+        self._connected = True
+        return True
+
+    async def disconnect(self) -> None:
+        """Close the SDK client, the credential and the session. Safe to call twice."""
+        clients, self._clients, self._connected = self._clients, None, False
+        if clients is None:
+            return
+        with contextlib.suppress(Exception):
+            await clients.service.close()
+        if clients.credential is not None:
+            with contextlib.suppress(Exception):
+                await clients.credential.close()
+        await clients.session.close()
+        clients.disk.shutdown(wait=True)
+
+    async def test_connection(self) -> bool:
+        """True when the container answers a one-blob listing with these credentials."""
+        try:
+            if not self._connected:
+                await self.connect()
+            clients = self._require_clients()
+            async with mapped_errors(self._container_what(), source_id=self.source_id):
+                pages = clients.container.list_blobs(results_per_page=1).by_page()
+                async for _ in pages:
+                    break
+            return True
+        except DataSourceError:
+            return False
+
+    def _require_clients(self) -> _Clients:
+        self._require_connected()
+        assert self._clients is not None
+        return self._clients
+
+    def _container_what(self) -> str:
+        name = self._settings.container_name if self._settings else self.config.config.get("container_name")
+        return f"container {name!r}"
+
+    # --- listing -------------------------------------------------------------
+
+    async def list_items(self, path: str | None = None) -> list[DataItem]:
+        """Every blob under ``path`` (a virtual folder below ``prefix``), recursively."""
+        return [item async for item in self.iter_items(path)]
+
+    async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
+        """The blobs under ``path`` page by page (5,000 per request), never all pages at once."""
+        clients = self._require_clients()
+        prefix = self._listing_prefix(path)
+        assert self._settings is not None
+        pattern = self._settings.pattern
+        what = f"listing {self._container_what()}"
+        pages = list_pages(clients.data, prefix, page_size=LIST_PAGE, retries=self._settings.retry_total, what=what)
+        # aclosing: a consumer that stops early also stops the prefetch of the next page, now
+        async with mapped_errors(what, source_id=self.source_id), contextlib.aclosing(pages):
+            async for page in pages:
+                for item in page:
+                    if pattern is None or fnmatch.fnmatchcase(item.path, pattern):
+                        yield item
+
+    def _listing_prefix(self, path: str | None) -> str:
+        assert self._settings is not None
+        base = _as_folder(self._settings.prefix)
+        return base + _as_folder(path or "")
+
+    # --- metadata ------------------------------------------------------------
+
+    async def get_metadata(self, identifier: str) -> dict[str, Any]:
+        """The blob's properties: size, version (= etag), type, MD5, tier, lease, version id, user metadata."""
+        clients = self._require_clients()
+        async with mapped_errors(f"reading properties of blob {identifier!r}", source_id=self.source_id):
+            props = await clients.container.get_blob_client(identifier).get_blob_properties()
+        content = props.content_settings
+        return {
+            "name": identifier.rstrip("/").rsplit("/", 1)[-1],
+            "path": identifier,
+            "size": props.size,
+            "version": quoted_etag(props.etag),
+            "etag": quoted_etag(props.etag),
+            "content_type": content.content_type,
+            "content_encoding": content.content_encoding,
+            "content_md5": _b64(content.content_md5),
+            "last_modified": _iso(props.last_modified),
+            "access_tier": props.blob_tier,
+            "lease_state": props.lease.state if props.lease else None,
+            "version_id": props.version_id,
+            "metadata": dict(props.metadata or {}),
+            "source_uri": clients.data.blob_uri(identifier),
+        }
+
+    # --- fetching ------------------------------------------------------------
+
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        """Land blob ``identifier`` at ``<workspace>/<identifier>`` with its provenance record.
+
+        Raises:
+            UnsafeNameError: before any request, for a name that cannot land safely.
+            NotFoundError / AuthenticationError: the blob or container is missing, or access is denied.
+            IntegrityError: short body, Content-MD5 mismatch, or the blob kept changing.
+            ConnectionError: the service stayed unreachable within the retry budget.
+        """
+        safe_relative_path(identifier)
+        clients = self._require_clients()
+        for restart in range(CHANGED_RESTARTS + 1):
+            try:
+                async with mapped_errors(f"fetching blob {identifier!r}", source_id=self.source_id):
+                    return await self._fetch_once(clients, identifier, workspace)
+            except BlobChangedError:
+                if restart == CHANGED_RESTARTS:
+                    raise
+                log.info("source %s: blob %r changed while downloading; starting again", self.source_id, identifier)
+        raise AssertionError("unreachable")
+
+    async def _fetch_once(self, clients: _Clients, identifier: str, workspace: str) -> str:
+        assert self._settings is not None
+        with contextlib.ExitStack() as stack:
+            opened: list[Landing] = []
+
+            async def open_target() -> int:
+                # opened only once the service said the blob exists: a 404 leaves no folders behind;
+                # in a thread, because mkdir/open/flock would stall every other transfer on the loop
+                target = landing(workspace, identifier, source_id=self.source_id)
+                opened.append(await finish_in_thread(partial(stack.enter_context, target), clients.disk))
+                return opened[0].fd
+
+            download = BlobDownload(
+                clients.data, identifier, open_target,
+                concurrency=self._settings.max_concurrency, retries=self._settings.retry_total,
+            )
+            result = await download.run()
+            provenance = self._provenance(clients, identifier, result)
+            if result.body is not None:  # a small blob: open, write and commit in one trip to a thread
+                small = partial(_land_bytes, workspace, identifier, self.source_id, result, provenance)
+                return str(await finish_in_thread(small, clients.disk))
+            commit = partial(opened[0].commit, provenance=provenance,
+                             expected_size=result.facts.size, sha256=result.sha256)
+            landed = await finish_in_thread(commit, clients.disk)  # fsyncs: off the event loop
+            return str(landed.path)
+
+    def _provenance(self, clients: _Clients, identifier: str, result: Downloaded) -> dict[str, Any]:
+        facts = result.facts
+        return {
+            "source_type": self.type_name(),
+            "source_uri": clients.data.blob_uri(identifier),
+            "source_version": facts.etag,
+            "container": self._settings.container_name if self._settings else None,
+            "etag": facts.etag,
+            "last_modified": facts.last_modified,
+            "content_md5": facts.content_md5,
+            "content_type": facts.content_type,
+        }
+
+    async def fetch_many(
+        self, identifiers: Iterable[str], workspace: str, concurrency: int = 16
+    ) -> list[FetchResult]:
+        """Fetch several blobs, ``concurrency`` at once on the shared pool; per-item results in order.
+
+        Small blobs take one GET each, so concurrency (not range parallelism)
+        is what makes many of them fast; one failure never undoes the others.
+        """
+        return await super().fetch_many(identifiers, workspace, concurrency)
+
+
+def _land_bytes(
+    workspace: str, identifier: str, source_id: str, result: Downloaded, provenance: dict[str, Any]
+) -> Path:
+    """Verify and land a small blob already in memory, in a landing thread (sha256 computed on write).
+
+    Hashing here rather than on the event loop: a hash call releases the GIL,
+    and getting it back from busy landing threads would stall every transfer.
+    """
+    body = result.body
+    assert body is not None
+    if result.facts.content_md5 is not None:
+        check_md5(result.facts, hashlib.md5(body), identifier, source_id)  # noqa: S324 - the service's checksum
+    with landing(workspace, identifier, source_id=source_id) as land:
+        land.write(body)
+        return land.commit(provenance=provenance, expected_size=len(body)).path
+
+
+# --- building the clients ------------------------------------------------------
+
+
+class _Anonymous:
+    """No authentication: public containers."""
+
+    async def query(self) -> str:
+        return ""
+
+    async def headers(self) -> dict[str, str]:
+        return {}
+
+
+class _GivenSas(_Anonymous):
+    """A SAS token from the configuration, sent as the query string."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.lstrip("?")
+
+    async def query(self) -> str:
+        return self._token
+
+
+class _KeySignedSas(_Anonymous):
+    """A read-only container SAS signed locally with the account key, renewed at half-life.
+
+    Signing one SAS is cheaper than signing every request with SharedKey, and
+    the key itself never leaves the process.
+    """
+
+    def __init__(self, account_name: str, container: str, key: str) -> None:
+        self._account, self._container, self._key = account_name, container, key
+        self._token = ""
+        self._renew_at = datetime.min.replace(tzinfo=UTC)
+
+    async def query(self) -> str:
+        now = datetime.now(UTC)
+        if now >= self._renew_at:
+            self._token = generate_container_sas(
+                self._account, self._container, account_key=self._key,
+                permission=ContainerSasPermissions(read=True, list=True),
+                start=now - timedelta(minutes=5), expiry=now + SAS_LIFETIME,  # tolerate clock skew
+            )
+            self._renew_at = now + SAS_LIFETIME / 2
+        return self._token
+
+
+class _BearerToken(_Anonymous):
+    """An Entra ID token from an azure-identity credential, refreshed five minutes before expiry."""
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+        self._token: Any = None
+
+    async def headers(self) -> dict[str, str]:
+        if self._token is None or self._token.expires_on - 300 < time.time():
+            self._token = await self._credential.get_token(STORAGE_SCOPE)
+        return {"Authorization": f"Bearer {self._token.token}"}
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """Where the account is and which secret (if any) authenticates to it."""
+
+    account_url: str
+    account_key: str | None = None
+    sas_token: str | None = None
+
+
+async def _open_clients(settings: AzureBlobSettings, source_id: str) -> _Clients:
+    endpoint = _endpoint(settings, source_id)
+    credential, authorizer, closable = _credentials(settings, endpoint, source_id)
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
+                                      sock_read=settings.read_timeout),
+        auto_decompress=False,  # bytes land exactly as stored
+        read_bufsize=1 << 20,  # fewer pause/resume cycles of the socket on large bodies
+        connector=aiohttp.TCPConnector(limit=64, enable_cleanup_closed=True),
+    )
+    service = BlobServiceClient(
+        endpoint.account_url, credential=credential,
+        transport=AioHttpTransport(session=session, session_owner=False),
+        retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=settings.retry_total,
+                                      random_jitter_range=1),
+        connection_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+    )
+    container = service.get_container_client(settings.container_name)
+    data = DataPath(session, container.url, service.api_version, authorizer, source_id)
+    disk = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="da-azure-land")
+    return _Clients(session, service, container, data, closable, disk)
+
+
+def _endpoint(settings: AzureBlobSettings, source_id: str) -> _Endpoint:
+    if settings.connection_string is not None:
+        return _parse_connection_string(settings.connection_string.reveal(), source_id)
+    assert settings.account_url is not None
+    # a SAS pasted into the URL is used as the SAS, and kept out of every URI we show
+    url, _, query = settings.account_url.partition("?")
+    return _Endpoint(
+        url,
+        settings.account_key.reveal() if settings.account_key else None,
+        settings.sas_token.reveal() if settings.sas_token else (query or None),
+    )
+
+
+def _parse_connection_string(text: str, source_id: str) -> _Endpoint:
+    """Account URL, key and SAS from a connection string; errors never quote it."""
+    parts = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in text.split(";")) if k.strip()}
+    url = parts.get("blobendpoint")
+    if not url and parts.get("accountname"):
+        protocol = parts.get("defaultendpointsprotocol", "https")
+        url = f"{protocol}://{parts['accountname']}.blob.{parts.get('endpointsuffix', 'core.windows.net')}"
+    if not url:
+        raise ConfigurationError(
+            "config.connection_string: has neither BlobEndpoint nor AccountName", source_id=source_id
+        )
+    return _Endpoint(url, parts.get("accountkey"), parts.get("sharedaccesssignature"))
+
+
+def _credentials(settings: AzureBlobSettings, endpoint: _Endpoint, source_id: str) -> tuple[Any, Any, Any]:
+    """(SDK credential, data-path authorizer, credential to close) for the configured way in."""
+    if endpoint.account_key:
+        name = _account_name(endpoint.account_url)
+        authorizer = _KeySignedSas(name, settings.container_name, endpoint.account_key)
+        return AzureNamedKeyCredential(name, endpoint.account_key), authorizer, None
+    if endpoint.sas_token:
+        token = endpoint.sas_token.lstrip("?")
+        return AzureSasCredential(token), _GivenSas(token), None
+    if settings.credential == "default":
+        credential = _default_credential(source_id)
+        return credential, _BearerToken(credential), credential
+    return None, _Anonymous(), None
+
+
+def _default_credential(source_id: str) -> Any:
+    try:
+        from azure.identity.aio import DefaultAzureCredential
+    except ImportError:
+        raise ConfigurationError(
+            "config.credential: 'default' needs azure-identity; install it with "
+            "pip install 'da-sources[identity]'",
+            source_id=source_id,
+        ) from None
+    return DefaultAzureCredential()
+
+
+def _account_name(account_url: str) -> str:
+    """``acct`` of https://acct.blob.core.windows.net, or of http://127.0.0.1:10000/acct (emulator style)."""
+    parts = urlsplit(account_url)
+    host = parts.hostname or ""
+    try:
+        ip_address(host)
+        is_ip = True
+    except ValueError:
+        is_ip = host == "localhost"
+    if is_ip:
+        return parts.path.strip("/").split("/", 1)[0]
+    return host.split(".", 1)[0]
+
+
+# --- small pure helpers ----------------------------------------------------------
+
+
+def _as_folder(prefix: str) -> str:
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def _b64(value: Any) -> str | None:
+    return base64.b64encode(bytes(value)).decode() if value else None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
