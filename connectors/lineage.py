@@ -159,11 +159,16 @@ def find_provenance(
 
 @contextlib.contextmanager
 def target_lock(workspace: Path, relative: str) -> Iterator[None]:
-    """An exclusive lock on one landing target, across processes on this host."""
+    """An exclusive lock on one landing target, across processes on this host.
+
+    Targets share 256 lock files by hash: the lock is held only for a rename
+    and a small write, so rare sharing costs nothing, and a workspace of a
+    million files keeps 256 lock files rather than a million.
+    """
     from connectors.workspace import open_directory
 
     dir_fd = open_directory(workspace, [LINEAGE_DIR, _LOCK_DIR], create=True)
-    name = hashlib.sha256(relative.encode()).hexdigest()[:40]
+    name = hashlib.sha256(relative.encode()).hexdigest()[:2]
     try:
         fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     finally:
