@@ -144,7 +144,23 @@ def _uri() -> str:
     return f"postgresql://{c['user']}:{c['password']}@{c['host']}:{c['port']}/{c['dbname']}"
 
 
-CHILDREN = {"fetch": run_fetch, "reference": run_reference, "connectorx": run_connectorx, "pandas": run_pandas}
+def run_dlt(table: str, out: str) -> None:
+    """dlt's sql_database source, pyarrow backend, to Parquet files on the local filesystem."""
+    import dlt
+    from dlt.sources.sql_database import sql_table
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    source = sql_table(credentials=_uri().replace("postgresql://", "postgresql+psycopg://"), table=table,
+                       backend="pyarrow", chunk_size=100_000)
+    pipeline = dlt.pipeline(pipeline_name="bench", pipelines_dir=f"{out}/.dlt", dataset_name="bench",
+                            destination=dlt.destinations.filesystem(bucket_url=f"file://{out}/data"))
+    pipeline.run(source, loader_file_format="parquet")
+    print(time.perf_counter() - started)
+
+
+CHILDREN = {"fetch": run_fetch, "reference": run_reference, "connectorx": run_connectorx, "pandas": run_pandas,
+            "dlt": run_dlt}
 
 
 # --- the driver ------------------------------------------------------------------
@@ -185,6 +201,14 @@ def remover(*paths: Path) -> Any:
     return prepare
 
 
+LABELS = {"connectorx": "connectorx (2 partitions) -> parquet", "dlt": "dlt sql_table (pyarrow) -> parquet",
+          "pandas": "pandas read_sql -> parquet"}
+
+
+LABELS = {"connectorx": "connectorx (2 partitions) -> parquet", "dlt": "dlt sql_table (pyarrow) -> parquet",
+          "pandas": "pandas read_sql -> parquet"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -214,6 +238,9 @@ def main() -> None:
             python_candidate("reference COPY->pyarrow csv->parquet", "reference", "big", str(out / "ref.parquet"),
                              env=env, output=out / "ref.parquet"),
         ]
+        if importlib.util.find_spec("connectorx") is not None:  # the issue's reference on this same table
+            big.append(python_candidate("connectorx (2 partitions) -> parquet", "connectorx", "big",
+                                        str(out / "cx-big.parquet"), env=env, output=out / "cx-big.parquet"))
         compare(big, args.repetitions)
         text = report(f"{args.rows:,} rows (CSV {csv_size / 1e6:,.0f} MB)", big, size_bytes=csv_size,
                       baseline="psql \\copy TO file")
@@ -222,12 +249,11 @@ def main() -> None:
         small = [python_candidate("ours fetch_data parquet", "fetch", "parquet", "small", str(out / "ws-small"),
                                   env=env, output=out / "ws-small")]
         missing = []
-        for name, module in (("connectorx", "connectorx"), ("pandas", "pandas")):
+        for name, module in (("connectorx", "connectorx"), ("dlt", "dlt"), ("pandas", "pandas")):
             if importlib.util.find_spec(module) is None:
                 missing.append(name)
                 continue
-            label = "connectorx (2 partitions) -> parquet" if name == "connectorx" else "pandas read_sql -> parquet"
-            small.append(python_candidate(label, name, "small", str(out / f"{name}.parquet"), env=env,
+            small.append(python_candidate(LABELS[name], name, "small", str(out / f"{name}.parquet"), env=env,
                                           output=out / f"{name}.parquet"))
         compare(small, args.repetitions)
         text += report(f"{args.small_rows:,} rows to Parquet", small, items=args.small_rows,
