@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -28,3 +29,9 @@ def fresh_azurite() -> Iterator[AzuriteServer]:
     """An Azurite of its own, for tests that fill the store or stop the server."""
     with start_azurite() as server:
         yield server
+
+
+@pytest.fixture
+def canary() -> str:
+    """A unique secret value: tests assert it shows up in no output or stored state."""
+    return f"canary{secrets.token_hex(12)}"

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import pty
-import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -23,10 +22,6 @@ from tests.plugin_fixture import PLUGIN_TYPE, install_plugin
 REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = REPO / ".venv" / "bin" / "da-sources"
 
-
-@pytest.fixture
-def canary() -> str:
-    return f"canary{secrets.token_hex(12)}"
 
 
 @dataclass

@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import pickle
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -28,12 +27,6 @@ from connectors.credentials import (
 from connectors.errors import ConfigurationError
 from connectors.local_file import LocalFileConnector
 from connectors.settings import PostgreSQLSettings, resolve_settings
-
-
-@pytest.fixture
-def canary() -> str:
-    """A unique value that must never show up anywhere."""
-    return f"canary{secrets.token_hex(12)}"
 
 
 class DictStore:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
-import secrets
 import subprocess
 import sys
 import textwrap
@@ -35,10 +34,6 @@ from tests.unit.test_credentials import DictStore
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture
-def canary() -> str:
-    return f"canary{secrets.token_hex(12)}"
 
 
 def local_source(source_id: str, root: Path, **config: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 import subprocess
 import sys
@@ -27,10 +26,6 @@ from connectors.secret_store import (
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture
-def canary() -> str:
-    return f"canary{secrets.token_hex(12)}"
 
 
 @pytest.fixture
