@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from types import TracebackType
@@ -125,6 +125,18 @@ class FetchResult:
         return self.error is None
 
 
+async def collect_results(identifiers: Iterable[str], fetch: Callable[[str], Awaitable[str]]) -> list[FetchResult]:
+    """Run ``fetch`` for every identifier at once; per item its path or its error, in the order given."""
+
+    async def one(identifier: str) -> FetchResult:
+        try:
+            return FetchResult(identifier, path=await fetch(identifier))
+        except DataSourceError as exc:
+            return FetchResult(identifier, error=exc)
+
+    return list(await asyncio.gather(*(one(i) for i in identifiers)))
+
+
 class DataSourceConnector(ABC):
     """Base class of every connector: async, one instance per source.
 
@@ -206,14 +218,11 @@ class DataSourceConnector(ABC):
         """
         gate = asyncio.Semaphore(max(1, concurrency))
 
-        async def one(identifier: str) -> FetchResult:
+        async def gated(identifier: str) -> str:
             async with gate:
-                try:
-                    return FetchResult(identifier, path=await self.fetch_data(identifier, workspace))
-                except DataSourceError as exc:
-                    return FetchResult(identifier, error=exc)
+                return await self.fetch_data(identifier, workspace)
 
-        return list(await asyncio.gather(*(one(i) for i in identifiers)))
+        return await collect_results(identifiers, gated)
 
     async def __aenter__(self) -> Self:
         await self.connect()

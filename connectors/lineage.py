@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,28 +89,52 @@ def record_path(workspace: str | os.PathLike[str], relative: str) -> Path:
     return Path(workspace).absolute() / LINEAGE_DIR / f"{relative}.json"
 
 
-def write_provenance(workspace: Path, relative: str, record: Mapping[str, Any]) -> Path:
-    """Write ``record`` for ``relative`` atomically (temp, fsync, rename)."""
+def write_provenance(workspace: Path, relative: str, record: Mapping[str, Any], *, durable: bool = True) -> Path:
+    """Write ``record`` for ``relative`` atomically (temp, fsync unless not ``durable``, rename)."""
+    with staged_record(workspace, relative, record, durable=durable) as publish:
+        return publish()
+
+
+@contextlib.contextmanager
+def staged_record(
+    workspace: Path, relative: str, record: Mapping[str, Any], *, durable: bool = True
+) -> Iterator[Callable[[], Path]]:
+    """Write ``record`` beside its place and yield the function that puts it there (a rename).
+
+    Everything that needs disk space happens before the yield, so a caller
+    renames its data file in between and then publishes: a full disk fails
+    the landing before the file changes, never leaving a file without its
+    record. Unpublished, the temporary is removed.
+    """
     from connectors.workspace import open_directory
 
     parts = f"{LINEAGE_DIR}/{relative}.json".split("/")
     dir_fd = open_directory(workspace, parts[:-1], create=True)
     temp = f".~da-{secrets.token_hex(8)}.part"
+    published = False
+
+    def publish() -> Path:
+        nonlocal published
+        os.rename(temp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        published = True
+        return record_path(workspace, relative)
+
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
         try:
-            os.write(fd, json.dumps(record, indent=2, sort_keys=True, default=str).encode())
-            os.fsync(fd)
+            data = memoryview(json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+            while data:
+                data = data[os.write(fd, data) :]
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(temp, parts[-1], src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=dir_fd)
-        raise
+        yield publish
     finally:
+        if not published:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
         os.close(dir_fd)
-    return record_path(workspace, relative)
 
 
 def read_record(workspace: str | os.PathLike[str], relative: str) -> dict[str, Any] | None:

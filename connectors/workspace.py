@@ -127,9 +127,14 @@ def open_directory(root: Path, relative_parts: list[str], *, create: bool) -> in
     ``root`` itself is trusted (the user chose it); every folder under it is
     opened with O_NOFOLLOW and created when missing and ``create`` is set.
     """
-    if create:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    try:
+        fd = os.open(root, flags)
+    except FileNotFoundError:
+        if not create:
+            raise
         root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(root, flags)
     for index, part in enumerate(relative_parts):
         # closes the parent's descriptor whether or not the child opens
         fd = _open_child_directory(fd, part, create, "/".join(relative_parts[: index + 1]))
@@ -138,10 +143,14 @@ def open_directory(root: Path, relative_parts: list[str], *, create: bool) -> in
 
 def _open_child_directory(parent_fd: int, part: str, create: bool, shown: str) -> int:
     try:
-        if create:
+        try:  # open first: the folder usually exists, and a failed mkdir costs as much as an open
+            child = os.open(part, _DIR_FLAGS, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not create:
+                raise
             with contextlib.suppress(FileExistsError):
                 os.mkdir(part, 0o755, dir_fd=parent_fd)
-        child = os.open(part, _DIR_FLAGS, dir_fd=parent_fd)
+            child = os.open(part, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError as exc:
         raise _directory_error(exc, shown) from exc
     finally:
@@ -154,10 +163,10 @@ def _directory_error(exc: OSError, shown: str) -> Exception:
         return UnsafeNameError(f"a symlink is in the way at {shown!r} in the workspace; not followed")
     if exc.errno == errno.ENOTDIR:
         return NameCollisionError(f"{shown!r} is a file in the workspace, but a folder is needed there")
-    return _workspace_error(exc, shown)
+    return workspace_error(exc, shown)
 
 
-def _workspace_error(exc: OSError, shown: str) -> WorkspaceError:
+def workspace_error(exc: OSError, shown: str) -> WorkspaceError:
     if exc.errno == errno.ENOSPC:
         return WorkspaceError(f"disk full while writing {shown!r} into the workspace")
     reason = exc.strerror or type(exc).__name__
@@ -179,6 +188,63 @@ def _load_sync_file_range() -> Any:
 
 _sync_file_range = _load_sync_file_range()
 _SYNC_FILE_RANGE_WRITE = 2
+
+
+def _load_fallocate() -> Any:
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    return function
+
+
+_fallocate = _load_fallocate()
+_FALLOC_FL_KEEP_SIZE = 1
+
+
+def preallocate(fd: int, size: int) -> None:
+    """Reserve ``size`` bytes of disk for a file about to be written.
+
+    A full disk then fails at once, before any byte is downloaded, and the
+    writes that follow skip the file system's per-page block reservation
+    (about 40% of their CPU on ext4). Linux ``fallocate``; a no-op where the
+    file system or platform cannot (never glibc's slow zero-filling emulation).
+
+    Raises:
+        OSError: ENOSPC when the space is not there.
+    """
+    if _fallocate is None or size <= 0:
+        return
+    # KEEP_SIZE: the file's size still counts only bytes written, so a short download stays visible
+    if _fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, size) != 0:
+        code = ctypes.get_errno()
+        if code not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise OSError(code, os.strerror(code))
+
+
+def _load_syncfs() -> Any:
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    return function
+
+
+_syncfs = _load_syncfs()
+
+
+def sync_filesystem(fd: int) -> None:
+    """Flush everything written on the file system holding ``fd``: one journal commit for many files.
+
+    Linux ``syncfs``; elsewhere ``os.sync``, which flushes every file system.
+    """
+    if _syncfs is None:
+        os.sync()
+    elif _syncfs(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -298,6 +364,7 @@ class Landing:
         provenance: Mapping[str, Any],
         expected_size: int | None = None,
         sha256: str | None = None,
+        durable: bool = True,
     ) -> LandedFile:
         """Check, fsync and rename the temporary into place, then record its provenance.
 
@@ -307,8 +374,12 @@ class Landing:
             expected_size: the size the source announced; a mismatch raises
                 :class:`IntegrityError`.
             sha256: the digest, when the data was not written with :meth:`write`.
+            durable: False skips every fsync; only for a caller that has already synced the
+                file system since the data was written, and syncs it again before saying the
+                file landed (:mod:`connectors.group_commit`).
         """
-        os.fsync(self.fd)
+        if durable:
+            os.fsync(self.fd)
         size = os.fstat(self.fd).st_size
         if expected_size is not None and size != expected_size:
             raise IntegrityError(
@@ -318,8 +389,6 @@ class Landing:
         digest = sha256 or self._hash.hexdigest()
         with lineage.target_lock(self.workspace, self.relative):
             self._refuse_collision()
-            os.rename(self.temp_name, self._final_name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-            os.fsync(self._dir_fd)
             record = lineage.build_record(
                 provenance,
                 source_id=self.source_id,
@@ -328,7 +397,12 @@ class Landing:
                 size=size,
                 sha256=digest,
             )
-            lineage.write_provenance(self.workspace, self.relative, record)
+            # the record is written first and renamed last: a full disk fails before the file changes
+            with lineage.staged_record(self.workspace, self.relative, record, durable=durable) as publish:
+                os.rename(self.temp_name, self._final_name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+                if durable:
+                    os.fsync(self._dir_fd)
+                publish()
         self.committed = LandedFile(self.path, self.relative, size, digest, record)
         return self.committed
 
@@ -398,17 +472,17 @@ def landing(
     try:
         dir_fd = open_directory(root, parts[:-1], create=True)
     except OSError as exc:
-        raise _workspace_error(exc, relative) from exc
+        raise workspace_error(exc, relative) from exc
     try:
         _sweep_once(dir_fd)
         land = Landing(root, relative, dir_fd, source_id=source_id, identifier=identifier or name)
     except OSError as exc:
         os.close(dir_fd)
-        raise _workspace_error(exc, relative) from exc
+        raise workspace_error(exc, relative) from exc
     try:
         yield land
     except OSError as exc:
-        raise _workspace_error(exc, relative) from exc
+        raise workspace_error(exc, relative) from exc
     finally:
         if land.committed is None:
             land._discard()

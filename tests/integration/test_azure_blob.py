@@ -7,6 +7,7 @@ import base64
 import gc
 import hashlib
 import logging
+import os
 import re
 import time
 import uuid
@@ -37,7 +38,9 @@ from connectors import (
     read_provenance,
 )
 from connectors.azure_blob import AzureBlobConnector
-from tests.conformance import ConnectorConformance, SourceUnderTest, run
+from connectors.base import FetchResult
+from connectors.lineage import run_context
+from tests.conformance import ConnectorConformance, SourceUnderTest, run, temporaries
 from tests.harness import AzuriteServer
 
 pytestmark = pytest.mark.integration
@@ -510,3 +513,40 @@ def test_every_item_lands_exactly_whether_streamed_or_landed_from_memory(
         record = read_provenance(path)
         assert record["sha256"] == hashlib.sha256(ITEMS[name]).hexdigest() and record["size"] == len(ITEMS[name])
         assert record["content_md5"] == base64.b64encode(hashlib.md5(ITEMS[name]).digest()).decode()
+
+
+def test_fetch_many_lands_small_blobs_in_groups_without_an_fsync_per_file(
+    azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import connectors.group_commit as group_commit
+
+    blobs = {f"small/{i:03d}.bin": os.urandom(2048 + i) for i in range(300)}
+    container = new_container(azurite_server, blobs)
+    calls = {"fsync": 0, "sync": 0}
+    real_fsync, real_sync = os.fsync, group_commit.sync_filesystem
+
+    def counted_fsync(fd: int) -> None:
+        calls["fsync"] += 1
+        real_fsync(fd)
+
+    def counted_sync(fd: int) -> None:
+        calls["sync"] += 1
+        real_sync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted_fsync)
+    monkeypatch.setattr(group_commit, "sync_filesystem", counted_sync)
+
+    async def body() -> list[FetchResult]:
+        async with azure_connector(azurite_server, container) as connector:
+            with run_context("run-many"):
+                return await connector.fetch_many(list(blobs), str(tmp_path / "ws"), concurrency=16)
+
+    results = run(body())
+    assert [r.identifier for r in results] == list(blobs) and all(r.ok for r in results)
+    for result in results:
+        assert result.path is not None and Path(result.path).read_bytes() == blobs[result.identifier]
+        record = read_provenance(result.path)
+        assert record["sha256"] == hashlib.sha256(blobs[result.identifier]).hexdigest()
+        assert record["run_id"] == "run-many" and record["source_version"].startswith('"')
+    assert calls["fsync"] == 0 and 0 < calls["sync"] < len(blobs)
+    assert temporaries(tmp_path / "ws") == []

@@ -313,10 +313,38 @@ def test_disk_full_is_a_workspace_error_and_the_partial_is_removed(
     azurite_server: AzuriteServer, container: str, tiny_filesystem: Path
 ) -> None:
     workspace = tiny_filesystem / "ws"
-    with pytest.raises(WorkspaceError, match="disk full"):
-        with_proxy(azurite_server, container, [], fetch("big.bin", workspace))
+
+    async def body(connector: AzureBlobConnector, proxy: FaultProxy) -> int:
+        with pytest.raises(WorkspaceError, match="cannot reserve .* disk full"):
+            await connector.fetch_data("big.bin", str(workspace))
+        return len(proxy.blob_requests())
+
+    # the space is reserved up front: the first answer's size is enough to know it will not fit
+    assert with_proxy(azurite_server, container, [], body) == 1
     assert temporaries(workspace) == [] and not (workspace / "big.bin").exists()
     assert os.statvfs(tiny_filesystem).f_bfree > 0.9 * os.statvfs(tiny_filesystem).f_blocks
+
+
+def test_fetch_many_on_a_full_disk_fails_the_files_that_do_not_fit_and_keeps_the_others(
+    azurite_server: AzuriteServer, tiny_filesystem: Path
+) -> None:
+    blobs = {f"many/{i:02d}.bin": hashlib.sha256(str(i).encode()).digest() * 512 for i in range(24)}  # 16 KiB each
+    container = new_container(azurite_server, blobs)
+    workspace = tiny_filesystem / "ws"
+
+    async def body(connector: AzureBlobConnector, proxy: FaultProxy) -> list[Any]:
+        return await connector.fetch_many(list(blobs), str(workspace), concurrency=8)
+
+    results = with_proxy(azurite_server, container, [], body)
+    failed = [r for r in results if not r.ok]
+    assert failed and all(isinstance(r.error, WorkspaceError) and "disk full" in str(r.error) for r in failed)
+    for result in results:
+        if result.ok:  # what fitted landed whole, with its record
+            assert Path(result.path).read_bytes() == blobs[result.identifier]
+            assert read_provenance(result.path)["sha256"] == hashlib.sha256(blobs[result.identifier]).hexdigest()
+        else:
+            assert not (workspace / result.identifier).exists()
+    assert temporaries(workspace) == []
 
 
 # --- row 22: killed mid-fetch, then run again ---------------------------------------------------------

@@ -86,6 +86,18 @@ def test_disk_full_is_a_clear_error_and_removes_the_partial(tiny_disk: Path) -> 
     assert temporaries(tiny_disk) == []
 
 
+def test_no_room_for_the_record_fails_before_the_file_changes(tiny_disk: Path) -> None:
+    land(tiny_disk, "keep.bin", b"previous")
+    page = os.statvfs(tiny_disk).f_bsize
+    with open(tiny_disk / "filler", "wb") as filler:  # leave exactly one page: the new data fits, its record not
+        filler.write(b"\0" * ((os.statvfs(tiny_disk).f_bavail - 1) * page))
+    with pytest.raises(WorkspaceError, match="disk full"):
+        land(tiny_disk, "keep.bin", b"\2" * page)
+    assert (tiny_disk / "keep.bin").read_bytes() == b"previous"
+    assert read_provenance(tiny_disk / "keep.bin")["size"] == len(b"previous")
+    assert temporaries(tiny_disk) == []
+
+
 def test_two_names_folding_to_one_file_are_refused(tmp_path: Path) -> None:
     # what a case- or normalization-insensitive file system does to 'X.CSV' vs 'x.csv'
     land(tmp_path, "x.csv", b"one", identifier="X.CSV")

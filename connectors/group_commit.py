@@ -1,0 +1,208 @@
+"""Landing many small files with one file-system sync per group instead of three fsyncs per file.
+
+Landing one file makes it durable with three fsyncs (its data, its folder,
+its record). On a journaling file system each is a journal commit: about
+1.7 ms per file on ext4 here, which caps a fetch of many small blobs near 550
+files a second however fast the network is. A :class:`GroupCommit` lands the
+files waiting for it as a group, in one trip to a thread:
+
+1. write each to its temporary (sha256 on the way);
+2. sync the file system once: the group's data is on disk, and so are the
+   names and records of the group before it;
+3. rename each of this group into place and write its record, no fsync;
+   the next group's sync (or a last one) makes that durable;
+4. back on the event loop, tell the previous group's callers their files landed.
+
+The guarantees are those of landing one by one: no name ever leads to data
+that is not on disk, and a caller hears "landed" only once the file and its
+record would survive a power cut. Files that arrive during a trip wait for
+the next group, so groups grow with the disk's latency, and the event loop
+keeps the network busy while the disk works. Each file keeps its own errors:
+one that fails never holds back or undoes the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from connectors.errors import WorkspaceError
+from connectors.workspace import LandedFile, Landing, landing, sync_filesystem, workspace_error
+
+# files to hand one GroupCommit at most at once (callers bound it): each holds two descriptors until it lands
+MAX_PENDING = 200
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Job:
+    workspace: str
+    name: str
+    body: bytes
+    source_id: str
+    provenance: Mapping[str, Any]
+    check: Callable[[], None] | None
+    future: asyncio.Future[LandedFile]
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)  # the run id lives here
+
+
+class GroupCommit:
+    """Lands whole in-memory files in groups; ``await close()`` when done.
+
+    Example:
+        >>> group = GroupCommit()
+        >>> try:
+        ...     landed = await group.land("/tmp/ws", "a/b.csv", body, source_id="s", provenance={...})
+        ... finally:
+        ...     await group.close()
+    """
+
+    def __init__(self) -> None:
+        self._queued: list[_Job] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def land(
+        self,
+        workspace: str,
+        name: str,
+        body: bytes,
+        *,
+        source_id: str,
+        provenance: Mapping[str, Any],
+        check: Callable[[], None] | None = None,
+    ) -> LandedFile:
+        """Land ``body`` at ``<workspace>/<name>`` with its record; returns once both are on disk.
+
+        ``check`` runs before anything is written (for example a checksum
+        comparison); what it raises is this file's error.
+        """
+        job = _Job(workspace, name, body, source_id, provenance, check, asyncio.get_running_loop().create_future())
+        self._queued.append(job)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        # shield: a caller that gives up does not stop its file from landing (or its temporary from going)
+        return await asyncio.shield(job.future)
+
+    async def close(self) -> None:
+        """Wait until every file handed to :meth:`land` has landed or failed."""
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        renamed: _Stage | None = None  # renamed and recorded: durable after the next sync
+        stage: _Stage | None = None
+        try:
+            while self._queued or renamed is not None:
+                stage = _Stage(self._queued)
+                self._queued = []
+                error = await _in_thread(stage.land, renamed)
+                if renamed is not None:
+                    renamed.settle(error)
+                renamed = stage if error is None and stage.landed else None
+                if renamed is None:
+                    stage.settle(error)
+        finally:  # on cancellation or a bug of ours: no caller waits forever, no temporary stays
+            gone = WorkspaceError("landing stopped before the file was on disk")
+            for unsettled in (stage, renamed, _Stage(self._queued)):
+                if unsettled is not None:
+                    unsettled.close()
+                    unsettled.settle(gone)
+
+
+class _Stage:
+    """One group: its jobs, their landings (temporaries and locks, held until the group is done) and outcomes."""
+
+    def __init__(self, jobs: list[_Job]) -> None:
+        self.jobs = jobs
+        self.landed: dict[int, LandedFile] = {}  # by job index
+        self._errors: dict[int, Exception] = {}
+        self._landings: dict[int, Landing] = {}
+        self._stack = contextlib.ExitStack()  # closing it removes every temporary that did not land
+
+    def land(self, previous: _Stage | None) -> Exception | None:
+        """Steps 1-3 of the module's docstring, in a thread; the sync's error, if any.
+
+        ``previous`` (renamed and recorded) becomes durable with this sync and is released.
+        """
+        for index, job in enumerate(self.jobs):
+            self._catching(index, self._write, job, index)
+        fds = [land.fd for land in self._landings.values()] + (previous.fds() if previous else [])
+        error = _sync_devices(fds)
+        if previous is not None:
+            previous.close()
+        if error is None:
+            for index, land in self._landings.items():
+                self._catching(index, self._commit, self.jobs[index], index, land)
+        if error is not None or not self.landed:
+            self.close()
+        return error
+
+    def fds(self) -> list[int]:
+        return [land.fd for land in self._landings.values()]
+
+    def settle(self, error: Exception | None) -> None:
+        """On the event loop: every caller gets its landed file, its own error, or ``error``."""
+        for index, job in enumerate(self.jobs):
+            if job.future.done():
+                continue
+            if index in self._errors:
+                job.future.set_exception(self._errors[index])
+            elif error is None and index in self.landed:
+                job.future.set_result(self.landed[index])
+            else:
+                job.future.set_exception(_local_error(error or WorkspaceError("not landed"), job))
+
+    def close(self) -> None:
+        """Release the landings: a temporary that did not land is removed."""
+        self._stack.close()
+
+    def _write(self, job: _Job, index: int) -> None:
+        if job.check is not None:
+            job.check()
+        land = self._stack.enter_context(landing(job.workspace, job.name, source_id=job.source_id))
+        land.write(job.body)
+        self._landings[index] = land
+
+    def _commit(self, job: _Job, index: int, land: Landing) -> None:
+        commit = land.commit
+        self.landed[index] = job.context.run(commit, provenance=job.provenance, expected_size=len(job.body),
+                                             durable=False)
+
+    def _catching(self, index: int, step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception as exc:  # this file's own error; the others go on
+            self._errors[index] = _local_error(exc, self.jobs[index])
+
+
+def _sync_devices(fds: list[int]) -> OSError | None:
+    """Sync each file system the descriptors are on; the error, if any."""
+    try:
+        for fd in {os.fstat(fd).st_dev: fd for fd in fds}.values():
+            sync_filesystem(fd)
+    except OSError as exc:
+        return exc
+    return None
+
+
+async def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run blocking ``function`` in a thread; if cancelled, still wait for it before re-raising.
+
+    The landings it uses must not be released under it.
+    """
+    future = asyncio.get_running_loop().run_in_executor(None, function, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
+
+
+def _local_error(exc: Exception, job: _Job) -> Exception:
+    return workspace_error(exc, job.name) if isinstance(exc, OSError) else exc
