@@ -78,15 +78,21 @@ def compare(candidates: list[Candidate], repetitions: int) -> list[Candidate]:
 
 
 def report(title: str, candidates: list[Candidate], *, size_bytes: int | None = None,
-           items: int | None = None, baseline: str | None = None) -> str:
-    """A table of medians, throughput and ratios against ``baseline`` (ours / theirs throughput)."""
+           items: int | None = None, baseline: str | None = None, ours: str | None = None) -> str:
+    """A table of medians, throughput and ratios against ``baseline`` (ours / theirs throughput).
+
+    With ``ours`` (a candidate's name), one more column: how many times faster ``ours`` is than each row.
+    """
     base = next((c for c in candidates if c.name == baseline), None)
-    lines = [f"## {title}", "", "| candidate | median s | throughput | ratio vs " + (baseline or "-")
-             + " | peak RSS MiB | runs |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    mine = next((c for c in candidates if c.name == ours), None)
+    extra = f" {ours} speed-up |" if mine else ""
+    header = f"| candidate | median s | throughput | ratio vs {baseline or '-'} | peak RSS MiB | runs |{extra}"
+    lines = [f"## {title}", "", header, "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if mine else "")]
     for c in candidates:
         ratio = base.median_seconds / c.median_seconds if base else float("nan")
+        speedup = f" {c.median_seconds / mine.median_seconds:.2f}x |" if mine else ""
         lines.append(f"| {c.name} | {c.median_seconds:.3f} | {_throughput(c, size_bytes, items)} | "
-                     f"{ratio:.2f} | {c.peak_rss_mib:.0f} | {len(c.samples)} |")
+                     f"{ratio:.2f} | {c.peak_rss_mib:.0f} | {len(c.samples)} |" + speedup)
     text = "\n".join(lines) + "\n"
     print(text, flush=True)
     return text
