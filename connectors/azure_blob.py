@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
+from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
@@ -46,7 +47,7 @@ from connectors.azure_listing import list_pages, quoted_etag
 from connectors.azure_transfer import BlobDownload, DataPath, Downloaded, check_md5, finish_in_thread
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
 from connectors.credentials import get_logger
-from connectors.errors import ConfigurationError, DataSourceError
+from connectors.errors import AuthenticationError, ConfigurationError, DataSourceError
 from connectors.group_commit import MAX_PENDING, GroupCommit
 from connectors.settings import AzureBlobSettings
 from connectors.workspace import Landing, landing, safe_relative_path
@@ -392,13 +393,21 @@ async def _open_clients(settings: AzureBlobSettings, source_id: str) -> _Clients
         read_bufsize=1 << 20,  # fewer pause/resume cycles of the socket on large bodies
         connector=aiohttp.TCPConnector(limit=64, enable_cleanup_closed=True),
     )
-    service = BlobServiceClient(
-        endpoint.account_url, credential=credential,
-        transport=AioHttpTransport(session=session, session_owner=False),
-        retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=settings.retry_total,
-                                      random_jitter_range=1),
-        connection_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
-    )
+    try:
+        service = BlobServiceClient(
+            endpoint.account_url, credential=credential,
+            transport=AioHttpTransport(session=session, session_owner=False),
+            retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=settings.retry_total,
+                                          random_jitter_range=1),
+            connection_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
+        )
+    except ValueError:  # its text may quote the URL; ours does not
+        await session.close()
+        if closable is not None:
+            await closable.close()
+        raise ConfigurationError("config.account_url: the storage client refused this URL (expected "
+                                 "https://<account>.blob.core.windows.net or an emulator's URL)",
+                                 source_id=source_id) from None
     container = service.get_container_client(settings.container_name)
     data = DataPath(session, container.url, service.api_version, authorizer, source_id)
     disk = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="da-azure-land")
@@ -456,7 +465,31 @@ def _default_credential(source_id: str) -> Any:
             "pip install 'da-sources[identity]'",
             source_id=source_id,
         ) from None
-    return DefaultAzureCredential()
+    return _FailFastCredential(DefaultAzureCredential(), source_id)
+
+
+class _FailFastCredential:
+    """An azure-identity credential whose failure to find an identity is an AuthenticationError at once.
+
+    The SDK's retry policy would retry a failed token request like a network
+    error (over a minute with the default budget) before giving up.
+    """
+
+    def __init__(self, inner: Any, source_id: str) -> None:
+        self._inner, self._source_id = inner, source_id
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        try:
+            return await self._inner.get_token(*scopes, **kwargs)
+        except ClientAuthenticationError:  # its text lists every way it tried; none of them is a secret, but
+            raise AuthenticationError(  # it is long, so name the usual fixes instead
+                "credential 'default' found no identity to use: set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
+                "AZURE_CLIENT_SECRET, sign in with 'az login', or run where a managed identity is assigned",
+                source_id=self._source_id,
+            ) from None
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 def _account_name(account_url: str) -> str:

@@ -85,6 +85,9 @@ class AzureBlobSettings(ConnectorSettings):
             raise ValueError(f"{given[0]} goes with account_url, not with connection_string")
         if len(given) > 1:
             raise ValueError(f"give at most one of account_key, sas_token, credential (got {given})")
+        if self.credential == "default" and not (self.account_url or "").lower().startswith("https://"):
+            raise ValueError("credential 'default' sends an Entra ID token, which Azure accepts over https "
+                             "only: account_url must start with https://")
         return self
 
 

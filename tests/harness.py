@@ -167,15 +167,16 @@ class AzuriteServer:
     process: subprocess.Popen[bytes]
     account_name: str = AZURITE_ACCOUNT
     account_key: str = AZURITE_KEY
+    scheme: str = "http"
 
     @property
     def blob_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{self.account_name}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{self.account_name}"
 
     @property
     def connection_string(self) -> str:
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={self.account_name};"
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={self.account_name};"
             f"AccountKey={self.account_key};BlobEndpoint={self.blob_endpoint};"
         )
 
@@ -198,16 +199,21 @@ def ensure_azurite_installed() -> Path:
 
 
 @contextlib.contextmanager
-def start_azurite(location: Path | None = None) -> Iterator[AzuriteServer]:
-    """A fresh Azurite blob server; in memory unless ``location`` is given. Keep it small."""
+def start_azurite(location: Path | None = None, *, tls: tuple[Path, Path] | None = None) -> Iterator[AzuriteServer]:
+    """A fresh Azurite blob server; in memory unless ``location`` is given. Keep it small.
+
+    ``tls`` (certificate, key): serve https and accept Entra ID bearer tokens
+    (Azurite's ``--oauth basic``: it checks their claims, not their signature).
+    """
     binary = ensure_azurite_installed()
     port = free_port()
     storage = ["--location", str(location)] if location else ["--inMemoryPersistence"]
+    secure = ["--cert", str(tls[0]), "--key", str(tls[1]), "--oauth", "basic"] if tls else []
     command = [str(binary), "--loose", "--skipApiVersionCheck", "--blobHost", "127.0.0.1",
-               "--blobPort", str(port), "--disableTelemetry", *storage]
+               "--blobPort", str(port), "--disableTelemetry", *storage, *secure]
     log = tempfile.TemporaryFile(prefix="azurite-")  # a file, not a pipe: a full pipe would stall it
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log, start_new_session=True)
-    server = AzuriteServer(port, process)
+    server = AzuriteServer(port, process, scheme="https" if tls else "http")
     try:
         wait_for_port(port, process, 60, "azurite-blob")
         yield server

@@ -1,0 +1,172 @@
+"""``credential: default`` (azure-identity's DefaultAzureCredential) end to end, with real Entra ID-shaped tokens.
+
+Azurite serves https with a throwaway certificate and ``--oauth basic`` (it
+checks a token's audience, issuer and lifetime, not its signature). The
+identity comes from the Azure CLI credential, with a stand-in ``az`` on PATH
+that prints a token, as ``az account get-access-token`` would. Each case runs
+in a child process so that the certificate is trusted through SSL_CERT_FILE,
+as a user would do it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from connectors import read_provenance
+from tests.harness import REPO, AzuriteServer, start_azurite
+
+pytestmark = pytest.mark.integration
+
+CANARY = "CANARY-entra-7d1f0c"
+DATA = b"region,amount\nnorth,10\n"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+CHILD = """
+import asyncio, json, sys
+from connectors import DataSourceConfig, DataSourceError
+from connectors.azure_blob import AzureBlobConnector
+
+async def main():
+    config = DataSourceConfig(id="entra", type="azure_blob", name="Entra", config={
+        "account_url": sys.argv[1], "container_name": sys.argv[2], "credential": "default"})
+    out = {}
+    async with AzureBlobConnector(config) as lake:
+        out["connected"] = await lake.test_connection()
+        try:
+            out["items"] = [item.path for item in await lake.list_items()]
+            out["path"] = await lake.fetch_data("report.csv", sys.argv[3])
+            out["size"] = (await lake.get_metadata("report.csv"))["size"]
+        except DataSourceError as exc:
+            out["error"] = [type(exc).__name__, str(exc)]
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def entra_azurite(certificate: tuple[Path, Path]) -> Iterator[tuple[AzuriteServer, str]]:
+    """An https Azurite accepting bearer tokens, with container ``entra`` holding report.csv."""
+    with start_azurite(tls=certificate) as server:
+        with BlobServiceClient.from_connection_string(server.connection_string,
+                                                      connection_verify=str(certificate[0])) as service:
+            service.create_container("entra").upload_blob("report.csv", DATA)
+        yield server, "entra"
+
+
+def entra_token(audience: str = "https://storage.azure.com", lifetime: int = 3600) -> str:
+    """A JWT shaped like Entra ID's, carrying the canary (its signature is not checked by Azurite)."""
+    now = int(time.time())
+    claims = {"aud": audience, "iss": f"https://sts.windows.net/{TENANT}/", "nbf": now - 60, "iat": now - 60,
+              "exp": now + lifetime, "tid": TENANT, "oid": "0c5d9c7e-0000-4000-8000-000000000001",
+              "appid": "test-app", "canary": CANARY}
+
+    def part(value: Any) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.{part(CANARY)}"
+
+
+def fake_az(folder: Path, token: str) -> Path:
+    """A folder holding an ``az`` that answers ``az account get-access-token`` with ``token``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    answer = folder / "token.json"
+    answer.write_text(json.dumps({"accessToken": token, "expires_on": int(time.time()) + 3600,
+                                  "expiresOn": "2099-01-01 00:00:00.000000", "tokenType": "Bearer",
+                                  "tenant": TENANT, "subscription": "00000000-0000-0000-0000-000000000000"}))
+    script = folder / "az"
+    script.write_text(f"#!/bin/sh\ncat '{answer}'\n")
+    script.chmod(0o755)
+    return folder
+
+
+def run_child(server: AzuriteServer, container: str, workspace: Path, certificate: Path,
+              az_folder: Path | None) -> tuple[dict[str, Any], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    env.update(SSL_CERT_FILE=str(certificate), AZURE_TOKEN_CREDENTIALS="AzureCliCredential")
+    # without the stand-in, PATH has no az at all (the machine's own, if any, is left out)
+    env["PATH"] = f"{az_folder}:/usr/bin:/bin" if az_folder else "/usr/bin:/bin"
+    if Path("/usr/bin/az").exists() and az_folder is None:
+        pytest.fail("this test needs a machine without /usr/bin/az")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", CHILD, server.blob_endpoint, container, str(workspace)],
+                            env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    output["seconds"] = time.monotonic() - started
+    return output, result.stdout + result.stderr
+
+
+def test_default_credential_lists_fetches_and_reads_properties_with_an_entra_token(
+    entra_azurite: tuple[AzuriteServer, str], certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    server, container = entra_azurite
+    token = entra_token()
+    out, text = run_child(server, container, tmp_path / "ws", certificate[0], fake_az(tmp_path / "bin", token))
+    assert "error" not in out, out
+    assert out["connected"] is True and out["items"] == ["report.csv"] and out["size"] == len(DATA)
+    assert Path(out["path"]).read_bytes() == DATA
+    record = read_provenance(out["path"])
+    assert record["source_uri"] == f"{server.blob_endpoint}/entra/report.csv"
+    stored = json.dumps(record) + text
+    assert token not in stored and CANARY not in stored
+
+
+def test_a_token_for_another_audience_is_an_authentication_error_without_the_token(
+    entra_azurite: tuple[AzuriteServer, str], certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    server, container = entra_azurite
+    token = entra_token(audience="https://vault.azure.net")
+    out, text = run_child(server, container, tmp_path / "ws", certificate[0], fake_az(tmp_path / "bin", token))
+    assert out["connected"] is False and out["error"][0] == "AuthenticationError"
+    assert token not in text and CANARY not in text
+    assert not (tmp_path / "ws").exists()
+
+
+def test_no_identity_at_all_is_a_fast_clear_authentication_error(
+    entra_azurite: tuple[AzuriteServer, str], certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    server, container = entra_azurite
+    out, _ = run_child(server, container, tmp_path / "ws", certificate[0], None)
+    assert out["connected"] is False
+    assert out["error"][0] == "AuthenticationError" and "az login" in out["error"][1]
+    assert out["seconds"] < 30  # not the SDK's retry budget (over a minute) spent on a missing identity
