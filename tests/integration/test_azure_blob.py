@@ -550,3 +550,27 @@ def test_fetch_many_lands_small_blobs_in_groups_without_an_fsync_per_file(
         assert record["run_id"] == "run-many" and record["source_version"].startswith('"')
     assert calls["fsync"] == 0 and 0 < calls["sync"] < len(blobs)
     assert temporaries(tmp_path / "ws") == []
+
+
+def test_cancelling_fetch_many_leaves_whole_files_with_records_and_no_temporaries(
+    azurite_server: AzuriteServer, tmp_path: Path
+) -> None:
+    blobs = {f"c/{i:03d}.bin": os.urandom(4096) for i in range(400)}
+    container = new_container(azurite_server, blobs)
+    workspace = tmp_path / "ws"
+
+    async def body() -> None:
+        async with azure_connector(azurite_server, container) as connector:
+            task = asyncio.ensure_future(connector.fetch_many(list(blobs), str(workspace), concurrency=16))
+            while not (workspace / "c").exists() or len(list((workspace / "c").iterdir())) < 20:
+                await asyncio.sleep(0.005)  # until some have landed and others are under way
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    run(body())
+    landed = [p for p in (workspace / "c").iterdir() if not p.name.startswith(".~da-")]
+    assert 0 < len(landed) < len(blobs) and temporaries(workspace) == []
+    for path in landed:
+        assert path.read_bytes() == blobs[f"c/{path.name}"]
+        assert read_provenance(path)["size"] == 4096
