@@ -272,9 +272,15 @@ def test_default_credential_without_azure_identity_is_a_clear_configuration_erro
     import sys
 
     monkeypatch.setitem(sys.modules, "azure.identity.aio", None)  # as if the extra were not installed
-    connector = azure_connector(azurite_server, "c", account_url=azurite_server.blob_endpoint, credential="default")
+    https_url = azurite_server.blob_endpoint.replace("http://", "https://")  # nothing is sent: it fails first
+    connector = azure_connector(azurite_server, "c", account_url=https_url, credential="default")
     with pytest.raises(ConfigurationError, match=r"da-sources\[identity\]"):
         run(connector.connect())
+
+
+def test_default_credential_over_http_is_a_configuration_error_naming_https(azurite_server: AzuriteServer) -> None:
+    with pytest.raises(ConfigurationError, match="account_url must start with https://"):
+        azure_connector(azurite_server, "c", account_url=azurite_server.blob_endpoint, credential="default")
 
 
 def canary_key(server: AzuriteServer) -> str:
