@@ -22,7 +22,6 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,12 +105,17 @@ def staged_record(
     the landing before the file changes, never leaving a file without its
     record. Unpublished, the temporary is removed.
     """
-    from connectors.workspace import open_directory
+    from connectors.workspace import create_locked_temporary, open_directory, sweep_once
 
     parts = f"{LINEAGE_DIR}/{relative}.json".split("/")
     dir_fd = open_directory(workspace, parts[:-1], create=True)
-    temp = f".~da-{secrets.token_hex(8)}.part"
     published = False
+    try:
+        sweep_once(dir_fd)  # record temporaries of a killed writer go too
+        temp, fd = create_locked_temporary(dir_fd)  # locked until we are done: a sweeper leaves it alone
+    except BaseException:
+        os.close(dir_fd)
+        raise
 
     def publish() -> Path:
         nonlocal published
@@ -120,20 +124,17 @@ def staged_record(
         return record_path(workspace, relative)
 
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
-        try:
-            data = memoryview(json.dumps(record, indent=2, sort_keys=True, default=str).encode())
-            while data:
-                data = data[os.write(fd, data) :]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        data = memoryview(json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+        while data:
+            data = data[os.write(fd, data) :]
+        if durable:
+            os.fsync(fd)
         yield publish
     finally:
         if not published:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=dir_fd)
+        os.close(fd)
         os.close(dir_fd)
 
 

@@ -296,7 +296,8 @@ def _remove_if_abandoned(dir_fd: int, name: str) -> int:
         os.close(fd)
 
 
-def _sweep_once(dir_fd: int) -> None:
+def sweep_once(dir_fd: int) -> None:
+    """Sweep a folder's stale temporaries, the first time this process lands in it."""
     info = os.fstat(dir_fd)
     key = (info.st_dev, info.st_ino)
     with _swept_lock:
@@ -339,7 +340,7 @@ class Landing:
         self.identifier = identifier
         self._dir_fd = dir_fd
         self._final_name = relative.rsplit("/", 1)[-1]
-        self.temp_name, self.fd = _create_locked_temporary(dir_fd)
+        self.temp_name, self.fd = create_locked_temporary(dir_fd)
         self._hash = hashlib.sha256()
         self._written = 0
         self.committed: LandedFile | None = None
@@ -435,7 +436,7 @@ class Landing:
             os.close(self._dir_fd)
 
 
-def _create_locked_temporary(dir_fd: int) -> tuple[str, int]:
+def create_locked_temporary(dir_fd: int) -> tuple[str, int]:
     """A new temporary in the folder, exclusively locked by us.
 
     A sweeper can lock and remove a temporary in the instant between its
@@ -474,7 +475,7 @@ def landing(
     except OSError as exc:
         raise workspace_error(exc, relative) from exc
     try:
-        _sweep_once(dir_fd)
+        sweep_once(dir_fd)
         land = Landing(root, relative, dir_fd, source_id=source_id, identifier=identifier or name)
     except OSError as exc:
         os.close(dir_fd)

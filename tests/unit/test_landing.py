@@ -128,6 +128,16 @@ def test_stale_temporaries_are_swept_but_live_ones_are_kept(tmp_path: Path) -> N
     assert not stale.exists() and live.exists()
 
 
+def test_record_temporaries_left_by_a_killed_writer_are_swept(tmp_path: Path) -> None:
+    records = tmp_path / ".lineage" / "sub"
+    records.mkdir(parents=True)
+    stale = records / f"{TEMP_PREFIX}dead.part"
+    stale.write_text('{"half": ')
+    land(tmp_path, "sub/new.bin", b"x")
+    assert not stale.exists() and read_provenance(tmp_path / "sub" / "new.bin")["size"] == 1
+    assert temporaries(tmp_path) == []
+
+
 def _big_source(tmp_path: Path, size: int) -> LocalFileConnector:
     root = tmp_path / "root"
     root.mkdir()
