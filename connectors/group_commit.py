@@ -34,8 +34,9 @@ from typing import Any, TypeVar
 from connectors.errors import WorkspaceError
 from connectors.workspace import LandedFile, Landing, landing, sync_filesystem, workspace_error
 
-# files to hand one GroupCommit at most at once (callers bound it): each holds two descriptors until it lands
-MAX_PENDING = 200
+# files to hand one GroupCommit at most at once (callers bound it): each holds its body (Azure: up to
+# 1 MiB) and, once written, two descriptors until it lands. More did not help even on a slow disk.
+MAX_PENDING = 64
 
 T = TypeVar("T")
 
