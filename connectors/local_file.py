@@ -25,15 +25,17 @@ import mimetypes
 import os
 import stat
 import threading
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from connectors.base import DataItem, DataSourceConnector
+from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
 from connectors.credentials import get_logger
 from connectors.errors import DataFetchError, IntegrityError, NotFoundError, UnsafeNameError
+from connectors.group_commit import MAX_PENDING, GroupCommit
 from connectors.progress import report_progress
 from connectors.settings import LocalFileSettings
 from connectors.workspace import landing, safe_relative_path, start_writeback
@@ -42,6 +44,7 @@ log = get_logger(__name__)
 
 COPY_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call: few syscalls, cancellable between
 HASH_BUFFER = 4 * 1024 * 1024  # one reused buffer for hashing: bounded memory
+SMALL_FILE = 1024 * 1024  # fetch_many reads files up to this size whole and lands them in groups
 
 
 class LocalFileConnector(DataSourceConnector):
@@ -144,6 +147,51 @@ class LocalFileConnector(DataSourceConnector):
         except asyncio.CancelledError:
             cancelled.set()  # the copy stops at its next chunk and removes its temporary
             raise
+
+    async def fetch_many(
+        self, identifiers: Iterable[str], workspace: str, concurrency: int = 8
+    ) -> list[FetchResult]:
+        """Fetch several files, ``concurrency`` at once; per-item results in order.
+
+        Files up to :data:`SMALL_FILE` are read whole and land in groups with
+        one file-system sync per group (:mod:`connectors.group_commit`) rather
+        than three fsyncs each; larger ones are copied as :meth:`fetch_data` does.
+        """
+        group = GroupCommit()
+        reads = asyncio.Semaphore(max(1, concurrency))
+        waiting = asyncio.Semaphore(max(concurrency, MAX_PENDING))  # bounds the bodies held in memory
+
+        async def one(identifier: str) -> str:
+            async with waiting:
+                async with reads:
+                    small = await asyncio.to_thread(self._read_small, identifier)
+                if small is None:
+                    async with reads:
+                        return await self.fetch_data(identifier, workspace)
+                body, provenance = small
+                landed = await group.land(workspace, identifier, body, source_id=self.source_id,
+                                          provenance=provenance)
+                return str(landed.path)
+
+        try:
+            return await collect_results(identifiers, one)
+        finally:
+            await group.close()
+
+    def _read_small(self, identifier: str) -> tuple[bytes, dict[str, Any]] | None:
+        """The whole file and its provenance, or None when it is over :data:`SMALL_FILE`."""
+        safe_relative_path(identifier)
+        fd, before = self._open_source(identifier)
+        try:
+            if before.st_size > SMALL_FILE:
+                return None
+            body = os.pread(fd, before.st_size + 1, 0)  # one byte more: a file that grew is noticed
+            if len(body) != before.st_size:
+                raise IntegrityError(f"{identifier!r} changed while it was read", source_id=self.source_id)
+            self._check_unchanged(identifier, fd, before)
+        finally:
+            os.close(fd)
+        return body, self._provenance(identifier, before)
 
     def _fetch(self, identifier: str, workspace: str, cancelled: threading.Event) -> str:
         fd, before = self._open_source(identifier)

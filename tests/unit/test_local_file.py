@@ -150,3 +150,36 @@ def test_a_changed_version_is_visible_in_the_listing(root: Path) -> None:
 async def _versions(root: Path) -> dict[str, str]:
     async with local_connector(root) as connector:
         return {item.path: item.metadata["version"] for item in await connector.list_items()}
+
+
+def test_fetch_many_lands_small_files_in_groups_and_large_ones_by_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from connectors import read_provenance
+    from connectors.base import FetchResult
+    from tests.conformance import temporaries
+
+    files = {f"many/{i:03d}.csv": f"id,value\n{i},{i * i}\n".encode() * (i + 1) for i in range(150)}
+    files["big.bin"] = os.urandom(2 * 1024 * 1024 + 3)  # over SMALL_FILE: copied like fetch_data
+    root = make_root(tmp_path / "root", files)
+    (root / "escape.txt").symlink_to(tmp_path)  # leads outside root
+    fsyncs = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1])
+    wanted = [*files, "escape.txt", "missing.csv"]
+
+    async def body() -> list[FetchResult]:
+        async with local_connector(root) as connector:
+            return await connector.fetch_many(wanted, str(tmp_path / "ws"), concurrency=8)
+
+    results = run(body())
+    assert [r.identifier for r in results] == wanted
+    for result in results[: len(files)]:
+        assert result.ok and Path(result.path).read_bytes() == files[result.identifier]
+        record = read_provenance(result.path)
+        assert record["sha256"] == hashlib.sha256(files[result.identifier]).hexdigest()
+    assert isinstance(results[-2].error, UnsafeNameError) and isinstance(results[-1].error, NotFoundError)
+    assert len(fsyncs) == 3  # the large file's data, folder and record; the 150 small ones synced in groups
+    assert temporaries(tmp_path / "ws") == []
