@@ -191,6 +191,7 @@ class LocalFileConnector(DataSourceConnector):
             self._check_unchanged(identifier, fd, before)
         finally:
             os.close(fd)
+        report_progress(identifier, len(body), before.st_size)
         return body, self._provenance(identifier, before)
 
     def _fetch(self, identifier: str, workspace: str, cancelled: threading.Event) -> str:

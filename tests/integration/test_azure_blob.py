@@ -40,6 +40,7 @@ from connectors import (
 from connectors.azure_blob import AzureBlobConnector
 from connectors.base import FetchResult
 from connectors.lineage import run_context
+from connectors.progress import on_progress
 from tests.conformance import ConnectorConformance, SourceUnderTest, run, temporaries
 from tests.harness import AzuriteServer
 
@@ -542,13 +543,16 @@ def test_fetch_many_lands_small_blobs_in_groups_without_an_fsync_per_file(
     monkeypatch.setattr(os, "fsync", counted_fsync)
     monkeypatch.setattr(group_commit, "sync_filesystem", counted_sync)
 
+    progress: dict[str, int] = {}
+
     async def body() -> list[FetchResult]:
         async with azure_connector(azurite_server, container) as connector:
-            with run_context("run-many"):
+            with run_context("run-many"), on_progress(lambda name, done, total: progress.__setitem__(name, done)):
                 return await connector.fetch_many(list(blobs), str(tmp_path / "ws"), concurrency=16)
 
     results = run(body())
     assert [r.identifier for r in results] == list(blobs) and all(r.ok for r in results)
+    assert progress == {name: len(data) for name, data in blobs.items()}
     for result in results:
         assert result.path is not None and Path(result.path).read_bytes() == blobs[result.identifier]
         record = read_provenance(result.path)

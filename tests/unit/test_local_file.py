@@ -157,7 +157,7 @@ def test_fetch_many_lands_small_files_in_groups_and_large_ones_by_copy(
 ) -> None:
     import hashlib
 
-    from connectors import read_provenance
+    from connectors import on_progress, read_provenance
     from connectors.base import FetchResult
     from tests.conformance import temporaries
 
@@ -170,12 +170,16 @@ def test_fetch_many_lands_small_files_in_groups_and_large_ones_by_copy(
     monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1])
     wanted = [*files, "escape.txt", "missing.csv"]
 
+    progress: dict[str, int] = {}
+
     async def body() -> list[FetchResult]:
         async with local_connector(root) as connector:
-            return await connector.fetch_many(wanted, str(tmp_path / "ws"), concurrency=8)
+            with on_progress(lambda identifier, done, total: progress.__setitem__(identifier, done)):
+                return await connector.fetch_many(wanted, str(tmp_path / "ws"), concurrency=8)
 
     results = run(body())
     assert [r.identifier for r in results] == wanted
+    assert progress == {name: len(data) for name, data in files.items()}  # every byte is reported, small or large
     for result in results[: len(files)]:
         assert result.ok and Path(result.path).read_bytes() == files[result.identifier]
         record = read_provenance(result.path)
