@@ -211,7 +211,6 @@ class AzureBlobConnector(DataSourceConnector):
         raise AssertionError("unreachable")
 
     async def _fetch_once(self, clients: _Clients, identifier: str, workspace: str, batch: _Batch | None) -> str:
-        assert self._settings is not None
         if batch is None:
             return await self._download_and_land(clients, identifier, workspace, None)
         async with batch.waiting:  # bounds the small bodies held in memory until their group lands
@@ -235,7 +234,8 @@ class AzureBlobConnector(DataSourceConnector):
                 clients.data, identifier, open_target,
                 concurrency=self._settings.max_concurrency, retries=self._settings.retry_total,
             )
-            async with batch.downloads if batch else contextlib.nullcontext():  # landing is not a download
+            # the gate counts network work only: a blob waiting for its group to land does not hold it
+            async with batch.downloads if batch else contextlib.nullcontext():
                 result = await download.run()
             provenance = self._provenance(clients, identifier, result)
             if result.body is not None and batch is not None:
@@ -270,8 +270,8 @@ class AzureBlobConnector(DataSourceConnector):
         """Fetch several blobs, ``concurrency`` downloads at once on the shared pool; per-item results in order.
 
         Small blobs take one GET each, so concurrency (not range parallelism)
-        is what makes many of them fast; they land in groups with two
-        file-system syncs per group (:mod:`connectors.group_commit`) instead
+        is what makes many of them fast; they land in groups with one
+        file-system sync per group (:mod:`connectors.group_commit`) instead
         of three fsyncs each. One failure never undoes the others.
         """
         group = GroupCommit()
@@ -288,7 +288,7 @@ class _Batch:
     """What the fetches of one ``fetch_many`` share."""
 
     downloads: asyncio.Semaphore  # downloads in flight
-    waiting: asyncio.Semaphore  # items between their first byte and landed
+    waiting: asyncio.Semaphore  # items from the start of their download until landed
     group: GroupCommit
 
 

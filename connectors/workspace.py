@@ -167,39 +167,31 @@ def _directory_error(exc: OSError, shown: str) -> Exception:
 
 
 def workspace_error(exc: OSError, shown: str) -> WorkspaceError:
+    """The WorkspaceError for a local failure while landing ``shown`` (disk full is said plainly)."""
     if exc.errno == errno.ENOSPC:
         return WorkspaceError(f"disk full while writing {shown!r} into the workspace")
     reason = exc.strerror or type(exc).__name__
     return WorkspaceError(f"cannot write {shown!r} into the workspace: {reason}")
 
 
-# --- writeback ----------------------------------------------------------------
+# --- disk system calls the os module lacks (Linux; the callers do without elsewhere) ---
 
 
-def _load_sync_file_range() -> Any:
+def _libc_function(name: str, *argtypes: Any) -> Any:
+    """A Linux system call wrapper from libc, or None where there is none (the callers then do without)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        function = libc.sync_file_range
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    function.argtypes = list(argtypes)
     return function
 
 
-_sync_file_range = _load_sync_file_range()
+_sync_file_range = _libc_function("sync_file_range", ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _load_fallocate() -> Any:
-    try:
-        function = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).fallocate
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
-    return function
-
-
-_fallocate = _load_fallocate()
+_fallocate = _libc_function("fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
 _FALLOC_FL_KEEP_SIZE = 1
 
 
@@ -223,16 +215,7 @@ def preallocate(fd: int, size: int) -> None:
             raise OSError(code, os.strerror(code))
 
 
-def _load_syncfs() -> Any:
-    try:
-        function = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    return function
-
-
-_syncfs = _load_syncfs()
+_syncfs = _libc_function("syncfs", ctypes.c_int)
 
 
 def sync_filesystem(fd: int) -> None:
