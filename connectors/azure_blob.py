@@ -6,7 +6,8 @@ SDK's async client reads properties; bytes travel on a faster data path
 written in place, hashed as they land; a small blob in one GET), and listings
 are List Blobs pages parsed directly (:mod:`connectors.azure_listing`). All
 share one aiohttp session, so a connector holds exactly one connection pool.
-Errors of either are translated in :mod:`connectors.azure_errors`.
+Errors of either are translated in :mod:`connectors.azure_errors`; the ways
+to authenticate are in :mod:`connectors.azure_auth`.
 
 Example:
     >>> config = DataSourceConfig(id="lake", type="azure_blob", name="Lake", config={
@@ -24,30 +25,25 @@ import base64
 import contextlib
 import fnmatch
 import hashlib
-import time
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
-from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
-from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import AioHttpTransport
-from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
 
+from connectors.azure_auth import credentials_for, endpoint_of
 from connectors.azure_errors import BlobChangedError, mapped_errors
 from connectors.azure_listing import list_pages, quoted_etag
 from connectors.azure_transfer import BlobDownload, DataPath, Downloaded, check_md5, finish_in_thread
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
 from connectors.credentials import get_logger
-from connectors.errors import AuthenticationError, ConfigurationError, DataSourceError
+from connectors.errors import ConfigurationError, DataSourceError
 from connectors.group_commit import MAX_PENDING, GroupCommit
 from connectors.settings import AzureBlobSettings
 from connectors.workspace import Landing, landing, safe_relative_path
@@ -56,8 +52,6 @@ log = get_logger(__name__)
 
 CHANGED_RESTARTS = 2  # a blob overwritten mid-download is downloaded again this many times at most
 LIST_PAGE = 5000  # blobs per listing page: the service's maximum, fewest round trips
-SAS_LIFETIME = timedelta(hours=2)  # the data path's self-signed read-only SAS; renewed at half-life
-STORAGE_SCOPE = "https://storage.azure.com/.default"
 # threads for landing files one by one (fetch_data, and large blobs): mostly waiting on fsyncs;
 # fetch_many lands its small blobs in groups instead (connectors.group_commit)
 DISK_THREADS = 8
@@ -317,75 +311,9 @@ def _land_bytes(
 # --- building the clients ------------------------------------------------------
 
 
-class _Anonymous:
-    """No authentication: public containers."""
-
-    async def query(self) -> str:
-        return ""
-
-    async def headers(self) -> dict[str, str]:
-        return {}
-
-
-class _GivenSas(_Anonymous):
-    """A SAS token from the configuration, sent as the query string."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token.lstrip("?")
-
-    async def query(self) -> str:
-        return self._token
-
-
-class _KeySignedSas(_Anonymous):
-    """A read-only container SAS signed locally with the account key, renewed at half-life.
-
-    Signing one SAS is cheaper than signing every request with SharedKey, and
-    the key itself never leaves the process.
-    """
-
-    def __init__(self, account_name: str, container: str, key: str) -> None:
-        self._account, self._container, self._key = account_name, container, key
-        self._token = ""
-        self._renew_at = datetime.min.replace(tzinfo=UTC)
-
-    async def query(self) -> str:
-        now = datetime.now(UTC)
-        if now >= self._renew_at:
-            self._token = generate_container_sas(
-                self._account, self._container, account_key=self._key,
-                permission=ContainerSasPermissions(read=True, list=True),
-                start=now - timedelta(minutes=5), expiry=now + SAS_LIFETIME,  # tolerate clock skew
-            )
-            self._renew_at = now + SAS_LIFETIME / 2
-        return self._token
-
-
-class _BearerToken(_Anonymous):
-    """An Entra ID token from an azure-identity credential, refreshed five minutes before expiry."""
-
-    def __init__(self, credential: Any) -> None:
-        self._credential = credential
-        self._token: Any = None
-
-    async def headers(self) -> dict[str, str]:
-        if self._token is None or self._token.expires_on - 300 < time.time():
-            self._token = await self._credential.get_token(STORAGE_SCOPE)
-        return {"Authorization": f"Bearer {self._token.token}"}
-
-
-@dataclass(frozen=True)
-class _Endpoint:
-    """Where the account is and which secret (if any) authenticates to it."""
-
-    account_url: str
-    account_key: str | None = None
-    sas_token: str | None = None
-
-
 async def _open_clients(settings: AzureBlobSettings, source_id: str) -> _Clients:
-    endpoint = _endpoint(settings, source_id)
-    credential, authorizer, closable = _credentials(settings, endpoint, source_id)
+    endpoint = endpoint_of(settings, source_id)
+    credential, authorizer, closable = credentials_for(settings, endpoint, source_id)
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                       sock_read=settings.read_timeout),
@@ -412,98 +340,6 @@ async def _open_clients(settings: AzureBlobSettings, source_id: str) -> _Clients
     data = DataPath(session, container.url, service.api_version, authorizer, source_id)
     disk = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="da-azure-land")
     return _Clients(session, service, container, data, closable, disk)
-
-
-def _endpoint(settings: AzureBlobSettings, source_id: str) -> _Endpoint:
-    if settings.connection_string is not None:
-        return _parse_connection_string(settings.connection_string.reveal(), source_id)
-    assert settings.account_url is not None
-    # a SAS pasted into the URL is used as the SAS, and kept out of every URI we show
-    url, _, query = settings.account_url.partition("?")
-    return _Endpoint(
-        url,
-        settings.account_key.reveal() if settings.account_key else None,
-        settings.sas_token.reveal() if settings.sas_token else (query or None),
-    )
-
-
-def _parse_connection_string(text: str, source_id: str) -> _Endpoint:
-    """Account URL, key and SAS from a connection string; errors never quote it."""
-    parts = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in text.split(";")) if k.strip()}
-    url = parts.get("blobendpoint")
-    if not url and parts.get("accountname"):
-        protocol = parts.get("defaultendpointsprotocol", "https")
-        url = f"{protocol}://{parts['accountname']}.blob.{parts.get('endpointsuffix', 'core.windows.net')}"
-    if not url:
-        raise ConfigurationError(
-            "config.connection_string: has neither BlobEndpoint nor AccountName", source_id=source_id
-        )
-    return _Endpoint(url, parts.get("accountkey"), parts.get("sharedaccesssignature"))
-
-
-def _credentials(settings: AzureBlobSettings, endpoint: _Endpoint, source_id: str) -> tuple[Any, Any, Any]:
-    """(SDK credential, data-path authorizer, credential to close) for the configured way in."""
-    if endpoint.account_key:
-        name = _account_name(endpoint.account_url)
-        authorizer = _KeySignedSas(name, settings.container_name, endpoint.account_key)
-        return AzureNamedKeyCredential(name, endpoint.account_key), authorizer, None
-    if endpoint.sas_token:
-        token = endpoint.sas_token.lstrip("?")
-        return AzureSasCredential(token), _GivenSas(token), None
-    if settings.credential == "default":
-        credential = _default_credential(source_id)
-        return credential, _BearerToken(credential), credential
-    return None, _Anonymous(), None
-
-
-def _default_credential(source_id: str) -> Any:
-    try:
-        from azure.identity.aio import DefaultAzureCredential
-    except ImportError:
-        raise ConfigurationError(
-            "config.credential: 'default' needs azure-identity; install it with "
-            "pip install 'da-sources[identity]'",
-            source_id=source_id,
-        ) from None
-    return _FailFastCredential(DefaultAzureCredential(), source_id)
-
-
-class _FailFastCredential:
-    """An azure-identity credential whose failure to find an identity is an AuthenticationError at once.
-
-    The SDK's retry policy would retry a failed token request like a network
-    error (over a minute with the default budget) before giving up.
-    """
-
-    def __init__(self, inner: Any, source_id: str) -> None:
-        self._inner, self._source_id = inner, source_id
-
-    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        try:
-            return await self._inner.get_token(*scopes, **kwargs)
-        except ClientAuthenticationError:  # its text lists every way it tried; none of them is a secret, but
-            raise AuthenticationError(  # it is long, so name the usual fixes instead
-                "credential 'default' found no identity to use: set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
-                "AZURE_CLIENT_SECRET, sign in with 'az login', or run where a managed identity is assigned",
-                source_id=self._source_id,
-            ) from None
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def _account_name(account_url: str) -> str:
-    """``acct`` of https://acct.blob.core.windows.net, or of http://127.0.0.1:10000/acct (emulator style)."""
-    parts = urlsplit(account_url)
-    host = parts.hostname or ""
-    try:
-        ip_address(host)
-        is_ip = True
-    except ValueError:
-        is_ip = host == "localhost"
-    if is_ip:
-        return parts.path.strip("/").split("/", 1)[0]
-    return host.split(".", 1)[0]
 
 
 # --- small pure helpers ----------------------------------------------------------
