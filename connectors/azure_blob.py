@@ -40,13 +40,13 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient, Exponenti
 from connectors.azure_auth import credentials_for, endpoint_of
 from connectors.azure_errors import BlobChangedError, mapped_errors
 from connectors.azure_listing import list_pages, quoted_etag
-from connectors.azure_transfer import BlobDownload, DataPath, Downloaded, check_md5, finish_in_thread
+from connectors.azure_transfer import BlobDownload, DataPath, Downloaded, check_md5
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
 from connectors.credentials import get_logger
 from connectors.errors import ConfigurationError, DataSourceError
 from connectors.group_commit import MAX_PENDING, GroupCommit
 from connectors.settings import AzureBlobSettings
-from connectors.workspace import Landing, landing, safe_relative_path
+from connectors.workspace import Landing, finish_in_thread, landing, safe_relative_path
 
 log = get_logger(__name__)
 
@@ -205,9 +205,8 @@ class AzureBlobConnector(DataSourceConnector):
         raise AssertionError("unreachable")
 
     async def _fetch_once(self, clients: _Clients, identifier: str, workspace: str, batch: _Batch | None) -> str:
-        if batch is None:
-            return await self._download_and_land(clients, identifier, workspace, None)
-        async with batch.waiting:  # bounds the small bodies held in memory until their group lands
+        # batch.waiting bounds the small bodies held in memory until their group lands
+        async with batch.waiting if batch else contextlib.nullcontext():
             return await self._download_and_land(clients, identifier, workspace, batch)
 
     async def _download_and_land(

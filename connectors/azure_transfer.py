@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
 import errno
 import hashlib
 import os
@@ -36,7 +35,6 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -56,7 +54,7 @@ from connectors.azure_errors import (
 from connectors.credentials import get_logger
 from connectors.errors import DataSourceError, IntegrityError, WorkspaceError
 from connectors.progress import report_progress
-from connectors.workspace import preallocate, start_writeback
+from connectors.workspace import finish_in_thread, preallocate, start_writeback
 
 log = get_logger(__name__)
 
@@ -337,21 +335,6 @@ async def run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
-
-async def finish_in_thread(function: Callable[[], Any], executor: Executor | None = None) -> Any:
-    """Run blocking ``function`` in a thread; if cancelled, still wait for it before re-raising.
-
-    The landing's descriptor must not be closed under a thread that still uses it.
-    """
-    loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()  # the run id of lineage records lives in a context variable
-    future = loop.run_in_executor(executor, context.run, function)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait([future])
         raise
 
 

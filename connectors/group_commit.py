@@ -29,17 +29,22 @@ import contextvars
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 
 from connectors.errors import WorkspaceError
-from connectors.workspace import LandedFile, Landing, landing, sync_filesystem, workspace_error
+from connectors.workspace import (
+    LandedFile,
+    Landing,
+    finish_in_thread,
+    landing,
+    sync_filesystem,
+    workspace_error,
+)
 
 # files to hand one GroupCommit at most at once (callers bound it): each holds its body (Azure: up to
 # 1 MiB) and, once written, two descriptors until it lands. More did not help even on a slow disk.
 MAX_PENDING = 64
-
-T = TypeVar("T")
-
 
 @dataclass
 class _Job:
@@ -102,7 +107,7 @@ class GroupCommit:
             while self._queued or renamed is not None:
                 stage = _Stage(self._queued)
                 self._queued = []
-                error = await _in_thread(stage.land, renamed)
+                error = await finish_in_thread(partial(stage.land, renamed))
                 if renamed is not None:
                     renamed.settle(error)
                 renamed = stage if error is None and stage.landed else None
@@ -133,7 +138,7 @@ class _Stage:
         """
         for index, job in enumerate(self.jobs):
             self._catching(index, self._write, job, index)
-        fds = [land.fd for land in self._landings.values()] + (previous.fds() if previous else [])
+        fds = self.fds() + (previous.fds() if previous else [])
         error = _sync_devices(fds)
         if previous is not None:
             previous.close()
@@ -190,19 +195,6 @@ def _sync_devices(fds: list[int]) -> OSError | None:
     except OSError as exc:
         return exc
     return None
-
-
-async def _in_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run blocking ``function`` in a thread; if cancelled, still wait for it before re-raising.
-
-    The landings it uses must not be released under it.
-    """
-    future = asyncio.get_running_loop().run_in_executor(None, function, *args)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait([future])
-        raise
 
 
 def _local_error(exc: Exception, job: _Job) -> Exception:

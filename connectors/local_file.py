@@ -180,7 +180,6 @@ class LocalFileConnector(DataSourceConnector):
 
     def _read_small(self, identifier: str) -> tuple[bytes, dict[str, Any]] | None:
         """The whole file and its provenance, or None when it is over :data:`SMALL_FILE`."""
-        safe_relative_path(identifier)
         fd, before = self._open_source(identifier)
         try:
             if before.st_size > SMALL_FILE:

@@ -30,7 +30,9 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import ctypes
 import ctypes.util
 import errno
@@ -40,7 +42,8 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -437,6 +440,21 @@ def create_locked_temporary(dir_fd: int) -> tuple[str, int]:
         except FileNotFoundError:
             pass
         os.close(fd)
+
+
+async def finish_in_thread(function: Callable[[], Any], executor: Executor | None = None) -> Any:
+    """Run blocking ``function`` in a thread; if cancelled, still wait for it before re-raising.
+
+    The landing's descriptor must not be closed under a thread that still uses it.
+    """
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()  # the run id of lineage records lives in a context variable
+    future = loop.run_in_executor(executor, context.run, function)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
 
 
 @contextlib.contextmanager
