@@ -73,7 +73,7 @@ def run_reference(table: str, out: str) -> None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    # written out here, not imported from connectors.pg_export: the reference must not move when ours does
+    # written out here, not imported from connectors.postgresql.export: the reference must not move when ours does
     class CopyFile(io.RawIOBase):
         def __init__(self, copy: Any) -> None:
             self.copy, self.pending = copy, memoryview(b"")

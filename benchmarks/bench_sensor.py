@@ -28,11 +28,12 @@ from dagster import AssetKey, AssetMaterialization, DagsterInstance, build_senso
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from connectors.base import DataSourceConfig
+from connectors.testing import memory_store
 from da_pipelines.aio import run_coroutine
 from da_pipelines.cursor import bucket_of, item_version
 from da_pipelines.definitions import build_definitions
 from da_pipelines.names import partition_key_for_item, source_slug
-from da_pipelines.testing import memory_store, register_test_connectors
+from tests.dagster_location import register_test_connectors
 
 NOW = int(time.time())
 RESULTS = Path(__file__).resolve().parent / "results"

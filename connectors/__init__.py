@@ -13,7 +13,6 @@ from connectors.base import (
     DataSourceType,
     FetchResult,
 )
-from connectors.credentials import Secret
 from connectors.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -27,9 +26,10 @@ from connectors.errors import (
     WorkspaceError,
     is_retryable,
 )
-from connectors.lineage import find_provenance, read_provenance, run_context
-from connectors.progress import on_progress
-from connectors.registry import get_connector_class, register_connector
+from connectors.landing.lineage import find_provenance, read_provenance, run_context
+from connectors.landing.progress import on_progress
+from connectors.plugins import get_connector_class, register_connector
+from connectors.secrets.references import Secret
 
 __all__ = [
     "AuthenticationError",

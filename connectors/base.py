@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.errors import ConfigurationError, ConnectionError, DataSourceError
+from connectors.plugins import known_type_names, settings_model_for, type_name_of
 from connectors.settings import ConnectorSettings, check_config, describe_errors, resolve_settings
 
 
@@ -38,7 +39,7 @@ class DataSourceConfig(BaseModel):
 
     ``config`` may hold secret references (``{"env": NAME}``, ``{"secret": NAME}``)
     in place of any value; literal secrets are kept as masked
-    :class:`~connectors.credentials.Secret` values, so ``repr``, equality and
+    :class:`~connectors.secrets.references.Secret` values, so ``repr``, equality and
     pickling never show them.
 
     Raises:
@@ -70,8 +71,6 @@ class DataSourceConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_type_and_config(self) -> DataSourceConfig:
-        from connectors.registry import known_type_names, settings_model_for
-
         if isinstance(self.type, str):
             if self.type not in known_type_names():
                 known = ", ".join(sorted(known_type_names()))
@@ -157,8 +156,6 @@ class DataSourceConnector(ABC):
     @classmethod
     def type_name(cls) -> str:
         """The type name this class serves; by default looked up in the registry."""
-        from connectors.registry import type_name_of
-
         return type_name_of(cls)
 
     @property

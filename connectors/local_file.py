@@ -33,12 +33,14 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
-from connectors.credentials import get_logger
 from connectors.errors import DataFetchError, IntegrityError, NotFoundError, UnsafeNameError
-from connectors.group_commit import MAX_PENDING, GroupCommit
-from connectors.progress import report_progress
+from connectors.landing.atomic import landing
+from connectors.landing.group_commit import MAX_PENDING, GroupCommit
+from connectors.landing.names import safe_relative_path
+from connectors.landing.progress import report_progress
+from connectors.landing.syscalls import start_writeback
+from connectors.secrets.references import get_logger
 from connectors.settings import LocalFileSettings
-from connectors.workspace import landing, safe_relative_path, start_writeback
 
 log = get_logger(__name__)
 
@@ -154,7 +156,7 @@ class LocalFileConnector(DataSourceConnector):
         """Fetch several files, ``concurrency`` at once; per-item results in order.
 
         Files up to :data:`SMALL_FILE` are read whole and land in groups with
-        one file-system sync per group (:mod:`connectors.group_commit`) rather
+        one file-system sync per group (:mod:`connectors.landing.group_commit`) rather
         than three fsyncs each; larger ones are copied as :meth:`fetch_data` does.
         """
         group = GroupCommit()

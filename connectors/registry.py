@@ -1,14 +1,13 @@
-"""Connector types (built-ins and plugins) and the persistent source registry.
+"""The persistent registry of configured sources (the sources file), and connector types.
 
-Built-ins are named by import path and imported only when used, so listing
-types or validating a config never imports an SDK. Third-party packages add
-types with :func:`register_connector` or through the ``da_sources.connectors``
-entry-point group (name = type name, value = ``module:Class``).
+:class:`SourceRegistry` reads and writes the sources file and hands out one
+connected connector per source. The connector-type functions
+(:func:`register_connector`, :func:`get_connector_class`, ...) live in
+:mod:`connectors.plugins` and are re-exported here, their documented home.
 
 Example:
-    >>> register_connector("s3", S3Connector)
-    >>> get_connector_class("s3")
-    <class 'S3Connector'>
+    >>> registry = SourceRegistry("sources.yaml")
+    >>> registry.add({"id": "sample", "type": "local_file", "name": "Sample", "config": {"root": "data"}})
 """
 
 from __future__ import annotations
@@ -17,128 +16,44 @@ import asyncio
 import builtins
 import contextlib
 import copy
-import importlib
 import os
 from collections.abc import Iterator, Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-from connectors.credentials import Secret, get_logger
+import yaml
+
+from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError, NotFoundError
-from connectors.secret_store import atomic_write, file_lock
-from connectors.settings import BUILTIN_SETTINGS, ConnectorSettings
+from connectors.plugins import (
+    ENTRY_POINT_GROUP,
+    get_connector_class,
+    known_type_names,
+    register_connector,
+    settings_model_for,
+    type_name_of,
+    unregister_connector,
+)
+from connectors.secrets.references import Secret, get_logger
+from connectors.secrets.store import atomic_write, file_lock
 
-if TYPE_CHECKING:
-    from connectors.base import DataSourceConfig, DataSourceConnector
+__all__ = [
+    "DEFAULT_SOURCES_FILE",
+    "ENTRY_POINT_GROUP",
+    "SOURCES_FILE_ENV",
+    "SourceRegistry",
+    "get_connector_class",
+    "known_type_names",
+    "load_sources_file",
+    "register_connector",
+    "settings_model_for",
+    "source_to_dict",
+    "sources_file_path",
+    "type_name_of",
+    "unregister_connector",
+]
 
-ENTRY_POINT_GROUP = "da_sources.connectors"
 log = get_logger(__name__)
-
-_BUILTIN_PATHS = {
-    "local_file": "connectors.local_file:LocalFileConnector",
-    "azure_blob": "connectors.azure_blob:AzureBlobConnector",
-    "postgresql": "connectors.postgresql:PostgreSQLConnector",
-}
-_INSTALL_HINTS = {
-    "azure_blob": "pip install azure-storage-blob[aio]",
-    "postgresql": "pip install 'psycopg[binary]' psycopg-pool",
-}
-
-_registered: dict[str, type[DataSourceConnector]] = {}
-_plugin_paths: dict[str, str] | None = None
-
-
-def _entry_point_paths() -> dict[str, str]:
-    global _plugin_paths
-    if _plugin_paths is None:
-        _plugin_paths = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return _plugin_paths
-
-
-def known_type_names() -> set[str]:
-    """Every type name that can be used in a source's ``type``."""
-    return set(_BUILTIN_PATHS) | set(_registered) | set(_entry_point_paths())
-
-
-def register_connector(
-    type_name: str, cls: type[DataSourceConnector], *, replace: bool = False
-) -> None:
-    """Make ``cls`` serve sources of ``type_name``.
-
-    Raises:
-        ConfigurationError: ``cls`` does not implement the connector interface,
-            lacks a ``settings_model``, or the name is taken and ``replace`` is
-            not set.
-    """
-    from connectors.base import DataSourceConnector
-
-    if not (isinstance(cls, type) and issubclass(cls, DataSourceConnector)):
-        raise ConfigurationError(f"{cls!r} is not a DataSourceConnector subclass")
-    if getattr(cls, "__abstractmethods__", None):
-        missing = ", ".join(sorted(cls.__abstractmethods__))
-        raise ConfigurationError(f"{cls.__name__} does not implement: {missing}")
-    settings = getattr(cls, "settings_model", None)
-    if not (isinstance(settings, type) and issubclass(settings, ConnectorSettings)):
-        raise ConfigurationError(f"{cls.__name__}.settings_model must be a ConnectorSettings subclass")
-    if not replace and type_name in known_type_names() and _registered.get(type_name) is not cls:
-        raise ConfigurationError(f"connector type {type_name!r} is already registered; pass replace=True")
-    _registered[type_name] = cls
-
-
-def unregister_connector(type_name: str) -> None:
-    """Forget a type registered with :func:`register_connector`."""
-    _registered.pop(type_name, None)
-
-
-def get_connector_class(type_name: str) -> type[DataSourceConnector]:
-    """The class serving ``type_name``, imported on first use.
-
-    Raises:
-        ConfigurationError: unknown type (the message lists the known ones), or
-            its optional dependency is not installed (the message says what to install).
-    """
-    if type_name in _registered:
-        return _registered[type_name]
-    path = _BUILTIN_PATHS.get(type_name) or _entry_point_paths().get(type_name)
-    if path is None:
-        known = ", ".join(sorted(known_type_names()))
-        raise ConfigurationError(f"unknown connector type {type_name!r} (known: {known})")
-    cls = _import(type_name, path)
-    _registered[type_name] = cls
-    return cls
-
-
-def _import(type_name: str, path: str) -> type[DataSourceConnector]:
-    module_name, _, attribute = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        hint = _INSTALL_HINTS.get(type_name, f"install the package that provides {module_name}")
-        raise ConfigurationError(
-            f"connector type {type_name!r} needs a package that is not installed ({exc.name}): {hint}"
-        ) from exc
-    cls: type[DataSourceConnector] = getattr(module, attribute)
-    return cls
-
-
-def settings_model_for(type_name: str) -> type[ConnectorSettings]:
-    """The settings model of ``type_name`` (built-ins without importing their SDK)."""
-    if type_name in BUILTIN_SETTINGS:
-        return BUILTIN_SETTINGS[type_name]
-    return get_connector_class(type_name).settings_model
-
-
-def type_name_of(cls: type[DataSourceConnector]) -> str:
-    """The type name a connector class is registered under."""
-    for name, registered in _registered.items():
-        if registered is cls:
-            return name
-    for name, path in {**_BUILTIN_PATHS, **_entry_point_paths()}.items():
-        if path == f"{cls.__module__}:{cls.__qualname__}":
-            return name
-    raise ConfigurationError(f"{cls.__name__} is not a registered connector type")
-
 
 # --- the sources file ---------------------------------------------------------
 
@@ -169,10 +84,6 @@ def _parse_sources(
     text: str, path: str | os.PathLike[str]
 ) -> tuple[list[dict[str, Any]], list[DataSourceConfig]]:
     """The raw entries of a sources file and their validated configs."""
-    import yaml
-
-    from connectors.base import DataSourceConfig
-
     try:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -324,8 +235,6 @@ class SourceRegistry:
     @contextlib.contextmanager
     def _changing(self) -> Iterator[builtins.list[dict[str, Any]]]:
         """The raw entries, under the file lock; written back atomically when the block succeeds."""
-        import yaml
-
         with file_lock(self.path.with_name(self.path.name + ".lock")):
             raw, _ = self._read()
             yield raw
@@ -379,8 +288,6 @@ class SourceRegistry:
 
 
 def _as_config(source: DataSourceConfig | Mapping[str, Any]) -> DataSourceConfig:
-    from connectors.base import DataSourceConfig
-
     if isinstance(source, DataSourceConfig):
         return source
     return DataSourceConfig.from_dict(dict(source))

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
-from connectors.credentials import Secret, resolve_config
 from connectors.errors import ConfigurationError
+from connectors.secrets.references import Secret, resolve_config
 
 
 class EnvReference(BaseModel):

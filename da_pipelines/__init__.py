@@ -4,9 +4,9 @@ Load it with ``dagster dev -w workspace.yaml`` or ``dagster job execute -m da_pi
 See ``da_pipelines.factory`` for what each source contributes.
 
 ``defs`` is built on first access (PEP 562), not on import: importing a
-submodule (``da_pipelines.resources``, ``da_pipelines.testing``) must not read
+submodule (``da_pipelines.resources``) must not read
 the sources file, and a code location that registers extra connector types
-first (``da_pipelines.testing_location``) must be able to do so.
+first (the tests' ``tests.dagster_location``) must be able to do so.
 """
 
 from typing import Any

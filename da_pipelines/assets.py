@@ -17,8 +17,8 @@ from dagster import (
 )
 
 from connectors.errors import DataSourceError
-from connectors.lineage import run_context
-from connectors.progress import on_progress
+from connectors.landing.lineage import run_context
+from connectors.landing.progress import on_progress
 from da_pipelines.jobs import failure_for
 from da_pipelines.keys import CHECK_NAME, KINDS, WORKSPACE_KEY, SourceKeys, source_and_folder, source_uri
 from da_pipelines.lineage_meta import materialization_metadata, verify_landed

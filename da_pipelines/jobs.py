@@ -20,8 +20,8 @@ from dagster import (
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 
-from connectors.credentials import redact
 from connectors.errors import DataSourceError, is_retryable
+from connectors.secrets.references import redact
 from da_pipelines.keys import CHECK_NAME, WORKSPACE_KEY, SourceKeys, source_and_folder
 from da_pipelines.lineage_meta import materialization_metadata, verify_landed
 from da_pipelines.names import partition_key_for_item

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from dagster import AssetKey, Backoff, DynamicPartitionsDefinition, Jitter, RetryPolicy
 
 from connectors.base import DataSourceConfig
-from connectors.credentials import is_reference
+from connectors.secrets.references import is_reference
 from da_pipelines.names import source_slug
 from da_pipelines.resources import SourceResource, WorkspaceResource
 from da_pipelines.settings import PipelineSettings

@@ -1,6 +1,6 @@
 """Progress of long fetches, written to the run log: items done, bytes, rate.
 
-The connectors report bytes through ``connectors.progress``; a
+The connectors report bytes through ``connectors.landing.progress``; a
 :class:`ProgressLog` listens and writes at most one line per ``interval``
 seconds, so a large sync neither floods the event log nor stays silent.
 """
@@ -33,7 +33,7 @@ class ProgressLog:
             self._total_items = total_items
 
     def on_bytes(self, identifier: str, done: int, total: int | None) -> None:
-        """The ``connectors.progress`` listener: ``done`` bytes of ``identifier`` have landed."""
+        """The ``connectors.landing.progress`` listener: ``done`` bytes of ``identifier`` have landed."""
         with self._lock:
             self._bytes[identifier] = done
         self._maybe_log()

@@ -25,9 +25,9 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from connectors.base import DataSourceConfig, DataSourceConnector
-from connectors.credentials import MASK
+from connectors.landing.names import safe_relative_path
 from connectors.registry import get_connector_class
-from connectors.workspace import safe_relative_path
+from connectors.secrets.references import MASK
 
 # Fields of SourceResource itself, not part of a connector's config.
 _OWN_FIELDS = frozenset({"source_id", "source_name", "secret_refs", "references"})

@@ -16,9 +16,9 @@ from typing import Any
 from dagster import EnvVar
 
 from connectors.base import DataSourceConfig
-from connectors.credentials import is_reference
 from connectors.errors import ConfigurationError
 from connectors.registry import load_sources_file, settings_model_for, sources_file_path
+from connectors.secrets.references import is_reference
 from da_pipelines.resources import RESOURCE_TYPES, PluginSourceResource, SourceResource
 
 WORKSPACE_ENV = "DA_WORKSPACE"

@@ -17,9 +17,9 @@ from typing import Any
 
 from connectors.base import DataSourceConnector
 from connectors.errors import DataSourceError, UnsafeNameError
-from connectors.lineage import find_provenance, read_provenance, read_record, run_context
-from connectors.progress import ProgressCallback, on_progress
-from connectors.workspace import safe_relative_path
+from connectors.landing.lineage import find_provenance, read_provenance, read_record, run_context
+from connectors.landing.names import safe_relative_path
+from connectors.landing.progress import ProgressCallback, on_progress
 from da_pipelines.cursor import item_version
 
 # Types whose items land at <workspace>/<identifier>: their record is found without a scan.

@@ -33,8 +33,8 @@ from connectors import (
     read_provenance,
     run_context,
 )
-from connectors.lineage import REQUIRED_KEYS
-from connectors.workspace import TEMP_PREFIX
+from connectors.landing.lineage import REQUIRED_KEYS
+from connectors.landing.names import TEMP_PREFIX
 
 T = TypeVar("T")
 

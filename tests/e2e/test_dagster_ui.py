@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from connectors.errors import NotFoundError
-from connectors.lineage import read_provenance
+from connectors.landing.lineage import read_provenance
 from tests.e2e.conftest import ARTIFACTS, Stack
 from tests.e2e.stack import (
     BLOB_CONTENT,

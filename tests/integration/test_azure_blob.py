@@ -39,8 +39,8 @@ from connectors import (
 )
 from connectors.azure_blob import AzureBlobConnector
 from connectors.base import FetchResult
-from connectors.lineage import run_context
-from connectors.progress import on_progress
+from connectors.landing.lineage import run_context
+from connectors.landing.progress import on_progress
 from tests.conformance import ConnectorConformance, SourceUnderTest, run, temporaries
 from tests.harness import AzuriteServer
 
@@ -159,7 +159,7 @@ def test_path_prefix_and_pattern_filter_the_listing(azurite_server: AzuriteServe
 def test_listing_is_paged_and_carries_blob_facts(
     azurite_server: AzuriteServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connectors.azure_blob as module
+    import connectors.azure_blob.connector as module
 
     monkeypatch.setattr(module, "LIST_PAGE", 2)
     container = new_container(azurite_server, {f"f{i}.csv": b"a,b\n" for i in range(5)})
@@ -400,7 +400,7 @@ def test_large_blob_is_fetched_in_parallel_ranges_with_progress(
     azurite_server: AzuriteServer, big_container: tuple[str, bytes], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connectors.azure_transfer as transfer
+    import connectors.azure_blob.transfer as transfer
     from connectors import on_progress
 
     monkeypatch.setattr(transfer, "CHUNK", 256 * 1024)
@@ -435,7 +435,7 @@ def test_sdk_and_http_error_text_is_never_copied_into_messages() -> None:
     import aiohttp
     from azure.core import exceptions as az
 
-    from connectors.azure_errors import HttpStatusError, translate
+    from connectors.azure_blob.errors import HttpStatusError, translate
 
     leaky = f"https://acct.blob.core.windows.net/c/b?sv=2024&sig={CANARY} AccountKey={CANARY}"
     cases: list[tuple[BaseException, type[Exception]]] = [
@@ -479,7 +479,7 @@ def test_a_stalled_listing_times_out(azurite_server: AzuriteServer) -> None:
 def test_stopping_a_paged_listing_early_leaves_nothing_pending(
     azurite_server: AzuriteServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import connectors.azure_blob as module
+    import connectors.azure_blob.connector as module
 
     monkeypatch.setattr(module, "LIST_PAGE", 2)
     container = new_container(azurite_server, {f"f{i}.csv": b"1\n" for i in range(7)})
@@ -506,7 +506,7 @@ def test_stopping_a_paged_listing_early_leaves_nothing_pending(
 def test_every_item_lands_exactly_whether_streamed_or_landed_from_memory(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_blob: int
 ) -> None:
-    import connectors.azure_transfer as transfer
+    import connectors.azure_blob.transfer as transfer
 
     monkeypatch.setattr(transfer, "SMALL_BLOB", small_blob)  # 0: even tiny blobs take the streamed path
     container = new_container(azurite_server, ITEMS)
@@ -525,7 +525,7 @@ def test_every_item_lands_exactly_whether_streamed_or_landed_from_memory(
 def test_fetch_many_lands_small_blobs_in_groups_without_an_fsync_per_file(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connectors.group_commit as group_commit
+    import connectors.landing.group_commit as group_commit
 
     blobs = {f"small/{i:03d}.bin": os.urandom(2048 + i) for i in range(300)}
     container = new_container(azurite_server, blobs)

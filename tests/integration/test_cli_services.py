@@ -16,7 +16,7 @@ import pytest
 import yaml
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
-from connectors.secret_store import FernetFileStore
+from connectors.secrets.store import FernetFileStore
 from tests.harness import AzuriteServer, PostgresServer
 from tests.unit.test_cli import Cli, assert_nowhere
 

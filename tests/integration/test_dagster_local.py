@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from connectors.lineage import find_provenance, read_provenance
+from connectors.landing.lineage import find_provenance, read_provenance
 from da_pipelines.sources import SAMPLE_DATA_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
-TESTING = "da_pipelines.testing_location"  # da_pipelines plus the test connector types
+TESTING = "tests.dagster_location"  # da_pipelines plus the test connector types
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -24,7 +24,8 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
         home.mkdir()
         env = {**env, "DAGSTER_HOME": str(home)}
         subprocess.run([DAGSTER, "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120)
-    return {**env, "DAGSTER_HOME": str(home), **extra}
+    # PYTHONPATH: the tests' code location (tests.dagster_location) is imported from the repository
+    return {**env, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO), **extra}
 
 
 def execute(job: str, cwd: Path, env: dict[str, str], module: str = "da_pipelines") -> subprocess.Popen[str]:

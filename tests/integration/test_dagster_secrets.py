@@ -25,7 +25,8 @@ import pytest
 from tests.harness import free_port, stop_process_group
 
 BIN = Path(sys.executable).parent
-LOCATION = "da_pipelines.testing_location"
+REPO = Path(__file__).resolve().parents[2]
+LOCATION = "tests.dagster_location"
 CANARY = f"canary-{uuid.uuid4().hex}"
 
 
@@ -46,7 +47,7 @@ def location(tmp_path: Path) -> dict[str, Any]:
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DA_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(home), DA_SOURCES_FILE=str(sources), DA_CANARY_TOKEN=CANARY,
-               DA_WORKSPACE=str(tmp_path / "workspace"))
+               DA_WORKSPACE=str(tmp_path / "workspace"), PYTHONPATH=str(REPO))  # REPO: tests.dagster_location
     return {"env": env, "home": home, "workspace": tmp_path / "workspace", "cwd": tmp_path}
 
 

@@ -20,7 +20,7 @@ from dagster import DagsterEventType, DagsterInstance, Definitions, build_sensor
 from psycopg import sql
 
 from connectors.base import DataSourceConfig
-from connectors.lineage import find_provenance
+from connectors.landing.lineage import find_provenance
 from da_pipelines.definitions import build_definitions
 from tests.harness import AZURITE_KEY, AzuriteServer, PostgresServer
 

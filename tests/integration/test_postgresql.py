@@ -12,8 +12,8 @@ import pytest
 from psycopg import sql
 
 from connectors import DataSourceConfig, read_provenance
-from connectors.pg_catalog import format_identifier, parse_identifier
 from connectors.postgresql import PostgreSQLConnector
+from connectors.postgresql.catalog import format_identifier, parse_identifier
 from tests.conformance import ConnectorConformance, SourceUnderTest, run
 from tests.harness import PostgresServer
 
@@ -229,7 +229,7 @@ def test_fetch_query_binds_parameters_and_lands_by_name(
 def test_two_streams_over_one_snapshot_give_the_same_bytes_as_one(
     postgres_server: PostgresServer, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connectors.postgresql as module
+    import connectors.postgresql.connector as module
 
     with admin(postgres_server) as conn:
         conn.execute(sql.SQL("CREATE TABLE {} AS SELECT g AS id, md5(g::text) AS label, now() AS at "

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors import NotFoundError, UnsafeNameError
-from connectors.pg_catalog import format_identifier, landed_name, parse_identifier, quote_part
-from connectors.workspace import safe_relative_path
+from connectors.landing.names import safe_relative_path
+from connectors.postgresql.catalog import format_identifier, landed_name, parse_identifier, quote_part
 
 names = st.text(min_size=1, max_size=70)
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from connectors.cli import ProgressBar
-from connectors.credentials import MASK
-from connectors.secret_store import FernetFileStore
+from connectors.secrets.references import MASK
+from connectors.secrets.store import FernetFileStore
 from tests.plugin_fixture import PLUGIN_TYPE, install_plugin
 
 REPO = Path(__file__).resolve().parents[2]

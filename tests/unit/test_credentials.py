@@ -13,7 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from connectors.base import DataSourceConfig
-from connectors.credentials import (
+from connectors.errors import ConfigurationError
+from connectors.local_file import LocalFileConnector
+from connectors.secrets.references import (
     MASK,
     RedactingFilter,
     Secret,
@@ -24,8 +26,6 @@ from connectors.credentials import (
     resolve_reference,
     set_secret_store,
 )
-from connectors.errors import ConfigurationError
-from connectors.local_file import LocalFileConnector
 from connectors.settings import PostgreSQLSettings, resolve_settings
 
 

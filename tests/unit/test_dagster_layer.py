@@ -21,14 +21,15 @@ from dagster import (
 
 from connectors.base import DataSourceConfig
 from connectors.errors import ConnectionError, NotFoundError
-from connectors.lineage import read_provenance
+from connectors.landing.lineage import read_provenance
+from connectors.testing import MemoryStore, memory_store
 from da_pipelines.aio import NestedLoopError, run_coroutine
 from da_pipelines.cursor import bucket_of
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import build_source_defs
 from da_pipelines.lineage_meta import verify_landed
 from da_pipelines.names import partition_key_for_item
-from da_pipelines.testing import MemoryStore, memory_store, register_test_connectors
+from tests.dagster_location import register_test_connectors
 
 T0 = 1_700_000_000
 SOURCE_ID = "Mem-Src"

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-import connectors.group_commit as group_commit
+import connectors.landing.group_commit as group_commit
 from connectors import IntegrityError, NameCollisionError, UnsafeNameError, WorkspaceError, read_provenance
-from connectors.group_commit import GroupCommit
-from connectors.lineage import run_context
+from connectors.landing.group_commit import GroupCommit
+from connectors.landing.lineage import run_context
 from tests.conformance import files_under, run, temporaries
 
 PROVENANCE = {"source_type": "test", "source_uri": "mem://x", "source_version": "v1"}

@@ -23,8 +23,9 @@ from connectors import (
     on_progress,
     read_provenance,
 )
+from connectors.landing.atomic import landing
+from connectors.landing.names import TEMP_PREFIX
 from connectors.local_file import LocalFileConnector
-from connectors.workspace import TEMP_PREFIX, landing
 
 PROVENANCE = {"source_type": "local_file", "source_uri": "file:///x", "source_version": "v1"}
 

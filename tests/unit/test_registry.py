@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors import registry as registry_module
+from connectors import plugins as registry_module
 from connectors.base import DataSourceConfig, DataSourceConnector
-from connectors.credentials import set_secret_store
 from connectors.errors import ConfigurationError, NotFoundError
-from connectors.lineage import read_provenance
+from connectors.landing.lineage import read_provenance
 from connectors.local_file import LocalFileConnector
 from connectors.registry import (
     SourceRegistry,
@@ -29,6 +28,7 @@ from connectors.registry import (
     register_connector,
     unregister_connector,
 )
+from connectors.secrets.references import set_secret_store
 from tests.plugin_fixture import PLUGIN_TYPE, install_plugin
 from tests.unit.test_credentials import DictStore
 

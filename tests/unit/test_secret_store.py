@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors import secret_store
-from connectors.credentials import get_secret_store, resolve_reference, set_secret_store
 from connectors.errors import ConfigurationError
-from connectors.secret_store import (
+from connectors.secrets import store as secret_store
+from connectors.secrets.references import get_secret_store, resolve_reference, set_secret_store
+from connectors.secrets.store import (
     FernetFileStore,
     KeyringStore,
     SecretStoreError,
@@ -148,7 +148,7 @@ def test_two_processes_writing_at_once_both_land(file_store: FernetFileStore, ke
     script = textwrap.dedent(
         """
         import sys
-        from connectors.secret_store import FernetFileStore
+        from connectors.secrets.store import FernetFileStore
         store = FernetFileStore(sys.argv[1], sys.argv[2])
         for i in range(25):
             store.set(f"{sys.argv[3]}-{i}", f"value-{i}")

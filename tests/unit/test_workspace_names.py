@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors import UnsafeNameError
-from connectors.workspace import safe_relative_path, target_path
+from connectors.landing.names import safe_relative_path, target_path
 
 WORKSPACE = Path("/srv/ws")
 

@@ -13,11 +13,11 @@ from typing import Any
 from pydantic import Field
 
 from connectors.base import DataItem, DataSourceConnector
-from connectors.credentials import Secret
 from connectors.errors import AuthenticationError, NotFoundError
-from connectors.progress import report_progress
+from connectors.landing.atomic import landing
+from connectors.landing.progress import report_progress
+from connectors.secrets.references import Secret
 from connectors.settings import ConnectorSettings
-from connectors.workspace import landing
 
 
 class InlineSettings(ConnectorSettings):

@@ -11,8 +11,8 @@
   ``IntervalStyle=postgres``, ``extra_float_digits=1`` and ``bytea_output=hex``,
   so the same data gives the same bytes whatever the server's defaults.
 * CSV is the server's own ``COPY ... TO STDOUT (FORMAT csv, HEADER)``,
-  streamed by :mod:`connectors.pg_export`; Parquet parses that stream with
-  pyarrow (types: :mod:`connectors.pg_types`). A plain table of at least
+  streamed by :mod:`connectors.postgresql.export`; Parquet parses that stream with
+  pyarrow (types: :mod:`connectors.postgresql.columns`). A plain table of at least
   ``PARALLEL_MIN_BYTES`` is exported as CSV by two COPY streams, split by
   block (``ctid``) ranges, the second connection importing the first one's
   snapshot (``pg_export_snapshot`` / ``SET TRANSACTION SNAPSHOT``): the server
@@ -22,7 +22,7 @@
 * ``DataItem.modified_at`` is the time of the listing: PostgreSQL keeps no
   modification time; ``metadata["version"]`` is the change signal.
 * Identifiers, landed names and the ``version`` change signal:
-  :mod:`connectors.pg_catalog`.
+  :mod:`connectors.postgresql.catalog`.
 * psycopg, pool and pyarrow errors are translated in one place,
   :meth:`PostgreSQLConnector._translated`; no message carries the password or
   the DSN.
@@ -54,9 +54,7 @@ from psycopg import pq as libpq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from connectors import pg_catalog as catalog
 from connectors.base import DataItem, DataSourceConnector
-from connectors.credentials import MASK, get_logger, redact
 from connectors.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -65,11 +63,14 @@ from connectors.errors import (
     DataSourceError,
     NotFoundError,
 )
-from connectors.pg_catalog import Column, Relation
-from connectors.pg_export import CopyCancelled, Writer, describe, export_to_landing, parquet_writer, write_csv
-from connectors.pg_types import ColumnPlan, plan_column
+from connectors.landing.atomic import LandedFile
+from connectors.landing.names import safe_relative_path
+from connectors.postgresql import catalog
+from connectors.postgresql.catalog import Column, Relation
+from connectors.postgresql.columns import ColumnPlan, plan_column
+from connectors.postgresql.export import CopyCancelled, Writer, describe, export_to_landing, parquet_writer, write_csv
+from connectors.secrets.references import MASK, get_logger, redact
 from connectors.settings import PostgreSQLSettings
-from connectors.workspace import LandedFile, safe_relative_path
 
 log = get_logger(__name__)
 

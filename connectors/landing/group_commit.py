@@ -33,14 +33,9 @@ from functools import partial
 from typing import Any
 
 from connectors.errors import WorkspaceError
-from connectors.workspace import (
-    LandedFile,
-    Landing,
-    finish_in_thread,
-    landing,
-    sync_filesystem,
-    workspace_error,
-)
+from connectors.landing.atomic import LandedFile, Landing, landing
+from connectors.landing.dirs import finish_in_thread, workspace_error
+from connectors.landing.syscalls import sync_filesystem
 
 # files to hand one GroupCommit at most at once (callers bound it): each holds its body (Azure: up to
 # 1 MiB) and, once written, two descriptors until it lands. More did not help even on a slow disk.

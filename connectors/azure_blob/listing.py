@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 from xml.sax.saxutils import unescape
 
-from connectors.azure_errors import retry_after_of, translate
-from connectors.azure_transfer import DataPath, RetryBudget
+from connectors.azure_blob.errors import retry_after_of, translate
+from connectors.azure_blob.transfer import DataPath, RetryBudget
 from connectors.base import DataItem
 from connectors.errors import DataFetchError
 

@@ -43,8 +43,8 @@ import psycopg
 from psycopg import sql
 
 from connectors.errors import NotFoundError, UnsafeNameError
-from connectors.pg_types import PgColumnType
-from connectors.workspace import safe_relative_path
+from connectors.landing.names import safe_relative_path
+from connectors.postgresql.columns import PgColumnType
 
 KIND_NAMES = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view"}
 _PART = re.compile(r'"((?:[^"]|"")+)"|([^."]+)')

@@ -1,39 +1,31 @@
-"""Connectors for testing the Dagster layer: an in-memory source, and a local source with a token.
+"""An in-memory connector, shipped for your own tests (no services, no disk but the workspace).
 
 ``MemoryConnector`` (type ``memory``) serves objects held in a process-wide
-:class:`MemoryStore`: fast, no services, with failures that can be injected
-per item. ``TokenLocalFileConnector`` (type ``local_file_with_token``) is a
-local-file source that needs a secret ``token`` to connect: it lets a test
-send a canary secret through Dagster's ``EnvVar`` path in a real run (and can
-make runs meet at a barrier before fetching, so that two runs surely overlap).
+:class:`MemoryStore`: fast, with failures that can be injected per item. It is
+not registered by default; call ``register_connector("memory", MemoryConnector)``
+in your test set-up. It lands files with :func:`connectors.landing.landing`,
+like every connector, so lineage records and atomicity are the real ones.
 
 Example:
     >>> store = memory_store("unit")
     >>> store.put("a.csv", b"x,y\\n1,2\\n", modified_at=1_700_000_000)
-    >>> register_test_connectors()
+    >>> register_connector("memory", MemoryConnector)
     >>> DataSourceConfig(id="mem", type="memory", name="Mem", config={"store": "unit"})
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import threading
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import Field
 
 from connectors.base import DataItem, DataSourceConnector
-from connectors.credentials import Secret
-from connectors.errors import AuthenticationError, ConnectionError, DataSourceError, NotFoundError
-from connectors.local_file import LocalFileConnector
-from connectors.registry import register_connector
-from connectors.settings import ConnectorSettings, LocalFileSettings
-from connectors.workspace import landing
-from da_pipelines.resources import RESOURCE_TYPES, LocalFileResource
+from connectors.errors import AuthenticationError, DataSourceError, NotFoundError
+from connectors.landing.atomic import landing
+from connectors.secrets.references import Secret
+from connectors.settings import ConnectorSettings
 
 
 @dataclass
@@ -148,69 +140,3 @@ class MemoryConnector(DataSourceConnector):
     async def get_metadata(self, identifier: str) -> dict[str, Any]:
         stored = self._objects()[identifier]
         return {"path": identifier, "size": len(stored.data), "version": stored.version}
-
-
-class TokenLocalFileSettings(LocalFileSettings):
-    """Local-file settings plus a secret ``token`` that must be given."""
-
-    token: Secret = Field(description="A secret the source needs (a canary in tests).")
-    fetch_delay: float = Field(0.0, ge=0, description="Seconds to wait before each fetch.")
-    barrier_dir: str | None = Field(
-        None, description="Before its first fetch, wait until `barrier_count` processes reached this folder."
-    )
-    barrier_count: int = Field(2, ge=1, description="How many processes the barrier waits for.")
-
-
-class TokenLocalFileConnector(LocalFileConnector):
-    """A local-file source that resolves and checks a secret token when it connects."""
-
-    settings_model = TokenLocalFileSettings  # type: ignore[assignment]  # a subclass, by design
-
-    async def connect(self) -> bool:
-        settings: TokenLocalFileSettings = self.resolve_settings()
-        if not settings.token.reveal():
-            raise AuthenticationError("empty token", source_id=self.source_id)
-        self._token_settings = settings
-        return await super().connect()
-
-    async def fetch_data(self, identifier: str, workspace: str) -> str:
-        settings: TokenLocalFileSettings = self._token_settings
-        if settings.barrier_dir:
-            await _barrier(Path(settings.barrier_dir), settings.barrier_count)
-        await asyncio.sleep(settings.fetch_delay)
-        return await super().fetch_data(identifier, workspace)
-
-
-def _arrive(folder: Path) -> int:
-    """Mark this process as arrived at the barrier in ``folder``; how many have arrived."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / str(os.getpid())).touch()
-    return len(list(folder.iterdir()))
-
-
-async def _barrier(folder: Path, count: int, timeout: float = 120.0) -> None:
-    """Wait until ``count`` processes have arrived in ``folder`` (so that runs overlap for sure)."""
-    deadline = time.monotonic() + timeout
-    while await asyncio.to_thread(_arrive, folder) < count:
-        if time.monotonic() > deadline:
-            raise ConnectionError(f"barrier {folder}: fewer than {count} processes arrived")
-        await asyncio.sleep(0.05)
-
-
-class TokenLocalFileResource(LocalFileResource):
-    """The resource of ``local_file_with_token``: the token only as an ``EnvVar``."""
-
-    type_name: ClassVar[str] = "local_file_with_token"
-    secret_fields: ClassVar[frozenset[str]] = frozenset({"token"})
-
-    token: str | None = Field(None, description="The secret token (an EnvVar).")
-    fetch_delay: float = Field(0.0, description="Seconds to wait before each fetch.")
-    barrier_dir: str | None = Field(None, description="Folder where overlapping runs meet before fetching.")
-    barrier_count: int = Field(2, description="How many processes the barrier waits for.")
-
-
-def register_test_connectors() -> None:
-    """Register the ``memory`` and ``local_file_with_token`` types (idempotent)."""
-    register_connector("memory", MemoryConnector, replace=True)
-    register_connector("local_file_with_token", TokenLocalFileConnector, replace=True)
-    RESOURCE_TYPES["local_file_with_token"] = TokenLocalFileResource

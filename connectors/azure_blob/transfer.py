@@ -2,7 +2,7 @@
 
 Why not the SDK's ``download_blob``: on loopback it moves ~335 MB/s, plain
 ranged GETs on one aiohttp session several times that. The SDK still reads
-properties; this module reads bytes (and :mod:`connectors.azure_listing`
+properties; this module reads bytes (and :mod:`connectors.azure_blob.listing`
 listing pages), authenticated the same way the SDK would: a SAS in the query
 (given, or signed locally from the account key) or a bearer token.
 
@@ -44,17 +44,18 @@ from urllib.parse import quote
 import aiohttp
 import yarl
 
-from connectors.azure_errors import (
+from connectors.azure_blob.errors import (
     BlobChangedError,
     HttpStatusError,
     TruncatedError,
     retry_after_of,
     translate,
 )
-from connectors.credentials import get_logger
 from connectors.errors import DataSourceError, IntegrityError, WorkspaceError
-from connectors.progress import report_progress
-from connectors.workspace import finish_in_thread, preallocate, start_writeback
+from connectors.landing.dirs import finish_in_thread
+from connectors.landing.progress import report_progress
+from connectors.landing.syscalls import preallocate, start_writeback
+from connectors.secrets.references import get_logger
 
 log = get_logger(__name__)
 

@@ -2,12 +2,12 @@
 
 Identifiers are blob names; a blob lands at ``<workspace>/<blob name>``. The
 SDK's async client reads properties; bytes travel on a faster data path
-(:mod:`connectors.azure_transfer`: parallel ranged GETs pinned to the etag,
+(:mod:`connectors.azure_blob.transfer`: parallel ranged GETs pinned to the etag,
 written in place, hashed as they land; a small blob in one GET), and listings
-are List Blobs pages parsed directly (:mod:`connectors.azure_listing`). All
+are List Blobs pages parsed directly (:mod:`connectors.azure_blob.listing`). All
 share one aiohttp session, so a connector holds exactly one connection pool.
-Errors of either are translated in :mod:`connectors.azure_errors`; the ways
-to authenticate are in :mod:`connectors.azure_auth`.
+Errors of either are translated in :mod:`connectors.azure_blob.errors`; the ways
+to authenticate are in :mod:`connectors.azure_blob.auth`.
 
 Example:
     >>> config = DataSourceConfig(id="lake", type="azure_blob", name="Lake", config={
@@ -37,23 +37,25 @@ import aiohttp
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
 
-from connectors.azure_auth import credentials_for, endpoint_of
-from connectors.azure_errors import BlobChangedError, mapped_errors
-from connectors.azure_listing import list_pages, quoted_etag
-from connectors.azure_transfer import BlobDownload, DataPath, Downloaded, check_md5
+from connectors.azure_blob.auth import credentials_for, endpoint_of
+from connectors.azure_blob.errors import BlobChangedError, mapped_errors
+from connectors.azure_blob.listing import list_pages, quoted_etag
+from connectors.azure_blob.transfer import BlobDownload, DataPath, Downloaded, check_md5
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
-from connectors.credentials import get_logger
 from connectors.errors import ConfigurationError, DataSourceError
-from connectors.group_commit import MAX_PENDING, GroupCommit
+from connectors.landing.atomic import Landing, landing
+from connectors.landing.dirs import finish_in_thread
+from connectors.landing.group_commit import MAX_PENDING, GroupCommit
+from connectors.landing.names import safe_relative_path
+from connectors.secrets.references import get_logger
 from connectors.settings import AzureBlobSettings
-from connectors.workspace import Landing, finish_in_thread, landing, safe_relative_path
 
 log = get_logger(__name__)
 
 CHANGED_RESTARTS = 2  # a blob overwritten mid-download is downloaded again this many times at most
 LIST_PAGE = 5000  # blobs per listing page: the service's maximum, fewest round trips
 # threads for landing files one by one (fetch_data, and large blobs): mostly waiting on fsyncs;
-# fetch_many lands its small blobs in groups instead (connectors.group_commit)
+# fetch_many lands its small blobs in groups instead (connectors.landing.group_commit)
 DISK_THREADS = 8
 
 
@@ -264,7 +266,7 @@ class AzureBlobConnector(DataSourceConnector):
 
         Small blobs take one GET each, so concurrency (not range parallelism)
         is what makes many of them fast; they land in groups with one
-        file-system sync per group (:mod:`connectors.group_commit`) instead
+        file-system sync per group (:mod:`connectors.landing.group_commit`) instead
         of three fsyncs each. One failure never undoes the others.
         """
         group = GroupCommit()

@@ -38,9 +38,9 @@ from psycopg import OperationalError
 from psycopg import errors as pg_errors
 from psycopg import pq as libpq
 
-from connectors.pg_types import ColumnPlan, arrow_schema, to_final_batch
-from connectors.progress import report_progress
-from connectors.workspace import LandedFile, Landing, landing
+from connectors.landing.atomic import LandedFile, Landing, landing
+from connectors.landing.progress import report_progress
+from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
 
 CHUNK_BYTES = 1 << 20  # rows gathered per write: few syscalls, small and bounded memory
 # pyarrow parses ahead several blocks at once: small blocks keep that bounded (16 MiB blocks pushed the

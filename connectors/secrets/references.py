@@ -139,7 +139,7 @@ def get_secret_store() -> SecretStore:
     """The installed store, or the default one."""
     if _store is not None:
         return _store
-    from connectors.secret_store import default_store
+    from connectors.secrets.store import default_store
 
     return default_store()
 

@@ -1,0 +1,79 @@
+"""``da-sources``: manage sources and secrets, and fetch items, from a shell.
+
+Commands: ``list``, ``add TYPE ID``, ``remove ID``, ``test ID``, ``ls ID [PATH]``,
+``fetch ID IDENTIFIER... [--workspace DIR]``, ``lineage PATH``,
+``secrets set|list|delete NAME`` and ``secrets keygen``. ``--sources FILE``
+picks the sources file (default ``$DA_SOURCES_FILE`` or ``./sources.yaml``).
+One module per command group: :mod:`.sources`, :mod:`.data`, :mod:`.secrets`;
+:mod:`.common` holds what they share.
+
+Secrets are never command-line arguments (they would land in shell history
+and ``ps``): give a reference (``--password-env NAME``, ``--password-secret
+NAME``) or ``--password-prompt``, which asks for it (or reads one line from a
+pipe) and keeps it in the credential store.
+
+Every error is one line on stderr, redacted, with a non-zero exit code.
+
+Example:
+    $ da-sources add local_file docs --name Docs --root /srv/docs --pattern '*.csv'
+    $ da-sources ls docs
+    $ da-sources fetch docs 2024/sales.csv --workspace ./workspace
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from connectors.cli import data, secrets, sources
+from connectors.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, Parser, UsageError, fail
+from connectors.cli.progress_bar import ProgressBar
+from connectors.errors import DataSourceError
+from connectors.secrets.references import RedactingFilter
+
+__all__ = ["ProgressBar", "build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``da-sources`` with ``argv`` (default: the process arguments); the exit code."""
+    _configure_logging()
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except UsageError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except DataSourceError as exc:
+        return fail(str(exc), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # the reader went away (da-sources ls x | head): not an error; keep Python quiet at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        return fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+
+
+def _configure_logging() -> None:
+    # warnings from the library and the SDKs, redacted at the handler so every logger is covered
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = Parser(prog=PROG, description="Data sources for DeepAnalyze: configure, test, list, fetch.")
+    parser.add_argument("--sources", metavar="FILE", help="sources file (default: $DA_SOURCES_FILE or ./sources.yaml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    as_json = Parser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON for scripts")
+    sources.add_commands(commands, as_json)
+    data.add_commands(commands, as_json)
+    secrets.add_commands(commands, as_json)
+    return parser

@@ -1,0 +1,227 @@
+"""``da-sources list | add | remove | test``: the sources file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import types
+import typing
+from typing import Any, Literal
+
+import yaml
+
+from connectors.base import DataSourceConfig
+from connectors.cli.common import (
+    EXIT_FAILURE,
+    PROG,
+    Parser,
+    UsageError,
+    fail,
+    print_json,
+    print_table,
+    read_secret,
+)
+from connectors.errors import ConfigurationError, DataSourceError
+from connectors.registry import SourceRegistry, known_type_names, settings_model_for
+from connectors.secrets.references import MASK, Secret, is_reference, redact
+from connectors.secrets.store import check_name, default_store
+
+
+def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
+    """Add ``list``, ``add``, ``remove`` and ``test`` to the parser's subcommands."""
+    command = commands.add_parser("list", parents=[as_json], help="list the configured sources")
+    command.set_defaults(handler=cmd_list)
+    _add_add_command(commands)
+    command = commands.add_parser("remove", help="remove a source from the sources file")
+    command.add_argument("id")
+    command.set_defaults(handler=cmd_remove)
+    command = commands.add_parser("test", parents=[as_json], help="check that a source answers")
+    command.add_argument("id")
+    command.set_defaults(handler=cmd_test)
+
+
+def _add_add_command(commands: Any) -> None:
+    add = commands.add_parser("add", help="add a source (see 'add TYPE --help' for its options)")
+    types_ = add.add_subparsers(dest="type", required=True, metavar="TYPE", parser_class=Parser)
+    for type_name in sorted(known_type_names()):
+        command = types_.add_parser(type_name, help=f"a source of type {type_name}")
+        command.add_argument("id", help="stable identifier, e.g. ds-azure-prod")
+        command.add_argument("--name", help="human-readable name (default: the id)")
+        command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                             help="any config key; VALUE is YAML, e.g. --set 'dsn={env: PG_DSN}'")
+        command.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
+                             help="a free-form label")
+        command.set_defaults(handler=cmd_add, fields={})
+        _add_settings_options(command, type_name)
+
+
+def _add_settings_options(command: argparse.ArgumentParser, type_name: str) -> None:
+    """One option per settings field; secret fields get -env / -secret / -prompt instead."""
+    try:
+        model = settings_model_for(type_name)
+    except Exception:  # a broken plugin must not break every other command; it keeps --set
+        return
+    fields: dict[str, str] = {}
+    secret_fields = model.secret_fields()
+    for name, info in model.model_fields.items():
+        flag = name.replace("_", "-")
+        help_text = (info.description or name).rstrip(".") + (" (required)" if info.is_required() else "")
+        if name in secret_fields:
+            _add_secret_options(command, name, flag, help_text)
+            fields[name] = "secret"
+            continue
+        kind: dict[str, Any] = {"metavar": name.upper(), **_argparse_kind(info.annotation)}
+        command.add_argument(f"--{flag}", dest=f"opt_{name}", help=help_text, **kind)
+        fields[name] = "plain"
+    command.set_defaults(fields=fields)
+
+
+def _add_secret_options(command: argparse.ArgumentParser, name: str, flag: str, help_text: str) -> None:
+    group = command.add_mutually_exclusive_group()
+    group.add_argument(f"--{flag}-env", dest=f"env_{name}", metavar="VAR", help=f"{help_text}: from $VAR")
+    group.add_argument(f"--{flag}-secret", dest=f"secret_{name}", metavar="NAME",
+                       help=f"{help_text}: from the credential store")
+    command.add_argument(f"--{flag}-prompt", dest=f"prompt_{name}", action="store_true",
+                         help=f"ask for it, keep it in the credential store as --{flag}-secret NAME or ID.{name}")
+
+
+def _argparse_kind(annotation: Any) -> dict[str, Any]:
+    """argparse keywords for a settings field's type (Optional unwrapped)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = args[0] if len(args) == 1 else str
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction, "default": None, "metavar": None}
+    if origin is Literal:
+        return {"choices": [str(c) for c in typing.get_args(annotation)], "metavar": None}
+    if origin is list:
+        return {"nargs": "+"}
+    if annotation in (int, float, str):
+        return {"type": annotation}
+    return {"type": _yaml_value, "metavar": "YAML"}  # mappings and the like: written as YAML
+
+
+def _yaml_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError("not valid YAML") from None
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """``list``: one line per source (id, type, name, config with references, never values)."""
+    sources = SourceRegistry(args.sources).list()
+    if args.json:
+        print_json([_source_summary(s) for s in sources])
+        return 0
+    if not sources:
+        print(f"no sources in {SourceRegistry(args.sources).path} (add one with '{PROG} add')")
+        return 0
+    rows = [(s.id, s.type_name, s.name, _config_text(s.config)) for s in sources]
+    print_table(("ID", "TYPE", "NAME", "CONFIG"), rows)
+    return 0
+
+
+def _source_summary(source: DataSourceConfig) -> dict[str, Any]:
+    config = {k: (MASK if not is_reference(v) and _is_secret(v) else v) for k, v in source.config.items()}
+    return {"id": source.id, "type": source.type_name, "name": source.name, "config": config,
+            "created_at": source.created_at, "metadata": source.metadata}
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, Secret)
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    parts = []
+    for key, value in config.items():
+        if is_reference(value):
+            kind, name = next(iter(value.items()))
+            value = f"{{{kind}: {name}}}"
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """``add TYPE ID``: validate, keep prompted secrets in the store, append to the sources file."""
+    registry = SourceRegistry(args.sources)
+    config, prompts = _config_from_args(args)
+    source = DataSourceConfig(id=args.id, type=args.type, name=args.name or args.id, config=config,
+                              metadata=_pairs(args.metadata, "--metadata"))
+    if any(existing.id == source.id for existing in registry.list()):
+        raise ConfigurationError(f"source id {source.id!r} is taken", source_id=source.id)
+    if prompts:
+        store = default_store()  # fails closed before anything is asked
+        for field, secret_name in prompts.items():
+            store.set(secret_name, read_secret(f"{field} for source {source.id}: "))
+    registry.add(source)
+    print(f"added source {source.id!r} ({source.type_name}) to {registry.path}")
+    return 0
+
+
+def _config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config given by the options, and the secrets to prompt for (field -> store name)."""
+    config = _pairs(args.set, "--set")
+    prompts: dict[str, str] = {}
+    for field, kind in args.fields.items():
+        if kind == "plain":
+            value = getattr(args, f"opt_{field}")
+            if value is not None:
+                config[field] = value
+            continue
+        env, stored = getattr(args, f"env_{field}"), getattr(args, f"secret_{field}")
+        if getattr(args, f"prompt_{field}"):
+            if env:
+                raise UsageError(f"--{field.replace('_', '-')}-prompt cannot go with an -env reference")
+            stored = check_name(stored or f"{args.id}.{field}")
+            prompts[field] = stored
+        if env:
+            config[field] = {"env": env}
+        elif stored:
+            config[field] = {"secret": stored}
+    return config, prompts
+
+
+def _pairs(items: list[str], option: str) -> dict[str, Any]:
+    pairs: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} expects KEY=VALUE")
+        try:
+            pairs[key] = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            raise UsageError(f"{option} {key}=...: the value is not valid YAML") from None
+    return pairs
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    """``remove ID``."""
+    registry = SourceRegistry(args.sources)
+    removed = registry.remove(args.id)
+    print(f"removed source {removed.id!r} from {registry.path}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """``test ID``: exit 0 when the source answers, 1 (with the reason) when not."""
+    ok, reason = asyncio.run(_test(SourceRegistry(args.sources), args.id))
+    if args.json:
+        print_json({"id": args.id, "ok": ok, "error": None if ok else redact(reason)})
+    elif ok:
+        print(f"source {args.id!r}: ok")
+    return 0 if ok else fail(reason, EXIT_FAILURE)
+
+
+async def _test(registry: SourceRegistry, source_id: str) -> tuple[bool, str]:
+    connector = registry.create_connector(source_id)
+    try:
+        await connector.connect()
+        if await connector.test_connection():
+            return True, ""
+        return False, f"source '{source_id}': the source does not answer with these settings"
+    except DataSourceError as exc:
+        return False, str(exc)
+    finally:
+        await connector.disconnect()

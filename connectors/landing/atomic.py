@@ -1,0 +1,191 @@
+"""Landing a file in a workspace atomically, with its provenance record.
+
+:func:`landing` writes a file: a temporary file beside the target, locked
+while it is written, sha256 computed on the way, fsync, size (and checksum)
+check, then, under a per-target lock, the provenance record staged, an atomic
+rename and the record published. Every directory on the way is opened without
+following symlinks (:mod:`connectors.landing.dirs`). On any error,
+cancellation included, the temporary is removed; temporaries left by a killed
+process are swept the next time a landing happens in their folder.
+
+Example:
+    >>> with landing("/tmp/ws", "data/a.csv", source_id="s", identifier="data/a.csv") as land:
+    ...     land.write(b"x,y\\n1,2\\n")
+    ...     landed = land.commit(provenance={"source_type": "local_file", ...})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors.errors import IntegrityError, NameCollisionError
+from connectors.landing import lineage
+from connectors.landing.dirs import create_locked_temporary, open_directory, sweep_once, workspace_error
+from connectors.landing.names import safe_relative_path
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A file that landed: where, how big, its sha256, and its provenance record."""
+
+    path: Path
+    relative: str
+    size: int
+    sha256: str
+    record: dict[str, Any]
+
+
+class Landing:
+    """A temporary file that becomes ``relative`` under the workspace on :meth:`commit`.
+
+    Write sequentially with :meth:`write` (hashed on the way), or write the
+    descriptor :attr:`fd` directly (for example with ``os.pwrite`` from
+    several threads, or ``os.copy_file_range``) and pass the sha256 to
+    :meth:`commit`.
+    """
+
+    def __init__(
+        self, workspace: Path, relative: str, dir_fd: int, *, source_id: str, identifier: str
+    ) -> None:
+        self.workspace = workspace
+        self.relative = relative
+        self.path = workspace / relative
+        self.source_id = source_id
+        self.identifier = identifier
+        self._dir_fd = dir_fd
+        self._final_name = relative.rsplit("/", 1)[-1]
+        self.temp_name, self.fd = create_locked_temporary(dir_fd)
+        self._hash = hashlib.sha256()
+        self._written = 0
+        self.committed: LandedFile | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` to the temporary and to the running sha256."""
+        view = memoryview(data)
+        self._hash.update(view)
+        while view:
+            done = os.write(self.fd, view)
+            view = view[done:]
+        self._written += len(data)
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes appended with :meth:`write` so far."""
+        return self._written
+
+    def commit(
+        self,
+        *,
+        provenance: Mapping[str, Any],
+        expected_size: int | None = None,
+        sha256: str | None = None,
+        durable: bool = True,
+    ) -> LandedFile:
+        """Check, fsync and rename the temporary into place, then record its provenance.
+
+        Args:
+            provenance: the record's source facts (``source_type``, ``source_uri``,
+                ``source_version``, and any extra keys such as ``etag``).
+            expected_size: the size the source announced; a mismatch raises
+                :class:`IntegrityError`.
+            sha256: the digest, when the data was not written with :meth:`write`.
+            durable: False skips every fsync; only for a caller that has already synced the
+                file system since the data was written, and syncs it again before saying the
+                file landed (:mod:`connectors.landing.group_commit`).
+        """
+        if durable:
+            os.fsync(self.fd)
+        size = os.fstat(self.fd).st_size
+        if expected_size is not None and size != expected_size:
+            raise IntegrityError(
+                f"{self.identifier!r}: received {size} bytes, the source announced {expected_size}",
+                source_id=self.source_id,
+            )
+        digest = sha256 or self._hash.hexdigest()
+        with lineage.target_lock(self.workspace, self.relative):
+            self._refuse_collision()
+            record = lineage.build_record(
+                provenance,
+                source_id=self.source_id,
+                identifier=self.identifier,
+                local_path=str(self.path),
+                size=size,
+                sha256=digest,
+            )
+            # the record is written first and renamed last: a full disk fails before the file changes
+            with lineage.staged_record(self.workspace, self.relative, record, durable=durable) as publish:
+                os.rename(self.temp_name, self._final_name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+                if durable:
+                    os.fsync(self._dir_fd)
+                publish()
+        self.committed = LandedFile(self.path, self.relative, size, digest, record)
+        return self.committed
+
+    def _refuse_collision(self) -> None:
+        try:
+            info = os.stat(self._final_name, dir_fd=self._dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(info.st_mode):
+            raise NameCollisionError(f"{self.relative!r} is a folder in the workspace; cannot land a file there")
+        existing = lineage.read_record(self.workspace, self.relative)
+        if existing and (existing.get("source_id"), existing.get("identifier")) != (
+            self.source_id,
+            self.identifier,
+        ):
+            raise NameCollisionError(
+                f"{self.identifier!r} would overwrite {self.relative!r}, which holds "
+                f"{existing.get('identifier')!r} of source {existing.get('source_id')!r}",
+                source_id=self.source_id,
+            )
+
+    def _discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.temp_name, dir_fd=self._dir_fd)
+
+    def _close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        with contextlib.suppress(OSError):
+            os.close(self._dir_fd)
+
+
+@contextlib.contextmanager
+def landing(
+    workspace: str | os.PathLike[str], name: str, *, source_id: str, identifier: str | None = None
+) -> Iterator[Landing]:
+    """Open a :class:`Landing` for remote ``name``; remove it unless committed.
+
+    Raises:
+        UnsafeNameError: ``name`` cannot be landed safely (nothing is written).
+        WorkspaceError: the local side failed (disk full, permissions); the
+            temporary is removed.
+    """
+    relative = safe_relative_path(name)
+    root = Path(workspace).absolute()
+    parts = relative.split("/")
+    try:
+        dir_fd = open_directory(root, parts[:-1], create=True)
+    except OSError as exc:
+        raise workspace_error(exc, relative) from exc
+    try:
+        sweep_once(dir_fd)
+        land = Landing(root, relative, dir_fd, source_id=source_id, identifier=identifier or name)
+    except OSError as exc:
+        os.close(dir_fd)
+        raise workspace_error(exc, relative) from exc
+    try:
+        yield land
+    except OSError as exc:
+        raise workspace_error(exc, relative) from exc
+    finally:
+        if land.committed is None:
+            land._discard()
+        land._close()

@@ -1,0 +1,165 @@
+"""Folders opened without following links, locked temporaries, and their sweeping.
+
+Every folder under the workspace root is opened with ``O_NOFOLLOW`` from its
+parent's descriptor, so a symlink planted in the workspace is never followed.
+A writer holds an exclusive ``flock`` on its temporary while it writes; a
+temporary whose lock can be taken was left by a dead process and is swept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import errno
+import fcntl
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+from connectors.errors import NameCollisionError, UnsafeNameError, WorkspaceError
+from connectors.landing.names import TEMP_PREFIX, TEMP_SUFFIX
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+
+def open_directory(root: Path, relative_parts: list[str], *, create: bool) -> int:
+    """A descriptor of ``root/relative_parts``, refusing symlinks on the way.
+
+    ``root`` itself is trusted (the user chose it); every folder under it is
+    opened with O_NOFOLLOW and created when missing and ``create`` is set.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    try:
+        fd = os.open(root, flags)
+    except FileNotFoundError:
+        if not create:
+            raise
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root, flags)
+    for index, part in enumerate(relative_parts):
+        # closes the parent's descriptor whether or not the child opens
+        fd = _open_child_directory(fd, part, create, "/".join(relative_parts[: index + 1]))
+    return fd
+
+
+def _open_child_directory(parent_fd: int, part: str, create: bool, shown: str) -> int:
+    try:
+        try:  # open first: the folder usually exists, and a failed mkdir costs as much as an open
+            child = os.open(part, _DIR_FLAGS, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=parent_fd)
+            child = os.open(part, _DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        raise _directory_error(exc, shown) from exc
+    finally:
+        os.close(parent_fd)
+    return child
+
+
+def _directory_error(exc: OSError, shown: str) -> Exception:
+    if exc.errno == errno.ELOOP:
+        return UnsafeNameError(f"a symlink is in the way at {shown!r} in the workspace; not followed")
+    if exc.errno == errno.ENOTDIR:
+        return NameCollisionError(f"{shown!r} is a file in the workspace, but a folder is needed there")
+    return workspace_error(exc, shown)
+
+
+def workspace_error(exc: OSError, shown: str) -> WorkspaceError:
+    """The WorkspaceError for a local failure while landing ``shown`` (disk full is said plainly)."""
+    if exc.errno == errno.ENOSPC:
+        return WorkspaceError(f"disk full while writing {shown!r} into the workspace")
+    reason = exc.strerror or type(exc).__name__
+    return WorkspaceError(f"cannot write {shown!r} into the workspace: {reason}")
+
+
+# --- stale temporaries ------------------------------------------------------
+
+_swept: set[tuple[int, int]] = set()
+_swept_lock = threading.Lock()
+
+
+def sweep_stale_temporaries(dir_fd: int) -> int:
+    """Remove temporaries in a folder whose writer has died; return how many.
+
+    A writer holds an exclusive ``flock`` on its temporary for as long as it
+    writes, so a temporary whose lock can be taken belongs to nobody.
+    """
+    removed = 0
+    for entry in os.scandir(dir_fd):
+        if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
+            removed += _remove_if_abandoned(dir_fd, entry.name)
+    return removed
+
+
+def _remove_if_abandoned(dir_fd: int, name: str) -> int:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return 0  # someone is writing it
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return 1
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
+def sweep_once(dir_fd: int) -> None:
+    """Sweep a folder's stale temporaries, the first time this process lands in it."""
+    info = os.fstat(dir_fd)
+    key = (info.st_dev, info.st_ino)
+    with _swept_lock:
+        if key in _swept:
+            return
+        _swept.add(key)
+    sweep_stale_temporaries(dir_fd)
+
+
+def create_locked_temporary(dir_fd: int) -> tuple[str, int]:
+    """A new temporary in the folder, exclusively locked by us.
+
+    A sweeper can lock and remove a temporary in the instant between its
+    creation and our lock; we notice (the name no longer leads to our file)
+    and make another.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    while True:
+        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                return name, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+async def finish_in_thread(function: Callable[[], Any], executor: Executor | None = None) -> Any:
+    """Run blocking ``function`` in a thread; if cancelled, still wait for it before re-raising.
+
+    The landing's descriptor must not be closed under a thread that still uses it.
+    """
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()  # the run id of lineage records lives in a context variable
+    future = loop.run_in_executor(executor, context.run, function)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise

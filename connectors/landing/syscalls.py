@@ -1,0 +1,73 @@
+"""Disk system calls the os module lacks (Linux; the callers do without elsewhere)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from typing import Any
+
+
+def _libc_function(name: str, *argtypes: Any) -> Any:
+    """A Linux system call wrapper from libc, or None where there is none (the callers then do without)."""
+    try:
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = list(argtypes)
+    return function
+
+
+_sync_file_range = _libc_function("sync_file_range", ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+_fallocate = _libc_function("fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+_FALLOC_FL_KEEP_SIZE = 1
+
+
+def preallocate(fd: int, size: int) -> None:
+    """Reserve ``size`` bytes of disk for a file about to be written.
+
+    A full disk then fails at once, before any byte is downloaded, and the
+    writes that follow skip the file system's per-page block reservation
+    (about 40% of their CPU on ext4). Linux ``fallocate``; a no-op where the
+    file system or platform cannot (never glibc's slow zero-filling emulation).
+
+    Raises:
+        OSError: ENOSPC when the space is not there.
+    """
+    if _fallocate is None or size <= 0:
+        return
+    # KEEP_SIZE: the file's size still counts only bytes written, so a short download stays visible
+    if _fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, size) != 0:
+        code = ctypes.get_errno()
+        if code not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise OSError(code, os.strerror(code))
+
+
+_syncfs = _libc_function("syncfs", ctypes.c_int)
+
+
+def sync_filesystem(fd: int) -> None:
+    """Flush everything written on the file system holding ``fd``: one journal commit for many files.
+
+    Linux ``syncfs``; elsewhere ``os.sync``, which flushes every file system.
+    """
+    if _syncfs is None:
+        os.sync()
+    elif _syncfs(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing a just-written range to disk without waiting.
+
+    The final fsync then finds little left to do, so a large landing overlaps
+    its disk writes with its copy instead of paying for them at the end
+    (Linux ``sync_file_range``; a no-op elsewhere).
+    """
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)

@@ -1,0 +1,11 @@
+"""The PostgreSQL connector.
+
+:mod:`.connector` (the connector and its pool), :mod:`.catalog` (what is in
+scope: tables, views, their columns and versions), :mod:`.columns` (how each
+PostgreSQL type is written to CSV and Parquet) and :mod:`.export` (``COPY``
+streamed onto the landing).
+"""
+
+from connectors.postgresql.connector import PostgreSQLConnector
+
+__all__ = ["PostgreSQLConnector"]

@@ -1,0 +1,98 @@
+"""The tests' Dagster code location: ``da_pipelines`` plus two connector types only tests use.
+
+``memory`` (:class:`connectors.testing.MemoryConnector`) and
+``local_file_with_token``: a local-file source that needs a secret ``token`` to
+connect, so a test can send a canary secret through Dagster's ``EnvVar`` path in
+a real run (and can make runs meet at a barrier before fetching, so that two
+runs surely overlap). Run it as ``dagster job execute -m tests.dagster_location
+-j N_sync`` with the repository on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from connectors.errors import AuthenticationError, ConnectionError
+from connectors.local_file import LocalFileConnector
+from connectors.registry import register_connector
+from connectors.secrets.references import Secret
+from connectors.settings import LocalFileSettings
+from connectors.testing import MemoryConnector
+from da_pipelines.definitions import build_definitions
+from da_pipelines.resources import RESOURCE_TYPES, LocalFileResource
+
+
+class TokenLocalFileSettings(LocalFileSettings):
+    """Local-file settings plus a secret ``token`` that must be given."""
+
+    token: Secret = Field(description="A secret the source needs (a canary in tests).")
+    fetch_delay: float = Field(0.0, ge=0, description="Seconds to wait before each fetch.")
+    barrier_dir: str | None = Field(
+        None, description="Before its first fetch, wait until `barrier_count` processes reached this folder."
+    )
+    barrier_count: int = Field(2, ge=1, description="How many processes the barrier waits for.")
+
+
+class TokenLocalFileConnector(LocalFileConnector):
+    """A local-file source that resolves and checks a secret token when it connects."""
+
+    settings_model = TokenLocalFileSettings  # type: ignore[assignment]  # a subclass, by design
+
+    async def connect(self) -> bool:
+        settings: TokenLocalFileSettings = self.resolve_settings()
+        if not settings.token.reveal():
+            raise AuthenticationError("empty token", source_id=self.source_id)
+        self._token_settings = settings
+        return await super().connect()
+
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        settings: TokenLocalFileSettings = self._token_settings
+        if settings.barrier_dir:
+            await _barrier(Path(settings.barrier_dir), settings.barrier_count)
+        await asyncio.sleep(settings.fetch_delay)
+        return await super().fetch_data(identifier, workspace)
+
+
+def _arrive(folder: Path) -> int:
+    """Mark this process as arrived at the barrier in ``folder``; how many have arrived."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    return len(list(folder.iterdir()))
+
+
+async def _barrier(folder: Path, count: int, timeout: float = 120.0) -> None:
+    """Wait until ``count`` processes have arrived in ``folder`` (so that runs overlap for sure)."""
+    deadline = time.monotonic() + timeout
+    while await asyncio.to_thread(_arrive, folder) < count:
+        if time.monotonic() > deadline:
+            raise ConnectionError(f"barrier {folder}: fewer than {count} processes arrived")
+        await asyncio.sleep(0.05)
+
+
+class TokenLocalFileResource(LocalFileResource):
+    """The resource of ``local_file_with_token``: the token only as an ``EnvVar``."""
+
+    type_name: ClassVar[str] = "local_file_with_token"
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"token"})
+
+    token: str | None = Field(None, description="The secret token (an EnvVar).")
+    fetch_delay: float = Field(0.0, description="Seconds to wait before each fetch.")
+    barrier_dir: str | None = Field(None, description="Folder where overlapping runs meet before fetching.")
+    barrier_count: int = Field(2, description="How many processes the barrier waits for.")
+
+
+def register_test_connectors() -> None:
+    """Register the ``memory`` and ``local_file_with_token`` types (idempotent)."""
+    register_connector("memory", MemoryConnector, replace=True)
+    register_connector("local_file_with_token", TokenLocalFileConnector, replace=True)
+    RESOURCE_TYPES["local_file_with_token"] = TokenLocalFileResource
+
+
+register_test_connectors()
+defs = build_definitions()
