@@ -12,12 +12,12 @@ from typing import Any
 
 from pydantic import Field
 
-from connectors.base import DataItem, DataSourceConnector
-from connectors.errors import AuthenticationError, NotFoundError
-from connectors.landing.atomic import landing
-from connectors.landing.progress import report_progress
-from connectors.secrets.references import Secret
+# only the documented public paths (DESIGN.md), the seed's connectors.workspace among them: a
+# plugin written against them must keep working whatever moves inside the package
+from connectors import AuthenticationError, DataItem, DataSourceConnector, NotFoundError, Secret
+from connectors.landing import report_progress
 from connectors.settings import ConnectorSettings
+from connectors.workspace import landing
 
 
 class InlineSettings(ConnectorSettings):
