@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 
 from connectors.errors import DataSourceError, is_retryable
 from connectors.secrets.references import redact
+from da_pipelines.deploy import exit_with_parent
 from da_pipelines.keys import CHECK_NAME, WORKSPACE_KEY, SourceKeys, source_and_folder
 from da_pipelines.lineage_meta import materialization_metadata, verify_landed
 from da_pipelines.names import partition_key_for_item
@@ -53,6 +54,7 @@ def sync_job(keys: SourceKeys) -> JobDefinition:
         tags={"da/source": keys.source.id},
     )
     async def _sync_items(context: OpExecutionContext, config: SyncConfig) -> AsyncIterator[Any]:
+        exit_with_parent()  # an orphaned step worker must not land on after its run failed
         source, folder = source_and_folder(context.resources, keys)
         requested = [ItemRequest(i.identifier, i.version) for i in config.items] or None
         report = SyncReport()

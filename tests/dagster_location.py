@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
 
+from connectors.base import DataSourceConnector, FetchResult
 from connectors.errors import AuthenticationError, ConnectionError
 from connectors.local_file import LocalFileConnector
 from connectors.registry import register_connector
@@ -37,6 +39,7 @@ class TokenLocalFileSettings(LocalFileSettings):
         None, description="Before its first fetch, wait until `barrier_count` processes reached this folder."
     )
     barrier_count: int = Field(2, ge=1, description="How many processes the barrier waits for.")
+    fetch_log: str | None = Field(None, description="A file that gets one line per fetch (identifier, pid).")
 
 
 class TokenLocalFileConnector(LocalFileConnector):
@@ -56,7 +59,21 @@ class TokenLocalFileConnector(LocalFileConnector):
         if settings.barrier_dir:
             await _barrier(Path(settings.barrier_dir), settings.barrier_count)
         await asyncio.sleep(settings.fetch_delay)
-        return await super().fetch_data(identifier, workspace)
+        path = await super().fetch_data(identifier, workspace)
+        if settings.fetch_log:
+            await asyncio.to_thread(_log_fetch, Path(settings.fetch_log), identifier)
+        return path
+
+    async def fetch_many(
+        self, identifiers: Iterable[str], workspace: str, concurrency: int = 8
+    ) -> list[FetchResult]:
+        # every item through fetch_data, so the delay, the barrier and the fetch log apply to syncs too
+        return await DataSourceConnector.fetch_many(self, identifiers, workspace, concurrency)
+
+
+def _log_fetch(log: Path, identifier: str) -> None:
+    with log.open("a") as handle:  # one short append per line: whole lines, even from many processes
+        handle.write(f"{identifier} {os.getpid()} {time.time():.3f}\n")
 
 
 def _arrive(folder: Path) -> int:
@@ -85,6 +102,7 @@ class TokenLocalFileResource(LocalFileResource):
     fetch_delay: float = Field(0.0, description="Seconds to wait before each fetch.")
     barrier_dir: str | None = Field(None, description="Folder where overlapping runs meet before fetching.")
     barrier_count: int = Field(2, description="How many processes the barrier waits for.")
+    fetch_log: str | None = Field(None, description="A file that gets one line per fetch.")
 
 
 def register_test_connectors() -> None:

@@ -1,0 +1,46 @@
+"""deploy/'s files are valid for the tools that read them (the ones installable here are run for real
+in the other deployment tests; these checks are the fast, static part)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster._core.instance.config import dagster_instance_config
+
+from tests.harness import REPO
+
+DEPLOY = REPO / "deploy"
+
+
+def test_the_instance_config_is_valid_for_dagster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "dagster.yaml").write_text((DEPLOY / "dagster.yaml").read_text())
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {"key": "da/source", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    assert config["run_launcher"] == {"module": "da_pipelines.deploy", "class": "MonitoredRunLauncher"}
+    assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
+
+
+def test_compose_runs_three_processes_on_one_image_with_the_workspace_volume() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "code-server", "webserver", "daemon"}
+    for name in ("code-server", "webserver", "daemon"):
+        assert "workspace:/workspace" in services[name]["volumes"]
+        assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert (REPO / services["code-server"]["build"]["dockerfile"]).exists()
+    assert "workspace" in compose["volumes"]
+
+
+def test_helm_values_use_external_postgres_k8s_launcher_and_a_shared_volume() -> None:
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    assert values["postgresql"]["enabled"] is False
+    assert values["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    assert launcher["volumes"][0]["persistentVolumeClaim"]["claimName"] == "da-sources-workspace"
+    pvc = yaml.safe_load((DEPLOY / "helm" / "workspace-pvc.yaml").read_text())
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]

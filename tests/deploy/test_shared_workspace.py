@@ -1,0 +1,68 @@
+"""The workspace shared across hosts: two processes landing the same items through two mount points.
+
+The landing relies on ``flock`` and same-folder renames (README, "Deploying": which shared file systems
+honour both). Here one folder is mounted twice (a bind mount, in a mount namespace of the test's own
+via ``unshare``, so it needs no privilege) and two processes land the same 300 items at once, one
+through each mount point, three times over: every file must end whole, once, matching its record,
+with no temporary left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+ITEMS = 300
+
+LAND = textwrap.dedent("""
+    import asyncio, sys
+    from connectors import DataSourceConfig
+    from connectors.local_file import LocalFileConnector
+
+    async def main(root, workspace):
+        config = DataSourceConfig(id="shared", type="local_file", name="shared", config={"root": root})
+        async with LocalFileConnector(config) as source:
+            names = [item.path for item in await source.list_items()]
+            for _ in range(3):
+                results = await source.fetch_many(names, workspace, concurrency=8)
+                failed = [r for r in results if not r.ok]
+                assert not failed, failed[:3]
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+""")
+
+
+def test_two_processes_through_two_mount_points_land_each_item_once(tmp_path: Path) -> None:
+    if shutil.which("unshare") is None:
+        raise AssertionError("unshare (util-linux) is needed: apt-get install util-linux")
+    root, shared, mount_a, mount_b = (tmp_path / n for n in ("root", "shared", "a", "b"))
+    for folder in (root, shared, mount_a, mount_b):
+        folder.mkdir()
+    for index in range(ITEMS):
+        (root / f"item{index:03d}.csv").write_bytes(f"id\n{index}\n".encode() * (1 + index % 50))
+    script = tmp_path / "land.py"
+    script.write_text(LAND)
+    both = (f"mount --bind {shared} {mount_a} && mount --bind {shared} {mount_b} && "
+            f"{{ {sys.executable} {script} {root} {mount_a} & {sys.executable} {script} {root} {mount_b} & "
+            f"wait %1 && wait %2; }}")
+    result = subprocess.run(["unshare", "--mount", "--map-root-user", "bash", "-c", both],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    landed = sorted(p.name for p in shared.iterdir() if p.is_file())
+    assert landed == sorted(p.name for p in root.iterdir())
+    for name in landed:
+        record = json.loads((shared / ".lineage" / f"{name}.json").read_text())
+        data = (shared / name).read_bytes()
+        assert data == (root / name).read_bytes()
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    leftovers = [p for p in shared.rglob(".~da-*")]
+    assert leftovers == []
