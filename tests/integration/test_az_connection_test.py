@@ -9,6 +9,7 @@ that is not base64 is a ConfigurationError when the config is validated
 from __future__ import annotations
 
 import base64
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,13 @@ def test_cli_test_and_ls_say_the_real_cause(cli: Cli, azurite_server: AzuriteSer
         "badkey": {"connection_string": cs["BAD_KEY_CS"], "container_name": container},
     })
     assert "ok" in cli("test", "good", env=env).stdout
+    # what ls prints is what ls PATH and fetch take (issue 12.2, through the CLI)
+    printed = [i["path"] for i in json.loads(cli("ls", "good", "--json", env=env).stdout)]
+    assert printed == ["raw/a.csv"]
+    assert [i["path"] for i in json.loads(cli("ls", "good", "raw/", "--json", env=env).stdout)] == printed
+    cli("fetch", "good", printed[0], "--workspace", str(cli.cwd / "ws"), env=env)
+    assert (cli.cwd / "ws" / "good" / "raw" / "a.csv").read_bytes() == b"a\n"
+    assert "not in this source" in cli("ls", "good", "other/", check=False, env=env).stderr
     causes = {"nocontainer": "does not exist", "wrongkey": "access denied", "unreachable": "cannot connect",
               "badkey": "not a storage account key"}
     for source, cause in causes.items():
