@@ -71,6 +71,8 @@ def translate(exc: BaseException, what: str, source_id: str | None) -> DataSourc
         return ConnectionError(f"{what}: the connection was reset mid-response", source_id=source_id)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return TruncatedError(f"{what}: the response body ended early", source_id=source_id)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # connect_timeout, not read_timeout: say which
+        return ConnectionError(f"{what}: timed out connecting to the service", source_id=source_id)
     if isinstance(exc, asyncio.TimeoutError | TimeoutError | aiohttp.ServerTimeoutError):
         return ConnectionError(f"{what}: timed out waiting for the service", source_id=source_id)
     if isinstance(exc, aiohttp.ClientConnectorError):  # the endpoint's host and port are not secrets

@@ -11,8 +11,9 @@ of the real Azurite: it accepts each request and answers nothing.
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.integration.test_azure_blob import azure_config, new_container
 pytestmark = pytest.mark.integration
 
 READ_TIMEOUT = 0.5
+CONNECT_TIMEOUT = 0.5
 SLACK = 1.0  # event loop, process scheduling on a busy 2-core machine
 
 Operation = Callable[[AzureBlobConnector, Path], Awaitable[Any]]
@@ -98,3 +100,40 @@ def test_a_silent_server_does_not_stall_a_listing_that_already_started(
                 return time.monotonic() - started
 
     assert run(body()) < bound(1)
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose accept queue is full: a new connection's SYN is never answered."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.1)
+    try:
+        yield port
+    finally:
+        for sock in [*fillers, server]:
+            sock.close()
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+def test_each_operation_gives_up_within_the_connect_timeout_when_connecting_hangs(
+    azurite_server: AzuriteServer, unanswered_port: int, tmp_path: Path, operation: str
+) -> None:
+    async def body() -> float:
+        config = azure_config(azurite_server, "c", account_url=f"http://127.0.0.1:{unanswered_port}/devstoreaccount1",
+                              account_key=azurite_server.account_key, connect_timeout=CONNECT_TIMEOUT, retry_total=1)
+        async with AzureBlobConnector(config) as connector:
+            started = time.monotonic()
+            with pytest.raises(ConnectionError, match="timed out connecting"):
+                await OPERATIONS[operation](connector, tmp_path / "ws")
+            return time.monotonic() - started
+
+    assert run(body()) < 2 * CONNECT_TIMEOUT + 0.2 + SLACK
