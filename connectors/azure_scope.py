@@ -17,8 +17,7 @@ Example:
     'raw/2025/'
     >>> scope.check("raw2/a.csv", "fetching blob")
     Traceback (most recent call last):
-    ...
-    connectors.errors.OutOfScopeError: fetching blob 'raw2/a.csv': not in this source ...
+    connectors.errors.OutOfScopeError: fetching blob 'raw2/a.csv': not in this source (it serves only ...
 """
 
 from __future__ import annotations
@@ -66,8 +65,11 @@ class BlobScope:
         return None
 
     def check_readable(self, name: str, what: str) -> str:
-        """:meth:`check`, and refuse '.' / '..' segments: a client, proxy or server may fold them
-        into another blob's name, one that can lie outside the scope."""
+        """:meth:`check`, and refuse '.' and '..' segments (UnsafeNameError).
+
+        A client, proxy or server may fold them into another blob's name, one
+        that can lie outside the scope.
+        """
         self.check(name, what)
         if any(part in (".", "..") for part in name.split("/")):
             raise UnsafeNameError(f"{what} {name!r}: a '.' or '..' segment could name another blob; refused",

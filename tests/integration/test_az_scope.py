@@ -10,14 +10,18 @@ counted through ``tests.faults.FaultProxy`` (no faults injected).
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors import DataSourceError, NotFoundError, UnsafeNameError
 from connectors.azure_blob import AzureBlobConnector
+from connectors.azure_scope import BlobScope
 from connectors.errors import OutOfScopeError
 from tests.conformance import files_under, run
 from tests.faults import FaultProxy
@@ -194,3 +198,36 @@ def test_an_overlong_name_is_out_of_scope_with_a_bounded_message(
     for error in scoped(azurite_server, container, body):
         assert isinstance(error, NotFoundError) and len(str(error)) < 600, str(error)[:300]
         assert "…" in str(error) and "100,009 characters" in str(error)
+
+
+# --- the rule itself, for any name (pure: no service needed) -------------------------------------
+
+NAMES = st.text(alphabet=st.sampled_from("raw2/._x*?[] \\é"), max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(prefix=NAMES, pattern=st.none() | NAMES, name=NAMES)
+def test_a_name_is_served_only_if_it_is_under_the_prefix_folder_and_matches(
+    prefix: str, pattern: str | None, name: str
+) -> None:
+    scope = BlobScope(prefix, pattern)
+    folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+    expected = bool(name) and name.startswith(folder) and (pattern is None or fnmatch.fnmatchcase(name, pattern))
+    try:
+        served = scope.check(name, "reading") == name
+    except OutOfScopeError as exc:
+        served = False
+        assert "not in this source" in str(exc)
+    assert served is expected is scope.matches(name)
+
+
+@settings(max_examples=400, deadline=None)
+@given(prefix=NAMES, path=st.none() | NAMES)
+def test_a_listing_never_asks_for_more_than_the_prefix_folder(prefix: str, path: str | None) -> None:
+    scope = BlobScope(prefix, None)
+    try:
+        asked = scope.listing_prefix(path)
+    except OutOfScopeError:
+        return
+    assert asked.startswith(scope.folder)
+    assert not path or asked in (scope.folder, path if path.endswith("/") else path + "/")
