@@ -12,6 +12,7 @@ Messages never contain secrets.
     ├── AuthenticationError          wrong key / password, expired SAS       (terminal)
     └── DataFetchError               a read or a landing failed
         ├── NotFoundError            item, container, table, schema missing  (terminal)
+        │   └── OutOfScopeError      outside the source's prefix / pattern: same answer whether it exists
         ├── IntegrityError           size or checksum mismatch, changed mid-read (retryable)
         ├── UnsafeNameError          a name that would escape the workspace or the root
         │   └── NameCollisionError   two remote names would land on one local file
@@ -20,11 +21,52 @@ Messages never contain secrets.
 ``ConnectionError`` deliberately shadows the builtin inside this package: it is
 the seed's public name. Errors are picklable (Dagster ships them between
 processes) and keep ``retryable`` and ``source_id`` across pickling.
+
+Messages are bounded (:func:`bound_message`): a name longer than
+:data:`NAME_LIMIT` characters (quoted, or a run without spaces) is shortened
+with an ellipsis and its length, and a message
+longer than :data:`MESSAGE_LIMIT` keeps its head and its tail, so a
+100,000-character identifier never comes back as a 100 KB error line.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+NAME_LIMIT = 200  # characters of a quoted name kept in a message
+MESSAGE_LIMIT = 1500  # characters of a whole message; longer ones keep head and tail
+_HEAD, _TAIL = 1000, 300
+# a repr-style quoted string ('...' or "..."): reprs escape newlines, so a match never spans lines
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+# a name echoed without quotes: a long run with no space and no quote (no word of prose is that long)
+_LONG_RUN = re.compile(r"[^\s'\"]{" + str(NAME_LIMIT + 1) + ",}")
+
+
+def bound_message(message: str) -> str:
+    """``message`` with long quoted names shortened and its length capped; applying it twice changes nothing.
+
+    Example:
+        >>> bound_message(f"blob {'x' * 5000!r} does not exist")[:12]
+        "blob 'xxxxxx"
+    """
+    shortened = _LONG_RUN.sub(_shorten_run, _QUOTED.sub(_shorten_quoted, message))
+    if len(shortened) <= MESSAGE_LIMIT:
+        return shortened
+    return f"{shortened[:_HEAD]} … {shortened[-_TAIL:]}"
+
+
+def _shorten_run(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return f"{text[: NAME_LIMIT - 1]}… ({len(text):,} characters)"
+
+
+def _shorten_quoted(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if len(text) <= NAME_LIMIT + 2:
+        return text
+    # quote + NAME_LIMIT - 1 characters + ellipsis + quote: NAME_LIMIT + 2 long, so a second pass keeps it
+    return f"{text[:NAME_LIMIT]}…{text[0]} ({len(text) - 2:,} characters)"
 
 
 class DataSourceError(Exception):
@@ -41,6 +83,7 @@ class DataSourceError(Exception):
     def __init__(
         self, message: str, *, source_id: str | None = None, retryable: bool | None = None
     ) -> None:
+        message = bound_message(message)
         super().__init__(message)
         self.message = message
         self.source_id = source_id
@@ -81,6 +124,14 @@ class DataFetchError(DataSourceError):
 
 class NotFoundError(DataFetchError):
     """The item, container, schema or table does not exist."""
+
+
+class OutOfScopeError(NotFoundError):
+    """The item lies outside what the source serves (its prefix, pattern, schemas).
+
+    Raised before any request, with the same message whether or not the item
+    exists, so a scope never reveals what lies beyond it.
+    """
 
 
 class IntegrityError(DataFetchError):

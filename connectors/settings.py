@@ -8,11 +8,21 @@ the references are resolved, to give the connector a typed settings object.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from connectors.errors import ConfigurationError
@@ -76,6 +86,23 @@ class AzureBlobSettings(ConnectorSettings):
     max_concurrency: int = Field(8, ge=1, le=64, description="Parallel ranged reads per blob.")
     retry_total: int = Field(5, ge=0, le=20, description="Retries of transient failures.")
 
+    @field_validator("account_key")
+    @classmethod
+    def _key_is_base64(cls, value: Any) -> Any:
+        # checked here, at once: a key that is not base64 would only fail when the first request is signed
+        if _is_bad_key(_revealed(value)):
+            raise ValueError("is not a storage account key: expected the base64 text the portal shows "
+                             "(88 characters ending in '==')")
+        return value
+
+    @field_validator("connection_string")
+    @classmethod
+    def _connection_string_key_is_base64(cls, value: Any) -> Any:
+        if _is_bad_key(_account_key_of(_revealed(value))):
+            raise ValueError("its AccountKey is not a storage account key: expected the base64 text the "
+                             "portal shows (88 characters ending in '==')")
+        return value
+
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> AzureBlobSettings:
         if (self.connection_string is None) == (self.account_url is None):
@@ -89,6 +116,33 @@ class AzureBlobSettings(ConnectorSettings):
             raise ValueError("credential 'default' sends an Entra ID token, which Azure accepts over https "
                              "only: account_url must start with https://")
         return self
+
+
+def _revealed(value: Any) -> str | None:
+    """The text of a literal secret; None for a reference (checked once resolved) or a masked copy."""
+    if not isinstance(value, Secret):
+        return None
+    try:
+        return value.reveal()
+    except ConfigurationError:
+        return None
+
+
+def _account_key_of(connection_string: str | None) -> str | None:
+    for part in (connection_string or "").split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "accountkey":
+            return value.strip()
+    return None
+
+
+def _is_bad_key(key: str | None) -> bool:
+    if key is None:
+        return False
+    try:
+        return not base64.b64decode(key.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return True
 
 
 class PostgreSQLSettings(ConnectorSettings):

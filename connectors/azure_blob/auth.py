@@ -9,6 +9,7 @@ container SAS signed locally from it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
 from azure.core.exceptions import ClientAuthenticationError
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-from connectors.errors import AuthenticationError, ConfigurationError
+from connectors.errors import AuthenticationError, ConfigurationError, ConnectionError
 from connectors.settings import AzureBlobSettings
 
 SAS_LIFETIME = timedelta(hours=2)  # the data path's self-signed read-only SAS; renewed at half-life
@@ -130,12 +131,13 @@ def credentials_for(settings: AzureBlobSettings, endpoint: Endpoint, source_id: 
         token = endpoint.sas_token.lstrip("?")
         return AzureSasCredential(token), _GivenSas(token), None
     if settings.credential == "default":
-        credential = _default_credential(source_id)
+        # a token may take several calls (identity endpoints, a CLI): one bound for all of them
+        credential = _default_credential(source_id, settings.connect_timeout + settings.read_timeout)
         return credential, _BearerToken(credential), credential
     return None, _Anonymous(), None
 
 
-def _default_credential(source_id: str) -> Any:
+def _default_credential(source_id: str, timeout: float) -> Any:
     try:
         from azure.identity.aio import DefaultAzureCredential
     except ImportError:
@@ -144,22 +146,29 @@ def _default_credential(source_id: str) -> Any:
             "pip install 'da-sources[identity]'",
             source_id=source_id,
         ) from None
-    return _FailFastCredential(DefaultAzureCredential(), source_id)
+    return _FailFastCredential(DefaultAzureCredential(), source_id, timeout)
 
 
 class _FailFastCredential:
-    """An azure-identity credential whose failure to find an identity is an AuthenticationError at once.
+    """An azure-identity credential whose failure to find an identity is an AuthenticationError at once,
+    and which gives up after ``timeout`` seconds (connect_timeout + read_timeout) with a ConnectionError.
 
     The SDK's retry policy would retry a failed token request like a network
     error (over a minute with the default budget) before giving up.
     """
 
-    def __init__(self, inner: Any, source_id: str) -> None:
-        self._inner, self._source_id = inner, source_id
+    def __init__(self, inner: Any, source_id: str, timeout: float) -> None:
+        self._inner, self._source_id, self._timeout = inner, source_id, timeout
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         try:
-            return await self._inner.get_token(*scopes, **kwargs)
+            async with asyncio.timeout(self._timeout):
+                return await self._inner.get_token(*scopes, **kwargs)
+        except TimeoutError:
+            raise ConnectionError(
+                f"credential 'default' got no token within {self._timeout:g} s (connect_timeout + read_timeout)",
+                source_id=self._source_id,
+            ) from None
         except ClientAuthenticationError:  # its text lists every way it tried; none of them is a secret, but
             raise AuthenticationError(  # it is long, so name the usual fixes instead
                 "credential 'default' found no identity to use: set AZURE_TENANT_ID, AZURE_CLIENT_ID and "

@@ -1,34 +1,39 @@
 """``azure_blob``: a container of Azure Blob Storage (or Azurite).
 
-Identifiers are blob names; a blob lands at ``<workspace>/<blob name>``. The
-SDK's async client reads properties; bytes travel on a faster data path
-(:mod:`connectors.azure_blob.transfer`: parallel ranged GETs pinned to the etag,
-written in place, hashed as they land; a small blob in one GET), and listings
-are List Blobs pages parsed directly (:mod:`connectors.azure_blob.listing`). All
-share one aiohttp session, so a connector holds exactly one connection pool.
-Errors of either are translated in :mod:`connectors.azure_blob.errors`; the ways
-to authenticate are in :mod:`connectors.azure_blob.auth`.
+Identifiers are full blob names, exactly as listed in ``DataItem.path``; a
+blob lands at ``<workspace>/<blob name>``. Every operation honours the scope
+(``prefix``, ``pattern``; :mod:`connectors.azure_blob.scope`): a name outside it is
+an ``OutOfScopeError`` before any request is sent.
+
+Every request goes on one data path (:mod:`connectors.azure_blob.transfer`): bytes
+as parallel ranged GETs pinned to the etag, written in place, hashed as they
+land (a small blob in one GET); properties as one HEAD; listings as List
+Blobs pages parsed directly (:mod:`connectors.azure_blob.listing`). One aiohttp
+session, so one connection pool, one retry budget and one pair of timeouts:
+each request gives up after ``connect_timeout`` to connect and
+``read_timeout`` without a byte, and an operation makes at most
+``retry_total + 1`` attempts (:func:`connectors.azure_blob.transfer.with_retries`).
+The SDK client only checks the account URL and names the API version. Errors
+are translated in :mod:`connectors.azure_blob.errors`; the ways to authenticate
+are in :mod:`connectors.azure_blob.auth`.
 
 Example:
     >>> config = DataSourceConfig(id="lake", type="azure_blob", name="Lake", config={
     ...     "connection_string": {"env": "AZURE_STORAGE_CONNECTION_STRING"},
     ...     "container_name": "data", "prefix": "exports/", "pattern": "*.parquet"})
     >>> async with AzureBlobConnector(config) as lake:
-    ...     async for item in lake.iter_items("2024"):
+    ...     async for item in lake.iter_items("exports/2024/"):
     ...         await lake.fetch_data(item.path, "/tmp/ws")   # -> /tmp/ws/exports/2024/...
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import fnmatch
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,10 +44,11 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient, Exponenti
 
 from connectors.azure_blob.auth import credentials_for, endpoint_of
 from connectors.azure_blob.errors import BlobChangedError, mapped_errors
-from connectors.azure_blob.listing import list_pages, quoted_etag
-from connectors.azure_blob.transfer import BlobDownload, DataPath, Downloaded, check_md5
+from connectors.azure_blob.listing import list_pages, probe, quoted_etag
+from connectors.azure_blob.scope import BlobScope
+from connectors.azure_blob.transfer import BlobDownload, DataPath, Downloaded, check_md5, iso_utc, with_retries
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
-from connectors.errors import ConfigurationError, DataSourceError
+from connectors.errors import ConfigurationError
 from connectors.landing.atomic import Landing, landing
 from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
@@ -72,7 +78,7 @@ class _Clients:
 
 
 class AzureBlobConnector(DataSourceConnector):
-    """Serves the blobs of one container (optionally under ``prefix``); identifiers are blob names."""
+    """Serves the blobs of one container in scope (``prefix``, ``pattern``); identifiers are full blob names."""
 
     settings_model = AzureBlobSettings
 
@@ -80,6 +86,7 @@ class AzureBlobConnector(DataSourceConnector):
         super().__init__(config)
         self._settings: AzureBlobSettings | None = None
         self._clients: _Clients | None = None
+        self._scope = BlobScope("", None, self.source_id)
 
     # --- connection --------------------------------------------------------
 
@@ -90,6 +97,7 @@ class AzureBlobConnector(DataSourceConnector):
         settings: AzureBlobSettings = self.resolve_settings()
         self._clients = await _open_clients(settings, self.source_id)
         self._settings = settings
+        self._scope = BlobScope(settings.prefix, settings.pattern, self.source_id)
         self._connected = True
         return True
 
@@ -107,18 +115,21 @@ class AzureBlobConnector(DataSourceConnector):
         clients.disk.shutdown(wait=True)
 
     async def test_connection(self) -> bool:
-        """True when the container answers a one-blob listing with these credentials."""
-        try:
-            if not self._connected:
-                await self.connect()
-            clients = self._require_clients()
-            async with mapped_errors(self._container_what(), source_id=self.source_id):
-                pages = clients.container.list_blobs(results_per_page=1).by_page()
-                async for _ in pages:
-                    break
-            return True
-        except DataSourceError:
-            return False
+        """True when the container answers a one-blob listing of the scope with these credentials.
+
+        Raises (rather than returning False, so the caller can say why):
+            ConfigurationError: the settings are invalid or a secret reference cannot be resolved.
+            NotFoundError: the container does not exist.
+            AuthenticationError: the key, SAS or credential is refused.
+            ConnectionError: the endpoint is unreachable or silent (after the retry budget).
+        """
+        if not self._connected:
+            await self.connect()
+        clients = self._require_clients()
+        assert self._settings is not None
+        await probe(clients.data, self._scope.folder, retries=self._settings.retry_total,
+                    what=f"listing {self._container_what()}")
+        return True
 
     def _require_clients(self) -> _Clients:
         self._require_connected()
@@ -132,53 +143,45 @@ class AzureBlobConnector(DataSourceConnector):
     # --- listing -------------------------------------------------------------
 
     async def list_items(self, path: str | None = None) -> list[DataItem]:
-        """Every blob under ``path`` (a virtual folder below ``prefix``), recursively."""
+        """Every blob in scope under folder ``path`` (a full blob-name folder, as listed), recursively.
+
+        Raises:
+            OutOfScopeError: ``path`` lies outside ``prefix`` (before any request).
+        """
         return [item async for item in self.iter_items(path)]
 
     async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
         """The blobs under ``path`` page by page (5,000 per request), never all pages at once."""
         clients = self._require_clients()
-        prefix = self._listing_prefix(path)
+        prefix = self._scope.listing_prefix(path)
         assert self._settings is not None
-        pattern = self._settings.pattern
         what = f"listing {self._container_what()}"
         pages = list_pages(clients.data, prefix, page_size=LIST_PAGE, retries=self._settings.retry_total, what=what)
         # aclosing: a consumer that stops early also stops the prefetch of the next page, now
         async with mapped_errors(what, source_id=self.source_id), contextlib.aclosing(pages):
             async for page in pages:
                 for item in page:
-                    if pattern is None or fnmatch.fnmatchcase(item.path, pattern):
+                    if self._scope.matches(item.path):
                         yield item
-
-    def _listing_prefix(self, path: str | None) -> str:
-        assert self._settings is not None
-        base = _as_folder(self._settings.prefix)
-        return base + _as_folder(path or "")
 
     # --- metadata ------------------------------------------------------------
 
     async def get_metadata(self, identifier: str) -> dict[str, Any]:
-        """The blob's properties: size, version (= etag), type, MD5, tier, lease, version id, user metadata."""
+        """The blob's properties: size, version (= etag), type, MD5, tier, lease, version id, user metadata.
+
+        Raises:
+            OutOfScopeError: the name is outside ``prefix`` / ``pattern`` (before any request).
+            UnsafeNameError: the name has a '.' or '..' segment (before any request).
+            NotFoundError / AuthenticationError / ConnectionError: as the service answered.
+        """
         clients = self._require_clients()
-        async with mapped_errors(f"reading properties of blob {identifier!r}", source_id=self.source_id):
-            props = await clients.container.get_blob_client(identifier).get_blob_properties()
-        content = props.content_settings
-        return {
-            "name": identifier.rstrip("/").rsplit("/", 1)[-1],
-            "path": identifier,
-            "size": props.size,
-            "version": quoted_etag(props.etag),
-            "etag": quoted_etag(props.etag),
-            "content_type": content.content_type,
-            "content_encoding": content.content_encoding,
-            "content_md5": _b64(content.content_md5),
-            "last_modified": _iso(props.last_modified),
-            "access_tier": props.blob_tier,
-            "lease_state": props.lease.state if props.lease else None,
-            "version_id": props.version_id,
-            "metadata": dict(props.metadata or {}),
-            "source_uri": clients.data.blob_uri(identifier),
-        }
+        assert self._settings is not None
+        what = "reading properties of blob"
+        self._scope.check_readable(identifier, what)
+        headers = await with_retries(partial(clients.data.head, identifier), f"{what} {identifier!r}",
+                                     self.source_id, self._settings.retry_total)
+        return {"name": identifier.rstrip("/").rsplit("/", 1)[-1], "path": identifier,
+                **_properties(headers), "source_uri": clients.data.blob_uri(identifier)}
 
     # --- fetching ------------------------------------------------------------
 
@@ -196,6 +199,7 @@ class AzureBlobConnector(DataSourceConnector):
     async def _fetch(self, identifier: str, workspace: str, batch: _Batch | None) -> str:
         safe_relative_path(identifier)
         clients = self._require_clients()
+        self._scope.check(identifier, "fetching blob")
         for restart in range(CHANGED_RESTARTS + 1):
             try:
                 async with mapped_errors(f"fetching blob {identifier!r}", source_id=self.source_id):
@@ -325,7 +329,9 @@ async def _open_clients(settings: AzureBlobSettings, source_id: str) -> _Clients
     try:
         service = BlobServiceClient(
             endpoint.account_url, credential=credential,
-            transport=AioHttpTransport(session=session, session_owner=False),
+            # the transport, not the client, applies timeouts to a session it was given
+            transport=AioHttpTransport(session=session, session_owner=False,
+                                       connection_timeout=settings.connect_timeout, read_timeout=settings.read_timeout),
             retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=settings.retry_total,
                                           random_jitter_range=1),
             connection_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
@@ -346,15 +352,23 @@ async def _open_clients(settings: AzureBlobSettings, source_id: str) -> _Clients
 # --- small pure helpers ----------------------------------------------------------
 
 
-def _as_folder(prefix: str) -> str:
-    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+def _properties(headers: Mapping[str, str]) -> dict[str, Any]:
+    """The facts of a Get Blob Properties answer, keyed as listings key them."""
+    etag = quoted_etag(headers.get("ETag", ""))
+    return {
+        "size": int(headers.get("Content-Length") or 0),
+        "version": etag,
+        "etag": etag,
+        "content_type": headers.get("Content-Type"),
+        "content_encoding": headers.get("Content-Encoding"),
+        "content_md5": headers.get("Content-MD5"),
+        "last_modified": iso_utc(headers.get("Last-Modified")),
+        "access_tier": headers.get("x-ms-access-tier"),
+        "lease_state": headers.get("x-ms-lease-state"),
+        "version_id": headers.get("x-ms-version-id"),
+        # user metadata keeps the case it was stored with (the SDK does the same)
+        "metadata": {k[len(_META):]: v for k, v in headers.items() if k.lower().startswith(_META)},
+    }
 
 
-def _b64(value: Any) -> str | None:
-    return base64.b64encode(bytes(value)).decode() if value else None
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+_META = "x-ms-meta-"

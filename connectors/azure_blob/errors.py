@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import os
 import re
 from collections.abc import AsyncIterator
 
@@ -70,8 +71,13 @@ def translate(exc: BaseException, what: str, source_id: str | None) -> DataSourc
         return ConnectionError(f"{what}: the connection was reset mid-response", source_id=source_id)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return TruncatedError(f"{what}: the response body ended early", source_id=source_id)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # connect_timeout, not read_timeout: say which
+        return ConnectionError(f"{what}: timed out connecting to the service", source_id=source_id)
     if isinstance(exc, asyncio.TimeoutError | TimeoutError | aiohttp.ServerTimeoutError):
         return ConnectionError(f"{what}: timed out waiting for the service", source_id=source_id)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # the endpoint's host and port are not secrets
+        return ConnectionError(f"{what}: cannot connect to {exc.host}:{exc.port} ({_os_reason(exc.os_error)})",
+                               source_id=source_id)
     if isinstance(exc, aiohttp.ClientError | az.ServiceRequestError | az.ServiceResponseError | _SocketError):
         return ConnectionError(f"{what}: connection failed ({type(exc).__name__})", source_id=source_id)
     if isinstance(exc, OSError):  # what is left of OSError is local: the workspace's disk
@@ -80,6 +86,13 @@ def translate(exc: BaseException, what: str, source_id: str | None) -> DataSourc
     if isinstance(exc, az.AzureError):
         return DataFetchError(f"{what}: the storage SDK failed ({type(exc).__name__})", source_id=source_id)
     return DataFetchError(f"{what}: unexpected {type(exc).__name__}", source_id=source_id)
+
+
+def _os_reason(error: OSError) -> str:
+    # os.strerror, not the exception's text: asyncio's text repeats the address, the resolver's is fine
+    if error.errno is not None and error.errno > 0:
+        return os.strerror(error.errno)
+    return error.strerror or type(error).__name__
 
 
 def _caused_by_reset(exc: BaseException) -> bool:

@@ -14,12 +14,12 @@ import functools
 import xml.etree.ElementTree as ElementTree
 from collections.abc import AsyncGenerator
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlencode
 from xml.sax.saxutils import unescape
 
-from connectors.azure_blob.errors import retry_after_of, translate
-from connectors.azure_blob.transfer import DataPath, RetryBudget
+from connectors.azure_blob.transfer import DataPath, with_retries
 from connectors.base import DataItem
 from connectors.errors import DataFetchError
 
@@ -39,7 +39,7 @@ async def list_pages(
 
     def request(marker: str) -> asyncio.Future[bytes]:
         query = urlencode({**base, "marker": marker} if marker else base)
-        return asyncio.ensure_future(_page_with_retries(path, query, what, retries))
+        return asyncio.ensure_future(with_retries(partial(path.get_container, query), what, path.source_id, retries))
 
     pending: asyncio.Future[bytes] | None = request("")
     try:
@@ -54,6 +54,12 @@ async def list_pages(
             await asyncio.gather(pending, return_exceptions=True)
 
 
+async def probe(path: DataPath, prefix: str, *, retries: int, what: str) -> None:
+    """Ask for a one-blob listing page: proves the container answers and these credentials may list it."""
+    query = {"restype": "container", "comp": "list", "maxresults": "1", **({"prefix": prefix} if prefix else {})}
+    await with_retries(partial(path.get_container, urlencode(query)), what, path.source_id, retries)
+
+
 def next_marker(body: bytes) -> str:
     """The NextMarker of a List Blobs answer, read from its tail without parsing the whole page."""
     start = body.rfind(b"<NextMarker>")
@@ -61,17 +67,6 @@ def next_marker(body: bytes) -> str:
         return ""
     end = body.find(b"</NextMarker>", start)
     return unescape(body[start + len(b"<NextMarker>") : end].decode()) if end > start else ""
-
-
-async def _page_with_retries(path: DataPath, query: str, what: str, retries: int) -> bytes:
-    budget = RetryBudget(retries)
-    while True:
-        try:
-            return await path.get_container(query)
-        except Exception as exc:
-            error = translate(exc, what, path.source_id)
-            if not await budget.pause(error, retry_after_of(exc)):
-                raise error from exc
 
 
 def parse_page(body: bytes) -> tuple[list[DataItem], str]:

@@ -34,11 +34,11 @@ import os
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -65,6 +65,8 @@ HASH_BUFFER = 4 * 1024 * 1024  # one reused read-back buffer per hashing thread
 MAX_BACKOFF = 4.0  # seconds, cap of the exponential backoff between attempts
 MAX_RETRY_AFTER = 30.0  # seconds; a longer Retry-After is not worth waiting for
 RETRY_WINDOW = 60.0  # seconds of waiting one operation may spend across all its retries
+
+T = TypeVar("T")
 
 
 class Authorizer(Protocol):
@@ -133,8 +135,27 @@ class RetryBudget:
         return float(random.uniform(0.05, min(MAX_BACKOFF, 0.2 * 2**self._attempt)))
 
 
+async def with_retries(attempt: Callable[[], Awaitable[T]], what: str, source_id: str | None, retries: int) -> T:
+    """``attempt()``, again after each transient failure while the :class:`RetryBudget` lasts.
+
+    Every attempt is bounded by the session's timeouts (``connect_timeout``,
+    ``read_timeout``), so an operation against a silent server gives up after
+    at most ``retries + 1`` read timeouts plus the backoff between them.
+    """
+    budget = RetryBudget(retries)
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            error = translate(exc, what, source_id)
+            if not await budget.pause(error, retry_after_of(exc)):
+                if error is exc:
+                    raise
+                raise error from exc
+
+
 class DataPath:
-    """Plain GETs of blob bytes on the connector's shared aiohttp session."""
+    """Plain requests (blob bytes, properties, listing pages) on the connector's shared aiohttp session."""
 
     def __init__(
         self,
@@ -166,6 +187,14 @@ class DataPath:
             headers["If-Match"] = etag
         return await self._send(url, headers)
 
+    async def head(self, name: str) -> Mapping[str, str]:
+        """The headers of Get Blob Properties (HEAD) for blob ``name``; raises on a non-2xx answer."""
+        query = await self.authorizer.query()
+        url = yarl.URL(self.blob_uri(name) + (f"?{query}" if query else ""), encoded=True)
+        headers = {"x-ms-version": self.api_version, **await self.authorizer.headers()}
+        async with await self._send(url, headers, method="HEAD") as response:
+            return response.headers
+
     async def get_container(self, query: str) -> bytes:
         """The body of a container-level GET (``restype=container&...``), e.g. a listing page."""
         auth = await self.authorizer.query()
@@ -174,8 +203,8 @@ class DataPath:
         async with await self._send(url, headers) as response:
             return await response.read()
 
-    async def _send(self, url: yarl.URL, headers: dict[str, str]) -> aiohttp.ClientResponse:
-        response = await self.session.get(url, headers=headers, allow_redirects=False)
+    async def _send(self, url: yarl.URL, headers: dict[str, str], method: str = "GET") -> aiohttp.ClientResponse:
+        response = await self.session.request(method, url, headers=headers, allow_redirects=False)
         if response.status in (200, 206):
             return response
         await _drain(response)

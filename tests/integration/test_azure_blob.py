@@ -150,7 +150,8 @@ async def upload_raw(server: AzuriteServer, container: str, names: list[str]) ->
 def test_path_prefix_and_pattern_filter_the_listing(azurite_server: AzuriteServer, odd_container: str) -> None:
     assert run(listed(azure_connector(azurite_server, odd_container), "x")) == ["x/y/z.bin"]
     assert run(listed(azure_connector(azurite_server, odd_container), "x/y/")) == ["x/y/z.bin"]
-    assert run(listed(azure_connector(azurite_server, odd_container, prefix="x"), "y")) == ["x/y/z.bin"]
+    # folders are full blob names, as listed (not relative to the prefix)
+    assert run(listed(azure_connector(azurite_server, odd_container, prefix="x"), "x/y")) == ["x/y/z.bin"]
     assert run(listed(azure_connector(azurite_server, odd_container, pattern="*.txt"))) == sorted(
         n for n in ODD_NAMES if n.endswith(".txt"))
     assert run(listed(azure_connector(azurite_server, odd_container), "nothing-here")) == []
@@ -193,7 +194,8 @@ def test_missing_container_is_not_found_in_listing_and_fetch(azurite_server: Azu
                 await connector.fetch_data("a.csv", str(tmp_path / "ws"))
             with pytest.raises(NotFoundError):
                 await connector.get_metadata("a.csv")
-            assert await connector.test_connection() is False
+            with pytest.raises(NotFoundError, match="container"):  # the cause, not just False
+                await connector.test_connection()
 
     run(body())
 

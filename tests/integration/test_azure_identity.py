@@ -48,7 +48,10 @@ async def main():
         "account_url": sys.argv[1], "container_name": sys.argv[2], "credential": "default"})
     out = {}
     async with AzureBlobConnector(config) as lake:
-        out["connected"] = await lake.test_connection()
+        try:  # test_connection raises the cause rather than returning False
+            out["connected"] = await lake.test_connection()
+        except DataSourceError as exc:
+            out["connected"] = [type(exc).__name__, str(exc)]
         try:
             out["items"] = [item.path for item in await lake.list_items()]
             out["path"] = await lake.fetch_data("report.csv", sys.argv[3])
@@ -157,7 +160,7 @@ def test_a_token_for_another_audience_is_an_authentication_error_without_the_tok
     server, container = entra_azurite
     token = entra_token(audience="https://vault.azure.net")
     out, text = run_child(server, container, tmp_path / "ws", certificate[0], fake_az(tmp_path / "bin", token))
-    assert out["connected"] is False and out["error"][0] == "AuthenticationError"
+    assert out["connected"][0] == out["error"][0] == "AuthenticationError"
     assert token not in text and CANARY not in text
     assert not (tmp_path / "ws").exists()
 
@@ -167,6 +170,6 @@ def test_no_identity_at_all_is_a_fast_clear_authentication_error(
 ) -> None:
     server, container = entra_azurite
     out, _ = run_child(server, container, tmp_path / "ws", certificate[0], None)
-    assert out["connected"] is False
+    assert out["connected"][0] == "AuthenticationError" and "az login" in out["connected"][1]
     assert out["error"][0] == "AuthenticationError" and "az login" in out["error"][1]
     assert out["seconds"] < 30  # not the SDK's retry budget (over a minute) spent on a missing identity

@@ -72,12 +72,12 @@ def test_references_are_accepted_anywhere_and_checked_for_shape() -> None:
 
 
 def test_literal_secrets_never_show_in_repr_str_equality_or_pickle() -> None:
-    config = azure_config(container_name="c", connection_string=f"AccountKey={CANARY}")
+    config = azure_config(container_name="c", connection_string=f"SharedAccessSignature=sig={CANARY}")
     for text in (repr(config), str(config), f"{config}", repr(config.config), str(config.model_dump())):
         assert CANARY not in text
     assert CANARY.encode() not in pickle.dumps(config)
-    assert config == azure_config(container_name="c", connection_string=f"AccountKey={CANARY}")
-    assert config != azure_config(container_name="c", connection_string="AccountKey=other")
+    assert config == azure_config(container_name="c", connection_string=f"SharedAccessSignature=sig={CANARY}")
+    assert config != azure_config(container_name="c", connection_string="SharedAccessSignature=sig=other")
 
 
 def test_a_bad_value_next_to_a_secret_does_not_echo_the_secret() -> None:
