@@ -17,8 +17,12 @@ smallint / integer / bigint      int16 / int32 / int64
 real / double precision          float32 / float64 (NaN, +-Infinity kept)
 boolean                          bool
 numeric(p, s), p <= 38           decimal128(p, s); p > 38: decimal256(p, s)
-numeric (unconstrained)          string: any precision, NaN and Infinity
-                                 survive; decimal cannot hold them
+numeric (unconstrained)          string, the exact decimal text: any
+                                 precision, NaN and Infinity survive;
+                                 no Arrow decimal can hold them all
+money                            decimal128(19, s): the exact amount, s the
+                                 digits of the session's lc_monetary
+                                 (2 for most currencies); never ``$12.34``
 date / time                      date32 / time64[us]
 timestamp                        timestamp[us]
 timestamp with time zone         timestamp[us, tz=UTC]
@@ -38,7 +42,16 @@ enum                             dictionary<int32, string>
 anything else                    string (its PostgreSQL text form)
 ===============================  ==========================================
 
-NULLs stay NULL in every type. Values Arrow cannot hold (``infinity``
+NULLs stay NULL in every type. Which columns become strings, said once:
+unconstrained ``numeric``, json/jsonb/xml, uuid, interval's text in CSV,
+arrays of types outside the list, and types not in the table.
+
+CSV has its own, smaller mapping (:func:`csv_select`), for ``csv_values:
+analysis``: ``true``/``false`` for booleans, JSON for arrays, plain hex
+(no ``\\x``) for bytea, a plain number for money; every other type keeps its
+PostgreSQL text, which pandas and pyarrow already read typed (numbers,
+ISO dates and ``+00`` timestamps) or as strings.
+ Values Arrow cannot hold (``infinity``
 timestamps and dates, BC dates, NaN in a constrained numeric, arrays of more
 than one dimension) make the fetch fail with a clear error rather than land a
 silently altered value.
@@ -126,8 +139,27 @@ def numeric_precision_scale(typmod: int) -> tuple[int, int] | None:
     return (packed >> 16) & 0xFFFF, scale
 
 
-def plan_column(column: PgColumnType, ident: sql.Identifier) -> ColumnPlan:
-    """The plan that lands ``column``, read through ``ident``, faithfully (see the module table)."""
+def csv_select(column: PgColumnType, ident: sql.Identifier) -> sql.Composable | None:
+    """The expression giving ``column`` its analysis CSV form; None when its PostgreSQL text is that form."""
+    if column.element == "money":
+        return sql.SQL("pg_catalog.array_to_json({}::pg_catalog.numeric[])::text").format(ident)
+    if column.element is not None:
+        return _array_plan(column, ident).select
+    if column.base == "bool":
+        return sql.SQL("CASE WHEN {0} THEN 'true' WHEN NOT {0} THEN 'false' END").format(ident)
+    if column.base == "bytea":
+        return sql.SQL("pg_catalog.encode({}, 'hex')").format(ident)
+    if column.base == "money":
+        return sql.SQL("{}::pg_catalog.numeric").format(ident)
+    return None
+
+
+def plan_column(column: PgColumnType, ident: sql.Identifier, *, money_scale: int = 2) -> ColumnPlan:
+    """The plan that lands ``column``, read through ``ident``, faithfully (see the module table).
+
+    ``money_scale`` is the number of digits after the point of ``money`` in the
+    session that reads it (``scale('0'::money::numeric)``).
+    """
     if column.kind == "e":
         return ColumnPlan(column.name, ident, pa.string(), pa.dictionary(pa.int32(), pa.string()), _to_dictionary)
     if column.element is not None:
@@ -137,6 +169,9 @@ def plan_column(column: PgColumnType, ident: sql.Identifier) -> ColumnPlan:
         return ColumnPlan(column.name, ident, arrow, arrow)
     if column.base == "numeric":
         return _numeric_plan(column, ident)
+    if column.base == "money":  # int8 of minor units: 19 digits in all
+        exact = pa.decimal128(19, money_scale)
+        return ColumnPlan(column.name, sql.SQL("{}::pg_catalog.numeric").format(ident), exact, exact)
     if column.base == "interval":
         return ColumnPlan(column.name, _interval_parts(ident), pa.string(), INTERVAL, _to_interval)
     if column.base == "bytea":
