@@ -59,11 +59,13 @@ silently altered value.
 
 from __future__ import annotations
 
+import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
 Converter = Callable[[pa.Array], pa.Array]
@@ -224,8 +226,21 @@ def _to_interval(array: pa.Array) -> pa.Array:
 
 
 def _to_binary(array: pa.Array) -> pa.Array:
-    # bytea_output=hex: '\x0a0b...'
-    return pa.array([None if v is None else bytes.fromhex(v[2:]) for v in array.to_pylist()], type=pa.binary())
+    """``'\\x0a0b...'`` texts (bytea_output=hex) to bytes, all values decoded at once.
+
+    One vectorized pass instead of a Python object per value: a 64 MiB value
+    costs its hex text and its bytes, not several Python copies.
+    """
+    stripped = pc.utf8_slice_codeunits(array, 2)  # drop the '\\x'
+    if stripped.offset != 0 or len(stripped) == 0:
+        return pa.array([None if v is None else bytes.fromhex(v) for v in stripped.to_pylist()], type=pa.binary())
+    validity, offsets_buffer, data_buffer = stripped.buffers()
+    offsets = pa.Array.from_buffers(pa.int32(), len(stripped) + 1, [None, offsets_buffer])
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    data = binascii.unhexlify(memoryview(data_buffer)[start:end]) if end > start else b""
+    halves = pc.divide(pc.subtract(offsets, start), 2).cast(pa.int32())  # hex texts have even lengths
+    return pa.Array.from_buffers(pa.binary(), len(stripped), [validity, halves.buffers()[1], pa.py_buffer(data)],
+                                 null_count=stripped.null_count)
 
 
 def _to_dictionary(array: pa.Array) -> pa.Array:
