@@ -89,13 +89,19 @@ PRIVILEGES = {
     "database owner": "ALTER DATABASE postgres OWNER TO {role}",
     "security definer of a superuser": "CREATE FUNCTION public.{role}_sd() RETURNS int SECURITY DEFINER "
     "LANGUAGE sql AS 'SELECT 1'; GRANT EXECUTE ON FUNCTION public.{role}_sd() TO {role}",
+    "dblink": "CREATE EXTENSION dblink SCHEMA public",
 }
+# what the refused query would do if it ran: a shell command (with the privileges to run one)
+TOUCH = Path("/tmp") / f"da-guard-touch-{uuid.uuid4().hex}"
+TOUCH_FUNCTION = ("CREATE OR REPLACE FUNCTION public.guard_touch() RETURNS int LANGUAGE plpgsql AS "
+                  "$$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {}'''; RETURN 1; END $$")
 
 
 @pytest.fixture
 def public_table(postgres_server: PostgresServer) -> Iterator[None]:
     with admin(postgres_server) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS public.guard_target (a int)")
+        conn.execute(sql.SQL(TOUCH_FUNCTION).format(sql.SQL(str(TOUCH))))
     yield
 
 
@@ -113,7 +119,7 @@ def test_a_role_that_can_act_outside_the_database_is_refused(
 
     async def body() -> tuple[str | DataSourceError, str | DataSourceError]:
         async with pg_connector(postgres_server, [schema], **role) as pg:
-            refused = await query(pg, "SELECT 1 AS one", tmp_path)
+            refused = await query(pg, "SELECT public.guard_touch() AS one", tmp_path)
         async with pg_connector(postgres_server, [schema], allow_privileged_queries=True, **role) as pg:
             return refused, await query(pg, "SELECT 1 AS one", tmp_path / "allowed")
 
@@ -127,9 +133,11 @@ def test_a_role_that_can_act_outside_the_database_is_refused(
                 if scalar(postgres_server, "SELECT count(*) FROM pg_roles WHERE rolname = %s", role["user"] + suffix):
                     conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(extra_role))
             conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(sql.Identifier("public", role["user"] + "_sd")))
+            conn.execute("DROP EXTENSION IF EXISTS dblink")
     assert isinstance(refused, ConfigurationError), privilege
     assert "fetch_query refused" in str(refused) and "allow_privileged_queries" in str(refused)
     assert allowed == "one\n1\n"
+    assert not TOUCH.exists(), "the refused query ran"
     assert not (tmp_path / "q.csv").exists() and temporaries(tmp_path) == []
 
 

@@ -91,3 +91,15 @@ def test_every_read_has_a_bounded_statement_and_lock_timeout_by_default(
     with admin(postgres_server) as conn:  # the server itself has none: the connector must bring them
         assert conn.execute("SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
                             ).fetchone() == ("0", "0")
+
+
+def test_dagster_resources_carry_the_timeouts_and_the_other_postgresql_settings() -> None:
+    from connectors import DataSourceConfig
+    from da_pipelines.sources import resource_for
+
+    config = {"host": "db", "password": {"env": "PGPASSWORD"}, "lock_timeout": 5, "statement_timeout": 60,
+              "csv_values": "postgresql", "allow_privileged_queries": True, "pool_max_size": 2}
+    resource = resource_for(DataSourceConfig(id="pg", type="postgresql", name="PG", config=config))
+    carried = resource.connector_config()
+    assert {key: carried.get(key) for key in config if key != "password"} == {
+        key: value for key, value in config.items() if key != "password"}
