@@ -123,7 +123,12 @@ SELECT n.nspname, c.relname, c.relkind, c.oid::int8, c.reltuples::float8,
        CASE WHEN c.relkind = 'v' THEN md5(pg_get_viewdef(c.oid)) END,
        pk.columns, vw.stamp, COALESCE(vw.volatile, false),
        (extract(epoch from clock_timestamp()) * 1000000)::int8
-FROM pg_class c
+FROM (  -- the relations asked for first: the laterals below must not run for the whole catalog
+    SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {condition}
+    OFFSET 0
+) picked
+JOIN pg_class c ON c.oid = picked.oid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN LATERAL (
     SELECT COALESCE(sum(pg_total_relation_size(p.relid)), 0)::int8 AS size,
@@ -177,7 +182,6 @@ LEFT JOIN LATERAL (
     LEFT JOIN pg_class f ON f.oid = d.relid
     LEFT JOIN pg_stat_all_tables s ON s.relid = d.relid
 ) vw ON c.relkind = 'v'
-WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {condition}
 ORDER BY n.nspname, c.relname
 """
 RELATIONS_IN_SCHEMAS = sql.SQL(_RELATIONS.replace("{condition}", "n.nspname = ANY(%s)"))  # noqa: S608

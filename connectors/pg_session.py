@@ -3,7 +3,8 @@
 * Every read begins with :data:`BEGIN_READ`: the transaction's timeouts
   (``statement_timeout``, ``lock_timeout``), the text formats, and for table
   reads a pinned ``search_path`` (``pg_catalog, pg_temp``), so the catalog
-  queries and the export expressions always mean the built-in functions.
+  queries and the export expressions always mean the built-in functions, and
+  ``jit = off``.
 * Every read transaction is READ ONLY and is **rolled back**, never
   committed: whatever a function managed to change inside it (large objects
   through ``lo_from_bytea`` / ``lo_put`` / ``lo_unlink``, rows of temporary
@@ -40,6 +41,7 @@ BEGIN_READ = sql.SQL(
     "SELECT set_config('statement_timeout', COALESCE(%s, current_setting('statement_timeout')), true),"
     " set_config('lock_timeout', COALESCE(%s, current_setting('lock_timeout')), true),"
     " set_config('search_path', COALESCE(%s, current_setting('search_path')), true),"
+    " set_config('jit', COALESCE(%s, current_setting('jit')), true),"
     " set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true),"
     " set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '1', true),"
     " set_config('bytea_output', 'hex', true), pg_current_snapshot()::text,"
@@ -47,6 +49,9 @@ BEGIN_READ = sql.SQL(
 )
 # table reads resolve every function and operator in the catalog, never in a schema a user controls
 PINNED_SEARCH_PATH = "pg_catalog, pg_temp"
+# and run without JIT: the catalog queries' cost estimates (recursive view dependencies) cross
+# jit_above_cost, and compiling them took seconds for a listing that runs in milliseconds
+PINNED_JIT = "off"
 
 # predefined roles whose members act outside the database (files, programs, other sessions, all data)
 _OUTSIDE_ROLES = ("pg_execute_server_program", "pg_write_server_files", "pg_read_server_files",

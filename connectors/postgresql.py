@@ -232,7 +232,7 @@ class PostgreSQLConnector(DataSourceConnector):
     def _begin_params(self, pinned: bool) -> list[str | None]:
         assert self._settings is not None
         return [_milliseconds(self._settings.statement_timeout), _milliseconds(self._settings.lock_timeout),
-                session.PINNED_SEARCH_PATH if pinned else None]
+                session.PINNED_SEARCH_PATH if pinned else None, session.PINNED_JIT if pinned else None]
 
     async def list_items(self, path: str | None = None) -> list[DataItem]:
         """Tables, views and materialized views of the configured schemas, or of schema ``path``."""

@@ -61,7 +61,7 @@ def test_a_locked_table_fails_after_lock_timeout_with_a_retryable_error(
     for error, seconds in run(body()):
         assert isinstance(error, DataFetchError) and error.retryable, error
         assert "lock_timeout (1 s) reached" in str(error) and "another session holds a lock" in str(error)
-        assert seconds < 5
+        assert seconds < 8  # lock_timeout is 1 s; the rest is a loaded CI machine
     assert temporaries(tmp_path) == [] and not list(tmp_path.glob("*.csv"))
     locked.rollback()  # the lock goes: the same connector reads it at once
 
