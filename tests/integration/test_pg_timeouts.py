@@ -103,3 +103,19 @@ def test_dagster_resources_carry_the_timeouts_and_the_other_postgresql_settings(
     carried = resource.connector_config()
     assert {key: carried.get(key) for key in config if key != "password"} == {
         key: value for key, value in config.items() if key != "password"}
+
+
+def test_table_reads_pin_search_path_jit_and_timeouts_for_their_transaction(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    """What a view sees of its session while it is exported: the pinned settings, not the server's."""
+    with admin(postgres_server) as conn:
+        conn.execute(sql.SQL("CREATE VIEW {} AS SELECT current_setting('search_path') AS path, "
+                             "current_setting('jit') AS jit, current_setting('lock_timeout') AS lock, "
+                             "current_setting('transaction_read_only') AS ro").format(sql.Identifier(schema, "seen")))
+
+    async def body() -> str:
+        async with pg_connector(postgres_server, [schema], lock_timeout=7) as pg:
+            return Path(await pg.fetch_data(f"{schema}.seen", str(tmp_path))).read_text()
+
+    assert run(body()) == 'path,jit,lock,ro\n"pg_catalog, pg_temp",off,7s,on\n'
