@@ -155,11 +155,35 @@ class PostgreSQLSettings(ConnectorSettings):
     user: str | None = Field(None, description="User name.")
     password: Secret | None = Field(None, description="Password.")
     sslmode: str | None = Field(None, description="libpq sslmode (disable, require, verify-full...).")
-    schemas: list[str] = Field(default_factory=lambda: ["public"], description="Schemas to list.")
+    schemas: list[str] = Field(
+        default_factory=lambda: ["public"],
+        description="The source's scope: listing, fetch_data and get_metadata see only these schemas "
+        "(anything else is not found). fetch_query is bounded by the role's privileges instead.",
+    )
     format: Literal["csv", "parquet"] = Field("csv", description="File format of fetched tables.")
+    csv_values: Literal["analysis", "postgresql"] = Field(
+        "analysis",
+        description="CSV value forms. 'analysis': true/false, arrays as JSON, bytea as plain hex, money as "
+        "a plain number, so pandas and pyarrow read them back typed. 'postgresql': PostgreSQL's own text "
+        "forms (t/f, {a,\"b,c\"}, \\x..., $12.34).",
+    )
     connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect.")
     statement_timeout: float | None = Field(
-        None, gt=0, description="Seconds a statement may run (none: no limit)."
+        3600.0, gt=0,
+        description="Seconds one statement may run: a listing, or the whole export of one table or query "
+        "(null: the server's setting, which is no limit unless the server sets one).",
+    )
+    lock_timeout: float | None = Field(
+        30.0, gt=0,
+        description="Seconds a read waits for a lock another session holds (ALTER TABLE, TRUNCATE, LOCK, "
+        "VACUUM FULL) before failing with a retryable error (null: the server's setting, by default "
+        "waiting forever).",
+    )
+    allow_privileged_queries: bool = Field(
+        False,
+        description="Let fetch_query run with a role that can act outside the database (superuser, server "
+        "files or programs, signalling sessions, administrator functions, dblink, table writes). Off: such "
+        "a role is refused.",
     )
     pool_min_size: int = Field(0, ge=0, description="Connections kept open.")
     pool_max_size: int = Field(4, ge=1, description="Most connections at once.")

@@ -135,7 +135,13 @@ class PostgreSQLResource(SourceResource):
     schemas: list[str] = Field(default_factory=lambda: ["public"], description="Schemas to list.")
     format: str = Field("csv", description="File format of fetched tables: csv or parquet.")
     connect_timeout: float = Field(10.0, description="Seconds to connect.")
-    statement_timeout: float | None = Field(None, description="Seconds a statement may run.")
+    statement_timeout: float | None = Field(None, description="Seconds a statement may run (default 3600).")
+    lock_timeout: float | None = Field(None, description="Seconds a read waits for a lock (default 30).")
+    csv_values: str | None = Field(None, description="CSV value forms: analysis (default) or postgresql.")
+    allow_privileged_queries: bool | None = Field(None, description="Let fetch_query run with a privileged role.")
+    pool_min_size: int | None = Field(None, description="Connections kept open (default 0).")
+    pool_max_size: int | None = Field(None, description="Most connections at once (default 4).")
+    pool_max_lifetime: float | None = Field(None, description="Seconds before a connection is renewed.")
 
 
 class PluginSourceResource(SourceResource):

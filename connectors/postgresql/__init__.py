@@ -6,6 +6,6 @@ PostgreSQL type is written to CSV and Parquet) and :mod:`.export` (``COPY``
 streamed onto the landing).
 """
 
-from connectors.postgresql.connector import PostgreSQLConnector
+from connectors.postgresql.connector import MODIFIED_AT_UNKNOWN, PostgreSQLConnector
 
-__all__ = ["PostgreSQLConnector"]
+__all__ = ["MODIFIED_AT_UNKNOWN", "PostgreSQLConnector"]

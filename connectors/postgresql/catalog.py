@@ -28,8 +28,21 @@ The change signal ``version`` (see :func:`relation_version`):
   when the writing session reports its statistics: at the latest about 10 s
   after a commit in a session that stays idle (PostgreSQL 15), at once when it
   disconnects. Needs ``track_counts = on`` (the default).
-* views: a hash of the definition and columns. A view has no cheap change
-  signal for its *data*; its version changes only when it is redefined.
+* views: a hash of the definition, the columns, and the same storage and
+  change counters of every relation the view reads, found by walking its
+  rewrite rule (``pg_rewrite.ev_action``: every range-table ``relid``) through
+  nested views, inheritance children and partitions. An UPDATE of a base table
+  therefore changes the version of every view over it, like it does the
+  table's. A view whose result cannot be tied to those counters is
+  *volatile*: it calls a function that is not IMMUTABLE (``now()``,
+  ``current_user``, a STABLE function reading other tables...), or reads a
+  foreign table, a sequence, or another relation without change counters.
+  Its version is ``view-volatile-<time of the listing>``, different at every
+  listing, so every sync and every sensor tick fetches it again.
+* materialized views show what their last REFRESH stored: their version is
+  their own storage's (a plain REFRESH gives a new ``relfilenode``, a
+  CONCURRENTLY one changes the counters); an UPDATE of a base table without a
+  REFRESH rightly leaves it alone.
 """
 
 from __future__ import annotations
@@ -108,8 +121,14 @@ _RELATIONS = """
 SELECT n.nspname, c.relname, c.relkind, c.oid::int8, c.reltuples::float8,
        obj_description(c.oid, 'pg_class'), st.size, st.stamp,
        CASE WHEN c.relkind = 'v' THEN md5(pg_get_viewdef(c.oid)) END,
-       pk.columns
-FROM pg_class c
+       pk.columns, vw.stamp, COALESCE(vw.volatile, false),
+       (extract(epoch from clock_timestamp()) * 1000000)::int8
+FROM (  -- the relations asked for first: the laterals below must not run for the whole catalog
+    SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {condition}
+    OFFSET 0
+) picked
+JOIN pg_class c ON c.oid = picked.oid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN LATERAL (
     SELECT COALESCE(sum(pg_total_relation_size(p.relid)), 0)::int8 AS size,
@@ -128,7 +147,41 @@ LEFT JOIN LATERAL (
     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
     WHERE i.indrelid = c.oid AND i.indisprimary
 ) pk ON true
-WHERE c.relkind IN ('r', 'p', 'v', 'm') AND {condition}
+LEFT JOIN LATERAL (
+    -- every relation a view reads, through nested views, inheritance children and partitions
+    WITH RECURSIVE dep(relid) AS (
+        SELECT c.oid WHERE c.relkind = 'v'
+        UNION
+        SELECT x.relid FROM dep d JOIN pg_class dc ON dc.oid = d.relid
+        CROSS JOIN LATERAL (
+            SELECT m[1]::oid AS relid
+            FROM pg_rewrite r, regexp_matches(r.ev_action::text, ':relid (\\d+)', 'g') AS m
+            WHERE dc.relkind = 'v' AND r.ev_class = dc.oid AND r.ev_type = '1'
+            UNION ALL
+            SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = dc.oid
+        ) x
+    )
+    SELECT string_agg(concat_ws(':', d.relid, f.relkind, f.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del,
+                                (SELECT md5(r.ev_action::text) FROM pg_rewrite r
+                                 WHERE f.relkind = 'v' AND r.ev_class = f.oid AND r.ev_type = '1')),
+                      ',' ORDER BY d.relid) AS stamp,
+           bool_or(f.oid IS NULL OR f.relkind NOT IN ('r', 'p', 'v', 'm')
+                   OR (f.relkind IN ('r', 'm') AND s.relid IS NULL)
+                   OR (f.relkind = 'v' AND EXISTS (
+                       SELECT FROM pg_rewrite r
+                       CROSS JOIN LATERAL regexp_matches(
+                           r.ev_action::text, ':(funcid|opfuncid|aggfnoid|winfnoid|opno) (\\d+)', 'g') AS m
+                       LEFT JOIN pg_operator o ON m[1] = 'opno' AND o.oid = m[2]::oid
+                       LEFT JOIN pg_proc p ON p.oid = CASE WHEN m[1] = 'opno' THEN o.oprcode::oid ELSE m[2]::oid END
+                       WHERE r.ev_class = f.oid AND r.ev_type = '1' AND m[2] <> '0'
+                         AND (p.oid IS NULL OR p.provolatile <> 'i')))
+                   OR (f.relkind = 'v' AND EXISTS (
+                       SELECT FROM pg_rewrite r WHERE r.ev_class = f.oid AND r.ev_type = '1'
+                         AND r.ev_action::text ~ '[{](SQLVALUEFUNCTION|NEXTVALUEEXPR|CURRENTOFEXPR)'))) AS volatile
+    FROM dep d
+    LEFT JOIN pg_class f ON f.oid = d.relid
+    LEFT JOIN pg_stat_all_tables s ON s.relid = d.relid
+) vw ON c.relkind = 'v'
 ORDER BY n.nspname, c.relname
 """
 RELATIONS_IN_SCHEMAS = sql.SQL(_RELATIONS.replace("{condition}", "n.nspname = ANY(%s)"))  # noqa: S608
@@ -193,13 +246,17 @@ class Relation:
     stamp: str | None
     view_hash: str | None
     primary_key: list[str]
+    view_stamp: str | None = None
+    volatile: bool = False
+    listed_at_us: int = 0
     columns: list[Column] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Relation:
-        schema, name, kind, oid, tuples, comment, size, stamp, view_hash, primary_key = row
+        schema, name, kind, oid, tuples, comment, size, stamp, view_hash, primary_key, *view = row
+        view_stamp, volatile, listed_at_us = view
         return cls(schema, name, kind, oid, max(int(tuples), -1), comment, int(size or 0), stamp, view_hash,
-                   list(primary_key or []))
+                   list(primary_key or []), view_stamp, bool(volatile), int(listed_at_us))
 
     @property
     def identifier(self) -> str:
@@ -226,8 +283,10 @@ class Relation:
 
 def relation_version(relation: Relation) -> str:
     """The change signal described in the module docstring."""
+    if relation.kind == "v" and relation.volatile:
+        return f"view-volatile-{relation.listed_at_us}"
     shape = ";".join(f"{c.name}:{c.type}" for c in relation.columns)
-    content = relation.view_hash if relation.kind == "v" else relation.stamp
+    content = f"{relation.view_hash}|{relation.view_stamp}" if relation.kind == "v" else relation.stamp
     digest = hashlib.sha256(f"{relation.kind}|{content}|{shape}".encode()).hexdigest()[:32]
     return ("view-" if relation.kind == "v" else "") + digest
 

@@ -5,13 +5,28 @@
   ``pool_max_lifetime``. ``connect`` first opens one probe connection, so a
   wrong password is an :class:`AuthenticationError` and an unreachable server a
   :class:`ConnectionError` at once, not after the pool's retries.
-* Every read is one ``REPEATABLE READ READ ONLY`` transaction with
-  ``SET LOCAL statement_timeout``: an export is one consistent snapshot and
-  can never write. The session also pins ``TimeZone=UTC``, ``DateStyle=ISO``,
-  ``IntervalStyle=postgres``, ``extra_float_digits=1`` and ``bytea_output=hex``,
-  so the same data gives the same bytes whatever the server's defaults.
+* Every read is one ``REPEATABLE READ READ ONLY`` transaction, rolled back at
+  the end, with ``statement_timeout`` (default 1 h) and ``lock_timeout``
+  (default 30 s) set for it: an export is one consistent snapshot, nothing it
+  does is kept, and a table locked by another session is a retryable error
+  after ``lock_timeout``, not a wait forever. The transaction also pins
+  ``TimeZone=UTC``, ``DateStyle=ISO``, ``IntervalStyle=postgres``,
+  ``extra_float_digits=1`` and ``bytea_output=hex``, so the same data gives the
+  same bytes whatever the server's defaults. A connection is reset
+  (``DISCARD ALL``) before it returns to the pool. See
+  :mod:`connectors.postgresql.session`.
+* Scope: ``list_items``, ``fetch_data`` and ``get_metadata`` only ever see the
+  configured ``schemas``. Anything else (``pg_catalog.pg_authid``, another
+  schema) is a :class:`NotFoundError` with the same message as a missing
+  table, so the scope does not reveal what exists outside it.
+  ``fetch_query`` runs arbitrary read-only SQL: its boundary is the role's
+  privileges, and it refuses a role that can act outside the database
+  (:mod:`connectors.postgresql.session`) unless ``allow_privileged_queries`` is set.
 * CSV is the server's own ``COPY ... TO STDOUT (FORMAT csv, HEADER)``,
-  streamed by :mod:`connectors.postgresql.export`; Parquet parses that stream with
+  streamed by :mod:`connectors.postgresql.export`; with ``csv_values: analysis`` (the
+  default) booleans, arrays, bytea and money columns are written in forms
+  that pandas and pyarrow read back typed (:func:`connectors.postgresql.columns.csv_select`),
+  ``csv_values: postgresql`` keeps PostgreSQL's text forms; Parquet parses that stream with
   pyarrow (types: :mod:`connectors.postgresql.columns`). A plain table of at least
   ``PARALLEL_MIN_BYTES`` is exported as CSV by two COPY streams, split by
   block (``ctid``) ranges, the second connection importing the first one's
@@ -19,8 +34,10 @@
   formats rows on two cores, the file is byte-for-byte what one stream gives,
   and it is still one snapshot. When no second pooled connection is free at
   once, the fetch goes on with one stream.
-* ``DataItem.modified_at`` is the time of the listing: PostgreSQL keeps no
-  modification time; ``metadata["version"]`` is the change signal.
+* ``DataItem.modified_at`` is :data:`MODIFIED_AT_UNKNOWN` (0): PostgreSQL
+  keeps no modification time of a table (commit timestamps would need
+  ``track_commit_timestamp`` and a full scan), and the time of the listing
+  would be a lie; show 0 as "-". ``metadata["version"]`` is the change signal.
 * Identifiers, landed names and the ``version`` change signal:
   :mod:`connectors.postgresql.catalog`.
 * psycopg, pool and pyarrow errors are translated in one place,
@@ -65,9 +82,9 @@ from connectors.errors import (
 )
 from connectors.landing.atomic import LandedFile
 from connectors.landing.names import safe_relative_path
-from connectors.postgresql import catalog
+from connectors.postgresql import catalog, session
 from connectors.postgresql.catalog import Column, Relation
-from connectors.postgresql.columns import ColumnPlan, plan_column
+from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
 from connectors.postgresql.export import CopyCancelled, Writer, describe, export_to_landing, parquet_writer, write_csv
 from connectors.secrets.references import MASK, get_logger, redact
 from connectors.settings import PostgreSQLSettings
@@ -77,16 +94,9 @@ log = get_logger(__name__)
 PARALLEL_MIN_BYTES = 64 << 20  # below this a second stream costs more than it saves
 HELPER_WAIT_SECONDS = 1.0  # how long a fetch waits for a second connection before going it alone
 
-AsyncConn = psycopg.AsyncConnection[Any]
+MODIFIED_AT_UNKNOWN = 0  # DataItem.modified_at when the source keeps no modification time
 
-# One round trip: pin the session's text formats and the timeout, and take the snapshot.
-_BEGIN_READ = sql.SQL(
-    "SELECT set_config('statement_timeout', COALESCE(%s, current_setting('statement_timeout')), true),"
-    " set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true),"
-    " set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '1', true),"
-    " set_config('bytea_output', 'hex', true), pg_current_snapshot()::text,"
-    " extract(epoch from statement_timestamp())::int8"
-)
+AsyncConn = psycopg.AsyncConnection[Any]
 _AUTH_HINTS = ("password authentication failed", "authentication failed", "no pg_hba.conf entry",
                "role \"", "password is required", "scram")
 _NOT_FOUND = (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName, pg_errors.UndefinedObject)
@@ -122,11 +132,18 @@ class PostgreSQLConnector(DataSourceConnector):
         if self._connected:
             return True
         settings: PostgreSQLSettings = self.resolve_settings()
+        if settings.dsn is not None and (problem := session.dsn_problem(settings.dsn.reveal())):
+            raise ConfigurationError(f"config.dsn: {problem}", source_id=self.source_id)
         conninfo, kwargs = _connection_params(settings)
         self._secrets = _secret_values(settings)
-        with self._translated("connect"):
-            self._uri = _public_uri(conninfo, kwargs)
-            await self._probe(conninfo, kwargs, settings.connect_timeout)
+        try:
+            with self._translated("connect"):
+                self._uri = _public_uri(conninfo, kwargs)
+                await self._probe(conninfo, kwargs, settings.connect_timeout)
+        except DataSourceError as exc:
+            # libpq's text quotes DSN fragments: it must not ride along as the implicit context
+            exc.__cause__ = exc.__context__ = None
+            raise
         self._settings = settings
         self._pool_params = (conninfo, kwargs)
         with self._translated("connect"):
@@ -143,6 +160,7 @@ class PostgreSQLConnector(DataSourceConnector):
             conninfo, kwargs=kwargs, min_size=settings.pool_min_size, max_size=settings.pool_max_size,
             max_lifetime=settings.pool_max_lifetime, timeout=settings.connect_timeout,
             check=AsyncConnectionPool.check_connection, configure=_configure_connection,
+            reset=session.reset_session,
             name=f"da-sources:{self.source_id}", open=False,
         )
         await pool.open(wait=settings.pool_min_size > 0, timeout=settings.connect_timeout)
@@ -186,32 +204,46 @@ class PostgreSQLConnector(DataSourceConnector):
     # --- reads -----------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _read(self, action: str, subject: str | None = None) -> AsyncIterator[tuple[AsyncConn, str, int]]:
-        """A pooled connection in a read-only REPEATABLE READ transaction: (conn, snapshot, now)."""
+    async def _read(
+        self, action: str, subject: str | None = None, *, pinned: bool = True
+    ) -> AsyncIterator[tuple[AsyncConn, str, int]]:
+        """A pooled connection in a read-only REPEATABLE READ transaction: (conn, snapshot, now).
+
+        The transaction is rolled back at the end: a read has nothing to keep,
+        and whatever a function changed in it is undone. ``pinned`` pins the
+        ``search_path`` to the catalog (table reads; a caller's query keeps the role's).
+        """
         self._require_connected()
         assert self._pool is not None and self._gate is not None
         with self._translated(action, subject):
             async with self._gate:
                 try:
-                    async with (await self._live_pool()).connection() as conn, conn.transaction():
-                        cursor = await conn.execute(_BEGIN_READ, [self._timeout_ms()])
+                    async with (await self._live_pool()).connection() as conn, conn.transaction() as tx:
+                        cursor = await conn.execute(session.BEGIN_READ, self._begin_params(pinned))
                         row = await cursor.fetchone()
                         assert row is not None
-                        yield conn, row[6], row[7]
+                        yield conn, row[-2], row[-1]
+                        if not conn.closed:
+                            raise psycopg.Rollback(tx)
                 except PoolTimeout:
                     self._renew_pool = True
                     raise
+
+    def _begin_params(self, pinned: bool) -> list[str | None]:
+        assert self._settings is not None
+        return [_milliseconds(self._settings.statement_timeout), _milliseconds(self._settings.lock_timeout),
+                session.PINNED_SEARCH_PATH if pinned else None, session.PINNED_JIT if pinned else None]
 
     async def list_items(self, path: str | None = None) -> list[DataItem]:
         """Tables, views and materialized views of the configured schemas, or of schema ``path``."""
         self._require_connected()
         assert self._settings is not None
         schemas = self._settings.schemas if path is None else [self._schema_of(path)]
-        async with self._read("list", path) as (conn, _, now):
+        async with self._read("list", path) as (conn, _, _):
             if path is not None:
                 await self._require_schema(conn, schemas[0])
             relations = await catalog.relations(conn, catalog.RELATIONS_IN_SCHEMAS, [schemas])
-        return [_item(relation, now) for relation in relations]
+        return [_item(relation) for relation in relations]
 
     def _schema_of(self, path: str) -> str:
         parts = catalog.parse_name_parts(path)
@@ -220,9 +252,15 @@ class PostgreSQLConnector(DataSourceConnector):
         return parts[0]
 
     async def _require_schema(self, conn: AsyncConn, schema: str) -> None:
-        cursor = await conn.execute(catalog.SCHEMAS_PRESENT, [[schema]])
-        if await cursor.fetchone() is None:
-            raise NotFoundError(f"schema {catalog.quote_part(schema)} does not exist", source_id=self.source_id)
+        assert self._settings is not None
+        # out of scope reads exactly like missing: the scope does not tell what exists outside it
+        found = False
+        if schema in self._settings.schemas:
+            cursor = await conn.execute(catalog.SCHEMAS_PRESENT, [[schema]])
+            found = await cursor.fetchone() is not None
+        if not found:
+            raise NotFoundError(f"schema {catalog.quote_part(schema)} does not exist in this source",
+                                source_id=self.source_id)
 
     async def get_metadata(self, identifier: str, exact_count: bool = False) -> dict[str, Any]:
         """Item metadata; ``exact_count=True`` adds ``row_count`` from ``count(*)`` (a full scan)."""
@@ -238,9 +276,12 @@ class PostgreSQLConnector(DataSourceConnector):
         return metadata
 
     async def _relation(self, conn: AsyncConn, schema: str, table: str, identifier: str) -> Relation:
-        relations = await catalog.relations(conn, catalog.ONE_RELATION, [schema, table])
+        """The table or view ``schema.table``, if it exists *and* is in the configured schemas."""
+        assert self._settings is not None
+        in_scope = schema in self._settings.schemas
+        relations = await catalog.relations(conn, catalog.ONE_RELATION, [schema, table]) if in_scope else []
         if not relations:
-            raise NotFoundError(f"no table or view {catalog.format_identifier(schema, table)} "
+            raise NotFoundError(f"no table or view {catalog.format_identifier(schema, table)} in this source "
                                 f"(asked for {identifier!r})", source_id=self.source_id)
         return relations[0]
 
@@ -261,9 +302,11 @@ class PostgreSQLConnector(DataSourceConnector):
         relative = catalog.landed_name(schema, table, self._settings.format)  # refused before any query
         async with self._read("fetch", identifier) as (conn, snapshot, _), contextlib.AsyncExitStack() as stack:
             relation = await self._relation(conn, schema, table, identifier)
-            statement, writer = self._table_export(relation)
+            money_scale = await _money_scale(conn, relation.columns)
+            statement, writer = self._table_export(relation, money_scale)
             conns, statements = [conn], [statement]
-            helper = await self._snapshot_helper(stack, conn) if self._parallel_worthy(conn, relation) else None
+            worthy = self._parallel_worthy(conn, relation) and self._csv_is_direct(relation.columns)
+            helper = await self._snapshot_helper(stack, conn) if worthy else None
             if helper is not None:
                 conns, statements = [conn, helper], await catalog.range_copy_statements(conn, relation, 2)
             facts = {"source_version": relation.version, "relation_kind": catalog.KIND_NAMES[relation.kind],
@@ -296,26 +339,45 @@ class PostgreSQLConnector(DataSourceConnector):
         assert exported is not None
         await stack.enter_async_context(helper.transaction())
         await helper.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported[0])))
-        await helper.execute(_BEGIN_READ, [self._timeout_ms()])
+        await helper.execute(session.BEGIN_READ, self._begin_params(True))
         return helper
 
-    def _timeout_ms(self) -> str | None:
-        timeout = self._settings.statement_timeout if self._settings else None
-        return None if timeout is None else f"{timeout * 1000:.0f}"
-
-    def _table_export(self, relation: Relation) -> tuple[sql.Composable, Writer]:
+    def _table_export(self, relation: Relation, money_scale: int) -> tuple[sql.Composable, Writer]:
         assert self._settings is not None
         source = catalog.relation_ident(relation)
         if self._settings.format == "parquet":
-            return self._parquet_export(source, relation.columns)
+            return self._parquet_export(source, relation.columns, money_scale)
+        if not self._csv_is_direct(relation.columns):
+            return self._csv_export(source, relation.columns), write_csv
         if relation.kind == "r":  # the direct form skips the executor; views need a query
             return sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(source), write_csv
         return sql.SQL("COPY (SELECT * FROM {}) TO STDOUT (FORMAT csv, HEADER)").format(source), write_csv
 
-    def _parquet_export(self, source: sql.Composable, columns: list[Column]) -> tuple[sql.Composable, Writer]:
+    def _csv_is_direct(self, columns: list[Column]) -> bool:
+        """True when the CSV is the columns' PostgreSQL text as it is (no column needs another form)."""
+        assert self._settings is not None
+        if self._settings.csv_values == "postgresql":
+            return True
+        return all(csv_select(c.resolved, sql.Identifier("x")) is None for c in columns)
+
+    def _csv_export(self, source: sql.Composable, columns: list[Column]) -> sql.Composable:
+        """``COPY`` of ``source`` with each column in its analysis form, under its own name."""
+        assert self._settings is not None
+        aliases = [sql.Identifier(f"c{index}") for index in range(len(columns))]
+        selects: list[sql.Composable] = []
+        for column, alias in zip(columns, aliases, strict=True):
+            form = csv_select(column.resolved, alias) if self._settings.csv_values == "analysis" else None
+            selects.append(sql.SQL("{} AS {}").format(form or alias, sql.Identifier(column.name)))
+        return sql.SQL("COPY (SELECT {} FROM {} AS q({})) TO STDOUT (FORMAT csv, HEADER)").format(
+            sql.SQL(", ").join(selects), source, sql.SQL(", ").join(aliases))
+
+    def _parquet_export(
+        self, source: sql.Composable, columns: list[Column], money_scale: int
+    ) -> tuple[sql.Composable, Writer]:
         # positional aliases: query results may repeat a column name
         aliases = [sql.Identifier(f"c{index}") for index in range(len(columns))]
-        plans: list[ColumnPlan] = [plan_column(c.resolved, a) for c, a in zip(columns, aliases, strict=True)]
+        plans: list[ColumnPlan] = [plan_column(c.resolved, a, money_scale=money_scale)
+                                   for c, a in zip(columns, aliases, strict=True)]
         statement = sql.SQL("COPY (SELECT {} FROM {} AS q({})) TO STDOUT (FORMAT csv)").format(
             sql.SQL(", ").join(p.select for p in plans), source, sql.SQL(", ").join(aliases))
         return statement, parquet_writer(plans)
@@ -325,26 +387,68 @@ class PostgreSQLConnector(DataSourceConnector):
     ) -> str:
         """Land the result of a read-only ``query`` at ``<workspace>/<name>.<csv|parquet>``.
 
-        ``params`` are bound client-side (psycopg quoting; ``%s`` / ``%(name)s``
-        placeholders). The query runs in the read-only snapshot transaction as
-        one statement: a write fails with a clear :class:`DataFetchError`.
+        This is arbitrary SQL: the configured ``schemas`` do not apply, the
+        **role's privileges are the boundary** (give the source a role that
+        can read only what it should; README, "A least-privilege role").
+        ``params`` are bound client-side (psycopg quoting; ``%s`` /
+        ``%(name)s`` placeholders). The query runs as one statement in the
+        read-only snapshot transaction, which is rolled back afterwards, on a
+        session that is reset before it is reused: a write fails with a clear
+        :class:`DataFetchError`, and what a function changes in the
+        transaction or the session is undone. What a role could do outside the
+        database (programs, server files, other sessions) is refused up front:
+        a role that can (superuser, members of ``pg_execute_server_program``,
+        ``pg_write_server_files``, ``pg_signal_backend``..., EXECUTE on an
+        administrator's function such as ``lo_export`` or
+        ``pg_reload_conf``, ``dblink``, or a write privilege on any table) is
+        a :class:`ConfigurationError` unless the source sets
+        ``allow_privileged_queries: true``.
+
+        Args:
+            query: one SELECT (or VALUES, TABLE, WITH ... SELECT) statement.
+            workspace: the folder to land in.
+            name: the landed file's name without extension (may contain ``/``).
+            params: values for the placeholders, a sequence or a mapping.
+
+        Returns:
+            The landed file's absolute path; its lineage record holds the query.
+
+        Raises:
+            ConfigurationError: the role may act outside the database.
+            DataFetchError: the statement writes, returns no rows, or fails.
         """
         self._require_connected()
         assert self._settings is not None
         relative = safe_relative_path(f"{name}.{self._settings.format}")
-        async with self._read("query", name) as (conn, snapshot, _):
+        async with self._read("query", name, pinned=False) as (conn, snapshot, _):
+            await self._require_harmless_role(conn)
             text = _bind(conn, query, params)
             columns = await self._describe(conn, text)
             source = sql.SQL("({})").format(sql.SQL(text))  # noqa: S608 - the caller's own query
+            money_scale = await _money_scale(conn, columns)
             if self._settings.format == "parquet":
-                statement, writer = self._parquet_export(source, columns)
+                statement, writer = self._parquet_export(source, columns, money_scale)
+            elif self._csv_is_direct(columns):
+                statement, writer = sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(source), write_csv
             else:
-                statement = sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(source)
-                writer = write_csv
+                statement, writer = self._csv_export(source, columns), write_csv
             facts = {"source_version": f"snapshot:{snapshot}", "query": query}
             landed = await self._export([conn], [statement], writer, workspace, relative, f"query:{name}",
                                         snapshot, columns, facts)
         return str(landed.path)
+
+    async def _require_harmless_role(self, conn: AsyncConn) -> None:
+        """Refuse a role that could act outside the database, unless the source allows it."""
+        assert self._settings is not None
+        if self._settings.allow_privileged_queries:
+            return
+        cursor = await conn.execute(session.PRIVILEGED_ROLE, session.privileged_role_params())
+        reasons = [row[0] for row in await cursor.fetchall()]
+        if reasons:
+            raise ConfigurationError(
+                f"fetch_query refused: {'; '.join(reasons)}. A query could act outside the database "
+                "with these privileges; connect with a least-privilege role (README, 'A least-privilege "
+                "role') or set allow_privileged_queries: true", source_id=self.source_id)
 
     async def _describe(self, conn: AsyncConn, text: str) -> list[Column]:
         fields = await asyncio.to_thread(describe, conn.pgconn, text.encode(), threading.Event())
@@ -394,6 +498,7 @@ class PostgreSQLConnector(DataSourceConnector):
     @contextlib.contextmanager
     def _translated(self, action: str, subject: str | None = None) -> Iterator[None]:
         """Map psycopg, pool and pyarrow errors to the connector's tree, most specific first."""
+        connect_error: DataSourceError | None = None
         try:
             yield
         except DataSourceError as exc:
@@ -405,21 +510,25 @@ class PostgreSQLConnector(DataSourceConnector):
         except CopyCancelled:
             raise asyncio.CancelledError from None
         except psycopg.Error as exc:
-            self._raise_translated(exc, action, subject)
+            if action != "connect":
+                self._raise_translated(exc, action, subject)
+            connect_error = self._connect_error(exc)
         except pa.ArrowException as exc:
             raise DataFetchError(f"{self._where(action, subject)}: cannot convert to Parquet: "
                                  f"{self._scrub(str(exc))}", source_id=self.source_id) from exc
         except (OSError, TimeoutError) as exc:
-            raise ConnectionError(f"{action}: {self._scrub(str(exc) or type(exc).__name__)}",
-                                  source_id=self.source_id) from exc
+            text = self._scrub(str(exc) or type(exc).__name__)
+            if action != "connect":
+                raise ConnectionError(f"{action}: {text}", source_id=self.source_id) from exc
+            connect_error = ConnectionError(f"connect: {session.unquoted(text, self._public_values())}",
+                                            source_id=self.source_id)
+        if connect_error is not None:
+            raise connect_error  # unchained: libpq's text quotes DSN fragments (see connect)
 
     def _raise_translated(self, exc: psycopg.Error, action: str, subject: str | None) -> NoReturn:
         message = f"{self._where(action, subject)}: {self._scrub(_first_lines(exc))}"
         state = exc.sqlstate or ""
         error: DataSourceError
-        if action == "connect" and isinstance(exc, psycopg.ProgrammingError):
-            raise ConfigurationError(f"config.dsn: {self._scrub(_first_lines(exc))}",
-                                     source_id=self.source_id) from None  # libpq may echo the DSN
         if state.startswith("28") or (not state and any(h in str(exc) for h in _AUTH_HINTS)):
             error = AuthenticationError(message)
         elif isinstance(exc, _NOT_FOUND):
@@ -427,6 +536,9 @@ class PostgreSQLConnector(DataSourceConnector):
         elif isinstance(exc, pg_errors.QueryCanceled) and "statement timeout" in str(exc):
             error = DataFetchError(f"{self._where(action, subject)}: statement_timeout "
                                    f"({self._timeout_text()}) reached", retryable=False)
+        elif isinstance(exc, pg_errors.LockNotAvailable):
+            error = DataFetchError(f"{self._where(action, subject)}: lock_timeout ({self._lock_timeout_text()}) "
+                                   "reached: another session holds a lock on it; try again later", retryable=True)
         elif isinstance(exc, pg_errors.ReadOnlySqlTransaction):
             error = DataFetchError(f"{message} (reads run in a read-only transaction; writes are refused)")
         elif state.startswith(_RETRYABLE_CLASSES) or (not state and isinstance(exc, psycopg.OperationalError)):
@@ -436,8 +548,40 @@ class PostgreSQLConnector(DataSourceConnector):
         error.source_id = self.source_id
         raise error from exc
 
+    def _connect_error(self, exc: psycopg.Error) -> DataSourceError:
+        """A failed connect, quoting nothing of the DSN, and not chained: libpq messages echo
+        DSN fragments (the password of a malformed one), and a chained cause would carry
+        them into Dagster's run storage."""
+        text = self._scrub(session.unquoted(str(exc), self._public_values()))
+        if isinstance(exc, psycopg.ProgrammingError):
+            return ConfigurationError(f"config.dsn: {text}", source_id=self.source_id)
+        state = exc.sqlstate or ""
+        if state.startswith("28") or (not state and any(h in str(exc) for h in _AUTH_HINTS)):
+            return AuthenticationError(f"connect: {text}", source_id=self.source_id)
+        if "invalid" in text and "value" in text:  # libpq checks option values when connecting
+            return ConfigurationError(f"config.dsn: {text}", source_id=self.source_id)
+        return ConnectionError(f"connect: {text}", source_id=self.source_id,
+                               retryable=not isinstance(exc, pg_errors.InvalidCatalogName))
+
+    def _public_values(self) -> frozenset[str]:
+        """Host, port, database and user given as their own keys: what a connect error may name."""
+        settings = self._settings or self._resolved_quietly()
+        if settings is None:
+            return frozenset()
+        return frozenset(str(v) for v in (settings.host, settings.port, settings.dbname, settings.user) if v)
+
+    def _resolved_quietly(self) -> PostgreSQLSettings | None:
+        with contextlib.suppress(DataSourceError):
+            resolved: PostgreSQLSettings = self.resolve_settings()
+            return resolved
+        return None
+
     def _where(self, action: str, subject: str | None) -> str:
         return f"{action} {subject!r}" if subject else action
+
+    def _lock_timeout_text(self) -> str:
+        timeout = self._settings.lock_timeout if self._settings else None
+        return f"{timeout:g} s" if timeout else "server setting"
 
     def _timeout_text(self) -> str:
         timeout = self._settings.statement_timeout if self._settings else None
@@ -498,10 +642,23 @@ async def _configure_connection(conn: AsyncConn) -> None:
     await conn.set_read_only(True)
 
 
-def _item(relation: Relation, listed_at: int) -> DataItem:
-    # PostgreSQL keeps no modification time: modified_at is when the listing was taken; use `version`
-    return DataItem(name=relation.name, path=relation.identifier, size=relation.size, modified_at=listed_at,
-                    metadata=relation.metadata())
+def _item(relation: Relation) -> DataItem:
+    # PostgreSQL keeps no modification time: say so (0) rather than give the listing's; `version` tracks changes
+    return DataItem(name=relation.name, path=relation.identifier, size=relation.size,
+                    modified_at=MODIFIED_AT_UNKNOWN, metadata=relation.metadata())
+
+
+def _milliseconds(seconds: float | None) -> str | None:
+    return None if seconds is None else f"{seconds * 1000:.0f}"
+
+
+async def _money_scale(conn: AsyncConn, columns: list[Column]) -> int:
+    """Digits after the point of ``money`` in this session's ``lc_monetary`` (2 unless a money column says)."""
+    if not any(c.resolved.base == "money" or c.resolved.element == "money" for c in columns):
+        return 2
+    cursor = await conn.execute("SELECT pg_catalog.scale('0'::pg_catalog.money::pg_catalog.numeric)")
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 2
 
 
 def _bind(conn: AsyncConn, query: str, params: Any) -> str:

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 import select
 import tempfile
 import threading
@@ -43,9 +42,13 @@ from connectors.landing.progress import report_progress
 from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
 
 CHUNK_BYTES = 1 << 20  # rows gathered per write: few syscalls, small and bounded memory
-# pyarrow parses ahead several blocks at once: small blocks keep that bounded (16 MiB blocks pushed the
-# peak RSS past 300 MiB); batches are gathered into row groups of a useful size before writing
+# Parquet: the COPY's rows are parsed by pyarrow a batch of whole rows at a time (PARSE_BATCH_BYTES,
+# or one row when it is bigger), in blocks of at least CSV_BLOCK_BYTES, and never smaller than the
+# largest row seen: pyarrow cannot parse a value that spans more than two blocks. Small blocks keep the
+# parse-ahead bounded (16 MiB blocks pushed the peak RSS past 300 MiB); batches are gathered into row
+# groups of a useful size before writing.
 CSV_BLOCK_BYTES = 2 << 20
+PARSE_BATCH_BYTES = 8 << 20
 ROW_GROUP_BYTES = 8 << 20
 POLL_SECONDS = 0.2  # how often a waiting reader notices cancellation
 
@@ -102,12 +105,14 @@ class CopyOutStream(_LibpqSession):
 
     Attributes:
         rows: the row count the server reported, once the stream has ended.
+        largest_row: the size of the largest row (one CopyData message) received so far.
     """
 
     def __init__(self, pgconn: Any, statement: bytes, cancelled: threading.Event) -> None:
         super().__init__(pgconn, cancelled)
         self._statement = statement
         self.rows = 0
+        self.largest_row = 0
 
     def start(self) -> None:
         """Send the statement and wait until the server starts copying (or raise its error)."""
@@ -119,13 +124,28 @@ class CopyOutStream(_LibpqSession):
         self._drain_results(result)
         raise OperationalError("the server did not start a COPY for the statement")
 
-    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytearray]:
-        """The copied bytes in chunks of about ``size``; checks the outcome at the end."""
+    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytearray | memoryview]:
+        """The copied bytes in chunks of about ``size``, each made of whole rows; checks the outcome at the end.
+
+        A row of ``size`` or more comes as its own chunk, without a copy: a big
+        value costs the libpq buffer and this one, not a third.
+        """
         get = self._pgconn.get_copy_data
         buffer = bytearray()
         while True:
             nbytes, data = get(1)
             if nbytes > 0:
+                self.largest_row = max(self.largest_row, nbytes)
+                if nbytes >= size:
+                    if buffer:
+                        yield buffer
+                        buffer = bytearray()
+                    if self._cancelled.is_set():
+                        raise CopyCancelled("the export was cancelled")
+                    held = [data]
+                    del data
+                    yield held.pop()  # this frame keeps no reference: the consumer frees it when done
+                    continue
                 buffer += data
                 if len(buffer) >= size:
                     if self._cancelled.is_set():  # data may flow without a pause: check per chunk too
@@ -176,36 +196,6 @@ def write_csv(stream: CopyOutStream, land: Landing) -> None:
         report_progress(land.identifier, land.bytes_written, None)
 
 
-class _ChunkReader(io.RawIOBase):
-    """A read-only file over an iterator of chunks, for pyarrow's CSV reader."""
-
-    def __init__(self, chunks: Iterator[bytearray]) -> None:
-        super().__init__()
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-        self.consumed = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        # fill the whole request: pyarrow asks for a block at a time and a short read costs a call each
-        view = memoryview(target).cast("B")
-        filled = 0
-        while filled < len(view):
-            if not self._pending:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._pending = memoryview(chunk)
-            count = min(len(view) - filled, len(self._pending))
-            view[filled:filled + count] = self._pending[:count]
-            self._pending = self._pending[count:]
-            filled += count
-        self.consumed += filled
-        return filled
-
-
 class _LandingSink:
     """A write-only file over a :class:`Landing`, for ``pyarrow.parquet.ParquetWriter``."""
 
@@ -229,7 +219,13 @@ class _LandingSink:
 
 
 def parquet_writer(plans: list[ColumnPlan]) -> Writer:
-    """A writer that parses the COPY's CSV with pyarrow and writes Parquet, one row group per block."""
+    """A writer that parses the COPY's CSV with pyarrow and writes Parquet, in row groups of ~8 MiB.
+
+    Memory is bounded by the batch (8 MiB) or by a small multiple of the
+    largest row, whichever is bigger: a row is never split, and a row bigger
+    than the batch is parsed and written on its own (README: about 6x the
+    largest row at the peak, measured by ``tests/integration/test_pg_large_values.py``).
+    """
     schema = arrow_schema(plans)
     names = [f"c{index}" for index in range(len(plans))]
     convert = pacsv.ConvertOptions(
@@ -240,17 +236,21 @@ def parquet_writer(plans: list[ColumnPlan]) -> Writer:
         true_values=["t"],
         false_values=["f"],
     )
-    read = pacsv.ReadOptions(column_names=names, block_size=CSV_BLOCK_BYTES)
     parse = pacsv.ParseOptions(newlines_in_values=True)
+    statistics = _statistics_columns(schema)
+
+    def parsed(stream: CopyOutStream, rows: bytearray | memoryview) -> pa.Table:
+        block = max(CSV_BLOCK_BYTES, stream.largest_row + 1)  # no value may span more than two blocks
+        read = pacsv.ReadOptions(column_names=names, block_size=block)
+        return pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse, convert_options=convert)
 
     def write(stream: CopyOutStream, land: Landing) -> None:
-        source = _ChunkReader(stream.chunks())
-        with pq.ParquetWriter(_LandingSink(land), schema) as writer:
-            if not _has_data(source):
-                return
+        with pq.ParquetWriter(_LandingSink(land), schema, write_statistics=statistics) as writer:
             pending: list[pa.RecordBatch] = []
-            for batch in pacsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert):
-                pending.append(to_final_batch(batch, plans, schema))
+            for rows in stream.chunks(PARSE_BATCH_BYTES):
+                for batch in parsed(stream, rows).to_batches():
+                    pending.append(to_final_batch(batch, plans, schema))
+                del rows
                 if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
                     writer.write_table(pa.Table.from_batches(pending, schema))
                     pending = []
@@ -260,14 +260,15 @@ def parquet_writer(plans: list[ColumnPlan]) -> Writer:
     return write
 
 
-def _has_data(source: _ChunkReader) -> bool:
-    # pyarrow refuses an empty CSV stream; an empty result is a Parquet file with no rows
-    peek = bytearray(1)
-    if source.readinto(peek) == 0:
-        return False
-    source._pending = memoryview(bytes(peek) + bytes(source._pending))
-    source.consumed -= 1
-    return True
+def _statistics_columns(schema: pa.Schema) -> list[str]:
+    """Columns that get min/max statistics: fixed-width ones (numbers, dates, decimals...).
+
+    pyarrow's min/max of a string or binary value costs about five times the
+    value (a 64 MiB text took 460 MiB to write with them, 80 MiB without), and
+    min/max of long texts rarely prunes anything.
+    """
+    return [f.name for f in schema if pa.types.is_primitive(f.type) or pa.types.is_decimal(f.type)
+            or pa.types.is_dictionary(f.type)]
 
 
 def export_to_landing(

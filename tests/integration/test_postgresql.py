@@ -64,6 +64,24 @@ def create_schema(server: PostgresServer, tables: dict[str, tuple[str, str, byte
     return schema
 
 
+def create_reader(server: PostgresServer, *schemas: str) -> dict[str, str]:
+    """A least-privilege login role, made as the README's recipe says: ``user`` and ``password`` config keys."""
+    name, password = f"reader_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    with admin(server) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
+        for schema in schemas:
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {0} TO {1}; GRANT SELECT ON ALL TABLES IN SCHEMA {0} TO {1}")
+                         .format(sql.Identifier(schema), sql.Identifier(name)))
+    return {"user": name, "password": password}
+
+
+def drop_reader(server: PostgresServer, reader: dict[str, str]) -> None:
+    with admin(server) as conn:
+        conn.execute(sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}")
+                     .format(sql.Literal(reader["user"])))
+        conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(reader["user"])))
+
+
 def drop_schema(server: PostgresServer, schema: str) -> None:
     with admin(server) as conn:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
@@ -86,6 +104,7 @@ class TestPostgreSQLConformance(ConnectorConformance):
             missing=f"{schema}.no_such_table",
             source_type="postgresql",
             landed_name=landed_csv,
+            modified_at_known=False,
             unsafe_names=[
                 f'{schema}."../../etc/passwd"',
                 f'{schema}."a/../../x"',
@@ -107,6 +126,14 @@ def schema(postgres_server: PostgresServer) -> Iterator[str]:
     name = create_schema(postgres_server, TABLES)
     yield name
     drop_schema(postgres_server, name)
+
+
+@pytest.fixture
+def reader(postgres_server: PostgresServer, schema: str) -> Iterator[dict[str, str]]:
+    """``user``/``password`` of a least-privilege role that may read ``schema``."""
+    role = create_reader(postgres_server, schema)
+    yield role
+    drop_reader(postgres_server, role)
 
 
 def test_identifiers_round_trip_through_listing(postgres_server: PostgresServer, schema: str) -> None:
@@ -210,10 +237,10 @@ def test_parquet_keeps_types_values_and_nulls(postgres_server: PostgresServer, s
 
 
 def test_fetch_query_binds_parameters_and_lands_by_name(
-    postgres_server: PostgresServer, schema: str, tmp_path: Path
+    postgres_server: PostgresServer, schema: str, reader: dict[str, str], tmp_path: Path
 ) -> None:
     async def body() -> str:
-        async with pg_connector(postgres_server, [schema]) as pg:
+        async with pg_connector(postgres_server, [schema], **reader) as pg:
             query = sql.SQL("SELECT id, name, id FROM {} WHERE name = %s ORDER BY id;").format(
                 sql.Identifier(schema, "people")).as_string()
             return await pg.fetch_query(query, str(tmp_path), "reports/alice", params=["alice"])
