@@ -185,13 +185,20 @@ async def _versions_of(
 def _fresh_record(
     connector: DataSourceConnector, identifier: str, workspace: Path, relative: str, started: float
 ) -> dict[str, Any] | None:
-    """The record this fetch wrote at ``relative``; None when there is none (or only an older one)."""
+    """The record this fetch wrote at ``relative``; None when the connector wrote none (or only an older one).
+
+    A fresh record of this source is accepted whatever identifier it names (a connector may
+    record the canonical form, ``public.t`` for ``"public"."t"``); an older one must name this item.
+    """
     record = lineage.read_record(workspace, relative)
-    if record is not None and (record.get("source_id"), record.get("identifier")) != (connector.source_id, identifier):
-        raise NameCollisionError(
-            f"{identifier!r} landed on {relative!r}, which holds {record.get('identifier')!r} "
-            f"of source {record.get('source_id')!r}", source_id=connector.source_id)
-    return record if record is not None and _written_since(record, started) else None
+    if record is None:
+        return None
+    fresh = _written_since(record, started)
+    if record.get("source_id") == connector.source_id and (fresh or record.get("identifier") == identifier):
+        return record if fresh else None
+    raise NameCollisionError(
+        f"{identifier!r} landed on {relative!r}, which holds {record.get('identifier')!r} "
+        f"of source {record.get('source_id')!r}", source_id=connector.source_id)
 
 
 def landed_relative(workspace: Path, path: str, source_id: str | None = None) -> str:

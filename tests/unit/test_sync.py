@@ -314,3 +314,14 @@ def test_landed_relative_refuses_links_and_the_lineage_tree(tmp_path: Path) -> N
     for path in (tmp_path / "link" / "f", tmp_path / ".lineage" / "r.json", tmp_path / "real", tmp_path / "none"):
         with pytest.raises(UnsafeNameError):
             landed_relative(tmp_path, str(path))
+
+
+def test_a_plugin_writing_over_another_items_file_is_reported(seed_type: str, tmp_path: Path) -> None:
+    async def run(connector: SeedConnector, identifier: str) -> Any:
+        async with connector:
+            return (await fetch_many_checked(connector, [identifier], tmp_path))[0]
+
+    assert asyncio.run(run(seed_source({"b.txt": "b"}), "b.txt")).ok
+    clash = asyncio.run(run(seed_source({"a.txt": "a"}, redirect={"a.txt": "b.txt"}), "a.txt"))
+    assert isinstance(clash.error, UnsafeNameError) and "holds 'b.txt'" in str(clash.error)
+    assert read_provenance(tmp_path / "b.txt")["identifier"] == "b.txt"  # its record is not rewritten
