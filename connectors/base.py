@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.errors import ConfigurationError, ConnectionError, DataSourceError
-from connectors.plugins import known_type_names, settings_model_for, type_name_of
+from connectors.plugins import FreeformSettings, known_type_names, settings_model_for, type_name_of
 from connectors.settings import ConnectorSettings, check_config, describe_errors, resolve_settings
 
 
@@ -139,11 +139,15 @@ async def collect_results(identifiers: Iterable[str], fetch: Callable[[str], Awa
 class DataSourceConnector(ABC):
     """Base class of every connector: async, one instance per source.
 
-    Subclasses set :attr:`settings_model` and implement the abstract methods.
+    Subclasses implement the six abstract methods (the seed's interface, the
+    whole contract) and may set :attr:`settings_model` to have their config
+    validated. Land files with :func:`connectors.landing.landing` (atomic, with
+    the lineage record); callers go through :func:`connectors.checked_fetch.fetch_checked`,
+    which checks names first and records a file a connector landed on its own.
     ``async with connector:`` connects on enter and disconnects on exit.
     """
 
-    settings_model: ClassVar[type[ConnectorSettings]]
+    settings_model: ClassVar[type[ConnectorSettings] | None] = None
 
     def __init__(self, config: DataSourceConfig) -> None:
         if config.type_name != self.type_name():
@@ -170,7 +174,8 @@ class DataSourceConnector(ABC):
 
     def resolve_settings(self) -> Any:
         """The typed settings, with secret references resolved (call at connect time)."""
-        return resolve_settings(self.settings_model, self.config.config, self.source_id)
+        model = getattr(self, "settings_model", None) or FreeformSettings  # optional for plugins
+        return resolve_settings(model, self.config.config, self.source_id)
 
     def _require_connected(self) -> None:
         if not self._connected:

@@ -20,6 +20,8 @@ import sys
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from pydantic import ConfigDict
+
 from connectors.errors import ConfigurationError
 from connectors.settings import BUILTIN_SETTINGS, ConnectorSettings
 
@@ -60,9 +62,17 @@ def register_connector(
     """Make ``cls`` serve sources of ``type_name``.
 
     Raises:
-        ConfigurationError: ``cls`` does not implement the connector interface,
-            lacks a ``settings_model``, or the name is taken and ``replace`` is
-            not set.
+        ConfigurationError: ``cls`` does not implement the connector interface
+            (the seed's six methods), its ``settings_model`` is not a
+            ``ConnectorSettings`` subclass, or the name is taken and ``replace``
+            is not set.
+
+    ``settings_model`` is optional: without one, the type's ``config`` is a free
+    mapping (:class:`FreeformSettings`) that the connector reads itself.
+    Registering affects this process only; the ``da-sources`` CLI and
+    ``dagster -m da_pipelines`` see a type registered here only when it is
+    declared as an entry point, or when your own code location registers it
+    before building the definitions.
     """
     if not _is_connector_class(cls):
         raise ConfigurationError(f"{cls!r} is not a DataSourceConnector subclass")
@@ -70,7 +80,7 @@ def register_connector(
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise ConfigurationError(f"{cls.__name__} does not implement: {missing}")
     settings = getattr(cls, "settings_model", None)
-    if not (isinstance(settings, type) and issubclass(settings, ConnectorSettings)):
+    if settings is not None and not (isinstance(settings, type) and issubclass(settings, ConnectorSettings)):
         raise ConfigurationError(f"{cls.__name__}.settings_model must be a ConnectorSettings subclass")
     if not replace and type_name in known_type_names() and _registered.get(type_name) is not cls:
         raise ConfigurationError(f"connector type {type_name!r} is already registered; pass replace=True")
@@ -113,11 +123,21 @@ def _import(type_name: str, path: str) -> type[DataSourceConnector]:
     return cls
 
 
+class FreeformSettings(ConnectorSettings):
+    """Settings of a connector type without a ``settings_model`` (a seed-style plugin): any keys.
+
+    Values may still be secret references; the connector reads ``config.config`` itself.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
 def settings_model_for(type_name: str) -> type[ConnectorSettings]:
     """The settings model of ``type_name`` (built-ins without importing their SDK)."""
     if type_name in BUILTIN_SETTINGS:
         return BUILTIN_SETTINGS[type_name]
-    return get_connector_class(type_name).settings_model
+    model: type[ConnectorSettings] | None = getattr(get_connector_class(type_name), "settings_model", None)
+    return model or FreeformSettings
 
 
 def type_name_of(cls: type[DataSourceConnector]) -> str:

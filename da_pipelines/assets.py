@@ -60,6 +60,7 @@ def files_asset(keys: SourceKeys) -> AssetsDefinition:
                 record = await fetch_one(source.build_connector(), folder, identifier)
             except DataSourceError as exc:
                 raise failure_for([exc]) from exc
+        progress.item_done()
         context.log.info(f"landed {identifier!r}: " + progress.summary())
         return MaterializeResult(
             metadata=materialization_metadata(record, context.partition_key),

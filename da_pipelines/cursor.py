@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connectors.base import DataItem
+from connectors.sync import item_version as item_version  # one definition: the sensor and the sync must agree
 
 BUCKETS = 1024
 DEFAULT_LOOKBACK_SECONDS = 900
@@ -67,12 +68,6 @@ class TickPlan:
     cursor: Cursor
     backlog: int
     coarse: frozenset[str] = frozenset()  # paths of ``work`` requested as bucket mates: maybe unchanged
-
-
-def item_version(item: DataItem) -> str:
-    """The item's version (``metadata["version"]``; size and mtime when a connector lacks it)."""
-    version = item.metadata.get("version")
-    return str(version) if version is not None else f"{item.modified_at}-{item.size}"
 
 
 def item_digest(item: DataItem) -> bytes:

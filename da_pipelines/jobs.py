@@ -27,7 +27,7 @@ from da_pipelines.keys import CHECK_NAME, WORKSPACE_KEY, SourceKeys, source_and_
 from da_pipelines.lineage_meta import materialization_metadata, verify_landed
 from da_pipelines.names import partition_key_for_item
 from da_pipelines.progress_log import ProgressLog
-from da_pipelines.sync import ItemRequest, SyncReport, sync_source
+from da_pipelines.sync import ItemRequest, SyncReport, sync_options, sync_source
 
 
 class SyncItem(Config):  # type: ignore[misc]
@@ -45,6 +45,7 @@ class SyncConfig(Config):  # type: ignore[misc]
 
 def sync_job(keys: SourceKeys) -> JobDefinition:
     """``N_sync``: one op that syncs the source, yielding a materialization and a check per landed item."""
+    options = sync_options(keys.source)  # read at load: a bad metadata.sync fails naming the source
 
     @op(
         name=f"{keys.slug}_sync_items",
@@ -61,7 +62,8 @@ def sync_job(keys: SourceKeys) -> JobDefinition:
         progress = ProgressLog(context.log.info, total_items=len(requested) if requested else 0)
         landed = sync_source(source.build_connector(), folder, requested, report=report, run_id=context.run.run_id,
                              on_bytes=progress.on_bytes, on_item_done=progress.item_done,
-                             on_planned=progress.set_total, concurrency=keys.settings.concurrency)
+                             on_planned=progress.set_total, concurrency=keys.settings.concurrency,
+                             options=options)
         registered = set(context.instance.get_dynamic_partitions(keys.partitions.name or ""))
         try:
             async for record in landed:
@@ -69,8 +71,8 @@ def sync_job(keys: SourceKeys) -> JobDefinition:
                     yield event
         except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
             raise failure_for([exc]) from exc
-        context.log.info(f"{len(report.landed)} landed, {len(report.skipped)} unchanged (skipped), "
-                         f"{len(report.failed)} failed; " + progress.summary())
+        log_report(context, report)
+        context.log.info(report.summary() + "; " + progress.summary())
         if report.failed:
             raise failure_for(report.failed)
 
@@ -80,6 +82,18 @@ def sync_job(keys: SourceKeys) -> JobDefinition:
         _sync_items()
 
     return _sync
+
+
+def log_report(context: OpExecutionContext, report: SyncReport, shown: int = 20) -> None:
+    """Warn about skipped items and items gone at the source (a bounded number of lines)."""
+    for identifier, reason in report.skipped[:shown]:
+        context.log.warning(f"skipped {identifier!r}: {redact(reason)}")
+    for identifier in report.removed[:shown]:
+        state = "pruned" if identifier in report.pruned else "kept (set metadata.sync.prune to remove it)"
+        context.log.warning(f"{identifier!r} is no longer at the source; its landed file was {state}")
+    hidden = max(len(report.skipped), len(report.removed)) - shown
+    if hidden > 0:
+        context.log.warning(f"... and {hidden} more skipped or removed item(s)")
 
 
 def item_events(

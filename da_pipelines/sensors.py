@@ -26,6 +26,7 @@ from dagster import (
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from connectors.base import DataItem
+from connectors.sync import excluded_by, sync_options
 from da_pipelines.aio import run_coroutine
 from da_pipelines.cursor import decode_cursor, drop_known, encode_cursor, item_version, plan_tick
 from da_pipelines.keys import SourceKeys
@@ -57,7 +58,8 @@ def _build_sensor(keys: SourceKeys, sync_job: JobDefinition, status: DefaultSens
     )
     def _watch(context: SensorEvaluationContext) -> SensorResult:
         source: SourceResource = getattr(context.resources, keys.resource_key)
-        items = run_coroutine(_list_items(source))
+        exclude = sync_options(keys.source).exclude  # the source's metadata.sync, as N_sync honours it
+        items = [i for i in run_coroutine(_list_items(source)) if excluded_by(i.path, exclude) is None]
         plan = plan_tick(items, decode_cursor(context.cursor), max_items=settings.max_items_per_tick,
                          lookback=settings.lookback_seconds)
         work = drop_known(plan, landed_versions(context.instance, keys.files, sorted(plan.coarse)))

@@ -7,11 +7,12 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from connectors.base import DataSourceConnector, FetchResult
+from connectors.checked_fetch import CheckedResult, fetch_many_checked
 from connectors.cli.common import (
     EXIT_FAILURE,
     PROG,
@@ -25,8 +26,10 @@ from connectors.cli.common import (
 from connectors.cli.progress_bar import ProgressBar
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
+from connectors.plugins import get_connector_class
 from connectors.registry import SourceRegistry
 from connectors.secrets.references import redact
+from connectors.sync import SyncReport, excluded_by, sync_options, sync_source
 
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
@@ -45,7 +48,9 @@ def _add_fetch_command(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command = commands.add_parser("fetch", parents=[as_json], help="land items in the workspace")
     command.add_argument("id")
     command.add_argument("identifiers", nargs="*", metavar="IDENTIFIER", help="items to fetch (see 'ls')")
-    command.add_argument("--all", action="store_true", help="fetch every item the source lists")
+    command.add_argument("--all", action="store_true",
+                         help="sync the source: land new or changed items, repair damaged ones, skip the rest")
+    command.add_argument("--force", action="store_true", help="with --all: land every item, even unchanged")
     command.add_argument(
         "--workspace", metavar="DIR", help=f"workspace root (default: ${WORKSPACE_ENV} or ./workspace)"
     )
@@ -57,7 +62,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     """``ls ID [PATH]``: size, modification time and identifier of each item."""
 
     async def run(connector: DataSourceConnector) -> int:
-        items = await connector.list_items(args.path)
+        exclude = sync_options(connector.config).exclude
+        items = [i for i in await connector.list_items(args.path) if excluded_by(i.path, exclude) is None]
         if args.json:
             print_json([{"name": i.name, "path": i.path, "size": i.size, "modified_at": i.modified_at,
                           "metadata": i.metadata} for i in items])
@@ -76,46 +82,63 @@ async def _with_connector(args: argparse.Namespace, run: Callable[[DataSourceCon
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    """``fetch ID IDENTIFIER... | --all``: land items under ``<workspace>/<ID>/``."""
+    """``fetch ID IDENTIFIER... | --all [--force]``: land items under ``<workspace>/<ID>/``."""
     if not args.identifiers and not args.all:
         raise UsageError("give at least one IDENTIFIER, or --all")
+    if args.force and not args.all:
+        raise UsageError("--force goes with --all (named items are always fetched)")
     workspace = Path(args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace").absolute() / args.id
-
-    async def run(connector: DataSourceConnector) -> int:
-        identifiers = list(args.identifiers)
-        if args.all:
-            identifiers += [item.path for item in await connector.list_items()]
-        bar = ProgressBar(sys.stderr, len(identifiers)) if sys.stderr.isatty() else None
-        with on_progress(bar):
-            results = await _fetch_all(connector, identifiers, str(workspace), args.concurrency, bar)
-        return _report_fetch(results, args.json)
-
-    return asyncio.run(_with_connector(args, run))
-
-
-async def _fetch_all(
-    connector: DataSourceConnector, identifiers: list[str], workspace: str, concurrency: int,
-    bar: ProgressBar | None,
-) -> list[FetchResult]:
-    # the connector's own fetch_many (batched where it can), a chunk at a time so the bar counts items
-    chunk = max(1, concurrency) * 4
-    results: list[FetchResult] = []
+    bar = ProgressBar(sys.stderr, len(args.identifiers)) if sys.stderr.isatty() else None
     try:
-        for start in range(0, len(identifiers), chunk):
-            batch = await connector.fetch_many(identifiers[start : start + chunk], workspace, concurrency=concurrency)
-            for result in batch:
-                if bar is not None:
-                    bar.item_done(result.identifier)
-            results.extend(batch)
-        return results
+        if args.all:
+            report = asyncio.run(_sync_all(args, workspace, bar))
+            return _report_sync(report, args.json)
+
+        async def run(connector: DataSourceConnector) -> int:
+            return _report_fetch(await _fetch_named(connector, args, workspace, bar), args.json)
+
+        return asyncio.run(_with_connector(args, run))
     finally:
         if bar is not None:
             bar.close()
 
 
-def _report_fetch(results: list[FetchResult], as_json: bool) -> int:
+async def _sync_all(args: argparse.Namespace, workspace: Path, bar: ProgressBar | None) -> SyncReport:
+    """The same sync as Dagster's ``N_sync``: unchanged items are skipped, damaged ones repaired."""
+    async with SourceRegistry(args.sources) as registry:
+        config = registry.get(args.id)
+    connector = get_connector_class(config.type_name)(config)
+    report = SyncReport()
+    planned = (lambda count: setattr(bar, "items", count)) if bar is not None else (lambda count: None)
+    done = (lambda: bar.item_done("")) if bar is not None else (lambda: None)
+    landed = sync_source(connector, workspace, report=report, on_bytes=bar, on_item_done=done,
+                         on_planned=planned, concurrency=args.concurrency, force=args.force)
+    async for _ in landed:
+        pass
+    return report
+
+
+async def _fetch_named(
+    connector: DataSourceConnector, args: argparse.Namespace, workspace: Path, bar: ProgressBar | None
+) -> list[CheckedResult]:
+    # the connector's own fetch_many (batched where it can), a chunk at a time so the bar counts items
+    identifiers: list[str] = list(args.identifiers)
+    chunk = max(1, args.concurrency) * 4
+    results: list[CheckedResult] = []
+    with on_progress(bar):
+        for start in range(0, len(identifiers), chunk):
+            batch = await fetch_many_checked(connector, identifiers[start : start + chunk], workspace,
+                                             concurrency=args.concurrency)
+            for result in batch:
+                if bar is not None:
+                    bar.item_done(result.identifier)
+            results.extend(batch)
+    return results
+
+
+def _report_fetch(results: Sequence[FetchResult], as_json: bool) -> int:
     if as_json:
-        print_json([{"identifier": r.identifier, "path": r.path,
+        print_json([{"identifier": r.identifier, "path": r.path, "status": "landed" if r.ok else "failed",
                       "error": None if r.ok else redact(str(r.error))} for r in results])
     for result in results:
         if result.ok and not as_json:
@@ -123,6 +146,34 @@ def _report_fetch(results: list[FetchResult], as_json: bool) -> int:
         elif not result.ok:
             print(f"{PROG}: error: {redact(str(result.error))}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else EXIT_FAILURE
+
+
+def _report_sync(report: SyncReport, as_json: bool) -> int:
+    """Landed paths on stdout; skipped, removed and failed items and a summary line on stderr."""
+    repaired = set(report.repaired)
+    rows: list[dict[str, Any]] = [
+        {"identifier": r["identifier"], "path": r["local_path"], "error": None,
+         "status": "repaired" if r["identifier"] in repaired else "landed"} for r in report.landed]
+    rows += [{"identifier": i, "path": None, "error": None, "status": "unchanged"} for i in report.unchanged]
+    rows += [{"identifier": i, "path": None, "error": None, "status": "skipped", "reason": redact(reason)}
+             for i, reason in report.skipped]
+    rows += [{"identifier": i, "path": None, "error": None,
+              "status": "pruned" if i in report.pruned else "removed"} for i in report.removed]
+    rows += [{"identifier": None, "path": None, "error": redact(str(e)), "status": "failed"} for e in report.failed]
+    if as_json:
+        print_json(rows)
+    else:
+        for record in report.landed:
+            print(record["local_path"])
+    for identifier, reason in report.skipped:
+        print(f"{PROG}: skipped {identifier!r}: {redact(reason)}", file=sys.stderr)
+    for identifier in report.removed:
+        state = "pruned" if identifier in report.pruned else "its landed file is kept"
+        print(f"{PROG}: {identifier!r} is no longer at the source; {state}", file=sys.stderr)
+    for error in report.failed:
+        print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
+    print(f"{PROG}: {report.summary()}", file=sys.stderr)
+    return EXIT_FAILURE if report.failed else 0
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:

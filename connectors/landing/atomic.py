@@ -102,7 +102,8 @@ class Landing:
         """
         if durable:
             os.fsync(self.fd)
-        size = os.fstat(self.fd).st_size
+        info = os.fstat(self.fd)
+        size = info.st_size
         if expected_size is not None and size != expected_size:
             raise IntegrityError(
                 f"{self.identifier!r}: received {size} bytes, the source announced {expected_size}",
@@ -118,6 +119,7 @@ class Landing:
                 local_path=str(self.path),
                 size=size,
                 sha256=digest,
+                mtime_ns=info.st_mtime_ns,  # a sync's cheap test of whether the file changed since
             )
             # the record is written first and renamed last: a full disk fails before the file changes
             with lineage.staged_record(self.workspace, self.relative, record, durable=durable) as publish:

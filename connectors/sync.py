@@ -1,0 +1,379 @@
+"""Syncing a source into its workspace folder: which items to land, repair, skip, report as removed, prune.
+
+Plain async functions, shared by ``da-sources fetch --all`` and the Dagster
+layer. :func:`sync_source` lists the source (or takes the items it is given),
+and per item:
+
+* lands it when it is new, or its version differs from its lineage record's;
+* re-lands it (a *repair*) when its landed file is missing or no longer
+  matches its record: a cheap size and mtime test, the sha256 when in doubt;
+* skips it, with the reason, when its name cannot be landed safely
+  (``incoming/2026/trailing dot.``) or it matches an ``exclude`` pattern;
+  the others still land;
+* leaves it alone when unchanged.
+
+After a full listing, items that landed before and the source no longer lists
+are reported as *removed*; their files stay unless the source sets
+``prune: true``. Every landed record is yielded as soon as it lands (the
+Dagster layer turns it into a materialization at once). One item failing does
+not stop the others; failures come back in the report.
+
+The generic options live in the source's ``metadata.sync`` (read by
+:func:`sync_options`)::
+
+    metadata:
+      sync:
+        exclude: ["incoming/tmp/*", "*.partial"]   # fnmatch globs on the identifier
+        prune: true                                 # remove landed files gone at the source
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
+from connectors.checked_fetch import (
+    check_identifier,
+    fetch_checked,
+    fetch_many_checked,
+    landed_problem,
+    prune_landed,
+)
+from connectors.errors import ConfigurationError, DataSourceError, UnsafeNameError
+from connectors.landing.lineage import read_record, run_context
+from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX
+from connectors.landing.progress import ProgressCallback, on_progress
+from connectors.settings import describe_errors
+
+# Types whose items land at <workspace>/<identifier>: their record is found without a scan.
+_LANDS_AT_IDENTIFIER = frozenset({"local_file", "azure_blob"})
+CHUNK = 64  # items fetched per fetch_many call: records stream, memory stays bounded
+SYNC_METADATA_KEY = "sync"
+_LOCK_DIR = ".locks"
+
+
+class SyncOptions(BaseModel):
+    """Generic sync options of a source, in its ``metadata.sync``; the CLI and Dagster both honour them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="fnmatch globs on the item identifier (`*` also matches `/`); matching items are "
+        "neither listed nor landed, and never reported as removed.",
+    )
+    prune: bool = Field(
+        False,
+        description="After a full sync, remove the landed file and lineage record of each item the "
+        "source no longer lists (never anything else). Off: such items are only reported.",
+    )
+
+
+def sync_options(source: DataSourceConfig) -> SyncOptions:
+    """The options in ``source.metadata["sync"]`` (defaults when absent).
+
+    Raises:
+        ConfigurationError: an unknown key or a bad value, naming the source and the field.
+    """
+    raw: Any = source.metadata.get(SYNC_METADATA_KEY) or {}
+    try:
+        return SyncOptions.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_errors(exc, f"metadata.{SYNC_METADATA_KEY}"), source_id=source.id) from None
+
+
+def excluded_by(identifier: str, patterns: Iterable[str]) -> str | None:
+    """The first ``exclude`` pattern ``identifier`` matches, or None."""
+    return next((p for p in patterns if fnmatch.fnmatchcase(identifier, p)), None)
+
+
+def item_version(item: DataItem) -> str:
+    """The item's version (``metadata["version"]``; size and mtime when a connector lacks it)."""
+    version = item.metadata.get("version")
+    return str(version) if version is not None else f"{item.modified_at}-{item.size}"
+
+
+@dataclass(frozen=True)
+class ItemRequest:
+    """One item to sync: its identifier and the version the listing showed ("" = whatever landed)."""
+
+    identifier: str
+    version: str
+
+
+@dataclass
+class SyncReport:
+    """What a sync did, item by item.
+
+    Attributes:
+        landed: the lineage record of every item landed by this sync (new, changed or repaired).
+        unchanged: identifiers whose landed file matches the source's version and its record; not fetched.
+        repaired: identifiers re-landed although their version was unchanged, because the
+            landed file was missing or no longer matched its record (also in ``landed``).
+        skipped: ``(identifier, reason)`` of items that cannot be landed (unsafe name, name
+            collision, a connector returning a path outside the workspace) or are excluded;
+            the sync goes on without them and does not fail for them.
+        removed: identifiers that landed before and the source no longer lists (full listings only).
+        pruned: those of ``removed`` whose landed file and record were deleted (``prune: true``).
+        failed: the errors of items that failed (network, not found, integrity...).
+    """
+
+    landed: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    failed: list[DataSourceError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """``"3 landed, 10 unchanged, 1 repaired, 1 skipped, 2 removed at source, 0 pruned, 0 failed"``."""
+        return (f"{len(self.landed)} landed, {len(self.unchanged)} unchanged, {len(self.repaired)} repaired, "
+                f"{len(self.skipped)} skipped, {len(self.removed)} removed at source, {len(self.pruned)} pruned, "
+                f"{len(self.failed)} failed")
+
+
+@dataclass
+class _Listed:
+    """A full listing: the requests to sync and every identifier the source listed (excluded ones too)."""
+
+    requests: list[ItemRequest]
+    identifiers: set[str]
+
+
+class LineageIndex:
+    """The lineage records of one source's landed items, looked up by identifier."""
+
+    def __init__(self, folder: Path, source_id: str, type_name: str) -> None:
+        self.folder = folder
+        self.source_id = source_id
+        self._direct = type_name in _LANDS_AT_IDENTIFIER
+        self._scanned: dict[str, tuple[str, dict[str, Any]]] | None = None
+
+    def get(self, identifier: str) -> dict[str, Any] | None:
+        """The record of ``identifier``, or None when it never landed."""
+        found = self.locate(identifier)
+        return found[1] if found else None
+
+    def locate(self, identifier: str) -> tuple[str, dict[str, Any]] | None:
+        """``(relative path of the landed file, record)`` of ``identifier``, or None."""
+        if self._direct:
+            record = self._record_at(identifier, identifier)
+            return (identifier, record) if record else None
+        return self._scan().get(identifier)
+
+    def landed_except(self, listed: set[str]) -> dict[str, str]:
+        """Identifier -> relative path of every landed item of this source not in ``listed``."""
+        if not self._direct:
+            return {i: found[0] for i, found in self._scan().items() if i not in listed}
+        gone = {}
+        for relative in _recorded_paths(self.folder):
+            # direct types: the path is the identifier, so only unlisted ones are read
+            if relative not in listed and self._record_at(relative, relative):
+                gone[relative] = relative
+        return gone
+
+    def _scan(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        if self._scanned is None:  # names like "schema.table.csv": one scan per sync
+            self._scanned = {}
+            for relative in _recorded_paths(self.folder):
+                record = _read_json(self.folder, relative)
+                if record and record.get("source_id") == self.source_id:
+                    self._scanned[str(record.get("identifier"))] = (relative, record)
+        return self._scanned
+
+    def _record_at(self, relative: str, identifier: str) -> dict[str, Any] | None:
+        try:
+            check_identifier(relative)
+        except UnsafeNameError:
+            return None  # never landed: the sync skips it with the proper reason
+        record = _read_json(self.folder, relative)
+        if record and (record.get("source_id"), record.get("identifier")) == (self.source_id, identifier):
+            return record
+        return None
+
+
+def _read_json(folder: Path, relative: str) -> dict[str, Any] | None:
+    try:
+        return read_record(folder, relative)
+    except (ValueError, OSError):  # a damaged record: treated as no record, so the item is landed again
+        return None
+
+
+def _recorded_paths(folder: Path) -> Iterable[str]:
+    """Relative paths of the landed files that have a record under ``folder/.lineage`` (links not followed)."""
+    base = folder.absolute() / LINEAGE_DIR
+    for current, dirs, files in os.walk(base):
+        if Path(current) == base and _LOCK_DIR in dirs:
+            dirs.remove(_LOCK_DIR)
+        for name in files:
+            if name.endswith(".json") and not name.startswith(TEMP_PREFIX):
+                yield (Path(current) / name[: -len(".json")]).relative_to(base).as_posix()
+
+
+def needs_fetch(version: str, record: dict[str, Any] | None) -> bool:
+    """Whether an item of ``version`` must be fetched, given its landed record (if any)."""
+    return record is None or str(record.get("source_version")) != version
+
+
+async def list_requests(connector: DataSourceConnector, exclude: Sequence[str] = ()) -> list[ItemRequest]:
+    """Every item of a connected source not excluded, as requests at its current version."""
+    return (await _list(connector, exclude)).requests
+
+
+async def _list(connector: DataSourceConnector, exclude: Sequence[str]) -> _Listed:
+    items = await connector.list_items()
+    return _Listed(
+        [ItemRequest(i.path, item_version(i)) for i in items if excluded_by(i.path, exclude) is None],
+        {i.path for i in items},
+    )
+
+
+async def sync_source(
+    connector: DataSourceConnector,
+    folder: Path,
+    requested: Sequence[ItemRequest] | None = None,
+    *,
+    report: SyncReport,
+    run_id: str | None = None,
+    on_bytes: ProgressCallback | None = None,
+    on_item_done: Callable[[], None] = lambda: None,
+    on_planned: Callable[[int], None] = lambda count: None,
+    concurrency: int = 8,
+    options: SyncOptions | None = None,
+    force: bool = False,
+) -> AsyncIterator[dict[str, Any]]:
+    """Land the new, changed and damaged items of a source into ``folder``; yield each landed item's record.
+
+    Args:
+        connector: a connector of the source, not yet connected.
+        folder: the source's workspace folder (``<root>/<source id>``).
+        requested: the items to sync; None lists the source, syncs everything and
+            reports (and with ``prune``, removes) what the source no longer lists.
+        report: filled with what was landed, left unchanged, repaired, skipped,
+            removed, pruned and what failed (failures do not stop the rest).
+        run_id: recorded in the lineage records (the Dagster run).
+        on_bytes: progress listener for the bytes landed.
+        on_item_done: called once per item (landed, unchanged, skipped or failed), for progress.
+        on_planned: called with the number of items once they are known.
+        concurrency: fetches at once.
+        options: exclude patterns and prune; default: the source's ``metadata.sync``.
+        force: land every item, changed or not.
+    """
+    options = options if options is not None else sync_options(connector.config)
+    async with connector:
+        listed = await _list(connector, options.exclude) if requested is None else None
+        wanted = listed.requests if listed is not None else _drop_excluded(requested or [], options, report)
+        on_planned(len(wanted) + len(report.skipped))
+        index = LineageIndex(folder, connector.source_id, connector.config.type_name)
+        todo = await asyncio.to_thread(plan, wanted, index, report, force)
+        for _ in range(len(report.unchanged) + len(report.skipped)):
+            on_item_done()
+        versions = {r.identifier: r.version for r in wanted if r.version}
+        for chunk in _chunks(list(todo), CHUNK):
+            # context variables are set around each await: a caller may resume this generator
+            # from a different task (Dagster does), which would not see values set across a yield
+            with run_context(run_id), on_progress(on_bytes):
+                results = await fetch_many_checked(connector, chunk, folder, concurrency=concurrency,
+                                                   versions=versions)
+            for result in results:
+                on_item_done()
+                if result.record is None:
+                    _record_failure(report, result.identifier, result.error)
+                    continue
+                if result.identifier in todo and todo[result.identifier]:
+                    report.repaired.append(result.identifier)
+                report.landed.append(result.record)
+                yield result.record
+        if listed is not None:
+            await asyncio.to_thread(_removed, index, listed, options, report)
+
+
+def _drop_excluded(requested: Sequence[ItemRequest], options: SyncOptions, report: SyncReport) -> list[ItemRequest]:
+    kept = []
+    for request in requested:
+        pattern = excluded_by(request.identifier, options.exclude)
+        if pattern is None:
+            kept.append(request)
+        else:
+            report.skipped.append((request.identifier, f"excluded by the pattern {pattern!r}"))
+    return kept
+
+
+def plan(wanted: Sequence[ItemRequest], index: LineageIndex, report: SyncReport, force: bool = False) -> dict[str, str]:
+    """The identifiers to fetch, each with why it is a repair ("" when it is new or changed).
+
+    Unsafe names go to ``report.skipped``, items whose landed file matches go to ``report.unchanged``.
+    """
+    todo: dict[str, str] = {}
+    for request in wanted:
+        try:
+            check_identifier(request.identifier)
+        except UnsafeNameError as exc:
+            report.skipped.append((request.identifier, exc.message))
+            continue
+        found = index.locate(request.identifier)
+        if force or found is None or needs_fetch(request.version, found[1]):  # "" always differs
+            todo[request.identifier] = ""
+        elif (problem := landed_problem(index.folder, *found)) is not None:
+            todo[request.identifier] = problem
+        else:
+            report.unchanged.append(request.identifier)
+    return todo
+
+
+def _record_failure(report: SyncReport, identifier: str, error: DataSourceError | None) -> None:
+    """Unsafe names (a collision, a path outside the workspace) are skipped; other errors fail the item."""
+    if isinstance(error, UnsafeNameError):
+        report.skipped.append((identifier, error.message))
+    elif error is not None:
+        report.failed.append(error)
+
+
+def _removed(index: LineageIndex, listed: _Listed, options: SyncOptions, report: SyncReport) -> None:
+    """Report the landed items the source no longer lists; prune them when asked to."""
+    gone = index.landed_except(listed.identifiers)
+    report.removed.extend(sorted(gone))
+    # an empty listing never prunes: an unmounted share or a wrong prefix looks exactly like that
+    if not options.prune or not listed.identifiers:
+        return
+    for identifier in sorted(gone):
+        if prune_landed(index.folder.absolute(), gone[identifier], index.source_id, identifier):
+            report.pruned.append(identifier)
+
+
+async def fetch_one(connector: DataSourceConnector, folder: Path, identifier: str) -> dict[str, Any]:
+    """Land one item unconditionally (an explicit request) and return its lineage record."""
+    async with connector:
+        return await fetch_checked(connector, identifier, folder)
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+__all__ = [
+    "CHUNK",
+    "ItemRequest",
+    "LineageIndex",
+    "SyncOptions",
+    "SyncReport",
+    "excluded_by",
+    "fetch_one",
+    "item_version",
+    "list_requests",
+    "needs_fetch",
+    "plan",
+    "sync_options",
+    "sync_source",
+]
+
