@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import os
@@ -63,12 +64,18 @@ def declared_workspace_root() -> Path | None:
     return _declared.get()
 
 
-async def under_workspace_root(root: str | os.PathLike[str], steps: AsyncIterator[T]) -> AsyncIterator[T]:
-    """``steps`` with ``root`` declared around each step.
+async def under_workspace_root(
+    root: str | os.PathLike[str], steps: AsyncIterator[T], *, sweep: str | os.PathLike[str] | None = None
+) -> AsyncIterator[T]:
+    """``steps`` with ``root`` declared around each step; first :func:`sweep_workspace` of ``sweep``, if given.
 
     For async generators that a framework resumes from different tasks (Dagster
     does): a context variable set across a ``yield`` would not be seen there.
+    An error of the sweep comes out of the first step.
     """
+    if sweep is not None:
+        with workspace_root(root):
+            await asyncio.to_thread(sweep_workspace, sweep)
     while True:
         with workspace_root(root):
             try:
