@@ -74,14 +74,22 @@ def _open_child_directory(parent_fd: int, part: str, create: bool, shown: Path) 
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise _directory_error(exc, shown) from exc
+        raise _directory_error(exc, shown, _is_link(parent_fd, part)) from exc
     finally:
         os.close(parent_fd)
     return child
 
 
-def _directory_error(exc: OSError, path: Path) -> Exception:
-    if exc.errno == errno.ELOOP:
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _directory_error(exc: OSError, path: Path, is_link: bool) -> Exception:
+    # O_DIRECTORY|O_NOFOLLOW on a link: Linux says ENOTDIR, others ELOOP
+    if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and is_link):
         return UnsafeNameError(f"a symlink is in the way at {shown_path(path)} in the workspace; not followed")
     if exc.errno == errno.ENOTDIR:
         return NameCollisionError(f"{shown_path(path)} is a file in the workspace, but a folder is needed there")
