@@ -98,7 +98,7 @@ def _open_component(dir_fd: int, part: str, *, directory: bool) -> int | str:
             return _read_link(dir_fd, part)
         if exc.errno == errno.ENOTDIR and directory:
             target = _read_link(dir_fd, part)
-            if target:
+            if target or _is_folder(dir_fd, part):  # a link, or a folder again: look again
                 return target
         raise
     kind = os.fstat(fd).st_mode
@@ -106,6 +106,13 @@ def _open_component(dir_fd: int, part: str, *, directory: bool) -> int | str:
         os.close(fd)
         raise NotRegularError(part)
     return fd
+
+
+def _is_folder(dir_fd: int, part: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _read_link(dir_fd: int, part: str) -> str:
