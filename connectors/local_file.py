@@ -56,7 +56,7 @@ from connectors.beneath import EscapesRootError, NotRegularError, open_beneath
 from connectors.errors import DataFetchError, IntegrityError, NotFoundError, UnsafeNameError
 from connectors.landing.atomic import landing
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
-from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, safe_relative_path
+from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, safe_relative_path, shown_path
 from connectors.landing.progress import report_progress
 from connectors.landing.syscalls import start_writeback
 from connectors.secrets.references import get_logger
@@ -180,7 +180,7 @@ class LocalFileConnector(DataSourceConnector):
     def _refuse(self, relative: str, reason: str, refused: list[str]) -> None:
         shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         refused.append(shown)
-        log.warning("source %s: %r refused: %s", self.source_id, shown, reason)
+        log.warning("source %s: %s refused: %s", self.source_id, shown_path(shown), reason)
 
     def _in_scope(self, relative: str) -> bool:
         """Whether ``relative`` is in the configured scope (``pattern``, ``recursive``)."""
