@@ -40,14 +40,15 @@ def exchange(a: Path, b: Path) -> None:
 
 
 def swap_with_link(path: Path, link_target: str) -> Callable[[], None]:
-    """One non-atomic swap: the real thing aside, a link in its place, then back."""
-    aside = path.with_name(path.name + ".aside")
+    """One non-atomic swap: the real thing aside, a link moved in its place, then back."""
+    aside, link = path.with_name(path.name + ".aside"), path.with_name(path.name + ".link")
+    os.symlink(link_target, link)  # made once: a long link target costs a block on every creation
 
     def swap() -> None:
         os.rename(path, aside)
-        os.symlink(link_target, path)
+        os.rename(link, path)
         time.sleep(0.0002)
-        os.unlink(path)
+        os.rename(path, link)
         os.rename(aside, path)
         time.sleep(0.0005)
 
