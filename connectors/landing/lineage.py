@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import fcntl
 import hashlib
 import json
@@ -26,7 +27,7 @@ import stat
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from connectors.errors import DataSourceError, NameCollisionError, NotFoundError, UnsafeNameError
 from connectors.landing.dirs import (
@@ -37,9 +38,11 @@ from connectors.landing.dirs import (
     workspace_error,
 )
 from connectors.landing.names import LINEAGE_DIR, LOCK_DIR, RECORD_SUFFIX, shown_path
-from connectors.landing.root import open_workspace_folder
+from connectors.landing.root import open_workspace_folder, trusted_split
+from connectors.landing.syscalls import open_no_links
 
 _LOCK_DIR = LOCK_DIR
+_RECORD_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY  # a FIFO planted there must not block
 REQUIRED_KEYS = (
     "source_id",
     "source_type",
@@ -177,6 +180,9 @@ def read_record(workspace: str | os.PathLike[str], relative: str) -> dict[str, A
     regular file is no record.
     """
     parts = f"{LINEAGE_DIR}/{relative}{RECORD_SUFFIX}".split("/")
+    fast = _read_record_at_once(workspace, parts)
+    if fast is not False:
+        return _parsed(fast)
     try:
         dir_fd = open_workspace_folder(workspace, parts[:-1], create=False)
     except (FileNotFoundError, UnsafeNameError):  # missing, a link or a file on the way
@@ -188,6 +194,40 @@ def read_record(workspace: str | os.PathLike[str], relative: str) -> dict[str, A
     finally:
         os.close(dir_fd)
     return _parsed(data)
+
+
+def _read_record_at_once(workspace: str | os.PathLike[str], parts: list[str]) -> bytes | None | Literal[False]:
+    """The record's bytes opened in one ``openat2`` from the trusted root (None: no record there).
+
+    A sync reads a record per item: one system call instead of one per folder.
+    False where ``openat2`` is missing (walk instead).
+    """
+    root, prefix = trusted_split(workspace)
+    try:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False
+    try:
+        fd = open_no_links(root_fd, "/".join(prefix + parts), _RECORD_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO, errno.EXDEV):
+            return None  # missing, a file or a link on the way, a socket
+        return False
+    finally:
+        os.close(root_fd)
+    if fd is None:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _parsed(data: bytes | None) -> dict[str, Any] | None:

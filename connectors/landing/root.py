@@ -94,12 +94,15 @@ def trusted_split(workspace: str | os.PathLike[str]) -> tuple[Path, list[str]]:
     root = _declared.get()
     if root is None:
         return Path(workspace).absolute(), []
-    folder = _normal(workspace)
-    if not folder.is_relative_to(root):
+    # strings, not pathlib: a sync calls this once per item
+    folder, base = os.path.abspath(workspace), str(root)
+    if folder == base:
+        return root, []
+    if not folder.startswith(base.rstrip("/") + "/"):
         raise WorkspaceError(
             f"workspace {shown_path(folder)} is not under the declared workspace root {shown_path(root)}"
         )
-    return root, list(folder.relative_to(root).parts)
+    return root, folder[len(base) :].strip("/").split("/")
 
 
 def open_workspace_folder(workspace: str | os.PathLike[str], parts: list[str], *, create: bool) -> int:
