@@ -133,7 +133,8 @@ class _Stage:
         ``previous`` (renamed and recorded) becomes durable with this sync and is released.
         """
         for index, job in enumerate(self.jobs):
-            self._catching(index, self._write, job, index)
+            # in the caller's context: its declared workspace root (and run id) apply to its landing
+            self._catching(index, job.context.run, self._write, job, index)
         fds = self.fds() + (previous.fds() if previous else [])
         error = _sync_devices(fds)
         if previous is not None:

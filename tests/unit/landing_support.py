@@ -19,10 +19,11 @@ PROVENANCE = {"source_type": "local_file", "source_uri": "file:///x", "source_ve
 
 
 def snapshot(folder: Path) -> dict[str, Any]:
-    """Everything under ``folder`` (names, kinds, bytes, link targets), without following links."""
+    """Everything under ``folder`` (names, kinds, bytes, link targets, folders' mtimes), without following links."""
     found: dict[str, Any] = {}
     if not os.path.lexists(folder):
         return found
+    found["."] = ("folder", folder.lstat().st_mtime_ns)
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in dirnames + filenames:
             path = Path(dirpath) / name
@@ -32,6 +33,8 @@ def snapshot(folder: Path) -> dict[str, Any]:
                 found[relative] = ("link", os.readlink(path))
             elif stat.S_ISREG(info.st_mode):
                 found[relative] = ("file", path.read_bytes(), info.st_mtime_ns)
+            elif stat.S_ISDIR(info.st_mode):  # its mtime: even a temporary made and removed shows
+                found[relative] = ("folder", info.st_mtime_ns)
             else:
                 found[relative] = (stat.S_IFMT(info.st_mode),)
     return found

@@ -210,3 +210,33 @@ def test_a_workspace_outside_the_declared_root_is_refused_naming_both(tmp_path: 
     with workspace_root(tmp_path / "ws"), pytest.raises(WorkspaceError):
         sweep_workspace(tmp_path / "ws" / ".." / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_group_commit_applies_each_callers_declared_root(tmp_path: Path, outside: Path) -> None:
+    import asyncio
+
+    from connectors.landing.group_commit import GroupCommit
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "src").symlink_to(outside / "folder")
+    before = snapshot(outside)
+
+    async def body() -> list[object]:
+        group = GroupCommit()
+
+        async def plain() -> object:  # starts the group's flusher, in a context with no declared root
+            return await group.land(str(tmp_path / "lib"), "a.csv", DATA, source_id="s", provenance=PROVENANCE)
+
+        async def declared() -> object:
+            with workspace_root(root):
+                return await group.land(str(root / "src"), "b.csv", DATA, source_id="s", provenance=PROVENANCE)
+
+        try:
+            return list(await asyncio.gather(plain(), declared(), return_exceptions=True))
+        finally:
+            await group.close()
+
+    landed, refused = run(body())
+    assert not isinstance(landed, Exception) and isinstance(refused, UnsafeNameError)
+    assert snapshot(outside) == before
