@@ -124,18 +124,30 @@ def open_regular_file(dir_fd: int, name: str, flags: int = _FILE_FLAGS, mode: in
     return None
 
 
+MAX_RECORD_BYTES = 16 * 1024 * 1024  # a record is a small JSON object; a huge file there is not one
+
+
 def read_regular_file(dir_fd: int, name: str) -> bytes | None:
-    """The bytes of regular file ``name`` in the folder, or None when it is missing or anything else."""
+    """The bytes of regular file ``name`` in the folder; None when it is missing, anything else, or too big."""
     fd = open_regular_file(dir_fd, name)
     if fd is None:
         return None
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return read_bounded(fd)
     finally:
         os.close(fd)
+
+
+def read_bounded(fd: int, limit: int = MAX_RECORD_BYTES) -> bytes | None:
+    """All of ``fd``, or None past ``limit`` bytes (a file planted there cannot exhaust memory)."""
+    chunks = []
+    total = 0
+    while chunk := os.read(fd, 1 << 20):
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # --- stale temporaries ------------------------------------------------------

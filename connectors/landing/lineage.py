@@ -33,6 +33,7 @@ from connectors.errors import DataSourceError, NameCollisionError, NotFoundError
 from connectors.landing.dirs import (
     create_locked_temporary,
     open_regular_file,
+    read_bounded,
     read_regular_file,
     sweep_once,
     workspace_error,
@@ -220,12 +221,7 @@ def _read_record_at_once(workspace: str | os.PathLike[str], parts: list[str]) ->
     if fd is None:
         return False
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return read_bounded(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
     finally:
         os.close(fd)
 

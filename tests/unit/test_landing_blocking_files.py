@@ -110,3 +110,23 @@ def test_a_special_file_planted_in_the_workspace_never_blocks_the_landing(
         assert within(10, lambda: read_provenance(root / "src" / NAME))["size"] == 4
     else:
         assert isinstance(outcome, DataSourceError)  # a folder or a lock file that is not one: refused
+
+
+@pytest.mark.parametrize("openat2", [True, False], ids=["openat2", "walk"])
+def test_a_huge_file_planted_as_a_record_is_not_read_into_memory(
+    tmp_path: Path, openat2: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.landing import syscalls
+
+    if not openat2:
+        monkeypatch.setattr(syscalls, "_openat2_works", False)
+    record = tmp_path / "ws" / ".lineage" / "f.csv.json"
+    record.parent.mkdir(parents=True)
+    with open(record, "wb") as planted:
+        planted.truncate(64 * 1024 * 1024 * 1024)  # sparse: 64 GiB that costs no disk
+    assert read_record(tmp_path / "ws", "f.csv") is None
+    assert list(find_provenance(tmp_path / "ws")) == []
+    with landing(tmp_path / "ws", "f.csv", source_id="s") as target:
+        target.write(b"data")
+        target.commit(provenance=PROVENANCE)
+    assert read_provenance(tmp_path / "ws" / "f.csv")["size"] == 4
