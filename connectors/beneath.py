@@ -67,10 +67,8 @@ def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = Fa
                 todo.append(part)
             else:
                 todo.extend(_link_target(opened, root, folders))
-        if len(folders) == 1:  # the root itself
-            if directory:
-                return folders.pop()
-            raise NotRegularError(relative)
+        if not directory and not stat.S_ISREG(os.fstat(folders[-1]).st_mode):
+            raise NotRegularError(relative)  # the walk ended on a folder ('..', or the root itself)
         return folders.pop()
     finally:
         for fd in folders:
