@@ -167,14 +167,15 @@ def test_without_a_race_links_leading_outside_are_refused_at_every_position(tmp_
     for name, target in links.items():
         (root / name).symlink_to(target)
     (root / "d" / "up").symlink_to("../../outside")
-    (root / "d" / "back").symlink_to("..")  # a link to a folder, fetched as if a file
+    (root / "d" / "back").symlink_to("..")  # links to folders, fetched as if files
+    (root / "a" / "b" / "back").symlink_to("..")
 
     async def body() -> dict[str, object]:
         results: dict[str, object] = {}
         async with local_connector(root) as connector:
             for identifier in ["out-abs/f.txt", "out-rel/f.txt", "out-file", "chain1/d/f.txt", "dotdot/f.txt",
                                "loop/f.txt", "d/up/d/f.txt", "abs-inside/f.txt", "rel-inside/f.txt", "d/back",
-                               "d/back/d/f.txt"]:
+                               "d/back/d/f.txt", "a/b/back"]:
                 try:
                     landed = await connector.fetch_data(identifier, str(tmp_path / "ws"))
                     results[identifier] = Path(landed).read_bytes()
@@ -188,6 +189,6 @@ def test_without_a_race_links_leading_outside_are_refused_at_every_position(tmp_
         assert results[identifier] == "UnsafeNameError", identifier
     assert results["loop/f.txt"] in ("UnsafeNameError", "NotFoundError")
     assert results["abs-inside/f.txt"] == INSIDE and results["rel-inside/f.txt"] == INSIDE  # inside: served
-    assert results["d/back"] == "NotFoundError" and results["d/back/d/f.txt"] == INSIDE
+    assert results["d/back"] == results["a/b/back"] == "NotFoundError" and results["d/back/d/f.txt"] == INSIDE
     # every link leading outside is reported, file or folder; links staying inside are not
     assert results["refused"] == ["chain1", "chain2", "d/up", "dotdot", "out-abs", "out-file", "out-rel"]
