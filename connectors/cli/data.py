@@ -26,6 +26,7 @@ from connectors.cli.common import (
 from connectors.cli.progress_bar import ProgressBar
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
+from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.plugins import get_connector_class
 from connectors.registry import SourceRegistry
 from connectors.secrets.references import redact
@@ -87,8 +88,15 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         raise UsageError("give at least one IDENTIFIER, or --all")
     if args.force and not args.all:
         raise UsageError("--force goes with --all (named items are always fetched)")
-    workspace = Path(args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace").absolute() / args.id
+    root = Path(args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace").absolute()
+    workspace = root / args.id
     bar = ProgressBar(sys.stderr, len(args.identifiers)) if sys.stderr.isatty() else None
+    with workspace_root(root):  # trusted: no link below it is followed (the agent writes there)
+        sweep_workspace(workspace)  # temporaries of a killed fetch
+        return _fetch(args, workspace, bar)
+
+
+def _fetch(args: argparse.Namespace, workspace: Path, bar: ProgressBar | None) -> int:
     try:
         if args.all:
             report = asyncio.run(_sync_all(args, workspace, bar))
