@@ -17,22 +17,25 @@ from connectors.cli.common import (
     PROG,
     WORKSPACE_ENV,
     UsageError,
+    bounded,
     human_size,
     iso_time,
+    open_registry,
     print_json,
     print_table,
+    source_id_arg,
 )
 from connectors.cli.progress_bar import ProgressBar
+from connectors.cli.selection import expand_selection, is_selection
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
-from connectors.registry import SourceRegistry
 from connectors.secrets.references import redact
 
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     """Add ``ls``, ``fetch`` and ``lineage`` to the parser's subcommands."""
     command = commands.add_parser("ls", parents=[as_json], help="list the items of a source")
-    command.add_argument("id")
+    command.add_argument("id", type=source_id_arg)
     command.add_argument("path", nargs="?", help="only items under this folder / prefix")
     command.set_defaults(handler=cmd_ls)
     _add_fetch_command(commands, as_json)
@@ -43,8 +46,10 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
 
 def _add_fetch_command(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command = commands.add_parser("fetch", parents=[as_json], help="land items in the workspace")
-    command.add_argument("id")
-    command.add_argument("identifiers", nargs="*", metavar="IDENTIFIER", help="items to fetch (see 'ls')")
+    command.add_argument("id", type=source_id_arg)
+    command.add_argument("identifiers", nargs="*", metavar="IDENTIFIER",
+                         help="items to fetch (see 'ls'); 'folder/' fetches everything under it, "
+                              "a glob ('raw/2024/*.csv', '**' for any depth) the matching items")
     command.add_argument("--all", action="store_true", help="fetch every item the source lists")
     command.add_argument(
         "--workspace", metavar="DIR", help=f"workspace root (default: ${WORKSPACE_ENV} or ./workspace)"
@@ -70,7 +75,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 async def _with_connector(args: argparse.Namespace, run: Callable[[DataSourceConnector], Any]) -> int:
-    async with SourceRegistry(args.sources) as registry:
+    async with open_registry(args) as registry:
         result: int = await run(await registry.connector(args.id))
         return result
 
@@ -82,15 +87,28 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     workspace = Path(args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace").absolute() / args.id
 
     async def run(connector: DataSourceConnector) -> int:
-        identifiers = list(args.identifiers)
-        if args.all:
-            identifiers += [item.path for item in await connector.list_items()]
+        identifiers = await _identifiers(connector, args.identifiers, args.all)
         bar = ProgressBar(sys.stderr, len(identifiers)) if sys.stderr.isatty() else None
         with on_progress(bar):
             results = await _fetch_all(connector, identifiers, str(workspace), args.concurrency, bar)
         return _report_fetch(results, args.json)
 
     return asyncio.run(_with_connector(args, run))
+
+
+async def _identifiers(connector: DataSourceConnector, given: list[str], everything: bool) -> list[str]:
+    """The items to fetch: those named, folders and globs expanded (one listing each), or all."""
+    if everything:
+        return [item.path for item in await connector.list_items()]
+    identifiers: list[str] = []
+    for identifier in given:
+        if not is_selection(identifier):
+            identifiers.append(identifier)
+            continue
+        matched = await expand_selection(connector, identifier)
+        print(f"{PROG}: {bounded(identifier)}: {len(matched)} item(s)", file=sys.stderr)
+        identifiers.extend(matched)
+    return list(dict.fromkeys(identifiers))  # a folder and a glob may name one item twice
 
 
 async def _fetch_all(
@@ -116,12 +134,12 @@ async def _fetch_all(
 def _report_fetch(results: list[FetchResult], as_json: bool) -> int:
     if as_json:
         print_json([{"identifier": r.identifier, "path": r.path,
-                      "error": None if r.ok else redact(str(r.error))} for r in results])
+                      "error": None if r.ok else bounded(redact(str(r.error)))} for r in results])
     for result in results:
         if result.ok and not as_json:
             print(result.path)
         elif not result.ok:
-            print(f"{PROG}: error: {redact(str(result.error))}", file=sys.stderr)
+            print(f"{PROG}: error: {bounded(redact(str(result.error)))}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else EXIT_FAILURE
 
 
