@@ -125,9 +125,8 @@ def redacted(value: Any) -> Any:
 def print_table(
     header: tuple[str, ...], rows: Sequence[tuple[str, ...]], align_right: tuple[int, ...] = ()
 ) -> None:
-    """Columns sized to their content, cells redacted; on a terminal, lines are cut to its width."""
+    """Columns sized to their content; on a terminal, lines are cut to its width."""
     limit = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else None
-    rows = [tuple(redact(str(c)) for c in row) for row in rows]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = [str(c).rjust(w) if i in align_right else str(c).ljust(w)

@@ -129,7 +129,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif not loaded.sources and not loaded.invalid:
         print(f"no sources in {registry.path} (add one with '{PROG} add')")
     else:
-        rows = [(s.id, s.type_name, s.name, _config_text(s.config)) for s in loaded.sources]
+        rows = [(s.id, s.type_name, redact(s.name), _config_text(s.config)) for s in loaded.sources]
         rows += [(bounded(shown(i.id)) if i.id is not None else "?", "?", "?", "INVALID (see the error)")
                  for i in loaded.invalid]
         print_table(("ID", "TYPE", "NAME", "CONFIG"), rows)
@@ -162,6 +162,8 @@ def _config_text(config: dict[str, Any]) -> str:
         if is_reference(value):
             kind, name = next(iter(value.items()))
             value = f"{{{kind}: {name}}}"
+        else:
+            value = redact(str(value))  # Secrets show as the mask; this catches a secret in any other value
         parts.append(f"{key}={value}")
     return " ".join(parts)
 
