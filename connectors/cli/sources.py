@@ -242,6 +242,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
             check_source_id(args.id)
         except InvalidSourceIdError as exc:
             raise UsageError(f"argument id: {exc}") from None
+    if open_registry(args).load().embedded:
+        raise ConfigurationError(f"there is no sources file {str(registry.path)!r}: the embedded sample is "
+                                 "served while there is none, and cannot be removed")
     registry.discard(args.id)
     print(f"removed source {shown(args.id)} from {registry.path}")
     return 0

@@ -110,6 +110,8 @@ def test_without_a_sources_file_list_shows_the_sample_dagster_serves(cli: Cli) -
     [sample] = json.loads(bare("list", "--json").stdout)
     assert sample["id"] == "sample" and sample["embedded"] is True
     assert "sales.csv" in bare("ls", "sample").stdout
+    assert "cannot be removed" in bare("remove", "sample", check=False).stderr
+    assert not (cli.cwd / "sources.yaml").exists()
 
 
 def test_a_sources_file_that_is_not_utf8(cli: Cli) -> None:
