@@ -122,9 +122,12 @@ def read_sources_file(path: str | os.PathLike[str]) -> SourcesFile:
     One bad entry makes that entry invalid, not the file: the others are served.
 
     Raises:
-        ConfigurationError: the file cannot be read or is not ``sources: [...]``.
+        ConfigurationError: the file does not exist, cannot be read, or is not ``sources: [...]``.
     """
-    return _parse_sources(_read_text(Path(path)), path)[1]
+    text = _read_text(Path(path))
+    if text is None:
+        raise ConfigurationError(f"sources file {str(path)!r} does not exist")
+    return _parse_sources(text, path)[1]
 
 
 @dataclass(frozen=True)

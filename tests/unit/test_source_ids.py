@@ -159,6 +159,12 @@ def test_a_broken_entry_can_be_removed(registry: SourceRegistry, tmp_path: Path)
         registry.discard("broken")
 
 
+def test_the_strict_readers_refuse_a_missing_file(tmp_path: Path) -> None:
+    for read in (load_sources_file, read_sources_file):
+        with pytest.raises(ConfigurationError, match="does not exist"):
+            read(tmp_path / "missing.yaml")
+
+
 def test_a_sources_file_that_is_not_utf8_is_a_clear_error(registry: SourceRegistry) -> None:
     registry.path.write_bytes(b"sources:\n  - id: caf\xe9\n")
     with pytest.raises(ConfigurationError, match=r"is not UTF-8 text \(byte 0xe9 at offset 20\)"):
