@@ -26,7 +26,7 @@ class UsageError(Exception):
     """A command line that cannot be parsed: reported in one line, exit code 2."""
 
 
-MAX_ECHO = 80  # characters of one word of user input echoed back in a message
+MAX_ECHO = 300  # characters of one word echoed in a message: a long path fits, a 100 KB argument does not
 MAX_LINE = 2000  # characters of one error line
 
 
@@ -60,7 +60,7 @@ def bounded(text: str, limit: int = MAX_ECHO) -> str:
 
     def cut(match: re.Match[str]) -> str:
         word = match.group(0)
-        return f"{word[: limit // 2]}…({len(word)} characters)"
+        return f"{word[:60]}…({len(word)} characters)"
 
     return re.sub(rf"\S{{{limit + 1},}}", cut, text)
 
