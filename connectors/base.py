@@ -19,9 +19,10 @@ from enum import Enum
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.errors import ConfigurationError, ConnectionError, DataSourceError
+from connectors.ids import SOURCE_ID_RULE, check_source_id
 from connectors.plugins import FreeformSettings, known_type_names, settings_model_for, type_name_of
 from connectors.settings import ConnectorSettings, check_config, describe_errors, resolve_settings
 
@@ -42,14 +43,18 @@ class DataSourceConfig(BaseModel):
     :class:`~connectors.secrets.references.Secret` values, so ``repr``, equality and
     pickling never show them.
 
+    ``id`` follows the source id rule of :mod:`connectors.ids` (letters,
+    digits, ``-`` and ``_``, a letter first, at most 63 characters).
+
     Raises:
+        InvalidSourceIdError: the id breaks the rule (a ``ConfigurationError``).
         ConfigurationError: on an unknown type, a missing or unknown key, or a
             value of the wrong type; the message names the source id and the field.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
-    id: str = Field(min_length=1, description="Stable identifier, e.g. 'ds-azure-prod'.")
+    id: str = Field(description=f"Stable identifier, e.g. 'ds-azure-prod'; {SOURCE_ID_RULE}.")
     type: DataSourceType | str = Field(description="Connector type name, e.g. 'azure_blob'.")
     name: str = Field(description="Human-readable name.")
     config: dict[str, Any] = Field(description="Type-specific settings; values may be references.")
@@ -68,6 +73,12 @@ class DataSourceConfig(BaseModel):
         if not isinstance(data, dict):
             raise ConfigurationError("a source must be a mapping of id, type, name, config")
         return cls(**data)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _check_id(cls, value: Any) -> str:
+        # raised as is (not a ValueError): the typed error, before any message quotes the id
+        return check_source_id(value)
 
     @model_validator(mode="after")
     def _check_type_and_config(self) -> DataSourceConfig:
@@ -90,7 +101,7 @@ class DataSourceConfig(BaseModel):
 
 def _id_of(data: dict[str, Any]) -> str | None:
     value = data.get("id")
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and len(value) <= 63 else None
 
 
 @dataclass(slots=True)

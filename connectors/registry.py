@@ -18,6 +18,7 @@ import contextlib
 import copy
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -25,6 +26,7 @@ import yaml
 
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError, NotFoundError
+from connectors.ids import check_distinct, check_source_id, is_valid_source_id, shown
 from connectors.plugins import (
     ENTRY_POINT_GROUP,
     get_connector_class,
@@ -34,20 +36,29 @@ from connectors.plugins import (
     type_name_of,
     unregister_connector,
 )
-from connectors.secrets.references import Secret, get_logger
+from connectors.secrets.references import get_logger
 from connectors.secrets.store import atomic_write, file_lock
+from connectors.settings import literal_secrets
 
 __all__ = [
     "DEFAULT_SOURCES_FILE",
     "ENTRY_POINT_GROUP",
+    "SAMPLE_DATA_DIR",
+    "SAMPLE_ONLY_ENV",
+    "SAMPLE_SOURCE_ID",
     "SOURCES_FILE_ENV",
+    "InvalidSource",
     "SourceRegistry",
+    "SourcesFile",
+    "embedded_sample",
     "get_connector_class",
     "known_type_names",
     "load_sources_file",
+    "read_sources_file",
     "register_connector",
     "settings_model_for",
     "source_to_dict",
+    "sources_file_named",
     "sources_file_path",
     "type_name_of",
     "unregister_connector",
@@ -61,29 +72,102 @@ SOURCES_FILE_ENV = "DA_SOURCES_FILE"
 DEFAULT_SOURCES_FILE = "sources.yaml"
 
 
+SAMPLE_SOURCE_ID = "sample"
+SAMPLE_ONLY_ENV = "DA_SAMPLE_ONLY"  # "1": serve the embedded sample alone (scripts/run-sample)
+# sample_data/ sits beside the packages in the repository (an editable install keeps it there)
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+
+
 def sources_file_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The sources file: ``path``, else ``$DA_SOURCES_FILE``, else ``./sources.yaml``."""
     return Path(path or os.environ.get(SOURCES_FILE_ENV) or DEFAULT_SOURCES_FILE)
 
 
+def sources_file_named(path: str | os.PathLike[str] | None = None) -> bool:
+    """Whether the sources file was chosen (``path`` or ``$DA_SOURCES_FILE``), not the default."""
+    return bool(path or os.environ.get(SOURCES_FILE_ENV))
+
+
+def embedded_sample() -> DataSourceConfig:
+    """The embedded default source ``sample``: the small CSV and Parquet files of ``sample_data/``.
+
+    It is served (by Dagster and ``da-sources``) when no sources file was named
+    and ``./sources.yaml`` does not exist.
+    """
+    return DataSourceConfig(
+        id=SAMPLE_SOURCE_ID,
+        type="local_file",
+        name="Sample data (embedded)",
+        config={"root": str(SAMPLE_DATA_DIR)},
+        metadata={"embedded": True},
+    )
+
+
 def load_sources_file(path: str | os.PathLike[str]) -> list[DataSourceConfig]:
-    """Parse and validate a sources file (``sources: [...]``).
+    """Parse and validate a sources file (``sources: [...]``), all or nothing.
 
     Raises:
-        ConfigurationError: unreadable YAML, a wrong shape, a duplicate id, or a
-            bad source (the message names the source and the field).
+        ConfigurationError: unreadable YAML, a wrong shape, or a bad source (the
+            first one: a bad field, a bad id, an id taken or colliding).
     """
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read sources file {str(path)!r}: {exc}") from None
+    loaded = read_sources_file(path)
+    if loaded.invalid:
+        raise loaded.invalid[0].error
+    return loaded.sources
+
+
+def read_sources_file(path: str | os.PathLike[str]) -> SourcesFile:
+    """Parse a sources file, keeping the valid sources and setting the invalid ones apart.
+
+    One bad entry makes that entry invalid, not the file: the others are served.
+
+    Raises:
+        ConfigurationError: the file does not exist, cannot be read, or is not ``sources: [...]``.
+    """
+    text = _read_text(Path(path))
+    if text is None:
+        raise ConfigurationError(f"sources file {str(path)!r} does not exist")
     return _parse_sources(text, path)[1]
 
 
-def _parse_sources(
-    text: str, path: str | os.PathLike[str]
-) -> tuple[list[dict[str, Any]], list[DataSourceConfig]]:
-    """The raw entries of a sources file and their validated configs."""
+@dataclass(frozen=True)
+class InvalidSource:
+    """An entry of the sources file that cannot be served, and why."""
+
+    position: int  # 1-based, in file order
+    id: str | None  # the entry's id when it is a string (may break the rule: show it with ``shown``)
+    error: ConfigurationError
+
+
+@dataclass(frozen=True)
+class SourcesFile:
+    """The sources of a sources file: the valid ones, and the invalid entries with their errors."""
+
+    sources: list[DataSourceConfig] = field(default_factory=list)
+    invalid: list[InvalidSource] = field(default_factory=list)
+    embedded: bool = False  # True when this is the embedded sample (no sources file)
+
+
+def _read_text(path: Path) -> str | None:
+    """The file's text; None when it does not exist."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read sources file {str(path)!r}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"sources file {str(path)!r} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def _parse_sources(text: str | None, path: str | os.PathLike[str]) -> tuple[list[Any], SourcesFile]:
+    """The raw entries of a sources file, and what they validate to."""
+    if text is None:
+        return [], SourcesFile()
     try:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -93,14 +177,29 @@ def _parse_sources(
     unknown = set(document) - {"sources"}
     if unknown:
         raise ConfigurationError(f"{str(path)!r}: unknown top-level keys {sorted(unknown)}")
-    raw: list[dict[str, Any]] = list(document.get("sources") or [])
-    sources = [DataSourceConfig.from_dict(entry) for entry in raw]
-    seen: set[str] = set()
-    for source in sources:
-        if source.id in seen:
-            raise ConfigurationError(f"{str(path)!r}: source id {source.id!r} appears twice")
-        seen.add(source.id)
-    return raw, sources
+    raw: list[Any] = list(document.get("sources") or [])
+    return raw, _validate_entries(raw, path)
+
+
+def _validate_entries(raw: list[Any], path: str | os.PathLike[str]) -> SourcesFile:
+    # an earlier entry keeps its id (and its Dagster name) even when it is invalid itself, so
+    # fixing it later never silently takes the name from a source that is being served
+    loaded = SourcesFile()
+    earlier: list[str] = []
+    for position, entry in enumerate(raw, start=1):
+        entry_id = entry.get("id") if isinstance(entry, dict) else None
+        entry_id = entry_id if isinstance(entry_id, str) else None
+        try:
+            source = DataSourceConfig.from_dict(entry)
+            if source.id in earlier:
+                raise ConfigurationError(f"{str(path)!r}: source id {source.id!r} appears twice")
+            check_distinct(source.id, earlier)
+            loaded.sources.append(source)
+        except ConfigurationError as exc:
+            loaded.invalid.append(InvalidSource(position, entry_id, exc))
+        if entry_id is not None:
+            earlier.append(entry_id)
+    return loaded
 
 
 def source_to_dict(source: DataSourceConfig) -> dict[str, Any]:
@@ -110,10 +209,10 @@ def source_to_dict(source: DataSourceConfig) -> dict[str, Any]:
         ConfigurationError: a secret field holds a literal value; only
             ``{env: NAME}`` / ``{secret: NAME}`` references are ever written.
     """
-    literal = sorted(key for key, value in source.config.items() if isinstance(value, Secret))
+    literal = literal_secrets(settings_model_for(source.type_name), source.config)
     if literal:
         raise ConfigurationError(
-            f"config.{literal[0]}: a literal secret is never written to the sources file; give it "
+            f"{next(iter(literal.values()))}: a literal secret is never written to the sources file; give it "
             "as {env: NAME} or {secret: NAME} (store it with 'da-sources secrets set NAME')",
             source_id=source.id,
         )
@@ -146,8 +245,11 @@ class SourceRegistry:
         ...     items = await docs.list_items()
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, embedded_sample: bool = False) -> None:
         self.path = sources_file_path(path).absolute()
+        # the sample stands in for a missing default file only, as in the Dagster code location
+        self._with_sample = embedded_sample
+        self._named = sources_file_named(path)
         self._pool: dict[str, DataSourceConnector] = {}
         self._retired: builtins.list[DataSourceConnector] = []
         self._locks: dict[str, asyncio.Lock] = {}
@@ -158,29 +260,45 @@ class SourceRegistry:
     # --- reading -------------------------------------------------------------
 
     def list(self) -> builtins.list[DataSourceConfig]:
-        """Every configured source, in file order (none when the file does not exist)."""
-        return self._read()[1]
+        """Every valid source, in file order (none when the file does not exist).
+
+        Invalid entries are left out; :meth:`load` lists them with their errors.
+        """
+        return self.load().sources
+
+    def load(self) -> SourcesFile:
+        """The valid sources and the invalid entries (with their errors), in file order.
+
+        With ``embedded_sample=True``, no sources file named and no
+        ``./sources.yaml`` (or ``$DA_SAMPLE_ONLY=1``): the embedded ``sample`` source.
+        """
+        if self._with_sample and os.environ.get(SAMPLE_ONLY_ENV) == "1":
+            return SourcesFile(sources=[embedded_sample()], embedded=True)
+        text = _read_text(self.path)
+        if text is None and self._with_sample and not self._named:
+            return SourcesFile(sources=[embedded_sample()], embedded=True)
+        return _parse_sources(text, self.path)[1]
 
     def get(self, source_id: str) -> DataSourceConfig:
         """The source ``source_id``.
 
         Raises:
+            InvalidSourceIdError: ``source_id`` breaks the id rule.
+            ConfigurationError: the source's entry in the file is invalid (its error).
             NotFoundError: no such source (the message lists the known ids).
         """
-        sources = self.list()
-        for source in sources:
+        check_source_id(source_id)
+        loaded = self.load()
+        for source in loaded.sources:
             if source.id == source_id:
                 return source
-        raise _unknown_source(source_id, sources, self.path)
+        for invalid in loaded.invalid:
+            if invalid.id == source_id:
+                raise invalid.error
+        raise _unknown_source(source_id, loaded.sources, self.path)
 
-    def _read(self) -> tuple[builtins.list[dict[str, Any]], builtins.list[DataSourceConfig]]:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return [], []
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read sources file {str(self.path)!r}: {exc}") from None
-        return _parse_sources(text, self.path)
+    def _read(self) -> builtins.list[Any]:
+        return _parse_sources(_read_text(self.path), self.path)[0]
 
     # --- changing ------------------------------------------------------------
 
@@ -193,8 +311,10 @@ class SourceRegistry:
         config = _as_config(source)
         entry = source_to_dict(config)
         with self._changing() as raw:
-            if any(existing.get("id") == config.id for existing in raw):
+            ids = [_entry_id(existing) for existing in raw]
+            if config.id in ids:
                 raise ConfigurationError(f"source id {config.id!r} is taken", source_id=config.id)
+            check_distinct(config.id, ids)
             raw.append(entry)
         return config
 
@@ -225,18 +345,32 @@ class SourceRegistry:
         return updated
 
     def remove(self, source_id: str) -> DataSourceConfig:
-        """Delete a source from the file; returns what it was."""
+        """Delete a source from the file; returns what it was.
+
+        Raises:
+            ConfigurationError: the entry is invalid (nothing is removed; see :meth:`discard`).
+        """
         with self._changing() as raw:
             index = _index_of(raw, source_id, self.path)
             removed = _as_config(raw.pop(index))
         self._retire(source_id)
         return removed
 
+    def discard(self, source_id: str) -> None:
+        """Delete the entry ``source_id`` from the file, valid or not (how a broken entry is removed).
+
+        Raises:
+            NotFoundError: no entry has this id.
+        """
+        with self._changing() as raw:
+            raw.pop(_index_of(raw, source_id, self.path))
+        self._retire(source_id)
+
     @contextlib.contextmanager
     def _changing(self) -> Iterator[builtins.list[dict[str, Any]]]:
         """The raw entries, under the file lock; written back atomically when the block succeeds."""
         with file_lock(self.path.with_name(self.path.name + ".lock")):
-            raw, _ = self._read()
+            raw = self._read()
             yield raw
             _parse_sources(yaml.safe_dump({"sources": raw}), self.path)  # the whole file stays valid
             text = yaml.safe_dump({"sources": raw}, sort_keys=False, allow_unicode=True)
@@ -303,19 +437,25 @@ def _merged(base: Mapping[str, Any], changes: Mapping[str, Any] | None) -> dict[
     return merged
 
 
-def _index_of(raw: list[dict[str, Any]], source_id: str, path: Path) -> int:
+def _entry_id(entry: Any) -> str | None:
+    value = entry.get("id") if isinstance(entry, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _index_of(raw: list[Any], source_id: str, path: Path) -> int:
     for index, entry in enumerate(raw):
-        if entry.get("id") == source_id:
+        if _entry_id(entry) == source_id:
             return index
-    raise _unknown_source(source_id, [], path, known=[str(e.get("id")) for e in raw])
+    ids = [_entry_id(entry) for entry in raw]
+    raise _unknown_source(source_id, [], path, known=[i if i and is_valid_source_id(i) else shown(i) for i in ids])
 
 
 def _unknown_source(
     source_id: str, sources: list[DataSourceConfig], path: Path, known: list[str] | None = None
 ) -> NotFoundError:
     ids = known if known is not None else [s.id for s in sources]
-    listed = ", ".join(ids) if ids else "none"
-    return NotFoundError(f"no source {source_id!r} in {str(path)!r} (known: {listed})")
+    listed = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "") if ids else "none"
+    return NotFoundError(f"no source {shown(source_id)} in {str(path)!r} (known: {listed})")
 
 
 def _file_mode(path: Path) -> int:

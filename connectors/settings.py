@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from connectors.errors import ConfigurationError
-from connectors.secrets.references import Secret, resolve_config
+from connectors.secrets.references import MASK, Secret, carries_secret, resolve_config
 
 
 class EnvReference(BaseModel):
@@ -52,6 +52,11 @@ class ConnectorSettings(BaseModel):
     def secret_fields(cls) -> frozenset[str]:
         """Names of the fields that hold secrets (masked in every repr)."""
         return frozenset(n for n, f in cls.model_fields.items() if _mentions_secret(f.annotation))
+
+    def __repr_args__(self) -> Any:
+        # a resolved account_url with a SAS, a host with a password: text fields that carry a secret
+        for name, value in super().__repr_args__():
+            yield name, (MASK if isinstance(value, str) and carries_secret(value) else value)
 
 
 def _mentions_secret(annotation: Any) -> bool:
@@ -232,17 +237,42 @@ def check_config(
 ) -> dict[str, Any]:
     """Validate ``config`` (references allowed); return it with literal secrets masked.
 
+    A literal secret is the value of a secret field, or any text value that
+    carries a secret part (:func:`~connectors.secrets.references.carries_secret`:
+    an ``account_url`` with a SAS, a ``host`` with ``user:password@``...). Both
+    are kept as :class:`Secret`: masked, never written to the sources file,
+    refused by Dagster; give them as references instead.
+
     Raises:
         ConfigurationError: naming the source and each bad field.
     """
+    secret_fields = model.secret_fields()
     try:
-        _with_references(model).model_validate(dict(config))
+        _with_references(model).model_validate(_revealed_text(config, secret_fields))
     except ValidationError as exc:
         raise ConfigurationError(describe_errors(exc, "config"), source_id=source_id) from None
-    secret_fields = model.secret_fields()
     return {
-        key: Secret(value) if key in secret_fields and isinstance(value, str) else value
+        key: Secret(value) if isinstance(value, str) and (key in secret_fields or carries_secret(value)) else value
         for key, value in config.items()
+    }
+
+
+def _revealed_text(config: Mapping[str, Any], secret_fields: frozenset[str]) -> dict[str, Any]:
+    """``config`` with text fields that :func:`check_config` masked (an ``account_url`` with a SAS) as text."""
+    return {k: v.reveal() if isinstance(v, Secret) and k not in secret_fields else v for k, v in config.items()}
+
+
+def literal_secrets(model: type[ConnectorSettings], config: Mapping[str, Any]) -> dict[str, str]:
+    """Per key of ``config`` holding a literal secret (in key order): how to name it in a message.
+
+    Example: ``{"account_url": "config.account_url (its value carries a secret: ...)"}``.
+    """
+    secret_fields = model.secret_fields()
+    why = " (its value carries a secret: a SAS signature, a password or a key)"
+    return {
+        key: f"config.{key}" + ("" if key in secret_fields else why)
+        for key, value in sorted(config.items())
+        if isinstance(value, Secret)
     }
 
 
@@ -253,7 +283,7 @@ def resolve_settings(
     model: type[ConnectorSettings], config: Mapping[str, Any], source_id: str
 ) -> _Settings:
     """Resolve the references in ``config`` and return the typed settings object."""
-    resolved = resolve_config(config, source_id=source_id)
+    resolved = resolve_config(_revealed_text(config, model.secret_fields()), source_id=source_id)
     try:
         return model.model_validate(resolved)
     except ValidationError as exc:

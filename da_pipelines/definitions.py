@@ -1,15 +1,37 @@
-"""The code location's ``Definitions``: every configured source, its resource, and the workspace."""
+"""The code location's ``Definitions``: every configured source, its resource, and the workspace.
+
+A source that cannot be served (an invalid entry of the sources file, an id
+whose Dagster name another source already has, a literal secret, bad
+``metadata.dagster``) is left out and reported: logged as a warning and listed
+under ``da_sources/invalid_sources`` in the definitions' metadata. The other
+sources load; one bad source never takes the code location down.
+"""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
-from dagster import Definitions
+from dagster import BetaWarning, Definitions, MetadataValue
 
 from connectors.base import DataSourceConfig
-from da_pipelines.factory import WORKSPACE_KEY, build_source_defs
-from da_pipelines.resources import WorkspaceResource
-from da_pipelines.sources import load_sources, resource_for, workspace_root
+from connectors.errors import ConfigurationError
+from connectors.ids import check_distinct
+from connectors.registry import InvalidSource
+from connectors.secrets.references import redact
+from da_pipelines.factory import WORKSPACE_KEY, SourceDefs, build_source_defs
+from da_pipelines.resources import SourceResource, WorkspaceResource
+from da_pipelines.sources import resource_for, served_sources, workspace_root
+
+log = logging.getLogger(__name__)
+
+# Binding resources, Dagster rebuilds every sensor whose job needs them and passes the
+# sensor's beta ``owners`` parameter itself (even when empty): a BetaWarning per sensor in
+# every process that loads these definitions. We never set owners; ignore that one warning.
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `owners` of initializer `SensorDefinition", category=BetaWarning
+)
 
 
 def build_definitions(
@@ -18,20 +40,44 @@ def build_definitions(
     """Definitions for ``sources`` (default: the sources file, or the embedded sample).
 
     Args:
-        sources: the sources to serve; None reads them with ``load_sources()``.
+        sources: the sources to serve; None reads them with ``served_sources()``.
         workspace: the workspace root; None reads ``DA_WORKSPACE`` (default ``./workspace``).
     """
-    sources = load_sources() if sources is None else sources
+    invalid: list[InvalidSource] = []
+    if sources is None:
+        served = served_sources()
+        sources, invalid = served.sources, list(served.invalid)
     resources: dict[str, Any] = {WORKSPACE_KEY: WorkspaceResource(root=workspace or str(workspace_root()))}
-    assets: list[Any] = []
-    checks: list[Any] = []
-    jobs: list[Any] = []
-    sensors: list[Any] = []
-    for source in sources:
-        built = build_source_defs(source)
-        resources[built.resource_key] = resource_for(source)
-        assets.extend(built.assets)
-        checks.extend(built.checks)
-        jobs.append(built.job)
-        sensors.append(built.sensor)
-    return Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors, resources=resources)
+    parts: dict[str, list[Any]] = {"assets": [], "asset_checks": [], "jobs": [], "sensors": []}
+    served_ids: list[str] = []
+    for position, source in enumerate(sources, start=1):
+        try:
+            built, resource = _source_defs(source, served_ids)
+        except ConfigurationError as exc:
+            invalid.append(InvalidSource(position, source.id, exc))
+            continue
+        served_ids.append(source.id)
+        resources[built.resource_key] = resource
+        parts["assets"].extend(built.assets)
+        parts["asset_checks"].extend(built.checks)
+        parts["jobs"].append(built.job)
+        parts["sensors"].append(built.sensor)
+    return Definitions(assets=parts["assets"], asset_checks=parts["asset_checks"], jobs=parts["jobs"],
+                       sensors=parts["sensors"], resources=resources, metadata=_report(invalid))
+
+
+def _source_defs(source: DataSourceConfig, served_ids: list[str]) -> tuple[SourceDefs, SourceResource]:
+    check_distinct(source.id, served_ids)
+    if source.id in served_ids:
+        raise ConfigurationError(f"source id {source.id!r} appears twice")
+    return build_source_defs(source), resource_for(source)
+
+
+def _report(invalid: list[InvalidSource]) -> dict[str, Any]:
+    """Log each source left out; the same lines as definitions metadata, for the UI."""
+    if not invalid:
+        return {}
+    lines = [f"entry {item.position}: {redact(str(item.error))}" for item in invalid]
+    for line in lines:
+        log.warning("source left out of the code location: %s", line)
+    return {"da_sources/invalid_sources": MetadataValue.md("\n".join(f"- {line}" for line in lines))}

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from dagster import AssetKey, Backoff, DynamicPartitionsDefinition, Jitter, RetryPolicy
 
 from connectors.base import DataSourceConfig
-from connectors.secrets.references import is_reference
+from connectors.secrets.references import Secret, is_reference
 from da_pipelines.names import source_slug
 from da_pipelines.resources import SourceResource, WorkspaceResource
 from da_pipelines.settings import PipelineSettings
@@ -78,6 +78,8 @@ def source_uri(source: DataSourceConfig) -> str:
 
     def literal(key: str) -> str | None:
         value = config.get(key)
+        if isinstance(value, Secret) and key == "account_url":  # a SAS inside: _without_query drops it
+            return value.reveal()
         return value if isinstance(value, str) and not is_reference(value) else None
 
     if source.type_name == "local_file" and literal("root"):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote
 
+from connectors.ids import dagster_name, is_valid_source_id
+
 _NOT_NAME_CHAR = re.compile(r"[^a-z0-9_]")
 # Characters kept verbatim in partition keys: readable in the UI, and none of
 # them can form a substring Dagster refuses (dots are handled separately).
@@ -25,7 +27,13 @@ _KEY_SAFE = "/-_~@+=:() "
 
 
 def source_slug(source_id: str) -> str:
-    """``N``: the source id lower-cased, every character outside ``[a-z0-9_]`` replaced by ``_``."""
+    """``N``: the source id lower-cased, every character outside ``[a-z0-9_]`` replaced by ``_``.
+
+    For an id that follows the rule (every configured source's) this is
+    :func:`connectors.ids.dagster_name`, always a valid identifier.
+    """
+    if is_valid_source_id(source_id):
+        return dagster_name(source_id)
     return _NOT_NAME_CHAR.sub("_", source_id.lower())
 
 

@@ -3,7 +3,10 @@
 Sources come from the sources file (``DA_SOURCES_FILE``, default
 ``./sources.yaml``). Without one, the embedded ``sample`` source (local files
 in the repository's ``sample_data/``) is served, so the project runs with zero
-set-up. The workspace root is ``DA_WORKSPACE`` (default ``./workspace``).
+set-up; ``DA_SAMPLE_ONLY=1`` serves the sample alone whatever the file says
+(``scripts/run-sample`` sets it). An invalid entry of the file is left out and
+reported (logged, and listed in the definitions' metadata); the others are
+served. The workspace root is ``DA_WORKSPACE`` (default ``./workspace``).
 """
 
 from __future__ import annotations
@@ -17,15 +20,26 @@ from dagster import EnvVar
 
 from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError
-from connectors.registry import load_sources_file, settings_model_for, sources_file_path
+from connectors.registry import (
+    SAMPLE_DATA_DIR,
+    SAMPLE_ONLY_ENV,
+    SAMPLE_SOURCE_ID,
+    SourceRegistry,
+    SourcesFile,
+    embedded_sample,
+    settings_model_for,
+    sources_file_named,
+    sources_file_path,
+)
 from connectors.secrets.references import is_reference
+from connectors.settings import literal_secrets
 from da_pipelines.resources import RESOURCE_TYPES, PluginSourceResource, SourceResource
+
+__all__ = ["SAMPLE_DATA_DIR", "SAMPLE_SOURCE_ID", "load_sources", "resource_for", "sample_source",
+           "served_sources", "workspace_root"]
 
 WORKSPACE_ENV = "DA_WORKSPACE"
 DEFAULT_WORKSPACE = "workspace"
-SAMPLE_SOURCE_ID = "sample"
-# sample_data/ sits beside the package in the repository (an editable install keeps it there)
-SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 
 def workspace_root() -> Path:
@@ -35,27 +49,27 @@ def workspace_root() -> Path:
 
 def sample_source() -> DataSourceConfig:
     """The embedded default source: the small CSV and Parquet files of ``sample_data/``."""
-    return DataSourceConfig(
-        id=SAMPLE_SOURCE_ID,
-        type="local_file",
-        name="Sample data (embedded)",
-        config={"root": str(SAMPLE_DATA_DIR)},
-        metadata={"embedded": True},
-    )
+    return embedded_sample()
+
+
+def served_sources() -> SourcesFile:
+    """What the code location serves: the valid sources, and the invalid entries with their errors.
+
+    The same answer as ``da-sources list`` (both read it with ``SourceRegistry(embedded_sample=True)``).
+
+    Raises:
+        ConfigurationError: ``DA_SOURCES_FILE`` names a missing file, or the file
+            itself is unreadable (not YAML, not UTF-8, not ``sources: [...]``).
+    """
+    path = sources_file_path()
+    if sources_file_named() and not path.exists() and os.environ.get(SAMPLE_ONLY_ENV) != "1":
+        raise ConfigurationError(f"DA_SOURCES_FILE names {str(path)!r}, which does not exist")
+    return SourceRegistry(embedded_sample=True).load()
 
 
 def load_sources() -> list[DataSourceConfig]:
-    """The configured sources, or the embedded sample when there is no sources file.
-
-    Raises:
-        ConfigurationError: the sources file exists but is invalid (names the source and field).
-    """
-    path = sources_file_path()
-    if not path.exists():
-        if os.environ.get("DA_SOURCES_FILE"):
-            raise ConfigurationError(f"DA_SOURCES_FILE names {str(path)!r}, which does not exist")
-        return [sample_source()]
-    return load_sources_file(path)
+    """The valid configured sources, or the embedded sample when there is no sources file."""
+    return served_sources().sources
 
 
 def resource_for(source: DataSourceConfig) -> SourceResource:
@@ -65,7 +79,7 @@ def resource_for(source: DataSourceConfig) -> SourceResource:
         ConfigurationError: a secret field holds a literal value (it would end up
             in Dagster's run config and UI); give it as ``{env: NAME}`` or ``{secret: NAME}``.
     """
-    secret_fields = settings_model_for(source.type_name).secret_fields()
+    literal = literal_secrets(settings_model_for(source.type_name), source.config)
     values: dict[str, Any] = {}
     secret_refs: dict[str, str] = {}
     references: dict[str, str] = {}
@@ -78,9 +92,9 @@ def resource_for(source: DataSourceConfig) -> SourceResource:
                 values[key] = EnvVar(name)  # Dagster shows the variable's name, resolves it in the run
             else:
                 references[key] = name
-        elif key in secret_fields:
+        elif key in literal:  # a secret field, or text carrying one (account_url with a SAS)
             raise ConfigurationError(
-                f"config.{key}: a literal secret cannot be handed to Dagster; "
+                f"{literal[key]}: a literal secret cannot be handed to Dagster; "
                 "give it as {env: NAME} or {secret: NAME}",
                 source_id=source.id,
             )

@@ -1,9 +1,11 @@
 """``da-sources``: manage sources and secrets, and fetch items, from a shell.
 
 Commands: ``list``, ``add TYPE ID``, ``remove ID``, ``test ID``, ``ls ID [PATH]``,
-``fetch ID IDENTIFIER... [--workspace DIR]``, ``lineage PATH``,
-``secrets set|list|delete NAME`` and ``secrets keygen``. ``--sources FILE``
-picks the sources file (default ``$DA_SOURCES_FILE`` or ``./sources.yaml``).
+``fetch ID IDENTIFIER... [--workspace DIR]``, ``query ID SQL --name NAME``,
+``lineage PATH``, ``secrets set|list|delete NAME`` and ``secrets keygen``.
+``--sources FILE`` (before or after the command) picks the sources file
+(default ``$DA_SOURCES_FILE`` or ``./sources.yaml``). An ID follows the rule of
+:mod:`connectors.ids`; a bad one is a usage error (exit 2) before anything is read.
 One module per command group: :mod:`.sources`, :mod:`.data`, :mod:`.secrets`;
 :mod:`.common` holds what they share.
 
@@ -23,12 +25,13 @@ Example:
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from connectors.cli import data, secrets, sources
+from connectors.cli import data, query, secrets, sources
 from connectors.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, Parser, UsageError, fail
 from connectors.cli.progress_bar import ProgressBar
 from connectors.errors import DataSourceError
@@ -69,11 +72,36 @@ def _configure_logging() -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = Parser(prog=PROG, description="Data sources for DeepAnalyze: configure, test, list, fetch.")
-    parser.add_argument("--sources", metavar="FILE", help="sources file (default: $DA_SOURCES_FILE or ./sources.yaml)")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument("--sources", metavar="FILE", help=_SOURCES_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     as_json = Parser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON for scripts")
     sources.add_commands(commands, as_json)
     data.add_commands(commands, as_json)
+    query.add_commands(commands, as_json)
     secrets.add_commands(commands, as_json)
+    for command in _leaf_parsers(parser):
+        # also after the command; SUPPRESS keeps a value given before it
+        command.add_argument("--sources", metavar="FILE", default=argparse.SUPPRESS, help=_SOURCES_HELP)
     return parser
+
+
+_SOURCES_HELP = "sources file (default: $DA_SOURCES_FILE or ./sources.yaml)"
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every parser that runs a command (the ones without subcommands of their own)."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        yield parser
+    for group in groups:
+        for child in dict.fromkeys(group.choices.values()):  # aliases share a parser
+            yield from _leaf_parsers(child)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("da-sources")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"

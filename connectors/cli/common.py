@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -12,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from connectors.errors import ConfigurationError
+from connectors.ids import check_source_id
+from connectors.registry import SourceRegistry, sources_file_named
 from connectors.secrets.references import redact
 
 PROG = "da-sources"
@@ -23,21 +26,73 @@ class UsageError(Exception):
     """A command line that cannot be parsed: reported in one line, exit code 2."""
 
 
+MAX_ECHO = 300  # characters of one word echoed in a message: a long path fits, a 100 KB argument does not
+MAX_LINE = 2000  # characters of one error line
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (argparse prints the usage block and exits)."""
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments:"):
-            # not echoed: a secret typed as an argument by mistake must not be printed back
-            count = len(message.split(":", 1)[1].split())
-            message = f"{count} unexpected argument(s); secrets are never arguments, they are prompted for"
+            message = _unrecognized(message.split(":", 1)[1].split())
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+def _unrecognized(tokens: list[str]) -> str:
+    """Name misplaced options (never their values); count, never echo, other words."""
+    # a word that is not an option may be a secret typed as an argument by mistake: never printed back
+    options = [token.split("=", 1)[0] for token in tokens if token.startswith("-") and len(token) > 1]
+    others = len(tokens) - len(options)
+    parts = []
+    if options:
+        names = ", ".join(bounded(option) for option in options)
+        parts.append(f"unknown option {names} here: an option goes after the command it belongs to "
+                     f"({PROG} COMMAND [ARGS] [OPTIONS]), and 'COMMAND --help' lists them")
+    if others:
+        parts.append(f"{others} unexpected argument(s) (not shown: secrets are never arguments, "
+                     "they are prompted for)")
+    return "; ".join(parts)
+
+
+def bounded(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` with every word longer than ``limit`` cut (a 100 KB argument never comes back whole)."""
+
+    def cut(match: re.Match[str]) -> str:
+        word = match.group(0)
+        return f"{word[:60]}…({len(word)} characters)"
+
+    return re.sub(rf"\S{{{limit + 1},}}", cut, text)
+
+
 def fail(message: str, code: int) -> int:
-    text = " ".join(redact(message).split())  # one line, whatever the message held
+    """Print ``message`` as one redacted, bounded error line on stderr; return ``code``."""
+    text = bounded(" ".join(redact(message).split()))  # one line, whatever the message held
+    if len(text) > MAX_LINE:
+        text = text[:MAX_LINE] + "…"
     print(f"{PROG}: error: {text}", file=sys.stderr)
     return code
+
+
+def source_id_arg(value: str) -> str:
+    """argparse type of an ID argument: the source id rule, as a usage error (exit 2)."""
+    try:
+        return check_source_id(value)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def open_registry(args: argparse.Namespace, *, must_exist: bool = True) -> SourceRegistry:
+    """The registry of ``--sources`` / ``$DA_SOURCES_FILE`` / ``./sources.yaml``.
+
+    The embedded ``sample`` source stands in for a missing default file, as in
+    Dagster. A file that was named (option or environment) but does not exist
+    is an error, unless ``must_exist`` is False (``add`` creates it).
+    """
+    registry = SourceRegistry(args.sources, embedded_sample=True)
+    if must_exist and sources_file_named(args.sources) and not registry.path.exists():
+        raise ConfigurationError(f"sources file {str(registry.path)!r} does not exist")
+    return registry
 
 
 def read_secret(prompt: str) -> str:
@@ -52,15 +107,27 @@ def read_secret(prompt: str) -> str:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    """``value`` as JSON, every string in it redacted (a secret in a free-form label never shows)."""
+    print(json.dumps(redacted(value), indent=2, default=lambda v: redact(str(v))))
+
+
+def redacted(value: Any) -> Any:
+    """``value`` with :func:`redact` applied to every string in it, at any depth."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(item) for item in value]
+    return value
 
 
 def print_table(
     header: tuple[str, ...], rows: Sequence[tuple[str, ...]], align_right: tuple[int, ...] = ()
 ) -> None:
     """Columns sized to their content; on a terminal, lines are cut to its width."""
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     limit = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else None
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = [str(c).rjust(w) if i in align_right else str(c).ljust(w)
                  for i, (c, w) in enumerate(zip(row, widths, strict=True))]

@@ -18,17 +18,20 @@ from connectors.cli.common import (
     PROG,
     WORKSPACE_ENV,
     UsageError,
+    bounded,
     human_size,
     iso_time,
+    open_registry,
     print_json,
     print_table,
+    source_id_arg,
 )
 from connectors.cli.progress_bar import ProgressBar
+from connectors.cli.selection import expand_selection, is_selection
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.plugins import get_connector_class
-from connectors.registry import SourceRegistry
 from connectors.secrets.references import redact
 from connectors.sync import SyncReport, excluded_by, sync_options, sync_source
 
@@ -36,7 +39,7 @@ from connectors.sync import SyncReport, excluded_by, sync_options, sync_source
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     """Add ``ls``, ``fetch`` and ``lineage`` to the parser's subcommands."""
     command = commands.add_parser("ls", parents=[as_json], help="list the items of a source")
-    command.add_argument("id")
+    command.add_argument("id", type=source_id_arg)
     command.add_argument("path", nargs="?", help="only items under this folder / prefix")
     command.set_defaults(handler=cmd_ls)
     _add_fetch_command(commands, as_json)
@@ -47,8 +50,10 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
 
 def _add_fetch_command(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command = commands.add_parser("fetch", parents=[as_json], help="land items in the workspace")
-    command.add_argument("id")
-    command.add_argument("identifiers", nargs="*", metavar="IDENTIFIER", help="items to fetch (see 'ls')")
+    command.add_argument("id", type=source_id_arg)
+    command.add_argument("identifiers", nargs="*", metavar="IDENTIFIER",
+                         help="items to fetch (see 'ls'); 'folder/' fetches everything under it, "
+                              "a glob ('raw/2024/*.csv', '**' for any depth) the matching items")
     command.add_argument("--all", action="store_true",
                          help="sync the source: land new or changed items, repair damaged ones, skip the rest")
     command.add_argument("--force", action="store_true", help="with --all: land every item, even unchanged")
@@ -77,7 +82,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 async def _with_connector(args: argparse.Namespace, run: Callable[[DataSourceConnector], Any]) -> int:
-    async with SourceRegistry(args.sources) as registry:
+    async with open_registry(args) as registry:
         result: int = await run(await registry.connector(args.id))
         return result
 
@@ -113,7 +118,7 @@ def _fetch(args: argparse.Namespace, workspace: Path, bar: ProgressBar | None) -
 
 async def _sync_all(args: argparse.Namespace, workspace: Path, bar: ProgressBar | None) -> SyncReport:
     """The same sync as Dagster's ``N_sync``: unchanged items are skipped, damaged ones repaired."""
-    async with SourceRegistry(args.sources) as registry:
+    async with open_registry(args) as registry:
         config = registry.get(args.id)
     connector = get_connector_class(config.type_name)(config)
     report = SyncReport()
@@ -130,7 +135,9 @@ async def _fetch_named(
     connector: DataSourceConnector, args: argparse.Namespace, workspace: Path, bar: ProgressBar | None
 ) -> list[CheckedResult]:
     # the connector's own fetch_many (batched where it can), a chunk at a time so the bar counts items
-    identifiers: list[str] = list(args.identifiers)
+    identifiers = await _identifiers(connector, args.identifiers)
+    if bar is not None:
+        bar.items = len(identifiers)
     chunk = max(1, args.concurrency) * 4
     results: list[CheckedResult] = []
     with on_progress(bar):
@@ -144,15 +151,28 @@ async def _fetch_named(
     return results
 
 
+async def _identifiers(connector: DataSourceConnector, given: list[str]) -> list[str]:
+    """The items to fetch: those named, folders and globs expanded (one listing each)."""
+    identifiers: list[str] = []
+    for identifier in given:
+        if not is_selection(identifier):
+            identifiers.append(identifier)
+            continue
+        matched = await expand_selection(connector, identifier)
+        print(f"{PROG}: {bounded(identifier)}: {len(matched)} item(s)", file=sys.stderr)
+        identifiers.extend(matched)
+    return list(dict.fromkeys(identifiers))  # a folder and a glob may name one item twice
+
+
 def _report_fetch(results: Sequence[FetchResult], as_json: bool) -> int:
     if as_json:
         print_json([{"identifier": r.identifier, "path": r.path, "status": "landed" if r.ok else "failed",
-                      "error": None if r.ok else redact(str(r.error))} for r in results])
+                      "error": None if r.ok else bounded(redact(str(r.error)))} for r in results])
     for result in results:
         if result.ok and not as_json:
             print(result.path)
         elif not result.ok:
-            print(f"{PROG}: error: {redact(str(result.error))}", file=sys.stderr)
+            print(f"{PROG}: error: {bounded(redact(str(result.error)))}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else EXIT_FAILURE
 
 
@@ -167,7 +187,8 @@ def _report_sync(report: SyncReport, as_json: bool) -> int:
              for i, reason in report.skipped]
     rows += [{"identifier": i, "path": None, "error": None,
               "status": "pruned" if i in report.pruned else "removed"} for i in report.removed]
-    rows += [{"identifier": None, "path": None, "error": redact(str(e)), "status": "failed"} for e in report.failed]
+    rows += [{"identifier": None, "path": None, "error": bounded(redact(str(e))), "status": "failed"}
+             for e in report.failed]
     if as_json:
         print_json(rows)
     else:
@@ -179,7 +200,7 @@ def _report_sync(report: SyncReport, as_json: bool) -> int:
         state = "pruned" if identifier in report.pruned else "its landed file is kept"
         print(f"{PROG}: {identifier!r} is no longer at the source; {state}", file=sys.stderr)
     for error in report.failed:
-        print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
+        print(f"{PROG}: error: {bounded(redact(str(error)))}", file=sys.stderr)
     print(f"{PROG}: {report.summary()}", file=sys.stderr)
     return EXIT_FAILURE if report.failed else 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import types
 import typing
 from typing import Any, Literal
@@ -16,13 +17,17 @@ from connectors.cli.common import (
     PROG,
     Parser,
     UsageError,
+    bounded,
     fail,
+    open_registry,
     print_json,
     print_table,
     read_secret,
+    source_id_arg,
 )
 from connectors.errors import ConfigurationError, DataSourceError
-from connectors.registry import SourceRegistry, known_type_names, settings_model_for
+from connectors.ids import InvalidSourceIdError, check_distinct, check_source_id, is_valid_source_id, shown
+from connectors.registry import InvalidSource, SourceRegistry, known_type_names, settings_model_for, source_to_dict
 from connectors.secrets.references import MASK, Secret, is_reference, redact
 from connectors.secrets.store import check_name, default_store
 
@@ -33,10 +38,10 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command.set_defaults(handler=cmd_list)
     _add_add_command(commands)
     command = commands.add_parser("remove", help="remove a source from the sources file")
-    command.add_argument("id")
+    command.add_argument("id", help="the source's id (an invalid entry of the file is removed by its id too)")
     command.set_defaults(handler=cmd_remove)
     command = commands.add_parser("test", parents=[as_json], help="check that a source answers")
-    command.add_argument("id")
+    command.add_argument("id", type=source_id_arg)
     command.set_defaults(handler=cmd_test)
 
 
@@ -45,7 +50,8 @@ def _add_add_command(commands: Any) -> None:
     types_ = add.add_subparsers(dest="type", required=True, metavar="TYPE", parser_class=Parser)
     for type_name in sorted(known_type_names()):
         command = types_.add_parser(type_name, help=f"a source of type {type_name}")
-        command.add_argument("id", help="stable identifier, e.g. ds-azure-prod")
+        command.add_argument("id", type=source_id_arg, help="stable identifier: letters, digits, - and _, "
+                             "a letter first, at most 63 characters (e.g. ds-azure-prod)")
         command.add_argument("--name", help="human-readable name (default: the id)")
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="any config key; VALUE is YAML, e.g. --set 'dsn={env: PG_DSN}'")
@@ -110,23 +116,40 @@ def _yaml_value(text: str) -> Any:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """``list``: one line per source (id, type, name, config with references, never values)."""
-    sources = SourceRegistry(args.sources).list()
+    """``list``: one line per source (id, type, name, config with references, never values).
+
+    Invalid entries of the file are listed too, each with its error on stderr
+    (exit 1); the valid ones are what Dagster serves.
+    """
+    registry = open_registry(args)
+    loaded = registry.load()
     if args.json:
-        print_json([_source_summary(s) for s in sources])
-        return 0
-    if not sources:
-        print(f"no sources in {SourceRegistry(args.sources).path} (add one with '{PROG} add')")
-        return 0
-    rows = [(s.id, s.type_name, s.name, _config_text(s.config)) for s in sources]
-    print_table(("ID", "TYPE", "NAME", "CONFIG"), rows)
-    return 0
+        print_json([_source_summary(s, loaded.embedded) for s in loaded.sources]
+                   + [_invalid_summary(i) for i in loaded.invalid])
+    elif not loaded.sources and not loaded.invalid:
+        print(f"no sources in {registry.path} (add one with '{PROG} add')")
+    else:
+        rows = [(s.id, s.type_name, redact(s.name), _config_text(s.config)) for s in loaded.sources]
+        rows += [(bounded(shown(i.id)) if i.id is not None else "?", "?", "?", "INVALID (see the error)")
+                 for i in loaded.invalid]
+        print_table(("ID", "TYPE", "NAME", "CONFIG"), rows)
+        if loaded.embedded:
+            print(f"(the embedded sample: there is no {registry.path}; '{PROG} add' creates it)")
+    for invalid in loaded.invalid:
+        fail(f"entry {invalid.position} of {registry.path}: {invalid.error}", EXIT_FAILURE)
+    return EXIT_FAILURE if loaded.invalid else 0
 
 
-def _source_summary(source: DataSourceConfig) -> dict[str, Any]:
+def _invalid_summary(invalid: InvalidSource) -> dict[str, Any]:
+    return {"id": invalid.id if is_valid_source_id(invalid.id) else None, "position": invalid.position,
+            "error": bounded(redact(str(invalid.error)))}
+
+
+def _source_summary(source: DataSourceConfig, embedded: bool = False) -> dict[str, Any]:
     config = {k: (MASK if not is_reference(v) and _is_secret(v) else v) for k, v in source.config.items()}
-    return {"id": source.id, "type": source.type_name, "name": source.name, "config": config,
-            "created_at": source.created_at, "metadata": source.metadata}
+    summary = {"id": source.id, "type": source.type_name, "name": source.name, "config": config,
+               "created_at": source.created_at, "metadata": source.metadata}
+    return {**summary, "embedded": True} if embedded else summary
 
 
 def _is_secret(value: Any) -> bool:
@@ -139,18 +162,20 @@ def _config_text(config: dict[str, Any]) -> str:
         if is_reference(value):
             kind, name = next(iter(value.items()))
             value = f"{{{kind}: {name}}}"
+        else:
+            value = redact(str(value))  # Secrets show as the mask; this catches a secret in any other value
         parts.append(f"{key}={value}")
     return " ".join(parts)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
     """``add TYPE ID``: validate, keep prompted secrets in the store, append to the sources file."""
-    registry = SourceRegistry(args.sources)
+    registry = open_registry(args, must_exist=False)
     config, prompts = _config_from_args(args)
     source = DataSourceConfig(id=args.id, type=args.type, name=args.name or args.id, config=config,
                               metadata=_pairs(args.metadata, "--metadata"))
-    if any(existing.id == source.id for existing in registry.list()):
-        raise ConfigurationError(f"source id {source.id!r} is taken", source_id=source.id)
+    _check_id_free(SourceRegistry(registry.path), source.id)
+    source_to_dict(source)  # a literal secret is refused before any secret is asked for and stored
     if prompts:
         store = default_store()  # fails closed before anything is asked
         for field, secret_name in prompts.items():
@@ -158,6 +183,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     registry.add(source)
     print(f"added source {source.id!r} ({source.type_name}) to {registry.path}")
     return 0
+
+
+def _check_id_free(registry: SourceRegistry, source_id: str) -> None:
+    """Refuse an id taken, or mapping to a taken Dagster name, before any secret is asked for."""
+    loaded = registry.load()
+    ids = [s.id for s in loaded.sources] + [i.id for i in loaded.invalid if i.id is not None]
+    if source_id in ids:
+        raise ConfigurationError(f"source id {source_id!r} is taken", source_id=source_id)
+    check_distinct(source_id, ids)
 
 
 def _config_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
@@ -197,24 +231,37 @@ def _pairs(items: list[str], option: str) -> dict[str, Any]:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    """``remove ID``."""
-    registry = SourceRegistry(args.sources)
-    removed = registry.remove(args.id)
-    print(f"removed source {removed.id!r} from {registry.path}")
+    """``remove ID``: removes the entry, valid or not (how a broken entry is dropped).
+
+    An id that breaks the rule is a usage error, unless the file holds an entry
+    with exactly that id (written by hand): then that entry is removed.
+    """
+    registry = SourceRegistry(open_registry(args).path)
+    if not is_valid_source_id(args.id) and args.id not in [i.id for i in registry.load().invalid]:
+        try:
+            check_source_id(args.id)
+        except InvalidSourceIdError as exc:
+            raise UsageError(f"argument id: {exc}") from None
+    if open_registry(args).load().embedded:
+        raise ConfigurationError(f"there is no sources file {str(registry.path)!r}: the embedded sample is "
+                                 "served while there is none, and cannot be removed")
+    registry.discard(args.id)
+    print(f"removed source {shown(args.id)} from {registry.path}")
     return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     """``test ID``: exit 0 when the source answers, 1 (with the reason) when not."""
-    ok, reason = asyncio.run(_test(SourceRegistry(args.sources), args.id))
+    ok, reason = asyncio.run(_test(open_registry(args), args.id))
     if args.json:
-        print_json({"id": args.id, "ok": ok, "error": None if ok else redact(reason)})
+        print_json({"id": args.id, "ok": ok, "error": None if ok else bounded(redact(reason))})
     elif ok:
         print(f"source {args.id!r}: ok")
     return 0 if ok else fail(reason, EXIT_FAILURE)
 
 
 async def _test(registry: SourceRegistry, source_id: str) -> tuple[bool, str]:
+    """Whether the source answers, and else the cause: the connector's own error when it gave one."""
     connector = registry.create_connector(source_id)
     try:
         await connector.connect()
@@ -224,4 +271,5 @@ async def _test(registry: SourceRegistry, source_id: str) -> tuple[bool, str]:
     except DataSourceError as exc:
         return False, str(exc)
     finally:
-        await connector.disconnect()
+        with contextlib.suppress(Exception):  # a failing close must not hide the cause above
+            await connector.disconnect()

@@ -187,6 +187,14 @@ _REDACTIONS = [
     # user:password@ in DSNs and URLs; up to the last @ of the token, so a password holding
     # an '@' is masked whole (masking too much is harmless, too little is a leak)
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s'\"]*):([^\s'\"]*)@"), r"\1:" + MASK + "@"),
+    # the same without a scheme, as in a host setting: user:password@db.internal
+    (re.compile(r"(?<![\w/:@.%+-])([\w.%+-]+):([^\s'\"@/]+)@(?=[\w\[])"), r"\1:" + MASK + "@"),
+    # credentials in URL query strings other than a SAS sig: ?token=..., &api_key=..., &signature=...
+    (
+        re.compile(r"(?i)([?&;](?:[a-z_-]*token|[a-z_-]*secret|signature|api_?key|access_?key|password)=)"
+                   r"([^&;\s'\"#]+)"),
+        r"\1" + MASK,
+    ),
     # key=value DSNs and environment variables: password=..., PGPASSWORD="...", pwd = '...'
     (
         re.compile(r"(?i)" + _CREDENTIAL_ASSIGNMENT + "(" + _QUOTED + r"|[^\s'\";]+)"),
@@ -212,6 +220,21 @@ def redact(text: str) -> str:
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def carries_secret(text: str) -> bool:
+    """Whether ``text`` holds a part :func:`redact` masks: a SAS ``sig=``, a URL or host password
+    (``user:pw@``), ``AccountKey=``, ``password=``...
+
+    Such a value is a secret wherever it is configured, whatever the field is called
+    (``account_url``, ``host``...): it is masked, never written to the sources file,
+    and refused as a literal by Dagster.
+
+    Example:
+        >>> carries_secret("https://acct.blob.core.windows.net/?sv=2024&sig=abc"), carries_secret("db:5432")
+        (True, False)
+    """
+    return isinstance(text, str) and redact(text) != text
 
 
 class RedactingFilter(logging.Filter):

@@ -149,7 +149,7 @@ class FernetFileStore:
         from cryptography.fernet import InvalidToken
 
         try:
-            token = self.path.read_bytes()
+            token = _read_private(self.path)
         except FileNotFoundError:
             return {}
         except OSError as exc:
@@ -173,6 +173,26 @@ class FernetFileStore:
         # a read-modify-write by two processes at once would lose one update without it
         with file_lock(self.path.with_name(self.path.name + ".lock")):
             yield
+
+
+def _read_private(path: Path) -> bytes:
+    """The bytes of ``path``, refused when others may read or write it (as ssh does with keys).
+
+    The file is encrypted, but whoever can read it can try the key they find
+    elsewhere, and whoever can write it can replace every secret.
+
+    Raises:
+        SecretStoreError: the mode lets the group or others in; the message says how to fix it.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as file:
+        mode = os.fstat(file.fileno()).st_mode & 0o777
+        if mode & 0o077:
+            raise SecretStoreError(
+                f"secrets file {str(path)!r} is open to other users (mode {mode:04o}); "
+                f"it must be 0600: run chmod 600 {str(path)!r}"
+            )
+        return file.read()
 
 
 @contextlib.contextmanager

@@ -111,7 +111,7 @@ def test_postgres_source_lands_tables_with_table_metadata_and_its_sensor_sees_ch
         conn.execute(sql.SQL("INSERT INTO {} VALUES (1, 'a'), (2, 'b')").format(sql.Identifier(schema, "people")))
         conn.execute(sql.SQL("CREATE TABLE {} (sku text, qty int)").format(sql.Identifier(schema, "stock")))
     monkeypatch.setenv("DA_TEST_PG_PASSWORD", postgres_server.password)
-    source = DataSourceConfig(id="PG.src", type="postgresql", name="PG", config={
+    source = DataSourceConfig(id="PG-src", type="postgresql", name="PG", config={
         "host": postgres_server.host, "port": postgres_server.port, "dbname": postgres_server.dbname,
         "user": postgres_server.user, "password": {"env": "DA_TEST_PG_PASSWORD"}, "schemas": [schema]})
     defs = build_definitions(sources=[source], workspace=str(tmp_path / "ws"))
@@ -126,7 +126,7 @@ def test_postgres_source_lands_tables_with_table_metadata_and_its_sensor_sees_ch
     assert [c.name for c in people.metadata["dagster/column_schema"].value.columns] == ["id", "name"]
     assert people.metadata["dagster/table_name"].value
     assert postgres_server.password not in people.metadata["dagster/uri"].value
-    assert (tmp_path / "ws" / "PG.src" / f"{schema}.people.csv").exists()
+    assert (tmp_path / "ws" / "PG-src" / f"{schema}.people.csv").exists()
 
     assert tick(defs, "pg_src", instance, cursor)[0] == []
     with admin(postgres_server) as conn:  # closing the session publishes its statistics

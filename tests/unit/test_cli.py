@@ -170,6 +170,7 @@ def test_test_reports_a_source_that_does_not_answer(cli: Cli, tmp_path: Path) ->
     ],
 )
 def test_errors_are_one_line_with_an_exit_code(cli: Cli, args: list[str], code: int, message: str) -> None:
+    cli.sources_file.write_text("sources: []\n")  # a named file must exist (see test_cli_ids.py)
     result = cli(*args, check=False)
     assert result.returncode == code
     assert message in result.stderr

@@ -64,7 +64,7 @@ sources:
     config:
       connection_string: {env: DA_TEST_AZURE_CS}
       container_name: data
-  - id: PG.Warehouse
+  - id: PG-Warehouse
     type: postgresql
     name: Warehouse
     config:

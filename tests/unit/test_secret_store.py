@@ -87,6 +87,32 @@ def test_file_store_mode_is_0600_whatever_the_umask(file_store: FernetFileStore)
     assert stat.S_IMODE(file_store.path.stat().st_mode) == 0o600
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o666])
+def test_a_file_others_may_open_is_refused(file_store: FernetFileStore, canary: str, mode: int) -> None:
+    file_store.set("pg-password", canary)
+    os.chmod(file_store.path, mode)
+    for read in (lambda: file_store.get("pg-password"), file_store.names, lambda: file_store.set("x", "y")):
+        with pytest.raises(SecretStoreError, match=rf"open to other users \(mode {mode:04o}\).*chmod 600") as e:
+            read()
+        assert canary not in str(e.value)
+    os.chmod(file_store.path, 0o600)
+    assert file_store.get("pg-password") == canary
+    os.chmod(file_store.path, 0o400)  # read-only for its owner is fine
+    assert file_store.names() == ["pg-password"]
+
+
+def test_the_cli_reports_a_store_others_may_read(tmp_path: Path, key: str, canary: str) -> None:
+    store = FernetFileStore(tmp_path / "s.fernet", key)
+    store.set("pw", canary)
+    os.chmod(store.path, 0o644)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DA_SECRETS_FILE": str(store.path),
+           "DA_SECRETS_KEY": key, "DA_SECRETS_BACKEND": "file"}
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "da-sources"), "secrets", "list"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "mode 0644" in result.stderr and "chmod 600" in result.stderr
+    assert "pw" not in result.stdout and canary not in result.stdout + result.stderr
+
+
 def test_setting_again_replaces_the_value(file_store: FernetFileStore) -> None:
     file_store.set("token", "old-value")
     file_store.set("token", "new-value")

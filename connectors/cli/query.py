@@ -1,0 +1,58 @@
+"""``da-sources query ID SQL --name NAME``: land the result of a read-only query."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from connectors.base import DataSourceConfig
+from connectors.cli.common import WORKSPACE_ENV, open_registry, print_json, source_id_arg
+from connectors.errors import ConfigurationError
+from connectors.registry import get_connector_class
+
+
+def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
+    """Add ``query`` to the parser's subcommands."""
+    command = commands.add_parser(
+        "query", parents=[as_json], help="land the result of a read-only SQL query (postgresql sources)"
+    )
+    command.add_argument("id", type=source_id_arg)
+    command.add_argument("sql", metavar="SQL", help="one read-only statement; '-' reads it from stdin")
+    command.add_argument("--name", required=True, help="file name of the result, without extension")
+    command.add_argument(
+        "--workspace", metavar="DIR", help=f"workspace root (default: ${WORKSPACE_ENV} or ./workspace)"
+    )
+    command.add_argument("--format", choices=["csv", "parquet"], help="default: the source's format (csv)")
+    command.set_defaults(handler=cmd_query)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    """``query ID SQL --name NAME``: lands ``<workspace>/<ID>/<NAME>.<csv|parquet>``, prints its path."""
+    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    workspace = Path(args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace").absolute() / args.id
+    path = asyncio.run(_run_query(args, sql, str(workspace)))
+    if args.json:
+        print_json({"id": args.id, "name": args.name, "path": path})
+    else:
+        print(path)
+    return 0
+
+
+async def _run_query(args: argparse.Namespace, sql: str, workspace: str) -> str:
+    source = open_registry(args).get(args.id)
+    connector_class = get_connector_class(source.type_name)
+    fetch_query = getattr(connector_class, "fetch_query", None)
+    if not callable(fetch_query):
+        raise ConfigurationError(
+            f"sources of type {source.type_name!r} cannot run queries ('query' needs a type with "
+            "fetch_query, such as postgresql)", source_id=source.id)
+    if args.format:
+        source = DataSourceConfig(id=source.id, type=source.type, name=source.name, created_at=source.created_at,
+                                  config={**source.config, "format": args.format}, metadata=source.metadata)
+    async with connector_class(source) as connector:
+        path: str = await connector.fetch_query(sql, workspace, args.name)  # type: ignore[attr-defined]
+        return path

@@ -1,0 +1,103 @@
+"""The source id rule, and the Dagster name derived from an id.
+
+A source id is the folder its files land in (``<workspace>/<id>/``) and part of
+every Dagster name of the source, so it is checked wherever a source is created
+or loaded (``DataSourceConfig``, the sources file, ``da-sources``, the HTTP API):
+
+    **1 to 63 characters, ASCII letters, digits, ``-`` and ``_``, the first a letter.**
+
+That is the regular expression ``[A-Za-z][A-Za-z0-9_-]{0,62}``. Such an id is
+never ``.`` or ``..``, never absolute, has no separator, and is a valid folder
+name on every common file system.
+
+Its Dagster name ``N`` (:func:`dagster_name`) is the id lower-cased with ``-``
+turned into ``_``: always a valid Python identifier (Dagster's resource keys
+must be) and a valid Dagster name. Two ids with the same ``N`` (``nc-pg`` and
+``nc_pg``, ``Prod`` and ``prod``) cannot both be configured: the second is
+refused with a message naming both (:func:`check_distinct`).
+
+Example:
+    >>> check_source_id("ds-azure-prod")
+    'ds-azure-prod'
+    >>> dagster_name("DS-Azure-Prod")
+    'ds_azure_prod'
+    >>> colliding_id("nc_pg", ["nc-pg", "other"])
+    'nc-pg'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from connectors.errors import ConfigurationError
+
+MAX_SOURCE_ID_LENGTH = 63
+SOURCE_ID_PATTERN = re.compile(rf"[A-Za-z][A-Za-z0-9_-]{{0,{MAX_SOURCE_ID_LENGTH - 1}}}")
+SOURCE_ID_RULE = (
+    f"a source id is 1 to {MAX_SOURCE_ID_LENGTH} characters: ASCII letters, digits, '-' and '_', "
+    "starting with a letter (e.g. ds-azure-prod)"
+)
+_SHOWN = 40  # characters of a refused value echoed back: enough to recognise it, never 100 KB
+
+
+class InvalidSourceIdError(ConfigurationError):
+    """A source id breaks the rule, or maps to the same Dagster name as another source's."""
+
+
+def shown(value: Any, limit: int = _SHOWN) -> str:
+    """``repr(value)``, cut to about ``limit`` characters (a refused value is echoed bounded)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(str(value))} characters)"
+
+
+def is_valid_source_id(value: object) -> bool:
+    """Whether ``value`` follows the source id rule."""
+    return isinstance(value, str) and SOURCE_ID_PATTERN.fullmatch(value) is not None
+
+
+def check_source_id(value: object) -> str:
+    """``value`` when it is a valid source id.
+
+    Raises:
+        InvalidSourceIdError: naming the (bounded) value and stating the rule.
+    """
+    if isinstance(value, str) and SOURCE_ID_PATTERN.fullmatch(value):
+        return value
+    raise InvalidSourceIdError(f"invalid source id {shown(value)}: {SOURCE_ID_RULE}")
+
+
+def dagster_name(source_id: str) -> str:
+    """``N``: the Dagster name of a valid source id (lower-cased, ``-`` as ``_``).
+
+    Raises:
+        InvalidSourceIdError: ``source_id`` breaks the rule.
+    """
+    return check_source_id(source_id).lower().replace("-", "_")
+
+
+def colliding_id(source_id: str, others: Iterable[object]) -> str | None:
+    """The first of ``others`` (other than ``source_id`` itself) with the same Dagster name, if any."""
+    name = dagster_name(source_id)
+    for other in others:
+        if other != source_id and is_valid_source_id(other) and dagster_name(str(other)) == name:
+            return str(other)
+    return None
+
+
+def check_distinct(source_id: str, others: Iterable[object]) -> str:
+    """``source_id`` when no id of ``others`` maps to its Dagster name.
+
+    Raises:
+        InvalidSourceIdError: naming both ids and the shared name.
+    """
+    other = colliding_id(source_id, others)
+    if other is not None:
+        raise InvalidSourceIdError(
+            f"source ids {other!r} and {source_id!r} both map to the Dagster name "
+            f"{dagster_name(source_id)!r}; rename one of them"
+        )
+    return source_id
