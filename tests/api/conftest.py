@@ -59,6 +59,10 @@ def make_settings(tmp_path: Path, **overrides: Any) -> ApiSettings:
 @pytest.fixture
 def secret_store_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An encrypted credential store of the test's own (write-only secrets go there)."""
+    return use_own_secret_store(tmp_path, monkeypatch)
+
+
+def use_own_secret_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "secrets.fernet"
     monkeypatch.setenv("DA_SECRETS_FILE", str(path))
     monkeypatch.setenv("DA_SECRETS_KEY", FernetFileStore.generate_key())
