@@ -10,11 +10,12 @@ import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
 
 from connectors.api.errors import ApiError, detail_of, status_of
 from connectors.api.keys import ApiKey
@@ -31,6 +32,7 @@ DATA_ROUTES = ("/preview", "/stats")
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in {
         400: "Bad input", 401: "No valid API key", 403: "The key may not do this", 404: "No such source or item",
+        409: "The id is taken",
         413: "Over a limit", 422: "Invalid body or parameters", 429: "Too many jobs running",
         502: "The source failed (with its cause)", 504: "The source did not answer in time"}.items()
 }

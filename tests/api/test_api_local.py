@@ -254,3 +254,31 @@ def test_write_only_secrets_go_to_the_store_and_never_come_back(api: Api, canary
     assert default_store().get("pg.password") is None
     api.assert_nowhere(canary)
     assert canary not in secret_store_env.read_text(errors="replace")
+
+
+def test_the_router_works_inside_another_app(tmp_path: Path, secret_store_env: Path, data_root: Path,
+                                             monkeypatch: Any) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from connectors.api import router
+
+    monkeypatch.setenv("DA_SOURCES_FILE", str(tmp_path / "da" / "sources.yaml"))
+    monkeypatch.setenv("DA_WORKSPACE", str(tmp_path / "da-workspace"))
+    _, key = KeyStore(tmp_path / "da" / "api-keys.json").create("deepanalyze")  # beside the sources file
+    app = FastAPI()  # DeepAnalyze's create_app(): its own routes, then one line
+    app.include_router(router)
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(app) as client:
+        assert client.get("/v1/data-sources").status_code == 401
+        assert client.post("/v1/data-sources", json=local_source(data_root), headers=headers).status_code == 201
+        job = client.post("/v1/data-sources/docs/fetch", json={"items": ["a.csv"], "workspace": "t1"},
+                          headers=headers).json()
+        for _ in range(200):
+            if client.get(f"/v1/data-sources/docs/jobs/{job['id']}", headers=headers).json()["status"] != "running":
+                break
+            time.sleep(0.05)
+        assert (tmp_path / "da-workspace" / "t1" / "a.csv").exists()
+        error = client.get("/v1/data-sources/nope", headers=headers)
+        assert error.status_code == 404 and set(error.json()) == {"detail"} and error.headers["X-Request-ID"]
+    assert (tmp_path / "da" / "api-audit.jsonl").exists()
