@@ -42,7 +42,7 @@ def load_source(state: State, source_id: str) -> DataSourceConfig:
         _check_id(source_id, "source id")
     except ConfigurationError:
         raise ApiError(404, f"no source {source_id!r}") from None
-    for source in state.registry.list():
+    for source in state.sources():
         if source.id == source_id:
             return source
     raise ApiError(404, f"no source {source_id!r}")
@@ -81,7 +81,7 @@ def _validated(body: SourceCreate) -> DataSourceConfig:
 async def create_source(body: SourceCreate, request: Request, state: State, key: ManageKey) -> dict[str, Any]:
     request.state.source_id = body.id if isinstance(body.id, str) and len(body.id) < 64 else None
     source = _validated(body)
-    if any(s.id == source.id for s in state.registry.list()):
+    if any(s.id == source.id for s in state.sources()):
         raise ApiError(409, f"source id {source.id!r} is taken")
     config, secrets = _write_only(source.id, source.type_name, body.config)
     final = DataSourceConfig(id=source.id, type=source.type_name, name=source.name, config=config,
@@ -98,7 +98,7 @@ async def create_source(body: SourceCreate, request: Request, state: State, key:
 async def list_sources(state: State, key: ReadKey, limit: Limit = 100,
                        after: Annotated[str | None, Query(max_length=200, description="Cursor")] = None
                        ) -> dict[str, Any]:
-    sources = state.registry.list()
+    sources = state.sources()
     start = next((i + 1 for i, s in enumerate(sources) if s.id == after), 0) if after else 0
     page = sources[start : start + limit]
     more = start + limit < len(sources)

@@ -116,6 +116,18 @@ class ApiState:
         self.pool = ConnectorPool()
         self.cache = MetadataCache(settings.cache_seconds)
         self.jobs = JobManager(settings)
+        self._sources: tuple[tuple[int, ...] | None, list[DataSourceConfig]] | None = None
+
+    def sources(self) -> list[DataSourceConfig]:
+        """The sources file, parsed again only when it changed (a YAML parse costs milliseconds per request)."""
+        try:
+            stat = self.registry.path.stat()
+            stamp: tuple[int, ...] | None = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None
+        if self._sources is None or self._sources[0] != stamp or stamp is None:
+            self._sources = (stamp, self.registry.list())
+        return list(self._sources[1])
 
     async def connector(self, source: DataSourceConfig) -> DataSourceConnector:
         """The pooled connector of ``source``, connected within the request timeout."""
