@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,8 @@ import yaml
 
 from connectors.api.keys import KeyStore
 from connectors.landing.lineage import read_provenance
+from connectors.plugins import register_connector, unregister_connector
+from connectors.testing import MemoryConnector, memory_store
 from tests.api.conftest import Api, local_source, start_api
 
 
@@ -163,16 +167,43 @@ def test_fetch_refusals_come_before_any_work(api: Api, data_root: Path) -> None:
     api.call("GET", "/v1/data-sources/docs/jobs/job_nope", expect=404)
 
 
-def test_job_caps_refuse_with_429(tmp_path: Path, secret_store_env: Path, data_root: Path) -> None:
-    big = data_root / "big.bin"
-    big.write_bytes(b"\0" * (256 << 20))
-    for api in start_api(tmp_path, max_jobs_per_source=1):
-        api.call("POST", "/v1/data-sources", json=big_source(data_root), expect=201)
-        first = api.call("POST", "/v1/data-sources/docs/fetch", json={"items": ["big.bin"], "workspace": "w"},
-                         expect=202).json()
-        refused = api.call("POST", "/v1/data-sources/docs/fetch", json={"items": ["a.csv"], "workspace": "w"})
-        if wait_job(api, "docs", first["id"])["status"] == "running":  # pragma: no cover - the big copy was quick
-            assert refused.status_code == 429 and refused.headers["Retry-After"]
+GATE = threading.Event()
+
+
+class GatedConnector(MemoryConnector):
+    """A memory source whose fetches wait for GATE: jobs that stay running as long as a test needs."""
+
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        while not GATE.is_set():
+            await asyncio.sleep(0.01)
+        return await super().fetch_data(identifier, workspace)
+
+
+def test_job_caps_refuse_with_429(tmp_path: Path, secret_store_env: Path) -> None:
+    register_connector("gated", GatedConnector, replace=True)
+    store = memory_store("api-gated")
+    store.put("a.csv", b"a\n1\n", modified_at=1)
+    GATE.clear()
+    try:
+        for api in start_api(tmp_path, max_jobs=2, max_jobs_per_source=1):
+            for source_id in ("g1", "g2", "g3"):
+                api.call("POST", "/v1/data-sources", expect=201, json={
+                    "id": source_id, "type": "gated", "name": "g", "config": {"store": "api-gated"}})
+            fetch = {"items": ["a.csv"], "workspace": "w"}
+            first = api.call("POST", "/v1/data-sources/g1/fetch", json=fetch, expect=202).json()
+            per_source = api.call("POST", "/v1/data-sources/g1/fetch", json=fetch, expect=429)
+            assert per_source.headers["Retry-After"] and "per source" in per_source.json()["detail"]
+            api.call("POST", "/v1/data-sources/g2/fetch", json={**fetch, "workspace": "w2"}, expect=202)
+            overall = api.call("POST", "/v1/data-sources/g3/fetch", json=fetch, expect=429).json()
+            assert "2 fetch jobs are running" in overall["detail"]
+            assert api.call("GET", f"/v1/data-sources/g1/jobs/{first['id']}").json()["status"] == "running"
+            GATE.set()
+            done = wait_job(api, "g1", first["id"])
+            assert done["status"] == "succeeded", done["errors"]
+            api.call("POST", "/v1/data-sources/g1/fetch", json=fetch, expect=202)
+    finally:
+        GATE.set()
+        unregister_connector("gated")
 
 
 def test_cancel_leaves_no_partial_file(api: Api, data_root: Path) -> None:

@@ -205,3 +205,51 @@ def test_a_silent_server_is_a_504(api: Api) -> None:
             started = time.monotonic()
             response = api.call("GET", "/v1/data-sources/pg/browse", expect=504).json()
         assert time.monotonic() - started < 15 and response["detail"]
+
+
+def test_azure_forged_sas_never_shows_its_signature(api: Api, azurite_server: AzuriteServer) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    container = new_container(azurite_server, {"a.csv": b"a\n1\n"})
+    valid = generate_container_sas(azurite_server.account_name, container, account_key=azurite_server.account_key,
+                                   permission=ContainerSasPermissions(read=True, list=True),
+                                   expiry=datetime.now(UTC) + timedelta(hours=1))
+    signature = "CANARY" + secrets.token_hex(16)
+    forged = "&".join(p if not p.startswith("sig=") else f"sig={signature}" for p in valid.split("&"))
+    api.call("POST", "/v1/data-sources", expect=201, json={"id": "az", "type": "azure_blob", "name": "Azure",
+             "config": {"container_name": container, "account_url": azurite_server.blob_endpoint,
+                        "sas_token": forged}})
+    assert api.call("POST", "/v1/data-sources/az/test", expect=200).json()["ok"] is False
+    api.call("GET", "/v1/data-sources/az/browse", expect=502)
+    api.call("GET", "/v1/data-sources/az/preview?item=a.csv", expect=502)
+    api.call("POST", "/v1/data-sources/az/fetch", json={"items": ["a.csv"], "workspace": "w"}, expect=502)
+    api.call("PATCH", "/v1/data-sources/az", json={"config": {"sas_token": valid}}, expect=200)  # rotation
+    assert [e["path"] for e in api.call("GET", "/v1/data-sources/az/browse", expect=200).json()["data"]] == ["a.csv"]
+    api.assert_nowhere(signature)
+    api.assert_nowhere(valid.split("sig=")[1].split("&")[0])
+
+
+def _sessions(server: PostgresServer, role: str) -> int:
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [role]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_delete_closes_the_pooled_connections(api: Api, postgres_server: PostgresServer,
+                                              pg_tables: tuple[str, str, str]) -> None:
+    role, password, schema = pg_tables
+    api.call("POST", "/v1/data-sources", expect=201,
+             json=_pg_source(postgres_server, role, password, schema, pool_min_size=2))
+    api.call("GET", "/v1/data-sources/pg/browse", expect=200)
+    deadline = time.monotonic() + 10
+    while _sessions(postgres_server, role) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sessions(postgres_server, role) >= 2
+    api.call("DELETE", "/v1/data-sources/pg", expect=200)
+    deadline = time.monotonic() + 10
+    while _sessions(postgres_server, role) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sessions(postgres_server, role) == 0
+    assert default_store().get("pg.password") is None
