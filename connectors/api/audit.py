@@ -19,6 +19,7 @@ from typing import Any
 from connectors.secrets.references import get_logger, redact
 
 log = get_logger(__name__)
+MAX_FIELD = 256  # a path parameter of a refused call is the caller's text: kept short
 FIELDS = ("request_id", "key_id", "method", "route", "source_id", "status", "outcome", "job_id")
 
 
@@ -33,7 +34,7 @@ class AuditLog:
         line: dict[str, Any] = {"time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         for name in FIELDS:
             value = fields.get(name)
-            line[name] = redact(value) if isinstance(value, str) else value
+            line[name] = redact(value[:MAX_FIELD]) if isinstance(value, str) else value
         data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
         try:
             with self._lock:

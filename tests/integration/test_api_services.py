@@ -253,3 +253,20 @@ def test_delete_closes_the_pooled_connections(api: Api, postgres_server: Postgre
         time.sleep(0.05)
     assert _sessions(postgres_server, role) == 0
     assert default_store().get("pg.password") is None
+
+
+def test_postgresql_write_only_dsn_never_shows(api: Api, postgres_server: PostgresServer,
+                                               pg_tables: tuple[str, str, str]) -> None:
+    role, password, schema = pg_tables
+    dsn = f"postgresql://{role}:{password}@{postgres_server.host}:{postgres_server.port}/{postgres_server.dbname}"
+    created = api.call("POST", "/v1/data-sources", expect=201, json={"id": "pg", "type": "postgresql", "name": "x",
+                       "config": {"dsn": dsn, "schemas": [schema]}}).json()
+    assert created["config"]["dsn"] == {"secret": "pg.dsn"}
+    assert api.call("POST", "/v1/data-sources/pg/test", expect=200).json()["ok"] is True
+    api.call("GET", f"/v1/data-sources/pg/preview?item={schema}.customers", expect=200)
+    api.call("PATCH", "/v1/data-sources/pg", json={"config": {"dsn": dsn.replace(f":{postgres_server.port}/", ":1/")}},
+             expect=200)
+    assert api.call("POST", "/v1/data-sources/pg/test", expect=200).json()["ok"] is False
+    api.call("GET", "/v1/data-sources/pg/browse", expect=502)
+    api.call("GET", f"/v1/data-sources/pg/{'x' * 5000}", expect=404)
+    api.assert_nowhere(password)
