@@ -19,10 +19,11 @@ from typing import Any
 
 from connectors.api.errors import ApiError
 from connectors.api.settings import ApiSettings
-from connectors.base import DataSourceConnector
+from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import DataSourceError
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
+from connectors.plugins import get_connector_class
 from connectors.secrets.references import get_logger, redact
 
 log = get_logger(__name__)
@@ -78,10 +79,14 @@ class JobManager:
     def running(self, source_id: str | None = None) -> list[Job]:
         return [j for j in self._jobs.values() if j.running and source_id in (None, j.source_id)]
 
-    def start(self, connector: DataSourceConnector, identifiers: list[str], workspace: str,
+    def start(self, source: DataSourceConfig, identifiers: list[str], workspace: str,
               workspace_dir: Path, bytes_total: int | None) -> Job:
-        """A new running job, or :class:`ApiError` 429 when a cap is reached."""
-        source_id = connector.source_id
+        """A new running job, or :class:`ApiError` 429 when a cap is reached.
+
+        A job has a connector of its own, so changing the source (which closes
+        its pooled connector) never breaks a fetch under way.
+        """
+        source_id = source.id
         if len(self.running()) >= self.settings.max_jobs:
             raise ApiError(429, f"{self.settings.max_jobs} fetch jobs are running (the limit); retry later",
                            {"Retry-After": "5"})
@@ -90,6 +95,7 @@ class JobManager:
                            "running (the limit per source); retry later", {"Retry-After": "5"})
         job = Job(f"job_{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total)
         self._jobs[job.id] = job
+        connector = get_connector_class(source.type_name)(source)
         job.task = asyncio.create_task(self._run(job, connector), name=job.id)
         self._forget_old()
         return job
@@ -122,6 +128,7 @@ class JobManager:
     async def _run(self, job: Job, connector: DataSourceConnector) -> None:
         job.status = "running"
         try:
+            await connector.connect()
             with on_progress(job.progress):
                 await self._fetch(job, connector)
             job.status = "failed" if job.errors else "succeeded"
@@ -137,6 +144,10 @@ class JobManager:
             job.status = "failed"
         finally:
             job.finished_at = int(time.time())
+            try:
+                await connector.disconnect()
+            except Exception as exc:  # the job's outcome stands; a failed close is only worth a line
+                log.warning("job %s: disconnect failed: %s", job.id, exc)
 
     async def _fetch(self, job: Job, connector: DataSourceConnector) -> None:
         chunk = FETCH_CONCURRENCY * 4  # fetch_many a chunk at a time, so items_done moves

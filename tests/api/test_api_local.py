@@ -206,6 +206,25 @@ def test_job_caps_refuse_with_429(tmp_path: Path, secret_store_env: Path) -> Non
         unregister_connector("gated")
 
 
+def test_a_running_job_survives_a_change_of_its_source(tmp_path: Path, secret_store_env: Path) -> None:
+    register_connector("gated", GatedConnector, replace=True)
+    memory_store("api-gated").put("a.csv", b"a\n1\n", modified_at=1)
+    GATE.clear()
+    try:
+        for api in start_api(tmp_path):
+            api.call("POST", "/v1/data-sources", expect=201, json={
+                "id": "g1", "type": "gated", "name": "g", "config": {"store": "api-gated"}})
+            job = api.call("POST", "/v1/data-sources/g1/fetch", json={"items": ["a.csv"], "workspace": "w"},
+                           expect=202).json()
+            api.call("PATCH", "/v1/data-sources/g1", json={"name": "renamed"}, expect=200)  # closes the pooled one
+            GATE.set()
+            done = wait_job(api, "g1", job["id"])
+            assert done["status"] == "succeeded", done["errors"]
+    finally:
+        GATE.set()
+        unregister_connector("gated")
+
+
 def test_cancel_leaves_no_partial_file(api: Api, data_root: Path) -> None:
     big = data_root / "big.bin"
     big.write_bytes(b"\1" * (256 << 20))
