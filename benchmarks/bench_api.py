@@ -87,7 +87,9 @@ def worker(mode: str, args: list[str]) -> None:
     import connectors.azure_blob  # noqa: F401  (before the clock starts)
 
     started = time.perf_counter()
-    if mode == "api-fetch":
+    if mode == "setup-big":  # in a child: the parent's 1 GiB would otherwise count in every child's peak RSS
+        asyncio.run(_upload_big(os.environ[ENV_CS]))
+    elif mode == "api-fetch":
         _api_fetch(*args)
     elif mode == "api-list":
         _api_list(*args)
@@ -148,7 +150,7 @@ async def _upload_big(connection_string: str) -> None:
 
 def bench_big(scratch: Path) -> str:
     with start_azurite() as azurite, api_server(scratch, azurite.connection_string) as (base, key, env):
-        asyncio.run(_upload_big(azurite.connection_string))
+        subprocess.run(worker_command("setup-big"), env={**os.environ, ENV_CS: azurite.connection_string}, check=True)
         cli_ws, api_ws, conn_ws = scratch / "cli-ws", scratch / "api-ws" / "bench", scratch / "conn-ws"
         candidates = [
             Candidate("API POST /fetch + poll", worker_command("api-fetch", base, key, "big.bin", "bench"),

@@ -93,7 +93,7 @@ class JobManager:
         if len(self.running(source_id)) >= self.settings.max_jobs_per_source:
             raise ApiError(429, f"{self.settings.max_jobs_per_source} fetch jobs of source {source_id!r} are "
                            "running (the limit per source); retry later", {"Retry-After": "5"})
-        job = Job(f"job_{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total)
+        job = Job(f"job-{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total)
         self._jobs[job.id] = job
         connector = get_connector_class(source.type_name)(source)
         job.task = asyncio.create_task(self._run(job, connector), name=job.id)

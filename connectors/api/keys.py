@@ -90,7 +90,7 @@ class KeyStore:
             raise ConfigurationError("a key name is 1-64 letters, digits, spaces or _ . @ -, starting with "
                                      "a letter or digit")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        record = ApiKey(f"key_{secrets.token_hex(8)}", name, read_only, int(time.time()), hash_key(key))
+        record = ApiKey(f"key-{secrets.token_hex(8)}", name, read_only, int(time.time()), hash_key(key))
         with self._changing() as keys:
             if any(k.name == name for k in keys):
                 raise ConfigurationError(f"an API key named {name!r} exists; revoke it first or pick another name")

@@ -72,7 +72,7 @@ class ApiRoute(APIRoute):
         route = self
 
         async def handle(request: Request) -> Response:
-            request.state.request_id = f"req_{secrets.token_hex(12)}"
+            request.state.request_id = f"req-{secrets.token_hex(12)}"
             response = await _respond(handler, request)
             response.headers["X-Request-ID"] = request.state.request_id
             if route.audited(request.method, response.status_code):

@@ -280,7 +280,7 @@ def test_audit_log_records_changes_data_and_refusals(api: Api, data_root: Path) 
         ("DELETE", "/v1/data-sources/{source_id}", 200, "ok")]
     keys = {k.name: k.id for k in KeyStore(api.settings.keys_file).list()}
     assert [r["key_id"] for r in records] == [keys["admin"], keys["reader"], keys["reader"], keys["admin"]]
-    assert all(r["source_id"] == "docs" and r["request_id"].startswith("req_") for r in records)
+    assert all(r["source_id"] == "docs" and r["request_id"].startswith("req-") for r in records)
     assert set(records[0]) == {"time", "request_id", "key_id", "method", "route", "source_id", "status", "outcome",
                                "job_id"}
 
