@@ -8,10 +8,11 @@ import asyncio
 import base64
 import binascii
 import bisect
+import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Query, Request, Response
 
 from connectors.api import tables
 from connectors.api.errors import ApiError
@@ -70,7 +71,7 @@ def _entries(items: list[DataItem], prefix: str, delimiter: str) -> list[dict[st
                 last_folder = folder
             continue
         entries.append({"object": "data_source.item", "path": item.path, "name": item.name, "size": item.size,
-                        "modified_at": item.modified_at, "metadata": item.metadata})
+                        "modified_at": item.modified_at, "metadata": tables.json_value(item.metadata)})
     return entries
 
 
@@ -92,14 +93,16 @@ async def browse(source_id: SourceId, state: State, key: ReadKey,
                  delimiter: Annotated[str, Query(max_length=8, description="Folder separator; empty: flat")] = "/",
                  limit: Limit = 100,
                  after: Annotated[str | None, Query(max_length=2048, description="next_cursor of the last page")]
-                 = None) -> dict[str, Any]:
+                 = None) -> Response:
     source = load_source(state, source_id)
     entries = (await _listing(state, source)).entries(path, delimiter)
     start = bisect.bisect_right(entries, _after(after), key=lambda e: e["path"]) if after else 0
     page = entries[start : start + limit]
     more = start + limit < len(entries)
     cursor = _cursor(page[-1]["path"]) if more else None
-    return {"object": "list", "data": page, "has_more": more, "next_cursor": cursor}
+    # entries are JSON-safe when folded (and cached): sent as they are, not validated again per page
+    body = {"object": "list", "has_more": more, "next_cursor": cursor, "data": page}
+    return Response(json.dumps(body, separators=(",", ":")).encode(), media_type="application/json")
 
 
 async def _metadata(state: State, source: DataSourceConfig, item: str) -> tuple[DataSourceConnector, dict[str, Any]]:

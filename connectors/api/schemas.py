@@ -199,8 +199,8 @@ class LandedFile(BaseModel):
 
 class Job(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "job-5b1f0c2e9a7d4b3c8e6f1a2d", "object": "data_source.fetch_job", "created_at": 1764662400, "source_id": "az",
-        "workspace": "t1", "status": "running", "finished_at": None,
+        "id": "job-5b1f0c2e9a7d4b3c8e6f1a2d", "object": "data_source.fetch_job", "created_at": 1764662400,
+        "source_id": "az", "workspace": "t1", "status": "running", "finished_at": None,
         "progress": {"items_total": 2, "items_done": 1, "bytes_done": 5120, "bytes_total": 10240},
         "files": [], "errors": []}]})
     id: str
