@@ -149,6 +149,8 @@ def test_fetch_job_lands_files_with_lineage(api: Api, data_root: Path) -> None:
     api.call("GET", "/v1/lineage?path=/etc/passwd", expect=400)
     api.call("GET", "/v1/lineage?path=thread-1/none.csv", expect=404)
     assert [j["id"] for j in api.call("GET", "/v1/data-sources/docs/jobs", expect=200).json()["data"]] == [job["id"]]
+    fetches = [r for r in api.audit() if r["route"] == "/v1/data-sources/{source_id}/fetch"]
+    assert [(r["job_id"], r["status"], r["source_id"]) for r in fetches] == [(job["id"], 202, "docs")]
 
 
 def test_fetch_refusals_come_before_any_work(api: Api, data_root: Path) -> None:
