@@ -150,7 +150,8 @@ async def _upload_big(connection_string: str) -> None:
 
 def bench_big(scratch: Path) -> str:
     with start_azurite() as azurite, api_server(scratch, azurite.connection_string) as (base, key, env):
-        subprocess.run(worker_command("setup-big"), env={**os.environ, ENV_CS: azurite.connection_string}, check=True)
+        subprocess.run(worker_command("setup-big"), env={**os.environ, ENV_CS: azurite.connection_string}, check=True,
+                       stdout=subprocess.DEVNULL)
         cli_ws, api_ws, conn_ws = scratch / "cli-ws", scratch / "api-ws" / "bench", scratch / "conn-ws"
         candidates = [
             Candidate("API POST /fetch + poll", worker_command("api-fetch", base, key, "big.bin", "bench"),
