@@ -31,7 +31,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
-from connectors.cli import data, query, secrets, sources
+from connectors.cli import api, data, query, secrets, sources
 from connectors.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, Parser, UsageError, fail
 from connectors.cli.progress_bar import ProgressBar
 from connectors.errors import DataSourceError
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_commands(commands, as_json)
     query.add_commands(commands, as_json)
     secrets.add_commands(commands, as_json)
+    api.add_commands(commands, as_json)
     for command in _leaf_parsers(parser):
         # also after the command; SUPPRESS keeps a value given before it
         command.add_argument("--sources", metavar="FILE", default=argparse.SUPPRESS, help=_SOURCES_HELP)
