@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fnmatch
 import hashlib
@@ -144,10 +145,13 @@ class LocalFileConnector(DataSourceConnector):
 
     async def fetch_data(self, identifier: str, workspace: str) -> str:
         cancelled = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(self._fetch, identifier, workspace, cancelled))
         try:
-            return await asyncio.to_thread(self._fetch, identifier, workspace, cancelled)
+            return await asyncio.shield(work)
         except asyncio.CancelledError:
-            cancelled.set()  # the copy stops at its next chunk and removes its temporary
+            cancelled.set()  # the copy stops at its next chunk and removes its temporary:
+            with contextlib.suppress(BaseException):  # wait for that, so a cancelled fetch leaves nothing
+                await work
             raise
 
     async def fetch_many(

@@ -1,0 +1,235 @@
+"""The HTTP API against the CLI and the connector, on Azurite, through a real ``da-sources serve``.
+
+Run: ``.venv/bin/python -m benchmarks.bench_api [big|list|latency ...]`` (all cases by default).
+
+Cases:
+    big      one blob (1 GiB; ``DA_BENCH_API_MIB`` to change): ``POST /fetch`` and polling the job
+             until it is done (every 20 ms) vs ``da-sources fetch`` vs the connector's ``fetch_data``
+    list     10,000 blobs (``DA_BENCH_API_ITEMS``): every page of ``GET /browse?delimiter=&limit=1000``,
+             cache cold (the source is touched before each run), vs the connector's ``list_items``
+    latency  ``GET /v1/data-sources/{id}`` from 50 concurrent clients (keep-alive), 40 requests each:
+             p50, p99 and requests per second
+
+The server runs as its own process (uvicorn, one worker) for the whole case.
+API clients and the connector worker report the seconds of the measured work
+(not their interpreter start-up: the server is already up, as in use); the CLI
+is timed as a user runs it, process start-up included. Outputs land under
+``$DA_BENCH_DIR`` (default: the system temporary folder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from azure.storage.blob.aio import BlobServiceClient
+
+from benchmarks.bench_azure import CONTAINER, ENV_CS, _connector, _fresh, _upload
+from benchmarks.common import PYTHON, Candidate, compare, report
+from tests.harness import start_azurite, stop_process_group
+
+BIG_SIZE = int(os.environ.get("DA_BENCH_API_MIB", "1024")) << 20
+ITEMS = int(os.environ.get("DA_BENCH_API_ITEMS", "10000"))
+CONSOLE = str(Path(sys.executable).with_name("da-sources"))
+
+
+# --- measured workers (child processes) ---------------------------------------------
+
+
+def _call(base: str, key: str, method: str, path: str, body: Any = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method, headers={
+        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())
+
+
+def _api_fetch(base: str, key: str, item: str, workspace: str) -> None:
+    job = _call(base, key, "POST", "/v1/data-sources/az/fetch", {"items": [item], "workspace": workspace})
+    while job["status"] in ("queued", "running"):
+        time.sleep(0.02)
+        job = _call(base, key, "GET", f"/v1/data-sources/az/jobs/{job['id']}")
+    assert job["status"] == "succeeded", job
+
+
+def _api_list(base: str, key: str) -> None:
+    count, after = 0, ""
+    while True:
+        page = _call(base, key, "GET", f"/v1/data-sources/az/browse?delimiter=&limit=1000{after}")
+        count += len(page["data"])
+        if not page["has_more"]:
+            break
+        after = f"&after={page['next_cursor']}"
+    assert count == ITEMS, count
+
+
+async def _connector_work(mode: str, args: list[str]) -> None:
+    async with _connector(CONTAINER) as connector:
+        if mode == "fetch":
+            await connector.fetch_data(args[0], args[1])
+        else:
+            assert len(await connector.list_items()) == ITEMS
+
+
+def worker(mode: str, args: list[str]) -> None:
+    import connectors.azure_blob  # noqa: F401  (before the clock starts)
+
+    started = time.perf_counter()
+    if mode == "setup-big":  # in a child: the parent's 1 GiB would otherwise count in every child's peak RSS
+        asyncio.run(_upload_big(os.environ[ENV_CS]))
+    elif mode == "api-fetch":
+        _api_fetch(*args)
+    elif mode == "api-list":
+        _api_list(*args)
+    else:
+        asyncio.run(_connector_work(mode, args))
+    print(time.perf_counter() - started)
+
+
+def worker_command(mode: str, *args: str) -> list[str]:
+    return [PYTHON, "-m", "benchmarks.bench_api", "worker", mode, *args]
+
+
+# --- the server ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def api_server(scratch: Path, connection_string: str) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """``da-sources serve`` over one source ``az``; (base URL, manage key, environment)."""
+    env = {**os.environ, ENV_CS: connection_string, "DA_SOURCES_FILE": str(scratch / "sources.yaml"),
+           "DA_WORKSPACE": str(scratch / "api-ws"), "DA_API_MAX_ITEM_BYTES": str(1 << 40),
+           "DA_API_CACHE_SECONDS": "600"}
+    (scratch / "sources.yaml").write_text(json.dumps({"sources": [{"id": "az", "type": "azure_blob", "name": "az",
+        "config": {"container_name": CONTAINER, "connection_string": {"env": ENV_CS}}}]}))
+    key = subprocess.run([CONSOLE, "api-keys", "create", "bench"], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()[0]
+    port = _free_port()
+    server = subprocess.Popen([CONSOLE, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                              start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/health", timeout=1).close()  # noqa: S310
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield base, key, env
+    finally:
+        stop_process_group(server)
+
+
+# --- the cases ----------------------------------------------------------------------
+
+
+async def _upload_big(connection_string: str) -> None:
+    async with BlobServiceClient.from_connection_string(connection_string) as service:
+        container = service.get_container_client(CONTAINER)
+        await container.create_container()
+        block = os.urandom(8 << 20)
+        await container.upload_blob("big.bin", b"".join([block] * (BIG_SIZE // len(block))), max_concurrency=4)
+
+
+def bench_big(scratch: Path) -> str:
+    with start_azurite() as azurite, api_server(scratch, azurite.connection_string) as (base, key, env):
+        subprocess.run(worker_command("setup-big"), env={**os.environ, ENV_CS: azurite.connection_string}, check=True)
+        cli_ws, api_ws, conn_ws = scratch / "cli-ws", scratch / "api-ws" / "bench", scratch / "conn-ws"
+        candidates = [
+            Candidate("API POST /fetch + poll", worker_command("api-fetch", base, key, "big.bin", "bench"),
+                      prepare=lambda: _fresh(api_ws), reports_seconds=True),
+            Candidate("da-sources fetch (CLI)", [CONSOLE, "fetch", "az", "big.bin", "--workspace", str(cli_ws)],
+                      prepare=lambda: _fresh(cli_ws), env=env),
+            Candidate("connector fetch_data", worker_command("fetch", "big.bin", str(conn_ws)),
+                      prepare=lambda: _fresh(conn_ws), env=env, reports_seconds=True),
+        ]
+        compare(candidates, repetitions=3)
+        return report(f"{BIG_SIZE >> 20} MiB blob", candidates, size_bytes=BIG_SIZE,
+                      baseline="da-sources fetch (CLI)", ours="API POST /fetch + poll")
+
+
+def bench_list(scratch: Path) -> str:
+    with start_azurite() as azurite, api_server(scratch, azurite.connection_string) as (base, key, env):
+        asyncio.run(_upload(azurite, {f"d{i % 10}/{i:06d}.csv": b"x" for i in range(ITEMS)}))
+        touched = iter(range(1_000_000))
+
+        def cold() -> None:  # a changed source drops its cached listing (and its pooled connector)
+            _call(base, key, "PATCH", "/v1/data-sources/az", {"metadata": {"bench": next(touched)}})
+
+        candidates = [
+            Candidate("API browse, 1,000 a page", worker_command("api-list", base, key), prepare=cold,
+                      reports_seconds=True),
+            Candidate("connector list_items", worker_command("list"), env=env, reports_seconds=True),
+        ]
+        compare(candidates, repetitions=5)
+        return report(f"listing {ITEMS} blobs", candidates, items=ITEMS, baseline="connector list_items",
+                      ours="API browse, 1,000 a page")
+
+
+async def _latency(base: str, key: str, clients: int, each: int) -> tuple[list[float], float]:
+    import httpx
+
+    timings: list[float] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits) as client:
+        async def one_client() -> None:
+            for _ in range(each):
+                started = time.perf_counter()
+                response = await client.get("/v1/data-sources/az")
+                timings.append(time.perf_counter() - started)
+                assert response.status_code == 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        return timings, time.perf_counter() - started
+
+
+def bench_latency(scratch: Path) -> str:
+    clients, each = 50, 40
+    with start_azurite() as azurite, api_server(scratch, azurite.connection_string) as (base, key, _):
+        asyncio.run(_latency(base, key, clients, 5))  # warm-up
+        timings, total = asyncio.run(_latency(base, key, clients, each))
+    timings.sort()
+    p50, p99 = statistics.median(timings), timings[int(len(timings) * 0.99) - 1]
+    text = (f"## GET /v1/data-sources/{{id}}, {clients} concurrent clients\n\n| requests | p50 ms | p99 ms | max ms "
+            f"| requests/s |\n| ---: | ---: | ---: | ---: | ---: |\n| {len(timings)} | {p50 * 1000:.1f} | "
+            f"{p99 * 1000:.1f} | {timings[-1] * 1000:.1f} | {len(timings) / total:,.0f} |\n")
+    print(text, flush=True)
+    return text
+
+
+CASES = {"big": bench_big, "list": bench_list, "latency": bench_latency}
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["worker"]:
+        worker(argv[1], argv[2:])
+        return
+    tables = []
+    for name in argv or list(CASES):
+        with tempfile.TemporaryDirectory(prefix=f"da-bench-api-{name}-", dir=os.environ.get("DA_BENCH_DIR")) as tmp:
+            started = time.perf_counter()
+            tables.append(CASES[name](Path(tmp)))
+            print(f"({name}: {time.perf_counter() - started:.0f} s including set-up)\n", flush=True)
+    print("\n".join(tables))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,65 @@
+"""``router`` (for an existing FastAPI app) and :func:`create_app` (standalone, what ``da-sources serve`` runs).
+
+Example:
+    >>> app = FastAPI()               # DeepAnalyze's create_app()
+    >>> app.include_router(router)    # every /v1/data-sources route, behind API keys
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from connectors.api import discovery, fetching, sources
+from connectors.api.schemas import Health
+from connectors.api.settings import ApiSettings
+from connectors.api.state import ApiState, close_default_state
+
+__all__ = ["create_app", "router"]
+
+DESCRIPTION = """Data sources for DeepAnalyze: manage Azure Blob, PostgreSQL and local-file sources, browse and
+preview their items, and fetch them into a workspace with lineage. Every route but `/health` needs
+`Authorization: Bearer <key>` (make one with `da-sources api-keys create NAME`); read-only keys browse,
+preview and fetch, other keys also create, update and delete sources. Errors are `{"detail": ...}`."""
+
+
+@asynccontextmanager
+async def _router_lifespan(app: Any) -> AsyncIterator[None]:
+    yield
+    await close_default_state()  # the state an including app built from the environment
+
+
+def _build_router() -> APIRouter:
+    router = APIRouter(lifespan=_router_lifespan)
+    for part in (sources.router, discovery.router, fetching.router):
+        router.include_router(part)
+    return router
+
+
+router = _build_router()
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    """A standalone app: ``/health`` (no key) and the router, with its own state."""
+    state = ApiState(settings or ApiSettings.from_env())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await state.aclose()
+
+    app = FastAPI(title="da-sources", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.da_sources = state
+
+    @app.get("/health", response_model=Health, tags=["health"], summary="Liveness; needs no key")
+    async def health() -> dict[str, Any]:
+        return {"status": "healthy", "timestamp": int(time.time())}
+
+    app.include_router(router)
+    return app

@@ -1,0 +1,202 @@
+"""Discovery: browse a source folder by folder, an item's metadata, table schemas and relationships,
+previews and numeric statistics. Listings and metadata are cached per source (``cache_seconds``) and
+dropped when the source changes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import bisect
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Query, Request, Response
+
+from connectors.api import tables
+from connectors.api.errors import ApiError
+from connectors.api.routing import ReadKey, State, new_router
+from connectors.api.schemas import EntryList, ItemMetadata, Preview, Relationships, Stats, TableSchema
+from connectors.api.sources import Limit, SourceId, load_source
+from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
+from connectors.errors import ConfigurationError
+
+router = new_router()
+Item = Annotated[str, Query(min_length=1, max_length=1024, description="The item's identifier, as browse lists it.")]
+TAGS: list[str | Any] = ["discovery"]
+
+
+@dataclass
+class Listing:
+    """A source's items, sorted by path, and the browse pages folded from them (so paging is cheap)."""
+
+    items: list[DataItem]
+    folded: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+
+    def entries(self, prefix: str, delimiter: str) -> list[dict[str, Any]]:
+        key = (prefix, delimiter)
+        if key not in self.folded:
+            self.folded[key] = _entries(self.items, prefix, delimiter)
+        return self.folded[key]
+
+
+async def _listing(state: State, source: DataSourceConfig) -> Listing:
+    async def load() -> Listing:
+        connector = await state.connector(source)
+        async with _deadline(state):
+            return Listing(sorted(await connector.list_items(), key=lambda i: i.path))
+
+    return await state.cache.get(source, "list", "", load)
+
+
+def _deadline(state: State) -> asyncio.Timeout:
+    return asyncio.timeout(state.settings.timeout_seconds)
+
+
+def _entries(items: list[DataItem], prefix: str, delimiter: str) -> list[dict[str, Any]]:
+    """Items under ``prefix``; with a delimiter, deeper items are folded into folders (sorted by path)."""
+    start = bisect.bisect_left(items, prefix, key=lambda i: i.path)
+    entries: list[dict[str, Any]] = []
+    last_folder = None
+    for item in items[start:]:
+        if not item.path.startswith(prefix):
+            break
+        rest = item.path[len(prefix):]
+        cut = rest.find(delimiter) if delimiter else -1
+        if cut >= 0:
+            folder = prefix + rest[: cut + len(delimiter)]
+            if folder != last_folder:
+                entries.append({"object": "data_source.folder", "path": folder, "name": rest[:cut]})
+                last_folder = folder
+            continue
+        entries.append({"object": "data_source.item", "path": item.path, "name": item.name, "size": item.size,
+                        "modified_at": item.modified_at, "metadata": tables.json_value(item.metadata)})
+    return entries
+
+
+def _cursor(path: str) -> str:
+    return base64.urlsafe_b64encode(path.encode("utf-8", "surrogatepass")).decode()
+
+
+def _after(cursor: str) -> str:
+    try:
+        return base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode("utf-8", "surrogatepass")
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "after: not a cursor this API returned") from None
+
+
+@router.get("/v1/data-sources/{source_id}/browse", response_model=EntryList, tags=TAGS,
+            summary="Browse items folder by folder")
+async def browse(source_id: SourceId, state: State, key: ReadKey,
+                 path: Annotated[str, Query(max_length=1024, description="Only items under this prefix")] = "",
+                 delimiter: Annotated[str, Query(max_length=8, description="Folder separator; empty: flat")] = "/",
+                 limit: Limit = 100,
+                 after: Annotated[str | None, Query(max_length=2048, description="next_cursor of the last page")]
+                 = None) -> Response:
+    source = load_source(state, source_id)
+    entries = (await _listing(state, source)).entries(path, delimiter)
+    start = bisect.bisect_right(entries, _after(after), key=lambda e: e["path"]) if after else 0
+    page = entries[start : start + limit]
+    more = start + limit < len(entries)
+    cursor = _cursor(page[-1]["path"]) if more else None
+    # entries are JSON-safe when folded (and cached): sent as they are, not validated again per page
+    body = {"object": "list", "has_more": more, "next_cursor": cursor, "data": page}
+    return Response(json.dumps(body, separators=(",", ":")).encode(), media_type="application/json")
+
+
+async def _metadata(state: State, source: DataSourceConfig, item: str) -> tuple[DataSourceConnector, dict[str, Any]]:
+    connector = await state.connector(source)
+
+    async def load() -> dict[str, Any]:
+        async with _deadline(state):
+            return await connector.get_metadata(item)
+
+    return connector, await state.cache.get(source, "metadata", item, load)
+
+
+@router.get("/v1/data-sources/{source_id}/metadata", response_model=ItemMetadata, tags=TAGS,
+            summary="An item's metadata")
+async def item_metadata(source_id: SourceId, item: Item, state: State, key: ReadKey) -> dict[str, Any]:
+    _, metadata = await _metadata(state, load_source(state, source_id), item)
+    return {"object": "data_source.item_metadata", "source_id": source_id, "item": item,
+            "metadata": tables.json_value(metadata)}
+
+
+@router.get("/v1/data-sources/{source_id}/schema", response_model=TableSchema, tags=TAGS,
+            summary="A table's columns, primary key and foreign keys")
+async def table_schema(source_id: SourceId, item: Item, state: State, key: ReadKey) -> dict[str, Any]:
+    source = load_source(state, source_id)
+    connector, metadata = await _metadata(state, source, item)
+    _require_table(connector)
+
+    async def load() -> list[dict[str, Any]]:
+        async with _deadline(state):
+            return await tables.foreign_keys(connector, item)
+
+    keys = await state.cache.get(source, "foreign_keys", item, load)
+    return {"object": "data_source.table_schema", "source_id": source_id, "item": metadata.get("path", item),
+            "kind": metadata.get("kind", "table"), "columns": metadata.get("columns", []),
+            "primary_key": metadata.get("primary_key", []), "foreign_keys": keys}
+
+
+@router.get("/v1/data-sources/{source_id}/relationships", response_model=Relationships, tags=TAGS,
+            summary="Foreign keys between the tables of the source")
+async def relationships(source_id: SourceId, state: State, key: ReadKey) -> dict[str, Any]:
+    source = load_source(state, source_id)
+    connector = await state.connector(source)
+    _require_table(connector)
+
+    async def load() -> list[dict[str, Any]]:
+        async with _deadline(state):
+            return await tables.foreign_keys(connector, None)
+
+    return {"object": "list", "data": await state.cache.get(source, "foreign_keys", "", load)}
+
+
+def _require_table(connector: DataSourceConnector) -> None:
+    if not tables.is_table_source(connector):
+        raise ApiError(400, "schemas, relationships and statistics exist for tables (postgresql sources) only")
+
+
+@router.get("/v1/data-sources/{source_id}/preview", response_model=Preview, tags=TAGS,
+            summary="The first rows of a table or of a CSV/TSV/Parquet item")
+async def preview(source_id: SourceId, item: Item, request: Request, state: State, key: ReadKey,
+                  limit: Annotated[int, Query(ge=1, description="Rows (10 by default; capped by the server)")] = 10
+                  ) -> dict[str, Any]:
+    if limit > state.settings.preview_max_rows:
+        raise ApiError(413, f"limit {limit} is over the preview cap of {state.settings.preview_max_rows} rows")
+    source = load_source(state, source_id)
+    connector, metadata = await _metadata(state, source, item)
+    async with _deadline(state):
+        if tables.is_table_source(connector):
+            names, rows = await tables.preview_table(connector, item, limit)
+            types = {c["name"]: c["type"] for c in metadata.get("columns", [])}
+            columns = [{"name": n, "type": str(types.get(n, ""))} for n in names]
+        else:
+            _check_size(state, source, item, metadata)
+            try:
+                columns, rows = await tables.preview_file(connector, item, limit)
+            except ConfigurationError as exc:
+                raise ApiError(400, exc.message) from None
+    return {"object": "data_source.preview", "source_id": source_id, "item": item, "columns": columns,
+            "rows": rows, "limit": limit}
+
+
+def _check_size(state: State, source: DataSourceConfig, item: str, metadata: dict[str, Any]) -> None:
+    limit = state.settings.item_limit(source.metadata)
+    size = metadata.get("size")
+    if isinstance(size, int) and size > limit:
+        raise ApiError(413, f"item {item!r} is {size} bytes, over the limit of {limit} bytes of source {source.id!r}")
+
+
+@router.get("/v1/data-sources/{source_id}/stats", response_model=Stats, tags=TAGS,
+            summary="Numeric column statistics of a table, computed by the database")
+async def stats(source_id: SourceId, item: Item, state: State, key: ReadKey) -> dict[str, Any]:
+    source = load_source(state, source_id)
+    connector, metadata = await _metadata(state, source, item)
+    _require_table(connector)
+    async with _deadline(state):
+        row_count, columns = await tables.table_stats(connector, item, metadata.get("columns", []))
+    return {"object": "data_source.stats", "source_id": source_id, "item": metadata.get("path", item),
+            "row_count": row_count, "columns": columns}

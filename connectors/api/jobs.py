@@ -1,0 +1,174 @@
+"""Background fetch jobs: start at once, report progress, land files with lineage, cancel cleanly.
+
+Jobs live in this process (a restart forgets them; the landed files and their
+records stay). A job runs the connector's ``fetch_many`` into its workspace;
+cancelling it cancels that call, and the connectors remove their temporaries,
+so no partial file is ever left under a final name. Jobs are capped per source
+and overall; a start over a cap is refused (429), never queued half-done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.api.errors import ApiError
+from connectors.api.settings import ApiSettings
+from connectors.base import DataSourceConfig, DataSourceConnector
+from connectors.errors import DataSourceError
+from connectors.landing.lineage import read_provenance
+from connectors.landing.progress import on_progress
+from connectors.plugins import get_connector_class
+from connectors.secrets.references import get_logger, redact
+
+log = get_logger(__name__)
+KEEP_FINISHED = 1000  # finished jobs remembered, per manager
+FETCH_CONCURRENCY = 4
+
+
+@dataclass
+class Job:
+    """One fetch: what, where, how far, and what landed."""
+
+    id: str
+    source_id: str
+    workspace: str
+    workspace_dir: Path
+    identifiers: list[str]
+    bytes_total: int | None
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    status: str = "queued"  # queued, running, succeeded, failed, cancelled
+    finished_at: int | None = None
+    items_done: int = 0
+    files: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    _bytes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("queued", "running")
+
+    def progress(self, identifier: str, done: int, total: int | None) -> None:
+        self._bytes[identifier] = done
+
+    def view(self) -> dict[str, Any]:
+        """The job object (see ``schemas.Job``)."""
+        return {
+            "id": self.id, "object": "data_source.fetch_job", "created_at": self.created_at,
+            "source_id": self.source_id, "workspace": self.workspace, "status": self.status,
+            "finished_at": self.finished_at,
+            "progress": {"items_total": len(self.identifiers), "items_done": self.items_done,
+                         "bytes_done": sum(self._bytes.values()), "bytes_total": self.bytes_total},
+            "files": list(self.files), "errors": list(self.errors),
+        }
+
+
+class JobManager:
+    """Starts, tracks and cancels jobs."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self._jobs: dict[str, Job] = {}
+
+    def running(self, source_id: str | None = None) -> list[Job]:
+        return [j for j in self._jobs.values() if j.running and source_id in (None, j.source_id)]
+
+    def start(self, source: DataSourceConfig, identifiers: list[str], workspace: str,
+              workspace_dir: Path, bytes_total: int | None) -> Job:
+        """A new running job, or :class:`ApiError` 429 when a cap is reached.
+
+        A job has a connector of its own, so changing the source (which closes
+        its pooled connector) never breaks a fetch under way.
+        """
+        source_id = source.id
+        if len(self.running()) >= self.settings.max_jobs:
+            raise ApiError(429, f"{self.settings.max_jobs} fetch jobs are running (the limit); retry later",
+                           {"Retry-After": "5"})
+        if len(self.running(source_id)) >= self.settings.max_jobs_per_source:
+            raise ApiError(429, f"{self.settings.max_jobs_per_source} fetch jobs of source {source_id!r} are "
+                           "running (the limit per source); retry later", {"Retry-After": "5"})
+        job = Job(f"job-{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total)
+        self._jobs[job.id] = job
+        connector = get_connector_class(source.type_name)(source)
+        job.task = asyncio.create_task(self._run(job, connector), name=job.id)
+        self._forget_old()
+        return job
+
+    def get(self, source_id: str, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None or job.source_id != source_id:
+            raise ApiError(404, f"no job {job_id!r} for source {source_id!r}")
+        return job
+
+    def of_source(self, source_id: str) -> list[Job]:
+        return [j for j in self._jobs.values() if j.source_id == source_id]
+
+    async def cancel(self, job: Job) -> Job:
+        """Cancel ``job`` and wait until its temporaries are gone."""
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job.task
+        return job
+
+    async def cancel_source(self, source_id: str) -> None:
+        for job in self.running(source_id):
+            await self.cancel(job)
+
+    async def aclose(self) -> None:
+        for job in self.running():
+            await self.cancel(job)
+
+    async def _run(self, job: Job, connector: DataSourceConnector) -> None:
+        job.status = "running"
+        try:
+            await connector.connect()
+            with on_progress(job.progress):
+                await self._fetch(job, connector)
+            job.status = "failed" if job.errors else "succeeded"
+        except asyncio.CancelledError:
+            job.status = "cancelled"
+            raise
+        except DataSourceError as exc:
+            job.errors.append({"identifier": "", "detail": redact(str(exc))})
+            job.status = "failed"
+        except Exception as exc:  # a job never dies silently
+            log.error("job %s failed: %s: %s", job.id, type(exc).__name__, exc)
+            job.errors.append({"identifier": "", "detail": "internal error"})
+            job.status = "failed"
+        finally:
+            job.finished_at = int(time.time())
+            try:
+                await connector.disconnect()
+            except Exception as exc:  # the job's outcome stands; a failed close is only worth a line
+                log.warning("job %s: disconnect failed: %s", job.id, exc)
+
+    async def _fetch(self, job: Job, connector: DataSourceConnector) -> None:
+        chunk = FETCH_CONCURRENCY * 4  # fetch_many a chunk at a time, so items_done moves
+        for start in range(0, len(job.identifiers), chunk):
+            batch = job.identifiers[start : start + chunk]
+            results = await connector.fetch_many(batch, str(job.workspace_dir), concurrency=FETCH_CONCURRENCY)
+            for result in results:
+                job.items_done += 1
+                if result.ok and result.path is not None:
+                    job.files.append(self._landed(job, result.identifier, result.path))
+                else:
+                    job.errors.append({"identifier": result.identifier, "detail": redact(str(result.error))})
+
+    def _landed(self, job: Job, identifier: str, path: str) -> dict[str, Any]:
+        record = read_provenance(path, job.workspace_dir)
+        relative = Path(path).relative_to(self.settings.workspace_base).as_posix()
+        lineage = {k: v for k, v in record.items() if k != "local_path"}
+        return {"identifier": identifier, "path": relative, "size": record.get("size"),
+                "sha256": record.get("sha256"), "lineage": lineage}
+
+    def _forget_old(self) -> None:
+        finished = [j for j in self._jobs.values() if not j.running]
+        for job in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[job.id]

@@ -1,0 +1,150 @@
+"""API keys: created once, stored hashed, checked in constant time, revocable without a restart.
+
+A key is ``dsk_`` and 43 URL-safe characters (256 random bits). The keys file
+(``$DA_API_KEYS_FILE``, default ``api-keys.json`` beside the sources file,
+mode 0600) holds, per key, its id, name, scope and the SHA-256 of the key;
+never the key. A fast hash is enough because the keys are random and long: no
+dictionary exists to try against it (passwords would need a slow one).
+
+The file is re-read when it changes (its inode, size or mtime), so a key
+revoked with ``da-sources api-keys revoke`` stops working at the next request.
+
+Example:
+    >>> store = KeyStore("/tmp/keys.json")
+    >>> record, key = store.create("deepanalyze")
+    >>> store.authenticate(key).id == record.id
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from builtins import list as List
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors.errors import ConfigurationError, NotFoundError
+from connectors.secrets.store import atomic_write, file_lock
+
+KEY_PREFIX = "dsk_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.@-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One key as stored: ``read_only`` keys browse, preview and fetch; the others also manage sources."""
+
+    id: str
+    name: str
+    read_only: bool
+    created_at: int
+    sha256: str
+
+    @property
+    def scope(self) -> str:
+        return "read" if self.read_only else "manage"
+
+    def public(self) -> dict[str, Any]:
+        """What may be shown: everything but the hash."""
+        return {"id": self.id, "name": self.name, "scope": self.scope, "created_at": self.created_at}
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class KeyStore:
+    """The keys file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).absolute()
+        self._cache: tuple[tuple[int, int, int], list[ApiKey]] | None = None
+        self._cache_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"KeyStore({str(self.path)!r})"
+
+    def list(self) -> List[ApiKey]:
+        """Every key, oldest first (re-read when the file changed)."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return []
+        stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with self._cache_lock:
+            if self._cache is None or self._cache[0] != stamp:
+                self._cache = (stamp, self._read())
+            return list(self._cache[1])
+
+    def create(self, name: str, *, read_only: bool = False) -> tuple[ApiKey, str]:
+        """A new key: its record, and the key itself (shown once, never stored)."""
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigurationError("a key name is 1-64 letters, digits, spaces or _ . @ -, starting with "
+                                     "a letter or digit")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        record = ApiKey(f"key-{secrets.token_hex(8)}", name, read_only, int(time.time()), hash_key(key))
+        with self._changing() as keys:
+            if any(k.name == name for k in keys):
+                raise ConfigurationError(f"an API key named {name!r} exists; revoke it first or pick another name")
+            keys.append(record)
+        return record, key
+
+    def revoke(self, id_or_name: str) -> ApiKey:
+        """Remove a key, given its id or its name."""
+        with self._changing() as keys:
+            for index, key in enumerate(keys):
+                if id_or_name in (key.id, key.name):
+                    return keys.pop(index)
+        raise NotFoundError(f"no API key {id_or_name!r} in {str(self.path)!r}")
+
+    def authenticate(self, presented: str) -> ApiKey | None:
+        """The key ``presented`` is, or None; every stored hash is compared, without an early exit."""
+        digest = hash_key(presented)
+        found: ApiKey | None = None
+        for key in self.list():
+            if hmac.compare_digest(digest, key.sha256):
+                found = key
+        return found
+
+    def _read(self) -> List[ApiKey]:
+        try:
+            document = json.loads(self.path.read_text())
+            return [ApiKey(**entry) for entry in document.get("keys", [])]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise ConfigurationError(f"cannot read the API keys file {str(self.path)!r}: "
+                                     f"{type(exc).__name__}") from None
+
+    def _changing(self) -> _Change:
+        return _Change(self)
+
+
+class _Change:
+    """The keys under the file lock, written back atomically (mode 0600) when the block succeeds."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.lock = file_lock(store.path.with_name(store.path.name + ".lock"))
+
+    def __enter__(self) -> List[ApiKey]:
+        self.store.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock.__enter__()
+        self.keys = self.store._read()
+        return self.keys
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                text = json.dumps({"keys": [asdict(k) for k in self.keys]}, indent=2)
+                atomic_write(self.store.path, text.encode(), mode=0o600)
+        finally:
+            self.lock.__exit__(exc_type, exc, tb)

@@ -1,0 +1,125 @@
+"""Around every route: request id, authentication, errors as ``{"detail": ...}``, and the audit log.
+
+This lives in the routes themselves (a route class and dependencies), not in
+app middleware, so it holds when DeepAnalyze includes the router in its own app.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from connectors.api.errors import ApiError, detail_of, status_of
+from connectors.api.keys import ApiKey
+from connectors.api.schemas import ErrorBody
+from connectors.api.state import ApiState, get_state
+from connectors.errors import DataSourceError
+from connectors.secrets.references import get_logger, redact
+
+log = get_logger(__name__)
+_bearer = HTTPBearer(auto_error=False, description="An API key made with 'da-sources api-keys create'.")
+# routes that move data without changing anything: audited like changes
+DATA_ROUTES = ("/preview", "/stats")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text} for code, text in {
+        400: "Bad input", 401: "No valid API key", 403: "The key may not do this", 404: "No such source or item",
+        409: "The id is taken",
+        413: "Over a limit", 422: "Invalid body or parameters", 429: "Too many jobs running",
+        502: "The source failed (with its cause)", 504: "The source did not answer in time"}.items()
+}
+
+
+def error_response(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # FastAPI's default echoes the input, which may be a secret: location, message and type only
+    return [{"loc": list(e.get("loc", ())), "msg": redact(str(e.get("msg", ""))), "type": e.get("type", "")}
+            for e in exc.errors()]
+
+
+async def _respond(handler: Callable[[Request], Awaitable[Response]], request: Request) -> Response:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, redact(exc.detail), exc.headers)
+    except HTTPException as exc:
+        return error_response(exc.status_code, exc.detail, dict(exc.headers or {}))
+    except RequestValidationError as exc:
+        return error_response(422, _validation_detail(exc))
+    except (DataSourceError, TimeoutError) as exc:
+        return error_response(status_of(exc), detail_of(exc))
+    except Exception as exc:  # never a stack trace to the caller
+        log.error("request %s: %s: %s", request.state.request_id, type(exc).__name__, redact(str(exc)))
+        return error_response(500, f"internal error (request {request.state.request_id})")
+
+
+class ApiRoute(APIRoute):
+    """A route that answers errors as ``{"detail"}``, tags a request id and writes the audit log."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        route = self
+
+        async def handle(request: Request) -> Response:
+            request.state.request_id = f"req-{secrets.token_hex(12)}"
+            response = await _respond(handler, request)
+            response.headers["X-Request-ID"] = request.state.request_id
+            if route.audited(request.method, response.status_code):
+                _audit(request, route.path, response.status_code)
+            return response
+
+        return handle
+
+    def audited(self, method: str, status: int) -> bool:
+        return method != "GET" or self.path.endswith(DATA_ROUTES) or status in (401, 403)
+
+
+def _audit(request: Request, route: str, status: int) -> None:
+    state = getattr(request.state, "api", None)
+    if not isinstance(state, ApiState):
+        state = get_state(request)
+    outcome = "ok" if status < 400 else "refused" if status < 500 else "failed"
+    state.audit.record(
+        request_id=request.state.request_id, key_id=getattr(request.state, "key_id", None), method=request.method,
+        route=route, source_id=getattr(request.state, "source_id", None) or request.path_params.get("source_id"),
+        status=status, outcome=outcome, job_id=getattr(request.state, "job_id", None))
+
+
+def new_router() -> APIRouter:
+    return APIRouter(route_class=ApiRoute, responses=ERRORS)
+
+
+State = Annotated[ApiState, Depends(get_state)]
+
+
+def _key(request: Request, state: State,
+         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+    request.state.api = state
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "an API key is required: Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
+    key = state.keys.authenticate(credentials.credentials)
+    if key is None:
+        raise ApiError(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
+    request.state.key_id = key.id
+    return key
+
+
+def _manage_key(key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
+    if key.read_only:
+        raise ApiError(403, f"API key {key.id} is read-only; managing sources needs a key made without --read-only")
+    return key
+
+
+ReadKey = Annotated[ApiKey, Depends(_key)]
+ManageKey = Annotated[ApiKey, Depends(_manage_key)]

@@ -1,0 +1,172 @@
+"""Management: create, list, get, update, delete and test sources, in the CLI's sources file.
+
+A literal value in a secret field is write-only: it goes to the credential
+store as ``<id>.<field>`` and the source keeps ``{"secret": "<id>.<field>"}``.
+No response ever holds a secret value: configs are shown as stored, and the
+file only ever stores references.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import Path, Query, Request
+
+from connectors.api.errors import ApiError, detail_of
+from connectors.api.routing import ManageKey, ReadKey, State, new_router
+from connectors.api.schemas import DataSource, Deleted, SourceCreate, SourceList, SourceUpdate, TestResult
+from connectors.api.settings import _check_id
+from connectors.base import DataSourceConfig
+from connectors.errors import ConfigurationError, DataSourceError
+from connectors.plugins import get_connector_class, settings_model_for
+from connectors.secrets.references import MASK, Secret, is_reference
+from connectors.secrets.store import default_store
+
+router = new_router()
+SourceId = Annotated[str, Path(description="The source's id.", max_length=63)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Most entries per page.")]
+
+
+def source_view(source: DataSourceConfig) -> dict[str, Any]:
+    """The ``data_source`` object: references as they are, any literal secret masked."""
+    config = {k: MASK if isinstance(v, Secret) else v for k, v in source.config.items()}
+    return {"id": source.id, "object": "data_source", "created_at": source.created_at, "type": source.type_name,
+            "name": source.name, "config": config, "metadata": source.metadata}
+
+
+def load_source(state: State, source_id: str) -> DataSourceConfig:
+    """The stored source, or 404 (the id is checked first, so a bad id never reaches the file)."""
+    try:
+        _check_id(source_id, "source id")
+    except ConfigurationError:
+        raise ApiError(404, f"no source {source_id!r}") from None
+    for source in state.sources():
+        if source.id == source_id:
+            return source
+    raise ApiError(404, f"no source {source_id!r}")
+
+
+def _write_only(source_id: str, type_name: str, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``config`` with literal secrets replaced by store references, and the values to store (name -> value)."""
+    secret_fields = settings_model_for(type_name).secret_fields()
+    stored: dict[str, str] = {}
+    result = dict(config)
+    for key, value in config.items():
+        if key in secret_fields and isinstance(value, str):
+            name = f"{source_id}.{key}"
+            stored[name], result[key] = value, {"secret": name}
+    return result, stored
+
+
+def _store(values: dict[str, str]) -> None:
+    if values:
+        store = default_store()
+        for name, value in values.items():
+            store.set(name, value)
+
+
+def _validated(body: SourceCreate) -> DataSourceConfig:
+    try:
+        _check_id(body.id, "id")
+        return DataSourceConfig(id=body.id, type=body.type, name=body.name or body.id, config=body.config,
+                                metadata=body.metadata)
+    except ConfigurationError as exc:
+        raise ApiError(422, detail_of(exc)) from None
+
+
+@router.post("/v1/data-sources", status_code=201, response_model=DataSource, tags=["data sources"],
+             summary="Create a source")
+async def create_source(body: SourceCreate, request: Request, state: State, key: ManageKey) -> dict[str, Any]:
+    request.state.source_id = body.id if isinstance(body.id, str) and len(body.id) < 64 else None
+    source = _validated(body)
+    if any(s.id == source.id for s in state.sources()):
+        raise ApiError(409, f"source id {source.id!r} is taken")
+    config, secrets = _write_only(source.id, source.type_name, body.config)
+    final = DataSourceConfig(id=source.id, type=source.type_name, name=source.name, config=config,
+                             metadata=source.metadata)
+    _store(secrets)
+    try:
+        state.registry.add(final)
+    except ConfigurationError as exc:
+        raise ApiError(409 if "is taken" in exc.message else 422, detail_of(exc)) from None
+    return source_view(final)
+
+
+@router.get("/v1/data-sources", response_model=SourceList, tags=["data sources"], summary="List sources")
+async def list_sources(state: State, key: ReadKey, limit: Limit = 100,
+                       after: Annotated[str | None, Query(max_length=200, description="Cursor")] = None
+                       ) -> dict[str, Any]:
+    sources = state.sources()
+    start = next((i + 1 for i, s in enumerate(sources) if s.id == after), 0) if after else 0
+    page = sources[start : start + limit]
+    more = start + limit < len(sources)
+    return {"object": "list", "data": [source_view(s) for s in page], "has_more": more,
+            "next_cursor": page[-1].id if more and page else None}
+
+
+@router.get("/v1/data-sources/{source_id}", response_model=DataSource, tags=["data sources"], summary="Get a source")
+async def get_source(source_id: SourceId, state: State, key: ReadKey) -> dict[str, Any]:
+    return source_view(load_source(state, source_id))
+
+
+@router.patch("/v1/data-sources/{source_id}", response_model=DataSource, tags=["data sources"],
+              summary="Update a source")
+async def update_source(source_id: SourceId, body: SourceUpdate, state: State, key: ManageKey) -> dict[str, Any]:
+    source = load_source(state, source_id)
+    changes, secrets = _write_only(source_id, source.type_name, body.config or {})
+    merged = {k: v for k, v in {**source.config, **changes}.items() if v is not None}
+    try:  # validated before any secret is stored
+        DataSourceConfig(id=source.id, type=source.type_name, name=body.name or source.name, config=merged,
+                         metadata=source.metadata)
+        _store(secrets)
+        updated = state.registry.update(source_id, name=body.name, config=changes or None, metadata=body.metadata)
+    except ConfigurationError as exc:
+        raise ApiError(422, detail_of(exc)) from None
+    await state.forget(source_id)
+    return source_view(updated)
+
+
+@router.delete("/v1/data-sources/{source_id}", response_model=Deleted, tags=["data sources"],
+               summary="Delete a source: cancels its jobs and closes its connections")
+async def delete_source(source_id: SourceId, state: State, key: ManageKey) -> dict[str, Any]:
+    source = load_source(state, source_id)
+    await state.jobs.cancel_source(source_id)
+    await state.forget(source_id)
+    state.registry.remove(source_id)
+    _delete_owned_secrets(source)
+    return {"id": source_id, "object": "data_source", "deleted": True}
+
+
+def _delete_owned_secrets(source: DataSourceConfig) -> None:
+    """Remove the write-only secrets the API stored for this source (``<id>.<field>``), not shared ones."""
+    owned = [v["secret"] for k, v in source.config.items()
+             if is_reference(v) and v.get("secret") == f"{source.id}.{k}"]
+    if owned:
+        try:
+            store = default_store()
+            for name in owned:
+                store.delete(name)
+        except DataSourceError:
+            pass  # the source is gone; a leftover entry is harmless and visible in 'secrets list'
+
+
+@router.post("/v1/data-sources/{source_id}/test", response_model=TestResult, tags=["data sources"],
+             summary="Test a source: connects with a fresh connection and says why it failed")
+async def test_source(source_id: SourceId, state: State, key: ReadKey) -> dict[str, Any]:
+    source = load_source(state, source_id)
+    connector = get_connector_class(source.type_name)(source)
+    started = time.monotonic()
+    error: str | None = None
+    try:
+        async with asyncio.timeout(state.settings.timeout_seconds):
+            await connector.connect()
+            if not await connector.test_connection():
+                error = f"source '{source_id}': the source does not answer with these settings"
+    except (DataSourceError, TimeoutError) as exc:
+        error = detail_of(exc)
+    finally:
+        await connector.disconnect()
+    return {"id": source_id, "object": "data_source.test", "ok": error is None, "error": error,
+            "latency_ms": int((time.monotonic() - started) * 1000)}

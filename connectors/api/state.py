@@ -1,0 +1,166 @@
+"""What the routes share: the registry, keys, audit log, pooled connectors, the metadata cache and jobs.
+
+One :class:`ApiState` per app. :func:`create_app` makes its own; an app that
+only includes the router gets one built from the environment on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+
+from connectors.api.audit import AuditLog
+from connectors.api.keys import KeyStore
+from connectors.api.settings import ApiSettings
+from connectors.base import DataSourceConfig, DataSourceConnector
+from connectors.plugins import get_connector_class
+from connectors.registry import SourceRegistry
+from connectors.secrets.references import get_logger
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+
+class ConnectorPool:
+    """One connected connector per source, replaced as soon as the source's config changes.
+
+    The config is compared on every use, so a change made by the CLI or another
+    process is picked up too.
+    """
+
+    def __init__(self) -> None:
+        self._pool: dict[str, DataSourceConnector] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, source: DataSourceConfig) -> DataSourceConnector:
+        async with self._locks.setdefault(source.id, asyncio.Lock()):
+            connector = self._pool.get(source.id)
+            if connector is not None and (connector.config != source or not connector.is_connected):
+                await self._close(self._pool.pop(source.id))
+                connector = None
+            if connector is None:
+                connector = get_connector_class(source.type_name)(source)
+                await connector.connect()
+                self._pool[source.id] = connector
+            return connector
+
+    async def close(self, source_id: str) -> None:
+        """Close the source's pooled connections (its connector disconnects)."""
+        connector = self._pool.pop(source_id, None)
+        if connector is not None:
+            await self._close(connector)
+
+    async def aclose(self) -> None:
+        for source_id in list(self._pool):
+            await self.close(source_id)
+
+    @staticmethod
+    async def _close(connector: DataSourceConnector) -> None:
+        try:
+            await connector.disconnect()
+        except Exception as exc:
+            log.warning("source %s: disconnect failed: %s", connector.source_id, exc)
+
+
+class MetadataCache:
+    """Listings and metadata per source, for ``ttl`` seconds, and only while the source's config is unchanged."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[tuple[str, str, str], tuple[float, DataSourceConfig, Any]] = {}
+        self._pending: dict[tuple[str, str, str], asyncio.Future[Any]] = {}
+
+    async def get(self, source: DataSourceConfig, kind: str, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        """The cached value, or ``load()``'s (one load at a time per key; concurrent callers share it)."""
+        slot = (source.id, kind, key)
+        entry = self._entries.get(slot)
+        if entry is not None and entry[0] > time.monotonic() and entry[1] == source:
+            return entry[2]  # type: ignore[no-any-return]
+        pending = self._pending.get(slot)
+        if pending is not None:
+            return await asyncio.shield(pending)  # type: ignore[no-any-return]
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[slot] = future
+        try:
+            value = await load()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            self._pending.pop(slot, None)
+        future.set_result(value)
+        if self.ttl > 0:
+            self._entries[slot] = (time.monotonic() + self.ttl, source, value)
+        return value
+
+    def invalidate(self, source_id: str) -> None:
+        for slot in [s for s in self._entries if s[0] == source_id]:
+            del self._entries[slot]
+
+
+class ApiState:
+    """Everything one API instance holds."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        from connectors.api.jobs import JobManager  # jobs use the state's pool: built after it
+
+        self.settings = settings
+        self.registry = SourceRegistry(settings.sources_file)
+        self.keys = KeyStore(settings.keys_file)
+        self.audit = AuditLog(settings.audit_log)
+        self.pool = ConnectorPool()
+        self.cache = MetadataCache(settings.cache_seconds)
+        self.jobs = JobManager(settings)
+        self._sources: tuple[tuple[int, ...] | None, list[DataSourceConfig]] | None = None
+
+    def sources(self) -> list[DataSourceConfig]:
+        """The sources file, parsed again only when it changed (a YAML parse costs milliseconds per request)."""
+        try:
+            stat = self.registry.path.stat()
+            stamp: tuple[int, ...] | None = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None
+        if self._sources is None or self._sources[0] != stamp or stamp is None:
+            self._sources = (stamp, self.registry.list())
+        return list(self._sources[1])
+
+    async def connector(self, source: DataSourceConfig) -> DataSourceConnector:
+        """The pooled connector of ``source``, connected within the request timeout."""
+        async with asyncio.timeout(self.settings.timeout_seconds):
+            return await self.pool.get(source)
+
+    async def forget(self, source_id: str) -> None:
+        """The source changed or went: drop its cache and close its connections."""
+        self.cache.invalidate(source_id)
+        await self.pool.close(source_id)
+
+    async def aclose(self) -> None:
+        await self.jobs.aclose()
+        await self.pool.aclose()
+
+
+_default: ApiState | None = None
+
+
+def get_state(request: Request) -> ApiState:
+    """The app's state (``create_app``), else one built from the environment (an app that includes the router)."""
+    state = getattr(request.app.state, "da_sources", None)
+    if isinstance(state, ApiState):
+        return state
+    global _default
+    if _default is None:
+        _default = ApiState(ApiSettings.from_env())
+    return _default
+
+
+async def close_default_state() -> None:
+    """Close the environment-built state, if any (at the router's shutdown)."""
+    global _default
+    state, _default = _default, None
+    if state is not None:
+        await state.aclose()
