@@ -1,10 +1,29 @@
 """``local_file``: a folder on a local or shared disk.
 
-Everything is read from inside ``root``: a symlink whose target lies outside
-it is refused and reported (listed in :attr:`LocalFileConnector.refused`, logged,
-raised as :class:`UnsafeNameError` on fetch) and never read. A fetch copies
-with the kernel's ``copy_file_range`` while another thread hashes the source,
-then checks that the source did not change during the copy.
+Everything is read from inside ``root``, race-free: every path is opened
+component by component from the root's descriptor with ``O_NOFOLLOW``
+(:mod:`connectors.beneath`), never checked first and opened again.
+
+- A symlink inside ``root`` whose target stays inside it is served (a link to
+  a file is listed and fetched under the link's name; a link to a folder is not
+  descended when listing, to avoid cycles, but its files can be fetched or
+  listed by path). A symlink leading outside ``root``, at any position, is
+  refused and reported (listed in :attr:`LocalFileConnector.refused`, logged,
+  raised as :class:`UnsafeNameError` on fetch) and never read.
+- Only regular files are served: FIFOs, sockets and devices are not listed and
+  are refused on fetch without being opened for reading (nothing blocks).
+- A file whose name cannot land (not valid UTF-8, a control character, a file
+  name over 250 bytes, ...) is left out of the listing and reported in
+  :attr:`~LocalFileConnector.refused`; the other files are listed as usual.
+  Folders named ``.lineage`` (provenance records) and ``.~da-`` temporaries are
+  never served.
+- The scope (``pattern``, ``recursive``) bounds every operation: an identifier
+  outside it is a :class:`NotFoundError` for ``fetch_data`` and ``get_metadata``
+  as it is absent from ``list_items``. With ``recursive: false`` only the files
+  directly in ``root`` are in scope.
+
+A fetch copies with the kernel's ``copy_file_range`` while another thread hashes
+the source, then checks that the source did not change during the copy.
 
 Example:
     >>> config = DataSourceConfig(id="docs", type="local_file", name="Docs",
@@ -24,9 +43,8 @@ import fnmatch
 import hashlib
 import mimetypes
 import os
-import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,10 +52,11 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
+from connectors.beneath import EscapesRootError, NotRegularError, open_beneath
 from connectors.errors import DataFetchError, IntegrityError, NotFoundError, UnsafeNameError
 from connectors.landing.atomic import landing
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
-from connectors.landing.names import safe_relative_path
+from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, safe_relative_path, shown_path
 from connectors.landing.progress import report_progress
 from connectors.landing.syscalls import start_writeback
 from connectors.secrets.references import get_logger
@@ -92,54 +111,111 @@ class LocalFileConnector(DataSourceConnector):
         return await asyncio.to_thread(self._scan, path)
 
     def _scan(self, path: str | None) -> list[DataItem]:
-        root = self._require_root()
-        assert self._settings is not None
-        start = self._inside_root(path.strip("/") if path else "")
-        if not start.is_dir():
-            raise NotFoundError(f"folder {path!r} does not exist under root", source_id=self.source_id)
-        self.refused = []
+        start = path.strip("/") if path else ""
+        if start:
+            safe_relative_path(f"{start}/x")  # every segment is a folder name
+        refused: list[str] = []
         items: list[DataItem] = []
-        self._walk(root, start, items)
+        with self._root_fd() as root_fd, self._source_errors(start or ".", folder=True):
+            folder = open_beneath(root_fd, str(self._require_root()), start, directory=True)
+            try:
+                self._walk(root_fd, folder, f"{start}/" if start else "", items, refused)
+            finally:
+                os.close(folder)
+        self.refused = refused
         items.sort(key=lambda item: item.path)
         return items
 
-    def _walk(self, root: Path, folder: Path, items: list[DataItem]) -> None:
-        assert self._settings is not None
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                relative = Path(entry.path).relative_to(root).as_posix()
-                if entry.is_symlink():
-                    self._add_symlink(root, entry, relative, items)
-                elif entry.is_dir(follow_symlinks=False):
-                    if self._settings.recursive:
-                        self._walk(root, Path(entry.path), items)
-                elif entry.is_file(follow_symlinks=False) and self._matches(relative):
-                    items.append(_item(relative, entry.stat(follow_symlinks=False)))
+    def _walk(self, root_fd: int, dir_fd: int, prefix: str, items: list[DataItem], refused: list[str]) -> None:
+        with os.scandir(dir_fd) as scanned:
+            entries = list(scanned)
+        for entry in entries:
+            relative = prefix + entry.name
+            if entry.name == LINEAGE_DIR or entry.name.startswith(TEMP_PREFIX):
+                continue  # provenance records and temporaries of a landing: never data
+            if entry.is_symlink():
+                self._add_symlink(root_fd, relative, items, refused)
+            elif entry.is_dir(follow_symlinks=False):
+                if self._settings is not None and self._settings.recursive:
+                    self._walk_child(root_fd, dir_fd, entry.name, relative, items, refused)
+            elif entry.is_file(follow_symlinks=False):
+                self._add_file(relative, entry.stat(follow_symlinks=False), items, refused)
+            # FIFOs, sockets, devices: not files to serve
 
-    def _add_symlink(self, root: Path, entry: os.DirEntry[str], relative: str, items: list[DataItem]) -> None:
-        target = Path(os.path.realpath(entry.path))
-        if not target.is_relative_to(root):
-            self.refused.append(relative)
-            log.warning("source %s: %s is a symlink leading outside root; refused", self.source_id, relative)
-        elif target.is_file() and self._matches(relative):
-            items.append(_item(relative, target.stat()))
+    def _walk_child(
+        self, root_fd: int, dir_fd: int, name: str, relative: str, items: list[DataItem], refused: list[str]
+    ) -> None:
+        try:  # O_NOFOLLOW: a folder swapped for a link since the scan is not entered
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:
+            return
+        try:
+            self._walk(root_fd, child, relative + "/", items, refused)
+        finally:
+            os.close(child)
 
-    def _matches(self, relative: str) -> bool:
+    def _add_file(self, relative: str, info: os.stat_result, items: list[DataItem], refused: list[str]) -> None:
+        try:
+            safe_relative_path(relative)
+        except UnsafeNameError as exc:
+            self._refuse(relative, exc.message, refused)
+            return
+        if self._in_scope(relative):
+            items.append(_item(relative, info))
+
+    def _add_symlink(self, root_fd: int, relative: str, items: list[DataItem], refused: list[str]) -> None:
+        try:
+            fd = open_beneath(root_fd, str(self._require_root()), relative)
+        except EscapesRootError:
+            self._refuse(relative, "a symlink leading outside root", refused)
+            return
+        except (NotRegularError, OSError):
+            return  # a link to a folder, a FIFO..., or a broken one: nothing to serve
+        try:
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        self._add_file(relative, info, items, refused)
+
+    def _refuse(self, relative: str, reason: str, refused: list[str]) -> None:
+        shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        refused.append(shown)
+        log.warning("source %s: %s refused: %s", self.source_id, shown_path(shown), reason)
+
+    def _in_scope(self, relative: str) -> bool:
+        """Whether ``relative`` is in the configured scope (``pattern``, ``recursive``)."""
         assert self._settings is not None
+        if not self._settings.recursive and "/" in relative:
+            return False
         pattern = self._settings.pattern
         return pattern is None or fnmatch.fnmatchcase(relative, pattern)
 
-    def _inside_root(self, relative: str) -> Path:
-        """``root/relative``, refusing names and symlinks that lead outside root."""
+    @contextlib.contextmanager
+    def _root_fd(self) -> Iterator[int]:
         root = self._require_root()
-        if relative:
-            safe_relative_path(relative)
-        candidate = root / relative
-        if not Path(os.path.realpath(candidate)).is_relative_to(root):
+        with self._source_errors("."):
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _source_errors(self, identifier: str, *, folder: bool = False) -> Iterator[None]:
+        """The one place where reading the source's tree turns OS errors into typed errors."""
+        what = "folder" if folder else "file"
+        try:
+            yield
+        except EscapesRootError:
             raise UnsafeNameError(
-                f"{relative!r} is a symlink leading outside root; refused, not read", source_id=self.source_id
-            )
-        return candidate
+                f"{identifier!r} is, or goes through, a symlink leading outside root; refused, not read",
+                source_id=self.source_id,
+            ) from None
+        except NotRegularError:
+            raise NotFoundError(f"{identifier!r} is not a regular {what} (a FIFO, socket or device is never read)",
+                                source_id=self.source_id) from None
+        except OSError as exc:
+            raise _source_error(exc, identifier, what, self.source_id) from exc
 
     # --- fetching --------------------------------------------------------
 
@@ -215,18 +291,14 @@ class LocalFileConnector(DataSourceConnector):
         return str(landed.path)
 
     def _open_source(self, identifier: str) -> tuple[int, os.stat_result]:
-        path = self._inside_root(identifier)
-        try:
-            fd = os.open(os.path.realpath(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise NotFoundError(f"{identifier!r} does not exist under root", source_id=self.source_id) from None
-        except OSError as exc:
-            raise DataFetchError(f"cannot read {identifier!r}: {exc.strerror}", source_id=self.source_id) from exc
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            raise NotFoundError(f"{identifier!r} is not a regular file", source_id=self.source_id)
-        return fd, info
+        """The source file of ``identifier``, opened beneath root, in scope, a regular file."""
+        safe_relative_path(identifier)
+        if not self._in_scope(identifier):
+            raise NotFoundError(f"{identifier!r} is outside the source's scope (pattern, recursive)",
+                                source_id=self.source_id)
+        with self._root_fd() as root_fd, self._source_errors(identifier):
+            fd = open_beneath(root_fd, str(self._require_root()), identifier)
+            return fd, os.fstat(fd)
 
     def _check_unchanged(self, identifier: str, fd: int, before: os.stat_result) -> None:
         after = os.fstat(fd)
@@ -265,6 +337,15 @@ class LocalFileConnector(DataSourceConnector):
         }
 
 
+def _source_error(exc: OSError, identifier: str, what: str, source_id: str) -> DataFetchError:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NotFoundError(f"{what} {identifier!r} does not exist under root", source_id=source_id)
+    if exc.errno == errno.ELOOP:
+        return UnsafeNameError(f"{identifier!r}: too many symlinks", source_id=source_id)
+    return DataFetchError(f"cannot read {what} {identifier!r}: {exc.strerror or type(exc).__name__}",
+                          source_id=source_id)
+
+
 def _existing_folder(root: str) -> Path | None:
     path = Path(root).expanduser()
     return path.resolve() if path.is_dir() else None
@@ -294,7 +375,7 @@ def _iso(mtime_ns: int) -> str:
 
 
 def _content_type(name: str) -> str:
-    guessed, _ = mimetypes.guess_type(quote(name))
+    guessed, _ = mimetypes.guess_type(quote(name, errors="replace"))  # never raises on undecodable bytes
     return guessed or "application/octet-stream"
 
 

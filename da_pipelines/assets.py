@@ -19,6 +19,7 @@ from dagster import (
 from connectors.errors import DataSourceError
 from connectors.landing.lineage import run_context
 from connectors.landing.progress import on_progress
+from connectors.landing.root import workspace_root
 from da_pipelines.jobs import failure_for
 from da_pipelines.keys import CHECK_NAME, KINDS, WORKSPACE_KEY, SourceKeys, source_and_folder, source_uri
 from da_pipelines.lineage_meta import materialization_metadata, verify_landed
@@ -55,7 +56,8 @@ def files_asset(keys: SourceKeys) -> AssetsDefinition:
         source, folder = source_and_folder(context.resources, keys)
         identifier = item_from_partition_key(context.partition_key)
         progress = ProgressLog(context.log.info, total_items=1)
-        with run_context(context.run.run_id), on_progress(progress.on_bytes):
+        with run_context(context.run.run_id), on_progress(progress.on_bytes), \
+                workspace_root(getattr(context.resources, WORKSPACE_KEY).root):  # no link below it followed
             try:
                 record = await fetch_one(source.build_connector(), folder, identifier)
             except DataSourceError as exc:
@@ -89,7 +91,8 @@ def _build_integrity_check(keys: SourceKeys) -> AssetChecksDefinition:
         source, folder = source_and_folder(context.resources, keys)
         identifier = item_from_partition_key(context.partition_key)
         index = LineageIndex(folder, source.source_id, source.connector_type())
-        record = index.get(identifier)
+        with workspace_root(getattr(context.resources, WORKSPACE_KEY).root):  # records read without following links
+            record = index.get(identifier)
         if record is None:
             return AssetCheckResult(passed=False, metadata={"problem": "no lineage record"})
         passed, facts = verify_landed(record)

@@ -21,6 +21,7 @@ from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
 
 from connectors.errors import DataSourceError, is_retryable
+from connectors.landing.root import under_workspace_root
 from connectors.secrets.references import redact
 from da_pipelines.deploy import exit_with_parent
 from da_pipelines.keys import CHECK_NAME, WORKSPACE_KEY, SourceKeys, source_and_folder
@@ -62,6 +63,8 @@ def sync_job(keys: SourceKeys) -> JobDefinition:
         landed = sync_source(source.build_connector(), folder, requested, report=report, run_id=context.run.run_id,
                              on_bytes=progress.on_bytes, on_item_done=progress.item_done,
                              on_planned=progress.set_total, concurrency=keys.settings.concurrency)
+        # the workspace root is trusted, no link below it followed; a killed run's temporaries swept first
+        landed = under_workspace_root(getattr(context.resources, WORKSPACE_KEY).root, landed, sweep=folder)
         registered = set(context.instance.get_dynamic_partitions(keys.partitions.name or ""))
         try:
             async for record in landed:

@@ -25,6 +25,7 @@ from connectors.cli.common import (
 from connectors.cli.progress_bar import ProgressBar
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
+from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.registry import SourceRegistry
 from connectors.secrets.references import redact
 
@@ -79,7 +80,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     """``fetch ID IDENTIFIER... | --all``: land items under ``<workspace>/<ID>/``."""
     if not args.identifiers and not args.all:
         raise UsageError("give at least one IDENTIFIER, or --all")
-    workspace = Path(args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace").absolute() / args.id
+    root = Path(args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace").absolute()
+    workspace = root / args.id
 
     async def run(connector: DataSourceConnector) -> int:
         identifiers = list(args.identifiers)
@@ -90,7 +92,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             results = await _fetch_all(connector, identifiers, str(workspace), args.concurrency, bar)
         return _report_fetch(results, args.json)
 
-    return asyncio.run(_with_connector(args, run))
+    with workspace_root(root):  # trusted: no link below it is followed (the agent writes there)
+        sweep_workspace(workspace)  # temporaries of a killed fetch
+        return asyncio.run(_with_connector(args, run))
 
 
 async def _fetch_all(

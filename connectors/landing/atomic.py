@@ -27,8 +27,9 @@ from typing import Any
 
 from connectors.errors import IntegrityError, NameCollisionError
 from connectors.landing import lineage
-from connectors.landing.dirs import create_locked_temporary, open_directory, sweep_once, workspace_error
-from connectors.landing.names import safe_relative_path
+from connectors.landing.dirs import create_locked_temporary, sweep_once, workspace_error
+from connectors.landing.names import safe_relative_path, shown_path
+from connectors.landing.root import open_workspace_folder
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class Landing:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(info.st_mode):
-            raise NameCollisionError(f"{self.relative!r} is a folder in the workspace; cannot land a file there")
+            raise NameCollisionError(f"{shown_path(self.path)} is a folder in the workspace; cannot land a file there")
         existing = lineage.read_record(self.workspace, self.relative)
         if existing and (existing.get("source_id"), existing.get("identifier")) != (
             self.source_id,
@@ -172,19 +173,19 @@ def landing(
     root = Path(workspace).absolute()
     parts = relative.split("/")
     try:
-        dir_fd = open_directory(root, parts[:-1], create=True)
-    except OSError as exc:
-        raise workspace_error(exc, relative) from exc
+        dir_fd = open_workspace_folder(root, parts[:-1], create=True)  # from the trusted root, no link followed
+    except FileNotFoundError as exc:  # the folder vanished while it was being created
+        raise workspace_error(exc, root / relative) from exc
     try:
         sweep_once(dir_fd)
         land = Landing(root, relative, dir_fd, source_id=source_id, identifier=identifier or name)
     except OSError as exc:
         os.close(dir_fd)
-        raise workspace_error(exc, relative) from exc
+        raise workspace_error(exc, root / relative) from exc
     try:
         yield land
     except OSError as exc:
-        raise workspace_error(exc, relative) from exc
+        raise workspace_error(exc, root / relative) from exc
     finally:
         if land.committed is None:
             land._discard()

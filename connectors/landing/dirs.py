@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -22,33 +23,45 @@ from pathlib import Path
 from typing import Any
 
 from connectors.errors import NameCollisionError, UnsafeNameError, WorkspaceError
-from connectors.landing.names import TEMP_PREFIX, TEMP_SUFFIX
+from connectors.landing.names import TEMP_PREFIX, TEMP_SUFFIX, shown_path
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
 
 
 def open_directory(root: Path, relative_parts: list[str], *, create: bool) -> int:
     """A descriptor of ``root/relative_parts``, refusing symlinks on the way.
 
-    ``root`` itself is trusted (the user chose it); every folder under it is
-    opened with O_NOFOLLOW and created when missing and ``create`` is set.
+    ``root`` itself is trusted (the user or the framework chose it, see
+    :func:`connectors.landing.root.workspace_root`); every folder under it is
+    opened with O_NOFOLLOW from its parent's descriptor and created when missing
+    and ``create`` is set.
+
+    Raises:
+        FileNotFoundError: a folder is missing and ``create`` is not set.
+        UnsafeNameError: a symlink is in the way (not followed).
+        NameCollisionError: a file (or a FIFO, a socket...) is where a folder is needed.
+        WorkspaceError: any other local failure; the message names the folder.
     """
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     try:
-        fd = os.open(root, flags)
+        try:
+            fd = os.open(root, flags)
+        except FileNotFoundError:
+            if not create:
+                raise
+            root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(root, flags)
     except FileNotFoundError:
-        if not create:
-            raise
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root, flags)
+        raise
+    except OSError as exc:
+        raise workspace_error(exc, root) from exc
     for index, part in enumerate(relative_parts):
         # closes the parent's descriptor whether or not the child opens
-        fd = _open_child_directory(fd, part, create, "/".join(relative_parts[: index + 1]))
+        fd = _open_child_directory(fd, part, create, root.joinpath(*relative_parts[: index + 1]))
     return fd
 
 
-def _open_child_directory(parent_fd: int, part: str, create: bool, shown: str) -> int:
+def _open_child_directory(parent_fd: int, part: str, create: bool, shown: Path) -> int:
     try:
         try:  # open first: the folder usually exists, and a failed mkdir costs as much as an open
             child = os.open(part, _DIR_FLAGS, dir_fd=parent_fd)
@@ -58,27 +71,71 @@ def _open_child_directory(parent_fd: int, part: str, create: bool, shown: str) -
             with contextlib.suppress(FileExistsError):
                 os.mkdir(part, 0o755, dir_fd=parent_fd)
             child = os.open(part, _DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
-        raise _directory_error(exc, shown) from exc
+        raise _directory_error(exc, shown, _is_link(parent_fd, part)) from exc
     finally:
         os.close(parent_fd)
     return child
 
 
-def _directory_error(exc: OSError, shown: str) -> Exception:
-    if exc.errno == errno.ELOOP:
-        return UnsafeNameError(f"a symlink is in the way at {shown!r} in the workspace; not followed")
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _directory_error(exc: OSError, path: Path, is_link: bool) -> Exception:
+    # O_DIRECTORY|O_NOFOLLOW on a link: Linux says ENOTDIR, others ELOOP
+    if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and is_link):
+        return UnsafeNameError(f"a symlink is in the way at {shown_path(path)} in the workspace; not followed")
     if exc.errno == errno.ENOTDIR:
-        return NameCollisionError(f"{shown!r} is a file in the workspace, but a folder is needed there")
-    return workspace_error(exc, shown)
+        return NameCollisionError(f"{shown_path(path)} is a file in the workspace, but a folder is needed there")
+    return workspace_error(exc, path)
 
 
-def workspace_error(exc: OSError, shown: str) -> WorkspaceError:
-    """The WorkspaceError for a local failure while landing ``shown`` (disk full is said plainly)."""
+def workspace_error(exc: OSError, path: str | os.PathLike[str]) -> WorkspaceError:
+    """The WorkspaceError for a local failure at workspace ``path`` (named, bounded; disk full said plainly)."""
     if exc.errno == errno.ENOSPC:
-        return WorkspaceError(f"disk full while writing {shown!r} into the workspace")
+        return WorkspaceError(f"disk full while writing {shown_path(path)} in the workspace")
     reason = exc.strerror or type(exc).__name__
-    return WorkspaceError(f"cannot write {shown!r} into the workspace: {reason}")
+    return WorkspaceError(f"cannot write {shown_path(path)} in the workspace: {reason}")
+
+
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def open_regular_file(dir_fd: int, name: str, flags: int = _FILE_FLAGS, mode: int = 0o644) -> int | None:
+    """``name`` in the folder, opened without following a link or blocking; None unless a regular file.
+
+    O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+    """
+    try:
+        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENOTDIR, errno.EOPNOTSUPP):
+            return None  # missing, a link, a folder, a socket: not a regular file
+        raise
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return fd
+    os.close(fd)
+    return None
+
+
+def read_regular_file(dir_fd: int, name: str) -> bytes | None:
+    """The bytes of regular file ``name`` in the folder, or None when it is missing or anything else."""
+    fd = open_regular_file(dir_fd, name)
+    if fd is None:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 # --- stale temporaries ------------------------------------------------------
@@ -102,7 +159,8 @@ def sweep_stale_temporaries(dir_fd: int) -> int:
 
 def _remove_if_abandoned(dir_fd: int, name: str) -> int:
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        # O_NONBLOCK: a FIFO planted under a temporary's name must not block the sweep
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError:
         return 0
     try:
@@ -121,13 +179,19 @@ def _remove_if_abandoned(dir_fd: int, name: str) -> int:
 
 def sweep_once(dir_fd: int) -> None:
     """Sweep a folder's stale temporaries, the first time this process lands in it."""
+    if mark_swept(dir_fd):
+        sweep_stale_temporaries(dir_fd)
+
+
+def mark_swept(dir_fd: int) -> bool:
+    """Note that this process swept the folder; False when it already had."""
     info = os.fstat(dir_fd)
     key = (info.st_dev, info.st_ino)
     with _swept_lock:
         if key in _swept:
-            return
+            return False
         _swept.add(key)
-    sweep_stale_temporaries(dir_fd)
+    return True
 
 
 def create_locked_temporary(dir_fd: int) -> tuple[str, int]:

@@ -30,11 +30,13 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from connectors.errors import WorkspaceError
 from connectors.landing.atomic import LandedFile, Landing, landing
 from connectors.landing.dirs import finish_in_thread, workspace_error
+from connectors.landing.names import shown_path
 from connectors.landing.syscalls import sync_filesystem
 
 # files to hand one GroupCommit at most at once (callers bound it): each holds its body (Azure: up to
@@ -109,11 +111,10 @@ class GroupCommit:
                 if renamed is None:
                     stage.settle(error)
         finally:  # on cancellation or a bug of ours: no caller waits forever, no temporary stays
-            gone = WorkspaceError("landing stopped before the file was on disk")
             for unsettled in (stage, renamed, _Stage(self._queued)):
                 if unsettled is not None:
                     unsettled.close()
-                    unsettled.settle(gone)
+                    unsettled.settle("the landing stopped before it was on disk")
 
 
 class _Stage:
@@ -147,8 +148,11 @@ class _Stage:
     def fds(self) -> list[int]:
         return [land.fd for land in self._landings.values()]
 
-    def settle(self, error: Exception | None) -> None:
-        """On the event loop: every caller gets its landed file, its own error, or ``error``."""
+    def settle(self, error: Exception | str | None) -> None:
+        """On the event loop: every caller gets its landed file, its own error, or ``error``.
+
+        A string ``error`` becomes a WorkspaceError naming each caller's file.
+        """
         for index, job in enumerate(self.jobs):
             if job.future.done():
                 continue
@@ -157,7 +161,7 @@ class _Stage:
             elif error is None and index in self.landed:
                 job.future.set_result(self.landed[index])
             else:
-                job.future.set_exception(_local_error(error or WorkspaceError("not landed"), job))
+                job.future.set_exception(_local_error(error or "not landed", job))
 
     def close(self) -> None:
         """Release the landings: a temporary that did not land is removed."""
@@ -192,5 +196,8 @@ def _sync_devices(fds: list[int]) -> OSError | None:
     return None
 
 
-def _local_error(exc: Exception, job: _Job) -> Exception:
-    return workspace_error(exc, job.name) if isinstance(exc, OSError) else exc
+def _local_error(exc: Exception | str, job: _Job) -> Exception:
+    path = Path(job.workspace).absolute() / job.name
+    if isinstance(exc, str):
+        return WorkspaceError(f"{shown_path(path)}: {exc}")
+    return workspace_error(exc, path) if isinstance(exc, OSError) else exc

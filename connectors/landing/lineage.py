@@ -18,20 +18,31 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from connectors.errors import DataSourceError, NotFoundError
-from connectors.landing.dirs import create_locked_temporary, open_directory, sweep_once
-from connectors.landing.names import LINEAGE_DIR
+from connectors.errors import DataSourceError, NameCollisionError, NotFoundError, UnsafeNameError
+from connectors.landing.dirs import (
+    create_locked_temporary,
+    open_regular_file,
+    read_regular_file,
+    sweep_once,
+    workspace_error,
+)
+from connectors.landing.names import LINEAGE_DIR, LOCK_DIR, RECORD_SUFFIX, shown_path
+from connectors.landing.root import open_workspace_folder, trusted_split
+from connectors.landing.syscalls import open_no_links
 
-_LOCK_DIR = ".locks"
+_LOCK_DIR = LOCK_DIR
+_RECORD_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY  # a FIFO planted there must not block
 REQUIRED_KEYS = (
     "source_id",
     "source_type",
@@ -106,10 +117,11 @@ def staged_record(
     the landing before the file changes, never leaving a file without its
     record. Unpublished, the temporary is removed.
     """
-    parts = f"{LINEAGE_DIR}/{relative}.json".split("/")
-    dir_fd = open_directory(workspace, parts[:-1], create=True)
+    parts = f"{LINEAGE_DIR}/{relative}{RECORD_SUFFIX}".split("/")
+    dir_fd = open_workspace_folder(workspace, parts[:-1], create=True)
     published = False
     try:
+        _refuse_folder_at_record(dir_fd, parts[-1], workspace, relative)
         sweep_once(dir_fd)  # record temporaries of a killed writer go too
         temp, fd = create_locked_temporary(dir_fd)  # locked until we are done: a sweeper leaves it alone
     except BaseException:
@@ -137,12 +149,93 @@ def staged_record(
         os.close(dir_fd)
 
 
-def read_record(workspace: str | os.PathLike[str], relative: str) -> dict[str, Any] | None:
-    """The record of ``<workspace>/<relative>``, or None when there is none."""
+def _refuse_folder_at_record(dir_fd: int, name: str, workspace: Path, relative: str) -> None:
+    """Refuse before the data moves when the record's place is a folder (the records of ``<name>/...``).
+
+    ``d`` and ``d.json/e`` can both be data, but ``.lineage/d.json`` cannot be
+    both ``d``'s record and ``d.json/e``'s record folder; both landings hold
+    the same lock (:func:`target_lock`), so the check stands until the rename.
+    An empty folder (its records are gone) is removed instead.
+    """
     try:
-        return json.loads(record_path(workspace, relative).read_text())  # type: ignore[no-any-return]
-    except (FileNotFoundError, NotADirectoryError):
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        return  # a file, a link or anything else: the rename replaces it, never follows it
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError:
+        raise NameCollisionError(
+            f"{relative!r} cannot have its record in {shown_path(record_path(workspace, relative))}: "
+            f"that is the record folder of the files under {relative + RECORD_SUFFIX!r}"
+        ) from None
+
+
+def read_record(workspace: str | os.PathLike[str], relative: str) -> dict[str, Any] | None:
+    """The record of ``<workspace>/<relative>``, or None when there is none.
+
+    Read without following a link (from the trusted root down) and without
+    blocking; a link, a folder, a FIFO or anything but a JSON object in a
+    regular file is no record.
+    """
+    parts = f"{LINEAGE_DIR}/{relative}{RECORD_SUFFIX}".split("/")
+    fast = _read_record_at_once(workspace, parts)
+    if fast is not False:
+        return _parsed(fast)
+    try:
+        dir_fd = open_workspace_folder(workspace, parts[:-1], create=False)
+    except (FileNotFoundError, UnsafeNameError):  # missing, a link or a file on the way
         return None
+    try:
+        data = read_regular_file(dir_fd, parts[-1])
+    except OSError as exc:
+        raise workspace_error(exc, record_path(workspace, relative)) from exc
+    finally:
+        os.close(dir_fd)
+    return _parsed(data)
+
+
+def _read_record_at_once(workspace: str | os.PathLike[str], parts: list[str]) -> bytes | None | Literal[False]:
+    """The record's bytes opened in one ``openat2`` from the trusted root (None: no record there).
+
+    A sync reads a record per item: one system call instead of one per folder.
+    False where ``openat2`` is missing (walk instead).
+    """
+    root, prefix = trusted_split(workspace)
+    try:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False
+    try:
+        fd = open_no_links(root_fd, "/".join(prefix + parts), _RECORD_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO, errno.EXDEV):
+            return None  # missing, a file or a link on the way, a socket
+        return False
+    finally:
+        os.close(root_fd)
+    if fd is None:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _parsed(data: bytes | None) -> dict[str, Any] | None:
+    try:
+        record = json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_provenance(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -168,17 +261,59 @@ def read_provenance(path: str | os.PathLike[str], workspace: str | os.PathLike[s
 def find_provenance(
     workspace: str | os.PathLike[str], *, source_id: str | None = None, identifier: str | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Every record under ``workspace``, optionally only those of a source or an item."""
-    base = Path(workspace).absolute() / LINEAGE_DIR
-    for path in sorted(base.rglob("*.json")):
-        if path.name.startswith(".") or _LOCK_DIR in path.relative_to(base).parts[:1]:
+    """Every record under ``workspace``, optionally only those of a source or an item.
+
+    The record tree is walked without following links, and only regular files are read.
+    """
+    records = []
+    for relative, data in _record_files(workspace):
+        record = _parsed(data)
+        if record is None:
             continue
-        record = json.loads(path.read_text())
         if source_id is not None and record.get("source_id") != source_id:
             continue
         if identifier is not None and record.get("identifier") != identifier:
             continue
+        records.append((relative, record))
+    for _, record in sorted(records, key=lambda pair: pair[0]):
         yield record
+
+
+def _record_files(workspace: str | os.PathLike[str]) -> Iterator[tuple[str, bytes]]:
+    try:
+        top = open_workspace_folder(workspace, [LINEAGE_DIR], create=False)
+    except (FileNotFoundError, UnsafeNameError):
+        return
+    stack = [(top, "")]
+    try:
+        while stack:
+            fd, prefix = stack.pop()
+            try:
+                for entry in list(os.scandir(fd)):
+                    yield from _record_entry(fd, entry, prefix, stack)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise workspace_error(exc, Path(workspace) / LINEAGE_DIR) from exc
+    finally:
+        for fd, _ in stack:
+            os.close(fd)
+
+
+def _record_entry(
+    dir_fd: int, entry: os.DirEntry[str], prefix: str, stack: list[tuple[int, str]]
+) -> Iterator[tuple[str, bytes]]:
+    if not prefix and entry.name == _LOCK_DIR:
+        return
+    if entry.is_dir(follow_symlinks=False):
+        with contextlib.suppress(OSError):
+            stack.append((os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  dir_fd=dir_fd), f"{prefix}{entry.name}/"))
+        return
+    if entry.name.endswith(RECORD_SUFFIX):  # temporaries end in .part
+        data = read_regular_file(dir_fd, entry.name)
+        if data is not None:
+            yield f"{prefix}{entry.name}", data
 
 
 @contextlib.contextmanager
@@ -187,16 +322,43 @@ def target_lock(workspace: Path, relative: str) -> Iterator[None]:
 
     Targets share 256 lock files by hash: the lock is held only for a rename
     and a small write, so rare sharing costs nothing, and a workspace of a
-    million files keeps 256 lock files rather than a million.
+    million files keeps 256 lock files rather than a million. Landing
+    ``d.json/e`` also takes the lock of ``d``: ``.lineage/d.json`` is the
+    record of one and a record folder of the other (see
+    :func:`_refuse_folder_at_record`). Several locks are taken in one order.
     """
-    dir_fd = open_directory(workspace, [LINEAGE_DIR, _LOCK_DIR], create=True)
-    name = hashlib.sha256(relative.encode()).hexdigest()[:2]
+    dir_fd = open_workspace_folder(workspace, [LINEAGE_DIR, _LOCK_DIR], create=True)
+    fds: list[int] = []
     try:
-        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
-    finally:
-        os.close(dir_fd)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        for name in sorted({_lock_name(key) for key in _lock_keys(relative)}):
+            fds.append(_open_lock_file(dir_fd, name, workspace))
+            fcntl.flock(fds[-1], fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)
+        os.close(dir_fd)
+        for fd in fds:
+            os.close(fd)
+
+
+def _lock_keys(relative: str) -> list[str]:
+    """``relative``, and ``p`` for every folder ``p.json`` on its way."""
+    parts = relative.split("/")
+    folders = ["/".join(parts[: i + 1]) for i in range(len(parts) - 1)]
+    return [relative] + [f[: -len(RECORD_SUFFIX)] for f in folders if f.endswith(RECORD_SUFFIX)]
+
+
+def _lock_name(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:2]
+
+
+def _open_lock_file(dir_fd: int, name: str, workspace: Path) -> int:
+    try:
+        fd = open_regular_file(dir_fd, name, os.O_RDWR | os.O_CREAT)
+    except OSError as exc:
+        raise workspace_error(exc, Path(workspace) / LINEAGE_DIR / _LOCK_DIR / name) from exc
+    if fd is None:
+        raise UnsafeNameError(
+            f"{shown_path(Path(workspace) / LINEAGE_DIR / _LOCK_DIR / name)} is not a regular file; "
+            "a lock file must be one"
+        )
+    return fd

@@ -4,8 +4,11 @@
 the rest with :class:`UnsafeNameError`, so it never escapes and never maps two
 names to one path. Refused: empty names, absolute paths, drive letters,
 backslashes, NUL and control characters, empty, ``.`` and ``..`` segments,
-trailing dots or spaces, components over 255 bytes, names ending in ``/``
-(folders), and the reserved ``.lineage/`` tree and ``.~da-`` temporaries.
+trailing dots or spaces, folder components over 255 bytes and file names over
+250 (the record ``<name>.json`` must fit in 255), names ending in ``/``
+(folders), ``.lineage`` at any level (records live there, and a source whose
+files nest another's must not carry forged records), ``.locks`` as the first
+segment (the record tree's lock folder), and ``.~da-`` temporaries.
 Case- or normalization-insensitive file systems can still fold two names into
 one file; the landing notices it (the lineage record of the existing file
 names another item) and raises :class:`NameCollisionError`.
@@ -21,7 +24,10 @@ from connectors.errors import UnsafeNameError
 TEMP_PREFIX = ".~da-"
 TEMP_SUFFIX = ".part"
 MAX_COMPONENT_BYTES = 255
+RECORD_SUFFIX = ".json"
+MAX_FILE_NAME_BYTES = MAX_COMPONENT_BYTES - len(RECORD_SUFFIX)  # its record is <name>.json
 LINEAGE_DIR = ".lineage"
+LOCK_DIR = ".locks"  # <workspace>/.lineage/.locks: the per-target lock files
 
 
 def safe_relative_path(name: str) -> str:
@@ -52,10 +58,14 @@ def _unsafe_reason(name: object) -> str | None:
         reason = _unsafe_component(part)
         if reason:
             return reason
-    if parts[0] == LINEAGE_DIR:
-        return f"{LINEAGE_DIR}/ is reserved for provenance records"
+    if LINEAGE_DIR in parts:
+        return f"{LINEAGE_DIR} folders are reserved for provenance records, at every level"
+    if parts[0] == LOCK_DIR:
+        return f"a top-level {LOCK_DIR} folder would mix with the lock files of the records"
     if parts[-1].startswith(TEMP_PREFIX):
         return f"names starting with {TEMP_PREFIX} are reserved for temporary files"
+    if len(parts[-1].encode("utf-8")) > MAX_FILE_NAME_BYTES:
+        return f"has a file name over {MAX_FILE_NAME_BYTES} bytes (its record, <name>{RECORD_SUFFIX}, must fit in 255)"
     return None
 
 
@@ -76,6 +86,18 @@ def _unsafe_component(part: str) -> str | None:
 def _shown(name: object) -> str:
     text = repr(name)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def shown_path(path: str | os.PathLike[str], limit: int = 160) -> str:
+    """``path`` for a message: quoted, control characters and undecodable bytes escaped, at most ``limit``.
+
+    A long path keeps its start (the workspace) and its end (the name).
+    """
+    text = repr(os.fspath(path))
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return f"{text[:head]}...{text[-(limit - head - 3):]}"
 
 
 def target_path(workspace: str | os.PathLike[str], name: str) -> Path:

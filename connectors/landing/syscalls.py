@@ -71,3 +71,38 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     """
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_syscall = _libc_function("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)
+_SYS_OPENAT2 = 437  # the same number on every Linux architecture (5.6+)
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_BENEATH = 0x08
+_openat2_works = _syscall is not None and os.uname().sysname == "Linux"
+
+
+def open_no_links(dir_fd: int, relative: str, flags: int) -> int | None:
+    """``relative`` under ``dir_fd`` in one system call, failing with ELOOP on any link on the way.
+
+    Linux ``openat2`` with RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH; None where the
+    kernel (or a seccomp filter) does not offer it: the caller then walks the
+    path one folder at a time.
+
+    Raises:
+        OSError: as ``open`` (ELOOP for a link anywhere on the path).
+    """
+    global _openat2_works
+    if not _openat2_works:
+        return None
+    how = _OpenHow(flags | os.O_CLOEXEC, 0, _RESOLVE_NO_SYMLINKS | _RESOLVE_BENEATH)
+    fd = _syscall(_SYS_OPENAT2, dir_fd, os.fsencode(relative), ctypes.byref(how), ctypes.sizeof(how))
+    if fd >= 0:
+        return int(fd)
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EPERM, errno.E2BIG):
+        _openat2_works = False
+        return None
+    raise OSError(code, os.strerror(code), relative)

@@ -61,6 +61,9 @@ def test_two_different_names_never_map_to_one_path(a: str, b: str) -> None:
         "../../etc/passwd", "a/../../x", "/etc/x", "C:/x", "C:\\x", "\\\\host\\share\\x", "a\\..\\..\\x",
         "a\x00b", "a\x1fb", "a\x7fb", ".", "..", "a/./b", "a//b", "trailing.", "dir./x", "trailing ",
         "x" * 256, "folder/", "", ".lineage/x.json", "a/.~da-0011.part", "\ud800",
+        # the record <name>.json must fit in 255 bytes; .lineage at any level; the lock folder
+        "x" * 251, "d/" + "x" * 255, "\u00e9" * 126, "a/.lineage/x", "a/b/.lineage", "outer/inner/.lineage/x.json",
+        ".locks/ab", ".locks/ab/x",
     ],
 )
 def test_unsafe_names_are_refused(name: str) -> None:
@@ -69,7 +72,8 @@ def test_unsafe_names_are_refused(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["a.csv", "dir/sub/b.parquet", "with space.txt", "caf\u00e9/\u65e5\u672c.csv",
-                                  "%41#?.bin", ".hidden", "x" * 255, "a..b", "-dash"])
+                                  "%41#?.bin", ".hidden", "x" * 250, "d" * 255 + "/x", "a..b", "-dash",
+                                  "a/lineage/b", ".lineage.json", "x/.locks/y"])
 def test_ordinary_names_map_to_themselves(name: str) -> None:
     assert safe_relative_path(name) == name
     assert target_path(WORKSPACE, name) == WORKSPACE / name
