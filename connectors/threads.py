@@ -365,10 +365,7 @@ async def publish_generated(
     connector_for = sources.connector if isinstance(sources, SourceRegistry) else sources
     folder = thread_folder(base_dir, thread_id)
     relative = safe_relative_path(file_name)
-    connector = await connector_for(source_id)
-    upload = getattr(connector, "upload", None)
-    if upload is None:
-        raise UploadNotSupportedError(f"a {connector.type_name()} source does not support upload", source_id=source_id)
+    upload = uploader_of(await connector_for(source_id))
     target = blob_name or f"{thread_id}/{relative}"
     with workspace_root(folder.parent):
         fd = await asyncio.to_thread(_open_generated, folder, relative)
@@ -382,6 +379,19 @@ async def publish_generated(
                   "source_id": source_id, "overwrite": overwrite, **_facts(uploaded), "metadata": metadata}
         await asyncio.to_thread(_append_record, folder, record)
     return record
+
+
+def uploader_of(connector: DataSourceConnector) -> Callable[..., Awaitable[Any]]:
+    """The connector's ``upload(local_path, blob_name, overwrite=False, metadata=None)``.
+
+    Raises:
+        UploadNotSupportedError: the connector has none.
+    """
+    upload = getattr(connector, "upload", None)
+    if upload is None:
+        raise UploadNotSupportedError(f"a {connector.type_name()} source does not support upload",
+                                      source_id=connector.source_id)
+    return upload  # type: ignore[no-any-return]
 
 
 def _facts(uploaded: Any) -> dict[str, Any]:

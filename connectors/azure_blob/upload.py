@@ -29,7 +29,6 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
@@ -217,8 +216,3 @@ async def upload_file(
                                  concurrency=concurrency, retries=retries)
     finally:
         os.close(fd)
-
-
-def as_dict(uploaded: Uploaded) -> dict[str, Any]:
-    """The upload's facts as a plain mapping (for records and API answers)."""
-    return dict(uploaded.__dict__)

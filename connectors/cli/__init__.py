@@ -28,7 +28,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from connectors.cli import api, data, secrets, sources
+from connectors.cli import api, data, secrets, sources, upload
 from connectors.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, Parser, UsageError, fail
 from connectors.cli.progress_bar import ProgressBar
 from connectors.errors import DataSourceError
@@ -77,4 +77,5 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_commands(commands, as_json)
     secrets.add_commands(commands, as_json)
     api.add_commands(commands, as_json)
+    upload.add_commands(commands, as_json)
     return parser
