@@ -31,10 +31,11 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -44,8 +45,11 @@ from connectors.errors import ConfigurationError, DataSourceError, NameCollision
 from connectors.landing.dirs import open_directory, open_regular_file, read_regular_file
 from connectors.landing.lineage import read_provenance, utc_now_iso, write_provenance
 from connectors.landing.names import LINEAGE_DIR, safe_relative_path
-from connectors.landing.root import workspace_root
+from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.registry import SourceRegistry
+from connectors.secrets.references import get_logger
+
+log = get_logger(__name__)
 
 MAX_THREAD_ID_LENGTH = 128
 THREAD_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_THREAD_ID_LENGTH - 1}}}")
@@ -189,7 +193,9 @@ async def attach_to_thread(
     folder = thread_folder(base_dir, thread_id)
     staging = folder / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
     with workspace_root(folder.parent), _running(folder):
-        os.close(open_directory(folder.parent, [folder.name], create=True))  # no link followed
+        dir_fd = open_directory(folder.parent, [folder.name], create=True)  # no link followed
+        _identities[folder] = _identity(os.fstat(dir_fd))
+        os.close(dir_fd)
         try:
             staged = await _stage_all(connector_for, parsed, staging)
             await asyncio.to_thread(publish, folder, staged)
@@ -481,10 +487,16 @@ def published_records(base_dir: str | os.PathLike[str], thread_id: str) -> list[
 # --- threads that end ----------------------------------------------------------------
 
 _running_attaches: dict[Path, set[asyncio.Task[Any]]] = {}
+_identities: dict[Path, tuple[int, int]] = {}  # a running thread's folder as it was: gone or replaced = ended
+_last_activity = [time.monotonic()]  # when an attach last ran: the janitor's idle clock
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
 
 
 @contextlib.contextmanager
-def _running(folder: Path) -> Any:
+def _running(folder: Path) -> Iterator[None]:
     task = asyncio.current_task()
     tasks = _running_attaches.setdefault(folder, set())
     if task is not None:
@@ -492,6 +504,97 @@ def _running(folder: Path) -> Any:
     try:
         yield
     finally:
+        _last_activity[0] = time.monotonic()
         tasks.discard(task)  # type: ignore[arg-type]
         if not tasks:
             _running_attaches.pop(folder, None)
+            _identities.pop(folder, None)
+
+
+async def end_thread(base_dir: str | os.PathLike[str], thread_id: str) -> int:
+    """The thread ended (its folder removed or expired): cancel its running attaches, sweep what they left.
+
+    Call it from the route that cleans threads up (or let :class:`ThreadJanitor` notice). Each
+    cancelled attach removes its own staging folder; then the folder's staging folders and stale
+    temporaries are swept, and the folder itself is removed again if a fetch re-created it empty.
+    Returns how many attaches were cancelled.
+    """
+    folder = thread_folder(base_dir, thread_id)
+    tasks = [t for t in _running_attaches.get(folder, set()) if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.to_thread(_sweep_thread, folder)
+    return len(tasks)
+
+
+def _sweep_thread(folder: Path) -> None:
+    with workspace_root(folder.parent):
+        try:
+            dir_fd = open_directory(folder.parent, [folder.name], create=False)
+        except (FileNotFoundError, DataSourceError):
+            return  # gone, or not a folder of ours (a link): nothing to sweep
+        try:
+            stale = [n for n in os.listdir(dir_fd) if n.startswith(STAGING_PREFIX)]
+        finally:
+            os.close(dir_fd)
+        for name in stale:
+            _remove_staging(folder / name)
+        sweep_workspace(folder)
+    with contextlib.suppress(OSError):  # only when empty: a thread folder with files is not ours to remove
+        os.rmdir(folder)
+
+
+def _ended(folder: Path) -> bool:
+    """The folder is gone, or another one took its place (removed, then re-created by a late write)."""
+    known = _identities.get(folder)
+    try:
+        return known is not None and _identity(os.lstat(folder)) != known
+    except FileNotFoundError:
+        return True
+
+
+class ThreadJanitor:
+    """Ends the threads whose folder disappeared, and closes pooled connections after ``idle_seconds``.
+
+    Example:
+        >>> async with SourceRegistry("sources.yaml") as registry, ThreadJanitor(registry, "workspace"):
+        ...     ...   # serve chat requests; attach_to_thread(registry, "workspace", ...)
+    """
+
+    def __init__(self, sources: SourceRegistry | Callable[[], Awaitable[None]], base_dir: str | os.PathLike[str],
+                 idle_seconds: float = 300.0, interval: float = 5.0) -> None:
+        self._close = sources.aclose if isinstance(sources, SourceRegistry) else sources
+        self.base = Path(os.path.abspath(base_dir))
+        self.idle_seconds = idle_seconds
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._closed_at = -1.0
+
+    async def tick(self) -> None:
+        """One round: end the vanished threads, close idle connections."""
+        running = [f for f in list(_running_attaches) if f.parent == self.base]
+        ended = await asyncio.to_thread(lambda: [f for f in running if _ended(f)])
+        for folder in ended:
+            await end_thread(self.base, folder.name)
+        idle = time.monotonic() - _last_activity[0]
+        if not _running_attaches and idle >= self.idle_seconds and self._closed_at < _last_activity[0]:
+            self._closed_at = time.monotonic()
+            await self._close()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.tick()
+            except Exception as exc:  # the janitor keeps going; the next round tries again
+                log.warning("thread janitor: %s", exc)
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
