@@ -32,6 +32,7 @@ import re
 import secrets
 import shutil
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ from connectors.base import DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError
 from connectors.landing.dirs import open_directory, open_regular_file, read_regular_file
 from connectors.landing.lineage import read_provenance, utc_now_iso, write_provenance
-from connectors.landing.names import LINEAGE_DIR, safe_relative_path
+from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES, safe_relative_path
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.registry import SourceRegistry
 from connectors.secrets.references import get_logger
@@ -58,6 +59,7 @@ STAGING_PREFIX = ".da-attach-"
 MAX_REFERENCES = 100
 MAX_GLOB_MATCHES = 1000
 KINDS = ("path", "glob", "table", "query")
+GENERATED_DIR = "generated"
 
 ConnectorFor = Callable[[str], Awaitable[DataSourceConnector]]
 """How a source id becomes a connected connector (``SourceRegistry.connector``, or the API's pool)."""
@@ -230,7 +232,8 @@ async def _stage(connector_for: ConnectorFor, reference: Reference, workspace: P
         connector = await connector_for(reference.source_id)
         paths = await _fetch(connector, reference, str(workspace))
     except DataSourceError as exc:
-        raise type(exc)(f"{reference.describe()}: {exc.message}", source_id=reference.source_id) from exc
+        raise type(exc)(f"{reference.describe()}: {exc.message}", source_id=reference.source_id,
+                        retryable=exc.retryable) from exc
     return [_Staged(Path(p), read_provenance(p, workspace)) for p in paths]
 
 
@@ -279,31 +282,42 @@ def _attached(record: dict[str, Any]) -> AttachedFile:
     )
 
 
-def readable_name(name: str, source_id: str, taken: set[str]) -> str:
-    """The top-level name for a staged file: its own name, else with the source id, else numbered.
+RESERVED_NAMES = (GENERATED_DIR, LINEAGE_DIR)  # DeepAnalyze's output folder, our records
+MAX_CANDIDATES = 1000
 
-    ``taken`` holds the case-folded names already in use (a case-insensitive file system folds them).
+
+def folded(name: str) -> str:
+    """The key under which a case- or normalization-insensitive file system would store ``name``."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def name_candidates(name: str, source_id: str) -> Iterator[str]:
+    """Top-level names for a staged file, best first: its own name, with the source id, then numbered.
+
+    Each fits in :data:`~connectors.landing.names.MAX_FILE_NAME_BYTES` (a long stem is shortened).
     """
     stem, dot, suffix = name.rpartition(".")
     stem, suffix = (stem, dot + suffix) if stem else (name, "")
-    candidates = [name, f"{stem}-{source_id}{suffix}"]
-    candidates += [f"{stem}-{source_id}-{n}{suffix}" for n in range(2, 1000)]
-    for candidate in candidates:
-        if candidate.casefold() not in taken and len(candidate.encode()) <= 250:
-            return candidate
-    raise NameCollisionError(f"no free name for {name!r} in the thread's folder")
+    yield name
+    for n in range(1, MAX_CANDIDATES):
+        tail = f"-{source_id}{suffix}" if n == 1 else f"-{source_id}-{n}{suffix}"
+        yield _shortened(stem, MAX_FILE_NAME_BYTES - len(tail.encode())) + tail
+
+
+def _shortened(text: str, limit: int) -> str:
+    while len(text.encode()) > limit:
+        text = text[:-1]
+    return text
 
 
 def publish(folder: Path, staged: list[_Staged]) -> None:
     """Move staged files to the top level of ``folder`` with their records; undo all on any failure."""
     dir_fd = open_directory(folder.parent, [folder.name], create=False)
-    taken = {entry.casefold() for entry in os.listdir(dir_fd)}
+    taken = {folded(entry) for entry in [*os.listdir(dir_fd), *RESERVED_NAMES]}
     published: list[str] = []
     try:
         for item in staged:
-            name = readable_name(item.path.name, str(item.record["source_id"]), taken)
-            taken.add(name.casefold())
-            _link_into(folder, dir_fd, item.path, name)
+            name = _link_free_name(folder, dir_fd, item, taken)
             published.append(name)
             item.record.update(local_path=str(folder / name), attached_as=name)
             write_provenance(folder, name, item.record)
@@ -316,15 +330,22 @@ def publish(folder: Path, staged: list[_Staged]) -> None:
         os.close(dir_fd)
 
 
-def _link_into(folder: Path, dir_fd: int, staged: Path, name: str) -> None:
-    relative = staged.relative_to(folder)
+def _link_free_name(folder: Path, dir_fd: int, item: _Staged, taken: set[str]) -> str:
+    relative = item.path.relative_to(folder)
     source_fd = open_directory(folder, list(relative.parts[:-1]), create=False)
-    try:  # a link fails if the name exists: an agent's file of the same name is never replaced
-        os.link(relative.name, name, src_dir_fd=source_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-    except FileExistsError:
-        raise NameCollisionError(f"{name!r} appeared in the thread's folder meanwhile; nothing attached") from None
+    try:
+        for name in name_candidates(item.path.name, str(item.record["source_id"])):
+            if folded(name) in taken:
+                continue
+            taken.add(folded(name))
+            try:  # a link fails if the name exists: a file that appeared meanwhile is never replaced
+                os.link(relative.name, name, src_dir_fd=source_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            return name
     finally:
         os.close(source_fd)
+    raise NameCollisionError(f"no free name for {item.path.name!r} in the thread's folder")
 
 
 def _unpublish(folder: Path, dir_fd: int, name: str) -> None:
@@ -340,7 +361,6 @@ def _unpublish(folder: Path, dir_fd: int, name: str) -> None:
 
 # --- results back to storage ----------------------------------------------------------
 
-GENERATED_DIR = "generated"
 PUBLISHED_LOG = "published.jsonl"
 MAX_INPUTS_METADATA = 6 * 1024  # of the service's 8 KiB of metadata, what the inputs may take
 
