@@ -35,6 +35,7 @@ import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote
@@ -43,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from connectors.base import DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError
-from connectors.landing.dirs import open_directory, open_regular_file, read_regular_file
+from connectors.landing.dirs import finish_in_thread, open_directory, open_regular_file, read_regular_file
 from connectors.landing.lineage import read_provenance, utc_now_iso, write_provenance
 from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES, safe_relative_path
 from connectors.landing.root import sweep_workspace, workspace_root
@@ -63,6 +64,11 @@ GENERATED_DIR = "generated"
 
 ConnectorFor = Callable[[str], Awaitable[DataSourceConnector]]
 """How a source id becomes a connected connector (``SourceRegistry.connector``, or the API's pool)."""
+ItemLimit = int | Callable[[DataSourceConnector], int | None] | None
+
+
+class ItemTooLargeError(ConfigurationError):
+    """An item is over the size limit given to :func:`attach_to_thread`."""
 
 
 class Reference(BaseModel):
@@ -180,17 +186,22 @@ async def attach_to_thread(
     base_dir: str | os.PathLike[str],
     thread_id: str,
     references: Sequence[Reference | dict[str, Any]],
+    max_item_bytes: ItemLimit = None,
 ) -> Attachment:
     """Fetch ``references`` in parallel to the top level of ``<base_dir>/<thread_id>/``, all or nothing.
 
     ``sources`` is a :class:`SourceRegistry` (its pooled connectors are used) or a function from a
-    source id to a connected connector.
+    source id to a connected connector. ``max_item_bytes`` (a number, or a function of the
+    connector) refuses larger items: blobs and files before they are fetched, tables and query
+    results once landed.
 
     Raises:
         ConfigurationError: a bad thread id or reference, or a source that cannot serve it.
+        ItemTooLargeError: an item over ``max_item_bytes``.
         DataSourceError: the first reference that failed, with its cause; nothing of this call is left.
     """
     connector_for = sources.connector if isinstance(sources, SourceRegistry) else sources
+    limit_of = max_item_bytes if callable(max_item_bytes) else lambda _: max_item_bytes
     parsed = parse_references(references)
     folder = thread_folder(base_dir, thread_id)
     staging = folder / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
@@ -199,17 +210,28 @@ async def attach_to_thread(
         _identities[folder] = _identity(os.fstat(dir_fd))
         os.close(dir_fd)
         try:
-            staged = await _stage_all(connector_for, parsed, staging)
-            await asyncio.to_thread(publish, folder, staged)
+            staged = await _stage_all(connector_for, parsed, staging, limit_of)
+            await _publish_or_undo(folder, staged)
         finally:
             await asyncio.shield(asyncio.to_thread(_remove_staging, staging))
     return Attachment(folder.name, [_attached(item.record) for item in staged])
 
 
-async def _stage_all(connector_for: ConnectorFor, references: list[Reference], staging: Path) -> list[_Staged]:
+async def _publish_or_undo(folder: Path, staged: list[_Staged]) -> None:
+    try:
+        await finish_in_thread(partial(publish, folder, staged))
+    except asyncio.CancelledError:  # the thread finished the publishing meanwhile: take it back
+        for name in [str(i.record["attached_as"]) for i in staged if "attached_as" in i.record]:
+            _unpublish(folder, name)
+        raise
+
+
+async def _stage_all(connector_for: ConnectorFor, references: list[Reference], staging: Path,
+                     limit_of: Callable[[DataSourceConnector], int | None]) -> list[_Staged]:
     try:
         async with asyncio.TaskGroup() as group:  # the first failure cancels the others
-            tasks = [group.create_task(_stage(connector_for, r, staging / str(i))) for i, r in enumerate(references)]
+            tasks = [group.create_task(_stage(connector_for, r, staging / str(i), limit_of))
+                     for i, r in enumerate(references)]
     except BaseExceptionGroup as errors:  # the cause, not a group: a typed error first
         raise _first_cause(errors) from None
     return [item for task in tasks for item in task.result()]
@@ -227,17 +249,29 @@ def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return next((e for e in flat if isinstance(e, DataSourceError)), flat[0])
 
 
-async def _stage(connector_for: ConnectorFor, reference: Reference, workspace: Path) -> list[_Staged]:
+async def _stage(connector_for: ConnectorFor, reference: Reference, workspace: Path,
+                 limit_of: Callable[[DataSourceConnector], int | None]) -> list[_Staged]:
     try:
         connector = await connector_for(reference.source_id)
-        paths = await _fetch(connector, reference, str(workspace))
+        limit = limit_of(connector)
+        paths = await _fetch(connector, reference, str(workspace), limit)
+        staged = [_Staged(Path(p), read_provenance(p, workspace)) for p in paths]
+        for item in staged:
+            shown = None if len(staged) == 1 else str(item.record.get("identifier"))
+            _check_size(shown, int(item.record["size"]), limit)
     except DataSourceError as exc:
         raise type(exc)(f"{reference.describe()}: {exc.message}", source_id=reference.source_id,
                         retryable=exc.retryable) from exc
-    return [_Staged(Path(p), read_provenance(p, workspace)) for p in paths]
+    return staged
 
 
-async def _fetch(connector: DataSourceConnector, reference: Reference, workspace: str) -> list[str]:
+def _check_size(item: str | None, size: int | None, limit: int | None) -> None:
+    """Refuse ``item`` (None: the one the reference names) when it is over ``limit`` bytes."""
+    if limit is not None and size is not None and size > limit:
+        raise ItemTooLargeError(f"{'it' if item is None else repr(item)} is {size} bytes, over the limit of {limit}")
+
+
+async def _fetch(connector: DataSourceConnector, reference: Reference, workspace: str, limit: int | None) -> list[str]:
     if reference.query is not None or reference.table is not None:
         fetch_query = getattr(connector, "fetch_query", None)
         if fetch_query is None:
@@ -245,9 +279,12 @@ async def _fetch(connector: DataSourceConnector, reference: Reference, workspace
         if reference.query is not None:
             return [await fetch_query(reference.query, workspace, str(reference.name))]
     if reference.glob is not None:
-        identifiers = await _matching(connector, reference.glob)
+        identifiers = await _matching(connector, reference.glob, limit)
     else:
         identifiers = [str(reference.path or reference.table)]
+        if limit is not None and reference.path is not None:
+            size = (await connector.get_metadata(identifiers[0])).get("size")
+            _check_size(None, size if isinstance(size, int) else None, limit)
     results = await connector.fetch_many(identifiers, workspace)
     failed = next((r.error for r in results if r.error is not None), None)
     if failed is not None:
@@ -255,8 +292,11 @@ async def _fetch(connector: DataSourceConnector, reference: Reference, workspace
     return [str(r.path) for r in results]
 
 
-async def _matching(connector: DataSourceConnector, pattern: str) -> list[str]:
-    identifiers = [i.path for i in await connector.list_items() if fnmatch.fnmatchcase(i.path, pattern)]
+async def _matching(connector: DataSourceConnector, pattern: str, limit: int | None) -> list[str]:
+    items = [i for i in await connector.list_items() if fnmatch.fnmatchcase(i.path, pattern)]
+    for item in items:
+        _check_size(item.path, item.size, limit)
+    identifiers = [i.path for i in items]
     if not identifiers:
         raise NotFoundError("no item matches")
     if len(identifiers) > MAX_GLOB_MATCHES:
@@ -324,7 +364,7 @@ def publish(folder: Path, staged: list[_Staged]) -> None:
         os.fsync(dir_fd)
     except BaseException:
         for name in published:
-            _unpublish(folder, dir_fd, name)
+            _unpublish(folder, name)
         raise
     finally:
         os.close(dir_fd)
@@ -348,9 +388,13 @@ def _link_free_name(folder: Path, dir_fd: int, item: _Staged, taken: set[str]) -
     raise NameCollisionError(f"no free name for {item.path.name!r} in the thread's folder")
 
 
-def _unpublish(folder: Path, dir_fd: int, name: str) -> None:
+def _unpublish(folder: Path, name: str) -> None:
     with contextlib.suppress(OSError):
-        os.unlink(name, dir_fd=dir_fd)
+        dir_fd = open_directory(folder.parent, [folder.name], create=False)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
     with contextlib.suppress(OSError):
         records = open_directory(folder, [LINEAGE_DIR], create=False)
         try:

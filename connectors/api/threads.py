@@ -12,10 +12,17 @@ from typing import Annotated, Any
 from fastapi import Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.api.errors import ApiError
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.sources import load_source
 from connectors.base import DataSourceConnector
-from connectors.threads import MAX_REFERENCES, MAX_THREAD_ID_LENGTH, Reference, attach_to_thread
+from connectors.threads import (
+    MAX_REFERENCES,
+    MAX_THREAD_ID_LENGTH,
+    ItemTooLargeError,
+    Reference,
+    attach_to_thread,
+)
 
 router = new_router()
 TAGS: list[Any] = ["threads"]
@@ -58,6 +65,13 @@ async def attach(thread_id: ThreadId, body: AttachRequest, request: Request, sta
     async def connector_for(source_id: str) -> DataSourceConnector:
         return await state.connector(load_source(state, source_id))
 
-    attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id, body.references)
+    def limit(connector: DataSourceConnector) -> int:
+        return state.settings.item_limit(connector.config.metadata)
+
+    try:
+        attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
+                                            body.references, max_item_bytes=limit)
+    except ItemTooLargeError as exc:
+        raise ApiError(413, f"{exc}; nothing was attached") from None
     return {"object": "thread.data", "thread_id": thread_id, "manifest": attachment.manifest(),
             "data": [file.__dict__ for file in attachment.files]}

@@ -91,3 +91,15 @@ def test_upload_generated_files_back_to_blob_storage(api: Api, azurite_server: A
     api.call("POST", "/v1/data-sources/lake/upload", json={**body, "files": ["nope.png"]}, expect=404)
     api.call("POST", "/v1/data-sources/lake/upload", json={**body, "thread_id": ".."}, expect=400)
     api.assert_nowhere(azurite_server.account_key)
+
+
+def test_an_item_over_the_size_limit_is_refused_before_anything_lands(api: Api, data_root: Path) -> None:
+    api.call("POST", "/v1/data-sources", json={**local_source(data_root), "metadata": {"api": {"max_item_bytes": 50}}},
+             expect=201)
+    refs = [{"source_id": "docs", "path": "notes.txt"}, {"source_id": "docs", "path": "a.csv"}]
+    detail = api.call("POST", "/v1/threads/t4/data", json={"references": refs}, expect=413).json()["detail"]
+    assert detail == "source 'docs': path 'a.csv': it is 169 bytes, over the limit of 50; nothing was attached"
+    api.call("POST", "/v1/threads/t4/data", json={"references": [{"source_id": "docs", "glob": "*.csv"}]}, expect=413)
+    assert sorted(p.name for p in (api.settings.workspace_base / "t4").iterdir()) == []
+    api.call("POST", "/v1/threads/t4/data", json={"references": [{"source_id": "docs", "path": "notes.txt"}]},
+             expect=200)

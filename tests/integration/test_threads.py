@@ -19,7 +19,7 @@ from azure.storage.blob import BlobServiceClient
 from connectors.errors import ConfigurationError, NotFoundError
 from connectors.landing.lineage import read_provenance
 from connectors.registry import SourceRegistry
-from connectors.threads import Attachment, attach_to_thread, check_thread_id
+from connectors.threads import Attachment, ItemTooLargeError, attach_to_thread, check_thread_id
 from tests.harness import AzuriteServer, PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -75,12 +75,13 @@ def registry(tmp_path: Path, lake: dict[str, Any], warehouse: dict[str, Any]) ->
     return registry
 
 
-def attach(registry: SourceRegistry, base: Path, thread_id: Any, references: list[dict[str, Any]]) -> Attachment:
+def attach(registry: SourceRegistry, base: Path, thread_id: Any, references: list[dict[str, Any]],
+           **options: Any) -> Attachment:
     """attach_to_thread on a loop of its own, the registry's connections closed after."""
 
     async def run() -> Attachment:
         async with registry:
-            return await attach_to_thread(registry, base, thread_id, references)
+            return await attach_to_thread(registry, base, thread_id, references, **options)
 
     return asyncio.run(run())
 
@@ -177,3 +178,14 @@ def test_a_link_planted_as_the_thread_folder_is_not_followed(registry: SourceReg
     with pytest.raises(Exception, match="symlink"):
         attach(registry, base, "t4", [{"source_id": "lake", "path": "readme.txt"}])
     assert list(outside.iterdir()) == []
+
+
+def test_a_table_over_the_size_limit_fails_once_landed_and_leaves_nothing(
+    registry: SourceRegistry, warehouse: dict[str, Any], tmp_path: Path
+) -> None:
+    base = tmp_path / "workspace"
+    with pytest.raises(ItemTooLargeError, match=r"table '.*\.customers': it is 165 bytes, over the limit of 100"):
+        attach(registry, base, "t5", [{"source_id": "lake", "path": "readme.txt"},
+                                      {"source_id": "warehouse", "table": f"{warehouse['schema']}.customers"}],
+               max_item_bytes=100)
+    assert everything_under(base / "t5") == []
