@@ -43,7 +43,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.base import DataSourceConnector
-from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError
+from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError, WorkspaceError
 from connectors.landing.dirs import finish_in_thread, open_directory, open_regular_file, read_regular_file
 from connectors.landing.lineage import read_provenance, utc_now_iso, write_provenance
 from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES, safe_relative_path
@@ -204,16 +204,31 @@ async def attach_to_thread(
     limit_of = max_item_bytes if callable(max_item_bytes) else lambda _: max_item_bytes
     parsed = parse_references(references)
     folder = thread_folder(base_dir, thread_id)
-    staging = folder / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
-    with workspace_root(folder.parent), _running(folder):
-        dir_fd = open_directory(folder.parent, [folder.name], create=True)  # no link followed
-        _identities[folder] = _identity(os.fstat(dir_fd))
-        os.close(dir_fd)
+    with workspace_root(folder.parent):
+        # a task of its own: ending the thread cancels the work, and the caller is told why
+        work = asyncio.create_task(_attach(connector_for, folder, parsed, limit_of))
+    with _running(folder, work):
         try:
-            staged = await _stage_all(connector_for, parsed, staging, limit_of)
-            await _publish_or_undo(folder, staged)
-        finally:
-            await asyncio.shield(asyncio.to_thread(_remove_staging, staging))
+            return await work
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if work.cancelled() and task is not None and not task.cancelling():
+                raise WorkspaceError(f"thread {thread_id!r} ended while its data was being attached; "
+                                     "nothing was attached") from None
+            raise
+
+
+async def _attach(connector_for: ConnectorFor, folder: Path, references: list[Reference],
+                  limit_of: Callable[[DataSourceConnector], int | None]) -> Attachment:
+    staging = folder / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
+    dir_fd = open_directory(folder.parent, [folder.name], create=True)  # no link followed
+    _identities[folder] = _identity(os.fstat(dir_fd))
+    os.close(dir_fd)
+    try:
+        staged = await _stage_all(connector_for, references, staging, limit_of)
+        await _publish_or_undo(folder, staged)
+    finally:
+        await asyncio.shield(asyncio.to_thread(_remove_staging, staging))
     return Attachment(folder.name, [_attached(item.record) for item in staged])
 
 
@@ -560,16 +575,14 @@ def _identity(info: os.stat_result) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _running(folder: Path) -> Iterator[None]:
-    task = asyncio.current_task()
+def _running(folder: Path, task: asyncio.Task[Any]) -> Iterator[None]:
     tasks = _running_attaches.setdefault(folder, set())
-    if task is not None:
-        tasks.add(task)
+    tasks.add(task)
     try:
         yield
     finally:
         _last_activity[0] = time.monotonic()
-        tasks.discard(task)  # type: ignore[arg-type]
+        tasks.discard(task)
         if not tasks:
             _running_attaches.pop(folder, None)
             _identities.pop(folder, None)
@@ -584,7 +597,7 @@ async def end_thread(base_dir: str | os.PathLike[str], thread_id: str) -> int:
     Returns how many attaches were cancelled.
     """
     folder = thread_folder(base_dir, thread_id)
-    tasks = [t for t in _running_attaches.get(folder, set()) if t is not asyncio.current_task()]
+    tasks = list(_running_attaches.get(folder, set()))
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
