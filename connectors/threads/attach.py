@@ -1,69 +1,37 @@
-"""Data into a DeepAnalyze conversation: references fetched into a thread's folder, at its top level.
-
-DeepAnalyze's agent sees only the files at the top level of ``<base>/<thread_id>/`` (listed into its
-prompt before each turn), so :func:`attach_to_thread` lands every referenced item there, under a
-readable name that never collides with a file already there or with another reference's, with the
-item's lineage record at ``.lineage/<name>.json`` (which says which source and item a name holds).
-
-All or nothing: the references are fetched in parallel into a hidden staging folder of the thread;
-only when every one landed are they moved to the top level (each by a no-clobber link), and if
-anything fails, nothing of this call is left: the staging folder is removed and what was already
-moved is taken back. Call it before the turn's workspace snapshot, so the files are not mistaken
-for the agent's output.
-
-Example:
-    >>> async with SourceRegistry("sources.yaml") as registry:
-    ...     attachment = await attach_to_thread(registry, "workspace", "thread-1a2b", [
-    ...         {"source_id": "lake", "glob": "exports/2026-*.csv"},
-    ...         {"source_id": "warehouse", "table": "public.customers"},
-    ...         {"source_id": "warehouse", "query": "select * from orders where total > 100", "name": "big_orders"},
-    ...     ])
-    >>> prompt += attachment.manifest()
-"""
+"""Attaching references to a thread: staged in parallel, published at the top level under free names, all or nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import fnmatch
-import json
 import os
 import re
 import secrets
-import shutil
-import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Self
-from urllib.parse import quote
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.base import DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError, WorkspaceError
-from connectors.landing.dirs import finish_in_thread, open_directory, open_regular_file, read_regular_file
-from connectors.landing.lineage import read_provenance, utc_now_iso, write_provenance
-from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES, safe_relative_path
-from connectors.landing.root import sweep_workspace, workspace_root
+from connectors.landing.dirs import finish_in_thread, open_directory
+from connectors.landing.lineage import read_provenance, write_provenance
+from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES
+from connectors.landing.root import workspace_root
 from connectors.registry import SourceRegistry
-from connectors.secrets.references import get_logger
+from connectors.threads.ending import remember_folder, tracked
+from connectors.threads.folders import GENERATED_DIR, STAGING_PREFIX, ConnectorFor, remove_staging, thread_folder
 
-log = get_logger(__name__)
-
-MAX_THREAD_ID_LENGTH = 128
-THREAD_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_THREAD_ID_LENGTH - 1}}}")
 RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-STAGING_PREFIX = ".da-attach-"
 MAX_REFERENCES = 100
 MAX_GLOB_MATCHES = 1000
 KINDS = ("path", "glob", "table", "query")
-GENERATED_DIR = "generated"
 
-ConnectorFor = Callable[[str], Awaitable[DataSourceConnector]]
-"""How a source id becomes a connected connector (``SourceRegistry.connector``, or the API's pool)."""
 ItemLimit = int | Callable[[DataSourceConnector], int | None] | None
 
 
@@ -140,27 +108,6 @@ class _Staged:
     record: dict[str, Any]
 
 
-def check_thread_id(thread_id: object) -> str:
-    """``thread_id`` when it is a safe folder name (1-128 letters, digits, ``-``, ``_``; not leading ``-``/``_``).
-
-    Raises:
-        ConfigurationError: the id would not name one folder right under the base directory.
-    """
-    if isinstance(thread_id, str) and THREAD_ID_PATTERN.fullmatch(thread_id):
-        return thread_id
-    shown = repr(thread_id)
-    shown = shown if len(shown) <= 60 else shown[:59] + "…"
-    raise ConfigurationError(
-        f"invalid thread id {shown}: 1 to {MAX_THREAD_ID_LENGTH} ASCII letters, digits, '-' and '_', "
-        "starting with a letter or digit"
-    )
-
-
-def thread_folder(base_dir: str | os.PathLike[str], thread_id: str) -> Path:
-    """``<base_dir>/<thread_id>``, absolute (the id checked first)."""
-    return Path(os.path.abspath(base_dir)) / check_thread_id(thread_id)
-
-
 def parse_references(references: Sequence[Reference | dict[str, Any]]) -> list[Reference]:
     """Validated references (at least one, at most :data:`MAX_REFERENCES`).
 
@@ -207,7 +154,7 @@ async def attach_to_thread(
     with workspace_root(folder.parent):
         # a task of its own: ending the thread cancels the work, and the caller is told why
         work = asyncio.create_task(_attach(connector_for, folder, parsed, limit_of))
-    with _running(folder, work):
+    with tracked(folder, work):
         try:
             return await work
         except asyncio.CancelledError:
@@ -222,13 +169,13 @@ async def _attach(connector_for: ConnectorFor, folder: Path, references: list[Re
                   limit_of: Callable[[DataSourceConnector], int | None]) -> Attachment:
     staging = folder / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
     dir_fd = open_directory(folder.parent, [folder.name], create=True)  # no link followed
-    _identities[folder] = _identity(os.fstat(dir_fd))
+    remember_folder(folder, os.fstat(dir_fd))
     os.close(dir_fd)
     try:
         staged = await _stage_all(connector_for, references, staging, limit_of)
         await _publish_or_undo(folder, staged)
     finally:
-        await asyncio.shield(asyncio.to_thread(_remove_staging, staging))
+        await asyncio.shield(asyncio.to_thread(remove_staging, staging))
     return Attachment(folder.name, [_attached(item.record) for item in staged])
 
 
@@ -317,12 +264,6 @@ async def _matching(connector: DataSourceConnector, pattern: str, limit: int | N
     if len(identifiers) > MAX_GLOB_MATCHES:
         raise ConfigurationError(f"{len(identifiers)} items match; at most {MAX_GLOB_MATCHES} at once")
     return identifiers
-
-
-def _remove_staging(staging: Path) -> None:
-    # rmtree works by descriptors and never follows a link out of the folder it removes
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(staging)
 
 
 def _attached(record: dict[str, Any]) -> AttachedFile:
@@ -416,262 +357,3 @@ def _unpublish(folder: Path, name: str) -> None:
             os.unlink(f"{name}.json", dir_fd=records)
         finally:
             os.close(records)
-
-
-# --- results back to storage ----------------------------------------------------------
-
-PUBLISHED_LOG = "published.jsonl"
-MAX_INPUTS_METADATA = 6 * 1024  # of the service's 8 KiB of metadata, what the inputs may take
-
-
-class UploadNotSupportedError(ConfigurationError):
-    """The source's connector cannot upload (only blob storage can)."""
-
-
-async def publish_generated(
-    sources: SourceRegistry | ConnectorFor,
-    base_dir: str | os.PathLike[str],
-    thread_id: str,
-    source_id: str,
-    file_name: str,
-    blob_name: str | None = None,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Upload ``<base_dir>/<thread_id>/generated/<file_name>`` to source ``source_id``; the record of it.
-
-    The blob (default name ``<thread_id>/<file_name>``) carries metadata naming the thread, the file
-    and the lineage of the thread's attached inputs; the record (also appended to
-    ``<thread>/.lineage/published.jsonl``) says what was published where.
-
-    Raises:
-        UploadNotSupportedError: the source cannot upload.
-        NotFoundError: no such generated file. Others as the connector's ``upload`` raises.
-    """
-    connector_for = sources.connector if isinstance(sources, SourceRegistry) else sources
-    folder = thread_folder(base_dir, thread_id)
-    relative = safe_relative_path(file_name)
-    upload = uploader_of(await connector_for(source_id))
-    target = blob_name or f"{thread_id}/{relative}"
-    with workspace_root(folder.parent):
-        fd = await asyncio.to_thread(_open_generated, folder, relative)
-        try:
-            metadata = {"da_thread": thread_id, "da_file": quote(relative),
-                        **_inputs_metadata(await asyncio.to_thread(_attached_records, folder))}
-            uploaded = await upload(fd, target, overwrite=overwrite, metadata=metadata)
-        finally:
-            os.close(fd)
-        record = {"published_at": utc_now_iso(), "thread_id": thread_id, "file": f"{GENERATED_DIR}/{relative}",
-                  "source_id": source_id, "overwrite": overwrite, **_facts(uploaded), "metadata": metadata}
-        await asyncio.to_thread(_append_record, folder, record)
-    return record
-
-
-def uploader_of(connector: DataSourceConnector) -> Callable[..., Awaitable[Any]]:
-    """The connector's ``upload(local_path, blob_name, overwrite=False, metadata=None)``.
-
-    Raises:
-        UploadNotSupportedError: the connector has none.
-    """
-    upload = getattr(connector, "upload", None)
-    if upload is None:
-        raise UploadNotSupportedError(f"a {connector.type_name()} source does not support upload",
-                                      source_id=connector.source_id)
-    return upload  # type: ignore[no-any-return]
-
-
-def _facts(uploaded: Any) -> dict[str, Any]:
-    if is_dataclass(uploaded) and not isinstance(uploaded, type):
-        return asdict(uploaded)
-    return dict(uploaded)
-
-
-def _open_generated(folder: Path, relative: str) -> int:
-    parts = relative.split("/")
-    try:
-        dir_fd = open_directory(folder.parent, [folder.name, GENERATED_DIR, *parts[:-1]], create=False)
-    except FileNotFoundError:
-        raise NotFoundError(f"no generated file {relative!r} in thread {folder.name!r}") from None
-    try:
-        fd = open_regular_file(dir_fd, parts[-1])
-    finally:
-        os.close(dir_fd)
-    if fd is None:
-        raise NotFoundError(f"no generated file {relative!r} in thread {folder.name!r} (or not a regular file)")
-    return fd
-
-
-def _attached_records(folder: Path) -> list[dict[str, Any]]:
-    """The lineage records of the files attached at the thread's top level (not the agent's files)."""
-    try:
-        dir_fd = open_directory(folder.parent, [folder.name, LINEAGE_DIR], create=False)
-    except FileNotFoundError:
-        return []
-    try:
-        names = sorted(n for n in os.listdir(dir_fd) if n.endswith(".json"))
-        records = [_parsed_record(read_regular_file(dir_fd, name)) for name in names]
-    finally:
-        os.close(dir_fd)
-    return [r for r in records if r is not None and r.get("attached_as")]
-
-
-def _parsed_record(data: bytes | None) -> dict[str, Any] | None:
-    try:
-        record = json.loads(data) if data else None
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _inputs_metadata(records: list[dict[str, Any]]) -> dict[str, str]:
-    """``da_inputs``: compact JSON of each input's name, source, item, version and sha256, bounded."""
-    inputs = [{"name": r.get("attached_as"), "source_id": r.get("source_id"), "item": r.get("identifier"),
-               "version": r.get("source_version"), "sha256": r.get("sha256")} for r in records]
-    while inputs:
-        text = json.dumps(inputs, separators=(",", ":"), ensure_ascii=True, default=str)
-        if len(text) <= MAX_INPUTS_METADATA:
-            extra = {"da_inputs_total": str(len(records))} if len(inputs) < len(records) else {}
-            return {"da_inputs": text, **extra}
-        inputs.pop()
-    return {"da_inputs_total": str(len(records))} if records else {}
-
-
-def _append_record(folder: Path, record: dict[str, Any]) -> None:
-    dir_fd = open_directory(folder.parent, [folder.name, LINEAGE_DIR], create=True)
-    try:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(PUBLISHED_LOG, flags, 0o644, dir_fd=dir_fd)
-    finally:
-        os.close(dir_fd)
-    try:  # one write of one line: appends of two uploads at once never interleave
-        os.write(fd, (json.dumps(record, sort_keys=True, default=str) + "\n").encode())
-    finally:
-        os.close(fd)
-
-
-def published_records(base_dir: str | os.PathLike[str], thread_id: str) -> list[dict[str, Any]]:
-    """What was published from the thread, oldest first."""
-    folder = thread_folder(base_dir, thread_id)
-    with workspace_root(folder.parent):
-        try:
-            dir_fd = open_directory(folder.parent, [folder.name, LINEAGE_DIR], create=False)
-        except FileNotFoundError:
-            return []
-        try:
-            data = read_regular_file(dir_fd, PUBLISHED_LOG) or b""
-        finally:
-            os.close(dir_fd)
-    return [json.loads(line) for line in data.splitlines() if line.strip()]
-
-
-# --- threads that end ----------------------------------------------------------------
-
-_running_attaches: dict[Path, set[asyncio.Task[Any]]] = {}
-_identities: dict[Path, tuple[int, int]] = {}  # a running thread's folder as it was: gone or replaced = ended
-_last_activity = [time.monotonic()]  # when an attach last ran: the janitor's idle clock
-
-
-def _identity(info: os.stat_result) -> tuple[int, int]:
-    return info.st_dev, info.st_ino
-
-
-@contextlib.contextmanager
-def _running(folder: Path, task: asyncio.Task[Any]) -> Iterator[None]:
-    tasks = _running_attaches.setdefault(folder, set())
-    tasks.add(task)
-    try:
-        yield
-    finally:
-        _last_activity[0] = time.monotonic()
-        tasks.discard(task)
-        if not tasks:
-            _running_attaches.pop(folder, None)
-            _identities.pop(folder, None)
-
-
-async def end_thread(base_dir: str | os.PathLike[str], thread_id: str) -> int:
-    """The thread ended (its folder removed or expired): cancel its running attaches, sweep what they left.
-
-    Call it from the route that cleans threads up (or let :class:`ThreadJanitor` notice). Each
-    cancelled attach removes its own staging folder; then the folder's staging folders and stale
-    temporaries are swept, and the folder itself is removed again if a fetch re-created it empty.
-    Returns how many attaches were cancelled.
-    """
-    folder = thread_folder(base_dir, thread_id)
-    tasks = list(_running_attaches.get(folder, set()))
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.to_thread(_sweep_thread, folder)
-    return len(tasks)
-
-
-def _sweep_thread(folder: Path) -> None:
-    with workspace_root(folder.parent):
-        try:
-            dir_fd = open_directory(folder.parent, [folder.name], create=False)
-        except (FileNotFoundError, DataSourceError):
-            return  # gone, or not a folder of ours (a link): nothing to sweep
-        try:
-            stale = [n for n in os.listdir(dir_fd) if n.startswith(STAGING_PREFIX)]
-        finally:
-            os.close(dir_fd)
-        for name in stale:
-            _remove_staging(folder / name)
-        sweep_workspace(folder)
-    with contextlib.suppress(OSError):  # only when empty: a thread folder with files is not ours to remove
-        os.rmdir(folder)
-
-
-def _ended(folder: Path) -> bool:
-    """The folder is gone, or another one took its place (removed, then re-created by a late write)."""
-    known = _identities.get(folder)
-    try:
-        return known is not None and _identity(os.lstat(folder)) != known
-    except FileNotFoundError:
-        return True
-
-
-class ThreadJanitor:
-    """Ends the threads whose folder disappeared, and closes pooled connections after ``idle_seconds``.
-
-    Example:
-        >>> async with SourceRegistry("sources.yaml") as registry, ThreadJanitor(registry, "workspace"):
-        ...     ...   # serve chat requests; attach_to_thread(registry, "workspace", ...)
-    """
-
-    def __init__(self, sources: SourceRegistry | Callable[[], Awaitable[None]], base_dir: str | os.PathLike[str],
-                 idle_seconds: float = 300.0, interval: float = 5.0) -> None:
-        self._close = sources.aclose if isinstance(sources, SourceRegistry) else sources
-        self.base = Path(os.path.abspath(base_dir))
-        self.idle_seconds = idle_seconds
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-        self._closed_at = -1.0
-
-    async def tick(self) -> None:
-        """One round: end the vanished threads, close idle connections."""
-        running = [f for f in list(_running_attaches) if f.parent == self.base]
-        ended = await asyncio.to_thread(lambda: [f for f in running if _ended(f)])
-        for folder in ended:
-            await end_thread(self.base, folder.name)
-        idle = time.monotonic() - _last_activity[0]
-        if not _running_attaches and idle >= self.idle_seconds and self._closed_at < _last_activity[0]:
-            self._closed_at = time.monotonic()
-            await self._close()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.tick()
-            except Exception as exc:  # the janitor keeps going; the next round tries again
-                log.warning("thread janitor: %s", exc)
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
