@@ -24,7 +24,7 @@ from connectors.landing.lineage import read_provenance, write_provenance
 from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES
 from connectors.landing.root import workspace_root
 from connectors.registry import SourceRegistry
-from connectors.threads.ending import remember_folder, tracked
+from connectors.threads.ending import cancel_when_ended, remember_folder, sweep_thread, tracked
 from connectors.threads.folders import GENERATED_DIR, STAGING_PREFIX, ConnectorFor, remove_staging, thread_folder
 
 RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -155,14 +155,18 @@ async def attach_to_thread(
         # a task of its own: ending the thread cancels the work, and the caller is told why
         work = asyncio.create_task(_attach(connector_for, folder, parsed, limit_of))
     with tracked(folder, work):
+        watcher = asyncio.create_task(cancel_when_ended(folder, work))
         try:
             return await work
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if work.cancelled() and task is not None and not task.cancelling():
+                await asyncio.to_thread(sweep_thread, folder)
                 raise WorkspaceError(f"thread {thread_id!r} ended while its data was being attached; "
                                      "nothing was attached") from None
             raise
+        finally:
+            watcher.cancel()
 
 
 async def _attach(connector_for: ConnectorFor, folder: Path, references: list[Reference],

@@ -22,6 +22,7 @@ log = get_logger(__name__)
 _running_attaches: dict[Path, set[asyncio.Task[Any]]] = {}
 _identities: dict[Path, tuple[int, int]] = {}  # a running thread's folder as it was: gone or replaced = ended
 _last_activity = [time.monotonic()]  # when an attach last ran: the janitor's idle clock
+WATCH_INTERVAL = 1.0  # seconds between two looks at a running attach's thread folder
 
 
 def _identity(info: os.stat_result) -> tuple[int, int]:
@@ -51,7 +52,8 @@ def tracked(folder: Path, task: asyncio.Task[Any]) -> Iterator[None]:
 async def end_thread(base_dir: str | os.PathLike[str], thread_id: str) -> int:
     """The thread ended (its folder removed or expired): cancel its running attaches, sweep what they left.
 
-    Call it from the route that cleans threads up (or let :class:`ThreadJanitor` notice). Each
+    Call it from the route that cleans threads up (an attach also notices within a second that its
+    folder was removed, and stops the same way). Each
     cancelled attach removes its own staging folder; then the folder's staging folders and stale
     temporaries are swept, and the folder itself is removed again if a fetch re-created it empty.
     Returns how many attaches were cancelled.
@@ -61,11 +63,12 @@ async def end_thread(base_dir: str | os.PathLike[str], thread_id: str) -> int:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.to_thread(_sweep_thread, folder)
+    await asyncio.to_thread(sweep_thread, folder)
     return len(tasks)
 
 
-def _sweep_thread(folder: Path) -> None:
+def sweep_thread(folder: Path) -> None:
+    """Remove the thread's staging folders and stale temporaries, and the folder itself when left empty."""
     with workspace_root(folder.parent):
         try:
             dir_fd = open_directory(folder.parent, [folder.name], create=False)
@@ -82,6 +85,15 @@ def _sweep_thread(folder: Path) -> None:
         os.rmdir(folder)
 
 
+async def cancel_when_ended(folder: Path, work: asyncio.Task[Any]) -> None:
+    """Cancel ``work`` as soon as the thread's folder is removed or replaced (checked every second)."""
+    while not work.done():
+        await asyncio.sleep(WATCH_INTERVAL)
+        if await asyncio.to_thread(_ended, folder):
+            work.cancel()
+            return
+
+
 def _ended(folder: Path) -> bool:
     """The folder is gone, or another one took its place (removed, then re-created by a late write)."""
     known = _identities.get(folder)
@@ -92,28 +104,26 @@ def _ended(folder: Path) -> bool:
 
 
 class ThreadJanitor:
-    """Ends the threads whose folder disappeared, and closes pooled connections after ``idle_seconds``.
+    """Closes the registry's pooled connections after ``idle_seconds`` without an attach.
+
+    Give it a registry of its own for attaches (or the close function of one): other users of a
+    shared registry would find their connectors closed under them.
 
     Example:
-        >>> async with SourceRegistry("sources.yaml") as registry, ThreadJanitor(registry, "workspace"):
+        >>> async with SourceRegistry("sources.yaml") as registry, ThreadJanitor(registry):
         ...     ...   # serve chat requests; attach_to_thread(registry, "workspace", ...)
     """
 
-    def __init__(self, sources: SourceRegistry | Callable[[], Awaitable[None]], base_dir: str | os.PathLike[str],
-                 idle_seconds: float = 300.0, interval: float = 5.0) -> None:
+    def __init__(self, sources: SourceRegistry | Callable[[], Awaitable[None]], idle_seconds: float = 300.0,
+                 interval: float = 5.0) -> None:
         self._close = sources.aclose if isinstance(sources, SourceRegistry) else sources
-        self.base = Path(os.path.abspath(base_dir))
         self.idle_seconds = idle_seconds
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
         self._closed_at = -1.0
 
     async def tick(self) -> None:
-        """One round: end the vanished threads, close idle connections."""
-        running = [f for f in list(_running_attaches) if f.parent == self.base]
-        ended = await asyncio.to_thread(lambda: [f for f in running if _ended(f)])
-        for folder in ended:
-            await end_thread(self.base, folder.name)
+        """One round: close the connections when no attach ran for ``idle_seconds``."""
         idle = time.monotonic() - _last_activity[0]
         if not _running_attaches and idle >= self.idle_seconds and self._closed_at < _last_activity[0]:
             self._closed_at = time.monotonic()

@@ -37,14 +37,14 @@ def test_a_removed_thread_folder_cancels_its_fetches_and_leaves_nothing(
     base = tmp_path / "workspace"
 
     async def main() -> None:
-        async with registry, ThreadJanitor(registry, base, idle_seconds=3600, interval=0.1):
+        async with registry:
             task = asyncio.create_task(attach_to_thread(registry, base, "t1", SLOW))
             await started(base / "t1", task)
             shutil.rmtree(base / "t1")  # DeepAnalyze's cleanup of an expired thread
             began = time.monotonic()
             with pytest.raises(WorkspaceError, match="thread 't1' ended while its data was being attached"):
                 await task
-            assert time.monotonic() - began < 10
+            assert time.monotonic() - began < 5  # noticed within a second or so
 
     asyncio.run(main())
     assert list(base.iterdir()) == []
@@ -75,7 +75,7 @@ def test_pooled_connections_close_after_an_idle_time(registry: SourceRegistry, t
     base = tmp_path / "workspace"
 
     async def main() -> None:
-        async with registry, ThreadJanitor(registry, base, idle_seconds=0.5, interval=0.1):
+        async with registry, ThreadJanitor(registry, idle_seconds=0.5, interval=0.1):
             await attach_to_thread(registry, base, "t3", [{"source_id": "lake", "path": "readme.txt"}])
             lake_connector = await registry.connector("lake")
             assert lake_connector.is_connected
