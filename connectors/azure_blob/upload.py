@@ -161,11 +161,14 @@ class BlobUpload:
         body = "".join(f"<Latest>{escape(i)}</Latest>" for i in ids)
         xml = f'<?xml version="1.0" encoding="utf-8"?><BlockList>{body}</BlockList>'.encode()
         budget = RetryBudget(self._retries)
+        retried = False
         while True:
             try:
                 return await self._put("comp=blocklist", xml, {**headers, "Content-Type": "application/xml"})
             except HttpStatusError as exc:
                 if exc.status in (409, 412) and "If-None-Match" in headers:
+                    if retried and (ours := await self._committed_by_us(headers)) is not None:
+                        return ours  # our first commit landed and only its answer was lost
                     raise BlobExistsError(f"{self._what}: a blob of that name exists; give overwrite to replace "
                                           f"it (HTTP {exc.status} {error_code(exc.code) or ''})".rstrip(),
                                           source_id=self._path.source_id) from None
@@ -174,6 +177,14 @@ class BlobUpload:
             except Exception as exc:
                 if not await self._retry(budget, exc):
                     raise translate(exc, self._what, self._path.source_id) from exc
+            retried = True
+
+    async def _committed_by_us(self, headers: Mapping[str, str]) -> Mapping[str, str] | None:
+        """The blob's headers when it holds exactly what we committed (same MD5 and sha256), else None."""
+        found = await with_retries(partial(self._path.head, self._name), self._what, self._path.source_id,
+                                   self._retries)
+        same_md5 = found.get("Content-MD5") == headers["x-ms-blob-content-md5"]
+        return found if same_md5 and found.get("x-ms-meta-sha256") == headers["x-ms-meta-sha256"] else None
 
     async def _retry(self, budget: RetryBudget, exc: Exception) -> bool:
         retry_after = exc.retry_after if isinstance(exc, HttpStatusError) else None

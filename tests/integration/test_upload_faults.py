@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import uuid
 from pathlib import Path
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobBlock, BlobServiceClient, ContentSettings
 
 from connectors.azure_blob.upload import BLOCK
 from connectors.errors import ConnectionError
@@ -70,3 +71,28 @@ def test_a_commit_that_keeps_failing_leaves_nothing_visible(azurite_server: Azur
         upload_via_proxy(azurite_server, container, [Rule("status", match=put_block_list, times=None)], local)
     with pytest.raises(ResourceNotFoundError):
         blob_bytes(azurite_server, container)
+
+
+def test_a_commit_whose_answer_is_lost_is_not_mistaken_for_a_taken_name(
+    azurite_server: AzuriteServer, tmp_path: Path
+) -> None:
+    container = new_container(azurite_server)
+    local = tmp_path / "in.bin"
+    local.write_bytes(os.urandom(1000))
+    data = local.read_bytes()
+
+    def commit_then_lose_the_answer(request: Request) -> bool:
+        # what the service does with our first commit, done here; the proxy then answers 503 instead
+        if not put_block_list(request):
+            return False
+        with BlobServiceClient.from_connection_string(azurite_server.connection_string) as service:
+            blob = service.get_blob_client(container, "out.bin")
+            blocks = blob.get_block_list("uncommitted")[1]
+            md5 = bytearray(hashlib.md5(data).digest())  # noqa: S324
+            blob.commit_block_list([BlobBlock(b.id) for b in blocks], content_settings=ContentSettings(content_md5=md5),
+                                   metadata={"sha256": hashlib.sha256(data).hexdigest()})
+        return True
+
+    proxy = upload_via_proxy(azurite_server, container, [Rule("status", match=commit_then_lose_the_answer)], local)
+    assert sum(map(put_block_list, proxy.requests)) == 2
+    assert blob_bytes(azurite_server, container) == data
