@@ -123,9 +123,16 @@ def parse_references(references: Sequence[Reference | dict[str, Any]]) -> list[R
         try:
             parsed.append(reference if isinstance(reference, Reference) else Reference.model_validate(reference))
         except ValidationError as exc:
-            reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            reason = "; ".join(_problem(e) for e in exc.errors())
             raise ConfigurationError(f"reference {index}: {reason}") from None
     return parsed
+
+
+def _problem(error: Any) -> str:
+    # the field and what is wrong with it; never the value, which may be a long query
+    field = ".".join(str(part) for part in error.get("loc", ()))
+    message = str(error.get("msg", "")).removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message
 
 
 async def attach_to_thread(

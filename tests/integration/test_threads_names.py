@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import unicodedata
 from pathlib import Path
 
 import pytest
 
+from connectors.errors import ConfigurationError
 from connectors.landing.lineage import read_provenance
 from connectors.registry import SourceRegistry
 from connectors.threads import Attachment, attach_to_thread, folded, name_candidates
@@ -76,3 +78,20 @@ def test_name_candidates_are_distinct_and_fit() -> None:
         candidates = list(name_candidates(name, "source-id"))
         assert len({folded(c) for c in candidates}) == len(candidates)
         assert all(len(c.encode()) <= 250 for c in candidates[1:])
+
+
+def test_bad_references_say_which_and_why(registry: SourceRegistry, tmp_path: Path) -> None:
+    base = tmp_path / "workspace"
+    cases = {
+        "reference 1: path: Input should be a valid string": [{"source_id": "docs", "path": "data.csv"},
+                                                               {"source_id": "docs", "path": 5}],
+        "reference 0: give exactly one of path, glob, table, query": [{"source_id": "docs"}],
+        "reference 0: a query needs a name": [{"source_id": "docs", "query": "select 1"}],
+        "reference 0: name: 1 to 100 letters": [{"source_id": "docs", "query": "select 1", "name": "../x"}],
+        "reference 0: extra: Extra inputs are not permitted": [{"source_id": "docs", "path": "a", "extra": 1}],
+        "no references to attach": [],
+    }
+    for message, references in cases.items():
+        with pytest.raises(ConfigurationError, match=re.escape(message)):
+            asyncio.run(attach_to_thread(registry, base, "t", references))
+    assert not base.exists()
