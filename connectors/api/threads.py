@@ -30,14 +30,17 @@ ThreadId = Annotated[str, Path(description="DeepAnalyze's thread id: its folder 
                                max_length=MAX_THREAD_ID_LENGTH)]
 
 
+References = Annotated[list[Reference], Field(min_length=1, max_length=MAX_REFERENCES)]
+
+
 class AttachRequest(BaseModel):
-    """The references to attach: by path, glob, table, or a named query."""
+    """The references to attach (also accepted as a bare list): by path, glob, table, or a named query."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"references": [
         {"source_id": "lake", "glob": "exports/2026-*.csv"},
         {"source_id": "warehouse", "table": "public.customers"},
         {"source_id": "warehouse", "query": "select * from orders where total > 100", "name": "big_orders"}]}]})
-    references: list[Reference] = Field(min_length=1, max_length=MAX_REFERENCES, description="What to attach.")
+    references: References = Field(description="What to attach.")
 
 
 class AttachedFileView(BaseModel):
@@ -58,9 +61,10 @@ class AttachResponse(BaseModel):
 
 @router.post("/v1/threads/{thread_id}/data", response_model=AttachResponse, tags=TAGS,
              summary="Fetch data into a thread's folder (top level), all or nothing, before the turn starts")
-async def attach(thread_id: ThreadId, body: AttachRequest, request: Request, state: State,
+async def attach(thread_id: ThreadId, body: AttachRequest | References, request: Request, state: State,
                  key: ReadKey) -> dict[str, Any]:
-    request.state.source_id = ",".join(sorted({r.source_id for r in body.references}))[:200]
+    references = body.references if isinstance(body, AttachRequest) else body
+    request.state.source_id = ",".join(sorted({r.source_id for r in references}))[:200]
 
     async def connector_for(source_id: str) -> DataSourceConnector:
         return await state.connector(load_source(state, source_id))
@@ -70,7 +74,7 @@ async def attach(thread_id: ThreadId, body: AttachRequest, request: Request, sta
 
     try:
         attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
-                                            body.references, max_item_bytes=limit)
+                                            references, max_item_bytes=limit)
     except ItemTooLargeError as exc:
         raise ApiError(413, f"{exc}; nothing was attached") from None
     return {"object": "thread.data", "thread_id": thread_id, "manifest": attachment.manifest(),

@@ -32,6 +32,9 @@ def test_attach_lands_at_the_thread_top_level_with_a_manifest(api: Api, data_roo
     again = api.call("POST", "/v1/threads/thread-1/data", json={"references": [
         {"source_id": "docs", "path": "a.csv"}]}, expect=200).json()
     assert [f["name"] for f in again["data"]] == ["a-docs.csv"]
+    as_list = api.call("POST", "/v1/threads/thread-1/data", json=[{"source_id": "docs", "path": "notes.txt"}],
+                       expect=200).json()  # a bare list of references is taken too
+    assert [f["name"] for f in as_list["data"]] == ["notes.txt"]
     audit = api.audit()[-1]
     assert audit["route"] == "/v1/threads/{thread_id}/data" and audit["source_id"] == "docs"
 
@@ -47,6 +50,7 @@ def test_one_bad_reference_fails_all_and_leaves_nothing(api: Api, data_root: Pat
     api.call("POST", "/v1/threads/t2/data", json={"references": [{"source_id": "docs", "path": "a.csv", "glob": "*"}]},
              expect=422)
     api.call("POST", "/v1/threads/t2/data", json={"references": []}, expect=422)
+    api.call("POST", "/v1/threads/t2/data", json=[], expect=422)
     folder = api.settings.workspace_base / "t2"
     assert not folder.exists() or list(folder.rglob("*")) == []
 
