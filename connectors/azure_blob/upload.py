@@ -103,7 +103,7 @@ class BlobUpload:
         """Stage every block, then commit them; raises :class:`BlobExistsError` on a taken name."""
         size = os.fstat(self._fd).st_size
         step = block_size_for(size)
-        offsets = list(range(0, size, step)) or [0]
+        offsets = list(range(0, size, step))  # none for an empty file: an empty block list makes an empty blob
         ids = [self._block_id(i) for i in range(len(offsets))]
         hashes = asyncio.create_task(asyncio.to_thread(self._whole_file_digests, size))
         try:

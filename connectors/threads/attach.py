@@ -84,7 +84,7 @@ class AttachedFile:
 
     def manifest_line(self) -> str:
         amount = f"{self.row_count} rows" if self.row_count is not None else f"{self.size} bytes"
-        version = f", version {self.version}" if self.version else ""
+        version = f", version {self.version.strip(chr(34))}" if self.version else ""  # an etag without its quotes
         item = self.item if len(self.item) <= 120 else self.item[:119] + "…"  # a long query stays one line
         item = " ".join(item.split())
         return f"- {self.name}: {item} from source {self.source_id}{version}, {amount}"

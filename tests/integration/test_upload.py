@@ -84,6 +84,8 @@ def test_large_file_goes_in_parallel_blocks_and_empty_file_works(
     (tmp_path / "empty").write_bytes(b"")
     upload(connector_for(azurite_server, container, monkeypatch), tmp_path / "empty", "empty")
     assert read_back(azurite_server, container, "empty")[0] == b""
+    with BlobServiceClient.from_connection_string(azurite_server.connection_string) as service:
+        assert service.get_blob_client(container, "empty").get_block_list("all") == ([], [])
 
 
 def test_an_existing_name_is_refused_unless_overwrite(
