@@ -73,7 +73,6 @@ class _KeySignedSas(_Anonymous):
             self._renew_at = now + SAS_LIFETIME / 2
         return self._token
 
-
     def for_writing(self) -> _KeySignedSas:
         """A SAS that may also create and write blobs, for uploads only: reads keep the read-only one."""
         write = ContainerSasPermissions(read=True, write=True, create=True)
