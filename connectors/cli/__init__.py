@@ -1,10 +1,10 @@
 """``da-sources``: manage sources and secrets, and fetch items, from a shell.
 
 Commands: ``list``, ``add TYPE ID``, ``remove ID``, ``test ID``, ``ls ID [PATH]``,
-``fetch ID IDENTIFIER... [--workspace DIR]``, ``lineage PATH``,
+``fetch ID IDENTIFIER... [--workspace DIR]``, ``lineage PATH``, ``upload ID FILE [BLOB]``,
 ``secrets set|list|delete NAME`` and ``secrets keygen``. ``--sources FILE``
 picks the sources file (default ``$DA_SOURCES_FILE`` or ``./sources.yaml``).
-One module per command group: :mod:`.sources`, :mod:`.data`, :mod:`.secrets`;
+One module per command group: :mod:`.sources`, :mod:`.data`, :mod:`.secrets`, :mod:`.upload`;
 :mod:`.common` holds what they share.
 
 Secrets are never command-line arguments (they would land in shell history
