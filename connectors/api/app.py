@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from connectors.api import discovery, fetching, sources
+from connectors.api import discovery, fetching, sources, threads, upload
 from connectors.api.schemas import Health
 from connectors.api.settings import ApiSettings
 from connectors.api.state import ApiState, close_default_state
@@ -37,6 +37,8 @@ def _build_router() -> APIRouter:
     router = APIRouter(lifespan=_router_lifespan)
     for part in (sources.router, discovery.router, fetching.router):
         router.include_router(part)
+    router.include_router(threads.router)
+    router.include_router(upload.router)
     return router
 
 

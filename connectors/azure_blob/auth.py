@@ -55,8 +55,10 @@ class _KeySignedSas(_Anonymous):
     the key itself never leaves the process.
     """
 
-    def __init__(self, account_name: str, container: str, key: str) -> None:
+    def __init__(self, account_name: str, container: str, key: str,
+                 permission: ContainerSasPermissions | None = None) -> None:
         self._account, self._container, self._key = account_name, container, key
+        self._permission = permission or ContainerSasPermissions(read=True, list=True)
         self._token = ""
         self._renew_at = datetime.min.replace(tzinfo=UTC)
 
@@ -65,11 +67,16 @@ class _KeySignedSas(_Anonymous):
         if now >= self._renew_at:
             self._token = generate_container_sas(
                 self._account, self._container, account_key=self._key,
-                permission=ContainerSasPermissions(read=True, list=True),
+                permission=self._permission,
                 start=now - timedelta(minutes=5), expiry=now + SAS_LIFETIME,  # tolerate clock skew
             )
             self._renew_at = now + SAS_LIFETIME / 2
         return self._token
+
+    def for_writing(self) -> _KeySignedSas:
+        """A SAS that may also create and write blobs, for uploads only: reads keep the read-only one."""
+        write = ContainerSasPermissions(read=True, write=True, create=True)
+        return _KeySignedSas(self._account, self._container, self._key, write)
 
 
 class _BearerToken(_Anonymous):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 from collections.abc import AsyncIterator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from connectors.azure_blob.errors import BlobChangedError, mapped_errors
 from connectors.azure_blob.listing import list_pages, probe, quoted_etag
 from connectors.azure_blob.scope import BlobScope
 from connectors.azure_blob.transfer import BlobDownload, DataPath, Downloaded, check_md5, iso_utc, with_retries
+from connectors.azure_blob.upload import Uploaded, upload_file
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
 from connectors.errors import ConfigurationError
 from connectors.landing.atomic import Landing, landing
@@ -182,6 +184,25 @@ class AzureBlobConnector(DataSourceConnector):
                                      self.source_id, self._settings.retry_total)
         return {"name": identifier.rstrip("/").rsplit("/", 1)[-1], "path": identifier,
                 **_properties(headers), "source_uri": clients.data.blob_uri(identifier)}
+
+    # --- uploading -----------------------------------------------------------
+
+    async def upload(
+        self, local_path: str | os.PathLike[str] | int, blob_name: str, overwrite: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Uploaded:
+        """Upload a local file (or an open descriptor) as block blob ``blob_name``; see :mod:`.upload`.
+
+        Raises:
+            OutOfScopeError / UnsafeNameError: the name is outside the scope or has a '.'/'..' segment.
+            BlobExistsError: the name is taken and ``overwrite`` is not set (nothing changed).
+            AuthenticationError / ConnectionError / DataFetchError: as the service answered.
+        """
+        clients = self._require_clients()
+        assert self._settings is not None
+        self._scope.check_readable(blob_name, "uploading blob")
+        return await upload_file(clients.data, local_path, blob_name, overwrite=overwrite, metadata=metadata or {},
+                                 concurrency=self._settings.max_concurrency, retries=self._settings.retry_total)
 
     # --- fetching ------------------------------------------------------------
 

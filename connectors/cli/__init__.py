@@ -2,11 +2,13 @@
 
 Commands: ``list``, ``add TYPE ID``, ``remove ID``, ``test ID``, ``ls ID [PATH]``,
 ``fetch ID IDENTIFIER... [--workspace DIR]``, ``query ID SQL --name NAME``,
-``lineage PATH``, ``secrets set|list|delete NAME`` and ``secrets keygen``.
+``lineage PATH``, ``upload ID FILE [BLOB]``, ``secrets set|list|delete NAME``,
+``secrets keygen``, ``serve`` and ``api-keys create|list|revoke``.
 ``--sources FILE`` (before or after the command) picks the sources file
 (default ``$DA_SOURCES_FILE`` or ``./sources.yaml``). An ID follows the rule of
 :mod:`connectors.ids`; a bad one is a usage error (exit 2) before anything is read.
-One module per command group: :mod:`.sources`, :mod:`.data`, :mod:`.secrets`;
+One module per command group: :mod:`.sources`, :mod:`.data`, :mod:`.query`,
+:mod:`.secrets`, :mod:`.upload`, :mod:`.api`;
 :mod:`.common` holds what they share.
 
 Secrets are never command-line arguments (they would land in shell history
@@ -31,7 +33,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
-from connectors.cli import api, data, query, secrets, sources
+from connectors.cli import api, data, query, secrets, sources, upload
 from connectors.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, PROG, Parser, UsageError, fail
 from connectors.cli.progress_bar import ProgressBar
 from connectors.errors import DataSourceError
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_commands(commands, as_json)
     secrets.add_commands(commands, as_json)
     api.add_commands(commands, as_json)
+    upload.add_commands(commands, as_json)
     for command in _leaf_parsers(parser):
         # also after the command; SUPPRESS keeps a value given before it
         command.add_argument("--sources", metavar="FILE", default=argparse.SUPPRESS, help=_SOURCES_HELP)

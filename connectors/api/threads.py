@@ -1,0 +1,81 @@
+"""``POST /v1/threads/{thread_id}/data``: attach data to a DeepAnalyze conversation, all or nothing.
+
+The references are fetched in parallel to the top level of ``<workspace base>/<thread_id>/`` (where
+DeepAnalyze's prompt builder looks) by :func:`connectors.threads.attach_to_thread`; the answer
+holds each file with its lineage facts and a short manifest for the prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.api.errors import ApiError
+from connectors.api.routing import ReadKey, State, new_router
+from connectors.api.sources import load_source
+from connectors.base import DataSourceConnector
+from connectors.threads import (
+    MAX_REFERENCES,
+    MAX_THREAD_ID_LENGTH,
+    ItemTooLargeError,
+    Reference,
+    attach_to_thread,
+)
+
+router = new_router()
+TAGS: list[Any] = ["threads"]
+ThreadId = Annotated[str, Path(description="DeepAnalyze's thread id: its folder under the workspace base.",
+                               max_length=MAX_THREAD_ID_LENGTH)]
+
+
+References = Annotated[list[Reference], Field(min_length=1, max_length=MAX_REFERENCES)]
+
+
+class AttachRequest(BaseModel):
+    """The references to attach (also accepted as a bare list): by path, glob, table, or a named query."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"references": [
+        {"source_id": "lake", "glob": "exports/2026-*.csv"},
+        {"source_id": "warehouse", "table": "public.customers"},
+        {"source_id": "warehouse", "query": "select * from orders where total > 100", "name": "big_orders"}]}]})
+    references: References = Field(description="What to attach.")
+
+
+class AttachedFileView(BaseModel):
+    name: str = Field(description="The file's name at the top level of the thread's folder.")
+    source_id: str
+    item: str = Field(description="The item, table or query it holds.")
+    version: str | None
+    size: int
+    row_count: int | None
+
+
+class AttachResponse(BaseModel):
+    object: str = "thread.data"
+    thread_id: str
+    data: list[AttachedFileView]
+    manifest: str = Field(description="A short text for the prompt: each file, where it came from, how big.")
+
+
+@router.post("/v1/threads/{thread_id}/data", response_model=AttachResponse, tags=TAGS,
+             summary="Fetch data into a thread's folder (top level), all or nothing, before the turn starts")
+async def attach(thread_id: ThreadId, body: AttachRequest | References, request: Request, state: State,
+                 key: ReadKey) -> dict[str, Any]:
+    references = body.references if isinstance(body, AttachRequest) else body
+    request.state.source_id = ",".join(sorted({r.source_id for r in references}))[:200]
+
+    async def connector_for(source_id: str) -> DataSourceConnector:
+        return await state.connector(load_source(state, source_id))
+
+    def limit(connector: DataSourceConnector) -> int:
+        return state.settings.item_limit(connector.config.metadata)
+
+    try:
+        attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
+                                            references, max_item_bytes=limit)
+    except ItemTooLargeError as exc:
+        raise ApiError(413, f"{exc}; nothing was attached") from None
+    return {"object": "thread.data", "thread_id": thread_id, "manifest": attachment.manifest(),
+            "data": [file.__dict__ for file in attachment.files]}

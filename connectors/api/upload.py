@@ -1,0 +1,65 @@
+"""``POST /v1/data-sources/{id}/upload``: files of a thread's ``generated/`` folder back to blob storage.
+
+Each file goes through :func:`connectors.threads.publish_generated`: staged blocks, one commit, no
+overwrite unless asked (409 when the name is taken), metadata naming the thread and the inputs'
+lineage, a local record of what was published where. A source that cannot upload answers 400.
+Uploading changes the company's storage, so it needs a key made without ``--read-only``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.api.errors import ApiError
+from connectors.api.routing import ManageKey, State, new_router
+from connectors.api.sources import SourceId, load_source
+from connectors.azure_blob.upload import BlobExistsError
+from connectors.base import DataSourceConnector
+from connectors.threads import MAX_THREAD_ID_LENGTH, publish_generated
+
+router = new_router()
+TAGS: list[Any] = ["threads"]
+
+
+class UploadRequest(BaseModel):
+    """Which generated files of which thread, and where they go."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"thread_id": "thread-3f9d2a1e", "files": ["chart.png", "summary.csv"], "prefix": "results/"}]})
+    thread_id: str = Field(min_length=1, max_length=MAX_THREAD_ID_LENGTH, description="The thread whose files go.")
+    files: list[str] = Field(min_length=1, max_length=100, description="Names under the thread's generated/ folder.")
+    prefix: str | None = Field(None, max_length=900,
+                               description="Blob names are <prefix><file>; default '<thread_id>/'.")
+    overwrite: bool = Field(False, description="Replace blobs of the same name (refused with 409 otherwise).")
+
+
+class UploadList(BaseModel):
+    object: str = "list"
+    data: list[dict[str, Any]] = Field(description="Per file: blob name, uri, etag, size, md5, sha256, metadata.")
+
+
+@router.post("/v1/data-sources/{source_id}/upload", response_model=UploadList, tags=TAGS,
+             summary="Upload files of a thread's generated/ folder to the source (blob storage)")
+async def upload(source_id: SourceId, body: UploadRequest, request: Request, state: State,
+                 key: ManageKey) -> dict[str, Any]:
+    source = load_source(state, source_id)
+    base = state.settings.workspace_base
+    prefix = body.prefix if body.prefix is not None else f"{body.thread_id}/"
+
+    async def connector_for(_: str) -> DataSourceConnector:
+        return await state.connector(source)
+
+    names = list(dict.fromkeys(body.files))
+    results = await asyncio.gather(
+        *(publish_generated(connector_for, base, body.thread_id, source_id, name, prefix + name, body.overwrite)
+          for name in names), return_exceptions=True)  # each file is complete or absent: no half is undone
+    failed = next((r for r in results if isinstance(r, BaseException)), None)
+    if isinstance(failed, BlobExistsError):
+        raise ApiError(409, str(failed))
+    if failed is not None:
+        raise failed
+    return {"object": "list", "data": results}

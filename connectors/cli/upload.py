@@ -1,0 +1,51 @@
+"""``da-sources upload``: a local file, or a thread's generated file, to a blob storage source.
+
+Examples:
+    $ da-sources upload lake ./report.csv results/report.csv
+    $ da-sources upload lake chart.png --thread thread-3f9d --workspace ./workspace   # -> thread-3f9d/chart.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from connectors.cli.common import WORKSPACE_ENV, print_json
+from connectors.landing.lineage import utc_now_iso
+from connectors.registry import SourceRegistry
+from connectors.threads import publish_generated, uploader_of
+
+
+def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
+    """Add ``upload`` to the parser's subcommands."""
+    command = commands.add_parser("upload", parents=[as_json], help="upload a file to a blob storage source")
+    command.add_argument("id")
+    command.add_argument("file", help="a local file, or with --thread a name under the thread's generated/ folder")
+    command.add_argument("blob", nargs="?", help="blob name (default: the file's name; with --thread THREAD/FILE)")
+    command.add_argument("--overwrite", action="store_true", help="replace a blob of the same name")
+    command.add_argument("--thread", metavar="THREAD", help="a DeepAnalyze thread: metadata and a record of it")
+    command.add_argument("--workspace", metavar="DIR",
+                         help=f"workspace base of the threads (default: ${WORKSPACE_ENV} or ./workspace)")
+    command.set_defaults(handler=cmd_upload)
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    """``upload ID FILE [BLOB]``: one line (or JSON) saying what went where."""
+    record = asyncio.run(_upload(args))
+    if args.json:
+        print_json(record)
+    else:
+        print(f"uploaded {args.file} -> {record['uri']} ({record['size']} bytes, md5 {record['content_md5']})")
+    return 0
+
+
+async def _upload(args: argparse.Namespace) -> dict[str, Any]:
+    async with SourceRegistry(args.sources) as registry:
+        if args.thread:
+            base = args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace"
+            return await publish_generated(registry, base, args.thread, args.id, args.file, args.blob, args.overwrite)
+        upload = uploader_of(await registry.connector(args.id))
+        uploaded = await upload(args.file, args.blob or os.path.basename(args.file), overwrite=args.overwrite)
+        return {"published_at": utc_now_iso(), "file": args.file, "source_id": args.id, **uploaded.__dict__}

@@ -1,0 +1,51 @@
+"""Data into a DeepAnalyze conversation: references fetched into a thread's folder, at its top level.
+
+DeepAnalyze's agent sees only the files at the top level of ``<base>/<thread_id>/`` (listed into its
+prompt before each turn), so :func:`attach_to_thread` lands every referenced item there, under a
+readable name that never collides with a file already there or with another reference's, with the
+item's lineage record at ``.lineage/<name>.json`` (which says which source and item a name holds).
+
+All or nothing: the references are fetched in parallel into a hidden staging folder of the thread;
+only when every one landed are they moved to the top level (each by a no-clobber link), and if
+anything fails, nothing of this call is left: the staging folder is removed and what was already
+moved is taken back. Call it before the turn's workspace snapshot, so the files are not mistaken
+for the agent's output.
+
+Example:
+    >>> async with SourceRegistry("sources.yaml") as registry:
+    ...     attachment = await attach_to_thread(registry, "workspace", "thread-1a2b", [
+    ...         {"source_id": "lake", "glob": "exports/2026-*.csv"},
+    ...         {"source_id": "warehouse", "table": "public.customers"},
+    ...         {"source_id": "warehouse", "query": "select * from orders where total > 100", "name": "big_orders"},
+    ...     ])
+    >>> prompt += attachment.manifest()
+"""
+
+from connectors.threads.attach import (
+    MAX_REFERENCES,
+    AttachedFile,
+    Attachment,
+    ItemTooLargeError,
+    Reference,
+    attach_to_thread,
+    folded,
+    name_candidates,
+    parse_references,
+)
+from connectors.threads.ending import ThreadJanitor, end_thread
+from connectors.threads.folders import (
+    GENERATED_DIR,
+    MAX_THREAD_ID_LENGTH,
+    STAGING_PREFIX,
+    ConnectorFor,
+    check_thread_id,
+    thread_folder,
+)
+from connectors.threads.results import UploadNotSupportedError, publish_generated, published_records, uploader_of
+
+__all__ = [
+    "GENERATED_DIR", "MAX_REFERENCES", "MAX_THREAD_ID_LENGTH", "STAGING_PREFIX", "AttachedFile", "Attachment",
+    "ConnectorFor", "ItemTooLargeError", "Reference", "ThreadJanitor", "UploadNotSupportedError",
+    "attach_to_thread", "check_thread_id", "end_thread", "folded", "name_candidates", "parse_references",
+    "publish_generated", "published_records", "thread_folder", "uploader_of",
+]

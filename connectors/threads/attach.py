@@ -1,0 +1,370 @@
+"""Attaching references to a thread: staged in parallel, published at the top level under free names, all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import os
+import re
+import secrets
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from connectors.base import DataSourceConnector
+from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError, WorkspaceError
+from connectors.landing.dirs import finish_in_thread, open_directory
+from connectors.landing.lineage import read_provenance, write_provenance
+from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES
+from connectors.landing.root import workspace_root
+from connectors.registry import SourceRegistry
+from connectors.threads.ending import cancel_when_ended, remember_folder, sweep_thread, tracked
+from connectors.threads.folders import GENERATED_DIR, STAGING_PREFIX, ConnectorFor, remove_staging, thread_folder
+
+RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+MAX_REFERENCES = 100
+MAX_GLOB_MATCHES = 1000
+KINDS = ("path", "glob", "table", "query")
+
+ItemLimit = int | Callable[[DataSourceConnector], int | None] | None
+
+
+class ItemTooLargeError(ConfigurationError):
+    """An item is over the size limit given to :func:`attach_to_thread`."""
+
+
+class Reference(BaseModel):
+    """One thing to attach: an item by path, items by glob, a table, or a query's result (named)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_id: str = Field(min_length=1, max_length=128, description="The source to fetch from.")
+    path: str | None = Field(None, min_length=1, description="An item's identifier, as `ls` shows it.")
+    glob: str | None = Field(None, min_length=1, description="A glob over identifiers, e.g. 'exports/2026-*.csv'.")
+    table: str | None = Field(None, min_length=1, description="A table or view, 'schema.table' (SQL sources).")
+    query: str | None = Field(None, min_length=1, description="A read-only SQL query (SQL sources).")
+    name: str | None = Field(None, description="The file name of a query's result, without extension.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Reference:
+        if sum(getattr(self, k) is not None for k in KINDS) != 1:
+            raise ValueError("give exactly one of path, glob, table, query")
+        if (self.query is None) != (self.name is None):
+            raise ValueError("a query needs a name for its file, and only a query takes one")
+        if self.name is not None and not RESULT_NAME_PATTERN.fullmatch(self.name):
+            raise ValueError("name: 1 to 100 letters, digits, '.', '-', '_', starting with a letter or digit")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in KINDS if getattr(self, k) is not None)
+
+    def describe(self) -> str:
+        """``glob 'exports/*.csv'``: what this reference asks for, short."""
+        value = str(getattr(self, self.kind))
+        return f"{self.kind} {value if len(value) <= 80 else value[:79] + '…'!r}"
+
+
+@dataclass(frozen=True)
+class AttachedFile:
+    """A file now at the top level of the thread's folder, and where it came from."""
+
+    name: str
+    source_id: str
+    item: str
+    version: str | None
+    size: int
+    row_count: int | None
+
+    def manifest_line(self) -> str:
+        amount = f"{self.row_count} rows" if self.row_count is not None else f"{self.size} bytes"
+        version = f", version {self.version.strip(chr(34))}" if self.version else ""  # an etag without its quotes
+        item = self.item if len(self.item) <= 120 else self.item[:119] + "…"  # a long query stays one line
+        item = " ".join(item.split())
+        return f"- {self.name}: {item} from source {self.source_id}{version}, {amount}"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """What :func:`attach_to_thread` landed."""
+
+    thread_id: str
+    files: list[AttachedFile]
+
+    def manifest(self) -> str:
+        """A short text for the prompt: each file's name, source, item, version, size or row count."""
+        return "\n".join(["Attached data:", *(f.manifest_line() for f in self.files)])
+
+
+@dataclass
+class _Staged:
+    path: Path
+    record: dict[str, Any]
+
+
+def parse_references(references: Sequence[Reference | dict[str, Any]]) -> list[Reference]:
+    """Validated references (at least one, at most :data:`MAX_REFERENCES`).
+
+    Raises:
+        ConfigurationError: naming the reference and what is wrong with it.
+    """
+    if not references:
+        raise ConfigurationError("no references to attach")
+    if len(references) > MAX_REFERENCES:
+        raise ConfigurationError(f"{len(references)} references; at most {MAX_REFERENCES} at once")
+    parsed = []
+    for index, reference in enumerate(references):
+        try:
+            parsed.append(reference if isinstance(reference, Reference) else Reference.model_validate(reference))
+        except ValidationError as exc:
+            reason = "; ".join(_problem(e) for e in exc.errors())
+            raise ConfigurationError(f"reference {index}: {reason}") from None
+    return parsed
+
+
+def _problem(error: Any) -> str:
+    # the field and what is wrong with it; never the value, which may be a long query
+    field = ".".join(str(part) for part in error.get("loc", ()))
+    message = str(error.get("msg", "")).removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message
+
+
+async def attach_to_thread(
+    sources: SourceRegistry | ConnectorFor,
+    base_dir: str | os.PathLike[str],
+    thread_id: str,
+    references: Sequence[Reference | dict[str, Any]],
+    max_item_bytes: ItemLimit = None,
+) -> Attachment:
+    """Fetch ``references`` in parallel to the top level of ``<base_dir>/<thread_id>/``, all or nothing.
+
+    ``sources`` is a :class:`SourceRegistry` (its pooled connectors are used) or a function from a
+    source id to a connected connector. ``max_item_bytes`` (a number, or a function of the
+    connector) refuses larger items: blobs and files before they are fetched, tables and query
+    results once landed.
+
+    Raises:
+        ConfigurationError: a bad thread id or reference, or a source that cannot serve it.
+        ItemTooLargeError: an item over ``max_item_bytes``.
+        DataSourceError: the first reference that failed, with its cause; nothing of this call is left.
+    """
+    connector_for = sources.connector if isinstance(sources, SourceRegistry) else sources
+    limit_of = max_item_bytes if callable(max_item_bytes) else lambda _: max_item_bytes
+    parsed = parse_references(references)
+    folder = thread_folder(base_dir, thread_id)
+    with workspace_root(folder.parent):
+        # a task of its own: ending the thread cancels the work, and the caller is told why
+        work = asyncio.create_task(_attach(connector_for, folder, parsed, limit_of))
+    with tracked(folder, work):
+        watcher = asyncio.create_task(cancel_when_ended(folder, work))
+        try:
+            return await work
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if work.cancelled() and task is not None and not task.cancelling():
+                await asyncio.to_thread(sweep_thread, folder)
+                raise WorkspaceError(f"thread {thread_id!r} ended while its data was being attached; "
+                                     "nothing was attached") from None
+            raise
+        finally:
+            watcher.cancel()
+
+
+async def _attach(connector_for: ConnectorFor, folder: Path, references: list[Reference],
+                  limit_of: Callable[[DataSourceConnector], int | None]) -> Attachment:
+    staging = folder / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
+    dir_fd = open_directory(folder.parent, [folder.name], create=True)  # no link followed
+    remember_folder(folder, os.fstat(dir_fd))
+    os.close(dir_fd)
+    try:
+        staged = await _stage_all(connector_for, references, staging, limit_of)
+        await _publish_or_undo(folder, staged)
+    finally:
+        await asyncio.shield(asyncio.to_thread(remove_staging, staging))
+    return Attachment(folder.name, [_attached(item.record) for item in staged])
+
+
+async def _publish_or_undo(folder: Path, staged: list[_Staged]) -> None:
+    try:
+        await finish_in_thread(partial(publish, folder, staged))
+    except asyncio.CancelledError:  # the thread finished the publishing meanwhile: take it back
+        for name in [str(i.record["attached_as"]) for i in staged if "attached_as" in i.record]:
+            _unpublish(folder, name)
+        raise
+
+
+async def _stage_all(connector_for: ConnectorFor, references: list[Reference], staging: Path,
+                     limit_of: Callable[[DataSourceConnector], int | None]) -> list[_Staged]:
+    try:
+        async with asyncio.TaskGroup() as group:  # the first failure cancels the others
+            tasks = [group.create_task(_stage(connector_for, r, staging / str(i), limit_of))
+                     for i, r in enumerate(references)]
+    except BaseExceptionGroup as errors:  # the cause, not a group: a typed error first
+        raise _first_cause(errors) from None
+    return [item for task in tasks for item in task.result()]
+
+
+def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    flat: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending[:0] = list(error.exceptions)
+        else:
+            flat.append(error)
+    return next((e for e in flat if isinstance(e, DataSourceError)), flat[0])
+
+
+async def _stage(connector_for: ConnectorFor, reference: Reference, workspace: Path,
+                 limit_of: Callable[[DataSourceConnector], int | None]) -> list[_Staged]:
+    try:
+        connector = await connector_for(reference.source_id)
+        limit = limit_of(connector)
+        paths = await _fetch(connector, reference, str(workspace), limit)
+        staged = [_Staged(Path(p), read_provenance(p, workspace)) for p in paths]
+        for item in staged:
+            shown = None if len(staged) == 1 else str(item.record.get("identifier"))
+            _check_size(shown, int(item.record["size"]), limit)
+    except DataSourceError as exc:
+        raise type(exc)(f"{reference.describe()}: {exc.message}", source_id=reference.source_id,
+                        retryable=exc.retryable) from exc
+    return staged
+
+
+def _check_size(item: str | None, size: int | None, limit: int | None) -> None:
+    """Refuse ``item`` (None: the one the reference names) when it is over ``limit`` bytes."""
+    if limit is not None and size is not None and size > limit:
+        raise ItemTooLargeError(f"{'it' if item is None else repr(item)} is {size} bytes, over the limit of {limit}")
+
+
+async def _fetch(connector: DataSourceConnector, reference: Reference, workspace: str, limit: int | None) -> list[str]:
+    if reference.query is not None or reference.table is not None:
+        fetch_query = getattr(connector, "fetch_query", None)
+        if fetch_query is None:
+            raise ConfigurationError(f"a {connector.type_name()} source has no tables and runs no queries")
+        if reference.query is not None:
+            return [await fetch_query(reference.query, workspace, str(reference.name))]
+    if reference.glob is not None:
+        identifiers = await _matching(connector, reference.glob, limit)
+    else:
+        identifiers = [str(reference.path or reference.table)]
+        if limit is not None and reference.path is not None:
+            size = (await connector.get_metadata(identifiers[0])).get("size")
+            _check_size(None, size if isinstance(size, int) else None, limit)
+    results = await connector.fetch_many(identifiers, workspace)
+    failed = next((r.error for r in results if r.error is not None), None)
+    if failed is not None:
+        raise failed
+    return [str(r.path) for r in results]
+
+
+async def _matching(connector: DataSourceConnector, pattern: str, limit: int | None) -> list[str]:
+    items = [i for i in await connector.list_items() if fnmatch.fnmatchcase(i.path, pattern)]
+    for item in items:
+        _check_size(item.path, item.size, limit)
+    identifiers = [i.path for i in items]
+    if not identifiers:
+        raise NotFoundError("no item matches")
+    if len(identifiers) > MAX_GLOB_MATCHES:
+        raise ConfigurationError(f"{len(identifiers)} items match; at most {MAX_GLOB_MATCHES} at once")
+    return identifiers
+
+
+def _attached(record: dict[str, Any]) -> AttachedFile:
+    version = record.get("source_version")
+    return AttachedFile(
+        name=str(record["attached_as"]),
+        source_id=str(record["source_id"]),
+        item=str(record.get("query") or record["identifier"]),
+        version=None if version is None else str(version),
+        size=int(record["size"]),
+        row_count=record.get("row_count"),
+    )
+
+
+RESERVED_NAMES = (GENERATED_DIR, LINEAGE_DIR)  # DeepAnalyze's output folder, our records
+MAX_CANDIDATES = 1000
+
+
+def folded(name: str) -> str:
+    """The key under which a case- or normalization-insensitive file system would store ``name``."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def name_candidates(name: str, source_id: str) -> Iterator[str]:
+    """Top-level names for a staged file, best first: its own name, with the source id, then numbered.
+
+    Each fits in :data:`~connectors.landing.names.MAX_FILE_NAME_BYTES` (a long stem is shortened).
+    """
+    stem, dot, suffix = name.rpartition(".")
+    stem, suffix = (stem, dot + suffix) if stem else (name, "")
+    yield name
+    for n in range(1, MAX_CANDIDATES):
+        tail = f"-{source_id}{suffix}" if n == 1 else f"-{source_id}-{n}{suffix}"
+        yield _shortened(stem, MAX_FILE_NAME_BYTES - len(tail.encode())) + tail
+
+
+def _shortened(text: str, limit: int) -> str:
+    while len(text.encode()) > limit:
+        text = text[:-1]
+    return text
+
+
+def publish(folder: Path, staged: list[_Staged]) -> None:
+    """Move staged files to the top level of ``folder`` with their records; undo all on any failure."""
+    dir_fd = open_directory(folder.parent, [folder.name], create=False)
+    taken = {folded(entry) for entry in [*os.listdir(dir_fd), *RESERVED_NAMES]}
+    published: list[str] = []
+    try:
+        for item in staged:
+            name = _link_free_name(folder, dir_fd, item, taken)
+            published.append(name)
+            item.record.update(local_path=str(folder / name), attached_as=name)
+            write_provenance(folder, name, item.record)
+        os.fsync(dir_fd)
+    except BaseException:
+        for name in published:
+            _unpublish(folder, name)
+        raise
+    finally:
+        os.close(dir_fd)
+
+
+def _link_free_name(folder: Path, dir_fd: int, item: _Staged, taken: set[str]) -> str:
+    relative = item.path.relative_to(folder)
+    source_fd = open_directory(folder, list(relative.parts[:-1]), create=False)
+    try:
+        for name in name_candidates(item.path.name, str(item.record["source_id"])):
+            if folded(name) in taken:
+                continue
+            taken.add(folded(name))
+            try:  # a link fails if the name exists: a file that appeared meanwhile is never replaced
+                os.link(relative.name, name, src_dir_fd=source_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            except FileExistsError:
+                continue
+            return name
+    finally:
+        os.close(source_fd)
+    raise NameCollisionError(f"no free name for {item.path.name!r} in the thread's folder")
+
+
+def _unpublish(folder: Path, name: str) -> None:
+    with contextlib.suppress(OSError):
+        dir_fd = open_directory(folder.parent, [folder.name], create=False)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+    with contextlib.suppress(OSError):
+        records = open_directory(folder, [LINEAGE_DIR], create=False)
+        try:
+            os.unlink(f"{name}.json", dir_fd=records)
+        finally:
+            os.close(records)

@@ -1,0 +1,147 @@
+"""Threads end: running attaches cancelled, staging and temporaries swept, idle connections closed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, Self
+
+from connectors.errors import DataSourceError
+from connectors.landing.dirs import open_directory
+from connectors.landing.root import sweep_workspace, workspace_root
+from connectors.registry import SourceRegistry
+from connectors.secrets.references import get_logger
+from connectors.threads.folders import STAGING_PREFIX, remove_staging, thread_folder
+
+log = get_logger(__name__)
+
+_running_attaches: dict[Path, set[asyncio.Task[Any]]] = {}
+_identities: dict[Path, tuple[int, int]] = {}  # a running thread's folder as it was: gone or replaced = ended
+_last_activity = [time.monotonic()]  # when an attach last ran: the janitor's idle clock
+WATCH_INTERVAL = 1.0  # seconds between two looks at a running attach's thread folder
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def remember_folder(folder: Path, info: os.stat_result) -> None:
+    """Note the thread folder a running attach uses: when another takes its place, the thread ended."""
+    _identities[folder] = _identity(info)
+
+
+@contextlib.contextmanager
+def tracked(folder: Path, task: asyncio.Task[Any]) -> Iterator[None]:
+    """Count ``task`` as an attach running in ``folder`` (what :func:`end_thread` cancels) while inside."""
+    tasks = _running_attaches.setdefault(folder, set())
+    tasks.add(task)
+    try:
+        yield
+    finally:
+        _last_activity[0] = time.monotonic()
+        tasks.discard(task)
+        if not tasks:
+            _running_attaches.pop(folder, None)
+            _identities.pop(folder, None)
+
+
+async def end_thread(base_dir: str | os.PathLike[str], thread_id: str) -> int:
+    """The thread ended (its folder removed or expired): cancel its running attaches, sweep what they left.
+
+    Call it from the route that cleans threads up (an attach also notices within a second that its
+    folder was removed, and stops the same way). Each
+    cancelled attach removes its own staging folder; then the folder's staging folders and stale
+    temporaries are swept, and the folder itself is removed again if a fetch re-created it empty.
+    Returns how many attaches were cancelled.
+    """
+    folder = thread_folder(base_dir, thread_id)
+    tasks = list(_running_attaches.get(folder, set()))
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.to_thread(sweep_thread, folder)
+    return len(tasks)
+
+
+def sweep_thread(folder: Path) -> None:
+    """Remove the thread's staging folders and stale temporaries, and the folder itself when left empty."""
+    with workspace_root(folder.parent):
+        try:
+            dir_fd = open_directory(folder.parent, [folder.name], create=False)
+        except (FileNotFoundError, DataSourceError):
+            return  # gone, or not a folder of ours (a link): nothing to sweep
+        try:
+            stale = [n for n in os.listdir(dir_fd) if n.startswith(STAGING_PREFIX)]
+        finally:
+            os.close(dir_fd)
+        for name in stale:
+            remove_staging(folder / name)
+        sweep_workspace(folder)
+    with contextlib.suppress(OSError):  # only when empty: a thread folder with files is not ours to remove
+        os.rmdir(folder)
+
+
+async def cancel_when_ended(folder: Path, work: asyncio.Task[Any]) -> None:
+    """Cancel ``work`` as soon as the thread's folder is removed or replaced (checked every second)."""
+    while not work.done():
+        await asyncio.sleep(WATCH_INTERVAL)
+        if await asyncio.to_thread(_ended, folder):
+            work.cancel()
+            return
+
+
+def _ended(folder: Path) -> bool:
+    """The folder is gone, or another one took its place (removed, then re-created by a late write)."""
+    known = _identities.get(folder)
+    try:
+        return known is not None and _identity(os.lstat(folder)) != known
+    except FileNotFoundError:
+        return True
+
+
+class ThreadJanitor:
+    """Closes the registry's pooled connections after ``idle_seconds`` without an attach.
+
+    Give it a registry of its own for attaches (or the close function of one): other users of a
+    shared registry would find their connectors closed under them.
+
+    Example:
+        >>> async with SourceRegistry("sources.yaml") as registry, ThreadJanitor(registry):
+        ...     ...   # serve chat requests; attach_to_thread(registry, "workspace", ...)
+    """
+
+    def __init__(self, sources: SourceRegistry | Callable[[], Awaitable[None]], idle_seconds: float = 300.0,
+                 interval: float = 5.0) -> None:
+        self._close = sources.aclose if isinstance(sources, SourceRegistry) else sources
+        self.idle_seconds = idle_seconds
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._closed_at = -1.0
+
+    async def tick(self) -> None:
+        """One round: close the connections when no attach ran for ``idle_seconds``."""
+        idle = time.monotonic() - _last_activity[0]
+        if not _running_attaches and idle >= self.idle_seconds and self._closed_at < _last_activity[0]:
+            self._closed_at = time.monotonic()
+            await self._close()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.tick()
+            except Exception as exc:  # the janitor keeps going; the next round tries again
+                log.warning("thread janitor: %s", exc)
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,163 @@
+"""Results back to storage: a thread's generated file uploaded with its thread and inputs' lineage, and recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from connectors.base import DataSourceConnector
+from connectors.errors import ConfigurationError, NotFoundError
+from connectors.landing.dirs import open_directory, open_regular_file, read_regular_file
+from connectors.landing.lineage import utc_now_iso
+from connectors.landing.names import LINEAGE_DIR, safe_relative_path
+from connectors.landing.root import workspace_root
+from connectors.registry import SourceRegistry
+from connectors.threads.folders import GENERATED_DIR, ConnectorFor, thread_folder
+
+PUBLISHED_LOG = "published.jsonl"
+MAX_INPUTS_METADATA = 6 * 1024  # of the service's 8 KiB of metadata, what the inputs may take
+
+
+class UploadNotSupportedError(ConfigurationError):
+    """The source's connector cannot upload (only blob storage can)."""
+
+
+async def publish_generated(
+    sources: SourceRegistry | ConnectorFor,
+    base_dir: str | os.PathLike[str],
+    thread_id: str,
+    source_id: str,
+    file_name: str,
+    blob_name: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Upload ``<base_dir>/<thread_id>/generated/<file_name>`` to source ``source_id``; the record of it.
+
+    The blob (default name ``<thread_id>/<file_name>``) carries metadata naming the thread, the file
+    and the lineage of the thread's attached inputs; the record (also appended to
+    ``<thread>/.lineage/published.jsonl``) says what was published where.
+
+    Raises:
+        UploadNotSupportedError: the source cannot upload.
+        NotFoundError: no such generated file. Others as the connector's ``upload`` raises.
+    """
+    connector_for = sources.connector if isinstance(sources, SourceRegistry) else sources
+    folder = thread_folder(base_dir, thread_id)
+    relative = safe_relative_path(file_name)
+    upload = uploader_of(await connector_for(source_id))
+    target = blob_name or f"{thread_id}/{relative}"
+    with workspace_root(folder.parent):
+        fd = await asyncio.to_thread(_open_generated, folder, relative)
+        try:
+            metadata = {"da_thread": thread_id, "da_file": quote(relative),
+                        **_inputs_metadata(await asyncio.to_thread(_attached_records, folder))}
+            uploaded = await upload(fd, target, overwrite=overwrite, metadata=metadata)
+        finally:
+            os.close(fd)
+        record = {"published_at": utc_now_iso(), "thread_id": thread_id, "file": f"{GENERATED_DIR}/{relative}",
+                  "source_id": source_id, "overwrite": overwrite, **_facts(uploaded), "metadata": metadata}
+        await asyncio.to_thread(_append_record, folder, record)
+    return record
+
+
+def uploader_of(connector: DataSourceConnector) -> Callable[..., Awaitable[Any]]:
+    """The connector's ``upload(local_path, blob_name, overwrite=False, metadata=None)``.
+
+    Raises:
+        UploadNotSupportedError: the connector has none.
+    """
+    upload = getattr(connector, "upload", None)
+    if upload is None:
+        raise UploadNotSupportedError(f"a {connector.type_name()} source does not support upload",
+                                      source_id=connector.source_id)
+    return upload  # type: ignore[no-any-return]
+
+
+def _facts(uploaded: Any) -> dict[str, Any]:
+    if is_dataclass(uploaded) and not isinstance(uploaded, type):
+        return asdict(uploaded)
+    return dict(uploaded)
+
+
+def _open_generated(folder: Path, relative: str) -> int:
+    parts = relative.split("/")
+    try:
+        dir_fd = open_directory(folder.parent, [folder.name, GENERATED_DIR, *parts[:-1]], create=False)
+    except FileNotFoundError:
+        raise NotFoundError(f"no generated file {relative!r} in thread {folder.name!r}") from None
+    try:
+        fd = open_regular_file(dir_fd, parts[-1])
+    finally:
+        os.close(dir_fd)
+    if fd is None:
+        raise NotFoundError(f"no generated file {relative!r} in thread {folder.name!r} (or not a regular file)")
+    return fd
+
+
+def _attached_records(folder: Path) -> list[dict[str, Any]]:
+    """The lineage records of the files attached at the thread's top level (not the agent's files)."""
+    try:
+        dir_fd = open_directory(folder.parent, [folder.name, LINEAGE_DIR], create=False)
+    except FileNotFoundError:
+        return []
+    try:
+        names = sorted(n for n in os.listdir(dir_fd) if n.endswith(".json"))
+        records = [_parsed_record(read_regular_file(dir_fd, name)) for name in names]
+    finally:
+        os.close(dir_fd)
+    return [r for r in records if r is not None and r.get("attached_as")]
+
+
+def _parsed_record(data: bytes | None) -> dict[str, Any] | None:
+    try:
+        record = json.loads(data) if data else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _inputs_metadata(records: list[dict[str, Any]]) -> dict[str, str]:
+    """``da_inputs``: compact JSON of each input's name, source, item, version and sha256, bounded."""
+    inputs = [{"name": r.get("attached_as"), "source_id": r.get("source_id"), "item": r.get("identifier"),
+               "version": r.get("source_version"), "sha256": r.get("sha256")} for r in records]
+    while inputs:
+        text = json.dumps(inputs, separators=(",", ":"), ensure_ascii=True, default=str)
+        if len(text) <= MAX_INPUTS_METADATA:
+            extra = {"da_inputs_total": str(len(records))} if len(inputs) < len(records) else {}
+            return {"da_inputs": text, **extra}
+        inputs.pop()
+    return {"da_inputs_total": str(len(records))} if records else {}
+
+
+def _append_record(folder: Path, record: dict[str, Any]) -> None:
+    dir_fd = open_directory(folder.parent, [folder.name, LINEAGE_DIR], create=True)
+    try:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(PUBLISHED_LOG, flags, 0o644, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+    try:  # one write of one line: appends of two uploads at once never interleave
+        os.write(fd, (json.dumps(record, sort_keys=True, default=str) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def published_records(base_dir: str | os.PathLike[str], thread_id: str) -> list[dict[str, Any]]:
+    """What was published from the thread, oldest first."""
+    folder = thread_folder(base_dir, thread_id)
+    with workspace_root(folder.parent):
+        try:
+            dir_fd = open_directory(folder.parent, [folder.name, LINEAGE_DIR], create=False)
+        except FileNotFoundError:
+            return []
+        try:
+            data = read_regular_file(dir_fd, PUBLISHED_LOG) or b""
+        finally:
+            os.close(dir_fd)
+    return [json.loads(line) for line in data.splitlines() if line.strip()]

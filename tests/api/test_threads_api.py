@@ -1,0 +1,109 @@
+"""POST /v1/threads/{id}/data and POST /v1/data-sources/{id}/upload through the API."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from tests.api.conftest import Api, local_source
+from tests.harness import AzuriteServer
+
+
+def top_level_files(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_file(follow_symlinks=False))
+
+
+def test_attach_lands_at_the_thread_top_level_with_a_manifest(api: Api, data_root: Path) -> None:
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    body = {"references": [{"source_id": "docs", "glob": "2024/*.csv"}, {"source_id": "docs", "path": "a.csv"}]}
+    api.call("POST", "/v1/threads/thread-1/data", key="none", json=body, expect=401)
+    answer = api.call("POST", "/v1/threads/thread-1/data", key="read", json=body, expect=200).json()
+    assert answer["object"] == "thread.data" and answer["thread_id"] == "thread-1"
+    assert [f["name"] for f in answer["data"]] == ["q1.csv", "q2.csv", "a.csv"]
+    assert answer["data"][0] == {"name": "q1.csv", "source_id": "docs", "item": "2024/q1.csv",
+                                 "version": answer["data"][0]["version"], "size": 4, "row_count": None}
+    assert answer["manifest"].startswith("Attached data:\n- q1.csv: 2024/q1.csv from source docs, version ")
+    folder = api.settings.workspace_base / "thread-1"
+    assert top_level_files(folder) == ["a.csv", "q1.csv", "q2.csv"]
+    again = api.call("POST", "/v1/threads/thread-1/data", json={"references": [
+        {"source_id": "docs", "path": "a.csv"}]}, expect=200).json()
+    assert [f["name"] for f in again["data"]] == ["a-docs.csv"]
+    as_list = api.call("POST", "/v1/threads/thread-1/data", json=[{"source_id": "docs", "path": "notes.txt"}],
+                       expect=200).json()  # a bare list of references is taken too
+    assert [f["name"] for f in as_list["data"]] == ["notes.txt"]
+    audit = api.audit()[-1]
+    assert audit["route"] == "/v1/threads/{thread_id}/data" and audit["source_id"] == "docs"
+
+
+def test_one_bad_reference_fails_all_and_leaves_nothing(api: Api, data_root: Path) -> None:
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    answer = api.call("POST", "/v1/threads/t2/data", json={"references": [
+        {"source_id": "docs", "glob": "*.csv"}, {"source_id": "docs", "path": "missing.csv"}]}, expect=404).json()
+    assert "missing.csv" in answer["detail"]
+    assert api.call("POST", "/v1/threads/t2/data", json={"references": [
+        {"source_id": "docs", "path": "a.csv"}, {"source_id": "nope", "path": "a.csv"}]}, expect=404).json() == {
+        "detail": "no source 'nope'"}
+    api.call("POST", "/v1/threads/t2/data", json={"references": [{"source_id": "docs", "path": "a.csv", "glob": "*"}]},
+             expect=422)
+    api.call("POST", "/v1/threads/t2/data", json={"references": []}, expect=422)
+    api.call("POST", "/v1/threads/t2/data", json=[], expect=422)
+    folder = api.settings.workspace_base / "t2"
+    assert not folder.exists() or list(folder.rglob("*")) == []
+
+
+@pytest.mark.parametrize("thread_id", ["..", "%2e%2e", ".hidden", "-x", "a.b", "a%2fb", "a%5cb", "a%00b", "x" * 129,
+                                       "%C3%A9"])
+def test_a_thread_id_never_leads_outside_the_workspace_base(api: Api, data_root: Path, thread_id: str) -> None:
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    response = api.call("POST", f"/v1/threads/{thread_id}/data",
+                        json={"references": [{"source_id": "docs", "path": "a.csv"}]})
+    assert response.status_code in (400, 404, 405, 422), response.text
+    base = api.settings.workspace_base
+    outside = [p for p in api.settings.sources_file.parent.rglob("a.csv") if not p.is_relative_to(data_root)]
+    assert outside == [] and (not base.exists() or list(base.iterdir()) == [])
+
+
+def test_upload_generated_files_back_to_blob_storage(api: Api, azurite_server: AzuriteServer, data_root: Path) -> None:
+    container = f"thr{uuid.uuid4().hex[:16]}"
+    with BlobServiceClient.from_connection_string(azurite_server.connection_string) as service:
+        service.create_container(container)
+    api.call("POST", "/v1/data-sources", expect=201, json={
+        "id": "lake", "type": "azure_blob", "name": "Lake",
+        "config": {"container_name": container, "connection_string": azurite_server.connection_string}})
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    api.call("POST", "/v1/threads/t3/data", json={"references": [{"source_id": "docs", "path": "a.csv"}]}, expect=200)
+    generated = api.settings.workspace_base / "t3" / "generated"
+    generated.mkdir()
+    (generated / "chart.png").write_bytes(b"\x89PNG" + os.urandom(5000))
+    body = {"thread_id": "t3", "files": ["chart.png"], "prefix": "results/"}
+    api.call("POST", "/v1/data-sources/lake/upload", key="read", json=body, expect=403)
+    answer = api.call("POST", "/v1/data-sources/lake/upload", json=body, expect=200).json()
+    assert answer["object"] == "list" and answer["data"][0]["blob_name"] == "results/chart.png"
+    assert '"item":"a.csv"' in answer["data"][0]["metadata"]["da_inputs"]
+    with BlobServiceClient.from_connection_string(azurite_server.connection_string) as service:
+        blob = service.get_blob_client(container, "results/chart.png")
+        assert blob.download_blob().readall() == (generated / "chart.png").read_bytes()
+        assert blob.get_blob_properties().metadata["da_thread"] == "t3"
+    assert "exists" in api.call("POST", "/v1/data-sources/lake/upload", json=body, expect=409).json()["detail"]
+    api.call("POST", "/v1/data-sources/lake/upload", json={**body, "overwrite": True}, expect=200)
+    detail = api.call("POST", "/v1/data-sources/docs/upload", json=body, expect=400).json()["detail"]
+    assert "does not support upload" in detail
+    api.call("POST", "/v1/data-sources/lake/upload", json={**body, "files": ["nope.png"]}, expect=404)
+    api.call("POST", "/v1/data-sources/lake/upload", json={**body, "thread_id": ".."}, expect=400)
+    api.assert_nowhere(azurite_server.account_key)
+
+
+def test_an_item_over_the_size_limit_is_refused_before_anything_lands(api: Api, data_root: Path) -> None:
+    api.call("POST", "/v1/data-sources", json={**local_source(data_root), "metadata": {"api": {"max_item_bytes": 50}}},
+             expect=201)
+    refs = [{"source_id": "docs", "path": "notes.txt"}, {"source_id": "docs", "path": "a.csv"}]
+    detail = api.call("POST", "/v1/threads/t4/data", json={"references": refs}, expect=413).json()["detail"]
+    assert detail == "source 'docs': path 'a.csv': it is 169 bytes, over the limit of 50; nothing was attached"
+    api.call("POST", "/v1/threads/t4/data", json={"references": [{"source_id": "docs", "glob": "*.csv"}]}, expect=413)
+    assert sorted(p.name for p in (api.settings.workspace_base / "t4").iterdir()) == []
+    api.call("POST", "/v1/threads/t4/data", json={"references": [{"source_id": "docs", "path": "notes.txt"}]},
+             expect=200)

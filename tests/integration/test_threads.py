@@ -1,0 +1,191 @@
+"""Attaching data to a DeepAnalyze thread, against real Azurite and PostgreSQL.
+
+What the agent would see is the top-level files of the thread's folder (DeepAnalyze's prompt
+builder lists exactly those), so the tests look at that listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from connectors.errors import ConfigurationError, NotFoundError
+from connectors.landing.lineage import read_provenance
+from connectors.registry import SourceRegistry
+from connectors.threads import Attachment, ItemTooLargeError, attach_to_thread, check_thread_id
+from tests.harness import AzuriteServer, PostgresServer
+
+pytestmark = pytest.mark.integration
+
+
+def top_level_files(folder: Path) -> dict[str, int]:
+    """What DeepAnalyze lists into the prompt: the thread folder's top-level files and sizes."""
+    return {e.name: e.stat().st_size for e in os.scandir(folder) if e.is_file(follow_symlinks=False)}
+
+
+def everything_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def new_container(server: AzuriteServer, blobs: dict[str, bytes]) -> str:
+    name = f"th{uuid.uuid4().hex[:16]}"
+    with BlobServiceClient.from_connection_string(server.connection_string) as service:
+        container = service.create_container(name)
+        for blob, data in blobs.items():
+            container.upload_blob(blob, data)
+    return name
+
+
+@pytest.fixture
+def lake(azurite_server: AzuriteServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("TH_AZURE", azurite_server.connection_string)
+    container = new_container(azurite_server, {
+        "exports/2026-01.csv": b"a,b\n1,2\n", "exports/2026-02.csv": b"a,b\n3,4\n5,6\n",
+        "exports/old/2025-12.csv": b"a\n0\n", "archive/2026-01.csv": b"other\n", "readme.txt": b"hi"})
+    return {"id": "lake", "type": "azure_blob", "name": "Lake",
+            "config": {"connection_string": {"env": "TH_AZURE"}, "container_name": container}}
+
+
+@pytest.fixture
+def warehouse(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("TH_PG", postgres_server.dsn)
+    schema = f"s{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE TABLE {schema}.customers (id int primary key, name text)")
+        conn.execute(f"INSERT INTO {schema}.customers SELECT i, 'c' || i FROM generate_series(1, 25) i")
+        conn.execute(f"CREATE TABLE {schema}.orders (id int, total numeric)")
+        conn.execute(f"INSERT INTO {schema}.orders SELECT i, i * 10 FROM generate_series(1, 40) i")
+    return {"id": "warehouse", "type": "postgresql", "name": "Warehouse",
+            "config": {"dsn": {"env": "TH_PG"}, "schemas": [schema]}, "schema": schema}
+
+
+@pytest.fixture
+def registry(tmp_path: Path, lake: dict[str, Any], warehouse: dict[str, Any]) -> SourceRegistry:
+    registry = SourceRegistry(tmp_path / "sources.yaml")
+    registry.add(lake)
+    registry.add({k: v for k, v in warehouse.items() if k != "schema"})
+    return registry
+
+
+def attach(registry: SourceRegistry, base: Path, thread_id: Any, references: list[dict[str, Any]],
+           **options: Any) -> Attachment:
+    """attach_to_thread on a loop of its own, the registry's connections closed after."""
+
+    async def run() -> Attachment:
+        async with registry:
+            return await attach_to_thread(registry, base, thread_id, references, **options)
+
+    return asyncio.run(run())
+
+
+def test_glob_table_and_query_land_at_the_top_level_with_a_manifest(
+    registry: SourceRegistry, warehouse: dict[str, Any], tmp_path: Path
+) -> None:
+    schema = warehouse["schema"]
+    base = tmp_path / "workspace"
+    attachment = attach(registry, base, "thread-1", [
+        {"source_id": "lake", "glob": "exports/2026-*.csv"},
+        {"source_id": "warehouse", "table": f"{schema}.customers"},
+        {"source_id": "warehouse", "query": f"select * from {schema}.orders where total > 100", "name": "big_orders"},
+    ])
+    folder = base / "thread-1"
+    names = [f.name for f in attachment.files]
+    assert names == ["2026-01.csv", "2026-02.csv", f"{schema}.customers.csv", "big_orders.csv"]
+    assert set(top_level_files(folder)) == set(names)
+    assert (folder / "2026-02.csv").read_bytes() == b"a,b\n3,4\n5,6\n"
+    assert everything_under(folder) == sorted([*names, ".lineage", *(f".lineage/{n}.json" for n in names)])
+    by_name = {f.name: f for f in attachment.files}
+    assert by_name[f"{schema}.customers.csv"].row_count == 25
+    assert by_name["big_orders.csv"].row_count == 30
+    assert by_name["2026-01.csv"].item == "exports/2026-01.csv" and by_name["2026-01.csv"].size == 8
+    record = read_provenance(folder / "2026-01.csv")
+    assert record["identifier"] == "exports/2026-01.csv" and record["source_id"] == "lake"
+    assert record["local_path"] == str(folder / "2026-01.csv") and record["attached_as"] == "2026-01.csv"
+    manifest = attachment.manifest()
+    assert "- 2026-02.csv: exports/2026-02.csv from source lake, version " in manifest
+    assert f"- {schema}.customers.csv: {schema}.customers from source warehouse, version " in manifest
+    assert f"- big_orders.csv: select * from {schema}.orders where total > 100 from source warehouse" in manifest
+    assert "25 rows" in manifest and "8 bytes" in manifest
+
+
+def test_same_file_name_from_two_places_gets_two_readable_names(registry: SourceRegistry, tmp_path: Path) -> None:
+    base = tmp_path / "workspace"
+    (base / "t2").mkdir(parents=True)
+    (base / "t2" / "2026-01.csv").write_text("the agent's own file")
+    attachment = attach(registry, base, "t2", [
+        {"source_id": "lake", "path": "exports/2026-01.csv"},
+        {"source_id": "lake", "path": "archive/2026-01.csv"},
+        {"source_id": "lake", "path": "exports/2026-01.csv"},
+    ])
+    assert [f.name for f in attachment.files] == ["2026-01-lake.csv", "2026-01-lake-2.csv", "2026-01-lake-3.csv"]
+    assert (base / "t2" / "2026-01.csv").read_text() == "the agent's own file"
+    assert (base / "t2" / "2026-01-lake-2.csv").read_bytes() == b"other\n"
+    assert read_provenance(base / "t2" / "2026-01-lake-2.csv")["identifier"] == "archive/2026-01.csv"
+
+
+def test_one_failed_reference_fails_the_call_and_leaves_nothing(
+    registry: SourceRegistry, warehouse: dict[str, Any], tmp_path: Path
+) -> None:
+    base = tmp_path / "workspace"
+    (base / "t3").mkdir(parents=True)
+    (base / "t3" / "earlier.csv").write_text("kept")
+    before = everything_under(base / "t3")
+    with pytest.raises(NotFoundError, match=r"source 'warehouse': table '.*\.missing'"):
+        attach(registry, base, "t3", [
+            {"source_id": "lake", "glob": "exports/*.csv"},
+            {"source_id": "warehouse", "table": f"{warehouse['schema']}.customers"},
+            {"source_id": "warehouse", "table": f"{warehouse['schema']}.missing"},
+        ])
+    assert everything_under(base / "t3") == before
+    with pytest.raises(NotFoundError, match="source 'lake': glob 'nothing/\\*': no item matches"):
+        attach(registry, base, "t3", [{"source_id": "lake", "glob": "nothing/*"}])
+    with pytest.raises(NotFoundError, match="no source 'nope'"):
+        attach(registry, base, "t3", [{"source_id": "nope", "path": "x"}])
+    with pytest.raises(ConfigurationError, match="no tables and runs no queries"):
+        attach(registry, base, "t3", [{"source_id": "lake", "query": "select 1", "name": "x"}])
+    assert everything_under(base / "t3") == before
+
+
+@pytest.mark.parametrize("thread_id", ["..", ".", "../x", "a/b", "/etc", "", "-x", "_x", "a" * 129, "a\x00b",
+                                       "é", "a b", "a.b", "a\\b", "C:x", None, 5])
+def test_a_thread_id_never_leads_outside_the_base(registry: SourceRegistry, tmp_path: Path,
+                                                        thread_id: Any) -> None:
+    base = tmp_path / "workspace"
+    with pytest.raises(ConfigurationError, match="invalid thread id"):
+        attach(registry, base, thread_id, [{"source_id": "lake", "path": "readme.txt"}])
+    assert everything_under(tmp_path) == ["sources.yaml", "sources.yaml.lock"] or not base.exists()
+
+
+def test_thread_id_rule() -> None:
+    assert check_thread_id("a" * 128) == "a" * 128
+    assert check_thread_id("thread-0123_abc") == "thread-0123_abc"
+    assert check_thread_id("9") == "9"
+
+
+def test_a_link_planted_as_the_thread_folder_is_not_followed(registry: SourceRegistry, tmp_path: Path) -> None:
+    base, outside = tmp_path / "workspace", tmp_path / "outside"
+    base.mkdir()
+    outside.mkdir()
+    (base / "t4").symlink_to(outside)
+    with pytest.raises(Exception, match="symlink"):
+        attach(registry, base, "t4", [{"source_id": "lake", "path": "readme.txt"}])
+    assert list(outside.iterdir()) == []
+
+
+def test_a_table_over_the_size_limit_fails_once_landed_and_leaves_nothing(
+    registry: SourceRegistry, warehouse: dict[str, Any], tmp_path: Path
+) -> None:
+    base = tmp_path / "workspace"
+    with pytest.raises(ItemTooLargeError, match=r"table '.*\.customers': it is 165 bytes, over the limit of 100"):
+        attach(registry, base, "t5", [{"source_id": "lake", "path": "readme.txt"},
+                                      {"source_id": "warehouse", "table": f"{warehouse['schema']}.customers"}],
+               max_item_bytes=100)
+    assert everything_under(base / "t5") == []
