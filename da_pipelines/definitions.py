@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dagster import Definitions
@@ -22,16 +23,15 @@ def build_definitions(
         workspace: the workspace root; None reads ``DA_WORKSPACE`` (default ``./workspace``).
     """
     sources = load_sources() if sources is None else sources
-    resources: dict[str, Any] = {WORKSPACE_KEY: WorkspaceResource(root=workspace or str(workspace_root()))}
+    root = Path(workspace).absolute() if workspace else workspace_root()
+    resources: dict[str, Any] = {WORKSPACE_KEY: WorkspaceResource(root=str(root))}
     assets: list[Any] = []
-    checks: list[Any] = []
     jobs: list[Any] = []
     sensors: list[Any] = []
     for source in sources:
-        built = build_source_defs(source)
+        built = build_source_defs(source, root)
         resources[built.resource_key] = resource_for(source)
         assets.extend(built.assets)
-        checks.extend(built.checks)
         jobs.append(built.job)
         sensors.append(built.sensor)
-    return Definitions(assets=assets, asset_checks=checks, jobs=jobs, sensors=sensors, resources=resources)
+    return Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=resources)

@@ -1,0 +1,198 @@
+"""Syncing datasets (item sets, tables): plan per item, land what is new, changed or damaged, summarize per set.
+
+No Dagster here: :func:`sync_datasets` takes the datasets to sync and returns,
+per dataset, what it holds now (its manifest entries) and what this sync did
+(landed, unchanged, repaired, failed, removed at source). The Dagster asset
+turns each outcome into one materialization and one check result, so the
+events a run stores are bounded by datasets, not by items.
+
+An item is *unchanged* when its landed version is the listed one and its
+landed file is still there with the recorded size; a file that is missing,
+has another size, or was marked by a failed integrity check is *repaired*
+(fetched again whatever its version).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.base import DataSourceConnector
+from connectors.errors import DataSourceError
+from da_pipelines.cursor import item_version
+from da_pipelines.datasets import Dataset
+from da_pipelines.manifest import (
+    ManifestEntry,
+    data_version,
+    read_manifest,
+    read_repairs,
+    write_manifest,
+    write_repairs,
+)
+from da_pipelines.sync import ItemRequest, LineageIndex, SyncReport, sync_source
+
+Progress = Callable[[], None]
+
+
+@dataclass
+class DatasetOutcome:
+    """What one dataset holds after a sync, and what the sync did to it."""
+
+    dataset: Dataset
+    entries: dict[str, ManifestEntry]
+    landed: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: int = 0
+    repaired: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    version: str = ""
+    manifest: Path | None = None
+
+    @property
+    def bytes_landed(self) -> int:
+        """Bytes landed by this sync in this dataset."""
+        return sum(int(record["size"]) for record in self.landed)
+
+
+@dataclass
+class SyncRun:
+    """The outcome of :func:`sync_datasets`: per dataset, and the errors of the items that failed."""
+
+    outcomes: list[DatasetOutcome]
+    errors: list[DataSourceError]
+    listed: int
+
+
+@dataclass
+class _Plan:
+    members: dict[Dataset, dict[str, str]]  # dataset -> identifier -> wanted version
+    priors: dict[Dataset, dict[str, ManifestEntry]]
+    unchanged: dict[str, ManifestEntry] = field(default_factory=dict)
+    fetch: dict[str, str] = field(default_factory=dict)  # identifier -> version to request ("" forces)
+    repairs: set[str] = field(default_factory=set)
+
+
+async def list_requests(connector: DataSourceConnector) -> list[ItemRequest]:
+    """Every item of the source at its current version."""
+    async with connector:
+        return [ItemRequest(item.path, item_version(item)) for item in await connector.list_items()]
+
+
+async def sync_datasets(
+    connector: Callable[[], DataSourceConnector],
+    folder: Path,
+    datasets: Sequence[Dataset],
+    requested: Sequence[ItemRequest] | None = None,
+    *,
+    run_id: str | None = None,
+    on_bytes: Any = None,
+    on_item_done: Progress = lambda: None,
+    on_planned: Callable[[int], None] = lambda count: None,
+    concurrency: int = 8,
+) -> SyncRun:
+    """Sync ``datasets``: land their new, changed and damaged items; write each one's manifest.
+
+    Args:
+        connector: builds a fresh (unconnected) connector of the source.
+        folder: the source's workspace folder.
+        datasets: the datasets to sync.
+        requested: only these items (a version of "" fetches whatever landed); None lists the source.
+        run_id: recorded in the lineage records.
+        on_bytes, on_item_done, on_planned: progress listeners.
+        concurrency: fetches at once.
+    """
+    full = requested is None
+    probe = connector()
+    wanted = await list_requests(probe) if requested is None else list(requested)
+    index = LineageIndex(folder, probe.source_id, probe.config.type_name)
+    plan = _plan(folder, datasets, wanted, index, forced={r.identifier for r in wanted if not r.version})
+    on_planned(sum(1 for _ in _union(plan.members)))
+    for _ in plan.unchanged:
+        on_item_done()
+    report = SyncReport()
+    landed: dict[str, dict[str, Any]] = {}
+    if plan.fetch:
+        requests = [ItemRequest(i, v) for i, v in plan.fetch.items()]
+        async for record in sync_source(connector(), folder, requests, report=report, run_id=run_id,
+                                        on_bytes=on_bytes, on_item_done=on_item_done, concurrency=concurrency):
+            landed[str(record["identifier"])] = record
+    outcomes = [_outcome(folder, dataset, plan, landed, full) for dataset in datasets]
+    return SyncRun(outcomes=outcomes, errors=list(report.failed), listed=len(wanted))
+
+
+def _union(members: dict[Dataset, dict[str, str]]) -> set[str]:
+    return {identifier for items in members.values() for identifier in items}
+
+
+def _plan(folder: Path, datasets: Sequence[Dataset], wanted: Sequence[ItemRequest], index: LineageIndex,
+          forced: set[str]) -> _Plan:
+    members = {d: {r.identifier: r.version for r in wanted if d.contains(r.identifier)} for d in datasets}
+    plan = _Plan(members=members, priors={d: read_manifest(folder, d.file_name) for d in datasets})
+    known = {i: e for prior in plan.priors.values() for i, e in prior.items()}
+    plan.repairs = {i for d in datasets for i in read_repairs(folder, d.file_name)}
+    nothing_landed = not (folder / ".lineage").is_dir()  # a first sync: no record to look up
+    for identifier, version in {i: v for items in members.values() for i, v in items.items()}.items():
+        if identifier in forced:
+            plan.fetch[identifier] = ""
+            continue
+        entry = known.get(identifier)
+        if (entry is None or entry.version != version) and nothing_landed is False:
+            record = index.get(identifier)
+            entry = ManifestEntry.from_record(record, folder) if record else None
+        _decide(plan, folder, identifier, version, entry)
+    return plan
+
+
+def _decide(plan: _Plan, folder: Path, identifier: str, version: str, entry: ManifestEntry | None) -> None:
+    """Unchanged, repair (fetch whatever the version) or fetch (new or changed)."""
+    if entry is None or entry.version != version:
+        plan.fetch[identifier] = version
+    elif identifier in plan.repairs or not _intact(folder / entry.path, entry.size):
+        plan.fetch[identifier] = ""
+        plan.repairs.add(identifier)
+    else:
+        plan.unchanged[identifier] = entry
+
+
+def _intact(path: Path, size: int) -> bool:
+    """The landed file is a regular file (not a link) of the recorded size: a cheap stat, no hashing."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
+
+
+def _outcome(folder: Path, dataset: Dataset, plan: _Plan, landed: dict[str, dict[str, Any]],
+             full: bool) -> DatasetOutcome:
+    """One dataset's entries after the sync, its counts, and its manifest (written when it changed)."""
+    prior = plan.priors[dataset]
+    members = plan.members[dataset]
+    outcome = DatasetOutcome(dataset=dataset, entries={} if full else dict(prior))
+    for identifier in members:
+        if identifier in landed:
+            outcome.landed.append(landed[identifier])
+            outcome.entries[identifier] = ManifestEntry.from_record(landed[identifier], folder)
+            if identifier in plan.repairs:
+                outcome.repaired.append(identifier)
+        elif identifier in plan.unchanged:
+            outcome.unchanged += 1
+            outcome.entries[identifier] = plan.unchanged[identifier]
+        else:
+            outcome.failed.append(identifier)
+            if identifier in prior:  # the previously landed version is still there, intact
+                outcome.entries[identifier] = prior[identifier]
+    if full:
+        outcome.removed = sorted(set(prior) - set(members))
+    outcome.version = data_version(outcome.entries.values())
+    if outcome.version != data_version(prior.values()) or not prior or outcome.removed:
+        outcome.manifest = write_manifest(folder, dataset.file_name, outcome.entries.values(),
+                                          {"dataset": dataset.key.to_user_string(), "data_version": outcome.version})
+    else:
+        outcome.manifest = folder / ".lineage" / ".sets" / f"{dataset.file_name}.manifest.jsonl"
+    write_repairs(folder, dataset.file_name, set(outcome.failed) & plan.repairs)
+    return outcome
