@@ -22,6 +22,10 @@ _built: dict[str, Definitions] = {}
 
 
 def __getattr__(name: str) -> Any:
+    if name == "DataSourceComponent":  # the Dagster Component, imported only when asked for
+        from da_pipelines.component import DataSourceComponent
+
+        return DataSourceComponent
     if name != "defs":
         raise AttributeError(f"module 'da_pipelines' has no attribute {name!r}")
     if "defs" not in _built:
