@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from connectors.base import DataSourceConnector
 from connectors.errors import DataSourceError
+from connectors.landing.lineage import read_provenance, read_record, run_context
+from connectors.landing.progress import on_progress
 from da_pipelines.cursor import item_version
 from da_pipelines.datasets import Dataset
 from da_pipelines.manifest import (
@@ -33,9 +35,12 @@ from da_pipelines.manifest import (
     write_manifest,
     write_repairs,
 )
-from da_pipelines.sync import ItemRequest, LineageIndex, SyncReport, sync_source
+from da_pipelines.sync import ItemRequest, LineageIndex
 
 Progress = Callable[[], None]
+# items per fetch_many call: each call lands its small files in groups, one file-system sync per group
+# (measured: 64 beats both 32 and 512 on 10,000 files of 4 KiB)
+CHUNK = 64
 
 
 @dataclass
@@ -113,15 +118,38 @@ async def sync_datasets(
     on_planned(sum(1 for _ in _union(plan.members)))
     for _ in plan.unchanged:
         on_item_done()
-    report = SyncReport()
     landed: dict[str, dict[str, Any]] = {}
+    errors: list[DataSourceError] = []
     if plan.fetch:
-        requests = [ItemRequest(i, v) for i, v in plan.fetch.items()]
-        async for record in sync_source(connector(), folder, requests, report=report, run_id=run_id,
-                                        on_bytes=on_bytes, on_item_done=on_item_done, concurrency=concurrency):
-            landed[str(record["identifier"])] = record
+        # the plan already compared versions and landed files: fetch exactly these, no second lookup
+        async with connector() as conn:
+            for chunk in _chunks(list(plan.fetch), CHUNK):
+                # context variables are set around each await: Dagster may resume this coroutine in another task
+                with run_context(run_id), on_progress(on_bytes):
+                    results = await conn.fetch_many(chunk, str(folder), concurrency=concurrency)
+                for result in results:
+                    on_item_done()
+                    if result.error is not None:
+                        errors.append(result.error)
+                    elif result.path is not None:
+                        landed[result.identifier] = _record_of(folder, result.path)
     outcomes = [_outcome(folder, dataset, plan, landed, full) for dataset in datasets]
-    return SyncRun(outcomes=outcomes, errors=list(report.failed), listed=len(wanted))
+    return SyncRun(outcomes=outcomes, errors=errors, listed=len(wanted))
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def _record_of(folder: Path, path: str) -> dict[str, Any]:
+    """The lineage record of a file just landed under ``folder`` (plain string paths: this runs per item)."""
+    base = str(folder)
+    if path.startswith(base + os.sep):
+        record = read_record(base, path[len(base) + 1 :])
+        if record is not None:
+            return record
+    return read_provenance(path, folder)
 
 
 def _union(members: dict[Dataset, dict[str, str]]) -> set[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,8 @@ class ManifestEntry:
     @classmethod
     def from_record(cls, record: Mapping[str, Any], folder: Path) -> ManifestEntry:
         """The entry of a lineage record."""
-        local = Path(str(record["local_path"]))
-        relative = local.relative_to(folder).as_posix() if local.is_relative_to(folder) else str(local)
+        local, base = str(record["local_path"]), f"{folder}{os.sep}"
+        relative = local[len(base):].replace(os.sep, "/") if local.startswith(base) else local
         return cls(identifier=str(record["identifier"]), version=str(record.get("source_version")),
                    sha256=str(record["sha256"]), size=int(record["size"]), path=relative)
 
