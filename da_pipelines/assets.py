@@ -122,9 +122,10 @@ def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> Assets
             record = _table_record(outcome, index)
             yield MaterializeResult(asset_key=key, metadata=dataset_metadata(outcome, dataset_uri(
                 keys, outcome.dataset), record), data_version=DataVersion(outcome.version))
+        synced = {outcome.dataset: outcome for outcome in run.outcomes}
         for key, dataset in by_key.items():
             if AssetCheckKey(key, CHECK_NAME) in context.selected_asset_check_keys:
-                yield check_result(keys, folder, key, dataset)
+                yield check_result(keys, folder, key, dataset, synced.get(dataset))
         if run.errors:
             raise failure_for(run.errors)
 
@@ -157,9 +158,11 @@ def _table_record(outcome: DatasetOutcome, index: LineageIndex) -> dict[str, Any
     return outcome.landed[0] if outcome.landed else index.get(outcome.dataset.name)
 
 
-def check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Dataset) -> AssetCheckResult:
+def check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Dataset,
+                 synced: DatasetOutcome | None = None) -> AssetCheckResult:
     """The integrity check of one dataset, from its manifest; damaged items are marked for repair."""
-    entries = sorted(read_manifest(folder, dataset.file_name).values(), key=lambda e: e.identifier)
+    held = synced.entries if synced is not None else read_manifest(folder, dataset.file_name)
+    entries = sorted(held.values(), key=lambda e: e.identifier)
     settings = keys.settings.check
     damaged, facts = verify_entries(folder, entries, full=settings.mode == "full", sample_size=settings.sample_size)
     write_repairs(folder, dataset.file_name, damaged)

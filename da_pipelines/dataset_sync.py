@@ -24,6 +24,7 @@ from typing import Any
 from connectors.base import DataSourceConnector
 from connectors.errors import DataSourceError
 from connectors.landing.lineage import read_provenance, read_record, run_context
+from connectors.landing.names import LINEAGE_DIR
 from connectors.landing.progress import on_progress
 from da_pipelines.cursor import item_version
 from da_pipelines.datasets import Dataset
@@ -179,20 +180,25 @@ def _decide(plan: _Plan, folder: Path, identifier: str, version: str, entry: Man
     """Unchanged, repair (fetch whatever the version) or fetch (new or changed)."""
     if entry is None or entry.version != version:
         plan.fetch[identifier] = version
-    elif identifier in plan.repairs or not _intact(folder / entry.path, entry.size):
+    elif identifier in plan.repairs or not _intact(folder, entry):
         plan.fetch[identifier] = ""
         plan.repairs.add(identifier)
     else:
         plan.unchanged[identifier] = entry
 
 
-def _intact(path: Path, size: int) -> bool:
-    """The landed file is a regular file (not a link) of the recorded size: a cheap stat, no hashing."""
+def _intact(folder: Path, entry: ManifestEntry) -> bool:
+    """The landed file is a regular file (not a link) of the recorded size, and its lineage record exists.
+
+    Two cheap stats on string paths, no hashing: this runs for every item of every re-sync.
+    """
+    base = str(folder)
     try:
-        info = os.lstat(path)
+        info = os.lstat(f"{base}/{entry.path}")
+        os.stat(f"{base}/{LINEAGE_DIR}/{entry.path}.json")
     except OSError:
         return False
-    return stat.S_ISREG(info.st_mode) and info.st_size == size
+    return stat.S_ISREG(info.st_mode) and info.st_size == entry.size
 
 
 def _outcome(folder: Path, dataset: Dataset, plan: _Plan, landed: dict[str, dict[str, Any]],

@@ -186,6 +186,18 @@ def test_a_deleted_or_damaged_landed_file_is_repaired_by_the_next_sync(
     assert all(c.passed for c in checks(fixed))
 
 
+def test_a_deleted_lineage_record_is_restored_by_the_next_sync(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
+    fill(store)
+    defs = defs_for(store, tmp_path / "ws")
+    assert run_sync(defs, instance).success
+    record = tmp_path / "ws" / SOURCE_ID / ".lineage" / "dir" / "customers.csv.json"
+    record.unlink()
+    again = materializations(run_sync(defs, instance))[FILES]
+    assert counts(again)["repaired"] == 1 and record.is_file()
+    assert read_provenance(tmp_path / "ws" / SOURCE_ID / "dir" / "customers.csv")["identifier"] == "dir/customers.csv"
+
+
 def test_items_removed_at_source_are_counted_and_leave_the_manifest(
         store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
     fill(store)
