@@ -24,15 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetKey, AssetMaterialization, DagsterInstance, build_sensor_context
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster import DagsterInstance, build_sensor_context
 
 from connectors.base import DataSourceConfig
+from connectors.landing.lineage import write_provenance
 from connectors.testing import memory_store
 from da_pipelines.aio import run_coroutine
 from da_pipelines.cursor import bucket_of, item_version
 from da_pipelines.definitions import build_definitions
-from da_pipelines.names import partition_key_for_item, source_slug
+from da_pipelines.names import source_slug
 from tests.dagster_location import register_test_connectors
 
 NOW = int(time.time())
@@ -69,10 +69,10 @@ def local_source(items: int, folder: Path) -> tuple[DataSourceConfig, Any]:
     return DataSourceConfig(id="bench", type="local_file", name="Bench", config={"root": str(folder)}), add
 
 
-def record_landed_bucket_mates(instance: DagsterInstance, source: DataSourceConfig, resource: Any) -> int:
-    """Record materializations of the items sharing a bucket with the new old-timestamp items.
+def record_landed_bucket_mates(folder: Path, source: DataSourceConfig, resource: Any) -> int:
+    """Write lineage records for the items sharing a bucket with the new old-timestamp items.
 
-    In production every landed item has one (written by its sync run); recording all 100,000 here
+    In production every landed item has one (written by its sync run); landing all 100,000 here
     would take minutes, and only these are looked up by the tick, so only these are written.
     """
     async def listing() -> list[Any]:
@@ -82,11 +82,9 @@ def record_landed_bucket_mates(instance: DagsterInstance, source: DataSourceConf
     items = run_coroutine(listing())
     buckets = {bucket_of(i.path) for i in items if i.path.startswith("new/") and i.modified_at < NOW - 86400}
     mates = [i for i in items if bucket_of(i.path) in buckets and not i.path.startswith("new/")]
-    key = AssetKey([source_slug(source.id), "files"])
     for item in mates:
-        instance.report_runless_asset_event(AssetMaterialization(
-            asset_key=key, partition=partition_key_for_item(item.path),
-            tags={DATA_VERSION_TAG: item_version(item)}))
+        write_provenance(folder, item.path, {"source_id": source.id, "identifier": item.path,
+                                             "source_version": item_version(item)}, durable=False)
     return len(mates)
 
 
@@ -135,7 +133,7 @@ def main() -> None:
                     break
             for index in range(args.new):
                 add(index, NOW + index if index % 10 else NOW - 20 * 86400)  # 1 in 10: old timestamp
-            landed = record_landed_bucket_mates(instance, source, connector_resource)
+            landed = record_landed_bucket_mates(root / "ws" / source.id, source, connector_resource)
             data, steady_s = timed(lambda: tick(cursor))
             steady_requested = sum(len(r.run_config["ops"][f"{source_slug(source.id)}_sync_items"]["config"]["items"])
                                    for r in data.run_requests)

@@ -3,6 +3,17 @@
 Load it with ``dagster dev -w workspace.yaml`` or ``dagster job execute -m da_pipelines -j sample_sync``.
 See ``da_pipelines.factory`` for what each source contributes.
 
+Where things are:
+
+* the asset model: ``datasets`` (which datasets a source has: item sets, tables) and
+  ``assets`` (the remote asset, the datasets' multi-asset, partitioned sets);
+* syncing a dataset without Dagster: ``dataset_sync`` (plan, land, summarize),
+  ``manifest`` (what a dataset holds), ``state`` (a table source's listing);
+* the job ``N_sync``: ``jobs``; the sensor ``N_sensor``: ``sensors`` (its pure decision: ``cursor``);
+* the Dagster Component (``dg scaffold defs``): ``component``;
+* one source put together: ``factory``; the code location: ``definitions``;
+  configuration: ``settings`` (``metadata.dagster``), ``resources``, ``sources``.
+
 ``defs`` is built on first access (PEP 562), not on import: importing a
 submodule (``da_pipelines.resources``) must not read
 the sources file, and a code location that registers extra connector types
@@ -22,6 +33,10 @@ _built: dict[str, Definitions] = {}
 
 
 def __getattr__(name: str) -> Any:
+    if name == "DataSourceComponent":  # the Dagster Component, imported only when asked for
+        from da_pipelines.component import DataSourceComponent
+
+        return DataSourceComponent
     if name != "defs":
         raise AttributeError(f"module 'da_pipelines' has no attribute {name!r}")
     if "defs" not in _built:

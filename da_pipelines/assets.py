@@ -1,102 +1,244 @@
-"""Per source: the external (remote) asset, the landed-files asset and its integrity check."""
+"""The asset model of one source: the remote (external) asset and one asset per dataset.
 
+* ``[N, "remote"]``: an external asset, the data as it sits in the source;
+* one asset per dataset (``da_pipelines.datasets``): ``[N, set]`` for an item set,
+  ``[N, schema, table]`` for a table; all of a source's unpartitioned datasets
+  are materialized by one multi-asset op, ``N_sync_items``, which lists the
+  source once and lands the new, changed and damaged items of the selected
+  datasets. Each dataset gets **one** materialization (a summary: counts, bytes,
+  manifest, data version) and **one** check result per run, whatever its size;
+* a set that opts in to ``partitioned: true`` is its own asset with one dynamic
+  partition per item (keys read as the identifiers); materializing a partition
+  lands that item, and a sync of the source registers new items as partitions
+  and deletes those of removed items.
+"""
+
+import asyncio
 import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from dagster import (
-    AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
-    AssetChecksDefinition,
+    AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     AssetSpec,
     DataVersion,
     MaterializeResult,
     PreviewWarning,
+    TableColumn,
+    TableSchema,
     asset,
-    asset_check,
+    multi_asset,
 )
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
-from connectors.errors import DataSourceError
+from connectors.errors import ConfigurationError, DataSourceError
 from connectors.landing.lineage import run_context
 from connectors.landing.progress import on_progress
-from connectors.landing.root import workspace_root
-from da_pipelines.jobs import failure_for
+from connectors.landing.root import sweep_workspace, workspace_root
+from connectors.secrets.references import redact
+from da_pipelines.dataset_sync import DatasetOutcome, SyncRun, sync_datasets
+from da_pipelines.datasets import Dataset, item_from_partition_key, item_partition_key
+from da_pipelines.deploy import exit_with_parent, pool_of
+from da_pipelines.jobs import SyncConfig, failure_for
 from da_pipelines.keys import CHECK_NAME, KINDS, WORKSPACE_KEY, SourceKeys, source_and_folder, source_uri
-from da_pipelines.lineage_meta import materialization_metadata, verify_landed
-from da_pipelines.names import item_from_partition_key
+from da_pipelines.lineage_meta import dataset_metadata, materialization_metadata, verify_entries
+from da_pipelines.manifest import read_manifest, write_repairs
+from da_pipelines.partitions import sync_partitions
 from da_pipelines.progress_log import ProgressLog
-from da_pipelines.sync import LineageIndex, fetch_one
+from da_pipelines.resources import SourceResource
+from da_pipelines.settings import MAX_PARTITIONS
+from da_pipelines.sync import ItemRequest, LineageIndex, fetch_one
 
 
 def remote_spec(keys: SourceKeys) -> AssetSpec:
     """``[N, "remote"]``: an external asset; Dagster does not materialize it, it shows where data comes from."""
     kind = KINDS.get(keys.source.type_name, keys.source.type_name)
+    note = f"\n\n**Listing:** {keys.listing_note}" if keys.listing_note else ""
     return AssetSpec(
         key=keys.remote,
-        description=f"{keys.source.name}: the data as it sits in the source (external).",
-        group_name=keys.slug,
+        description=f"{keys.source.name}: the data as it sits in the source (external).{note}",
+        group_name=keys.group,
         kinds={kind},
         metadata={"dagster/uri": source_uri(keys.source), "source_id": keys.source.id},
     )
 
 
-def files_asset(keys: SourceKeys) -> AssetsDefinition:
-    """``[N, "files"]``: materializing a partition lands that one item (always, even if unchanged)."""
-    @asset(
-        key=keys.files,
-        deps=[keys.remote],
-        partitions_def=keys.partitions,
-        group_name=keys.slug,
-        kinds={"file"},
-        required_resource_keys={keys.resource_key, WORKSPACE_KEY},
-        retry_policy=keys.retry_policy,
-        description=f"{keys.source.name}: landed files, one partition per item, with lineage.",
-    )
-    async def _files(context: AssetExecutionContext) -> MaterializeResult[None]:
+def dataset_uri(keys: SourceKeys, dataset: Dataset) -> str:
+    """``dagster/uri`` of a dataset: the source's URI and the set's prefix or the table's name."""
+    base = source_uri(keys.source)
+    if dataset.kind == "table":
+        return f"{base}#{dataset.name}"
+    return f"{base.rstrip('/')}/{dataset.prefix}" if dataset.prefix else base
+
+
+def dataset_spec(keys: SourceKeys, dataset: Dataset) -> AssetSpec:
+    """The spec of one dataset's asset (before the translator, if any, changes it)."""
+    metadata: dict[str, Any] = {"dagster/uri": dataset_uri(keys, dataset), "source_id": keys.source.id}
+    if dataset.kind == "table":
+        metadata["dagster/table_name"] = dataset.name
+        columns = [TableColumn(name=str(c.get("name")), type=str(c.get("type", "unknown")))
+                   for c in dataset.facts.get("columns") or [] if isinstance(c, dict)]
+        if columns:
+            metadata["dagster/column_schema"] = TableSchema(columns=columns)
+    else:
+        metadata.update({"prefix": dataset.prefix, "glob": dataset.glob or "*"})
+    kinds = {"table" if dataset.kind == "table" else "file", KINDS.get(keys.source.type_name, "file")}
+    spec = AssetSpec(key=dataset.key, deps=[keys.remote], group_name=keys.group, kinds=kinds,
+                     description=dataset.description, metadata=metadata, tags=dict(keys.settings.tags),
+                     skippable=False)
+    return keys.translate(spec, dataset) if keys.translate else spec
+
+
+def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> AssetsDefinition | None:
+    """``N_sync_items``: one op for every unpartitioned dataset of the source, subsettable."""
+    datasets = [d for d in keys.datasets if not d.partitioned]
+    if not datasets:
+        return None
+    by_key = {specs[d.key].key: d for d in datasets}
+    checks = [AssetCheckSpec(CHECK_NAME, asset=key, description=(
+        "The dataset's landed files exist with their recorded size, and their sha256 (sampled or all) "
+        "matches their lineage; damaged files are repaired by the next sync.")) for key in by_key]
+
+    @multi_asset(name=keys.op_name, specs=[specs[d.key] for d in datasets], check_specs=checks, can_subset=True,
+                 required_resource_keys={keys.resource_key, WORKSPACE_KEY}, retry_policy=keys.retry_policy,
+                 op_tags={"da/source": keys.source.id}, pool=pool_of(keys.source.id))
+    async def _sync(context: AssetExecutionContext, config: SyncConfig):  # type: ignore[no-untyped-def]  # dagster reads the annotation
+        exit_with_parent()  # a step worker orphaned by a killed run worker must not land on
         source, folder = source_and_folder(context.resources, keys)
-        identifier = item_from_partition_key(context.partition_key)
-        progress = ProgressLog(context.log.info, total_items=1)
-        with run_context(context.run.run_id), on_progress(progress.on_bytes), \
-                workspace_root(getattr(context.resources, WORKSPACE_KEY).root):  # no link below it followed
-            try:
-                record = await fetch_one(source.build_connector(), folder, identifier)
-            except DataSourceError as exc:
-                raise failure_for([exc]) from exc
-        progress.item_done()
-        context.log.info(f"landed {identifier!r}: " + progress.summary())
-        return MaterializeResult(
-            metadata=materialization_metadata(record, context.partition_key),
-            data_version=DataVersion(str(record.get("source_version"))),
-        )
-
-    return _files
-
-
-def integrity_check(keys: SourceKeys) -> AssetChecksDefinition:
-    """``landed_file_matches_lineage``: per item, the landed file exists and matches its lineage record."""
-    with warnings.catch_warnings():
-        # partitioned checks are "preview" in 1.13; they are what lets a check follow one item
-        warnings.filterwarnings("ignore", category=PreviewWarning)
-        return _build_integrity_check(keys)
-
-
-def _build_integrity_check(keys: SourceKeys) -> AssetChecksDefinition:
-    @asset_check(
-        asset=keys.files,
-        name=CHECK_NAME,
-        partitions_def=keys.partitions,
-        required_resource_keys={keys.resource_key, WORKSPACE_KEY},
-        description="The landed file exists and its size and sha256 match its lineage record.",
-    )
-    def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        source, folder = source_and_folder(context.resources, keys)
-        identifier = item_from_partition_key(context.partition_key)
+        selected = [d for k, d in by_key.items() if k in context.selected_asset_keys]
+        whole = len(selected) == len(by_key)
+        partitioned = [d for d in keys.datasets if d.partitioned
+                       and (whole or any(d.contains(i.identifier) for i in config.items))]
+        run = await _run_sync(context, keys, source, folder, [*selected, *partitioned], config)
         index = LineageIndex(folder, source.source_id, source.connector_type())
-        with workspace_root(getattr(context.resources, WORKSPACE_KEY).root):  # records read without following links
-            record = index.get(identifier)
-        if record is None:
-            return AssetCheckResult(passed=False, metadata={"problem": "no lineage record"})
-        passed, facts = verify_landed(record)
-        return AssetCheckResult(passed=passed, metadata=facts)
+        for outcome in run.outcomes:
+            if outcome.dataset.partitioned:
+                for event in partition_events(context, keys, outcome):
+                    yield event
+                continue
+            key = next(k for k, d in by_key.items() if d == outcome.dataset)
+            record = _table_record(outcome, index)
+            yield MaterializeResult(asset_key=key, metadata=dataset_metadata(outcome, dataset_uri(
+                keys, outcome.dataset), record), data_version=DataVersion(outcome.version))
+        synced = {outcome.dataset: outcome for outcome in run.outcomes}
+        for key, dataset in by_key.items():
+            if AssetCheckKey(key, CHECK_NAME) in context.selected_asset_check_keys:
+                yield check_result(keys, folder, key, dataset, synced.get(dataset))
+        if run.errors:
+            raise failure_for(run.errors)
 
-    return _check
+    return _sync
+
+
+async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: SourceResource, folder: Path,
+                    datasets: Sequence[Dataset], config: SyncConfig) -> SyncRun:
+    """Sync ``datasets`` (chosen items only when the run config names some), logging progress and a summary."""
+    requested = [ItemRequest(i.identifier, i.version) for i in config.items] or None
+    progress = ProgressLog(context.log.info, total_items=len(requested) if requested else 0)
+    root = getattr(context.resources, WORKSPACE_KEY).root
+    try:
+        with workspace_root(root):  # trusted: no link below it is followed (the agent writes there)
+            await asyncio.to_thread(sweep_workspace, folder)  # temporaries of a killed run
+            run = await sync_datasets(source.build_connector, folder, datasets, requested, run_id=context.run.run_id,
+                                      on_bytes=progress.on_bytes, on_item_done=progress.item_done,
+                                      on_planned=progress.set_total, concurrency=keys.settings.concurrency)
+    except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
+        raise failure_for([exc]) from exc
+    log_skipped(context, run)
+    for outcome in run.outcomes:
+        context.log.info(
+            f"{outcome.dataset.key.to_user_string()}: {len(outcome.landed)} landed, {outcome.unchanged} unchanged, "
+            f"{len(outcome.repaired)} repaired, {len(outcome.failed)} failed, {len(outcome.removed)} removed at source")
+    context.log.info(f"{run.listed} items; " + progress.summary())
+    return run
+
+
+def log_skipped(context: AssetExecutionContext, run: SyncRun, shown: int = 20) -> None:
+    """Warn about items skipped (unsafe or excluded), removed at the source, or pruned (bounded lines)."""
+    for identifier, reason in run.skipped[:shown]:
+        context.log.warning(f"skipped {identifier!r}: {redact(reason)}")
+    removed = [i for outcome in run.outcomes for i in outcome.removed]
+    for identifier in removed[:shown]:
+        state = "pruned" if identifier in run.pruned else "kept (set metadata.sync.prune to remove it)"
+        context.log.warning(f"{identifier!r} is no longer at the source; its landed file was {state}")
+    hidden = max(len(run.skipped), len(removed)) - shown
+    if hidden > 0:
+        context.log.warning(f"... and {hidden} more skipped or removed item(s)")
+
+
+def _table_record(outcome: DatasetOutcome, index: LineageIndex) -> dict[str, Any] | None:
+    """The lineage record of a table dataset (landed now or before), for its table metadata."""
+    if outcome.dataset.kind != "table":
+        return None
+    return outcome.landed[0] if outcome.landed else index.get(outcome.dataset.name)
+
+
+def check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Dataset,
+                 synced: DatasetOutcome | None = None) -> AssetCheckResult:
+    """The integrity check of one dataset, from its manifest; damaged items are marked for repair."""
+    held = synced.entries if synced is not None else read_manifest(folder, dataset.file_name)
+    entries = sorted(held.values(), key=lambda e: e.identifier)
+    settings = keys.settings.check
+    damaged, facts = verify_entries(folder, entries, full=settings.mode == "full", sample_size=settings.sample_size)
+    write_repairs(folder, dataset.file_name, damaged)
+    return AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not damaged, metadata=facts)
+
+
+def partition_events(context: AssetExecutionContext, keys: SourceKeys,
+                     outcome: DatasetOutcome) -> list[AssetMaterialization]:
+    """A partitioned set after a sync: partitions added and removed, one materialization per landed item."""
+    dataset = outcome.dataset
+    if len(outcome.entries) > MAX_PARTITIONS:
+        raise failure_for([_too_many(keys, dataset, len(outcome.entries))])
+    sync_partitions(context.instance, keys.partitions(dataset).name or "",
+                    [item_partition_key(i) for i in outcome.entries], [item_partition_key(i) for i in outcome.removed])
+    events = []
+    for record in outcome.landed:
+        key = item_partition_key(str(record["identifier"]))
+        events.append(AssetMaterialization(asset_key=dataset.key, partition=key,
+                                           metadata=materialization_metadata(record, key),
+                                           tags={DATA_VERSION_TAG: str(record.get("source_version"))}))
+    return events
+
+
+def _too_many(keys: SourceKeys, dataset: Dataset, count: int) -> DataSourceError:
+    return ConfigurationError(
+        f"item set {dataset.name!r} has {count:,} items, more than the {MAX_PARTITIONS:,} a partitioned set may "
+        "hold (Dagster's partition pages slow down long before its ~100,000 ceiling); set partitioned: false "
+        "or narrow its prefix/glob", source_id=keys.source.id)
+
+
+def partitioned_set_asset(keys: SourceKeys, dataset: Dataset, spec: AssetSpec) -> AssetsDefinition:
+    """A set with one partition per item: materializing a partition lands that item, even if unchanged."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=PreviewWarning)
+
+        @asset(key=spec.key, deps=[keys.remote], partitions_def=keys.partitions(dataset), group_name=spec.group_name,
+               kinds=spec.kinds, tags=spec.tags, description=spec.description, metadata=spec.metadata,
+               automation_condition=spec.automation_condition,
+               required_resource_keys={keys.resource_key, WORKSPACE_KEY}, retry_policy=keys.retry_policy,
+               op_tags={"da/source": keys.source.id}, pool=pool_of(keys.source.id))
+        async def _item(context: AssetExecutionContext) -> MaterializeResult[None]:
+            exit_with_parent()  # a step worker orphaned by a killed run worker must not land on
+            source, folder = source_and_folder(context.resources, keys)
+            identifier = item_from_partition_key(context.partition_key)
+            progress = ProgressLog(context.log.info, total_items=1)
+            root = getattr(context.resources, WORKSPACE_KEY).root
+            with run_context(context.run.run_id), on_progress(progress.on_bytes), workspace_root(root):
+                try:
+                    record = await fetch_one(source.build_connector(), folder, identifier)
+                except DataSourceError as exc:
+                    raise failure_for([exc]) from exc
+            progress.item_done()
+            context.log.info(f"landed {identifier!r}: " + progress.summary())
+            return MaterializeResult(metadata=materialization_metadata(record, context.partition_key),
+                                     data_version=DataVersion(str(record.get("source_version"))))
+
+    return _item

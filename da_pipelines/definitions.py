@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from pathlib import Path
 from typing import Any
 
 from dagster import BetaWarning, Definitions, MetadataValue
@@ -47,30 +48,30 @@ def build_definitions(
     if sources is None:
         served = served_sources()
         sources, invalid = served.sources, list(served.invalid)
-    resources: dict[str, Any] = {WORKSPACE_KEY: WorkspaceResource(root=workspace or str(workspace_root()))}
-    parts: dict[str, list[Any]] = {"assets": [], "asset_checks": [], "jobs": [], "sensors": []}
+    root = Path(workspace).absolute() if workspace else workspace_root()
+    resources: dict[str, Any] = {WORKSPACE_KEY: WorkspaceResource(root=str(root))}
+    parts: dict[str, list[Any]] = {"assets": [], "jobs": [], "sensors": []}
     served_ids: list[str] = []
     for position, source in enumerate(sources, start=1):
         try:
-            built, resource = _source_defs(source, served_ids)
+            built, resource = _source_defs(source, served_ids, root)
         except ConfigurationError as exc:
             invalid.append(InvalidSource(position, source.id, exc))
             continue
         served_ids.append(source.id)
         resources[built.resource_key] = resource
         parts["assets"].extend(built.assets)
-        parts["asset_checks"].extend(built.checks)
         parts["jobs"].append(built.job)
         parts["sensors"].append(built.sensor)
-    return Definitions(assets=parts["assets"], asset_checks=parts["asset_checks"], jobs=parts["jobs"],
-                       sensors=parts["sensors"], resources=resources, metadata=_report(invalid))
+    return Definitions(assets=parts["assets"], jobs=parts["jobs"], sensors=parts["sensors"],
+                       resources=resources, metadata=_report(invalid))
 
 
-def _source_defs(source: DataSourceConfig, served_ids: list[str]) -> tuple[SourceDefs, SourceResource]:
+def _source_defs(source: DataSourceConfig, served_ids: list[str], root: Path) -> tuple[SourceDefs, SourceResource]:
     check_distinct(source.id, served_ids)
     if source.id in served_ids:
         raise ConfigurationError(f"source id {source.id!r} appears twice")
-    return build_source_defs(source), resource_for(source)
+    return build_source_defs(source, root), resource_for(source)
 
 
 def _report(invalid: list[InvalidSource]) -> dict[str, Any]:

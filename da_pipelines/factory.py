@@ -1,29 +1,33 @@
-"""Per configured source: the remote and landing assets, checks, the sync job and the sensor.
+"""Per configured source: its assets, checks, sync job and sensor (see ``da_pipelines.assets``).
 
 With ``N`` the source's slug (``da_pipelines.names.source_slug``):
 
 * ``[N, "remote"]``: an external asset, the data as it sits in the source;
-* ``[N, "files"]``: the landed files, one dynamic partition per item (``N_items``),
-  so one item can be materialized on its own from the UI;
-* check ``landed_file_matches_lineage`` on ``[N, "files"]``: the file exists and
-  its sha256 matches its lineage record;
-* job ``N_sync``: one run that fetches every new or changed item (or the items
-  its run config names) and records a materialization and a check per item;
-* sensor ``N_sensor``: requests ``N_sync`` runs for new or changed items only.
+* one asset per dataset: ``[N, set]`` per item set (blob and file sources; by
+  default one set ``files``), ``[N, schema, table]`` per table or view (PostgreSQL);
+  each with the check ``landed_files_match_lineage``;
+* job ``N_sync``: one run, one step, lands every new, changed or damaged item;
+* sensor ``N_sensor``: requests ``N_sync`` runs for the datasets that changed.
 """
 
-from dataclasses import dataclass
+from __future__ import annotations
 
-from dagster import AssetChecksDefinition, AssetsDefinition, AssetSpec, JobDefinition, SensorDefinition
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import AssetsDefinition, AssetSpec, SensorDefinition
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from connectors.base import DataSourceConfig
-from da_pipelines.assets import files_asset, integrity_check, remote_spec
+from da_pipelines.assets import dataset_spec, datasets_asset, partitioned_set_asset, remote_spec
+from da_pipelines.datasets import TABLE_TYPES, source_datasets
 from da_pipelines.jobs import sync_job
-from da_pipelines.keys import WORKSPACE_KEY, SourceKeys, source_uri
+from da_pipelines.keys import WORKSPACE_KEY, SourceKeys, SpecTranslator, source_uri
 from da_pipelines.sensors import source_sensor
 from da_pipelines.settings import pipeline_settings
+from da_pipelines.state import ListingState, cached_state, state_file
 
-__all__ = ["WORKSPACE_KEY", "SourceDefs", "build_source_defs", "source_uri"]
+__all__ = ["WORKSPACE_KEY", "SourceDefs", "build_source_defs", "source_keys", "source_uri"]
 
 
 @dataclass(frozen=True)
@@ -31,22 +35,52 @@ class SourceDefs:
     """Everything one source contributes to the code location."""
 
     assets: list[AssetsDefinition | AssetSpec]
-    checks: list[AssetChecksDefinition]
-    job: JobDefinition
+    job: UnresolvedAssetJobDefinition
     sensor: SensorDefinition
     resource_key: str
 
 
-def build_source_defs(source: DataSourceConfig) -> SourceDefs:
-    """The definitions of one source (its resource is added by the caller under ``resource_key``)."""
-    keys = SourceKeys(source, pipeline_settings(source))
-    job = sync_job(keys)
-    return SourceDefs(
-        assets=[remote_spec(keys), files_asset(keys)],
-        checks=[integrity_check(keys)],
-        job=job,
-        sensor=source_sensor(keys, job),
-        resource_key=keys.resource_key,
-    )
+def source_keys(source: DataSourceConfig, listing: ListingState | None = None,
+                translate: SpecTranslator | None = None) -> SourceKeys:
+    """The keys and datasets of ``source``; ``listing`` is the table listing state of a table source."""
+    settings = pipeline_settings(source)
+    note = ""
+    tables = None
+    if source.type_name in TABLE_TYPES:
+        tables = listing.tables if listing else None
+        note = _listing_note(listing)
+    datasets = source_datasets(source, settings, tables, note)
+    return SourceKeys(source, settings, tuple(datasets), note, translate)
 
 
+def _listing_note(listing: ListingState | None) -> str:
+    if listing is None or listing.tables is None:
+        why = listing.error if listing and listing.error else "no listing state yet"
+        return f"the tables are not known ({why}); one asset stands for every table until a listing works."
+    if listing.error:
+        return f"{listing.error}; showing the tables listed at {listing.listed_at}."
+    return ""
+
+
+def build_source_defs(source: DataSourceConfig, workspace_root: Path | None = None,
+                      keys: SourceKeys | None = None) -> SourceDefs:
+    """The definitions of one source (its resource is added by the caller under ``resource_key``).
+
+    A table source's listing state is read from (and refreshed into) ``workspace_root``
+    unless ``keys`` (with their datasets) are given.
+    """
+    if keys is None:
+        listing = None
+        if source.type_name in TABLE_TYPES and workspace_root is not None:
+            settings = pipeline_settings(source)
+            listing = cached_state(source, state_file(workspace_root, source.id), settings.listing_ttl_seconds)
+        keys = source_keys(source, listing)
+    specs = {d.key: dataset_spec(keys, d) for d in keys.datasets}
+    multi = datasets_asset(keys, specs)
+    assets: list[AssetsDefinition | AssetSpec] = [remote_spec(keys)]
+    assets.extend([multi] if multi is not None else [])
+    assets.extend(partitioned_set_asset(keys, d, specs[d.key]) for d in keys.datasets if d.partitioned)
+    selectable = {d: specs[d.key].key for d in keys.datasets if not d.partitioned}
+    job = sync_job(keys, list(selectable.values()))
+    return SourceDefs(assets=assets, job=job, sensor=source_sensor(keys, job, selectable),
+                      resource_key=keys.resource_key)

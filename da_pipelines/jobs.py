@@ -1,34 +1,25 @@
-"""Per source: the sync job ``N_sync`` (one run lands every new or changed item, or those it is given)."""
+"""Per source: the sync job ``N_sync`` (every dataset of the source, or the items its run config names).
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+``N_sync`` is an asset job over the source's datasets: one step, ``N_sync_items``,
+lists the source once and lands what is new, changed or damaged. To land chosen
+items only, give it run config (in the launchpad, or ``-c config.yaml``)::
 
-from dagster import (
-    AssetCheckEvaluation,
-    AssetKey,
-    AssetMaterialization,
-    Config,
-    DagsterInstance,
-    Failure,
-    JobDefinition,
-    Nothing,
-    OpExecutionContext,
-    Out,
-    job,
-    op,
-)
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
-from sqlalchemy.exc import IntegrityError as SQLAlchemyIntegrityError
+    ops:
+      N_sync_items:
+        config:
+          items: [{identifier: "2024/sales.csv", version: ""}]   # "" fetches whatever landed before
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dagster import AssetKey, AssetSelection, Config, Failure, define_asset_job, in_process_executor
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from connectors.errors import DataSourceError, is_retryable
-from connectors.landing.root import under_workspace_root
 from connectors.secrets.references import redact
-from da_pipelines.deploy import exit_with_parent
-from da_pipelines.keys import CHECK_NAME, WORKSPACE_KEY, SourceKeys, source_and_folder
-from da_pipelines.lineage_meta import materialization_metadata, verify_landed
-from da_pipelines.names import partition_key_for_item
-from da_pipelines.progress_log import ProgressLog
-from da_pipelines.sync import ItemRequest, SyncReport, sync_options, sync_source
+from da_pipelines.keys import SourceKeys
 
 
 class SyncItem(Config):  # type: ignore[misc]
@@ -39,109 +30,21 @@ class SyncItem(Config):  # type: ignore[misc]
 
 
 class SyncConfig(Config):  # type: ignore[misc]
-    """Run config of ``N_sync``: no items means list the source and sync everything new or changed."""
+    """Run config of ``N_sync_items``: no items means list the source and sync everything new or changed."""
 
     items: list[SyncItem] = []
 
 
-def sync_job(keys: SourceKeys) -> JobDefinition:
-    """``N_sync``: one op that syncs the source, yielding a materialization and a check per landed item."""
-    options = sync_options(keys.source)  # read at load: a bad metadata.sync fails naming the source
-
-    @op(
-        name=f"{keys.slug}_sync_items",
-        out=Out(Nothing),
-        required_resource_keys={keys.resource_key, WORKSPACE_KEY},
-        retry_policy=keys.retry_policy,
+def sync_job(keys: SourceKeys, asset_keys: Sequence[AssetKey]) -> UnresolvedAssetJobDefinition:
+    """``N_sync``: materializes every unpartitioned dataset of the source (and runs their checks)."""
+    return define_asset_job(
+        name=f"{keys.slug}_sync",
+        selection=AssetSelection.assets(*asset_keys),
+        description=f"Land every new, changed or damaged item of {keys.source.name}, one event per dataset.",
         tags={"da/source": keys.source.id},
-    )
-    async def _sync_items(context: OpExecutionContext, config: SyncConfig) -> AsyncIterator[Any]:
-        exit_with_parent()  # an orphaned step worker must not land on after its run failed
-        source, folder = source_and_folder(context.resources, keys)
-        requested = [ItemRequest(i.identifier, i.version) for i in config.items] or None
-        report = SyncReport()
-        progress = ProgressLog(context.log.info, total_items=len(requested) if requested else 0)
-        landed = sync_source(source.build_connector(), folder, requested, report=report, run_id=context.run.run_id,
-                             on_bytes=progress.on_bytes, on_item_done=progress.item_done,
-                             on_planned=progress.set_total, concurrency=keys.settings.concurrency,
-                             options=options)
-        # the workspace root is trusted, no link below it followed; a killed run's temporaries swept first
-        landed = under_workspace_root(getattr(context.resources, WORKSPACE_KEY).root, landed, sweep=folder)
-        registered = set(context.instance.get_dynamic_partitions(keys.partitions.name or ""))
-        try:
-            async for record in landed:
-                for event in item_events(context, keys, record, registered):
-                    yield event
-        except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
-            raise failure_for([exc]) from exc
-        log_report(context, report)
-        context.log.info(report.summary() + "; " + progress.summary())
-        if report.failed:
-            raise failure_for(report.failed)
-
-    @job(name=f"{keys.slug}_sync", description=f"Fetch every new or changed item of {keys.source.name}.",
-         tags={"da/source": keys.source.id})
-    def _sync() -> None:
-        _sync_items()
-
-    return _sync
-
-
-def log_report(context: OpExecutionContext, report: SyncReport, shown: int = 20) -> None:
-    """Warn about skipped items and items gone at the source (a bounded number of lines)."""
-    for identifier, reason in report.skipped[:shown]:
-        context.log.warning(f"skipped {identifier!r}: {redact(reason)}")
-    for identifier in report.removed[:shown]:
-        state = "pruned" if identifier in report.pruned else "kept (set metadata.sync.prune to remove it)"
-        context.log.warning(f"{identifier!r} is no longer at the source; its landed file was {state}")
-    hidden = max(len(report.skipped), len(report.removed)) - shown
-    if hidden > 0:
-        context.log.warning(f"... and {hidden} more skipped or removed item(s)")
-
-
-def item_events(
-    context: OpExecutionContext, keys: SourceKeys, record: dict[str, Any], registered: set[str]
-) -> tuple[AssetMaterialization, AssetCheckEvaluation]:
-    """The materialization and the integrity check of one landed item.
-
-    Its partition is registered first unless it is in ``registered`` (the
-    partitions known at the start of the run, updated here): one query per run,
-    not one per item.
-    """
-    key = partition_key_for_item(str(record["identifier"]))
-    if key not in registered:
-        register_partition(context.instance, keys.partitions.name or "", key)
-        registered.add(key)
-    passed, facts = verify_landed(record)
-    check = AssetCheckEvaluation(
-        asset_key=keys.files, check_name=CHECK_NAME, passed=passed, metadata=facts, partition=key
-    )
-    return item_materialization(keys.files, record, key), check
-
-
-def register_partition(instance: DagsterInstance, name: str, key: str, attempts: int = 3) -> None:
-    """Add dynamic partition ``key``, tolerating a concurrent run adding it at the same moment.
-
-    ``add_dynamic_partitions`` skips keys that exist, but two runs can both
-    find a key missing and both insert it; the loser gets a unique-constraint
-    error, which only means the partition now exists.
-    """
-    for attempt in range(attempts):
-        try:
-            instance.add_dynamic_partitions(name, [key])
-            return
-        except SQLAlchemyIntegrityError:
-            if key in instance.get_dynamic_partitions(name) or attempt == attempts - 1:
-                return
-
-
-def item_materialization(asset_key: AssetKey, record: dict[str, Any], key: str) -> AssetMaterialization:
-    """The materialization of one landed item: lineage metadata, data version = source version."""
-    return AssetMaterialization(
-        asset_key=asset_key,
-        partition=key,
-        metadata=materialization_metadata(record, key),
-        tags={DATA_VERSION_TAG: str(record.get("source_version"))},
+        # one step: a step process would only add its start-up (the sync fans out inside the step);
+        # the job still runs under the multiprocess or a distributed executor when one is configured
+        executor_def=in_process_executor,
     )
 
 
@@ -155,5 +58,3 @@ def failure_for(errors: Sequence[DataSourceError]) -> Failure:
         metadata={"failed": len(errors), "retryable": retryable},
         allow_retries=retryable,
     )
-
-

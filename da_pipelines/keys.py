@@ -1,36 +1,43 @@
 """The names, keys and policies of one source's definitions, and the source's URI.
 
 With ``N`` the source's slug (``da_pipelines.names.source_slug``): resource ``N_source``,
-assets ``[N, "remote"]`` and ``[N, "files"]``, partitions ``N_items``, job ``N_sync``,
-sensor ``N_sensor``.
+the external asset ``[N, "remote"]``, one asset per dataset (``da_pipelines.datasets``),
+the op ``N_sync_items`` that lands them, job ``N_sync``, sensor ``N_sensor``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from dagster import AssetKey, Backoff, DynamicPartitionsDefinition, Jitter, RetryPolicy
+from dagster import AssetKey, AssetSpec, Backoff, DynamicPartitionsDefinition, Jitter, RetryPolicy
 
 from connectors.base import DataSourceConfig
 from connectors.secrets.references import Secret, is_reference
+from da_pipelines.datasets import Dataset
 from da_pipelines.names import source_slug
 from da_pipelines.resources import SourceResource, WorkspaceResource
 from da_pipelines.settings import PipelineSettings
 
 WORKSPACE_KEY = "workspace"
-CHECK_NAME = "landed_file_matches_lineage"
+CHECK_NAME = "landed_files_match_lineage"
 KINDS = {"local_file": "file", "azure_blob": "azure", "postgresql": "postgres"}
+# How the component (or a caller) changes the asset specs: key, group, tags, automation condition.
+SpecTranslator = Callable[[AssetSpec, Dataset], AssetSpec]
 
 
 @dataclass(frozen=True)
 class SourceKeys:
-    """The names and keys of one source's definitions."""
+    """The names and keys of one source's definitions, and its datasets."""
 
     source: DataSourceConfig
     settings: PipelineSettings
+    datasets: tuple[Dataset, ...] = ()
+    listing_note: str = ""  # why the table listing is old or missing, shown on the remote asset
+    translate: SpecTranslator | None = field(default=None, compare=False)
 
     @property
     def slug(self) -> str:
@@ -43,14 +50,19 @@ class SourceKeys:
         return f"{self.slug}_source"
 
     @property
+    def group(self) -> str:
+        """The assets' group: ``metadata.dagster.group_name`` or ``N``."""
+        return self.settings.group_name or self.slug
+
+    @property
     def remote(self) -> AssetKey:
         """The external asset: the data as it sits in the source."""
         return AssetKey([self.slug, "remote"])
 
     @property
-    def files(self) -> AssetKey:
-        """The landed files, one partition per item."""
-        return AssetKey([self.slug, "files"])
+    def op_name(self) -> str:
+        """The op that lands the datasets (its run config takes chosen items)."""
+        return f"{self.slug}_sync_items"
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -58,11 +70,9 @@ class SourceKeys:
         return RetryPolicy(max_retries=self.settings.max_retries, delay=self.settings.retry_delay_seconds,
                            backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
-    @property
-    def partitions(self) -> DynamicPartitionsDefinition:
-        """One partition per item (keys from ``partition_key_for_item``)."""
-        return DynamicPartitionsDefinition(name=f"{self.slug}_items")
-
+    def partitions(self, dataset: Dataset) -> DynamicPartitionsDefinition:
+        """The item partitions of a set that opted in: ``N__set``."""
+        return DynamicPartitionsDefinition(name=f"{self.slug}__{dataset.file_name}")
 
 
 def source_and_folder(resources: Any, keys: SourceKeys) -> tuple[SourceResource, Path]:

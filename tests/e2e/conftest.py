@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.stack import (
+    USER_LOCATION,
     DagsterDev,
     Seeded,
     dagster_env,
@@ -52,6 +53,7 @@ def stack(azurite_server: AzuriteServer, postgres_server: PostgresServer) -> Ite
     dev = start_dagster_dev(env, base / "dagster-dev.log")
     try:
         wait_until_loaded(dev)
+        wait_until_loaded(dev, USER_LOCATION)
         yield Stack(dev, seeded, azurite_server, base / "dagster_home", base / "workspace")
     finally:
         dev.stop()

@@ -94,7 +94,9 @@ def write_sources_file(path: Path, azurite: AzuriteServer, postgres: PostgresSer
          "config": {"root": str(REPO / "sample_data")}},
         {"id": "e2e-azure", "type": "azure_blob", "name": "E2E Azurite",
          "config": {"connection_string": {"env": AZURE_ENV}, "container_name": seeded.container},
-         "metadata": {"dagster": {"minimum_interval_seconds": 5, "retry_delay_seconds": 1}}},
+         # the whole container, and the orders/ blobs as a set with one partition per blob
+         "metadata": {"dagster": {"minimum_interval_seconds": 5, "retry_delay_seconds": 1, "item_sets": [
+             {"name": "files"}, {"name": "orders", "prefix": "orders/", "partitioned": True}]}}},
         {"id": "e2e-pg", "type": "postgresql", "name": "E2E PostgreSQL",
          "config": {"host": postgres.host, "port": postgres.port, "dbname": seeded.pg_database,
                     "user": seeded.pg_role, "password": {"env": PG_PASSWORD_ENV}},
@@ -135,10 +137,24 @@ def dagster_env(home: Path, workspace: Path, sources_file: Path, azurite: Azurit
             PG_PASSWORD_ENV: seeded.canary, "PYTHONUNBUFFERED": "1"}
 
 
+USER_LOCATION = "user_assets"
+
+
+def write_workspace_file(path: Path) -> Path:
+    """The repository's workspace.yaml plus a user's own code location (``tests.e2e.user_assets``)."""
+    document = yaml.safe_load((REPO / "workspace.yaml").read_text())
+    document["load_from"][0]["python_module"]["working_directory"] = str(REPO)
+    document["load_from"].append({"python_module": {"module_name": "tests.e2e.user_assets",
+                                                    "location_name": USER_LOCATION, "working_directory": str(REPO)}})
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 def start_dagster_dev(env: dict[str, str], log_path: Path) -> DagsterDev:
-    """``dagster dev -w workspace.yaml`` on a free loopback port, in a process group of its own."""
+    """``dagster dev`` over workspace.yaml and a user's code location, on a free loopback port, in its own group."""
     port = free_port()
-    command = [str(DAGSTER_BIN), "dev", "-w", "workspace.yaml", "-p", str(port), "-h", "127.0.0.1"]
+    workspace_file = write_workspace_file(log_path.parent / "workspace.yaml")
+    command = [str(DAGSTER_BIN), "dev", "-w", str(workspace_file), "-p", str(port), "-h", "127.0.0.1"]
     with log_path.open("wb") as log:  # a file, not a pipe: a full pipe would stall the server
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)

@@ -3,13 +3,16 @@
 What a person does, in headless Chromium against ``dagster dev -w workspace.yaml``
 (webserver and daemon) over the harness's Azurite and PostgreSQL:
 
-1. opens the asset graph and finds each source's ``remote`` and ``files`` assets;
-2. materializes one blob and one table from the landing assets' pages
-   (Materialize, pick the item's partition, launch), and sees the runs succeed;
+1. opens the asset graph and finds each source's ``remote`` asset and its datasets:
+   the PostgreSQL table is an asset before any sync, and a user's own asset
+   (another code location) shows downstream of it;
+2. materializes the table from its asset page, and one blob from the ``orders``
+   set, which opted in to one partition per blob (Materialize, pick the item's
+   partition, launch), and sees the runs succeed;
 3. finds the files in the workspace with their lineage records, and the same
    facts (source URI, size, sha256, row count, column schema) on the asset pages;
 4. turns the Azure source's sensor on, uploads a blob, and sees the sensor's run
-   land that blob and only it.
+   land that blob and only it, registered as a partition whose key reads as the blob's name.
 
 The PostgreSQL password is a canary: it must never appear in a page, a
 screenshot's visible text, or anything Dagster stored.
@@ -43,6 +46,7 @@ from tests.e2e.stack import (
 from tests.e2e.ui import Ui
 
 GROUPS = ["sample", "e2e_azure", "e2e_pg"]  # source slugs = asset groups
+DATASETS = {"sample": ["files"], "e2e_azure": ["files", "orders"], "e2e_pg": ["customers"]}
 SENSOR = "e2e_azure_sensor"
 NEW_BLOB = "orders/2026-12.csv"
 NEW_BLOB_CONTENT = b"order_id,amount\n4,3.10\n5,8.80\n"
@@ -57,15 +61,16 @@ def test_ui_materializes_items_and_sensor_lands_new_blob(
     with capsys.disabled():
         print(f"\ne2e screenshots: {ARTIFACTS}")
 
-    # 1. The asset graph: one group per source, each with its remote and landing asset.
+    # 1. The asset graph: one group per source, each with its remote asset and its datasets.
     ui.open_asset_graph(GROUPS)
-    for group in GROUPS:
-        assert ui.group_assets(group) == ["remote", "files"], f"group {group} lacks its remote/files assets"
+    for group, datasets in DATASETS.items():
+        assert ui.group_assets(group, ["remote", *datasets]) == ["remote", *datasets], group
+    assert ui.upstream_of("customer_report", "customers")  # a user's asset, downstream of the table
 
-    # 2. One blob and one table, each materialized from its landing asset's page; both runs at once.
+    # 2. The table from its asset page, one blob from its partition; both runs at once.
     known: set[str] = set()
-    blob_run = ui.materialize_item("e2e_azure", BLOB_LANDED_FROM_UI, known)
-    table_run = ui.materialize_item("e2e_pg", TABLE, known)
+    blob_run = ui.materialize_item("e2e_azure/orders", BLOB_LANDED_FROM_UI, known)
+    table_run = ui.materialize_asset("e2e_pg/public/customers", known)
     wait_for_runs(stack.dev, [blob_run, table_run])
     ui.run_page_shows_success(blob_run)
     ui.run_page_shows_success(table_run)
@@ -88,6 +93,7 @@ def test_ui_materializes_items_and_sensor_lands_new_blob(
     row = ui.sensor_runs_show(SENSOR, sensor_run, target="e2e_azure_sync")
     assert SENSOR in row  # "Launched by" the sensor
     check_landed_blob(stack, NEW_BLOB, NEW_BLOB_CONTENT, sensor_run)
+    assert ui.partition_listed("e2e_azure/orders", NEW_BLOB)  # registered by the sync, readable as is
     assert read_provenance(blob_path(stack, BLOB_LANDED_FROM_UI)) == blob_record, \
         "the blob landed before was fetched again (its lineage record changed)"
     assert landed_files(stack) == {f"e2e-azure/{BLOB_LANDED_FROM_UI}", f"e2e-azure/{NEW_BLOB}",
@@ -112,7 +118,7 @@ def blob_path(stack: Stack, name: str) -> Path:
 def landed_files(stack: Stack) -> set[str]:
     """Every landed file under the workspace (lineage records and locks aside)."""
     return {str(p.relative_to(stack.workspace)) for p in stack.workspace.rglob("*")
-            if p.is_file() and ".lineage" not in p.parts}
+            if p.is_file() and ".lineage" not in p.parts and ".da_sources" not in p.parts}
 
 
 def check_landed_blob(stack: Stack, name: str, content: bytes, run_id: str) -> dict[str, Any]:
@@ -154,7 +160,7 @@ def files_containing(root: Path, secret: str) -> list[Path]:
 
 
 def check_blob_page(ui: Ui, record: dict[str, Any]) -> None:
-    shown = ui.materialization_metadata("e2e_azure", record["identifier"])
+    shown = ui.materialization_metadata("e2e_azure/orders", record["identifier"])
     assert shown["dagster/uri"] == record["source_uri"]
     assert shown["size"] == str(record["size"])
     assert shown["sha256"] == record["sha256"]
@@ -162,9 +168,9 @@ def check_blob_page(ui: Ui, record: dict[str, Any]) -> None:
 
 
 def check_table_page(ui: Ui, record: dict[str, Any]) -> None:
-    shown = ui.materialization_metadata("e2e_pg", record["identifier"])
-    assert shown["dagster/uri"] == record["source_uri"]
-    assert shown["size"] == str(record["size"])
+    shown = ui.materialization_metadata("e2e_pg/public/customers")
+    assert shown["dagster/uri"].startswith("postgresql://") and shown["dagster/table_name"] == TABLE
+    assert shown["items_landed"] == "1" and shown["path"] == record["local_path"]
     assert shown["sha256"] == record["sha256"]
     assert shown["dagster/row_count"] == str(len(TABLE_ROWS))
     assert ui.column_schema() == TABLE_COLUMNS

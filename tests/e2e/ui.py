@@ -118,21 +118,36 @@ class Ui:
         title = self.page.get_by_text(group, exact=True)
         return self.page.locator("div").filter(has=title).filter(has=fold_icon).last
 
-    def group_assets(self, group: str) -> list[str]:
-        """The asset names shown in the lineage view of one asset group."""
+    def group_assets(self, group: str, names: list[str]) -> list[str]:
+        """Which of ``names`` the lineage view of one asset group shows."""
         self.goto(f"/locations/{LOCATION}/asset-groups/{group}")
-        self.page.get_by_text("files", exact=True).first.wait_for()
+        self.page.get_by_text("remote", exact=True).first.wait_for()
+        self.page.get_by_text(names[-1], exact=True).first.wait_for()
         self.check_page()
-        return [name for name in ("remote", "files") if self.page.get_by_text(name, exact=True).count()]
+        return [name for name in names if self.page.get_by_text(name, exact=True).count()]
+
+    def upstream_of(self, asset_path: str, upstream: str) -> bool:
+        """Whether the lineage graph of asset ``asset_path`` shows ``upstream`` (an asset's name) beside it."""
+        self.goto(f"/assets/{asset_path}?view=lineage")
+        self.page.get_by_text(upstream, exact=True).first.wait_for()
+        self.check_page()
+        return bool(self.page.get_by_text(upstream, exact=True).count())
+
+    def partition_listed(self, asset_path: str, key: str) -> bool:
+        """Whether the asset's Partitions tab lists ``key`` as it is (not percent-encoded)."""
+        self.goto(f"/assets/{asset_path}?view=partitions")
+        self.page.get_by_text(key, exact=True).first.wait_for()
+        self.check_page()
+        return True
 
     # --- materializing one item -------------------------------------------------
 
-    def materialize_item(self, slug: str, partition_key: str, known_runs: set[str]) -> str:
-        """Open ``[slug, files]``, click Materialize, pick (or add) the item's partition, launch.
+    def materialize_item(self, asset_path: str, partition_key: str, known_runs: set[str]) -> str:
+        """Open a partitioned set's asset, click Materialize, pick (or add) the item's partition, launch.
 
         Returns the id of the launched run (from the toast's "View" link).
         """
-        self.goto(f"/assets/{slug}/files")
+        self.goto(f"/assets/{asset_path}")
         self.page.get_by_role("button", name="Materialize…").click()
         dialog = self.page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
         dialog.get_by_role("button", name=re.compile("^Launch")).wait_for()
@@ -140,6 +155,12 @@ class Ui:
         dialog.get_by_text("1 partition", exact=True).wait_for()
         self.check_page()
         dialog.get_by_role("button", name="Launch 1 run").click()
+        return self._launched_run(known_runs)
+
+    def materialize_asset(self, asset_path: str, known_runs: set[str]) -> str:
+        """Open an unpartitioned asset (a table, a set) and click Materialize; the launched run's id."""
+        self.goto(f"/assets/{asset_path}")
+        self.page.get_by_role("button", name=re.compile(r"Materialize$")).first.click()
         return self._launched_run(known_runs)
 
     def _choose_partition(self, dialog: Locator, key: str) -> None:
@@ -186,10 +207,11 @@ class Ui:
 
     # --- what the asset page shows ----------------------------------------------
 
-    def materialization_metadata(self, slug: str, partition_key: str) -> dict[str, str]:
+    def materialization_metadata(self, asset_path: str, partition_key: str | None = None) -> dict[str, str]:
         """The metadata of the latest materialization, as the asset's Events tab shows it."""
-        self.goto(f"/assets/{slug}/files?view=events")
-        self.page.get_by_text(re.compile(rf"Partition {re.escape(partition_key)} materialized in run")).wait_for()
+        self.goto(f"/assets/{asset_path}?view=events")
+        if partition_key is not None:
+            self.page.get_by_text(re.compile(rf"Partition {re.escape(partition_key)} materialized in run")).wait_for()
         self.page.get_by_text("dagster/uri", exact=True).wait_for()
         self.check_page()
         return dict(self.page.evaluate(_METADATA_ROWS_JS))

@@ -59,7 +59,7 @@ def test_sample_sync_works_with_zero_configuration(tmp_path: Path) -> None:
     assert len(run_ids) == 1 and None not in run_ids
 
     again = finish(execute("sample_sync", tmp_path, env))
-    assert f"0 landed, {len(expected)} unchanged," in again
+    assert f"sample/files: 0 landed, {len(expected)} unchanged" in again
     assert {read_provenance(landed / n)["run_id"] for n in expected} == run_ids
 
 
@@ -69,7 +69,7 @@ def test_two_concurrent_runs_on_one_source_leave_consistent_files_and_records(tm
     for index in range(6):
         (root / ("sub" if index % 2 else "") / f"part-{index}.bin").write_bytes(os.urandom(6 * 1024 * 1024))
     # both runs meet at a barrier after listing, before fetching: each lands every item, at the
-    # same time as the other, under the multiprocess executor
+    # same time as the other, each in its own process
     (tmp_path / "sources.yaml").write_text(
         "sources:\n  - id: shared-disk\n    type: local_file_with_token\n    name: Shared\n"
         f"    config: {{root: '{root}', token: {{env: DA_TEST_TOKEN}}, barrier_dir: '{tmp_path / 'barrier'}'}}\n")
@@ -94,7 +94,7 @@ def test_two_concurrent_runs_on_one_source_leave_consistent_files_and_records(tm
     changed = root / "part-0.bin"
     changed.write_bytes(b"new content")
     output = finish(execute("shared_disk_sync", tmp_path, env, TESTING))
-    assert "1 landed, 5 unchanged," in output
+    assert "1 landed, 5 unchanged" in output
     assert (landed / "part-0.bin").read_bytes() == b"new content"
 
 

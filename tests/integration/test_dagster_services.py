@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from azure.storage.blob import BlobServiceClient
-from dagster import DagsterEventType, DagsterInstance, Definitions, build_sensor_context
+from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions, asset, build_sensor_context
 from psycopg import sql
 
 from connectors.base import DataSourceConfig
@@ -38,9 +38,13 @@ def sync(defs: Definitions, slug: str, instance: DagsterInstance) -> Any:
     return result
 
 
-def landed_partitions(result: Any) -> list[str]:
-    return sorted(e.event_specific_data.materialization.partition for e in result.all_events
-                  if e.event_type == DagsterEventType.ASSET_MATERIALIZATION)
+def materialized(result: Any) -> dict[str, Any]:
+    return {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization
+            for e in result.all_events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION}
+
+
+def landed_count(result: Any, key: str) -> int:
+    return int(materialized(result)[key].metadata["items_landed"].value)
 
 
 def tick(defs: Definitions, slug: str, instance: DagsterInstance, cursor: str | None) -> tuple[list[str], str]:
@@ -78,7 +82,7 @@ def test_azure_source_syncs_with_lineage_and_its_sensor_sees_new_and_changed_blo
     requested, cursor = tick(defs, "az_src", instance, None)
     assert requested == ["2024/orders.csv", "sales.csv"]
     result = sync(defs, "az_src", instance)
-    assert landed_partitions(result) == ["2024/orders.csv", "sales.csv"]
+    assert list(materialized(result)) == ["az_src/files"] and landed_count(result, "az_src/files") == 2
     records = {r["identifier"]: r for r in find_provenance(tmp_path / "ws" / "az-src")}
     assert records["sales.csv"]["run_id"] == result.run_id and records["sales.csv"]["source_type"] == "azure_blob"
     assert (tmp_path / "ws" / "az-src" / "2024" / "orders.csv").read_bytes() == b"id\n1\n"
@@ -88,7 +92,9 @@ def test_azure_source_syncs_with_lineage_and_its_sensor_sees_new_and_changed_blo
     client.upload_blob("new.csv", b"n\n")
     requested, cursor = tick(defs, "az_src", instance, cursor)
     assert requested == ["new.csv", "sales.csv"]
-    assert landed_partitions(sync(defs, "az_src", instance)) == ["new.csv", "sales.csv"]
+    again = sync(defs, "az_src", instance)
+    assert landed_count(again, "az_src/files") == 2
+    assert materialized(again)["az_src/files"].metadata["items_unchanged"].value == 1
     assert tick(defs, "az_src", instance, cursor)[0] == []
     assert AZURITE_KEY not in all_event_text(instance)
 
@@ -115,17 +121,29 @@ def test_postgres_source_lands_tables_with_table_metadata_and_its_sensor_sees_ch
         "host": postgres_server.host, "port": postgres_server.port, "dbname": postgres_server.dbname,
         "user": postgres_server.user, "password": {"env": "DA_TEST_PG_PASSWORD"}, "schemas": [schema]})
     defs = build_definitions(sources=[source], workspace=str(tmp_path / "ws"))
+    people_key, stock_key = AssetKey(["pg_src", schema, "people"]), AssetKey(["pg_src", schema, "stock"])
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    assert specs[people_key].metadata["dagster/table_name"] == f"{schema}.people"  # before any sync
+    assert [c.name for c in specs[people_key].metadata["dagster/column_schema"].columns] == ["id", "name"]
+
+    # a user's own asset downstream of one table, in the same code location
+    @asset(deps=[people_key])
+    def people_report() -> None: ...
+
+    with_user = Definitions.merge(defs, Definitions(assets=[people_report]))
+    assert with_user.resolve_asset_graph().get(AssetKey("people_report")).parent_keys == {people_key}
 
     requested, cursor = tick(defs, "pg_src", instance, None)
     assert requested == [f"{schema}.people", f"{schema}.stock"]
+    one = defs.resolve_job_def("pg_src_sync").execute_in_process(instance=instance, asset_selection=[people_key])
+    assert one.success and list(materialized(one)) == [people_key.to_user_string()]  # Materialize on one table
     result = sync(defs, "pg_src", instance)
-    events = [e.event_specific_data.materialization for e in result.all_events
-              if e.event_type == DagsterEventType.ASSET_MATERIALIZATION]
-    people = next(m for m in events if m.metadata["identifier"].value == f"{schema}.people")
+    people = materialized(result)[people_key.to_user_string()]
     assert people.metadata["dagster/row_count"].value == 2
     assert [c.name for c in people.metadata["dagster/column_schema"].value.columns] == ["id", "name"]
-    assert people.metadata["dagster/table_name"].value
+    assert people.metadata["dagster/table_name"].value == f"{schema}.people"
     assert postgres_server.password not in people.metadata["dagster/uri"].value
+    assert people.metadata["items_unchanged"].value == 1 and landed_count(result, stock_key.to_user_string()) == 1
     assert (tmp_path / "ws" / "PG-src" / f"{schema}.people.csv").exists()
 
     assert tick(defs, "pg_src", instance, cursor)[0] == []
@@ -136,5 +154,8 @@ def test_postgres_source_lands_tables_with_table_metadata_and_its_sensor_sees_ch
         requested, cursor = tick(defs, "pg_src", instance, cursor)
         time.sleep(0.5 if not requested else 0)
     assert requested == [f"{schema}.people"]
-    assert landed_partitions(sync(defs, "pg_src", instance)) == [f"{schema}.people"]
+    again = sync(defs, "pg_src", instance)
+    assert landed_count(again, people_key.to_user_string()) == 1
+    assert materialized(again)[people_key.to_user_string()].metadata["dagster/row_count"].value == 3
+    assert landed_count(again, stock_key.to_user_string()) == 0
     assert postgres_server.password not in all_event_text(instance)

@@ -1,4 +1,4 @@
-"""The Dagster layer over an in-memory connector: sync job, single-item asset, checks, retries, sensor."""
+"""The Dagster layer over an in-memory connector: datasets as assets, one event per set, repair, sensor."""
 
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ from connectors.landing.lineage import read_provenance
 from connectors.testing import MemoryStore, memory_store
 from da_pipelines.aio import NestedLoopError, run_coroutine
 from da_pipelines.cursor import bucket_of
+from da_pipelines.datasets import item_partition_key
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import build_source_defs
 from da_pipelines.lineage_meta import verify_landed
-from da_pipelines.names import partition_key_for_item
+from da_pipelines.manifest import read_manifest
 from tests.dagster_location import register_test_connectors
 
 T0 = 1_700_000_000
@@ -73,8 +74,22 @@ def run_sync(defs: Definitions, instance: DagsterInstance, items: list[tuple[str
 
 
 def materializations(result: Any) -> dict[str, Any]:
-    return {e.event_specific_data.materialization.partition: e.event_specific_data.materialization
-            for e in result.all_events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION}
+    """Per asset key (and partition, where there is one), the run's materialization."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            m = event.event_specific_data.materialization
+            found[m.asset_key.to_user_string() + (f"[{m.partition}]" if m.partition else "")] = m
+    return found
+
+
+def counts(m: Any) -> dict[str, int]:
+    return {k: m.metadata[f"items_{k}"].value for k in ("landed", "unchanged", "repaired", "failed")} | {
+        "removed": m.metadata["items_removed_at_source"].value}
+
+
+def checks(result: Any) -> list[Any]:
+    return [e.event_specific_data for e in result.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
 
 
 def fill(store: MemoryStore) -> None:
@@ -83,41 +98,43 @@ def fill(store: MemoryStore) -> None:
     store.put("public.people", b"id,name\n1,a\n2,b\n3,c\n", T0, version="snap-1", table=TABLE)
 
 
-def test_sync_lands_every_item_with_lineage_and_metadata(store: MemoryStore, instance: DagsterInstance,
-                                                          tmp_path: Path) -> None:
+FILES = f"{N}/files"
+
+
+def test_sync_lands_every_item_with_lineage_and_one_summary_event_per_set(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
     fill(store)
     result = run_sync(defs_for(store, tmp_path / "ws"), instance)
     assert result.success
     folder = tmp_path / "ws" / SOURCE_ID
     record = read_provenance(folder / "sales.csv")
     assert record["run_id"] == result.run_id and record["source_version"] == store.objects["sales.csv"].version
-    found = materializations(result)
-    assert set(found) == {partition_key_for_item(p) for p in store.objects}
-    sales = found["sales.csv"]
-    assert sales.metadata["sha256"].value == record["sha256"]
-    assert sales.metadata["dagster/uri"].value == f"memory://{store.name}/sales.csv"  # type: ignore[attr-defined]
-    assert sales.tags["dagster/data_version"] == store.objects["sales.csv"].version
-    table = found["public.people"]
-    assert table.metadata["dagster/row_count"].value == 3
-    assert [c.name for c in table.metadata["dagster/column_schema"].value.columns] == ["id", "name"]
-    assert table.metadata["dagster/table_name"].value == "public.people"
-    checks = [e.event_specific_data for e in result.all_events
-              if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
-    assert len(checks) == 3 and all(c.passed for c in checks)
-    assert set(instance.get_dynamic_partitions(f"{N}_items")) == set(found)
+    [(key, files)] = materializations(result).items()  # one event for the set, not one per item
+    assert key == FILES
+    assert counts(files) == {"landed": 3, "unchanged": 0, "repaired": 0, "failed": 0, "removed": 0}
+    assert files.metadata["bytes_landed"].value == sum(len(o.data) for o in store.objects.values())
+    assert files.metadata["dagster/uri"].value == f"memory://{SOURCE_ID}"
+    manifest = read_manifest(folder, "files")
+    assert manifest["sales.csv"].sha256 == record["sha256"] and manifest["sales.csv"].path == "sales.csv"
+    assert Path(files.metadata["manifest"].value).is_file()
+    assert files.tags["dagster/data_version"]
+    [check] = checks(result)
+    assert check.passed and check.asset_key == AssetKey([N, "files"])
 
 
-def test_a_second_sync_skips_unchanged_items_and_fetches_changed_ones(
+def test_a_resync_fetches_nothing_unchanged_and_the_data_version_moves_only_on_change(
         store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
     fill(store)
     defs = defs_for(store, tmp_path / "ws")
-    assert run_sync(defs, instance).success
+    first = materializations(run_sync(defs, instance))[FILES]
     fetched = len(store.fetches)
-    again = run_sync(defs, instance)
-    assert again.success and len(store.fetches) == fetched and materializations(again) == {}
+    again = materializations(run_sync(defs, instance))[FILES]
+    assert len(store.fetches) == fetched and counts(again)["unchanged"] == 3
+    assert again.tags["dagster/data_version"] == first.tags["dagster/data_version"]
     store.put("sales.csv", b"id,total\n1,11\n", T0 + 30)
-    third = run_sync(defs, instance)
-    assert list(materializations(third)) == ["sales.csv"] and store.fetches[fetched:] == ["sales.csv"]
+    third = materializations(run_sync(defs, instance))[FILES]
+    assert counts(third)["landed"] == 1 and store.fetches[fetched:] == ["sales.csv"]
+    assert third.tags["dagster/data_version"] != first.tags["dagster/data_version"]
     assert (tmp_path / "ws" / SOURCE_ID / "sales.csv").read_bytes() == b"id,total\n1,11\n"
 
 
@@ -133,24 +150,99 @@ def test_a_sync_of_requested_items_fetches_only_those(store: MemoryStore, instan
     assert store.fetches == ["sales.csv", "sales.csv"]
 
 
-def test_one_item_materializes_on_its_own_with_its_check(store: MemoryStore, instance: DagsterInstance,
-                                                         tmp_path: Path) -> None:
-    store.put("odd name...v2/x.csv", b"a\n1\n", T0)
-    built = build_source_defs(source(store))
-    key = partition_key_for_item("odd name...v2/x.csv")
-    instance.add_dynamic_partitions(f"{N}_items", [key])
+def test_item_sets_are_assets_and_materializing_one_lands_only_its_items(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
+    fill(store)
+    sets = [{"name": "csvs", "glob": "*.csv"}, {"name": "dirs", "prefix": "dir/"}]
+    defs = defs_for(store, tmp_path / "ws", item_sets=sets)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {f"{N}/remote", f"{N}/csvs", f"{N}/dirs"}
+    job = defs.resolve_job_def(f"{N}_sync")
+    result = job.execute_in_process(instance=instance, asset_selection=[AssetKey([N, "dirs"])])
+    assert result.success and store.fetches == ["dir/customers.csv"]
+    assert list(materializations(result)) == [f"{N}/dirs"]
+    both = materializations(run_sync(defs, instance))
+    assert counts(both[f"{N}/csvs"]) == {"landed": 1, "unchanged": 1, "repaired": 0, "failed": 0, "removed": 0}
+    assert counts(both[f"{N}/dirs"])["unchanged"] == 1
+
+
+def test_a_deleted_or_damaged_landed_file_is_repaired_by_the_next_sync(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
+    fill(store)
+    defs = defs_for(store, tmp_path / "ws", check={"mode": "full"})
+    assert run_sync(defs, instance).success
+    landed = tmp_path / "ws" / SOURCE_ID / "sales.csv"
+    landed.unlink()
+    repaired = run_sync(defs, instance)
+    assert counts(materializations(repaired)[FILES])["repaired"] == 1 and landed.exists()
+    landed.write_bytes(landed.read_bytes().replace(b"1", b"9"))  # same size, other bytes: only a hash sees it
+    job = defs.resolve_job_def(f"{N}_sync")
+    check_only = job.execute_in_process(instance=instance, asset_selection=[])
+    [check] = checks(check_only) or checks(run_sync(defs, instance))
+    assert not check.passed and check.metadata["damaged"].value == 1
+    fixed = run_sync(defs, instance)
+    assert counts(materializations(fixed)[FILES])["repaired"] == 1
+    assert read_provenance(landed)["sha256"] == verify_landed(read_provenance(landed))[1]["actual_sha256"]
+    assert all(c.passed for c in checks(fixed))
+
+
+def test_a_deleted_lineage_record_is_restored_by_the_next_sync(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
+    fill(store)
     defs = defs_for(store, tmp_path / "ws")
-    resources = {k: v for k, v in defs.resources.items()}  # type: ignore[union-attr]
-    result = materialize([*built.assets, *built.checks], partition_key=key, instance=instance,
-                         resources=resources, selection=[AssetKey([N, "files"])])
+    assert run_sync(defs, instance).success
+    record = tmp_path / "ws" / SOURCE_ID / ".lineage" / "dir" / "customers.csv.json"
+    record.unlink()
+    again = materializations(run_sync(defs, instance))[FILES]
+    assert counts(again)["repaired"] == 1 and record.is_file()
+    assert read_provenance(tmp_path / "ws" / SOURCE_ID / "dir" / "customers.csv")["identifier"] == "dir/customers.csv"
+
+
+def test_items_removed_at_source_are_counted_and_leave_the_manifest(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
+    fill(store)
+    defs = defs_for(store, tmp_path / "ws")
+    assert run_sync(defs, instance).success
+    del store.objects["sales.csv"]
+    after = materializations(run_sync(defs, instance))[FILES]
+    assert counts(after)["removed"] == 1 and after.metadata["removed_items"].value == ["sales.csv"]
+    assert "sales.csv" not in read_manifest(tmp_path / "ws" / SOURCE_ID, "files")
+
+
+def test_a_partitioned_set_has_readable_keys_and_follows_the_source(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
+    fill(store)
+    store.put("odd name...v2/x.csv", b"a\n1\n", T0)
+    sets = [{"name": "files"}, {"name": "tables", "prefix": "public.", "partitioned": True}]
+    sets[1]["name"] = "people"
+    defs = defs_for(store, tmp_path / "ws", item_sets=[*sets, {"name": "odd", "prefix": "odd", "partitioned": True}])
+    assert run_sync(defs, instance).success
+    assert instance.get_dynamic_partitions(f"{N}__people") == ["public.people"]  # the identifier, as is
+    assert instance.get_dynamic_partitions(f"{N}__odd") == [item_partition_key("odd name...v2/x.csv")]
+    store.put("odd name...v2/x.csv", b"a\n2\n", T0 + 1)
+    built = build_source_defs(source(store, item_sets=[*sets, {"name": "odd", "prefix": "odd", "partitioned": True}]))
+    resources = dict(defs.resources or {})
+    key = item_partition_key("odd name...v2/x.csv")
+    result = materialize(built.assets, partition_key=key, instance=instance, resources=resources,
+                         selection=[AssetKey([N, "odd"])])
     assert result.success
     [event] = result.get_asset_materialization_events()
-    landed = event.event_specific_data.materialization
-    assert landed.metadata["identifier"].value == "odd name...v2/x.csv"
-    assert landed.tags["dagster/data_version"] == store.objects["odd name...v2/x.csv"].version
-    [check] = result.get_asset_check_evaluations()
-    assert check.passed and check.partition == key
-    assert (tmp_path / "ws" / SOURCE_ID / "odd name...v2/x.csv").read_bytes() == b"a\n1\n"
+    assert event.event_specific_data.materialization.metadata["identifier"].value == "odd name...v2/x.csv"
+    assert (tmp_path / "ws" / SOURCE_ID / "odd name...v2/x.csv").read_bytes() == b"a\n2\n"
+    del store.objects["public.people"]
+    assert run_sync(defs, instance).success
+    assert instance.get_dynamic_partitions(f"{N}__people") == []  # removed items delete their partitions
+
+
+def test_a_partitioned_set_over_the_limit_fails_with_a_clear_message(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("da_pipelines.assets.MAX_PARTITIONS", 2)
+    fill(store)
+    defs = defs_for(store, tmp_path / "ws", item_sets=[{"name": "main", "prefix": "nothing/"},
+                                                       {"name": "all", "partitioned": True}])
+    result = run_sync(defs, instance)
+    [failure] = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    assert "has 3 items, more than the 2 a partitioned set may hold" in failure.event_specific_data.error.message
 
 
 def test_the_integrity_check_fails_on_a_tampered_or_missing_file(
@@ -180,7 +272,8 @@ def test_a_terminal_error_fails_without_retry(store: MemoryStore, instance: Dags
     result = run_sync(defs_for(store, tmp_path / "ws"), instance)
     assert not result.success
     assert step_events(result, DagsterEventType.STEP_UP_FOR_RETRY) == 0
-    assert list(materializations(result)) == ["b.csv"]  # the other item still landed
+    files = materializations(result)[FILES]  # the other item still landed, and the summary says so
+    assert counts(files)["landed"] == 1 and files.metadata["failed_items"].value == ["a.csv"]
 
 
 def test_a_retryable_error_is_retried_and_then_succeeds(store: MemoryStore, instance: DagsterInstance,
@@ -237,8 +330,7 @@ def test_sensor_ticks_request_exactly_the_new_and_changed_items(
     assert requested(first) == ["dir/customers.csv", "public.people", "sales.csv"]
     assert len(first.run_requests) == 2  # batch_size 2
     assert all(r.run_key.startswith(f"{N}:") for r in first.run_requests)
-    added = first.dynamic_partitions_requests[0].partition_keys
-    assert sorted(added) == sorted(partition_key_for_item(p) for p in store.objects)
+    assert all(r.asset_selection == [AssetKey([N, "files"])] for r in first.run_requests)
 
     repeat = evaluate(defs, instance, None)  # a tick repeated before its cursor was saved
     assert [r.run_key for r in repeat.run_requests] == [r.run_key for r in first.run_requests]
@@ -275,6 +367,23 @@ def test_sensor_skips_bucket_mates_that_already_landed(store: MemoryStore, insta
     store.put(mate, b"late\n", T0 - 86_400)
     late = evaluate(defs, instance, first.cursor)
     assert requested(late) == [mate]
+
+
+def test_sensor_requests_runs_only_for_the_sets_that_changed(store: MemoryStore, instance: DagsterInstance,
+                                                              tmp_path: Path) -> None:
+    fill(store)
+    defs = defs_for(store, tmp_path / "ws", item_sets=[{"name": "csvs", "glob": "*.csv"}, {"name": "dirs",
+                                                                                             "prefix": "dir/"}])
+    first = evaluate(defs, instance, None)
+    store.put("dir/new.csv", b"n\n", T0 + 40)
+    changed = evaluate(defs, instance, first.cursor)
+    [request] = changed.run_requests
+    assert sorted(k.to_user_string() for k in request.asset_selection) == [f"{N}/csvs", f"{N}/dirs"]
+    store.put("other.txt", b"t\n", T0 + 50)  # only in no set but the default? here: in none
+    assert evaluate(defs, instance, changed.cursor).run_requests == []
+    store.put("dir/x.txt", b"t\n", T0 + 60)
+    [only_dirs] = evaluate(defs, instance, changed.cursor).run_requests
+    assert only_dirs.asset_selection == [AssetKey([N, "dirs"])]
 
 
 def test_sensor_requests_carry_the_versions_they_saw(store: MemoryStore, instance: DagsterInstance,

@@ -1,0 +1,156 @@
+"""The Dagster sync job against the connector's own CLI, on the same local files, side by side.
+
+On ``--items`` local files of ``--size`` bytes (default 10,000 x 4 KiB), in one run, interleaved:
+
+* ``da-sources fetch bench --all`` (the same connector, no Dagster);
+* ``dagster job execute -m da_pipelines -j bench_sync``, first sync, default (SQLite) instance;
+* the same job again with nothing changed (a re-sync);
+* the same job on an empty source: the job's fixed start-up.
+
+Targets: the first sync at most 1.5x the CLI's time; the re-sync, beyond the
+job's fixed start-up (the empty source's run), at most 0.2x the first sync.
+With ``--big N`` (e.g. 100000) it also syncs N files once and reports time, peak
+RSS and the number of events Dagster stored. Outputs go under ``$DA_BENCH_DIR``
+(default: the system temporary folder); results to ``benchmarks/results/bench_dagster_sync.json``.
+
+Usage:
+    .venv/bin/python -m benchmarks.bench_dagster_sync [--items 10000] [--size 4096] [--rounds 1] [--big 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.common import Candidate, report, run_once
+
+BIN = Path(sys.executable).parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def make_files(root: Path, count: int, size: int) -> None:
+    """``count`` files of ``size`` random bytes, 1,000 per folder."""
+    for index in range(count):
+        folder = root / f"{index // 1000:04d}"
+        if index % 1000 == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"part-{index:06d}.bin").write_bytes(os.urandom(size))
+
+
+def sources_file(path: Path, source_id: str, root: Path) -> Path:
+    path.write_text(f"sources:\n  - id: {source_id}\n    type: local_file\n    name: Bench\n"
+                    f"    config: {{root: {json.dumps(str(root))}}}\n")
+    return path
+
+
+def job_env(scratch: Path, sources: Path, name: str) -> dict[str, str]:
+    home = scratch / f"home-{name}"
+    return {"DA_SOURCES_FILE": str(sources), "DA_WORKSPACE": str(scratch / f"ws-{name}"), "DAGSTER_HOME": str(home)}
+
+
+def reset(env: dict[str, str]) -> None:
+    """A fresh workspace and a fresh default instance (SQLite under DAGSTER_HOME)."""
+    for key in ("DA_WORKSPACE", "DAGSTER_HOME"):
+        shutil.rmtree(env[key], ignore_errors=True)
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True)
+
+
+def events_stored(home: Path) -> int:
+    """Event log rows of every run in a default instance (one SQLite file per run)."""
+    total = 0
+    for db in (home / "history" / "runs").glob("*.db"):
+        with sqlite3.connect(db) as conn:
+            total += conn.execute("SELECT COUNT(*) FROM event_logs").fetchone()[0]
+    return total
+
+
+def job(name: str, source_id: str, env: dict[str, str], prepare: bool) -> Candidate:
+    command = [str(BIN / "dagster"), "job", "execute", "-m", "da_pipelines", "-j", f"{source_id}_sync"]
+    return Candidate(name, command, env=env, prepare=(lambda: reset(env)) if prepare else None)
+
+
+def compare_with_cpu(candidates: list[Candidate], rounds: int) -> dict[str, float]:
+    """``benchmarks.common.compare``, also measuring each run's CPU time (user + sys of the process tree).
+
+    On a shared machine wall time depends on the neighbours; CPU time says what the run itself costs.
+    """
+    cpu: dict[str, list[float]] = {c.name: [] for c in candidates}
+    for _ in range(rounds):
+        for candidate in candidates:
+            if candidate.prepare:
+                candidate.prepare()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            candidate.samples.append(run_once(candidate.command, candidate.env, candidate.reports_seconds))
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[candidate.name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return {name: sorted(values)[len(values) // 2] for name, values in cpu.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--big", type=int, default=0, help="also sync this many files once (e.g. 100000)")
+    args = parser.parse_args()
+    results: dict[str, object] = {"items": args.items, "size": args.size}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("DA_BENCH_DIR")) as temp:
+        scratch = Path(temp)
+        make_files(scratch / "src", args.items, args.size)
+        (scratch / "empty").mkdir()
+        bench = sources_file(scratch / "bench.yaml", "bench", scratch / "src")
+        empty = sources_file(scratch / "empty.yaml", "empty", scratch / "empty")
+        first_env, resync_env, empty_env = (job_env(scratch, bench, "first"), job_env(scratch, bench, "resync"),
+                                            job_env(scratch, empty, "empty"))
+        reset(resync_env)
+        run_once(job("warm", "bench", resync_env, False).command, resync_env)  # the re-sync's first sync
+        cli_ws = scratch / "ws-cli"
+        cli = Candidate("da-sources fetch --all", [str(BIN / "da-sources"), "--sources", str(bench), "fetch", "bench",
+                                                   "--all", "--workspace", str(cli_ws)],
+                        prepare=lambda: shutil.rmtree(cli_ws, ignore_errors=True))
+        candidates = [cli, job("dagster job execute (first sync)", "bench", first_env, True),
+                      job("dagster job execute (re-sync, nothing changed)", "bench", resync_env, False),
+                      job("dagster job execute (empty source: start-up)", "empty", empty_env, True)]
+        cpu = compare_with_cpu(candidates, args.rounds)
+        text = report(f"{args.items:,} local files of {args.size} B", candidates, items=args.items,
+                      baseline=cli.name)
+        first, resync, start = (c.median_seconds for c in candidates[1:])
+        print("CPU seconds (user + sys, median): " + ", ".join(f"{c.name}: {cpu[c.name]:.1f}" for c in candidates))
+        results.update({
+            "cpu_s": cpu, "cpu_first_vs_cli": round(cpu[candidates[1].name] / cpu[cli.name], 3),
+            "table": text, "cli_s": cli.median_seconds, "first_sync_s": first, "resync_s": resync, "startup_s": start,
+            "first_vs_cli": round(first / cli.median_seconds, 3),
+            "resync_beyond_startup_vs_first": round(max(resync - start, 0) / first, 3),
+            "events_first_sync": events_stored(Path(first_env["DAGSTER_HOME"])),
+        })
+        print(f"first sync / CLI: {results['first_vs_cli']} (target <= 1.5); (re-sync - start-up) / first sync: "
+              f"{results['resync_beyond_startup_vs_first']} (target <= 0.2); events stored by the first sync: "
+              f"{results['events_first_sync']}", flush=True)
+        if args.big:
+            results["big"] = big_run(scratch, args.big, args.size)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench_dagster_sync.json").write_text(json.dumps(results, indent=2))
+
+
+def big_run(scratch: Path, count: int, size: int) -> dict[str, object]:
+    """One first sync of ``count`` files: time, peak RSS, events stored."""
+    make_files(scratch / "big", count, size)
+    env = job_env(scratch, sources_file(scratch / "big.yaml", "big", scratch / "big"), "big")
+    reset(env)
+    sample = run_once(job("big", "big", env, False).command, env)
+    again = run_once(job("big", "big", env, False).command, env)
+    facts = {"items": count, "first_sync_s": round(sample.seconds, 1), "peak_rss_mib": round(sample.peak_rss_mib),
+             "resync_s": round(again.seconds, 1), "events_stored": events_stored(Path(env["DAGSTER_HOME"]))}
+    print(f"{count:,} files: " + ", ".join(f"{k} {v}" for k, v in facts.items()), flush=True)
+    return facts
+
+
+if __name__ == "__main__":
+    main()

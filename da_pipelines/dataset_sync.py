@@ -1,0 +1,263 @@
+"""Syncing datasets (item sets, tables): plan per item, land what is new, changed or damaged, summarize per set.
+
+No Dagster here: :func:`sync_datasets` takes the datasets to sync and returns,
+per dataset, what it holds now (its manifest entries) and what this sync did
+(landed, unchanged, repaired, failed, removed at source). The Dagster asset
+turns each outcome into one materialization and one check result, so the
+events a run stores are bounded by datasets, not by items.
+
+An item is *unchanged* when its landed version is the listed one and its
+landed file is still there with the recorded size; a file that is missing,
+has another size, or was marked by a failed integrity check is *repaired*
+(fetched again whatever its version).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.base import DataSourceConnector
+from connectors.checked_fetch import check_identifier, fetch_many_checked, prune_landed
+from connectors.errors import DataSourceError, UnsafeNameError
+from connectors.landing.lineage import run_context
+from connectors.landing.names import LINEAGE_DIR
+from connectors.landing.progress import on_progress
+from connectors.sync import SyncOptions, excluded_by, sync_options
+from connectors.sync import list_requests as list_source
+from da_pipelines.datasets import Dataset
+from da_pipelines.manifest import (
+    ManifestEntry,
+    data_version,
+    read_manifest,
+    read_repairs,
+    write_manifest,
+    write_repairs,
+)
+from da_pipelines.sync import ItemRequest, LineageIndex
+
+Progress = Callable[[], None]
+# items per fetch_many call: each call lands its small files in groups, one file-system sync per group
+# (measured: 64 beats both 32 and 512 on 10,000 files of 4 KiB)
+CHUNK = 64
+
+
+@dataclass
+class DatasetOutcome:
+    """What one dataset holds after a sync, and what the sync did to it."""
+
+    dataset: Dataset
+    entries: dict[str, ManifestEntry]
+    landed: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: int = 0
+    repaired: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    version: str = ""
+    manifest: Path | None = None
+
+    @property
+    def bytes_landed(self) -> int:
+        """Bytes landed by this sync in this dataset."""
+        return sum(int(record["size"]) for record in self.landed)
+
+
+@dataclass
+class SyncRun:
+    """The outcome of :func:`sync_datasets`: per dataset, and the errors of the items that failed."""
+
+    outcomes: list[DatasetOutcome]
+    errors: list[DataSourceError]
+    listed: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (identifier, why): unsafe or excluded
+    pruned: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    members: dict[Dataset, dict[str, str]]  # dataset -> identifier -> wanted version
+    priors: dict[Dataset, dict[str, ManifestEntry]]
+    unchanged: dict[str, ManifestEntry] = field(default_factory=dict)
+    fetch: dict[str, str] = field(default_factory=dict)  # identifier -> version to request ("" forces)
+    repairs: set[str] = field(default_factory=set)
+
+
+async def list_requests(connector: DataSourceConnector, exclude: Sequence[str] = ()) -> list[ItemRequest]:
+    """Every item of the source at its current version, but those ``exclude`` matches."""
+    async with connector:
+        return await list_source(connector, exclude)
+
+
+def safe_requests(wanted: Sequence[ItemRequest], options: SyncOptions,
+                  skipped: list[tuple[str, str]]) -> list[ItemRequest]:
+    """The requests that can land: unsafe names and excluded items go to ``skipped`` with the reason."""
+    kept = []
+    for request in wanted:
+        pattern = excluded_by(request.identifier, options.exclude)
+        if pattern is not None:
+            skipped.append((request.identifier, f"excluded by the pattern {pattern!r}"))
+            continue
+        try:
+            check_identifier(request.identifier)
+        except UnsafeNameError as exc:
+            skipped.append((request.identifier, exc.message))
+            continue
+        kept.append(request)
+    return kept
+
+
+async def sync_datasets(
+    connector: Callable[[], DataSourceConnector],
+    folder: Path,
+    datasets: Sequence[Dataset],
+    requested: Sequence[ItemRequest] | None = None,
+    *,
+    run_id: str | None = None,
+    on_bytes: Any = None,
+    on_item_done: Progress = lambda: None,
+    on_planned: Callable[[int], None] = lambda count: None,
+    concurrency: int = 8,
+) -> SyncRun:
+    """Sync ``datasets``: land their new, changed and damaged items; write each one's manifest.
+
+    Args:
+        connector: builds a fresh (unconnected) connector of the source.
+        folder: the source's workspace folder.
+        datasets: the datasets to sync.
+        requested: only these items (a version of "" fetches whatever landed); None lists the source.
+        run_id: recorded in the lineage records.
+        on_bytes, on_item_done, on_planned: progress listeners.
+        concurrency: fetches at once.
+    """
+    full = requested is None
+    probe = connector()
+    options = sync_options(probe.config)
+    skipped: list[tuple[str, str]] = []
+    listed = await list_requests(probe, options.exclude) if requested is None else list(requested)
+    wanted = safe_requests(listed, options, skipped)
+    index = LineageIndex(folder, probe.source_id, probe.config.type_name)
+    plan = _plan(folder, datasets, wanted, index, forced={r.identifier for r in wanted if not r.version})
+    on_planned(sum(1 for _ in _union(plan.members)))
+    for _ in plan.unchanged:
+        on_item_done()
+    landed: dict[str, dict[str, Any]] = {}
+    errors: list[DataSourceError] = []
+    if plan.fetch:
+        # the plan already compared versions and landed files: fetch exactly these, no second lookup
+        async with connector() as conn:
+            for chunk in _chunks(list(plan.fetch), CHUNK):
+                # context variables are set around each await: Dagster may resume this coroutine in another task
+                with run_context(run_id), on_progress(on_bytes):
+                    # checked: a plugin's returned path is verified and its missing record written
+                    results = await fetch_many_checked(conn, chunk, folder, concurrency=concurrency,
+                                                       versions={i: v for i, v in plan.fetch.items() if v})
+                for result in results:
+                    on_item_done()
+                    if isinstance(result.error, UnsafeNameError):
+                        skipped.append((result.identifier, result.error.message))
+                    elif result.error is not None:
+                        errors.append(result.error)
+                    elif result.record is not None:
+                        landed[result.identifier] = result.record
+    outcomes = [_outcome(folder, dataset, plan, landed, full) for dataset in datasets]
+    pruned = _prune(folder, probe.source_id, outcomes, plan) if full and options.prune and listed else []
+    return SyncRun(outcomes=outcomes, errors=errors, listed=len(listed), skipped=skipped, pruned=pruned)
+
+
+def _prune(folder: Path, source_id: str, outcomes: list[DatasetOutcome], plan: _Plan) -> list[str]:
+    """Remove the landed file and record of every item gone at the source (``metadata.sync.prune``)."""
+    pruned = []
+    for outcome in outcomes:
+        prior = plan.priors[outcome.dataset]
+        for identifier in outcome.removed:
+            if identifier in prior and prune_landed(folder.absolute(), prior[identifier].path, source_id, identifier):
+                pruned.append(identifier)
+    return pruned
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def _union(members: dict[Dataset, dict[str, str]]) -> set[str]:
+    return {identifier for items in members.values() for identifier in items}
+
+
+def _plan(folder: Path, datasets: Sequence[Dataset], wanted: Sequence[ItemRequest], index: LineageIndex,
+          forced: set[str]) -> _Plan:
+    members = {d: {r.identifier: r.version for r in wanted if d.contains(r.identifier)} for d in datasets}
+    plan = _Plan(members=members, priors={d: read_manifest(folder, d.file_name) for d in datasets})
+    known = {i: e for prior in plan.priors.values() for i, e in prior.items()}
+    plan.repairs = {i for d in datasets for i in read_repairs(folder, d.file_name)}
+    nothing_landed = not (folder / ".lineage").is_dir()  # a first sync: no record to look up
+    for identifier, version in {i: v for items in members.values() for i, v in items.items()}.items():
+        if identifier in forced:
+            plan.fetch[identifier] = ""
+            continue
+        entry = known.get(identifier)
+        if (entry is None or entry.version != version) and nothing_landed is False:
+            record = index.get(identifier)
+            entry = ManifestEntry.from_record(record, folder) if record else None
+        _decide(plan, folder, identifier, version, entry)
+    return plan
+
+
+def _decide(plan: _Plan, folder: Path, identifier: str, version: str, entry: ManifestEntry | None) -> None:
+    """Unchanged, repair (fetch whatever the version) or fetch (new or changed)."""
+    if entry is None or entry.version != version:
+        plan.fetch[identifier] = version
+    elif identifier in plan.repairs or not _intact(folder, entry):
+        plan.fetch[identifier] = ""
+        plan.repairs.add(identifier)
+    else:
+        plan.unchanged[identifier] = entry
+
+
+def _intact(folder: Path, entry: ManifestEntry) -> bool:
+    """The landed file is a regular file (not a link) of the recorded size, and its lineage record exists.
+
+    Two cheap stats on string paths, no hashing: this runs for every item of every re-sync.
+    """
+    base = str(folder)
+    try:
+        info = os.lstat(f"{base}/{entry.path}")
+        os.stat(f"{base}/{LINEAGE_DIR}/{entry.path}.json")
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == entry.size
+
+
+def _outcome(folder: Path, dataset: Dataset, plan: _Plan, landed: dict[str, dict[str, Any]],
+             full: bool) -> DatasetOutcome:
+    """One dataset's entries after the sync, its counts, and its manifest (written when it changed)."""
+    prior = plan.priors[dataset]
+    members = plan.members[dataset]
+    outcome = DatasetOutcome(dataset=dataset, entries={} if full else dict(prior))
+    for identifier in members:
+        if identifier in landed:
+            outcome.landed.append(landed[identifier])
+            outcome.entries[identifier] = ManifestEntry.from_record(landed[identifier], folder)
+            if identifier in plan.repairs:
+                outcome.repaired.append(identifier)
+        elif identifier in plan.unchanged:
+            outcome.unchanged += 1
+            outcome.entries[identifier] = plan.unchanged[identifier]
+        else:
+            outcome.failed.append(identifier)
+            if identifier in prior:  # the previously landed version is still there, intact
+                outcome.entries[identifier] = prior[identifier]
+    if full:
+        outcome.removed = sorted(set(prior) - set(members))
+    outcome.version = data_version(outcome.entries.values())
+    if outcome.version != data_version(prior.values()) or not prior or outcome.removed:
+        outcome.manifest = write_manifest(folder, dataset.file_name, outcome.entries.values(),
+                                          {"dataset": dataset.key.to_user_string(), "data_version": outcome.version})
+    else:
+        outcome.manifest = folder / ".lineage" / ".sets" / f"{dataset.file_name}.manifest.jsonl"
+    write_repairs(folder, dataset.file_name, set(outcome.failed) & plan.repairs)
+    return outcome
