@@ -153,6 +153,24 @@ def launch(deployment: Deployment, job: str) -> str:
     return str(result["run"]["runId"])
 
 
+def launch_assets(deployment: Deployment, asset_path: list[str]) -> str:
+    """Materialize one asset as the UI's Materialize button does: the implicit asset job, no run tags of ours."""
+    params = {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
+                           "jobName": "__ASSET_JOB", "assetSelection": [{"path": asset_path}]},
+              "runConfigData": {}}
+    result = deployment.graphql(LAUNCH, {"params": params})["launchRun"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    return str(result["run"]["runId"])
+
+
+def set_pool_limits(deployment: Deployment) -> str:
+    """The deployment step of the README: every source's pool limit, set explicitly."""
+    result = subprocess.run([str(BIN / "python"), "-m", "da_pipelines.deploy", "pools", "--limit", "1"],
+                            cwd=deployment.home, env=deployment.env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
 def runs(deployment: Deployment, run_ids: list[str] | None = None) -> list[dict[str, Any]]:
     if run_ids is None:
         return list(deployment.graphql(ALL_RUNS)["runsOrError"]["results"])

@@ -7,6 +7,7 @@ audit line.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import socket
@@ -75,7 +76,7 @@ def test_azure_source_end_to_end_with_a_write_only_connection_string(api: Api, a
 
 def test_azure_wrong_key_is_a_502_with_its_cause_and_no_key(api: Api, azurite_server: AzuriteServer) -> None:
     container = new_container(azurite_server, {"a.txt": b"a"})
-    wrong = secrets.token_urlsafe(48)  # a canary: not the account's key
+    wrong = base64.b64encode(secrets.token_bytes(64)).decode()  # a canary key: valid base64, not the account's
     connection = azurite_server.connection_string.replace(azurite_server.account_key, wrong)
     api.call("POST", "/v1/data-sources", expect=201, json={
         "id": "az", "type": "azure_blob", "name": "Azure",

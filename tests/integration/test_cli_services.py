@@ -6,6 +6,7 @@ password) through every output of the CLI and every file it writes.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import uuid
@@ -87,7 +88,7 @@ def test_azure_wrong_sas_fails_without_showing_the_signature(cli: Cli, azurite_s
 
 def test_azure_rotated_key_is_used_on_the_next_connect(cli: Cli, azurite_server: AzuriteServer) -> None:
     container = new_container(azurite_server, {"a.txt": b"a"})
-    wrong_key = secrets.token_urlsafe(48)  # a canary: not the account's key
+    wrong_key = base64.b64encode(secrets.token_bytes(64)).decode()  # a canary key: valid base64, not the account's
     wrong = azurite_server.connection_string.replace(azurite_server.account_key, wrong_key)
     cli("secrets", "set", "az-conn", stdin=wrong + "\n")
     cli("add", "azure_blob", "az", "--container-name", container, "--connection-string-secret", "az-conn")
