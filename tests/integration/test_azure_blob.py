@@ -91,6 +91,7 @@ class TestAzureBlobConformance(ConnectorConformance):
             items=dict(ITEMS),
             missing="no/such/blob.csv",
             source_type="azure_blob",
+            secrets=[azurite_server.account_key, azurite_server.connection_string],
         )
 
 

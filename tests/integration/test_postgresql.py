@@ -86,6 +86,8 @@ class TestPostgreSQLConformance(ConnectorConformance):
             missing=f"{schema}.no_such_table",
             source_type="postgresql",
             landed_name=landed_csv,
+            secrets=[postgres_server.password],
+            exact_size=False,  # PostgreSQL knows the table's size on disk, not its CSV's
             unsafe_names=[
                 f'{schema}."../../etc/passwd"',
                 f'{schema}."a/../../x"',

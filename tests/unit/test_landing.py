@@ -1,4 +1,7 @@
-"""Landing files: atomicity, cleanup on every failure, stale temporaries, collisions (rows 6-7, 21-23)."""
+"""Landing files: atomicity, cleanup on every failure, stale temporaries, collisions.
+
+docs/RELIABILITY.md rows 6-7, 21-23.
+"""
 
 from __future__ import annotations
 
