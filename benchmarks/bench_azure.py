@@ -65,7 +65,9 @@ ENV_CS = "DA_BENCH_AZURE_CS"
 # --- the measured workers (run as child processes) --------------------------------
 
 OURS_IMPORTS = ["connectors.azure_blob"]
-SDK_IMPORTS = ["azure.storage.blob.aio", "aiohttp"]
+# what the SDK imports on its first request (found with DA_BENCH_LATE_IMPORTS)
+SDK_IMPORTS = ["azure.storage.blob.aio", "aiohttp", "azure.core.rest._aiohttp",
+               "azure.core.rest._http_response_impl_async", "concurrent.futures.thread"]
 ADLFS_IMPORTS = ["adlfs", "fsspec", *SDK_IMPORTS]
 
 

@@ -69,8 +69,15 @@ OURS_IMPORTS = ["connectors.postgresql", "connectors.pg_export", "pyarrow.parque
 REFERENCE_IMPORTS = ["psycopg", "pyarrow", "pyarrow.csv", "pyarrow.parquet"]
 CONNECTORX_IMPORTS = ["connectorx", "pyarrow", "pyarrow.parquet"]
 SQLALCHEMY_IMPORTS = ["sqlalchemy", "psycopg", "sqlalchemy.dialects.postgresql.psycopg", "pyarrow.parquet"]
-PANDAS_IMPORTS = ["pandas", *SQLALCHEMY_IMPORTS]
-DLT_IMPORTS = ["dlt", "dlt.sources.sql_database", "dlt.destinations", "dlt.common.libs.pyarrow", *SQLALCHEMY_IMPORTS]
+# what pandas.read_sql and DataFrame.to_parquet import on first use (found with DA_BENCH_LATE_IMPORTS)
+PANDAS_IMPORTS = ["pandas", "sqlite3", "pyarrow.pandas_compat", "pandas.core.arrays.arrow.extension_types",
+                  "pyarrow.vendored.version",
+                  *SQLALCHEMY_IMPORTS]
+DLT_IMPORTS = ["dlt", "dlt.sources.sql_database", "dlt.destinations", "dlt.common.libs.pyarrow",
+               "dlt.common.libs.sql_alchemy_compat", "dlt.common.configuration.plugins", "dlt.sources.helpers.requests",
+               "fsspec.implementations.local", "fsspec.implementations.chained", "requests", "numpy.random",
+               "numpy.ma", "dateutil.easter", "dlt.__plugins__", "dlt._workspace.cli", "pendulum.locales.en.locale",
+               "google", "netrc", "shlex", *PANDAS_IMPORTS]
 
 
 def run_fetch(fmt: str, table: str, workspace: str) -> None:

@@ -94,9 +94,16 @@ def timed_child(imports: Sequence[str], work: Callable[[], object]) -> None:
     """
     for module in imports:
         importlib.import_module(module)
+    before = set(sys.modules)
     started = time.perf_counter()
     work()
-    print(time.perf_counter() - started, flush=True)
+    seconds = time.perf_counter() - started
+    late = os.environ.get("DA_BENCH_LATE_IMPORTS")  # a file: which packages the work imported inside the clock
+    if late:
+        with open(late, "a") as out:
+            packages = sorted(set(sys.modules) - before)
+            out.write(f"{' '.join(sys.argv[1:3])}: {' '.join(packages)}\n")
+    print(seconds, flush=True)
 
 
 def run_once(candidate: Candidate) -> tuple[Sample, str]:
