@@ -7,7 +7,8 @@ unchanged-source checks, fsync, the atomic rename and the lineage record.
 ``sha256sum`` alone and ``cp && sha256sum && sync`` run beside them: a single
 SHA-256 stream is the bound on any fetch that hashes what it lands. The
 cold case drops the page cache before every run (root only), so both read the
-source from the disk.
+source from the disk. The source and every output are under ``$DA_BENCH_DIR``;
+each run's output is checked against the source's sha256 before it counts.
 """
 
 from __future__ import annotations
@@ -18,27 +19,35 @@ import contextlib
 import os
 import shutil
 import sys
-import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-from benchmarks.common import PYTHON, Candidate, compare, report
+from benchmarks.common import (
+    PYTHON,
+    Candidate,
+    compare,
+    expect,
+    file_sha256,
+    landed_with_record,
+    report,
+    same_file,
+    scratch,
+    timed_child,
+)
 
 
 def fetch_once(root: str, identifier: str, workspace: str) -> None:
-    """The measured candidate: one fetch, printing its seconds last."""
+    """The measured candidate: one fetch (connect included), timed after imports like every Python candidate."""
     from connectors import DataSourceConfig
     from connectors.local_file import LocalFileConnector
 
     config = DataSourceConfig(id="bench", type="local_file", name="bench", config={"root": root})
 
-    async def main() -> float:
+    async def main() -> None:
         async with LocalFileConnector(config) as connector:
-            start = time.perf_counter()
             await connector.fetch_data(identifier, workspace)
-            return time.perf_counter() - start
 
-    print(asyncio.run(main()))
+    timed_child(["connectors.local_file"], lambda: asyncio.run(main()))
 
 
 def make_file(path: Path, size: int) -> None:
@@ -62,7 +71,13 @@ def can_drop_caches() -> bool:
         return False
 
 
-def candidates(base: Path, cold: bool) -> list[Candidate]:
+def printed_digest(sha256: str) -> Any:
+    def verify(stdout: str) -> None:
+        expect(stdout.split()[:1] == [sha256], f"sha256sum printed {stdout[:80]!r}")
+    return verify
+
+
+def candidates(base: Path, cold: bool, sha256: str) -> list[Candidate]:
     source, cp_target, workspace = base / "src" / "big.bin", base / "cp" / "big.bin", base / "ws"
 
     def clear(path: Path) -> None:
@@ -72,13 +87,18 @@ def candidates(base: Path, cold: bool) -> list[Candidate]:
             drop_caches()
 
     return [
-        Candidate("cp", ["cp", str(source), str(cp_target)], prepare=lambda: clear(cp_target)),
+        Candidate("cp", ["cp", str(source), str(cp_target)], "coreutils defaults (copy_file_range)",
+                  same_file(cp_target, sha256), prepare=lambda: clear(cp_target)),
         # the work cp does not do, as the reference tools do it: the bound on ours
-        Candidate("sha256sum", ["sha256sum", str(source)], prepare=lambda: clear(cp_target)),
+        Candidate("sha256sum", ["sha256sum", str(source)], "one stream", printed_digest(sha256),
+                  prepare=lambda: clear(cp_target)),
         Candidate("cp && sha256sum && sync", ["sh", "-c", f"cp {source} {cp_target} && sha256sum {cp_target} "
-                  f"&& sync {cp_target}"], prepare=lambda: clear(cp_target)),
+                  f"&& sync {cp_target}"], "as above, then fsync of the copy", same_file(cp_target, sha256),
+                  prepare=lambda: clear(cp_target)),
         Candidate("LocalFileConnector.fetch_data", [PYTHON, "-m", "benchmarks.bench_local", "--fetch-once",
-                  str(source.parent), "big.bin", str(workspace)], prepare=lambda: clear(workspace),
+                  str(source.parent), "big.bin", str(workspace)],
+                  "copy_file_range 64 MiB chunks + sha256 thread, fsync, lineage record",
+                  landed_with_record(workspace / "big.bin", sha256), prepare=lambda: clear(workspace),
                   reports_seconds=True),
     ]
 
@@ -93,15 +113,16 @@ def main() -> None:
         fetch_once(*args.fetch_once)
         return
     size = args.size_mib * 1024 * 1024
-    with tempfile.TemporaryDirectory(prefix="da-bench-local-", dir=os.environ.get("BENCH_DIR")) as tmp:
-        base = Path(tmp)
+    with scratch("da-bench-local-") as base:  # under $DA_BENCH_DIR: the source and every output
         (base / "src").mkdir()
         (base / "cp").mkdir()
         make_file(base / "src" / "big.bin", size)
+        sha256 = file_sha256(base / "src" / "big.bin")
         cases = [("warm page cache", False)] + ([("cold page cache", True)] if can_drop_caches() else [])
         for title, cold in cases:
-            runs = compare(candidates(base, cold), args.repetitions)
-            report(f"local_file: {args.size_mib} MiB file, {title}", runs, size_bytes=size, baseline="cp")
+            runs = compare(candidates(base, cold, sha256), args.repetitions)
+            report(f"local_file: {args.size_mib} MiB file, {title}", runs, size_bytes=size, baseline="cp",
+                   ours="LocalFileConnector.fetch_data", where=str(base))
     if not can_drop_caches():
         print("(cold case skipped: dropping the page cache needs root)", file=sys.stderr)
 

@@ -33,7 +33,7 @@ from connectors import (
     read_provenance,
     run_context,
 )
-from connectors.landing.lineage import REQUIRED_KEYS
+from connectors.landing.lineage import REQUIRED_KEYS, record_path
 from connectors.landing.names import TEMP_PREFIX
 
 T = TypeVar("T")
@@ -74,6 +74,11 @@ class SourceUnderTest:
         unsafe_names: identifiers that must be refused with UnsafeNameError.
         source_type: the type name expected in lineage records.
         modified_at_known: False when the source keeps no modification time (``modified_at`` is 0).
+        secrets: the secret values the connector is configured with (keys, passwords); none may
+            appear in its repr or str, before, while or after it is connected.
+        exact_size: whether listing and metadata report the size of the bytes that land. False
+            where the service only knows another size (PostgreSQL: the table's size on disk);
+            listing and metadata must then still agree with each other.
     """
 
     make_connector: Callable[[], DataSourceConnector]
@@ -83,6 +88,8 @@ class SourceUnderTest:
     landed_name: Callable[[str], str] = lambda identifier: identifier
     unsafe_names: list[str] = field(default_factory=lambda: list(UNSAFE_NAMES))
     modified_at_known: bool = True
+    secrets: list[str] = field(default_factory=list)
+    exact_size: bool = True
 
 
 async def connected(source: SourceUnderTest, body: Callable[[DataSourceConnector], Awaitable[T]]) -> T:
@@ -115,10 +122,12 @@ class ConnectorConformance:
         items = run(connected(source, lambda c: c.list_items()))
         listed = {item.path: item for item in items}
         assert set(source.items) <= set(listed)
-        for identifier in source.items:
+        for identifier, expected in source.items.items():
             item = listed[identifier]
             assert item.size >= 0 and (item.modified_at > 0 if source.modified_at_known else item.modified_at == 0)
             assert item.metadata.get("version"), f"{identifier} has no version in its metadata"
+            if source.exact_size:
+                assert item.size == len(expected), f"{identifier}: listed {item.size} bytes, lands {len(expected)}"
 
     def test_fetch_lands_exact_bytes_at_the_documented_path(
         self, source: SourceUnderTest, workspace: Path
@@ -154,10 +163,16 @@ class ConnectorConformance:
         assert record["fetched_at"].endswith("Z")
 
     def test_get_metadata_reports_size_and_version(self, source: SourceUnderTest) -> None:
-        identifier = next(iter(source.items))
-        metadata = run(connected(source, lambda c: c.get_metadata(identifier)))
-        assert metadata.get("version")
-        assert "size" in metadata
+        async def both(connector: DataSourceConnector) -> tuple[dict[str, Any], dict[str, Any]]:
+            listed = {item.path: item for item in await connector.list_items()}
+            return listed, {i: await connector.get_metadata(i) for i in source.items}
+
+        listed, metadata = run(connected(source, both))
+        for identifier, expected in source.items.items():
+            assert metadata[identifier].get("version") == listed[identifier].metadata["version"]
+            assert metadata[identifier]["size"] == listed[identifier].size
+            if source.exact_size:
+                assert metadata[identifier]["size"] == len(expected)
 
     def test_missing_item_is_not_found_and_leaves_nothing(self, source: SourceUnderTest, workspace: Path) -> None:
         with pytest.raises(NotFoundError):
@@ -217,7 +232,11 @@ class ConnectorConformance:
 
         paths = run(connected(source, together))
         path = Path(paths[0])
+        assert set(paths) == {str(path)}
+        assert files_under(workspace) == [path]  # one file, nothing beside it
         assert path.read_bytes() == source.items[identifier]
+        records = list((workspace / ".lineage").rglob("*.json"))
+        assert len(records) == 1 and records[0] == record_path(workspace.absolute(), source.landed_name(identifier))
         assert read_provenance(path)["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert temporaries(workspace) == []
 
@@ -259,17 +278,27 @@ class ConnectorConformance:
         assert list(outside.iterdir()) == []
 
     def test_context_manager_connects_and_closes(self, source: SourceUnderTest) -> None:
+        shown: list[str] = []
+
+        def show(connector: DataSourceConnector) -> None:
+            shown.extend([repr(connector), str(connector), repr(connector.config), str(connector.config)])
+
         async def use() -> DataSourceConnector:
-            async with source.make_connector() as connector:
+            connector = source.make_connector()
+            show(connector)
+            async with connector:
                 assert connector.is_connected
                 await connector.list_items()
+                show(connector)  # connected: the secrets are resolved now
             return connector
 
         connector = run(use())
         assert not connector.is_connected
         with pytest.raises(ConnectionError):
             run(connector.list_items())
-        assert "password" not in repr(connector).lower() or "***" in repr(connector)
+        show(connector)
+        leaked = [secret for secret in source.secrets for text in shown if secret in text]
+        assert leaked == [], "a secret appears in a repr or str"
 
     def test_errors_survive_pickling(self, source: SourceUnderTest, workspace: Path) -> None:
         import pickle

@@ -19,6 +19,15 @@ record would survive a power cut. Files that arrive during a trip wait for
 the next group, so groups grow with the disk's latency, and the event loop
 keeps the network busy while the disk works. Each file keeps its own errors:
 one that fails never holds back or undoes the others.
+
+When a sync fails, its own group's files are not renamed: they fail and leave
+nothing. The group before it is already renamed and recorded, but that sync
+was to make it durable, and the error of a file-system sync may belong to any
+file on that file system. So each of those files is then made durable on its
+own, with fsyncs as ``fetch_data`` does (data, folder, record, record folder):
+the ones that succeed landed; the others fail, and their record is withdrawn,
+so the next sync fetches them again instead of trusting a record that may not
+survive.
 """
 
 from __future__ import annotations
@@ -35,8 +44,9 @@ from typing import Any
 
 from connectors.errors import WorkspaceError
 from connectors.landing.atomic import LandedFile, Landing, landing
-from connectors.landing.dirs import finish_in_thread, workspace_error
-from connectors.landing.names import shown_path
+from connectors.landing.dirs import finish_in_thread, open_directory, workspace_error
+from connectors.landing.lineage import record_path
+from connectors.landing.names import LINEAGE_DIR, shown_path
 from connectors.landing.syscalls import sync_filesystem
 
 # files to hand one GroupCommit at most at once (callers bound it): each holds its body (Azure: up to
@@ -106,7 +116,7 @@ class GroupCommit:
                 self._queued = []
                 error = await finish_in_thread(partial(stage.land, renamed))
                 if renamed is not None:
-                    renamed.settle(error)
+                    renamed.settle(None)  # its outcome is per file now, even when this sync failed
                 renamed = stage if error is None and stage.landed else None
                 if renamed is None:
                     stage.settle(error)
@@ -138,6 +148,8 @@ class _Stage:
         fds = self.fds() + (previous.fds() if previous else [])
         error = _sync_devices(fds)
         if previous is not None:
+            if error is not None:
+                previous.confirm_each()
             previous.close()
         if error is None:
             for index, land in self._landings.items():
@@ -145,6 +157,18 @@ class _Stage:
         if error is not None or not self.landed:
             self.close()
         return error
+
+    def confirm_each(self) -> None:
+        """After a failed sync: make each renamed file durable alone; one that cannot be fails, record withdrawn."""
+        for index, landed in list(self.landed.items()):
+            job = self.jobs[index]
+            try:
+                _fsync_landed(job.workspace, landed.relative, self._landings[index].fd)
+            except Exception as exc:  # this file's own error; the others go on
+                del self.landed[index]
+                self._errors[index] = _local_error(exc, job)
+                with contextlib.suppress(OSError):
+                    os.unlink(record_path(job.workspace, landed.relative))
 
     def fds(self) -> list[int]:
         return [land.fd for land in self._landings.values()]
@@ -195,6 +219,29 @@ def _sync_devices(fds: list[int]) -> OSError | None:
     except OSError as exc:
         return exc
     return None
+
+
+def _fsync_landed(workspace: str, relative: str, data_fd: int) -> None:
+    """The fsyncs of landing one file: its data, its folder, its record and the record's folder."""
+    os.fsync(data_fd)
+    *folders, name = relative.split("/")
+    _fsync_in(workspace, folders, None)
+    _fsync_in(workspace, [LINEAGE_DIR, *folders], f"{name}.json")
+
+
+def _fsync_in(workspace: str, parts: list[str], name: str | None) -> None:
+    """fsync ``name`` (if any) in the folder ``parts`` under ``workspace``, then the folder (no symlinks)."""
+    folder = open_directory(Path(workspace), parts, create=False)
+    try:
+        if name is not None:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def _local_error(exc: Exception | str, job: _Job) -> Exception:

@@ -1,4 +1,4 @@
-"""AzureBlobConnector under faults (RELIABILITY.md rows 9-16, 21-23), through tests.faults.FaultProxy."""
+"""AzureBlobConnector under faults (docs/RELIABILITY.md rows 9-16, 21-23), through tests.faults.FaultProxy."""
 
 from __future__ import annotations
 

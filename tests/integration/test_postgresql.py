@@ -105,6 +105,8 @@ class TestPostgreSQLConformance(ConnectorConformance):
             source_type="postgresql",
             landed_name=landed_csv,
             modified_at_known=False,
+            secrets=[postgres_server.password],
+            exact_size=False,  # PostgreSQL knows the table's size on disk, not its CSV's
             unsafe_names=[
                 f'{schema}."../../etc/passwd"',
                 f'{schema}."a/../../x"',

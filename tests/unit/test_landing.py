@@ -1,4 +1,7 @@
-"""Landing files: atomicity, cleanup on every failure, stale temporaries, collisions (rows 6-7, 21-23)."""
+"""Landing files: atomicity, cleanup on every failure, stale temporaries, collisions.
+
+docs/RELIABILITY.md rows 6-7, 21-23.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,24 +154,30 @@ def test_cancelling_a_fetch_leaves_nothing(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
 
     async def fetch_then_cancel() -> None:
-        async with connector:
-            task = asyncio.current_task()
-            loop = asyncio.get_running_loop()
-            assert task is not None
-            first = threading.Event()
+        # connected throughout (disconnected only after every thread has ended): a copy that ignored the
+        # cancellation would land its file, rather than fail for want of a connection
+        await connector.connect()
+        loop = asyncio.get_running_loop()
+        first, cancelled = threading.Event(), threading.Event()
 
-            def progress(identifier: str, done: int, total: int | None) -> None:
-                if not first.is_set():
-                    first.set()
-                    loop.call_soon_threadsafe(task.cancel)
-                    time.sleep(0.2)  # let the cancellation reach the copy before its next chunk
+        def progress(identifier: str, done: int, total: int | None) -> None:
+            if not first.is_set():  # the copy is under way: one chunk is in, more are to come
+                first.set()
+                loop.call_soon_threadsafe(fetch.cancel)
+                # hold the copy until the cancellation has reached fetch_data (its task ends with it)
+                assert cancelled.wait(30), "the cancellation never reached the fetch"
 
-            with on_progress(progress):
-                await connector.fetch_data("big.bin", str(workspace))
+        with on_progress(progress):
+            fetch = asyncio.ensure_future(connector.fetch_data("big.bin", str(workspace)))
+        fetch.add_done_callback(lambda _: cancelled.set())
+        with pytest.raises(asyncio.CancelledError):
+            await fetch
 
-    with pytest.raises(asyncio.CancelledError):
-        asyncio.run(fetch_then_cancel())
-    assert not (workspace / "big.bin").exists() and temporaries(workspace) == []
+    asyncio.run(fetch_then_cancel())  # returns once the default executor's threads (the copy) have ended
+    try:
+        assert not (workspace / "big.bin").exists() and temporaries(workspace) == []
+    finally:
+        asyncio.run(connector.disconnect())
 
 
 KILL_MID_FETCH = """

@@ -1,8 +1,9 @@
-"""The remote-name -> workspace-path mapping (RELIABILITY rows 1-6), with properties."""
+"""The remote-name -> workspace-path mapping (docs/RELIABILITY.md rows 1-6), with properties."""
 
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,24 @@ names = st.one_of(
     .map("/".join),
 )
 
+# names that must be accepted: segments with no separator, control character or surrogate, not '.'/'..',
+# not ending in a dot or space, at most 255 bytes; not under .lineage/, not a temporary's name, no drive letter
+segment = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\"), min_size=1, max_size=40
+).filter(lambda s: s not in (".", "..") and s[-1] not in ". " and not s.startswith(".~da-"))
+acceptable = st.lists(segment, min_size=1, max_size=5).map("/".join).filter(
+    lambda n: n.split("/")[0] != ".lineage" and not (len(n) > 1 and n[1] == ":" and n[0].isalpha())
+)
+
+
+def variants(name: str) -> st.SearchStrategy[str]:
+    """Names a remote store could hold beside ``name``, some of them distinct only in ways that matter."""
+    return st.sampled_from([
+        name, name.swapcase(), unicodedata.normalize("NFD", name), unicodedata.normalize("NFC", name),
+        name.replace("/", "//", 1), name.replace("/", "/./", 1), name + "/", "./" + name, name.replace("/", "\\"),
+        "a/../" + name, name + " ", name + ".",
+    ])
+
 
 @given(names)
 @settings(max_examples=2000, deadline=None)
@@ -31,6 +50,14 @@ def test_any_name_lands_inside_the_workspace_or_is_refused(name: str) -> None:
     resolved = Path(os.path.normpath(path))
     assert resolved.is_relative_to(WORKSPACE) and resolved != WORKSPACE
     assert resolved == path  # nothing to normalise away: no '..', '.', '//'
+
+
+@given(acceptable)
+@settings(max_examples=300, deadline=None)
+def test_acceptable_names_are_accepted_and_land_at_themselves(name: str) -> None:
+    # the property above may refuse; this one may not, so the "lands inside" half is exercised for sure
+    assert safe_relative_path(name) == name
+    assert target_path(WORKSPACE, name) == WORKSPACE / name
 
 
 @given(names)
@@ -45,14 +72,29 @@ def test_mapping_is_deterministic(name: str) -> None:
     assert outcomes[0] == outcomes[1]
 
 
+def mapped(name: str) -> str | None:
+    try:
+        return safe_relative_path(name)
+    except UnsafeNameError:
+        return None
+
+
 @given(names, names)
 @settings(max_examples=1000, deadline=None)
 def test_two_different_names_never_map_to_one_path(a: str, b: str) -> None:
-    try:
-        pa, pb = safe_relative_path(a), safe_relative_path(b)
-    except UnsafeNameError:
-        return
-    assert (pa == pb) == (a == b)
+    pa, pb = mapped(a), mapped(b)
+    if pa is not None and pb is not None:  # a refused name lands nowhere, so it cannot share a path
+        assert (pa == pb) == (a == b)
+
+
+@given(acceptable.flatmap(lambda a: st.tuples(st.just(a), variants(a))))
+@settings(max_examples=600, deadline=None)
+def test_near_duplicate_names_map_to_different_paths_or_are_refused(pair: tuple[str, str]) -> None:
+    # random text rarely gives two accepted names that differ only by case, normalisation or a separator;
+    # these pairs always start from an accepted name, so the property is checked on every example
+    a, b = pair
+    pa, pb = safe_relative_path(a), mapped(b)
+    assert pb is None or (pa == pb) == (a == b)
 
 
 @pytest.mark.parametrize(
