@@ -4,9 +4,10 @@ Measures, beside the time of the bare listing (``list_items``):
 
 * the first sync's ticks (bounded work per tick: how many ticks, the slowest);
 * a steady-state tick after 100 new items appeared (90 recent, 10 with old
-  timestamps), with a materialization recorded for every one of the items
-  already landed (all of them, as the sync runs would have left them), so the
-  tick's look-ups run against a full event log;
+  timestamps), with the lineage record of every one of the items already
+  landed (all of them, as the sync runs would have left them; the sensor looks
+  versions up there, not in Dagster's event log), so the tick's look-ups run
+  against a full workspace;
 * a tick with nothing new, and the stored cursor's size.
 
 Every measurement is repeated (``--repetitions``, the first sync included) and
@@ -18,9 +19,8 @@ source's files go under ``$DA_BENCH_DIR``; the report names that file system.
 
 The source is the in-memory connector (``--source memory``, default) or a local
 folder of real files (``--source local``, slower to set up). Results are printed
-and written to ``benchmarks/results/bench_sensor_<source>.json``. Recording the
-materializations through Dagster's API takes minutes at 100,000 items (set-up,
-not timed).
+and written to ``benchmarks/results/bench_sensor_<source>.json``. Writing the
+100,000 lineage records is set-up, not timed.
 
 Usage:
     .venv/bin/python -m benchmarks.bench_sensor [--items 100000] [--new 100] [--source memory|local]
@@ -199,11 +199,11 @@ def main() -> None:
             where = describe_filesystem(root)
     report = {
         "source": args.source, "items": listed, "new_items": args.new, "repetitions": args.repetitions,
-        "instance_and_files_on": where, "materializations_recorded": recorded, "first_sync_ticks": first_ticks,
+        "instance_and_files_on": where, "landed_items_recorded": recorded, "first_sync_ticks": first_ticks,
         "cursor_bytes": len(data.cursor or ""), "cursor_bytes_quiet": len(quiet.cursor or ""),
         "median_seconds": {label: round(statistics.median(v), 3) for label, v in bench.seconds.items()},
     }
-    print(f"## sensor over {listed:,} items ({args.source}), {recorded:,} materializations recorded, "
+    print(f"## sensor over {listed:,} items ({args.source}), {recorded:,} landed items recorded, "
           f"instance on {where}\n\n{bench.table()}\n")
     print(f"first sync: {first_ticks} ticks; cursor {report['cursor_bytes']:,} bytes "
           f"({report['cursor_bytes_quiet']:,} after the quiet tick)")

@@ -1,5 +1,8 @@
 """``local_file``: a folder on a local or shared disk.
 
+(Over 400 lines on purpose: listing, fetch and the small-file group path share the
+beneath-root opening and its error mapping; apart, each would re-derive them.)
+
 Everything is read from inside ``root``, race-free: every path is opened
 component by component from the root's descriptor with ``O_NOFOLLOW``
 (:mod:`connectors.beneath`), never checked first and opened again.

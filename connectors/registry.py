@@ -1,5 +1,8 @@
 """The persistent registry of configured sources (the sources file), and connector types.
 
+(Over 400 lines on purpose: reading, validating, writing and locking the one sources
+file belong together; the connector types are already apart, in ``connectors.plugins``.)
+
 :class:`SourceRegistry` reads and writes the sources file and hands out one
 connected connector per source. The connector-type functions
 (:func:`register_connector`, :func:`get_connector_class`, ...) live in

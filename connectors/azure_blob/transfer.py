@@ -1,5 +1,8 @@
 """The data path of the Azure Blob connector: parallel ranged GETs straight into the landing file.
 
+(Over 400 lines on purpose: the ranged download, its retry budget and the thread writing
+in place share one protocol state; listing, auth, errors and upload are their own modules.)
+
 Why not the SDK's ``download_blob``: on loopback it moves ~335 MB/s, plain
 ranged GETs on one aiohttp session several times that. The SDK still reads
 properties; this module reads bytes (and :mod:`connectors.azure_blob.listing`

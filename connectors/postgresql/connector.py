@@ -1,5 +1,8 @@
 """``postgresql``: tables, views and query results landed as CSV or Parquet.
 
+(Over 400 lines on purpose: pool, snapshot transactions and the export paths are one
+lifecycle; catalog, columns, export, session and errors are already their own modules.)
+
 * One :class:`psycopg_pool.AsyncConnectionPool` per connector: connections are
   checked before use, broken ones discarded, renewed after
   ``pool_max_lifetime``. ``connect`` first opens one probe connection, so a
