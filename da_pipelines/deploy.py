@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from dagster import DagsterInstance
 from dagster._core.errors import DagsterUserCodeUnreachableError
@@ -31,7 +32,8 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
 from dagster._serdes import deserialize_value
 
-from connectors.registry import load_sources_file, sources_file_path
+from connectors.ids import is_valid_source_id
+from connectors.registry import read_sources_file, sources_file_path
 from da_pipelines.names import source_slug
 
 HEALTH_CHECK_TIMEOUT = 15  # seconds for the code server to answer one health check
@@ -106,6 +108,14 @@ def set_pool_limits(instance: DagsterInstance, source_ids: Sequence[str], limit:
     return limits
 
 
+def _pool_source_ids(path: Path) -> list[str]:
+    """Every valid id of the sources file: also of an entry this process cannot build (a plugin type
+    installed only on the code server), since its runs still need their pool capped."""
+    loaded = read_sources_file(path)
+    ids = [source.id for source in loaded.sources]
+    return ids + [str(bad.id) for bad in loaded.invalid if is_valid_source_id(bad.id) and bad.id not in ids]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m da_pipelines.deploy pools [--limit N] [--sources FILE]``."""
     parser = argparse.ArgumentParser(prog="python -m da_pipelines.deploy")
@@ -115,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pools.add_argument("--sources", help="sources file (default: $DA_SOURCES_FILE or ./sources.yaml)")
     args = parser.parse_args(argv)
     path = sources_file_path(args.sources)
-    source_ids = [source.id for source in load_sources_file(path)] if path.exists() else ["sample"]
+    source_ids = _pool_source_ids(path) if path.exists() else ["sample"]
     with DagsterInstance.get() as instance:
         for pool, limit in set_pool_limits(instance, source_ids, args.limit).items():
             print(f"pool {pool}: limit {limit}")
