@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 LONG = "n" * 100_000
 LONG_PATH = "d/" * 50_000 + "x.csv"  # short components, 100,005 characters
-MOST = NAME_LIMIT + 300  # what one echoed name may cost in a message, with the words around it
+MOST = 2 * NAME_LIMIT + 300  # a message may echo the name twice (as given, as resolved), each bounded
 
 
 def errors_of(connector: Any, calls: list[Any]) -> list[DataSourceError]:
