@@ -16,13 +16,13 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from connectors.errors import ConfigurationError
+from connectors.ids import SOURCE_ID_RULE, is_valid_source_id
 from connectors.registry import sources_file_path
 
 KEYS_FILE_ENV = "DA_API_KEYS_FILE"  # default: api-keys.json beside the sources file
@@ -30,16 +30,10 @@ AUDIT_LOG_ENV = "DA_API_AUDIT_LOG"
 WORKSPACE_ENV = "DA_WORKSPACE"
 MIB = 1 << 20
 
-# TODO(source-ids): replace with the shared rule (check_source_id) once it lands in connectors.
-_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
-
-
 def _check_id(value: str, what: str = "id") -> str:
-    """``value`` when it is a valid id (a letter, then up to 62 letters, digits, ``-`` or ``_``)."""
-    if not isinstance(value, str) or not _ID.match(value):
-        raise ConfigurationError(
-            f"{what} must start with a letter and hold only letters, digits, '-' and '_' (at most 63 characters)"
-        )
+    """``value`` when it follows the one id rule of :mod:`connectors.ids` (source ids and workspace names)."""
+    if not is_valid_source_id(value):
+        raise ConfigurationError(f"{what} breaks the rule: {SOURCE_ID_RULE}")
     return value
 
 
