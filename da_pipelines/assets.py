@@ -54,7 +54,7 @@ from da_pipelines.partitions import sync_partitions
 from da_pipelines.progress_log import ProgressLog
 from da_pipelines.resources import SourceResource
 from da_pipelines.settings import MAX_PARTITIONS
-from da_pipelines.sync import ItemRequest, LineageIndex, fetch_one
+from da_pipelines.sync import ItemRequest, LineageIndex, fetch_one, sync_options
 
 
 def remote_spec(keys: SourceKeys) -> AssetSpec:
@@ -148,14 +148,18 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
             await asyncio.to_thread(sweep_workspace, folder)  # temporaries of a killed run
             run = await sync_datasets(source.build_connector, folder, datasets, requested, run_id=context.run.run_id,
                                       on_bytes=progress.on_bytes, on_item_done=progress.item_done,
-                                      on_planned=progress.set_total, concurrency=keys.settings.concurrency)
+                                      on_planned=progress.set_total, concurrency=keys.settings.concurrency,
+                                      options=sync_options(keys.source))
     except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
         raise failure_for([exc]) from exc
     log_skipped(context, run)
     for outcome in run.outcomes:
-        context.log.info(
+        skipped = sum(1 for identifier, _ in run.skipped if outcome.dataset.contains(identifier))
+        pruned = sum(1 for identifier in outcome.removed if identifier in run.pruned)
+        context.log.info(  # the words of SyncReport.summary(), as `da-sources fetch --all` prints them
             f"{outcome.dataset.key.to_user_string()}: {len(outcome.landed)} landed, {outcome.unchanged} unchanged, "
-            f"{len(outcome.repaired)} repaired, {len(outcome.failed)} failed, {len(outcome.removed)} removed at source")
+            f"{len(outcome.repaired)} repaired, {skipped} skipped, {len(outcome.removed)} removed at source, "
+            f"{pruned} pruned, {len(outcome.failed)} failed")
     context.log.info(f"{run.listed} items; " + progress.summary())
     return run
 

@@ -14,6 +14,7 @@ has another size, or was marked by a failed integrity check is *repaired*
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +28,7 @@ from connectors.errors import DataSourceError, UnsafeNameError
 from connectors.landing.lineage import run_context
 from connectors.landing.names import LINEAGE_DIR
 from connectors.landing.progress import on_progress
-from connectors.sync import SyncOptions, excluded_by, sync_options
+from connectors.sync import SyncOptions, _Listed, excluded_by, item_version, sync_options
 from connectors.sync import list_requests as list_source
 from da_pipelines.datasets import Dataset
 from da_pipelines.manifest import (
@@ -121,6 +122,7 @@ async def sync_datasets(
     on_item_done: Progress = lambda: None,
     on_planned: Callable[[int], None] = lambda count: None,
     concurrency: int = 8,
+    options: SyncOptions | None = None,
 ) -> SyncRun:
     """Sync ``datasets``: land their new, changed and damaged items; write each one's manifest.
 
@@ -132,12 +134,16 @@ async def sync_datasets(
         run_id: recorded in the lineage records.
         on_bytes, on_item_done, on_planned: progress listeners.
         concurrency: fetches at once.
+        options: exclude and prune (the source's ``metadata.sync``; default: the connector's config's).
     """
     full = requested is None
     probe = connector()
-    options = sync_options(probe.config)
+    options = options if options is not None else sync_options(probe.config)
     skipped: list[tuple[str, str]] = []
-    listed = await list_requests(probe, options.exclude) if requested is None else list(requested)
+    everything = await _list_all(probe) if requested is None else None
+    # a full listing drops excluded items silently; an excluded item asked for by name is reported skipped
+    listed = ([r for r in everything.requests if excluded_by(r.identifier, options.exclude) is None]
+              if everything is not None else list(requested or []))
     wanted = safe_requests(listed, options, skipped)
     index = LineageIndex(folder, probe.source_id, probe.config.type_name)
     plan = _plan(folder, datasets, wanted, index, forced={r.identifier for r in wanted if not r.version})
@@ -164,19 +170,28 @@ async def sync_datasets(
                     elif result.record is not None:
                         landed[result.identifier] = result.record
     outcomes = [_outcome(folder, dataset, plan, landed, full) for dataset in datasets]
-    pruned = _prune(folder, probe.source_id, outcomes, plan) if full and options.prune and listed else []
+    pruned: list[str] = []
+    if everything is not None:
+        # gone at the source: every landed item whose record says so, not only last run's manifest,
+        # so an item stays reported (and can be pruned later) as long as its file is there
+        gone = await asyncio.to_thread(index.landed_except, everything.identifiers)
+        for outcome in outcomes:
+            outcome.removed = sorted(i for i in gone if outcome.dataset.contains(i))
+        if options.prune and everything.identifiers:  # an empty listing never prunes (an unmounted share)
+            pruned = await asyncio.to_thread(_prune, folder, probe.source_id, gone)
     return SyncRun(outcomes=outcomes, errors=errors, listed=len(listed), skipped=skipped, pruned=pruned)
 
 
-def _prune(folder: Path, source_id: str, outcomes: list[DatasetOutcome], plan: _Plan) -> list[str]:
+async def _list_all(connector: DataSourceConnector) -> _Listed:
+    """Every item the source lists (excluded ones too: an excluded item is not gone at the source)."""
+    async with connector:
+        items = await connector.list_items()
+    return _Listed([ItemRequest(i.path, item_version(i)) for i in items], {i.path for i in items})
+
+
+def _prune(folder: Path, source_id: str, gone: dict[str, str]) -> list[str]:
     """Remove the landed file and record of every item gone at the source (``metadata.sync.prune``)."""
-    pruned = []
-    for outcome in outcomes:
-        prior = plan.priors[outcome.dataset]
-        for identifier in outcome.removed:
-            if identifier in prior and prune_landed(folder.absolute(), prior[identifier].path, source_id, identifier):
-                pruned.append(identifier)
-    return pruned
+    return [i for i, relative in sorted(gone.items()) if prune_landed(folder.absolute(), relative, source_id, i)]
 
 
 def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:

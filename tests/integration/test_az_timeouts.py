@@ -1,4 +1,4 @@
-"""Every Azure operation gives up on a silent server within its documented bound (RELIABILITY.md row 16).
+"""Every Azure operation gives up on a silent server within its documented bound (docs/RELIABILITY.md row 16).
 
 The bound (README, Azure section): each request gives up after
 ``read_timeout`` seconds without a byte; an operation makes at most

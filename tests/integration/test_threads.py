@@ -64,7 +64,9 @@ def warehouse(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) 
         conn.execute(f"CREATE TABLE {schema}.orders (id int, total numeric)")
         conn.execute(f"INSERT INTO {schema}.orders SELECT i, i * 10 FROM generate_series(1, 40) i")
     return {"id": "warehouse", "type": "postgresql", "name": "Warehouse",
-            "config": {"dsn": {"env": "TH_PG"}, "schemas": [schema]}, "schema": schema}
+            # the harness role is a superuser: queries through it must be allowed explicitly
+            "config": {"dsn": {"env": "TH_PG"}, "schemas": [schema], "allow_privileged_queries": True},
+            "schema": schema}
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from connectors.base import DataSourceConfig
 from connectors.testing import MemoryStore
+from da_pipelines.datasets import item_partition_key
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import build_source_defs
-from da_pipelines.names import partition_key_for_item
 from tests.unit.test_dagster_layer import SOURCE_ID, T0, N, evaluate, instance, requested, run_sync, store
 
 __all__ = ["instance", "store"]  # fixtures
@@ -50,7 +50,7 @@ def test_an_unsafe_item_is_skipped_and_the_run_succeeds(store: MemoryStore, inst
     assert result.success and store.fetches == ["ok.csv"]
     logged = messages(instance, result.run_id)
     assert any("skipped 'incoming/2026/trailing dot.'" in m and "unsafe name" in m for m in logged)
-    assert any(m.startswith("1 landed, 0 unchanged, 0 repaired, 1 skipped") for m in logged)
+    assert any("files: 1 landed, 0 unchanged, 0 repaired, 1 skipped" in m for m in logged)
     del store.objects["ok.csv"]
     again = run_sync(defs, instance)
     assert again.success
@@ -60,12 +60,15 @@ def test_an_unsafe_item_is_skipped_and_the_run_succeeds(store: MemoryStore, inst
 
 def test_materializing_one_partition_logs_its_item_and_bytes(store: MemoryStore, instance: DagsterInstance,
                                                              tmp_path: Path) -> None:
-    store.put("one.csv", b"a,b\n" * 100, T0)
-    built = build_source_defs(source(store))
-    key = partition_key_for_item("one.csv")
-    instance.add_dynamic_partitions(f"{N}_items", [key])
-    defs = build_definitions(sources=[source(store)], workspace=str(tmp_path / "ws"))
-    result = materialize([*built.assets, *built.checks], partition_key=key, instance=instance,
-                         resources=dict(defs.resources or {}), selection=[AssetKey([N, "files"])])
+    store.put("one/one.csv", b"a,b\n" * 100, T0)
+    sets = [{"name": "files"}, {"name": "ones", "prefix": "one/", "partitioned": True}]
+    configured = DataSourceConfig(id=SOURCE_ID, type="memory", name="Memory", config={"store": store.name},  # type: ignore[attr-defined]
+                                  metadata={"dagster": {"retry_delay_seconds": 0, "item_sets": sets}})
+    built = build_source_defs(configured)
+    key = item_partition_key("one/one.csv")
+    instance.add_dynamic_partitions(f"{N}__ones", [key])
+    defs = build_definitions(sources=[configured], workspace=str(tmp_path / "ws"))
+    result = materialize(built.assets, partition_key=key, instance=instance,
+                         resources=dict(defs.resources or {}), selection=[AssetKey([N, "ones"])])
     assert result.success
-    assert any("landed 'one.csv': 1/1 items, 400 B" in m for m in messages(instance, result.run_id))
+    assert any("landed 'one/one.csv': 1/1 items, 400 B" in m for m in messages(instance, result.run_id))
