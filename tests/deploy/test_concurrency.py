@@ -33,7 +33,7 @@ def test_five_runs_per_source_at_once_run_one_at_a_time_per_source(
     make_deployment: Callable[..., Deployment], tmp_path: Path
 ) -> None:
     fetch_log = tmp_path / "fetches.log"
-    sources = [local_source(sid, tmp_path / sid, FILES, fetch_delay=0.5, fetch_log=fetch_log)
+    sources = [local_source(sid, tmp_path / sid, FILES, fetch_delay=2.0, fetch_log=fetch_log)
                for sid in ("alpha", "beta")]
     deployment = make_deployment(sources)
     assert "da_source_alpha: limit 1" in set_pool_limits(deployment)
