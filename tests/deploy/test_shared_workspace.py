@@ -51,8 +51,8 @@ def test_two_processes_through_two_mount_points_land_each_item_once(tmp_path: Pa
     script = tmp_path / "land.py"
     script.write_text(LAND)
     both = (f"mount --bind {shared} {mount_a} && mount --bind {shared} {mount_b} && "
-            f"{{ {sys.executable} {script} {root} {mount_a} & {sys.executable} {script} {root} {mount_b} & "
-            f"wait %1 && wait %2; }}")
+            f"{{ {sys.executable} {script} {root} {mount_a} & first=$!; "
+            f"{sys.executable} {script} {root} {mount_b} & second=$!; wait $first && wait $second; }}")
     result = subprocess.run(["unshare", "--mount", "--map-root-user", "bash", "-c", both],
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
