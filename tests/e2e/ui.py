@@ -94,20 +94,29 @@ class Ui:
         for group in groups:
             self._group_header(group).wait_for()
         for group in groups:
-            header = self._group_header(group)
-            if header.get_by_role("img", name="unfold_more").count():  # collapsed: a click expands it
-                header.get_by_text(group, exact=True).click()
-                header.get_by_role("img", name="unfold_less").wait_for()
+            self._expand(group)
         # The expanded state is kept in the browser; a reload lays the whole graph out to fit
         # (in a taller window: three expanded groups do not fit in the usual one).
         self.page.set_viewport_size(GRAPH_VIEWPORT)
         self.page.reload()
         for group in groups:
-            self._group_header(group).get_by_role("img", name="unfold_less").wait_for()
+            self._group_header(group).wait_for()
+        for group in groups:  # a click made while the page was still busy may not have been kept
+            self._expand(group)
         # each node loads its status on its own
         expect(self.page.get_by_text(re.compile(r"^Loading"))).to_have_count(0, timeout=30_000)
         self.page.wait_for_timeout(1000)  # the graph animates into place
         self.check_page()
+
+    def _expand(self, group: str, attempts: int = 3) -> None:
+        """Expand a group of the graph (a click on its title), checking that it took."""
+        header = self._group_header(group)
+        for _ in range(attempts):
+            if not header.get_by_role("img", name="unfold_more").count():
+                break
+            header.get_by_text(group, exact=True).click()
+            self.page.wait_for_timeout(500)
+        header.get_by_role("img", name="unfold_less").wait_for()
 
     def _group_header(self, group: str) -> Locator:
         """The group's node in the graph: the innermost element with its name and its fold icon.
