@@ -17,27 +17,10 @@ import pytest
 import yaml
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
-from connectors.secrets.store import FernetFileStore
 from tests.harness import AzuriteServer, PostgresServer
 from tests.unit.test_cli import Cli, assert_nowhere
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    home = tmp_path / "home"
-    home.mkdir()
-    work = tmp_path / "cwd"
-    work.mkdir()
-    return Cli(work, {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(home),
-        "DA_SOURCES_FILE": str(tmp_path / "sources.yaml"),
-        "DA_SECRETS_FILE": str(tmp_path / "secrets" / "store.fernet"),
-        "DA_SECRETS_KEY": FernetFileStore.generate_key(),
-        "DA_SECRETS_BACKEND": "file",
-    })
 
 
 # --- Azure Blob Storage (Azurite) -------------------------------------------------

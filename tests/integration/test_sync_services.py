@@ -14,28 +14,11 @@ from azure.storage.blob import BlobServiceClient
 from psycopg import sql
 
 from connectors.landing.lineage import find_provenance, read_provenance, read_record
-from connectors.secrets.store import FernetFileStore
 from tests.harness import AzuriteServer, PostgresServer
 from tests.integration.test_dagster_local import REPO, env_for, execute, finish, sha256
 from tests.unit.test_cli import Cli
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    home = tmp_path / "home"
-    home.mkdir()
-    work = tmp_path / "cwd"
-    work.mkdir()
-    return Cli(work, {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(home),
-        "DA_SOURCES_FILE": str(tmp_path / "sources.yaml"),
-        "DA_SECRETS_FILE": str(tmp_path / "secrets" / "store.fernet"),
-        "DA_SECRETS_KEY": FernetFileStore.generate_key(),
-        "DA_SECRETS_BACKEND": "file",
-    })
 
 
 def write_sources(path: Path, entries: list[dict[str, object]]) -> None:
