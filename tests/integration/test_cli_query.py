@@ -17,7 +17,7 @@ import yaml
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
 from tests.harness import AzuriteServer, PostgresServer
-from tests.integration.test_cli_services import cli, pg_role  # noqa: F401 - the fixtures
+from tests.integration.test_cli_services import pg_role  # noqa: F401 - the fixture (cli: conftest)
 from tests.unit.test_cli import Cli, assert_nowhere
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from tests.harness import AzuriteServer
-from tests.integration.test_cli_services import cli, new_container  # noqa: F401 - the fixture
+from tests.integration.test_cli_services import new_container
 from tests.unit.test_cli import Cli, assert_nowhere
 
 pytestmark = pytest.mark.integration
