@@ -93,6 +93,7 @@ from connectors.settings import PostgreSQLSettings
 log = get_logger(__name__)
 
 PARALLEL_MIN_BYTES = 64 << 20  # below this a second stream costs more than it saves
+CANCEL_SECONDS = 5.0  # how long an abandoned export waits for the server to confirm its cancel request
 HELPER_WAIT_SECONDS = 1.0  # how long a fetch waits for a second connection before going it alone
 
 MODIFIED_AT_UNKNOWN = 0  # DataItem.modified_at when the source keeps no modification time
@@ -479,7 +480,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         finally:
             for conn in conns:
                 if conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
-                    await conn.close()  # a COPY abandoned mid-stream: the pool discards the connection
+                    await _abandon(conn)
 
     def _format(self) -> str:
         assert self._settings is not None
@@ -490,6 +491,17 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
 
 
 # --- helpers ------------------------------------------------------------------
+
+
+async def _abandon(conn: AsyncConn) -> None:
+    """Stop a statement left running mid-COPY, then close its connection (the pool discards it).
+
+    Closing alone would leave the server running the query until it next writes to the
+    socket: minutes for a query that sorts or sleeps before its first row.
+    """
+    with contextlib.suppress(Exception):  # best effort: the server may be gone already
+        await conn.cancel_safe(timeout=CANCEL_SECONDS)
+    await conn.close()
 
 
 def _connection_params(settings: PostgreSQLSettings) -> tuple[str, dict[str, Any]]:

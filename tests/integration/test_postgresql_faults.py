@@ -242,6 +242,35 @@ def test_cancelled_fetch_leaves_nothing_and_the_connector_still_works(
     assert not (tmp_path / f"{schema}.slow.csv").exists()
 
 
+def test_cancelled_fetch_stops_the_query_on_the_server(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    """A query that works before its first row sends nothing: only a cancel request stops it, not a close."""
+    with admin(postgres_server) as conn:
+        conn.execute(sql.SQL("CREATE VIEW {} AS SELECT length(pg_sleep(120)::text) AS z")
+                     .format(sql.Identifier(schema, "sleeps_first")))
+
+    async def body() -> None:
+        async with pg_connector(postgres_server, [schema], pool_max_size=1) as pg:
+            export = asyncio.ensure_future(pg.fetch_data(f"{schema}.sleeps_first", str(tmp_path)))
+            for _ in range(200):
+                if await asyncio.to_thread(backend_pids, postgres_server):
+                    break
+                await asyncio.sleep(0.05)
+            assert await asyncio.to_thread(backend_pids, postgres_server), "the query never started"
+            export.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await export
+            for _ in range(60):
+                if not await asyncio.to_thread(backend_pids, postgres_server):
+                    break
+                await asyncio.sleep(0.05)
+            assert await asyncio.to_thread(backend_pids, postgres_server) == []
+
+    run(body())
+    assert temporaries(tmp_path) == []
+
+
 # --- 19: statement timeout ---------------------------------------------------------------
 
 
