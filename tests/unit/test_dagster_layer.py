@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -396,15 +395,13 @@ def test_sensor_requests_carry_the_versions_they_saw(store: MemoryStore, instanc
     assert request.tags["da/source"] == SOURCE_ID
 
 
-def test_a_tick_over_10000_items_is_fast_and_bounded(store: MemoryStore, instance: DagsterInstance,
-                                                     tmp_path: Path) -> None:
+def test_a_tick_over_10000_items_is_bounded(store: MemoryStore, instance: DagsterInstance,
+                                            tmp_path: Path) -> None:
+    """Each tick requests at most its share (its time is measured in benchmarks/bench_sensor.py)."""
     for i in range(10_000):
         store.put(f"d/{i:05d}.csv", b"x", T0 + i, version=f"v{i}")
     defs = defs_for(store, tmp_path / "ws", max_items_per_tick=2000, batch_size=500)
-    started = time.perf_counter()
     data = evaluate(defs, instance, None)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 10, elapsed
     assert 2000 <= len(requested(data)) <= 2100 and len(data.run_requests) <= 5
     cursor, total = data.cursor, len(requested(data))
     for _ in range(10):
