@@ -20,6 +20,7 @@ is timed as a user runs it, process start-up included. Outputs land under
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -36,8 +37,8 @@ from typing import Any
 
 from azure.storage.blob.aio import BlobServiceClient
 
-from benchmarks.bench_azure import CONTAINER, ENV_CS, _connector, _fresh, _upload
-from benchmarks.common import PYTHON, Candidate, compare, report
+from benchmarks.bench_azure import BIG_BLOCK, CONTAINER, ENV_CS, _big_block, _connector, _fresh, _upload
+from benchmarks.common import PYTHON, Candidate, compare, expect, landed_with_record, report
 from tests.harness import start_azurite, stop_process_group
 
 BIG_SIZE = int(os.environ.get("DA_BENCH_API_MIB", "1024")) << 20
@@ -72,7 +73,7 @@ def _api_list(base: str, key: str) -> None:
         if not page["has_more"]:
             break
         after = f"&after={page['next_cursor']}"
-    assert count == ITEMS, count
+    print(f"items={count}")
 
 
 async def _connector_work(mode: str, args: list[str]) -> None:
@@ -80,7 +81,7 @@ async def _connector_work(mode: str, args: list[str]) -> None:
         if mode == "fetch":
             await connector.fetch_data(args[0], args[1])
         else:
-            assert len(await connector.list_items()) == ITEMS
+            print(f"items={len(await connector.list_items())}")
 
 
 def worker(mode: str, args: list[str]) -> None:
@@ -144,8 +145,14 @@ async def _upload_big(connection_string: str) -> None:
     async with BlobServiceClient.from_connection_string(connection_string) as service:
         container = service.get_container_client(CONTAINER)
         await container.create_container()
-        block = os.urandom(8 << 20)
-        await container.upload_blob("big.bin", b"".join([block] * (BIG_SIZE // len(block))), max_concurrency=4)
+        await container.upload_blob("big.bin", _big_block() * (BIG_SIZE // BIG_BLOCK), max_concurrency=4)
+
+
+def _big_sha256() -> str:
+    digest, block = hashlib.sha256(), _big_block()
+    for _ in range(BIG_SIZE // BIG_BLOCK):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def bench_big(scratch: Path) -> str:
@@ -153,17 +160,27 @@ def bench_big(scratch: Path) -> str:
         subprocess.run(worker_command("setup-big"), env={**os.environ, ENV_CS: azurite.connection_string}, check=True,
                        stdout=subprocess.DEVNULL)
         cli_ws, api_ws, conn_ws = scratch / "cli-ws", scratch / "api-ws" / "bench", scratch / "conn-ws"
+        digest = _big_sha256()
         candidates = [
             Candidate("API POST /fetch + poll", worker_command("api-fetch", base, key, "big.bin", "bench"),
-                      prepare=lambda: _fresh(api_ws), reports_seconds=True),
+                      "server: uvicorn, 1 worker; client polls every 20 ms", landed_with_record(
+                          api_ws / "big.bin", digest), prepare=lambda: _fresh(api_ws), reports_seconds=True),
             Candidate("da-sources fetch (CLI)", [CONSOLE, "fetch", "az", "big.bin", "--workspace", str(cli_ws)],
+                      "default settings", landed_with_record(cli_ws / "az" / "big.bin", digest),
                       prepare=lambda: _fresh(cli_ws), env=env),
-            Candidate("connector fetch_data", worker_command("fetch", "big.bin", str(conn_ws)),
-                      prepare=lambda: _fresh(conn_ws), env=env, reports_seconds=True),
+            Candidate("connector fetch_data", worker_command("fetch", "big.bin", str(conn_ws)), "default settings",
+                      landed_with_record(conn_ws / "big.bin", digest), prepare=lambda: _fresh(conn_ws), env=env,
+                      reports_seconds=True),
         ]
         compare(candidates, repetitions=3)
         return report(f"{BIG_SIZE >> 20} MiB blob", candidates, size_bytes=BIG_SIZE,
                       baseline="da-sources fetch (CLI)", ours="API POST /fetch + poll")
+
+
+def _counted(stdout: str) -> None:
+    """A check: the worker saw every blob (it prints the count before its seconds)."""
+    lines = stdout.split()
+    expect(len(lines) >= 2 and lines[-2] == f"items={ITEMS}", f"listed {lines[-2:-1]}, expected {ITEMS}")
 
 
 def bench_list(scratch: Path) -> str:
@@ -175,9 +192,10 @@ def bench_list(scratch: Path) -> str:
             _call(base, key, "PATCH", "/v1/data-sources/az", {"metadata": {"bench": next(touched)}})
 
         candidates = [
-            Candidate("API browse, 1,000 a page", worker_command("api-list", base, key), prepare=cold,
+            Candidate("API browse, 1,000 a page", worker_command("api-list", base, key),
+                      "GET /browse?delimiter=&limit=1000, cache cold", _counted, prepare=cold, reports_seconds=True),
+            Candidate("connector list_items", worker_command("list"), "one call", _counted, env=env,
                       reports_seconds=True),
-            Candidate("connector list_items", worker_command("list"), env=env, reports_seconds=True),
         ]
         compare(candidates, repetitions=5)
         return report(f"listing {ITEMS} blobs", candidates, items=ITEMS, baseline="connector list_items",

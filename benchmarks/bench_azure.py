@@ -115,7 +115,7 @@ async def _sdk(mode: str, args: list[str]) -> None:
         Path(args[1]).write_text("\n".join(names))
         return
     container, blob, target, concurrency, chunk = args
-    sizes = {"max_single_get_size": int(chunk), "max_chunk_get_size": int(chunk)} if int(chunk) else {}
+    sizes: dict[str, Any] = {"max_single_get_size": int(chunk), "max_chunk_get_size": int(chunk)} if int(chunk) else {}
     async with BlobServiceClient.from_connection_string(os.environ[ENV_CS], **sizes) as service:
         stream = await service.get_blob_client(container, blob).download_blob(max_concurrency=int(concurrency))
         with open(target, "wb") as out:

@@ -27,12 +27,13 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.common import Candidate, report, run_once
+from benchmarks.common import Candidate, expect, report, run_once
 
 BIN = Path(sys.executable).parent
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("DA_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def make_files(root: Path, count: int, size: int) -> None:
@@ -71,9 +72,26 @@ def events_stored(home: Path) -> int:
     return total
 
 
-def job(name: str, source_id: str, env: dict[str, str], prepare: bool) -> Candidate:
+def landed_files(workspace: Path) -> int:
+    """Landed data files under ``workspace`` (lineage records and locks, in ``.lineage``, not counted)."""
+    return sum(1 for path in workspace.rglob("*") if path.is_file() and ".lineage" not in path.parts)
+
+
+def lands(workspace: Path, count: int) -> Callable[[str], None]:
+    """A check: ``count`` files landed under ``workspace``, each with its lineage record."""
+    def verify(_: str) -> None:
+        files = landed_files(workspace)
+        expect(files == count, f"{workspace}: {files} files landed, expected {count}")
+        records = sum(1 for _ in workspace.rglob(".lineage/**/*.json"))
+        expect(records >= count, f"{workspace}: {records} lineage records for {count} files")
+    return verify
+
+
+def job(name: str, source_id: str, env: dict[str, str], prepare: bool, expected: int) -> Candidate:
     command = [str(BIN / "dagster"), "job", "execute", "-m", "da_pipelines", "-j", f"{source_id}_sync"]
-    return Candidate(name, command, env=env, prepare=(lambda: reset(env)) if prepare else None)
+    settings = "default SQLite instance" + (", fresh" if prepare else ", kept from the last run")
+    return Candidate(name, command, settings, lands(Path(env["DA_WORKSPACE"]) / source_id, expected), env=env,
+                     prepare=(lambda: reset(env)) if prepare else None)
 
 
 def compare_with_cpu(candidates: list[Candidate], rounds: int) -> dict[str, float]:
@@ -87,8 +105,10 @@ def compare_with_cpu(candidates: list[Candidate], rounds: int) -> dict[str, floa
             if candidate.prepare:
                 candidate.prepare()
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            candidate.samples.append(run_once(candidate.command, candidate.env, candidate.reports_seconds))
+            sample, stdout = run_once(candidate)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            candidate.verify(stdout)
+            candidate.samples.append(sample)
             cpu[candidate.name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     return {name: sorted(values)[len(values) // 2] for name, values in cpu.items()}
 
@@ -110,14 +130,15 @@ def main() -> None:
         first_env, resync_env, empty_env = (job_env(scratch, bench, "first"), job_env(scratch, bench, "resync"),
                                             job_env(scratch, empty, "empty"))
         reset(resync_env)
-        run_once(job("warm", "bench", resync_env, False).command, resync_env)  # the re-sync's first sync
+        run_once(job("warm", "bench", resync_env, False, args.items))  # the re-sync's first sync
         cli_ws = scratch / "ws-cli"
         cli = Candidate("da-sources fetch --all", [str(BIN / "da-sources"), "--sources", str(bench), "fetch", "bench",
                                                    "--all", "--workspace", str(cli_ws)],
+                        "same connector, no Dagster", lands(cli_ws / "bench", args.items),
                         prepare=lambda: shutil.rmtree(cli_ws, ignore_errors=True))
-        candidates = [cli, job("dagster job execute (first sync)", "bench", first_env, True),
-                      job("dagster job execute (re-sync, nothing changed)", "bench", resync_env, False),
-                      job("dagster job execute (empty source: start-up)", "empty", empty_env, True)]
+        candidates = [cli, job("dagster job execute (first sync)", "bench", first_env, True, args.items),
+                      job("dagster job execute (re-sync, nothing changed)", "bench", resync_env, False, args.items),
+                      job("dagster job execute (empty source: start-up)", "empty", empty_env, True, 0)]
         cpu = compare_with_cpu(candidates, args.rounds)
         text = report(f"{args.items:,} local files of {args.size} B", candidates, items=args.items,
                       baseline=cli.name)
@@ -144,10 +165,14 @@ def big_run(scratch: Path, count: int, size: int) -> dict[str, object]:
     make_files(scratch / "big", count, size)
     env = job_env(scratch, sources_file(scratch / "big.yaml", "big", scratch / "big"), "big")
     reset(env)
-    sample = run_once(job("big", "big", env, False).command, env)
-    again = run_once(job("big", "big", env, False).command, env)
-    facts = {"items": count, "first_sync_s": round(sample.seconds, 1), "peak_rss_mib": round(sample.peak_rss_mib),
-             "resync_s": round(again.seconds, 1), "events_stored": events_stored(Path(env["DAGSTER_HOME"]))}
+    big = job("big", "big", env, False, count)
+    sample, stdout = run_once(big)
+    big.verify(stdout)
+    again, stdout = run_once(big)
+    big.verify(stdout)
+    facts: dict[str, object] = {
+        "items": count, "first_sync_s": round(sample.seconds, 1), "peak_rss_mib": round(sample.peak_rss_mib),
+        "resync_s": round(again.seconds, 1), "events_stored": events_stored(Path(env["DAGSTER_HOME"]))}
     print(f"{count:,} files: " + ", ".join(f"{k} {v}" for k, v in facts.items()), flush=True)
     return facts
 

@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
-from connectors.postgresql import PARALLEL_MIN_BYTES
+from connectors.postgresql.connector import PARALLEL_MIN_BYTES
 
 TABLE_SQL = """
 CREATE UNLOGGED TABLE {name} AS
@@ -198,8 +199,8 @@ def run_dlt(table: str, out: str) -> None:
     timed_child(DLT_IMPORTS, work)
 
 
-CHILDREN = {"fetch": run_fetch, "reference": run_reference, "connectorx": run_connectorx, "pandas": run_pandas,
-            "dlt": run_dlt}
+CHILDREN: dict[str, Callable[..., None]] = {
+    "fetch": run_fetch, "reference": run_reference, "connectorx": run_connectorx, "pandas": run_pandas, "dlt": run_dlt}
 
 
 # --- the driver ------------------------------------------------------------------

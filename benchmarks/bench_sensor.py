@@ -50,7 +50,7 @@ from da_pipelines.names import source_slug
 from tests.dagster_location import register_test_connectors
 
 NOW = int(time.time())
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("DA_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 
 def memory_source(items: int) -> tuple[DataSourceConfig, Any]:
