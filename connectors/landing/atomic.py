@@ -125,9 +125,11 @@ class Landing:
             # the record is written first and renamed last: a full disk fails before the file changes
             with lineage.staged_record(self.workspace, self.relative, record, durable=durable) as publish:
                 os.rename(self.temp_name, self._final_name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-                if durable:
-                    os.fsync(self._dir_fd)
-                publish()
+                try:
+                    if durable:
+                        os.fsync(self._dir_fd)
+                finally:  # the new bytes are in place: their record goes with them, even if the sync failed
+                    publish()
         self.committed = LandedFile(self.path, self.relative, size, digest, record)
         return self.committed
 
