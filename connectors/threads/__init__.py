@@ -21,6 +21,7 @@ Example:
     >>> prompt += attachment.manifest()
 """
 
+from connectors.publishing import UploadNotSupportedError, uploader_of
 from connectors.threads.attach import (
     MAX_REFERENCES,
     AttachedFile,
@@ -41,7 +42,7 @@ from connectors.threads.folders import (
     check_thread_id,
     thread_folder,
 )
-from connectors.threads.results import UploadNotSupportedError, publish_generated, published_records, uploader_of
+from connectors.threads.results import publish_generated, published_records
 
 __all__ = [
     "GENERATED_DIR", "MAX_REFERENCES", "MAX_THREAD_ID_LENGTH", "STAGING_PREFIX", "AttachedFile", "Attachment",
