@@ -94,6 +94,7 @@ log = get_logger(__name__)
 
 PARALLEL_MIN_BYTES = 64 << 20  # below this a second stream costs more than it saves
 HELPER_WAIT_SECONDS = 1.0  # how long a fetch waits for a second connection before going it alone
+CANCEL_TIMEOUT = 5.0  # seconds a cancelled export waits for the server to take its cancel request
 
 MODIFIED_AT_UNKNOWN = 0  # DataItem.modified_at when the source keeps no modification time
 
@@ -479,7 +480,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         finally:
             for conn in conns:
                 if conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
-                    await conn.close()  # a COPY abandoned mid-stream: the pool discards the connection
+                    await _abandon(conn)
 
     def _format(self) -> str:
         assert self._settings is not None
@@ -516,6 +517,17 @@ def _public_uri(conninfo: str, kwargs: dict[str, Any]) -> str:
     params = conninfo_to_dict(conninfo, **kwargs)
     host = str(params.get("host") or "localhost")
     return f"postgresql://{quote(host, safe='')}:{params.get('port') or 5432}/{quote(str(params.get('dbname', '')))}"
+
+
+async def _abandon(conn: AsyncConn) -> None:
+    """A COPY abandoned mid-stream: stop its statement on the server, and let the pool discard the connection.
+
+    Closing the socket alone is not enough: the server notices only when it next sends, and a query
+    that computes before its first row (a large join, a sort) keeps running until ``statement_timeout``.
+    """
+    with contextlib.suppress(Exception):  # a best effort: the close below happens anyway
+        await conn.cancel_safe(timeout=CANCEL_TIMEOUT)
+    await conn.close()
 
 
 async def _configure_connection(conn: AsyncConn) -> None:

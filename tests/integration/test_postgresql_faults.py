@@ -242,6 +242,33 @@ def test_cancelled_fetch_leaves_nothing_and_the_connector_still_works(
     assert not (tmp_path / f"{schema}.slow.csv").exists()
 
 
+def test_a_cancelled_export_stops_its_statement_on_the_server(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    with admin(postgres_server) as conn:  # computes for a minute before its first row: no send to notice a close
+        conn.execute(sql.SQL("CREATE VIEW {} AS SELECT length(pg_sleep(60)::text) AS z").format(
+            sql.Identifier(schema, "quiet")))
+
+    async def body() -> float:
+        async with pg_connector(postgres_server, [schema]) as pg:
+            export = asyncio.ensure_future(pg.fetch_data(f"{schema}.quiet", str(tmp_path)))
+            for _ in range(200):
+                if await asyncio.to_thread(backend_pids, postgres_server):
+                    break
+                await asyncio.sleep(0.05)
+            assert await asyncio.to_thread(backend_pids, postgres_server)
+            export.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await export
+            cancelled = time.monotonic()
+            while await asyncio.to_thread(backend_pids, postgres_server) and time.monotonic() - cancelled < 30:
+                await asyncio.sleep(0.05)
+            return time.monotonic() - cancelled
+
+    assert run(body()) < 5  # not the 60 s of the statement
+    assert temporaries(tmp_path) == []
+
+
 # --- 19: statement timeout ---------------------------------------------------------------
 
 
