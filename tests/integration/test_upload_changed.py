@@ -1,4 +1,4 @@
-"""A local file that changes while it uploads: refused before the commit, nothing visible under the name.
+"""A local file that changes while it uploads (docs/RELIABILITY.md row 28): refused, nothing committed.
 
 The file is changed by a hook on the upload's own read (after its first block), or by a real
 writer thread; the blob service is the harness's real Azurite.
