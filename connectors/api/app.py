@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI
 from connectors.api import discovery, fetching, sources, threads, upload
 from connectors.api.schemas import Health
 from connectors.api.settings import ApiSettings
-from connectors.api.state import ApiState, close_default_state
+from connectors.api.state import ApiState, close_default_state, own_state, start_default_state
 
 __all__ = ["create_app", "router"]
 
@@ -29,8 +29,14 @@ preview and fetch, other keys also create, update and delete sources. Errors are
 
 @asynccontextmanager
 async def _router_lifespan(app: Any) -> AsyncIterator[None]:
-    yield
-    await close_default_state()  # the state an including app built from the environment
+    # an app that includes the router (DeepAnalyze's) gets the environment's state, janitor running,
+    # from its startup to its shutdown; create_app's own lifespan runs the state it made
+    if own_state(app) is None:
+        start_default_state()
+    try:
+        yield
+    finally:
+        await close_default_state()
 
 
 def _build_router() -> APIRouter:
@@ -51,6 +57,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.start()
         try:
             yield
         finally:

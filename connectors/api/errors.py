@@ -6,7 +6,7 @@ error                                   status
 bad input (``UnsafeNameError``, ...)      400
 ``ConfigurationError`` of a stored source 400
 unknown source / item (``NotFoundError``) 404
-id taken                                  409
+id taken, thread ended, file changed      409
 over a size or count limit                413
 too many jobs running                     429
 remote refused or failed (auth, I/O)      502

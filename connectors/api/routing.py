@@ -6,6 +6,7 @@ app middleware, so it holds when DeepAnalyze includes the router in its own app.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
@@ -32,7 +33,7 @@ DATA_ROUTES = ("/preview", "/stats")
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in {
         400: "Bad input", 401: "No valid API key", 403: "The key may not do this", 404: "No such source or item",
-        409: "The id is taken",
+        409: "A conflict: the id or blob name is taken, the file changed, the thread ended",
         413: "Over a limit", 422: "Invalid body or parameters", 429: "Too many jobs running",
         502: "The source failed (with its cause)", 504: "The source did not answer in time"}.items()
 }
@@ -73,7 +74,8 @@ class ApiRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             request.state.request_id = f"req-{secrets.token_hex(12)}"
-            response = await _respond(handler, request)
+            with _holding_connectors(request):
+                response = await _respond(handler, request)
             response.headers["X-Request-ID"] = request.state.request_id
             if route.audited(request.method, response.status_code):
                 _audit(request, route.path, response.status_code)
@@ -83,6 +85,14 @@ class ApiRoute(APIRoute):
 
     def audited(self, method: str, status: int) -> bool:
         return method != "GET" or self.path.endswith(DATA_ROUTES) or status in (401, 403)
+
+
+def _holding_connectors(request: Request) -> contextlib.AbstractContextManager[None]:
+    """The pooled connectors the request takes stay open until it ends (the idle janitor leaves them)."""
+    try:
+        return get_state(request).pool.in_use()
+    except DataSourceError:  # no state (a bad environment): the route's own dependency answers why
+        return contextlib.nullcontext()
 
 
 def _audit(request: Request, route: str, status: int) -> None:

@@ -11,6 +11,7 @@
 | ``DA_API_CACHE_SECONDS`` | 60 | how long listings and metadata are cached per source |
 | ``DA_API_MAX_JOBS`` / ``DA_API_MAX_JOBS_PER_SOURCE`` | 16 / 4 | fetch jobs running at once |
 | ``DA_API_TIMEOUT_SECONDS`` | 60 | longest wait on a source within a request |
+| ``DA_API_IDLE_SECONDS`` | 300 | a source's pooled connections are closed after this long unused |
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class ApiSettings:
     max_jobs: int = 16
     max_jobs_per_source: int = 4
     timeout_seconds: float = 60.0
+    idle_seconds: float = 300.0  # the next request reconnects: a little latency against held server sessions
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ApiSettings:
@@ -69,6 +71,7 @@ class ApiSettings:
             max_jobs=_number(env, "DA_API_MAX_JOBS", 16),
             max_jobs_per_source=_number(env, "DA_API_MAX_JOBS_PER_SOURCE", 4),
             timeout_seconds=float(_number(env, "DA_API_TIMEOUT_SECONDS", 60)),
+            idle_seconds=float(_number(env, "DA_API_IDLE_SECONDS", 300)),
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]

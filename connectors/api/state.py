@@ -1,14 +1,19 @@
 """What the routes share: the registry, keys, audit log, pooled connectors, the metadata cache and jobs.
 
 One :class:`ApiState` per app. :func:`create_app` makes its own; an app that
-only includes the router gets one built from the environment on first use.
+only includes the router gets one built from the environment at the router's
+startup (or on first use). Either way its :class:`ThreadJanitor` runs from
+startup to shutdown and closes each source's pooled connections once no request
+has used them for ``idle_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -17,27 +22,46 @@ from connectors.api.audit import AuditLog
 from connectors.api.keys import KeyStore
 from connectors.api.settings import ApiSettings
 from connectors.base import DataSourceConfig, DataSourceConnector
+from connectors.errors import DataSourceError
 from connectors.plugins import get_connector_class
 from connectors.registry import SourceRegistry
 from connectors.secrets.references import get_logger
+from connectors.threads.ending import ThreadJanitor
 
 log = get_logger(__name__)
 T = TypeVar("T")
+JANITOR_INTERVAL = 5.0  # seconds between two idle checks, at most
+
+
+class _Leases:
+    """The sources whose pooled connectors one request took: in use until the request ends."""
+
+    def __init__(self) -> None:
+        self.source_ids: set[str] = set()
+        self.open = True
+
+
+# a context variable, so that tasks a route starts (an attach's fetches) count for its request
+_leases: contextvars.ContextVar[_Leases | None] = contextvars.ContextVar("da_sources_leases", default=None)
 
 
 class ConnectorPool:
     """One connected connector per source, replaced as soon as the source's config changes.
 
     The config is compared on every use, so a change made by the CLI or another
-    process is picked up too.
+    process is picked up too. A connector handed out inside :meth:`in_use` (every
+    request) counts as in use until that block ends; :meth:`close_idle` closes only
+    the others, once unused for the idle time.
     """
 
     def __init__(self) -> None:
         self._pool: dict[str, DataSourceConnector] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}  # requests under way that took the source's connector
+        self._used_at: dict[str, float] = {}  # when it was last handed out or given back
 
     async def get(self, source: DataSourceConfig) -> DataSourceConnector:
-        async with self._locks.setdefault(source.id, asyncio.Lock()):
+        async with self._lock(source.id):
             connector = self._pool.get(source.id)
             if connector is not None and (connector.config != source or not connector.is_connected):
                 await self._close(self._pool.pop(source.id))
@@ -46,7 +70,36 @@ class ConnectorPool:
                 connector = get_connector_class(source.type_name)(source)
                 await connector.connect()
                 self._pool[source.id] = connector
+            self._lease(source.id)  # under the lock: close_idle never closes it after this
             return connector
+
+    def pooled(self) -> list[str]:
+        """The ids of the sources with an open pooled connector."""
+        return sorted(self._pool)
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Connectors handed out inside (also by tasks started inside) stay open until the block ends."""
+        leases = _Leases()
+        token = _leases.set(leases)
+        try:
+            yield
+        finally:
+            _leases.reset(token)
+            leases.open = False
+            for source_id in leases.source_ids:
+                self._users[source_id] -= 1
+                self._used_at[source_id] = time.monotonic()
+
+    async def close_idle(self, idle_seconds: float) -> list[str]:
+        """Close the connectors no request holds and none used for ``idle_seconds``; their source ids."""
+        closed = []
+        for source_id in list(self._pool):
+            async with self._lock(source_id):
+                if source_id in self._pool and self._idle(source_id, idle_seconds):
+                    await self.close(source_id)
+                    closed.append(source_id)
+        return closed
 
     async def close(self, source_id: str) -> None:
         """Close the source's pooled connections (its connector disconnects)."""
@@ -57,6 +110,20 @@ class ConnectorPool:
     async def aclose(self) -> None:
         for source_id in list(self._pool):
             await self.close(source_id)
+
+    def _lock(self, source_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(source_id, asyncio.Lock())
+
+    def _lease(self, source_id: str) -> None:
+        self._used_at[source_id] = time.monotonic()
+        leases = _leases.get()
+        if leases is not None and leases.open and source_id not in leases.source_ids:
+            leases.source_ids.add(source_id)
+            self._users[source_id] = self._users.get(source_id, 0) + 1
+
+    def _idle(self, source_id: str, idle_seconds: float) -> bool:
+        unused_for = time.monotonic() - self._used_at.get(source_id, 0.0)
+        return not self._users.get(source_id) and unused_for >= idle_seconds
 
     @staticmethod
     async def _close(connector: DataSourceConnector) -> None:
@@ -116,7 +183,13 @@ class ApiState:
         self.pool = ConnectorPool()
         self.cache = MetadataCache(settings.cache_seconds)
         self.jobs = JobManager(settings)
+        self.janitor = ThreadJanitor(self.pool, idle_seconds=settings.idle_seconds,
+                                     interval=min(JANITOR_INTERVAL, settings.idle_seconds / 4))
         self._sources: tuple[tuple[int, ...] | None, list[DataSourceConfig]] | None = None
+
+    def start(self) -> None:
+        """Start the janitor (at the app's startup, on its event loop); :meth:`aclose` stops it."""
+        self.janitor.start()
 
     def sources(self) -> list[DataSourceConfig]:
         """The sources file, parsed again only when it changed (a YAML parse costs milliseconds per request)."""
@@ -140,6 +213,7 @@ class ApiState:
         await self.pool.close(source_id)
 
     async def aclose(self) -> None:
+        await self.janitor.stop()
         await self.jobs.aclose()
         await self.pool.aclose()
 
@@ -147,15 +221,31 @@ class ApiState:
 _default: ApiState | None = None
 
 
+def own_state(app: Any) -> ApiState | None:
+    """The state ``create_app`` gave ``app``, if any."""
+    state = getattr(getattr(app, "state", None), "da_sources", None)
+    return state if isinstance(state, ApiState) else None
+
+
 def get_state(request: Request) -> ApiState:
     """The app's state (``create_app``), else one built from the environment (an app that includes the router)."""
-    state = getattr(request.app.state, "da_sources", None)
-    if isinstance(state, ApiState):
-        return state
+    return own_state(request.app) or default_state()
+
+
+def default_state() -> ApiState:
+    """The state built from the environment, built now if it is not yet."""
     global _default
     if _default is None:
         _default = ApiState(ApiSettings.from_env())
     return _default
+
+
+def start_default_state() -> None:
+    """Build the environment's state and start its janitor (at the router's startup, in an including app)."""
+    try:
+        default_state().start()
+    except DataSourceError as exc:  # the including app still starts; each request says what is wrong
+        log.error("data sources API: %s", exc)
 
 
 async def close_default_state() -> None:

@@ -2,7 +2,8 @@
 
 The references are fetched in parallel to the top level of ``<workspace base>/<thread_id>/`` (where
 DeepAnalyze's prompt builder looks) by :func:`connectors.threads.attach_to_thread`; the answer
-holds each file with its lineage facts and a short manifest for the prompt.
+holds each file with its lineage facts and a short manifest for the prompt. When the thread's folder
+is removed meanwhile (the thread expired), the fetches are cancelled and the answer is a 409.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from connectors.threads import (
     MAX_THREAD_ID_LENGTH,
     ItemTooLargeError,
     Reference,
+    ThreadEndedError,
     attach_to_thread,
 )
 
@@ -77,5 +79,7 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
                                             references, max_item_bytes=limit)
     except ItemTooLargeError as exc:
         raise ApiError(413, f"{exc}; nothing was attached") from None
+    except ThreadEndedError as exc:  # DeepAnalyze removed the thread meanwhile: not a fault of this server
+        raise ApiError(409, str(exc)) from None
     return {"object": "thread.data", "thread_id": thread_id, "manifest": attachment.manifest(),
             "data": [file.__dict__ for file in attachment.files]}

@@ -1,7 +1,8 @@
 """``POST /v1/data-sources/{id}/upload``: files of a thread's ``generated/`` folder back to blob storage.
 
 Each file goes through :func:`connectors.threads.publish_generated`: staged blocks, one commit, no
-overwrite unless asked (409 when the name is taken), metadata naming the thread and the inputs'
+overwrite unless asked (409 when the name is taken, or when the file changed while it uploaded:
+nothing is committed then), metadata naming the thread and the inputs'
 lineage, a local record of what was published where. A source that cannot upload answers 400.
 Uploading changes the company's storage, so it needs a key made without ``--read-only``.
 """
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connectors.api.errors import ApiError
 from connectors.api.routing import ManageKey, State, new_router
 from connectors.api.sources import SourceId, load_source
-from connectors.azure_blob.upload import BlobExistsError
+from connectors.azure_blob.upload import BlobExistsError, FileChangedError
 from connectors.base import DataSourceConnector
 from connectors.threads import MAX_THREAD_ID_LENGTH, publish_generated
 
@@ -58,7 +59,7 @@ async def upload(source_id: SourceId, body: UploadRequest, request: Request, sta
         *(publish_generated(connector_for, base, body.thread_id, source_id, name, prefix + name, body.overwrite)
           for name in names), return_exceptions=True)  # each file is complete or absent: no half is undone
     failed = next((r for r in results if isinstance(r, BaseException)), None)
-    if isinstance(failed, BlobExistsError):
+    if isinstance(failed, BlobExistsError | FileChangedError):  # a conflict with another writer
         raise ApiError(409, str(failed))
     if failed is not None:
         raise failed

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aiohttp
 import yarl
@@ -173,6 +173,11 @@ class DataPath:
         self.api_version = api_version
         self.authorizer = authorizer
         self.source_id = source_id
+
+    @property
+    def container(self) -> str:
+        """The container's name (the last segment of its address)."""
+        return unquote(self.container_url.rsplit("/", 1)[-1])
 
     def blob_uri(self, name: str) -> str:
         """The blob's address without any query: safe for lineage records."""

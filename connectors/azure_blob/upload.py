@@ -7,6 +7,10 @@ How an upload goes:
   a block whose bytes do not hash to it) and retried alone within the connector's retry budget;
 * block ids carry a random per-upload token, so two uploads of the same name at once never mix
   each other's uncommitted blocks;
+* the local file must hold still: its size, inode and change times are taken before the first read
+  and again once every block is staged, and each block's MD5 as staged must equal the MD5 of the
+  same bytes read again for the whole-file digests; any difference is a :class:`FileChangedError`
+  before the commit, so a file written to while it uploads never becomes a blob of mixed content;
 * one Put Block List commits them: nothing is visible under the name before it, the whole blob
   after it. Unless ``overwrite``, it is sent with ``If-None-Match: *``: the service refuses it when
   the name exists (:class:`BlobExistsError`), whoever created it in the meantime;
@@ -36,7 +40,7 @@ import yarl
 
 from connectors.azure_blob.errors import HttpStatusError, error_code, translate
 from connectors.azure_blob.transfer import DataPath, RetryBudget, iso_utc, run_all, with_retries
-from connectors.errors import ConfigurationError, DataFetchError, WorkspaceError
+from connectors.errors import ConfigurationError, DataFetchError, IntegrityError, WorkspaceError
 
 BLOCK = 8 * 1024 * 1024  # bytes per Put Block: few requests, bounded memory per request in flight
 MAX_BLOCKS = 50_000  # the service's limit of blocks per blob
@@ -46,6 +50,10 @@ _META_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")  # a C# identifier, a
 
 class BlobExistsError(DataFetchError):
     """The blob name is taken and the upload was not asked to overwrite it."""
+
+
+class FileChangedError(IntegrityError):
+    """The local file changed while it was being uploaded; nothing was committed (retryable once it holds still)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class Uploaded:
     content_md5: str
     sha256: str
     last_modified: str | None
+    container: str = ""
+    version_id: str | None = None  # set when the account keeps blob versions
 
 
 def block_size_for(size: int) -> int:
@@ -100,50 +110,84 @@ class BlobUpload:
         self._authorizer = for_writing() if for_writing is not None else path.authorizer
 
     async def run(self, metadata: Mapping[str, str], overwrite: bool) -> Uploaded:
-        """Stage every block, then commit them; raises :class:`BlobExistsError` on a taken name."""
-        size = os.fstat(self._fd).st_size
+        """Stage every block, then commit them; raises :class:`BlobExistsError` on a taken name.
+
+        Raises :class:`FileChangedError`, committing nothing, when the file changed meanwhile.
+        """
+        before = os.fstat(self._fd)
+        size = before.st_size
         step = block_size_for(size)
         offsets = list(range(0, size, step))  # none for an empty file: an empty block list makes an empty blob
         ids = [self._block_id(i) for i in range(len(offsets))]
-        hashes = asyncio.create_task(asyncio.to_thread(self._whole_file_digests, size))
+        staged: dict[int, str] = {}  # block offset -> MD5 of the bytes sent
+        hashes = asyncio.create_task(asyncio.to_thread(self._whole_file_digests, size, step))
         try:
-            await self._stage_all(list(zip(ids, offsets, strict=True)), step)
-            md5, sha256 = await hashes
+            await self._stage_all(list(zip(ids, offsets, strict=True)), step, size, staged)
+            md5, sha256, read_again = await hashes
         finally:
             hashes.cancel()
+        self._check_unchanged(before, os.fstat(self._fd), staged, read_again)
         headers = self._commit_headers(md5, {**metadata, "sha256": sha256}, overwrite)
         answer = await self._commit(ids, headers)
         return Uploaded(self._name, self._path.blob_uri(self._name), answer.get("ETag", ""), size, md5, sha256,
-                        iso_utc(answer.get("Last-Modified")))
+                        iso_utc(answer.get("Last-Modified")), self._path.container,
+                        answer.get("x-ms-version-id"))
 
     def _block_id(self, index: int) -> str:
         return base64.b64encode(f"{self._token}-{index:06d}".encode()).decode()
 
-    async def _stage_all(self, blocks: list[tuple[str, int]], step: int) -> None:
+    async def _stage_all(self, blocks: list[tuple[str, int]], step: int, size: int, staged: dict[int, str]) -> None:
         pending = iter(blocks)
 
         async def worker() -> None:
             for block_id, offset in pending:  # one shared iterator: each block is staged once
-                data = await asyncio.to_thread(self._read, offset, step)
-                md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - the service's checksum
+                data = await asyncio.to_thread(self._read, offset, min(step, size - offset))
+                md5 = _md5(data)
                 await with_retries(partial(self._put_block, block_id, data, md5), self._what,
                                    self._path.source_id, self._retries)
+                staged[offset] = md5
 
         await run_all(worker() for _ in range(min(self._concurrency, len(blocks))))
 
     def _read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset``; fewer means the file was cut short since the upload began."""
         try:
-            return os.pread(self._fd, length, offset)
+            data = os.pread(self._fd, length, offset)
         except OSError as exc:
             raise WorkspaceError(f"{self._what}: cannot read the local file ({exc.strerror})") from exc
+        if len(data) != length:
+            raise self._changed("it got shorter")
+        return data
 
-    def _whole_file_digests(self, size: int) -> tuple[str, str]:
+    def _whole_file_digests(self, size: int, step: int) -> tuple[str, str, dict[int, str]]:
+        """The file's MD5 and sha256, and each block's MD5 as read here (to compare with what was staged)."""
         md5, sha256 = hashlib.md5(), hashlib.sha256()  # noqa: S324 - the service's checksum
-        for offset in range(0, size, BLOCK):
-            data = self._read(offset, BLOCK)
+        blocks: dict[int, str] = {}
+        for offset in range(0, size, step):
+            data = self._read(offset, min(step, size - offset))
             md5.update(data)
             sha256.update(data)
-        return base64.b64encode(md5.digest()).decode(), sha256.hexdigest()
+            blocks[offset] = _md5(data)
+        return base64.b64encode(md5.digest()).decode(), sha256.hexdigest(), blocks
+
+    def _check_unchanged(self, before: os.stat_result, after: os.stat_result, staged: dict[int, str],
+                         read_again: dict[int, str]) -> None:
+        """Refuse to commit blocks of a file that changed (a writer still at work, or an edit meanwhile).
+
+        The change time (ctime) is compared besides the modification time because a program
+        can set mtime back, never ctime; a block's MD5 read twice catches a rewrite of the same
+        size within the file system's clock tick.
+        """
+        if _fingerprint(before) != _fingerprint(after):
+            raise self._changed(f"size {before.st_size} -> {after.st_size} bytes"
+                                if before.st_size != after.st_size else "it was written to")
+        if staged != read_again:
+            raise self._changed("its content differs between two reads")
+
+    def _changed(self, how: str) -> FileChangedError:
+        return FileChangedError(f"{self._what}: the local file changed while it was being uploaded ({how}); "
+                                "nothing was committed; upload it again once it is complete",
+                                source_id=self._path.source_id)
 
     async def _put_block(self, block_id: str, data: bytes, md5: str) -> None:
         await self._put(f"comp=block&blockid={quote(block_id, safe='')}", data, {"Content-MD5": md5})
@@ -201,6 +245,14 @@ class BlobUpload:
                 raise HttpStatusError(response.status, response.headers.get("x-ms-error-code"),
                                       _seconds(response.headers.get("Retry-After")))
             return response.headers
+
+
+def _md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - the service's checksum
+
+
+def _fingerprint(info: os.stat_result) -> tuple[int, ...]:
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
 def _seconds(value: str | None) -> float | None:

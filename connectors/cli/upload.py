@@ -1,5 +1,8 @@
 """``da-sources upload``: a local file, or a thread's generated file, to a blob storage source.
 
+Either way a record of what went where is appended to a JSON-lines log: a plain file's to
+``published.jsonl`` beside the sources file, a thread's to ``<thread>/.lineage/published.jsonl``.
+
 Examples:
     $ da-sources upload lake ./report.csv results/report.csv
     $ da-sources upload lake chart.png --thread thread-3f9d --workspace ./workspace   # -> thread-3f9d/chart.png
@@ -13,9 +16,9 @@ import os
 from typing import Any
 
 from connectors.cli.common import WORKSPACE_ENV, print_json
-from connectors.landing.lineage import utc_now_iso
+from connectors.publishing import publish_file
 from connectors.registry import SourceRegistry
-from connectors.threads import publish_generated, uploader_of
+from connectors.threads import publish_generated
 
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
@@ -46,6 +49,4 @@ async def _upload(args: argparse.Namespace) -> dict[str, Any]:
         if args.thread:
             base = args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace"
             return await publish_generated(registry, base, args.thread, args.id, args.file, args.blob, args.overwrite)
-        upload = uploader_of(await registry.connector(args.id))
-        uploaded = await upload(args.file, args.blob or os.path.basename(args.file), overwrite=args.overwrite)
-        return {"published_at": utc_now_iso(), "file": args.file, "source_id": args.id, **uploaded.__dict__}
+        return await publish_file(registry, args.id, args.file, args.blob, args.overwrite)

@@ -93,8 +93,8 @@ from connectors.settings import PostgreSQLSettings
 log = get_logger(__name__)
 
 PARALLEL_MIN_BYTES = 64 << 20  # below this a second stream costs more than it saves
-CANCEL_SECONDS = 5.0  # how long an abandoned export waits for the server to confirm its cancel request
 HELPER_WAIT_SECONDS = 1.0  # how long a fetch waits for a second connection before going it alone
+CANCEL_TIMEOUT = 5.0  # seconds a cancelled export waits for the server to take its cancel request
 
 MODIFIED_AT_UNKNOWN = 0  # DataItem.modified_at when the source keeps no modification time
 
@@ -493,17 +493,6 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
 # --- helpers ------------------------------------------------------------------
 
 
-async def _abandon(conn: AsyncConn) -> None:
-    """Stop a statement left running mid-COPY, then close its connection (the pool discards it).
-
-    Closing alone would leave the server running the query until it next writes to the
-    socket: minutes for a query that sorts or sleeps before its first row.
-    """
-    with contextlib.suppress(Exception):  # best effort: the server may be gone already
-        await conn.cancel_safe(timeout=CANCEL_SECONDS)
-    await conn.close()
-
-
 def _connection_params(settings: PostgreSQLSettings) -> tuple[str, dict[str, Any]]:
     """The DSN (or "") and keyword parameters; the password only ever travels as a keyword."""
     kwargs: dict[str, Any] = {
@@ -528,6 +517,17 @@ def _public_uri(conninfo: str, kwargs: dict[str, Any]) -> str:
     params = conninfo_to_dict(conninfo, **kwargs)
     host = str(params.get("host") or "localhost")
     return f"postgresql://{quote(host, safe='')}:{params.get('port') or 5432}/{quote(str(params.get('dbname', '')))}"
+
+
+async def _abandon(conn: AsyncConn) -> None:
+    """A COPY abandoned mid-stream: stop its statement on the server, and let the pool discard the connection.
+
+    Closing the socket alone is not enough: the server notices only when it next sends, and a query
+    that computes before its first row (a large join, a sort) keeps running until ``statement_timeout``.
+    """
+    with contextlib.suppress(Exception):  # a best effort: the close below happens anyway
+        await conn.cancel_safe(timeout=CANCEL_TIMEOUT)
+    await conn.close()
 
 
 async def _configure_connection(conn: AsyncConn) -> None:

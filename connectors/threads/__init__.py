@@ -21,6 +21,7 @@ Example:
     >>> prompt += attachment.manifest()
 """
 
+from connectors.publishing import UploadNotSupportedError, uploader_of
 from connectors.threads.attach import (
     MAX_REFERENCES,
     AttachedFile,
@@ -32,7 +33,7 @@ from connectors.threads.attach import (
     name_candidates,
     parse_references,
 )
-from connectors.threads.ending import ThreadJanitor, end_thread
+from connectors.threads.ending import ThreadEndedError, ThreadJanitor, end_thread
 from connectors.threads.folders import (
     GENERATED_DIR,
     MAX_THREAD_ID_LENGTH,
@@ -41,11 +42,11 @@ from connectors.threads.folders import (
     check_thread_id,
     thread_folder,
 )
-from connectors.threads.results import UploadNotSupportedError, publish_generated, published_records, uploader_of
+from connectors.threads.results import publish_generated, published_records
 
 __all__ = [
     "GENERATED_DIR", "MAX_REFERENCES", "MAX_THREAD_ID_LENGTH", "STAGING_PREFIX", "AttachedFile", "Attachment",
-    "ConnectorFor", "ItemTooLargeError", "Reference", "ThreadJanitor", "UploadNotSupportedError",
+    "ConnectorFor", "ItemTooLargeError", "Reference", "ThreadEndedError", "ThreadJanitor", "UploadNotSupportedError",
     "attach_to_thread", "check_thread_id", "end_thread", "folded", "name_candidates", "parse_references",
     "publish_generated", "published_records", "thread_folder", "uploader_of",
 ]

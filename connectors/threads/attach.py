@@ -18,13 +18,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.base import DataSourceConnector
-from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError, WorkspaceError
+from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError
 from connectors.landing.dirs import finish_in_thread, open_directory
 from connectors.landing.lineage import read_provenance, write_provenance
 from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES
 from connectors.landing.root import workspace_root
 from connectors.registry import SourceRegistry
-from connectors.threads.ending import cancel_when_ended, remember_folder, sweep_thread, tracked
+from connectors.threads.ending import ThreadEndedError, cancel_when_ended, remember_folder, sweep_thread, tracked
 from connectors.threads.folders import GENERATED_DIR, STAGING_PREFIX, ConnectorFor, remove_staging, thread_folder
 
 RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -169,7 +169,7 @@ async def attach_to_thread(
             task = asyncio.current_task()
             if work.cancelled() and task is not None and not task.cancelling():
                 await asyncio.to_thread(sweep_thread, folder)
-                raise WorkspaceError(f"thread {thread_id!r} ended while its data was being attached; "
+                raise ThreadEndedError(f"thread {thread_id!r} ended while its data was being attached; "
                                      "nothing was attached") from None
             raise
         finally:

@@ -1,4 +1,8 @@
-"""Threads end: running attaches cancelled, staging and temporaries swept, idle connections closed."""
+"""Threads end: running attaches cancelled, staging and temporaries swept, idle connections closed.
+
+The HTTP API runs a :class:`ThreadJanitor` over its pool of connectors from startup to shutdown
+(:mod:`connectors.api.state`); an app that calls :func:`attach_to_thread` itself runs one over its registry.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
-from connectors.errors import DataSourceError
+from connectors.errors import DataSourceError, WorkspaceError
 from connectors.landing.dirs import open_directory
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.registry import SourceRegistry
@@ -23,6 +27,10 @@ _running_attaches: dict[Path, set[asyncio.Task[Any]]] = {}
 _identities: dict[Path, tuple[int, int]] = {}  # a running thread's folder as it was: gone or replaced = ended
 _last_activity = [time.monotonic()]  # when an attach last ran: the janitor's idle clock
 WATCH_INTERVAL = 1.0  # seconds between two looks at a running attach's thread folder
+
+
+class ThreadEndedError(WorkspaceError):
+    """The thread's folder was removed (or :func:`end_thread` called) while its data was being attached."""
 
 
 def _identity(info: os.stat_result) -> tuple[int, int]:
@@ -103,31 +111,56 @@ def _ended(folder: Path) -> bool:
         return True
 
 
-class ThreadJanitor:
-    """Closes the registry's pooled connections after ``idle_seconds`` without an attach.
+class IdleClosing(Protocol):
+    """A pool that knows which of its connections are idle (the API's pool of connectors)."""
 
-    Give it a registry of its own for attaches (or the close function of one): other users of a
-    shared registry would find their connectors closed under them.
+    async def close_idle(self, idle_seconds: float) -> object:
+        """Close what nobody used for ``idle_seconds`` and nobody holds."""
+
+
+class _AfterAttaches:
+    """Closes everything once no attach ran for the idle time: a registry keeps no clock of its own."""
+
+    def __init__(self, close: Callable[[], Awaitable[None]]) -> None:
+        self._close = close
+        self._closed_at = -1.0
+
+    async def close_idle(self, idle_seconds: float) -> None:
+        idle = time.monotonic() - _last_activity[0]
+        if not _running_attaches and idle >= idle_seconds and self._closed_at < _last_activity[0]:
+            self._closed_at = time.monotonic()
+            await self._close()
+
+
+class ThreadJanitor:
+    """Closes pooled connections after ``idle_seconds`` without use.
+
+    Given a registry (or the close function of one), it closes all of the registry's
+    connectors once no attach ran for ``idle_seconds``: give it a registry of its own for
+    attaches, since other users of a shared registry would find their connectors closed
+    under them. Given a pool with ``close_idle`` (the HTTP API's, which knows which
+    connectors a request holds), it leaves that to the pool, every ``interval`` seconds.
 
     Example:
         >>> async with SourceRegistry("sources.yaml") as registry, ThreadJanitor(registry):
         ...     ...   # serve chat requests; attach_to_thread(registry, "workspace", ...)
     """
 
-    def __init__(self, sources: SourceRegistry | Callable[[], Awaitable[None]], idle_seconds: float = 300.0,
-                 interval: float = 5.0) -> None:
-        self._close = sources.aclose if isinstance(sources, SourceRegistry) else sources
+    def __init__(self, sources: SourceRegistry | IdleClosing | Callable[[], Awaitable[None]],
+                 idle_seconds: float = 300.0, interval: float = 5.0) -> None:
+        if isinstance(sources, SourceRegistry):
+            self._pool: IdleClosing = _AfterAttaches(sources.aclose)
+        elif hasattr(sources, "close_idle"):
+            self._pool = sources
+        else:
+            self._pool = _AfterAttaches(sources)
         self.idle_seconds = idle_seconds
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
-        self._closed_at = -1.0
 
     async def tick(self) -> None:
-        """One round: close the connections when no attach ran for ``idle_seconds``."""
-        idle = time.monotonic() - _last_activity[0]
-        if not _running_attaches and idle >= self.idle_seconds and self._closed_at < _last_activity[0]:
-            self._closed_at = time.monotonic()
-            await self._close()
+        """One round: close what was idle for ``idle_seconds``."""
+        await self._pool.close_idle(self.idle_seconds)
 
     async def _run(self) -> None:
         while True:
@@ -137,11 +170,21 @@ class ThreadJanitor:
             except Exception as exc:  # the janitor keeps going; the next round tries again
                 log.warning("thread janitor: %s", exc)
 
+    def start(self) -> None:
+        """Start the rounds on the running event loop (again after :meth:`stop`; once while running)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="da-sources thread janitor")
+
+    async def stop(self) -> None:
+        """Stop the rounds (a round under way is cancelled)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run())
+        self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self.stop()

@@ -5,27 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from connectors.base import DataSourceConnector
-from connectors.errors import ConfigurationError, NotFoundError
+from connectors.errors import NotFoundError
 from connectors.landing.dirs import open_directory, open_regular_file, read_regular_file
 from connectors.landing.lineage import utc_now_iso
 from connectors.landing.names import LINEAGE_DIR, safe_relative_path
 from connectors.landing.root import workspace_root
+from connectors.publishing import PUBLISHED_LOG, append_record, upload_facts, uploader_of
 from connectors.registry import SourceRegistry
 from connectors.threads.folders import GENERATED_DIR, ConnectorFor, thread_folder
 
-PUBLISHED_LOG = "published.jsonl"
 MAX_INPUTS_METADATA = 6 * 1024  # of the service's 8 KiB of metadata, what the inputs may take
-
-
-class UploadNotSupportedError(ConfigurationError):
-    """The source's connector cannot upload (only blob storage can)."""
 
 
 async def publish_generated(
@@ -61,28 +54,10 @@ async def publish_generated(
         finally:
             os.close(fd)
         record = {"published_at": utc_now_iso(), "thread_id": thread_id, "file": f"{GENERATED_DIR}/{relative}",
-                  "source_id": source_id, "overwrite": overwrite, **_facts(uploaded), "metadata": metadata}
+                  "local_path": str(folder / GENERATED_DIR / relative), "source_id": source_id,
+                  "overwrite": overwrite, **upload_facts(uploaded), "metadata": metadata}
         await asyncio.to_thread(_append_record, folder, record)
     return record
-
-
-def uploader_of(connector: DataSourceConnector) -> Callable[..., Awaitable[Any]]:
-    """The connector's ``upload(local_path, blob_name, overwrite=False, metadata=None)``.
-
-    Raises:
-        UploadNotSupportedError: the connector has none.
-    """
-    upload = getattr(connector, "upload", None)
-    if upload is None:
-        raise UploadNotSupportedError(f"a {connector.type_name()} source does not support upload",
-                                      source_id=connector.source_id)
-    return upload  # type: ignore[no-any-return]
-
-
-def _facts(uploaded: Any) -> dict[str, Any]:
-    if is_dataclass(uploaded) and not isinstance(uploaded, type):
-        return asdict(uploaded)
-    return dict(uploaded)
 
 
 def _open_generated(folder: Path, relative: str) -> int:
@@ -138,14 +113,9 @@ def _inputs_metadata(records: list[dict[str, Any]]) -> dict[str, str]:
 def _append_record(folder: Path, record: dict[str, Any]) -> None:
     dir_fd = open_directory(folder.parent, [folder.name, LINEAGE_DIR], create=True)
     try:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(PUBLISHED_LOG, flags, 0o644, dir_fd=dir_fd)
+        append_record(PUBLISHED_LOG, record, dir_fd=dir_fd, mode=0o644)
     finally:
         os.close(dir_fd)
-    try:  # one write of one line: appends of two uploads at once never interleave
-        os.write(fd, (json.dumps(record, sort_keys=True, default=str) + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 def published_records(base_dir: str | os.PathLike[str], thread_id: str) -> list[dict[str, Any]]:

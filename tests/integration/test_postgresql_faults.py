@@ -1,4 +1,4 @@
-"""PostgreSQLConnector under faults (docs/RELIABILITY.md rows 14, 16-23, 25-27) against a real server."""
+"""PostgreSQLConnector under faults (docs/RELIABILITY.md rows 14, 16-23, 25-27, 29) against a real server."""
 
 from __future__ import annotations
 
