@@ -143,6 +143,10 @@ query ($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on Runs { re
   runId status startTime endTime tags { key value } } } } }
 """
 ALL_RUNS = "{ runsOrError { ... on Runs { results { runId status startTime endTime tags { key value } } } } }"
+ENGINE_EVENTS = """
+query ($id: ID!) { runOrError(runId: $id) { ... on Run { eventConnection { events {
+  __typename ... on MessageEvent { message } } } } } }
+"""
 
 
 def launch(deployment: Deployment, job: str) -> str:
@@ -186,7 +190,25 @@ def wait_for_all(deployment: Deployment, timeout: float, done: Any = None) -> li
         if done(found):
             return found
         time.sleep(1)
-    raise AssertionError(f"runs not done within {timeout} s: {runs(deployment)}\n{deployment.log_tail()}")
+    found = runs(deployment)
+    raise AssertionError(f"runs not done within {timeout} s: {found}\n{engine_events(deployment, found)}\n"
+                         f"{deployment.log_tail()}")
+
+
+def engine_events(deployment: Deployment, found: list[dict[str, Any]]) -> str:
+    """The engine events of each failed run: why a retry did or did not follow (for a failure's message)."""
+    lines = []
+    for run in found:
+        if run["status"] == "FAILURE":
+            try:
+                result = deployment.graphql(ENGINE_EVENTS, {"id": run["runId"]})["runOrError"]
+            except (AssertionError, OSError) as exc:  # the failure's own message matters more
+                lines.append(f"{run['runId'][:8]}: engine events unavailable: {exc}")
+                continue
+            events = result.get("eventConnection", {}).get("events", [])
+            lines += [f"{run['runId'][:8]} {e['__typename']}: {e.get('message', '')[:300]}"
+                      for e in events if e["__typename"] in ("EngineEvent", "RunFailureEvent")]
+    return "\n".join(lines)
 
 
 def tag(run: dict[str, Any], key: str) -> str | None:

@@ -24,6 +24,7 @@ import pytest
 from tests.deploy.stack import (
     TERMINAL,
     Deployment,
+    engine_events,
     launch,
     local_source,
     runs,
@@ -149,6 +150,8 @@ def test_a_killed_code_server_fails_its_runs_by_monitoring_and_the_retry_lands_e
 
     found = wait_for_all(deployment, timeout=400, done=lambda found: (retry := retry_of(found, first))
                          and retry["status"] in TERMINAL)
-    assert next(r for r in found if r["runId"] == first)["status"] == "FAILURE"
+    failed = next(r for r in found if r["runId"] == first)
+    assert failed["status"] == "FAILURE"
+    assert "Retrying the run" in engine_events(deployment, [failed])  # the daemon's own account
     assert retry_of(found, first)["status"] == "SUCCESS", deployment.log_tail()
     assert_each_item_once_matching_its_record(deployment.workspace / "omega", names)
