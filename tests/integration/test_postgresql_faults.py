@@ -187,6 +187,16 @@ def backend_pids(server: PostgresServer) -> list[int]:
     return [row[0] for row in rows]
 
 
+async def copying_backends(server: PostgresServer, *, until_any: bool, seconds: float) -> list[int]:
+    """Our COPY backends, polled until there are some (``until_any``) or none, or ``seconds`` passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        pids = await asyncio.to_thread(backend_pids, server)
+        if bool(pids) == until_any or time.monotonic() > deadline:
+            return pids
+        await asyncio.sleep(0.05)
+
+
 async def export_under_way(server: PostgresServer, tmp_path: Path, name: str) -> list[int]:
     """Wait until the server runs our COPY and its landing temporary exists; the backends' pids."""
     for _ in range(200):
@@ -232,11 +242,7 @@ def test_cancelled_fetch_leaves_nothing_and_the_connector_still_works(
             assert temporaries(tmp_path) == []
             assert Path(await pg.fetch_data(f"{schema}.empty", str(tmp_path))).read_bytes() == b"a,b\n"
             # the cancelled connection is dropped, not handed back mid-COPY: its backend ends soon after
-            for _ in range(100):
-                if not await asyncio.to_thread(backend_pids, postgres_server):
-                    break
-                await asyncio.sleep(0.05)
-            assert await asyncio.to_thread(backend_pids, postgres_server) == []
+            assert await copying_backends(postgres_server, until_any=False, seconds=5) == []
 
     run(body())
     assert not (tmp_path / f"{schema}.slow.csv").exists()
@@ -253,19 +259,11 @@ def test_cancelled_fetch_stops_the_query_on_the_server(
     async def body() -> None:
         async with pg_connector(postgres_server, [schema], pool_max_size=1) as pg:
             export = asyncio.ensure_future(pg.fetch_data(f"{schema}.sleeps_first", str(tmp_path)))
-            for _ in range(200):
-                if await asyncio.to_thread(backend_pids, postgres_server):
-                    break
-                await asyncio.sleep(0.05)
-            assert await asyncio.to_thread(backend_pids, postgres_server), "the query never started"
+            assert await copying_backends(postgres_server, until_any=True, seconds=10), "the query never started"
             export.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await export
-            for _ in range(60):
-                if not await asyncio.to_thread(backend_pids, postgres_server):
-                    break
-                await asyncio.sleep(0.05)
-            assert await asyncio.to_thread(backend_pids, postgres_server) == []
+            assert await copying_backends(postgres_server, until_any=False, seconds=3) == []
 
     run(body())
     assert temporaries(tmp_path) == []
