@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from dagster import MetadataValue, TableColumn, TableSchema
 
+from connectors.errors import DataSourceError
+from connectors.landing.dirs import open_regular_file
+from connectors.landing.root import open_workspace_folder
 from da_pipelines.manifest import ManifestEntry
 
 if TYPE_CHECKING:
@@ -81,10 +84,28 @@ def verify_landed(record: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
     return True, facts
 
 
-def sha256_of(path: Path) -> str:
-    """The sha256 of a file, read in large chunks."""
+def sha256_beneath(folder: Path, relative: str) -> str | None:
+    """The sha256 of the regular file ``folder/relative``, reached without following any link; else None.
+
+    The manifest and the landed tree live in the workspace, where the agent writes too: a
+    folder swapped for a link, an absolute or ``..`` path, must not make the check read
+    a file outside the source's folder.
+    """
+    parts = relative.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
+    try:
+        dir_fd = open_workspace_folder(folder, parts[:-1], create=False)
+    except (OSError, DataSourceError):
+        return None
+    try:
+        fd = open_regular_file(dir_fd, parts[-1])
+    finally:
+        os.close(dir_fd)
+    if fd is None:
+        return None
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with os.fdopen(fd, "rb") as handle:
         while chunk := handle.read(_HASH_BUFFER):
             digest.update(chunk)
     return digest.hexdigest()
@@ -112,7 +133,7 @@ def verify_entries(folder: Path, entries: Sequence[ManifestEntry], *, full: bool
     sample = [entries[int(i * step)] for i in range(len(entries) if step == 1 else sample_size)]
     bad = set(damaged)
     hashed = [e for e in sample if e.identifier not in bad]
-    damaged.extend(e.identifier for e in hashed if sha256_of(folder / e.path) != e.sha256)
+    damaged.extend(e.identifier for e in hashed if sha256_beneath(folder, e.path) != e.sha256)
     facts: dict[str, Any] = {
         "files": MetadataValue.int(len(entries)),
         "hashed": MetadataValue.int(len(hashed)),
