@@ -111,6 +111,13 @@ def prepare(postgres: PostgresServer, root: Path, sources: list[dict[str, Any]],
 
 
 def start_all(deployment: Deployment) -> None:
+    """Create the instance's tables once, as the compose file's ``migrate`` service does, then start all three.
+
+    Three processes creating the tables of a fresh database at once race (Dagster retries
+    five times in one second, which a loaded machine can outlast), and one of them dies.
+    """
+    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], cwd=deployment.home, env=deployment.env,
+                   check=True, capture_output=True, timeout=180)
     for name in ("code-server", "webserver", "daemon"):
         deployment.start(name)
     wait_until_loaded(deployment)

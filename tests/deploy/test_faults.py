@@ -153,5 +153,5 @@ def test_a_killed_code_server_fails_its_runs_by_monitoring_and_the_retry_lands_e
     failed = next(r for r in found if r["runId"] == first)
     assert failed["status"] == "FAILURE"
     assert "Retrying the run" in engine_events(deployment, [failed])  # the daemon's own account
-    assert retry_of(found, first)["status"] == "SUCCESS", deployment.log_tail()
+    assert retry_of(found, first)["status"] == "SUCCESS", f"{engine_events(deployment, found)}\n{deployment.log_tail()}"
     assert_each_item_once_matching_its_record(deployment.workspace / "omega", names)

@@ -27,10 +27,15 @@ def test_the_instance_config_is_valid_for_dagster(tmp_path: Path, monkeypatch: p
 def test_compose_runs_three_processes_on_one_image_with_the_workspace_volume() -> None:
     compose = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "code-server", "webserver", "daemon"}
+    assert set(services) == {"postgres", "migrate", "code-server", "webserver", "daemon"}
     for name in ("code-server", "webserver", "daemon"):
         assert "workspace:/workspace" in services[name]["volumes"]
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
+        # the tables exist before any of the three starts: creating them at once races
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert services["migrate"]["command"] == ["dagster", "instance", "migrate"]
+    assert services["migrate"]["restart"] == "no"
+    assert services["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
     assert (REPO / services["code-server"]["build"]["dockerfile"]).exists()
     assert "workspace" in compose["volumes"]
 
