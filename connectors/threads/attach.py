@@ -24,7 +24,14 @@ from connectors.landing.lineage import read_provenance, write_provenance
 from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES
 from connectors.landing.root import workspace_root
 from connectors.registry import SourceRegistry
-from connectors.threads.ending import ThreadEndedError, cancel_when_ended, remember_folder, sweep_thread, tracked
+from connectors.threads.ending import (
+    ThreadEndedError,
+    cancel_when_ended,
+    remember_folder,
+    sweep_thread,
+    thread_ended,
+    tracked,
+)
 from connectors.threads.folders import GENERATED_DIR, STAGING_PREFIX, ConnectorFor, remove_staging, thread_folder
 
 RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -169,11 +176,20 @@ async def attach_to_thread(
             task = asyncio.current_task()
             if work.cancelled() and task is not None and not task.cancelling():
                 await asyncio.to_thread(sweep_thread, folder)
-                raise ThreadEndedError(f"thread {thread_id!r} ended while its data was being attached; "
-                                     "nothing was attached") from None
+                raise _ended_error(thread_id) from None
+            raise
+        except DataSourceError:
+            # a fetch may meet the removed folder before the watcher does: the thread's end is the cause
+            if await asyncio.to_thread(thread_ended, folder):
+                await asyncio.to_thread(sweep_thread, folder)
+                raise _ended_error(thread_id) from None
             raise
         finally:
             watcher.cancel()
+
+
+def _ended_error(thread_id: str) -> ThreadEndedError:
+    return ThreadEndedError(f"thread {thread_id!r} ended while its data was being attached; nothing was attached")
 
 
 async def _attach(connector_for: ConnectorFor, folder: Path, references: list[Reference],

@@ -97,12 +97,12 @@ async def cancel_when_ended(folder: Path, work: asyncio.Task[Any]) -> None:
     """Cancel ``work`` as soon as the thread's folder is removed or replaced (checked every second)."""
     while not work.done():
         await asyncio.sleep(WATCH_INTERVAL)
-        if await asyncio.to_thread(_ended, folder):
+        if await asyncio.to_thread(thread_ended, folder):
             work.cancel()
             return
 
 
-def _ended(folder: Path) -> bool:
+def thread_ended(folder: Path) -> bool:
     """The folder is gone, or another one took its place (removed, then re-created by a late write)."""
     known = _identities.get(folder)
     try:
