@@ -175,20 +175,20 @@ async def attach_to_thread(
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if work.cancelled() and task is not None and not task.cancelling():
-                await asyncio.to_thread(sweep_thread, folder)
-                raise _ended_error(thread_id) from None
+                raise await _swept_after_end(folder, thread_id) from None
             raise
         except DataSourceError:
             # a fetch may meet the removed folder before the watcher does: the thread's end is the cause
             if await asyncio.to_thread(thread_ended, folder):
-                await asyncio.to_thread(sweep_thread, folder)
-                raise _ended_error(thread_id) from None
+                raise await _swept_after_end(folder, thread_id) from None
             raise
         finally:
             watcher.cancel()
 
 
-def _ended_error(thread_id: str) -> ThreadEndedError:
+async def _swept_after_end(folder: Path, thread_id: str) -> ThreadEndedError:
+    """Sweep what an ended thread's attach left; the error that says why it stopped."""
+    await asyncio.to_thread(sweep_thread, folder)
     return ThreadEndedError(f"thread {thread_id!r} ended while its data was being attached; nothing was attached")
 
 
