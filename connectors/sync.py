@@ -277,13 +277,13 @@ async def sync_source(
         todo = await asyncio.to_thread(plan, wanted, index, report, force)
         for _ in range(len(report.unchanged) + len(report.skipped)):
             on_item_done()
-        versions = {r.identifier: r.version for r in wanted if r.version}
+        versions = {r.identifier: r.version for r in wanted if r.version and r.identifier in todo}
         for chunk in _chunks(list(todo), CHUNK):
             # context variables are set around each await: a caller may resume this generator
             # from a different task (Dagster does), which would not see values set across a yield
             with run_context(run_id), on_progress(on_bytes):
                 results = await fetch_many_checked(connector, chunk, folder, concurrency=concurrency,
-                                                   versions=versions)
+                                                   versions={i: versions[i] for i in chunk if i in versions})
             for result in results:
                 on_item_done()
                 if result.record is None:

@@ -153,9 +153,10 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
     except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
         raise failure_for([exc]) from exc
     log_skipped(context, run)
+    pruned_now = set(run.pruned)  # a set: one lookup per removed item, not a scan of the list
     for outcome in run.outcomes:
         skipped = sum(1 for identifier, _ in run.skipped if outcome.dataset.contains(identifier))
-        pruned = sum(1 for identifier in outcome.removed if identifier in run.pruned)
+        pruned = sum(1 for identifier in outcome.removed if identifier in pruned_now)
         context.log.info(  # the words of SyncReport.summary(), as `da-sources fetch --all` prints them
             f"{outcome.dataset.key.to_user_string()}: {len(outcome.landed)} landed, {outcome.unchanged} unchanged, "
             f"{len(outcome.repaired)} repaired, {skipped} skipped, {len(outcome.removed)} removed at source, "

@@ -159,8 +159,9 @@ async def sync_datasets(
                 # context variables are set around each await: Dagster may resume this coroutine in another task
                 with run_context(run_id), on_progress(on_bytes):
                     # checked: a plugin's returned path is verified and its missing record written
+                    # this chunk's versions only: a mapping over the whole plan per chunk made landing quadratic
                     results = await fetch_many_checked(conn, chunk, folder, concurrency=concurrency,
-                                                       versions={i: v for i, v in plan.fetch.items() if v})
+                                                       versions=_versions(plan.fetch, chunk))
                 for result in results:
                     on_item_done()
                     if isinstance(result.error, UnsafeNameError):
@@ -197,6 +198,11 @@ def _prune(folder: Path, source_id: str, gone: dict[str, str]) -> list[str]:
 def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(values), size):
         yield list(values[start : start + size])
+
+
+def _versions(fetch: dict[str, str], chunk: Sequence[str]) -> dict[str, str]:
+    """The versions to request for ``chunk`` (those forced, "", are left out): work bounded by the chunk."""
+    return {i: fetch[i] for i in chunk if fetch[i]}
 
 
 def _union(members: dict[Dataset, dict[str, str]]) -> set[str]:

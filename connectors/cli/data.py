@@ -178,7 +178,7 @@ def _report_fetch(results: Sequence[FetchResult], as_json: bool) -> int:
 
 def _report_sync(report: SyncReport, as_json: bool) -> int:
     """Landed paths on stdout; skipped, removed and failed items and a summary line on stderr."""
-    repaired = set(report.repaired)
+    repaired, pruned = set(report.repaired), set(report.pruned)  # sets: one lookup per item, not a list scan
     rows: list[dict[str, Any]] = [
         {"identifier": r["identifier"], "path": r["local_path"], "error": None,
          "status": "repaired" if r["identifier"] in repaired else "landed"} for r in report.landed]
@@ -186,7 +186,7 @@ def _report_sync(report: SyncReport, as_json: bool) -> int:
     rows += [{"identifier": i, "path": None, "error": None, "status": "skipped", "reason": redact(reason)}
              for i, reason in report.skipped]
     rows += [{"identifier": i, "path": None, "error": None,
-              "status": "pruned" if i in report.pruned else "removed"} for i in report.removed]
+              "status": "pruned" if i in pruned else "removed"} for i in report.removed]
     rows += [{"identifier": None, "path": None, "error": bounded(redact(str(e))), "status": "failed"}
              for e in report.failed]
     if as_json:
@@ -197,7 +197,7 @@ def _report_sync(report: SyncReport, as_json: bool) -> int:
     for identifier, reason in report.skipped:
         print(f"{PROG}: skipped {identifier!r}: {redact(reason)}", file=sys.stderr)
     for identifier in report.removed:
-        state = "pruned" if identifier in report.pruned else "its landed file is kept"
+        state = "pruned" if identifier in pruned else "its landed file is kept"
         print(f"{PROG}: {identifier!r} is no longer at the source; {state}", file=sys.stderr)
     for error in report.failed:
         print(f"{PROG}: error: {bounded(redact(str(error)))}", file=sys.stderr)
