@@ -47,7 +47,7 @@ import hashlib
 import mimetypes
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,6 +128,70 @@ class LocalFileConnector(DataSourceConnector):
         self.refused = refused
         items.sort(key=lambda item: item.path)
         return items
+
+    async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
+        """The items of :meth:`list_items`, in the same (path) order, one folder at a time.
+
+        Memory is bounded by the folders on the way down (their entries), not by the
+        source: a million files are never held at once. Folders are entered as
+        ``list_items`` enters them (never through a link); one that vanishes mid-walk is skipped.
+        """
+        start = path.strip("/") if path else ""
+        if start:
+            safe_relative_path(f"{start}/x")  # every segment is a folder name
+        refused: list[str] = []
+        stack = [iter(await asyncio.to_thread(self._folder_entries, start, refused, True))]
+        while stack:
+            entry = next(stack[-1], None)
+            if entry is None:
+                stack.pop()
+            elif isinstance(entry, DataItem):
+                yield entry
+            else:
+                stack.append(iter(await asyncio.to_thread(self._folder_entries, entry, refused, False)))
+        self.refused = refused
+
+    def _folder_entries(self, relative: str, refused: list[str], first: bool) -> list[DataItem | str]:
+        """One folder's items and (as relative paths) subfolders, in the order of the full sorted listing.
+
+        A subfolder sorts as ``name/``: its items come exactly where a sort of full paths puts them.
+        """
+        items: list[DataItem] = []
+        with self._root_fd() as root_fd, self._source_errors(relative or ".", folder=True):
+            try:
+                folder = _open_folder(root_fd, relative) if not first else open_beneath(
+                    root_fd, str(self._require_root()), relative, directory=True)
+            except OSError:
+                if first:
+                    raise
+                return []  # gone or swapped for a link since its parent was read: as _walk_child does
+            try:
+                with os.scandir(folder) as scanned:
+                    entries = list(scanned)
+                children = []
+                prefix = f"{relative}/" if relative else ""
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False) and not entry.is_symlink():
+                        if entry.name != LINEAGE_DIR and not entry.name.startswith(TEMP_PREFIX) \
+                                and self._settings is not None and self._settings.recursive:
+                            children.append(prefix + entry.name)
+                    else:
+                        self._walk_entry(root_fd, entry, prefix + entry.name, items, refused)
+            finally:
+                os.close(folder)
+        ordered: list[tuple[str, DataItem | str]] = [(item.path, item) for item in items]
+        ordered += [(child + "/", child) for child in children]
+        return [entry for _, entry in sorted(ordered, key=lambda pair: pair[0])]
+
+    def _walk_entry(self, root_fd: int, entry: os.DirEntry[str], relative: str, items: list[DataItem],
+                    refused: list[str]) -> None:
+        """One entry that is not a folder to enter: a file, a link to one, or nothing to serve."""
+        if entry.name == LINEAGE_DIR or entry.name.startswith(TEMP_PREFIX):
+            return
+        if entry.is_symlink():
+            self._add_symlink(root_fd, relative, items, refused)
+        elif entry.is_file(follow_symlinks=False):
+            self._add_file(relative, entry.stat(follow_symlinks=False), items, refused)
 
     def _walk(self, root_fd: int, dir_fd: int, prefix: str, items: list[DataItem], refused: list[str]) -> None:
         with os.scandir(dir_fd) as scanned:
@@ -352,6 +416,20 @@ def _source_error(exc: OSError, identifier: str, what: str, source_id: str) -> D
 def _existing_folder(root: str) -> Path | None:
     path = Path(root).expanduser()
     return path.resolve() if path.is_dir() else None
+
+
+def _open_folder(root_fd: int, relative: str) -> int:
+    """A descriptor of the folder ``relative`` below the root, opened a name at a time, never through a link."""
+    current = os.dup(root_fd)
+    try:
+        for part in relative.split("/"):
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=current)
+            os.close(current)
+            current = child
+    except OSError:
+        os.close(current)
+        raise
+    return current
 
 
 def _item(relative: str, info: os.stat_result) -> DataItem:

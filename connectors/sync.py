@@ -30,12 +30,15 @@ The generic options live in the source's ``metadata.sync`` (read by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -56,7 +59,9 @@ from connectors.settings import describe_errors
 # Types whose items land at <workspace>/<identifier>: their record is found without a scan.
 _LANDS_AT_IDENTIFIER = frozenset({"local_file", "azure_blob"})
 CHUNK = 64  # items fetched per fetch_many call: records stream, memory stays bounded
+BATCH = 4096  # listed items planned at once: no plan, version map or to-do list spans the whole source
 SYNC_METADATA_KEY = "sync"
+_T = TypeVar("_T")
 _LOCK_DIR = ".locks"
 
 
@@ -101,7 +106,7 @@ def item_version(item: DataItem) -> str:
     return str(version) if version is not None else f"{item.modified_at}-{item.size}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemRequest:
     """One item to sync: its identifier and the version the listing showed ("" = whatever landed)."""
 
@@ -133,10 +138,35 @@ class SyncReport:
     removed: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     failed: list[DataSourceError] = field(default_factory=list)
+    keep_items: bool = True  # False: landed records and unchanged identifiers are counted, not kept
+    landed_count: int = 0
+    unchanged_count: int = 0
+
+    def add_landed(self, record: dict[str, Any]) -> None:
+        """Count a landed item; keep its record unless ``keep_items`` is off (a million records weigh GiBs)."""
+        self.landed_count += 1
+        if self.keep_items:
+            self.landed.append(record)
+
+    def add_unchanged(self, identifier: str) -> None:
+        """Count an unchanged item; keep its identifier unless ``keep_items`` is off."""
+        self.unchanged_count += 1
+        if self.keep_items:
+            self.unchanged.append(identifier)
+
+    @property
+    def landed_total(self) -> int:
+        """Items landed by this sync (counted whether or not their records are kept)."""
+        return max(self.landed_count, len(self.landed))
+
+    @property
+    def unchanged_total(self) -> int:
+        """Items left unchanged (counted whether or not their identifiers are kept)."""
+        return max(self.unchanged_count, len(self.unchanged))
 
     def summary(self) -> str:
         """``"3 landed, 10 unchanged, 1 repaired, 1 skipped, 2 removed at source, 0 pruned, 0 failed"``."""
-        return (f"{len(self.landed)} landed, {len(self.unchanged)} unchanged, {len(self.repaired)} repaired, "
+        return (f"{self.landed_total} landed, {self.unchanged_total} unchanged, {len(self.repaired)} repaired, "
                 f"{len(self.skipped)} skipped, {len(self.removed)} removed at source, {len(self.pruned)} pruned, "
                 f"{len(self.failed)} failed")
 
@@ -170,7 +200,7 @@ class LineageIndex:
             return (identifier, record) if record else None
         return self._scan().get(identifier)
 
-    def landed_except(self, listed: set[str]) -> dict[str, str]:
+    def landed_except(self, listed: Container[str]) -> dict[str, str]:
         """Identifier -> relative path of every landed item of this source not in ``listed``."""
         if not self._direct:
             return {i: found[0] for i, found in self._scan().items() if i not in listed}
@@ -270,31 +300,115 @@ async def sync_source(
     """
     options = options if options is not None else sync_options(connector.config)
     async with connector:
-        listed = await _list(connector, options.exclude) if requested is None else None
-        wanted = listed.requests if listed is not None else _drop_excluded(requested or [], options, report)
-        on_planned(len(wanted) + len(report.skipped))
         index = LineageIndex(folder, connector.source_id, connector.config.type_name)
-        todo = await asyncio.to_thread(plan, wanted, index, report, force)
-        for _ in range(len(report.unchanged) + len(report.skipped)):
+        with _Spill() as listed:
+            batches: Iterable[list[ItemRequest]]
+            if requested is None:
+                await _spill_listing(connector, options.exclude, listed)
+                on_planned(listed.wanted_count)
+                batches = listed.wanted(BATCH)
+            else:
+                chosen = _drop_excluded(requested, options, report)
+                on_planned(len(chosen) + len(report.skipped))
+                batches = _chunks(chosen, BATCH)
+            for wanted in batches:
+                settled = report.unchanged_total + len(report.skipped)
+                todo = await asyncio.to_thread(plan, wanted, index, report, force)
+                for _ in range(report.unchanged_total + len(report.skipped) - settled):
+                    on_item_done()
+                async for record in _land(connector, folder, wanted, todo, report, run_id=run_id,
+                                          on_bytes=on_bytes, on_item_done=on_item_done, concurrency=concurrency):
+                    yield record
+            if requested is None:
+                await asyncio.to_thread(_removed, index, listed, options, report)
+
+
+async def _land(connector: DataSourceConnector, folder: Path, wanted: Sequence[ItemRequest], todo: dict[str, str],
+                report: SyncReport, *, run_id: str | None, on_bytes: ProgressCallback | None,
+                on_item_done: Callable[[], None], concurrency: int) -> AsyncIterator[dict[str, Any]]:
+    """Fetch one batch's to-do list a chunk at a time; yield each landed record."""
+    versions = {r.identifier: r.version for r in wanted if r.version and r.identifier in todo}
+    for chunk in _chunks(list(todo), CHUNK):
+        # context variables are set around each await: a caller may resume this generator
+        # from a different task (Dagster does), which would not see values set across a yield
+        with run_context(run_id), on_progress(on_bytes):
+            results = await fetch_many_checked(connector, chunk, folder, concurrency=concurrency,
+                                               versions={i: versions[i] for i in chunk if i in versions})
+        for result in results:
             on_item_done()
-        versions = {r.identifier: r.version for r in wanted if r.version and r.identifier in todo}
-        for chunk in _chunks(list(todo), CHUNK):
-            # context variables are set around each await: a caller may resume this generator
-            # from a different task (Dagster does), which would not see values set across a yield
-            with run_context(run_id), on_progress(on_bytes):
-                results = await fetch_many_checked(connector, chunk, folder, concurrency=concurrency,
-                                                   versions={i: versions[i] for i in chunk if i in versions})
-            for result in results:
-                on_item_done()
-                if result.record is None:
-                    _record_failure(report, result.identifier, result.error)
-                    continue
-                if result.identifier in todo and todo[result.identifier]:
-                    report.repaired.append(result.identifier)
-                report.landed.append(result.record)
-                yield result.record
-        if listed is not None:
-            await asyncio.to_thread(_removed, index, listed, options, report)
+            if result.record is None:
+                _record_failure(report, result.identifier, result.error)
+                continue
+            if todo[result.identifier]:
+                report.repaired.append(result.identifier)
+            report.add_landed(result.record)
+            yield result.record
+
+
+async def _spill_listing(connector: DataSourceConnector, exclude: Sequence[str], listed: _Spill) -> None:
+    """The whole listing, streamed to disk: every identifier, and whether it is wanted (not excluded)."""
+    rows: list[tuple[str, str, bool]] = []
+    async for item in connector.iter_items():
+        rows.append((item.path, item_version(item), excluded_by(item.path, exclude) is None))
+        if len(rows) >= BATCH:
+            listed.add(rows)
+            rows = []
+    listed.add(rows)
+
+
+class _Spill:
+    """A full listing in a temporary SQLite file: planned a batch at a time, asked which identifiers it holds.
+
+    Memory stays flat whatever the source's size (10,000,000 items are ~1 GB of disk,
+    a few MiB of memory); identifiers are stored as bytes, so no name breaks it.
+    """
+
+    def __init__(self) -> None:
+        handle, self.path = tempfile.mkstemp(prefix="da-listing-", suffix=".sqlite")
+        os.close(handle)
+        self._db = sqlite3.connect(self.path, check_same_thread=False)  # used by one thread at a time
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE listed (id BLOB PRIMARY KEY, version TEXT, wanted INTEGER) WITHOUT ROWID")
+        self.count = self.wanted_count = 0  # rows added (a duplicate identifier counts twice)
+
+    def add(self, rows: Sequence[tuple[str, str, bool]]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR IGNORE INTO listed VALUES (?, ?, ?)",
+                                 ((_key(i), _key(v), int(w)) for i, v, w in rows))
+        self.count += len(rows)
+        self.wanted_count += sum(1 for row in rows if row[2])
+
+    def wanted(self, size: int) -> Iterator[list[ItemRequest]]:
+        last = b""
+        while True:
+            rows = self._db.execute("SELECT id, version FROM listed WHERE wanted = 1 AND id > ? ORDER BY id LIMIT ?",
+                                    (last, size)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [ItemRequest(_text(i), _text(v)) for i, v in rows]
+
+    def __contains__(self, identifier: object) -> bool:
+        if not isinstance(identifier, str):
+            return False
+        return self._db.execute("SELECT 1 FROM listed WHERE id = ?", (_key(identifier),)).fetchone() is not None
+
+    def __enter__(self) -> _Spill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._db.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+def _key(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
 
 
 def _drop_excluded(requested: Sequence[ItemRequest], options: SyncOptions, report: SyncReport) -> list[ItemRequest]:
@@ -326,7 +440,7 @@ def plan(wanted: Sequence[ItemRequest], index: LineageIndex, report: SyncReport,
         elif (problem := landed_problem(index.folder, *found)) is not None:
             todo[request.identifier] = problem
         else:
-            report.unchanged.append(request.identifier)
+            report.add_unchanged(request.identifier)
     return todo
 
 
@@ -338,12 +452,12 @@ def _record_failure(report: SyncReport, identifier: str, error: DataSourceError 
         report.failed.append(error)
 
 
-def _removed(index: LineageIndex, listed: _Listed, options: SyncOptions, report: SyncReport) -> None:
+def _removed(index: LineageIndex, listed: _Spill, options: SyncOptions, report: SyncReport) -> None:
     """Report the landed items the source no longer lists; prune them when asked to."""
-    gone = index.landed_except(listed.identifiers)
+    gone = index.landed_except(listed)
     report.removed.extend(sorted(gone))
     # an empty listing never prunes: an unmounted share or a wrong prefix looks exactly like that
-    if not options.prune or not listed.identifiers:
+    if not options.prune or not listed.count:
         return
     for identifier in sorted(gone):
         if prune_landed(index.folder.absolute(), gone[identifier], index.source_id, identifier):
@@ -356,7 +470,7 @@ async def fetch_one(connector: DataSourceConnector, folder: Path, identifier: st
         return await fetch_checked(connector, identifier, folder)
 
 
-def _chunks(values: Sequence[str], size: int) -> Iterable[list[str]]:
+def _chunks(values: Sequence[_T], size: int) -> Iterable[list[_T]]:
     for start in range(0, len(values), size):
         yield list(values[start : start + size])
 

@@ -121,13 +121,15 @@ async def _sync_all(args: argparse.Namespace, workspace: Path, bar: ProgressBar 
     async with open_registry(args) as registry:
         config = registry.get(args.id)
     connector = get_connector_class(config.type_name)(config)
-    report = SyncReport()
+    # without --json each landed path is printed as it lands and its record dropped: memory stays flat
+    report = SyncReport(keep_items=args.json)
     planned = (lambda count: setattr(bar, "items", count)) if bar is not None else (lambda count: None)
     done = (lambda: bar.item_done("")) if bar is not None else (lambda: None)
     landed = sync_source(connector, workspace, report=report, on_bytes=bar, on_item_done=done,
                          on_planned=planned, concurrency=args.concurrency, force=args.force)
-    async for _ in landed:
-        pass
+    async for record in landed:
+        if not args.json:
+            print(record["local_path"])
     return report
 
 

@@ -11,7 +11,7 @@ N * N / CHUNK items and fails here, without any clock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,9 @@ import pytest
 
 import connectors.sync as cli_sync
 import da_pipelines.dataset_sync as dataset_sync
-from connectors.base import DataSourceConfig, DataSourceConnector
+from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.checked_fetch import CheckedResult
+from connectors.local_file import LocalFileConnector
 from connectors.testing import MemoryConnector, MemoryObject, MemoryStore
 from da_pipelines.datasets import Dataset, set_datasets
 from da_pipelines.settings import ItemSetSpec
@@ -87,3 +88,56 @@ def test_the_cli_sync_visits_each_item_a_bounded_number_of_times(
 
     assert asyncio.run(drain()) == ITEMS
     assert_linear(counter, ITEMS)
+
+
+class StreamOnly(MemoryConnector):
+    """A memory source that can only be streamed: a sync that holds the whole listing calls list_items."""
+
+    @classmethod
+    def type_name(cls) -> str:
+        return "memory"
+
+    async def list_items(self, path: str | None = None) -> list[DataItem]:
+        raise AssertionError("the whole listing was asked for")
+
+    async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
+        for path_, stored in sorted(self._objects().items()):
+            yield DataItem(name=path_, path=path_, size=len(stored.data), modified_at=stored.modified_at,
+                           metadata={"version": stored.version})
+
+
+def test_the_cli_sync_streams_the_listing_and_counts_what_it_does_not_keep(
+        store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config, counter = filled(store, 10_000), Counter()
+    monkeypatch.setattr(cli_sync, "fetch_many_checked", counter.fetch)
+    report = cli_sync.SyncReport(keep_items=False)
+
+    async def drain() -> int:
+        return sum([1 async for _ in cli_sync.sync_source(StreamOnly(config), tmp_path / "ws", report=report)])
+
+    assert asyncio.run(drain()) == 10_000
+    assert report.landed == [] and report.landed_total == 10_000
+    assert report.summary().startswith("10000 landed, 0 unchanged")
+
+
+def test_a_local_source_streams_its_items_in_the_order_of_its_listing(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    for name in ["a.csv", "a/x", "a-b", "a/b/c.txt", "z", "a0/y", ".lineage/q", "b/.lineage/r", "b/s"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x")
+    (root / "link.csv").symlink_to("a.csv")
+    (root / "dirlink").symlink_to("a")
+    (root / "out").symlink_to("/etc/hostname")
+    config = DataSourceConfig(id="local", type="local_file", name="Local", config={"root": str(root)})
+
+    async def both(path: str | None) -> tuple[list[str], list[str], list[str], list[str]]:
+        async with LocalFileConnector(config) as connector:
+            listed, refused = [i.path for i in await connector.list_items(path)], list(connector.refused)
+            streamed = [i.path async for i in connector.iter_items(path)]
+            return listed, streamed, refused, list(connector.refused)
+
+    listed, streamed, refused, refused_streaming = asyncio.run(both(None))
+    assert listed == ["a-b", "a.csv", "a/b/c.txt", "a/x", "a0/y", "b/s", "link.csv", "z"]
+    assert streamed == listed and refused_streaming == refused == ["out"]
+    listed, streamed, _, _ = asyncio.run(both("a"))
+    assert streamed == listed == ["a/b/c.txt", "a/x"]

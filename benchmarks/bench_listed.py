@@ -1,0 +1,141 @@
+"""Peak RSS of the CLI sync (``connectors.sync.sync_source``) as the *listed* item count grows to 10,000,000.
+
+The source is synthetic: a connector type ``synthetic`` (registered in the child
+process) whose ``iter_items`` generates ``count`` items on the fly
+(``d0000/f00000000.csv`` ..., 1,000 per folder, version ``v1``), so no
+listing is ever held by the source itself. The fetch is replaced by a stub
+that returns each item's lineage record without writing a file, so what is
+measured is our side of a sync: the listing streamed to its spill file, the
+plan (one lineage lookup per item, as a re-sync makes), the batches of fetch
+calls, and the walk for items removed at the source. Each count runs in its
+own child process (peak RSS from GNU time); the CLI's report is the one
+``da-sources fetch --all`` uses (records counted, not kept).
+
+Target: peak RSS at most 300 MiB at 10,000,000 listed items, and flat (within
+50 MiB of the smallest count). Results to ``benchmarks/results/bench_listed.json``.
+
+Usage:
+    .venv/bin/python -m benchmarks.bench_listed --dir /work/tmp-million [--counts 100000,1000000,10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_dagster_sync import RESULTS
+from benchmarks.common import Candidate, run_once
+
+RSS_LIMIT_MIB = 300.0
+
+
+def synthetic_connector_class() -> type[Any]:
+    """The ``synthetic`` connector: ``config.items`` generated items, never held."""
+    from connectors.base import DataItem, DataSourceConnector
+
+    class SyntheticConnector(DataSourceConnector):
+        async def connect(self) -> bool:
+            self._connected = True
+            return True
+
+        async def disconnect(self) -> None:
+            self._connected = False
+
+        async def test_connection(self) -> bool:
+            return True
+
+        async def list_items(self, path: str | None = None) -> list[DataItem]:
+            return [item async for item in self.iter_items(path)]
+
+        async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
+            for n in range(int(self.config.config["items"])):
+                name = f"f{n:08d}.csv"
+                yield DataItem(name=name, path=f"d{n // 1000:04d}/{name}", size=1, modified_at=1_700_000_000,
+                               metadata={"version": "v1"})
+                if n % 4096 == 0:
+                    await asyncio.sleep(0)
+
+        async def fetch_data(self, identifier: str, workspace: str) -> str:
+            raise NotImplementedError  # the benchmark stubs the fetch
+
+        async def get_metadata(self, identifier: str) -> dict[str, Any]:
+            return {"size": 1, "version": "v1"}
+
+    return SyntheticConnector
+
+
+def child(count: int, workspace: str) -> None:
+    """In the child process: one full sync of ``count`` synthetic items, the fetch stubbed; prints seconds."""
+    import connectors.sync as sync
+    from connectors.base import DataSourceConfig, DataSourceConnector
+    from connectors.checked_fetch import CheckedResult
+    from connectors.plugins import register_connector
+
+    register_connector("synthetic", synthetic_connector_class(), replace=True)
+
+    async def stub(connector: DataSourceConnector, identifiers: Sequence[str], folder: Any, concurrency: int = 8,
+                   versions: Mapping[str, str] | None = None) -> list[CheckedResult]:
+        return [CheckedResult(i, path=f"{folder}/{i}", record={"identifier": i, "local_path": f"{folder}/{i}",
+                                                              "size": 1, "source_version": "v1"})
+                for i in identifiers]
+
+    setattr(sync, "fetch_many_checked", stub)  # noqa: B010  (the one seam: landing is not measured)
+    config = DataSourceConfig(id="synthetic", type="synthetic", name="Synthetic", config={"items": count})
+    report = sync.SyncReport(keep_items=False)
+
+    async def run() -> int:
+        from connectors.plugins import get_connector_class
+
+        landed = 0
+        async for _ in sync.sync_source(get_connector_class("synthetic")(config), Path(workspace), report=report):
+            landed += 1
+        return landed
+
+    started = time.perf_counter()
+    landed = asyncio.run(run())
+    seconds = time.perf_counter() - started
+    assert landed == count and report.landed_total == count, (landed, report.summary())
+    print(report.summary())
+    print(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--counts", default="100000,1000000,10000000")
+    parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, str(args.dir))
+        return
+    figures: list[dict[str, Any]] = []
+    for count in (int(c) for c in args.counts.split(",")):
+        workspace = args.dir / f"ws-listed-{count}"
+        workspace.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "benchmarks.bench_listed", "--dir", str(workspace), "--child", str(count)]
+        load = f"{os.getloadavg()[0]:.1f} / {os.cpu_count()} cores"
+        sample, _ = run_once(Candidate(f"listed {count:,}", command, "", lambda out: None, reports_seconds=True))
+        shutil.rmtree(workspace, ignore_errors=True)
+        figures.append({"items": count, "seconds": round(sample.seconds, 1),
+                        "us_per_item": round(sample.seconds / count * 1e6, 1),
+                        "peak_rss_mib": round(sample.peak_rss_mib, 1), "load": load})
+        print(figures[-1], flush=True)
+    smallest = min(figures, key=lambda f: f["items"])
+    peaks = [float(f["peak_rss_mib"]) for f in figures]
+    verdict = max(peaks) <= RSS_LIMIT_MIB and max(peaks) - float(smallest["peak_rss_mib"]) <= 50
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench_listed.json").write_text(json.dumps({"figures": figures, "flat_and_under_300_mib": verdict},
+                                                          indent=2))
+    print(f"flat and under {RSS_LIMIT_MIB:.0f} MiB: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
