@@ -28,7 +28,7 @@ from connectors.errors import DataSourceError, UnsafeNameError
 from connectors.landing.lineage import run_context
 from connectors.landing.names import LINEAGE_DIR
 from connectors.landing.progress import on_progress
-from connectors.sync import SyncOptions, _Listed, excluded_by, item_version, sync_options
+from connectors.sync import SyncOptions, _Spill, _spill_listing, excluded_by, sync_options
 from connectors.sync import list_requests as list_source
 from da_pipelines.datasets import Dataset
 from da_pipelines.manifest import (
@@ -136,14 +136,24 @@ async def sync_datasets(
         concurrency: fetches at once.
         options: exclude and prune (the source's ``metadata.sync``; default: the connector's config's).
     """
-    full = requested is None
     probe = connector()
     options = options if options is not None else sync_options(probe.config)
+    with _Spill() as everything:  # a full listing goes to disk, not memory: only the wanted requests are held
+        if requested is None:
+            await _list_all(probe, options.exclude, everything)
+        return await _sync_listed(connector, folder, datasets, requested, everything, probe, options, run_id=run_id,
+                                  on_bytes=on_bytes, on_item_done=on_item_done, on_planned=on_planned,
+                                  concurrency=concurrency)
+
+
+async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Path, datasets: Sequence[Dataset],
+                       requested: Sequence[ItemRequest] | None, everything: _Spill, probe: DataSourceConnector,
+                       options: SyncOptions, *, run_id: str | None, on_bytes: Any, on_item_done: Progress,
+                       on_planned: Callable[[int], None], concurrency: int) -> SyncRun:
+    full = requested is None
     skipped: list[tuple[str, str]] = []
-    everything = await _list_all(probe) if requested is None else None
     # a full listing drops excluded items silently; an excluded item asked for by name is reported skipped
-    listed = ([r for r in everything.requests if excluded_by(r.identifier, options.exclude) is None]
-              if everything is not None else list(requested or []))
+    listed = ([r for batch in everything.wanted(4096) for r in batch] if full else list(requested or []))
     wanted = safe_requests(listed, options, skipped)
     index = LineageIndex(folder, probe.source_id, probe.config.type_name)
     plan = _plan(folder, datasets, wanted, index, forced={r.identifier for r in wanted if not r.version})
@@ -152,6 +162,8 @@ async def sync_datasets(
         on_item_done()
     landed: dict[str, dict[str, Any]] = {}
     errors: list[DataSourceError] = []
+    # items of tables and partitioned sets keep their whole record (table facts, one materialization each)
+    whole = {i for d in datasets if d.kind != "set" or d.partitioned for i in plan.members[d]}
     if plan.fetch:
         # the plan already compared versions and landed files: fetch exactly these, no second lookup
         async with connector() as conn:
@@ -169,25 +181,24 @@ async def sync_datasets(
                     elif result.error is not None:
                         errors.append(result.error)
                     elif result.record is not None:
-                        landed[result.identifier] = result.record
+                        landed[result.identifier] = _kept(result.record, result.identifier in whole)
     outcomes = [_outcome(folder, dataset, plan, landed, full) for dataset in datasets]
     pruned: list[str] = []
-    if everything is not None:
+    if full:
         # gone at the source: every landed item whose record says so, not only last run's manifest,
         # so an item stays reported (and can be pruned later) as long as its file is there
-        gone = await asyncio.to_thread(index.landed_except, everything.identifiers)
+        gone = await asyncio.to_thread(index.landed_except, everything)
         for outcome in outcomes:
             outcome.removed = sorted(i for i in gone if outcome.dataset.contains(i))
-        if options.prune and everything.identifiers:  # an empty listing never prunes (an unmounted share)
+        if options.prune and everything.count:  # an empty listing never prunes (an unmounted share)
             pruned = await asyncio.to_thread(_prune, folder, probe.source_id, gone)
     return SyncRun(outcomes=outcomes, errors=errors, listed=len(listed), skipped=skipped, pruned=pruned)
 
 
-async def _list_all(connector: DataSourceConnector) -> _Listed:
-    """Every item the source lists (excluded ones too: an excluded item is not gone at the source)."""
+async def _list_all(connector: DataSourceConnector, exclude: Sequence[str], spill: _Spill) -> None:
+    """Every item the source lists, streamed to ``spill`` (excluded ones too: an excluded item is not gone)."""
     async with connector:
-        items = await connector.list_items()
-    return _Listed([ItemRequest(i.path, item_version(i)) for i in items], {i.path for i in items})
+        await _spill_listing(connector, exclude, spill)
 
 
 def _prune(folder: Path, source_id: str, gone: dict[str, str]) -> list[str]:
@@ -198,6 +209,15 @@ def _prune(folder: Path, source_id: str, gone: dict[str, str]) -> list[str]:
 def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(values), size):
         yield list(values[start : start + size])
+
+
+_MANIFEST_KEYS = ("identifier", "local_path", "sha256", "size", "source_version")
+
+
+def _kept(record: dict[str, Any], whole: bool) -> dict[str, Any]:
+    """What a sync keeps of a landed item's record until its outcome is built: for an item of a plain set,
+    only what its manifest entry and the counts need (a whole record weighs ~1.5 KiB, a million of them GiBs)."""
+    return record if whole else {key: record[key] for key in _MANIFEST_KEYS if key in record}
 
 
 def _versions(fetch: dict[str, str], chunk: Sequence[str]) -> dict[str, str]:
