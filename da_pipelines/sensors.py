@@ -93,9 +93,11 @@ def landed_versions(source: SourceResource, folder: Path, paths: Sequence[str]) 
 
 
 async def _list_items(source: SourceResource) -> list[DataItem]:
-    """The whole listing; the connector lives only for this call, on the helper's own loop."""
+    """The whole listing, streamed and kept slim (path, time, version: all a tick reads; the connector's
+    other metadata would double the memory of a million items); the connector lives only for this call."""
     async with source.build_connector() as connector:
-        return await connector.list_items()
+        return [DataItem(name="", path=i.path, size=i.size, modified_at=i.modified_at,
+                         metadata={"version": item_version(i)}) async for i in connector.iter_items()]
 
 
 def run_requests(keys: SourceKeys, work: Sequence[DataItem], selectable: dict[Dataset, AssetKey]) -> list[RunRequest]:

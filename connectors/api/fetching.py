@@ -54,9 +54,13 @@ async def _identifiers(connector: DataSourceConnector, body: FetchRequest, timeo
         if not body.items:
             raise ApiError(422, "items: give at least one identifier")
         return list(dict.fromkeys(body.items))
-    async with asyncio.timeout(timeout):
-        listed = await connector.list_items()
-    matched = [i.path for i in listed if fnmatch.fnmatchcase(i.path, body.glob or "")]
+    matched: list[str] = []
+    async with asyncio.timeout(timeout):  # streamed: only matches are held, and only up to one past the cap
+        async for item in connector.iter_items():
+            if fnmatch.fnmatchcase(item.path, body.glob or ""):
+                matched.append(item.path)
+                if len(matched) > MAX_ITEMS_PER_JOB:
+                    raise ApiError(413, f"more than {MAX_ITEMS_PER_JOB} items match; the limit is {MAX_ITEMS_PER_JOB}")
     if not matched:
         raise ApiError(404, f"no item of source {connector.source_id!r} matches {body.glob!r}")
     return matched

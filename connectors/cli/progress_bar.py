@@ -21,7 +21,8 @@ class ProgressBar:
         self.stream = stream
         self.items = items
         self.done_items = 0
-        self._bytes: dict[str, tuple[int, int | None]] = {}
+        self._bytes: dict[str, tuple[int, int | None]] = {}  # items under way only: finished ones are summed
+        self._done_bytes = self._total_bytes = 0  # running sums: a draw costs the same at 10 or 1,000,000 items
         self._current = ""
         self._lock = threading.Lock()
         self._last_draw = 0.0
@@ -29,7 +30,11 @@ class ProgressBar:
 
     def __call__(self, identifier: str, done: int, total: int | None) -> None:
         with self._lock:
-            self._bytes[identifier] = (done, total)
+            before_done, before_total = self._bytes.pop(identifier, (0, 0))
+            self._done_bytes += done - before_done
+            self._total_bytes += (total or done) - (before_total or before_done)
+            if total is None or done < total:
+                self._bytes[identifier] = (done, total)
             self._current = identifier
             self._draw(force=False)
 
@@ -41,8 +46,7 @@ class ProgressBar:
 
     def render(self) -> str:
         """The bar's text, cut to the terminal width."""
-        done = sum(d for d, _ in self._bytes.values())
-        total = sum(t or d for d, t in self._bytes.values())
+        done, total = self._done_bytes, self._total_bytes
         fraction = self.done_items / self.items if self.items else 1.0
         if self.items == 1 and total:
             fraction = done / total  # one large item: show its bytes

@@ -282,14 +282,18 @@ async def _fetch(connector: DataSourceConnector, reference: Reference, workspace
 
 
 async def _matching(connector: DataSourceConnector, pattern: str, limit: int | None) -> list[str]:
-    items = [i for i in await connector.list_items() if fnmatch.fnmatchcase(i.path, pattern)]
-    for item in items:
+    """The identifiers ``pattern`` matches, from the streamed listing: only matches are held (a source of a
+    million items is never in memory), and the listing stops at the first match past the cap."""
+    identifiers: list[str] = []
+    async for item in connector.iter_items():
+        if not fnmatch.fnmatchcase(item.path, pattern):
+            continue
         _check_size(item.path, item.size, limit)
-    identifiers = [i.path for i in items]
+        identifiers.append(item.path)
+        if len(identifiers) > MAX_GLOB_MATCHES:
+            raise ConfigurationError(f"more than {MAX_GLOB_MATCHES} items match; at most {MAX_GLOB_MATCHES} at once")
     if not identifiers:
         raise NotFoundError("no item matches")
-    if len(identifiers) > MAX_GLOB_MATCHES:
-        raise ConfigurationError(f"{len(identifiers)} items match; at most {MAX_GLOB_MATCHES} at once")
     return identifiers
 
 

@@ -141,3 +141,24 @@ def test_a_local_source_streams_its_items_in_the_order_of_its_listing(tmp_path: 
     assert streamed == listed and refused_streaming == refused == ["out"]
     listed, streamed, _, _ = asyncio.run(both("a"))
     assert streamed == listed == ["a/b/c.txt", "a/x"]
+
+
+def test_progress_keeps_running_sums_not_an_entry_per_finished_item() -> None:
+    """The CLI bar redraws ten times a second and summed every item's bytes at each draw."""
+    import io
+
+    from connectors.cli.progress_bar import ProgressBar
+    from da_pipelines.progress_log import ProgressLog
+
+    bar, lines = ProgressBar(io.StringIO(), items=ITEMS, width=200), []
+    log = ProgressLog(lines.append, total_items=ITEMS, interval=1e9)
+    for n in range(ITEMS):
+        for listener in (bar, log.on_bytes):
+            listener(f"f{n}", 2, 4)
+            listener(f"f{n}", 4, 4)
+        bar.item_done("")
+        log.item_done()
+    bar("big", 1, None)
+    assert bar._bytes == {"big": (1, None)} and log._bytes == {}
+    assert "100000/100000 items 390.6 KiB/390.6 KiB" in bar.render()
+    assert log.summary().startswith("100000/100000 items, 390.6 KB")
