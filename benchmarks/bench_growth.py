@@ -1,0 +1,221 @@
+"""Growth: time per item and peak RSS of every sync path at 10,000, 100,000 and 1,000,000 items, in one table.
+
+On one local source of N files of ``--size`` bytes (default 4 KiB), per N, one
+child process per path (peak RSS from GNU time, wall time around the child):
+
+* ``cli``: ``da-sources fetch bench --all`` into an empty workspace (a first sync);
+* ``cli re-sync``: the same command again, nothing changed;
+* ``dagster``: ``dagster job execute -m da_pipelines -j bench_sync`` (default SQLite instance), a first sync;
+* ``dagster re-sync``: the same job again, nothing changed;
+* ``sensor tick``: one evaluation of ``bench_sensor`` (listing, cursor, run requests), a first tick.
+
+A path is **flagged** when its time per item at the largest N exceeds 1.3x its
+time per item at the smallest, or its peak RSS grows by more than 50 MiB between them.
+The machine's load (``uptime``) is recorded with every figure: on a shared
+machine the wall times are noisy; the flags compare a path with itself.
+Sources and workspaces go under ``--dir`` (made if needed; sources are kept
+between runs, so a second run does not rebuild them); results to
+``benchmarks/results/bench_growth.json`` and ``bench_growth.md``, and the table
+to the committed ``benchmarks/growth_results.md``.
+
+Usage:
+    .venv/bin/python -m benchmarks.bench_growth --dir /work/tmp-million [--counts 10000,100000,1000000]
+        [--paths cli,cli re-sync,dagster,dagster re-sync,sensor tick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from benchmarks.bench_dagster_sync import BIN, RESULTS, job_env, lands, make_files, reset, sources_file
+from benchmarks.common import Candidate, run_once
+
+PATHS = ("cli", "cli re-sync", "dagster", "dagster re-sync", "sensor tick")
+TIME_LIMIT, RSS_LIMIT_MIB = 1.3, 50.0
+COMMITTED = Path(__file__).resolve().parent / "growth_results.md"
+SENSOR_CHILD = """
+import sys, time
+from dagster import DagsterInstance, build_sensor_context
+from da_pipelines.definitions import build_definitions
+defs = build_definitions()
+sensor = defs.resolve_sensor_def("bench_sensor")
+with DagsterInstance.ephemeral() as instance:
+    context = build_sensor_context(instance=instance, definitions=defs, resources=dict(defs.resources or {}))
+    started = time.perf_counter()
+    data = sensor.evaluate_tick(context)
+    seconds = time.perf_counter() - started
+items = sum(len(r.run_config["ops"]["bench_sync_items"]["config"]["items"]) for r in data.run_requests)
+print(items)
+print(seconds)
+"""
+
+
+@dataclass
+class Figure:
+    path: str
+    items: int
+    seconds: float
+    peak_rss_mib: float
+    load: str
+
+    @property
+    def us_per_item(self) -> float:
+        return self.seconds / self.items * 1e6
+
+
+def load() -> str:
+    """The 1-minute load average and the number of cores, e.g. ``"7.9 / 2 cores"``."""
+    return f"{os.getloadavg()[0]:.1f} / {os.cpu_count()} cores"
+
+
+def source(root: Path, count: int, size: int) -> Path:
+    """The source of ``count`` files under ``root`` (built once; a marker says it is complete)."""
+    folder, done = root / f"src-{count}", root / f"src-{count}.done"
+    if not done.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        make_files(folder, count, size)
+        done.touch()
+    return folder
+
+
+def candidates(root: Path, count: int, size: int) -> dict[str, Candidate]:
+    """The paths at ``count`` items; re-syncs run after their first sync, on its workspace."""
+    sources = sources_file(root / f"bench-{count}.yaml", "bench", source(root, count, size))
+    cli_ws = root / f"ws-cli-{count}"
+    cli_cmd = [str(BIN / "da-sources"), "--sources", str(sources), "fetch", "bench", "--all", "--workspace",
+               str(cli_ws)]
+    env = job_env(root, sources, f"dagster-{count}")
+    dagster_cmd = [str(BIN / "dagster"), "job", "execute", "-m", "da_pipelines", "-j", "bench_sync"]
+    sensor_env = {"DA_SOURCES_FILE": str(sources), "DA_WORKSPACE": str(root / f"ws-sensor-{count}")}
+    return {
+        "cli": Candidate("cli", cli_cmd, "first sync", lands(cli_ws / "bench", count),
+                         prepare=lambda: shutil.rmtree(cli_ws, ignore_errors=True)),
+        "cli re-sync": Candidate("cli re-sync", cli_cmd, "nothing changed", lands(cli_ws / "bench", count)),
+        "dagster": Candidate("dagster", dagster_cmd, "first sync, SQLite instance",
+                             lands(Path(env["DA_WORKSPACE"]) / "bench", count), env=env, prepare=lambda: reset(env)),
+        "dagster re-sync": Candidate("dagster re-sync", dagster_cmd, "nothing changed",
+                                     lands(Path(env["DA_WORKSPACE"]) / "bench", count), env=env),
+        "sensor tick": Candidate("sensor tick", [sys.executable, "-c", SENSOR_CHILD], "first tick",
+                                 lambda out: None, env=sensor_env, reports_seconds=True),
+    }
+
+
+def measure(root: Path, count: int, size: int, paths: list[str]) -> list[Figure]:
+    figures = []
+    for name, candidate in candidates(root, count, size).items():
+        if name not in paths:
+            continue
+        if candidate.prepare:
+            candidate.prepare()
+        started_load = load()
+        sample, stdout = run_once(candidate)
+        candidate.verify(stdout)
+        figures.append(Figure(name, count, sample.seconds, round(sample.peak_rss_mib, 1), started_load))
+        print(f"{name} @ {count:,}: {sample.seconds:.1f} s, {figures[-1].us_per_item:.0f} us/item, "
+              f"{sample.peak_rss_mib:.0f} MiB peak RSS (load {started_load})", flush=True)
+    return figures
+
+
+def flags(figures: list[Figure]) -> dict[str, list[str]]:
+    """Per path, why it is flagged (time per item or peak RSS growth from its smallest N to its largest)."""
+    found: dict[str, list[str]] = {}
+    for path in PATHS:
+        mine = sorted((f for f in figures if f.path == path), key=lambda f: f.items)
+        if len(mine) < 2:
+            continue
+        small, big = mine[0], mine[-1]
+        why = []
+        if big.us_per_item > TIME_LIMIT * small.us_per_item:
+            why.append(f"time/item x{big.us_per_item / small.us_per_item:.2f} ({small.items:,} -> {big.items:,})")
+        if big.peak_rss_mib - small.peak_rss_mib > RSS_LIMIT_MIB:
+            why.append(f"peak RSS +{big.peak_rss_mib - small.peak_rss_mib:.0f} MiB")
+        found[path] = why
+    return found
+
+
+def table(figures: list[Figure], found: dict[str, list[str]], commit: str) -> str:
+    counts = sorted({f.items for f in figures})
+    lines = [f"## Growth per path (commit {commit})", "",
+             "| path | " + " | ".join(f"{n:,}: us/item, peak MiB, load" for n in counts) + " | flag |",
+             "| --- |" + " ---: |" * len(counts) + " --- |"]
+    for path in PATHS:
+        cells = []
+        for n in counts:
+            f = next((f for f in figures if f.path == path and f.items == n), None)
+            cells.append(f"{f.us_per_item:.0f}, {f.peak_rss_mib:.0f}, {f.load}" if f else "not run")
+        if any(c != "not run" for c in cells):
+            flag = "; ".join(found.get(path, [])) or ("ok" if path in found else "-")
+            lines.append(f"| {path} | " + " | ".join(cells) + f" | {flag} |")
+    ratios = _ratios(figures)
+    return "\n".join([*lines, "", *ratios]) + "\n"
+
+
+def _ratios(figures: list[Figure]) -> list[str]:
+    """Dagster against the CLI, per N (target at 1,000,000: at most 1.2x)."""
+    lines = []
+    for n in sorted({f.items for f in figures}):
+        cli = next((f for f in figures if f.path == "cli" and f.items == n), None)
+        dag = next((f for f in figures if f.path == "dagster" and f.items == n), None)
+        if cli and dag:
+            lines.append(f"- dagster / cli at {n:,}: {dag.seconds / cli.seconds:.2f}x")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, required=True, help="sources and workspaces (outside the repo)")
+    parser.add_argument("--counts", default="10000,100000,1000000")
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--paths", default=",".join(PATHS))
+    parser.add_argument("--keep", action="store_true", help="keep the workspaces (sources are always kept)")
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    paths = [p.strip() for p in args.paths.split(",")]
+    saved = RESULTS / "bench_growth.json"
+    figures = [Figure(**f) for f in json.loads(saved.read_text())["figures"]] if saved.exists() else []
+    for count in (int(c) for c in args.counts.split(",")):
+        for path in paths:  # in the order given
+            new = measure(args.dir, count, args.size, [path])
+            # a run of some counts or paths keeps the other figures of the previous runs; saved after each
+            figures = [f for f in figures if not any((g.path, g.items) == (f.path, f.items) for g in new)] + new
+            save(figures, saved)
+        if not args.keep:
+            for ws in args.dir.glob(f"*-{count}"):
+                if ws.is_dir() and not ws.name.startswith("src-"):
+                    shutil.rmtree(ws, ignore_errors=True)
+    print(save(figures, saved))
+
+
+def save(figures: list[Figure], saved: Path) -> str:
+    """Write the figures, their flags and the table (JSON and Markdown); the table's text."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    found = flags(figures)
+    text = table(figures, found, commit)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps({"figures": [asdict(f) for f in figures], "flags": found}, indent=2))
+    saved.with_suffix(".md").write_text(text)
+    if saved.parent == RESULTS:  # the committed copy of the table (benchmarks/results/ is not tracked)
+        COMMITTED.write_text(text + _listed_section(RESULTS / "bench_listed.json"))
+    return text
+
+
+def _listed_section(path: Path) -> str:
+    """The figures of ``benchmarks.bench_listed`` (the CLI sync of a synthetic source, up to 10,000,000 listed)."""
+    if not path.exists():
+        return ""
+    lines = ["", "## CLI sync of a synthetic listing (benchmarks/bench_listed.py: items generated, fetch stubbed)", "",
+             "| listed items | s | us/item | peak RSS MiB | load |", "| ---: | ---: | ---: | ---: | --- |"]
+    for f in json.loads(path.read_text())["figures"]:
+        lines.append(f"| {f['items']:,} | {f['seconds']} | {f['us_per_item']} | {f['peak_rss_mib']} | {f['load']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
