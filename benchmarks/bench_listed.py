@@ -72,6 +72,35 @@ def synthetic_connector_class() -> type[Any]:
     return SyntheticConnector
 
 
+def dataset_child(count: int, workspace: str) -> None:
+    """In the child process: the Dagster layer's ``sync_datasets`` (one plain item set), the fetch stubbed."""
+    import da_pipelines.dataset_sync as dataset_sync
+    from connectors.base import DataSourceConfig
+    from connectors.plugins import get_connector_class, register_connector
+    from da_pipelines.datasets import set_datasets
+    from da_pipelines.settings import ItemSetSpec
+
+    register_connector("synthetic", synthetic_connector_class(), replace=True)
+    setattr(dataset_sync, "fetch_many_checked", _stub)  # noqa: B010  (the one seam: landing is not measured)
+    config = DataSourceConfig(id="synthetic", type="synthetic", name="Synthetic", config={"items": count})
+    datasets = set_datasets("synthetic", [ItemSetSpec.model_validate({"name": "files"})])
+    started = time.perf_counter()
+    run = asyncio.run(dataset_sync.sync_datasets(lambda: get_connector_class("synthetic")(config), Path(workspace),
+                                                 datasets))
+    seconds = time.perf_counter() - started
+    assert len(run.outcomes[0].landed) == count, len(run.outcomes[0].landed)
+    print(seconds)
+
+
+async def _stub(connector: Any, identifiers: Sequence[str], folder: Any, concurrency: int = 8,
+                versions: Mapping[str, str] | None = None) -> list[Any]:
+    from connectors.checked_fetch import CheckedResult
+
+    return [CheckedResult(i, path=f"{folder}/{i}", record={
+        "identifier": i, "local_path": f"{folder}/{i}", "size": 1, "source_version": "v1", "sha256": "0" * 64})
+        for i in identifiers]
+
+
 def child(count: int, workspace: str) -> None:
     """In the child process: one full sync of ``count`` synthetic items, the fetch stubbed; prints seconds."""
     import connectors.sync as sync
@@ -111,20 +140,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--counts", default="100000,1000000,10000000")
+    parser.add_argument("--sync", choices=("cli", "dataset"), default="cli",
+                        help="cli: connectors.sync.sync_source; dataset: the Dagster layer's sync_datasets")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, str(args.dir))
+        (dataset_child if args.sync == "dataset" else child)(args.child, str(args.dir))
         return
     figures: list[dict[str, Any]] = []
     for count in (int(c) for c in args.counts.split(",")):
         workspace = args.dir / f"ws-listed-{count}"
         workspace.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "benchmarks.bench_listed", "--dir", str(workspace), "--child", str(count)]
+        command = [sys.executable, "-m", "benchmarks.bench_listed", "--dir", str(workspace), "--sync", args.sync,
+                   "--child", str(count)]
         load = f"{os.getloadavg()[0]:.1f} / {os.cpu_count()} cores"
         sample, _ = run_once(Candidate(f"listed {count:,}", command, "", lambda out: None, reports_seconds=True))
         shutil.rmtree(workspace, ignore_errors=True)
-        figures.append({"items": count, "seconds": round(sample.seconds, 1),
+        figures.append({"sync": args.sync, "items": count, "seconds": round(sample.seconds, 1),
                         "us_per_item": round(sample.seconds / count * 1e6, 1),
                         "peak_rss_mib": round(sample.peak_rss_mib, 1), "load": load})
         print(figures[-1], flush=True)
@@ -132,8 +164,8 @@ def main() -> None:
     peaks = [float(f["peak_rss_mib"]) for f in figures]
     verdict = max(peaks) <= RSS_LIMIT_MIB and max(peaks) - float(smallest["peak_rss_mib"]) <= 50
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_listed.json").write_text(json.dumps({"figures": figures, "flat_and_under_300_mib": verdict},
-                                                          indent=2))
+    name = "bench_listed.json" if args.sync == "cli" else f"bench_listed_{args.sync}.json"
+    (RESULTS / name).write_text(json.dumps({"figures": figures, "flat_and_under_300_mib": verdict}, indent=2))
     print(f"flat and under {RSS_LIMIT_MIB:.0f} MiB: {verdict}")
 
 
