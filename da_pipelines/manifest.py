@@ -15,6 +15,7 @@ the next sync fetches them again whatever their version.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -82,10 +83,11 @@ def data_version(entries: Iterable[ManifestEntry]) -> str:
 def write_manifest(folder: Path, name: str, entries: Iterable[ManifestEntry], header: Mapping[str, Any]) -> Path:
     """Write the manifest atomically; returns its path."""
     ordered = sorted(entries, key=lambda e: e.identifier)
-    lines = [json.dumps({**header, "written_at": utc_now_iso(), "items": len(ordered)}, sort_keys=True)]
-    lines.extend(json.dumps(entry.__dict__, sort_keys=True) for entry in ordered)
+    head = json.dumps({**header, "written_at": utc_now_iso(), "items": len(ordered)}, sort_keys=True)
+    # streamed line by line: the whole text of a million entries would be held twice (lines, then joined)
+    lines = itertools.chain([head + "\n"], (json.dumps(entry.__dict__, sort_keys=True) + "\n" for entry in ordered))
     path = manifest_path(folder, name)
-    write_atomically(path, "\n".join(lines) + "\n", root=folder)
+    write_atomically(path, lines, root=folder)
     return path
 
 

@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,9 @@ def cached_state(source: DataSourceConfig, path: Path, ttl_seconds: int) -> List
     return state
 
 
-def write_atomically(path: Path, text: str, root: Path | None = None) -> None:
-    """Write ``text`` to ``path`` through a temporary and a rename (readers never see half a file).
+def write_atomically(path: Path, text: str | Iterable[str], root: Path | None = None) -> None:
+    """Write ``text`` (a string, or strings written one after another) to ``path`` through a temporary
+    and a rename (readers never see half a file).
 
     With ``root`` (a workspace folder above ``path``), every folder below it is
     opened without following links, as the landing does.
@@ -117,7 +119,7 @@ def write_atomically(path: Path, text: str, root: Path | None = None) -> None:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
                      dir_fd=dir_fd)
         with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+            handle.writelines([text] if isinstance(text, str) else text)
         os.rename(temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):
