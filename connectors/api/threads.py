@@ -14,7 +14,7 @@ from fastapi import Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.api.errors import ApiError
-from connectors.api.routing import ReadKey, State, new_router
+from connectors.api.routing import State, ThreadKey, check_sources, new_router
 from connectors.api.sources import load_source
 from connectors.base import DataSourceConnector
 from connectors.threads import (
@@ -64,9 +64,10 @@ class AttachResponse(BaseModel):
 @router.post("/v1/threads/{thread_id}/data", response_model=AttachResponse, tags=TAGS,
              summary="Fetch data into a thread's folder (top level), all or nothing, before the turn starts")
 async def attach(thread_id: ThreadId, body: AttachRequest | References, request: Request, state: State,
-                 key: ReadKey) -> dict[str, Any]:
+                 key: ThreadKey) -> dict[str, Any]:
     references = body.references if isinstance(body, AttachRequest) else body
     request.state.source_id = ",".join(sorted({r.source_id for r in references}))[:200]
+    check_sources(key, {r.source_id for r in references})
 
     async def connector_for(source_id: str) -> DataSourceConnector:
         return await state.connector(load_source(state, source_id))

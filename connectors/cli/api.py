@@ -30,6 +30,8 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     action = actions.add_parser("create", parents=[as_json], help="make a key; it is printed once")
     action.add_argument("name")
     action.add_argument("--read-only", action="store_true", help="browse, preview and fetch only")
+    action.add_argument("--can-mint", action="store_true",
+                        help="may mint thread tokens for DeepAnalyze's agent code (POST /v1/threads/T/tokens)")
     action.set_defaults(handler=cmd_keys_create)
     action = actions.add_parser("list", parents=[as_json], help="the keys (never the keys themselves)")
     action.set_defaults(handler=cmd_keys_list)
@@ -65,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """``api-keys create NAME [--read-only]``: prints the key once."""
     store = _store(args)
-    record, key = store.create(args.name, read_only=args.read_only)
+    record, key = store.create(args.name, read_only=args.read_only, can_mint=args.can_mint)
     if args.json:
         print_json({**record.public(), "key": key})
     else:
