@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 from typing import Any
 
 from connectors.api.keys import KeyStore
@@ -24,6 +25,9 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command.add_argument("--port", type=int, default=8300, help="port (default 8300)")
     command.add_argument("--workspace", metavar="DIR", help="base folder of fetch workspaces "
                          "(default: $DA_WORKSPACE or ./workspace)")
+    command.add_argument("--umask", type=_octal, default=None,
+                         help="file mode creation mask of the server (default $DA_UMASK or 007: files it lands are "
+                         "0660 and folders 0770, for the workspace's group, never world-readable)")
     command.set_defaults(handler=cmd_serve)
     keys = commands.add_parser("api-keys", help="API keys of the HTTP API")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
@@ -38,6 +42,26 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     action = actions.add_parser("revoke", help="remove a key, by id or name; it stops working at once")
     action.add_argument("key")
     action.set_defaults(handler=cmd_keys_revoke)
+
+
+UMASK_ENV = "DA_UMASK"
+
+
+def _octal(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mask: {text!r}") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"a mask is 000 to 777, not {text!r}")
+    return value
+
+
+def _umask_from_env() -> int:
+    try:
+        return _octal(os.environ.get(UMASK_ENV) or "007")
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"${UMASK_ENV}: {exc}") from None
 
 
 def _settings(args: argparse.Namespace) -> ApiSettings:
@@ -58,6 +82,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from connectors.api.server import serve
 
     settings = _settings(args)
+    umask = args.umask if args.umask is not None else _umask_from_env()
+    os.umask(umask)  # before anything is written: the landed files' mode, with the workspace's setgid group
     print(f"da-sources API on http://{args.host}:{args.port} (sources: {settings.sources_file}, "
           f"keys: {settings.keys_file})", flush=True)
     serve(args.host, args.port, settings)
