@@ -156,7 +156,10 @@ def _start_service(sidecar: Sidecar) -> int:
 
 def _start_standin(sidecar: Sidecar, service_port: int) -> None:
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(sidecar.root), "PYTHONPATH": str(REPO / "clients" / "python"),
+    home = sidecar.root / "home-deepanalyze"  # the thread tokens go to ~/.da-sources/thread-tokens
+    home.mkdir()
+    shutil.chown(home, DEEPANALYZE_USER, DEEPANALYZE_USER)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(REPO / "clients" / "python"),
            "PYTHONDONTWRITEBYTECODE": "1", "STANDIN_WORKSPACE": str(sidecar.workspace), "MODEL_URL": sidecar.model.url,
            "DA_SOURCES_URL": f"http://127.0.0.1:{service_port}", "DA_SOURCES_API_KEY": sidecar.api_key,
            "DA_SOURCES_AGENT_SOURCES": "docs"}

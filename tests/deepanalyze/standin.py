@@ -122,7 +122,7 @@ def chat(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     generated_dir = os.path.join(workspace_dir, "generated")
     os.makedirs(generated_dir, exist_ok=True)
     try:  # the glue, as docs/deepanalyze.md's patch places it
-        messages = asyncio.run(prepare_turn(thread_id, workspace_dir, messages, body.get("data")))
+        messages = asyncio.run(prepare_turn(thread_id, messages, body.get("data")))
     except DataSourcesError as exc:
         return exc.http_status, {"detail": str(exc), "thread_id": thread_id}
     vllm_messages = prepare_vllm_messages(messages, workspace_dir)

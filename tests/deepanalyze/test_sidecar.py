@@ -36,7 +36,7 @@ report["reads"]["deepanalyze memory"] = read(f"/proc/{os.getppid()}/mem")
 report["attached"] = read("a.csv")
 client = ThreadClient.from_workspace()
 report["own thread"] = client.attach([{"source_id": "docs", "path": "b.csv"}]).manifest
-token = json.load(open(".da-sources/thread-token.json"))["token"]
+token = client._http._credential
 for name, thread, source in (("other thread", "thread-other", "docs"), ("other source", client.thread_id, "other")):
     try:
         ThreadClient(client._http.base_url, token, thread).attach([{"source_id": source, "path": "a.csv"}])

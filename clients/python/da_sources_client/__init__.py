@@ -12,7 +12,8 @@ DeepAnalyze talks to it over HTTP with an API key, through this module:
 
 Agent code gets a :class:`ThreadClient` (a thread-scoped, read-only, expiring token that attaches
 data to its own thread and does nothing else): ``ThreadClient.from_workspace()`` in the thread's
-folder. :mod:`da_sources_client.deepanalyze` is the glue for DeepAnalyze's chat route.
+folder finds the token the glue left for it (:func:`token_path`).
+:mod:`da_sources_client.deepanalyze` is the glue for DeepAnalyze's chat route.
 """
 
 from __future__ import annotations
@@ -27,11 +28,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AttachedFile", "Attachment", "DataSourcesClient", "DataSourcesError", "ThreadClient", "ThreadToken",
-           "TOKEN_FILE"]
+__all__ = ["TOKEN_DIR_VARIABLE", "AttachedFile", "Attachment", "DataSourcesClient", "DataSourcesError", "ThreadClient",
+           "ThreadToken", "token_path"]
 
-TOKEN_FILE = os.path.join(".da-sources", "thread-token.json")
-"""Where the glue leaves a thread token for the agent's code, relative to the thread's folder."""
+TOKEN_DIR_VARIABLE = "DA_SOURCES_TOKEN_DIR"  # noqa: S105 (a variable's name)
+
+
+def token_path(thread_id: str) -> str:
+    """Where the glue leaves a thread's token: ``$DA_SOURCES_TOKEN_DIR/<thread_id>.json``.
+
+    The default, ``~/.da-sources/thread-tokens``, is outside DeepAnalyze's workspace, so its file
+    server never serves a token and its tracker never reports one.
+    """
+    folder = os.environ.get(TOKEN_DIR_VARIABLE) or os.path.join(os.path.expanduser("~"), ".da-sources",
+                                                                "thread-tokens")
+    if not thread_id or os.sep in thread_id or thread_id.startswith("."):
+        raise DataSourcesError(0, f"not a thread id: {thread_id!r}")
+    return os.path.join(folder, f"{thread_id}.json")
 
 
 class DataSourcesError(Exception):
@@ -216,16 +229,17 @@ class ThreadClient:
 
     @classmethod
     def from_workspace(cls, folder: str = ".") -> ThreadClient:
-        """The client the glue prepared for this thread (``.da-sources/thread-token.json`` in its folder).
+        """The client the glue prepared for the thread whose folder is ``folder`` (the code's working folder).
 
         Raises:
             DataSourcesError: no token was left for this thread, or it has expired.
         """
+        thread_id = os.path.basename(os.path.abspath(folder))
         try:
-            with open(os.path.join(folder, TOKEN_FILE), encoding="utf-8") as file:
+            with open(token_path(thread_id), encoding="utf-8") as file:
                 facts = json.load(file)
         except (OSError, ValueError):
-            raise DataSourcesError(0, "no thread token here: this thread may not ask for data") from None
+            raise DataSourcesError(0, "no thread token for this thread: it may not ask for data") from None
         if int(facts.get("expires_at", 0)) <= time.time():
             raise DataSourcesError(401, "the thread token has expired; it is renewed at the next turn")
         return cls(str(facts["url"]), str(facts["token"]), str(facts["thread_id"]))

@@ -8,12 +8,13 @@ neither ``/proc/<pid>/environ`` nor the process's memory. The key never needs to
 The route then calls :func:`prepare_turn` after the thread's folder is known and before
 ``prepare_vllm_messages`` (and so before the turn's ``WorkspaceTracker`` snapshot):
 
-    messages = await prepare_turn(current_thread_id, workspace_dir, messages, data)
+    messages = await prepare_turn(current_thread_id, messages, data)
 
 It attaches the references (all or nothing; a failure raises :class:`DataSourcesError` before the
 model runs), appends the manifest to the last user message, and, when ``$DA_SOURCES_AGENT_SOURCES``
-lists sources, leaves the agent a thread token (``.da-sources/thread-token.json`` in the thread's
-folder, written before the snapshot) so its code may attach more from those sources to this thread.
+lists sources, leaves the agent a thread token (:func:`da_sources_client.token_path`: outside the
+workspace, so DeepAnalyze's file server and tracker never see it) with which its code may attach more
+from those sources to this thread, and nothing else.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from da_sources_client import TOKEN_FILE, DataSourcesClient, DataSourcesError
+from da_sources_client import TOKEN_DIR_VARIABLE, DataSourcesClient, DataSourcesError, token_path
 
 __all__ = ["DataSourcesError", "add_manifest", "configure", "prepare_turn", "protect_process", "references_in"]
 
@@ -56,6 +57,8 @@ def configure(client: DataSourcesClient | None = None) -> DataSourcesClient | No
     global _client
     if client is None and os.environ.get("DA_SOURCES_URL"):
         client = DataSourcesClient.from_env()
+        # the model's code runs with a copy of this environment: there it finds its thread's token
+        os.environ.setdefault(TOKEN_DIR_VARIABLE, os.path.dirname(token_path("t")))
     _client = client
     return client
 
@@ -89,7 +92,7 @@ def _text_of(content: Any) -> str:
                    if isinstance(part, dict) and part.get("type") == "text")
 
 
-async def prepare_turn(thread_id: str, workspace_dir: str, messages: Sequence[Any],
+async def prepare_turn(thread_id: str, messages: Sequence[Any],
                        data: Sequence[dict[str, Any]] | None = None,
                        client: DataSourcesClient | None = None) -> list[Any]:
     """Attach the request's references to the thread and add the manifest; leave the agent its token.
@@ -110,15 +113,15 @@ async def prepare_turn(thread_id: str, workspace_dir: str, messages: Sequence[An
         messages = add_manifest(messages, attachment.manifest)
     agent_sources = [s for s in os.environ.get(AGENT_SOURCES_VARIABLE, "").split(",") if s.strip()]
     if agent_sources:
-        await asyncio.to_thread(_leave_token, client, thread_id, workspace_dir, agent_sources)
+        await asyncio.to_thread(_leave_token, client, thread_id, agent_sources)
     return list(messages)
 
 
-def _leave_token(client: DataSourcesClient, thread_id: str, workspace_dir: str, sources: list[str]) -> None:
+def _leave_token(client: DataSourcesClient, thread_id: str, sources: list[str]) -> None:
     ttl = int(os.environ.get(TOKEN_TTL_VARIABLE) or 3600)
     token = client.mint_thread_token(thread_id, [s.strip() for s in sources], ttl_seconds=ttl)
-    path = os.path.join(workspace_dir, TOKEN_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    path = token_path(thread_id)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     facts = {"url": client._http.base_url, "token": token.token, "thread_id": thread_id,
              "sources": token.sources, "expires_at": token.expires_at}
     temporary = f"{path}.{os.getpid()}.tmp"
