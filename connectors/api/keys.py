@@ -13,7 +13,8 @@ A key made with ``--can-mint`` (DeepAnalyze's) may mint **thread tokens**
 (:meth:`KeyStore.mint_thread_token`): ``dst_`` and 43 characters, stored hashed
 here too, each good for one thread, a list of sources and a time to live, and
 for nothing but attaching those sources' data to that thread. Expired tokens
-answer 401 and are dropped from the file at the next mint.
+answer 401 and are dropped from the file at the next mint; revoking the key
+that minted a token revokes the token.
 
 Example:
     >>> store = KeyStore("/tmp/keys.json")
@@ -63,6 +64,7 @@ class ApiKey:
     thread_id: str | None = None
     sources: List[str] | None = None
     expires_at: int | None = None
+    minted_by: str | None = None
 
     @property
     def scope(self) -> str:
@@ -138,7 +140,8 @@ class KeyStore:
         now = int(time.time())
         token_id = f"tok-{secrets.token_hex(8)}"
         record = ApiKey(token_id, f"thread token {token_id} by {minter.id}", True, now, hash_key(token),
-                        thread_id=thread_id, sources=sorted(set(sources)), expires_at=now + ttl_seconds)
+                        thread_id=thread_id, sources=sorted(set(sources)), expires_at=now + ttl_seconds,
+                        minted_by=minter.id)
         with self._changing() as keys:
             keys[:] = [k for k in keys if not k.expired(now)]
             keys.append(record)
@@ -155,10 +158,13 @@ class KeyStore:
     def authenticate(self, presented: str) -> ApiKey | None:
         """The key ``presented`` is, or None; every stored hash is compared, without an early exit."""
         digest = hash_key(presented)
+        keys = self.list()
         found: ApiKey | None = None
-        for key in self.list():
+        for key in keys:
             if hmac.compare_digest(digest, key.sha256):
                 found = key
+        if found is not None and found.minted_by is not None and all(k.id != found.minted_by for k in keys):
+            return None  # revoking a key revokes the thread tokens it minted
         return found
 
     def _read(self) -> List[ApiKey]:

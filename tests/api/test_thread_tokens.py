@@ -1,4 +1,7 @@
-"""Thread tokens: minted for one thread by a key allowed to, they attach listed sources' data to that thread only."""
+"""Thread tokens: minted for one thread by a key allowed to, they attach listed sources' data to that thread only.
+
+docs/RELIABILITY.md row 31.
+"""
 
 from __future__ import annotations
 
@@ -91,3 +94,10 @@ def test_minting_checks_its_sources_thread_and_lifetime(api: Api, data_root: Pat
     assert _mint(api.client, minter, sources=["nope"]).status_code == 404
     assert _mint(api.client, minter, thread="..").status_code in (400, 404)
     assert _mint(api.client, minter, ttl_seconds=10**9).status_code == 422
+
+
+def test_revoking_the_minting_key_revokes_its_tokens(api: Api, data_root: Path) -> None:
+    _, minter = _setup(api, data_root)
+    token = _mint(api.client, minter).json()["token"]
+    KeyStore(api.settings.keys_file).revoke("deepanalyze")
+    assert _attach(api.client, token).status_code == 401

@@ -43,6 +43,8 @@ def test_the_api_extra_installs_and_runs_without_dagster(tmp_path: Path) -> None
     help_text = subprocess.run([str(tmp_path / "venv" / "bin" / "da-sources"), "serve", "--help"], check=True,
                                capture_output=True, text=True).stdout
     assert "--umask" in help_text
+    missing = subprocess.run([str(python), "-c", "import da_pipelines"], capture_output=True, text=True, cwd=tmp_path)
+    assert missing.returncode != 0 and "pip install 'da-sources[dagster]'" in missing.stderr
 
 
 def test_the_client_installs_alone_with_no_dependency(tmp_path: Path) -> None:
