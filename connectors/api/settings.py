@@ -33,6 +33,8 @@ KEYS_FILE_ENV = "DA_API_KEYS_FILE"  # default: api-keys.json beside the sources 
 AUDIT_LOG_ENV = "DA_API_AUDIT_LOG"
 WORKSPACE_ENV = "DA_WORKSPACE"
 CORS_ORIGINS_ENV = "DA_API_CORS_ORIGINS"
+STATE_DIR_ENV = "DA_STATE_DIR"  # as connectors.threads.records (not imported: the key commands stay light)
+STATE_FOLDER = "da-sources-state"
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 MIB = 1 << 20
 
@@ -83,6 +85,14 @@ class ApiSettings:
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]
+
+    @property
+    def thread_state_dir(self) -> Path:
+        """Where our records of threads live: ``state_dir``, else ``$DA_STATE_DIR``, else beside the sources file."""
+        if self.state_dir is not None:
+            return self.state_dir
+        configured = os.environ.get(STATE_DIR_ENV)
+        return Path(configured).absolute() if configured else self.sources_file.with_name(STATE_FOLDER)
 
     def item_limit(self, source_metadata: Mapping[str, Any]) -> int:
         """The largest item of a source: ``metadata.api.max_item_bytes`` when set, else the global one."""
