@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from connectors.api import discovery, fetching, sources, threads, tokens, upload
 from connectors.api.schemas import Health
@@ -72,4 +73,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return {"status": "healthy", "timestamp": int(time.time())}
 
     app.include_router(router)
+    if state.settings.cors_origins:  # none by default: a browser page on another origin gets no answer
+        app.add_middleware(CORSMiddleware, allow_origins=list(state.settings.cors_origins),
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"], expose_headers=["X-Request-ID"])
     return app

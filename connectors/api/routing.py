@@ -53,7 +53,7 @@ async def _respond(handler: Callable[[Request], Awaitable[Response]], request: R
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, redact(exc.detail), exc.headers)
+        return error_response(exc.status, exc.detail if exc.literal else redact(exc.detail), exc.headers)
     except HTTPException as exc:
         return error_response(exc.status_code, exc.detail, dict(exc.headers or {}))
     except RequestValidationError as exc:
@@ -117,7 +117,8 @@ def _authenticated(request: Request, state: State,
                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
     request.state.api = state
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(401, "an API key is required: Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "an API key is required: Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"},
+                       literal=True)  # the help text, not a credential: redaction would mask '<key>'
     key = state.keys.authenticate(credentials.credentials)
     if key is None:
         raise ApiError(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from connectors.api.keys import KeyStore
-from connectors.api.settings import ApiSettings
+from connectors.api.settings import ApiSettings, cors_origins
 from connectors.cli.common import Parser, iso_time, print_json, print_table
 from connectors.errors import ConfigurationError
 
@@ -28,6 +28,9 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command.add_argument("--umask", type=_octal, default=None,
                          help="file mode creation mask of the server (default $DA_UMASK or 007: files it lands are "
                          "0660 and folders 0770, for the workspace's group, never world-readable)")
+    command.add_argument("--cors-origin", metavar="ORIGIN", action="append", default=[],
+                         help="a browser origin allowed to call the API, e.g. https://ui.example.com; repeatable "
+                         "(default: $DA_API_CORS_ORIGINS, comma-separated; none)")
     command.set_defaults(handler=cmd_serve)
     keys = commands.add_parser("api-keys", help="API keys of the HTTP API")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
@@ -68,6 +71,8 @@ def _settings(args: argparse.Namespace) -> ApiSettings:
     overrides: dict[str, Any] = {"sources_file": args.sources}
     if getattr(args, "workspace", None):
         overrides["workspace_base"] = args.workspace
+    if getattr(args, "cors_origin", None):
+        overrides["cors_origins"] = cors_origins(args.cors_origin)
     return ApiSettings.from_env(**overrides)
 
 

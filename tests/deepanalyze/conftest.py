@@ -109,6 +109,11 @@ class Sidecar:
     standin: subprocess.Popen[bytes] | None = None
     standin_url: str = ""
 
+    def logs(self) -> str:
+        """The two services' output, for a failing test's message."""
+        return "".join(f"--- {name}\n{(self.root / name).read_text(errors='replace')[-4000:]}\n"
+                       for name in ("service.log", "standin.log") if (self.root / name).exists())
+
     @property
     def protected(self) -> dict[str, Path]:
         """What DeepAnalyze's side must never read."""

@@ -52,8 +52,11 @@ print("REPORT" + json.dumps(report))
 def _chat(sidecar: Sidecar, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(f"{sidecar.standin_url}/v1/chat/completions", method="POST",
                                      data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return dict(json.loads(response.read()))
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return dict(json.loads(response.read()))
+    except OSError as exc:
+        raise AssertionError(f"the stand-in failed: {exc}\n{sidecar.logs()}") from exc
 
 
 def _probe_code(sidecar: Sidecar) -> str:
