@@ -82,6 +82,8 @@ class ThreadRecords:
         return self.state_dir / THREADS_DIR / self.thread_id
 
     def _open(self, parts: list[str], *, create: bool) -> int:
+        if create:  # ours alone: records hold SQL text and hosts (the DeepAnalyze side has no business there)
+            os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         return open_directory(self.state_dir, [THREADS_DIR, self.thread_id, *parts], create=create)
 
     def attached(self) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Thread folders hold only data; our records live in the state folder; attach semantics a client can rely on."""
+"""Thread folders hold only data; records in the state folder; attach semantics (docs/RELIABILITY.md rows 30-32)."""
 
 from __future__ import annotations
 
