@@ -6,6 +6,7 @@ import asyncio
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -319,6 +320,13 @@ def _attached(item: Staged) -> AttachedFile:
     return attached_file(item.record, item.status, item.wanted)
 
 
+def _regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def attached_file(record: dict[str, Any], status: str = NEW, wanted: str | None = None) -> AttachedFile:
     """The :class:`AttachedFile` a thread's lineage record describes."""
     version = record.get("source_version")
@@ -345,5 +353,5 @@ def attached_files(base_dir: str | os.PathLike[str], thread_id: str,
     if not folder.is_dir():
         raise UnknownThreadError(f"unknown or ended thread {thread_id!r}: no such thread folder")
     records = ThreadRecords.of(base_dir, thread_id, state_dir)
-    present = [r for r in records.attached() if os.path.lexists(folder / str(r["attached_as"]))]
+    present = [r for r in records.attached() if _regular_file(folder / str(r["attached_as"]))]
     return Attachment(thread_id, [attached_file(r) for r in present])

@@ -183,3 +183,12 @@ def test_a_failed_reference_leaves_no_file_and_no_record(setup: Setup) -> None:
     assert [r["attached_as"] for r in ThreadRecords(setup.state, "t").attached()] == ["a.csv"]
 
 
+
+
+def test_a_removed_copy_loses_its_record_and_the_item_comes_back_under_its_name(setup: Setup) -> None:
+    setup.attach("t", "a.csv", create=True)
+    (setup.base / "t" / "a.csv").unlink()
+    setup.change_source("a.csv", "x\n5\n")
+    again = setup.attach("t", "a.csv").files[0]
+    assert (again.name, again.status) == ("a.csv", "attached")
+    assert [r["attached_as"] for r in ThreadRecords(setup.state, "t").attached()] == ["a.csv"]
