@@ -43,10 +43,12 @@ STAGING_DIR = "staging"
 LOCK_FILE = ".lock"
 
 
-def default_state_dir() -> Path:
-    """``$DA_STATE_DIR``, else ``da-sources-state`` beside the sources file (``$DA_SOURCES_FILE``)."""
+def default_state_dir(sources_file: str | os.PathLike[str] | None = None) -> Path:
+    """``$DA_STATE_DIR``, else ``da-sources-state`` beside ``sources_file`` (default ``$DA_SOURCES_FILE``)."""
     configured = os.environ.get(STATE_DIR_ENV)
-    return Path(configured).absolute() if configured else sources_file_path().absolute().with_name(STATE_FOLDER)
+    if configured:
+        return Path(configured).absolute()
+    return sources_file_path(sources_file).absolute().with_name(STATE_FOLDER)
 
 
 def state_dir_for(base_dir: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None) -> Path:
