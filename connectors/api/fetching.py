@@ -135,7 +135,10 @@ def _thread_record(settings: ApiSettings, relative: Path) -> dict[str, Any] | No
     """The record of a file attached to a thread (``<thread_id>/<name>``), kept in the state folder."""
     if len(relative.parts) != 2 or not is_valid_thread_id(relative.parts[0]):
         return None
-    if not (settings.workspace_base / relative).is_file():
+    try:
+        if not stat.S_ISREG(os.lstat(settings.workspace_base / relative).st_mode):
+            return None  # a link or a folder in its place: not the file we attached
+    except FileNotFoundError:
         return None  # removed since: a record without its file answers nothing
     return ThreadRecords.of(settings.workspace_base, relative.parts[0], settings.thread_state_dir).read(relative.name)
 

@@ -31,6 +31,8 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command.add_argument("--cors-origin", metavar="ORIGIN", action="append", default=[],
                          help="a browser origin allowed to call the API, e.g. https://ui.example.com; repeatable "
                          "(default: $DA_API_CORS_ORIGINS, comma-separated; none)")
+    command.add_argument("--state-dir", metavar="DIR", help="our records of threads, outside the workspace "
+                         "(default: $DA_STATE_DIR or da-sources-state beside the sources file)")
     command.set_defaults(handler=cmd_serve)
     keys = commands.add_parser("api-keys", help="API keys of the HTTP API")
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
@@ -71,6 +73,8 @@ def _settings(args: argparse.Namespace) -> ApiSettings:
     overrides: dict[str, Any] = {"sources_file": args.sources}
     if getattr(args, "workspace", None):
         overrides["workspace_base"] = args.workspace
+    if getattr(args, "state_dir", None):
+        overrides["state_dir"] = args.state_dir
     if getattr(args, "cors_origin", None):
         overrides["cors_origins"] = cors_origins(args.cors_origin)
     return ApiSettings.from_env(**overrides)

@@ -6,6 +6,7 @@ import asyncio
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -30,7 +31,7 @@ from connectors.threads.ending import (
 )
 from connectors.threads.folders import ConnectorFor, UnknownThreadError, remove_staging, thread_folder
 from connectors.threads.placing import NEW, REPLACED, UNCHANGED, Staged, folded, name_candidates, place_all, undo
-from connectors.threads.records import ThreadRecords
+from connectors.threads.records import ThreadRecords, default_state_dir
 
 __all__ = ["folded", "name_candidates"]  # re-exported: they lived here
 
@@ -162,7 +163,8 @@ async def attach_to_thread(
     connector) refuses larger items: blobs and files before they are fetched, tables and query
     results once landed. The thread's folder must exist unless ``create`` is set. Its records
     (lineage, staging, lock) go to ``state_dir`` (default: ``$DA_STATE_DIR``, else
-    ``da-sources-state`` beside the sources file), never into the thread's folder. An item already
+    ``da-sources-state`` beside the registry's sources file, or ``$DA_SOURCES_FILE``), never into
+    the thread's folder. An item already
     attached at the same version answers the file already there; a newer version replaces our own
     unmodified copy only (see :mod:`connectors.threads.placing`).
 
@@ -177,6 +179,8 @@ async def attach_to_thread(
     limit_of = max_item_bytes if callable(max_item_bytes) else lambda _: max_item_bytes
     parsed = parse_references(references)
     folder = thread_folder(base_dir, thread_id)
+    if state_dir is None and isinstance(sources, SourceRegistry):
+        state_dir = default_state_dir(sources.path)  # beside the registry's own sources file
     records = ThreadRecords.of(base_dir, thread_id, state_dir)
     with workspace_root(records.state_dir):  # the fetches land in our staging folder, in the state folder
         # a task of its own: ending the thread cancels the work, and the caller is told why
@@ -319,6 +323,13 @@ def _attached(item: Staged) -> AttachedFile:
     return attached_file(item.record, item.status, item.wanted)
 
 
+def _regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def attached_file(record: dict[str, Any], status: str = NEW, wanted: str | None = None) -> AttachedFile:
     """The :class:`AttachedFile` a thread's lineage record describes."""
     version = record.get("source_version")
@@ -345,5 +356,5 @@ def attached_files(base_dir: str | os.PathLike[str], thread_id: str,
     if not folder.is_dir():
         raise UnknownThreadError(f"unknown or ended thread {thread_id!r}: no such thread folder")
     records = ThreadRecords.of(base_dir, thread_id, state_dir)
-    present = [r for r in records.attached() if os.path.lexists(folder / str(r["attached_as"]))]
+    present = [r for r in records.attached() if _regular_file(folder / str(r["attached_as"]))]
     return Attachment(thread_id, [attached_file(r) for r in present])

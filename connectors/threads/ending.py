@@ -20,7 +20,7 @@ from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.registry import SourceRegistry
 from connectors.secrets.references import get_logger
 from connectors.threads.folders import STAGING_PREFIX, remove_staging, thread_folder
-from connectors.threads.records import ThreadRecords, sweep_ended_threads
+from connectors.threads.records import ThreadRecords, default_state_dir, sweep_ended_threads
 
 log = get_logger(__name__)
 
@@ -168,6 +168,8 @@ class ThreadJanitor:
         self.idle_seconds = idle_seconds
         self.interval = interval
         self.base_dir = None if base_dir is None else Path(os.path.abspath(base_dir))
+        if state_dir is None and isinstance(sources, SourceRegistry):
+            state_dir = default_state_dir(sources.path)  # as attach_to_thread given this registry
         self.state_dir = state_dir
         self._task: asyncio.Task[None] | None = None
 

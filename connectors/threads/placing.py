@@ -117,6 +117,10 @@ def _place(folder: Path, dir_fd: int, records: ThreadRecords, item: Staged, know
     for earlier in sorted((r for r in known if item_key(r) == item_key(record)),
                           key=lambda r: str(r.get("fetched_at")), reverse=True):
         name = str(earlier["attached_as"])
+        if not _exists(dir_fd, name):  # removed since (by the agent or the user): its record goes too
+            records.remove(name)
+            known.remove(earlier)
+            continue
         if not _unmodified(dir_fd, name, earlier):
             continue
         if earlier.get("source_version") == record.get("source_version") or earlier.get("sha256") == record["sha256"]:
@@ -138,6 +142,14 @@ def _recorded(folder: Path, dir_fd: int, records: ThreadRecords, item: Staged, n
     item.record.update(local_path=str(folder / name), attached_as=name, attached_mtime_ns=info.st_mtime_ns)
     records.write(name, item.record)
     known[:] = [r for r in known if r.get("attached_as") != name] + [item.record]
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _unmodified(dir_fd: int, name: str, record: dict[str, Any]) -> bool:

@@ -43,10 +43,12 @@ STAGING_DIR = "staging"
 LOCK_FILE = ".lock"
 
 
-def default_state_dir() -> Path:
-    """``$DA_STATE_DIR``, else ``da-sources-state`` beside the sources file (``$DA_SOURCES_FILE``)."""
+def default_state_dir(sources_file: str | os.PathLike[str] | None = None) -> Path:
+    """``$DA_STATE_DIR``, else ``da-sources-state`` beside ``sources_file`` (default ``$DA_SOURCES_FILE``)."""
     configured = os.environ.get(STATE_DIR_ENV)
-    return Path(configured).absolute() if configured else sources_file_path().absolute().with_name(STATE_FOLDER)
+    if configured:
+        return Path(configured).absolute()
+    return sources_file_path(sources_file).absolute().with_name(STATE_FOLDER)
 
 
 def state_dir_for(base_dir: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -82,6 +84,8 @@ class ThreadRecords:
         return self.state_dir / THREADS_DIR / self.thread_id
 
     def _open(self, parts: list[str], *, create: bool) -> int:
+        if create:  # ours alone: records hold SQL text and hosts (the DeepAnalyze side has no business there)
+            os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         return open_directory(self.state_dir, [THREADS_DIR, self.thread_id, *parts], create=create)
 
     def attached(self) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from connectors.landing.root import workspace_root
 from connectors.publishing import upload_facts, uploader_of
 from connectors.registry import SourceRegistry
 from connectors.threads.folders import GENERATED_DIR, ConnectorFor, thread_folder
-from connectors.threads.records import ThreadRecords
+from connectors.threads.records import ThreadRecords, default_state_dir
 
 MAX_INPUTS_METADATA = 6 * 1024  # of the service's 8 KiB of metadata, what the inputs may take
 
@@ -46,6 +46,8 @@ async def publish_generated(
     """
     connector_for = sources.connector if isinstance(sources, SourceRegistry) else sources
     folder = thread_folder(base_dir, thread_id)
+    if state_dir is None and isinstance(sources, SourceRegistry):
+        state_dir = default_state_dir(sources.path)  # beside the registry's own sources file
     records = ThreadRecords.of(base_dir, thread_id, state_dir)
     relative = safe_relative_path(file_name)
     upload = uploader_of(await connector_for(source_id))

@@ -55,3 +55,15 @@ def test_origins_come_from_the_flag_or_the_environment(tmp_path: Path, monkeypat
     for bad in ("*", "ui.example.com", "https://ui.example.com/app", "https://*.example.com"):
         with pytest.raises(ConfigurationError, match="scheme://host"):
             cors_origins([bad])
+
+
+def test_the_state_folder_comes_from_the_flag_the_environment_or_beside_the_sources_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sources = tmp_path / "conf" / "s.yaml"
+    monkeypatch.delenv("DA_STATE_DIR")
+    args = argparse.Namespace(sources=str(sources), workspace=None, cors_origin=[], state_dir=None)
+    assert _settings(args).thread_state_dir == sources.with_name("da-sources-state")
+    monkeypatch.setenv("DA_STATE_DIR", str(tmp_path / "env-state"))
+    assert _settings(args).thread_state_dir == tmp_path / "env-state"
+    args.state_dir = str(tmp_path / "flag-state")
+    assert _settings(args).thread_state_dir == tmp_path / "flag-state"

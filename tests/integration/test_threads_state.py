@@ -1,4 +1,4 @@
-"""Thread folders hold only data; our records live in the state folder; attach semantics a client can rely on."""
+"""Thread folders hold only data; records in the state folder; attach semantics (docs/RELIABILITY.md rows 30-32)."""
 
 from __future__ import annotations
 
@@ -183,3 +183,29 @@ def test_a_failed_reference_leaves_no_file_and_no_record(setup: Setup) -> None:
     assert [r["attached_as"] for r in ThreadRecords(setup.state, "t").attached()] == ["a.csv"]
 
 
+
+
+def test_a_removed_copy_loses_its_record_and_the_item_comes_back_under_its_name(setup: Setup) -> None:
+    setup.attach("t", "a.csv", create=True)
+    (setup.base / "t" / "a.csv").unlink()
+    setup.change_source("a.csv", "x\n5\n")
+    again = setup.attach("t", "a.csv").files[0]
+    assert (again.name, again.status) == ("a.csv", "attached")
+    assert [r["attached_as"] for r in ThreadRecords(setup.state, "t").attached()] == ["a.csv"]
+
+
+def test_without_da_state_dir_the_records_go_beside_the_registrys_sources_file(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DA_STATE_DIR")
+    setup.state = None  # type: ignore[assignment]
+    setup.attach("t", "a.csv", create=True)
+    beside = setup.registry.path.with_name("da-sources-state")
+    assert (beside / "threads" / "t" / ".lineage" / "a.csv.json").is_file()
+    assert oct(beside.stat().st_mode & 0o777) == "0o700"
+    shutil.rmtree(setup.base / "t")
+
+    async def janitor_round() -> None:
+        await ThreadJanitor(setup.registry, base_dir=setup.base).tick()
+
+    asyncio.run(janitor_round())
+    assert os.listdir(beside / "threads") == []
