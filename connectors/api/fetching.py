@@ -3,26 +3,34 @@
 Everything that can refuse a fetch is checked before the job starts: the
 workspace name, each item's existence and size (413 over the limit), the job
 caps (429). A job that starts therefore never stops half-way on a limit.
+
+Fetch jobs serve bulk landing into named workspaces under ``settings.jobs_base``
+(``$DA_API_JOBS_DIR``, default ``<DA_WORKSPACE>/.fetch-jobs``), apart from
+DeepAnalyze's thread folders: data for a conversation goes through
+``POST /v1/threads/{thread_id}/data`` instead, and a job never writes into a
+thread's folder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import fnmatch
 import os
-import stat
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Query, Request
 
 from connectors.api.errors import ApiError
+from connectors.api.keys import ApiKey
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.schemas import FetchRequest, Job, JobList, Lineage
 from connectors.api.settings import ApiSettings, _check_id
-from connectors.api.sources import SourceId, load_source
+from connectors.api.sources import Limit, SourceId, load_source
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NotFoundError
+from connectors.landing.dirs import open_directory
 from connectors.landing.lineage import read_provenance
 
 router = new_router()
@@ -31,20 +39,19 @@ MAX_ITEMS_PER_JOB = 10_000
 
 
 def workspace_dir(settings: ApiSettings, name: str) -> Path:
-    """``<base>/<name>``, created; ``name`` is an id, never a path, and a symlink there is refused."""
+    """``<jobs base>/<name>``, created; ``name`` is an id, never a path, and a link there is refused.
+
+    This is an early answer only: the job opens the folder again from its trusted
+    root, without following links, each time it lands a file.
+    """
     try:
         _check_id(name, "workspace")
+        os.close(open_directory(settings.jobs_base, [name], create=True))
     except ConfigurationError as exc:
         raise ApiError(400, exc.message) from None
-    settings.workspace_base.mkdir(parents=True, exist_ok=True)
-    folder = settings.workspace_base / name
-    try:
-        os.mkdir(folder, 0o755)
-    except FileExistsError:
-        pass
-    if not stat.S_ISDIR(os.lstat(folder).st_mode):
-        raise ApiError(400, f"workspace {name!r} is not a plain folder (a link or a file is in the way)")
-    return folder
+    except DataSourceError:
+        raise ApiError(400, f"workspace {name!r} is not a plain folder (a link or a file is in the way)") from None
+    return settings.jobs_base / name
 
 
 async def _identifiers(connector: DataSourceConnector, body: FetchRequest, timeout: float) -> list[str]:
@@ -98,22 +105,42 @@ async def start_fetch(source_id: SourceId, body: FetchRequest, request: Request,
     sizes = await _sizes(connector, identifiers, state.settings.timeout_seconds)
     _check_limits(source, state.settings, identifiers, sizes)
     total = None if None in sizes else sum(s or 0 for s in sizes)
-    job = state.jobs.start(source, identifiers, body.workspace, folder, total)
+    job = state.jobs.start(source, identifiers, body.workspace, folder, total, key.id)
     request.state.job_id = job.id
     return job.view()
 
 
-@router.get("/v1/data-sources/{source_id}/jobs", response_model=JobList, tags=TAGS, summary="The source's jobs")
-async def list_jobs(source_id: SourceId, state: State, key: ReadKey) -> dict[str, Any]:
+def _owner_filter(key: ApiKey) -> str | None:
+    """The key id whose jobs ``key`` may see: its own, or None (all) for a manage key."""
+    return key.id if key.read_only else None
+
+
+def _job_cursor(job_id: str) -> str:
+    return base64.urlsafe_b64encode(job_id.encode()).decode()
+
+
+@router.get("/v1/data-sources/{source_id}/jobs", response_model=JobList, tags=TAGS,
+            summary="The source's jobs, oldest first: a read-only key sees its own, a manage key all")
+async def list_jobs(source_id: SourceId, state: State, key: ReadKey, limit: Limit = 20,
+                    after: Annotated[str | None, Query(max_length=200, description="next_cursor of the last page")]
+                    = None) -> dict[str, Any]:
     load_source(state, source_id)
-    return {"object": "list", "data": [job.view() for job in state.jobs.of_source(source_id)]}
+    jobs = state.jobs.of_source(source_id, _owner_filter(key))
+    cursors = [_job_cursor(job.id) for job in jobs]
+    start = cursors.index(after) + 1 if after in cursors else 0
+    if after is not None and after not in cursors:
+        raise ApiError(400, "after: not a cursor of this list (the job may have been forgotten); start again")
+    page = jobs[start : start + limit]
+    more = start + limit < len(jobs)
+    return {"object": "list", "data": [job.view() for job in page], "has_more": more,
+            "next_cursor": cursors[start + len(page) - 1] if more else None}
 
 
 @router.get("/v1/data-sources/{source_id}/jobs/{job_id}", response_model=Job, tags=TAGS,
             summary="A job: status, progress and, when done, each landed file with its lineage")
 async def get_job(source_id: SourceId, job_id: str, state: State,
                   key: ReadKey) -> dict[str, Any]:
-    return state.jobs.get(source_id, job_id).view()
+    return state.jobs.get(source_id, job_id, _owner_filter(key)).view()
 
 
 @router.delete("/v1/data-sources/{source_id}/jobs/{job_id}", response_model=Job, tags=TAGS,
@@ -121,15 +148,18 @@ async def get_job(source_id: SourceId, job_id: str, state: State,
 async def cancel_job(source_id: SourceId, job_id: str, request: Request, state: State,
                      key: ReadKey) -> dict[str, Any]:
     request.state.job_id = job_id[:64]
-    job = state.jobs.get(source_id, job_id)
+    job = state.jobs.get(source_id, job_id, _owner_filter(key))
+    if job.key_id != key.id:  # a manage key sees others' jobs but cancels only its own
+        raise ApiError(403, f"job {job_id!r} was started by another key; only that key cancels it "
+                       "(deleting the source cancels all its jobs)")
     return (await state.jobs.cancel(job)).view()
 
 
 @router.get("/v1/lineage", response_model=Lineage, tags=TAGS,
-            summary="The provenance record of a landed file (path relative to the workspace base)")
+            summary="The provenance record of a file a fetch job landed (path relative to the jobs base)")
 async def lineage(path: Annotated[str, Query(min_length=1, max_length=4096)], state: State,
                   key: ReadKey) -> dict[str, Any]:
-    base = state.settings.workspace_base
+    base = state.settings.jobs_base
     relative = Path(path)
     if relative.is_absolute() or ".." in relative.parts or "\0" in path:
         raise ApiError(400, "path: give the landed file's path relative to the workspace base, e.g. t1/sales.csv")

@@ -5,7 +5,11 @@
 | ``DA_SOURCES_FILE`` | ``./sources.yaml`` | the sources file (shared with the CLI and Dagster) |
 | ``DA_API_KEYS_FILE`` | ``api-keys.json`` beside the sources file | hashed API keys |
 | ``DA_API_AUDIT_LOG`` | ``api-audit.jsonl`` beside the sources file | the audit log |
-| ``DA_WORKSPACE`` | ``./workspace`` | base folder of fetch workspaces |
+| ``DA_WORKSPACE`` | ``./workspace`` | base folder of thread folders (``<base>/<thread_id>``) |
+| ``DA_API_JOBS_DIR`` | ``<DA_WORKSPACE>/.fetch-jobs`` | base of fetch-job workspaces, apart from thread folders |
+| ``DA_API_MAX_BODY_BYTES`` | 1 MiB | largest request body, counted while it is read (413 past it) |
+| ``DA_API_PREVIEW_MAX_BYTES`` | 4 MiB | largest preview answer (413 past it), besides its rows |
+| ``DA_API_KEEP_JOBS`` / ``DA_API_KEEP_JOBS_BYTES`` | 200 / 16 MiB | finished jobs kept (count, size of their views) |
 | ``DA_API_MAX_ITEM_BYTES`` | 100 MiB | largest item a fetch or preview reads (``metadata.api.max_item_bytes``) |
 | ``DA_API_PREVIEW_MAX_ROWS`` | 1000 | most rows a preview returns |
 | ``DA_API_CACHE_SECONDS`` | 60 | how long listings and metadata are cached per source |
@@ -29,6 +33,8 @@ from connectors.registry import sources_file_path
 KEYS_FILE_ENV = "DA_API_KEYS_FILE"  # default: api-keys.json beside the sources file
 AUDIT_LOG_ENV = "DA_API_AUDIT_LOG"
 WORKSPACE_ENV = "DA_WORKSPACE"
+JOBS_DIR_ENV = "DA_API_JOBS_DIR"
+JOBS_DIR_NAME = ".fetch-jobs"
 MIB = 1 << 20
 
 def _check_id(value: str, what: str = "id") -> str:
@@ -54,6 +60,24 @@ class ApiSettings:
     max_jobs_per_source: int = 4
     timeout_seconds: float = 60.0
     idle_seconds: float = 300.0  # the next request reconnects: a little latency against held server sessions
+    jobs_dir: Path | None = None  # None: <workspace_base>/.fetch-jobs (never a thread id: those start alphanumeric)
+    max_body_bytes: int = 1 * MIB
+    preview_max_bytes: int = 4 * MIB
+    keep_jobs: int = 200
+    keep_jobs_bytes: int = 16 * MIB
+
+    def __post_init__(self) -> None:
+        jobs, threads = self.jobs_base.absolute(), self.workspace_base.absolute()
+        # a job must never write into a thread's folder: <base>/<thread id>, or the base itself
+        inside = jobs.relative_to(threads).parts if jobs.is_relative_to(threads) else None
+        if threads.is_relative_to(jobs) or (inside and inside[0][:1].isalnum()):
+            raise ConfigurationError(f"${JOBS_DIR_ENV} must not be the workspace base, above it, or in a thread's "
+                                     "folder (a folder of the base whose name starts with a letter or digit)")
+
+    @property
+    def jobs_base(self) -> Path:
+        """Where fetch jobs land (``<jobs_base>/<workspace>``): never a thread's folder."""
+        return self.jobs_dir if self.jobs_dir is not None else self.workspace_base / JOBS_DIR_NAME
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ApiSettings:
@@ -72,6 +96,11 @@ class ApiSettings:
             max_jobs_per_source=_number(env, "DA_API_MAX_JOBS_PER_SOURCE", 4),
             timeout_seconds=float(_number(env, "DA_API_TIMEOUT_SECONDS", 60)),
             idle_seconds=float(_number(env, "DA_API_IDLE_SECONDS", 300)),
+            jobs_dir=Path(env[JOBS_DIR_ENV]).absolute() if env.get(JOBS_DIR_ENV) else None,
+            max_body_bytes=_number(env, "DA_API_MAX_BODY_BYTES", 1 * MIB),
+            preview_max_bytes=_number(env, "DA_API_PREVIEW_MAX_BYTES", 4 * MIB),
+            keep_jobs=_number(env, "DA_API_KEEP_JOBS", 200),
+            keep_jobs_bytes=_number(env, "DA_API_KEEP_JOBS_BYTES", 16 * MIB),
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]

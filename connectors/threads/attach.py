@@ -21,7 +21,7 @@ from connectors.base import DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError
 from connectors.landing.dirs import finish_in_thread, open_directory
 from connectors.landing.lineage import read_provenance, write_provenance
-from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES
+from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES, unsafe_text_reason
 from connectors.landing.root import workspace_root
 from connectors.registry import SourceRegistry
 from connectors.threads.ending import (
@@ -62,6 +62,10 @@ class Reference(BaseModel):
     def _one_kind(self) -> Reference:
         if sum(getattr(self, k) is not None for k in KINDS) != 1:
             raise ValueError("give exactly one of path, glob, table, query")
+        for field in ("path", "glob", "table"):  # a query's SQL may span lines; its file name has a rule below
+            reason = unsafe_text_reason(getattr(self, field) or "")
+            if reason:
+                raise ValueError(f"{field} {reason}")
         if (self.query is None) != (self.name is None):
             raise ValueError("a query needs a name for its file, and only a query takes one")
         if self.name is not None and not RESULT_NAME_PATTERN.fullmatch(self.name):
