@@ -9,6 +9,9 @@
 | ``DA_API_JOBS_DIR`` | ``<DA_WORKSPACE>/.fetch-jobs`` | base of fetch-job workspaces, apart from thread folders |
 | ``DA_API_MAX_BODY_BYTES`` | 1 MiB | largest request body, counted while it is read (413 past it) |
 | ``DA_API_PREVIEW_MAX_BYTES`` | 4 MiB | largest preview answer (413 past it), besides its rows |
+| ``DA_API_MAX_CONNECTIONS`` | 4096 | ``da-sources serve``: open connections at most (the oldest idle one is closed) |
+| ``DA_API_HEADER_TIMEOUT_SECONDS`` | 10 | ``serve``: a request's headers must arrive within this |
+| ``DA_API_BODY_TIMEOUT_SECONDS`` | 30 | ``serve``: a request's body must arrive within this once its headers did |
 | ``DA_API_KEEP_JOBS`` / ``DA_API_KEEP_JOBS_BYTES`` | 200 / 16 MiB | finished jobs kept (count, size of their views) |
 | ``DA_API_MAX_ITEM_BYTES`` | 100 MiB | largest item a fetch or preview reads (``metadata.api.max_item_bytes``) |
 | ``DA_API_PREVIEW_MAX_ROWS`` | 1000 | most rows a preview returns |
@@ -65,6 +68,9 @@ class ApiSettings:
     preview_max_bytes: int = 4 * MIB
     keep_jobs: int = 200
     keep_jobs_bytes: int = 16 * MIB
+    max_connections: int = 4096
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         jobs, threads = self.jobs_base.absolute(), self.workspace_base.absolute()
@@ -101,6 +107,9 @@ class ApiSettings:
             preview_max_bytes=_number(env, "DA_API_PREVIEW_MAX_BYTES", 4 * MIB),
             keep_jobs=_number(env, "DA_API_KEEP_JOBS", 200),
             keep_jobs_bytes=_number(env, "DA_API_KEEP_JOBS_BYTES", 16 * MIB),
+            max_connections=_number(env, "DA_API_MAX_CONNECTIONS", 4096),
+            header_timeout_seconds=float(_number(env, "DA_API_HEADER_TIMEOUT_SECONDS", 10)),
+            body_timeout_seconds=float(_number(env, "DA_API_BODY_TIMEOUT_SECONDS", 30)),
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]

@@ -97,9 +97,7 @@ def test_a_key_sees_and_cancels_its_own_jobs_only(api: Api, data_root: Path) -> 
 
 def test_job_lists_are_paged(api: Api, data_root: Path) -> None:
     api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
-    started = [_fetch(api, "read")["id"] for _ in range(5)]
-    for job_id in started:
-        _wait(api, job_id, key="read")
+    started = [_wait(api, _fetch(api, "read")["id"], key="read")["id"] for _ in range(5)]  # one at a time
     seen: list[str] = []
     after: str | None = None
     while True:
