@@ -22,12 +22,14 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 
+from connectors.api.discovery import shared_listing
 from connectors.api.errors import ApiError
 from connectors.api.keys import ApiKey
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.schemas import FetchRequest, Job, JobList, Lineage
 from connectors.api.settings import ApiSettings, _check_id
 from connectors.api.sources import Limit, SourceId, load_source
+from connectors.api.state import ApiState
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NotFoundError
 from connectors.landing.dirs import open_directory
@@ -54,19 +56,22 @@ def workspace_dir(settings: ApiSettings, name: str) -> Path:
     return settings.jobs_base / name
 
 
-async def _identifiers(connector: DataSourceConnector, body: FetchRequest, timeout: float) -> list[str]:
+async def _identifiers(state: ApiState, source: DataSourceConfig, body: FetchRequest
+                       ) -> tuple[list[str], list[int | None] | None]:
+    """The identifiers to fetch, and their sizes when the listing gave them (a glob)."""
     if (body.items is None) == (body.glob is None):
         raise ApiError(422, "give exactly one of items or glob")
     if body.items is not None:
         if not body.items:
             raise ApiError(422, "items: give at least one identifier")
-        return list(dict.fromkeys(body.items))
-    async with asyncio.timeout(timeout):
-        listed = await connector.list_items()
-    matched = [i.path for i in listed if fnmatch.fnmatchcase(i.path, body.glob or "")]
+        return list(dict.fromkeys(body.items)), None
+    # the source's listing is shared and cached (one load at a time, however many globs wait for it):
+    # eight concurrent globs over a big source list it once, not eight times over the worker threads
+    listed = (await shared_listing(state, source)).items
+    matched = [i for i in listed if fnmatch.fnmatchcase(i.path, body.glob or "")]
     if not matched:
-        raise ApiError(404, f"no item of source {connector.source_id!r} matches {body.glob!r}")
-    return matched
+        raise ApiError(404, f"no item of source {source.id!r} matches {body.glob!r}")
+    return [i.path for i in matched], [i.size if isinstance(i.size, int) and i.size >= 0 else None for i in matched]
 
 
 async def _sizes(connector: DataSourceConnector, identifiers: list[str], timeout: float) -> list[int | None]:
@@ -98,11 +103,11 @@ async def start_fetch(source_id: SourceId, body: FetchRequest, request: Request,
                       key: ReadKey) -> dict[str, Any]:
     source = load_source(state, source_id)
     folder = workspace_dir(state.settings, body.workspace)
-    connector = await state.connector(source)
-    identifiers = await _identifiers(connector, body, state.settings.timeout_seconds)
+    identifiers, listed_sizes = await _identifiers(state, source, body)
     if len(identifiers) > MAX_ITEMS_PER_JOB:
         _check_limits(source, state.settings, identifiers, [None] * len(identifiers))
-    sizes = await _sizes(connector, identifiers, state.settings.timeout_seconds)
+    connector = await state.connector(source)
+    sizes = listed_sizes or await _sizes(connector, identifiers, state.settings.timeout_seconds)
     _check_limits(source, state.settings, identifiers, sizes)
     total = None if None in sizes else sum(s or 0 for s in sizes)
     job = state.jobs.start(source, identifiers, body.workspace, folder, total, key.id)

@@ -32,6 +32,7 @@ from connectors.api.errors import ApiError
 from connectors.api.settings import ApiSettings
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import DataSourceError
+from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
 from connectors.landing.root import workspace_root
@@ -145,7 +146,8 @@ class JobManager:
         job.status = "running"
         try:
             await connector.connect()
-            with workspace_root(self.settings.jobs_base), on_progress(job.progress):
+            cap = self.settings.item_limit(connector.config.metadata)
+            with workspace_root(self.settings.jobs_base), landing_byte_cap(cap), on_progress(job.progress):
                 await self._fetch(job, connector)
             job.status = "failed" if job.errors else "succeeded"
         except asyncio.CancelledError:

@@ -143,6 +143,8 @@ class TableSchema(BaseModel):
 class Relationships(BaseModel):
     object: Literal["list"] = "list"
     data: list[ForeignKey]
+    has_more: bool = False
+    next_cursor: str | None = None
 
 
 class Preview(BaseModel):

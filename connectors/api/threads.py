@@ -17,6 +17,7 @@ from connectors.api.errors import ApiError
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.sources import load_source
 from connectors.base import DataSourceConnector
+from connectors.errors import SizeLimitError
 from connectors.threads import (
     MAX_REFERENCES,
     MAX_THREAD_ID_LENGTH,
@@ -77,7 +78,7 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
     try:
         attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
                                             references, max_item_bytes=limit)
-    except ItemTooLargeError as exc:
+    except (ItemTooLargeError, SizeLimitError) as exc:
         raise ApiError(413, f"{exc}; nothing was attached") from None
     except ThreadEndedError as exc:  # DeepAnalyze removed the thread meanwhile: not a fault of this server
         raise ApiError(409, str(exc)) from None

@@ -18,7 +18,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.base import DataSourceConnector
-from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError
+from connectors.errors import (
+    ConfigurationError,
+    DataSourceError,
+    NameCollisionError,
+    NotFoundError,
+    SizeLimitError,
+)
+from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.dirs import finish_in_thread, open_directory
 from connectors.landing.lineage import read_provenance, write_provenance
 from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES, unsafe_text_reason
@@ -247,7 +254,11 @@ async def _stage(connector_for: ConnectorFor, reference: Reference, workspace: P
     try:
         connector = await connector_for(reference.source_id)
         limit = limit_of(connector)
-        paths = await _fetch(connector, reference, str(workspace), limit)
+        try:
+            with landing_byte_cap(limit):  # a query's or table's size is known only while it streams
+                paths = await _fetch(connector, reference, str(workspace), limit)
+        except SizeLimitError:
+            raise ItemTooLargeError(f"it is over the limit of {limit} bytes (stopped while streaming)") from None
         staged = [_Staged(Path(p), read_provenance(p, workspace)) for p in paths]
         for item in staged:
             shown = None if len(staged) == 1 else str(item.record.get("identifier"))

@@ -1,11 +1,13 @@
-"""Fetch jobs behind the trust boundary (docs/RELIABILITY.md rows 32, 35, 36): their own trusted root apart
-from thread folders, each key's own jobs, bounded retention, and names with line separators or backslashes
-refused on every path."""
+"""Fetch jobs behind the trust boundary (docs/RELIABILITY.md rows 32, 34, 35, 36): their own trusted root
+apart from thread folders, each key's own jobs, bounded retention, a listing shared by concurrent globs, and
+names with line separators or backslashes refused on every path."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,11 @@ import pytest
 from connectors.api.fetching import workspace_dir
 from connectors.api.jobs import Job, JobManager
 from connectors.api.settings import ApiSettings
-from connectors.base import DataSourceConfig, DataSourceType
+from connectors.base import DataItem, DataSourceConfig, DataSourceType
 from connectors.errors import ConfigurationError
-from tests.api.conftest import Api, local_source, make_settings
+from connectors.plugins import register_connector, unregister_connector
+from connectors.testing import MemoryConnector, memory_store
+from tests.api.conftest import Api, local_source, make_settings, start_api
 
 SEPARATORS = ["\x00", "\r", "\n", "\x85", "\u2028", "\u2029", "\x1b", "\\"]
 
@@ -180,3 +184,49 @@ def test_upload_prefixes_with_separators_backslashes_or_dotdot_are_refused(api: 
     with pytest.raises(UnsafeNameError, match="unsafe name"):
         asyncio.run(publish_generated(never, api.settings.workspace_base, "t1", "lake", "chart.png",
                                       prefix + "chart.png"))
+
+
+LISTING_OPEN = threading.Event()
+LISTINGS: list[str] = []
+
+
+class SlowListingConnector(MemoryConnector):
+    """A big source: listing it holds a worker thread until LISTING_OPEN (as a scan of 140k files does)."""
+
+    async def list_items(self, path: str | None = None) -> list[DataItem]:
+        LISTINGS.append(self.source_id)
+        await asyncio.to_thread(LISTING_OPEN.wait, 120)
+        return await super().list_items(path)
+
+
+def test_concurrent_big_globs_share_one_listing_and_a_tiny_attach_still_lands(tmp_path: Path, secret_store_env: Path,
+                                                                              data_root: Path) -> None:
+    register_connector("slowlist", SlowListingConnector, replace=True)
+    store = memory_store("api-slowlist")
+    for index in range(50):
+        store.put(f"part-{index:03}.csv", b"a\n1\n", modified_at=1)
+    LISTING_OPEN.clear()
+    LISTINGS.clear()
+    try:
+        for api in start_api(tmp_path, max_jobs=16, max_jobs_per_source=8):
+            api.call("POST", "/v1/data-sources", expect=201, json={
+                "id": "lake", "type": "slowlist", "name": "lake", "config": {"store": "api-slowlist"}})
+            api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+            (api.settings.workspace_base / "t1").mkdir(parents=True)
+            with ThreadPoolExecutor(9) as pool:
+                globs = [pool.submit(api.call, "POST", "/v1/data-sources/lake/fetch", key="read",
+                                     json={"glob": "part-*.csv", "workspace": f"w{i}"}) for i in range(8)]
+                while not LISTINGS:
+                    time.sleep(0.01)
+                tiny = pool.submit(api.call, "POST", "/v1/threads/t1/data", key="read",
+                                   json={"references": [{"source_id": "docs", "path": "a.csv"}]})
+                # the eight globs wait on one listing (one worker thread); the attach is not queued behind them
+                assert tiny.result(timeout=60).status_code == 200
+                assert not any(g.done() for g in globs)
+                LISTING_OPEN.set()
+                assert [g.result(timeout=60).status_code for g in globs] == [202] * 8
+            assert LISTINGS == ["lake"]  # listed once for all eight
+            assert (api.settings.workspace_base / "t1" / "a.csv").exists()
+    finally:
+        LISTING_OPEN.set()
+        unregister_connector("slowlist")
