@@ -177,7 +177,10 @@ class JobManager:
             for result in results:
                 job.items_done += 1
                 if result.ok and result.path is not None:
-                    job.files.append(self._landed(job, result.identifier, result.path))
+                    try:  # its record is read from the trusted root too: a folder swapped meanwhile fails it
+                        job.files.append(self._landed(job, result.identifier, result.path))
+                    except DataSourceError as exc:
+                        job.errors.append({"identifier": result.identifier, "detail": redact(str(exc))})
                 else:
                     job.errors.append({"identifier": result.identifier, "detail": redact(str(result.error))})
 

@@ -230,3 +230,50 @@ def test_concurrent_big_globs_share_one_listing_and_a_tiny_attach_still_lands(tm
     finally:
         LISTING_OPEN.set()
         unregister_connector("slowlist")
+
+
+SECOND_ITEM = threading.Event()
+
+
+class SecondWaitsConnector(MemoryConnector):
+    """A memory source whose 'b.csv' waits for SECOND_ITEM: a job half done, as long as a test needs."""
+
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        if identifier == "b.csv":
+            while not SECOND_ITEM.is_set():
+                await asyncio.sleep(0.01)
+        return await super().fetch_data(identifier, workspace)
+
+
+def test_a_workspace_swapped_for_a_link_mid_job_fails_the_job_with_nothing_outside(tmp_path: Path) -> None:
+    register_connector("second-waits", SecondWaitsConnector, replace=True)
+    store = memory_store("api-second-waits")
+    store.put("a.csv", b"a\n1\n", modified_at=1)
+    store.put("b.csv", b"b\n2\n", modified_at=1)
+    SECOND_ITEM.clear()
+    settings = make_settings(tmp_path)
+    source = DataSourceConfig(id="mem", type="second-waits", name="m", config={"store": "api-second-waits"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    async def run() -> Job:
+        folder = workspace_dir(settings, "w")
+        job = JobManager(settings).start(source, ["a.csv", "b.csv"], "w", folder, None, "key-1")
+        while not (folder / "a.csv").exists():  # the first item landed; the second is under way
+            await asyncio.sleep(0.01)
+        folder.rename(tmp_path / "moved")
+        folder.symlink_to(outside)
+        SECOND_ITEM.set()
+        assert job.task is not None
+        await job.task
+        return job
+
+    try:
+        job = asyncio.run(run())
+    finally:
+        SECOND_ITEM.set()
+        unregister_connector("second-waits")
+    assert list(outside.iterdir()) == []  # before: b.csv and its record landed through the link
+    assert job.status == "failed" and "b.csv" in [e["identifier"] for e in job.errors], job.errors
+    assert job.files == []  # a.csv's record, read after the swap, is not reached through the link either
+    assert (tmp_path / "moved" / "a.csv").read_bytes() == b"a\n1\n"
