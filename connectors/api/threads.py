@@ -13,10 +13,11 @@ from typing import Annotated, Any
 from fastapi import Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.api.discovery import shared_listing
 from connectors.api.errors import ApiError
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.sources import load_source
-from connectors.base import DataSourceConnector
+from connectors.base import DataItem, DataSourceConnector
 from connectors.errors import SizeLimitError
 from connectors.threads import (
     MAX_REFERENCES,
@@ -26,6 +27,7 @@ from connectors.threads import (
     ThreadEndedError,
     attach_to_thread,
 )
+from connectors.threads.attach import listings_from
 
 router = new_router()
 TAGS: list[Any] = ["threads"]
@@ -75,9 +77,13 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
     def limit(connector: DataSourceConnector) -> int:
         return state.settings.item_limit(connector.config.metadata)
 
+    async def listing(connector: DataSourceConnector) -> list[DataItem]:
+        return (await shared_listing(state, connector.config)).items  # one load for every glob waiting on it
+
     try:
-        attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
-                                            references, max_item_bytes=limit)
+        with listings_from(listing):
+            attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
+                                                references, max_item_bytes=limit)
     except (ItemTooLargeError, SizeLimitError) as exc:
         raise ApiError(413, f"{exc}; nothing was attached") from None
     except ThreadEndedError as exc:  # DeepAnalyze removed the thread meanwhile: not a fault of this server

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fnmatch
 import os
 import re
 import secrets
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from connectors.base import DataSourceConnector
+from connectors.base import DataItem, DataSourceConnector
 from connectors.errors import (
     ConfigurationError,
     DataSourceError,
@@ -44,6 +45,18 @@ from connectors.threads.folders import GENERATED_DIR, STAGING_PREFIX, ConnectorF
 RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_REFERENCES = 100
 MAX_GLOB_MATCHES = 1000
+Lister = Callable[[DataSourceConnector], Awaitable[Sequence[DataItem]]]
+_lister: contextvars.ContextVar[Lister | None] = contextvars.ContextVar("da_attach_lister", default=None)
+
+
+@contextlib.contextmanager
+def listings_from(lister: Lister) -> Iterator[None]:
+    """Globs of the attaches made inside this block match over ``lister(connector)`` (e.g. a shared cache)."""
+    token = _lister.set(lister)
+    try:
+        yield
+    finally:
+        _lister.reset(token)
 KINDS = ("path", "glob", "table", "query")
 
 ItemLimit = int | Callable[[DataSourceConnector], int | None] | None
@@ -297,7 +310,9 @@ async def _fetch(connector: DataSourceConnector, reference: Reference, workspace
 
 
 async def _matching(connector: DataSourceConnector, pattern: str, limit: int | None) -> list[str]:
-    items = [i for i in await connector.list_items() if fnmatch.fnmatchcase(i.path, pattern)]
+    lister = _lister.get()
+    listed = await (lister(connector) if lister is not None else connector.list_items())
+    items = [i for i in listed if fnmatch.fnmatchcase(i.path, pattern)]
     for item in items:
         _check_size(item.path, item.size, limit)
     identifiers = [i.path for i in items]

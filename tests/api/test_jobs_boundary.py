@@ -227,6 +227,15 @@ def test_concurrent_big_globs_share_one_listing_and_a_tiny_attach_still_lands(tm
                 assert [g.result(timeout=60).status_code for g in globs] == [202] * 8
             assert LISTINGS == ["lake"]  # listed once for all eight
             assert (api.settings.workspace_base / "t1" / "a.csv").exists()
+            # glob attaches share the same listing
+            for thread in ("t2", "t3", "t4"):
+                (api.settings.workspace_base / thread).mkdir()
+            with ThreadPoolExecutor(3) as pool:
+                attaches = [pool.submit(api.call, "POST", f"/v1/threads/{thread}/data", key="read",
+                                        json={"references": [{"source_id": "lake", "glob": "part-00*.csv"}]})
+                            for thread in ("t2", "t3", "t4")]
+                assert [a.result(timeout=60).status_code for a in attaches] == [200] * 3
+            assert LISTINGS == ["lake"]
     finally:
         LISTING_OPEN.set()
         unregister_connector("slowlist")
