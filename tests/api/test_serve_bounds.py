@@ -130,6 +130,25 @@ def _closed_by_server(sock: socket.socket) -> bool:
     return True  # recv returned b'' (or the connection was reset): the server closed it
 
 
+def _status_before_body(port: int, key: str | None) -> int:
+    """Announce an 800 MB body, send 4 bytes of it, and read the answer (it comes without the rest)."""
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(f"POST /v1/data-sources HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
+                     "Content-Length: 800000000\r\n\r\n{\"id".encode())
+        head = sock.recv(65536)
+    return int(head.split(b" ")[1])
+
+
+@pytest.mark.slow
+def test_serve_answers_a_huge_body_before_reading_it(tmp_path: Path) -> None:
+    with serve(tmp_path) as server:
+        assert _status_before_body(server.port, None) == 401
+        assert _status_before_body(server.port, "dsk_wrong") == 401
+        assert _status_before_body(server.port, server.key) == 413
+        assert _request(server.port, "/health")[0] == 200
+
+
 @pytest.mark.slow
 def test_serve_closes_connections_whose_headers_or_body_are_late(tmp_path: Path) -> None:
     with serve(tmp_path, None, DA_API_HEADER_TIMEOUT_SECONDS="1", DA_API_BODY_TIMEOUT_SECONDS="1") as server:
