@@ -286,3 +286,15 @@ def test_a_workspace_swapped_for_a_link_mid_job_fails_the_job_with_nothing_outsi
     assert job.status == "failed" and "b.csv" in [e["identifier"] for e in job.errors], job.errors
     assert job.files == []  # a.csv's record, read after the swap, is not reached through the link either
     assert (tmp_path / "moved" / "a.csv").read_bytes() == b"a\n1\n"
+
+
+@pytest.mark.parametrize(("prefix", "file"), [("data/..\\existing\\", "chart.png"), ("a\u2028/", "chart.png"),
+                                              ("ok/", "c\u2029.png"), ("ok/", "c\x85.png")])
+def test_the_upload_route_refuses_such_names_before_connecting(api: Api, data_root: Path, prefix: str,
+                                                               file: str) -> None:
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)  # cannot upload: never reached
+    generated = api.settings.workspace_base / "t1" / "generated"
+    generated.mkdir(parents=True)
+    response = api.call("POST", "/v1/data-sources/docs/upload", expect=400,
+                        json={"thread_id": "t1", "files": [file], "prefix": prefix})
+    assert "unsafe name" in response.json()["detail"]
