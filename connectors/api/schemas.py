@@ -180,7 +180,7 @@ class FetchRequest(Body):
     """What to fetch and where: ``items`` (identifiers) or ``glob`` (over the source's listing)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"items": ["sales/2024.csv"], "workspace": "thread-3f9d2a1e"}, {"glob": "sales/*.csv", "workspace": "t1"}]})
+        {"items": ["sales/2024.csv"], "workspace": "nightly-sales"}, {"glob": "sales/*.csv", "workspace": "t1"}]})
     items: list[str] | None = Field(None, max_length=10000, description="Identifiers, as the browse lists them.")
     glob: str | None = Field(None, max_length=1000, description="fnmatch pattern over the identifiers.")
     workspace: str = Field(description="A folder under the server's fetch-job base (an id, not a path).")
