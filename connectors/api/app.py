@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from connectors.api import discovery, fetching, sources, threads, upload
+from connectors.api import discovery, fetching, sources, threads, tokens, upload
 from connectors.api.schemas import Health
 from connectors.api.settings import ApiSettings
 from connectors.api.state import ApiState, close_default_state, own_state, start_default_state
@@ -46,6 +46,7 @@ def _build_router() -> APIRouter:
         router.include_router(part)
     router.include_router(threads.router)
     router.include_router(upload.router)
+    router.include_router(tokens.router)
     return router
 
 

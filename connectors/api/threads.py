@@ -18,7 +18,7 @@ from fastapi import Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.api.errors import ApiError
-from connectors.api.routing import ReadKey, State, new_router
+from connectors.api.routing import ReadKey, State, ThreadKey, check_sources, new_router
 from connectors.api.sources import load_source
 from connectors.base import DataSourceConnector
 from connectors.threads import (
@@ -75,9 +75,10 @@ class AttachResponse(BaseModel):
 @router.post("/v1/threads/{thread_id}/data", response_model=AttachResponse, tags=TAGS,
              summary="Fetch data into a thread's folder (top level), all or nothing, before the turn starts")
 async def attach(thread_id: ThreadId, body: AttachRequest | References, request: Request, state: State,
-                 key: ReadKey) -> dict[str, Any]:
+                 key: ThreadKey) -> dict[str, Any]:
     references = body.references if isinstance(body, AttachRequest) else body
     request.state.source_id = ",".join(sorted({r.source_id for r in references}))[:200]
+    check_sources(key, {r.source_id for r in references})
 
     async def connector_for(source_id: str) -> DataSourceConnector:
         return await state.connector(load_source(state, source_id))
@@ -86,6 +87,8 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
         return state.settings.item_limit(connector.config.metadata)
 
     create = body.create if isinstance(body, AttachRequest) else False
+    if create and key.thread_id is not None:  # a token outlives its thread's folder: it never brings one back
+        raise ApiError(403, f"thread token {key.id} may not create a thread's folder")
     try:
         attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
                                             references, max_item_bytes=limit, create=create,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 from typing import Any
 
 from connectors.api.keys import KeyStore
@@ -24,6 +25,9 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command.add_argument("--port", type=int, default=8300, help="port (default 8300)")
     command.add_argument("--workspace", metavar="DIR", help="base folder of fetch workspaces "
                          "(default: $DA_WORKSPACE or ./workspace)")
+    command.add_argument("--umask", type=_octal, default=None,
+                         help="file mode creation mask of the server (default $DA_UMASK or 007: files it lands are "
+                         "0660 and folders 0770, for the workspace's group, never world-readable)")
     command.add_argument("--cors-origin", metavar="ORIGIN", action="append", default=[],
                          help="a browser origin allowed to call the API, e.g. https://ui.example.com; repeatable "
                          "(default: $DA_API_CORS_ORIGINS, comma-separated; none)")
@@ -35,12 +39,34 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     action = actions.add_parser("create", parents=[as_json], help="make a key; it is printed once")
     action.add_argument("name")
     action.add_argument("--read-only", action="store_true", help="browse, preview and fetch only")
+    action.add_argument("--can-mint", action="store_true",
+                        help="may mint thread tokens for DeepAnalyze's agent code (POST /v1/threads/T/tokens)")
     action.set_defaults(handler=cmd_keys_create)
     action = actions.add_parser("list", parents=[as_json], help="the keys (never the keys themselves)")
     action.set_defaults(handler=cmd_keys_list)
     action = actions.add_parser("revoke", help="remove a key, by id or name; it stops working at once")
     action.add_argument("key")
     action.set_defaults(handler=cmd_keys_revoke)
+
+
+UMASK_ENV = "DA_UMASK"
+
+
+def _octal(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mask: {text!r}") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"a mask is 000 to 777, not {text!r}")
+    return value
+
+
+def _umask_from_env() -> int:
+    try:
+        return _octal(os.environ.get(UMASK_ENV) or "007")
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"${UMASK_ENV}: {exc}") from None
 
 
 def _settings(args: argparse.Namespace) -> ApiSettings:
@@ -65,6 +91,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from connectors.api.server import serve
 
     settings = _settings(args)
+    umask = args.umask if args.umask is not None else _umask_from_env()
+    os.umask(umask)  # before anything is written: the landed files' mode, with the workspace's setgid group
     print(f"da-sources API on http://{args.host}:{args.port} (sources: {settings.sources_file}, "
           f"keys: {settings.keys_file})", flush=True)
     serve(args.host, args.port, settings)
@@ -74,7 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """``api-keys create NAME [--read-only]``: prints the key once."""
     store = _store(args)
-    record, key = store.create(args.name, read_only=args.read_only)
+    record, key = store.create(args.name, read_only=args.read_only, can_mint=args.can_mint)
     if args.json:
         print_json({**record.public(), "key": key})
     else:

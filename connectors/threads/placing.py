@@ -179,6 +179,7 @@ def _temporary_copy(item: Staged, dir_fd: int) -> str:
     temp = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
     try:
         os.link(item.path, temp, dst_dir_fd=dir_fd, follow_symlinks=False)
+        _take_folder_group(dir_fd, temp)
         return temp
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
@@ -199,7 +200,21 @@ def _temporary_copy(item: Staged, dir_fd: int) -> str:
         os.close(target)
     finally:
         os.close(source)
+    _take_folder_group(dir_fd, temp)
     return temp
+
+
+def _take_folder_group(dir_fd: int, name: str) -> None:
+    """Give ``name`` the thread folder's group, as if it had been created there.
+
+    The file was staged in our state folder, so it has that folder's group. DeepAnalyze reads the
+    file through the group of the shared workspace (a setgid folder, docs/deepanalyze/README.md).
+    If we are not in that group, the file keeps its group.
+    """
+    group = os.fstat(dir_fd).st_gid
+    if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_gid != group:
+        with contextlib.suppress(PermissionError):
+            os.chown(name, -1, group, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def _replace(folder: Path, dir_fd: int, item: Staged, name: str) -> None:
