@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connectors.errors import ConfigurationError, ConnectionError, DataSourceError
 from connectors.ids import SOURCE_ID_RULE, check_source_id
 from connectors.plugins import FreeformSettings, known_type_names, settings_model_for, type_name_of
+from connectors.reach import ReachPolicy
 from connectors.settings import ConnectorSettings, check_config, describe_errors, resolve_settings
 
 
@@ -159,6 +160,8 @@ class DataSourceConnector(ABC):
     """
 
     settings_model: ClassVar[type[ConnectorSettings] | None] = None
+    #: where the connector may connect, checked when it connects (set by the HTTP API; None: anywhere)
+    reach: ReachPolicy | None = None
 
     def __init__(self, config: DataSourceConfig) -> None:
         if config.type_name != self.type_name():

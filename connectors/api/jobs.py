@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from connectors.api.errors import ApiError
+from connectors.api.policy import connector_for
 from connectors.api.settings import ApiSettings
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import DataSourceError
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
-from connectors.plugins import get_connector_class
 from connectors.secrets.references import get_logger, redact
 
 log = get_logger(__name__)
@@ -95,7 +95,7 @@ class JobManager:
                            "running (the limit per source); retry later", {"Retry-After": "5"})
         job = Job(f"job-{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total)
         self._jobs[job.id] = job
-        connector = get_connector_class(source.type_name)(source)
+        connector = connector_for(source, self.settings)
         job.task = asyncio.create_task(self._run(job, connector), name=job.id)
         self._forget_old()
         return job

@@ -4,6 +4,7 @@
 | --- | --- | --- |
 | ``DA_SOURCES_FILE`` | ``./sources.yaml`` | the sources file (shared with the CLI and Dagster) |
 | ``DA_API_KEYS_FILE`` | ``api-keys.json`` beside the sources file | hashed API keys |
+| ``DA_API_POLICY_FILE`` | ``api-policy.yaml`` beside the sources file | the operator's policy (closed by default) |
 | ``DA_API_AUDIT_LOG`` | ``api-audit.jsonl`` beside the sources file | the audit log |
 | ``DA_WORKSPACE`` | ``./workspace`` | base folder of fetch workspaces |
 | ``DA_API_MAX_ITEM_BYTES`` | 100 MiB | largest item a fetch or preview reads (``metadata.api.max_item_bytes``) |
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from connectors.api.policy import POLICY_FILE_ENV, ApiPolicy
 from connectors.errors import ConfigurationError
 from connectors.ids import SOURCE_ID_RULE, is_valid_source_id
 from connectors.registry import sources_file_path
@@ -54,6 +56,7 @@ class ApiSettings:
     max_jobs_per_source: int = 4
     timeout_seconds: float = 60.0
     idle_seconds: float = 300.0  # the next request reconnects: a little latency against held server sessions
+    policy: ApiPolicy = field(default_factory=ApiPolicy)  # the operator's; callers never change it
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ApiSettings:
@@ -72,6 +75,7 @@ class ApiSettings:
             max_jobs_per_source=_number(env, "DA_API_MAX_JOBS_PER_SOURCE", 4),
             timeout_seconds=float(_number(env, "DA_API_TIMEOUT_SECONDS", 60)),
             idle_seconds=float(_number(env, "DA_API_IDLE_SECONDS", 300)),
+            policy=ApiPolicy.load(env.get(POLICY_FILE_ENV) or sources.with_name("api-policy.yaml")),
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]

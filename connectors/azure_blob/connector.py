@@ -46,6 +46,7 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient, Exponenti
 from connectors.azure_blob.auth import credentials_for, endpoint_of
 from connectors.azure_blob.errors import BlobChangedError, mapped_errors
 from connectors.azure_blob.listing import list_pages, probe, quoted_etag
+from connectors.azure_blob.reach import check_url, checked_connector, trace_configs
 from connectors.azure_blob.scope import BlobScope
 from connectors.azure_blob.transfer import BlobDownload, DataPath, Downloaded, check_md5, iso_utc, with_retries
 from connectors.azure_blob.upload import Uploaded, upload_file
@@ -55,6 +56,7 @@ from connectors.landing.atomic import Landing, landing
 from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
 from connectors.landing.names import safe_relative_path
+from connectors.reach import ReachPolicy
 from connectors.secrets.references import get_logger
 from connectors.settings import AzureBlobSettings
 
@@ -97,7 +99,7 @@ class AzureBlobConnector(DataSourceConnector):
         if self._clients is not None:
             return True
         settings: AzureBlobSettings = self.resolve_settings()
-        self._clients = await _open_clients(settings, self.source_id)
+        self._clients = await _open_clients(settings, self.source_id, self.reach)
         self._settings = settings
         self._scope = BlobScope(settings.prefix, settings.pattern, self.source_id)
         self._connected = True
@@ -337,15 +339,18 @@ def _land_bytes(
 # --- building the clients ------------------------------------------------------
 
 
-async def _open_clients(settings: AzureBlobSettings, source_id: str) -> _Clients:
+async def _open_clients(settings: AzureBlobSettings, source_id: str, reach: ReachPolicy | None = None) -> _Clients:
     endpoint = endpoint_of(settings, source_id)
+    if reach is not None:  # before any credential is built or any request sent
+        check_url(endpoint.account_url, reach)
     credential, authorizer, closable = credentials_for(settings, endpoint, source_id)
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                       sock_read=settings.read_timeout),
         auto_decompress=False,  # bytes land exactly as stored
         read_bufsize=1 << 20,  # fewer pause/resume cycles of the socket on large bodies
-        connector=aiohttp.TCPConnector(limit=64, enable_cleanup_closed=True),
+        connector=checked_connector(reach, limit=64, enable_cleanup_closed=True),
+        trace_configs=trace_configs(reach),
     )
     try:
         service = BlobServiceClient(

@@ -87,6 +87,7 @@ from connectors.postgresql.catalog import Column, Relation
 from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
 from connectors.postgresql.errors import TranslatedErrors, secret_values
 from connectors.postgresql.export import Writer, describe, export_to_landing, parquet_writer, write_csv
+from connectors.postgresql.reach import pinned_params
 from connectors.secrets.references import get_logger
 from connectors.settings import PostgreSQLSettings
 
@@ -131,6 +132,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         if settings.dsn is not None and (problem := session.dsn_problem(settings.dsn.reveal())):
             raise ConfigurationError(f"config.dsn: {problem}", source_id=self.source_id)
         conninfo, kwargs = _connection_params(settings)
+        if self.reach is not None:  # checked options, resolved and pinned here: libpq resolves nothing
+            conninfo, kwargs = await pinned_params(conninfo, kwargs, self.reach)
         self._secrets = secret_values(settings)
         try:
             with self._translated("connect"):

@@ -98,8 +98,7 @@ def test_upload_generated_files_back_to_blob_storage(api: Api, azurite_server: A
 
 
 def test_an_item_over_the_size_limit_is_refused_before_anything_lands(api: Api, data_root: Path) -> None:
-    api.call("POST", "/v1/data-sources", json={**local_source(data_root), "metadata": {"api": {"max_item_bytes": 50}}},
-             expect=201)
+    api.operator_add({**local_source(data_root), "metadata": {"api": {"max_item_bytes": 50}}})  # the operator's knob
     refs = [{"source_id": "docs", "path": "notes.txt"}, {"source_id": "docs", "path": "a.csv"}]
     detail = api.call("POST", "/v1/threads/t4/data", json={"references": refs}, expect=413).json()["detail"]
     assert detail == "source 'docs': path 'a.csv': it is 169 bytes, over the limit of 50; nothing was attached"
