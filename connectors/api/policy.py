@@ -61,7 +61,7 @@ POLICY_FILE_ENV = "DA_API_POLICY_FILE"
 BUILTIN_TYPES = frozenset({"azure_blob", "postgresql", "local_file"})
 #: config fields only the operator sets (in the sources file, with the CLI)
 OPERATOR_FIELDS: dict[str, frozenset[str]] = {
-    "postgresql": frozenset({"allow_privileged_queries", "pool_min_size", "pool_max_size", "pool_max_lifetime"}),
+    "postgresql": frozenset({"allow_privileged_queries", "pool_max_size"}),  # pool_min_size stays below the max
     "azure_blob": frozenset({"credential"}),  # the server's own identity, sent to a caller's account
 }
 OPERATOR_METADATA = frozenset({"api"})  # metadata.api.max_item_bytes and whatever joins it
