@@ -87,7 +87,7 @@ class LocalFileConnector(DataSourceConnector):
         settings: LocalFileSettings = self.resolve_settings()
         root = await asyncio.to_thread(_existing_folder, settings.root)
         if root is None:
-            raise NotFoundError(f"root folder {settings.root!r} does not exist", source_id=self.source_id)
+            raise NotFoundError("config.root: the folder does not exist", source_id=self.source_id)  # never its value
         self._root, self._settings = root, settings
         self._connected = True
         return True

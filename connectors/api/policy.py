@@ -54,7 +54,7 @@ from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError
 from connectors.plugins import get_connector_class
 from connectors.reach import ReachPolicy, ReachRefusedError
-from connectors.secrets.references import is_reference
+from connectors.secrets.references import is_reference, resolve_reference
 from connectors.secrets.store import secrets_file_path
 
 POLICY_FILE_ENV = "DA_API_POLICY_FILE"
@@ -152,7 +152,8 @@ def check_local_root(root: Any, settings: Any) -> None:
 def connector_for(source: DataSourceConfig, settings: Any) -> DataSourceConnector:
     """A connector of ``source`` bound to the policy: its root checked now, its reach when it connects."""
     if source.type_name == "local_file":
-        check_local_root(source.config.get("root"), settings)
+        root = source.config.get("root")  # an operator's source may reference it: checked resolved, never shown
+        check_local_root(resolve_reference(root, where="config.root") if is_reference(root) else root, settings)
     connector = get_connector_class(source.type_name)(source)
     connector.reach = settings.policy.reach
     return connector

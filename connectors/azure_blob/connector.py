@@ -141,6 +141,8 @@ class AzureBlobConnector(DataSourceConnector):
         return self._clients
 
     def _container_what(self) -> str:
+        if not isinstance(self.config.config.get("container_name"), str):  # a reference: its value is not shown
+            return "container (config.container_name)"
         name = self._settings.container_name if self._settings else self.config.config.get("container_name")
         return f"container {name!r}"
 
