@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,7 +45,9 @@ from dagster.components.utils.translation import TranslationFn, TranslationFnRes
 from pydantic import BaseModel, Field
 
 from connectors.base import DataSourceConfig
+from connectors.errors import ConfigurationError
 from connectors.landing.lineage import utc_now_iso
+from connectors.secrets.references import carries_secret, is_reference
 from da_pipelines.datasets import TABLE_TYPES, Dataset
 from da_pipelines.factory import build_source_defs, source_keys
 from da_pipelines.keys import WORKSPACE_KEY
@@ -97,6 +100,23 @@ class DataSourceScaffolder(Scaffolder[ScaffoldParams]):
         scaffold_component(request, attributes)
 
 
+def _refuse_templated_references(config: dict[str, Any], source_id: str) -> None:
+    """Refuse a reference whose name is a value (``{env: "{{ env.X }}"}``): it would show in descriptions.
+
+    Such a name is the value of an environment variable that is not itself set as a variable, or text
+    that carries a secret; the message names the field only.
+    """
+    values = {v for v in os.environ.values() if v}
+    for key, value in config.items():
+        if not is_reference(value):
+            continue
+        kind, name = next(iter(value.items()))
+        if carries_secret(name) or (name in values and not (kind == "env" and name in os.environ)):
+            raise ConfigurationError(
+                f"config.{key}: the {kind} reference's name is a value (given as {{{{ env.NAME }}}}?); "
+                "write the name itself: {env: NAME} or {secret: NAME}", source_id=source_id)
+
+
 @scaffold_with(DataSourceScaffolder)
 class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
     """A data source (Azure Blob, PostgreSQL, local files) landed into the DeepAnalyze workspace with lineage.
@@ -135,6 +155,7 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
             dagster["item_sets"] = self.item_sets
         if self.tables is not None:
             dagster["tables"] = self.tables
+        _refuse_templated_references(self.config, self.id)
         return DataSourceConfig(id=self.id, type=self.type, name=self.name or self.id, config=self.config,
                                 metadata={"dagster": dagster} if dagster else {})
 

@@ -152,7 +152,7 @@ def check_local_root(root: Any, settings: Any) -> None:
 def connector_for(source: DataSourceConfig, settings: Any) -> DataSourceConnector:
     """A connector of ``source`` bound to the policy: its root checked now, its reach when it connects."""
     if source.type_name == "local_file":
-        root = source.config.get("root")  # an operator's source may reference it: checked resolved, never shown
+        root: Any = source.config.get("root")  # an operator's source may reference it: checked resolved, never shown
         check_local_root(resolve_reference(root, where="config.root") if is_reference(root) else root, settings)
     connector = get_connector_class(source.type_name)(source)
     connector.reach = settings.policy.reach

@@ -14,7 +14,7 @@ from connectors.api.keys import KeyStore
 from connectors.landing.lineage import read_provenance
 from connectors.plugins import register_connector, unregister_connector
 from connectors.testing import MemoryConnector, memory_store
-from tests.api.conftest import Api, local_source, start_api, open_policy
+from tests.api.conftest import Api, local_source, open_policy, start_api
 
 
 def big_source(root: Path) -> dict[str, Any]:
