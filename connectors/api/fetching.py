@@ -16,8 +16,9 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 
+from connectors.api.audit import items_fields
 from connectors.api.errors import ApiError
-from connectors.api.routing import ReadKey, State, new_router
+from connectors.api.routing import ReadKey, State, new_router, note_audit
 from connectors.api.schemas import FetchRequest, Job, JobList, Lineage
 from connectors.api.settings import ApiSettings, _check_id
 from connectors.api.sources import SourceId, load_source
@@ -100,6 +101,7 @@ async def start_fetch(source_id: SourceId, body: FetchRequest, request: Request,
     total = None if None in sizes else sum(s or 0 for s in sizes)
     job = state.jobs.start(source, identifiers, body.workspace, folder, total)
     request.state.job_id = job.id
+    note_audit(request, workspace=body.workspace, **items_fields(identifiers))
     return job.view()
 
 

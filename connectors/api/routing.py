@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
+from connectors.api.audit import AuditWriteError
 from connectors.api.errors import ApiError, detail_of, status_of
 from connectors.api.keys import ApiKey
 from connectors.api.schemas import ErrorBody
@@ -29,6 +30,7 @@ log = get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="An API key made with 'da-sources api-keys create'.")
 # routes that move data without changing anything: audited like changes
 DATA_ROUTES = ("/preview", "/stats")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in {
@@ -74,11 +76,14 @@ class ApiRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             request.state.request_id = f"req-{secrets.token_hex(12)}"
-            with _holding_connectors(request):
-                response = await _respond(handler, request)
+            changes = request.method not in SAFE_METHODS
+            response = _unaudited_refusal(request) if changes else None
+            if response is None:
+                with _holding_connectors(request):
+                    response = await _respond(handler, request)
+                if route.audited(request.method, response.status_code):
+                    response = _audited(request, route.path, response, changes)
             response.headers["X-Request-ID"] = request.state.request_id
-            if route.audited(request.method, response.status_code):
-                _audit(request, route.path, response.status_code)
             return response
 
         return handle
@@ -95,15 +100,46 @@ def _holding_connectors(request: Request) -> contextlib.AbstractContextManager[N
         return contextlib.nullcontext()
 
 
+def _unaudited_refusal(request: Request) -> Response | None:
+    """A 503 when the audit log cannot be opened for appending: a change is never made unaudited."""
+    try:
+        get_state(request).audit.check_writable()
+    except AuditWriteError:
+        return error_response(503, "the audit log cannot be written; nothing was done")
+    except DataSourceError:  # no state (a bad environment): the route's own dependency answers why
+        pass
+    return None
+
+
+def _audited(request: Request, route: str, response: Response, changes: bool) -> Response:
+    """``response`` once its audit line is written; a 500 for a change whose line could not be."""
+    try:
+        _audit(request, route, response.status_code)
+    except AuditWriteError:
+        if changes:
+            return error_response(500, "the call was made but its audit line could not be written "
+                                       f"(request {request.state.request_id}); see the server's log")
+    return response
+
+
 def _audit(request: Request, route: str, status: int) -> None:
     state = getattr(request.state, "api", None)
     if not isinstance(state, ApiState):
         state = get_state(request)
     outcome = "ok" if status < 400 else "refused" if status < 500 else "failed"
+    resolved = {"thread_id": request.path_params.get("thread_id"), "item": request.query_params.get("item"),
+                **getattr(request.state, "audit", {})}
     state.audit.record(
         request_id=request.state.request_id, key_id=getattr(request.state, "key_id", None), method=request.method,
         route=route, source_id=getattr(request.state, "source_id", None) or request.path_params.get("source_id"),
-        status=status, outcome=outcome, job_id=getattr(request.state, "job_id", None))
+        status=status, outcome=outcome, job_id=getattr(request.state, "job_id", None), **resolved)
+
+
+def note_audit(request: Request, **fields: Any) -> None:
+    """Add what a call resolved to (items, prefix, config...) to its audit line (see :mod:`connectors.api.audit`)."""
+    if not hasattr(request.state, "audit"):
+        request.state.audit = {}
+    request.state.audit.update(fields)
 
 
 def new_router() -> APIRouter:

@@ -17,7 +17,7 @@ from fastapi import Path, Query, Request
 
 from connectors.api.errors import ApiError, detail_of
 from connectors.api.policy import PolicyError, check_reach, check_request, connector_for
-from connectors.api.routing import ManageKey, ReadKey, State, new_router
+from connectors.api.routing import ManageKey, ReadKey, State, new_router, note_audit
 from connectors.api.schemas import DataSource, Deleted, SourceCreate, SourceList, SourceUpdate, TestResult
 from connectors.api.settings import _check_id
 from connectors.api.state import ApiState
@@ -96,7 +96,7 @@ async def create_source(body: SourceCreate, request: Request, state: State, key:
         state.registry.add(final)
     except ConfigurationError as exc:
         raise ApiError(409 if "is taken" in exc.message else 422, detail_of(exc)) from None
-    request.state.audit_config = source_view(final)["config"]
+    note_audit(request, config=source_view(final)["config"])
     return source_view(final)
 
 
@@ -153,7 +153,7 @@ async def update_source(source_id: SourceId, body: SourceUpdate, request: Reques
         raise ApiError(422, detail_of(exc)) from None
     _delete_owned_secrets(source, [k for k, v in changes.items() if v is None])
     await state.forget(source_id)
-    request.state.audit_config = {k: source_view(updated)["config"].get(k) for k in changes}
+    note_audit(request, config={k: source_view(updated)["config"].get(k) for k in changes})
     return source_view(updated)
 
 

@@ -8,13 +8,15 @@ is removed meanwhile (the thread expired), the fetches are cancelled and the ans
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.api.audit import items_fields
 from connectors.api.errors import ApiError
-from connectors.api.routing import ReadKey, State, new_router
+from connectors.api.routing import ReadKey, State, new_router, note_audit
 from connectors.api.sources import load_source
 from connectors.base import DataSourceConnector
 from connectors.threads import (
@@ -61,12 +63,22 @@ class AttachResponse(BaseModel):
     manifest: str = Field(description="A short text for the prompt: each file, where it came from, how big.")
 
 
+def _named(reference: Reference) -> str:
+    """A reference in an audit line: ``source:path``, ``source:glob``, ``source:table`` or a query's digest."""
+    if reference.query is not None:
+        digest = hashlib.sha256(reference.query.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return f"{reference.source_id}:query:{reference.name or ''}:sha256={digest}"
+    what = reference.path or reference.glob or reference.table or ""
+    return f"{reference.source_id}:{what}"
+
+
 @router.post("/v1/threads/{thread_id}/data", response_model=AttachResponse, tags=TAGS,
              summary="Fetch data into a thread's folder (top level), all or nothing, before the turn starts")
 async def attach(thread_id: ThreadId, body: AttachRequest | References, request: Request, state: State,
                  key: ReadKey) -> dict[str, Any]:
     references = body.references if isinstance(body, AttachRequest) else body
     request.state.source_id = ",".join(sorted({r.source_id for r in references}))[:200]
+    note_audit(request, **items_fields([_named(r) for r in references]))
 
     async def connector_for(source_id: str) -> DataSourceConnector:
         return await state.connector(load_source(state, source_id))

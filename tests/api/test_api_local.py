@@ -79,7 +79,7 @@ def test_test_route_reports_the_cause(api: Api, data_root: Path, tmp_path: Path)
     assert ok["ok"] is True and ok["error"] is None and ok["object"] == "data_source.test"
     api.call("POST", "/v1/data-sources", json=local_source(tmp_path / "missing", "gone"), expect=201)
     failed = api.call("POST", "/v1/data-sources/gone/test", expect=200).json()
-    assert failed["ok"] is False and "missing" in failed["error"]
+    assert failed["ok"] is False and "config.root: the folder does not exist" in failed["error"]  # not its value
 
 
 def test_browse_folders_paging_and_metadata(api: Api, data_root: Path) -> None:
@@ -283,7 +283,8 @@ def test_audit_log_records_changes_data_and_refusals(api: Api, data_root: Path) 
     assert [r["key_id"] for r in records] == [keys["admin"], keys["reader"], keys["reader"], keys["admin"]]
     assert all(r["source_id"] == "docs" and r["request_id"].startswith("req-") for r in records)
     assert set(records[0]) == {"time", "request_id", "key_id", "method", "route", "source_id", "status", "outcome",
-                               "job_id"}
+                               "job_id", "config"}  # what was created (issue 22.7)
+    assert records[0]["config"] == {"root": str(data_root)} and records[1]["item"] == "a.csv"
 
 
 def test_write_only_secrets_go_to_the_store_and_never_come_back(api: Api, canary: str,
