@@ -1,5 +1,8 @@
 """Audit lines say what happened (issue 22.7): the resolved resource and config, secrets masked; a change
-whose line cannot be written fails."""
+whose line cannot be written fails.
+
+Row 30d of docs/RELIABILITY.md.
+"""
 
 from __future__ import annotations
 

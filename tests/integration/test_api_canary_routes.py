@@ -2,6 +2,8 @@
 
 Sources whose user, password and container come by reference (the operator's) or write-only (the API's),
 pointed at the real services so every route fails in its own way, and a canary in each value.
+
+Row 30b of docs/RELIABILITY.md.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 ``localhost`` stands for a name that rebinds to an internal address: the operator lists the name, not the
 address, so the static check passes and the connect-time check (after our own resolution) must refuse,
 before any connection is opened.
+
+Row 30a of docs/RELIABILITY.md.
 """
 
 from __future__ import annotations
