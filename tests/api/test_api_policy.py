@@ -3,7 +3,7 @@
 Each test replays an attack of issue #22 (a manage key reading the server's secrets and files, or aiming
 the server at a host of its choice) and checks it is refused before anything is stored or connected.
 
-Row 30 of docs/RELIABILITY.md.
+Row 30 of docs/RELIABILITY.md (the fault matrix).
 """
 
 from __future__ import annotations

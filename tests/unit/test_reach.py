@@ -1,6 +1,6 @@
 """The reach rules as pure decisions (issue 22.1): which names, addresses, ports and schemes pass.
 
-Row 30 of docs/RELIABILITY.md.
+Row 30 of docs/RELIABILITY.md (the fault matrix).
 """
 
 from __future__ import annotations
