@@ -172,6 +172,15 @@ def check_request(type_name: str, changes: Mapping[str, Any], metadata: Mapping[
                               "give the value itself (a secret field's value is stored write-only)")
 
 
+def check_changeable(source: DataSourceConfig) -> None:
+    """Refuse to change a source holding the operator's references (``env``, shared secrets): a changed host
+    or root would send them elsewhere. Such a source is changed in the sources file, with the CLI."""
+    for key, value in sorted(source.config.items()):
+        if _holds_reference(value) and value != {"secret": f"{source.id}.{key}"}:
+            raise PolicyError(f"config.{key}: this source holds the operator's references; change it in the "
+                              "sources file (da-sources), not through the API")
+
+
 def _holds_reference(value: Any) -> bool:
     if is_reference(value) or (isinstance(value, Mapping) and set(value) & {"env", "secret"}):
         return True

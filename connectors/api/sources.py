@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request
 
 from connectors.api.errors import ApiError, detail_of
-from connectors.api.policy import PolicyError, check_reach, check_request, connector_for
+from connectors.api.policy import PolicyError, check_changeable, check_reach, check_request, connector_for
 from connectors.api.routing import ManageKey, ReadKey, State, new_router, note_audit
 from connectors.api.schemas import DataSource, Deleted, SourceCreate, SourceList, SourceUpdate, TestResult
 from connectors.api.settings import _check_id
@@ -140,6 +140,7 @@ async def get_source(source_id: SourceId, state: State, key: ReadKey) -> dict[st
 async def update_source(source_id: SourceId, body: SourceUpdate, request: Request, state: State,
                         key: ManageKey) -> dict[str, Any]:
     source = load_source(state, source_id)
+    _policy_checked(check_changeable, source)
     _policy_checked(check_request, source.type_name, body.config or {}, body.metadata, source, source_id)
     changes, secrets = _write_only(source_id, source.type_name, body.config or {})
     merged = {k: v for k, v in {**source.config, **changes}.items() if v is not None}

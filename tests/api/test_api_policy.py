@@ -180,3 +180,15 @@ def test_the_test_route_never_echoes_a_referenced_root(tmp_path: Path, secret_st
         assert not result["ok"] and "config.root" in result["error"]
         api.call("GET", "/v1/data-sources/docs/browse", key="read", expect=404)
         api.assert_nowhere(canary)
+
+
+def test_a_source_holding_the_operators_references_is_not_changed_through_the_api(
+        api: Api, canary: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DA_PG_PASSWORD", canary)
+    api.operator_add(pg("op", password={"env": "DA_PG_PASSWORD"}))  # a host change would send it elsewhere
+    for change in ({"host": "127.0.0.2"}, {"port": 5433}, {"dbname": "other"}):
+        detail = api.call("PATCH", "/v1/data-sources/op", json={"config": change}, expect=403).json()["detail"]
+        assert "config.password" in detail
+    assert api.call("GET", "/v1/data-sources/op", expect=200).json()["config"]["host"] == "127.0.0.1"
+    api.call("DELETE", "/v1/data-sources/op", expect=200)
+    api.assert_nowhere(canary)
