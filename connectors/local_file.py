@@ -197,7 +197,8 @@ class LocalFileConnector(DataSourceConnector):
     def _root_fd(self) -> Iterator[int]:
         root = self._require_root()
         with self._source_errors("."):
-            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # resolved at connect: a link there now is the root swapped since, never followed
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             yield fd
         finally:
