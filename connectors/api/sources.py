@@ -140,7 +140,8 @@ async def get_source(source_id: SourceId, state: State, key: ReadKey) -> dict[st
 async def update_source(source_id: SourceId, body: SourceUpdate, request: Request, state: State,
                         key: ManageKey) -> dict[str, Any]:
     source = load_source(state, source_id)
-    _policy_checked(check_changeable, source)
+    if body.config:  # a name or labels move no reference; a config change could
+        _policy_checked(check_changeable, source)
     _policy_checked(check_request, source.type_name, body.config or {}, body.metadata, source, source_id)
     changes, secrets = _write_only(source_id, source.type_name, body.config or {})
     merged = {k: v for k, v in {**source.config, **changes}.items() if v is not None}

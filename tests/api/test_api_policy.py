@@ -193,5 +193,6 @@ def test_a_source_holding_the_operators_references_is_not_changed_through_the_ap
         detail = api.call("PATCH", "/v1/data-sources/op", json={"config": change}, expect=403).json()["detail"]
         assert "config.password" in detail
     assert api.call("GET", "/v1/data-sources/op", expect=200).json()["config"]["host"] == "127.0.0.1"
+    api.call("PATCH", "/v1/data-sources/op", json={"name": "renamed", "metadata": {"team": "x"}}, expect=200)
     api.call("DELETE", "/v1/data-sources/op", expect=200)
     api.assert_nowhere(canary)
