@@ -26,6 +26,7 @@ from connectors.errors import (
     DataFetchError,
     DataSourceError,
     NotFoundError,
+    SizeLimitError,
     UnsafeNameError,
     WorkspaceError,
 )
@@ -38,11 +39,13 @@ _TIMED_OUT = re.compile(r"(?i)time(d)?[ -]?out|within \d|no answer")
 class ApiError(Exception):
     """A refusal with its status and one-line detail (never a secret)."""
 
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None, *,
+                 literal: bool = False) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = headers or {}
+        self.literal = literal  # our own fixed text (no input in it): answered as written, not redacted
 
 
 def status_of(exc: BaseException) -> int:
@@ -53,6 +56,8 @@ def status_of(exc: BaseException) -> int:
         return 404
     if isinstance(exc, ReachRefusedError):  # the operator's policy, not the caller's input
         return 403
+    if isinstance(exc, SizeLimitError):
+        return 413
     if isinstance(exc, UnsafeNameError | ConfigurationError):
         return 400
     if isinstance(exc, WorkspaceError):

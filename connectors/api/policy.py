@@ -23,7 +23,7 @@ Fixed rules, whatever the file says:
 
 - a ``local_file`` root never contains, nor lies beneath, the keys file, the
   credential store, ``$DAGSTER_HOME``, the sources file, the audit log, this
-  policy file or the workspace base (checked with links resolved, when the
+  policy file, the workspace base, the fetch-job base or the state folder (checked with links resolved, when the
   source is created and again whenever the API connects it);
 - PostgreSQL: only TCP hosts, only the libpq options of
   :data:`connectors.postgresql.reach.ALLOWED_OPTIONS` (also inside a ``dsn``);
@@ -129,6 +129,7 @@ def protected_paths(settings: Any) -> list[Path]:
     """What a ``local_file`` root must neither contain nor lie beneath (``settings``: the API's)."""
     paths = [settings.keys_file, settings.sources_file, settings.audit_log, settings.workspace_base,
              secrets_file_path()]
+    paths += [p for p in (getattr(settings, "jobs_base", None), getattr(settings, "state_dir", None)) if p]
     if settings.policy.path is not None:
         paths.append(settings.policy.path)
     if os.environ.get("DAGSTER_HOME"):
