@@ -34,14 +34,14 @@ def test_created_and_changed_configs_are_recorded_with_secrets_masked(api: Api, 
 
 
 def test_attach_and_fetch_lines_name_the_thread_and_items(api: Api, data_root: Path) -> None:
+    (data_root / "many").mkdir()
+    for i in range(25):
+        (data_root / "many" / f"f{i:02}.csv").write_text("a\n1\n")
     api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
     refs = [{"source_id": "docs", "path": "a.csv"}, {"source_id": "docs", "glob": "2024/*.csv"}]
-    api.call("POST", "/v1/threads/t-9/data", key="read", json={"references": refs}, expect=200)
+    api.call("POST", "/v1/threads/t-9/data", key="read", json={"references": refs, "create": True}, expect=200)
     attach = last(api, "/v1/threads/{thread_id}/data")
     assert attach["thread_id"] == "t-9" and attach["items"] == ["docs:a.csv", "docs:2024/*.csv"]
-    for i in range(25):
-        (data_root / "many" / "x").mkdir(parents=True, exist_ok=True)
-        (data_root / "many" / f"f{i:02}.csv").write_text("a\n1\n")
     api.call("POST", "/v1/data-sources/docs/fetch", key="read", json={"glob": "many/*.csv", "workspace": "w1"},
              expect=202)
     fetch = last(api, "/v1/data-sources/{source_id}/fetch")

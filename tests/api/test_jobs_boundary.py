@@ -20,7 +20,7 @@ from connectors.base import DataItem, DataSourceConfig, DataSourceType
 from connectors.errors import ConfigurationError
 from connectors.plugins import register_connector, unregister_connector
 from connectors.testing import MemoryConnector, memory_store
-from tests.api.conftest import Api, local_source, make_settings, start_api
+from tests.api.conftest import Api, local_source, make_settings, open_policy, start_api
 
 SEPARATORS = ["\x00", "\r", "\n", "\x85", "\u2028", "\u2029", "\x1b", "\\"]
 
@@ -208,7 +208,8 @@ def test_concurrent_big_globs_share_one_listing_and_a_tiny_attach_still_lands(tm
     LISTING_OPEN.clear()
     LISTINGS.clear()
     try:
-        for api in start_api(tmp_path, max_jobs=16, max_jobs_per_source=8):
+        for api in start_api(tmp_path, max_jobs=16, max_jobs_per_source=8,
+                             policy=open_policy(tmp_path, "slowlist")):  # the operator lists the plugin type
             api.call("POST", "/v1/data-sources", expect=201, json={
                 "id": "lake", "type": "slowlist", "name": "lake", "config": {"store": "api-slowlist"}})
             api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
