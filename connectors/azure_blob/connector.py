@@ -221,8 +221,6 @@ class AzureBlobConnector(DataSourceConnector):
         safe_relative_path(identifier)
         clients = self._require_clients()
         self._scope.check(identifier, "fetching blob")
-        if identifier.endswith("/"):
-            raise _folder_error(identifier, self.source_id)
         for restart in range(CHANGED_RESTARTS + 1):
             try:
                 async with mapped_errors(f"fetching blob {identifier!r}", source_id=self.source_id):

@@ -45,7 +45,7 @@ from connectors.azure_blob.scope import BlobScope
 from connectors.azure_blob.transfer import SMALL_BLOB, BlobDownload, Downloaded, check_md5, iso_utc, with_retries
 from connectors.azure_blob.upload import Uploaded
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
-from connectors.errors import IntegrityError, NotFoundError
+from connectors.errors import IntegrityError
 from connectors.landing.atomic import Landing, landing
 from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
@@ -196,9 +196,6 @@ class S3Connector(DataSourceConnector):
         safe_relative_path(identifier)
         clients, _ = self._require()
         self._scope.check(identifier, "fetching object")
-        if identifier.endswith("/"):
-            raise NotFoundError(f"fetching object {identifier!r}: a name ending in '/' is a folder placeholder",
-                                source_id=self.source_id)
         for restart in range(CHANGED_RESTARTS + 1):
             try:
                 async with mapped_errors(f"fetching object {identifier!r}", source_id=self.source_id):
