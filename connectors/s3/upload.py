@@ -37,6 +37,8 @@ IN_MEMORY = 64 * 1024 * 1024  # bytes: files up to this size are sent from the v
 MAX_PUT = 5 * 1024**3  # S3's limit of one PutObject
 STREAM_CHUNK = 1024 * 1024
 
+_Send = Callable[[], Awaitable[Mapping[str, str]]]  # one PutObject attempt
+
 
 async def upload_file(
     path: S3DataPath, local: str | os.PathLike[str] | int, key: str, *, overwrite: bool,
@@ -66,11 +68,12 @@ async def _upload_fd(path: S3DataPath, fd: int, key: str, *, overwrite: bool, me
     body, md5, sha256 = await asyncio.to_thread(_read_and_hash, fd, before.st_size, what, path.source_id)
     _check_unchanged(before, os.fstat(fd), what, path.source_id)
     headers = _headers(key, before.st_size, md5, sha256, metadata, overwrite)
-    send: Callable[[], Awaitable[Mapping[str, str]]] = partial(path.put, key, body or b"", headers, sha256)
+    send: _Send = partial(path.put, key, body or b"", headers, sha256)
     if body is None:
         send = partial(_put_streamed, path, key, fd, before.st_size, headers, sha256)
+    # what was stored is what was hashed: the very bytes (small files) or bytes the store checked against
+    # the Content-MD5 and sha256 sent (large ones); a change after this point is the next upload's
     answer = await _put_once(path, key, send, headers, retries, what)
-    _check_unchanged(before, os.fstat(fd), what, path.source_id)
     return Uploaded(key, path.blob_uri(key), answer.get("ETag", ""), before.st_size, md5, sha256,
                     iso_utc(answer.get("Last-Modified")), path.container, answer.get("x-amz-version-id"))
 
@@ -126,8 +129,8 @@ async def _chunks(fd: int, size: int) -> AsyncIterator[bytes]:
         yield data
 
 
-async def _put_once(path: S3DataPath, key: str, send: Callable[[], Awaitable[Mapping[str, str]]], headers: Mapping[str, str],
-                    retries: int, what: str) -> Mapping[str, str]:
+async def _put_once(path: S3DataPath, key: str, send: _Send, headers: Mapping[str, str], retries: int,
+                    what: str) -> Mapping[str, str]:
     budget = RetryBudget(retries)
     retried = False
     while True:
