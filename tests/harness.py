@@ -297,3 +297,31 @@ def _create_user(endpoint: str) -> tuple[str, str]:
     iam.put_user_policy(UserName="harness", PolicyName="all", PolicyDocument=policy)
     key = iam.create_access_key(UserName="harness")["AccessKey"]
     return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+
+S3RVER_BIN = REPO / "node_modules" / ".bin" / "s3rver"
+
+
+@contextlib.contextmanager
+def start_s3rver() -> Iterator[S3Server]:
+    """s3rver (Node, objects as files, ranges served from disk) in a temporary folder; its fixed keys.
+
+    The benchmarks use it beside moto: moto copies a whole object for every ranged GET,
+    which no ranged client can hide, while s3rver reads only the range, as S3 does.
+    """
+    if not S3RVER_BIN.exists():
+        ensure_azurite_installed()  # the same 'npm ci' of the committed lock file installs s3rver
+    if not S3RVER_BIN.exists():
+        raise HarnessError("s3rver is missing: run 'npm ci' in the repository (package-lock.json lists it)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="s3rver-") as folder:
+        log = tempfile.TemporaryFile(prefix="s3rver-")
+        command = [str(S3RVER_BIN), "-d", folder, "-a", "127.0.0.1", "-p", str(port), "--silent",
+                   "--no-vhost-buckets"]
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log, start_new_session=True)
+        try:
+            wait_for_port(port, process, 60, "s3rver")
+            yield S3Server(port, process, "S3RVER", "S3RVER")
+        finally:
+            stop_process_group(process)
+            log.close()
