@@ -95,7 +95,7 @@ class S3Connector(DataSourceConnector):
             auto_decompress=False, read_bufsize=1 << 20,
             connector=aiohttp.TCPConnector(limit=64, enable_cleanup_closed=True),
         )
-        data = S3DataPath(session, bucket_url(settings), signer, self.source_id,
+        data = S3DataPath(session, bucket_url(settings), signer, self.source_id, bucket=settings.bucket,
                           verify_etag_md5=settings.verify_etag_md5)
         disk = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="da-s3-land")
         self._clients = _Clients(session, data, disk)

@@ -43,8 +43,9 @@ class S3DataPath:
     """Signed requests for one bucket on the connector's shared aiohttp session."""
 
     def __init__(self, session: aiohttp.ClientSession, base: str, signer: Signer, source_id: str | None,
-                 *, verify_etag_md5: bool = True) -> None:
+                 *, bucket: str = "", verify_etag_md5: bool = True) -> None:
         self.session = session
+        self.bucket = bucket
         self.base = base
         self.signer = signer
         self.source_id = source_id
@@ -52,8 +53,8 @@ class S3DataPath:
 
     @property
     def container(self) -> str:
-        """The bucket's address (what an upload result calls its container)."""
-        return self.base
+        """The bucket's name (what an upload result calls its container)."""
+        return self.bucket
 
     def blob_uri(self, key: str) -> str:
         """The object's address without any query or credential: safe for lineage records."""
