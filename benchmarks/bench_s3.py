@@ -89,10 +89,11 @@ async def _ours(connector: Any, mode: str, args: list[str]) -> None:
 def _obstore_store() -> Any:
     from obstore.store import S3Store
 
-    return S3Store(BUCKET, config={
+    config: Any = {
         "endpoint": os.environ[ENV["endpoint"]], "access_key_id": os.environ[ENV["key"]],
         "secret_access_key": os.environ[ENV["secret"]], "region": "us-east-1", "allow_http": True,
-        "virtual_hosted_style_request": False})
+        "virtual_hosted_style_request": False}
+    return S3Store(BUCKET, config=config)
 
 
 async def _obstore(mode: str, args: list[str]) -> None:
