@@ -82,11 +82,13 @@ def test_attach_by_glob_skips_and_by_name_refuses_a_placeholder(azurite_server: 
             async def connector_for(_source_id: str) -> AzureBlobConnector:
                 return source
 
-            attached = await attach_to_thread(connector_for, tmp_path, "thread-1",
-                                              [{"source_id": "adls", "glob": "a/*"}])
+            attached = await attach_to_thread(connector_for, tmp_path / "threads", "thread-1",
+                                              [{"source_id": "adls", "glob": "a/*"}], create=True,
+                                              state_dir=tmp_path / "state")
             with pytest.raises(DataFetchError, match="folder"):
                 await source.fetch_data("a/b", str(tmp_path / "direct"))
             return sorted(f.name for f in attached.files)
 
+    (tmp_path / "threads").mkdir()
     assert run(body()) == ["c.csv", "top.csv"]
     assert not (tmp_path / "direct" / "a" / "b").exists()
