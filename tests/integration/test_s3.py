@@ -270,3 +270,29 @@ def test_concurrent_fetch_many_lands_every_small_object(s3_server: S3Server, tmp
     assert all(r.error is None for r in results)
     assert {k: (tmp_path / k).read_bytes() for k in items} == items
     assert asyncio.iscoroutinefunction(S3Connector.fetch_many)
+
+
+def test_a_versioned_bucket_records_the_version_id(s3_server: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_server, {})
+    client = s3_server.client()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    client.put_object(Bucket=bucket, Key="v.csv", Body=b"old\n")
+    newest = client.put_object(Bucket=bucket, Key="v.csv", Body=b"new\n")["VersionId"]
+
+    async def body() -> tuple[str, dict[str, Any]]:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            return await connector.fetch_data("v.csv", str(tmp_path)), await connector.get_metadata("v.csv")
+
+    landed, metadata = run(body())
+    assert Path(landed).read_bytes() == b"new\n"
+    assert read_provenance(landed)["version_id"] == metadata["version_id"] == newest
+
+
+def test_the_dagster_sensor_lists_an_s3_source(s3_server: S3Server) -> None:
+    from da_pipelines.resources import S3Resource
+    from da_pipelines.sensors import _list_items
+
+    bucket = new_bucket(s3_server, {"a.csv": b"1", "dir/": b"", "dir/b.csv": b"2"})
+    resource = S3Resource(source_id="lake", source_name="Lake", bucket=bucket, endpoint_url=s3_server.endpoint_url,
+                          access_key_id=s3_server.access_key, secret_access_key=s3_server.secret_key)
+    assert sorted(i.path for i in run(_list_items(resource))) == ["a.csv", "dir/b.csv"]
