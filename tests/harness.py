@@ -190,14 +190,19 @@ def ensure_azurite_installed() -> Path:
     """The azurite-blob binary, installed from the committed lock file when missing."""
     if AZURITE_BIN.exists():
         return AZURITE_BIN
+    npm_ci(AZURITE_BIN)
+    return AZURITE_BIN
+
+
+def npm_ci(binary: Path) -> None:
+    """Install the test services of the committed lock file (Azurite, s3rver); ``binary`` must then exist."""
     npm = shutil.which("npm")
     if npm is None:
-        raise HarnessError("Azurite needs Node.js and npm: install them ('apt-get install nodejs npm')")
+        raise HarnessError(f"{binary.name} needs Node.js and npm: install them ('apt-get install nodejs npm')")
     result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=REPO, capture_output=True,
                             text=True, timeout=600)
-    if result.returncode != 0 or not AZURITE_BIN.exists():
-        raise HarnessError(f"'npm ci' could not install Azurite: {result.stderr.strip()[-2000:]}")
-    return AZURITE_BIN
+    if result.returncode != 0 or not binary.exists():
+        raise HarnessError(f"'npm ci' could not install {binary.name}: {result.stderr.strip()[-2000:]}")
 
 
 @contextlib.contextmanager
@@ -310,9 +315,7 @@ def start_s3rver() -> Iterator[S3Server]:
     which no ranged client can hide, while s3rver reads only the range, as S3 does.
     """
     if not S3RVER_BIN.exists():
-        ensure_azurite_installed()  # the same 'npm ci' of the committed lock file installs s3rver
-    if not S3RVER_BIN.exists():
-        raise HarnessError("s3rver is missing: run 'npm ci' in the repository (package-lock.json lists it)")
+        npm_ci(S3RVER_BIN)  # the same 'npm ci' of the committed lock file as Azurite's
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="s3rver-") as folder:
         log = tempfile.TemporaryFile(prefix="s3rver-")
