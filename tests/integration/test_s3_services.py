@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from connectors.landing.lineage import find_provenance
-from tests.api.conftest import Api, start_api
+from tests.api.conftest import Api, open_policy, start_api
 from tests.harness import S3Server
 from tests.integration.test_dagster_local import env_for, execute, finish
 from tests.unit.test_cli import Cli
@@ -54,14 +54,14 @@ def test_api_create_browse_and_fetch(s3_server: S3Server, tmp_path: Path, monkey
     monkeypatch.setenv("DA_TEST_S3_KEY", s3_server.access_key)
     monkeypatch.setenv("DA_TEST_S3_SECRET", s3_server.secret_key)
     bucket = bucket_with_files(s3_server)
-    for api in start_api(tmp_path):
+    for api in start_api(tmp_path, policy=open_policy(tmp_path, "s3")):  # the operator lists s3
         _create_browse_fetch(api, s3_server, bucket)
 
 
 def _create_browse_fetch(api: Api, server: S3Server, bucket: str) -> None:
     source = {"id": "lake", "type": "s3", "name": "Lake", "config": {
         "bucket": bucket, "endpoint_url": server.endpoint_url,
-        "access_key_id": {"env": "DA_TEST_S3_KEY"}, "secret_access_key": {"env": "DA_TEST_S3_SECRET"}}}
+        "access_key_id": server.access_key, "secret_access_key": server.secret_key}}  # write-only through the API
     api.call("POST", "/v1/data-sources", json=source, expect=201)
     assert api.call("POST", "/v1/data-sources/lake/test", expect=200).json()["ok"] is True
     items = api.call("GET", "/v1/data-sources/lake/browse?path=raw/2026/", expect=200).json()["data"]
