@@ -28,6 +28,7 @@ from typing import Any, Self
 import yaml
 
 from connectors.base import DataSourceConfig, DataSourceConnector
+from connectors.entry_checks import check_entry
 from connectors.errors import ConfigurationError, NotFoundError
 from connectors.ids import check_distinct, check_source_id, is_valid_source_id, shown
 from connectors.plugins import (
@@ -149,6 +150,7 @@ class SourcesFile:
     sources: list[DataSourceConfig] = field(default_factory=list)
     invalid: list[InvalidSource] = field(default_factory=list)
     embedded: bool = False  # True when this is the embedded sample (no sources file)
+    positions: list[int] = field(default_factory=list)  # per valid source, its 1-based entry in the file
 
 
 def _read_text(path: Path) -> str | None:
@@ -193,11 +195,12 @@ def _validate_entries(raw: list[Any], path: str | os.PathLike[str]) -> SourcesFi
         entry_id = entry.get("id") if isinstance(entry, dict) else None
         entry_id = entry_id if isinstance(entry_id, str) else None
         try:
-            source = DataSourceConfig.from_dict(entry)
+            source = check_entry(DataSourceConfig.from_dict(entry))
             if source.id in earlier:
                 raise ConfigurationError(f"{str(path)!r}: source id {source.id!r} appears twice")
             check_distinct(source.id, earlier)
             loaded.sources.append(source)
+            loaded.positions.append(position)
         except ConfigurationError as exc:
             loaded.invalid.append(InvalidSource(position, entry_id, exc))
         if entry_id is not None:
@@ -219,6 +222,7 @@ def source_to_dict(source: DataSourceConfig) -> dict[str, Any]:
             "as {env: NAME} or {secret: NAME} (store it with 'da-sources secrets set NAME')",
             source_id=source.id,
         )
+    check_entry(source)
     entry: dict[str, Any] = {"id": source.id, "type": source.type_name, "name": source.name}
     entry["config"] = copy.deepcopy(source.config)
     entry["created_at"] = source.created_at

@@ -44,6 +44,7 @@ from dagster.components.utils.translation import TranslationFn, TranslationFnRes
 from pydantic import BaseModel, Field
 
 from connectors.base import DataSourceConfig
+from connectors.entry_checks import check_entry
 from connectors.landing.lineage import utc_now_iso
 from da_pipelines.datasets import TABLE_TYPES, Dataset
 from da_pipelines.factory import build_source_defs, source_keys
@@ -129,14 +130,14 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
         description="Where the listing state is kept (default: the local filesystem of the project).")
 
     def source_config(self) -> DataSourceConfig:
-        """The source as the connectors see it (validated: id rule, type, config)."""
+        """The source as the connectors see it, checked as a sources-file entry is, before anything connects."""
         dagster = {**self.settings}
         if self.item_sets is not None:
             dagster["item_sets"] = self.item_sets
         if self.tables is not None:
             dagster["tables"] = self.tables
-        return DataSourceConfig(id=self.id, type=self.type, name=self.name or self.id, config=self.config,
-                                metadata={"dagster": dagster} if dagster else {})
+        return check_entry(DataSourceConfig(id=self.id, type=self.type, name=self.name or self.id,
+                                            config=self.config, metadata={"dagster": dagster} if dagster else {}))
 
     @property
     def defs_state_config(self) -> DefsStateConfig:

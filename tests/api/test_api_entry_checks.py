@@ -1,0 +1,33 @@
+"""The API refuses at write time what the code location would leave out (issue 25.1): 422 naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import Api, local_source
+
+BAD_DAGSTER = {
+    "only_partitioned": ({"item_sets": [{"name": "parts", "partitioned": True}]}, "unpartitioned"),
+    "bad_set_name": ({"item_sets": [{"name": "Bad Name"}]}, "lower-case"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DAGSTER))
+def test_patch_and_create_with_bad_metadata_dagster_answer_422_naming_the_field(
+        api: Api, data_root: Path, case: str) -> None:
+    dagster, why = BAD_DAGSTER[case]
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    answer = api.call("PATCH", "/v1/data-sources/docs", json={"metadata": {"dagster": dagster}}, expect=422)
+    assert "metadata.dagster.item_sets" in answer.text and why in answer.text
+    assert api.call("GET", "/v1/data-sources/docs", expect=200).json()["metadata"] == {}
+    created = api.call("POST", "/v1/data-sources", json={**local_source(data_root, "other"),
+                                                         "metadata": {"dagster": dagster}}, expect=422)
+    assert "metadata.dagster.item_sets" in created.text
+
+
+def test_bad_metadata_sync_answers_422(api: Api, data_root: Path) -> None:
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    answer = api.call("PATCH", "/v1/data-sources/docs", json={"metadata": {"sync": {"prune": "x"}}}, expect=422)
+    assert "metadata.sync.prune" in answer.text
