@@ -159,6 +159,7 @@ class ColumnStats(BaseModel):
     column: str
     type: str
     count: int
+    nan_count: int = Field(0, description="Values that are NaN (numeric, real, double): left out of min, max, mean.")
     min: float | None
     max: float | None
     mean: float | None
