@@ -82,6 +82,8 @@ class LocalFileConnector(DataSourceConnector):
         self._root: Path | None = None
         self._settings: LocalFileSettings | None = None
         self.refused: list[str] = []  # symlinks leading outside root, seen by the last listing
+        self.refusals: dict[str, str] = {}  # the same names, each with why (syncs report them as skipped)
+        self._reasons: dict[str, str] = {}
 
     async def connect(self) -> bool:
         settings: LocalFileSettings = self.resolve_settings()
@@ -118,6 +120,7 @@ class LocalFileConnector(DataSourceConnector):
         if start:
             safe_relative_path(f"{start}/x")  # every segment is a folder name
         refused: list[str] = []
+        self._reasons = {}
         items: list[DataItem] = []
         with self._root_fd() as root_fd, self._source_errors(start or ".", folder=True):
             folder = open_beneath(root_fd, str(self._require_root()), start, directory=True)
@@ -125,7 +128,7 @@ class LocalFileConnector(DataSourceConnector):
                 self._walk(root_fd, folder, f"{start}/" if start else "", items, refused)
             finally:
                 os.close(folder)
-        self.refused = refused
+        self.refused, self.refusals = refused, self._reasons
         items.sort(key=lambda item: item.path)
         return items
 
@@ -183,6 +186,7 @@ class LocalFileConnector(DataSourceConnector):
     def _refuse(self, relative: str, reason: str, refused: list[str]) -> None:
         shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         refused.append(shown)
+        self._reasons[shown] = reason
         log.warning("source %s: %s refused: %s", self.source_id, shown_path(shown), reason)
 
     def _in_scope(self, relative: str) -> bool:

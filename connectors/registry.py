@@ -315,7 +315,7 @@ class SourceRegistry:
         Raises:
             ConfigurationError: invalid, a literal secret, or the id is taken.
         """
-        config = _as_config(source)
+        config = _absolute_root(_as_config(source))
         entry = source_to_dict(config)
         with self._changing() as raw:
             ids = [_entry_id(existing) for existing in raw]
@@ -346,7 +346,7 @@ class SourceRegistry:
             entry["config"] = _merged(entry.get("config") or {}, config)
             if metadata is not None:
                 entry["metadata"] = _merged(entry.get("metadata") or {}, metadata)
-            updated = _as_config(entry)
+            updated = _absolute_root(_as_config(entry))
             raw[index] = source_to_dict(updated)
         self._retire(source_id)
         return updated
@@ -432,6 +432,20 @@ def _as_config(source: DataSourceConfig | Mapping[str, Any]) -> DataSourceConfig
     if isinstance(source, DataSourceConfig):
         return source
     return DataSourceConfig.from_dict(dict(source))
+
+
+def _absolute_root(source: DataSourceConfig) -> DataSourceConfig:
+    """``source`` with a relative local ``root`` made absolute (against this process's folder), as stored.
+
+    Stored as given, ``data`` would mean a different folder to each process that reads the file
+    (the CLI, the API, Dagster runs), whatever folder each was started in.
+    """
+    root = source.config.get("root")
+    if source.type_name != "local_file" or not isinstance(root, str) or os.path.isabs(root):
+        return source
+    config = {**source.config, "root": os.path.abspath(root)}
+    return DataSourceConfig(id=source.id, type=source.type, name=source.name, config=config,
+                            created_at=source.created_at, metadata=source.metadata)
 
 
 def _merged(base: Mapping[str, Any], changes: Mapping[str, Any] | None) -> dict[str, Any]:

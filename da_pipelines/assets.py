@@ -125,8 +125,9 @@ def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> Assets
                 continue
             key = next(k for k, d in by_key.items() if d == outcome.dataset)
             record = _table_record(outcome, index)
+            skipped = [s for s in run.skipped if outcome.dataset.contains(s[0])]
             yield MaterializeResult(asset_key=key, metadata=dataset_metadata(outcome, dataset_uri(
-                keys, outcome.dataset), record), data_version=DataVersion(outcome.version))
+                keys, outcome.dataset), record, skipped), data_version=DataVersion(outcome.version))
         synced = {outcome.dataset: outcome for outcome in run.outcomes}
         for key, dataset in by_key.items():
             if AssetCheckKey(key, CHECK_NAME) in context.selected_asset_check_keys:

@@ -150,4 +150,7 @@ def human_size(size: int) -> str:
 
 
 def iso_time(seconds: int) -> str:
+    """UTC date and time of ``seconds``; ``-`` when unknown (0: a table has no modification time)."""
+    if seconds <= 0:
+        return "-"
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")

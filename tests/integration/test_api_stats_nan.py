@@ -23,7 +23,8 @@ def test_stats_leave_nan_out_of_min_max_and_mean_and_count_it(tmp_path: Path, mo
     monkeypatch.setenv("API_TEST_PG_PASSWORD", postgres_server.password)
     api: Api
     for api in start_api(tmp_path):
-        api.call("POST", "/v1/data-sources", expect=201, json={"id": "pg", "type": "postgresql", "name": "PG", "config": {
+        api.call("POST", "/v1/data-sources", expect=201, json={"id": "pg", "type": "postgresql", "name": "PG",
+                                                               "config": {
             "host": postgres_server.host, "port": postgres_server.port, "dbname": postgres_server.dbname,
             "user": postgres_server.user, "password": {"env": "API_TEST_PG_PASSWORD"}, "schemas": [schema]}})
         stats = api.call("GET", f"/v1/data-sources/pg/stats?item={schema}.m", expect=200).json()
