@@ -55,7 +55,7 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
-from connectors.beneath import EscapesRootError, NotRegularError, open_beneath
+from connectors.beneath import EscapesRootError, IsFolderError, NotRegularError, open_beneath
 from connectors.errors import DataFetchError, IntegrityError, NotFoundError, UnsafeNameError
 from connectors.landing.atomic import landing
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
@@ -218,6 +218,9 @@ class LocalFileConnector(DataSourceConnector):
                 f"{identifier!r} is, or goes through, a symlink leading outside root; refused, not read",
                 source_id=self.source_id,
             ) from None
+        except IsFolderError:
+            raise NotFoundError(f"{identifier!r} is a folder, not a file; give {identifier.rstrip('/') + '/'!r} "
+                                "(with a trailing /) to fetch everything under it", source_id=self.source_id) from None
         except NotRegularError:
             raise NotFoundError(f"{identifier!r} is not a regular {what} (a FIFO, socket or device is never read)",
                                 source_id=self.source_id) from None

@@ -19,6 +19,7 @@ import asyncio
 import builtins
 import contextlib
 import copy
+import difflib
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -476,7 +477,9 @@ def _unknown_source(
 ) -> NotFoundError:
     ids = known if known is not None else [s.id for s in sources]
     listed = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "") if ids else "none"
-    return NotFoundError(f"no source {shown(source_id)} in {str(path)!r} (known: {listed})")
+    close = difflib.get_close_matches(source_id, ids, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return NotFoundError(f"no source {shown(source_id)} in {str(path)!r} (known: {listed}){hint}")
 
 
 def _file_mode(path: Path) -> int:

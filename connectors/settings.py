@@ -166,6 +166,11 @@ class PostgreSQLSettings(ConnectorSettings):
         "(anything else is not found). fetch_query is bounded by the role's privileges instead.",
     )
     format: Literal["csv", "parquet"] = Field("csv", description="File format of fetched tables.")
+    partitions: bool = Field(
+        False,
+        description="List each partition of a partitioned table as an item of its own, besides the parent. "
+        "Off: only the parent is listed (it reads every partition), so the data lands once; a partition "
+        "can still be fetched by name.")
     csv_values: Literal["analysis", "postgresql"] = Field(
         "analysis",
         description="CSV value forms. 'analysis': true/false, arrays as JSON, bytea as plain hex, money as "

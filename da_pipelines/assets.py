@@ -152,7 +152,7 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
                                       on_planned=progress.set_total, concurrency=keys.settings.concurrency,
                                       options=sync_options(keys.source))
     except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
-        raise failure_for([exc]) from exc
+        raise failure_for([exc], before_items=True) from exc
     log_skipped(context, run)
     for outcome in run.outcomes:
         skipped = sum(1 for identifier, _ in run.skipped if outcome.dataset.contains(identifier))

@@ -48,7 +48,9 @@ class Job:
     files: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    sizes: dict[str, int] = field(default_factory=dict)  # the listed size per item (tables: on disk, an estimate)
     _bytes: dict[str, int] = field(default_factory=dict)
+    _finished: set[str] = field(default_factory=set)
 
     @property
     def running(self) -> bool:
@@ -57,6 +59,21 @@ class Job:
     def progress(self, identifier: str, done: int, total: int | None) -> None:
         self._bytes[identifier] = done
 
+    def finish(self, identifier: str) -> None:
+        """``identifier`` is done (landed or failed): its bytes counted now replace its listed size."""
+        self._finished.add(identifier)
+
+    def counted_total(self) -> int | None:
+        """The total in the bytes that are counted: each finished item's bytes, the others' listed size.
+
+        A table's listed size is its size on disk, not its CSV or Parquet bytes; once it has
+        landed its real bytes count, so a finished job's total is its bytes done.
+        """
+        if self.bytes_total is None or not self.sizes:
+            return self.bytes_total
+        return sum(self._bytes.get(i, 0) if i in self._finished else max(self.sizes.get(i, 0), self._bytes.get(i, 0))
+                   for i in dict.fromkeys(self.identifiers))
+
     def view(self) -> dict[str, Any]:
         """The job object (see ``schemas.Job``)."""
         return {
@@ -64,7 +81,7 @@ class Job:
             "source_id": self.source_id, "workspace": self.workspace, "status": self.status,
             "finished_at": self.finished_at,
             "progress": {"items_total": len(self.identifiers), "items_done": self.items_done,
-                         "bytes_done": sum(self._bytes.values()), "bytes_total": self.bytes_total},
+                         "bytes_done": sum(self._bytes.values()), "bytes_total": self.counted_total()},
             "files": list(self.files), "errors": list(self.errors),
         }
 
@@ -80,7 +97,7 @@ class JobManager:
         return [j for j in self._jobs.values() if j.running and source_id in (None, j.source_id)]
 
     def start(self, source: DataSourceConfig, identifiers: list[str], workspace: str,
-              workspace_dir: Path, bytes_total: int | None) -> Job:
+              workspace_dir: Path, bytes_total: int | None, sizes: list[int | None] | None = None) -> Job:
         """A new running job, or :class:`ApiError` 429 when a cap is reached.
 
         A job has a connector of its own, so changing the source (which closes
@@ -94,6 +111,7 @@ class JobManager:
             raise ApiError(429, f"{self.settings.max_jobs_per_source} fetch jobs of source {source_id!r} are "
                            "running (the limit per source); retry later", {"Retry-After": "5"})
         job = Job(f"job-{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total)
+        job.sizes = {i: s for i, s in zip(identifiers, sizes or [], strict=False) if s is not None}
         self._jobs[job.id] = job
         connector = get_connector_class(source.type_name)(source)
         job.task = asyncio.create_task(self._run(job, connector), name=job.id)
@@ -156,6 +174,7 @@ class JobManager:
             results = await connector.fetch_many(batch, str(job.workspace_dir), concurrency=FETCH_CONCURRENCY)
             for result in results:
                 job.items_done += 1
+                job.finish(result.identifier)
                 if result.ok and result.path is not None:
                     job.files.append(self._landed(job, result.identifier, result.path))
                 else:

@@ -125,9 +125,11 @@ def _key(request: Request, state: State,
     return key
 
 
-def _manage_key(key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
+def _manage_key(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
     if key.read_only:
-        raise ApiError(403, f"API key {key.id} is read-only; managing sources needs a key made without --read-only")
+        route = getattr(request.scope.get("route"), "path", None) or "this route"
+        raise ApiError(403, f"API key {key.id} is read-only: it can browse, preview and fetch, but "
+                            f"{request.method} {route} changes data; use a key made without --read-only")
     return key
 
 

@@ -231,14 +231,19 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                 session.PINNED_SEARCH_PATH if pinned else None, session.PINNED_JIT if pinned else None]
 
     async def list_items(self, path: str | None = None) -> list[DataItem]:
-        """Tables, views and materialized views of the configured schemas, or of schema ``path``."""
+        """Tables, views and materialized views of the configured schemas, or of schema ``path``.
+
+        A partitioned table is listed once, as its parent (which reads every partition); its
+        partitions are listed too only with ``partitions: true`` (they would land the data twice).
+        """
         self._require_connected()
         assert self._settings is not None
         schemas = self._settings.schemas if path is None else [self._schema_of(path)]
         async with self._read("list", path) as (conn, _, _):
             if path is not None:
                 await self._require_schema(conn, schemas[0])
-            relations = await catalog.relations(conn, catalog.RELATIONS_IN_SCHEMAS, [schemas])
+            relations = await catalog.relations(conn, catalog.RELATIONS_IN_SCHEMAS,
+                                                [schemas, self._settings.partitions])
         return [_item(relation) for relation in relations]
 
     def _schema_of(self, path: str) -> str:
