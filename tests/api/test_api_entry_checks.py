@@ -31,3 +31,10 @@ def test_bad_metadata_sync_answers_422(api: Api, data_root: Path) -> None:
     api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
     answer = api.call("PATCH", "/v1/data-sources/docs", json={"metadata": {"sync": {"prune": "x"}}}, expect=422)
     assert "metadata.sync.prune" in answer.text
+
+
+def test_a_read_only_key_is_told_which_route_needs_a_managing_key(api: Api, data_root: Path) -> None:
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    refused = api.call("POST", "/v1/data-sources/docs/upload", key="read", json={}, expect=403).json()["detail"]
+    assert "read-only" in refused and "POST /v1/data-sources/{source_id}/upload changes data" in refused
+    assert "managing sources" not in refused

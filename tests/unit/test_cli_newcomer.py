@@ -134,3 +134,47 @@ def test_refused_local_names_are_logged_and_counted_by_dagster(tmp_path: Path, r
                       if e.materialization.asset_key == AssetKey(["files", "files"])]
     assert materialized.metadata["items_skipped"].value == 3
     assert len(materialized.metadata["skipped_items"].value) == 3
+
+
+# --- messages (issue 25.11): each as a person reads it -------------------------------------
+
+
+def test_a_folder_named_without_a_slash_is_told_to_add_one(cli: Cli, odd_root: Path) -> None:
+    cli("add", "local_file", "files", "--root", str(odd_root))
+    said = cli("fetch", "files", "reports", "--workspace", str(cli.cwd / "ws"), check=False).stderr
+    assert "'reports' is a folder, not a file; give 'reports/'" in said and "FIFO" not in said
+
+
+def test_did_you_mean_for_a_mistyped_command_and_source_id(cli: Cli, odd_root: Path) -> None:
+    assert "did you mean 'list'?" in cli("lsit", check=False).stderr
+    assert "did you mean 'list'?" in cli("secrets", "lst", check=False).stderr
+    cli("add", "local_file", "files", "--root", str(odd_root))
+    assert "did you mean 'files'?" in cli("test", "filse", check=False).stderr
+    assert "did you mean" not in cli("test", "zzzzzz", check=False).stderr
+
+
+def test_serve_refuses_an_outside_address_before_its_banner(cli: Cli) -> None:
+    refused = cli("serve", "--host", "0.0.0.0", "--port", "1", check=False)  # noqa: S104 - refused, never bound
+    assert "refusing to listen on 0.0.0.0" in refused.stderr
+    assert refused.stdout == ""
+
+
+def test_a_source_that_cannot_be_read_is_not_called_a_failed_item() -> None:
+    from connectors.errors import ConnectionError as SourceConnectionError
+    from da_pipelines.jobs import failure_for
+
+    error = SourceConnectionError("cannot reach the credential store", source_id="x")
+    assert failure_for([error], before_items=True).description.startswith("the source could not be read")
+    assert failure_for([error]).description.startswith("1 item(s) failed")
+
+
+def test_a_missing_generated_file_names_the_folder_searched(tmp_path: Path) -> None:
+    from connectors.errors import NotFoundError
+    from connectors.landing.root import workspace_root
+    from connectors.threads.results import _open_generated
+
+    folder = tmp_path / "thread-1"
+    (folder / "generated").mkdir(parents=True)
+    with workspace_root(tmp_path), pytest.raises(NotFoundError) as raised:
+        _open_generated(folder, "chart.png")
+    assert f"searched {str(folder / 'generated')!r}" in str(raised.value)
