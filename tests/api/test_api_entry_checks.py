@@ -38,3 +38,17 @@ def test_a_read_only_key_is_told_which_route_needs_a_managing_key(api: Api, data
     refused = api.call("POST", "/v1/data-sources/docs/upload", key="read", json={}, expect=403).json()["detail"]
     assert "read-only" in refused and "POST /v1/data-sources/{source_id}/upload changes data" in refused
     assert "managing sources" not in refused
+
+
+def test_docs_and_redoc_load_every_asset_from_the_server_itself(api: Api) -> None:
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = api.call("GET", page, key="none", expect=200).text
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", html)
+        assets = [a or b for a, b in urls]
+        assert assets and not [u for u in assets if u.startswith(("http:", "https:", "//"))], (page, assets)
+        for asset in assets:
+            if asset.endswith((".js", ".css", ".png")):
+                assert len(api.call("GET", asset, key="none", expect=200).content) > 100, asset
+        assert "cdn" not in html.lower() and "fonts.googleapis" not in html

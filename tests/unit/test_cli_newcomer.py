@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import AssetKey, DagsterInstance
 
 from connectors.base import DataSourceConfig
@@ -178,3 +179,34 @@ def test_a_missing_generated_file_names_the_folder_searched(tmp_path: Path) -> N
     with workspace_root(tmp_path), pytest.raises(NotFoundError) as raised:
         _open_generated(folder, "chart.png")
     assert f"searched {str(folder / 'generated')!r}" in str(raised.value)
+
+
+# --- odds and ends (issue 25.12) ------------------------------------------------------------
+
+
+def test_add_sets_metadata_with_dotted_keys_and_refuses_a_bad_one(cli: Cli, odd_root: Path) -> None:
+    cli("add", "local_file", "files", "--root", str(odd_root),
+        "--set", "metadata.dagster.item_sets=[{name: csv, glob: '*.csv'}]", "--metadata", "sync.prune=true")
+    listed = json.loads(cli("list", "--json").stdout)[0]
+    stored = yaml.safe_load(cli.sources_file.read_text())["sources"][0]
+    assert stored["metadata"] == {"dagster": {"item_sets": [{"name": "csv", "glob": "*.csv"}]}, "sync": {"prune": True}}
+    assert listed["id"] == "files"
+    bad = cli("add", "local_file", "other", "--root", str(odd_root),
+              "--set", "metadata.dagster.item_sets=[{name: p, partitioned: true}]", check=False).stderr
+    assert "metadata.dagster.item_sets" in bad and "unpartitioned" in bad
+
+
+def test_remove_deletes_the_secrets_stored_for_the_source_as_the_api_does(cli: Cli, canary: str) -> None:
+    cli("add", "postgresql", "pg", "--host", "127.0.0.1", "--password-prompt", stdin=canary + "\n")
+    cli("secrets", "set", "shared", stdin="other\n")
+    assert "pg.password" in cli("secrets", "list").stdout
+    assert "deleted secret 'pg.password'" in cli("remove", "pg").stdout
+    remaining = cli("secrets", "list").stdout
+    assert "pg.password" not in remaining and "shared" in remaining
+
+
+def test_state_files_written_beside_the_sources_file_are_ignored_by_git() -> None:
+    repo = CONSOLE_SCRIPT.parents[2]
+    names = ["api-keys.json", "api-audit.jsonl", "published.jsonl", "sources.yaml.lock", "sources.yaml"]
+    ignored = subprocess.run(["git", "check-ignore", *names], cwd=repo, capture_output=True, text=True, check=False)
+    assert ignored.stdout.split() == names
