@@ -73,7 +73,8 @@ def _open_generated(folder: Path, relative: str) -> int:
         os.close(dir_fd)
     if fd is None:
         raise NotFoundError(f"no generated file {relative!r} in thread {folder.name!r} (searched "
-                            f"{str(folder / GENERATED_DIR)!r}; a link or a folder is never uploaded)")
+                            f"{str(folder / GENERATED_DIR)!r}; it is not a regular file: a link or a folder "
+                            "is never uploaded)")
     return fd
 
 
