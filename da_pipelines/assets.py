@@ -30,6 +30,7 @@ from dagster import (
     AssetSpec,
     DataVersion,
     MaterializeResult,
+    MetadataValue,
     PreviewWarning,
     TableColumn,
     TableSchema,
@@ -210,6 +211,27 @@ def partition_events(context: AssetExecutionContext, keys: SourceKeys,
         events.append(AssetMaterialization(asset_key=dataset.key, partition=key,
                                            metadata=materialization_metadata(record, key),
                                            tags={DATA_VERSION_TAG: str(record.get("source_version"))}))
+    return events + _already_landed(context, outcome)
+
+
+def _already_landed(context: AssetExecutionContext, outcome: DatasetOutcome) -> list[AssetMaterialization]:
+    """A materialization for each item landed and current but never materialized as its partition.
+
+    Partitioning turned on for a set that was synced before would show every partition
+    "Missing" although its file is landed and current; the first sync after that records them.
+    """
+    landed = {str(record["identifier"]) for record in outcome.landed}
+    done = context.instance.get_materialized_partitions(outcome.dataset.key)
+    events = []
+    for identifier, entry in outcome.entries.items():
+        key = item_partition_key(identifier)
+        if identifier in landed or key in done:
+            continue
+        events.append(AssetMaterialization(
+            asset_key=outcome.dataset.key, partition=key, tags={DATA_VERSION_TAG: entry.version},
+            metadata={"identifier": MetadataValue.text(identifier), "size": MetadataValue.int(entry.size),
+                      "sha256": MetadataValue.text(entry.sha256), "partition_key": MetadataValue.text(key),
+                      "already_landed": MetadataValue.bool(True)}))
     return events
 
 

@@ -210,3 +210,22 @@ def test_state_files_written_beside_the_sources_file_are_ignored_by_git() -> Non
     names = ["api-keys.json", "api-audit.jsonl", "published.jsonl", "sources.yaml.lock", "sources.yaml"]
     ignored = subprocess.run(["git", "check-ignore", *names], cwd=repo, capture_output=True, text=True, check=False)
     assert ignored.stdout.split() == names
+
+
+def test_turning_partitioning_on_shows_landed_current_items_materialized(tmp_path: Path, odd_root: Path) -> None:
+    def source(partitioned: bool) -> DataSourceConfig:
+        sets = [{"name": "reports", "prefix": "reports/", "partitioned": partitioned}, {"name": "rest"}]
+        return DataSourceConfig(id="files", type="local_file", name="files", config={"root": str(odd_root)},
+                                metadata={"dagster": {"item_sets": sets}})
+
+    with DagsterInstance.ephemeral() as instance:
+        before = build_definitions(sources=[source(False)], workspace=str(tmp_path / "ws"))
+        assert before.resolve_job_def("files_sync").execute_in_process(instance=instance).success
+        after = build_definitions(sources=[source(True)], workspace=str(tmp_path / "ws"))
+        result = after.resolve_job_def("files_sync").execute_in_process(instance=instance)
+        assert result.success
+        landed = [e.materialization.metadata["items_landed"].value for e in result.get_asset_materialization_events()
+                  if "items_landed" in e.materialization.metadata]
+        assert landed and not any(landed)  # nothing is landed again
+        materialized = instance.get_materialized_partitions(AssetKey(["files", "reports"]))
+        assert len(materialized) == 2  # reports/data[1].csv and reports/data1.csv, landed by the first sync
