@@ -7,6 +7,7 @@ app middleware, so it holds when DeepAnalyze includes the router in its own app.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
@@ -45,8 +46,13 @@ def error_response(status: int, detail: Any, headers: dict[str, str] | None = No
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     # FastAPI's default echoes the input, which may be a secret: location, message and type only
-    return [{"loc": list(e.get("loc", ())), "msg": redact(str(e.get("msg", ""))), "type": e.get("type", "")}
+    # pydantic's validator wrappers (function-after[_one_kind(), Reference]) are no field a caller wrote
+    return [{"loc": [p for p in e.get("loc", ()) if not _INTERNAL.match(str(p))],
+             "msg": redact(str(e.get("msg", ""))).removeprefix("Value error, "), "type": e.get("type", "")}
             for e in exc.errors()]
+
+
+_INTERNAL = re.compile(r"^[a-z][a-z-]*\[.*\]$")
 
 
 async def _respond(handler: Callable[[Request], Awaitable[Response]], request: Request) -> Response:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.errors import ConfigurationError
-from connectors.ids import SOURCE_ID_RULE, is_valid_source_id
+from connectors.ids import MAX_SOURCE_ID_LENGTH, SOURCE_ID_RULE, is_valid_source_id
 from connectors.registry import sources_file_path
 
 KEYS_FILE_ENV = "DA_API_KEYS_FILE"  # default: api-keys.json beside the sources file
@@ -34,7 +34,10 @@ MIB = 1 << 20
 def _check_id(value: str, what: str = "id") -> str:
     """``value`` when it follows the one id rule of :mod:`connectors.ids` (source ids and workspace names)."""
     if not is_valid_source_id(value):
-        raise ConfigurationError(f"{what} breaks the rule: {SOURCE_ID_RULE}")
+        rule = SOURCE_ID_RULE if "id" in what else (
+            f"a {what} name is 1 to {MAX_SOURCE_ID_LENGTH} characters: ASCII letters, digits, '-' and '_', "
+            "starting with a letter (e.g. thread-3f9d); it is one folder under the workspace base, never a path")
+        raise ConfigurationError(f"{what} breaks the rule: {rule}")
     return value
 
 

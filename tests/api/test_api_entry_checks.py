@@ -52,3 +52,17 @@ def test_docs_and_redoc_load_every_asset_from_the_server_itself(api: Api) -> Non
             if asset.endswith((".js", ".css", ".png")):
                 assert len(api.call("GET", asset, key="none", expect=200).content) > 100, asset
         assert "cdn" not in html.lower() and "fonts.googleapis" not in html
+
+
+def test_a_bad_workspace_name_is_told_the_workspace_rule(api: Api, data_root: Path) -> None:
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    said = api.call("POST", "/v1/data-sources/docs/fetch", json={"items": ["a.csv"], "workspace": "../x"},
+                    expect=400).json()["detail"]
+    assert "a workspace name is 1 to" in said and "source id" not in said
+
+
+def test_an_attach_422_names_fields_not_pydantic_internals(api: Api, data_root: Path) -> None:
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    answer = api.call("POST", "/v1/threads/t1/data", json=[{"source_id": "docs"}], expect=422).text
+    assert "give exactly one of path, glob, table, query" in answer
+    assert "function-after" not in answer and "Value error" not in answer
