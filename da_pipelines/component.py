@@ -30,6 +30,7 @@ literal is.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from pathlib import Path
@@ -41,11 +42,12 @@ from dagster.components.component_scaffolding import scaffold_component
 from dagster.components.scaffold.scaffold import Scaffolder, ScaffoldRequest, scaffold_with
 from dagster.components.utils.defs_state import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
 from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from connectors.base import DataSourceConfig
 from connectors.entry_checks import check_entry
 from connectors.landing.lineage import utc_now_iso
+from connectors.plugins import known_type_names
 from da_pipelines.datasets import TABLE_TYPES, Dataset
 from da_pipelines.factory import build_source_defs, source_keys
 from da_pipelines.keys import WORKSPACE_KEY
@@ -128,6 +130,17 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
     defs_state: ResolvedDefsStateConfig = Field(
         default_factory=DefsStateConfigArgs.local_filesystem,
         description="Where the listing state is kept (default: the local filesystem of the project).")
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        # checked with the YAML, so `dg check defs` names the attribute instead of printing a traceback
+        known = sorted(known_type_names())
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown connector type {value!r} (known: {', '.join(known)}){hint}")
+        return value
 
     def source_config(self) -> DataSourceConfig:
         """The source as the connectors see it, checked as a sources-file entry is, before anything connects."""

@@ -106,3 +106,10 @@ def test_check_entry_passes_a_good_entry_unchanged(tmp_path: Path) -> None:
 
     source = DataSourceConfig.from_dict(_local("good", tmp_path, dagster={"item_sets": [{"name": "a"}]}))
     assert check_entry(source) is source
+
+
+def test_the_component_names_a_mistyped_type_with_a_suggestion() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"unknown connector type 'postgres' .*did you mean 'postgresql'\?"):
+        DataSourceComponent(id="pg", type="postgres", config={"host": "h"})
