@@ -35,7 +35,8 @@ def check_entry(source: DataSourceConfig) -> DataSourceConfig:
     """
     literal = literal_secrets(settings_model_for(source.type_name), source.config)
     if literal:
-        raise ConfigurationError(f"{next(iter(literal.values()))}: a literal secret is refused; "
+        raise ConfigurationError(f"{next(iter(literal.values()))}: a literal secret cannot be handed to Dagster "
+                                 "nor kept in the sources file; "
                                  f"{_HINT}", source_id=source.id)
     from connectors.sync import sync_options  # connectors.sync imports the registry's neighbours
 
