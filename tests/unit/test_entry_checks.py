@@ -113,3 +113,13 @@ def test_the_component_names_a_mistyped_type_with_a_suggestion() -> None:
 
     with pytest.raises(ValidationError, match=r"unknown connector type 'postgres' .*did you mean 'postgresql'\?"):
         DataSourceComponent(id="pg", type="postgres", config={"host": "h"})
+
+
+def test_an_entry_without_a_name_shows_every_error_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "sources.yaml"
+    _write(path, [{"id": "pg", "type": "postgresql", "config": {"port": "nope", "bogus": 1}},
+                  {"id": "typo", "type": "postgres", "config": {}}])
+    first, second = (str(item.error) for item in SourceRegistry(path).load().invalid)
+    assert "name: required field is missing" in first
+    assert "config.port" in first and "config.bogus: unknown field" in first
+    assert "unknown connector type 'postgres'" in second and "did you mean 'postgresql'?" in second
