@@ -24,6 +24,8 @@ from connectors.api.sources import SourceId, load_source
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NotFoundError
 from connectors.landing.lineage import read_provenance
+from connectors.threads.folders import THREAD_ID_PATTERN
+from connectors.threads.records import ThreadRecords
 
 router = new_router()
 TAGS: list[str | Any] = ["fetching"]
@@ -125,6 +127,22 @@ async def cancel_job(source_id: SourceId, job_id: str, request: Request, state: 
     return (await state.jobs.cancel(job)).view()
 
 
+def is_valid_thread_id(value: str) -> bool:
+    return THREAD_ID_PATTERN.fullmatch(value) is not None
+
+
+def _thread_record(settings: ApiSettings, relative: Path) -> dict[str, Any] | None:
+    """The record of a file attached to a thread (``<thread_id>/<name>``), kept in the state folder."""
+    if len(relative.parts) != 2 or not is_valid_thread_id(relative.parts[0]):
+        return None
+    try:
+        if not stat.S_ISREG(os.lstat(settings.workspace_base / relative).st_mode):
+            return None  # a link or a folder in its place: not the file we attached
+    except FileNotFoundError:
+        return None  # removed since: a record without its file answers nothing
+    return ThreadRecords.of(settings.workspace_base, relative.parts[0], settings.thread_state_dir).read(relative.name)
+
+
 @router.get("/v1/lineage", response_model=Lineage, tags=TAGS,
             summary="The provenance record of a landed file (path relative to the workspace base)")
 async def lineage(path: Annotated[str, Query(min_length=1, max_length=4096)], state: State,
@@ -135,7 +153,7 @@ async def lineage(path: Annotated[str, Query(min_length=1, max_length=4096)], st
         raise ApiError(400, "path: give the landed file's path relative to the workspace base, e.g. t1/sales.csv")
     workspace = base / relative.parts[0]
     try:
-        record = read_provenance(base / relative, workspace)
+        record = _thread_record(state.settings, relative) or read_provenance(base / relative, workspace)
     except NotFoundError:
         raise ApiError(404, f"no lineage record for {path!r}") from None
     except (DataSourceError, OSError, ValueError):

@@ -59,7 +59,7 @@ async def _respond(handler: Callable[[Request], Awaitable[Response]], request: R
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, redact(exc.detail), exc.headers)
+        return error_response(exc.status, exc.detail if exc.literal else redact(exc.detail), exc.headers)
     except HTTPException as exc:
         return error_response(exc.status_code, exc.detail, dict(exc.headers or {}))
     except RequestValidationError as exc:
@@ -119,15 +119,43 @@ def new_router() -> APIRouter:
 State = Annotated[ApiState, Depends(get_state)]
 
 
-def _key(request: Request, state: State,
-         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+def _authenticated(request: Request, state: State,
+                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
     request.state.api = state
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(401, "an API key is required: Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "an API key is required: Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"},
+                       literal=True)  # the help text, not a credential: redaction would mask '<key>'
     key = state.keys.authenticate(credentials.credentials)
     if key is None:
         raise ApiError(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
     request.state.key_id = key.id
+    if key.expired():
+        raise ApiError(401, f"thread token {key.id} has expired", {"WWW-Authenticate": "Bearer"})
+    return key
+
+
+def _key(key: Annotated[ApiKey, Depends(_authenticated)]) -> ApiKey:
+    if key.thread_id is not None:
+        raise ApiError(403, f"{key.id} is a thread token: it may only attach data to its own thread")
+    return key
+
+
+def _thread_key(thread_id: str, key: Annotated[ApiKey, Depends(_authenticated)]) -> ApiKey:
+    """An API key, or a thread token of this very thread (which sources it may use: :func:`check_sources`)."""
+    if key.thread_id is not None and key.thread_id != thread_id:
+        raise ApiError(403, f"thread token {key.id} is for another thread")
+    return key
+
+
+def check_sources(key: ApiKey, source_ids: set[str]) -> None:
+    """Refuse (403) a thread token's use of a source it does not list."""
+    if key.sources is not None and not source_ids <= set(key.sources):
+        raise ApiError(403, f"thread token {key.id} may not read {sorted(source_ids - set(key.sources))}")
+
+
+def _mint_key(key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
+    if not key.can_mint:
+        raise ApiError(403, f"API key {key.id} may not mint thread tokens; make one with --can-mint")
     return key
 
 
@@ -141,3 +169,5 @@ def _manage_key(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> ApiK
 
 ReadKey = Annotated[ApiKey, Depends(_key)]
 ManageKey = Annotated[ApiKey, Depends(_manage_key)]
+ThreadKey = Annotated[ApiKey, Depends(_thread_key)]
+MintKey = Annotated[ApiKey, Depends(_mint_key)]

@@ -12,12 +12,15 @@
 | ``DA_API_MAX_JOBS`` / ``DA_API_MAX_JOBS_PER_SOURCE`` | 16 / 4 | fetch jobs running at once |
 | ``DA_API_TIMEOUT_SECONDS`` | 60 | longest wait on a source within a request |
 | ``DA_API_IDLE_SECONDS`` | 300 | a source's pooled connections are closed after this long unused |
+| ``DA_API_CORS_ORIGINS`` | none | browser origins allowed to call ``da-sources serve`` (comma-separated) |
+| ``DA_STATE_DIR`` | ``da-sources-state`` beside the sources file | our records of threads (never under the workspace) |
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,10 @@ from connectors.registry import sources_file_path
 KEYS_FILE_ENV = "DA_API_KEYS_FILE"  # default: api-keys.json beside the sources file
 AUDIT_LOG_ENV = "DA_API_AUDIT_LOG"
 WORKSPACE_ENV = "DA_WORKSPACE"
+CORS_ORIGINS_ENV = "DA_API_CORS_ORIGINS"
+STATE_DIR_ENV = "DA_STATE_DIR"  # as connectors.threads.records (not imported: the key commands stay light)
+STATE_FOLDER = "da-sources-state"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 MIB = 1 << 20
 
 def _check_id(value: str, what: str = "id") -> str:
@@ -57,6 +64,8 @@ class ApiSettings:
     max_jobs_per_source: int = 4
     timeout_seconds: float = 60.0
     idle_seconds: float = 300.0  # the next request reconnects: a little latency against held server sessions
+    cors_origins: tuple[str, ...] = ()  # browser origins da-sources serve answers (preflights included)
+    state_dir: Path | None = None  # our records of threads; None: DA_STATE_DIR or beside the sources file
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ApiSettings:
@@ -75,15 +84,42 @@ class ApiSettings:
             max_jobs_per_source=_number(env, "DA_API_MAX_JOBS_PER_SOURCE", 4),
             timeout_seconds=float(_number(env, "DA_API_TIMEOUT_SECONDS", 60)),
             idle_seconds=float(_number(env, "DA_API_IDLE_SECONDS", 300)),
+            cors_origins=cors_origins(env.get(CORS_ORIGINS_ENV, "").split(",")),
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]
+
+    @property
+    def thread_state_dir(self) -> Path:
+        """Where our records of threads live: ``state_dir``, else ``$DA_STATE_DIR``, else beside the sources file."""
+        if self.state_dir is not None:
+            return self.state_dir
+        configured = os.environ.get(STATE_DIR_ENV)
+        return Path(configured).absolute() if configured else self.sources_file.with_name(STATE_FOLDER)
 
     def item_limit(self, source_metadata: Mapping[str, Any]) -> int:
         """The largest item of a source: ``metadata.api.max_item_bytes`` when set, else the global one."""
         api = source_metadata.get("api")
         value = api.get("max_item_bytes") if isinstance(api, Mapping) else None
         return int(value) if isinstance(value, int) and value > 0 else self.max_item_bytes
+
+
+def cors_origins(values: Iterable[str]) -> tuple[str, ...]:
+    """Allowed browser origins, each ``http(s)://host[:port]`` (blanks skipped, duplicates dropped).
+
+    Raises:
+        ConfigurationError: ``*`` or anything that is not one origin (a path, a wildcard, no scheme).
+    """
+    origins: list[str] = []
+    for value in (v.strip().rstrip("/") for v in values):
+        if not value:
+            continue
+        if not _ORIGIN.fullmatch(value):
+            raise ConfigurationError(f"CORS origin {value[:100]!r}: give origins as scheme://host[:port], e.g. "
+                                     "https://ui.example.com (no wildcard, no path)")
+        if value not in origins:
+            origins.append(value)
+    return tuple(origins)
 
 
 def _number(env: Mapping[str, str], name: str, default: int) -> int:
