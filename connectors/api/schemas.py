@@ -93,6 +93,11 @@ class Entry(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+class RefusedItem(BaseModel):
+    path: str
+    reason: str
+
+
 class EntryList(Page):
     model_config = ConfigDict(json_schema_extra={"examples": [{"object": "list", "has_more": False,
         "next_cursor": None, "data": [
@@ -100,6 +105,10 @@ class EntryList(Page):
             {"object": "data_source.item", "path": "sales.csv", "name": "sales.csv", "size": 5120,
              "modified_at": 1764662400, "metadata": {"version": "0x8DC..."}}]}]})
     data: list[Entry]
+    refused: list[RefusedItem] = Field(
+        default_factory=list, description="First page only: names under the path the listing refused "
+                                          "(a link leading outside the root, an unsafe name), never listed.")
+    refused_count: int = Field(0, description="First page only: how many names were refused in all.")
 
 
 class ItemMetadata(BaseModel):

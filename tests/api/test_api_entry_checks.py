@@ -66,3 +66,17 @@ def test_an_attach_422_names_fields_not_pydantic_internals(api: Api, data_root: 
     answer = api.call("POST", "/v1/threads/t1/data", json=[{"source_id": "docs"}], expect=422).text
     assert "give exactly one of path, glob, table, query" in answer
     assert "function-after" not in answer and "Value error" not in answer
+
+
+def test_browse_reports_the_names_the_listing_refused(api: Api, tmp_path: Path) -> None:
+    root = tmp_path / "refusing"
+    root.mkdir()
+    (tmp_path / "outside.txt").write_text("x\n")
+    (root / "escape.txt").symlink_to(tmp_path / "outside.txt")
+    (root / "back\\slash.csv").write_text("b\n")
+    (root / "ok.csv").write_text("ok\n")
+    api.call("POST", "/v1/data-sources", json=local_source(root), expect=201)
+    page = api.call("GET", "/v1/data-sources/docs/browse", expect=200).json()
+    assert [e["path"] for e in page["data"]] == ["ok.csv"]
+    assert page["refused_count"] == 2
+    assert {r["path"]: r["reason"] for r in page["refused"]}["escape.txt"] == "a symlink leading outside root"
