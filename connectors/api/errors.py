@@ -25,6 +25,7 @@ from connectors.errors import (
     DataFetchError,
     DataSourceError,
     NotFoundError,
+    SizeLimitError,
     UnsafeNameError,
     WorkspaceError,
 )
@@ -51,6 +52,8 @@ def status_of(exc: BaseException) -> int:
         return 504
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, SizeLimitError):
+        return 413
     if isinstance(exc, UnsafeNameError | ConfigurationError):
         return 400
     if isinstance(exc, WorkspaceError):

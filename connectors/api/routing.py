@@ -2,6 +2,12 @@
 
 This lives in the routes themselves (a route class and dependencies), not in
 app middleware, so it holds when DeepAnalyze includes the router in its own app.
+
+Bounded before authentication: a route that needs a key checks the
+``Authorization`` header before its body is read (a malformed unauthenticated
+body gets 401, not 422), and every body is capped at ``max_body_bytes``,
+counted while it is read: a ``Content-Length`` over it, or a stream passing
+it, is a 413 before anything is parsed, and nothing past the cap is buffered.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
+from starlette.types import Message, Receive
 
 from connectors.api.errors import ApiError, detail_of, status_of
 from connectors.api.keys import ApiKey
@@ -77,11 +85,16 @@ class ApiRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         route = self
+        needs_key = _needs_key(self.dependant)
 
         async def handle(request: Request) -> Response:
             request.state.request_id = f"req-{secrets.token_hex(12)}"
-            with _holding_connectors(request):
-                response = await _respond(handler, request)
+            refused = _refuse_early(request, needs_key)
+            if refused is not None:
+                response = refused
+            else:
+                with _holding_connectors(request):
+                    response = await _respond(handler, request)
             response.headers["X-Request-ID"] = request.state.request_id
             if route.audited(request.method, response.status_code):
                 _audit(request, route.path, response.status_code)
@@ -91,6 +104,53 @@ class ApiRoute(APIRoute):
 
     def audited(self, method: str, status: int) -> bool:
         return method != "GET" or self.path.endswith(DATA_ROUTES) or status in (401, 403)
+
+
+def _needs_key(dependant: Dependant) -> bool:
+    return any(d.call in (_key, _manage_key) or _needs_key(d) for d in dependant.dependencies)
+
+
+class BodyTooLargeError(HTTPException):
+    """The request body passed the cap while it was read (an HTTPException: FastAPI lets it through)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over the limit of {limit} bytes")
+
+
+def _refuse_early(request: Request, needs_key: bool) -> Response | None:
+    """A 401 (no valid key) or 413 (body over the cap) before the body is read; else None, the body capped."""
+    try:
+        state = get_state(request)
+    except DataSourceError:
+        return None  # no state: the route's own dependency answers why
+    request.state.api = state
+    if needs_key:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or state.keys.authenticate(presented.strip()) is None:
+            return error_response(401, "an API key is required: Authorization: Bearer <key>"
+                                  if not presented else "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
+    limit = state.settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.strip().isdigit() and int(declared) > limit:
+        return error_response(413, str(BodyTooLargeError(limit).detail), {"Connection": "close"})
+    request._receive = _capped(request.receive, limit)
+    return None
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """``receive`` raising :class:`BodyTooLargeError` as soon as the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLargeError(limit)
+        return message
+
+    return capped
 
 
 def _holding_connectors(request: Request) -> contextlib.AbstractContextManager[None]:

@@ -5,7 +5,14 @@
 | ``DA_SOURCES_FILE`` | ``./sources.yaml`` | the sources file (shared with the CLI and Dagster) |
 | ``DA_API_KEYS_FILE`` | ``api-keys.json`` beside the sources file | hashed API keys |
 | ``DA_API_AUDIT_LOG`` | ``api-audit.jsonl`` beside the sources file | the audit log |
-| ``DA_WORKSPACE`` | ``./workspace`` | base folder of fetch workspaces |
+| ``DA_WORKSPACE`` | ``./workspace`` | base folder of thread folders (``<base>/<thread_id>``) |
+| ``DA_API_JOBS_DIR`` | ``<DA_WORKSPACE>/.fetch-jobs`` | base of fetch-job workspaces, apart from thread folders |
+| ``DA_API_MAX_BODY_BYTES`` | 1 MiB | largest request body, counted while it is read (413 past it) |
+| ``DA_API_PREVIEW_MAX_BYTES`` | 4 MiB | largest preview answer (413 past it), besides its rows |
+| ``DA_API_MAX_CONNECTIONS`` | 4096 | ``da-sources serve``: open connections at most (the oldest idle one is closed) |
+| ``DA_API_HEADER_TIMEOUT_SECONDS`` | 10 | ``serve``: a request's headers must arrive within this |
+| ``DA_API_BODY_TIMEOUT_SECONDS`` | 30 | ``serve``: a request's body must arrive within this once its headers did |
+| ``DA_API_KEEP_JOBS`` / ``DA_API_KEEP_JOBS_BYTES`` | 200 / 16 MiB | finished jobs kept (count, size of their views) |
 | ``DA_API_MAX_ITEM_BYTES`` | 100 MiB | largest item a fetch or preview reads (``metadata.api.max_item_bytes``) |
 | ``DA_API_PREVIEW_MAX_ROWS`` | 1000 | most rows a preview returns |
 | ``DA_API_CACHE_SECONDS`` | 60 | how long listings and metadata are cached per source |
@@ -36,7 +43,10 @@ CORS_ORIGINS_ENV = "DA_API_CORS_ORIGINS"
 STATE_DIR_ENV = "DA_STATE_DIR"  # as connectors.threads.records (not imported: the key commands stay light)
 STATE_FOLDER = "da-sources-state"
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+JOBS_DIR_ENV = "DA_API_JOBS_DIR"
+JOBS_DIR_NAME = ".fetch-jobs"
 MIB = 1 << 20
+
 
 def _check_id(value: str, what: str = "id") -> str:
     """``value`` when it follows the one id rule of :mod:`connectors.ids` (source ids and workspace names)."""
@@ -66,6 +76,27 @@ class ApiSettings:
     idle_seconds: float = 300.0  # the next request reconnects: a little latency against held server sessions
     cors_origins: tuple[str, ...] = ()  # browser origins da-sources serve answers (preflights included)
     state_dir: Path | None = None  # our records of threads; None: DA_STATE_DIR or beside the sources file
+    jobs_dir: Path | None = None  # None: <workspace_base>/.fetch-jobs (never a thread id: those start alphanumeric)
+    max_body_bytes: int = 1 * MIB
+    preview_max_bytes: int = 4 * MIB
+    keep_jobs: int = 200
+    keep_jobs_bytes: int = 16 * MIB
+    max_connections: int = 4096
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        jobs, threads = self.jobs_base.absolute(), self.workspace_base.absolute()
+        # a job must never write into a thread's folder: <base>/<thread id>, or the base itself
+        inside = jobs.relative_to(threads).parts if jobs.is_relative_to(threads) else None
+        if threads.is_relative_to(jobs) or (inside and inside[0][:1].isalnum()):
+            raise ConfigurationError(f"${JOBS_DIR_ENV} must not be the workspace base, above it, or in a thread's "
+                                     "folder (a folder of the base whose name starts with a letter or digit)")
+
+    @property
+    def jobs_base(self) -> Path:
+        """Where fetch jobs land (``<jobs_base>/<workspace>``): never a thread's folder."""
+        return self.jobs_dir if self.jobs_dir is not None else self.workspace_base / JOBS_DIR_NAME
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ApiSettings:
@@ -85,6 +116,14 @@ class ApiSettings:
             timeout_seconds=float(_number(env, "DA_API_TIMEOUT_SECONDS", 60)),
             idle_seconds=float(_number(env, "DA_API_IDLE_SECONDS", 300)),
             cors_origins=cors_origins(env.get(CORS_ORIGINS_ENV, "").split(",")),
+            jobs_dir=Path(env[JOBS_DIR_ENV]).absolute() if env.get(JOBS_DIR_ENV) else None,
+            max_body_bytes=_number(env, "DA_API_MAX_BODY_BYTES", 1 * MIB),
+            preview_max_bytes=_number(env, "DA_API_PREVIEW_MAX_BYTES", 4 * MIB),
+            keep_jobs=_number(env, "DA_API_KEEP_JOBS", 200),
+            keep_jobs_bytes=_number(env, "DA_API_KEEP_JOBS_BYTES", 16 * MIB),
+            max_connections=_number(env, "DA_API_MAX_CONNECTIONS", 4096),
+            header_timeout_seconds=float(_number(env, "DA_API_HEADER_TIMEOUT_SECONDS", 10)),
+            body_timeout_seconds=float(_number(env, "DA_API_BODY_TIMEOUT_SECONDS", 30)),
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]

@@ -17,10 +17,12 @@ from typing import Annotated, Any
 from fastapi import Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.api.discovery import shared_listing
 from connectors.api.errors import ApiError
 from connectors.api.routing import ReadKey, State, ThreadKey, check_sources, new_router
 from connectors.api.sources import load_source
-from connectors.base import DataSourceConnector
+from connectors.base import DataItem, DataSourceConnector
+from connectors.errors import SizeLimitError
 from connectors.threads import (
     MAX_REFERENCES,
     MAX_THREAD_ID_LENGTH,
@@ -31,6 +33,7 @@ from connectors.threads import (
     attach_to_thread,
     attached_files,
 )
+from connectors.threads.attach import listings_from
 
 router = new_router()
 TAGS: list[Any] = ["threads"]
@@ -89,11 +92,16 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
     create = body.create if isinstance(body, AttachRequest) else False
     if create and key.thread_id is not None:  # a token outlives its thread's folder: it never brings one back
         raise ApiError(403, f"thread token {key.id} may not create a thread's folder")
+
+    async def listing(connector: DataSourceConnector) -> list[DataItem]:
+        return (await shared_listing(state, connector.config)).items  # one load for every glob waiting on it
+
     try:
-        attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
-                                            references, max_item_bytes=limit, create=create,
-                                            state_dir=state.settings.thread_state_dir)
-    except ItemTooLargeError as exc:
+        with listings_from(listing):
+            attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
+                                                references, max_item_bytes=limit, create=create,
+                                                state_dir=state.settings.thread_state_dir)
+    except (ItemTooLargeError, SizeLimitError) as exc:
         raise ApiError(413, f"{exc}; nothing was attached") from None
     except ThreadEndedError as exc:  # DeepAnalyze removed the thread meanwhile: not a fault of this server
         raise ApiError(409, str(exc)) from None

@@ -23,7 +23,8 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command = commands.add_parser("serve", help="run the HTTP API (needs the api extra)")
     command.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     command.add_argument("--port", type=int, default=8300, help="port (default 8300)")
-    command.add_argument("--workspace", metavar="DIR", help="base folder of fetch workspaces "
+    command.add_argument("--workspace", metavar="DIR", help="base folder of thread folders; fetch jobs land in "
+                         "its .fetch-jobs (or $DA_API_JOBS_DIR) "
                          "(default: $DA_WORKSPACE or ./workspace)")
     command.add_argument("--umask", type=_octal, default=None,
                          help="file mode creation mask of the server (default $DA_UMASK or 007: files it lands are "

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import fnmatch
 import os
 import re
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -15,10 +17,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from connectors.base import DataSourceConnector
-from connectors.errors import ConfigurationError, DataSourceError, NotFoundError
+from connectors.base import DataItem, DataSourceConnector
+from connectors.errors import ConfigurationError, DataSourceError, NotFoundError, SizeLimitError
+from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.dirs import finish_in_thread, open_directory
 from connectors.landing.lineage import read_provenance
+from connectors.landing.names import unsafe_text_reason
 from connectors.landing.root import workspace_root
 from connectors.registry import SourceRegistry
 from connectors.threads.ending import (
@@ -38,6 +42,18 @@ __all__ = ["folded", "name_candidates"]  # re-exported: they lived here
 RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_REFERENCES = 100
 MAX_GLOB_MATCHES = 1000
+Lister = Callable[[DataSourceConnector], Awaitable[Sequence[DataItem]]]
+_lister: contextvars.ContextVar[Lister | None] = contextvars.ContextVar("da_attach_lister", default=None)
+
+
+@contextlib.contextmanager
+def listings_from(lister: Lister) -> Iterator[None]:
+    """Globs of the attaches made inside this block match over ``lister(connector)`` (e.g. a shared cache)."""
+    token = _lister.set(lister)
+    try:
+        yield
+    finally:
+        _lister.reset(token)
 KINDS = ("path", "glob", "table", "query")
 
 ItemLimit = int | Callable[[DataSourceConnector], int | None] | None
@@ -63,6 +79,10 @@ class Reference(BaseModel):
     def _one_kind(self) -> Reference:
         if sum(getattr(self, k) is not None for k in KINDS) != 1:
             raise ValueError("give exactly one of path, glob, table, query")
+        for field in ("path", "glob", "table"):  # a query's SQL may span lines; its file name has a rule below
+            reason = unsafe_text_reason(getattr(self, field) or "")
+            if reason:
+                raise ValueError(f"{field} {reason}")
         if (self.query is None) != (self.name is None):
             raise ValueError("a query needs a name for its file, and only a query takes one")
         if self.name is not None and not RESULT_NAME_PATTERN.fullmatch(self.name):
@@ -269,7 +289,11 @@ async def _stage(connector_for: ConnectorFor, reference: Reference, workspace: P
     try:
         connector = await connector_for(reference.source_id)
         limit = limit_of(connector)
-        paths = await _fetch(connector, reference, str(workspace), limit)
+        try:
+            with landing_byte_cap(limit):  # a query's or table's size is known only while it streams
+                paths = await _fetch(connector, reference, str(workspace), limit)
+        except SizeLimitError:
+            raise ItemTooLargeError(f"it is over the limit of {limit} bytes (stopped while streaming)") from None
         staged = [Staged(Path(p), read_provenance(p, workspace)) for p in paths]
         for item in staged:
             shown = None if len(staged) == 1 else str(item.record.get("identifier"))
@@ -308,7 +332,9 @@ async def _fetch(connector: DataSourceConnector, reference: Reference, workspace
 
 
 async def _matching(connector: DataSourceConnector, pattern: str, limit: int | None) -> list[str]:
-    items = [i for i in await connector.list_items() if fnmatch.fnmatchcase(i.path, pattern)]
+    lister = _lister.get()
+    listed = await (lister(connector) if lister is not None else connector.list_items())
+    items = [i for i in listed if fnmatch.fnmatchcase(i.path, pattern)]
     for item in items:
         _check_size(item.path, item.size, limit)
     identifiers = [i.path for i in items]

@@ -50,8 +50,9 @@ async def publish_generated(
         state_dir = default_state_dir(sources.path)  # beside the registry's own sources file
     records = ThreadRecords.of(base_dir, thread_id, state_dir)
     relative = safe_relative_path(file_name)
+    # the blob name as a whole: no separator, backslash or '..' segment (a prefix 'data/..\\x\\' is refused)
+    target = safe_relative_path(blob_name or f"{thread_id}/{relative}")
     upload = uploader_of(await connector_for(source_id))
-    target = blob_name or f"{thread_id}/{relative}"
     with workspace_root(folder.parent):
         fd = await asyncio.to_thread(_open_generated, folder, relative)
         try:

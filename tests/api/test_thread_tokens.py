@@ -1,6 +1,6 @@
 """Thread tokens: minted for one thread by a key allowed to, they attach listed sources' data to that thread only.
 
-docs/RELIABILITY.md row 34.
+docs/RELIABILITY.md row 41.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The request's data reaches the model's prompt with its manifest; DeepAnalyze's t
 a file of ours as generated; the model's code, run as DeepAnalyze runs it, finds no secret in its
 environment and can read neither da-sources' state (sources file, keys, credential store, its key in
 the service's environment) nor DeepAnalyze's own key, and with its thread token it may attach more
-data to its own thread only (docs/RELIABILITY.md rows 33 and 35).
+data to its own thread only (docs/RELIABILITY.md rows 33 and 42).
 """
 
 from __future__ import annotations

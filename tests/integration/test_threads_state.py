@@ -1,4 +1,4 @@
-"""Thread folders hold only data; records in the state folder; attach semantics (docs/RELIABILITY.md rows 30-32)."""
+"""Thread folders hold only data; records in the state folder; attach semantics (docs/RELIABILITY.md rows 38-40)."""
 
 from __future__ import annotations
 
