@@ -42,3 +42,10 @@ def test_api_benchmark_runs_every_case(tmp_path: Path) -> None:
                         DA_BENCH_API_ITEMS="120")
     assert "| API POST /fetch + poll |" in out
     assert "| API browse, 1,000 a page |" in out
+
+
+def test_s3_benchmark_runs_both_cases(tmp_path: Path) -> None:
+    out = run_benchmark(tmp_path, ["benchmarks.bench_s3"], DA_BENCH_S3_BIG_MIB="8", DA_BENCH_S3_COUNT="40",
+                        DA_BENCH_S3_REPS="1")
+    assert "| s3 fetch_data (sha256+lineage) |" in out and "| curl |" in out
+    assert "| s3 fetch_many(16) |" in out and "| azure fetch_many(16) on Azurite |" in out
