@@ -71,6 +71,7 @@ from psycopg import IsolationLevel, sql
 from psycopg import pq as libpq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import ValidationError
 
 from connectors.base import DataItem, DataSourceConnector
 from connectors.errors import (
@@ -82,11 +83,12 @@ from connectors.errors import (
 )
 from connectors.landing.atomic import LandedFile
 from connectors.landing.names import safe_relative_path
-from connectors.postgresql import catalog, session
+from connectors.postgresql import catalog, session, slicing
 from connectors.postgresql.catalog import Column, Relation
 from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
 from connectors.postgresql.errors import TranslatedErrors, secret_values
 from connectors.postgresql.export import Writer, describe, export_to_landing, parquet_writer, write_csv
+from connectors.postgresql.slicing import RowBudget, RowOptions
 from connectors.secrets.references import get_logger
 from connectors.settings import PostgreSQLSettings
 
@@ -313,6 +315,69 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                   relation.identifier, landed.relative, landed.record.get("row_count"), landed.size, len(conns))
         return str(landed.path)
 
+    async def fetch_table(
+        self, identifier: str, workspace: str, options: RowOptions | dict[str, Any] | None = None,
+        budget: RowBudget | None = None,
+    ) -> str:
+        """Land part of a table or view (``options``: columns, where, limit, sample), within ``budget``.
+
+        Lands where :meth:`fetch_data` does; the lineage record keeps the options and the exact SQL.
+        See :mod:`connectors.postgresql.slicing` for what each option means and how ``where`` is guarded.
+
+        Raises:
+            BudgetExceededError: the result is over ``budget`` (refused before reading more than it).
+            DataFetchError: the where reads outside the table, writes, or fails.
+            NotFoundError: the table, or a named column, does not exist in this source.
+        """
+        chosen = _row_options(options, self.source_id)
+        if chosen.is_empty() and budget is None:
+            return await self.fetch_data(identifier, workspace)
+        self._require_connected()
+        assert self._settings is not None
+        schema, table = self._parse(identifier)
+        relative = catalog.landed_name(schema, table, self._settings.format)  # refused before any query
+        async with self._read("fetch", identifier) as (conn, snapshot, _):
+            relation = await self._relation(conn, schema, table, identifier)
+            if chosen.where is not None:
+                await self._require_harmless_role(conn)
+            source = catalog.relation_ident(relation)
+            facts = {"source_version": relation.version, "relation_kind": catalog.KIND_NAMES[relation.kind],
+                     "estimated_rows": relation.estimated_rows, "streams": 1}
+            landed = await self._land_slice(conn, source, relation.columns, chosen, relation.primary_key, budget,
+                                            workspace, relative, relation.identifier, snapshot, facts)
+        return str(landed.path)
+
+    async def _land_slice(
+        self, conn: AsyncConn, source: sql.Composable, columns: list[Column], options: RowOptions,
+        order_key: list[str], budget: RowBudget | None, workspace: str, relative: str, identifier: str,
+        snapshot: str, facts: dict[str, Any],
+    ) -> LandedFile:
+        """Check the slice's scope and size, then land ``SELECT <slice> FROM source``."""
+        select = slicing.sliced_select(conn, source, [c.name for c in columns], options, order_key, budget)
+        chosen = [next(c for c in columns if c.name == n)
+                  for n in slicing.pick_columns([c.name for c in columns], options.columns)]
+        plan = await slicing.explain(conn, select)
+        slicing.check_scope(await slicing.explain(conn, sql.SQL("SELECT * FROM {} AS da_row").format(source)),
+                            plan, options.where)
+        guess = slicing.estimate(plan)
+        await _check_budget(conn, select, guess, budget)
+        money_scale = await _money_scale(conn, chosen)
+        statement, writer = self._select_export(sql.SQL("({})").format(select), chosen, money_scale)
+        facts = {**facts, "options": options.recorded(), "planner_rows": guess.rows}
+        return await self._export([conn], [statement], writer, workspace, relative, identifier, snapshot,
+                                  chosen, facts)
+
+    def _select_export(
+        self, source: sql.Composable, columns: list[Column], money_scale: int
+    ) -> tuple[sql.Composable, Writer]:
+        """The COPY and writer landing the parenthesised query ``source`` in the source's format."""
+        assert self._settings is not None
+        if self._settings.format == "parquet":
+            return self._parquet_export(source, columns, money_scale)
+        if self._csv_is_direct(columns):
+            return sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(source), write_csv
+        return self._csv_export(source, columns), write_csv
+
     def _parallel_worthy(self, conn: AsyncConn, relation: Relation) -> bool:
         """Two COPY streams pay off for a big plain table in CSV on PostgreSQL 14+ (TID range scans)."""
         assert self._settings is not None
@@ -379,7 +444,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         return statement, parquet_writer(plans)
 
     async def fetch_query(
-        self, query: str, workspace: str, name: str, params: Any = None
+        self, query: str, workspace: str, name: str, params: Any = None, *,
+        options: RowOptions | dict[str, Any] | None = None, budget: RowBudget | None = None,
     ) -> str:
         """Land the result of a read-only ``query`` at ``<workspace>/<name>.<csv|parquet>``.
 
@@ -405,6 +471,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             workspace: the folder to land in.
             name: the landed file's name without extension (may contain ``/``).
             params: values for the placeholders, a sequence or a mapping.
+            options: part of the result to land (columns, where, limit, sample; :class:`RowOptions`).
+            budget: refuse a result over this many rows or bytes, before reading more than the budget.
 
         Returns:
             The landed file's absolute path; its lineage record holds the query.
@@ -415,20 +483,19 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         """
         self._require_connected()
         assert self._settings is not None
+        chosen = _row_options(options, self.source_id)
         relative = safe_relative_path(f"{name}.{self._settings.format}")
         async with self._read("query", name, pinned=False) as (conn, snapshot, _):
             await self._require_harmless_role(conn)
             text = _bind(conn, query, params)
             columns = await self._describe(conn, text)
             source = sql.SQL("({})").format(sql.SQL(text))  # noqa: S608 - the caller's own query
-            money_scale = await _money_scale(conn, columns)
-            if self._settings.format == "parquet":
-                statement, writer = self._parquet_export(source, columns, money_scale)
-            elif self._csv_is_direct(columns):
-                statement, writer = sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(source), write_csv
-            else:
-                statement, writer = self._csv_export(source, columns), write_csv
             facts = {"source_version": f"snapshot:{snapshot}", "query": query}
+            if not chosen.is_empty() or budget is not None:
+                landed = await self._land_slice(conn, source, columns, chosen, [], budget, workspace, relative,
+                                                f"query:{name}", snapshot, facts)
+                return str(landed.path)
+            statement, writer = self._select_export(source, columns, await _money_scale(conn, columns))
             landed = await self._export([conn], [statement], writer, workspace, relative, f"query:{name}",
                                         snapshot, columns, facts)
         return str(landed.path)
@@ -553,6 +620,27 @@ async def _money_scale(conn: AsyncConn, columns: list[Column]) -> int:
     cursor = await conn.execute("SELECT pg_catalog.scale('0'::pg_catalog.money::pg_catalog.numeric)")
     row = await cursor.fetchone()
     return int(row[0]) if row else 2
+
+
+def _row_options(options: RowOptions | dict[str, Any] | None, source_id: str) -> RowOptions:
+    if isinstance(options, RowOptions):
+        return options
+    try:
+        return RowOptions.model_validate(options or {})
+    except ValidationError as exc:  # the field and the problem, never the value (a where may be long)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"row options: {problems}", source_id=source_id) from None
+
+
+async def _check_budget(conn: AsyncConn, select: sql.Composable, guess: slicing.Estimate,
+                        budget: RowBudget | None) -> None:
+    """Refuse a read over ``budget``: the planner's estimate first, then a count of at most the budget + 1."""
+    if budget is None:
+        return
+    rows, exact = guess.rows, False
+    if budget.max_rows is not None:
+        rows, exact = await slicing.bounded_count(conn, select, budget.max_rows + 1), True
+    slicing.check_budget(budget, rows, guess.width, exact)
 
 
 def _bind(conn: AsyncConn, query: str, params: Any) -> str:
