@@ -190,6 +190,11 @@ class PostgreSQLSettings(ConnectorSettings):
         "files or programs, signalling sessions, administrator functions, dblink, table writes). Off: such "
         "a role is refused.",
     )
+    sensitive_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns whose values never appear in a landed file's profile (no examples, no min/max): "
+        "patterns over the column name or 'schema.table.column', e.g. 'email', 'public.users.*'.",
+    )
     pool_min_size: int = Field(0, ge=0, description="Connections kept open.")
     pool_max_size: int = Field(4, ge=1, description="Most connections at once.")
     pool_max_lifetime: float = Field(3600.0, gt=0, description="Seconds before a connection is renewed.")

@@ -62,11 +62,13 @@ import asyncio
 import contextlib
 import math
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 import psycopg
+import pyarrow as pa
 from psycopg import IsolationLevel, sql
 from psycopg import pq as libpq
 from psycopg.conninfo import conninfo_to_dict
@@ -89,6 +91,7 @@ from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
 from connectors.postgresql.errors import TranslatedErrors, secret_values
 from connectors.postgresql.export import Writer, describe, export_to_landing, parquet_writer, write_csv
 from connectors.postgresql.slicing import RowBudget, RowOptions
+from connectors.profiling import is_sensitive, profile_csv, profile_parquet
 from connectors.secrets.references import get_logger
 from connectors.settings import PostgreSQLSettings
 
@@ -536,7 +539,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         cancelled = threading.Event()
         work = asyncio.ensure_future(asyncio.to_thread(
             export_to_landing, [c.pgconn for c in conns], texts, writer, cancelled, workspace=workspace,
-            relative=relative, source_id=self.source_id, identifier=identifier, provenance=provenance))
+            relative=relative, source_id=self.source_id, identifier=identifier, provenance=provenance,
+            describe=self._describer(columns, identifier)))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -552,6 +556,27 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     def _format(self) -> str:
         assert self._settings is not None
         return self._settings.format
+
+    def _describer(self, columns: list[Column], identifier: str) -> Callable[[int, int], dict[str, Any]]:
+        """How the landed file is profiled (:mod:`connectors.profiling`); sensitive columns show no values."""
+        assert self._settings is not None
+        patterns = self._settings.sensitive_columns
+        sensitive = {c.name for c in columns if is_sensitive(c.name, f"{identifier}.{c.name}", patterns)}
+        source_types = {c.name: c.type for c in columns}
+        if self._settings.format == "parquet":
+            return partial(profile_parquet, source_types=source_types, sensitive=sensitive)
+        types = {c.name: kind for c in columns if (kind := self._csv_type(c)) is not None}
+        return partial(profile_csv, names=[c.name for c in columns], types=types, source_types=source_types,
+                       sensitive=sensitive)
+
+    def _csv_type(self, column: Column) -> pa.DataType | None:
+        """The Arrow type a column's CSV text parses as, for the profile (None: read it as text)."""
+        assert self._settings is not None
+        kind = plan_column(column.resolved, sql.Identifier("x")).read_type
+        if pa.types.is_boolean(kind):
+            return kind if self._settings.csv_values == "analysis" else None
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+        return kind if numeric or pa.types.is_date32(kind) else None
 
     def _source_uri(self, identifier: str) -> str:
         return f"{self._uri}/{quote(identifier, safe='')}"

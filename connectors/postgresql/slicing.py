@@ -211,7 +211,8 @@ def check_budget(budget: RowBudget | None, rows: int, width: int, exact: bool) -
 
 async def bounded_count(conn: psycopg.AsyncConnection[Any], select: sql.Composable, bound: int) -> int:
     """How many rows ``select`` gives, reading at most ``bound`` of them."""
-    statement = sql.SQL("SELECT pg_catalog.count(*) FROM (SELECT FROM ({}) AS s LIMIT {}) AS counted").format(select, sql.Literal(bound))
+    statement = sql.SQL("SELECT pg_catalog.count(*) FROM (SELECT FROM ({}) AS s LIMIT {}) AS counted").format(
+        select, sql.Literal(bound))
     cursor = await conn.execute(statement.as_string(conn).replace("%", "%%"), [])
     row = await cursor.fetchone()
     return int(row[0]) if row else 0

@@ -9,6 +9,7 @@ anything reads past its 5,000th row).
 from __future__ import annotations
 
 import csv
+import json
 import io
 import uuid
 from collections.abc import Iterator
@@ -191,3 +192,33 @@ def test_bad_options_say_which_field(pg: PostgreSQLConnector, schemas: tuple[str
         run(table(pg, f"{schemas[0]}.orders", tmp_path, sample=2.5))
     with pytest.raises(DataFetchError):
         run(table(pg, f"{schemas[0]}.orders", tmp_path, where="no_such_column = 1"))
+
+
+# --- 26.2: every landed table is described -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_the_record_carries_a_profile_without_sensitive_values(
+    postgres_server: PostgresServer, schemas: tuple[str, str], tmp_path: Path, file_format: str
+) -> None:
+    reader = create_reader(postgres_server, schemas[0])
+    try:
+        pg = pg_connector(postgres_server, [schemas[0]], format=file_format, sensitive_columns=["*.orders.note"],
+                          **reader)
+        path = run(table(pg, f"{schemas[0]}.orders", tmp_path))
+    finally:
+        drop_reader(postgres_server, reader)
+    record = read_provenance(path)
+    profile = record["profile"]
+    assert profile["rows"] == ROWS == record["row_count"]
+    by_name = {c["name"]: c for c in profile["columns"]}
+    assert list(by_name) == ["id", "status", "total", "note"]
+    assert by_name["id"]["source_type"] == "integer" and (by_name["id"]["min"], by_name["id"]["max"]) == (1, ROWS)
+    assert by_name["total"]["source_type"] == "numeric(10,2)" and by_name["total"]["file_type"] == "decimal128(10, 2)"
+    assert (by_name["total"]["min"], by_name["total"]["max"]) == ("1.25", "1250.00")
+    assert by_name["status"]["distinct"] == 2 and by_name["status"]["nulls"] == 0
+    assert set(by_name["status"]["examples"]) <= {"paid", "open"} and by_name["status"]["examples"]
+    assert by_name["id"]["distinct"] == ROWS
+    note = by_name["note"]
+    assert note["sensitive"] is True and "examples" not in note and "min" not in note
+    assert '"n1' not in json.dumps(record)  # no value of the sensitive column anywhere in the record
