@@ -41,6 +41,7 @@ SAMPLE_VALUES = 65536  # per column: the distinct estimate's sample
 SAMPLE_PER_BATCH = 4096
 EXAMPLES = 2
 MAX_TEXT = 60
+MAX_PROFILED_ROW_BYTES = 8 << 20  # CSV blocks of files of unknown rows: a longer row is not profiled
 
 
 def is_sensitive(name: str, qualified: str, patterns: Iterable[str]) -> bool:
@@ -188,3 +189,34 @@ def _profile_csv(fd: int, block_size: int, names: list[str], types: Mapping[str,
         for batch in reader:
             profiler.add(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
     return profiler.result()
+
+
+def profile_file(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The profile of a landed CSV or Parquet file (by suffix; CSV types inferred), None for other formats.
+
+    A file that cannot be profiled (malformed, a row over :data:`MAX_PROFILED_ROW_BYTES`) gives a profile
+    that says so, never an error: the data lands either way.
+    """
+    name = os.fspath(path).lower()
+    if not name.endswith((".csv", ".parquet", ".pq")):
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if name.endswith(".csv"):
+            return _inferred_csv(fd)
+        return profile_parquet(fd)
+    except (pa.ArrowException, ValueError, OSError) as exc:  # the type only: a parse error may quote a value
+        return {"skipped": f"not profiled ({type(exc).__name__})"}
+    finally:
+        os.close(fd)
+
+
+def _inferred_csv(fd: int) -> dict[str, Any]:
+    """A CSV of unknown types: read as pyarrow infers them from the first block, else all as text."""
+    with os.fdopen(os.dup(fd), "rb") as file:
+        reader = pacsv.open_csv(file, read_options=pacsv.ReadOptions(block_size=MAX_PROFILED_ROW_BYTES),
+                                parse_options=pacsv.ParseOptions(newlines_in_values=True))
+        schema = reader.schema
+    names = schema.names
+    types = {f.name: f.type for f in schema if not pa.types.is_null(f.type)}
+    return profile_csv(fd, MAX_PROFILED_ROW_BYTES, names, types)

@@ -2,8 +2,10 @@
 
 The references are fetched in parallel to the top level of ``<workspace base>/<thread_id>/`` (where
 DeepAnalyze's prompt builder looks) by :func:`connectors.threads.attach_to_thread`; the answer
-holds each file with its lineage facts and a short manifest for the prompt. When the thread's folder
-is removed meanwhile (the thread expired), the fetches are cancelled and the answer is a 409.
+holds each file with its lineage facts, its profile, and a short manifest for the prompt. A table or
+query may be cut (``columns``, ``where``, ``limit``, ``sample``); one over the operator's thread budget
+(``DA_API_THREAD_MAX_ROWS`` / ``DA_API_THREAD_MAX_BYTES``) is a 413 naming the budget and those options.
+When the thread's folder is removed meanwhile (the thread expired), the fetches are cancelled and the answer is a 409.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from connectors.api.errors import ApiError
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.sources import load_source
 from connectors.base import DataSourceConnector
+from connectors.postgresql.slicing import BudgetExceededError
 from connectors.threads import (
     MAX_REFERENCES,
     MAX_THREAD_ID_LENGTH,
@@ -41,6 +44,8 @@ class AttachRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"references": [
         {"source_id": "lake", "glob": "exports/2026-*.csv"},
         {"source_id": "warehouse", "table": "public.customers"},
+        {"source_id": "warehouse", "table": "public.orders", "columns": ["id", "total"], "where": "status = %s",
+         "params": ["paid"], "sample": 0.1, "seed": 7, "limit": 100000},
         {"source_id": "warehouse", "query": "select * from orders where total > 100", "name": "big_orders"}]}]})
     references: References = Field(description="What to attach.")
 
@@ -52,6 +57,9 @@ class AttachedFileView(BaseModel):
     version: str | None
     size: int
     row_count: int | None
+    profile: dict[str, Any] | None = Field(None, description="Rows and, per column, types, nulls, min/max, "
+                                           "distinct count, examples (none from sensitive columns).")
+    options: dict[str, Any] | None = Field(None, description="How it was cut: columns, where, limit, sample, seed.")
 
 
 class AttachResponse(BaseModel):
@@ -76,8 +84,8 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
 
     try:
         attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
-                                            references, max_item_bytes=limit)
-    except ItemTooLargeError as exc:
+                                            references, max_item_bytes=limit, budget=state.settings.thread_budget())
+    except (ItemTooLargeError, BudgetExceededError) as exc:
         raise ApiError(413, f"{exc}; nothing was attached") from None
     except ThreadEndedError as exc:  # DeepAnalyze removed the thread meanwhile: not a fault of this server
         raise ApiError(409, str(exc)) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import hashlib
 import os
 import re
 import secrets
@@ -19,10 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from connectors.base import DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError
+from connectors.file_rows import check_cuttable, cut_rows
 from connectors.landing.dirs import finish_in_thread, open_directory
 from connectors.landing.lineage import read_provenance, write_provenance
 from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES
 from connectors.landing.root import workspace_root
+from connectors.postgresql.slicing import RowBudget, RowOptions
+from connectors.profiling import profile_file
 from connectors.registry import SourceRegistry
 from connectors.threads.ending import (
     ThreadEndedError,
@@ -33,6 +37,7 @@ from connectors.threads.ending import (
     tracked,
 )
 from connectors.threads.folders import GENERATED_DIR, STAGING_PREFIX, ConnectorFor, remove_staging, thread_folder
+from connectors.threads.manifest import columns_text, sized_text
 
 RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_REFERENCES = 100
@@ -57,11 +62,24 @@ class Reference(BaseModel):
     table: str | None = Field(None, min_length=1, description="A table or view, 'schema.table' (SQL sources).")
     query: str | None = Field(None, min_length=1, description="A read-only SQL query (SQL sources).")
     name: str | None = Field(None, description="The file name of a query's result, without extension.")
+    columns: list[str] | None = Field(None, min_length=1, max_length=1600,
+                                      description="Tables and queries: only these columns, in this order.")
+    where: str | None = Field(None, min_length=1, max_length=10000,
+                              description="Tables and queries: a SQL condition over the columns ('status = %s'), "
+                              "guarded like a query; it may not read other tables.")
+    params: list[Any] | dict[str, Any] | None = Field(None, description="Values bound to the where's placeholders.")
+    limit: int | None = Field(None, ge=0, description="At most this many rows (tables: by primary key; "
+                              "CSV/Parquet files: the first ones).")
+    sample: float | None = Field(None, gt=0, description="A fraction (0 < x < 1) or a number of rows, "
+                                 "chosen reproducibly by seed.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="The sample's seed: same seed and data, same rows.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Reference:
         if sum(getattr(self, k) is not None for k in KINDS) != 1:
             raise ValueError("give exactly one of path, glob, table, query")
+        if self.kind in ("path", "glob") and (self.columns is not None or self.where is not None):
+            raise ValueError("columns and where apply to tables and queries; a file takes limit and sample")
         if (self.query is None) != (self.name is None):
             raise ValueError("a query needs a name for its file, and only a query takes one")
         if self.name is not None and not RESULT_NAME_PATTERN.fullmatch(self.name):
@@ -71,6 +89,11 @@ class Reference(BaseModel):
     @property
     def kind(self) -> str:
         return next(k for k in KINDS if getattr(self, k) is not None)
+
+    def row_options(self) -> RowOptions:
+        """The sizing options (columns, where, params, limit, sample, seed) of a table or query."""
+        return RowOptions(columns=self.columns, where=self.where, params=self.params, limit=self.limit,
+                          sample=self.sample, seed=self.seed)
 
     def describe(self) -> str:
         """``glob 'exports/*.csv'``: what this reference asks for, short."""
@@ -88,13 +111,20 @@ class AttachedFile:
     version: str | None
     size: int
     row_count: int | None
+    profile: dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
 
     def manifest_line(self) -> str:
         amount = f"{self.row_count} rows" if self.row_count is not None else f"{self.size} bytes"
+        if self.row_count is not None and self.profile is not None:
+            amount += f", {self.size} bytes"
         version = f", version {self.version.strip(chr(34))}" if self.version else ""  # an etag without its quotes
         item = self.item if len(self.item) <= 120 else self.item[:119] + "…"  # a long query stays one line
         item = " ".join(item.split())
-        return f"- {self.name}: {item} from source {self.source_id}{version}, {amount}"
+        sized = f" ({sized_text(self.options)})" if self.options else ""
+        line = f"- {self.name}: {item}{sized} from source {self.source_id}{version}, {amount}"
+        columns = columns_text(self.profile)
+        return f"{line}\n  {columns}" if columns else line
 
 
 @dataclass(frozen=True)
@@ -148,6 +178,7 @@ async def attach_to_thread(
     thread_id: str,
     references: Sequence[Reference | dict[str, Any]],
     max_item_bytes: ItemLimit = None,
+    budget: RowBudget | None = None,
 ) -> Attachment:
     """Fetch ``references`` in parallel to the top level of ``<base_dir>/<thread_id>/``, all or nothing.
 
@@ -167,7 +198,7 @@ async def attach_to_thread(
     folder = thread_folder(base_dir, thread_id)
     with workspace_root(folder.parent):
         # a task of its own: ending the thread cancels the work, and the caller is told why
-        work = asyncio.create_task(_attach(connector_for, folder, parsed, limit_of))
+        work = asyncio.create_task(_attach(connector_for, folder, parsed, limit_of, budget))
     with tracked(folder, work):
         watcher = asyncio.create_task(cancel_when_ended(folder, work))
         try:
@@ -193,13 +224,13 @@ async def _swept_after_end(folder: Path, thread_id: str) -> ThreadEndedError:
 
 
 async def _attach(connector_for: ConnectorFor, folder: Path, references: list[Reference],
-                  limit_of: Callable[[DataSourceConnector], int | None]) -> Attachment:
+                  limit_of: Callable[[DataSourceConnector], int | None], budget: RowBudget | None) -> Attachment:
     staging = folder / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
     dir_fd = open_directory(folder.parent, [folder.name], create=True)  # no link followed
     remember_folder(folder, os.fstat(dir_fd))
     os.close(dir_fd)
     try:
-        staged = await _stage_all(connector_for, references, staging, limit_of)
+        staged = await _stage_all(connector_for, references, staging, limit_of, budget)
         await _publish_or_undo(folder, staged)
     finally:
         await asyncio.shield(asyncio.to_thread(remove_staging, staging))
@@ -216,10 +247,10 @@ async def _publish_or_undo(folder: Path, staged: list[_Staged]) -> None:
 
 
 async def _stage_all(connector_for: ConnectorFor, references: list[Reference], staging: Path,
-                     limit_of: Callable[[DataSourceConnector], int | None]) -> list[_Staged]:
+                     limit_of: Callable[[DataSourceConnector], int | None], budget: RowBudget | None) -> list[_Staged]:
     try:
         async with asyncio.TaskGroup() as group:  # the first failure cancels the others
-            tasks = [group.create_task(_stage(connector_for, r, staging / str(i), limit_of))
+            tasks = [group.create_task(_stage(connector_for, r, staging / str(i), limit_of, budget))
                      for i, r in enumerate(references)]
     except BaseExceptionGroup as errors:  # the cause, not a group: a typed error first
         raise _first_cause(errors) from None
@@ -239,12 +270,14 @@ def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _stage(connector_for: ConnectorFor, reference: Reference, workspace: Path,
-                 limit_of: Callable[[DataSourceConnector], int | None]) -> list[_Staged]:
+                 limit_of: Callable[[DataSourceConnector], int | None], budget: RowBudget | None) -> list[_Staged]:
     try:
         connector = await connector_for(reference.source_id)
         limit = limit_of(connector)
-        paths = await _fetch(connector, reference, str(workspace), limit)
+        paths = await _fetch(connector, reference, str(workspace), limit, budget)
         staged = [_Staged(Path(p), read_provenance(p, workspace)) for p in paths]
+        if reference.kind in ("path", "glob"):
+            await asyncio.to_thread(_size_files, staged, reference)
         for item in staged:
             shown = None if len(staged) == 1 else str(item.record.get("identifier"))
             _check_size(shown, int(item.record["size"]), limit)
@@ -260,13 +293,49 @@ def _check_size(item: str | None, size: int | None, limit: int | None) -> None:
         raise ItemTooLargeError(f"{'it' if item is None else repr(item)} is {size} bytes, over the limit of {limit}")
 
 
-async def _fetch(connector: DataSourceConnector, reference: Reference, workspace: str, limit: int | None) -> list[str]:
+def _size_files(staged: list[_Staged], reference: Reference) -> None:
+    """Cut fetched CSV/Parquet files to ``limit``/``sample`` and profile them, updating their records."""
+    for item in staged:
+        if reference.limit is not None or reference.sample is not None:
+            check_cuttable(item.path.name)
+            rows = cut_rows(item.path, reference.limit, reference.sample, reference.seed)
+            info = item.path.stat()
+            item.record.update(row_count=rows, size=info.st_size, sha256=_sha256(item.path),
+                               source_size=item.record.get("size"),
+                               options=reference.row_options().model_dump(include={"limit", "sample", "seed"},
+                                                                           exclude_none=True))
+        profile = profile_file(item.path)
+        if profile is not None:
+            item.record["profile"] = profile
+            item.record.setdefault("row_count", profile.get("rows"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def _fetch(connector: DataSourceConnector, reference: Reference, workspace: str, limit: int | None,
+                 budget: RowBudget | None = None) -> list[str]:
     if reference.query is not None or reference.table is not None:
         fetch_query = getattr(connector, "fetch_query", None)
         if fetch_query is None:
             raise ConfigurationError(f"a {connector.type_name()} source has no tables and runs no queries")
+        options = reference.row_options()
+        sized = not options.is_empty() or budget is not None
         if reference.query is not None:
+            if sized:
+                return [await fetch_query(reference.query, workspace, str(reference.name), options=options,
+                                          budget=budget)]
             return [await fetch_query(reference.query, workspace, str(reference.name))]
+        fetch_table = getattr(connector, "fetch_table", None)
+        if sized and fetch_table is not None:
+            return [await fetch_table(str(reference.table), workspace, options, budget=budget)]
+        if not options.is_empty():
+            raise ConfigurationError(f"a {connector.type_name()} source cannot cut a table into rows")
     if reference.glob is not None:
         identifiers = await _matching(connector, reference.glob, limit)
     else:
@@ -295,6 +364,7 @@ async def _matching(connector: DataSourceConnector, pattern: str, limit: int | N
 
 def _attached(record: dict[str, Any]) -> AttachedFile:
     version = record.get("source_version")
+    profile, options = record.get("profile"), record.get("options")
     return AttachedFile(
         name=str(record["attached_as"]),
         source_id=str(record["source_id"]),
@@ -302,6 +372,8 @@ def _attached(record: dict[str, Any]) -> AttachedFile:
         version=None if version is None else str(version),
         size=int(record["size"]),
         row_count=record.get("row_count"),
+        profile=profile if isinstance(profile, dict) else None,
+        options=options if isinstance(options, dict) else None,
     )
 
 

@@ -9,8 +9,8 @@ anything reads past its 5,000th row).
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
