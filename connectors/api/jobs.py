@@ -20,10 +20,11 @@ from typing import Any
 from connectors.api.errors import ApiError
 from connectors.api.settings import ApiSettings
 from connectors.base import DataSourceConfig, DataSourceConnector
-from connectors.errors import DataSourceError
+from connectors.errors import ConfigurationError, DataSourceError
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
 from connectors.plugins import get_connector_class
+from connectors.postgresql.slicing import RowOptions
 from connectors.secrets.references import get_logger, redact
 
 log = get_logger(__name__)
@@ -48,6 +49,7 @@ class Job:
     files: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    options: RowOptions | None = None  # tables cut into rows (fetch_table); None: whole items
     _bytes: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -80,7 +82,7 @@ class JobManager:
         return [j for j in self._jobs.values() if j.running and source_id in (None, j.source_id)]
 
     def start(self, source: DataSourceConfig, identifiers: list[str], workspace: str,
-              workspace_dir: Path, bytes_total: int | None) -> Job:
+              workspace_dir: Path, bytes_total: int | None, options: RowOptions | None = None) -> Job:
         """A new running job, or :class:`ApiError` 429 when a cap is reached.
 
         A job has a connector of its own, so changing the source (which closes
@@ -94,6 +96,7 @@ class JobManager:
             raise ApiError(429, f"{self.settings.max_jobs_per_source} fetch jobs of source {source_id!r} are "
                            "running (the limit per source); retry later", {"Retry-After": "5"})
         job = Job(f"job-{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total)
+        job.options = options if options is not None and not options.is_empty() else None
         self._jobs[job.id] = job
         connector = get_connector_class(source.type_name)(source)
         job.task = asyncio.create_task(self._run(job, connector), name=job.id)
@@ -150,6 +153,8 @@ class JobManager:
                 log.warning("job %s: disconnect failed: %s", job.id, exc)
 
     async def _fetch(self, job: Job, connector: DataSourceConnector) -> None:
+        if job.options is not None:
+            return await self._fetch_sized(job, connector, job.options)
         chunk = FETCH_CONCURRENCY * 4  # fetch_many a chunk at a time, so items_done moves
         for start in range(0, len(job.identifiers), chunk):
             batch = job.identifiers[start : start + chunk]
@@ -160,6 +165,21 @@ class JobManager:
                     job.files.append(self._landed(job, result.identifier, result.path))
                 else:
                     job.errors.append({"identifier": result.identifier, "detail": redact(str(result.error))})
+
+    async def _fetch_sized(self, job: Job, connector: DataSourceConnector, options: RowOptions) -> None:
+        """Each table cut by ``options`` (``fetch_table``), one after the other."""
+        fetch_table = getattr(connector, "fetch_table", None)
+        if fetch_table is None:
+            raise ConfigurationError(f"a {connector.type_name()} source cannot cut items into rows "
+                                     "(options apply to tables of SQL sources)", source_id=connector.source_id)
+        for identifier in job.identifiers:
+            try:
+                path = await fetch_table(identifier, str(job.workspace_dir), options)
+            except DataSourceError as exc:
+                job.errors.append({"identifier": identifier, "detail": redact(str(exc))})
+            else:
+                job.files.append(self._landed(job, identifier, path))
+            job.items_done += 1
 
     def _landed(self, job: Job, identifier: str, path: str) -> dict[str, Any]:
         record = read_provenance(path, job.workspace_dir)

@@ -28,6 +28,7 @@ from connectors.cli.common import (
 )
 from connectors.cli.progress_bar import ProgressBar
 from connectors.cli.selection import expand_selection, is_selection
+from connectors.cli.sizing import add_sizing_arguments, fetch_sized, row_options
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
 from connectors.landing.root import sweep_workspace, workspace_root
@@ -61,6 +62,7 @@ def _add_fetch_command(commands: Any, as_json: argparse.ArgumentParser) -> None:
         "--workspace", metavar="DIR", help=f"workspace root (default: ${WORKSPACE_ENV} or ./workspace)"
     )
     command.add_argument("--concurrency", type=int, default=4, help="items fetched at once (default 4)")
+    add_sizing_arguments(command)
     command.set_defaults(handler=cmd_fetch)
 
 
@@ -107,7 +109,11 @@ def _fetch(args: argparse.Namespace, workspace: Path, bar: ProgressBar | None) -
             report = asyncio.run(_sync_all(args, workspace, bar))
             return _report_sync(report, args.json)
 
+        options = row_options(args)
+
         async def run(connector: DataSourceConnector) -> int:
+            if options is not None:
+                return _report_fetch(await fetch_sized(connector, args.identifiers, str(workspace), options), args.json)
             return _report_fetch(await _fetch_named(connector, args, workspace, bar), args.json)
 
         return asyncio.run(_with_connector(args, run))

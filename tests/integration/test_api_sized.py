@@ -16,6 +16,7 @@ import pytest
 
 from connectors.lineage import read_provenance
 from tests.api.conftest import Api, start_api, use_own_secret_store
+from tests.api.test_api_local import wait_job
 from tests.harness import PostgresServer
 from tests.integration.test_api_services import _pg_source, pg_tables
 
@@ -72,4 +73,21 @@ def test_a_table_over_the_thread_budget_is_refused_naming_the_options(
     first = (api.settings.workspace_base / "t-budget" / f"{schema}.orders.csv").read_bytes()
     assert (api.settings.workspace_base / "t-budget-2" / f"{schema}.orders.csv").read_bytes() == first
     assert json.dumps(again).count("sample") >= 1
+    api.assert_nowhere(password)
+
+
+def test_a_fetch_job_takes_row_options(
+    api: Api, postgres_server: PostgresServer, pg_tables: tuple[str, str, str]
+) -> None:
+    role, password, schema = pg_tables
+    api.call("POST", "/v1/data-sources", json=_pg_source(postgres_server, role, password, schema), expect=201)
+    job = api.call("POST", "/v1/data-sources/pg/fetch", expect=202, json={
+        "items": [f"{schema}.orders"], "workspace": "t-job",
+        "options": {"columns": ["id"], "sample": 0.5, "seed": 3}}).json()
+    done = wait_job(api, "pg", job["id"])
+    assert done["status"] == "succeeded"
+    lineage = done["files"][0]["lineage"]
+    assert lineage["options"] == {"columns": ["id"], "sample": 0.5, "seed": 3} and 5 < lineage["row_count"] < 35
+    api.call("POST", "/v1/data-sources/pg/fetch", expect=422, json={
+        "items": [f"{schema}.orders"], "workspace": "t-job", "options": {"sample": -1}})
     api.assert_nowhere(password)

@@ -88,3 +88,20 @@ def test_a_sas_inside_account_url_is_a_secret(cli: Cli, azurite_server: AzuriteS
     lineage = list((cli.cwd / "ws").rglob("*.json"))
     assert_nowhere(canary_sig, cli, cli.sources_file, *lineage)
     assert_nowhere(valid_sig, cli, cli.sources_file, *lineage)
+
+
+def test_fetch_lands_part_of_a_table(
+        cli: Cli, postgres_server: PostgresServer, pg_role: tuple[str, str, str]) -> None:  # noqa: F811
+    """Issue 26.1: ``fetch --where --param --columns --limit`` lands the slice; the lineage keeps the options."""
+    role, password, table = pg_role
+    add_pg(cli, postgres_server, role, password)
+    landed = cli("fetch", "pg", f"public.{table}", "--where", "region = %s", "--param", "south",
+                 "--columns", "region,id", "--limit", "5", "--workspace", "ws").stdout.strip()
+    assert Path(landed).read_text() == "region,id\nsouth,2\n"
+    record = json.loads(cli("lineage", landed, "--json").stdout)
+    assert record["options"] == {"columns": ["region", "id"], "where": "region = %s", "params": ["south"],
+                                 "limit": 5, "seed": 0}
+    assert record["profile"]["rows"] == 1
+    bad = cli("fetch", "pg", f"public.{table}", "--sample", "2.5", "--workspace", "ws", check=False)
+    assert bad.returncode != 0 and "sample" in bad.stderr and "Traceback" not in bad.stderr
+    assert_nowhere(password, cli, cli.sources_file)

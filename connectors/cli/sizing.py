@@ -1,0 +1,61 @@
+"""``fetch ... --columns --where --param --limit --sample --seed``: land part of a table (issue 26.1).
+
+Example:
+    $ da-sources fetch warehouse public.orders --where "status = %s" --param paid --limit 1000
+    $ da-sources fetch warehouse public.orders --sample 0.01 --seed 7 --columns id,total
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors.base import DataSourceConnector, FetchResult
+from connectors.cli.common import UsageError
+from connectors.errors import DataSourceError
+from connectors.postgresql.slicing import RowOptions
+
+OPTION_FLAGS = ("columns", "where", "param", "limit", "sample")
+
+
+def add_sizing_arguments(command: argparse.ArgumentParser) -> None:
+    """The row options of ``fetch`` (tables of SQL sources)."""
+    group = command.add_argument_group("part of a table (SQL sources)")
+    group.add_argument("--columns", metavar="A,B", help="only these columns, in this order")
+    group.add_argument("--where", metavar="SQL", help="a condition over the columns, e.g. \"status = %%s\"")
+    group.add_argument("--param", action="append", metavar="VALUE", help="a value for a %%s of --where (repeat)")
+    group.add_argument("--limit", type=int, metavar="N", help="at most N rows (by primary key when there is one)")
+    group.add_argument("--sample", type=float, metavar="X", help="a fraction (0 < X < 1) or a number of rows")
+    group.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0): same seed, same rows")
+
+
+def row_options(args: argparse.Namespace) -> RowOptions | None:
+    """The options given, or None when the fetch is of whole items."""
+    if all(getattr(args, flag, None) is None for flag in OPTION_FLAGS):
+        return None
+    if args.all:
+        raise UsageError("--columns/--where/--limit/--sample name a part of a table: give IDENTIFIERs, not --all")
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    try:
+        return RowOptions(columns=columns, where=args.where, params=args.param, limit=args.limit,
+                          sample=args.sample, seed=args.seed)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(problems) from None
+
+
+async def fetch_sized(connector: DataSourceConnector, identifiers: list[str], workspace: str,
+                      options: RowOptions) -> list[FetchResult]:
+    """Each table cut by ``options``, one after the other."""
+    fetch_table: Any = getattr(connector, "fetch_table", None)
+    if fetch_table is None:
+        raise UsageError(f"a {connector.type_name()} source cannot cut items into rows (SQL sources only)")
+    results = []
+    for identifier in identifiers:
+        try:
+            results.append(FetchResult(identifier, await fetch_table(identifier, workspace, options)))
+        except DataSourceError as exc:
+            results.append(FetchResult(identifier, error=exc))
+    return results
