@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from connectors.errors import ConfigurationError
+from connectors.rows import RowOptions
 from connectors.secrets.references import MASK, Secret, carries_secret, resolve_config
 
 
@@ -189,6 +190,11 @@ class PostgreSQLSettings(ConnectorSettings):
         description="Let fetch_query run with a role that can act outside the database (superuser, server "
         "files or programs, signalling sessions, administrator functions, dblink, table writes). Off: such "
         "a role is refused.",
+    )
+    table_options: dict[str, RowOptions] = Field(
+        default_factory=dict,
+        description="Per table ('schema.table'), the part of it every fetch lands (fetch, N_sync, the Dagster "
+        "table datasets, sensors): columns, where (+ params), limit, sample, seed. A table not named lands whole.",
     )
     sensitive_columns: list[str] = Field(
         default_factory=list,

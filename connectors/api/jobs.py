@@ -24,7 +24,7 @@ from connectors.errors import ConfigurationError, DataSourceError
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
 from connectors.plugins import get_connector_class
-from connectors.postgresql.slicing import RowOptions
+from connectors.rows import RowOptions
 from connectors.secrets.references import get_logger, redact
 
 log = get_logger(__name__)

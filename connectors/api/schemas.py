@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.postgresql.slicing import RowOptions
+from connectors.rows import RowOptions
 
 _REF: dict[str, Any] = {"secret": "warehouse.password"}
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from connectors.errors import ConfigurationError
 from connectors.ids import SOURCE_ID_RULE, is_valid_source_id
-from connectors.postgresql.slicing import RowBudget
 from connectors.registry import sources_file_path
+from connectors.rows import RowBudget
 
 KEYS_FILE_ENV = "DA_API_KEYS_FILE"  # default: api-keys.json beside the sources file
 AUDIT_LOG_ENV = "DA_API_AUDIT_LOG"

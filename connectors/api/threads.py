@@ -19,7 +19,7 @@ from connectors.api.errors import ApiError
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.sources import load_source
 from connectors.base import DataSourceConnector
-from connectors.postgresql.slicing import BudgetExceededError
+from connectors.rows import BudgetExceededError
 from connectors.threads import (
     MAX_REFERENCES,
     MAX_THREAD_ID_LENGTH,

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from connectors.base import DataSourceConnector, FetchResult
 from connectors.cli.common import UsageError
 from connectors.errors import DataSourceError
-from connectors.postgresql.slicing import RowOptions
+from connectors.rows import RowOptions
 
 OPTION_FLAGS = ("columns", "where", "param", "limit", "sample")
 

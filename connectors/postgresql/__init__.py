@@ -8,6 +8,6 @@ limit, sample, and row/byte budgets).
 """
 
 from connectors.postgresql.connector import MODIFIED_AT_UNKNOWN, PostgreSQLConnector
-from connectors.postgresql.slicing import BudgetExceededError, RowBudget, RowOptions
+from connectors.rows import BudgetExceededError, RowBudget, RowOptions
 
 __all__ = ["MODIFIED_AT_UNKNOWN", "BudgetExceededError", "PostgreSQLConnector", "RowBudget", "RowOptions"]

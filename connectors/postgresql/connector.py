@@ -90,8 +90,8 @@ from connectors.postgresql.catalog import Column, Relation
 from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
 from connectors.postgresql.errors import TranslatedErrors, secret_values
 from connectors.postgresql.export import Writer, describe, export_to_landing, parquet_writer, write_csv
-from connectors.postgresql.slicing import RowBudget, RowOptions
 from connectors.profiling import is_sensitive, profile_csv, profile_parquet
+from connectors.rows import RowBudget, RowOptions
 from connectors.secrets.references import get_logger
 from connectors.settings import PostgreSQLSettings
 
@@ -296,10 +296,16 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     # --- fetching --------------------------------------------------------
 
     async def fetch_data(self, identifier: str, workspace: str) -> str:
-        """Land a table or view as ``<workspace>/<schema>.<table>.<csv|parquet>``; its absolute path."""
+        """Land a table or view as ``<workspace>/<schema>.<table>.<csv|parquet>``; its absolute path.
+
+        A table named in the source's ``table_options`` lands the part they say (:meth:`fetch_table`).
+        """
         self._require_connected()
         assert self._settings is not None
         schema, table = self._parse(identifier)
+        configured = self._configured_options(schema, table)
+        if configured is not None:
+            return await self.fetch_table(identifier, workspace, configured)
         relative = catalog.landed_name(schema, table, self._settings.format)  # refused before any query
         async with self._read("fetch", identifier) as (conn, snapshot, _), contextlib.AsyncExitStack() as stack:
             relation = await self._relation(conn, schema, table, identifier)
@@ -334,7 +340,9 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         """
         chosen = _row_options(options, self.source_id)
         if chosen.is_empty() and budget is None:
-            return await self.fetch_data(identifier, workspace)
+            schema, table = self._parse(identifier)
+            if self._configured_options(schema, table) is None:
+                return await self.fetch_data(identifier, workspace)
         self._require_connected()
         assert self._settings is not None
         schema, table = self._parse(identifier)
@@ -349,6 +357,14 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             landed = await self._land_slice(conn, source, relation.columns, chosen, relation.primary_key, budget,
                                             workspace, relative, relation.identifier, snapshot, facts)
         return str(landed.path)
+
+    def _configured_options(self, schema: str, table: str) -> RowOptions | None:
+        """The source's ``table_options`` for ``schema.table`` (keys compared as parsed names), if any."""
+        assert self._settings is not None
+        for key, options in self._settings.table_options.items():
+            if catalog.parse_name_parts(key) == [schema, table] and not options.is_empty():
+                return options
+        return None
 
     async def _land_slice(
         self, conn: AsyncConn, source: sql.Composable, columns: list[Column], options: RowOptions,

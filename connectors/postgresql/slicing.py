@@ -29,60 +29,16 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from connectors.errors import ConfigurationError, DataFetchError, NotFoundError
+from connectors.rows import OPTION_NAMES, BudgetExceededError, RowBudget, RowOptions
+
+__all__ = ["BudgetExceededError", "RowBudget", "RowOptions", "bounded_count", "check_budget", "check_scope",
+           "estimate", "explain", "pick_columns", "sliced_select"]
 
 SAMPLE_HASH = "('x' || pg_catalog.substr(pg_catalog.md5({seed} || ROW({row}.*)::text), 1, 8))::bit(32)::int8"
 HASH_SPACE = 1 << 32
 ROW_ALIAS = "da_row"
-OPTION_NAMES = "limit, sample, columns, where"
-
-
-class RowOptions(BaseModel):
-    """Which part of a table or query result to land (all fields optional)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    columns: list[str] | None = Field(None, min_length=1, max_length=1600,
-                                      description="Only these columns, in this order.")
-    where: str | None = Field(None, min_length=1, max_length=10000,
-                              description="A SQL condition over the columns, e.g. 'status = %s'.")
-    params: list[Any] | dict[str, Any] | None = Field(None, description="Values for the where's placeholders.")
-    limit: int | None = Field(None, ge=0, description="At most this many rows (by primary key when there is one).")
-    sample: float | None = Field(None, gt=0, description="A fraction (0 < x < 1) or a row count (whole number >= 1).")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="The sample's seed: same seed, same data, same rows.")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> RowOptions:
-        if self.sample is not None and self.sample >= 1 and self.sample != int(self.sample):
-            raise ValueError("sample: a fraction below 1, or a whole number of rows")
-        if self.params is not None and self.where is None:
-            raise ValueError("params need a where")
-        return self
-
-    def is_empty(self) -> bool:
-        return self.columns is None and self.where is None and self.limit is None and self.sample is None
-
-    def recorded(self) -> dict[str, Any]:
-        """The options as the lineage record keeps them (without the defaults left unset)."""
-        return self.model_dump(exclude_none=True)
-
-    @property
-    def sample_rows(self) -> int | None:
-        return int(self.sample) if self.sample is not None and self.sample >= 1 else None
-
-
-@dataclass(frozen=True)
-class RowBudget:
-    """The most rows and (estimated) bytes one read may land; None: no bound."""
-
-    max_rows: int | None = None
-    max_bytes: int | None = None
-
-
-class BudgetExceededError(ConfigurationError):
-    """A read is larger than the budget; it was refused before reading more than the budget."""
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from connectors.landing.dirs import finish_in_thread, open_directory
 from connectors.landing.lineage import read_provenance, write_provenance
 from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES
 from connectors.landing.root import workspace_root
-from connectors.postgresql.slicing import RowBudget, RowOptions
 from connectors.profiling import profile_file
 from connectors.registry import SourceRegistry
+from connectors.rows import RowBudget, RowOptions
 from connectors.threads.ending import (
     ThreadEndedError,
     cancel_when_ended,
