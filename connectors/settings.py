@@ -196,6 +196,8 @@ class PostgreSQLSettings(ConnectorSettings):
         description="Per table ('schema.table'), the part of it every fetch lands (fetch, N_sync, the Dagster "
         "table datasets, sensors): columns, where (+ params), limit, sample, seed. A table not named lands whole.",
     )
+    profile: bool = Field(True, description="Describe every landed table or query result in its lineage record "
+                          "(rows, per column types, nulls, min/max, distinct count, examples).")
     sensitive_columns: list[str] = Field(
         default_factory=list,
         description="Columns whose values never appear in a landed file's profile (no examples, no min/max): "

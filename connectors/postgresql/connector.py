@@ -556,7 +556,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         work = asyncio.ensure_future(asyncio.to_thread(
             export_to_landing, [c.pgconn for c in conns], texts, writer, cancelled, workspace=workspace,
             relative=relative, source_id=self.source_id, identifier=identifier, provenance=provenance,
-            describe=self._describer(columns, identifier)))
+            describe=self._describer(columns, identifier) if self._settings and self._settings.profile else None))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
