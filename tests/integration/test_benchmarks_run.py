@@ -42,3 +42,10 @@ def test_api_benchmark_runs_every_case(tmp_path: Path) -> None:
                         DA_BENCH_API_ITEMS="120")
     assert "| API POST /fetch + poll |" in out
     assert "| API browse, 1,000 a page |" in out
+
+
+def test_profile_benchmark_runs_and_records_its_ratios(tmp_path: Path) -> None:
+    out = run_benchmark(tmp_path, ["benchmarks.bench_profile", "--rows", "3000", "--repetitions", "1"])
+    assert "| csv profile on |" in out and "| parquet profile off |" in out
+    results = json.loads((tmp_path / "results" / "bench_profile.json").read_text())
+    assert results["rows"] == 3000 and results["csv_on_over_off"] > 0 and results["parquet_on_over_off"] > 0
