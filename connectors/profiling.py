@@ -84,12 +84,13 @@ class _ColumnProfile:
         self.nulls += column.null_count
         if not self.sensitive and _orderable(self.kind) and column.null_count < len(column):
             bounds = pc.min_max(column)
-            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            low, high = _bounded(bounds["min"].as_py()), _bounded(bounds["max"].as_py())
             self.low = low if self.low is None or (low is not None and low < self.low) else self.low
             self.high = high if self.high is None or (high is not None and high > self.high) else self.high
         if self.sampled < SAMPLE_VALUES and _hashable(self.kind):
             head = column.slice(0, min(SAMPLE_PER_BATCH, SAMPLE_VALUES - self.sampled)).drop_null()
-            self.sample.append(head)
+            # a copy: a slice would keep the whole batch's buffers alive for as long as the profile
+            self.sample.append(pc.take(head, pa.array(range(len(head)), pa.int32())))
             self.sampled += len(head)
         if not self.sensitive and len(self.examples) < EXAMPLES:
             self._take_examples(column)
@@ -124,6 +125,13 @@ class _ColumnProfile:
         once = int(pc.sum(pc.equal(counts.field("counts"), 1)).as_py() or 0)
         estimate = n * d / (n - once + once * n / total)  # Duj1: D = n d / (n - f1 + f1 n / N)
         return max(d, min(total, round(estimate)))
+
+
+def _bounded(value: Any) -> Any:
+    """Texts kept for min/max are cut (what is shown is cut anyway): a long value is not held whole."""
+    if isinstance(value, str | bytes) and len(value) > 4 * MAX_TEXT:
+        return value[: 4 * MAX_TEXT]
+    return value
 
 
 def _hashable(kind: pa.DataType) -> bool:

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -63,3 +63,24 @@ class BudgetExceededError(ConfigurationError):
     """A read is larger than the budget; it was refused before reading more than the budget."""
 
 
+
+
+class IncrementalSpec(BaseModel):
+    """How a PostgreSQL table is synced incrementally into a Parquet dataset folder (issue 26.4).
+
+    Example (a source's config)::
+
+        incremental:
+          public.orders: {cursor: updated_at, lookback: 300, on_schema_change: full_refresh}
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cursor: str = Field(min_length=1, description="A column that grows with every insert and update "
+                        "(updated_at, a sequence-fed id).")
+    lookback: float = Field(0, ge=0, description="Re-read this far behind the last cursor (seconds for date and "
+                            "time cursors, cursor units for numbers), for transactions that commit late.")
+    on_schema_change: Literal["full_refresh", "evolve", "fail"] = Field(
+        "full_refresh", description="When the table's columns changed since the last sync: export it whole again "
+        "(default), add parts with the new columns, or fail naming the change.")
+    part_bytes: int = Field(128 << 20, ge=1, description="A part file is closed once it holds about this many bytes.")

@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from connectors.errors import ConfigurationError
-from connectors.rows import RowOptions
+from connectors.rows import IncrementalSpec, RowOptions
 from connectors.secrets.references import MASK, Secret, carries_secret, resolve_config
 
 
@@ -195,6 +195,11 @@ class PostgreSQLSettings(ConnectorSettings):
         default_factory=dict,
         description="Per table ('schema.table'), the part of it every fetch lands (fetch, N_sync, the Dagster "
         "table datasets, sensors): columns, where (+ params), limit, sample, seed. A table not named lands whole.",
+    )
+    incremental: dict[str, IncrementalSpec] = Field(
+        default_factory=dict,
+        description="Per table ('schema.table'), sync it incrementally by a cursor column into a Parquet dataset "
+        "folder of parts (sync_table / da-sources sync-table); deletes are not seen: run it with full to replace.",
     )
     profile: bool = Field(True, description="Describe every landed table or query result in its lineage record "
                           "(rows, per column types, nulls, min/max, distinct count, examples).")

@@ -60,10 +60,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import math
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -84,14 +88,15 @@ from connectors.errors import (
     NotFoundError,
 )
 from connectors.landing.atomic import LandedFile
+from connectors.landing.lineage import build_record, write_provenance
 from connectors.landing.names import safe_relative_path
-from connectors.postgresql import catalog, session, slicing
+from connectors.postgresql import catalog, incremental, parts, session, slicing
 from connectors.postgresql.catalog import Column, Relation
 from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
 from connectors.postgresql.errors import TranslatedErrors, secret_values
-from connectors.postgresql.export import Writer, describe, export_to_landing, parquet_writer, write_csv
-from connectors.profiling import is_sensitive, profile_csv, profile_parquet
-from connectors.rows import RowBudget, RowOptions
+from connectors.postgresql.export import ParquetWrite, Writer, describe, export_to_landing, parquet_writer, write_csv
+from connectors.profiling import Profiler, is_sensitive, profile_csv, profile_parquet
+from connectors.rows import IncrementalSpec, RowBudget, RowOptions
 from connectors.secrets.references import get_logger
 from connectors.settings import PostgreSQLSettings
 
@@ -358,6 +363,132 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                             workspace, relative, relation.identifier, snapshot, facts)
         return str(landed.path)
 
+    async def sync_table(self, identifier: str, workspace: str, *, full: bool = False) -> str:
+        """Sync a table configured in ``incremental`` into its Parquet dataset folder; the folder's path.
+
+        The first sync (or ``full``, or a schema change under ``on_schema_change: full_refresh``)
+        exports the whole table as parts and replaces the folder in one step; later syncs add parts
+        holding the rows after the last cursor (:mod:`connectors.postgresql.incremental`). Deletes are
+        not seen by a cursor: sync with ``full=True`` to drop them.
+
+        Raises:
+            ConfigurationError: the table is not configured, or its cursor is missing or unordered.
+            SchemaChangedError: the columns changed and the source says ``on_schema_change: fail``.
+        """
+        self._require_connected()
+        assert self._settings is not None
+        schema, table = self._parse(identifier)
+        spec = next((v for k, v in self._settings.incremental.items()
+                     if catalog.parse_name_parts(k) == [schema, table]), None)
+        if spec is None:
+            raise ConfigurationError(f"{identifier!r} is not in this source's incremental settings",
+                                     source_id=self.source_id)
+        name = catalog.landed_name(schema, table, "parquet").removesuffix(".parquet")
+        root = await asyncio.to_thread(Path(workspace).absolute)
+        prior = await asyncio.to_thread(parts.dataset_record, root, name)
+        async with self._read("sync", identifier) as (conn, snapshot, _):
+            relation = await self._relation(conn, schema, table, identifier)
+            cursor = incremental.cursor_column(relation.columns, spec.cursor)
+            drift = incremental.schema_diff(prior.get("columns") if prior else None, relation.columns)
+            if drift and spec.on_schema_change == "fail":
+                raise incremental.SchemaChangedError(
+                    f"{identifier}: the columns changed since the last sync ({json.dumps(drift)}); "
+                    "on_schema_change is fail: sync it with full=True (--full) to replace the dataset",
+                    source_id=self.source_id)
+            refresh = bool(drift) and spec.on_schema_change == "full_refresh"
+            whole = full or prior is None or not prior.get("parts") or refresh
+            where = None if whole else await self._increment_where(conn, relation, cursor, prior or {}, spec,
+                                                                   root / name)
+            landed = await self._land_parts(conn, relation, cursor, where, spec, root, name, snapshot, whole)
+        record = self._dataset_record(relation, cursor, prior, landed, whole, drift, snapshot, root, name)
+        await asyncio.to_thread(write_provenance, root, name, record)
+        return str(root / name)
+
+    async def _increment_where(self, conn: AsyncConn, relation: Relation, cursor: Column, prior: dict[str, Any],
+                               spec: IncrementalSpec, folder: Path) -> sql.Composable:
+        last = prior.get("cursor_max")
+        if last is None:
+            return sql.SQL("true")
+        lower = incremental.lower_bound(cursor, str(last), spec.lookback)
+        row = await (await conn.execute(sql.SQL("SELECT {}").format(lower).as_string(conn).replace("%", "%%"),
+                                        [])).fetchone()
+        key = [c for name in relation.primary_key for c in relation.columns if c.name == name]
+        if not key:
+            raise ConfigurationError("incremental: the table needs a primary key (rows re-read in the look-back "
+                                     "window are told apart by it)", source_id=self.source_id)
+        window = await asyncio.to_thread(incremental.landed_window, folder, cursor.name,
+                                         [c.name for c in key], row[0] if row else None)
+        return incremental.increment_condition(cursor, lower, key, window)
+
+    async def _land_parts(self, conn: AsyncConn, relation: Relation, cursor: Column, where: sql.Composable | None,
+                          spec: IncrementalSpec, root: Path, name: str, snapshot: str,
+                          whole: bool) -> dict[str, Any]:
+        """Export the rows (all, or ``where``) as parts, publish them; their facts and the cursor range."""
+        source = catalog.relation_ident(relation)
+        select = sql.SQL("SELECT {} FROM {} AS da_row{} ORDER BY {}").format(
+            sql.SQL(", ").join(sql.Identifier("da_row", c.name) for c in relation.columns), source,
+            sql.SQL("") if where is None else sql.SQL(" WHERE {}").format(where), sql.Identifier("da_row", cursor.name))
+        bounds = await (await conn.execute(sql.SQL(
+            "SELECT min({0})::text, max({0})::text, count(*) FROM ({1}) AS s").format(
+            sql.Identifier(cursor.name), select).as_string(conn).replace("%", "%%"), [])).fetchone()
+        money_scale = await _money_scale(conn, relation.columns)
+        aliases = [sql.Identifier(f"c{index}") for index in range(len(relation.columns))]
+        plans = [plan_column(c.resolved, a, money_scale=money_scale) for c, a in zip(relation.columns, aliases,
+                                                                                      strict=True)]
+        statement = sql.SQL("COPY (SELECT {} FROM ({}) AS q({})) TO STDOUT (FORMAT csv)").format(
+            sql.SQL(", ").join(p.select for p in plans), select, sql.SQL(", ").join(aliases)).as_bytes(conn)
+        prior_parts = [] if whole else (parts.dataset_record(root, name) or {}).get("parts", [])
+        first = 0 if whole else 1 + max((int(p["name"][5:10]) for p in prior_parts), default=-1)
+        staging = parts.new_staging(root, name, secrets.token_hex(6))
+        cancelled = threading.Event()
+        try:
+            written = await asyncio.to_thread(parts.write_parts, conn.pgconn, statement, plans, staging,
+                                              spec.part_bytes, cancelled, first)
+        except BaseException:
+            cancelled.set()
+            parts.remove_folder(staging)
+            if conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
+                await _abandon(conn)
+            raise
+        provenance = {"source_type": self.type_name(), "source_uri": self._source_uri(relation.identifier),
+                      "source_version": relation.version, "snapshot": snapshot, "format": "parquet",
+                      "sql": statement.decode(),
+                      "columns": [{"name": c.name, "type": c.type} for c in relation.columns],
+                      "cursor": cursor.name, "cursor_min": bounds[0] if bounds else None,
+                      "cursor_max": bounds[1] if bounds else None}
+        await asyncio.to_thread(self._publish_parts, staging, root, name, written, provenance, relation.identifier,
+                                whole)
+        return {"parts": written, "min": bounds[0] if bounds else None, "max": bounds[1] if bounds else None,
+                "rows": int(bounds[2]) if bounds else 0, "sql": statement.decode()}
+
+    def _publish_parts(self, staging: Path, root: Path, name: str, written: list[parts.WrittenPart],
+                       provenance: dict[str, Any], identifier: str, whole: bool) -> None:
+        if whole:
+            parts.remove_folder(parts.exchange(staging, root / name))
+        else:
+            parts.move_parts(staging, root / name, written)
+        parts.write_records(root, name, written, provenance, self.source_id, identifier, replaced=whole)
+
+    def _dataset_record(self, relation: Relation, cursor: Column, prior: dict[str, Any] | None,
+                        landed: dict[str, Any], whole: bool, drift: dict[str, Any], snapshot: str, root: Path,
+                        name: str) -> dict[str, Any]:
+        new_parts = [{"name": p.name, "rows": p.rows, "size": p.size, "cursor_min": landed["min"],
+                      "cursor_max": landed["max"], "snapshot": snapshot} for p in landed["parts"]]
+        all_parts = new_parts if whole else [*(prior or {}).get("parts", []), *new_parts]
+        last = landed["max"] if landed["max"] is not None else (prior or {}).get("cursor_max")
+        changes = list((prior or {}).get("schema_changes", [])) + ([{"snapshot": snapshot, **drift}] if drift else [])
+        provenance = {"source_type": self.type_name(), "source_uri": self._source_uri(relation.identifier),
+                      "source_version": f"{relation.version}:{last}:{len(all_parts)}", "format": "parquet dataset",
+                      "columns": [{"name": c.name, "type": c.type} for c in relation.columns],
+                      "cursor": cursor.name, "cursor_max": last, "parts": all_parts,
+                      "row_count": sum(int(p["rows"]) for p in all_parts),
+                      "last_sync": "full" if whole else "increment",
+                      "rows_synced": landed["rows"], "sql": landed["sql"], "schema_changes": changes,
+                      "deletes": "not seen by a cursor: sync with full=True to drop deleted rows"}
+        return build_record(provenance, source_id=self.source_id, identifier=relation.identifier,
+                            local_path=str(root / name), size=sum(int(p["size"]) for p in all_parts),
+                            sha256=hashlib.sha256(json.dumps(all_parts, sort_keys=True).encode()).hexdigest())
+
     def _configured_options(self, schema: str, table: str) -> RowOptions | None:
         """The source's ``table_options`` for ``schema.table`` (keys compared as parsed names), if any."""
         assert self._settings is not None
@@ -553,10 +684,11 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             "columns": [{"name": c.name, "type": c.type} for c in columns], **facts,
         }
         cancelled = threading.Event()
+        describe = self._describer(columns, identifier, writer) if self._settings and self._settings.profile else None
         work = asyncio.ensure_future(asyncio.to_thread(
             export_to_landing, [c.pgconn for c in conns], texts, writer, cancelled, workspace=workspace,
             relative=relative, source_id=self.source_id, identifier=identifier, provenance=provenance,
-            describe=self._describer(columns, identifier) if self._settings and self._settings.profile else None))
+            describe=describe))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -573,12 +705,21 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         assert self._settings is not None
         return self._settings.format
 
-    def _describer(self, columns: list[Column], identifier: str) -> Callable[[int, int], dict[str, Any]]:
-        """How the landed file is profiled (:mod:`connectors.profiling`); sensitive columns show no values."""
+    def _describer(
+        self, columns: list[Column], identifier: str, writer: Writer
+    ) -> Callable[[int, int], dict[str, Any]]:
+        """How the landed file is profiled (:mod:`connectors.profiling`); sensitive columns show no values.
+
+        Parquet: from the batches the writer already holds; CSV: one streaming read of the landed file.
+        """
         assert self._settings is not None
         patterns = self._settings.sensitive_columns
         sensitive = {c.name for c in columns if is_sensitive(c.name, f"{identifier}.{c.name}", patterns)}
         source_types = {c.name: c.type for c in columns}
+        if isinstance(writer, ParquetWrite):
+            profiler = Profiler(writer.schema, source_types, sensitive)
+            writer.on_batch = profiler.add
+            return lambda fd, block: profiler.result()
         if self._settings.format == "parquet":
             return partial(profile_parquet, source_types=source_types, sensitive=sensitive)
         types = {c.name: kind for c in columns if (kind := self._csv_type(c)) is not None}

@@ -219,7 +219,20 @@ class _LandingSink:
         self.closed = True
 
 
-def parquet_writer(plans: list[ColumnPlan]) -> Writer:
+class ParquetWrite:
+    """The writer :func:`parquet_writer` returns: a :data:`Writer` that also hands each final batch to
+    ``on_batch`` (the profile is computed from the batches in hand, without reading the file again)."""
+
+    def __init__(self, schema: pa.Schema, write: Callable[[CopyOutStream, Landing, ParquetWrite], None]) -> None:
+        self.schema = schema
+        self.on_batch: Callable[[pa.RecordBatch], None] | None = None
+        self._write = write
+
+    def __call__(self, stream: CopyOutStream, land: Landing) -> None:
+        self._write(stream, land, self)
+
+
+def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
     """A writer that parses the COPY's CSV with pyarrow and writes Parquet, in row groups of ~8 MiB.
 
     Memory is bounded by the batch (8 MiB) or by a small multiple of the
@@ -245,12 +258,14 @@ def parquet_writer(plans: list[ColumnPlan]) -> Writer:
         read = pacsv.ReadOptions(column_names=names, block_size=block)
         return pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse, convert_options=convert)
 
-    def write(stream: CopyOutStream, land: Landing) -> None:
+    def write(stream: CopyOutStream, land: Landing, owner: ParquetWrite) -> None:
         with pq.ParquetWriter(_LandingSink(land), schema, write_statistics=statistics) as writer:
             pending: list[pa.RecordBatch] = []
             for rows in stream.chunks(PARSE_BATCH_BYTES):
                 for batch in parsed(stream, rows).to_batches():
                     pending.append(to_final_batch(batch, plans, schema))
+                    if owner.on_batch is not None and stream.largest_row <= PROFILE_MAX_ROW_BYTES:
+                        owner.on_batch(pending[-1])  # past that, the profile is skipped (memory bound)
                 del rows
                 if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
                     writer.write_table(pa.Table.from_batches(pending, schema))
@@ -258,7 +273,7 @@ def parquet_writer(plans: list[ColumnPlan]) -> Writer:
             if pending:
                 writer.write_table(pa.Table.from_batches(pending, schema))
 
-    return write
+    return ParquetWrite(schema, write)
 
 
 def _statistics_columns(schema: pa.Schema) -> list[str]:
