@@ -48,6 +48,7 @@ from connectors.landing.lineage import utc_now_iso
 from da_pipelines.datasets import TABLE_TYPES, Dataset
 from da_pipelines.factory import build_source_defs, source_keys
 from da_pipelines.keys import WORKSPACE_KEY
+from da_pipelines.lost_retries import lost_retries_sensor
 from da_pipelines.resources import WorkspaceResource
 from da_pipelines.sources import resource_for, workspace_root
 from da_pipelines.state import ListingState, refreshed
@@ -166,6 +167,7 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
         keys = source_keys(source, listing, self.translation)
         built = build_source_defs(source, keys=keys)
         root = Path(self.workspace).absolute() if self.workspace else workspace_root()
-        return dg.Definitions(assets=built.assets, jobs=[built.job], sensors=[built.sensor],
+        lost = lost_retries_sensor([built.job], name=f"{keys.slug}_lost_retries")
+        return dg.Definitions(assets=built.assets, jobs=[built.job], sensors=[built.sensor, lost],
                               resources={built.resource_key: resource_for(source),
                                          WORKSPACE_KEY: WorkspaceResource(root=str(root))})

@@ -22,6 +22,7 @@ from connectors.ids import check_distinct
 from connectors.registry import InvalidSource
 from connectors.secrets.references import redact
 from da_pipelines.factory import WORKSPACE_KEY, SourceDefs, build_source_defs
+from da_pipelines.lost_retries import lost_retries_sensor
 from da_pipelines.resources import SourceResource, WorkspaceResource
 from da_pipelines.sources import resource_for, served_sources, workspace_root
 
@@ -63,6 +64,8 @@ def build_definitions(
         parts["assets"].extend(built.assets)
         parts["jobs"].append(built.job)
         parts["sensors"].append(built.sensor)
+    if parts["jobs"]:
+        parts["sensors"].append(lost_retries_sensor(parts["jobs"]))
     return Definitions(assets=parts["assets"], jobs=parts["jobs"], sensors=parts["sensors"],
                        resources=resources, metadata=_report(invalid))
 
