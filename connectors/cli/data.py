@@ -28,7 +28,7 @@ from connectors.cli.common import (
 )
 from connectors.cli.progress_bar import ProgressBar
 from connectors.cli.selection import expand_selection, is_selection
-from connectors.cli.sizing import add_sizing_arguments, fetch_sized, row_options
+from connectors.cli.sizing import add_sizing_arguments, add_sync_table_command, fetch_sized, row_options
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
 from connectors.landing.root import sweep_workspace, workspace_root
@@ -44,6 +44,7 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command.add_argument("path", nargs="?", help="only items under this folder / prefix")
     command.set_defaults(handler=cmd_ls)
     _add_fetch_command(commands, as_json)
+    add_sync_table_command(commands, as_json)
     command = commands.add_parser("lineage", parents=[as_json], help="where a landed file came from")
     command.add_argument("path")
     command.set_defaults(handler=cmd_lineage)

@@ -437,7 +437,10 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                                                                       strict=True)]
         statement = sql.SQL("COPY (SELECT {} FROM ({}) AS q({})) TO STDOUT (FORMAT csv)").format(
             sql.SQL(", ").join(p.select for p in plans), select, sql.SQL(", ").join(aliases)).as_bytes(conn)
-        prior_parts = [] if whole else (parts.dataset_record(root, name) or {}).get("parts", [])
+        if not whole and bounds is not None and int(bounds[2]) == 0:  # nothing new: no empty part
+            return {"parts": [], "min": None, "max": None, "rows": 0, "sql": statement.decode()}
+        prior = None if whole else await asyncio.to_thread(parts.dataset_record, root, name)
+        prior_parts = (prior or {}).get("parts", [])
         first = 0 if whole else 1 + max((int(p["name"][5:10]) for p in prior_parts), default=-1)
         staging = parts.new_staging(root, name, secrets.token_hex(6))
         cancelled = threading.Event()

@@ -69,7 +69,7 @@ def lower_bound(cursor: Column, last: str, lookback: float) -> sql.Composable:
 def landed_window(folder: Any, cursor: str, key: list[str], lower: Any) -> dict[str, list[str]]:
     """The (key..., cursor) values of landed rows with cursor >= ``lower``, as texts per column."""
     dataset = ds.dataset(str(folder), format="parquet")
-    columns = [*key, cursor]
+    columns = list(dict.fromkeys([*key, cursor]))  # the cursor may be the key
     table = dataset.to_table(columns=columns, filter=pc.field(cursor) >= lower)
     return {name: [_text(v) for v in table.column(name).to_pylist()] for name in columns}
 
@@ -84,7 +84,7 @@ def increment_condition(cursor: Column, lower: sql.Composable, key: list[Column]
     condition = sql.SQL("{} >= {}").format(sql.Identifier("da_row", cursor.name), lower)
     if not window.get(cursor.name):
         return condition
-    columns = [*key, cursor]
+    columns = [*key, *([] if cursor.name in {c.name for c in key} else [cursor])]  # the cursor may be the key
     arrays = [sql.SQL("CAST({} AS {}[])").format(sql.Literal(window[c.name]), sql.SQL(c.type)) for c in columns]
     # unnest of several arrays is FROM-clause syntax (ROWS FROM), not a qualified function; search_path is pinned
     return sql.SQL("{} AND ({}) NOT IN (SELECT * FROM unnest({}))").format(

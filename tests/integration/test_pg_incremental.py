@@ -107,8 +107,9 @@ def test_a_re_sync_lands_only_changes_and_a_late_commit_once(
     record = read_provenance(folder)
     assert record["last_sync"] == "increment" and record["rows_synced"] == 11
     assert len(list(folder.iterdir())) == before + 1 and record["row_count"] == 20011
-    again = sync(pg, schema, tmp_path)  # nothing new: an empty part, nothing counted twice
+    again = sync(pg, schema, tmp_path)  # nothing new: no part added, nothing counted twice
     assert read_provenance(again)["rows_synced"] == 0 and read_provenance(again)["row_count"] == 20011
+    assert len(list(folder.iterdir())) == before + 1
     assert ids(folder).count(20001) == 1 and ids(folder).count(5) == 2  # a new version of row 5
     execute(postgres_server, "DELETE FROM {0}.orders WHERE id = 7", schema)
     sync(pg, schema, tmp_path)
