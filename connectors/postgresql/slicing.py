@@ -75,7 +75,7 @@ def sliced_select(
     if options.sample_rows is not None:
         parts.append(sql.SQL("ORDER BY {}, {}").format(hashed, sql.SQL("ROW({}.*)::text").format(
             sql.Identifier(ROW_ALIAS))))
-    elif limit is not None and order_key:
+    elif options.limit is not None and order_key:  # the user's limit: the first rows by key (not the budget's)
         parts.append(sql.SQL("ORDER BY {}").format(sql.SQL(", ").join(sql.Identifier(ROW_ALIAS, k) for k in order_key)))
     if limit is not None:
         parts.append(sql.SQL("LIMIT {}").format(sql.Literal(limit)))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fnmatch
 import hashlib
+import inspect
 import os
 import re
 import secrets
@@ -293,6 +294,14 @@ def _check_size(item: str | None, size: int | None, limit: int | None) -> None:
         raise ItemTooLargeError(f"{'it' if item is None else repr(item)} is {size} bytes, over the limit of {limit}")
 
 
+def _takes(function: Any, keyword: str) -> bool:
+    """Whether ``function`` (a plugin's fetch_query, say) accepts ``keyword``: older ones do not."""
+    try:
+        return keyword in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _size_files(staged: list[_Staged], reference: Reference) -> None:
     """Cut fetched CSV/Parquet files to ``limit``/``sample`` and profile them, updating their records."""
     for item in staged:
@@ -326,13 +335,15 @@ async def _fetch(connector: DataSourceConnector, reference: Reference, workspace
             raise ConfigurationError(f"a {connector.type_name()} source has no tables and runs no queries")
         options = reference.row_options()
         sized = not options.is_empty() or budget is not None
+        if not options.is_empty() and not _takes(fetch_query, "options"):
+            raise ConfigurationError(f"a {connector.type_name()} source cannot cut a table or query into rows")
         if reference.query is not None:
-            if sized:
+            if sized and _takes(fetch_query, "budget"):
                 return [await fetch_query(reference.query, workspace, str(reference.name), options=options,
                                           budget=budget)]
             return [await fetch_query(reference.query, workspace, str(reference.name))]
         fetch_table = getattr(connector, "fetch_table", None)
-        if sized and fetch_table is not None:
+        if sized and fetch_table is not None and _takes(fetch_table, "budget"):
             return [await fetch_table(str(reference.table), workspace, options, budget=budget)]
         if not options.is_empty():
             raise ConfigurationError(f"a {connector.type_name()} source cannot cut a table into rows")
