@@ -159,7 +159,7 @@ def bench_big(scratch: Path) -> str:
     with start_azurite() as azurite, api_server(scratch, azurite.connection_string) as (base, key, env):
         subprocess.run(worker_command("setup-big"), env={**os.environ, ENV_CS: azurite.connection_string}, check=True,
                        stdout=subprocess.DEVNULL)
-        cli_ws, api_ws, conn_ws = scratch / "cli-ws", scratch / "api-ws" / "bench", scratch / "conn-ws"
+        cli_ws, api_ws, conn_ws = scratch / "cli-ws", scratch / "api-ws" / ".fetch-jobs" / "bench", scratch / "conn-ws"
         digest = _big_sha256()
         candidates = [
             Candidate("API POST /fetch + poll", worker_command("api-fetch", base, key, "big.bin", "bench"),

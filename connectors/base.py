@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connectors.errors import ConfigurationError, ConnectionError, DataSourceError
 from connectors.ids import SOURCE_ID_RULE, check_source_id
 from connectors.plugins import FreeformSettings, known_type_names, settings_model_for, type_name_of
-from connectors.settings import ConnectorSettings, check_config, describe_errors, resolve_settings
+from connectors.settings import ConnectorSettings, check_complete, check_config, describe_errors, resolve_settings
 
 
 class DataSourceType(Enum):
@@ -98,6 +99,26 @@ class DataSourceConfig(BaseModel):
         """The type as a plain string (``"azure_blob"``)."""
         return self.type.value if isinstance(self.type, DataSourceType) else self.type
 
+    def check_complete(self) -> None:
+        """Check the config whole, required fields included (done before a source is stored).
+
+        An Azure config may be built incomplete, as the seed does
+        (``config={"connection_string": ...}``, no container): what is missing fails at ``connect()``.
+
+        Raises:
+            ConfigurationError: naming the source and each missing or bad field.
+        """
+        check_complete(settings_model_for(self.type_name), self.config, self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain mapping (``type`` as its name); :meth:`from_dict` builds the same config back.
+
+        Literal secrets stay :class:`~connectors.secrets.references.Secret` values: masked in every
+        repr, str and JSON form, yet the round trip keeps them. References stay references.
+        """
+        return {"id": self.id, "type": self.type_name, "name": self.name, "config": dict(self.config),
+                "created_at": self.created_at, "metadata": copy.deepcopy(self.metadata)}
+
 
 def _id_of(data: dict[str, Any]) -> str | None:
     value = data.get("id")
@@ -119,6 +140,45 @@ class DataItem:
     size: int
     modified_at: int
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain mapping of the five fields (an item holds no secret: uris never carry one)."""
+        return {"name": self.name, "path": self.path, "size": self.size, "modified_at": self.modified_at,
+                "metadata": copy.deepcopy(self.metadata)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataItem:
+        """The item :meth:`to_dict` gave (``metadata`` optional)."""
+        return cls(name=data["name"], path=data["path"], size=data["size"], modified_at=data["modified_at"],
+                   metadata=dict(data.get("metadata") or {}))
+
+
+class ConnectedState:
+    """Whether a connector is connected: true or false as the property ``is_connected``, and callable
+    as the seed's ``is_connected()``.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bool) -> None:
+        self._value = value
+
+    def __bool__(self) -> bool:
+        return self._value
+
+    def __call__(self) -> bool:
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, bool | ConnectedState):
+            return self._value == bool(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return repr(self._value)
 
 
 @dataclass(slots=True)
@@ -161,12 +221,17 @@ class DataSourceConnector(ABC):
     settings_model: ClassVar[type[ConnectorSettings] | None] = None
 
     def __init__(self, config: DataSourceConfig) -> None:
-        if config.type_name != self.type_name():
+        try:
+            served: str | None = self.type_name()
+        except ConfigurationError:  # not registered (a connector written to the seed's contract): any type
+            served = None
+        if served is not None and config.type_name != served:
             raise ConfigurationError(
                 f"type: {type(self).__name__} cannot serve type {config.type_name!r}", source_id=config.id
             )
         self.config = config
         self._connected = False
+        self._connection: Any = None  # the seed's: a connector that sets it in connect() is connected
 
     @classmethod
     def type_name(cls) -> str:
@@ -179,9 +244,13 @@ class DataSourceConnector(ABC):
         return self.config.id
 
     @property
-    def is_connected(self) -> bool:
-        """True between a successful ``connect`` and ``disconnect``."""
-        return self._connected
+    def is_connected(self) -> ConnectedState:
+        """True between a successful ``connect`` and ``disconnect`` (also callable: ``is_connected()``).
+
+        A connector written to the seed's contract sets ``self._connection`` in ``connect()`` and
+        clears it in ``disconnect()``; that counts too.
+        """
+        return ConnectedState(self._connected or self._connection is not None)
 
     def resolve_settings(self) -> Any:
         """The typed settings, with secret references resolved (call at connect time)."""
@@ -189,7 +258,7 @@ class DataSourceConnector(ABC):
         return resolve_settings(model, self.config.config, self.source_id)
 
     def _require_connected(self) -> None:
-        if not self._connected:
+        if not self.is_connected:
             raise ConnectionError("not connected; call connect() or use 'async with'", source_id=self.source_id)
 
     @abstractmethod
@@ -250,5 +319,5 @@ class DataSourceConnector(ABC):
         await self.disconnect()
 
     def __repr__(self) -> str:
-        state = "connected" if self._connected else "closed"
+        state = "connected" if self.is_connected else "closed"
         return f"{type(self).__name__}(source_id={self.source_id!r}, {state})"

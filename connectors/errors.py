@@ -16,7 +16,8 @@ Messages never contain secrets.
         ├── IntegrityError           size or checksum mismatch, changed mid-read (retryable)
         ├── UnsafeNameError          a name that would escape the workspace or the root
         │   └── NameCollisionError   two remote names would land on one local file
-        └── WorkspaceError           the local side failed: disk full, permissions
+        ├── WorkspaceError           the local side failed: disk full, permissions
+        └── SizeLimitError           a landing passed its byte cap while streaming (terminal)
 
 ``ConnectionError`` deliberately shadows the builtin inside this package: it is
 the seed's public name. Errors are picklable (Dagster ships them between
@@ -150,6 +151,13 @@ class NameCollisionError(UnsafeNameError):
 
 class WorkspaceError(DataFetchError):
     """Writing into the workspace failed (disk full, permissions, a file in the way)."""
+
+
+class SizeLimitError(DataFetchError):
+    """A file being landed passed its byte cap (:func:`connectors.landing.atomic.landing_byte_cap`).
+
+    Raised before the bytes past the cap are written; the temporary is removed.
+    """
 
 
 def is_retryable(exc: BaseException) -> bool:

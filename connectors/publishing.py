@@ -1,7 +1,8 @@
 """Uploads and their local records: a file to a source that can upload, and a line saying what went where.
 
-A thread's generated file is recorded in ``<thread>/.lineage/published.jsonl``
-(:func:`connectors.threads.publish_generated`); any other file, uploaded with
+A thread's generated file is recorded in the thread's ``published.jsonl`` in the
+state folder, never in the thread's folder (:func:`connectors.threads.publish_generated`,
+:mod:`connectors.threads.records`); any other file, uploaded with
 :func:`publish_file` (``da-sources upload ID FILE``), in ``published.jsonl``
 beside the sources file, where the ids a record names are defined. Each record is
 one JSON line, appended by one ``write`` so two uploads at once never interleave:

@@ -209,9 +209,10 @@ def source_to_dict(source: DataSourceConfig) -> dict[str, Any]:
     """The sources-file entry of ``source``: references stay references.
 
     Raises:
-        ConfigurationError: a secret field holds a literal value; only
-            ``{env: NAME}`` / ``{secret: NAME}`` references are ever written.
+        ConfigurationError: the config is incomplete (a required field missing), or a secret field
+            holds a literal value; only ``{env: NAME}`` / ``{secret: NAME}`` references are ever written.
     """
+    source.check_complete()
     literal = literal_secrets(settings_model_for(source.type_name), source.config)
     if literal:
         raise ConfigurationError(

@@ -12,7 +12,7 @@ import base64
 import binascii
 import functools
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -45,9 +45,15 @@ class StoreReference(BaseModel):
 
 
 class ConnectorSettings(BaseModel):
-    """Base of every connector type's settings: unknown keys are refused."""
+    """Base of every connector type's settings: unknown keys are refused.
+
+    ``complete_at_connect``: a config of this type may be built incomplete (a required field
+    missing, no way to authenticate yet); it is checked whole when a connector connects, and when
+    it is stored (:func:`check_complete`). The seed builds Azure configs that way.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    complete_at_connect: ClassVar[bool] = False
 
     @classmethod
     def secret_fields(cls) -> frozenset[str]:
@@ -76,6 +82,8 @@ class LocalFileSettings(ConnectorSettings):
 
 class AzureBlobSettings(ConnectorSettings):
     """Settings of an ``azure_blob`` source."""
+
+    complete_at_connect: ClassVar[bool] = True  # DataSourceConfig(type=AZURE_BLOB, config={"connection_string": ...})
 
     container_name: str = Field(description="The container to read.")
     connection_string: Secret | None = Field(None, description="Storage connection string.")
@@ -255,6 +263,10 @@ def check_config(
 ) -> dict[str, Any]:
     """Validate ``config`` (references allowed); return it with literal secrets masked.
 
+    Of a type whose settings are ``complete_at_connect``, only what is given is checked (types and
+    forms): a missing field or a missing way to authenticate waits for the connect, or for
+    :func:`check_complete` when the source is stored.
+
     A literal secret is the value of a secret field, or any text value that
     carries a secret part (:func:`~connectors.secrets.references.carries_secret`:
     an ``account_url`` with a SAS, a ``host`` with ``user:password@``...). Both
@@ -268,7 +280,11 @@ def check_config(
     try:
         _with_references(model).model_validate(_revealed_text(config, secret_fields))
     except ValidationError as exc:
-        raise ConfigurationError(describe_errors(exc, "config"), source_id=source_id) from None
+        errors = exc.errors(include_input=False, include_url=False)
+        if model.complete_at_connect:  # what is missing is checked at connect (and when stored)
+            errors = [e for e in errors if e["type"] != "missing" and e["loc"]]
+        if errors:
+            raise ConfigurationError(describe_error_list(errors, "config"), source_id=source_id) from None
     return {
         key: Secret(value) if isinstance(value, str) and (key in secret_fields or carries_secret(value)) else value
         for key, value in config.items()
@@ -308,10 +324,27 @@ def resolve_settings(
         raise ConfigurationError(describe_errors(exc, "config"), source_id=source_id) from None
 
 
+def check_complete(model: type[ConnectorSettings], config: Mapping[str, Any], source_id: str) -> None:
+    """Check ``config`` whole, required fields included (references allowed): before a source is stored.
+
+    Raises:
+        ConfigurationError: naming the source and each bad or missing field.
+    """
+    try:
+        _with_references(model).model_validate(_revealed_text(config, model.secret_fields()))
+    except ValidationError as exc:
+        raise ConfigurationError(describe_errors(exc, "config"), source_id=source_id) from None
+
+
 def describe_errors(exc: ValidationError, prefix: str) -> str:
     """One line per bad field, without the offending values (they may be secrets)."""
+    return describe_error_list(exc.errors(include_input=False, include_url=False), prefix)
+
+
+def describe_error_list(errors: Any, prefix: str) -> str:
+    """:func:`describe_errors` of a list of pydantic errors."""
     seen: dict[str, str] = {}
-    for error in exc.errors(include_input=False, include_url=False):
+    for error in errors:
         loc = [str(part) for part in error["loc"][:1]] if error["loc"] else []
         field = ".".join(part for part in [prefix, *loc] if part) or "value"
         seen.setdefault(field, _plain_message(error))

@@ -22,7 +22,10 @@ first (the tests' ``tests.dagster_location``) must be able to do so.
 
 from typing import Any
 
-from dagster import Definitions
+try:
+    from dagster import Definitions
+except ModuleNotFoundError as exc:  # the library and the API install without Dagster; this package needs it
+    raise ModuleNotFoundError("da_pipelines needs Dagster: pip install 'da-sources[dagster]'", name=exc.name) from exc
 
 from da_pipelines.definitions import build_definitions
 

@@ -16,7 +16,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import json
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +27,13 @@ from typing import Any, TypeVar
 import pytest
 
 from connectors import (
+    ConfigurationError,
     ConnectionError,
+    DataItem,
+    DataSourceConfig,
     DataSourceConnector,
     DataSourceError,
+    DataSourceType,
     NotFoundError,
     UnsafeNameError,
     read_provenance,
@@ -35,6 +41,7 @@ from connectors import (
 )
 from connectors.landing.lineage import REQUIRED_KEYS, record_path
 from connectors.landing.names import TEMP_PREFIX
+from connectors.plugins import register_connector, unregister_connector
 
 T = TypeVar("T")
 
@@ -309,3 +316,113 @@ class ConnectorConformance:
         assert type(copy) is type(caught.value) and str(copy) == str(caught.value)
         assert copy.retryable is caught.value.retryable
 
+
+    # --- the seed's interface (binzhango/DeepAnalyze API/datasources/test_base.py) ----------------
+
+    def test_is_connected_reads_as_the_seed_calls_it(self, source: SourceUnderTest) -> None:
+        async def use() -> list[object]:
+            connector = source.make_connector()
+            seen: list[object] = [connector.is_connected(), bool(connector.is_connected)]
+            assert await connector.connect() is True
+            seen += [connector.is_connected(), bool(connector.is_connected)]
+            await connector.disconnect()
+            return [*seen, connector.is_connected(), connector.is_connected == False]  # noqa: E712
+
+        assert run(use()) == [False, False, True, True, False, True]
+
+    def test_config_and_items_round_trip_through_dicts_with_secrets_masked(self, source: SourceUnderTest) -> None:
+        config = source.make_connector().config
+        as_dict = config.to_dict()
+        assert as_dict["id"] == config.id and as_dict["type"] == config.type_name
+        assert DataSourceConfig.from_dict(as_dict) == config
+        shown = [repr(as_dict), str(as_dict), json.dumps(as_dict, default=str)]
+        assert [s for s in source.secrets for text in shown if s in text] == []
+        items = run(connected(source, lambda c: c.list_items()))
+        assert [DataItem.from_dict(item.to_dict()) for item in items] == items
+        assert {"name", "path", "size", "modified_at", "metadata"} == set(items[0].to_dict())
+
+
+class SeedMockConnector(DataSourceConnector):
+    """A connector written to the seed's contract, as its own tests write it: ``self._connection``."""
+
+    async def connect(self) -> bool:
+        self._connection = "mock_connection"
+        self.connects = getattr(self, "connects", 0) + 1
+        return True
+
+    async def disconnect(self) -> None:
+        self._connection = None
+
+    async def test_connection(self) -> bool:
+        return self._connection is not None
+
+    async def list_items(self, path: str | None = None) -> list[DataItem]:
+        return [DataItem(name="test_file.csv", path="/data/test_file.csv", size=1024, modified_at=1234567890,
+                         metadata={"type": "csv"})]
+
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        return f"{workspace}/{identifier}"
+
+    async def get_metadata(self, identifier: str) -> dict[str, Any]:
+        return {"name": identifier, "size": 1024, "type": "file"}
+
+
+class SeedInterfaceConformance:
+    """The seed's interface as its README and tests write it: what a module of tests subclasses and runs."""
+
+    def test_an_azure_config_as_the_seed_writes_it_builds_and_fails_clearly_at_connect(self, canary: str) -> None:
+        from connectors.azure_blob import AzureBlobConnector
+
+        key = base64.b64encode(canary.encode()).decode()  # a key of the right form, holding the canary
+        for config in ({"connection_string": f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={key}"}, {}):
+            source = DataSourceConfig(id="ds-123", type=DataSourceType.AZURE_BLOB, name="Test Azure Blob",
+                                      config=config, metadata={"region": "us-east-1"})
+            assert DataSourceConfig.from_dict(source.to_dict()) == source
+            assert key not in json.dumps(source.to_dict(), default=str) and key not in repr(source.to_dict())
+            with pytest.raises(ConfigurationError, match="container_name") as caught:
+                run(AzureBlobConnector(source).connect())
+            assert key not in str(caught.value)
+            with pytest.raises(ConfigurationError, match="container_name"):
+                source.check_complete()  # what a sources file or the API stores is whole
+        seed = DataSourceConfig(id="ds-123", type=DataSourceType.AZURE_BLOB, name="x",
+                                config={"connection_string": "t"})
+        assert seed.config["connection_string"] == "t" and seed.to_dict()["type"] == "azure_blob"
+
+    def test_a_connector_written_to_the_seed_contract_works_as_the_seed_tests_it(self) -> None:
+        config = DataSourceConfig(id="ds-test", type=DataSourceType.AZURE_BLOB, name="Test Connector", config={})
+
+        async def use() -> None:
+            connector = SeedMockConnector(config)
+            assert not connector.is_connected()
+            assert await connector.connect() is True and connector.is_connected() and connector.is_connected
+            assert await connector.test_connection() is True
+            assert (await connector.list_items())[0].name == "test_file.csv"
+            assert await connector.fetch_data("test.csv", "/workspace") == "/workspace/test.csv"
+            await connector.disconnect()
+            assert not connector.is_connected()
+            async with SeedMockConnector(config) as managed:
+                assert managed.is_connected()
+            assert not managed.is_connected()
+
+        run(use())
+        item = DataItem(name="test.csv", path="/data/test.csv", size=2048, modified_at=1234567890,
+                        metadata={"encoding": "utf-8"})
+        assert item.to_dict()["size"] == 2048 and DataItem.from_dict(item.to_dict()) == item
+
+    def test_the_api_pool_keeps_a_seed_contract_connector_connected(self) -> None:
+        from connectors.api.state import ConnectorPool
+
+        register_connector("seed_mock", SeedMockConnector, replace=True)
+        try:
+            source = DataSourceConfig(id="seed", type="seed_mock", name="Seed", config={})
+
+            async def five_requests() -> int:
+                pool = ConnectorPool()
+                connectors = [await pool.get(source) for _ in range(5)]
+                assert len({id(c) for c in connectors}) == 1
+                await pool.aclose()
+                return connectors[0].connects  # type: ignore[attr-defined, no-any-return]
+
+            assert run(five_requests()) == 1
+        finally:
+            unregister_connector("seed_mock")

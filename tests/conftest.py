@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,11 @@ def fresh_azurite() -> Iterator[AzuriteServer]:
 def canary() -> str:
     """A unique secret value: tests assert it shows up in no output or stored state."""
     return f"canary{secrets.token_hex(12)}"
+
+
+@pytest.fixture(autouse=True)
+def own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's records of threads go to a folder of its own ($DA_STATE_DIR), beside its tmp_path, never in it."""
+    state = tmp_path_factory.mktemp("da-state")
+    monkeypatch.setenv("DA_STATE_DIR", str(state))
+    return state

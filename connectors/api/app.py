@@ -13,8 +13,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from connectors.api import discovery, fetching, sources, threads, upload
+from connectors.api import discovery, fetching, sources, threads, tokens, upload
 from connectors.api.schemas import Health
 from connectors.api.settings import ApiSettings
 from connectors.api.state import ApiState, close_default_state, own_state, start_default_state
@@ -45,6 +46,7 @@ def _build_router() -> APIRouter:
         router.include_router(part)
     router.include_router(threads.router)
     router.include_router(upload.router)
+    router.include_router(tokens.router)
     return router
 
 
@@ -71,4 +73,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return {"status": "healthy", "timestamp": int(time.time())}
 
     app.include_router(router)
+    if state.settings.cors_origins:  # none by default: a browser page on another origin gets no answer
+        app.add_middleware(CORSMiddleware, allow_origins=list(state.settings.cors_origins),
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"], expose_headers=["X-Request-ID"])
     return app

@@ -19,6 +19,7 @@ from connectors.api.errors import ApiError
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.schemas import EntryList, ItemMetadata, Preview, Relationships, Stats, TableSchema
 from connectors.api.sources import Limit, SourceId, load_source
+from connectors.api.state import ApiState
 from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError
 
@@ -41,7 +42,12 @@ class Listing:
         return self.folded[key]
 
 
-async def _listing(state: State, source: DataSourceConfig) -> Listing:
+async def shared_listing(state: ApiState, source: DataSourceConfig) -> Listing:
+    """The source's items, cached for ``cache_seconds`` and loaded once for all concurrent callers."""
+    return await _listing(state, source)
+
+
+async def _listing(state: ApiState, source: DataSourceConfig) -> Listing:
     async def load() -> Listing:
         connector = await state.connector(source)
         async with _deadline(state):
@@ -50,7 +56,7 @@ async def _listing(state: State, source: DataSourceConfig) -> Listing:
     return await state.cache.get(source, "list", "", load)
 
 
-def _deadline(state: State) -> asyncio.Timeout:
+def _deadline(state: ApiState) -> asyncio.Timeout:
     return asyncio.timeout(state.settings.timeout_seconds)
 
 
@@ -142,7 +148,9 @@ async def table_schema(source_id: SourceId, item: Item, state: State, key: ReadK
 
 @router.get("/v1/data-sources/{source_id}/relationships", response_model=Relationships, tags=TAGS,
             summary="Foreign keys between the tables of the source")
-async def relationships(source_id: SourceId, state: State, key: ReadKey) -> dict[str, Any]:
+async def relationships(source_id: SourceId, state: State, key: ReadKey, limit: Limit = 100,
+                        after: Annotated[str | None, Query(max_length=64, description="next_cursor of the last page")]
+                        = None) -> dict[str, Any]:
     source = load_source(state, source_id)
     connector = await state.connector(source)
     _require_table(connector)
@@ -151,7 +159,18 @@ async def relationships(source_id: SourceId, state: State, key: ReadKey) -> dict
         async with _deadline(state):
             return await tables.foreign_keys(connector, None)
 
-    return {"object": "list", "data": await state.cache.get(source, "foreign_keys", "", load)}
+    keys = await state.cache.get(source, "foreign_keys", "", load)
+    start = _offset(after) if after else 0
+    more = start + limit < len(keys)
+    return {"object": "list", "data": keys[start : start + limit], "has_more": more,
+            "next_cursor": _cursor(str(start + limit)) if more else None}
+
+
+def _offset(cursor: str) -> int:
+    text = _after(cursor)
+    if not text.isdigit():
+        raise ApiError(400, "after: not a cursor this API returned")
+    return int(text)
 
 
 def _require_table(connector: DataSourceConnector) -> None:
@@ -170,7 +189,10 @@ async def preview(source_id: SourceId, item: Item, request: Request, state: Stat
     connector, metadata = await _metadata(state, source, item)
     async with _deadline(state):
         if tables.is_table_source(connector):
-            names, rows = await tables.preview_table(connector, item, limit)
+            try:
+                names, rows = await tables.preview_table(connector, item, limit, state.settings.preview_max_bytes)
+            except tables.PreviewTooLargeError as exc:
+                raise ApiError(413, exc.message) from None
             types = {c["name"]: c["type"] for c in metadata.get("columns", [])}
             columns = [{"name": n, "type": str(types.get(n, ""))} for n in names]
         else:
@@ -179,8 +201,17 @@ async def preview(source_id: SourceId, item: Item, request: Request, state: Stat
                 columns, rows = await tables.preview_file(connector, item, limit)
             except ConfigurationError as exc:
                 raise ApiError(400, exc.message) from None
+    _check_answer_size(state, item, rows)
     return {"object": "data_source.preview", "source_id": source_id, "item": item, "columns": columns,
             "rows": rows, "limit": limit}
+
+
+def _check_answer_size(state: State, item: str, rows: list[list[Any]]) -> None:
+    """A preview answer is capped in bytes as well as rows (``DA_API_PREVIEW_MAX_BYTES``)."""
+    size = len(json.dumps(rows, default=str))
+    if size > state.settings.preview_max_bytes:
+        raise ApiError(413, f"the preview of {item!r} is {size} bytes, over the cap of "
+                       f"{state.settings.preview_max_bytes} bytes; ask for fewer rows")
 
 
 def _check_size(state: State, source: DataSourceConfig, item: str, metadata: dict[str, Any]) -> None:

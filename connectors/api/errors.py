@@ -25,6 +25,7 @@ from connectors.errors import (
     DataFetchError,
     DataSourceError,
     NotFoundError,
+    SizeLimitError,
     UnsafeNameError,
     WorkspaceError,
 )
@@ -36,11 +37,13 @@ _TIMED_OUT = re.compile(r"(?i)time(d)?[ -]?out|within \d|no answer")
 class ApiError(Exception):
     """A refusal with its status and one-line detail (never a secret)."""
 
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None, *,
+                 literal: bool = False) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = headers or {}
+        self.literal = literal  # our own fixed text (no input in it): answered as written, not redacted
 
 
 def status_of(exc: BaseException) -> int:
@@ -49,6 +52,8 @@ def status_of(exc: BaseException) -> int:
         return 504
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, SizeLimitError):
+        return 413
     if isinstance(exc, UnsafeNameError | ConfigurationError):
         return 400
     if isinstance(exc, WorkspaceError):

@@ -5,12 +5,23 @@ records stay). A job runs the connector's ``fetch_many`` into its workspace;
 cancelling it cancels that call, and the connectors remove their temporaries,
 so no partial file is ever left under a final name. Jobs are capped per source
 and overall; a start over a cap is refused (429), never queued half-done.
+
+Jobs land like threads: ``settings.jobs_base`` (apart from the thread folders)
+is declared the trusted root around the whole job, so every folder from it down,
+the job's workspace included, is opened without following a link, at landing
+time: a workspace swapped for a link mid-job fails the job, nothing lands outside.
+
+Each job belongs to the key that started it: a key sees and cancels its own jobs;
+a manage key sees every job (and still cancels only its own). Finished jobs are
+remembered up to ``keep_jobs`` and ``keep_jobs_bytes`` (the size of their views),
+oldest forgotten first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -21,14 +32,15 @@ from connectors.api.errors import ApiError
 from connectors.api.settings import ApiSettings
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError
+from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
+from connectors.landing.root import workspace_root
 from connectors.plugins import get_connector_class
 from connectors.rows import RowOptions
 from connectors.secrets.references import get_logger, redact
 
 log = get_logger(__name__)
-KEEP_FINISHED = 1000  # finished jobs remembered, per manager
 FETCH_CONCURRENCY = 4
 
 
@@ -42,6 +54,7 @@ class Job:
     workspace_dir: Path
     identifiers: list[str]
     bytes_total: int | None
+    key_id: str = ""
     created_at: int = field(default_factory=lambda: int(time.time()))
     status: str = "queued"  # queued, running, succeeded, failed, cancelled
     finished_at: int | None = None
@@ -51,6 +64,7 @@ class Job:
     task: asyncio.Task[None] | None = None
     options: RowOptions | None = None  # tables cut into rows (fetch_table); None: whole items
     _bytes: dict[str, int] = field(default_factory=dict)
+    view_bytes: int = 0  # the size of the finished job's view, for the retention budget
 
     @property
     def running(self) -> bool:
@@ -82,7 +96,8 @@ class JobManager:
         return [j for j in self._jobs.values() if j.running and source_id in (None, j.source_id)]
 
     def start(self, source: DataSourceConfig, identifiers: list[str], workspace: str,
-              workspace_dir: Path, bytes_total: int | None, options: RowOptions | None = None) -> Job:
+              workspace_dir: Path, bytes_total: int | None, key_id: str = "",
+              options: RowOptions | None = None) -> Job:
         """A new running job, or :class:`ApiError` 429 when a cap is reached.
 
         A job has a connector of its own, so changing the source (which closes
@@ -95,7 +110,8 @@ class JobManager:
         if len(self.running(source_id)) >= self.settings.max_jobs_per_source:
             raise ApiError(429, f"{self.settings.max_jobs_per_source} fetch jobs of source {source_id!r} are "
                            "running (the limit per source); retry later", {"Retry-After": "5"})
-        job = Job(f"job-{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total)
+        job = Job(f"job-{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total,
+                  key_id)
         job.options = options if options is not None and not options.is_empty() else None
         self._jobs[job.id] = job
         connector = get_connector_class(source.type_name)(source)
@@ -103,14 +119,16 @@ class JobManager:
         self._forget_old()
         return job
 
-    def get(self, source_id: str, job_id: str) -> Job:
+    def get(self, source_id: str, job_id: str, key_id: str | None = None) -> Job:
+        """The job; ``key_id`` given: only when that key started it (else 404, as for no job)."""
         job = self._jobs.get(job_id)
-        if job is None or job.source_id != source_id:
+        if job is None or job.source_id != source_id or key_id not in (None, job.key_id):
             raise ApiError(404, f"no job {job_id!r} for source {source_id!r}")
         return job
 
-    def of_source(self, source_id: str) -> list[Job]:
-        return [j for j in self._jobs.values() if j.source_id == source_id]
+    def of_source(self, source_id: str, key_id: str | None = None) -> list[Job]:
+        """The source's jobs, oldest first; ``key_id`` given: only those that key started."""
+        return [j for j in self._jobs.values() if j.source_id == source_id and key_id in (None, j.key_id)]
 
     async def cancel(self, job: Job) -> Job:
         """Cancel ``job`` and wait until its temporaries are gone."""
@@ -132,7 +150,8 @@ class JobManager:
         job.status = "running"
         try:
             await connector.connect()
-            with on_progress(job.progress):
+            cap = self.settings.item_limit(connector.config.metadata)
+            with workspace_root(self.settings.jobs_base), landing_byte_cap(cap), on_progress(job.progress):
                 await self._fetch(job, connector)
             job.status = "failed" if job.errors else "succeeded"
         except asyncio.CancelledError:
@@ -147,6 +166,8 @@ class JobManager:
             job.status = "failed"
         finally:
             job.finished_at = int(time.time())
+            job.view_bytes = len(json.dumps(job.view(), default=str))
+            self._forget_old()
             try:
                 await connector.disconnect()
             except Exception as exc:  # the job's outcome stands; a failed close is only worth a line
@@ -162,7 +183,10 @@ class JobManager:
             for result in results:
                 job.items_done += 1
                 if result.ok and result.path is not None:
-                    job.files.append(self._landed(job, result.identifier, result.path))
+                    try:  # its record is read from the trusted root too: a folder swapped meanwhile fails it
+                        job.files.append(self._landed(job, result.identifier, result.path))
+                    except DataSourceError as exc:
+                        job.errors.append({"identifier": result.identifier, "detail": redact(str(exc))})
                 else:
                     job.errors.append({"identifier": result.identifier, "detail": redact(str(result.error))})
 
@@ -183,12 +207,17 @@ class JobManager:
 
     def _landed(self, job: Job, identifier: str, path: str) -> dict[str, Any]:
         record = read_provenance(path, job.workspace_dir)
-        relative = Path(path).relative_to(self.settings.workspace_base).as_posix()
+        relative = Path(path).relative_to(self.settings.jobs_base).as_posix()
         lineage = {k: v for k, v in record.items() if k != "local_path"}
         return {"identifier": identifier, "path": relative, "size": record.get("size"),
                 "sha256": record.get("sha256"), "lineage": lineage}
 
     def _forget_old(self) -> None:
+        """Forget the oldest finished jobs until at most ``keep_jobs`` of them, ``keep_jobs_bytes`` in all, remain."""
         finished = [j for j in self._jobs.values() if not j.running]
-        for job in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+        count, total = len(finished), sum(j.view_bytes for j in finished)
+        for job in finished:
+            if count <= self.settings.keep_jobs and total <= self.settings.keep_jobs_bytes:
+                return
             del self._jobs[job.id]
+            count, total = count - 1, total - job.view_bytes

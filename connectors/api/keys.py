@@ -9,6 +9,13 @@ dictionary exists to try against it (passwords would need a slow one).
 The file is re-read when it changes (its inode, size or mtime), so a key
 revoked with ``da-sources api-keys revoke`` stops working at the next request.
 
+A key made with ``--can-mint`` (DeepAnalyze's) may mint **thread tokens**
+(:meth:`KeyStore.mint_thread_token`): ``dst_`` and 43 characters, stored hashed
+here too, each good for one thread, a list of sources and a time to live, and
+for nothing but attaching those sources' data to that thread. Expired tokens
+answer 401 and are dropped from the file at the next mint; revoking the key
+that minted a token revokes the token.
+
 Example:
     >>> store = KeyStore("/tmp/keys.json")
     >>> record, key = store.create("deepanalyze")
@@ -35,26 +42,46 @@ from connectors.errors import ConfigurationError, NotFoundError
 from connectors.secrets.store import atomic_write, file_lock
 
 KEY_PREFIX = "dsk_"
+THREAD_TOKEN_PREFIX = "dst_"  # noqa: S105 (a prefix, not a secret)
+MAX_TOKEN_TTL_SECONDS = 24 * 3600
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.@-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class ApiKey:
-    """One key as stored: ``read_only`` keys browse, preview and fetch; the others also manage sources."""
+    """One key as stored: ``read_only`` keys browse, preview and fetch; the others also manage sources.
+
+    ``can_mint``: the key may mint thread tokens. A thread token has ``thread_id``, ``sources`` and
+    ``expires_at`` (unix s) and may only attach those sources' data to that thread.
+    """
 
     id: str
     name: str
     read_only: bool
     created_at: int
     sha256: str
+    can_mint: bool = False
+    thread_id: str | None = None
+    sources: List[str] | None = None
+    expires_at: int | None = None
+    minted_by: str | None = None
 
     @property
     def scope(self) -> str:
-        return "read" if self.read_only else "manage"
+        if self.thread_id is not None:
+            return "thread"
+        return ("read" if self.read_only else "manage") + ("+mint" if self.can_mint else "")
+
+    def expired(self, now: float | None = None) -> bool:
+        """True for a thread token past its time to live."""
+        return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
 
     def public(self) -> dict[str, Any]:
         """What may be shown: everything but the hash."""
-        return {"id": self.id, "name": self.name, "scope": self.scope, "created_at": self.created_at}
+        shown = {"id": self.id, "name": self.name, "scope": self.scope, "created_at": self.created_at}
+        if self.thread_id is not None:
+            shown.update(thread_id=self.thread_id, sources=self.sources, expires_at=self.expires_at)
+        return shown
 
 
 def hash_key(key: str) -> str:
@@ -84,18 +111,41 @@ class KeyStore:
                 self._cache = (stamp, self._read())
             return list(self._cache[1])
 
-    def create(self, name: str, *, read_only: bool = False) -> tuple[ApiKey, str]:
+    def create(self, name: str, *, read_only: bool = False, can_mint: bool = False) -> tuple[ApiKey, str]:
         """A new key: its record, and the key itself (shown once, never stored)."""
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigurationError("a key name is 1-64 letters, digits, spaces or _ . @ -, starting with "
                                      "a letter or digit")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        record = ApiKey(f"key-{secrets.token_hex(8)}", name, read_only, int(time.time()), hash_key(key))
+        record = ApiKey(f"key-{secrets.token_hex(8)}", name, read_only, int(time.time()), hash_key(key),
+                        can_mint=can_mint)
         with self._changing() as keys:
             if any(k.name == name for k in keys):
                 raise ConfigurationError(f"an API key named {name!r} exists; revoke it first or pick another name")
             keys.append(record)
         return record, key
+
+    def mint_thread_token(self, minter: ApiKey, thread_id: str, sources: List[str],
+                          ttl_seconds: int) -> tuple[ApiKey, str]:
+        """A thread token for ``thread_id`` and ``sources``, expiring in ``ttl_seconds``; expired ones are dropped.
+
+        Raises:
+            ConfigurationError: ``minter`` may not mint, or the time to live is out of range.
+        """
+        if not minter.can_mint or minter.thread_id is not None:
+            raise ConfigurationError(f"API key {minter.id} may not mint thread tokens (make one with --can-mint)")
+        if not 0 < ttl_seconds <= MAX_TOKEN_TTL_SECONDS:
+            raise ConfigurationError(f"ttl_seconds must be 1 to {MAX_TOKEN_TTL_SECONDS}")
+        token = THREAD_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = int(time.time())
+        token_id = f"tok-{secrets.token_hex(8)}"
+        record = ApiKey(token_id, f"thread token {token_id} by {minter.id}", True, now, hash_key(token),
+                        thread_id=thread_id, sources=sorted(set(sources)), expires_at=now + ttl_seconds,
+                        minted_by=minter.id)
+        with self._changing() as keys:
+            keys[:] = [k for k in keys if not k.expired(now)]
+            keys.append(record)
+        return record, token
 
     def revoke(self, id_or_name: str) -> ApiKey:
         """Remove a key, given its id or its name."""
@@ -108,10 +158,13 @@ class KeyStore:
     def authenticate(self, presented: str) -> ApiKey | None:
         """The key ``presented`` is, or None; every stored hash is compared, without an early exit."""
         digest = hash_key(presented)
+        keys = self.list()
         found: ApiKey | None = None
-        for key in self.list():
+        for key in keys:
             if hmac.compare_digest(digest, key.sha256):
                 found = key
+        if found is not None and found.minted_by is not None and all(k.id != found.minted_by for k in keys):
+            return None  # revoking a key revokes the thread tokens it minted
         return found
 
     def _read(self) -> List[ApiKey]:

@@ -2,6 +2,12 @@
 
 This lives in the routes themselves (a route class and dependencies), not in
 app middleware, so it holds when DeepAnalyze includes the router in its own app.
+
+Bounded before authentication: a route that needs a key checks the
+``Authorization`` header before its body is read (a malformed unauthenticated
+body gets 401, not 422), and every body is capped at ``max_body_bytes``,
+counted while it is read: a ``Content-Length`` over it, or a stream passing
+it, is a 413 before anything is parsed, and nothing past the cap is buffered.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
+from starlette.types import Message, Receive
 
 from connectors.api.errors import ApiError, detail_of, status_of
 from connectors.api.keys import ApiKey
@@ -53,7 +61,7 @@ async def _respond(handler: Callable[[Request], Awaitable[Response]], request: R
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, redact(exc.detail), exc.headers)
+        return error_response(exc.status, exc.detail if exc.literal else redact(exc.detail), exc.headers)
     except HTTPException as exc:
         return error_response(exc.status_code, exc.detail, dict(exc.headers or {}))
     except RequestValidationError as exc:
@@ -71,11 +79,16 @@ class ApiRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         route = self
+        needs_key = _needs_key(self.dependant)
 
         async def handle(request: Request) -> Response:
             request.state.request_id = f"req-{secrets.token_hex(12)}"
-            with _holding_connectors(request):
-                response = await _respond(handler, request)
+            refused = _refuse_early(request, needs_key)
+            if refused is not None:
+                response = refused
+            else:
+                with _holding_connectors(request):
+                    response = await _respond(handler, request)
             response.headers["X-Request-ID"] = request.state.request_id
             if route.audited(request.method, response.status_code):
                 _audit(request, route.path, response.status_code)
@@ -85,6 +98,53 @@ class ApiRoute(APIRoute):
 
     def audited(self, method: str, status: int) -> bool:
         return method != "GET" or self.path.endswith(DATA_ROUTES) or status in (401, 403)
+
+
+def _needs_key(dependant: Dependant) -> bool:
+    return any(d.call in (_key, _manage_key) or _needs_key(d) for d in dependant.dependencies)
+
+
+class BodyTooLargeError(HTTPException):
+    """The request body passed the cap while it was read (an HTTPException: FastAPI lets it through)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over the limit of {limit} bytes")
+
+
+def _refuse_early(request: Request, needs_key: bool) -> Response | None:
+    """A 401 (no valid key) or 413 (body over the cap) before the body is read; else None, the body capped."""
+    try:
+        state = get_state(request)
+    except DataSourceError:
+        return None  # no state: the route's own dependency answers why
+    request.state.api = state
+    if needs_key:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or state.keys.authenticate(presented.strip()) is None:
+            return error_response(401, "an API key is required: Authorization: Bearer <key>"
+                                  if not presented else "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
+    limit = state.settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.strip().isdigit() and int(declared) > limit:
+        return error_response(413, str(BodyTooLargeError(limit).detail), {"Connection": "close"})
+    request._receive = _capped(request.receive, limit)
+    return None
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """``receive`` raising :class:`BodyTooLargeError` as soon as the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLargeError(limit)
+        return message
+
+    return capped
 
 
 def _holding_connectors(request: Request) -> contextlib.AbstractContextManager[None]:
@@ -113,15 +173,43 @@ def new_router() -> APIRouter:
 State = Annotated[ApiState, Depends(get_state)]
 
 
-def _key(request: Request, state: State,
-         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+def _authenticated(request: Request, state: State,
+                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
     request.state.api = state
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(401, "an API key is required: Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "an API key is required: Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"},
+                       literal=True)  # the help text, not a credential: redaction would mask '<key>'
     key = state.keys.authenticate(credentials.credentials)
     if key is None:
         raise ApiError(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
     request.state.key_id = key.id
+    if key.expired():
+        raise ApiError(401, f"thread token {key.id} has expired", {"WWW-Authenticate": "Bearer"})
+    return key
+
+
+def _key(key: Annotated[ApiKey, Depends(_authenticated)]) -> ApiKey:
+    if key.thread_id is not None:
+        raise ApiError(403, f"{key.id} is a thread token: it may only attach data to its own thread")
+    return key
+
+
+def _thread_key(thread_id: str, key: Annotated[ApiKey, Depends(_authenticated)]) -> ApiKey:
+    """An API key, or a thread token of this very thread (which sources it may use: :func:`check_sources`)."""
+    if key.thread_id is not None and key.thread_id != thread_id:
+        raise ApiError(403, f"thread token {key.id} is for another thread")
+    return key
+
+
+def check_sources(key: ApiKey, source_ids: set[str]) -> None:
+    """Refuse (403) a thread token's use of a source it does not list."""
+    if key.sources is not None and not source_ids <= set(key.sources):
+        raise ApiError(403, f"thread token {key.id} may not read {sorted(source_ids - set(key.sources))}")
+
+
+def _mint_key(key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
+    if not key.can_mint:
+        raise ApiError(403, f"API key {key.id} may not mint thread tokens; make one with --can-mint")
     return key
 
 
@@ -133,3 +221,5 @@ def _manage_key(key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
 
 ReadKey = Annotated[ApiKey, Depends(_key)]
 ManageKey = Annotated[ApiKey, Depends(_manage_key)]
+ThreadKey = Annotated[ApiKey, Depends(_thread_key)]
+MintKey = Annotated[ApiKey, Depends(_mint_key)]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connectors.landing.names import unsafe_text_reason
 from connectors.rows import RowOptions
 
 _REF: dict[str, Any] = {"secret": "warehouse.password"}
@@ -143,6 +144,8 @@ class TableSchema(BaseModel):
 class Relationships(BaseModel):
     object: Literal["list"] = "list"
     data: list[ForeignKey]
+    has_more: bool = False
+    next_cursor: str | None = None
 
 
 class Preview(BaseModel):
@@ -178,12 +181,29 @@ class FetchRequest(Body):
     """What to fetch and where: ``items`` (identifiers) or ``glob`` (over the source's listing)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"items": ["sales/2024.csv"], "workspace": "thread-3f9d2a1e"}, {"glob": "sales/*.csv", "workspace": "t1"}]})
+        {"items": ["sales/2024.csv"], "workspace": "nightly-sales"}, {"glob": "sales/*.csv", "workspace": "t1"}]})
     items: list[str] | None = Field(None, max_length=10000, description="Identifiers, as the browse lists them.")
     glob: str | None = Field(None, max_length=1000, description="fnmatch pattern over the identifiers.")
-    workspace: str = Field(description="A folder under the server's workspace base (an id, not a path).")
+    workspace: str = Field(description="A folder under the server's fetch-job base (an id, not a path).")
     options: RowOptions | None = Field(None, description="Tables (SQL sources): land only part of each: columns, "
                                        "where (with params), limit, sample (fraction or rows) and seed.")
+
+    @field_validator("items")
+    @classmethod
+    def _safe_items(cls, items: list[str] | None) -> list[str] | None:
+        for index, item in enumerate(items or ()):
+            reason = unsafe_text_reason(item)
+            if reason:
+                raise ValueError(f"items[{index}] {reason}")
+        return items
+
+    @field_validator("glob")
+    @classmethod
+    def _safe_glob(cls, glob: str | None) -> str | None:
+        reason = unsafe_text_reason(glob or "")
+        if reason:
+            raise ValueError(f"glob {reason}")
+        return glob
 
 
 class Progress(BaseModel):
@@ -195,7 +215,7 @@ class Progress(BaseModel):
 
 class LandedFile(BaseModel):
     identifier: str
-    path: str = Field(description="Relative to the workspace base: <workspace>/<landed name>.")
+    path: str = Field(description="Relative to the fetch-jobs base: <workspace>/<landed name>.")
     size: int | None
     sha256: str | None
     lineage: dict[str, Any]
@@ -222,6 +242,8 @@ class Job(BaseModel):
 class JobList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Job]
+    has_more: bool = False
+    next_cursor: str | None = None
 
 
 class Lineage(BaseModel):

@@ -1,12 +1,37 @@
-"""``da-sources serve``: the standalone app under uvicorn, refusing to listen beyond loopback without keys."""
+"""``da-sources serve``: the standalone app under uvicorn, bounded before any request is authenticated.
+
+Refuses to listen beyond loopback without keys. Every connection is bounded
+before the app sees it (:class:`BoundedH11Protocol`):
+
+- a request's headers must arrive within ``header_timeout_seconds`` (10) of the
+  connection opening or of its first byte, and its body within
+  ``body_timeout_seconds`` (30) of its headers; else the connection is closed;
+- headers are capped at 16 KiB (h11), bodies at ``max_body_bytes`` (the routes);
+- at most ``max_connections`` (4096) connections are open: a new one past it
+  closes the oldest connection that has not sent a whole request yet (or is
+  idle between requests), so idle or slow clients cannot lock others out;
+- idle keep-alive connections close after 5 s;
+- the process's open-file limit is raised to its hard limit at start (the
+  usual soft limit, 1024, would stop accepting at ~1,000 connections).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
+import resource
+import time
+from typing import Any
 
 from connectors.api.keys import KeyStore
 from connectors.api.settings import ApiSettings
 from connectors.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+MAX_HEADER_BYTES = 16 * 1024
+KEEP_ALIVE_SECONDS = 5
+SPARE_FILES = 256  # descriptors beside the connections: the sources, the workspace, the logs
 
 
 def is_loopback(host: str) -> bool:
@@ -26,6 +51,16 @@ def check_listen(host: str, settings: ApiSettings) -> None:
             "'da-sources api-keys create NAME' (or listen on 127.0.0.1)")
 
 
+def raise_file_limit(wanted: int) -> int:
+    """Raise the soft open-file limit towards ``wanted`` (at most the hard limit); the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
 def serve(host: str, port: int, settings: ApiSettings) -> None:
     """Run the app until interrupted."""
     check_listen(host, settings)
@@ -33,4 +68,74 @@ def serve(host: str, port: int, settings: ApiSettings) -> None:
 
     from connectors.api.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", server_header=False)
+    files = raise_file_limit(settings.max_connections + SPARE_FILES)
+    connections = min(settings.max_connections, max(64, files - SPARE_FILES))
+    if connections < settings.max_connections:
+        log.warning("open-file limit %d: at most %d connections", files, connections)
+    protocol = bounded_protocol(connections, settings.header_timeout_seconds, settings.body_timeout_seconds)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", server_header=False,
+                http=protocol, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=2048)
+
+
+def bounded_protocol(max_connections: int, header_timeout: float, body_timeout: float) -> type[Any]:
+    """uvicorn's h11 protocol with read deadlines and a connection cap (see the module docstring)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class BoundedH11Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _reading: str = ""  # "headers", "body", or "" (nothing pending from the client)
+        opened_at: float = 0.0
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.opened_at = time.monotonic()
+            self._expect("headers", header_timeout)
+            if len(self.connections) > max_connections:
+                self._close_oldest_waiting()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            state = self.conn.their_state
+            if state is h11.IDLE:
+                self._expect("headers", header_timeout)
+            elif state is h11.SEND_BODY:
+                self._expect("body", body_timeout)
+            else:  # the whole request arrived (or the connection is done): nothing to wait for
+                self._expect("", 0)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._expect("", 0)
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()  # arms the keep-alive timeout until the next request's first byte
+            self._expect("", 0)
+
+        def waiting(self) -> bool:
+            """No request of this connection is being handled (its headers or body are pending, or it idles)."""
+            return self.cycle is None or self.cycle.response_complete
+
+        def _expect(self, what: str, seconds: float) -> None:
+            if what == self._reading:
+                return  # the deadline runs from when this part began, not from the last byte
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            self._reading = what
+            if what:
+                self._deadline = self.loop.call_later(seconds, self._too_slow)
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def _close_oldest_waiting(self) -> None:
+            waiting = [c for c in self.connections if isinstance(c, BoundedH11Protocol) and c.waiting()]
+            if waiting:
+                oldest = min(waiting, key=lambda c: c.opened_at)
+                oldest.transport.close()
+
+    return BoundedH11Protocol

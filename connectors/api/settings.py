@@ -5,7 +5,14 @@
 | ``DA_SOURCES_FILE`` | ``./sources.yaml`` | the sources file (shared with the CLI and Dagster) |
 | ``DA_API_KEYS_FILE`` | ``api-keys.json`` beside the sources file | hashed API keys |
 | ``DA_API_AUDIT_LOG`` | ``api-audit.jsonl`` beside the sources file | the audit log |
-| ``DA_WORKSPACE`` | ``./workspace`` | base folder of fetch workspaces |
+| ``DA_WORKSPACE`` | ``./workspace`` | base folder of thread folders (``<base>/<thread_id>``) |
+| ``DA_API_JOBS_DIR`` | ``<DA_WORKSPACE>/.fetch-jobs`` | base of fetch-job workspaces, apart from thread folders |
+| ``DA_API_MAX_BODY_BYTES`` | 1 MiB | largest request body, counted while it is read (413 past it) |
+| ``DA_API_PREVIEW_MAX_BYTES`` | 4 MiB | largest preview answer (413 past it), besides its rows |
+| ``DA_API_MAX_CONNECTIONS`` | 4096 | ``da-sources serve``: open connections at most (the oldest idle one is closed) |
+| ``DA_API_HEADER_TIMEOUT_SECONDS`` | 10 | ``serve``: a request's headers must arrive within this |
+| ``DA_API_BODY_TIMEOUT_SECONDS`` | 30 | ``serve``: a request's body must arrive within this once its headers did |
+| ``DA_API_KEEP_JOBS`` / ``DA_API_KEEP_JOBS_BYTES`` | 200 / 16 MiB | finished jobs kept (count, size of their views) |
 | ``DA_API_MAX_ITEM_BYTES`` | 100 MiB | largest item a fetch or preview reads (``metadata.api.max_item_bytes``) |
 | ``DA_API_PREVIEW_MAX_ROWS`` | 1000 | most rows a preview returns |
 | ``DA_API_THREAD_MAX_ROWS`` | 5000000 | most rows one table or query attached to a thread may have |
@@ -14,12 +21,15 @@
 | ``DA_API_MAX_JOBS`` / ``DA_API_MAX_JOBS_PER_SOURCE`` | 16 / 4 | fetch jobs running at once |
 | ``DA_API_TIMEOUT_SECONDS`` | 60 | longest wait on a source within a request |
 | ``DA_API_IDLE_SECONDS`` | 300 | a source's pooled connections are closed after this long unused |
+| ``DA_API_CORS_ORIGINS`` | none | browser origins allowed to call ``da-sources serve`` (comma-separated) |
+| ``DA_STATE_DIR`` | ``da-sources-state`` beside the sources file | our records of threads (never under the workspace) |
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +42,14 @@ from connectors.rows import RowBudget
 KEYS_FILE_ENV = "DA_API_KEYS_FILE"  # default: api-keys.json beside the sources file
 AUDIT_LOG_ENV = "DA_API_AUDIT_LOG"
 WORKSPACE_ENV = "DA_WORKSPACE"
+CORS_ORIGINS_ENV = "DA_API_CORS_ORIGINS"
+STATE_DIR_ENV = "DA_STATE_DIR"  # as connectors.threads.records (not imported: the key commands stay light)
+STATE_FOLDER = "da-sources-state"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+JOBS_DIR_ENV = "DA_API_JOBS_DIR"
+JOBS_DIR_NAME = ".fetch-jobs"
 MIB = 1 << 20
+
 
 def _check_id(value: str, what: str = "id") -> str:
     """``value`` when it follows the one id rule of :mod:`connectors.ids` (source ids and workspace names)."""
@@ -59,6 +76,29 @@ class ApiSettings:
     max_jobs_per_source: int = 4
     timeout_seconds: float = 60.0
     idle_seconds: float = 300.0  # the next request reconnects: a little latency against held server sessions
+    cors_origins: tuple[str, ...] = ()  # browser origins da-sources serve answers (preflights included)
+    state_dir: Path | None = None  # our records of threads; None: DA_STATE_DIR or beside the sources file
+    jobs_dir: Path | None = None  # None: <workspace_base>/.fetch-jobs (never a thread id: those start alphanumeric)
+    max_body_bytes: int = 1 * MIB
+    preview_max_bytes: int = 4 * MIB
+    keep_jobs: int = 200
+    keep_jobs_bytes: int = 16 * MIB
+    max_connections: int = 4096
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        jobs, threads = self.jobs_base.absolute(), self.workspace_base.absolute()
+        # a job must never write into a thread's folder: <base>/<thread id>, or the base itself
+        inside = jobs.relative_to(threads).parts if jobs.is_relative_to(threads) else None
+        if threads.is_relative_to(jobs) or (inside and inside[0][:1].isalnum()):
+            raise ConfigurationError(f"${JOBS_DIR_ENV} must not be the workspace base, above it, or in a thread's "
+                                     "folder (a folder of the base whose name starts with a letter or digit)")
+
+    @property
+    def jobs_base(self) -> Path:
+        """Where fetch jobs land (``<jobs_base>/<workspace>``): never a thread's folder."""
+        return self.jobs_dir if self.jobs_dir is not None else self.workspace_base / JOBS_DIR_NAME
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ApiSettings:
@@ -79,6 +119,15 @@ class ApiSettings:
             max_jobs_per_source=_number(env, "DA_API_MAX_JOBS_PER_SOURCE", 4),
             timeout_seconds=float(_number(env, "DA_API_TIMEOUT_SECONDS", 60)),
             idle_seconds=float(_number(env, "DA_API_IDLE_SECONDS", 300)),
+            cors_origins=cors_origins(env.get(CORS_ORIGINS_ENV, "").split(",")),
+            jobs_dir=Path(env[JOBS_DIR_ENV]).absolute() if env.get(JOBS_DIR_ENV) else None,
+            max_body_bytes=_number(env, "DA_API_MAX_BODY_BYTES", 1 * MIB),
+            preview_max_bytes=_number(env, "DA_API_PREVIEW_MAX_BYTES", 4 * MIB),
+            keep_jobs=_number(env, "DA_API_KEEP_JOBS", 200),
+            keep_jobs_bytes=_number(env, "DA_API_KEEP_JOBS_BYTES", 16 * MIB),
+            max_connections=_number(env, "DA_API_MAX_CONNECTIONS", 4096),
+            header_timeout_seconds=float(_number(env, "DA_API_HEADER_TIMEOUT_SECONDS", 10)),
+            body_timeout_seconds=float(_number(env, "DA_API_BODY_TIMEOUT_SECONDS", 30)),
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]
@@ -87,11 +136,37 @@ class ApiSettings:
         """The row and byte budget of one table or query attached to a thread (operator settings)."""
         return RowBudget(max_rows=self.thread_max_rows, max_bytes=self.thread_max_bytes)
 
+    @property
+    def thread_state_dir(self) -> Path:
+        """Where our records of threads live: ``state_dir``, else ``$DA_STATE_DIR``, else beside the sources file."""
+        if self.state_dir is not None:
+            return self.state_dir
+        configured = os.environ.get(STATE_DIR_ENV)
+        return Path(configured).absolute() if configured else self.sources_file.with_name(STATE_FOLDER)
+
     def item_limit(self, source_metadata: Mapping[str, Any]) -> int:
         """The largest item of a source: ``metadata.api.max_item_bytes`` when set, else the global one."""
         api = source_metadata.get("api")
         value = api.get("max_item_bytes") if isinstance(api, Mapping) else None
         return int(value) if isinstance(value, int) and value > 0 else self.max_item_bytes
+
+
+def cors_origins(values: Iterable[str]) -> tuple[str, ...]:
+    """Allowed browser origins, each ``http(s)://host[:port]`` (blanks skipped, duplicates dropped).
+
+    Raises:
+        ConfigurationError: ``*`` or anything that is not one origin (a path, a wildcard, no scheme).
+    """
+    origins: list[str] = []
+    for value in (v.strip().rstrip("/") for v in values):
+        if not value:
+            continue
+        if not _ORIGIN.fullmatch(value):
+            raise ConfigurationError(f"CORS origin {value[:100]!r}: give origins as scheme://host[:port], e.g. "
+                                     "https://ui.example.com (no wildcard, no path)")
+        if value not in origins:
+            origins.append(value)
+    return tuple(origins)
 
 
 def _number(env: Mapping[str, str], name: str, default: int) -> int:

@@ -70,8 +70,10 @@ def _store(values: dict[str, str]) -> None:
 def _validated(body: SourceCreate) -> DataSourceConfig:
     try:
         _check_id(body.id, "id")
-        return DataSourceConfig(id=body.id, type=body.type, name=body.name or body.id, config=body.config,
-                                metadata=body.metadata)
+        source = DataSourceConfig(id=body.id, type=body.type, name=body.name or body.id, config=body.config,
+                                  metadata=body.metadata)
+        source.check_complete()  # before any secret of it is stored
+        return source
     except ConfigurationError as exc:
         raise ApiError(422, detail_of(exc)) from None
 

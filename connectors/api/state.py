@@ -184,7 +184,8 @@ class ApiState:
         self.cache = MetadataCache(settings.cache_seconds)
         self.jobs = JobManager(settings)
         self.janitor = ThreadJanitor(self.pool, idle_seconds=settings.idle_seconds,
-                                     interval=min(JANITOR_INTERVAL, settings.idle_seconds / 4))
+                                     interval=min(JANITOR_INTERVAL, settings.idle_seconds / 4),
+                                     base_dir=settings.workspace_base, state_dir=settings.thread_state_dir)
         self._sources: tuple[tuple[int, ...] | None, list[DataSourceConfig]] | None = None
 
     def start(self) -> None:

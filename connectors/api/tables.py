@@ -82,11 +82,28 @@ async def foreign_keys(connector: DataSourceConnector, item: str | None) -> list
         return [_foreign_key(row) for row in await cursor.fetchall()]
 
 
-async def preview_table(connector: DataSourceConnector, item: str, limit: int) -> tuple[list[str], list[list[Any]]]:
-    """Column names and the first ``limit`` rows of table ``item``."""
+class PreviewTooLargeError(ConfigurationError):
+    """The rows asked for are over the preview's byte cap."""
+
+
+async def preview_table(connector: DataSourceConnector, item: str, limit: int, max_bytes: int | None = None
+                        ) -> tuple[list[str], list[list[Any]]]:
+    """Column names and the first ``limit`` rows of table ``item``.
+
+    With ``max_bytes``, the database first measures those rows as text (nothing
+    is sent but the number): over the cap is :class:`PreviewTooLargeError`, and
+    no row is read into memory.
+    """
     pg, schema, table = _table(connector, item)
     statement = sql.SQL("SELECT * FROM {} LIMIT %s").format(sql.Identifier(schema, table))
+    measure = sql.SQL("SELECT coalesce(sum(octet_length(t::text)), 0) FROM ({}) t").format(statement)
     async with pg._read("preview", item) as (conn, _, _):
+        if max_bytes is not None:
+            row = await (await conn.execute(measure, [limit])).fetchone()
+            size = int(row[0]) if row else 0
+            if size > max_bytes:
+                raise PreviewTooLargeError(f"the first {limit} rows of {item!r} are {size} bytes, over the "
+                                           f"preview cap of {max_bytes} bytes; ask for fewer rows")
         cursor = await conn.execute(statement, [limit])
         names = [column.name for column in cursor.description or []]
         return names, [[json_value(v) for v in row] for row in await cursor.fetchall()]

@@ -2,32 +2,42 @@
 
 The references are fetched in parallel to the top level of ``<workspace base>/<thread_id>/`` (where
 DeepAnalyze's prompt builder looks) by :func:`connectors.threads.attach_to_thread`; the answer
-holds each file with its lineage facts, its profile, and a short manifest for the prompt. A table or
-query may be cut (``columns``, ``where``, ``limit``, ``sample``); one over the operator's thread budget
-(``DA_API_THREAD_MAX_ROWS`` / ``DA_API_THREAD_MAX_BYTES``) is a 413 naming the budget and those options.
-When the thread's folder is removed meanwhile (the thread expired), the fetches are cancelled and the answer is a 409.
+holds each file with its lineage facts and a short manifest for the prompt. When the thread's folder
+is removed meanwhile (the thread expired), the fetches are cancelled and the answer is a 409. A
+thread whose folder does not exist is refused with 404 unless the request says ``"create": true``.
+Our records of the thread live in the state folder (:mod:`connectors.threads.records`), never in
+the thread's folder; ``GET`` answers what is attached now, from them.
+A table or query may be cut (``columns``, ``where``, ``limit``, ``sample``); one over the operator's
+thread budget (``DA_API_THREAD_MAX_ROWS`` / ``DA_API_THREAD_MAX_BYTES``) is a 413 naming the budget and
+those options. Each file comes with its profile.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.api.discovery import shared_listing
 from connectors.api.errors import ApiError
-from connectors.api.routing import ReadKey, State, new_router
+from connectors.api.routing import ReadKey, State, ThreadKey, check_sources, new_router
 from connectors.api.sources import load_source
-from connectors.base import DataSourceConnector
+from connectors.base import DataItem, DataSourceConnector
+from connectors.errors import SizeLimitError
 from connectors.rows import BudgetExceededError
 from connectors.threads import (
     MAX_REFERENCES,
     MAX_THREAD_ID_LENGTH,
+    Attachment,
     ItemTooLargeError,
     Reference,
     ThreadEndedError,
     attach_to_thread,
+    attached_files,
 )
+from connectors.threads.attach import listings_from
 
 router = new_router()
 TAGS: list[Any] = ["threads"]
@@ -48,6 +58,7 @@ class AttachRequest(BaseModel):
          "params": ["paid"], "sample": 0.1, "seed": 7, "limit": 100000},
         {"source_id": "warehouse", "query": "select * from orders where total > 100", "name": "big_orders"}]}]})
     references: References = Field(description="What to attach.")
+    create: bool = Field(False, description="Create the thread's folder when it does not exist (else 404).")
 
 
 class AttachedFileView(BaseModel):
@@ -60,6 +71,10 @@ class AttachedFileView(BaseModel):
     profile: dict[str, Any] | None = Field(None, description="Rows and, per column, types, nulls, min/max, "
                                            "distinct count, examples (none from sensitive columns).")
     options: dict[str, Any] | None = Field(None, description="How it was cut: columns, where, limit, sample, seed.")
+    status: str = Field("attached", description="'attached' (a new file), 'unchanged' (already there at this "
+                        "version: not copied again), 'replaced' (our unmodified earlier copy, newer version).")
+    wanted: str | None = Field(None, description="The file's own name, when another file has it (then `name` is "
+                               "the unique name it got instead).")
 
 
 class AttachResponse(BaseModel):
@@ -72,9 +87,10 @@ class AttachResponse(BaseModel):
 @router.post("/v1/threads/{thread_id}/data", response_model=AttachResponse, tags=TAGS,
              summary="Fetch data into a thread's folder (top level), all or nothing, before the turn starts")
 async def attach(thread_id: ThreadId, body: AttachRequest | References, request: Request, state: State,
-                 key: ReadKey) -> dict[str, Any]:
+                 key: ThreadKey) -> dict[str, Any]:
     references = body.references if isinstance(body, AttachRequest) else body
     request.state.source_id = ",".join(sorted({r.source_id for r in references}))[:200]
+    check_sources(key, {r.source_id for r in references})
 
     async def connector_for(source_id: str) -> DataSourceConnector:
         return await state.connector(load_source(state, source_id))
@@ -82,12 +98,34 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
     def limit(connector: DataSourceConnector) -> int:
         return state.settings.item_limit(connector.config.metadata)
 
+    create = body.create if isinstance(body, AttachRequest) else False
+    if create and key.thread_id is not None:  # a token outlives its thread's folder: it never brings one back
+        raise ApiError(403, f"thread token {key.id} may not create a thread's folder")
+
+    async def listing(connector: DataSourceConnector) -> list[DataItem]:
+        return (await shared_listing(state, connector.config)).items  # one load for every glob waiting on it
+
     try:
-        attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
-                                            references, max_item_bytes=limit, budget=state.settings.thread_budget())
-    except (ItemTooLargeError, BudgetExceededError) as exc:
+        with listings_from(listing):
+            attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
+                                                references, max_item_bytes=limit, create=create,
+                                                state_dir=state.settings.thread_state_dir,
+                                                budget=state.settings.thread_budget())
+    except (ItemTooLargeError, SizeLimitError, BudgetExceededError) as exc:
         raise ApiError(413, f"{exc}; nothing was attached") from None
     except ThreadEndedError as exc:  # DeepAnalyze removed the thread meanwhile: not a fault of this server
         raise ApiError(409, str(exc)) from None
-    return {"object": "thread.data", "thread_id": thread_id, "manifest": attachment.manifest(),
+    return _answer(attachment)
+
+
+@router.get("/v1/threads/{thread_id}/data", response_model=AttachResponse, tags=TAGS,
+            summary="What is attached to the thread now, from our records, with its manifest")
+async def attached(thread_id: ThreadId, state: State, key: ReadKey) -> dict[str, Any]:
+    settings = state.settings
+    return _answer(await asyncio.to_thread(attached_files, settings.workspace_base, thread_id,
+                                           settings.thread_state_dir))
+
+
+def _answer(attachment: Attachment) -> dict[str, Any]:
+    return {"object": "thread.data", "thread_id": attachment.thread_id, "manifest": attachment.manifest(),
             "data": [file.__dict__ for file in attachment.files]}

@@ -56,8 +56,9 @@ async def upload(source_id: SourceId, body: UploadRequest, request: Request, sta
 
     names = list(dict.fromkeys(body.files))
     results = await asyncio.gather(
-        *(publish_generated(connector_for, base, body.thread_id, source_id, name, prefix + name, body.overwrite)
-          for name in names), return_exceptions=True)  # each file is complete or absent: no half is undone
+        *(publish_generated(connector_for, base, body.thread_id, source_id, name, prefix + name, body.overwrite,
+                            state_dir=state.settings.thread_state_dir) for name in names),
+        return_exceptions=True)  # each file is complete or absent: no half is undone
     failed = next((r for r in results if isinstance(r, BaseException)), None)
     if isinstance(failed, BlobExistsError | FileChangedError):  # a conflict with another writer
         raise ApiError(409, str(failed))

@@ -1,7 +1,8 @@
 """``da-sources upload``: a local file, or a thread's generated file, to a blob storage source.
 
 Either way a record of what went where is appended to a JSON-lines log: a plain file's to
-``published.jsonl`` beside the sources file, a thread's to ``<thread>/.lineage/published.jsonl``.
+``published.jsonl`` beside the sources file, a thread's to its ``published.jsonl`` in the state folder
+(``$DA_STATE_DIR``, default ``da-sources-state`` beside the sources file; never the thread's folder).
 
 Examples:
     $ da-sources upload lake ./report.csv results/report.csv

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import os
 import stat
@@ -25,11 +26,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.errors import IntegrityError, NameCollisionError
+from connectors.errors import IntegrityError, NameCollisionError, SizeLimitError
 from connectors.landing import lineage
 from connectors.landing.dirs import create_locked_temporary, sweep_once, workspace_error
 from connectors.landing.names import safe_relative_path, shown_path
 from connectors.landing.root import open_workspace_folder
+
+_byte_cap: contextvars.ContextVar[int | None] = contextvars.ContextVar("da_landing_byte_cap", default=None)
+
+
+@contextlib.contextmanager
+def landing_byte_cap(limit: int | None) -> Iterator[None]:
+    """Cap every file landed inside this block at ``limit`` bytes (None: no cap), checked while it streams.
+
+    A context variable, like :func:`connectors.landing.root.workspace_root`: it
+    reaches the threads the landing uses. A write that would pass the cap raises
+    :class:`SizeLimitError` before writing; the temporary is then removed, so
+    nothing past the cap is ever on disk. Sequential writes (:meth:`Landing.write`)
+    are checked; a caller that writes the descriptor itself checks
+    :func:`current_byte_cap` first.
+    """
+    token = _byte_cap.set(limit)
+    try:
+        yield
+    finally:
+        _byte_cap.reset(token)
+
+
+def current_byte_cap() -> int | None:
+    """The cap set by :func:`landing_byte_cap`, or None."""
+    return _byte_cap.get()
 
 
 @dataclass(frozen=True)
@@ -65,11 +91,15 @@ class Landing:
         self.temp_name, self.fd = create_locked_temporary(dir_fd)
         self._hash = hashlib.sha256()
         self._written = 0
+        self._cap = _byte_cap.get()
         self.committed: LandedFile | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data`` to the temporary and to the running sha256."""
+        """Append ``data`` to the temporary and to the running sha256 (:class:`SizeLimitError` past the cap)."""
         view = memoryview(data)
+        if self._cap is not None and self._written + view.nbytes > self._cap:
+            raise SizeLimitError(f"{self.identifier!r} is over the limit of {self._cap} bytes; "
+                                 "stopped while streaming, nothing kept", source_id=self.source_id)
         self._hash.update(view)
         while view:
             done = os.write(self.fd, view)

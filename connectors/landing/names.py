@@ -3,7 +3,9 @@
 :func:`safe_relative_path` is the identity on the names it accepts and refuses
 the rest with :class:`UnsafeNameError`, so it never escapes and never maps two
 names to one path. Refused: empty names, absolute paths, drive letters,
-backslashes, NUL and control characters, empty, ``.`` and ``..`` segments,
+backslashes, NUL and control characters (C0 and C1, U+0085 included), line and
+paragraph separators (U+2028, U+2029: they would forge lines in a prompt manifest
+or a log), unpaired surrogates, empty, ``.`` and ``..`` segments,
 trailing dots or spaces, folder components over 255 bytes and file names over
 250 (the record ``<name>.json`` must fit in 255), names ending in ``/``
 (folders), ``.lineage`` at any level (records live there, and a source whose
@@ -17,6 +19,7 @@ names another item) and raises :class:`NameCollisionError`.
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 from connectors.errors import UnsafeNameError
@@ -45,10 +48,9 @@ def safe_relative_path(name: str) -> str:
 def _unsafe_reason(name: object) -> str | None:
     if not isinstance(name, str) or not name:
         return "empty or not a string"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "contains a NUL or control character"
-    if "\\" in name:
-        return "contains a backslash"
+    reason = unsafe_text_reason(name)
+    if reason:
+        return reason
     if name.startswith("/") or (len(name) > 1 and name[1] == ":" and name[0].isalpha()):
         return "is an absolute path"
     if name.endswith("/"):
@@ -67,6 +69,33 @@ def _unsafe_reason(name: object) -> str | None:
     if len(parts[-1].encode("utf-8")) > MAX_FILE_NAME_BYTES:
         return f"has a file name over {MAX_FILE_NAME_BYTES} bytes (its record, <name>{RECORD_SUFFIX}, must fit in 255)"
     return None
+
+
+# Cc: C0 and C1 controls (NUL, CR, LF, U+0085...); Zl/Zp: U+2028, U+2029; Cs: lone surrogates
+_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
+
+
+def unsafe_text_reason(name: str) -> str | None:
+    """Why ``name`` may not be a name anywhere (a file, a blob, a prefix), or None.
+
+    NUL, control characters, line and paragraph separators and backslashes are
+    refused on every path: they forge lines in manifests and logs, break listings,
+    or read as folder separators elsewhere (``data/..\\x``).
+    """
+    for char in name:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            return f"contains a NUL or control character or a line/paragraph separator (U+{ord(char):04X})"
+    if "\\" in name:
+        return "contains a backslash"
+    return None
+
+
+def check_name_text(name: str, what: str = "name") -> str:
+    """``name`` when :func:`unsafe_text_reason` finds nothing; else :class:`UnsafeNameError` naming ``what``."""
+    reason = unsafe_text_reason(name)
+    if reason:
+        raise UnsafeNameError(f"{what} {_shown(name)}: {reason}")
+    return name
 
 
 def _unsafe_component(part: str) -> str | None:

@@ -87,7 +87,7 @@ from connectors.errors import (
     DataSourceError,
     NotFoundError,
 )
-from connectors.landing.atomic import LandedFile
+from connectors.landing.atomic import LandedFile, current_byte_cap
 from connectors.landing.lineage import build_record, write_provenance
 from connectors.landing.names import safe_relative_path
 from connectors.postgresql import catalog, incremental, parts, session, slicing
@@ -317,7 +317,9 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             money_scale = await _money_scale(conn, relation.columns)
             statement, writer = self._table_export(relation, money_scale)
             conns, statements = [conn], [statement]
-            worthy = self._parallel_worthy(conn, relation) and self._csv_is_direct(relation.columns)
+            # a byte cap is checked on the one stream that lands; helper streams would spill past it
+            worthy = (self._parallel_worthy(conn, relation) and self._csv_is_direct(relation.columns)
+                      and current_byte_cap() is None)
             helper = await self._snapshot_helper(stack, conn) if worthy else None
             if helper is not None:
                 conns, statements = [conn, helper], await catalog.range_copy_statements(conn, relation, 2)

@@ -71,6 +71,8 @@ class Secret:
         return self
 
     def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):  # the seed's ``config["connection_string"] == "..."``; in constant time
+            return self._value is not None and hmac.compare_digest(self._value.encode(), other.encode())
         if not isinstance(other, Secret):
             return NotImplemented
         if self._value is None or other._value is None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fnmatch
 import hashlib
 import inspect
 import os
 import re
-import secrets
-import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+import stat
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -19,12 +19,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from connectors.base import DataSourceConnector
-from connectors.errors import ConfigurationError, DataSourceError, NameCollisionError, NotFoundError
+from connectors.base import DataItem, DataSourceConnector
+from connectors.errors import ConfigurationError, DataSourceError, NotFoundError, SizeLimitError
 from connectors.file_rows import check_cuttable, cut_rows
+from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.dirs import finish_in_thread, open_directory
-from connectors.landing.lineage import read_provenance, write_provenance
-from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES
+from connectors.landing.lineage import read_provenance
+from connectors.landing.names import unsafe_text_reason
 from connectors.landing.root import workspace_root
 from connectors.profiling import profile_file
 from connectors.registry import SourceRegistry
@@ -37,12 +38,28 @@ from connectors.threads.ending import (
     thread_ended,
     tracked,
 )
-from connectors.threads.folders import GENERATED_DIR, STAGING_PREFIX, ConnectorFor, remove_staging, thread_folder
+from connectors.threads.folders import ConnectorFor, UnknownThreadError, remove_staging, thread_folder
 from connectors.threads.manifest import columns_text, sized_text
+from connectors.threads.placing import NEW, REPLACED, UNCHANGED, Staged, folded, name_candidates, place_all, undo
+from connectors.threads.records import ThreadRecords, default_state_dir
+
+__all__ = ["folded", "name_candidates"]  # re-exported: they lived here
 
 RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_REFERENCES = 100
 MAX_GLOB_MATCHES = 1000
+Lister = Callable[[DataSourceConnector], Awaitable[Sequence[DataItem]]]
+_lister: contextvars.ContextVar[Lister | None] = contextvars.ContextVar("da_attach_lister", default=None)
+
+
+@contextlib.contextmanager
+def listings_from(lister: Lister) -> Iterator[None]:
+    """Globs of the attaches made inside this block match over ``lister(connector)`` (e.g. a shared cache)."""
+    token = _lister.set(lister)
+    try:
+        yield
+    finally:
+        _lister.reset(token)
 KINDS = ("path", "glob", "table", "query")
 
 ItemLimit = int | Callable[[DataSourceConnector], int | None] | None
@@ -81,6 +98,10 @@ class Reference(BaseModel):
             raise ValueError("give exactly one of path, glob, table, query")
         if self.kind in ("path", "glob") and (self.columns is not None or self.where is not None):
             raise ValueError("columns and where apply to tables and queries; a file takes limit and sample")
+        for field in ("path", "glob", "table"):  # a query's SQL may span lines; its file name has a rule below
+            reason = unsafe_text_reason(getattr(self, field) or "")
+            if reason:
+                raise ValueError(f"{field} {reason}")
         if (self.query is None) != (self.name is None):
             raise ValueError("a query needs a name for its file, and only a query takes one")
         if self.name is not None and not RESULT_NAME_PATTERN.fullmatch(self.name):
@@ -114,6 +135,8 @@ class AttachedFile:
     row_count: int | None
     profile: dict[str, Any] | None = None
     options: dict[str, Any] | None = None
+    status: str = NEW  # "attached" (a new file), "unchanged" (already there), "replaced" (our older copy)
+    wanted: str | None = None  # the file's own name, when another file has it (``name`` is then unique)
 
     def manifest_line(self) -> str:
         amount = f"{self.row_count} rows" if self.row_count is not None else f"{self.size} bytes"
@@ -123,9 +146,16 @@ class AttachedFile:
         item = self.item if len(self.item) <= 120 else self.item[:119] + "…"  # a long query stays one line
         item = " ".join(item.split())
         sized = f" ({sized_text(self.options)})" if self.options else ""
-        line = f"- {self.name}: {item}{sized} from source {self.source_id}{version}, {amount}"
+        line = f"- {self.name}: {item}{sized} from source {self.source_id}{version}, {amount}{self._note()}"
         columns = columns_text(self.profile)
         return f"{line}\n  {columns}" if columns else line
+
+    def _note(self) -> str:
+        if self.status == UNCHANGED:
+            return " (already attached, unchanged)"
+        if self.status == REPLACED:
+            return " (replaces the earlier version of this file)"
+        return f" (named so: {self.wanted} is another file)" if self.wanted else ""
 
 
 @dataclass(frozen=True)
@@ -138,12 +168,6 @@ class Attachment:
     def manifest(self) -> str:
         """A short text for the prompt: each file's name, source, item, version, size or row count."""
         return "\n".join(["Attached data:", *(f.manifest_line() for f in self.files)])
-
-
-@dataclass
-class _Staged:
-    path: Path
-    record: dict[str, Any]
 
 
 def parse_references(references: Sequence[Reference | dict[str, Any]]) -> list[Reference]:
@@ -179,6 +203,9 @@ async def attach_to_thread(
     thread_id: str,
     references: Sequence[Reference | dict[str, Any]],
     max_item_bytes: ItemLimit = None,
+    *,
+    create: bool = False,
+    state_dir: str | os.PathLike[str] | None = None,
     budget: RowBudget | None = None,
 ) -> Attachment:
     """Fetch ``references`` in parallel to the top level of ``<base_dir>/<thread_id>/``, all or nothing.
@@ -186,10 +213,17 @@ async def attach_to_thread(
     ``sources`` is a :class:`SourceRegistry` (its pooled connectors are used) or a function from a
     source id to a connected connector. ``max_item_bytes`` (a number, or a function of the
     connector) refuses larger items: blobs and files before they are fetched, tables and query
-    results once landed.
+    results once landed. The thread's folder must exist unless ``create`` is set. Its records
+    (lineage, staging, lock) go to ``state_dir`` (default: ``$DA_STATE_DIR``, else
+    ``da-sources-state`` beside the registry's sources file, or ``$DA_SOURCES_FILE``), never into
+    the thread's folder. An item already
+    attached at the same version answers the file already there; a newer version replaces our own
+    unmodified copy only (see :mod:`connectors.threads.placing`).
 
     Raises:
-        ConfigurationError: a bad thread id or reference, or a source that cannot serve it.
+        UnknownThreadError: the thread's folder does not exist (and ``create`` is not set).
+        ConfigurationError: a bad thread id or reference, a source that cannot serve it, or a state
+            folder under ``base_dir``.
         ItemTooLargeError: an item over ``max_item_bytes``.
         DataSourceError: the first reference that failed, with its cause; nothing of this call is left.
     """
@@ -197,9 +231,12 @@ async def attach_to_thread(
     limit_of = max_item_bytes if callable(max_item_bytes) else lambda _: max_item_bytes
     parsed = parse_references(references)
     folder = thread_folder(base_dir, thread_id)
-    with workspace_root(folder.parent):
+    if state_dir is None and isinstance(sources, SourceRegistry):
+        state_dir = default_state_dir(sources.path)  # beside the registry's own sources file
+    records = ThreadRecords.of(base_dir, thread_id, state_dir)
+    with workspace_root(records.state_dir):  # the fetches land in our staging folder, in the state folder
         # a task of its own: ending the thread cancels the work, and the caller is told why
-        work = asyncio.create_task(_attach(connector_for, folder, parsed, limit_of, budget))
+        work = asyncio.create_task(_attach(connector_for, folder, records, parsed, limit_of, create, budget))
     with tracked(folder, work):
         watcher = asyncio.create_task(cancel_when_ended(folder, work))
         try:
@@ -207,48 +244,59 @@ async def attach_to_thread(
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if work.cancelled() and task is not None and not task.cancelling():
-                raise await _swept_after_end(folder, thread_id) from None
+                raise await _swept_after_end(folder, records) from None
             raise
         except DataSourceError:
             # a fetch may meet the removed folder before the watcher does: the thread's end is the cause
             if await asyncio.to_thread(thread_ended, folder):
-                raise await _swept_after_end(folder, thread_id) from None
+                raise await _swept_after_end(folder, records) from None
             raise
         finally:
             watcher.cancel()
 
 
-async def _swept_after_end(folder: Path, thread_id: str) -> ThreadEndedError:
+async def _swept_after_end(folder: Path, records: ThreadRecords) -> ThreadEndedError:
     """Sweep what an ended thread's attach left; the error that says why it stopped."""
-    await asyncio.to_thread(sweep_thread, folder)
-    return ThreadEndedError(f"thread {thread_id!r} ended while its data was being attached; nothing was attached")
+    await asyncio.to_thread(sweep_thread, folder, records)
+    return ThreadEndedError(f"thread {folder.name!r} ended while its data was being attached; nothing was attached")
 
 
-async def _attach(connector_for: ConnectorFor, folder: Path, references: list[Reference],
-                  limit_of: Callable[[DataSourceConnector], int | None], budget: RowBudget | None) -> Attachment:
-    staging = folder / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
-    dir_fd = open_directory(folder.parent, [folder.name], create=True)  # no link followed
-    remember_folder(folder, os.fstat(dir_fd))
-    os.close(dir_fd)
+def _open_thread_folder(folder: Path, create: bool) -> os.stat_result:
+    """The thread folder's identity (created first when ``create``); no link followed."""
+    try:
+        dir_fd = open_directory(folder.parent, [folder.name], create=create)
+    except FileNotFoundError:
+        raise UnknownThreadError(f"unknown or ended thread {folder.name!r}: no such thread folder") from None
+    try:
+        return os.fstat(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+async def _attach(connector_for: ConnectorFor, folder: Path, records: ThreadRecords, references: list[Reference],
+                  limit_of: Callable[[DataSourceConnector], int | None], create: bool,
+                  budget: RowBudget | None) -> Attachment:
+    remember_folder(folder, await asyncio.to_thread(_open_thread_folder, folder, create))
+    staging = await asyncio.to_thread(records.new_staging)
     try:
         staged = await _stage_all(connector_for, references, staging, limit_of, budget)
-        await _publish_or_undo(folder, staged)
+        await _publish_or_undo(folder, records, staged)
     finally:
         await asyncio.shield(asyncio.to_thread(remove_staging, staging))
-    return Attachment(folder.name, [_attached(item.record) for item in staged])
+    return Attachment(folder.name, [_attached(item) for item in staged])
 
 
-async def _publish_or_undo(folder: Path, staged: list[_Staged]) -> None:
+async def _publish_or_undo(folder: Path, records: ThreadRecords, staged: list[Staged]) -> None:
     try:
-        await finish_in_thread(partial(publish, folder, staged))
-    except asyncio.CancelledError:  # the thread finished the publishing meanwhile: take it back
-        for name in [str(i.record["attached_as"]) for i in staged if "attached_as" in i.record]:
-            _unpublish(folder, name)
+        await finish_in_thread(partial(place_all, folder, records, staged))
+    except asyncio.CancelledError:  # the thread finished the placing meanwhile: take it back
+        await asyncio.to_thread(undo, folder, records, staged)
         raise
 
 
 async def _stage_all(connector_for: ConnectorFor, references: list[Reference], staging: Path,
-                     limit_of: Callable[[DataSourceConnector], int | None], budget: RowBudget | None) -> list[_Staged]:
+                     limit_of: Callable[[DataSourceConnector], int | None],
+                     budget: RowBudget | None) -> list[Staged]:
     try:
         async with asyncio.TaskGroup() as group:  # the first failure cancels the others
             tasks = [group.create_task(_stage(connector_for, r, staging / str(i), limit_of, budget))
@@ -271,12 +319,17 @@ def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _stage(connector_for: ConnectorFor, reference: Reference, workspace: Path,
-                 limit_of: Callable[[DataSourceConnector], int | None], budget: RowBudget | None) -> list[_Staged]:
+                 limit_of: Callable[[DataSourceConnector], int | None],
+                 budget: RowBudget | None) -> list[Staged]:
     try:
         connector = await connector_for(reference.source_id)
         limit = limit_of(connector)
-        paths = await _fetch(connector, reference, str(workspace), limit, budget)
-        staged = [_Staged(Path(p), read_provenance(p, workspace)) for p in paths]
+        try:
+            with landing_byte_cap(limit):  # a query's or table's size is known only while it streams
+                paths = await _fetch(connector, reference, str(workspace), limit, budget)
+        except SizeLimitError:
+            raise ItemTooLargeError(f"it is over the limit of {limit} bytes (stopped while streaming)") from None
+        staged = [Staged(Path(p), read_provenance(p, workspace)) for p in paths]
         if reference.kind in ("path", "glob"):
             await asyncio.to_thread(_size_files, staged, reference)
         for item in staged:
@@ -302,7 +355,7 @@ def _takes(function: Any, keyword: str) -> bool:
         return False
 
 
-def _size_files(staged: list[_Staged], reference: Reference) -> None:
+def _size_files(staged: list[Staged], reference: Reference) -> None:
     """Cut fetched CSV/Parquet files to ``limit``/``sample`` and profile them, updating their records."""
     for item in staged:
         if reference.limit is not None or reference.sample is not None:
@@ -362,7 +415,9 @@ async def _fetch(connector: DataSourceConnector, reference: Reference, workspace
 
 
 async def _matching(connector: DataSourceConnector, pattern: str, limit: int | None) -> list[str]:
-    items = [i for i in await connector.list_items() if fnmatch.fnmatchcase(i.path, pattern)]
+    lister = _lister.get()
+    listed = await (lister(connector) if lister is not None else connector.list_items())
+    items = [i for i in listed if fnmatch.fnmatchcase(i.path, pattern)]
     for item in items:
         _check_size(item.path, item.size, limit)
     identifiers = [i.path for i in items]
@@ -373,7 +428,19 @@ async def _matching(connector: DataSourceConnector, pattern: str, limit: int | N
     return identifiers
 
 
-def _attached(record: dict[str, Any]) -> AttachedFile:
+def _attached(item: Staged) -> AttachedFile:
+    return attached_file(item.record, item.status, item.wanted)
+
+
+def _regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def attached_file(record: dict[str, Any], status: str = NEW, wanted: str | None = None) -> AttachedFile:
+    """The :class:`AttachedFile` a thread's lineage record describes."""
     version = record.get("source_version")
     profile, options = record.get("profile"), record.get("options")
     return AttachedFile(
@@ -385,85 +452,21 @@ def _attached(record: dict[str, Any]) -> AttachedFile:
         row_count=record.get("row_count"),
         profile=profile if isinstance(profile, dict) else None,
         options=options if isinstance(options, dict) else None,
+        status=status,
+        wanted=wanted,
     )
 
 
-RESERVED_NAMES = (GENERATED_DIR, LINEAGE_DIR)  # DeepAnalyze's output folder, our records
-MAX_CANDIDATES = 1000
+def attached_files(base_dir: str | os.PathLike[str], thread_id: str,
+                   state_dir: str | os.PathLike[str] | None = None) -> Attachment:
+    """What is attached to the thread now (from our records), with its manifest; files since removed are left out.
 
-
-def folded(name: str) -> str:
-    """The key under which a case- or normalization-insensitive file system would store ``name``."""
-    return unicodedata.normalize("NFC", name).casefold()
-
-
-def name_candidates(name: str, source_id: str) -> Iterator[str]:
-    """Top-level names for a staged file, best first: its own name, with the source id, then numbered.
-
-    Each fits in :data:`~connectors.landing.names.MAX_FILE_NAME_BYTES` (a long stem is shortened).
+    Raises:
+        UnknownThreadError: the thread's folder does not exist.
     """
-    stem, dot, suffix = name.rpartition(".")
-    stem, suffix = (stem, dot + suffix) if stem else (name, "")
-    yield name
-    for n in range(1, MAX_CANDIDATES):
-        tail = f"-{source_id}{suffix}" if n == 1 else f"-{source_id}-{n}{suffix}"
-        yield _shortened(stem, MAX_FILE_NAME_BYTES - len(tail.encode())) + tail
-
-
-def _shortened(text: str, limit: int) -> str:
-    while len(text.encode()) > limit:
-        text = text[:-1]
-    return text
-
-
-def publish(folder: Path, staged: list[_Staged]) -> None:
-    """Move staged files to the top level of ``folder`` with their records; undo all on any failure."""
-    dir_fd = open_directory(folder.parent, [folder.name], create=False)
-    taken = {folded(entry) for entry in [*os.listdir(dir_fd), *RESERVED_NAMES]}
-    published: list[str] = []
-    try:
-        for item in staged:
-            name = _link_free_name(folder, dir_fd, item, taken)
-            published.append(name)
-            item.record.update(local_path=str(folder / name), attached_as=name)
-            write_provenance(folder, name, item.record)
-        os.fsync(dir_fd)
-    except BaseException:
-        for name in published:
-            _unpublish(folder, name)
-        raise
-    finally:
-        os.close(dir_fd)
-
-
-def _link_free_name(folder: Path, dir_fd: int, item: _Staged, taken: set[str]) -> str:
-    relative = item.path.relative_to(folder)
-    source_fd = open_directory(folder, list(relative.parts[:-1]), create=False)
-    try:
-        for name in name_candidates(item.path.name, str(item.record["source_id"])):
-            if folded(name) in taken:
-                continue
-            taken.add(folded(name))
-            try:  # a link fails if the name exists: a file that appeared meanwhile is never replaced
-                os.link(relative.name, name, src_dir_fd=source_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-            except FileExistsError:
-                continue
-            return name
-    finally:
-        os.close(source_fd)
-    raise NameCollisionError(f"no free name for {item.path.name!r} in the thread's folder")
-
-
-def _unpublish(folder: Path, name: str) -> None:
-    with contextlib.suppress(OSError):
-        dir_fd = open_directory(folder.parent, [folder.name], create=False)
-        try:
-            os.unlink(name, dir_fd=dir_fd)
-        finally:
-            os.close(dir_fd)
-    with contextlib.suppress(OSError):
-        records = open_directory(folder, [LINEAGE_DIR], create=False)
-        try:
-            os.unlink(f"{name}.json", dir_fd=records)
-        finally:
-            os.close(records)
+    folder = thread_folder(base_dir, thread_id)
+    if not folder.is_dir():
+        raise UnknownThreadError(f"unknown or ended thread {thread_id!r}: no such thread folder")
+    records = ThreadRecords.of(base_dir, thread_id, state_dir)
+    present = [r for r in records.attached() if _regular_file(folder / str(r["attached_as"]))]
+    return Attachment(thread_id, [attached_file(r) for r in present])

@@ -20,6 +20,7 @@ from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.registry import SourceRegistry
 from connectors.secrets.references import get_logger
 from connectors.threads.folders import STAGING_PREFIX, remove_staging, thread_folder
+from connectors.threads.records import ThreadRecords, default_state_dir, sweep_ended_threads
 
 log = get_logger(__name__)
 
@@ -57,26 +58,31 @@ def tracked(folder: Path, task: asyncio.Task[Any]) -> Iterator[None]:
             _identities.pop(folder, None)
 
 
-async def end_thread(base_dir: str | os.PathLike[str], thread_id: str) -> int:
+async def end_thread(base_dir: str | os.PathLike[str], thread_id: str,
+                     state_dir: str | os.PathLike[str] | None = None) -> int:
     """The thread ended (its folder removed or expired): cancel its running attaches, sweep what they left.
 
     Call it from the route that cleans threads up (an attach also notices within a second that its
     folder was removed, and stops the same way). Each
-    cancelled attach removes its own staging folder; then the folder's staging folders and stale
-    temporaries are swept, and the folder itself is removed again if a fetch re-created it empty.
+    cancelled attach removes its own staging folder; then the folder's stale temporaries are swept,
+    the folder itself is removed again if a fetch re-created it empty, and the thread's records in
+    the state folder (``state_dir``, default ``$DA_STATE_DIR``) are removed.
     Returns how many attaches were cancelled.
     """
     folder = thread_folder(base_dir, thread_id)
+    records = ThreadRecords.of(base_dir, thread_id, state_dir)
     tasks = list(_running_attaches.get(folder, set()))
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.to_thread(sweep_thread, folder)
+    await asyncio.to_thread(sweep_thread, folder, records)
     return len(tasks)
 
 
-def sweep_thread(folder: Path) -> None:
-    """Remove the thread's staging folders and stale temporaries, and the folder itself when left empty."""
+def sweep_thread(folder: Path, records: ThreadRecords | None = None) -> None:
+    """Remove the thread's staging folders, stale temporaries and ``records``, and its folder when left empty."""
+    if records is not None:
+        records.remove_all()
     with workspace_root(folder.parent):
         try:
             dir_fd = open_directory(folder.parent, [folder.name], create=False)
@@ -141,13 +147,18 @@ class ThreadJanitor:
     under them. Given a pool with ``close_idle`` (the HTTP API's, which knows which
     connectors a request holds), it leaves that to the pool, every ``interval`` seconds.
 
+    Given ``base_dir`` (DeepAnalyze's workspace folder), each round also removes the records (in
+    the state folder, ``state_dir``) of threads whose folder is gone.
+
     Example:
-        >>> async with SourceRegistry("sources.yaml") as registry, ThreadJanitor(registry):
+        >>> async with SourceRegistry("sources.yaml") as registry, ThreadJanitor(registry, base_dir="workspace"):
         ...     ...   # serve chat requests; attach_to_thread(registry, "workspace", ...)
     """
 
     def __init__(self, sources: SourceRegistry | IdleClosing | Callable[[], Awaitable[None]],
-                 idle_seconds: float = 300.0, interval: float = 5.0) -> None:
+                 idle_seconds: float = 300.0, interval: float = 5.0, *,
+                 base_dir: str | os.PathLike[str] | None = None,
+                 state_dir: str | os.PathLike[str] | None = None) -> None:
         if isinstance(sources, SourceRegistry):
             self._pool: IdleClosing = _AfterAttaches(sources.aclose)
         elif hasattr(sources, "close_idle"):
@@ -156,11 +167,18 @@ class ThreadJanitor:
             self._pool = _AfterAttaches(sources)
         self.idle_seconds = idle_seconds
         self.interval = interval
+        self.base_dir = None if base_dir is None else Path(os.path.abspath(base_dir))
+        if state_dir is None and isinstance(sources, SourceRegistry):
+            state_dir = default_state_dir(sources.path)  # as attach_to_thread given this registry
+        self.state_dir = state_dir
         self._task: asyncio.Task[None] | None = None
 
     async def tick(self) -> None:
-        """One round: close what was idle for ``idle_seconds``."""
+        """One round: close what was idle for ``idle_seconds``; with a ``base_dir``, sweep ended threads' records."""
         await self._pool.close_idle(self.idle_seconds)
+        if self.base_dir is not None:
+            running = frozenset(f.name for f in _running_attaches if f.parent == self.base_dir)
+            await asyncio.to_thread(sweep_ended_threads, self.base_dir, self.state_dir, running)
 
     async def _run(self) -> None:
         while True:

@@ -10,12 +10,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from connectors.base import DataSourceConnector
-from connectors.errors import ConfigurationError
+from connectors.errors import ConfigurationError, NotFoundError
 
 MAX_THREAD_ID_LENGTH = 128
 THREAD_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_THREAD_ID_LENGTH - 1}}}")
 STAGING_PREFIX = ".da-attach-"
 GENERATED_DIR = "generated"
+
+class UnknownThreadError(NotFoundError):
+    """The thread's folder does not exist: an unknown thread, or one that ended (its folder was removed)."""
+
 
 ConnectorFor = Callable[[str], Awaitable[DataSourceConnector]]
 """How a source id becomes a connected connector (``SourceRegistry.connector``, or the API's pool)."""

@@ -10,13 +10,14 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.errors import NotFoundError
-from connectors.landing.dirs import open_directory, open_regular_file, read_regular_file
+from connectors.landing.dirs import open_directory, open_regular_file
 from connectors.landing.lineage import utc_now_iso
-from connectors.landing.names import LINEAGE_DIR, safe_relative_path
+from connectors.landing.names import safe_relative_path
 from connectors.landing.root import workspace_root
-from connectors.publishing import PUBLISHED_LOG, append_record, upload_facts, uploader_of
+from connectors.publishing import upload_facts, uploader_of
 from connectors.registry import SourceRegistry
 from connectors.threads.folders import GENERATED_DIR, ConnectorFor, thread_folder
+from connectors.threads.records import ThreadRecords, default_state_dir
 
 MAX_INPUTS_METADATA = 6 * 1024  # of the service's 8 KiB of metadata, what the inputs may take
 
@@ -29,12 +30,15 @@ async def publish_generated(
     file_name: str,
     blob_name: str | None = None,
     overwrite: bool = False,
+    *,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Upload ``<base_dir>/<thread_id>/generated/<file_name>`` to source ``source_id``; the record of it.
 
     The blob (default name ``<thread_id>/<file_name>``) carries metadata naming the thread, the file
-    and the lineage of the thread's attached inputs; the record (also appended to
-    ``<thread>/.lineage/published.jsonl``) says what was published where.
+    and the lineage of the thread's attached inputs; the record (also appended to the thread's
+    ``published.jsonl`` in the state folder, ``state_dir``: see :mod:`connectors.threads.records`)
+    says what was published where.
 
     Raises:
         UploadNotSupportedError: the source cannot upload.
@@ -42,21 +46,25 @@ async def publish_generated(
     """
     connector_for = sources.connector if isinstance(sources, SourceRegistry) else sources
     folder = thread_folder(base_dir, thread_id)
+    if state_dir is None and isinstance(sources, SourceRegistry):
+        state_dir = default_state_dir(sources.path)  # beside the registry's own sources file
+    records = ThreadRecords.of(base_dir, thread_id, state_dir)
     relative = safe_relative_path(file_name)
+    # the blob name as a whole: no separator, backslash or '..' segment (a prefix 'data/..\\x\\' is refused)
+    target = safe_relative_path(blob_name or f"{thread_id}/{relative}")
     upload = uploader_of(await connector_for(source_id))
-    target = blob_name or f"{thread_id}/{relative}"
     with workspace_root(folder.parent):
         fd = await asyncio.to_thread(_open_generated, folder, relative)
         try:
             metadata = {"da_thread": thread_id, "da_file": quote(relative),
-                        **_inputs_metadata(await asyncio.to_thread(_attached_records, folder))}
+                        **_inputs_metadata(await asyncio.to_thread(records.attached))}
             uploaded = await upload(fd, target, overwrite=overwrite, metadata=metadata)
         finally:
             os.close(fd)
         record = {"published_at": utc_now_iso(), "thread_id": thread_id, "file": f"{GENERATED_DIR}/{relative}",
                   "local_path": str(folder / GENERATED_DIR / relative), "source_id": source_id,
                   "overwrite": overwrite, **upload_facts(uploaded), "metadata": metadata}
-        await asyncio.to_thread(_append_record, folder, record)
+        await asyncio.to_thread(records.append_published, record)
     return record
 
 
@@ -75,28 +83,6 @@ def _open_generated(folder: Path, relative: str) -> int:
     return fd
 
 
-def _attached_records(folder: Path) -> list[dict[str, Any]]:
-    """The lineage records of the files attached at the thread's top level (not the agent's files)."""
-    try:
-        dir_fd = open_directory(folder.parent, [folder.name, LINEAGE_DIR], create=False)
-    except FileNotFoundError:
-        return []
-    try:
-        names = sorted(n for n in os.listdir(dir_fd) if n.endswith(".json"))
-        records = [_parsed_record(read_regular_file(dir_fd, name)) for name in names]
-    finally:
-        os.close(dir_fd)
-    return [r for r in records if r is not None and r.get("attached_as")]
-
-
-def _parsed_record(data: bytes | None) -> dict[str, Any] | None:
-    try:
-        record = json.loads(data) if data else None
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def _inputs_metadata(records: list[dict[str, Any]]) -> dict[str, str]:
     """``da_inputs``: compact JSON of each input's name, source, item, version and sha256, bounded."""
     inputs = [{"name": r.get("attached_as"), "source_id": r.get("source_id"), "item": r.get("identifier"),
@@ -110,24 +96,7 @@ def _inputs_metadata(records: list[dict[str, Any]]) -> dict[str, str]:
     return {"da_inputs_total": str(len(records))} if records else {}
 
 
-def _append_record(folder: Path, record: dict[str, Any]) -> None:
-    dir_fd = open_directory(folder.parent, [folder.name, LINEAGE_DIR], create=True)
-    try:
-        append_record(PUBLISHED_LOG, record, dir_fd=dir_fd, mode=0o644)
-    finally:
-        os.close(dir_fd)
-
-
-def published_records(base_dir: str | os.PathLike[str], thread_id: str) -> list[dict[str, Any]]:
+def published_records(base_dir: str | os.PathLike[str], thread_id: str,
+                      state_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """What was published from the thread, oldest first."""
-    folder = thread_folder(base_dir, thread_id)
-    with workspace_root(folder.parent):
-        try:
-            dir_fd = open_directory(folder.parent, [folder.name, LINEAGE_DIR], create=False)
-        except FileNotFoundError:
-            return []
-        try:
-            data = read_regular_file(dir_fd, PUBLISHED_LOG) or b""
-        finally:
-            os.close(dir_fd)
-    return [json.loads(line) for line in data.splitlines() if line.strip()]
+    return ThreadRecords.of(base_dir, thread_id, state_dir).published()

@@ -140,7 +140,7 @@ def test_fetch_job_lands_files_with_lineage(api: Api, data_root: Path) -> None:
     assert done["progress"]["bytes_done"] == done["progress"]["bytes_total"] == 8
     landed = {f["identifier"]: f for f in done["files"]}
     assert landed["2024/q1.csv"]["path"] == "thread-1/2024/q1.csv"
-    path = api.settings.workspace_base / "thread-1" / "2024" / "q1.csv"
+    path = api.settings.jobs_base / "thread-1" / "2024" / "q1.csv"
     assert path.read_bytes() == b"q\n1\n"
     assert landed["2024/q1.csv"]["sha256"] == read_provenance(path)["sha256"]
     record = api.call("GET", "/v1/lineage?path=thread-1/2024/q1.csv", key="read", expect=200).json()
@@ -159,7 +159,7 @@ def test_fetch_refusals_come_before_any_work(api: Api, data_root: Path) -> None:
     over = api.call("POST", "/v1/data-sources/docs/fetch", json={"items": ["a.csv", "2024/q1.csv"],
                     "workspace": "w"}, expect=413).json()
     assert "a.csv" in over["detail"]
-    assert not (api.settings.workspace_base / "w" / "2024").exists()
+    assert not (api.settings.jobs_base / "w" / "2024").exists()
     for workspace in ("../x", "/tmp", "a/b", ""):
         api.call("POST", "/v1/data-sources/docs/fetch", json={"items": ["2024/q1.csv"], "workspace": workspace},
                  expect=400 if workspace else 400)
@@ -233,9 +233,9 @@ def test_cancel_leaves_no_partial_file(api: Api, data_root: Path) -> None:
     api.call("POST", "/v1/data-sources", json=big_source(data_root), expect=201)
     job = api.call("POST", "/v1/data-sources/docs/fetch", json={"items": ["big.bin"], "workspace": "w"},
                    expect=202).json()
-    cancelled = api.call("DELETE", f"/v1/data-sources/docs/jobs/{job['id']}", key="read", expect=200).json()
+    cancelled = api.call("DELETE", f"/v1/data-sources/docs/jobs/{job['id']}", expect=200).json()
     assert cancelled["status"] == "cancelled"
-    folder = api.settings.workspace_base / "w"
+    folder = api.settings.jobs_base / "w"
     assert [p.name for p in folder.iterdir() if p.name != ".lineage"] == []  # no temporary, no partial file
     assert any(e["route"] == "/v1/data-sources/{source_id}/jobs/{job_id}" for e in api.audit())
 
@@ -330,7 +330,7 @@ def test_the_router_works_inside_another_app(tmp_path: Path, secret_store_env: P
             if client.get(f"/v1/data-sources/docs/jobs/{job['id']}", headers=headers).json()["status"] != "running":
                 break
             time.sleep(0.05)
-        assert (tmp_path / "da-workspace" / "t1" / "a.csv").exists()
+        assert (tmp_path / "da-workspace" / ".fetch-jobs" / "t1" / "a.csv").exists()
         error = client.get("/v1/data-sources/nope", headers=headers)
         assert error.status_code == 404 and set(error.json()) == {"detail"} and error.headers["X-Request-ID"]
     assert (tmp_path / "da" / "api-audit.jsonl").exists()

@@ -1,5 +1,6 @@
-"""deploy/'s files are valid for the tools that read them (the ones installable here are run for real
-in the other deployment tests; these checks are the fast, static part)."""
+"""deploy/'s files are valid for the tools that read them, and safe by default (docs/RELIABILITY.md
+row 37). The ones installable here are run for real in the other deployment tests; these checks are the
+fast, static part."""
 
 from __future__ import annotations
 
@@ -49,3 +50,23 @@ def test_helm_values_use_external_postgres_k8s_launcher_and_a_shared_volume() ->
     assert launcher["volumes"][0]["persistentVolumeClaim"]["claimName"] == "da-sources-workspace"
     pvc = yaml.safe_load((DEPLOY / "helm" / "workspace-pvc.yaml").read_text())
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_compose_publishes_the_dagster_ui_on_loopback_only() -> None:
+    # the webserver has no authentication of its own: never on all interfaces
+    services = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())["services"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    assert services["webserver"]["ports"] == ["127.0.0.1:3000:3000"]
+
+
+def test_the_image_runs_as_a_non_root_user() -> None:
+    lines = [line.split() for line in (DEPLOY / "Dockerfile").read_text().splitlines()]
+    users = [words[1] for words in lines if words and words[0] == "USER"]
+    assert users, "no USER instruction: the image would run as root"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+    instructions = [words[0] for words in lines if words and not words[0].startswith("#")]
+    # nothing after the last USER switches back (a later RUN would still be that user)
+    assert "USER" == [i for i in instructions if i == "USER" or i == "FROM"][-1]

@@ -24,7 +24,6 @@ from fastapi.testclient import TestClient
 from connectors.api import router
 from connectors.api.keys import KeyStore
 from connectors.api.state import ApiState
-from connectors.threads import STAGING_PREFIX
 from tests.api.conftest import Api, start_api, use_own_secret_store
 from tests.api.test_api_cli import _free_port
 from tests.harness import PostgresServer, stop_process_group
@@ -81,7 +80,8 @@ def test_a_request_longer_than_the_idle_time_keeps_its_connections_others_close(
         api.call("POST", "/v1/data-sources", expect=201,
                  json={**_pg_source(postgres_server, role, password, schema), "id": source_id})
     api.call("GET", "/v1/data-sources/pg2/browse", expect=200)
-    slow = {"references": [{"source_id": "pg", "query": "select pg_sleep(3) as slept", "name": "slow"}]}
+    slow = {"references": [{"source_id": "pg", "query": "select pg_sleep(3) as slept", "name": "slow"}],
+            "create": True}
     with ThreadPoolExecutor(1) as pool:
         attach = pool.submit(api.call, "POST", "/v1/threads/t1/data", json=slow)
         wait_for(lambda: state_of(api).pool.pooled() == ["pg"])  # pg2 idle and closed, pg held by the attach
@@ -98,17 +98,19 @@ def test_removing_a_thread_folder_cancels_its_attach_then_the_pool_closes(
     api.call("POST", "/v1/data-sources", expect=201, json=_pg_source(postgres_server, role, password, schema))
     folder = api.settings.workspace_base / "t2"
     slow = {"references": [{"source_id": "pg", "table": f"{schema}.customers"},
-                           {"source_id": "pg", "query": "select pg_sleep(60) as slept", "name": "slow"}]}
+                           {"source_id": "pg", "query": "select pg_sleep(60) as slept", "name": "slow"}],
+            "create": True}
+    staging = api.settings.thread_state_dir / "threads" / "t2" / "staging"  # our records: never in the folder
     with ThreadPoolExecutor(1) as pool:
         attach = pool.submit(api.call, "POST", "/v1/threads/t2/data", json=slow)
-        wait_for(lambda: folder.exists() and any(p.name.startswith(STAGING_PREFIX) for p in folder.iterdir()))
+        wait_for(lambda: staging.exists() and any(staging.iterdir()))
         wait_for(lambda: _running_queries(postgres_server, role) == 1)
         shutil.rmtree(folder)  # DeepAnalyze's cleanup of an expired thread
         removed = time.monotonic()
         response = attach.result(timeout=30)
     assert time.monotonic() - removed < 5
     assert response.status_code == 409 and "thread 't2' ended while its data was being attached" in response.text
-    assert list(api.settings.workspace_base.iterdir()) == []
+    assert list(api.settings.workspace_base.iterdir()) == [] and not staging.parent.exists()
     wait_for(lambda: _running_queries(postgres_server, role) == 0, 10)  # the query was cancelled
     wait_for(lambda: _sessions(postgres_server, role) == 0)
 

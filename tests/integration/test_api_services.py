@@ -66,7 +66,7 @@ def test_azure_source_end_to_end_with_a_write_only_connection_string(api: Api, a
     done = wait_job(api, "az", job["id"])
     assert done["status"] == "succeeded" and sorted(f["identifier"] for f in done["files"]) == [
         "sales/2024.csv", "sales/2025.csv"]
-    landed = api.settings.workspace_base / "thread-a" / "sales" / "2024.csv"
+    landed = api.settings.jobs_base / "thread-a" / "sales" / "2024.csv"
     assert landed.read_bytes() == body
     lineage = api.call("GET", "/v1/lineage?path=thread-a/sales/2024.csv", expect=200).json()["record"]
     assert lineage["sha256"] == hashlib.sha256(body).hexdigest() and lineage["source_type"] == "azure_blob"
@@ -108,7 +108,7 @@ def test_twenty_concurrent_fetch_jobs_land_one_consistent_file(api: Api, azurite
             jobs = list(pool.map(start, range(20)))
         finished = [wait_job(api, "az", job, timeout=120) for job in jobs]
     assert [j["status"] for j in finished] == ["succeeded"] * 20
-    folder = api.settings.workspace_base / "shared"
+    folder = api.settings.jobs_base / "shared"
     assert (folder / "big" / "data.bin").read_bytes() == body
     records = sorted(p.relative_to(folder / ".lineage").as_posix() for p in (folder / ".lineage").rglob("*.json")
                      if not any(part.startswith(".") for part in p.relative_to(folder / ".lineage").parts))
@@ -175,7 +175,7 @@ def test_postgresql_discovery_preview_stats_and_fetch(api: Api, postgres_server:
                    json={"items": [f"{schema}.customers"], "workspace": "t-pg"}).json()
     done = wait_job(api, "pg", job["id"])
     assert done["status"] == "succeeded" and done["files"][0]["lineage"]["row_count"] == 5
-    assert (api.settings.workspace_base / "t-pg" / f"{schema}.customers.csv").read_text().startswith("id,name")
+    assert (api.settings.jobs_base / "t-pg" / f"{schema}.customers.csv").read_text().startswith("id,name")
     api.call("GET", f"/v1/data-sources/pg/schema?item={schema}.nope", expect=404)
     api.call("GET", '/v1/data-sources/pg/preview?item=x"; DROP TABLE y; --', expect=404)
     api.assert_nowhere(password)

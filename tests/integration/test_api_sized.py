@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from connectors.lineage import read_provenance
 from tests.api.conftest import Api, start_api, use_own_secret_store
 from tests.api.test_api_local import wait_job
 from tests.harness import PostgresServer
@@ -37,11 +36,13 @@ def test_a_sized_table_attach_lands_the_slice_and_describes_it(
     api.call("POST", "/v1/data-sources", json=_pg_source(postgres_server, role, password, schema), expect=201)
     reference = {"source_id": "pg", "table": f"{schema}.orders", "columns": ["id", "amount"],
                  "where": "customer_id = %s", "params": [2], "limit": 3}
-    answer = api.call("POST", "/v1/threads/t-sized/data", key="read", json=[reference], expect=200).json()
+    answer = api.call("POST", "/v1/threads/t-sized/data", key="read", json={"references": [reference], "create": True},
+                      expect=200).json()
     folder = api.settings.workspace_base / "t-sized"
     landed = (folder / f"{schema}.orders.csv").read_text()
     assert landed == "id,amount\n1,1.50\n6,9.00\n11,16.50\n"
-    record = read_provenance(folder / f"{schema}.orders.csv")
+    record = api.call("GET", "/v1/lineage", params={"path": f"t-sized/{schema}.orders.csv"},
+                      expect=200).json()["record"]
     assert record["options"]["where"] == "customer_id = %s" and "customer_id = 2" in record["sql"]
     file = answer["data"][0]
     assert file["row_count"] == 3 and file["options"]["limit"] == 3
@@ -60,16 +61,18 @@ def test_a_table_over_the_thread_budget_is_refused_naming_the_options(
     role, password, schema = pg_tables
     api.call("POST", "/v1/data-sources", json=_pg_source(postgres_server, role, password, schema), expect=201)
     refused = api.call("POST", "/v1/threads/t-budget/data", key="read", expect=413,
-                       json=[{"source_id": "pg", "table": f"{schema}.orders"}]).json()["detail"]
+                       json={"create": True, "references": [{"source_id": "pg", "table": f"{schema}.orders"}]}
+                       ).json()["detail"]
     assert "31 rows, over the thread's budget of 30 rows" in refused
     assert "limit, sample, columns, where" in refused and refused.endswith("nothing was attached")
     folder = api.settings.workspace_base / "t-budget"
     assert not [e for e in os.scandir(folder) if e.is_file()] if folder.exists() else True
+    sample = [{"source_id": "pg", "table": f"{schema}.orders", "sample": 10, "seed": 5}]
     sampled = api.call("POST", "/v1/threads/t-budget/data", key="read", expect=200,
-                       json=[{"source_id": "pg", "table": f"{schema}.orders", "sample": 10, "seed": 5}]).json()
+                       json={"create": True, "references": sample}).json()
     assert sampled["data"][0]["row_count"] == 10
     again = api.call("POST", "/v1/threads/t-budget-2/data", key="read", expect=200,
-                     json=[{"source_id": "pg", "table": f"{schema}.orders", "sample": 10, "seed": 5}]).json()
+                     json={"create": True, "references": sample}).json()
     first = (api.settings.workspace_base / "t-budget" / f"{schema}.orders.csv").read_bytes()
     assert (api.settings.workspace_base / "t-budget-2" / f"{schema}.orders.csv").read_bytes() == first
     assert json.dumps(again).count("sample") >= 1

@@ -17,9 +17,15 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from connectors.errors import ConfigurationError, NotFoundError
-from connectors.landing.lineage import read_provenance
 from connectors.registry import SourceRegistry
-from connectors.threads import Attachment, ItemTooLargeError, attach_to_thread, check_thread_id
+from connectors.threads import (
+    Attachment,
+    ItemTooLargeError,
+    ThreadRecords,
+    attach_to_thread,
+    check_thread_id,
+    default_state_dir,
+)
 from tests.harness import AzuriteServer, PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -83,7 +89,7 @@ def attach(registry: SourceRegistry, base: Path, thread_id: Any, references: lis
 
     async def run() -> Attachment:
         async with registry:
-            return await attach_to_thread(registry, base, thread_id, references, **options)
+            return await attach_to_thread(registry, base, thread_id, references, **{"create": True, **options})
 
     return asyncio.run(run())
 
@@ -103,12 +109,12 @@ def test_glob_table_and_query_land_at_the_top_level_with_a_manifest(
     assert names == ["2026-01.csv", "2026-02.csv", f"{schema}.customers.csv", "big_orders.csv"]
     assert set(top_level_files(folder)) == set(names)
     assert (folder / "2026-02.csv").read_bytes() == b"a,b\n3,4\n5,6\n"
-    assert everything_under(folder) == sorted([*names, ".lineage", *(f".lineage/{n}.json" for n in names)])
+    assert everything_under(folder) == sorted(names)  # data only: our records are in the state folder
     by_name = {f.name: f for f in attachment.files}
     assert by_name[f"{schema}.customers.csv"].row_count == 25
     assert by_name["big_orders.csv"].row_count == 30
     assert by_name["2026-01.csv"].item == "exports/2026-01.csv" and by_name["2026-01.csv"].size == 8
-    record = read_provenance(folder / "2026-01.csv")
+    record = ThreadRecords(default_state_dir(), "thread-1").read("2026-01.csv") or {}
     assert record["identifier"] == "exports/2026-01.csv" and record["source_id"] == "lake"
     assert record["local_path"] == str(folder / "2026-01.csv") and record["attached_as"] == "2026-01.csv"
     manifest = attachment.manifest()
@@ -127,10 +133,13 @@ def test_same_file_name_from_two_places_gets_two_readable_names(registry: Source
         {"source_id": "lake", "path": "archive/2026-01.csv"},
         {"source_id": "lake", "path": "exports/2026-01.csv"},
     ])
-    assert [f.name for f in attachment.files] == ["2026-01-lake.csv", "2026-01-lake-2.csv", "2026-01-lake-3.csv"]
+    names = [(f.name, f.status) for f in attachment.files]  # the same item twice: one file
+    assert names == [("2026-01-lake.csv", "attached"), ("2026-01-lake-2.csv", "attached"),
+                     ("2026-01-lake.csv", "unchanged")]
     assert (base / "t2" / "2026-01.csv").read_text() == "the agent's own file"
     assert (base / "t2" / "2026-01-lake-2.csv").read_bytes() == b"other\n"
-    assert read_provenance(base / "t2" / "2026-01-lake-2.csv")["identifier"] == "archive/2026-01.csv"
+    record = ThreadRecords(default_state_dir(), "t2").read("2026-01-lake-2.csv") or {}
+    assert record["identifier"] == "archive/2026-01.csv"
 
 
 def test_one_failed_reference_fails_the_call_and_leaves_nothing(
@@ -182,11 +191,11 @@ def test_a_link_planted_as_the_thread_folder_is_not_followed(registry: SourceReg
     assert list(outside.iterdir()) == []
 
 
-def test_a_table_over_the_size_limit_fails_once_landed_and_leaves_nothing(
+def test_a_table_over_the_size_limit_fails_while_streaming_and_leaves_nothing(
     registry: SourceRegistry, warehouse: dict[str, Any], tmp_path: Path
 ) -> None:
     base = tmp_path / "workspace"
-    with pytest.raises(ItemTooLargeError, match=r"table '.*\.customers': it is 165 bytes, over the limit of 100"):
+    with pytest.raises(ItemTooLargeError, match=r"table '.*\.customers': it is over the limit of 100 bytes"):
         attach(registry, base, "t5", [{"source_id": "lake", "path": "readme.txt"},
                                       {"source_id": "warehouse", "table": f"{warehouse['schema']}.customers"}],
                max_item_bytes=100)

@@ -12,16 +12,17 @@ import pytest
 
 from connectors.errors import WorkspaceError
 from connectors.registry import SourceRegistry
-from connectors.threads import STAGING_PREFIX, ThreadJanitor, attach_to_thread, end_thread
+from connectors.threads import ThreadJanitor, attach_to_thread, default_state_dir, end_thread
 from tests.integration.test_threads import lake, registry, warehouse  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
 
 async def started(folder: Path, task: asyncio.Task[Any]) -> None:
-    """Wait until the attach is fetching (its staging folder exists)."""
+    """Wait until the attach is fetching (its staging folder, in the state folder, exists)."""
     deadline = time.monotonic() + 20
-    while not (folder.exists() and any(p.name.startswith(STAGING_PREFIX) for p in folder.iterdir())):
+    staging = default_state_dir() / "threads" / folder.name / "staging"
+    while not (staging.exists() and any(staging.iterdir())):
         assert not task.done() and time.monotonic() < deadline
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)  # the query is running
@@ -38,7 +39,7 @@ def test_a_removed_thread_folder_cancels_its_fetches_and_leaves_nothing(
 
     async def main() -> None:
         async with registry:
-            task = asyncio.create_task(attach_to_thread(registry, base, "t1", SLOW))
+            task = asyncio.create_task(attach_to_thread(registry, base, "t1", SLOW, create=True))
             await started(base / "t1", task)
             shutil.rmtree(base / "t1")  # DeepAnalyze's cleanup of an expired thread
             began = time.monotonic()
@@ -47,7 +48,7 @@ def test_a_removed_thread_folder_cancels_its_fetches_and_leaves_nothing(
             assert time.monotonic() - began < 5  # noticed within a second or so
 
     asyncio.run(main())
-    assert list(base.iterdir()) == []
+    assert list(base.iterdir()) == [] and not (default_state_dir() / "threads" / "t1").exists()  # records swept
 
 
 def test_end_thread_cancels_and_sweeps_but_keeps_the_threads_files(
@@ -69,6 +70,7 @@ def test_end_thread_cancels_and_sweeps_but_keeps_the_threads_files(
 
     assert asyncio.run(main()) == 1
     assert sorted(p.name for p in (base / "t2").iterdir()) == ["mine.csv"]
+    assert not (default_state_dir() / "threads" / "t2").exists()
 
 
 def test_pooled_connections_close_after_an_idle_time(registry: SourceRegistry, tmp_path: Path) -> None:  # noqa: F811
@@ -76,7 +78,7 @@ def test_pooled_connections_close_after_an_idle_time(registry: SourceRegistry, t
 
     async def main() -> None:
         async with registry, ThreadJanitor(registry, idle_seconds=0.5, interval=0.1):
-            await attach_to_thread(registry, base, "t3", [{"source_id": "lake", "path": "readme.txt"}])
+            await attach_to_thread(registry, base, "t3", [{"source_id": "lake", "path": "readme.txt"}], create=True)
             lake_connector = await registry.connector("lake")
             assert lake_connector.is_connected
             await asyncio.sleep(1.0)
@@ -84,4 +86,4 @@ def test_pooled_connections_close_after_an_idle_time(registry: SourceRegistry, t
             await attach_to_thread(registry, base, "t3", [{"source_id": "lake", "path": "readme.txt"}])  # reconnects
 
     asyncio.run(main())
-    assert sorted(p.name for p in (base / "t3").iterdir()) == [".lineage", "readme-lake.txt", "readme.txt"]
+    assert sorted(p.name for p in (base / "t3").iterdir()) == ["readme.txt"]  # the same version: not copied again

@@ -11,9 +11,15 @@ from pathlib import Path
 import pytest
 
 from connectors.errors import ConfigurationError
-from connectors.landing.lineage import read_provenance
 from connectors.registry import SourceRegistry
-from connectors.threads import Attachment, attach_to_thread, folded, name_candidates
+from connectors.threads import (
+    Attachment,
+    ThreadRecords,
+    attach_to_thread,
+    default_state_dir,
+    folded,
+    name_candidates,
+)
 
 
 @pytest.fixture
@@ -33,7 +39,8 @@ def registry(tmp_path: Path) -> SourceRegistry:
 def attach(registry: SourceRegistry, base: Path, thread_id: str, *paths: str) -> Attachment:
     async def run() -> Attachment:
         async with registry:
-            return await attach_to_thread(registry, base, thread_id, [{"source_id": "docs", "path": p} for p in paths])
+            return await attach_to_thread(registry, base, thread_id, [{"source_id": "docs", "path": p} for p in paths],
+                                          create=True)
 
     return asyncio.run(run())
 
@@ -48,29 +55,33 @@ def test_case_and_unicode_form_and_reserved_names_never_collide(registry: Source
     nfd_renamed = unicodedata.normalize("NFD", "café-docs.csv")
     assert names == ["data-docs.csv", "data-docs-2.csv", "generated-docs", nfd_renamed]
     assert (base / "t" / "DATA.csv").read_text() == "the agent's"
-    assert read_provenance(base / "t" / "data-docs-2.csv")["identifier"] == "x/data.csv"
+    assert (ThreadRecords(default_state_dir(), "t").read("data-docs-2.csv") or {})["identifier"] == "x/data.csv"
     assert len({folded(n) for n in os.listdir(base / "t")}) == len(os.listdir(base / "t"))
 
 
 def test_a_long_name_is_shortened_to_fit(registry: SourceRegistry, tmp_path: Path) -> None:
     base = tmp_path / "workspace"
     long = "n" * 246 + ".csv"
-    names = [f.name for f in attach(registry, base, "t", long, long).files]
-    assert names[0] == long and names[1].endswith("-docs.csv") and len(names[1].encode()) == 250
-    assert (base / "t" / ".lineage" / f"{names[1]}.json").exists()
+    (base / "t").mkdir(parents=True)
+    (base / "t" / long).write_text("the user's")
+    names = [f.name for f in attach(registry, base, "t", long).files]
+    assert names[0].endswith("-docs.csv") and len(names[0].encode()) == 250
+    assert ThreadRecords(default_state_dir(), "t").read(names[0]) is not None
 
 
-def test_concurrent_attaches_to_one_thread_each_get_their_own_names(registry: SourceRegistry, tmp_path: Path) -> None:
+def test_concurrent_attaches_of_one_item_to_one_thread_give_one_file(registry: SourceRegistry, tmp_path: Path) -> None:
     base = tmp_path / "workspace"
+    (base / "t").mkdir(parents=True)
 
     async def run() -> list[Attachment]:
         async with registry:
             return list(await asyncio.gather(*(
                 attach_to_thread(registry, base, "t", [{"source_id": "docs", "path": "data.csv"}]) for _ in range(8))))
 
-    names = [f.name for a in asyncio.run(run()) for f in a.files]
-    assert sorted(names) == sorted(["data.csv", "data-docs.csv", *(f"data-docs-{n}.csv" for n in range(2, 8))])
-    assert all((base / "t" / n).read_text() == "lower" for n in names)
+    files = [f for a in asyncio.run(run()) for f in a.files]
+    assert {f.name for f in files} == {"data.csv"}
+    assert sorted(f.status for f in files) == ["attached"] + ["unchanged"] * 7
+    assert os.listdir(base / "t") == ["data.csv"] and (base / "t" / "data.csv").read_text() == "lower"
 
 
 def test_name_candidates_are_distinct_and_fit() -> None:

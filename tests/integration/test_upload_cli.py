@@ -35,7 +35,8 @@ def test_upload_a_file_and_a_thread_file(cli: Cli, azurite_server: AzuriteServer
     (generated / "out.csv").write_text("x\n1\n")
     record = json.loads(cli("upload", "az", "out.csv", "--thread", "t1", "--workspace", "ws", "--json").stdout)
     assert record["blob_name"] == "t1/out.csv" and record["metadata"]["da_thread"] == "t1"
-    assert json.loads((cli.cwd / "ws" / "t1" / ".lineage" / "published.jsonl").read_text()) == record
+    log = cli.sources_file.with_name("da-sources-state") / "threads" / "t1" / "published.jsonl"  # not in ws/t1
+    assert json.loads(log.read_text()) == record and sorted(os.listdir(cli.cwd / "ws" / "t1")) == ["generated"]
     assert "invalid thread id" in cli("upload", "az", "out.csv", "--thread", "../x", check=False).stderr
     with BlobServiceClient.from_connection_string(azurite_server.connection_string) as service:
         container_client = service.get_container_client(container)

@@ -41,7 +41,8 @@ def test_a_generated_file_goes_back_with_its_thread_and_inputs(
     registry: SourceRegistry, lake: dict[str, Any], azurite_server: AzuriteServer, tmp_path: Path  # noqa: F811
 ) -> None:
     base = tmp_path / "workspace"
-    run(registry, lambda r: attach_to_thread(r, base, "t1", [{"source_id": "lake", "path": "exports/2026-01.csv"}]))
+    run(registry, lambda r: attach_to_thread(r, base, "t1", [{"source_id": "lake", "path": "exports/2026-01.csv"}],
+                                                   create=True))
     (base / "t1" / "generated").mkdir()
     chart = bytes(range(256)) * 100
     (base / "t1" / "generated" / "chart.png").write_bytes(chart)

@@ -53,7 +53,8 @@ def test_the_thread_end_is_the_cause_when_a_fetch_fails_first(tmp_path: Path) ->
         return connector
 
     with pytest.raises(ThreadEndedError, match="thread 't1' ended while its data was being attached"):
-        asyncio.run(attach_to_thread(connector_for, tmp_path, "t1", [{"source_id": "mem", "path": "a.csv"}]))
+        asyncio.run(attach_to_thread(connector_for, tmp_path, "t1", [{"source_id": "mem", "path": "a.csv"}],
+                                     create=True))
     assert not (tmp_path / "t1").exists()
 
 
@@ -69,5 +70,6 @@ def test_a_failure_with_the_folder_still_there_keeps_its_own_cause(tmp_path: Pat
         return connector
 
     with pytest.raises(WorkspaceError, match="disk full") as caught:
-        asyncio.run(attach_to_thread(connector_for, tmp_path, "t2", [{"source_id": "mem", "path": "a.csv"}]))
+        asyncio.run(attach_to_thread(connector_for, tmp_path, "t2", [{"source_id": "mem", "path": "a.csv"}],
+                                     create=True))
     assert not isinstance(caught.value, ThreadEndedError)
