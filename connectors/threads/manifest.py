@@ -20,15 +20,20 @@ MAX_COLUMNS_CHARS = 600
 MAX_VALUE_CHARS = 24
 
 
+def _clean(text: str) -> str:
+    """``text`` on one line: a name or value from a file never adds a line (or a fake entry) to the prompt."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
 def _short(value: Any) -> str:
-    text = str(value)
+    text = _clean(str(value))
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
 def column_text(column: dict[str, Any]) -> str:
     """``total numeric(10,2) 1.25..625.00, 3 null`` for one profiled column."""
     kind = column.get("source_type") or column.get("file_type") or "?"
-    text = f"{column.get('name')} {kind}"
+    text = _clean(f"{column.get('name')} {kind}")
     if column.get("sensitive"):
         return f"{text} (sensitive)"
     low, high = column.get("min"), column.get("max")
@@ -64,7 +69,7 @@ def sized_text(options: dict[str, Any]) -> str:
     if options.get("columns"):
         parts.append(f"{len(options['columns'])} columns")
     if options.get("where"):
-        parts.append("where " + _short(" ".join(str(options["where"]).split())))
+        parts.append("where " + _short(" ".join(str(options["where"]).split())))  # split(): every separator
     if options.get("sample") is not None:
         parts.append(f"sample {options['sample']:g} seed {options.get('seed', 0)}")
     if options.get("limit") is not None:
