@@ -34,6 +34,7 @@ class DataSourceType(Enum):
     AZURE_BLOB = "azure_blob"
     POSTGRESQL = "postgresql"
     LOCAL_FILE = "local_file"
+    S3 = "s3"
 
 
 class DataSourceConfig(BaseModel):

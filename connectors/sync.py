@@ -54,7 +54,7 @@ from connectors.landing.progress import ProgressCallback, on_progress
 from connectors.settings import describe_errors
 
 # Types whose items land at <workspace>/<identifier>: their record is found without a scan.
-_LANDS_AT_IDENTIFIER = frozenset({"local_file", "azure_blob"})
+_LANDS_AT_IDENTIFIER = frozenset({"local_file", "azure_blob", "s3"})
 CHUNK = 64  # items fetched per fetch_many call: records stream, memory stays bounded
 SYNC_METADATA_KEY = "sync"
 _LOCK_DIR = ".locks"

@@ -69,12 +69,14 @@ class ScaffoldParams(BaseModel):
     """``dg scaffold defs da_pipelines.DataSourceComponent PATH --id ID --type TYPE``."""
 
     id: str = Field("my_source", description="The source's id: letters, digits, - and _, starting with a letter.")
-    type: str = Field("local_file", description="local_file, azure_blob or postgresql (or a plugin type).")
+    type: str = Field("local_file", description="local_file, azure_blob, s3 or postgresql (or a plugin type).")
 
 
 _EXAMPLE_CONFIGS: dict[str, dict[str, Any]] = {
     "local_file": {"root": "data", "recursive": True},
     "azure_blob": {"container_name": "data", "connection_string": {"env": "AZURE_STORAGE_CONNECTION_STRING"}},
+    "s3": {"bucket": "data", "region": "us-east-1", "access_key_id": {"env": "AWS_ACCESS_KEY_ID"},
+           "secret_access_key": {"env": "AWS_SECRET_ACCESS_KEY"}},
     "postgresql": {"host": "localhost", "port": 5432, "dbname": "postgres", "user": "postgres",
                    "password": {"env": "PGPASSWORD"}, "schemas": ["public"]},
 }
@@ -107,7 +109,7 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
     """
 
     id: str = Field(description="The source's id; its files land under <workspace>/<id>/.")
-    type: str = Field(description="Connector type: local_file, azure_blob, postgresql, or a plugin type.")
+    type: str = Field(description="Connector type: local_file, azure_blob, s3, postgresql, or a plugin type.")
     name: str | None = Field(None, description="Human-readable name (default: the id).")
     config: dict[str, Any] = Field(
         default_factory=dict,

@@ -119,6 +119,30 @@ class AzureBlobResource(SourceResource):
     retry_total: int = Field(5, description="Retries of transient failures.")
 
 
+class S3Resource(SourceResource):
+    """An ``s3`` source: one bucket of S3 or an S3-compatible store. Secrets as ``EnvVar`` or ``secret_refs`` only."""
+
+    type_name: ClassVar[str] = "s3"
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"access_key_id", "secret_access_key", "session_token"})
+
+    bucket: str = Field(description="The bucket to read.")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint; none: Amazon S3.")
+    region: str = Field("us-east-1", description="Region the requests are signed for.")
+    path_style: bool | None = Field(None, description="Path-style addressing (default: with endpoint_url).")
+    access_key_id: str | None = Field(None, description="Access key id (an EnvVar).")
+    secret_access_key: str | None = Field(None, description="Secret access key (an EnvVar).")
+    session_token: str | None = Field(None, description="Session token (an EnvVar).")
+    profile: str | None = Field(None, description="A named profile of the shared AWS config files.")
+    credential: str | None = Field(None, description="'default' (the AWS chain) or 'anonymous'.")
+    prefix: str = Field("", description="Only objects under this virtual folder.")
+    pattern: str | None = Field(None, description="fnmatch glob on the object key.")
+    verify_etag_md5: bool = Field(True, description="Check single-part ETags as MD5s (off for SSE-KMS/SSE-C).")
+    connect_timeout: float = Field(10.0, description="Seconds to open a connection.")
+    read_timeout: float = Field(60.0, description="Seconds without a byte before giving up.")
+    max_concurrency: int = Field(8, description="Parallel ranged reads per object.")
+    retry_total: int = Field(5, description="Retries of transient failures.")
+
+
 class PostgreSQLResource(SourceResource):
     """A ``postgresql`` source: tables of some schemas. Secrets as ``EnvVar`` or ``secret_refs`` only."""
 
@@ -171,5 +195,5 @@ class PluginSourceResource(SourceResource):
 
 
 RESOURCE_TYPES: dict[str, type[SourceResource]] = {
-    cls.type_name: cls for cls in (LocalFileResource, AzureBlobResource, PostgreSQLResource)
+    cls.type_name: cls for cls in (LocalFileResource, AzureBlobResource, S3Resource, PostgreSQLResource)
 }

@@ -25,7 +25,7 @@ class SourceCreate(Body):
         "config": {"host": "db.internal", "dbname": "sales", "user": "reader", "password": {"env": "PG_PASSWORD"}},
         "metadata": {"team": "finance"}}]})
     id: str = Field(description="Letters, digits, '-' and '_', starting with a letter; at most 63.")
-    type: str = Field(description="Connector type: azure_blob, postgresql, local_file or a plugin's.")
+    type: str = Field(description="Connector type: azure_blob, s3, postgresql, local_file or a plugin's.")
     name: str | None = Field(None, max_length=200, description="Human-readable name (default: the id).")
     config: dict[str, Any] = Field(description="Type-specific settings; secrets as references or write-only.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form labels; "

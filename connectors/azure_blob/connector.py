@@ -50,7 +50,7 @@ from connectors.azure_blob.scope import BlobScope
 from connectors.azure_blob.transfer import BlobDownload, DataPath, Downloaded, check_md5, iso_utc, with_retries
 from connectors.azure_blob.upload import Uploaded, upload_file
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
-from connectors.errors import ConfigurationError
+from connectors.errors import ConfigurationError, NotFoundError
 from connectors.landing.atomic import Landing, landing
 from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
@@ -261,6 +261,8 @@ class AzureBlobConnector(DataSourceConnector):
             # the gate counts network work only: a blob waiting for its group to land does not hold it
             async with batch.downloads if batch else contextlib.nullcontext():
                 result = await download.run()
+            if result.facts.is_folder and result.facts.size == 0:  # ADLS Gen2: a directory, not a file
+                raise _folder_error(identifier, self.source_id)
             provenance = self._provenance(clients, identifier, result)
             if result.body is not None and batch is not None:
                 check = partial(_check_body, result, identifier, self.source_id)
@@ -314,6 +316,11 @@ class _Batch:
     downloads: asyncio.Semaphore  # downloads in flight
     waiting: asyncio.Semaphore  # items from the start of their download until landed
     group: GroupCommit
+
+
+def _folder_error(identifier: str, source_id: str) -> NotFoundError:
+    return NotFoundError(f"fetching blob {identifier!r}: it is a folder placeholder (hdi_isfolder, or a name "
+                         "ending in '/'), not a file", source_id=source_id)
 
 
 def _check_body(result: Downloaded, identifier: str, source_id: str) -> None:

@@ -57,3 +57,10 @@ def test_incremental_benchmark_runs_and_records_its_ratio(tmp_path: Path) -> Non
     assert "| re-sync, 100 rows changed |" in out
     results = json.loads((tmp_path / "results" / "bench_incremental.json").read_text())
     assert results["rows"] == 20000 and results["increment_over_full"] > 0
+
+
+def test_s3_benchmark_runs_both_cases(tmp_path: Path) -> None:
+    out = run_benchmark(tmp_path, ["benchmarks.bench_s3"], DA_BENCH_S3_BIG_MIB="8", DA_BENCH_S3_COUNT="40",
+                        DA_BENCH_S3_REPS="1")
+    assert "| s3 fetch_data (sha256+lineage) |" in out and "| curl |" in out
+    assert "| s3 fetch_many(16) |" in out and "| azure fetch_many(16) on Azurite |" in out
