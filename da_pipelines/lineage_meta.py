@@ -57,6 +57,10 @@ def _table_metadata(record: dict[str, Any]) -> dict[str, Any]:
         metadata["dagster/table_name"] = MetadataValue.text(str(record["identifier"]))
     if record.get("sql"):
         metadata["sql"] = MetadataValue.text(str(record["sql"]))
+    if isinstance(record.get("options"), dict):  # the part of the table landed (issue 26.1)
+        metadata["options"] = MetadataValue.json(record["options"])
+    if isinstance(record.get("profile"), dict):  # nulls, min/max, distinct, examples per column (issue 26.2)
+        metadata["profile"] = MetadataValue.json(record["profile"])
     return metadata
 
 

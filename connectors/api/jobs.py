@@ -31,12 +31,13 @@ from typing import Any
 from connectors.api.errors import ApiError
 from connectors.api.settings import ApiSettings
 from connectors.base import DataSourceConfig, DataSourceConnector
-from connectors.errors import DataSourceError
+from connectors.errors import ConfigurationError, DataSourceError
 from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
 from connectors.landing.root import workspace_root
 from connectors.plugins import get_connector_class
+from connectors.rows import RowOptions
 from connectors.secrets.references import get_logger, redact
 
 log = get_logger(__name__)
@@ -62,6 +63,7 @@ class Job:
     errors: list[dict[str, str]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # the listed size per item (tables: on disk, an estimate)
+    options: RowOptions | None = None  # tables cut into rows (fetch_table); None: whole items
     _bytes: dict[str, int] = field(default_factory=dict)
     _finished: set[str] = field(default_factory=set)
     view_bytes: int = 0  # the size of the finished job's view, for the retention budget
@@ -112,7 +114,7 @@ class JobManager:
 
     def start(self, source: DataSourceConfig, identifiers: list[str], workspace: str,
               workspace_dir: Path, bytes_total: int | None, key_id: str = "",
-              sizes: list[int | None] | None = None) -> Job:
+              sizes: list[int | None] | None = None, options: RowOptions | None = None) -> Job:
         """A new running job, or :class:`ApiError` 429 when a cap is reached.
 
         A job has a connector of its own, so changing the source (which closes
@@ -128,6 +130,7 @@ class JobManager:
         job = Job(f"job-{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total,
                   key_id)
         job.sizes = {i: s for i, s in zip(identifiers, sizes or [], strict=False) if s is not None}
+        job.options = options if options is not None and not options.is_empty() else None
         self._jobs[job.id] = job
         connector = get_connector_class(source.type_name)(source)
         job.task = asyncio.create_task(self._run(job, connector), name=job.id)
@@ -189,6 +192,8 @@ class JobManager:
                 log.warning("job %s: disconnect failed: %s", job.id, exc)
 
     async def _fetch(self, job: Job, connector: DataSourceConnector) -> None:
+        if job.options is not None:
+            return await self._fetch_sized(job, connector, job.options)
         chunk = FETCH_CONCURRENCY * 4  # fetch_many a chunk at a time, so items_done moves
         for start in range(0, len(job.identifiers), chunk):
             batch = job.identifiers[start : start + chunk]
@@ -203,6 +208,21 @@ class JobManager:
                         job.errors.append({"identifier": result.identifier, "detail": redact(str(exc))})
                 else:
                     job.errors.append({"identifier": result.identifier, "detail": redact(str(result.error))})
+
+    async def _fetch_sized(self, job: Job, connector: DataSourceConnector, options: RowOptions) -> None:
+        """Each table cut by ``options`` (``fetch_table``), one after the other."""
+        fetch_table = getattr(connector, "fetch_table", None)
+        if fetch_table is None:
+            raise ConfigurationError(f"a {connector.type_name()} source cannot cut items into rows "
+                                     "(options apply to tables of SQL sources)", source_id=connector.source_id)
+        for identifier in job.identifiers:
+            try:
+                path = await fetch_table(identifier, str(job.workspace_dir), options)
+            except DataSourceError as exc:
+                job.errors.append({"identifier": identifier, "detail": redact(str(exc))})
+            else:
+                job.files.append(self._landed(job, identifier, path))
+            job.items_done += 1
 
     def _landed(self, job: Job, identifier: str, path: str) -> dict[str, Any]:
         record = read_provenance(path, job.workspace_dir)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.landing.names import unsafe_text_reason
+from connectors.rows import RowOptions
 
 _REF: dict[str, Any] = {"secret": "warehouse.password"}
 
@@ -194,6 +195,8 @@ class FetchRequest(Body):
     items: list[str] | None = Field(None, max_length=10000, description="Identifiers, as the browse lists them.")
     glob: str | None = Field(None, max_length=1000, description="fnmatch pattern over the identifiers.")
     workspace: str = Field(description="A folder under the server's fetch-job base (an id, not a path).")
+    options: RowOptions | None = Field(None, description="Tables (SQL sources): land only part of each: columns, "
+                                       "where (with params), limit, sample (fraction or rows) and seed.")
 
     @field_validator("items")
     @classmethod
