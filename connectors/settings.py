@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from connectors.errors import ConfigurationError
+from connectors.rows import IncrementalSpec, RowOptions
 from connectors.secrets.references import MASK, Secret, carries_secret, resolve_config
 
 
@@ -219,6 +220,11 @@ class PostgreSQLSettings(ConnectorSettings):
         "(anything else is not found). fetch_query is bounded by the role's privileges instead.",
     )
     format: Literal["csv", "parquet"] = Field("csv", description="File format of fetched tables.")
+    partitions: bool = Field(
+        False,
+        description="List each partition of a partitioned table as an item of its own, besides the parent. "
+        "Off: only the parent is listed (it reads every partition), so the data lands once; a partition "
+        "can still be fetched by name.")
     csv_values: Literal["analysis", "postgresql"] = Field(
         "analysis",
         description="CSV value forms. 'analysis': true/false, arrays as JSON, bytea as plain hex, money as "
@@ -242,6 +248,23 @@ class PostgreSQLSettings(ConnectorSettings):
         description="Let fetch_query run with a role that can act outside the database (superuser, server "
         "files or programs, signalling sessions, administrator functions, dblink, table writes). Off: such "
         "a role is refused.",
+    )
+    table_options: dict[str, RowOptions] = Field(
+        default_factory=dict,
+        description="Per table ('schema.table'), the part of it every fetch lands (fetch, N_sync, the Dagster "
+        "table datasets, sensors): columns, where (+ params), limit, sample, seed. A table not named lands whole.",
+    )
+    incremental: dict[str, IncrementalSpec] = Field(
+        default_factory=dict,
+        description="Per table ('schema.table'), sync it incrementally by a cursor column into a Parquet dataset "
+        "folder of parts (sync_table / da-sources sync-table); deletes are not seen: run it with full to replace.",
+    )
+    profile: bool = Field(True, description="Describe every landed table or query result in its lineage record "
+                          "(rows, per column types, nulls, min/max, distinct count, examples).")
+    sensitive_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns whose values never appear in a landed file's profile (no examples, no min/max): "
+        "patterns over the column name or 'schema.table.column', e.g. 'email', 'public.users.*'.",
     )
     pool_min_size: int = Field(0, ge=0, description="Connections kept open.")
     pool_max_size: int = Field(4, ge=1, description="Most connections at once.")

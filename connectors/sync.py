@@ -147,6 +147,16 @@ class _Listed:
 
     requests: list[ItemRequest]
     identifiers: set[str]
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (name, why): refused by the listing itself
+
+
+def listing_refusals(connector: DataSourceConnector) -> list[tuple[str, str]]:
+    """Items the connector's last listing refused to list, with why (a link leading outside, an unsafe name).
+
+    A connector that leaves items out of its listing for safety keeps them in ``refusals``
+    (``LocalFileConnector`` does); they are reported as skipped, like an unsafe remote name.
+    """
+    return sorted(dict(getattr(connector, "refusals", None) or {}).items())
 
 
 class LineageIndex:
@@ -234,6 +244,7 @@ async def _list(connector: DataSourceConnector, exclude: Sequence[str]) -> _List
     return _Listed(
         [ItemRequest(i.path, item_version(i)) for i in items if excluded_by(i.path, exclude) is None],
         {i.path for i in items},
+        listing_refusals(connector),
     )
 
 
@@ -272,6 +283,7 @@ async def sync_source(
     async with connector:
         listed = await _list(connector, options.exclude) if requested is None else None
         wanted = listed.requests if listed is not None else _drop_excluded(requested or [], options, report)
+        report.skipped.extend(listed.refused if listed is not None else [])
         on_planned(len(wanted) + len(report.skipped))
         index = LineageIndex(folder, connector.source_id, connector.config.type_name)
         todo = await asyncio.to_thread(plan, wanted, index, report, force)

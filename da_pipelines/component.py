@@ -30,6 +30,7 @@ literal is.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -42,11 +43,13 @@ from dagster.components.component_scaffolding import scaffold_component
 from dagster.components.scaffold.scaffold import Scaffolder, ScaffoldRequest, scaffold_with
 from dagster.components.utils.defs_state import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
 from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from connectors.base import DataSourceConfig
+from connectors.entry_checks import check_entry
 from connectors.errors import ConfigurationError
 from connectors.landing.lineage import utc_now_iso
+from connectors.plugins import known_type_names
 from connectors.secrets.references import carries_secret, is_reference
 from da_pipelines.datasets import TABLE_TYPES, Dataset
 from da_pipelines.factory import build_source_defs, source_keys
@@ -151,16 +154,27 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
         default_factory=DefsStateConfigArgs.local_filesystem,
         description="Where the listing state is kept (default: the local filesystem of the project).")
 
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        # checked with the YAML, so `dg check defs` names the attribute instead of printing a traceback
+        known = sorted(known_type_names())
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown connector type {value!r} (known: {', '.join(known)}){hint}")
+        return value
+
     def source_config(self) -> DataSourceConfig:
-        """The source as the connectors see it (validated: id rule, type, config)."""
+        """The source as the connectors see it, checked as a sources-file entry is, before anything connects."""
         dagster = {**self.settings}
         if self.item_sets is not None:
             dagster["item_sets"] = self.item_sets
         if self.tables is not None:
             dagster["tables"] = self.tables
         _refuse_templated_references(self.config, self.id)
-        return DataSourceConfig(id=self.id, type=self.type, name=self.name or self.id, config=self.config,
-                                metadata={"dagster": dagster} if dagster else {})
+        return check_entry(DataSourceConfig(id=self.id, type=self.type, name=self.name or self.id,
+                                            config=self.config, metadata={"dagster": dagster} if dagster else {}))
 
     @property
     def defs_state_config(self) -> DefsStateConfig:

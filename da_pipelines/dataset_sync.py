@@ -28,7 +28,7 @@ from connectors.errors import DataSourceError, UnsafeNameError
 from connectors.landing.lineage import run_context
 from connectors.landing.names import LINEAGE_DIR
 from connectors.landing.progress import on_progress
-from connectors.sync import SyncOptions, _Listed, excluded_by, item_version, sync_options
+from connectors.sync import SyncOptions, _Listed, excluded_by, item_version, listing_refusals, sync_options
 from connectors.sync import list_requests as list_source
 from da_pipelines.datasets import Dataset
 from da_pipelines.manifest import (
@@ -145,6 +145,7 @@ async def sync_datasets(
     listed = ([r for r in everything.requests if excluded_by(r.identifier, options.exclude) is None]
               if everything is not None else list(requested or []))
     wanted = safe_requests(listed, options, skipped)
+    skipped.extend(everything.refused if everything is not None else [])  # refused by the listing itself
     index = LineageIndex(folder, probe.source_id, probe.config.type_name)
     plan = _plan(folder, datasets, wanted, index, forced={r.identifier for r in wanted if not r.version})
     on_planned(sum(1 for _ in _union(plan.members)))
@@ -186,7 +187,8 @@ async def _list_all(connector: DataSourceConnector) -> _Listed:
     """Every item the source lists (excluded ones too: an excluded item is not gone at the source)."""
     async with connector:
         items = await connector.list_items()
-    return _Listed([ItemRequest(i.path, item_version(i)) for i in items], {i.path for i in items})
+    return _Listed([ItemRequest(i.path, item_version(i)) for i in items], {i.path for i in items},
+                   listing_refusals(connector))
 
 
 def _prune(folder: Path, source_id: str, gone: dict[str, str]) -> list[str]:

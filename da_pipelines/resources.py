@@ -166,6 +166,16 @@ class PostgreSQLResource(SourceResource):
     pool_min_size: int | None = Field(None, description="Connections kept open (default 0).")
     pool_max_size: int | None = Field(None, description="Most connections at once (default 4).")
     pool_max_lifetime: float | None = Field(None, description="Seconds before a connection is renewed.")
+    sensitive_columns: list[str] | None = Field(None, description="Columns whose values no profile shows.")
+    table_options_json: str | None = Field(
+        None, description="Per table, the part every fetch lands (the source's table_options, as JSON).")
+
+    def connector_config(self) -> dict[str, Any]:
+        values = super().connector_config()
+        options = values.pop("table_options_json", None)
+        if options is not None:
+            values["table_options"] = json.loads(options)
+        return values
 
 
 class PluginSourceResource(SourceResource):

@@ -103,6 +103,8 @@ def resource_for(source: DataSourceConfig) -> SourceResource:
     identity: dict[str, Any] = {"source_id": source.id, "source_name": source.name,
                                 "secret_refs": secret_refs, "references": references}
     resource_type = RESOURCE_TYPES.get(source.type_name)
+    if resource_type is not None and "table_options" in values:  # nested options travel as JSON in Dagster config
+        values["table_options_json"] = json.dumps(values.pop("table_options"))
     if resource_type is None:
         return PluginSourceResource(plugin_type=source.type_name, config_json=json.dumps(values), **identity)
     return resource_type(**identity, **values)

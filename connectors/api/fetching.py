@@ -114,7 +114,7 @@ async def start_fetch(source_id: SourceId, body: FetchRequest, request: Request,
     sizes = listed_sizes or await _sizes(connector, identifiers, state.settings.timeout_seconds)
     _check_limits(source, state.settings, identifiers, sizes)
     total = None if None in sizes else sum(s or 0 for s in sizes)
-    job = state.jobs.start(source, identifiers, body.workspace, folder, total, key.id)
+    job = state.jobs.start(source, identifiers, body.workspace, folder, total, key.id, sizes, options=body.options)
     request.state.job_id = job.id
     note_audit(request, workspace=body.workspace, **items_fields(identifiers))
     return job.view()

@@ -13,6 +13,7 @@ it, is a 413 before anything is parsed, and nothing past the cap is buffered.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
@@ -55,8 +56,13 @@ def error_response(status: int, detail: Any, headers: dict[str, str] | None = No
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     # FastAPI's default echoes the input, which may be a secret: location, message and type only
-    return [{"loc": list(e.get("loc", ())), "msg": redact(str(e.get("msg", ""))), "type": e.get("type", "")}
+    # pydantic's validator wrappers (function-after[_one_kind(), Reference]) are no field a caller wrote
+    return [{"loc": [p for p in e.get("loc", ()) if not _INTERNAL.match(str(p))],
+             "msg": redact(str(e.get("msg", ""))).removeprefix("Value error, "), "type": e.get("type", "")}
             for e in exc.errors()]
+
+
+_INTERNAL = re.compile(r"^[a-z][a-z-]*\[.*\]$")
 
 
 async def _respond(handler: Callable[[Request], Awaitable[Response]], request: Request) -> Response:
@@ -246,9 +252,11 @@ def _mint_key(key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
     return key
 
 
-def _manage_key(key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
+def _manage_key(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
     if key.read_only:
-        raise ApiError(403, f"API key {key.id} is read-only; managing sources needs a key made without --read-only")
+        route = getattr(request.scope.get("route"), "path", None) or "this route"
+        raise ApiError(403, f"API key {key.id} is read-only: it can browse, preview and fetch, but "
+                            f"{request.method} {route} changes data; use a key made without --read-only")
     return key
 
 

@@ -16,6 +16,8 @@
 | ``DA_API_KEEP_JOBS`` / ``DA_API_KEEP_JOBS_BYTES`` | 200 / 16 MiB | finished jobs kept (count, size of their views) |
 | ``DA_API_MAX_ITEM_BYTES`` | 100 MiB | largest item a fetch or preview reads (``metadata.api.max_item_bytes``) |
 | ``DA_API_PREVIEW_MAX_ROWS`` | 1000 | most rows a preview returns |
+| ``DA_API_THREAD_MAX_ROWS`` | 5000000 | most rows one table or query attached to a thread may have |
+| ``DA_API_THREAD_MAX_BYTES`` | 1 GiB | most bytes (planner's estimate) of one table or query attached to a thread |
 | ``DA_API_CACHE_SECONDS`` | 60 | how long listings and metadata are cached per source |
 | ``DA_API_MAX_JOBS`` / ``DA_API_MAX_JOBS_PER_SOURCE`` | 16 / 4 | fetch jobs running at once |
 | ``DA_API_TIMEOUT_SECONDS`` | 60 | longest wait on a source within a request |
@@ -35,8 +37,9 @@ from typing import Any
 
 from connectors.api.policy import POLICY_FILE_ENV, ApiPolicy
 from connectors.errors import ConfigurationError
-from connectors.ids import SOURCE_ID_RULE, is_valid_source_id
+from connectors.ids import MAX_SOURCE_ID_LENGTH, SOURCE_ID_RULE, is_valid_source_id
 from connectors.registry import sources_file_path
+from connectors.rows import RowBudget
 
 KEYS_FILE_ENV = "DA_API_KEYS_FILE"  # default: api-keys.json beside the sources file
 AUDIT_LOG_ENV = "DA_API_AUDIT_LOG"
@@ -53,7 +56,10 @@ MIB = 1 << 20
 def _check_id(value: str, what: str = "id") -> str:
     """``value`` when it follows the one id rule of :mod:`connectors.ids` (source ids and workspace names)."""
     if not is_valid_source_id(value):
-        raise ConfigurationError(f"{what} breaks the rule: {SOURCE_ID_RULE}")
+        rule = SOURCE_ID_RULE if "id" in what else (
+            f"a {what} name is 1 to {MAX_SOURCE_ID_LENGTH} characters: ASCII letters, digits, '-' and '_', "
+            "starting with a letter (e.g. thread-3f9d); it is one folder under the workspace base, never a path")
+        raise ConfigurationError(f"{what} breaks the rule: {rule}")
     return value
 
 
@@ -66,6 +72,8 @@ class ApiSettings:
     audit_log: Path
     workspace_base: Path
     max_item_bytes: int = 100 * MIB
+    thread_max_rows: int = 5_000_000
+    thread_max_bytes: int = 1024 * MIB
     preview_rows: int = 10
     preview_max_rows: int = 1000
     cache_seconds: float = 60.0
@@ -110,6 +118,8 @@ class ApiSettings:
             workspace_base=Path(env.get(WORKSPACE_ENV) or "workspace").absolute(),
             max_item_bytes=_number(env, "DA_API_MAX_ITEM_BYTES", 100 * MIB),
             preview_max_rows=_number(env, "DA_API_PREVIEW_MAX_ROWS", 1000),
+            thread_max_rows=_number(env, "DA_API_THREAD_MAX_ROWS", 5_000_000),
+            thread_max_bytes=_number(env, "DA_API_THREAD_MAX_BYTES", 1024 * MIB),
             cache_seconds=float(_number(env, "DA_API_CACHE_SECONDS", 60)),
             max_jobs=_number(env, "DA_API_MAX_JOBS", 16),
             max_jobs_per_source=_number(env, "DA_API_MAX_JOBS_PER_SOURCE", 4),
@@ -128,6 +138,10 @@ class ApiSettings:
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]
+
+    def thread_budget(self) -> RowBudget:
+        """The row and byte budget of one table or query attached to a thread (operator settings)."""
+        return RowBudget(max_rows=self.thread_max_rows, max_bytes=self.thread_max_bytes)
 
     @property
     def thread_state_dir(self) -> Path:

@@ -96,6 +96,10 @@ class TranslatedErrors:
         elif isinstance(exc, pg_errors.LockNotAvailable):
             error = DataFetchError(f"{self._where(action, subject)}: lock_timeout ({self._lock_timeout_text()}) "
                                    "reached: another session holds a lock on it; try again later", retryable=True)
+        elif "cannot insert multiple commands into a prepared statement" in str(exc):
+            error = DataFetchError(f"{self._where(action, subject)}: the query holds more than one statement; "
+                                   "give exactly one (a SELECT, VALUES, TABLE or WITH ... SELECT), without ';' "
+                                   "between statements", retryable=False)
         elif isinstance(exc, pg_errors.ReadOnlySqlTransaction):
             error = DataFetchError(f"{message} (reads run in a read-only transaction; writes are refused)")
         elif state.startswith(_RETRYABLE_CLASSES) or (not state and isinstance(exc, psycopg.OperationalError)):
