@@ -1,7 +1,7 @@
 """Audit lines say what happened (issue 22.7): the resolved resource and config, secrets masked; a change
 whose line cannot be written fails.
 
-Row 30d of docs/RELIABILITY.md (the fault matrix).
+Row 58 of docs/RELIABILITY.md (the fault matrix).
 """
 
 from __future__ import annotations

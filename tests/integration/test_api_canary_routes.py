@@ -3,7 +3,7 @@
 Sources whose user, password and container come by reference (the operator's) or write-only (the API's),
 pointed at the real services so every route fails in its own way, and a canary in each value.
 
-Row 30b of docs/RELIABILITY.md (the fault matrix).
+Row 56 of docs/RELIABILITY.md (the fault matrix).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 address, so the static check passes and the connect-time check (after our own resolution) must refuse,
 before any connection is opened.
 
-Row 30a of docs/RELIABILITY.md (the fault matrix).
+Row 55 of docs/RELIABILITY.md (the fault matrix).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Secret detection decodes before it decides (issue 22.9): percent-encoding and case hide no SAS signature,
 and a Dagster component value given as ``{{ env.X }}`` never carries a secret or a value into the definitions.
 
-Row 30c of docs/RELIABILITY.md (the fault matrix).
+Row 57 of docs/RELIABILITY.md (the fault matrix).
 """
 
 from __future__ import annotations
