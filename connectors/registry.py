@@ -389,8 +389,12 @@ class SourceRegistry:
 
     def create_connector(self, source_id: str) -> DataSourceConnector:
         """A new, unconnected connector for ``source_id``, owned by the caller."""
+        from connectors.api.policy import reach_for  # no FastAPI: the policy module is plain
+
         source = self.get(source_id)
-        return get_connector_class(source.type_name)(source)
+        connector = get_connector_class(source.type_name)(source)
+        connector.reach = reach_for(source, self.path)  # a source an API caller wrote: checked at connect time
+        return connector
 
     async def connector(self, source_id: str) -> DataSourceConnector:
         """The shared connector of ``source_id``, connected on first use and reused.

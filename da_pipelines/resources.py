@@ -24,13 +24,14 @@ from typing import Any, ClassVar
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from connectors.api.policy import ApiPolicy
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.landing.names import safe_relative_path
 from connectors.registry import get_connector_class
 from connectors.secrets.references import MASK
 
 # Fields of SourceResource itself, not part of a connector's config.
-_OWN_FIELDS = frozenset({"source_id", "source_name", "secret_refs", "references"})
+_OWN_FIELDS = frozenset({"source_id", "source_name", "secret_refs", "references", "reach_policy_file"})
 
 
 class WorkspaceResource(ConfigurableResource):  # type: ignore[type-arg]  # generic only for dagster internals
@@ -57,6 +58,10 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]  # generic
     references: dict[str, str] = Field(
         default_factory=dict, description="Config key -> environment variable for non-text fields ({env: NAME})."
     )
+    reach_policy_file: str | None = Field(
+        None, description="For a source made through the HTTP API: the API policy file whose hosts, ports and "
+        "schemes its connections are checked against at connect time (names resolved by us).",
+    )
 
     def connector_type(self) -> str:
         """The connector type name this resource configures."""
@@ -81,7 +86,10 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]  # generic
 
     def build_connector(self) -> DataSourceConnector:
         """A new, unconnected connector; use it in ``async with`` on the current event loop."""
-        return get_connector_class(self.connector_type())(self.source_config())
+        connector = get_connector_class(self.connector_type())(self.source_config())
+        if self.reach_policy_file:  # made through the API: held to the operator's reach rules here too
+            connector.reach = ApiPolicy.load(self.reach_policy_file).reach
+        return connector
 
     def __repr_args__(self) -> Any:
         # repr() of a resource may end up in a log or an error: mask resolved secrets

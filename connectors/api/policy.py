@@ -58,6 +58,8 @@ from connectors.secrets.references import is_reference, resolve_reference
 from connectors.secrets.store import secrets_file_path
 
 POLICY_FILE_ENV = "DA_API_POLICY_FILE"
+POLICY_FILE_NAME = "api-policy.yaml"
+MADE_THROUGH_API = "made_through_api"  # metadata.api.<this>: true on every source the API creates
 BUILTIN_TYPES = frozenset({"azure_blob", "postgresql", "local_file"})
 #: config fields only the operator sets (in the sources file, with the CLI)
 OPERATOR_FIELDS: dict[str, frozenset[str]] = {
@@ -123,6 +125,34 @@ class ApiPolicy:
                            "ports": "any" if reach.ports is None else sorted(reach.ports),
                            "schemes": sorted(reach.schemes), "postgres_require_auth": reach.postgres_require_auth,
                            "max_sources": self.max_sources})
+
+
+def policy_file_path(sources_file: Path) -> Path:
+    """``$DA_API_POLICY_FILE``, or ``api-policy.yaml`` beside the sources file."""
+    return Path(os.environ.get(POLICY_FILE_ENV) or sources_file.with_name(POLICY_FILE_NAME)).absolute()
+
+
+def mark_made_through_api(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` with ``api.made_through_api: true`` (callers never set ``metadata.api`` themselves)."""
+    api = metadata.get("api")
+    return {**metadata, "api": {**(api if isinstance(api, Mapping) else {}), MADE_THROUGH_API: True}}
+
+
+def made_through_api(source: DataSourceConfig) -> bool:
+    """Whether the API created ``source``: Dagster and the CLI then hold it to the policy's reach too."""
+    api = source.metadata.get("api")
+    return isinstance(api, Mapping) and api.get(MADE_THROUGH_API) is True
+
+
+def reach_for(source: DataSourceConfig, sources_file: Path) -> ReachPolicy | None:
+    """The policy's reach for a source the API made (checked at connect time wherever it runs), else None.
+
+    A source an API caller wrote may point at a name that later resolves to an
+    internal address; Dagster and the CLI serve it from the same sources file, so
+    they check its hosts at connect time like the API does. The operator's own
+    sources (not made through the API) reach where the operator says.
+    """
+    return ApiPolicy.load(policy_file_path(sources_file)).reach if made_through_api(source) else None
 
 
 def protected_paths(settings: Any) -> list[Path]:

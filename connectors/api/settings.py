@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from connectors.api.policy import POLICY_FILE_ENV, ApiPolicy
+from connectors.api.policy import ApiPolicy, policy_file_path
 from connectors.errors import ConfigurationError
 from connectors.ids import MAX_SOURCE_ID_LENGTH, SOURCE_ID_RULE, is_valid_source_id
 from connectors.registry import sources_file_path
@@ -125,7 +125,7 @@ class ApiSettings:
             max_jobs_per_source=_number(env, "DA_API_MAX_JOBS_PER_SOURCE", 4),
             timeout_seconds=float(_number(env, "DA_API_TIMEOUT_SECONDS", 60)),
             idle_seconds=float(_number(env, "DA_API_IDLE_SECONDS", 300)),
-            policy=ApiPolicy.load(env.get(POLICY_FILE_ENV) or sources.with_name("api-policy.yaml")),
+            policy=ApiPolicy.load(policy_file_path(sources)),
             cors_origins=cors_origins(env.get(CORS_ORIGINS_ENV, "").split(",")),
             jobs_dir=Path(env[JOBS_DIR_ENV]).absolute() if env.get(JOBS_DIR_ENV) else None,
             max_body_bytes=_number(env, "DA_API_MAX_BODY_BYTES", 1 * MIB),

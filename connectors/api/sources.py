@@ -16,7 +16,14 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request
 
 from connectors.api.errors import ApiError, detail_of
-from connectors.api.policy import PolicyError, check_changeable, check_reach, check_request, connector_for
+from connectors.api.policy import (
+    PolicyError,
+    check_changeable,
+    check_reach,
+    check_request,
+    connector_for,
+    mark_made_through_api,
+)
 from connectors.api.routing import ManageKey, ReadKey, State, new_router, note_audit
 from connectors.api.schemas import DataSource, Deleted, SourceCreate, SourceList, SourceUpdate, TestResult
 from connectors.api.settings import _check_id
@@ -92,7 +99,7 @@ async def create_source(body: SourceCreate, request: Request, state: State, key:
     _allowed_new(source, body, len(existing), state)
     config, secrets = _write_only(source.id, source.type_name, body.config)
     final = DataSourceConfig(id=source.id, type=source.type_name, name=source.name, config=config,
-                             metadata=source.metadata)
+                             metadata=mark_made_through_api(source.metadata))
     _store(secrets)
     try:
         state.registry.add(final)

@@ -116,3 +116,42 @@ def test_the_harness_server_is_reached_when_listed(tmp_path: Path, monkeypatch: 
                  "config": {"host": postgres_server.host, "port": postgres_server.port, "user": postgres_server.user,
                             "dbname": postgres_server.dbname, "password": postgres_server.password}})
         assert api.call("POST", "/v1/data-sources/pg/test", expect=200).json()["ok"]
+
+
+def test_a_source_made_through_the_api_is_held_to_the_policy_by_the_cli_and_dagster_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_server: PostgresServer) -> None:
+    """Dagster and the CLI serve the same sources file: an API-made source's hosts are checked there too."""
+    import asyncio
+
+    from connectors.api.policy import made_through_api
+    from connectors.reach import ReachRefusedError
+    from connectors.registry import SourceRegistry
+    from da_pipelines.sources import resource_for
+
+    (tmp_path / "api-policy.yaml").write_text("hosts: [localhost]\nports: any\n")  # the operator's file
+    monkeypatch.setenv("DA_SOURCES_FILE", str(tmp_path / "sources.yaml"))
+    monkeypatch.delenv("DA_API_POLICY_FILE", raising=False)
+    with listener() as server:
+        config = {"host": "localhost", "port": server.getsockname()[1], "dbname": "d", "user": "u",
+                  "password": "pw", "connect_timeout": 2}
+        for api in api_with(tmp_path, monkeypatch, hosts=["localhost"]):
+            api.call("POST", "/v1/data-sources", expect=201,
+                     json={"id": "pg", "type": "postgresql", "name": "p", "config": config})
+        registry = SourceRegistry(tmp_path / "sources.yaml")
+        source = registry.get("pg")
+        assert made_through_api(source)
+        for connector in (registry.create_connector("pg"), resource_for(source).build_connector()):
+            with pytest.raises(ReachRefusedError, match="config.host"):
+                asyncio.run(connector.connect())
+        assert accepted_nothing(server)  # refused before any connection, on every path
+
+
+def test_the_operators_own_sources_reach_where_the_operator_says(tmp_path: Path) -> None:
+    from connectors.registry import SourceRegistry
+
+    (tmp_path / "api-policy.yaml").write_text("hosts: []\n")  # closed for the API, not for the operator
+    registry = SourceRegistry(tmp_path / "sources.yaml")
+    registry.add({"id": "pg", "type": "postgresql", "name": "p",
+                  "config": {"host": "127.0.0.1", "port": 5432, "dbname": "d", "user": "u",
+                             "password": {"env": "PGPASSWORD_UNUSED"}}})
+    assert registry.create_connector("pg").reach is None
