@@ -8,7 +8,7 @@ and no route writes it. A missing file means the closed defaults below.
 knob                        default                        what
 ==========================  =============================  ==================================================
 ``connector_types``         ``[azure_blob, postgresql,     the types ``POST /v1/data-sources`` may create
-                            local_file]``                  (plugin types only when listed)
+                            local_file, s3]``              (plugin types only when listed)
 ``local_roots``             ``[]`` (none)                  folders a ``local_file`` root must lie beneath
 ``hosts``                   ``[]`` (none)                  host name patterns (``*.blob.core.windows.net``),
                                                            addresses or networks sources may reach
@@ -60,11 +60,12 @@ from connectors.secrets.store import secrets_file_path
 POLICY_FILE_ENV = "DA_API_POLICY_FILE"
 POLICY_FILE_NAME = "api-policy.yaml"
 MADE_THROUGH_API = "made_through_api"  # metadata.api.<this>: true on every source the API creates
-BUILTIN_TYPES = frozenset({"azure_blob", "postgresql", "local_file"})
+BUILTIN_TYPES = frozenset({"azure_blob", "postgresql", "local_file", "s3"})
 #: config fields only the operator sets (in the sources file, with the CLI)
 OPERATOR_FIELDS: dict[str, frozenset[str]] = {
     "postgresql": frozenset({"allow_privileged_queries", "pool_max_size"}),  # pool_min_size stays below the max
     "azure_blob": frozenset({"credential"}),  # the server's own identity, sent to a caller's account
+    "s3": frozenset({"credential", "profile"}),  # the server's own AWS identity and config files
 }
 OPERATOR_METADATA = frozenset({"api"})  # metadata.api.max_item_bytes and whatever joins it
 
@@ -233,6 +234,8 @@ def check_reach(type_name: str, config: Mapping[str, Any], settings: Any) -> Non
         _check_postgresql(config, settings.policy.reach)
     elif type_name == "azure_blob":
         _check_azure(config, settings.policy.reach)
+    elif type_name == "s3":
+        _check_s3(config, settings.policy.reach)
 
 
 def _check_postgresql(config: Mapping[str, Any], reach: ReachPolicy) -> None:
@@ -256,6 +259,18 @@ def _check_postgresql(config: Mapping[str, Any], reach: ReachPolicy) -> None:
             if socket_host(name):
                 raise PolicyError("config.host: a Unix-socket host (a folder, or none) may not be used here")
             _checked(reach.check_target, name, _port(port), "postgresql", where="config.host")
+
+
+def _check_s3(config: Mapping[str, Any], reach: ReachPolicy) -> None:
+    from connectors.azure_blob.reach import check_url
+
+    endpoint = config.get("endpoint_url")
+    if endpoint is None:
+        region = config.get("region", "us-east-1")
+        endpoint = f"https://s3.{region}.amazonaws.com" if isinstance(region, str) else None
+    if not isinstance(endpoint, str) or urlsplit(endpoint).scheme == "":
+        raise PolicyError("config.endpoint_url: not an http(s) URL with a host")
+    _checked(check_url, endpoint.partition("?")[0], reach, "config.endpoint_url")
 
 
 def _check_azure(config: Mapping[str, Any], reach: ReachPolicy) -> None:

@@ -41,6 +41,7 @@ import aiohttp
 
 from connectors.azure_blob.errors import BlobChangedError, mapped_errors
 from connectors.azure_blob.listing import quoted_etag
+from connectors.azure_blob.reach import check_url, checked_connector, trace_configs
 from connectors.azure_blob.scope import BlobScope
 from connectors.azure_blob.transfer import SMALL_BLOB, BlobDownload, Downloaded, check_md5, iso_utc, with_retries
 from connectors.azure_blob.upload import Uploaded
@@ -70,6 +71,9 @@ class _Clients:
     disk: ThreadPoolExecutor
 
 
+WHERE = "config.endpoint_url"  # what a refusal of the policy names
+
+
 class S3Connector(DataSourceConnector):
     """Serves the objects of one bucket in scope (``prefix``, ``pattern``); identifiers are full keys."""
 
@@ -88,12 +92,16 @@ class S3Connector(DataSourceConnector):
         if self._clients is not None:
             return True
         settings: S3Settings = self.resolve_settings()
+        if self.reach is not None:  # before any credential is looked up or any request sent
+            check_url(bucket_url(settings), self.reach, WHERE)
         signer = await signer_for(settings, self.source_id)
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                           sock_read=settings.read_timeout),
             auto_decompress=False, read_bufsize=1 << 20,
-            connector=aiohttp.TCPConnector(limit=64, enable_cleanup_closed=True),
+            # under a policy: every name resolved by us and checked, every request's URL checked
+            connector=checked_connector(self.reach, WHERE, limit=64, enable_cleanup_closed=True),
+            trace_configs=trace_configs(self.reach, WHERE),
         )
         data = S3DataPath(session, bucket_url(settings), signer, self.source_id, bucket=settings.bucket,
                           verify_etag_md5=settings.verify_etag_md5)

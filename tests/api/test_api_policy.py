@@ -196,3 +196,24 @@ def test_a_source_holding_the_operators_references_is_not_changed_through_the_ap
     api.call("PATCH", "/v1/data-sources/op", json={"name": "renamed", "metadata": {"team": "x"}}, expect=200)
     api.call("DELETE", "/v1/data-sources/op", expect=200)
     api.assert_nowhere(canary)
+
+
+def s3(source_id: str = "lake", **config: Any) -> dict[str, Any]:
+    return {"id": source_id, "type": "s3", "name": "lake",
+            "config": {"bucket": "b", "access_key_id": "AKIDEXAMPLE", "secret_access_key": "x", **config}}
+
+
+def test_s3_endpoints_outside_the_allow_list_and_the_servers_aws_identity_are_refused(
+        tmp_path: Path, secret_store_env: Path) -> None:
+    policy = ApiPolicy.from_mapping({"hosts": ["*.amazonaws.com", "minio.example"], "ports": [443],
+                                     "schemes": ["https"]})
+    for api in start_api(tmp_path, policy=policy):
+        refused(api, s3(endpoint_url="https://169.254.169.254"), "config.endpoint_url")
+        refused(api, s3(endpoint_url="http://minio.example"), "config.endpoint_url")  # scheme and port
+        refused(api, s3(endpoint_url="https://10.0.0.5"), "config.endpoint_url")
+        refused(api, s3(endpoint_url="https://minio.example.evil.example"), "config.endpoint_url")
+        keyless = {"id": "p", "type": "s3", "name": "p", "config": {"bucket": "b"}}
+        refused(api, {**keyless, "config": {"bucket": "b", "profile": "prod"}}, "config.profile")
+        refused(api, {**keyless, "config": {"bucket": "b", "credential": "default"}}, "config.credential")
+        api.call("POST", "/v1/data-sources", json=s3(region="eu-west-1"), expect=201)  # AWS's own endpoint
+        api.call("POST", "/v1/data-sources", json=s3("lake2", endpoint_url="https://minio.example"), expect=201)

@@ -155,3 +155,15 @@ def test_the_operators_own_sources_reach_where_the_operator_says(tmp_path: Path)
                   "config": {"host": "127.0.0.1", "port": 5432, "dbname": "d", "user": "u",
                              "password": {"env": "PGPASSWORD_UNUSED"}}})
     assert registry.create_connector("pg").reach is None
+
+
+def test_a_listed_name_resolving_to_loopback_is_refused_at_connect_for_s3(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with listener() as server:
+        for api in api_with(tmp_path, monkeypatch, hosts=["localhost"], schemes=["http"]):
+            api.call("POST", "/v1/data-sources", expect=201, json={"id": "lake", "type": "s3", "name": "l",
+                     "config": {"bucket": "b", "access_key_id": "AKIDEXAMPLE", "secret_access_key": "x",
+                                "endpoint_url": f"http://localhost:{server.getsockname()[1]}"}})
+            detail = api.call("GET", "/v1/data-sources/lake/browse", key="read", expect=403).json()["detail"]
+            assert "config.endpoint_url" in detail and "127.0.0.1" not in detail
+        assert accepted_nothing(server)
