@@ -196,7 +196,7 @@ def _validate_entries(raw: list[Any], path: str | os.PathLike[str]) -> SourcesFi
         entry_id = entry.get("id") if isinstance(entry, dict) else None
         entry_id = entry_id if isinstance(entry_id, str) else None
         try:
-            source = check_entry(DataSourceConfig.from_dict(entry))
+            source = _anchored(check_entry(DataSourceConfig.from_dict(entry)), path)
             if source.id in earlier:
                 raise ConfigurationError(f"{str(path)!r}: source id {source.id!r} appears twice")
             check_distinct(source.id, earlier)
@@ -207,6 +207,19 @@ def _validate_entries(raw: list[Any], path: str | os.PathLike[str]) -> SourcesFi
         if entry_id is not None:
             earlier.append(entry_id)
     return loaded
+
+
+def _anchored(source: DataSourceConfig, sources_file: str | os.PathLike[str]) -> DataSourceConfig:
+    """A ``local_file`` root written relative in the file is relative to the file's folder.
+
+    Not to the folder the CLI, the API or Dagster happens to run in: the same
+    entry must mean the same folder to all of them.
+    """
+    root = source.config.get("root")
+    if source.type_name == "local_file" and isinstance(root, str) and root and not os.path.isabs(root):
+        folder = os.path.dirname(os.path.abspath(sources_file))
+        source.config["root"] = os.path.normpath(os.path.join(folder, root))
+    return source
 
 
 def source_to_dict(source: DataSourceConfig) -> dict[str, Any]:

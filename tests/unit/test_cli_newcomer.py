@@ -229,3 +229,12 @@ def test_turning_partitioning_on_shows_landed_current_items_materialized(tmp_pat
         assert landed and not any(landed)  # nothing is landed again
         materialized = instance.get_materialized_partitions(AssetKey(["files", "reports"]))
         assert len(materialized) == 2  # reports/data[1].csv and reports/data1.csv, landed by the first sync
+
+
+def test_a_relative_root_written_by_hand_is_relative_to_the_sources_file(cli: Cli, odd_root: Path) -> None:
+    (cli.sources_file.parent / "by-hand").symlink_to(odd_root)
+    cli.sources_file.write_text("sources:\n  - {id: hand, type: local_file, name: Hand, config: {root: by-hand}}\n")
+    elsewhere = cli.cwd.parent / "elsewhere-2"
+    elsewhere.mkdir()
+    listed = Cli(elsewhere, cli.env)("ls", "hand", "--json").stdout  # run from another folder
+    assert sorted(row["path"] for row in json.loads(listed)) == ["reports/data1.csv", "reports/data[1].csv"]
