@@ -43,7 +43,7 @@ from dagster.components.component_scaffolding import scaffold_component
 from dagster.components.scaffold.scaffold import Scaffolder, ScaffoldRequest, scaffold_with
 from dagster.components.utils.defs_state import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
 from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, JsonValue, field_validator
 
 from connectors.base import DataSourceConfig
 from connectors.entry_checks import check_entry
@@ -134,7 +134,7 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
     id: str = Field(description="The source's id; its files land under <workspace>/<id>/.")
     type: str = Field(description="Connector type: local_file, azure_blob, s3, postgresql, or a plugin type.",
                       # in the YAML schema too, so `dg check defs` points at the line instead of a traceback
-                      json_schema_extra={"enum": sorted(known_type_names())})
+                      json_schema_extra={"enum": list[JsonValue](sorted(known_type_names()))})
     name: str | None = Field(None, description="Human-readable name (default: the id).")
     config: dict[str, Any] = Field(
         default_factory=dict,
