@@ -20,13 +20,12 @@ def test_stats_leave_nan_out_of_min_max_and_mean_and_count_it(tmp_path: Path, mo
         conn.execute(f"CREATE TABLE {schema}.m (n numeric, d double precision, r real, i integer)")
         conn.execute(f"INSERT INTO {schema}.m VALUES (1, 1, 1, 1), (3, 3, 3, 3), ('NaN', 'NaN', 'NaN', NULL)")
     use_own_secret_store(tmp_path, monkeypatch)
-    monkeypatch.setenv("API_TEST_PG_PASSWORD", postgres_server.password)
     api: Api
     for api in start_api(tmp_path):
         api.call("POST", "/v1/data-sources", expect=201, json={"id": "pg", "type": "postgresql", "name": "PG",
                                                                "config": {
             "host": postgres_server.host, "port": postgres_server.port, "dbname": postgres_server.dbname,
-            "user": postgres_server.user, "password": {"env": "API_TEST_PG_PASSWORD"}, "schemas": [schema]}})
+            "user": postgres_server.user, "password": postgres_server.password, "schemas": [schema]}})
         stats = api.call("GET", f"/v1/data-sources/pg/stats?item={schema}.m", expect=200).json()
     by_column = {c["column"]: c for c in stats["columns"]}
     for name in ("n", "d", "r"):

@@ -36,13 +36,12 @@ def schema(postgres_server: PostgresServer) -> str:
 def _pg(server: PostgresServer, schema: str, **config: object) -> dict[str, object]:
     return {"id": "pg", "type": "postgresql", "name": "PG", "config": {
         "host": server.host, "port": server.port, "dbname": server.dbname, "user": server.user,
-        "password": {"env": "NEWCOMER_PG_PASSWORD"}, "schemas": [schema], **config}}
+        "password": server.password, "schemas": [schema], **config}}
 
 
 def test_a_partitioned_table_lands_once_by_default_and_job_totals_are_counted_bytes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_server: PostgresServer, schema: str) -> None:
     use_own_secret_store(tmp_path, monkeypatch)
-    monkeypatch.setenv("NEWCOMER_PG_PASSWORD", postgres_server.password)
     api: Api
     for api in start_api(tmp_path):
         api.call("POST", "/v1/data-sources", json=_pg(postgres_server, schema), expect=201)
