@@ -120,6 +120,9 @@ def api_server(scratch: Path, connection_string: str) -> Iterator[tuple[str, str
            "DA_API_CACHE_SECONDS": "600"}
     (scratch / "sources.yaml").write_text(json.dumps({"sources": [{"id": "az", "type": "azure_blob", "name": "az",
         "config": {"container_name": CONTAINER, "connection_string": {"env": ENV_CS}}}]}))
+    # the operator's policy lets the API reach the loopback emulator (closed by default)
+    (scratch / "api-policy.yaml").write_text(json.dumps({"hosts": ["127.0.0.1"], "ports": "any",
+                                                         "schemes": ["http"]}))
     key = subprocess.run([CONSOLE, "api-keys", "create", "bench"], env=env, capture_output=True, text=True,
                          check=True).stdout.split()[0]
     port = _free_port()

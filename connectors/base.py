@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import difflib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connectors.errors import ConfigurationError, ConnectionError, DataSourceError
 from connectors.ids import SOURCE_ID_RULE, check_source_id
 from connectors.plugins import FreeformSettings, known_type_names, settings_model_for, type_name_of
+from connectors.reach import ReachPolicy
 from connectors.settings import ConnectorSettings, check_complete, check_config, describe_errors, resolve_settings
 
 
@@ -34,6 +36,7 @@ class DataSourceType(Enum):
     AZURE_BLOB = "azure_blob"
     POSTGRESQL = "postgresql"
     LOCAL_FILE = "local_file"
+    S3 = "s3"
 
 
 class DataSourceConfig(BaseModel):
@@ -65,8 +68,9 @@ class DataSourceConfig(BaseModel):
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
-        except ValidationError as exc:
-            raise ConfigurationError(describe_errors(exc, ""), source_id=_id_of(data)) from None
+        except ValidationError as exc:  # every error at once: the config's too, not only the first field's
+            found = "; ".join(filter(None, [describe_errors(exc, ""), _config_errors(data)]))
+            raise ConfigurationError(found, source_id=_id_of(data)) from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataSourceConfig:
@@ -85,10 +89,7 @@ class DataSourceConfig(BaseModel):
     def _check_type_and_config(self) -> DataSourceConfig:
         if isinstance(self.type, str):
             if self.type not in known_type_names():
-                known = ", ".join(sorted(known_type_names()))
-                raise ConfigurationError(
-                    f"type: unknown connector type {self.type!r} (known: {known})", source_id=self.id
-                )
+                raise ConfigurationError(_unknown_type(self.type), source_id=self.id)
             if self.type in {t.value for t in DataSourceType}:
                 self.type = DataSourceType(self.type)
         self.config = check_config(settings_model_for(self.type_name), self.config, self.id)
@@ -118,6 +119,28 @@ class DataSourceConfig(BaseModel):
         """
         return {"id": self.id, "type": self.type_name, "name": self.name, "config": dict(self.config),
                 "created_at": self.created_at, "metadata": copy.deepcopy(self.metadata)}
+
+
+def _config_errors(data: dict[str, Any]) -> str:
+    """The errors of ``config`` when the entry failed elsewhere first (the after-validator never ran)."""
+    kind, config = data.get("type"), data.get("config")
+    kind = kind.value if isinstance(kind, DataSourceType) else kind
+    if not isinstance(kind, str) or not isinstance(config, dict):
+        return ""
+    if kind not in known_type_names():
+        return _unknown_type(kind)
+    try:
+        check_config(settings_model_for(kind), config, "")
+    except ConfigurationError as exc:
+        return exc.message
+    return ""
+
+
+def _unknown_type(kind: str) -> str:
+    known = sorted(known_type_names())
+    close = difflib.get_close_matches(kind, known, n=1)
+    return f"type: unknown connector type {kind!r} (known: {', '.join(known)})" + (
+        f"; did you mean {close[0]!r}?" if close else "")
 
 
 def _id_of(data: dict[str, Any]) -> str | None:
@@ -219,6 +242,8 @@ class DataSourceConnector(ABC):
     """
 
     settings_model: ClassVar[type[ConnectorSettings] | None] = None
+    #: where the connector may connect, checked when it connects (set by the HTTP API; None: anywhere)
+    reach: ReachPolicy | None = None
 
     def __init__(self, config: DataSourceConfig) -> None:
         try:

@@ -32,6 +32,10 @@ class NotRegularError(Exception):
     """The path leads to a FIFO, a socket, a device (or a folder where a file is wanted)."""
 
 
+class IsFolderError(NotRegularError):
+    """The path leads to a folder where a file is wanted."""
+
+
 def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = False) -> int:
     """A descriptor of ``root/relative`` (a regular file, or a folder if ``directory``), never outside root.
 
@@ -68,7 +72,7 @@ def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = Fa
             else:
                 todo.extend(_link_target(opened, root, folders))
         if not directory and not stat.S_ISREG(os.fstat(folders[-1]).st_mode):
-            raise NotRegularError(relative)  # the walk ended on a folder ('..', or the root itself)
+            raise IsFolderError(relative)  # the walk ended on a folder ('..', or the root itself)
         return folders.pop()
     finally:
         for fd in folders:
@@ -86,6 +90,8 @@ def _open_component(dir_fd: int, part: str, *, directory: bool) -> int | str:
         info = os.stat(part, dir_fd=dir_fd, follow_symlinks=False)
         if stat.S_ISLNK(info.st_mode):
             return _read_link(dir_fd, part)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsFolderError(part)
         if not stat.S_ISREG(info.st_mode):
             raise NotRegularError(part)  # never opened: a FIFO would block, a device could act
     try:

@@ -55,7 +55,7 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
-from connectors.beneath import EscapesRootError, NotRegularError, open_beneath
+from connectors.beneath import EscapesRootError, IsFolderError, NotRegularError, open_beneath
 from connectors.errors import DataFetchError, IntegrityError, NotFoundError, UnsafeNameError
 from connectors.landing.atomic import landing
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
@@ -82,12 +82,14 @@ class LocalFileConnector(DataSourceConnector):
         self._root: Path | None = None
         self._settings: LocalFileSettings | None = None
         self.refused: list[str] = []  # symlinks leading outside root, seen by the last listing
+        self.refusals: dict[str, str] = {}  # the same names, each with why (syncs report them as skipped)
+        self._reasons: dict[str, str] = {}
 
     async def connect(self) -> bool:
         settings: LocalFileSettings = self.resolve_settings()
         root = await asyncio.to_thread(_existing_folder, settings.root)
         if root is None:
-            raise NotFoundError(f"root folder {settings.root!r} does not exist", source_id=self.source_id)
+            raise NotFoundError("config.root: the folder does not exist", source_id=self.source_id)  # never its value
         self._root, self._settings = root, settings
         self._connected = True
         return True
@@ -118,6 +120,7 @@ class LocalFileConnector(DataSourceConnector):
         if start:
             safe_relative_path(f"{start}/x")  # every segment is a folder name
         refused: list[str] = []
+        self._reasons = {}
         items: list[DataItem] = []
         with self._root_fd() as root_fd, self._source_errors(start or ".", folder=True):
             folder = open_beneath(root_fd, str(self._require_root()), start, directory=True)
@@ -125,7 +128,7 @@ class LocalFileConnector(DataSourceConnector):
                 self._walk(root_fd, folder, f"{start}/" if start else "", items, refused)
             finally:
                 os.close(folder)
-        self.refused = refused
+        self.refused, self.refusals = refused, self._reasons
         items.sort(key=lambda item: item.path)
         return items
 
@@ -140,6 +143,7 @@ class LocalFileConnector(DataSourceConnector):
         if start:
             safe_relative_path(f"{start}/x")  # every segment is a folder name
         refused: list[str] = []
+        self._reasons = {}
         stack = [iter(await asyncio.to_thread(self._folder_entries, start, refused, True))]
         while stack:
             entry = next(stack[-1], None)
@@ -149,7 +153,7 @@ class LocalFileConnector(DataSourceConnector):
                 yield entry
             else:
                 stack.append(iter(await asyncio.to_thread(self._folder_entries, entry, refused, False)))
-        self.refused = refused
+        self.refused, self.refusals = refused, self._reasons
 
     def _folder_entries(self, relative: str, refused: list[str], first: bool) -> list[DataItem | str]:
         """One folder's items and (as relative paths) subfolders, in the order of the full sorted listing.
@@ -247,6 +251,7 @@ class LocalFileConnector(DataSourceConnector):
     def _refuse(self, relative: str, reason: str, refused: list[str]) -> None:
         shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         refused.append(shown)
+        self._reasons[shown] = reason
         log.warning("source %s: %s refused: %s", self.source_id, shown_path(shown), reason)
 
     def _in_scope(self, relative: str) -> bool:
@@ -261,7 +266,8 @@ class LocalFileConnector(DataSourceConnector):
     def _root_fd(self) -> Iterator[int]:
         root = self._require_root()
         with self._source_errors("."):
-            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # resolved at connect: a link there now is the root swapped since, never followed
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             yield fd
         finally:
@@ -278,6 +284,9 @@ class LocalFileConnector(DataSourceConnector):
                 f"{identifier!r} is, or goes through, a symlink leading outside root; refused, not read",
                 source_id=self.source_id,
             ) from None
+        except IsFolderError:
+            raise NotFoundError(f"{identifier!r} is a folder, not a file; give {identifier.rstrip('/') + '/'!r} "
+                                "(with a trailing /) to fetch everything under it", source_id=self.source_id) from None
         except NotRegularError:
             raise NotFoundError(f"{identifier!r} is not a regular {what} (a FIFO, socket or device is never read)",
                                 source_id=self.source_id) from None

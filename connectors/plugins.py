@@ -34,10 +34,12 @@ _BUILTIN_PATHS = {
     "local_file": "connectors.local_file:LocalFileConnector",
     "azure_blob": "connectors.azure_blob:AzureBlobConnector",
     "postgresql": "connectors.postgresql:PostgreSQLConnector",
+    "s3": "connectors.s3:S3Connector",
 }
 _INSTALL_HINTS = {
     "azure_blob": "pip install azure-storage-blob[aio]",
     "postgresql": "pip install 'psycopg[binary]' psycopg-pool",
+    "s3": "pip install 'da-sources[s3]' (botocore, for request signing and the AWS credential chain)",
 }
 
 _registered: dict[str, type[DataSourceConnector]] = {}

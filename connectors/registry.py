@@ -19,6 +19,7 @@ import asyncio
 import builtins
 import contextlib
 import copy
+import difflib
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any, Self
 import yaml
 
 from connectors.base import DataSourceConfig, DataSourceConnector
+from connectors.entry_checks import check_entry
 from connectors.errors import ConfigurationError, NotFoundError
 from connectors.ids import check_distinct, check_source_id, is_valid_source_id, shown
 from connectors.plugins import (
@@ -149,6 +151,7 @@ class SourcesFile:
     sources: list[DataSourceConfig] = field(default_factory=list)
     invalid: list[InvalidSource] = field(default_factory=list)
     embedded: bool = False  # True when this is the embedded sample (no sources file)
+    positions: list[int] = field(default_factory=list)  # per valid source, its 1-based entry in the file
 
 
 def _read_text(path: Path) -> str | None:
@@ -193,16 +196,30 @@ def _validate_entries(raw: list[Any], path: str | os.PathLike[str]) -> SourcesFi
         entry_id = entry.get("id") if isinstance(entry, dict) else None
         entry_id = entry_id if isinstance(entry_id, str) else None
         try:
-            source = DataSourceConfig.from_dict(entry)
+            source = _anchored(check_entry(DataSourceConfig.from_dict(entry)), path)
             if source.id in earlier:
                 raise ConfigurationError(f"{str(path)!r}: source id {source.id!r} appears twice")
             check_distinct(source.id, earlier)
             loaded.sources.append(source)
+            loaded.positions.append(position)
         except ConfigurationError as exc:
             loaded.invalid.append(InvalidSource(position, entry_id, exc))
         if entry_id is not None:
             earlier.append(entry_id)
     return loaded
+
+
+def _anchored(source: DataSourceConfig, sources_file: str | os.PathLike[str]) -> DataSourceConfig:
+    """A ``local_file`` root written relative in the file is relative to the file's folder.
+
+    Not to the folder the CLI, the API or Dagster happens to run in: the same
+    entry must mean the same folder to all of them.
+    """
+    root = source.config.get("root")
+    if source.type_name == "local_file" and isinstance(root, str) and root and not os.path.isabs(root):
+        folder = os.path.dirname(os.path.abspath(sources_file))
+        source.config["root"] = os.path.normpath(os.path.join(folder, root))
+    return source
 
 
 def source_to_dict(source: DataSourceConfig) -> dict[str, Any]:
@@ -220,6 +237,7 @@ def source_to_dict(source: DataSourceConfig) -> dict[str, Any]:
             "as {env: NAME} or {secret: NAME} (store it with 'da-sources secrets set NAME')",
             source_id=source.id,
         )
+    check_entry(source)
     entry: dict[str, Any] = {"id": source.id, "type": source.type_name, "name": source.name}
     entry["config"] = copy.deepcopy(source.config)
     entry["created_at"] = source.created_at
@@ -312,7 +330,7 @@ class SourceRegistry:
         Raises:
             ConfigurationError: invalid, a literal secret, or the id is taken.
         """
-        config = _as_config(source)
+        config = _absolute_root(_as_config(source))
         entry = source_to_dict(config)
         with self._changing() as raw:
             ids = [_entry_id(existing) for existing in raw]
@@ -343,7 +361,7 @@ class SourceRegistry:
             entry["config"] = _merged(entry.get("config") or {}, config)
             if metadata is not None:
                 entry["metadata"] = _merged(entry.get("metadata") or {}, metadata)
-            updated = _as_config(entry)
+            updated = _absolute_root(_as_config(entry))
             raw[index] = source_to_dict(updated)
         self._retire(source_id)
         return updated
@@ -384,8 +402,12 @@ class SourceRegistry:
 
     def create_connector(self, source_id: str) -> DataSourceConnector:
         """A new, unconnected connector for ``source_id``, owned by the caller."""
+        from connectors.api.policy import reach_for  # no FastAPI: the policy module is plain
+
         source = self.get(source_id)
-        return get_connector_class(source.type_name)(source)
+        connector = get_connector_class(source.type_name)(source)
+        connector.reach = reach_for(source, self.path)  # a source an API caller wrote: checked at connect time
+        return connector
 
     async def connector(self, source_id: str) -> DataSourceConnector:
         """The shared connector of ``source_id``, connected on first use and reused.
@@ -431,6 +453,20 @@ def _as_config(source: DataSourceConfig | Mapping[str, Any]) -> DataSourceConfig
     return DataSourceConfig.from_dict(dict(source))
 
 
+def _absolute_root(source: DataSourceConfig) -> DataSourceConfig:
+    """``source`` with a relative local ``root`` made absolute (against this process's folder), as stored.
+
+    Stored as given, ``data`` would mean a different folder to each process that reads the file
+    (the CLI, the API, Dagster runs), whatever folder each was started in.
+    """
+    root = source.config.get("root")
+    if source.type_name != "local_file" or not isinstance(root, str) or os.path.isabs(root):
+        return source
+    config = {**source.config, "root": os.path.abspath(root)}
+    return DataSourceConfig(id=source.id, type=source.type, name=source.name, config=config,
+                            created_at=source.created_at, metadata=source.metadata)
+
+
 def _merged(base: Mapping[str, Any], changes: Mapping[str, Any] | None) -> dict[str, Any]:
     merged = dict(base)
     for key, value in (changes or {}).items():
@@ -459,7 +495,9 @@ def _unknown_source(
 ) -> NotFoundError:
     ids = known if known is not None else [s.id for s in sources]
     listed = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "") if ids else "none"
-    return NotFoundError(f"no source {shown(source_id)} in {str(path)!r} (known: {listed})")
+    close = difflib.get_close_matches(source_id, ids, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return NotFoundError(f"no source {shown(source_id)} in {str(path)!r} (known: {listed}){hint}")
 
 
 def _file_mode(path: Path) -> int:

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from connectors.errors import ConfigurationError
+from connectors.rows import IncrementalSpec, RowOptions
 from connectors.secrets.references import MASK, Secret, carries_secret, resolve_config
 
 
@@ -131,6 +132,51 @@ class AzureBlobSettings(ConnectorSettings):
         return self
 
 
+class S3Settings(ConnectorSettings):
+    """Settings of an ``s3`` source: one bucket of Amazon S3 or an S3-compatible store."""
+
+    bucket: str = Field(description="The bucket to read.")
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, R2, Ceph...), e.g. https://minio.example:9000; "
+        "none: Amazon S3 in region.")
+    region: str = Field("us-east-1", description="Region the requests are signed for.")
+    path_style: bool | None = Field(
+        None, description="Address the bucket as <endpoint>/<bucket> (true) or <bucket>.<host> (false); "
+        "default: path style with endpoint_url, virtual-hosted on Amazon S3.")
+    access_key_id: Secret | None = Field(None, description="Access key id, with secret_access_key.")
+    secret_access_key: Secret | None = Field(None, description="Secret access key, with access_key_id.")
+    session_token: Secret | None = Field(None, description="Session token of temporary keys.")
+    profile: str | None = Field(None, description="A named profile of the shared AWS config files.")
+    credential: Literal["default", "anonymous"] | None = Field(
+        None, description="'default': the default AWS chain (environment, config files, web identity, "
+        "container and instance metadata); 'anonymous': unsigned requests (public buckets).")
+    prefix: str = Field("", description="Only objects under this virtual folder.")
+    pattern: str | None = Field(None, description="fnmatch glob on the object key.")
+    verify_etag_md5: bool = Field(
+        True, description="Check a single-part object's bytes against its ETag (its MD5); turn off for "
+        "SSE-KMS or SSE-C buckets, whose ETags are not MD5s.")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to open a connection.")
+    read_timeout: float = Field(60.0, gt=0, description="Seconds without a byte before giving up.")
+    max_concurrency: int = Field(8, ge=1, le=64, description="Parallel ranged reads per object.")
+    retry_total: int = Field(5, ge=0, le=20, description="Retries of transient failures (throttling included).")
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> S3Settings:
+        keys = self.access_key_id is not None or self.secret_access_key is not None
+        if keys and (self.access_key_id is None or self.secret_access_key is None):
+            raise ValueError("give access_key_id and secret_access_key together")
+        if self.session_token is not None and not keys:
+            raise ValueError("session_token goes with access_key_id and secret_access_key")
+        given = [name for name, on in (("access_key_id", keys), ("profile", self.profile is not None),
+                                       ("credential", self.credential is not None)) if on]
+        if len(given) != 1:
+            raise ValueError("give exactly one way to authenticate: access_key_id + secret_access_key, "
+                             f"profile, or credential ('default' or 'anonymous'); got {given or 'none'}")
+        if self.endpoint_url is not None and not self.endpoint_url.lower().startswith(("http://", "https://")):
+            raise ValueError("endpoint_url must start with http:// or https://")
+        return self
+
+
 def _revealed(value: Any) -> str | None:
     """The text of a literal secret; None for a reference (checked once resolved) or a masked copy."""
     if not isinstance(value, Secret):
@@ -174,6 +220,11 @@ class PostgreSQLSettings(ConnectorSettings):
         "(anything else is not found). fetch_query is bounded by the role's privileges instead.",
     )
     format: Literal["csv", "parquet"] = Field("csv", description="File format of fetched tables.")
+    partitions: bool = Field(
+        False,
+        description="List each partition of a partitioned table as an item of its own, besides the parent. "
+        "Off: only the parent is listed (it reads every partition), so the data lands once; a partition "
+        "can still be fetched by name.")
     csv_values: Literal["analysis", "postgresql"] = Field(
         "analysis",
         description="CSV value forms. 'analysis': true/false, arrays as JSON, bytea as plain hex, money as "
@@ -198,6 +249,23 @@ class PostgreSQLSettings(ConnectorSettings):
         "files or programs, signalling sessions, administrator functions, dblink, table writes). Off: such "
         "a role is refused.",
     )
+    table_options: dict[str, RowOptions] = Field(
+        default_factory=dict,
+        description="Per table ('schema.table'), the part of it every fetch lands (fetch, N_sync, the Dagster "
+        "table datasets, sensors): columns, where (+ params), limit, sample, seed. A table not named lands whole.",
+    )
+    incremental: dict[str, IncrementalSpec] = Field(
+        default_factory=dict,
+        description="Per table ('schema.table'), sync it incrementally by a cursor column into a Parquet dataset "
+        "folder of parts (sync_table / da-sources sync-table); deletes are not seen: run it with full to replace.",
+    )
+    profile: bool = Field(True, description="Describe every landed table or query result in its lineage record "
+                          "(rows, per column types, nulls, min/max, distinct count, examples).")
+    sensitive_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns whose values never appear in a landed file's profile (no examples, no min/max): "
+        "patterns over the column name or 'schema.table.column', e.g. 'email', 'public.users.*'.",
+    )
     pool_min_size: int = Field(0, ge=0, description="Connections kept open.")
     pool_max_size: int = Field(4, ge=1, description="Most connections at once.")
     pool_max_lifetime: float = Field(3600.0, gt=0, description="Seconds before a connection is renewed.")
@@ -215,6 +283,7 @@ BUILTIN_SETTINGS: dict[str, type[ConnectorSettings]] = {
     "local_file": LocalFileSettings,
     "azure_blob": AzureBlobSettings,
     "postgresql": PostgreSQLSettings,
+    "s3": S3Settings,
 }
 
 _Reference = EnvReference | StoreReference

@@ -57,7 +57,7 @@ from connectors.landing.progress import ProgressCallback, on_progress
 from connectors.settings import describe_errors
 
 # Types whose items land at <workspace>/<identifier>: their record is found without a scan.
-_LANDS_AT_IDENTIFIER = frozenset({"local_file", "azure_blob"})
+_LANDS_AT_IDENTIFIER = frozenset({"local_file", "azure_blob", "s3"})
 CHUNK = 64  # items fetched per fetch_many call: records stream, memory stays bounded
 BATCH = 4096  # listed items planned at once: no plan, version map or to-do list spans the whole source
 SYNC_METADATA_KEY = "sync"
@@ -177,6 +177,16 @@ class _Listed:
 
     requests: list[ItemRequest]
     identifiers: set[str]
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (name, why): refused by the listing itself
+
+
+def listing_refusals(connector: DataSourceConnector) -> list[tuple[str, str]]:
+    """Items the connector's last listing refused to list, with why (a link leading outside, an unsafe name).
+
+    A connector that leaves items out of its listing for safety keeps them in ``refusals``
+    (``LocalFileConnector`` does); they are reported as skipped, like an unsafe remote name.
+    """
+    return sorted(dict(getattr(connector, "refusals", None) or {}).items())
 
 
 class LineageIndex:
@@ -264,6 +274,7 @@ async def _list(connector: DataSourceConnector, exclude: Sequence[str]) -> _List
     return _Listed(
         [ItemRequest(i.path, item_version(i)) for i in items if excluded_by(i.path, exclude) is None],
         {i.path for i in items},
+        listing_refusals(connector),
     )
 
 
@@ -305,7 +316,8 @@ async def sync_source(
             batches: Iterable[list[ItemRequest]]
             if requested is None:
                 await _spill_listing(connector, options.exclude, listed)
-                on_planned(listed.wanted_count)
+                report.skipped.extend(listing_refusals(connector))
+                on_planned(listed.wanted_count + len(report.skipped))
                 batches = listed.wanted(BATCH)
             else:
                 chosen = _drop_excluded(requested, options, report)
@@ -371,6 +383,7 @@ class _Spill:
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE listed (id BLOB PRIMARY KEY, version TEXT, wanted INTEGER) WITHOUT ROWID")
         self.count = self.wanted_count = 0  # rows added (a duplicate identifier counts twice)
+        self.refused: list[tuple[str, str]] = []  # (name, why): what the listing itself refused
 
     def add(self, rows: Sequence[tuple[str, str, bool]]) -> None:
         with self._db:

@@ -30,6 +30,7 @@ from dagster import (
     AssetSpec,
     DataVersion,
     MaterializeResult,
+    MetadataValue,
     PreviewWarning,
     TableColumn,
     TableSchema,
@@ -125,8 +126,9 @@ def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> Assets
                 continue
             key = next(k for k, d in by_key.items() if d == outcome.dataset)
             record = _table_record(outcome, index)
+            skipped = [s for s in run.skipped if outcome.dataset.contains(s[0])]
             yield MaterializeResult(asset_key=key, metadata=dataset_metadata(outcome, dataset_uri(
-                keys, outcome.dataset), record), data_version=DataVersion(outcome.version))
+                keys, outcome.dataset), record, skipped), data_version=DataVersion(outcome.version))
         synced = {outcome.dataset: outcome for outcome in run.outcomes}
         for key, dataset in by_key.items():
             if AssetCheckKey(key, CHECK_NAME) in context.selected_asset_check_keys:
@@ -151,7 +153,7 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
                                       on_planned=progress.set_total, concurrency=keys.settings.concurrency,
                                       options=sync_options(keys.source))
     except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
-        raise failure_for([exc]) from exc
+        raise failure_for([exc], before_items=True) from exc
     log_skipped(context, run)
     pruned_now = set(run.pruned)  # a set: one lookup per removed item, not a scan of the list
     for outcome in run.outcomes:
@@ -210,6 +212,27 @@ def partition_events(context: AssetExecutionContext, keys: SourceKeys,
         events.append(AssetMaterialization(asset_key=dataset.key, partition=key,
                                            metadata=materialization_metadata(record, key),
                                            tags={DATA_VERSION_TAG: str(record.get("source_version"))}))
+    return events + _already_landed(context, outcome)
+
+
+def _already_landed(context: AssetExecutionContext, outcome: DatasetOutcome) -> list[AssetMaterialization]:
+    """A materialization for each item landed and current but never materialized as its partition.
+
+    Partitioning turned on for a set that was synced before would show every partition
+    "Missing" although its file is landed and current; the first sync after that records them.
+    """
+    landed = {str(record["identifier"]) for record in outcome.landed}
+    done = context.instance.get_materialized_partitions(outcome.dataset.key)
+    events = []
+    for identifier, entry in outcome.entries.items():
+        key = item_partition_key(identifier)
+        if identifier in landed or key in done:
+            continue
+        events.append(AssetMaterialization(
+            asset_key=outcome.dataset.key, partition=key, tags={DATA_VERSION_TAG: entry.version},
+            metadata={"identifier": MetadataValue.text(identifier), "size": MetadataValue.int(entry.size),
+                      "sha256": MetadataValue.text(entry.sha256), "partition_key": MetadataValue.text(key),
+                      "already_landed": MetadataValue.bool(True)}))
     return events
 
 

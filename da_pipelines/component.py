@@ -30,8 +30,10 @@ literal is.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,10 +43,14 @@ from dagster.components.component_scaffolding import scaffold_component
 from dagster.components.scaffold.scaffold import Scaffolder, ScaffoldRequest, scaffold_with
 from dagster.components.utils.defs_state import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
 from dagster.components.utils.translation import TranslationFn, TranslationFnResolver
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue, field_validator
 
 from connectors.base import DataSourceConfig
+from connectors.entry_checks import check_entry
+from connectors.errors import ConfigurationError
 from connectors.landing.lineage import utc_now_iso
+from connectors.plugins import known_type_names
+from connectors.secrets.references import carries_secret, is_reference
 from da_pipelines.datasets import TABLE_TYPES, Dataset
 from da_pipelines.factory import build_source_defs, source_keys
 from da_pipelines.keys import WORKSPACE_KEY
@@ -69,12 +75,14 @@ class ScaffoldParams(BaseModel):
     """``dg scaffold defs da_pipelines.DataSourceComponent PATH --id ID --type TYPE``."""
 
     id: str = Field("my_source", description="The source's id: letters, digits, - and _, starting with a letter.")
-    type: str = Field("local_file", description="local_file, azure_blob or postgresql (or a plugin type).")
+    type: str = Field("local_file", description="local_file, azure_blob, s3 or postgresql (or a plugin type).")
 
 
 _EXAMPLE_CONFIGS: dict[str, dict[str, Any]] = {
     "local_file": {"root": "data", "recursive": True},
     "azure_blob": {"container_name": "data", "connection_string": {"env": "AZURE_STORAGE_CONNECTION_STRING"}},
+    "s3": {"bucket": "data", "region": "us-east-1", "access_key_id": {"env": "AWS_ACCESS_KEY_ID"},
+           "secret_access_key": {"env": "AWS_SECRET_ACCESS_KEY"}},
     "postgresql": {"host": "localhost", "port": 5432, "dbname": "postgres", "user": "postgres",
                    "password": {"env": "PGPASSWORD"}, "schemas": ["public"]},
 }
@@ -98,6 +106,23 @@ class DataSourceScaffolder(Scaffolder[ScaffoldParams]):
         scaffold_component(request, attributes)
 
 
+def _refuse_templated_references(config: dict[str, Any], source_id: str) -> None:
+    """Refuse a reference whose name is a value (``{env: "{{ env.X }}"}``): it would show in descriptions.
+
+    Such a name is the value of an environment variable that is not itself set as a variable, or text
+    that carries a secret; the message names the field only.
+    """
+    values = {v for v in os.environ.values() if v}
+    for key, value in config.items():
+        if not is_reference(value):
+            continue
+        kind, name = next(iter(value.items()))
+        if carries_secret(name) or (name in values and not (kind == "env" and name in os.environ)):
+            raise ConfigurationError(
+                f"config.{key}: the {kind} reference's name is a value (given as {{{{ env.NAME }}}}?); "
+                "write the name itself: {env: NAME} or {secret: NAME}", source_id=source_id)
+
+
 @scaffold_with(DataSourceScaffolder)
 class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
     """A data source (Azure Blob, PostgreSQL, local files) landed into the DeepAnalyze workspace with lineage.
@@ -107,7 +132,9 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
     """
 
     id: str = Field(description="The source's id; its files land under <workspace>/<id>/.")
-    type: str = Field(description="Connector type: local_file, azure_blob, postgresql, or a plugin type.")
+    type: str = Field(description="Connector type: local_file, azure_blob, s3, postgresql, or a plugin type.",
+                      # in the YAML schema too, so `dg check defs` points at the line instead of a traceback
+                      json_schema_extra={"enum": list[JsonValue](sorted(known_type_names()))})
     name: str | None = Field(None, description="Human-readable name (default: the id).")
     config: dict[str, Any] = Field(
         default_factory=dict,
@@ -129,15 +156,27 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
         default_factory=DefsStateConfigArgs.local_filesystem,
         description="Where the listing state is kept (default: the local filesystem of the project).")
 
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        # checked with the YAML, so `dg check defs` names the attribute instead of printing a traceback
+        known = sorted(known_type_names())
+        if value not in known:
+            close = difflib.get_close_matches(value, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown connector type {value!r} (known: {', '.join(known)}){hint}")
+        return value
+
     def source_config(self) -> DataSourceConfig:
-        """The source as the connectors see it (validated: id rule, type, config)."""
+        """The source as the connectors see it, checked as a sources-file entry is, before anything connects."""
         dagster = {**self.settings}
         if self.item_sets is not None:
             dagster["item_sets"] = self.item_sets
         if self.tables is not None:
             dagster["tables"] = self.tables
-        return DataSourceConfig(id=self.id, type=self.type, name=self.name or self.id, config=self.config,
-                                metadata={"dagster": dagster} if dagster else {})
+        _refuse_templated_references(self.config, self.id)
+        return check_entry(DataSourceConfig(id=self.id, type=self.type, name=self.name or self.id,
+                                            config=self.config, metadata={"dagster": dagster} if dagster else {}))
 
     @property
     def defs_state_config(self) -> DefsStateConfig:

@@ -28,7 +28,7 @@ from connectors.errors import DataSourceError, UnsafeNameError
 from connectors.landing.lineage import run_context
 from connectors.landing.names import LINEAGE_DIR
 from connectors.landing.progress import on_progress
-from connectors.sync import SyncOptions, _Spill, _spill_listing, excluded_by, sync_options
+from connectors.sync import SyncOptions, _Spill, _spill_listing, excluded_by, listing_refusals, sync_options
 from connectors.sync import list_requests as list_source
 from da_pipelines.datasets import Dataset
 from da_pipelines.manifest import (
@@ -155,6 +155,7 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
     # a full listing drops excluded items silently; an excluded item asked for by name is reported skipped
     listed = ([r for batch in everything.wanted(4096) for r in batch] if full else list(requested or []))
     wanted = safe_requests(listed, options, skipped)
+    skipped.extend(everything.refused)  # refused by the listing itself
     index = LineageIndex(folder, probe.source_id, probe.config.type_name)
     plan = _plan(folder, datasets, wanted, index, forced={r.identifier for r in wanted if not r.version})
     on_planned(sum(1 for _ in _union(plan.members)))
@@ -199,6 +200,7 @@ async def _list_all(connector: DataSourceConnector, exclude: Sequence[str], spil
     """Every item the source lists, streamed to ``spill`` (excluded ones too: an excluded item is not gone)."""
     async with connector:
         await _spill_listing(connector, exclude, spill)
+    spill.refused = listing_refusals(connector)
 
 
 def _prune(folder: Path, source_id: str, gone: dict[str, str]) -> list[str]:

@@ -3,7 +3,9 @@
 A source that cannot be served (an invalid entry of the sources file, an id
 whose Dagster name another source already has, a literal secret, bad
 ``metadata.dagster``) is left out and reported: logged as a warning and listed
-under ``da_sources/invalid_sources`` in the definitions' metadata. The other
+under ``da_sources/invalid_sources`` in the definitions' metadata, and shown in the
+UI as a stand-in asset ``["sources_left_out", "entry_<position>"]`` whose description
+gives the reason (:func:`left_out_assets`). The other
 sources load; one bad source never takes the code location down.
 """
 
@@ -14,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from dagster import BetaWarning, Definitions, MetadataValue
+from dagster import AssetKey, AssetSpec, BetaWarning, Definitions, MetadataValue
 
 from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError
@@ -27,6 +29,7 @@ from da_pipelines.resources import SourceResource, WorkspaceResource
 from da_pipelines.sources import resource_for, served_sources, workspace_root
 
 log = logging.getLogger(__name__)
+LEFT_OUT_GROUP = "sources_left_out"
 
 # Binding resources, Dagster rebuilds every sensor whose job needs them and passes the
 # sensor's beta ``owners`` parameter itself (even when empty): a BetaWarning per sensor in
@@ -46,18 +49,19 @@ def build_definitions(
         workspace: the workspace root; None reads ``DA_WORKSPACE`` (default ``./workspace``).
     """
     invalid: list[InvalidSource] = []
+    positions: list[int] = []
     if sources is None:
         served = served_sources()
-        sources, invalid = served.sources, list(served.invalid)
+        sources, invalid, positions = served.sources, list(served.invalid), served.positions
     root = Path(workspace).absolute() if workspace else workspace_root()
     resources: dict[str, Any] = {WORKSPACE_KEY: WorkspaceResource(root=str(root))}
     parts: dict[str, list[Any]] = {"assets": [], "jobs": [], "sensors": []}
     served_ids: list[str] = []
-    for position, source in enumerate(sources, start=1):
+    for index, source in enumerate(sources):
         try:
             built, resource = _source_defs(source, served_ids, root)
-        except ConfigurationError as exc:
-            invalid.append(InvalidSource(position, source.id, exc))
+        except ConfigurationError as exc:  # the entry's position in the file, not among the valid ones
+            invalid.append(InvalidSource(positions[index] if positions else index + 1, source.id, exc))
             continue
         served_ids.append(source.id)
         resources[built.resource_key] = resource
@@ -66,8 +70,33 @@ def build_definitions(
         parts["sensors"].append(built.sensor)
     if parts["jobs"]:
         parts["sensors"].append(lost_retries_sensor(parts["jobs"]))
+    invalid.sort(key=lambda item: item.position)
+    parts["assets"].extend(left_out_assets(invalid))
     return Definitions(assets=parts["assets"], jobs=parts["jobs"], sensors=parts["sensors"],
                        resources=resources, metadata=_report(invalid))
+
+
+def left_out_assets(invalid: list[InvalidSource]) -> list[AssetSpec]:
+    """One stand-in asset per entry left out, in group ``sources_left_out``: the UI's catalog shows the reason.
+
+    Its key is ``["sources_left_out", "entry_<position>"]`` (the id may break the rule, so
+    it is not part of the key); it is never materialized.
+    """
+    return [
+        AssetSpec(
+            key=AssetKey([LEFT_OUT_GROUP, f"entry_{item.position}"]),
+            group_name=LEFT_OUT_GROUP,
+            description=f"Left out of the code location: {_line(item)}\n\nFix the entry in the sources file "
+                        "(`da-sources list` shows the same reason) and reload the code location.",
+            metadata={"da_sources/left_out": MetadataValue.text(_line(item))},
+            tags={"da_sources/left_out": "true"},
+        )
+        for item in invalid
+    ]
+
+
+def _line(item: InvalidSource) -> str:
+    return f"entry {item.position}: {redact(str(item.error))}"
 
 
 def _source_defs(source: DataSourceConfig, served_ids: list[str], root: Path) -> tuple[SourceDefs, SourceResource]:
@@ -81,7 +110,7 @@ def _report(invalid: list[InvalidSource]) -> dict[str, Any]:
     """Log each source left out; the same lines as definitions metadata, for the UI."""
     if not invalid:
         return {}
-    lines = [f"entry {item.position}: {redact(str(item.error))}" for item in invalid]
+    lines = [_line(item) for item in invalid]
     for line in lines:
         log.warning("source left out of the code location: %s", line)
     return {"da_sources/invalid_sources": MetadataValue.md("\n".join(f"- {line}" for line in lines))}

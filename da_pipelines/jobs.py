@@ -48,13 +48,18 @@ def sync_job(keys: SourceKeys, asset_keys: Sequence[AssetKey]) -> UnresolvedAsse
     )
 
 
-def failure_for(errors: Sequence[DataSourceError]) -> Failure:
-    """A ``Failure`` that lets the ``RetryPolicy`` retry only when some error is retryable."""
+def failure_for(errors: Sequence[DataSourceError], *, before_items: bool = False) -> Failure:
+    """A ``Failure`` that lets the ``RetryPolicy`` retry only when some error is retryable.
+
+    ``before_items``: the source could not be reached or listed (no item was tried), so the
+    description does not count items.
+    """
     retryable = any(is_retryable(error) for error in errors)
     shown = "; ".join(redact(str(error)) for error in errors[:5])
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return Failure(
-        description=f"{len(errors)} item(s) failed: {shown}{more}",
+        description=(f"the source could not be read (no item was fetched): {shown}" if before_items
+                     else f"{len(errors)} item(s) failed: {shown}{more}"),
         metadata={"failed": len(errors), "retryable": retryable},
         allow_retries=retryable,
     )

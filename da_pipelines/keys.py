@@ -24,7 +24,7 @@ from da_pipelines.settings import PipelineSettings
 
 WORKSPACE_KEY = "workspace"
 CHECK_NAME = "landed_files_match_lineage"
-KINDS = {"local_file": "file", "azure_blob": "azure", "postgresql": "postgres"}
+KINDS = {"local_file": "file", "azure_blob": "azure", "s3": "s3", "postgresql": "postgres"}
 # How the component (or a caller) changes the asset specs: key, group, tags, automation condition.
 SpecTranslator = Callable[[AssetSpec, Dataset], AssetSpec]
 
@@ -99,6 +99,10 @@ def source_uri(source: DataSourceConfig) -> str:
         container = f"{base.rstrip('/')}/{config.get('container_name')}" if base else (
             f"azure://{config.get('container_name')}")
         return f"{container}/{config.get('prefix') or ''}".rstrip("/")
+    if source.type_name == "s3":
+        base = _without_query(literal("endpoint_url"))
+        bucket = f"{base.rstrip('/')}/{config.get('bucket')}" if base else f"s3://{config.get('bucket')}"
+        return f"{bucket}/{config.get('prefix') or ''}".rstrip("/")
     if source.type_name == "postgresql" and literal("host"):
         port = config.get("port", 5432)
         where = f"{literal('host')}:{port}" if isinstance(port, int) else str(literal("host"))

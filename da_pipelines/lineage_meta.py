@@ -18,6 +18,7 @@ from dagster import MetadataValue, TableColumn, TableSchema
 from connectors.errors import DataSourceError
 from connectors.landing.dirs import open_regular_file
 from connectors.landing.root import open_workspace_folder
+from connectors.secrets.references import redact
 from da_pipelines.manifest import ManifestEntry
 
 if TYPE_CHECKING:
@@ -56,6 +57,10 @@ def _table_metadata(record: dict[str, Any]) -> dict[str, Any]:
         metadata["dagster/table_name"] = MetadataValue.text(str(record["identifier"]))
     if record.get("sql"):
         metadata["sql"] = MetadataValue.text(str(record["sql"]))
+    if isinstance(record.get("options"), dict):  # the part of the table landed (issue 26.1)
+        metadata["options"] = MetadataValue.json(record["options"])
+    if isinstance(record.get("profile"), dict):  # nulls, min/max, distinct, examples per column (issue 26.2)
+        metadata["profile"] = MetadataValue.json(record["profile"])
     return metadata
 
 
@@ -147,8 +152,12 @@ def verify_entries(folder: Path, entries: Sequence[ManifestEntry], *, full: bool
     return damaged, facts
 
 
-def dataset_metadata(outcome: DatasetOutcome, uri: str, record: dict[str, Any] | None) -> dict[str, Any]:
-    """The summary of one dataset's sync: counts, bytes, manifest, URI; table facts from ``record``."""
+def dataset_metadata(outcome: DatasetOutcome, uri: str, record: dict[str, Any] | None,
+                     skipped: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """The summary of one dataset's sync: counts, bytes, manifest, URI; table facts from ``record``.
+
+    ``skipped``: the dataset's items that were not landed, with why (unsafe or refused names, excluded).
+    """
     total = sum(entry.size for entry in outcome.entries.values())
     metadata: dict[str, Any] = {
         "dagster/uri": MetadataValue.text(uri),
@@ -158,6 +167,7 @@ def dataset_metadata(outcome: DatasetOutcome, uri: str, record: dict[str, Any] |
         "items_repaired": MetadataValue.int(len(outcome.repaired)),
         "items_failed": MetadataValue.int(len(outcome.failed)),
         "items_removed_at_source": MetadataValue.int(len(outcome.removed)),
+        "items_skipped": MetadataValue.int(len(skipped)),
         "bytes_landed": MetadataValue.int(outcome.bytes_landed),
         "bytes": MetadataValue.int(total),
     }
@@ -165,6 +175,8 @@ def dataset_metadata(outcome: DatasetOutcome, uri: str, record: dict[str, Any] |
         metadata["manifest"] = MetadataValue.path(str(outcome.manifest))
     if outcome.failed:
         metadata["failed_items"] = MetadataValue.json(sorted(outcome.failed)[:20])
+    if skipped:
+        metadata["skipped_items"] = MetadataValue.json([{"item": i, "why": redact(w)} for i, w in skipped[:20]])
     if outcome.removed:
         metadata["removed_items"] = MetadataValue.json(outcome.removed[:20])
     if record is not None:

@@ -24,13 +24,14 @@ from typing import Any, ClassVar
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from connectors.api.policy import ApiPolicy
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.landing.names import safe_relative_path
 from connectors.registry import get_connector_class
 from connectors.secrets.references import MASK
 
 # Fields of SourceResource itself, not part of a connector's config.
-_OWN_FIELDS = frozenset({"source_id", "source_name", "secret_refs", "references"})
+_OWN_FIELDS = frozenset({"source_id", "source_name", "secret_refs", "references", "reach_policy_file"})
 
 
 class WorkspaceResource(ConfigurableResource):  # type: ignore[type-arg]  # generic only for dagster internals
@@ -57,6 +58,10 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]  # generic
     references: dict[str, str] = Field(
         default_factory=dict, description="Config key -> environment variable for non-text fields ({env: NAME})."
     )
+    reach_policy_file: str | None = Field(
+        None, description="For a source made through the HTTP API: the API policy file whose hosts, ports and "
+        "schemes its connections are checked against at connect time (names resolved by us).",
+    )
 
     def connector_type(self) -> str:
         """The connector type name this resource configures."""
@@ -81,7 +86,10 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]  # generic
 
     def build_connector(self) -> DataSourceConnector:
         """A new, unconnected connector; use it in ``async with`` on the current event loop."""
-        return get_connector_class(self.connector_type())(self.source_config())
+        connector = get_connector_class(self.connector_type())(self.source_config())
+        if self.reach_policy_file:  # made through the API: held to the operator's reach rules here too
+            connector.reach = ApiPolicy.load(self.reach_policy_file).reach
+        return connector
 
     def __repr_args__(self) -> Any:
         # repr() of a resource may end up in a log or an error: mask resolved secrets
@@ -119,6 +127,30 @@ class AzureBlobResource(SourceResource):
     retry_total: int = Field(5, description="Retries of transient failures.")
 
 
+class S3Resource(SourceResource):
+    """An ``s3`` source: one bucket of S3 or an S3-compatible store. Secrets as ``EnvVar`` or ``secret_refs`` only."""
+
+    type_name: ClassVar[str] = "s3"
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"access_key_id", "secret_access_key", "session_token"})
+
+    bucket: str = Field(description="The bucket to read.")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint; none: Amazon S3.")
+    region: str = Field("us-east-1", description="Region the requests are signed for.")
+    path_style: bool | None = Field(None, description="Path-style addressing (default: with endpoint_url).")
+    access_key_id: str | None = Field(None, description="Access key id (an EnvVar).")
+    secret_access_key: str | None = Field(None, description="Secret access key (an EnvVar).")
+    session_token: str | None = Field(None, description="Session token (an EnvVar).")
+    profile: str | None = Field(None, description="A named profile of the shared AWS config files.")
+    credential: str | None = Field(None, description="'default' (the AWS chain) or 'anonymous'.")
+    prefix: str = Field("", description="Only objects under this virtual folder.")
+    pattern: str | None = Field(None, description="fnmatch glob on the object key.")
+    verify_etag_md5: bool = Field(True, description="Check single-part ETags as MD5s (off for SSE-KMS/SSE-C).")
+    connect_timeout: float = Field(10.0, description="Seconds to open a connection.")
+    read_timeout: float = Field(60.0, description="Seconds without a byte before giving up.")
+    max_concurrency: int = Field(8, description="Parallel ranged reads per object.")
+    retry_total: int = Field(5, description="Retries of transient failures.")
+
+
 class PostgreSQLResource(SourceResource):
     """A ``postgresql`` source: tables of some schemas. Secrets as ``EnvVar`` or ``secret_refs`` only."""
 
@@ -142,6 +174,16 @@ class PostgreSQLResource(SourceResource):
     pool_min_size: int | None = Field(None, description="Connections kept open (default 0).")
     pool_max_size: int | None = Field(None, description="Most connections at once (default 4).")
     pool_max_lifetime: float | None = Field(None, description="Seconds before a connection is renewed.")
+    sensitive_columns: list[str] | None = Field(None, description="Columns whose values no profile shows.")
+    table_options_json: str | None = Field(
+        None, description="Per table, the part every fetch lands (the source's table_options, as JSON).")
+
+    def connector_config(self) -> dict[str, Any]:
+        values = super().connector_config()
+        options = values.pop("table_options_json", None)
+        if options is not None:
+            values["table_options"] = json.loads(options)
+        return values
 
 
 class PluginSourceResource(SourceResource):
@@ -161,5 +203,5 @@ class PluginSourceResource(SourceResource):
 
 
 RESOURCE_TYPES: dict[str, type[SourceResource]] = {
-    cls.type_name: cls for cls in (LocalFileResource, AzureBlobResource, PostgreSQLResource)
+    cls.type_name: cls for cls in (LocalFileResource, AzureBlobResource, S3Resource, PostgreSQLResource)
 }

@@ -18,6 +18,7 @@ from typing import Any
 
 from dagster import EnvVar
 
+from connectors.api.policy import made_through_api, policy_file_path
 from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError
 from connectors.registry import (
@@ -102,7 +103,11 @@ def resource_for(source: DataSourceConfig) -> SourceResource:
             values[key] = value
     identity: dict[str, Any] = {"source_id": source.id, "source_name": source.name,
                                 "secret_refs": secret_refs, "references": references}
+    if made_through_api(source):  # an API caller wrote it: its hosts are checked at connect time, as in the API
+        identity["reach_policy_file"] = str(policy_file_path(sources_file_path()))
     resource_type = RESOURCE_TYPES.get(source.type_name)
+    if resource_type is not None and "table_options" in values:  # nested options travel as JSON in Dagster config
+        values["table_options_json"] = json.dumps(values.pop("table_options"))
     if resource_type is None:
         return PluginSourceResource(plugin_type=source.type_name, config_json=json.dumps(values), **identity)
     return resource_type(**identity, **values)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import AzuriteServer, PostgresServer, start_azurite, start_postgres
+from tests.harness import AzuriteServer, PostgresServer, S3Server, start_azurite, start_postgres, start_s3
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,13 @@ def azurite_server() -> Iterator[AzuriteServer]:
 def fresh_azurite() -> Iterator[AzuriteServer]:
     """An Azurite of its own, for tests that fill the store or stop the server."""
     with start_azurite() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An in-memory moto S3 server (signatures checked) for the whole session; keep what each test stores small."""
+    with start_s3() as server:
         yield server
 
 

@@ -1,4 +1,4 @@
-"""Real services for the tests and benchmarks: a throwaway PostgreSQL 15 cluster and Azurite.
+"""Real services for the tests and benchmarks: a throwaway PostgreSQL 15 cluster, Azurite and moto S3.
 
 Both start on a free loopback port, in a temporary folder, and are torn down
 by ``stop()``. A missing binary is an error that says what to install; nothing
@@ -18,11 +18,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PG_BIN_CANDIDATES = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin")]
@@ -188,14 +190,19 @@ def ensure_azurite_installed() -> Path:
     """The azurite-blob binary, installed from the committed lock file when missing."""
     if AZURITE_BIN.exists():
         return AZURITE_BIN
+    npm_ci(AZURITE_BIN)
+    return AZURITE_BIN
+
+
+def npm_ci(binary: Path) -> None:
+    """Install the test services of the committed lock file (Azurite, s3rver); ``binary`` must then exist."""
     npm = shutil.which("npm")
     if npm is None:
-        raise HarnessError("Azurite needs Node.js and npm: install them ('apt-get install nodejs npm')")
+        raise HarnessError(f"{binary.name} needs Node.js and npm: install them ('apt-get install nodejs npm')")
     result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=REPO, capture_output=True,
                             text=True, timeout=600)
-    if result.returncode != 0 or not AZURITE_BIN.exists():
-        raise HarnessError(f"'npm ci' could not install Azurite: {result.stderr.strip()[-2000:]}")
-    return AZURITE_BIN
+    if result.returncode != 0 or not binary.exists():
+        raise HarnessError(f"'npm ci' could not install {binary.name}: {result.stderr.strip()[-2000:]}")
 
 
 @contextlib.contextmanager
@@ -220,3 +227,104 @@ def start_azurite(location: Path | None = None, *, tls: tuple[Path, Path] | None
     finally:
         server.stop()
         log.close()
+
+
+# --- an S3-compatible server (moto in server mode) --------------------------------
+
+
+@dataclass
+class S3Server:
+    """A running moto S3 server that checks signatures: only ``access_key``/``secret_key`` are accepted."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None) -> Any:
+        """A boto3 S3 client for setting up fixtures (path-style, this server's keys)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
+                            aws_access_key_id=access_key or self.access_key,
+                            aws_secret_access_key=secret_key or self.secret_key,
+                            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+    def stop(self) -> None:
+        stop_process_group(self.process)
+
+
+def _moto_command(port: int) -> list[str]:
+    try:
+        import boto3  # noqa: F401
+        import moto.server  # noqa: F401
+    except ImportError:
+        raise HarnessError("the S3 tests need moto in server mode: pip install 'moto[server]' boto3 "
+                           "(scripts/bootstrap installs them with the dev extra)") from None
+    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+
+@contextlib.contextmanager
+def start_s3() -> Iterator[S3Server]:
+    """A fresh moto S3 server, in memory, with request authentication on. Keep it small.
+
+    moto checks signatures only against IAM users it knows: the first three requests
+    (allowed unauthenticated by ``INITIAL_NO_AUTH_ACTION_COUNT``) create one with an
+    allow-all policy and an access key; every request after them must be signed with it.
+    """
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+    log = tempfile.TemporaryFile(prefix="moto-")
+    process = subprocess.Popen(_moto_command(port), cwd=REPO, stdout=log, stderr=log, env=env,
+                               start_new_session=True)
+    try:
+        wait_for_port(port, process, 60, "moto S3 server")
+        access_key, secret_key = _create_user(f"http://127.0.0.1:{port}")
+        yield S3Server(port, process, access_key, secret_key)
+    finally:
+        stop_process_group(process)
+        log.close()
+
+
+def _create_user(endpoint: str) -> tuple[str, str]:
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")  # noqa: S106
+    iam.create_user(UserName="harness")
+    policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+    iam.put_user_policy(UserName="harness", PolicyName="all", PolicyDocument=policy)
+    key = iam.create_access_key(UserName="harness")["AccessKey"]
+    return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+
+S3RVER_BIN = REPO / "node_modules" / ".bin" / "s3rver"
+
+
+@contextlib.contextmanager
+def start_s3rver() -> Iterator[S3Server]:
+    """s3rver (Node, objects as files, ranges served from disk) in a temporary folder; its fixed keys.
+
+    The benchmarks use it beside moto: moto copies a whole object for every ranged GET,
+    which no ranged client can hide, while s3rver reads only the range, as S3 does.
+    """
+    if not S3RVER_BIN.exists():
+        npm_ci(S3RVER_BIN)  # the same 'npm ci' of the committed lock file as Azurite's
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="s3rver-") as folder:
+        log = tempfile.TemporaryFile(prefix="s3rver-")
+        command = [str(S3RVER_BIN), "-d", folder, "-a", "127.0.0.1", "-p", str(port), "--silent",
+                   "--no-vhost-buckets"]
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log, start_new_session=True)
+        try:
+            wait_for_port(port, process, 60, "s3rver")
+            yield S3Server(port, process, "S3RVER", "S3RVER")
+        finally:
+            stop_process_group(process)
+            log.close()

@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from connectors.api import discovery, fetching, sources, threads, tokens, upload
+from connectors.api.docs import add_docs
 from connectors.api.schemas import Health
 from connectors.api.settings import ApiSettings
 from connectors.api.state import ApiState, close_default_state, own_state, start_default_state
@@ -65,7 +66,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         finally:
             await state.aclose()
 
-    app = FastAPI(title="da-sources", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="da-sources", version="1", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    add_docs(app)  # the same pages, their scripts from the installed package rather than a CDN
     app.state.da_sources = state
 
     @app.get("/health", response_model=Health, tags=["health"], summary="Liveness; needs no key")

@@ -22,10 +22,13 @@ from connectors.api.sources import Limit, SourceId, load_source
 from connectors.api.state import ApiState
 from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError
+from connectors.secrets.references import redact
+from connectors.sync import listing_refusals
 
 router = new_router()
 Item = Annotated[str, Query(min_length=1, max_length=1024, description="The item's identifier, as browse lists it.")]
 TAGS: list[str | Any] = ["discovery"]
+MAX_REFUSED_SHOWN = 100
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Listing:
 
     items: list[DataItem]
     folded: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # names the listing refused, with why
 
     def entries(self, prefix: str, delimiter: str) -> list[dict[str, Any]]:
         key = (prefix, delimiter)
@@ -51,7 +55,8 @@ async def _listing(state: ApiState, source: DataSourceConfig) -> Listing:
     async def load() -> Listing:
         connector = await state.connector(source)
         async with _deadline(state):
-            return Listing(sorted(await connector.list_items(), key=lambda i: i.path))
+            items = sorted(await connector.list_items(), key=lambda i: i.path)
+            return Listing(items, refused=listing_refusals(connector))
 
     return await state.cache.get(source, "list", "", load)
 
@@ -101,13 +106,18 @@ async def browse(source_id: SourceId, state: State, key: ReadKey,
                  after: Annotated[str | None, Query(max_length=2048, description="next_cursor of the last page")]
                  = None) -> Response:
     source = load_source(state, source_id)
-    entries = (await _listing(state, source)).entries(path, delimiter)
+    listing = await _listing(state, source)
+    entries = listing.entries(path, delimiter)
     start = bisect.bisect_right(entries, _after(after), key=lambda e: e["path"]) if after else 0
     page = entries[start : start + limit]
     more = start + limit < len(entries)
     cursor = _cursor(page[-1]["path"]) if more else None
     # entries are JSON-safe when folded (and cached): sent as they are, not validated again per page
-    body = {"object": "list", "has_more": more, "next_cursor": cursor, "data": page}
+    body: dict[str, Any] = {"object": "list", "has_more": more, "next_cursor": cursor, "data": page}
+    if not after:  # said once, on the first page: names under ``path`` the listing refused (never listed)
+        refused = [{"path": name, "reason": redact(why)} for name, why in listing.refused if name.startswith(path)]
+        body["refused"] = refused[:MAX_REFUSED_SHOWN]
+        body["refused_count"] = len(refused)
     return Response(json.dumps(body, separators=(",", ":")).encode(), media_type="application/json")
 
 

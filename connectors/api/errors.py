@@ -4,6 +4,7 @@
 error                                   status
 =====================================  ======
 bad input (``UnsafeNameError``, ...)      400
+refused by the operator's policy          403
 ``ConfigurationError`` of a stored source 400
 unknown source / item (``NotFoundError``) 404
 id taken, thread ended, file changed      409
@@ -29,6 +30,7 @@ from connectors.errors import (
     UnsafeNameError,
     WorkspaceError,
 )
+from connectors.reach import ReachRefusedError
 from connectors.secrets.references import redact
 
 _TIMED_OUT = re.compile(r"(?i)time(d)?[ -]?out|within \d|no answer")
@@ -52,6 +54,8 @@ def status_of(exc: BaseException) -> int:
         return 504
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, ReachRefusedError):  # the operator's policy, not the caller's input
+        return 403
     if isinstance(exc, SizeLimitError):
         return 413
     if isinstance(exc, UnsafeNameError | ConfigurationError):

@@ -23,10 +23,11 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 
+from connectors.api.audit import items_fields
 from connectors.api.discovery import shared_listing
 from connectors.api.errors import ApiError
 from connectors.api.keys import ApiKey
-from connectors.api.routing import ReadKey, State, new_router
+from connectors.api.routing import ReadKey, State, new_router, note_audit
 from connectors.api.schemas import FetchRequest, Job, JobList, Lineage
 from connectors.api.settings import ApiSettings, _check_id
 from connectors.api.sources import Limit, SourceId, load_source
@@ -113,8 +114,9 @@ async def start_fetch(source_id: SourceId, body: FetchRequest, request: Request,
     sizes = listed_sizes or await _sizes(connector, identifiers, state.settings.timeout_seconds)
     _check_limits(source, state.settings, identifiers, sizes)
     total = None if None in sizes else sum(s or 0 for s in sizes)
-    job = state.jobs.start(source, identifiers, body.workspace, folder, total, key.id)
+    job = state.jobs.start(source, identifiers, body.workspace, folder, total, key.id, sizes, options=body.options)
     request.state.job_id = job.id
+    note_audit(request, workspace=body.workspace, **items_fields(identifiers))
     return job.view()
 
 

@@ -29,14 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from connectors.api.errors import ApiError
+from connectors.api.policy import connector_for
 from connectors.api.settings import ApiSettings
 from connectors.base import DataSourceConfig, DataSourceConnector
-from connectors.errors import DataSourceError
+from connectors.errors import ConfigurationError, DataSourceError
 from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
 from connectors.landing.root import workspace_root
-from connectors.plugins import get_connector_class
+from connectors.rows import RowOptions
 from connectors.secrets.references import get_logger, redact
 
 log = get_logger(__name__)
@@ -61,7 +62,10 @@ class Job:
     files: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    sizes: dict[str, int] = field(default_factory=dict)  # the listed size per item (tables: on disk, an estimate)
+    options: RowOptions | None = None  # tables cut into rows (fetch_table); None: whole items
     _bytes: dict[str, int] = field(default_factory=dict)
+    _finished: set[str] = field(default_factory=set)
     view_bytes: int = 0  # the size of the finished job's view, for the retention budget
 
     @property
@@ -71,6 +75,21 @@ class Job:
     def progress(self, identifier: str, done: int, total: int | None) -> None:
         self._bytes[identifier] = done
 
+    def finish(self, identifier: str) -> None:
+        """``identifier`` is done (landed or failed): its bytes counted now replace its listed size."""
+        self._finished.add(identifier)
+
+    def counted_total(self) -> int | None:
+        """The total in the bytes that are counted: each finished item's bytes, the others' listed size.
+
+        A table's listed size is its size on disk, not its CSV or Parquet bytes; once it has
+        landed its real bytes count, so a finished job's total is its bytes done.
+        """
+        if self.bytes_total is None or not self.sizes:
+            return self.bytes_total
+        return sum(self._bytes.get(i, 0) if i in self._finished else max(self.sizes.get(i, 0), self._bytes.get(i, 0))
+                   for i in dict.fromkeys(self.identifiers))
+
     def view(self) -> dict[str, Any]:
         """The job object (see ``schemas.Job``)."""
         return {
@@ -78,7 +97,7 @@ class Job:
             "source_id": self.source_id, "workspace": self.workspace, "status": self.status,
             "finished_at": self.finished_at,
             "progress": {"items_total": len(self.identifiers), "items_done": self.items_done,
-                         "bytes_done": sum(self._bytes.values()), "bytes_total": self.bytes_total},
+                         "bytes_done": sum(self._bytes.values()), "bytes_total": self.counted_total()},
             "files": list(self.files), "errors": list(self.errors),
         }
 
@@ -94,7 +113,8 @@ class JobManager:
         return [j for j in self._jobs.values() if j.running and source_id in (None, j.source_id)]
 
     def start(self, source: DataSourceConfig, identifiers: list[str], workspace: str,
-              workspace_dir: Path, bytes_total: int | None, key_id: str = "") -> Job:
+              workspace_dir: Path, bytes_total: int | None, key_id: str = "",
+              sizes: list[int | None] | None = None, options: RowOptions | None = None) -> Job:
         """A new running job, or :class:`ApiError` 429 when a cap is reached.
 
         A job has a connector of its own, so changing the source (which closes
@@ -109,8 +129,10 @@ class JobManager:
                            "running (the limit per source); retry later", {"Retry-After": "5"})
         job = Job(f"job-{secrets.token_hex(12)}", source_id, workspace, workspace_dir, identifiers, bytes_total,
                   key_id)
+        job.sizes = {i: s for i, s in zip(identifiers, sizes or [], strict=False) if s is not None}
+        job.options = options if options is not None and not options.is_empty() else None
         self._jobs[job.id] = job
-        connector = get_connector_class(source.type_name)(source)
+        connector = connector_for(source, self.settings)
         job.task = asyncio.create_task(self._run(job, connector), name=job.id)
         self._forget_old()
         return job
@@ -170,12 +192,15 @@ class JobManager:
                 log.warning("job %s: disconnect failed: %s", job.id, exc)
 
     async def _fetch(self, job: Job, connector: DataSourceConnector) -> None:
+        if job.options is not None:
+            return await self._fetch_sized(job, connector, job.options)
         chunk = FETCH_CONCURRENCY * 4  # fetch_many a chunk at a time, so items_done moves
         for start in range(0, len(job.identifiers), chunk):
             batch = job.identifiers[start : start + chunk]
             results = await connector.fetch_many(batch, str(job.workspace_dir), concurrency=FETCH_CONCURRENCY)
             for result in results:
                 job.items_done += 1
+                job.finish(result.identifier)
                 if result.ok and result.path is not None:
                     try:  # its record is read from the trusted root too: a folder swapped meanwhile fails it
                         job.files.append(self._landed(job, result.identifier, result.path))
@@ -183,6 +208,21 @@ class JobManager:
                         job.errors.append({"identifier": result.identifier, "detail": redact(str(exc))})
                 else:
                     job.errors.append({"identifier": result.identifier, "detail": redact(str(result.error))})
+
+    async def _fetch_sized(self, job: Job, connector: DataSourceConnector, options: RowOptions) -> None:
+        """Each table cut by ``options`` (``fetch_table``), one after the other."""
+        fetch_table = getattr(connector, "fetch_table", None)
+        if fetch_table is None:
+            raise ConfigurationError(f"a {connector.type_name()} source cannot cut items into rows "
+                                     "(options apply to tables of SQL sources)", source_id=connector.source_id)
+        for identifier in job.identifiers:
+            try:
+                path = await fetch_table(identifier, str(job.workspace_dir), options)
+            except DataSourceError as exc:
+                job.errors.append({"identifier": identifier, "detail": redact(str(exc))})
+            else:
+                job.files.append(self._landed(job, identifier, path))
+            job.items_done += 1
 
     def _landed(self, job: Job, identifier: str, path: str) -> dict[str, Any]:
         record = read_provenance(path, job.workspace_dir)

@@ -13,6 +13,7 @@ it, is a 413 before anything is parsed, and nothing past the cap is buffered.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
@@ -26,6 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive
 
+from connectors.api.audit import AuditWriteError
 from connectors.api.errors import ApiError, detail_of, status_of
 from connectors.api.keys import ApiKey
 from connectors.api.schemas import ErrorBody
@@ -37,6 +39,7 @@ log = get_logger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="An API key made with 'da-sources api-keys create'.")
 # routes that move data without changing anything: audited like changes
 DATA_ROUTES = ("/preview", "/stats")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in {
@@ -53,8 +56,13 @@ def error_response(status: int, detail: Any, headers: dict[str, str] | None = No
 
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     # FastAPI's default echoes the input, which may be a secret: location, message and type only
-    return [{"loc": list(e.get("loc", ())), "msg": redact(str(e.get("msg", ""))), "type": e.get("type", "")}
+    # pydantic's validator wrappers (function-after[_one_kind(), Reference]) are no field a caller wrote
+    return [{"loc": [p for p in e.get("loc", ()) if not _INTERNAL.match(str(p))],
+             "msg": redact(str(e.get("msg", ""))).removeprefix("Value error, "), "type": e.get("type", "")}
             for e in exc.errors()]
+
+
+_INTERNAL = re.compile(r"^[a-z][a-z-]*\[.*\]$")
 
 
 async def _respond(handler: Callable[[Request], Awaitable[Response]], request: Request) -> Response:
@@ -83,15 +91,15 @@ class ApiRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             request.state.request_id = f"req-{secrets.token_hex(12)}"
-            refused = _refuse_early(request, needs_key)
-            if refused is not None:
-                response = refused
-            else:
+            changes = request.method not in SAFE_METHODS
+            response = _refuse_early(request, needs_key)
+            unauditable = response is None and changes and (response := _unaudited_refusal(request)) is not None
+            if response is None:
                 with _holding_connectors(request):
                     response = await _respond(handler, request)
+            if not unauditable and route.audited(request.method, response.status_code):
+                response = _audited(request, route.path, response, changes)
             response.headers["X-Request-ID"] = request.state.request_id
-            if route.audited(request.method, response.status_code):
-                _audit(request, route.path, response.status_code)
             return response
 
         return handle
@@ -155,15 +163,46 @@ def _holding_connectors(request: Request) -> contextlib.AbstractContextManager[N
         return contextlib.nullcontext()
 
 
+def _unaudited_refusal(request: Request) -> Response | None:
+    """A 503 when the audit log cannot be opened for appending: a change is never made unaudited."""
+    try:
+        get_state(request).audit.check_writable()
+    except AuditWriteError:
+        return error_response(503, "the audit log cannot be written; nothing was done")
+    except DataSourceError:  # no state (a bad environment): the route's own dependency answers why
+        pass
+    return None
+
+
+def _audited(request: Request, route: str, response: Response, changes: bool) -> Response:
+    """``response`` once its audit line is written; a 500 for a change whose line could not be."""
+    try:
+        _audit(request, route, response.status_code)
+    except AuditWriteError:
+        if changes:
+            return error_response(500, "the call was made but its audit line could not be written "
+                                       f"(request {request.state.request_id}); see the server's log")
+    return response
+
+
 def _audit(request: Request, route: str, status: int) -> None:
     state = getattr(request.state, "api", None)
     if not isinstance(state, ApiState):
         state = get_state(request)
     outcome = "ok" if status < 400 else "refused" if status < 500 else "failed"
+    resolved = {"thread_id": request.path_params.get("thread_id"), "item": request.query_params.get("item"),
+                **getattr(request.state, "audit", {})}
     state.audit.record(
         request_id=request.state.request_id, key_id=getattr(request.state, "key_id", None), method=request.method,
         route=route, source_id=getattr(request.state, "source_id", None) or request.path_params.get("source_id"),
-        status=status, outcome=outcome, job_id=getattr(request.state, "job_id", None))
+        status=status, outcome=outcome, job_id=getattr(request.state, "job_id", None), **resolved)
+
+
+def note_audit(request: Request, **fields: Any) -> None:
+    """Add what a call resolved to (items, prefix, config...) to its audit line (see :mod:`connectors.api.audit`)."""
+    if not hasattr(request.state, "audit"):
+        request.state.audit = {}
+    request.state.audit.update(fields)
 
 
 def new_router() -> APIRouter:
@@ -213,9 +252,11 @@ def _mint_key(key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
     return key
 
 
-def _manage_key(key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
+def _manage_key(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
     if key.read_only:
-        raise ApiError(403, f"API key {key.id} is read-only; managing sources needs a key made without --read-only")
+        route = getattr(request.scope.get("route"), "path", None) or "this route"
+        raise ApiError(403, f"API key {key.id} is read-only: it can browse, preview and fetch, but "
+                            f"{request.method} {route} changes data; use a key made without --read-only")
     return key
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.landing.names import unsafe_text_reason
+from connectors.rows import RowOptions
 
 _REF: dict[str, Any] = {"secret": "warehouse.password"}
 
@@ -24,7 +25,7 @@ class SourceCreate(Body):
         "config": {"host": "db.internal", "dbname": "sales", "user": "reader", "password": {"env": "PG_PASSWORD"}},
         "metadata": {"team": "finance"}}]})
     id: str = Field(description="Letters, digits, '-' and '_', starting with a letter; at most 63.")
-    type: str = Field(description="Connector type: azure_blob, postgresql, local_file or a plugin's.")
+    type: str = Field(description="Connector type: azure_blob, s3, postgresql, local_file or a plugin's.")
     name: str | None = Field(None, max_length=200, description="Human-readable name (default: the id).")
     config: dict[str, Any] = Field(description="Type-specific settings; secrets as references or write-only.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form labels; "
@@ -95,6 +96,11 @@ class Entry(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+class RefusedItem(BaseModel):
+    path: str
+    reason: str
+
+
 class EntryList(Page):
     model_config = ConfigDict(json_schema_extra={"examples": [{"object": "list", "has_more": False,
         "next_cursor": None, "data": [
@@ -102,6 +108,10 @@ class EntryList(Page):
             {"object": "data_source.item", "path": "sales.csv", "name": "sales.csv", "size": 5120,
              "modified_at": 1764662400, "metadata": {"version": "0x8DC..."}}]}]})
     data: list[Entry]
+    refused: list[RefusedItem] = Field(
+        default_factory=list, description="First page only: names under the path the listing refused "
+                                          "(a link leading outside the root, an unsafe name), never listed.")
+    refused_count: int = Field(0, description="First page only: how many names were refused in all.")
 
 
 class ItemMetadata(BaseModel):
@@ -163,6 +173,7 @@ class ColumnStats(BaseModel):
     column: str
     type: str
     count: int
+    nan_count: int = Field(0, description="Values that are NaN (numeric, real, double): left out of min, max, mean.")
     min: float | None
     max: float | None
     mean: float | None
@@ -184,6 +195,8 @@ class FetchRequest(Body):
     items: list[str] | None = Field(None, max_length=10000, description="Identifiers, as the browse lists them.")
     glob: str | None = Field(None, max_length=1000, description="fnmatch pattern over the identifiers.")
     workspace: str = Field(description="A folder under the server's fetch-job base (an id, not a path).")
+    options: RowOptions | None = Field(None, description="Tables (SQL sources): land only part of each: columns, "
+                                       "where (with params), limit, sample (fraction or rows) and seed.")
 
     @field_validator("items")
     @classmethod

@@ -4,6 +4,7 @@
 | --- | --- | --- |
 | ``DA_SOURCES_FILE`` | ``./sources.yaml`` | the sources file (shared with the CLI and Dagster) |
 | ``DA_API_KEYS_FILE`` | ``api-keys.json`` beside the sources file | hashed API keys |
+| ``DA_API_POLICY_FILE`` | ``api-policy.yaml`` beside the sources file | the operator's policy (closed by default) |
 | ``DA_API_AUDIT_LOG`` | ``api-audit.jsonl`` beside the sources file | the audit log |
 | ``DA_WORKSPACE`` | ``./workspace`` | base folder of thread folders (``<base>/<thread_id>``) |
 | ``DA_API_JOBS_DIR`` | ``<DA_WORKSPACE>/.fetch-jobs`` | base of fetch-job workspaces, apart from thread folders |
@@ -15,6 +16,8 @@
 | ``DA_API_KEEP_JOBS`` / ``DA_API_KEEP_JOBS_BYTES`` | 200 / 16 MiB | finished jobs kept (count, size of their views) |
 | ``DA_API_MAX_ITEM_BYTES`` | 100 MiB | largest item a fetch or preview reads (``metadata.api.max_item_bytes``) |
 | ``DA_API_PREVIEW_MAX_ROWS`` | 1000 | most rows a preview returns |
+| ``DA_API_THREAD_MAX_ROWS`` | 5000000 | most rows one table or query attached to a thread may have |
+| ``DA_API_THREAD_MAX_BYTES`` | 1 GiB | most bytes (planner's estimate) of one table or query attached to a thread |
 | ``DA_API_CACHE_SECONDS`` | 60 | how long listings and metadata are cached per source |
 | ``DA_API_MAX_JOBS`` / ``DA_API_MAX_JOBS_PER_SOURCE`` | 16 / 4 | fetch jobs running at once |
 | ``DA_API_TIMEOUT_SECONDS`` | 60 | longest wait on a source within a request |
@@ -28,13 +31,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from connectors.api.policy import ApiPolicy, policy_file_path
 from connectors.errors import ConfigurationError
-from connectors.ids import SOURCE_ID_RULE, is_valid_source_id
+from connectors.ids import MAX_SOURCE_ID_LENGTH, SOURCE_ID_RULE, is_valid_source_id
 from connectors.registry import sources_file_path
+from connectors.rows import RowBudget
 
 KEYS_FILE_ENV = "DA_API_KEYS_FILE"  # default: api-keys.json beside the sources file
 AUDIT_LOG_ENV = "DA_API_AUDIT_LOG"
@@ -51,7 +56,10 @@ MIB = 1 << 20
 def _check_id(value: str, what: str = "id") -> str:
     """``value`` when it follows the one id rule of :mod:`connectors.ids` (source ids and workspace names)."""
     if not is_valid_source_id(value):
-        raise ConfigurationError(f"{what} breaks the rule: {SOURCE_ID_RULE}")
+        rule = SOURCE_ID_RULE if "id" in what else (
+            f"a {what} name is 1 to {MAX_SOURCE_ID_LENGTH} characters: ASCII letters, digits, '-' and '_', "
+            "starting with a letter (e.g. thread-3f9d); it is one folder under the workspace base, never a path")
+        raise ConfigurationError(f"{what} breaks the rule: {rule}")
     return value
 
 
@@ -64,6 +72,8 @@ class ApiSettings:
     audit_log: Path
     workspace_base: Path
     max_item_bytes: int = 100 * MIB
+    thread_max_rows: int = 5_000_000
+    thread_max_bytes: int = 1024 * MIB
     preview_rows: int = 10
     preview_max_rows: int = 1000
     cache_seconds: float = 60.0
@@ -71,6 +81,7 @@ class ApiSettings:
     max_jobs_per_source: int = 4
     timeout_seconds: float = 60.0
     idle_seconds: float = 300.0  # the next request reconnects: a little latency against held server sessions
+    policy: ApiPolicy = field(default_factory=ApiPolicy)  # the operator's; callers never change it
     cors_origins: tuple[str, ...] = ()  # browser origins da-sources serve answers (preflights included)
     state_dir: Path | None = None  # our records of threads; None: DA_STATE_DIR or beside the sources file
     jobs_dir: Path | None = None  # None: <workspace_base>/.fetch-jobs (never a thread id: those start alphanumeric)
@@ -107,11 +118,14 @@ class ApiSettings:
             workspace_base=Path(env.get(WORKSPACE_ENV) or "workspace").absolute(),
             max_item_bytes=_number(env, "DA_API_MAX_ITEM_BYTES", 100 * MIB),
             preview_max_rows=_number(env, "DA_API_PREVIEW_MAX_ROWS", 1000),
+            thread_max_rows=_number(env, "DA_API_THREAD_MAX_ROWS", 5_000_000),
+            thread_max_bytes=_number(env, "DA_API_THREAD_MAX_BYTES", 1024 * MIB),
             cache_seconds=float(_number(env, "DA_API_CACHE_SECONDS", 60)),
             max_jobs=_number(env, "DA_API_MAX_JOBS", 16),
             max_jobs_per_source=_number(env, "DA_API_MAX_JOBS_PER_SOURCE", 4),
             timeout_seconds=float(_number(env, "DA_API_TIMEOUT_SECONDS", 60)),
             idle_seconds=float(_number(env, "DA_API_IDLE_SECONDS", 300)),
+            policy=ApiPolicy.load(policy_file_path(sources)),
             cors_origins=cors_origins(env.get(CORS_ORIGINS_ENV, "").split(",")),
             jobs_dir=Path(env[JOBS_DIR_ENV]).absolute() if env.get(JOBS_DIR_ENV) else None,
             max_body_bytes=_number(env, "DA_API_MAX_BODY_BYTES", 1 * MIB),
@@ -124,6 +138,10 @@ class ApiSettings:
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]
+
+    def thread_budget(self) -> RowBudget:
+        """The row and byte budget of one table or query attached to a thread (operator settings)."""
+        return RowBudget(max_rows=self.thread_max_rows, max_bytes=self.thread_max_bytes)
 
     @property
     def thread_state_dir(self) -> Path:

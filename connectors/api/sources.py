@@ -10,17 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 
 from connectors.api.errors import ApiError, detail_of
-from connectors.api.routing import ManageKey, ReadKey, State, new_router
+from connectors.api.policy import (
+    PolicyError,
+    check_changeable,
+    check_reach,
+    check_request,
+    connector_for,
+    mark_made_through_api,
+)
+from connectors.api.routing import ManageKey, ReadKey, State, new_router, note_audit
 from connectors.api.schemas import DataSource, Deleted, SourceCreate, SourceList, SourceUpdate, TestResult
 from connectors.api.settings import _check_id
+from connectors.api.state import ApiState
 from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError, DataSourceError
-from connectors.plugins import get_connector_class, settings_model_for
+from connectors.plugins import settings_model_for
 from connectors.secrets.references import MASK, Secret, is_reference
 from connectors.secrets.store import default_store
 
@@ -83,17 +93,38 @@ def _validated(body: SourceCreate) -> DataSourceConfig:
 async def create_source(body: SourceCreate, request: Request, state: State, key: ManageKey) -> dict[str, Any]:
     request.state.source_id = body.id if isinstance(body.id, str) and len(body.id) < 64 else None
     source = _validated(body)
-    if any(s.id == source.id for s in state.sources()):
+    existing = state.sources()
+    if any(s.id == source.id for s in existing):
         raise ApiError(409, f"source id {source.id!r} is taken")
+    _allowed_new(source, body, len(existing), state)
     config, secrets = _write_only(source.id, source.type_name, body.config)
     final = DataSourceConfig(id=source.id, type=source.type_name, name=source.name, config=config,
-                             metadata=source.metadata)
+                             metadata=mark_made_through_api(source.metadata))
     _store(secrets)
     try:
         state.registry.add(final)
     except ConfigurationError as exc:
         raise ApiError(409 if "is taken" in exc.message else 422, detail_of(exc)) from None
+    note_audit(request, config=source_view(final)["config"])
     return source_view(final)
+
+
+def _allowed_new(source: DataSourceConfig, body: SourceCreate, count: int, state: ApiState) -> None:
+    """The operator's policy: the type, the number of sources, the fields set and where they reach (403)."""
+    policy = state.settings.policy
+    if source.type_name not in policy.connector_types:
+        raise ApiError(403, "type: the operator's policy does not let the API create sources of this type")
+    if count >= policy.max_sources:
+        raise ApiError(403, f"the operator's policy allows at most {policy.max_sources} sources")
+    _policy_checked(check_request, source.type_name, body.config, body.metadata, None, source.id)
+    _policy_checked(check_reach, source.type_name, body.config, state.settings)
+
+
+def _policy_checked(check: Callable[..., None], *args: Any) -> None:
+    try:
+        check(*args)
+    except PolicyError as exc:
+        raise ApiError(403, detail_of(exc)) from None
 
 
 @router.get("/v1/data-sources", response_model=SourceList, tags=["data sources"], summary="List sources")
@@ -115,18 +146,25 @@ async def get_source(source_id: SourceId, state: State, key: ReadKey) -> dict[st
 
 @router.patch("/v1/data-sources/{source_id}", response_model=DataSource, tags=["data sources"],
               summary="Update a source")
-async def update_source(source_id: SourceId, body: SourceUpdate, state: State, key: ManageKey) -> dict[str, Any]:
+async def update_source(source_id: SourceId, body: SourceUpdate, request: Request, state: State,
+                        key: ManageKey) -> dict[str, Any]:
     source = load_source(state, source_id)
+    if body.config:  # a name or labels move no reference; a config change could
+        _policy_checked(check_changeable, source)
+    _policy_checked(check_request, source.type_name, body.config or {}, body.metadata, source, source_id)
     changes, secrets = _write_only(source_id, source.type_name, body.config or {})
     merged = {k: v for k, v in {**source.config, **changes}.items() if v is not None}
     try:  # validated before any secret is stored
         DataSourceConfig(id=source.id, type=source.type_name, name=body.name or source.name, config=merged,
                          metadata=source.metadata)
+        _policy_checked(check_reach, source.type_name, {**merged, **(body.config or {})}, state.settings)
         _store(secrets)
         updated = state.registry.update(source_id, name=body.name, config=changes or None, metadata=body.metadata)
     except ConfigurationError as exc:
         raise ApiError(422, detail_of(exc)) from None
+    _delete_owned_secrets(source, [k for k, v in changes.items() if v is None])
     await state.forget(source_id)
+    note_audit(request, config={k: source_view(updated)["config"].get(k) for k in changes})
     return source_view(updated)
 
 
@@ -137,14 +175,14 @@ async def delete_source(source_id: SourceId, state: State, key: ManageKey) -> di
     await state.jobs.cancel_source(source_id)
     await state.forget(source_id)
     state.registry.remove(source_id)
-    _delete_owned_secrets(source)
+    _delete_owned_secrets(source, list(source.config))
     return {"id": source_id, "object": "data_source", "deleted": True}
 
 
-def _delete_owned_secrets(source: DataSourceConfig) -> None:
-    """Remove the write-only secrets the API stored for this source (``<id>.<field>``), not shared ones."""
+def _delete_owned_secrets(source: DataSourceConfig, keys: list[str]) -> None:
+    """Remove the write-only secrets the API stored for these fields (``<id>.<field>``), not shared ones."""
     owned = [v["secret"] for k, v in source.config.items()
-             if is_reference(v) and v.get("secret") == f"{source.id}.{k}"]
+             if k in keys and is_reference(v) and v.get("secret") == f"{source.id}.{k}"]
     if owned:
         try:
             store = default_store()
@@ -158,9 +196,12 @@ def _delete_owned_secrets(source: DataSourceConfig) -> None:
              summary="Test a source: connects with a fresh connection and says why it failed")
 async def test_source(source_id: SourceId, state: State, key: ReadKey) -> dict[str, Any]:
     source = load_source(state, source_id)
-    connector = get_connector_class(source.type_name)(source)
     started = time.monotonic()
     error: str | None = None
+    try:
+        connector = connector_for(source, state.settings)
+    except PolicyError as exc:
+        return {"id": source_id, "object": "data_source.test", "ok": False, "error": detail_of(exc), "latency_ms": 0}
     try:
         async with asyncio.timeout(state.settings.timeout_seconds):
             await connector.connect()

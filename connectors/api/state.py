@@ -20,10 +20,10 @@ from starlette.requests import Request
 
 from connectors.api.audit import AuditLog
 from connectors.api.keys import KeyStore
+from connectors.api.policy import connector_for
 from connectors.api.settings import ApiSettings
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import DataSourceError
-from connectors.plugins import get_connector_class
 from connectors.registry import SourceRegistry
 from connectors.secrets.references import get_logger
 from connectors.threads.ending import ThreadJanitor
@@ -54,7 +54,8 @@ class ConnectorPool:
     the others, once unused for the idle time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, build: Callable[[DataSourceConfig], DataSourceConnector]) -> None:
+        self._build = build  # a source's connector, bound to the operator's policy
         self._pool: dict[str, DataSourceConnector] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}  # requests under way that took the source's connector
@@ -67,7 +68,7 @@ class ConnectorPool:
                 await self._close(self._pool.pop(source.id))
                 connector = None
             if connector is None:
-                connector = get_connector_class(source.type_name)(source)
+                connector = self._build(source)
                 await connector.connect()
                 self._pool[source.id] = connector
             self._lease(source.id)  # under the lock: close_idle never closes it after this
@@ -180,7 +181,7 @@ class ApiState:
         self.registry = SourceRegistry(settings.sources_file)
         self.keys = KeyStore(settings.keys_file)
         self.audit = AuditLog(settings.audit_log)
-        self.pool = ConnectorPool()
+        self.pool = ConnectorPool(lambda source: connector_for(source, settings))
         self.cache = MetadataCache(settings.cache_seconds)
         self.jobs = JobManager(settings)
         self.janitor = ThreadJanitor(self.pool, idle_seconds=settings.idle_seconds,

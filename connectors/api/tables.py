@@ -43,6 +43,7 @@ ORDER BY 2, 3, 1
 _KEYS_OF_TABLE = sql.SQL(_FOREIGN_KEYS.replace("{condition}", "cn.nspname = %s AND cl.relname = %s"))  # noqa: S608
 _KEYS_IN_SCHEMAS = sql.SQL(_FOREIGN_KEYS.replace("{condition}", "cn.nspname = ANY(%s)"))  # noqa: S608
 NUMERIC_TYPES = ("smallint", "integer", "bigint", "numeric", "real", "double precision", "decimal")
+_NAN_TYPES = ("numeric", "real", "double precision", "decimal")
 FILE_FORMATS = {".csv": ",", ".tsv": "\t", ".parquet": "", ".pq": ""}
 
 
@@ -116,18 +117,29 @@ async def table_stats(connector: DataSourceConnector, item: str, columns: list[d
     numeric = [c for c in columns if str(c["type"]).startswith(NUMERIC_TYPES)]
     parts: list[sql.Composable] = [sql.SQL("count(*)")]
     for column in numeric:
-        ident = sql.Identifier(column["name"])
-        parts += [sql.SQL("count({})").format(ident), sql.SQL("min({})::float8").format(ident),
-                  sql.SQL("max({})::float8").format(ident), sql.SQL("avg({})::float8").format(ident)]
+        parts += _column_stats(sql.Identifier(column["name"]), str(column["type"]).startswith(_NAN_TYPES))
     statement = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(parts), sql.Identifier(schema, table))
     async with pg._read("statistics", item) as (conn, _, _):
         cursor = await conn.execute(statement)
         row = await cursor.fetchone()
     assert row is not None
-    stats = [{"column": c["name"], "type": c["type"], "count": int(row[1 + 4 * i]),
-              **{k: _finite(row[2 + 4 * i + j]) for j, k in enumerate(("min", "max", "mean"))}}
+    stats = [{"column": c["name"], "type": c["type"], "count": int(row[1 + 5 * i]), "nan_count": int(row[2 + 5 * i]),
+              **{k: _finite(row[3 + 5 * i + j]) for j, k in enumerate(("min", "max", "mean"))}}
              for i, c in enumerate(numeric)]
     return int(row[0]), stats
+
+
+def _column_stats(ident: sql.Identifier, takes_nan: bool) -> list[sql.Composable]:
+    """count, NaN count, min, max, mean of one column; NaN (numeric, real, double) is left out of the last three.
+
+    PostgreSQL sorts NaN above every number, so one NaN would make max and mean NaN (shown as null).
+    """
+    if not takes_nan:
+        return [sql.SQL("count({})").format(ident), sql.SQL("0"), sql.SQL("min({})::float8").format(ident),
+                sql.SQL("max({})::float8").format(ident), sql.SQL("avg({})::float8").format(ident)]
+    number = sql.SQL("FILTER (WHERE {} <> 'NaN')").format(ident)
+    return [sql.SQL("count({})").format(ident), sql.SQL("count(*) FILTER (WHERE {} = 'NaN')").format(ident),
+            *(sql.SQL("({}({}) {})::float8").format(sql.SQL(f), ident, number) for f in ("min", "max", "avg"))]
 
 
 def file_format(item: str) -> str | None:

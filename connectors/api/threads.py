@@ -7,22 +7,28 @@ is removed meanwhile (the thread expired), the fetches are cancelled and the ans
 thread whose folder does not exist is refused with 404 unless the request says ``"create": true``.
 Our records of the thread live in the state folder (:mod:`connectors.threads.records`), never in
 the thread's folder; ``GET`` answers what is attached now, from them.
+A table or query may be cut (``columns``, ``where``, ``limit``, ``sample``); one over the operator's
+thread budget (``DA_API_THREAD_MAX_ROWS`` / ``DA_API_THREAD_MAX_BYTES``) is a 413 naming the budget and
+those options. Each file comes with its profile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Annotated, Any
 
 from fastapi import Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.api.audit import items_fields
 from connectors.api.discovery import shared_listing
 from connectors.api.errors import ApiError
-from connectors.api.routing import ReadKey, State, ThreadKey, check_sources, new_router
+from connectors.api.routing import ReadKey, State, ThreadKey, check_sources, new_router, note_audit
 from connectors.api.sources import load_source
 from connectors.base import DataItem, DataSourceConnector
 from connectors.errors import SizeLimitError
+from connectors.rows import BudgetExceededError
 from connectors.threads import (
     MAX_REFERENCES,
     MAX_THREAD_ID_LENGTH,
@@ -50,6 +56,8 @@ class AttachRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"references": [
         {"source_id": "lake", "glob": "exports/2026-*.csv"},
         {"source_id": "warehouse", "table": "public.customers"},
+        {"source_id": "warehouse", "table": "public.orders", "columns": ["id", "total"], "where": "status = %s",
+         "params": ["paid"], "sample": 0.1, "seed": 7, "limit": 100000},
         {"source_id": "warehouse", "query": "select * from orders where total > 100", "name": "big_orders"}]}]})
     references: References = Field(description="What to attach.")
     create: bool = Field(False, description="Create the thread's folder when it does not exist (else 404).")
@@ -62,6 +70,9 @@ class AttachedFileView(BaseModel):
     version: str | None
     size: int
     row_count: int | None
+    profile: dict[str, Any] | None = Field(None, description="Rows and, per column, types, nulls, min/max, "
+                                           "distinct count, examples (none from sensitive columns).")
+    options: dict[str, Any] | None = Field(None, description="How it was cut: columns, where, limit, sample, seed.")
     status: str = Field("attached", description="'attached' (a new file), 'unchanged' (already there at this "
                         "version: not copied again), 'replaced' (our unmodified earlier copy, newer version).")
     wanted: str | None = Field(None, description="The file's own name, when another file has it (then `name` is "
@@ -75,6 +86,15 @@ class AttachResponse(BaseModel):
     manifest: str = Field(description="A short text for the prompt: each file, where it came from, how big.")
 
 
+def _named(reference: Reference) -> str:
+    """A reference in an audit line: ``source:path``, ``source:glob``, ``source:table`` or a query's digest."""
+    if reference.query is not None:
+        digest = hashlib.sha256(reference.query.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return f"{reference.source_id}:query:{reference.name or ''}:sha256={digest}"
+    what = reference.path or reference.glob or reference.table or ""
+    return f"{reference.source_id}:{what}"
+
+
 @router.post("/v1/threads/{thread_id}/data", response_model=AttachResponse, tags=TAGS,
              summary="Fetch data into a thread's folder (top level), all or nothing, before the turn starts")
 async def attach(thread_id: ThreadId, body: AttachRequest | References, request: Request, state: State,
@@ -82,6 +102,7 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
     references = body.references if isinstance(body, AttachRequest) else body
     request.state.source_id = ",".join(sorted({r.source_id for r in references}))[:200]
     check_sources(key, {r.source_id for r in references})
+    note_audit(request, **items_fields([_named(r) for r in references]))
 
     async def connector_for(source_id: str) -> DataSourceConnector:
         return await state.connector(load_source(state, source_id))
@@ -100,8 +121,9 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
         with listings_from(listing):
             attachment = await attach_to_thread(connector_for, state.settings.workspace_base, thread_id,
                                                 references, max_item_bytes=limit, create=create,
-                                                state_dir=state.settings.thread_state_dir)
-    except (ItemTooLargeError, SizeLimitError) as exc:
+                                                state_dir=state.settings.thread_state_dir,
+                                                budget=state.settings.thread_budget())
+    except (ItemTooLargeError, SizeLimitError, BudgetExceededError) as exc:
         raise ApiError(413, f"{exc}; nothing was attached") from None
     except ThreadEndedError as exc:  # DeepAnalyze removed the thread meanwhile: not a fault of this server
         raise ApiError(409, str(exc)) from None

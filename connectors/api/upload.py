@@ -15,8 +15,9 @@ from typing import Any
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.api.audit import items_fields
 from connectors.api.errors import ApiError
-from connectors.api.routing import ManageKey, State, new_router
+from connectors.api.routing import ManageKey, State, new_router, note_audit
 from connectors.api.sources import SourceId, load_source
 from connectors.azure_blob.upload import BlobExistsError, FileChangedError
 from connectors.base import DataSourceConnector
@@ -55,6 +56,7 @@ async def upload(source_id: SourceId, body: UploadRequest, request: Request, sta
         return await state.connector(source)
 
     names = list(dict.fromkeys(body.files))
+    note_audit(request, thread_id=body.thread_id, prefix=prefix, overwrite=body.overwrite, **items_fields(names))
     results = await asyncio.gather(
         *(publish_generated(connector_for, base, body.thread_id, source_id, name, prefix + name, body.overwrite,
                             state_dir=state.settings.thread_state_dir) for name in names),

@@ -46,15 +46,17 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient, Exponenti
 from connectors.azure_blob.auth import credentials_for, endpoint_of
 from connectors.azure_blob.errors import BlobChangedError, mapped_errors
 from connectors.azure_blob.listing import list_pages, probe, quoted_etag
+from connectors.azure_blob.reach import check_url, checked_connector, trace_configs
 from connectors.azure_blob.scope import BlobScope
 from connectors.azure_blob.transfer import BlobDownload, DataPath, Downloaded, check_md5, iso_utc, with_retries
 from connectors.azure_blob.upload import Uploaded, upload_file
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
-from connectors.errors import ConfigurationError
+from connectors.errors import ConfigurationError, NotFoundError
 from connectors.landing.atomic import Landing, landing
 from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
 from connectors.landing.names import safe_relative_path
+from connectors.reach import ReachPolicy
 from connectors.secrets.references import get_logger
 from connectors.settings import AzureBlobSettings
 
@@ -101,7 +103,7 @@ class AzureBlobConnector(DataSourceConnector):
                                      "(account-level access is not supported); add container_name to its config",
                                      source_id=self.source_id)
         settings: AzureBlobSettings = self.resolve_settings()
-        self._clients = await _open_clients(settings, self.source_id)
+        self._clients = await _open_clients(settings, self.source_id, self.reach)
         self._settings = settings
         self._scope = BlobScope(settings.prefix, settings.pattern, self.source_id)
         self._connected = True
@@ -143,6 +145,8 @@ class AzureBlobConnector(DataSourceConnector):
         return self._clients
 
     def _container_what(self) -> str:
+        if not isinstance(self.config.config.get("container_name"), str):  # a reference: its value is not shown
+            return "container (config.container_name)"
         name = self._settings.container_name if self._settings else self.config.config.get("container_name")
         return f"container {name!r}"
 
@@ -261,6 +265,8 @@ class AzureBlobConnector(DataSourceConnector):
             # the gate counts network work only: a blob waiting for its group to land does not hold it
             async with batch.downloads if batch else contextlib.nullcontext():
                 result = await download.run()
+            if result.facts.is_folder and result.facts.size == 0:  # ADLS Gen2: a directory, not a file
+                raise _folder_error(identifier, self.source_id)
             provenance = self._provenance(clients, identifier, result)
             if result.body is not None and batch is not None:
                 check = partial(_check_body, result, identifier, self.source_id)
@@ -316,6 +322,11 @@ class _Batch:
     group: GroupCommit
 
 
+def _folder_error(identifier: str, source_id: str) -> NotFoundError:
+    return NotFoundError(f"fetching blob {identifier!r}: it is a folder placeholder (hdi_isfolder, or a name "
+                         "ending in '/'), not a file", source_id=source_id)
+
+
 def _check_body(result: Downloaded, identifier: str, source_id: str) -> None:
     """Compare a small blob's bytes with its Content-MD5, when it has one."""
     if result.facts.content_md5 is not None:
@@ -341,15 +352,18 @@ def _land_bytes(
 # --- building the clients ------------------------------------------------------
 
 
-async def _open_clients(settings: AzureBlobSettings, source_id: str) -> _Clients:
+async def _open_clients(settings: AzureBlobSettings, source_id: str, reach: ReachPolicy | None = None) -> _Clients:
     endpoint = endpoint_of(settings, source_id)
+    if reach is not None:  # before any credential is built or any request sent
+        check_url(endpoint.account_url, reach)
     credential, authorizer, closable = credentials_for(settings, endpoint, source_id)
     session = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
                                       sock_read=settings.read_timeout),
         auto_decompress=False,  # bytes land exactly as stored
         read_bufsize=1 << 20,  # fewer pause/resume cycles of the socket on large bodies
-        connector=aiohttp.TCPConnector(limit=64, enable_cleanup_closed=True),
+        connector=checked_connector(reach, limit=64, enable_cleanup_closed=True),
+        trace_configs=trace_configs(reach),
     )
     try:
         service = BlobServiceClient(

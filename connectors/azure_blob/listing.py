@@ -5,6 +5,10 @@ three times as long as its bare ``list_blob_names``; reading the List Blobs
 XML here with ElementTree keeps a listing near the speed of names alone while
 still giving size, etag, MD5, tier and user metadata. Each page is one GET
 (up to 5,000 blobs), parsed, yielded and dropped before the next is asked for.
+
+Directory placeholders (ADLS Gen2's ``hdi_isfolder=true`` blobs, zero-byte names
+ending in '/') are dropped here, so no listing, sync, sensor or attach sees them
+(:func:`is_folder_placeholder`).
 """
 
 from __future__ import annotations
@@ -77,7 +81,22 @@ def parse_page(body: bytes) -> tuple[list[DataItem], str]:
         raise DataFetchError("listing: the service sent a listing that is not valid XML") from exc
     blobs = root.find("Blobs")
     items = [_item(blob) for blob in blobs.iterfind("Blob")] if blobs is not None else []
-    return items, root.findtext("NextMarker") or ""
+    return [item for item in items if not is_folder_placeholder(item)], root.findtext("NextMarker") or ""
+
+
+def is_folder_placeholder(item: DataItem) -> bool:
+    """Whether ``item`` stands for a folder, not a file: never an item of a source.
+
+    A hierarchical-namespace account (ADLS Gen2) lists each directory through the
+    Blob API as a zero-byte blob with metadata ``hdi_isfolder=true``; tools that
+    "create folders" on flat stores write a zero-byte name ending in '/'. Landing
+    either as a file would take the place of the folder its files land in.
+    """
+    if item.size != 0:
+        return False
+    metadata = item.metadata.get("metadata") or {}
+    flagged = any(k.lower() == "hdi_isfolder" and str(v).lower() == "true" for k, v in metadata.items())
+    return flagged or item.path.endswith("/")
 
 
 def _item(blob: ElementTree.Element) -> DataItem:

@@ -89,6 +89,7 @@ class BlobFacts:
     content_md5: str | None
     last_modified: str | None
     content_type: str | None
+    is_folder: bool = False  # a directory placeholder of a hierarchical namespace (ADLS Gen2)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,16 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], what: str, source_id
                 raise error from exc
 
 
+class RangeSource(Protocol):
+    """What :class:`BlobDownload` reads from: Azure's :class:`DataPath`, or ``connectors.s3``'s."""
+
+    source_id: str | None
+
+    async def get(self, name: str, start: int, end: int | None, etag: str | None) -> aiohttp.ClientResponse: ...
+
+    def read_facts(self, response: aiohttp.ClientResponse) -> BlobFacts: ...
+
+
 class DataPath:
     """Plain requests (blob bytes, properties, listing pages) on the connector's shared aiohttp session."""
 
@@ -182,6 +193,10 @@ class DataPath:
     def blob_uri(self, name: str) -> str:
         """The blob's address without any query: safe for lineage records."""
         return f"{self.container_url}/{quote(name, safe='/')}"
+
+    def read_facts(self, response: aiohttp.ClientResponse) -> BlobFacts:
+        """The facts a download pins to (:func:`facts_of`)."""
+        return facts_of(response)
 
     async def get(self, name: str, start: int, end: int | None, etag: str | None) -> aiohttp.ClientResponse:
         """Send one GET (bytes ``start``..``end`` inclusive, or the whole blob); raises on a non-2xx answer."""
@@ -257,7 +272,8 @@ def facts_of(response: aiohttp.ClientResponse) -> BlobFacts:
     if size < 0:
         raise IntegrityError("the service did not say how big the blob is")
     md5 = headers.get("x-ms-blob-content-md5") or (headers.get("Content-MD5") if response.status == 200 else None)
-    return BlobFacts(etag, size, md5, iso_utc(headers.get("Last-Modified")), headers.get("Content-Type"))
+    folder = headers.get("x-ms-meta-hdi_isfolder", "").lower() == "true"
+    return BlobFacts(etag, size, md5, iso_utc(headers.get("Last-Modified")), headers.get("Content-Type"), folder)
 
 
 def iso_utc(http_date: str | None) -> str | None:
@@ -381,7 +397,7 @@ class BlobDownload:
 
     def __init__(
         self,
-        path: DataPath,
+        path: RangeSource,
         name: str,
         open_target: Callable[[], Awaitable[int]],
         *,
@@ -436,7 +452,7 @@ class BlobDownload:
                 raise
             response = await self._path.get(self._name, 0, None, None)
         async with response:
-            facts = facts_of(response)
+            facts = self._path.read_facts(response)
             self._size = facts.size
             whole = int(response.headers.get("Content-Length", -1)) == facts.size
             if whole and facts.size <= SMALL_BLOB and self._fd is None:

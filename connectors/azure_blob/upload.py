@@ -213,7 +213,8 @@ class BlobUpload:
                 if exc.status in (409, 412) and "If-None-Match" in headers:
                     if retried and (ours := await self._committed_by_us(headers)) is not None:
                         return ours  # our first commit landed and only its answer was lost
-                    raise BlobExistsError(f"{self._what}: a blob of that name exists; give overwrite to replace "
+                    raise BlobExistsError(f"{self._what}: a blob of that name exists; give --overwrite "
+                                          "(over the API, \"overwrite\": true) to replace "
                                           f"it (HTTP {exc.status} {error_code(exc.code) or ''})".rstrip(),
                                           source_id=self._path.source_id) from None
                 if not await self._retry(budget, exc):

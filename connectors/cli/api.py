@@ -89,9 +89,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``serve``: uvicorn on HOST:PORT until interrupted."""
     if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
         raise ConfigurationError("serve needs the api extra: pip install 'da-sources[api]'")
-    from connectors.api.server import serve
+    from connectors.api.server import check_listen, serve
 
     settings = _settings(args)
+    check_listen(args.host, settings)  # refused before the banner says it is listening
     umask = args.umask if args.umask is not None else _umask_from_env()
     os.umask(umask)  # before anything is written: the landed files' mode, with the workspace's setgid group
     print(f"da-sources API on http://{args.host}:{args.port} (sources: {settings.sources_file}, "

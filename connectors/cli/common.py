@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import getpass
 import json
 import re
@@ -36,7 +37,18 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments:"):
             message = _unrecognized(message.split(":", 1)[1].split())
+        message += _did_you_mean(message)
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _did_you_mean(message: str) -> str:
+    """``; did you mean 'list'?`` for argparse's "invalid choice: 'lsit' (choose from 'list', ...)"."""
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if found is None:
+        return ""
+    choices = re.findall(r"'([^']*)'", found.group(2))
+    close = difflib.get_close_matches(found.group(1), choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _unrecognized(tokens: list[str]) -> str:
@@ -150,4 +162,7 @@ def human_size(size: int) -> str:
 
 
 def iso_time(seconds: int) -> str:
+    """UTC date and time of ``seconds``; ``-`` when unknown (0: a table has no modification time)."""
+    if seconds <= 0:
+        return "-"
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -28,10 +28,12 @@ from connectors.cli.common import (
 )
 from connectors.cli.progress_bar import ProgressBar
 from connectors.cli.selection import expand_selection, is_selection
+from connectors.cli.sizing import add_sizing_arguments, add_sync_table_command, fetch_sized, row_options
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.plugins import get_connector_class
+from connectors.rows import RowOptions
 from connectors.secrets.references import redact
 from connectors.sync import SyncReport, excluded_by, sync_options, sync_source
 
@@ -43,6 +45,7 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command.add_argument("path", nargs="?", help="only items under this folder / prefix")
     command.set_defaults(handler=cmd_ls)
     _add_fetch_command(commands, as_json)
+    add_sync_table_command(commands, as_json)
     command = commands.add_parser("lineage", parents=[as_json], help="where a landed file came from")
     command.add_argument("path")
     command.set_defaults(handler=cmd_lineage)
@@ -57,10 +60,14 @@ def _add_fetch_command(commands: Any, as_json: argparse.ArgumentParser) -> None:
     command.add_argument("--all", action="store_true",
                          help="sync the source: land new or changed items, repair damaged ones, skip the rest")
     command.add_argument("--force", action="store_true", help="with --all: land every item, even unchanged")
+    command.add_argument("--glob", action="store_true",
+                         help="match IDENTIFIERs with * ? [ as globs even where an item has exactly that name "
+                              "(by default the exact name wins)")
     command.add_argument(
         "--workspace", metavar="DIR", help=f"workspace root (default: ${WORKSPACE_ENV} or ./workspace)"
     )
     command.add_argument("--concurrency", type=int, default=4, help="items fetched at once (default 4)")
+    add_sizing_arguments(command)
     command.set_defaults(handler=cmd_fetch)
 
 
@@ -102,18 +109,30 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace, workspace: Path, bar: ProgressBar | None) -> int:
+    # the bar is cleared before anything is reported: on a terminal the first path would be glued to it
+    options = None if args.all else row_options(args)
+    results: Sequence[FetchResult] = []
     try:
         if args.all:
             report = asyncio.run(_sync_all(args, workspace, bar))
-            return _report_sync(report, args.json)
-
-        async def run(connector: DataSourceConnector) -> int:
-            return _report_fetch(await _fetch_named(connector, args, workspace, bar), args.json)
-
-        return asyncio.run(_with_connector(args, run))
+        elif options is not None:
+            results = asyncio.run(_fetch_sized(args, workspace, options))
+        else:
+            results = asyncio.run(_fetch_listed(args, workspace, bar))
     finally:
         if bar is not None:
             bar.close()
+    return _report_sync(report, args.json) if args.all else _report_fetch(results, args.json)
+
+
+async def _fetch_sized(args: argparse.Namespace, workspace: Path, options: RowOptions) -> list[FetchResult]:
+    async with open_registry(args) as registry:
+        return await fetch_sized(await registry.connector(args.id), args.identifiers, str(workspace), options)
+
+
+async def _fetch_listed(args: argparse.Namespace, workspace: Path, bar: ProgressBar | None) -> list[CheckedResult]:
+    async with open_registry(args) as registry:
+        return await _fetch_named(await registry.connector(args.id), args, workspace, bar)
 
 
 async def _sync_all(args: argparse.Namespace, workspace: Path, bar: ProgressBar | None) -> SyncReport:
@@ -129,7 +148,9 @@ async def _sync_all(args: argparse.Namespace, workspace: Path, bar: ProgressBar 
                          on_planned=planned, concurrency=args.concurrency, force=args.force)
     async for record in landed:
         if not args.json:
-            print(record["local_path"])
+            if bar is not None:
+                bar.close()  # clears the bar's line (it is drawn again on the next): the path prints on a clean line
+            print(record["local_path"], flush=bar is not None)
     return report
 
 
@@ -137,7 +158,7 @@ async def _fetch_named(
     connector: DataSourceConnector, args: argparse.Namespace, workspace: Path, bar: ProgressBar | None
 ) -> list[CheckedResult]:
     # the connector's own fetch_many (batched where it can), a chunk at a time so the bar counts items
-    identifiers = await _identifiers(connector, args.identifiers)
+    identifiers = await _identifiers(connector, args.identifiers, glob=args.glob)
     if bar is not None:
         bar.items = len(identifiers)
     chunk = max(1, args.concurrency) * 4
@@ -153,14 +174,14 @@ async def _fetch_named(
     return results
 
 
-async def _identifiers(connector: DataSourceConnector, given: list[str]) -> list[str]:
+async def _identifiers(connector: DataSourceConnector, given: list[str], *, glob: bool = False) -> list[str]:
     """The items to fetch: those named, folders and globs expanded (one listing each)."""
     identifiers: list[str] = []
     for identifier in given:
         if not is_selection(identifier):
             identifiers.append(identifier)
             continue
-        matched = await expand_selection(connector, identifier)
+        matched = await expand_selection(connector, identifier, glob=glob)
         print(f"{PROG}: {bounded(identifier)}: {len(matched)} item(s)", file=sys.stderr)
         identifiers.extend(matched)
     return list(dict.fromkeys(identifiers))  # a folder and a glob may name one item twice

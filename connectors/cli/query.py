@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import DataSourceConfig
-from connectors.cli.common import WORKSPACE_ENV, open_registry, print_json, source_id_arg
+from connectors.cli.common import WORKSPACE_ENV, UsageError, open_registry, print_json, source_id_arg
 from connectors.errors import ConfigurationError
 from connectors.registry import get_connector_class
 
@@ -27,6 +27,9 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
         "--workspace", metavar="DIR", help=f"workspace root (default: ${WORKSPACE_ENV} or ./workspace)"
     )
     command.add_argument("--format", choices=["csv", "parquet"], help="default: the source's format (csv)")
+    command.add_argument("--param", action="append", default=[], metavar="NAME=VALUE | VALUE",
+                         help="a value for a placeholder, bound safely (never pasted into the SQL): "
+                              "NAME=VALUE for %%(NAME)s, or VALUE for each %%s in order; repeatable")
     command.set_defaults(handler=cmd_query)
 
 
@@ -54,5 +57,18 @@ async def _run_query(args: argparse.Namespace, sql: str, workspace: str) -> str:
         source = DataSourceConfig(id=source.id, type=source.type, name=source.name, created_at=source.created_at,
                                   config={**source.config, "format": args.format}, metadata=source.metadata)
     async with connector_class(source) as connector:
-        path: str = await connector.fetch_query(sql, workspace, args.name)  # type: ignore[attr-defined]
+        path: str = await connector.fetch_query(  # type: ignore[attr-defined]
+            sql, workspace, args.name, _params(args.param))
         return path
+
+
+def _params(given: list[str]) -> dict[str, str] | list[str] | None:
+    """``--param`` values: a mapping when each is NAME=VALUE, else a list in order."""
+    if not given:
+        return None
+    named = [value.partition("=") for value in given]
+    if all(sep and name.isidentifier() for name, sep, _ in named):
+        return {name: value for name, _, value in named}
+    if any(sep and name.isidentifier() for name, sep, _ in named):
+        raise UsageError("--param: give every value as NAME=VALUE (for %(NAME)s) or none (for %s), not both")
+    return given

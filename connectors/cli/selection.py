@@ -4,7 +4,8 @@
 depth. A glob (``*``, ``?``, ``[...]``) selects the items whose path matches it
 segment by segment: ``*`` stays within one ``/``-separated segment, a ``**``
 segment matches any number of segments (``raw/**/*.csv``). The source is listed
-once per folder or glob, from the longest folder without a wildcard.
+once per folder or glob, from the longest folder without a wildcard. An item named
+exactly like the glob (``data[1].csv``) is taken as that item, unless ``--glob``.
 
 Example:
     >>> matches("raw/*/a.csv", "raw/2024/a.csv"), matches("raw/*.csv", "raw/2024/a.csv")
@@ -27,8 +28,11 @@ def is_selection(identifier: str) -> bool:
     return identifier.endswith("/") or any(c in _WILDCARDS for c in identifier)
 
 
-async def expand_selection(connector: DataSourceConnector, selection: str) -> list[str]:
+async def expand_selection(connector: DataSourceConnector, selection: str, *, glob: bool = False) -> list[str]:
     """The identifiers of the items ``selection`` names, in listing order.
+
+    An item whose name is exactly ``selection`` (``reports/data[1].csv``) is that item alone,
+    not a glob, unless ``glob`` (``fetch --glob``) says to match it as one.
 
     Raises:
         NotFoundError: nothing matches (a folder that does not exist, a glob matching nothing).
@@ -38,6 +42,8 @@ async def expand_selection(connector: DataSourceConnector, selection: str) -> li
     if not any(c in _WILDCARDS for c in selection):  # a folder: a plain prefix, whatever its characters
         prefix = selection.lstrip("/")
         found = [item.path for item in items if item.path.startswith(prefix)]
+    elif not glob and any(item.path == selection for item in items):
+        found = [selection]  # an exact name wins over the glob it looks like
     else:
         pattern = selection + "**" if selection.endswith("/") else selection
         found = [item.path for item in items if matches(pattern, item.path)]

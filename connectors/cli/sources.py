@@ -54,9 +54,11 @@ def _add_add_command(commands: Any) -> None:
                              "a letter first, at most 63 characters (e.g. ds-azure-prod)")
         command.add_argument("--name", help="human-readable name (default: the id)")
         command.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                             help="any config key; VALUE is YAML, e.g. --set 'dsn={env: PG_DSN}'")
+                             help="any config key; VALUE is YAML, e.g. --set 'dsn={env: PG_DSN}'; a key "
+                                  "metadata.X.Y sets the source's metadata, e.g. --set "
+                                  "'metadata.dagster.item_sets=[{name: csv, glob: \"*.csv\"}]'")
         command.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
-                             help="a free-form label")
+                             help="a metadata key (dots nest: dagster.max_items_per_tick=100); VALUE is YAML")
         command.set_defaults(handler=cmd_add, fields={})
         _add_settings_options(command, type_name)
 
@@ -172,8 +174,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     """``add TYPE ID``: validate, keep prompted secrets in the store, append to the sources file."""
     registry = open_registry(args, must_exist=False)
     config, prompts = _config_from_args(args)
+    dotted = {k.removeprefix("metadata."): config.pop(k) for k in list(config) if k.startswith("metadata.")}
+    metadata = _nested({**_pairs(args.metadata, "--metadata"), **dotted})
     source = DataSourceConfig(id=args.id, type=args.type, name=args.name or args.id, config=config,
-                              metadata=_pairs(args.metadata, "--metadata"))
+                              metadata=metadata)
     _check_id_free(SourceRegistry(registry.path), source.id)
     source_to_dict(source)  # a literal secret is refused before any secret is asked for and stored
     if prompts:
@@ -230,6 +234,21 @@ def _pairs(items: list[str], option: str) -> dict[str, Any]:
     return pairs
 
 
+def _nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"dagster.item_sets": v}`` as ``{"dagster": {"item_sets": v}}`` (later keys win)."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, last = key.split(".")
+        level = nested
+        for part in parents:
+            child = level.get(part)
+            if not isinstance(child, dict):
+                child = level[part] = {}
+            level = child
+        level[last] = value
+    return nested
+
+
 def cmd_remove(args: argparse.Namespace) -> int:
     """``remove ID``: removes the entry, valid or not (how a broken entry is dropped).
 
@@ -245,9 +264,24 @@ def cmd_remove(args: argparse.Namespace) -> int:
     if open_registry(args).load().embedded:
         raise ConfigurationError(f"there is no sources file {str(registry.path)!r}: the embedded sample is "
                                  "served while there is none, and cannot be removed")
+    removed = next((s for s in registry.load().sources if s.id == args.id), None)
     registry.discard(args.id)
     print(f"removed source {shown(args.id)} from {registry.path}")
+    if removed is not None:
+        _delete_owned_secrets(removed)
     return 0
+
+
+def _delete_owned_secrets(source: DataSourceConfig) -> None:
+    """Delete the secrets stored for this source alone (``<id>.<field>``, as ``add --X-prompt`` and the API
+    name them), as the API's DELETE does; a secret another source may share is kept."""
+    owned = [v["secret"] for k, v in source.config.items() if is_reference(v) and v.get("secret") == f"{source.id}.{k}"]
+    if not owned:
+        return
+    store = default_store()
+    for name in owned:
+        store.delete(name)
+        print(f"deleted secret {name!r} from the credential store")
 
 
 def cmd_test(args: argparse.Namespace) -> int:

@@ -184,7 +184,9 @@ LEFT JOIN LATERAL (
 ) vw ON c.relkind = 'v'
 ORDER BY n.nspname, c.relname
 """
-RELATIONS_IN_SCHEMAS = sql.SQL(_RELATIONS.replace("{condition}", "n.nspname = ANY(%s)"))  # noqa: S608
+# parameters: the schemas, and whether partitions of a partitioned table are listed apart from their parent
+RELATIONS_IN_SCHEMAS = sql.SQL(_RELATIONS.replace(  # noqa: S608
+    "{condition}", "n.nspname = ANY(%s) AND (%s OR NOT c.relispartition)"))
 ONE_RELATION = sql.SQL(_RELATIONS.replace("{condition}", "n.nspname = %s AND c.relname = %s"))  # noqa: S608
 
 _TYPE_COLUMNS = """

@@ -60,17 +60,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import math
+import secrets
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import psycopg
+import pyarrow as pa
 from psycopg import IsolationLevel, sql
 from psycopg import pq as libpq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import ValidationError
 
 from connectors.base import DataItem, DataSourceConnector
 from connectors.errors import (
@@ -81,12 +88,16 @@ from connectors.errors import (
     NotFoundError,
 )
 from connectors.landing.atomic import LandedFile, current_byte_cap
+from connectors.landing.lineage import build_record, write_provenance
 from connectors.landing.names import safe_relative_path
-from connectors.postgresql import catalog, session
+from connectors.postgresql import catalog, incremental, parts, session, slicing
 from connectors.postgresql.catalog import Column, Relation
 from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
 from connectors.postgresql.errors import TranslatedErrors, secret_values
-from connectors.postgresql.export import Writer, describe, export_to_landing, parquet_writer, write_csv
+from connectors.postgresql.export import ParquetWrite, Writer, describe, export_to_landing, parquet_writer, write_csv
+from connectors.postgresql.reach import pinned_params
+from connectors.profiling import Profiler, is_sensitive, profile_csv, profile_parquet
+from connectors.rows import IncrementalSpec, RowBudget, RowOptions
 from connectors.secrets.references import get_logger
 from connectors.settings import PostgreSQLSettings
 
@@ -131,6 +142,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         if settings.dsn is not None and (problem := session.dsn_problem(settings.dsn.reveal())):
             raise ConfigurationError(f"config.dsn: {problem}", source_id=self.source_id)
         conninfo, kwargs = _connection_params(settings)
+        if self.reach is not None:  # checked options, resolved and pinned here: libpq resolves nothing
+            conninfo, kwargs = await pinned_params(conninfo, kwargs, self.reach)
         self._secrets = secret_values(settings)
         try:
             with self._translated("connect"):
@@ -231,14 +244,19 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                 session.PINNED_SEARCH_PATH if pinned else None, session.PINNED_JIT if pinned else None]
 
     async def list_items(self, path: str | None = None) -> list[DataItem]:
-        """Tables, views and materialized views of the configured schemas, or of schema ``path``."""
+        """Tables, views and materialized views of the configured schemas, or of schema ``path``.
+
+        A partitioned table is listed once, as its parent (which reads every partition); its
+        partitions are listed too only with ``partitions: true`` (they would land the data twice).
+        """
         self._require_connected()
         assert self._settings is not None
         schemas = self._settings.schemas if path is None else [self._schema_of(path)]
         async with self._read("list", path) as (conn, _, _):
             if path is not None:
                 await self._require_schema(conn, schemas[0])
-            relations = await catalog.relations(conn, catalog.RELATIONS_IN_SCHEMAS, [schemas])
+            relations = await catalog.relations(conn, catalog.RELATIONS_IN_SCHEMAS,
+                                                [schemas, self._settings.partitions])
         return [_item(relation) for relation in relations]
 
     def _schema_of(self, path: str) -> str:
@@ -291,10 +309,16 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     # --- fetching --------------------------------------------------------
 
     async def fetch_data(self, identifier: str, workspace: str) -> str:
-        """Land a table or view as ``<workspace>/<schema>.<table>.<csv|parquet>``; its absolute path."""
+        """Land a table or view as ``<workspace>/<schema>.<table>.<csv|parquet>``; its absolute path.
+
+        A table named in the source's ``table_options`` lands the part they say (:meth:`fetch_table`).
+        """
         self._require_connected()
         assert self._settings is not None
         schema, table = self._parse(identifier)
+        configured = self._configured_options(schema, table)
+        if configured is not None:
+            return await self.fetch_table(identifier, workspace, configured)
         relative = catalog.landed_name(schema, table, self._settings.format)  # refused before any query
         async with self._read("fetch", identifier) as (conn, snapshot, _), contextlib.AsyncExitStack() as stack:
             relation = await self._relation(conn, schema, table, identifier)
@@ -314,6 +338,208 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         log.debug("source %s: landed %s as %s (%s rows, %d bytes, %d streams)", self.source_id,
                   relation.identifier, landed.relative, landed.record.get("row_count"), landed.size, len(conns))
         return str(landed.path)
+
+    async def fetch_table(
+        self, identifier: str, workspace: str, options: RowOptions | dict[str, Any] | None = None,
+        budget: RowBudget | None = None,
+    ) -> str:
+        """Land part of a table or view (``options``: columns, where, limit, sample), within ``budget``.
+
+        Lands where :meth:`fetch_data` does; the lineage record keeps the options and the exact SQL.
+        See :mod:`connectors.postgresql.slicing` for what each option means and how ``where`` is guarded.
+
+        Raises:
+            BudgetExceededError: the result is over ``budget`` (refused before reading more than it).
+            DataFetchError: the where reads outside the table, writes, or fails.
+            NotFoundError: the table, or a named column, does not exist in this source.
+        """
+        chosen = _row_options(options, self.source_id)
+        if chosen.is_empty() and budget is None:
+            schema, table = self._parse(identifier)
+            if self._configured_options(schema, table) is None:
+                return await self.fetch_data(identifier, workspace)
+        self._require_connected()
+        assert self._settings is not None
+        schema, table = self._parse(identifier)
+        relative = catalog.landed_name(schema, table, self._settings.format)  # refused before any query
+        async with self._read("fetch", identifier) as (conn, snapshot, _):
+            relation = await self._relation(conn, schema, table, identifier)
+            if chosen.where is not None:
+                await self._require_harmless_role(conn)
+            source = catalog.relation_ident(relation)
+            facts = {"source_version": relation.version, "relation_kind": catalog.KIND_NAMES[relation.kind],
+                     "estimated_rows": relation.estimated_rows, "streams": 1}
+            landed = await self._land_slice(conn, source, relation.columns, chosen, relation.primary_key, budget,
+                                            workspace, relative, relation.identifier, snapshot, facts)
+        return str(landed.path)
+
+    async def sync_table(self, identifier: str, workspace: str, *, full: bool = False) -> str:
+        """Sync a table configured in ``incremental`` into its Parquet dataset folder; the folder's path.
+
+        The first sync (or ``full``, or a schema change under ``on_schema_change: full_refresh``)
+        exports the whole table as parts and replaces the folder in one step; later syncs add parts
+        holding the rows after the last cursor (:mod:`connectors.postgresql.incremental`). Deletes are
+        not seen by a cursor: sync with ``full=True`` to drop them.
+
+        Raises:
+            ConfigurationError: the table is not configured, or its cursor is missing or unordered.
+            SchemaChangedError: the columns changed and the source says ``on_schema_change: fail``.
+        """
+        self._require_connected()
+        assert self._settings is not None
+        schema, table = self._parse(identifier)
+        spec = next((v for k, v in self._settings.incremental.items()
+                     if catalog.parse_name_parts(k) == [schema, table]), None)
+        if spec is None:
+            raise ConfigurationError(f"{identifier!r} is not in this source's incremental settings",
+                                     source_id=self.source_id)
+        name = catalog.landed_name(schema, table, "parquet").removesuffix(".parquet")
+        root = await asyncio.to_thread(Path(workspace).absolute)
+        prior = await asyncio.to_thread(parts.dataset_record, root, name)
+        async with self._read("sync", identifier) as (conn, snapshot, _):
+            relation = await self._relation(conn, schema, table, identifier)
+            cursor = incremental.cursor_column(relation.columns, spec.cursor)
+            drift = incremental.schema_diff(prior.get("columns") if prior else None, relation.columns)
+            if drift and spec.on_schema_change == "fail":
+                raise incremental.SchemaChangedError(
+                    f"{identifier}: the columns changed since the last sync ({json.dumps(drift)}); "
+                    "on_schema_change is fail: sync it with full=True (--full) to replace the dataset",
+                    source_id=self.source_id)
+            refresh = bool(drift) and spec.on_schema_change == "full_refresh"
+            whole = full or prior is None or not prior.get("parts") or refresh
+            where = None if whole else await self._increment_where(conn, relation, cursor, prior or {}, spec,
+                                                                   root / name)
+            landed = await self._land_parts(conn, relation, cursor, where, spec, root, name, snapshot, whole)
+        record = self._dataset_record(relation, cursor, prior, landed, whole, drift, snapshot, root, name)
+        await asyncio.to_thread(write_provenance, root, name, record)
+        return str(root / name)
+
+    async def _increment_where(self, conn: AsyncConn, relation: Relation, cursor: Column, prior: dict[str, Any],
+                               spec: IncrementalSpec, folder: Path) -> sql.Composable:
+        last = prior.get("cursor_max")
+        if last is None:
+            return sql.SQL("true")
+        lower = incremental.lower_bound(cursor, str(last), spec.lookback)
+        row = await (await conn.execute(sql.SQL("SELECT {}").format(lower).as_string(conn).replace("%", "%%"),
+                                        [])).fetchone()
+        key = [c for name in relation.primary_key for c in relation.columns if c.name == name]
+        if not key:
+            raise ConfigurationError("incremental: the table needs a primary key (rows re-read in the look-back "
+                                     "window are told apart by it)", source_id=self.source_id)
+        window = await asyncio.to_thread(incremental.landed_window, folder, cursor.name,
+                                         [c.name for c in key], row[0] if row else None)
+        return incremental.increment_condition(cursor, lower, key, window)
+
+    async def _land_parts(self, conn: AsyncConn, relation: Relation, cursor: Column, where: sql.Composable | None,
+                          spec: IncrementalSpec, root: Path, name: str, snapshot: str,
+                          whole: bool) -> dict[str, Any]:
+        """Export the rows (all, or ``where``) as parts, publish them; their facts and the cursor range."""
+        source = catalog.relation_ident(relation)
+        select = sql.SQL("SELECT {} FROM {} AS da_row{} ORDER BY {}").format(
+            sql.SQL(", ").join(sql.Identifier("da_row", c.name) for c in relation.columns), source,
+            sql.SQL("") if where is None else sql.SQL(" WHERE {}").format(where), sql.Identifier("da_row", cursor.name))
+        bounds = await (await conn.execute(sql.SQL(
+            "SELECT min({0})::text, max({0})::text, count(*) FROM ({1}) AS s").format(
+            sql.Identifier(cursor.name), select).as_string(conn).replace("%", "%%"), [])).fetchone()
+        money_scale = await _money_scale(conn, relation.columns)
+        aliases = [sql.Identifier(f"c{index}") for index in range(len(relation.columns))]
+        plans = [plan_column(c.resolved, a, money_scale=money_scale) for c, a in zip(relation.columns, aliases,
+                                                                                      strict=True)]
+        statement = sql.SQL("COPY (SELECT {} FROM ({}) AS q({})) TO STDOUT (FORMAT csv)").format(
+            sql.SQL(", ").join(p.select for p in plans), select, sql.SQL(", ").join(aliases)).as_bytes(conn)
+        if not whole and bounds is not None and int(bounds[2]) == 0:  # nothing new: no empty part
+            return {"parts": [], "min": None, "max": None, "rows": 0, "sql": statement.decode()}
+        prior = None if whole else await asyncio.to_thread(parts.dataset_record, root, name)
+        prior_parts = (prior or {}).get("parts", [])
+        first = 0 if whole else 1 + max((int(p["name"][5:10]) for p in prior_parts), default=-1)
+        staging = parts.new_staging(root, name, secrets.token_hex(6))
+        cancelled = threading.Event()
+        try:
+            written = await asyncio.to_thread(parts.write_parts, conn.pgconn, statement, plans, staging,
+                                              spec.part_bytes, cancelled, first)
+        except BaseException:
+            cancelled.set()
+            parts.remove_folder(staging)
+            if conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
+                await _abandon(conn)
+            raise
+        provenance = {"source_type": self.type_name(), "source_uri": self._source_uri(relation.identifier),
+                      "source_version": relation.version, "snapshot": snapshot, "format": "parquet",
+                      "sql": statement.decode(),
+                      "columns": [{"name": c.name, "type": c.type} for c in relation.columns],
+                      "cursor": cursor.name, "cursor_min": bounds[0] if bounds else None,
+                      "cursor_max": bounds[1] if bounds else None}
+        await asyncio.to_thread(self._publish_parts, staging, root, name, written, provenance, relation.identifier,
+                                whole)
+        return {"parts": written, "min": bounds[0] if bounds else None, "max": bounds[1] if bounds else None,
+                "rows": int(bounds[2]) if bounds else 0, "sql": statement.decode()}
+
+    def _publish_parts(self, staging: Path, root: Path, name: str, written: list[parts.WrittenPart],
+                       provenance: dict[str, Any], identifier: str, whole: bool) -> None:
+        if whole:
+            parts.remove_folder(parts.exchange(staging, root / name))
+        else:
+            parts.move_parts(staging, root / name, written)
+        parts.write_records(root, name, written, provenance, self.source_id, identifier, replaced=whole)
+
+    def _dataset_record(self, relation: Relation, cursor: Column, prior: dict[str, Any] | None,
+                        landed: dict[str, Any], whole: bool, drift: dict[str, Any], snapshot: str, root: Path,
+                        name: str) -> dict[str, Any]:
+        new_parts = [{"name": p.name, "rows": p.rows, "size": p.size, "cursor_min": landed["min"],
+                      "cursor_max": landed["max"], "snapshot": snapshot} for p in landed["parts"]]
+        all_parts = new_parts if whole else [*(prior or {}).get("parts", []), *new_parts]
+        last = landed["max"] if landed["max"] is not None else (prior or {}).get("cursor_max")
+        changes = list((prior or {}).get("schema_changes", [])) + ([{"snapshot": snapshot, **drift}] if drift else [])
+        provenance = {"source_type": self.type_name(), "source_uri": self._source_uri(relation.identifier),
+                      "source_version": f"{relation.version}:{last}:{len(all_parts)}", "format": "parquet dataset",
+                      "columns": [{"name": c.name, "type": c.type} for c in relation.columns],
+                      "cursor": cursor.name, "cursor_max": last, "parts": all_parts,
+                      "row_count": sum(int(p["rows"]) for p in all_parts),
+                      "last_sync": "full" if whole else "increment",
+                      "rows_synced": landed["rows"], "sql": landed["sql"], "schema_changes": changes,
+                      "deletes": "not seen by a cursor: sync with full=True to drop deleted rows"}
+        return build_record(provenance, source_id=self.source_id, identifier=relation.identifier,
+                            local_path=str(root / name), size=sum(int(p["size"]) for p in all_parts),
+                            sha256=hashlib.sha256(json.dumps(all_parts, sort_keys=True).encode()).hexdigest())
+
+    def _configured_options(self, schema: str, table: str) -> RowOptions | None:
+        """The source's ``table_options`` for ``schema.table`` (keys compared as parsed names), if any."""
+        assert self._settings is not None
+        for key, options in self._settings.table_options.items():
+            if catalog.parse_name_parts(key) == [schema, table] and not options.is_empty():
+                return options
+        return None
+
+    async def _land_slice(
+        self, conn: AsyncConn, source: sql.Composable, columns: list[Column], options: RowOptions,
+        order_key: list[str], budget: RowBudget | None, workspace: str, relative: str, identifier: str,
+        snapshot: str, facts: dict[str, Any],
+    ) -> LandedFile:
+        """Check the slice's scope and size, then land ``SELECT <slice> FROM source``."""
+        select = slicing.sliced_select(conn, source, [c.name for c in columns], options, order_key, budget)
+        chosen = [next(c for c in columns if c.name == n)
+                  for n in slicing.pick_columns([c.name for c in columns], options.columns)]
+        plan = await slicing.explain(conn, select)
+        slicing.check_scope(await slicing.explain(conn, sql.SQL("SELECT * FROM {} AS da_row").format(source)),
+                            plan, options.where)
+        guess = slicing.estimate(plan)
+        await _check_budget(conn, select, guess, budget)
+        money_scale = await _money_scale(conn, chosen)
+        statement, writer = self._select_export(sql.SQL("({})").format(select), chosen, money_scale)
+        facts = {**facts, "options": options.recorded(), "planner_rows": guess.rows}
+        return await self._export([conn], [statement], writer, workspace, relative, identifier, snapshot,
+                                  chosen, facts)
+
+    def _select_export(
+        self, source: sql.Composable, columns: list[Column], money_scale: int
+    ) -> tuple[sql.Composable, Writer]:
+        """The COPY and writer landing the parenthesised query ``source`` in the source's format."""
+        assert self._settings is not None
+        if self._settings.format == "parquet":
+            return self._parquet_export(source, columns, money_scale)
+        if self._csv_is_direct(columns):
+            return sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(source), write_csv
+        return self._csv_export(source, columns), write_csv
 
     def _parallel_worthy(self, conn: AsyncConn, relation: Relation) -> bool:
         """Two COPY streams pay off for a big plain table in CSV on PostgreSQL 14+ (TID range scans)."""
@@ -381,7 +607,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         return statement, parquet_writer(plans)
 
     async def fetch_query(
-        self, query: str, workspace: str, name: str, params: Any = None
+        self, query: str, workspace: str, name: str, params: Any = None, *,
+        options: RowOptions | dict[str, Any] | None = None, budget: RowBudget | None = None,
     ) -> str:
         """Land the result of a read-only ``query`` at ``<workspace>/<name>.<csv|parquet>``.
 
@@ -407,6 +634,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             workspace: the folder to land in.
             name: the landed file's name without extension (may contain ``/``).
             params: values for the placeholders, a sequence or a mapping.
+            options: part of the result to land (columns, where, limit, sample; :class:`RowOptions`).
+            budget: refuse a result over this many rows or bytes, before reading more than the budget.
 
         Returns:
             The landed file's absolute path; its lineage record holds the query.
@@ -417,20 +646,19 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         """
         self._require_connected()
         assert self._settings is not None
+        chosen = _row_options(options, self.source_id)
         relative = safe_relative_path(f"{name}.{self._settings.format}")
         async with self._read("query", name, pinned=False) as (conn, snapshot, _):
             await self._require_harmless_role(conn)
             text = _bind(conn, query, params)
             columns = await self._describe(conn, text)
             source = sql.SQL("({})").format(sql.SQL(text))  # noqa: S608 - the caller's own query
-            money_scale = await _money_scale(conn, columns)
-            if self._settings.format == "parquet":
-                statement, writer = self._parquet_export(source, columns, money_scale)
-            elif self._csv_is_direct(columns):
-                statement, writer = sql.SQL("COPY {} TO STDOUT (FORMAT csv, HEADER)").format(source), write_csv
-            else:
-                statement, writer = self._csv_export(source, columns), write_csv
             facts = {"source_version": f"snapshot:{snapshot}", "query": query}
+            if not chosen.is_empty() or budget is not None:
+                landed = await self._land_slice(conn, source, columns, chosen, [], budget, workspace, relative,
+                                                f"query:{name}", snapshot, facts)
+                return str(landed.path)
+            statement, writer = self._select_export(source, columns, await _money_scale(conn, columns))
             landed = await self._export([conn], [statement], writer, workspace, relative, f"query:{name}",
                                         snapshot, columns, facts)
         return str(landed.path)
@@ -469,9 +697,11 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             "columns": [{"name": c.name, "type": c.type} for c in columns], **facts,
         }
         cancelled = threading.Event()
+        describe = self._describer(columns, identifier, writer) if self._settings and self._settings.profile else None
         work = asyncio.ensure_future(asyncio.to_thread(
             export_to_landing, [c.pgconn for c in conns], texts, writer, cancelled, workspace=workspace,
-            relative=relative, source_id=self.source_id, identifier=identifier, provenance=provenance))
+            relative=relative, source_id=self.source_id, identifier=identifier, provenance=provenance,
+            describe=describe))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -487,6 +717,36 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     def _format(self) -> str:
         assert self._settings is not None
         return self._settings.format
+
+    def _describer(
+        self, columns: list[Column], identifier: str, writer: Writer
+    ) -> Callable[[int, int], dict[str, Any]]:
+        """How the landed file is profiled (:mod:`connectors.profiling`); sensitive columns show no values.
+
+        Parquet: from the batches the writer already holds; CSV: one streaming read of the landed file.
+        """
+        assert self._settings is not None
+        patterns = self._settings.sensitive_columns
+        sensitive = {c.name for c in columns if is_sensitive(c.name, f"{identifier}.{c.name}", patterns)}
+        source_types = {c.name: c.type for c in columns}
+        if isinstance(writer, ParquetWrite):
+            profiler = Profiler(writer.schema, source_types, sensitive)
+            writer.on_batch = profiler.add
+            return lambda fd, block: profiler.result()
+        if self._settings.format == "parquet":
+            return partial(profile_parquet, source_types=source_types, sensitive=sensitive)
+        types = {c.name: kind for c in columns if (kind := self._csv_type(c)) is not None}
+        return partial(profile_csv, names=[c.name for c in columns], types=types, source_types=source_types,
+                       sensitive=sensitive)
+
+    def _csv_type(self, column: Column) -> pa.DataType | None:
+        """The Arrow type a column's CSV text parses as, for the profile (None: read it as text)."""
+        assert self._settings is not None
+        kind = plan_column(column.resolved, sql.Identifier("x")).read_type
+        if pa.types.is_boolean(kind):
+            return kind if self._settings.csv_values == "analysis" else None
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+        return kind if numeric or pa.types.is_date32(kind) else None
 
     def _source_uri(self, identifier: str) -> str:
         return f"{self._uri}/{quote(identifier, safe='')}"
@@ -555,6 +815,27 @@ async def _money_scale(conn: AsyncConn, columns: list[Column]) -> int:
     cursor = await conn.execute("SELECT pg_catalog.scale('0'::pg_catalog.money::pg_catalog.numeric)")
     row = await cursor.fetchone()
     return int(row[0]) if row else 2
+
+
+def _row_options(options: RowOptions | dict[str, Any] | None, source_id: str) -> RowOptions:
+    if isinstance(options, RowOptions):
+        return options
+    try:
+        return RowOptions.model_validate(options or {})
+    except ValidationError as exc:  # the field and the problem, never the value (a where may be long)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"row options: {problems}", source_id=source_id) from None
+
+
+async def _check_budget(conn: AsyncConn, select: sql.Composable, guess: slicing.Estimate,
+                        budget: RowBudget | None) -> None:
+    """Refuse a read over ``budget``: the planner's estimate first, then a count of at most the budget + 1."""
+    if budget is None:
+        return
+    rows, exact = guess.rows, False
+    if budget.max_rows is not None:
+        rows, exact = await slicing.bounded_count(conn, select, budget.max_rows + 1), True
+    slicing.check_budget(budget, rows, guess.width, exact)
 
 
 def _bind(conn: AsyncConn, query: str, params: Any) -> str:

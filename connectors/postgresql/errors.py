@@ -18,6 +18,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 
+from connectors.base import DataSourceConfig
 from connectors.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -28,7 +29,7 @@ from connectors.errors import (
 )
 from connectors.postgresql import session
 from connectors.postgresql.export import CopyCancelled
-from connectors.secrets.references import MASK, redact
+from connectors.secrets.references import MASK, is_reference, redact
 from connectors.settings import PostgreSQLSettings
 
 _AUTH_HINTS = ("password authentication failed", "authentication failed", "no pg_hba.conf entry",
@@ -42,6 +43,7 @@ class TranslatedErrors:
 
     _settings: PostgreSQLSettings | None
     _secrets: tuple[str, ...]
+    config: DataSourceConfig
 
     if TYPE_CHECKING:
 
@@ -94,6 +96,10 @@ class TranslatedErrors:
         elif isinstance(exc, pg_errors.LockNotAvailable):
             error = DataFetchError(f"{self._where(action, subject)}: lock_timeout ({self._lock_timeout_text()}) "
                                    "reached: another session holds a lock on it; try again later", retryable=True)
+        elif "cannot insert multiple commands into a prepared statement" in str(exc):
+            error = DataFetchError(f"{self._where(action, subject)}: the query holds more than one statement; "
+                                   "give exactly one (a SELECT, VALUES, TABLE or WITH ... SELECT), without ';' "
+                                   "between statements", retryable=False)
         elif isinstance(exc, pg_errors.ReadOnlySqlTransaction):
             error = DataFetchError(f"{message} (reads run in a read-only transaction; writes are refused)")
         elif state.startswith(_RETRYABLE_CLASSES) or (not state and isinstance(exc, psycopg.OperationalError)):
@@ -119,11 +125,13 @@ class TranslatedErrors:
                                retryable=not isinstance(exc, pg_errors.InvalidCatalogName))
 
     def _public_values(self) -> frozenset[str]:
-        """Host, port, database and user given as their own keys: what a connect error may name."""
+        """Host, port, database and user given as their own literal keys: what a connect error may name
+        (a referenced value may be a secret: it stays quoted out)."""
         settings = self._settings or self._resolved_quietly()
         if settings is None:
             return frozenset()
-        return frozenset(str(v) for v in (settings.host, settings.port, settings.dbname, settings.user) if v)
+        literal = [k for k in ("host", "port", "dbname", "user") if not is_reference(self.config.config.get(k))]
+        return frozenset(str(v) for v in (getattr(settings, k) for k in literal) if v)
 
     def _resolved_quietly(self) -> PostgreSQLSettings | None:
         with contextlib.suppress(DataSourceError):

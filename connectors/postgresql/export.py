@@ -51,6 +51,7 @@ CSV_BLOCK_BYTES = 2 << 20
 PARSE_BATCH_BYTES = 8 << 20
 ROW_GROUP_BYTES = 8 << 20
 POLL_SECONDS = 0.2  # how often a waiting reader notices cancellation
+PROFILE_MAX_ROW_BYTES = 8 << 20  # a file with a bigger row is not profiled: its values would cost memory
 
 
 class CopyCancelled(Exception):
@@ -218,7 +219,20 @@ class _LandingSink:
         self.closed = True
 
 
-def parquet_writer(plans: list[ColumnPlan]) -> Writer:
+class ParquetWrite:
+    """The writer :func:`parquet_writer` returns: a :data:`Writer` that also hands each final batch to
+    ``on_batch`` (the profile is computed from the batches in hand, without reading the file again)."""
+
+    def __init__(self, schema: pa.Schema, write: Callable[[CopyOutStream, Landing, ParquetWrite], None]) -> None:
+        self.schema = schema
+        self.on_batch: Callable[[pa.RecordBatch], None] | None = None
+        self._write = write
+
+    def __call__(self, stream: CopyOutStream, land: Landing) -> None:
+        self._write(stream, land, self)
+
+
+def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
     """A writer that parses the COPY's CSV with pyarrow and writes Parquet, in row groups of ~8 MiB.
 
     Memory is bounded by the batch (8 MiB) or by a small multiple of the
@@ -244,12 +258,14 @@ def parquet_writer(plans: list[ColumnPlan]) -> Writer:
         read = pacsv.ReadOptions(column_names=names, block_size=block)
         return pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse, convert_options=convert)
 
-    def write(stream: CopyOutStream, land: Landing) -> None:
+    def write(stream: CopyOutStream, land: Landing, owner: ParquetWrite) -> None:
         with pq.ParquetWriter(_LandingSink(land), schema, write_statistics=statistics) as writer:
             pending: list[pa.RecordBatch] = []
             for rows in stream.chunks(PARSE_BATCH_BYTES):
                 for batch in parsed(stream, rows).to_batches():
                     pending.append(to_final_batch(batch, plans, schema))
+                    if owner.on_batch is not None and stream.largest_row <= PROFILE_MAX_ROW_BYTES:
+                        owner.on_batch(pending[-1])  # past that, the profile is skipped (memory bound)
                 del rows
                 if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
                     writer.write_table(pa.Table.from_batches(pending, schema))
@@ -257,7 +273,7 @@ def parquet_writer(plans: list[ColumnPlan]) -> Writer:
             if pending:
                 writer.write_table(pa.Table.from_batches(pending, schema))
 
-    return write
+    return ParquetWrite(schema, write)
 
 
 def _statistics_columns(schema: pa.Schema) -> list[str]:
@@ -274,6 +290,7 @@ def _statistics_columns(schema: pa.Schema) -> list[str]:
 def export_to_landing(
     pgconns: list[Any], statements: list[bytes], writer: Writer, cancelled: threading.Event, *,
     workspace: str, relative: str, source_id: str, identifier: str, provenance: dict[str, Any],
+    describe: Callable[[int, int], dict[str, Any]] | None = None,
 ) -> LandedFile:
     """Run the COPY ``statements`` and land their output, in order, at ``relative``.
 
@@ -281,23 +298,36 @@ def export_to_landing(
     of one table read in one exported snapshot: the first streams into the
     landing file while the others, each on its own connection and thread,
     spill to unnamed temporary files that are appended in order afterwards.
-    The provenance record gets ``row_count`` from the servers' COPY tags. On
-    any error the temporary is removed by the landing.
+    The provenance record gets ``row_count`` from the servers' COPY tags, and ``profile`` from
+    ``describe`` (given the landed temporary's descriptor). On any error the temporary is removed
+    by the landing.
     """
     with landing(workspace, relative, source_id=source_id, identifier=identifier) as land:
         if len(pgconns) == 1:
             stream = CopyOutStream(pgconns[0], statements[0], cancelled)
             stream.start()
             writer(stream, land)
-            rows = stream.rows
+            rows, largest = stream.rows, stream.largest_row
         else:
-            rows = _parallel_csv(pgconns, statements, land, cancelled, Path(workspace))
-        return land.commit(provenance={**provenance, "row_count": rows})
+            rows, largest = _parallel_csv(pgconns, statements, land, cancelled, Path(workspace))
+        described = {"profile": _profile(describe, land.fd, largest)} if describe is not None else {}
+        return land.commit(provenance={**provenance, "row_count": rows, **described})
+
+
+def _profile(describe: Callable[[int, int], dict[str, Any]], fd: int, largest_row: int) -> dict[str, Any]:
+    """The landed file's profile; a file that cannot be profiled in bounded memory still lands, saying so."""
+    if largest_row > PROFILE_MAX_ROW_BYTES:
+        return {"skipped": f"a row of {largest_row} bytes: rows over {PROFILE_MAX_ROW_BYTES} bytes are not profiled"}
+    try:
+        return describe(fd, max(CSV_BLOCK_BYTES, 2 * largest_row + 1))
+    except (pa.ArrowException, ValueError) as exc:  # the type only: a parse error's text may quote a value
+        return {"skipped": f"not profiled ({type(exc).__name__})"}
 
 
 def _parallel_csv(
     pgconns: list[Any], statements: list[bytes], land: Landing, cancelled: threading.Event, spill_dir: Path
-) -> int:
+) -> tuple[int, int]:
+    """Rows copied, and the largest row's size."""
     with ThreadPoolExecutor(len(pgconns) - 1, thread_name_prefix="da-copy") as pool, ExitStack() as stack:
         # O_TMPFILE: no name, gone when closed or when the process dies
         spills = [stack.enter_context(tempfile.TemporaryFile(dir=spill_dir)) for _ in pgconns[1:]]
@@ -314,28 +344,29 @@ def _parallel_csv(
             wait(futures)
             _raise_helper_failure(futures)  # a helper's own error explains the head's cancellation
             raise
-        rows = head.rows + sum(future.result() for future in futures)
+        rows = head.rows + sum(future.result()[0] for future in futures)
+        largest = max([head.largest_row, *(future.result()[1] for future in futures)])
         for spill in spills:
             spill.seek(0)
             while chunk := spill.read(CHUNK_BYTES):
                 land.write(chunk)
-        return rows
+        return rows, largest
 
 
-def _stop_on_failure(done: Future[int], cancelled: threading.Event) -> None:
+def _stop_on_failure(done: Future[tuple[int, int]], cancelled: threading.Event) -> None:
     if done.exception() is not None:
         cancelled.set()  # no point streaming the head when a tail failed
 
 
-def _copy_to_spill(pgconn: Any, statement: bytes, spill: Any, cancelled: threading.Event) -> int:
+def _copy_to_spill(pgconn: Any, statement: bytes, spill: Any, cancelled: threading.Event) -> tuple[int, int]:
     stream = CopyOutStream(pgconn, statement, cancelled)
     stream.start()
     for chunk in stream.chunks():
         spill.write(chunk)
-    return stream.rows
+    return stream.rows, stream.largest_row
 
 
-def _raise_helper_failure(futures: list[Future[int]]) -> None:
+def _raise_helper_failure(futures: list[Future[tuple[int, int]]]) -> None:
     for future in futures:
         error = future.exception()
         if error is not None and not isinstance(error, CopyCancelled):

@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import SchemaSerializer, core_schema
@@ -219,9 +220,23 @@ def redact(text: str) -> str:
         >>> redact("postgresql://app:hunter2@db/x?sslmode=require")
         'postgresql://app:**********@db/x?sslmode=require'
     """
+    text = _ENCODED.sub(_redact_encoded, text)  # decoded before deciding: %73ig= is sig=
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
+
+
+_ENCODED = re.compile(r"[^\s'\"]*%[0-9A-Fa-f]{2}[^\s'\"]*")
+
+
+def _redact_encoded(match: re.Match[str]) -> str:
+    """A percent-encoded token, decoded (twice at most: double encoding) and redacted when it hides a secret."""
+    token = match.group(0)
+    decoded = unquote(unquote(token))
+    masked = decoded
+    for pattern, replacement in _REDACTIONS:
+        masked = pattern.sub(replacement, masked)
+    return masked if masked != decoded else token
 
 
 def carries_secret(text: str) -> bool:

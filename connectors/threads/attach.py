@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import contextvars
 import fnmatch
+import hashlib
+import inspect
 import os
 import re
 import stat
@@ -19,12 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from connectors.base import DataItem, DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NotFoundError, SizeLimitError
+from connectors.file_rows import check_cuttable, cut_rows
 from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.dirs import finish_in_thread, open_directory
 from connectors.landing.lineage import read_provenance
 from connectors.landing.names import unsafe_text_reason
 from connectors.landing.root import workspace_root
+from connectors.profiling import profile_file
 from connectors.registry import SourceRegistry
+from connectors.rows import RowBudget, RowOptions
 from connectors.threads.ending import (
     ThreadEndedError,
     cancel_when_ended,
@@ -34,6 +39,7 @@ from connectors.threads.ending import (
     tracked,
 )
 from connectors.threads.folders import ConnectorFor, UnknownThreadError, remove_staging, thread_folder
+from connectors.threads.manifest import columns_text, sized_text
 from connectors.threads.placing import NEW, REPLACED, UNCHANGED, Staged, folded, name_candidates, place_all, undo
 from connectors.threads.records import ThreadRecords, default_state_dir
 
@@ -74,11 +80,24 @@ class Reference(BaseModel):
     table: str | None = Field(None, min_length=1, description="A table or view, 'schema.table' (SQL sources).")
     query: str | None = Field(None, min_length=1, description="A read-only SQL query (SQL sources).")
     name: str | None = Field(None, description="The file name of a query's result, without extension.")
+    columns: list[str] | None = Field(None, min_length=1, max_length=1600,
+                                      description="Tables and queries: only these columns, in this order.")
+    where: str | None = Field(None, min_length=1, max_length=10000,
+                              description="Tables and queries: a SQL condition over the columns ('status = %s'), "
+                              "guarded like a query; it may not read other tables.")
+    params: list[Any] | dict[str, Any] | None = Field(None, description="Values bound to the where's placeholders.")
+    limit: int | None = Field(None, ge=0, description="At most this many rows (tables: by primary key; "
+                              "CSV/Parquet files: the first ones).")
+    sample: float | None = Field(None, gt=0, description="A fraction (0 < x < 1) or a number of rows, "
+                                 "chosen reproducibly by seed.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="The sample's seed: same seed and data, same rows.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Reference:
         if sum(getattr(self, k) is not None for k in KINDS) != 1:
             raise ValueError("give exactly one of path, glob, table, query")
+        if self.kind in ("path", "glob") and (self.columns is not None or self.where is not None):
+            raise ValueError("columns and where apply to tables and queries; a file takes limit and sample")
         for field in ("path", "glob", "table"):  # a query's SQL may span lines; its file name has a rule below
             reason = unsafe_text_reason(getattr(self, field) or "")
             if reason:
@@ -92,6 +111,11 @@ class Reference(BaseModel):
     @property
     def kind(self) -> str:
         return next(k for k in KINDS if getattr(self, k) is not None)
+
+    def row_options(self) -> RowOptions:
+        """The sizing options (columns, where, params, limit, sample, seed) of a table or query."""
+        return RowOptions(columns=self.columns, where=self.where, params=self.params, limit=self.limit,
+                          sample=self.sample, seed=self.seed)
 
     def describe(self) -> str:
         """``glob 'exports/*.csv'``: what this reference asks for, short."""
@@ -109,15 +133,22 @@ class AttachedFile:
     version: str | None
     size: int
     row_count: int | None
+    profile: dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
     status: str = NEW  # "attached" (a new file), "unchanged" (already there), "replaced" (our older copy)
     wanted: str | None = None  # the file's own name, when another file has it (``name`` is then unique)
 
     def manifest_line(self) -> str:
         amount = f"{self.row_count} rows" if self.row_count is not None else f"{self.size} bytes"
+        if self.row_count is not None and self.profile is not None:
+            amount += f", {self.size} bytes"
         version = f", version {self.version.strip(chr(34))}" if self.version else ""  # an etag without its quotes
         item = self.item if len(self.item) <= 120 else self.item[:119] + "…"  # a long query stays one line
         item = " ".join(item.split())
-        return f"- {self.name}: {item} from source {self.source_id}{version}, {amount}{self._note()}"
+        sized = f" ({sized_text(self.options)})" if self.options else ""
+        line = f"- {self.name}: {item}{sized} from source {self.source_id}{version}, {amount}{self._note()}"
+        columns = columns_text(self.profile)
+        return f"{line}\n  {columns}" if columns else line
 
     def _note(self) -> str:
         if self.status == UNCHANGED:
@@ -175,6 +206,7 @@ async def attach_to_thread(
     *,
     create: bool = False,
     state_dir: str | os.PathLike[str] | None = None,
+    budget: RowBudget | None = None,
 ) -> Attachment:
     """Fetch ``references`` in parallel to the top level of ``<base_dir>/<thread_id>/``, all or nothing.
 
@@ -204,7 +236,7 @@ async def attach_to_thread(
     records = ThreadRecords.of(base_dir, thread_id, state_dir)
     with workspace_root(records.state_dir):  # the fetches land in our staging folder, in the state folder
         # a task of its own: ending the thread cancels the work, and the caller is told why
-        work = asyncio.create_task(_attach(connector_for, folder, records, parsed, limit_of, create))
+        work = asyncio.create_task(_attach(connector_for, folder, records, parsed, limit_of, create, budget))
     with tracked(folder, work):
         watcher = asyncio.create_task(cancel_when_ended(folder, work))
         try:
@@ -242,11 +274,12 @@ def _open_thread_folder(folder: Path, create: bool) -> os.stat_result:
 
 
 async def _attach(connector_for: ConnectorFor, folder: Path, records: ThreadRecords, references: list[Reference],
-                  limit_of: Callable[[DataSourceConnector], int | None], create: bool) -> Attachment:
+                  limit_of: Callable[[DataSourceConnector], int | None], create: bool,
+                  budget: RowBudget | None) -> Attachment:
     remember_folder(folder, await asyncio.to_thread(_open_thread_folder, folder, create))
     staging = await asyncio.to_thread(records.new_staging)
     try:
-        staged = await _stage_all(connector_for, references, staging, limit_of)
+        staged = await _stage_all(connector_for, references, staging, limit_of, budget)
         await _publish_or_undo(folder, records, staged)
     finally:
         await asyncio.shield(asyncio.to_thread(remove_staging, staging))
@@ -262,10 +295,11 @@ async def _publish_or_undo(folder: Path, records: ThreadRecords, staged: list[St
 
 
 async def _stage_all(connector_for: ConnectorFor, references: list[Reference], staging: Path,
-                     limit_of: Callable[[DataSourceConnector], int | None]) -> list[Staged]:
+                     limit_of: Callable[[DataSourceConnector], int | None],
+                     budget: RowBudget | None) -> list[Staged]:
     try:
         async with asyncio.TaskGroup() as group:  # the first failure cancels the others
-            tasks = [group.create_task(_stage(connector_for, r, staging / str(i), limit_of))
+            tasks = [group.create_task(_stage(connector_for, r, staging / str(i), limit_of, budget))
                      for i, r in enumerate(references)]
     except BaseExceptionGroup as errors:  # the cause, not a group: a typed error first
         raise _first_cause(errors) from None
@@ -285,16 +319,19 @@ def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _stage(connector_for: ConnectorFor, reference: Reference, workspace: Path,
-                 limit_of: Callable[[DataSourceConnector], int | None]) -> list[Staged]:
+                 limit_of: Callable[[DataSourceConnector], int | None],
+                 budget: RowBudget | None) -> list[Staged]:
     try:
         connector = await connector_for(reference.source_id)
         limit = limit_of(connector)
         try:
             with landing_byte_cap(limit):  # a query's or table's size is known only while it streams
-                paths = await _fetch(connector, reference, str(workspace), limit)
+                paths = await _fetch(connector, reference, str(workspace), limit, budget)
         except SizeLimitError:
             raise ItemTooLargeError(f"it is over the limit of {limit} bytes (stopped while streaming)") from None
         staged = [Staged(Path(p), read_provenance(p, workspace)) for p in paths]
+        if reference.kind in ("path", "glob"):
+            await asyncio.to_thread(_size_files, staged, reference)
         for item in staged:
             shown = None if len(staged) == 1 else str(item.record.get("identifier"))
             _check_size(shown, int(item.record["size"]), limit)
@@ -310,13 +347,59 @@ def _check_size(item: str | None, size: int | None, limit: int | None) -> None:
         raise ItemTooLargeError(f"{'it' if item is None else repr(item)} is {size} bytes, over the limit of {limit}")
 
 
-async def _fetch(connector: DataSourceConnector, reference: Reference, workspace: str, limit: int | None) -> list[str]:
+def _takes(function: Any, keyword: str) -> bool:
+    """Whether ``function`` (a plugin's fetch_query, say) accepts ``keyword``: older ones do not."""
+    try:
+        return keyword in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _size_files(staged: list[Staged], reference: Reference) -> None:
+    """Cut fetched CSV/Parquet files to ``limit``/``sample`` and profile them, updating their records."""
+    for item in staged:
+        if reference.limit is not None or reference.sample is not None:
+            check_cuttable(item.path.name)
+            rows = cut_rows(item.path, reference.limit, reference.sample, reference.seed)
+            info = item.path.stat()
+            item.record.update(row_count=rows, size=info.st_size, sha256=_sha256(item.path),
+                               source_size=item.record.get("size"),
+                               options=reference.row_options().model_dump(include={"limit", "sample", "seed"},
+                                                                           exclude_none=True))
+        profile = profile_file(item.path)
+        if profile is not None:
+            item.record["profile"] = profile
+            item.record.setdefault("row_count", profile.get("rows"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def _fetch(connector: DataSourceConnector, reference: Reference, workspace: str, limit: int | None,
+                 budget: RowBudget | None = None) -> list[str]:
     if reference.query is not None or reference.table is not None:
         fetch_query = getattr(connector, "fetch_query", None)
         if fetch_query is None:
             raise ConfigurationError(f"a {connector.type_name()} source has no tables and runs no queries")
+        options = reference.row_options()
+        sized = not options.is_empty() or budget is not None
+        if not options.is_empty() and not _takes(fetch_query, "options"):
+            raise ConfigurationError(f"a {connector.type_name()} source cannot cut a table or query into rows")
         if reference.query is not None:
+            if sized and _takes(fetch_query, "budget"):
+                return [await fetch_query(reference.query, workspace, str(reference.name), options=options,
+                                          budget=budget)]
             return [await fetch_query(reference.query, workspace, str(reference.name))]
+        fetch_table = getattr(connector, "fetch_table", None)
+        if sized and fetch_table is not None and _takes(fetch_table, "budget"):
+            return [await fetch_table(str(reference.table), workspace, options, budget=budget)]
+        if not options.is_empty():
+            raise ConfigurationError(f"a {connector.type_name()} source cannot cut a table into rows")
     if reference.glob is not None:
         identifiers = await _matching(connector, reference.glob, limit)
     else:
@@ -372,6 +455,7 @@ def _regular_file(path: Path) -> bool:
 def attached_file(record: dict[str, Any], status: str = NEW, wanted: str | None = None) -> AttachedFile:
     """The :class:`AttachedFile` a thread's lineage record describes."""
     version = record.get("source_version")
+    profile, options = record.get("profile"), record.get("options")
     return AttachedFile(
         name=str(record["attached_as"]),
         source_id=str(record["source_id"]),
@@ -379,6 +463,8 @@ def attached_file(record: dict[str, Any], status: str = NEW, wanted: str | None 
         version=None if version is None else str(version),
         size=int(record["size"]),
         row_count=record.get("row_count"),
+        profile=profile if isinstance(profile, dict) else None,
+        options=options if isinstance(options, dict) else None,
         status=status,
         wanted=wanted,
     )

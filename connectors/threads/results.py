@@ -73,13 +73,16 @@ def _open_generated(folder: Path, relative: str) -> int:
     try:
         dir_fd = open_directory(folder.parent, [folder.name, GENERATED_DIR, *parts[:-1]], create=False)
     except FileNotFoundError:
-        raise NotFoundError(f"no generated file {relative!r} in thread {folder.name!r}") from None
+        raise NotFoundError(f"no generated file {relative!r} in thread {folder.name!r} "
+                            f"(searched {str(folder / GENERATED_DIR)!r})") from None
     try:
         fd = open_regular_file(dir_fd, parts[-1])
     finally:
         os.close(dir_fd)
     if fd is None:
-        raise NotFoundError(f"no generated file {relative!r} in thread {folder.name!r} (or not a regular file)")
+        raise NotFoundError(f"no generated file {relative!r} in thread {folder.name!r} (searched "
+                            f"{str(folder / GENERATED_DIR)!r}; it is not a regular file: a link or a folder "
+                            "is never uploaded)")
     return fd
 
 

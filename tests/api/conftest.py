@@ -13,7 +13,9 @@ from fastapi.testclient import TestClient
 
 from connectors.api import create_app
 from connectors.api.keys import KeyStore
+from connectors.api.policy import ApiPolicy
 from connectors.api.settings import ApiSettings
+from connectors.registry import SourceRegistry
 from connectors.secrets.store import FernetFileStore
 
 
@@ -35,6 +37,10 @@ class Api:
             assert response.status_code == expect, (response.status_code, response.text)
         return response
 
+    def operator_add(self, source: dict[str, Any]) -> None:
+        """Add a source to the sources file as the operator does (the CLI): operator knobs allowed."""
+        SourceRegistry(self.settings.sources_file).add(source)
+
     def audit(self) -> list[dict[str, Any]]:
         path = self.settings.audit_log
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -48,11 +54,21 @@ class Api:
                 assert secret not in path.read_text(), path
 
 
+def open_policy(tmp_path: Path, *types: str) -> ApiPolicy:
+    """What the operator of a test server allows: the test's folder, the harness's loopback services, ``types``.
+
+    The default policy is closed (no root, no host); a test lists what it serves, as an operator would.
+    """
+    return ApiPolicy.from_mapping({"local_roots": [str(tmp_path)], "hosts": ["127.0.0.1"], "ports": "any",
+                                   "schemes": ["http", "https", "postgresql"],
+                                   "connector_types": ["azure_blob", "postgresql", "local_file", *types]})
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> ApiSettings:
     values: dict[str, Any] = {
         "sources_file": tmp_path / "sources.yaml", "keys_file": tmp_path / "api-keys.json",
         "audit_log": tmp_path / "audit.jsonl", "workspace_base": tmp_path / "workspace", "cache_seconds": 60.0,
-        **overrides}
+        "policy": open_policy(tmp_path), **overrides}
     return ApiSettings(**values)
 
 

@@ -14,7 +14,7 @@ from connectors.api.keys import KeyStore
 from connectors.landing.lineage import read_provenance
 from connectors.plugins import register_connector, unregister_connector
 from connectors.testing import MemoryConnector, memory_store
-from tests.api.conftest import Api, local_source, start_api
+from tests.api.conftest import Api, local_source, open_policy, start_api
 
 
 def big_source(root: Path) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def test_test_route_reports_the_cause(api: Api, data_root: Path, tmp_path: Path)
     assert ok["ok"] is True and ok["error"] is None and ok["object"] == "data_source.test"
     api.call("POST", "/v1/data-sources", json=local_source(tmp_path / "missing", "gone"), expect=201)
     failed = api.call("POST", "/v1/data-sources/gone/test", expect=200).json()
-    assert failed["ok"] is False and "missing" in failed["error"]
+    assert failed["ok"] is False and "config.root: the folder does not exist" in failed["error"]  # not its value
 
 
 def test_browse_folders_paging_and_metadata(api: Api, data_root: Path) -> None:
@@ -154,8 +154,7 @@ def test_fetch_job_lands_files_with_lineage(api: Api, data_root: Path) -> None:
 
 
 def test_fetch_refusals_come_before_any_work(api: Api, data_root: Path) -> None:
-    api.call("POST", "/v1/data-sources", json={**local_source(data_root), "metadata": {"api": {"max_item_bytes": 50}}},
-             expect=201)
+    api.operator_add({**local_source(data_root), "metadata": {"api": {"max_item_bytes": 50}}})  # the operator's knob
     over = api.call("POST", "/v1/data-sources/docs/fetch", json={"items": ["a.csv", "2024/q1.csv"],
                     "workspace": "w"}, expect=413).json()
     assert "a.csv" in over["detail"]
@@ -187,7 +186,7 @@ def test_job_caps_refuse_with_429(tmp_path: Path, secret_store_env: Path) -> Non
     store.put("a.csv", b"a\n1\n", modified_at=1)
     GATE.clear()
     try:
-        for api in start_api(tmp_path, max_jobs=2, max_jobs_per_source=1):
+        for api in start_api(tmp_path, max_jobs=2, max_jobs_per_source=1, policy=open_policy(tmp_path, "gated")):
             for source_id in ("g1", "g2", "g3"):
                 api.call("POST", "/v1/data-sources", expect=201, json={
                     "id": source_id, "type": "gated", "name": "g", "config": {"store": "api-gated"}})
@@ -213,7 +212,7 @@ def test_a_running_job_survives_a_change_of_its_source(tmp_path: Path, secret_st
     memory_store("api-gated").put("a.csv", b"a\n1\n", modified_at=1)
     GATE.clear()
     try:
-        for api in start_api(tmp_path):
+        for api in start_api(tmp_path, policy=open_policy(tmp_path, "gated")):
             api.call("POST", "/v1/data-sources", expect=201, json={
                 "id": "g1", "type": "gated", "name": "g", "config": {"store": "api-gated"}})
             job = api.call("POST", "/v1/data-sources/g1/fetch", json={"items": ["a.csv"], "workspace": "w"},
@@ -230,7 +229,7 @@ def test_a_running_job_survives_a_change_of_its_source(tmp_path: Path, secret_st
 def test_cancel_leaves_no_partial_file(api: Api, data_root: Path) -> None:
     big = data_root / "big.bin"
     big.write_bytes(b"\1" * (256 << 20))
-    api.call("POST", "/v1/data-sources", json=big_source(data_root), expect=201)
+    api.operator_add(big_source(data_root))  # metadata.api is the operator's
     job = api.call("POST", "/v1/data-sources/docs/fetch", json={"items": ["big.bin"], "workspace": "w"},
                    expect=202).json()
     cancelled = api.call("DELETE", f"/v1/data-sources/docs/jobs/{job['id']}", expect=200).json()
@@ -242,7 +241,7 @@ def test_cancel_leaves_no_partial_file(api: Api, data_root: Path) -> None:
 
 def test_delete_cancels_running_jobs(api: Api, data_root: Path) -> None:
     (data_root / "big.bin").write_bytes(b"\2" * (256 << 20))
-    api.call("POST", "/v1/data-sources", json=big_source(data_root), expect=201)
+    api.operator_add(big_source(data_root))  # metadata.api is the operator's
     job = api.call("POST", "/v1/data-sources/docs/fetch", json={"items": ["big.bin"], "workspace": "w"},
                    expect=202).json()
     api.call("DELETE", "/v1/data-sources/docs", expect=200)
@@ -284,7 +283,8 @@ def test_audit_log_records_changes_data_and_refusals(api: Api, data_root: Path) 
     assert [r["key_id"] for r in records] == [keys["admin"], keys["reader"], keys["reader"], keys["admin"]]
     assert all(r["source_id"] == "docs" and r["request_id"].startswith("req-") for r in records)
     assert set(records[0]) == {"time", "request_id", "key_id", "method", "route", "source_id", "status", "outcome",
-                               "job_id"}
+                               "job_id", "config"}  # what was created (issue 22.7)
+    assert records[0]["config"] == {"root": str(data_root)} and records[1]["item"] == "a.csv"
 
 
 def test_write_only_secrets_go_to_the_store_and_never_come_back(api: Api, canary: str,
@@ -317,6 +317,8 @@ def test_the_router_works_inside_another_app(tmp_path: Path, secret_store_env: P
 
     monkeypatch.setenv("DA_SOURCES_FILE", str(tmp_path / "da" / "sources.yaml"))
     monkeypatch.setenv("DA_WORKSPACE", str(tmp_path / "da-workspace"))
+    (tmp_path / "da").mkdir()  # the operator's policy file, beside the sources file: the data folder allowed
+    (tmp_path / "da" / "api-policy.yaml").write_text(f"local_roots: [{str(data_root)!r}]\n")
     _, key = KeyStore(tmp_path / "da" / "api-keys.json").create("deepanalyze")  # beside the sources file
     app = FastAPI()  # DeepAnalyze's create_app(): its own routes, then one line
     app.include_router(router)

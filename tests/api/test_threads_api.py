@@ -25,9 +25,11 @@ def test_attach_lands_at_the_thread_top_level_with_a_manifest(api: Api, data_roo
     answer = api.call("POST", "/v1/threads/thread-1/data", key="read", json=body, expect=200).json()
     assert answer["object"] == "thread.data" and answer["thread_id"] == "thread-1"
     assert [f["name"] for f in answer["data"]] == ["q1.csv", "q2.csv", "a.csv"]
-    assert answer["data"][0] == {"name": "q1.csv", "source_id": "docs", "item": "2024/q1.csv",
-                                 "version": answer["data"][0]["version"], "size": 4, "row_count": None,
-                                 "status": "attached", "wanted": None}
+    first = answer["data"][0]
+    assert first == {"name": "q1.csv", "source_id": "docs", "item": "2024/q1.csv", "version": first["version"],
+                     "size": 4, "row_count": 1, "status": "attached", "wanted": None,
+                     "profile": first["profile"], "options": None}  # issue 26.2: files are described
+    assert first["profile"]["rows"] == 1 and first["profile"]["columns"][0]["name"]
     assert answer["manifest"].startswith("Attached data:\n- q1.csv: 2024/q1.csv from source docs, version ")
     folder = api.settings.workspace_base / "thread-1"
     assert top_level_files(folder) == ["a.csv", "q1.csv", "q2.csv"]
@@ -102,8 +104,7 @@ def test_upload_generated_files_back_to_blob_storage(api: Api, azurite_server: A
 
 
 def test_an_item_over_the_size_limit_is_refused_before_anything_lands(api: Api, data_root: Path) -> None:
-    api.call("POST", "/v1/data-sources", json={**local_source(data_root), "metadata": {"api": {"max_item_bytes": 50}}},
-             expect=201)
+    api.operator_add({**local_source(data_root), "metadata": {"api": {"max_item_bytes": 50}}})  # the operator's knob
     refs = [{"source_id": "docs", "path": "notes.txt"}, {"source_id": "docs", "path": "a.csv"}]
     (api.settings.workspace_base / "t4").mkdir(parents=True)
     detail = api.call("POST", "/v1/threads/t4/data", json={"references": refs}, expect=413).json()["detail"]
@@ -132,3 +133,30 @@ def test_an_unknown_thread_is_404_unless_create_and_records_answer_from_the_stat
     assert now["manifest"] == attached["manifest"] and [f["name"] for f in now["data"]] == ["a.csv"]
     record = api.call("GET", "/v1/lineage", params={"path": "thread-9/a.csv"}, expect=200).json()["record"]
     assert record["identifier"] == "a.csv" and record["attached_as"] == "a.csv" and record["source_id"] == "docs"
+
+
+def test_file_references_take_limit_and_sample_or_say_why_not(api: Api, data_root: Path) -> None:
+    """Issue 26.1: CSV and Parquet files are cut to their first rows or a seeded sample; other formats say why not."""
+    import pyarrow.parquet as pq
+
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    answer = api.call("POST", "/v1/threads/t-files/data", json={"create": True, "references": [
+        {"source_id": "docs", "path": "a.csv", "limit": 3},
+        {"source_id": "docs", "path": "b.parquet", "sample": 2, "seed": 4}]}, expect=200).json()
+    folder = api.settings.workspace_base / "t-files"
+    assert (folder / "a.csv").read_text() == "x,y\n0,0\n1,2\n2,4\n"
+    assert [f["row_count"] for f in answer["data"]] == [3, 2]
+    picked = pq.read_table(folder / "b.parquet").to_pylist()
+    assert len(picked) == 2
+    assert pq.read_schema(folder / "b.parquet").equals(pq.read_schema(data_root / "b.parquet"))
+    again = api.call("POST", "/v1/threads/t-files-2/data", json={"create": True, "references": [
+        {"source_id": "docs", "path": "b.parquet", "sample": 2, "seed": 4}]}, expect=200).json()
+    assert pq.read_table(api.settings.workspace_base / "t-files-2" / "b.parquet").to_pylist() == picked
+    assert again["data"][0]["options"] == {"sample": 2.0, "seed": 4}
+    record = api.call("GET", "/v1/lineage", params={"path": "t-files/a.csv"}, expect=200).json()["record"]
+    assert record["size"] == 16 and record["source_size"] == 169 and record["options"] == {"limit": 3, "seed": 0}
+    refused = api.call("POST", "/v1/threads/t-files-3/data", json={"create": True, "references": [
+        {"source_id": "docs", "path": "notes.txt", "limit": 1}]}).json()["detail"]
+    assert "limit and sample apply to CSV and Parquet files; .txt files are not cut" in refused
+    api.call("POST", "/v1/threads/t-files-3/data", json=[{"source_id": "docs", "path": "a.csv", "where": "x = 1"}],
+             expect=422)

@@ -136,6 +136,8 @@ def _prepare(root: Path, secret: str) -> Sidecar:
         "host": "127.0.0.1", "port": free_port(), "dbname": "w", "user": "w",
         "password": {"secret": "warehouse.password"}}})
     _, api_key = KeyStore(state / "api-keys.json").create("deepanalyze", read_only=True, can_mint=True)
+    # the operator's policy: the company data folder and the loopback warehouse (closed by default)
+    (state / "api-policy.yaml").write_text(f"local_roots: [{str(data)!r}]\nhosts: [127.0.0.1]\nports: any\n")
     for path in (state, data, *state.iterdir(), *data.iterdir()):
         shutil.chown(path, SERVICE_USER, SERVICE_USER)
     state.chmod(0o700)

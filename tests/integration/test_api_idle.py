@@ -33,6 +33,7 @@ from tests.unit.test_cli import CONSOLE_SCRIPT, Cli
 pytestmark = pytest.mark.integration
 
 Tables = tuple[str, str, str]
+LOOPBACK_POLICY = "hosts: [127.0.0.1]\nports: any\n"  # the operator lets the API reach the harness's server
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 15) -> float:
@@ -132,6 +133,7 @@ def test_an_app_that_includes_the_router_closes_idle_connections(
     monkeypatch.setenv("DA_WORKSPACE", str(tmp_path / "workspace"))
     monkeypatch.setenv("DA_API_IDLE_SECONDS", "1")
     monkeypatch.setenv("DA_API_CACHE_SECONDS", "1")  # the second listing asks the source again
+    (tmp_path / "api-policy.yaml").write_text(LOOPBACK_POLICY)  # the operator's, beside the sources file
     _, key = KeyStore(tmp_path / "api-keys.json").create("admin")
     headers = {"Authorization": f"Bearer {key}"}
     app = FastAPI()  # DeepAnalyze's create_app(), in short
@@ -154,6 +156,7 @@ def test_da_sources_serve_closes_idle_connections(
 ) -> None:
     role, password, schema = pg_tables
     key = cli("api-keys", "create", "admin").stdout.split()[0]
+    Path(cli.env["DA_SOURCES_FILE"]).with_name("api-policy.yaml").write_text(LOOPBACK_POLICY)
     port = _free_port()
     server = subprocess.Popen([str(CONSOLE_SCRIPT), "serve", "--port", str(port)], cwd=cli.cwd,
                               env={**cli.env, "DA_API_IDLE_SECONDS": "1"}, stdout=subprocess.PIPE,

@@ -95,18 +95,16 @@ def test_twenty_concurrent_fetch_jobs_land_one_consistent_file(api: Api, azurite
     container = new_container(azurite_server, {"big/data.bin": body, "small.csv": b"a\n1\n"})
     api.call("POST", "/v1/data-sources", expect=201, json={
         "id": "az", "type": "azure_blob", "name": "Azure",
-        "config": {"container_name": container, "connection_string": {"env": "API_TEST_AZ"}}})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("API_TEST_AZ", azurite_server.connection_string)
+        "config": {"container_name": container, "connection_string": azurite_server.connection_string}})
 
-        def start(_: int) -> str:
-            response = api.call("POST", "/v1/data-sources/az/fetch", key="read", expect=202,
-                                json={"items": ["big/data.bin", "small.csv"], "workspace": "shared"})
-            return str(response.json()["id"])
+    def start(_: int) -> str:
+        response = api.call("POST", "/v1/data-sources/az/fetch", key="read", expect=202,
+                            json={"items": ["big/data.bin", "small.csv"], "workspace": "shared"})
+        return str(response.json()["id"])
 
-        with ThreadPoolExecutor(20) as pool:
-            jobs = list(pool.map(start, range(20)))
-        finished = [wait_job(api, "az", job, timeout=120) for job in jobs]
+    with ThreadPoolExecutor(20) as pool:
+        jobs = list(pool.map(start, range(20)))
+    finished = [wait_job(api, "az", job, timeout=120) for job in jobs]
     assert [j["status"] for j in finished] == ["succeeded"] * 20
     folder = api.settings.jobs_base / "shared"
     assert (folder / "big" / "data.bin").read_bytes() == body
@@ -200,11 +198,9 @@ def test_a_silent_server_is_a_504(api: Api) -> None:
         port = silent.getsockname()[1]
         api.call("POST", "/v1/data-sources", expect=201, json={"id": "pg", "type": "postgresql", "name": "x",
                  "config": {"host": "127.0.0.1", "port": port, "dbname": "d", "user": "u",
-                            "password": {"env": "NOPE_PW"}, "connect_timeout": 2}})
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("NOPE_PW", "pw")
-            started = time.monotonic()
-            response = api.call("GET", "/v1/data-sources/pg/browse", expect=504).json()
+                            "password": "pw", "connect_timeout": 2}})
+        started = time.monotonic()
+        response = api.call("GET", "/v1/data-sources/pg/browse", expect=504).json()
         assert time.monotonic() - started < 15 and response["detail"]
 
 

@@ -42,3 +42,25 @@ def test_api_benchmark_runs_every_case(tmp_path: Path) -> None:
                         DA_BENCH_API_ITEMS="120")
     assert "| API POST /fetch + poll |" in out
     assert "| API browse, 1,000 a page |" in out
+
+
+def test_profile_benchmark_runs_and_records_its_ratios(tmp_path: Path) -> None:
+    out = run_benchmark(tmp_path, ["benchmarks.bench_profile", "--rows", "3000", "--repetitions", "1"])
+    assert "| csv profile on |" in out and "| parquet profile off |" in out
+    results = json.loads((tmp_path / "results" / "bench_profile.json").read_text())
+    assert results["rows"] == 3000 and results["csv_on_over_off"] > 0 and results["parquet_on_over_off"] > 0
+
+
+def test_incremental_benchmark_runs_and_records_its_ratio(tmp_path: Path) -> None:
+    out = run_benchmark(tmp_path, ["benchmarks.bench_incremental", "--rows", "20000", "--changed", "100",
+                                   "--repetitions", "1"])
+    assert "| re-sync, 100 rows changed |" in out
+    results = json.loads((tmp_path / "results" / "bench_incremental.json").read_text())
+    assert results["rows"] == 20000 and results["increment_over_full"] > 0
+
+
+def test_s3_benchmark_runs_both_cases(tmp_path: Path) -> None:
+    out = run_benchmark(tmp_path, ["benchmarks.bench_s3"], DA_BENCH_S3_BIG_MIB="8", DA_BENCH_S3_COUNT="40",
+                        DA_BENCH_S3_REPS="1")
+    assert "| s3 fetch_data (sha256+lineage) |" in out and "| curl |" in out
+    assert "| s3 fetch_many(16) |" in out and "| azure fetch_many(16) on Azurite |" in out

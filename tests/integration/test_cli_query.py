@@ -88,3 +88,45 @@ def test_a_sas_inside_account_url_is_a_secret(cli: Cli, azurite_server: AzuriteS
     lineage = list((cli.cwd / "ws").rglob("*.json"))
     assert_nowhere(canary_sig, cli, cli.sources_file, *lineage)
     assert_nowhere(valid_sig, cli, cli.sources_file, *lineage)
+
+
+def test_fetch_lands_part_of_a_table(
+        cli: Cli, postgres_server: PostgresServer, pg_role: tuple[str, str, str]) -> None:  # noqa: F811
+    """Issue 26.1: ``fetch --where --param --columns --limit`` lands the slice; the lineage keeps the options."""
+    role, password, table = pg_role
+    add_pg(cli, postgres_server, role, password)
+    landed = cli("fetch", "pg", f"public.{table}", "--where", "region = %s", "--param", "south",
+                 "--columns", "region,id", "--limit", "5", "--workspace", "ws").stdout.strip()
+    assert Path(landed).read_text() == "region,id\nsouth,2\n"
+    record = json.loads(cli("lineage", landed, "--json").stdout)
+    assert record["options"] == {"columns": ["region", "id"], "where": "region = %s", "params": ["south"],
+                                 "limit": 5, "seed": 0}
+    assert record["profile"]["rows"] == 1
+    bad = cli("fetch", "pg", f"public.{table}", "--sample", "2.5", "--workspace", "ws", check=False)
+    assert bad.returncode != 0 and "sample" in bad.stderr and "Traceback" not in bad.stderr
+    assert_nowhere(password, cli, cli.sources_file)
+
+
+def test_sync_table_lands_an_incremental_dataset_and_full_replaces_it(
+        cli: Cli, postgres_server: PostgresServer, pg_role: tuple[str, str, str]) -> None:  # noqa: F811
+    """Issue 26.4: ``sync-table`` adds only what is new; ``--full`` replaces the dataset (deletes seen)."""
+    import psycopg
+
+    role, password, table = pg_role
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE public.{table} ADD PRIMARY KEY (id)")
+    add_pg(cli, postgres_server, role, password)
+    sources = yaml.safe_load(cli.sources_file.read_text())
+    sources["sources"][0]["config"]["incremental"] = {f"public.{table}": {"cursor": "id"}}
+    cli.sources_file.write_text(yaml.safe_dump(sources))
+    first = json.loads(cli("sync-table", "pg", f"public.{table}", "--workspace", "ws", "--json").stdout)
+    assert first["last_sync"] == "full" and first["row_count"] == 2
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO public.{table} VALUES (3, 'east')")
+        conn.execute(f"DELETE FROM public.{table} WHERE id = 1")
+    again = json.loads(cli("sync-table", "pg", f"public.{table}", "--workspace", "ws", "--json").stdout)
+    assert (again["last_sync"], again["rows_synced"], again["row_count"], again["parts"]) == ("increment", 1, 3, 2)
+    full = json.loads(cli("sync-table", "pg", f"public.{table}", "--workspace", "ws", "--full", "--json").stdout)
+    assert (full["last_sync"], full["row_count"]) == ("full", 2)
+    assert sorted(pq.read_table(full["path"]).column("id").to_pylist()) == [2, 3]
+    assert_nowhere(password, cli, cli.sources_file)

@@ -145,3 +145,12 @@ def test_a_secret_given_as_an_env_template_is_refused(project: Path) -> None:
     output = dg(project, "check", "defs", check=False, PGPASSWORD="s3cr3t-canary")
     assert "config.password: a literal secret cannot be handed to Dagster" in output
     assert "s3cr3t-canary" not in output
+
+
+def test_a_mistyped_connector_type_is_named_at_its_yaml_line_without_a_traceback(project: Path) -> None:
+    dg(project, "scaffold", "defs", COMPONENT, "wh", "--id", "wh", "--type", "postgresql")
+    text = defs_yaml(project, "wh").read_text().replace("type: postgresql", "type: postgres")
+    defs_yaml(project, "wh").write_text(text)
+    output = dg(project, "check", "defs", check=False)
+    assert "attributes.type 'postgres' is not one of" in output and "'postgresql'" in output
+    assert "Stack Trace" not in output and "validated successfully" not in output

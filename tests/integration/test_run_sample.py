@@ -51,3 +51,4 @@ def test_run_sample_after_da_sources_add(tmp_path: Path) -> None:
     assert (landed / ".lineage" / "sales.csv.json").exists()
     assert (root / ".dagster").is_dir()
     assert "BetaWarning" not in result.stdout + result.stderr
+    assert "SupersessionWarning" not in result.stdout + result.stderr  # the first command (issue 25.11)

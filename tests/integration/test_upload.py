@@ -95,7 +95,7 @@ def test_an_existing_name_is_refused_unless_overwrite(
     (tmp_path / "a").write_bytes(b"first")
     (tmp_path / "b").write_bytes(b"second")
     upload(connector_for(azurite_server, container, monkeypatch), tmp_path / "a", "x.txt")
-    with pytest.raises(BlobExistsError, match="a blob of that name exists; give overwrite"):
+    with pytest.raises(BlobExistsError, match="a blob of that name exists; give --overwrite"):
         upload(connector_for(azurite_server, container, monkeypatch), tmp_path / "b", "x.txt")
     assert read_back(azurite_server, container, "x.txt")[0] == b"first"
     upload(connector_for(azurite_server, container, monkeypatch), tmp_path / "b", "x.txt", overwrite=True)

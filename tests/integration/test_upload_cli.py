@@ -27,7 +27,7 @@ def test_upload_a_file_and_a_thread_file(cli: Cli, azurite_server: AzuriteServer
     line = cli("upload", "az", "report.bin", "results/report.bin").stdout
     assert line.startswith("uploaded report.bin -> http") and f"{len(body)} bytes" in line
     refused = cli("upload", "az", "report.bin", "results/report.bin", check=False).stderr
-    assert "a blob of that name exists; give overwrite" in refused
+    assert "a blob of that name exists; give --overwrite" in refused
     cli("upload", "az", "report.bin", "results/report.bin", "--overwrite")
     assert "does not support upload" in cli("upload", "docs", "report.bin", check=False).stderr
     generated = cli.cwd / "ws" / "t1" / "generated"

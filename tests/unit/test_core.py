@@ -43,7 +43,7 @@ def test_defaults_and_the_enum() -> None:
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ({"id": "s1", "type": "s3", "name": "x", "config": {}}, "source 's1': type: unknown connector type 's3'"),
+        ({"id": "s1", "type": "ftp", "name": "x", "config": {}}, "source 's1': type: unknown connector type 'ftp'"),
         ({"id": "s2", "type": "local_file", "name": "x", "config": {}}, "source 's2': config.root: required"),
         ({"id": "s3", "type": "local_file", "name": "x", "config": {"root": "/r", "recursive": "maybe"}},
          "source 's3': config.recursive:"),

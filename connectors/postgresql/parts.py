@@ -1,0 +1,184 @@
+"""Parquet dataset folders: a table as a folder of bounded parts, replaced whole or grown by increments.
+
+Layout, under the source's workspace::
+
+    <schema>.<table>/part-00000.parquet, part-00001.parquet, ...   the dataset (pyarrow, pandas, DuckDB,
+                                                                    Polars read the folder as one table)
+    .lineage/<schema>.<table>/part-0000N.parquet.json              one record per part
+    .lineage/<schema>.<table>.json                                 the dataset's record: its parts, their
+                                                                    cursor ranges and rows, the total rows,
+                                                                    the columns, the last schema change
+
+A part is closed once it holds ``part_bytes`` or more, in whole row groups of at most
+``min(8 MiB, part_bytes)`` (in memory), so a part passes its bound by at most two row groups.
+Parts are written into a hidden staging folder beside the dataset, fsynced, then:
+
+* a **full** export replaces the dataset folder in one step (``renameat2(RENAME_EXCHANGE)``: a reader
+  sees the old folder or the new one, never a mix), and the old one is removed;
+* an **increment** moves its parts into the folder one by one (each a rename, numbered after the last).
+
+The records follow the files. Memory is that of one Parquet export (batches of ~8 MiB).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from connectors.landing.lineage import build_record, read_record, write_provenance
+from connectors.landing.names import LINEAGE_DIR
+from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
+from connectors.postgresql.export import CSV_BLOCK_BYTES, PARSE_BATCH_BYTES, ROW_GROUP_BYTES, CopyOutStream
+
+PART_NAME = "part-{:05d}.parquet"
+STAGING = ".{}.parts-{}"
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@dataclass
+class WrittenPart:
+    name: str
+    rows: int
+    size: int
+
+
+def _parsed_batches(stream: CopyOutStream, plans: list[ColumnPlan], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    names = [f"c{index}" for index in range(len(plans))]
+    convert = pacsv.ConvertOptions(
+        column_types={name: plan.read_type for name, plan in zip(names, plans, strict=True)},
+        null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
+        true_values=["t"], false_values=["f"])
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    for rows in stream.chunks(PARSE_BATCH_BYTES):
+        block = max(CSV_BLOCK_BYTES, stream.largest_row + 1)
+        read = pacsv.ReadOptions(column_names=names, block_size=block)
+        table = pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse, convert_options=convert)
+        del rows
+        for batch in table.to_batches():
+            yield to_final_batch(batch, plans, schema)
+
+
+def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: Path, part_bytes: int,
+                cancelled: threading.Event, first: int = 0) -> list[WrittenPart]:
+    """Run the COPY ``statement`` and write its rows as Parquet parts ``first``, ``first + 1``... in ``folder``."""
+    schema = arrow_schema(plans)
+    stream = CopyOutStream(pgconn, statement, cancelled)
+    stream.start()
+    parts: list[WrittenPart] = []
+    writer: pq.ParquetWriter | None = None
+    file: Any = None
+    pending: list[pa.RecordBatch] = []
+
+    def close() -> None:
+        nonlocal writer, file
+        if writer is not None:
+            writer.close()
+            file.flush()
+            os.fsync(file.fileno())
+            parts[-1].size = file.tell()
+            file.close()
+            writer = file = None
+
+    group_bytes = min(ROW_GROUP_BYTES, part_bytes)
+
+    def flush(force: bool) -> None:
+        nonlocal writer, file, pending
+        if not pending or (not force and sum(b.nbytes for b in pending) < group_bytes):
+            return
+        if writer is None:
+            name = PART_NAME.format(first + len(parts))
+            file = open(folder / name, "xb")  # noqa: SIM115 - closed in close(); never through a link
+            writer = pq.ParquetWriter(file, schema)
+            parts.append(WrittenPart(name, 0, 0))
+        table = pa.Table.from_batches(pending, schema)
+        writer.write_table(table)
+        parts[-1].rows += table.num_rows
+        pending = []
+        if file.tell() >= part_bytes:
+            close()
+
+    try:
+        for batch in _parsed_batches(stream, plans, schema):
+            step = max(1, batch.num_rows * group_bytes // max(batch.nbytes, 1))
+            for start in range(0, batch.num_rows, step):  # row groups, and so parts, stay near their bound
+                pending.append(batch.slice(start, step))
+                flush(force=False)
+        flush(force=True)
+    finally:
+        close()
+    if not parts:  # no rows: an empty part keeps the schema readable
+        with open(folder / PART_NAME.format(first), "xb") as empty:
+            pq.write_table(schema.empty_table(), empty)
+            parts.append(WrittenPart(PART_NAME.format(first), 0, empty.tell()))
+    return parts
+
+
+def new_staging(workspace: Path, name: str, token: str) -> Path:
+    staging = workspace / STAGING.format(name, token)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def exchange(staging: Path, final: Path) -> Path | None:
+    """Put ``staging`` at ``final`` in one step; the old folder (now at ``staging``'s name), or None."""
+    if not final.exists():
+        os.rename(staging, final)
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.renameat2(_AT_FDCWD, os.fsencode(staging), _AT_FDCWD, os.fsencode(final), _RENAME_EXCHANGE)
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), str(final))
+    return staging
+
+
+def move_parts(staging: Path, final: Path, parts: list[WrittenPart]) -> None:
+    final.mkdir(exist_ok=True)
+    for part in parts:
+        os.rename(staging / part.name, final / part.name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_folder(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_records(workspace: Path, name: str, parts: list[WrittenPart], provenance: dict[str, Any],
+                  source_id: str, identifier: str, replaced: bool) -> None:
+    """Each new part's record; on a full replacement, the old parts' records go."""
+    if replaced:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(workspace / LINEAGE_DIR / name)  # the old parts' records
+    for part in parts:
+        relative = f"{name}/{part.name}"
+        record = build_record({**provenance, "row_count": part.rows}, source_id=source_id, identifier=identifier,
+                              local_path=str(workspace / relative), size=part.size,
+                              sha256=_sha256(workspace / relative))
+        write_provenance(workspace, relative, record)
+
+
+def dataset_record(workspace: Path, name: str) -> dict[str, Any] | None:
+    return read_record(workspace, name)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

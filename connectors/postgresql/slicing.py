@@ -1,0 +1,174 @@
+"""Sized reads: part of a table or a query's result (columns, where, limit, sample), and size budgets.
+
+A :class:`RowOptions` turns a table or a query into one ``SELECT``:
+
+* ``columns``: the named columns only, in the order given (each must exist; quoted as identifiers).
+* ``where``: a SQL condition over the table's columns. Its ``params`` are bound client-side by
+  psycopg (``%s`` / ``%(name)s``; a literal ``%`` is written ``%%`` when params are given), never
+  pasted. It is guarded like ``fetch_query``: the role must be harmless, the read is one statement
+  in the rolled-back read-only snapshot, and (:func:`check_scope`) its plan may read no relation the
+  plain read does not, and no sub-query: ``id IN (SELECT ... FROM other.secret)`` is refused.
+* ``sample``: a fraction (``0 < sample < 1``) or a row count (a whole number ``>= 1``). Rows are
+  picked by ``md5(seed || row text)``: the same seed on the same data gives the same rows, whatever
+  the physical order (VACUUM FULL, a restore). A count sample reads the whole table (a top-N sort).
+* ``limit``: at most this many rows; for a table with a primary key, the first ones by that key
+  (reproducible), otherwise the first ones read. With a sample, the sample is taken first.
+
+A :class:`RowBudget` is the operator's bound on one read (a thread attach): the planner's estimate
+(``EXPLAIN``, nothing read) is checked first, and an estimate over the row budget is confirmed by a
+count of at most ``max_rows + 1`` rows, so a refusal never reads more than the budget. The export then
+reads at most ``max_rows + 1`` rows, so a wrong estimate cannot make it read a large table either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from connectors.errors import ConfigurationError, DataFetchError, NotFoundError
+from connectors.rows import OPTION_NAMES, BudgetExceededError, RowBudget, RowOptions
+
+__all__ = ["BudgetExceededError", "RowBudget", "RowOptions", "bounded_count", "check_budget", "check_scope",
+           "estimate", "explain", "pick_columns", "sliced_select"]
+
+SAMPLE_HASH = "('x' || pg_catalog.substr(pg_catalog.md5({seed} || ROW({row}.*)::text), 1, 8))::bit(32)::int8"
+HASH_SPACE = 1 << 32
+ROW_ALIAS = "da_row"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    rows: int
+    width: int
+
+    @property
+    def bytes(self) -> int:
+        return self.rows * max(self.width, 1)
+
+
+def sliced_select(
+    conn: psycopg.AsyncConnection[Any], source: sql.Composable, names: list[str], options: RowOptions,
+    order_key: list[str], budget: RowBudget | None = None,
+) -> sql.Composable:
+    """``SELECT <columns> FROM <source> AS da_row [WHERE ...] [ORDER BY ...] [LIMIT n]``.
+
+    ``source`` is a relation identifier or a parenthesised query; ``names`` its column names.
+    ``order_key`` orders a plain limit (a primary key), reproducibly.
+    """
+    chosen = pick_columns(names, options.columns)
+    conditions: list[sql.Composable] = []
+    if options.where is not None:
+        conditions.append(sql.SQL("({})").format(sql.SQL(bind_where(conn, options.where, options.params))))
+    hashed = sql.SQL(SAMPLE_HASH).format(seed=sql.Literal(str(options.seed)), row=sql.Identifier(ROW_ALIAS))
+    if options.sample is not None and options.sample < 1:
+        conditions.append(sql.SQL("{} < {}").format(hashed, sql.Literal(math.floor(options.sample * HASH_SPACE))))
+    parts = [sql.SQL("SELECT {} FROM {} AS {}").format(
+        sql.SQL(", ").join(sql.Identifier(ROW_ALIAS, n) for n in chosen), source, sql.Identifier(ROW_ALIAS))]
+    if conditions:
+        parts.append(sql.SQL("WHERE {}").format(sql.SQL(" AND ").join(conditions)))
+    limit = _limit(options, budget)
+    if options.sample_rows is not None:
+        parts.append(sql.SQL("ORDER BY {}, {}").format(hashed, sql.SQL("ROW({}.*)::text").format(
+            sql.Identifier(ROW_ALIAS))))
+    elif options.limit is not None and order_key:  # the user's limit: the first rows by key (not the budget's)
+        parts.append(sql.SQL("ORDER BY {}").format(sql.SQL(", ").join(sql.Identifier(ROW_ALIAS, k) for k in order_key)))
+    if limit is not None:
+        parts.append(sql.SQL("LIMIT {}").format(sql.Literal(limit)))
+    return sql.SQL(" ").join(parts)
+
+
+def _limit(options: RowOptions, budget: RowBudget | None) -> int | None:
+    limits = [n for n in (options.limit, options.sample_rows) if n is not None]
+    if budget is not None and budget.max_rows is not None:
+        limits.append(budget.max_rows + 1)  # one more than the budget: an over-budget result is seen, not cut
+    return min(limits) if limits else None
+
+
+def pick_columns(names: list[str], wanted: list[str] | None) -> list[str]:
+    """``wanted`` (each one a column of ``names``), or all of ``names``."""
+    if wanted is None:
+        return names
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        raise NotFoundError(f"no column {missing[0]!r}; the columns are {', '.join(names[:50])}")
+    if len(set(wanted)) != len(wanted):
+        raise ConfigurationError("columns: a column is named twice")
+    return wanted
+
+
+def bind_where(conn: psycopg.AsyncConnection[Any], where: str, params: Any) -> str:
+    """The condition with its parameters bound as literals by psycopg (never pasted as SQL)."""
+    text = where.strip()
+    if params is None:
+        return text
+    try:
+        return psycopg.AsyncClientCursor(conn).mogrify(text, params)
+    except (psycopg.ProgrammingError, TypeError, KeyError, IndexError) as exc:
+        raise ConfigurationError(f"where: its placeholders do not match params ({type(exc).__name__})") from None
+
+
+async def explain(conn: psycopg.AsyncConnection[Any], statement: sql.Composable) -> dict[str, Any]:
+    """The planner's JSON plan of ``statement`` (nothing is run); one statement only (extended protocol)."""
+    text = sql.SQL("EXPLAIN (FORMAT JSON, VERBOSE) {}").format(statement).as_string(conn)
+    cursor = await conn.execute(text.replace("%", "%%"), [])  # params: the extended protocol, one statement
+    row = await cursor.fetchone()
+    assert row is not None
+    plan = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+    return dict(plan[0]["Plan"])
+
+
+def estimate(plan: dict[str, Any]) -> Estimate:
+    return Estimate(int(plan.get("Plan Rows", 0)), int(plan.get("Plan Width", 0)))
+
+
+def _relations_and_subplans(plan: dict[str, Any]) -> tuple[set[tuple[str, str]], int]:
+    relations: set[tuple[str, str]] = set()
+    subplans = 0
+    pending = [plan]
+    while pending:
+        node = pending.pop()
+        if "Relation Name" in node:
+            relations.add((str(node.get("Schema", "")), str(node["Relation Name"])))
+        if node.get("Parent Relationship") in ("SubPlan", "InitPlan") or node.get("Node Type") == "Function Scan":
+            subplans += 1
+        pending.extend(node.get("Plans", []))
+    return relations, subplans
+
+
+def check_scope(plain: dict[str, Any], sliced: dict[str, Any], where: str | None) -> None:
+    """Refuse a ``where`` whose plan reads a relation the plain read does not, or runs a sub-query."""
+    if where is None:
+        return
+    allowed, plain_subplans = _relations_and_subplans(plain)
+    read, subplans = _relations_and_subplans(sliced)
+    if subplans > plain_subplans or not read <= allowed:
+        raise DataFetchError("where refused: a condition may only test the columns of the table it filters "
+                             "(no sub-queries, no other tables or set-returning functions)")
+
+
+def check_budget(budget: RowBudget | None, rows: int, width: int, exact: bool) -> None:
+    """Refuse ``rows`` rows of ``width`` bytes when over the budget; the message names the options."""
+    if budget is None:
+        return
+    what = f"{rows} rows" if exact else f"about {rows} rows (the planner's estimate)"
+    if budget.max_rows is not None and rows > budget.max_rows:
+        raise BudgetExceededError(f"{what}, over the thread's budget of {budget.max_rows} rows; "
+                                  f"ask for less with {OPTION_NAMES}")
+    size = rows * max(width, 1)
+    if budget.max_bytes is not None and size > budget.max_bytes:
+        raise BudgetExceededError(f"about {size} bytes ({what}), over the thread's budget of "
+                                  f"{budget.max_bytes} bytes; ask for less with {OPTION_NAMES}")
+
+
+async def bounded_count(conn: psycopg.AsyncConnection[Any], select: sql.Composable, bound: int) -> int:
+    """How many rows ``select`` gives, reading at most ``bound`` of them."""
+    statement = sql.SQL("SELECT pg_catalog.count(*) FROM (SELECT FROM ({}) AS s LIMIT {}) AS counted").format(
+        select, sql.Literal(bound))
+    cursor = await conn.execute(statement.as_string(conn).replace("%", "%%"), [])
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,336 @@
+"""``s3``: a bucket of Amazon S3 or of an S3-compatible store (MinIO, Cloudflare R2, Ceph, GCS interop).
+
+Identifiers are full object keys, exactly as listed in ``DataItem.path``; an
+object lands at ``<workspace>/<key>``. Scope (``prefix``, ``pattern``) works as
+for ``azure_blob`` (:class:`~connectors.azure_blob.scope.BlobScope`): a key
+outside it is an ``OutOfScopeError`` before any request is sent.
+
+Bytes move on the same engine as Azure blobs
+(:class:`~connectors.azure_blob.transfer.BlobDownload`): parallel ranged GETs
+pinned with ``If-Match: <etag>`` (an object overwritten mid-download answers 412
+and the download starts again, never a torn file), written in place and hashed
+as they land; small objects in one GET, landed in groups by ``fetch_many``.
+The checks: size, the MD5 of single-part ETags, ``x-amz-checksum-sha256``
+where the store keeps one (a HEAD after a large download), and our sha256 in
+the lineage record, beside the ETag and the version id of versioned buckets.
+Requests are signed with SigV4 by botocore (:mod:`connectors.s3.auth`); why
+not obstore or aiobotocore is measured in ``benchmarks/bench_s3.py``.
+
+Example:
+    >>> config = DataSourceConfig(id="lake", type="s3", name="Lake", config={
+    ...     "bucket": "data", "region": "eu-west-1",
+    ...     "access_key_id": {"env": "AWS_ACCESS_KEY_ID"}, "secret_access_key": {"env": "AWS_SECRET_ACCESS_KEY"}})
+    >>> async with S3Connector(config) as lake:
+    ...     await lake.fetch_data("exports/2024/a.parquet", "/tmp/ws")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from connectors.azure_blob.errors import BlobChangedError, mapped_errors
+from connectors.azure_blob.listing import quoted_etag
+from connectors.azure_blob.reach import check_url, checked_connector, trace_configs
+from connectors.azure_blob.scope import BlobScope
+from connectors.azure_blob.transfer import SMALL_BLOB, BlobDownload, Downloaded, check_md5, iso_utc, with_retries
+from connectors.azure_blob.upload import Uploaded
+from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
+from connectors.errors import IntegrityError
+from connectors.landing.atomic import Landing, landing
+from connectors.landing.dirs import finish_in_thread
+from connectors.landing.group_commit import MAX_PENDING, GroupCommit
+from connectors.landing.names import safe_relative_path
+from connectors.s3.auth import bucket_url, signer_for
+from connectors.s3.data import S3DataPath, S3Facts, checksum_problem
+from connectors.s3.listing import list_pages, probe
+from connectors.s3.upload import upload_file
+from connectors.secrets.references import get_logger
+from connectors.settings import S3Settings
+
+log = get_logger(__name__)
+
+CHANGED_RESTARTS = 2  # an object overwritten mid-download is downloaded again this many times at most
+DISK_THREADS = 8
+
+
+@dataclass
+class _Clients:
+    session: aiohttp.ClientSession
+    data: S3DataPath
+    disk: ThreadPoolExecutor
+
+
+WHERE = "config.endpoint_url"  # what a refusal of the policy names
+
+
+class S3Connector(DataSourceConnector):
+    """Serves the objects of one bucket in scope (``prefix``, ``pattern``); identifiers are full keys."""
+
+    settings_model = S3Settings
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._settings: S3Settings | None = None
+        self._clients: _Clients | None = None
+        self._scope = BlobScope("", None, self.source_id)
+
+    # --- connection --------------------------------------------------------
+
+    async def connect(self) -> bool:
+        """Resolve the credentials and open the session; no request is sent to the bucket."""
+        if self._clients is not None:
+            return True
+        settings: S3Settings = self.resolve_settings()
+        if self.reach is not None:  # before any credential is looked up or any request sent
+            check_url(bucket_url(settings), self.reach, WHERE)
+        signer = await signer_for(settings, self.source_id)
+        session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout,
+                                          sock_read=settings.read_timeout),
+            auto_decompress=False, read_bufsize=1 << 20,
+            # under a policy: every name resolved by us and checked, every request's URL checked
+            connector=checked_connector(self.reach, WHERE, limit=64, enable_cleanup_closed=True),
+            trace_configs=trace_configs(self.reach, WHERE),
+        )
+        data = S3DataPath(session, bucket_url(settings), signer, self.source_id, bucket=settings.bucket,
+                          verify_etag_md5=settings.verify_etag_md5)
+        disk = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="da-s3-land")
+        self._clients = _Clients(session, data, disk)
+        self._settings = settings
+        self._scope = BlobScope(settings.prefix, settings.pattern, self.source_id)
+        self._connected = True
+        return True
+
+    async def disconnect(self) -> None:
+        """Close the session. Safe to call twice."""
+        clients, self._clients, self._connected = self._clients, None, False
+        if clients is not None:
+            await clients.session.close()
+            clients.disk.shutdown(wait=True)
+
+    async def test_connection(self) -> bool:
+        """True when the bucket answers a one-key listing of the scope with these credentials.
+
+        Raises:
+            ConfigurationError / NotFoundError / AuthenticationError / ConnectionError: as for ``azure_blob``.
+        """
+        if not self._connected:
+            await self.connect()
+        clients, settings = self._require()
+        await probe(clients.data, self._scope.folder, retries=settings.retry_total, what=f"listing {self._what()}")
+        return True
+
+    def _require(self) -> tuple[_Clients, S3Settings]:
+        self._require_connected()
+        assert self._clients is not None and self._settings is not None
+        return self._clients, self._settings
+
+    def _what(self) -> str:
+        name = self._settings.bucket if self._settings else self.config.config.get("bucket")
+        return f"bucket {name!r}"
+
+    # --- listing -------------------------------------------------------------
+
+    async def list_items(self, path: str | None = None) -> list[DataItem]:
+        """Every object in scope under folder ``path`` (a full key folder), recursively."""
+        return [item async for item in self.iter_items(path)]
+
+    async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
+        """The objects under ``path`` page by page (1,000 per request), never all pages at once."""
+        clients, settings = self._require()
+        prefix = self._scope.listing_prefix(path)
+        what = f"listing {self._what()}"
+        pages = list_pages(clients.data, prefix, retries=settings.retry_total, what=what)
+        async with mapped_errors(what, source_id=self.source_id), contextlib.aclosing(pages):
+            async for page in pages:
+                for item in page:
+                    if self._scope.matches(item.path):
+                        yield item
+
+    # --- metadata ------------------------------------------------------------
+
+    async def get_metadata(self, identifier: str) -> dict[str, Any]:
+        """The object's properties: size, version (= etag), version id, checksums, type, user metadata."""
+        clients, settings = self._require()
+        what = "reading properties of object"
+        self._scope.check_readable(identifier, what)
+        headers = await with_retries(partial(clients.data.head, identifier), f"{what} {identifier!r}",
+                                     self.source_id, settings.retry_total)
+        return {"name": identifier.rstrip("/").rsplit("/", 1)[-1], "path": identifier,
+                **properties(headers), "source_uri": clients.data.blob_uri(identifier)}
+
+    # --- uploading -----------------------------------------------------------
+
+    async def upload(
+        self, local_path: str | os.PathLike[str] | int, blob_name: str, overwrite: bool = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Uploaded:
+        """Upload a local file as object ``blob_name`` (no overwrite unless asked); see :mod:`.upload`.
+
+        Raises:
+            BlobExistsError: the key is taken and ``overwrite`` is not set (nothing changed).
+            FileChangedError: the file changed while it was read (nothing committed).
+        """
+        clients, settings = self._require()
+        self._scope.check_readable(blob_name, "uploading object")
+        return await upload_file(clients.data, local_path, blob_name, overwrite=overwrite,
+                                 metadata=metadata or {}, retries=settings.retry_total)
+
+    # --- fetching ------------------------------------------------------------
+
+    async def fetch_data(self, identifier: str, workspace: str) -> str:
+        """Land object ``identifier`` at ``<workspace>/<identifier>`` with its provenance record.
+
+        Raises:
+            UnsafeNameError / OutOfScopeError: before any request.
+            NotFoundError / AuthenticationError: the object or bucket is missing, or access is denied.
+            IntegrityError: short body, ETag-MD5 or checksum mismatch, or the object kept changing.
+            ConnectionError: unreachable or throttled past the retry budget.
+        """
+        return await self._fetch(identifier, workspace, None)
+
+    async def _fetch(self, identifier: str, workspace: str, batch: _Batch | None) -> str:
+        safe_relative_path(identifier)
+        clients, _ = self._require()
+        self._scope.check(identifier, "fetching object")
+        for restart in range(CHANGED_RESTARTS + 1):
+            try:
+                async with mapped_errors(f"fetching object {identifier!r}", source_id=self.source_id):
+                    async with batch.waiting if batch else contextlib.nullcontext():
+                        return await self._download_and_land(clients, identifier, workspace, batch)
+            except BlobChangedError:
+                if restart == CHANGED_RESTARTS:
+                    raise
+                log.info("source %s: object %r changed while downloading; starting again", self.source_id, identifier)
+        raise AssertionError("unreachable")
+
+    async def _download_and_land(self, clients: _Clients, identifier: str, workspace: str,
+                                 batch: _Batch | None) -> str:
+        _, settings = self._require()
+        with contextlib.ExitStack() as stack:
+            opened: list[Landing] = []
+
+            async def open_target() -> int:
+                target = landing(workspace, identifier, source_id=self.source_id)
+                opened.append(await finish_in_thread(partial(stack.enter_context, target), clients.disk))
+                return opened[0].fd
+
+            download = BlobDownload(clients.data, identifier, open_target,
+                                    concurrency=settings.max_concurrency, retries=settings.retry_total)
+            async with batch.downloads if batch else contextlib.nullcontext():
+                result = await download.run()
+                if result.body is None:
+                    await self._check_stored_checksum(clients, identifier, result)
+            provenance = self._provenance(clients, identifier, result)
+            if result.body is not None and batch is not None:
+                check = partial(_check_body, result, identifier, self.source_id)
+                landed = await batch.group.land(workspace, identifier, result.body, source_id=self.source_id,
+                                                provenance=provenance, check=check)
+                return str(landed.path)
+            if result.body is not None:
+                small = partial(_land_bytes, workspace, identifier, self.source_id, result, provenance)
+                return str(await finish_in_thread(small, clients.disk))
+            commit = partial(opened[0].commit, provenance=provenance,
+                             expected_size=result.facts.size, sha256=result.sha256)
+            return str((await finish_in_thread(commit, clients.disk)).path)
+
+    async def _check_stored_checksum(self, clients: _Clients, identifier: str, result: Downloaded) -> None:
+        """After a ranged download: the object's full-object ``x-amz-checksum-sha256``, pinned to the etag.
+
+        Ranged GETs carry no checksum; one HEAD (If-Match) per large object asks for it.
+        """
+        _, settings = self._require()
+        headers = await with_retries(partial(clients.data.head, identifier, result.facts.etag),
+                                     f"reading checksums of object {identifier!r}", self.source_id,
+                                     settings.retry_total)
+        checksums = {k.lower()[len("x-amz-checksum-"):]: v for k, v in headers.items()
+                     if k.lower().startswith("x-amz-checksum-") and k.lower() != "x-amz-checksum-type"}
+        assert result.sha256 is not None
+        problem = checksum_problem(checksums, result.sha256)
+        if problem:
+            raise IntegrityError(f"reading object {identifier!r}: {problem}", source_id=self.source_id)
+
+    def _provenance(self, clients: _Clients, identifier: str, result: Downloaded) -> dict[str, Any]:
+        facts = result.facts
+        extra = facts if isinstance(facts, S3Facts) else None
+        return {
+            "source_type": self.type_name(),
+            "source_uri": clients.data.blob_uri(identifier),
+            "source_version": facts.etag,
+            "bucket": self._settings.bucket if self._settings else None,
+            "etag": facts.etag,
+            "version_id": extra.version_id if extra else None,
+            "checksums": dict(extra.checksums) if extra else {},
+            "last_modified": facts.last_modified,
+            "content_type": facts.content_type,
+        }
+
+    async def fetch_many(
+        self, identifiers: Iterable[str], workspace: str, concurrency: int = 16
+    ) -> list[FetchResult]:
+        """Land several objects with bounded concurrency; small ones land in groups (one sync per group)."""
+        group = GroupCommit()
+        waiting = asyncio.Semaphore(max(concurrency, MAX_PENDING))
+        batch = _Batch(asyncio.Semaphore(max(1, concurrency)), waiting, group)
+        try:
+            return await collect_results(identifiers, partial(self._fetch, workspace=workspace, batch=batch))
+        finally:
+            await group.close()
+
+
+@dataclass
+class _Batch:
+    downloads: asyncio.Semaphore
+    waiting: asyncio.Semaphore
+    group: GroupCommit
+
+
+def _check_body(result: Downloaded, identifier: str, source_id: str) -> None:
+    """A small object's bytes against its ETag MD5 and its x-amz-checksum-sha256, when it has them."""
+    body = result.body or b""
+    if result.facts.content_md5 is not None:
+        check_md5(result.facts, hashlib.md5(body), identifier, source_id)  # noqa: S324 - the store's checksum
+    checksums = result.facts.checksums if isinstance(result.facts, S3Facts) else {}
+    if checksums.get("sha256"):
+        problem = checksum_problem(checksums, hashlib.sha256(body).hexdigest())
+        if problem:
+            raise IntegrityError(f"reading object {identifier!r}: {problem}", source_id=source_id)
+
+
+def _land_bytes(workspace: str, identifier: str, source_id: str, result: Downloaded,
+                provenance: dict[str, Any]) -> Path:
+    body = result.body
+    assert body is not None and len(body) <= SMALL_BLOB
+    _check_body(result, identifier, source_id)
+    with landing(workspace, identifier, source_id=source_id) as land:
+        land.write(body)
+        return land.commit(provenance=provenance, expected_size=len(body)).path
+
+
+def properties(headers: Mapping[str, str]) -> dict[str, Any]:
+    """The facts of a HeadObject answer, keyed as listings key them."""
+    etag = quoted_etag(headers.get("ETag", ""))
+    return {
+        "size": int(headers.get("Content-Length") or 0),
+        "version": etag,
+        "etag": etag,
+        "version_id": headers.get("x-amz-version-id"),
+        "content_type": headers.get("Content-Type"),
+        "content_encoding": headers.get("Content-Encoding"),
+        "storage_class": headers.get("x-amz-storage-class"),
+        "last_modified": iso_utc(headers.get("Last-Modified")),
+        "checksums": {k.lower()[len("x-amz-checksum-"):]: v for k, v in headers.items()
+                      if k.lower().startswith("x-amz-checksum-") and k.lower() != "x-amz-checksum-type"},
+        "metadata": {k[len("x-amz-meta-"):]: v for k, v in headers.items() if k.lower().startswith("x-amz-meta-")},
+    }
