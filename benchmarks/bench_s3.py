@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import os
 import random
 import shlex
@@ -29,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +261,14 @@ def _aws_cli() -> str | None:
 # --- the cases -------------------------------------------------------------------------
 
 
+def _installed(module: str, make: Callable[[], Candidate]) -> list[Candidate]:
+    """``[make()]`` when the reference library is installed (``pip install -e '.[bench]'``), else none, said."""
+    if importlib.util.find_spec(module) is None:
+        print(f"{module} is not installed: its candidate is left out (pip install -e '.[bench]')", flush=True)
+        return []
+    return [make()]
+
+
 def bench_big(folder: Path) -> str:
     sha256 = _big_sha256()
     with _server() as server:
@@ -285,10 +295,12 @@ def bench_big(folder: Path) -> str:
                        f"sha256sum {target} >/dev/null && md5sum {target} >/dev/null && sync -f {target}"],
                       "one GET, then sha256sum, md5sum, syncfs", same_file(target, sha256),
                       prepare=lambda: _fresh(out)),
-            _timed("obstore ranged gets", worker_command("obstore-big", "big.bin", str(target)),
-                   f"{ranged}; no hash, no fsync", same_file(target, sha256), prepare=lambda: _fresh(out), env=env),
-            _timed("aiobotocore ranged gets", worker_command("aiobotocore-big", "big.bin", str(target)),
-                   f"{ranged}; no hash, no fsync", same_file(target, sha256), prepare=lambda: _fresh(out), env=env),
+            *_installed("obstore", lambda: _timed(
+                "obstore ranged gets", worker_command("obstore-big", "big.bin", str(target)),
+                f"{ranged}; no hash, no fsync", same_file(target, sha256), prepare=lambda: _fresh(out), env=env)),
+            *_installed("aiobotocore", lambda: _timed(
+                "aiobotocore ranged gets", worker_command("aiobotocore-big", "big.bin", str(target)),
+                f"{ranged}; no hash, no fsync", same_file(target, sha256), prepare=lambda: _fresh(out), env=env)),
         ]
         aws = _aws_cli()
         if aws:
@@ -345,11 +357,13 @@ def bench_many(folder: Path) -> str:
                    prepare=lambda: _fresh(ws), env=env),
             _timed("azure fetch_many(16) on Azurite", worker_command("azure-many", str(ws)), both,
                    _all_small(ws, payload), prepare=lambda: _fresh(ws), env=env),
-            _timed("obstore get x16", worker_command("obstore-many", str(out)), "16 GETs in flight; no hash, no fsync",
-                   _all_small(out, payload), prepare=lambda: _fresh(out), env=env),
-            _timed("aiobotocore get x16", worker_command("aiobotocore-many", str(out)),
-                   "16 GETs in flight; no hash, no fsync", _all_small(out, payload), prepare=lambda: _fresh(out),
-                   env=env),
+            *_installed("obstore", lambda: _timed(
+                "obstore get x16", worker_command("obstore-many", str(out)), "16 GETs in flight; no hash, no fsync",
+                _all_small(out, payload), prepare=lambda: _fresh(out), env=env)),
+            *_installed("aiobotocore", lambda: _timed(
+                "aiobotocore get x16", worker_command("aiobotocore-many", str(out)),
+                "16 GETs in flight; no hash, no fsync", _all_small(out, payload), prepare=lambda: _fresh(out),
+                env=env)),
         ]
         compare(candidates, repetitions=REPS)
         return report(f"{SMALL_COUNT} objects of 1 KiB on {SERVER} (Azure: Azurite)", candidates, items=SMALL_COUNT,
