@@ -411,13 +411,14 @@ class SeedInterfaceConformance:
 
     def test_the_api_pool_keeps_a_seed_contract_connector_connected(self) -> None:
         from connectors.api.state import ConnectorPool
+        from connectors.plugins import get_connector_class
 
         register_connector("seed_mock", SeedMockConnector, replace=True)
         try:
             source = DataSourceConfig(id="seed", type="seed_mock", name="Seed", config={})
 
             async def five_requests() -> int:
-                pool = ConnectorPool()
+                pool = ConnectorPool(lambda config: get_connector_class(config.type_name)(config))
                 connectors = [await pool.get(source) for _ in range(5)]
                 assert len({id(c) for c in connectors}) == 1
                 await pool.aclose()
