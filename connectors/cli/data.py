@@ -78,8 +78,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         exclude = sync_options(connector.config).exclude
         items = [i for i in await connector.list_items(args.path) if excluded_by(i.path, exclude) is None]
         if args.json:
-            print_json([{"name": i.name, "path": i.path, "size": i.size, "modified_at": i.modified_at,
-                          "metadata": i.metadata} for i in items])
+            # null, not 0, for a time the source does not know (a table): 0 would read as 1970
+            print_json([{"name": i.name, "path": i.path, "size": i.size,
+                         "modified_at": i.modified_at if i.modified_at > 0 else None,
+                         "metadata": i.metadata} for i in items])
             return 0
         rows = [(human_size(i.size), iso_time(i.modified_at), i.path) for i in items]
         print_table(("SIZE", "MODIFIED", "PATH"), rows, align_right=(0,))

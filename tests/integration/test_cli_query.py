@@ -130,3 +130,13 @@ def test_sync_table_lands_an_incremental_dataset_and_full_replaces_it(
     assert (full["last_sync"], full["row_count"]) == ("full", 2)
     assert sorted(pq.read_table(full["path"]).column("id").to_pylist()) == [2, 3]
     assert_nowhere(password, cli, cli.sources_file)
+
+
+def test_ls_of_tables_shows_an_unknown_time_as_a_dash_and_null(
+        cli: Cli, postgres_server: PostgresServer, pg_role: tuple[str, str, str]) -> None:  # noqa: F811
+    role, password, table = pg_role
+    add_pg(cli, postgres_server, role, password)
+    rows = {row["path"]: row for row in json.loads(cli("ls", "pg", "--json").stdout)}
+    assert rows[f"public.{table}"]["modified_at"] is None  # a table has no modification time
+    line = next(line for line in cli("ls", "pg").stdout.splitlines() if line.endswith(f"public.{table}"))
+    assert " - " in line and "1970" not in line
