@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from connectors.landing.progress import RecentlyFinished
+
 LogFn = Callable[[str], None]
 
 
@@ -24,6 +26,7 @@ class ProgressLog:
         self._lock = threading.Lock()  # connectors report from worker threads
         self._bytes: dict[str, int] = {}  # bytes of the items under way
         self._bytes_total = 0  # a running sum: a summary costs the same at 10 or 1,000,000 items
+        self._finished = RecentlyFinished()
         self._items_done = 0
         self._started = time.monotonic()
         self._last_line = self._started
@@ -36,9 +39,12 @@ class ProgressLog:
     def on_bytes(self, identifier: str, done: int, total: int | None) -> None:
         """The ``connectors.landing.progress`` listener: ``done`` bytes of ``identifier`` have landed."""
         with self._lock:
-            self._bytes_total += done - self._bytes.pop(identifier, 0)
+            before = self._bytes.pop(identifier, None)
+            self._bytes_total += done - (self._finished.pop(identifier) if before is None else before)
             if total is None or done < total:
-                self._bytes[identifier] = done  # finished items are only in the sum
+                self._bytes[identifier] = done
+            else:  # finished: in the sum, and remembered a while so its second final report is not added again
+                self._finished.add(identifier, done)
         self._maybe_log()
 
     def item_done(self) -> None:

@@ -8,6 +8,7 @@ import time
 from typing import IO
 
 from connectors.cli.common import fit, human_size
+from connectors.landing.progress import RecentlyFinished
 
 
 class ProgressBar:
@@ -23,6 +24,7 @@ class ProgressBar:
         self.done_items = 0
         self._bytes: dict[str, tuple[int, int | None]] = {}  # items under way only: finished ones are summed
         self._done_bytes = self._total_bytes = 0  # running sums: a draw costs the same at 10 or 1,000,000 items
+        self._finished = RecentlyFinished()
         self._current = ""
         self._lock = threading.Lock()
         self._last_draw = 0.0
@@ -30,11 +32,16 @@ class ProgressBar:
 
     def __call__(self, identifier: str, done: int, total: int | None) -> None:
         with self._lock:
-            before_done, before_total = self._bytes.pop(identifier, (0, 0))
+            if identifier in self._bytes:
+                before_done, before_total = self._bytes.pop(identifier)
+            else:  # a second final report of a finished item replaces what it counted, never adds to it
+                before_done = before_total = self._finished.pop(identifier)
             self._done_bytes += done - before_done
             self._total_bytes += (total or done) - (before_total or before_done)
             if total is None or done < total:
                 self._bytes[identifier] = (done, total)
+            else:
+                self._finished.add(identifier, done)
             self._current = identifier
             self._draw(force=False)
 

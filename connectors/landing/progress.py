@@ -37,6 +37,31 @@ def current_listener() -> ProgressCallback | None:
     return _listener.get()
 
 
+class RecentlyFinished:
+    """The bytes of the last finished items, bounded: a listener counts a second final report once.
+
+    An item's bytes are reported as they land and again, in full, once the
+    landed file is checked (``connectors.checked_fetch``); a listener that sums
+    finished items without keeping every one (flat memory at any count) asks
+    here what it already counted. Both reports of an item come within one chunk
+    of fetches, far fewer than ``size`` items apart.
+    """
+
+    def __init__(self, size: int = 16_384) -> None:
+        self._size = size
+        self._done: dict[str, int] = {}  # insertion-ordered: the oldest go first
+
+    def pop(self, identifier: str) -> int:
+        """The bytes counted for ``identifier`` when it last finished (0 if not recently)."""
+        return self._done.pop(identifier, 0)
+
+    def add(self, identifier: str, done: int) -> None:
+        """``identifier`` finished with ``done`` bytes counted."""
+        self._done[identifier] = done
+        if len(self._done) > self._size:
+            del self._done[next(iter(self._done))]
+
+
 def report_progress(identifier: str, done: int, total: int | None) -> None:
     """Tell the listener, if any, that ``done`` of ``total`` bytes of ``identifier`` landed."""
     listener = _listener.get()
