@@ -52,7 +52,7 @@ from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
 from connectors.landing.names import safe_relative_path
 from connectors.s3.auth import bucket_url, signer_for
-from connectors.s3.data import S3DataPath, S3Facts, checksum_problem
+from connectors.s3.data_path import S3DataPath, S3Facts, checksum_problem
 from connectors.s3.listing import list_pages, probe
 from connectors.s3.upload import upload_file
 from connectors.secrets.references import get_logger
