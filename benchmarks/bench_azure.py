@@ -50,7 +50,7 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
-from connectors.azure_blob.transfer import CHUNK
+from connectors.azure_blob.ranged_download import CHUNK
 from tests.harness import AzuriteServer, start_azurite
 
 CONTAINER = "bench"

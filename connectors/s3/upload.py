@@ -27,8 +27,9 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 
+from connectors.azure_blob.data_path import iso_utc
 from connectors.azure_blob.errors import HttpStatusError, translate
-from connectors.azure_blob.transfer import RetryBudget, iso_utc, with_retries
+from connectors.azure_blob.retries import RetryBudget, with_retries
 from connectors.azure_blob.upload import BlobExistsError, FileChangedError, Uploaded, check_metadata
 from connectors.errors import ConfigurationError, WorkspaceError
 from connectors.s3.data_path import S3DataPath, etag_md5
