@@ -76,9 +76,9 @@ def dataset_child(count: int, workspace: str) -> None:
     """In the child process: the Dagster layer's ``sync_datasets`` (one plain item set), the fetch stubbed."""
     import da_pipelines.dataset_sync as dataset_sync
     from connectors.base import DataSourceConfig
+    from connectors.pipeline_settings import ItemSetSpec
     from connectors.plugins import get_connector_class, register_connector
     from da_pipelines.datasets import set_datasets
-    from da_pipelines.settings import ItemSetSpec
 
     register_connector("synthetic", synthetic_connector_class(), replace=True)
     setattr(dataset_sync, "fetch_many_checked", _stub)  # noqa: B010  (the one seam: landing is not measured)

@@ -37,6 +37,8 @@ from connectors.syncing.dataset_manifest import (
     write_repairs,
 )
 from connectors.syncing.source_sync import (
+    ItemRequest,
+    LineageIndex,
     SyncOptions,
     _Spill,
     _spill_listing,
@@ -46,7 +48,6 @@ from connectors.syncing.source_sync import (
 )
 from connectors.syncing.source_sync import list_requests as list_source
 from da_pipelines.datasets import Dataset
-from da_pipelines.sync import ItemRequest, LineageIndex
 
 Progress = Callable[[], None]
 # items per fetch_many call: each call lands its small files in groups, one file-system sync per group

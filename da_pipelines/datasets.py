@@ -29,8 +29,8 @@ from urllib.parse import unquote
 from dagster import AssetKey
 
 from connectors.base import DataSourceConfig
+from connectors.pipeline_settings import ItemSetSpec, PipelineSettings, TableScope
 from da_pipelines.names import source_slug
-from da_pipelines.settings import ItemSetSpec, PipelineSettings, TableScope
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 TABLE_TYPES = frozenset({"postgresql"})

@@ -30,9 +30,9 @@ from connectors.api.routing import ManageKey, ReadKey, State, new_router, note_a
 from connectors.api.schemas import DataSource, Deleted, SourceCreate, SourceList, SourceUpdate, TestResult
 from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError, DataSourceError
-from connectors.plugins import settings_model_for
 from connectors.secrets.references import MASK, Secret, is_reference
 from connectors.secrets.store import default_store
+from connectors.type_table import settings_model_for
 
 router = new_router()
 SourceId = Annotated[str, Path(description="The source's id.", max_length=63)]

@@ -23,9 +23,9 @@ import da_pipelines.dataset_sync as dataset_sync
 from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.checked_fetch import CheckedResult
 from connectors.local_file import LocalFileConnector
+from connectors.pipeline_settings import ItemSetSpec
 from connectors.testing import MemoryConnector, MemoryObject, MemoryStore
 from da_pipelines.datasets import Dataset, set_datasets
-from da_pipelines.settings import ItemSetSpec
 from tests.unit.test_dagster_layer import store
 
 __all__ = ["store"]  # fixture
