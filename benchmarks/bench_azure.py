@@ -50,6 +50,7 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
+from benchmarks.results import write_result
 from connectors.azure_blob.transfer import CHUNK
 from tests.harness import AzuriteServer, start_azurite
 
@@ -309,6 +310,7 @@ def main(argv: list[str]) -> None:
             tables.append(CASES[name](folder))
             print(f"({name}: {time.perf_counter() - started:.0f} s including set-up)\n", flush=True)
     print("\n".join(tables))
+    write_result("bench_azure" if not argv or argv == list(CASES) else "_".join(["bench_azure", *argv]), tables)
 
 
 if __name__ == "__main__":

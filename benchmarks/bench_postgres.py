@@ -45,6 +45,7 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
+from benchmarks.results import write_result
 from connectors.postgresql.connector import PARALLEL_MIN_BYTES
 
 TABLE_SQL = """
@@ -368,6 +369,7 @@ def main() -> None:
                        baseline=small[-1].name, ours="ours fetch_data parquet", where=str(out))
         if missing:
             print(f"not installed, left out: {', '.join(missing)}")
+    write_result("bench_postgres", text, [f"not installed, left out: {', '.join(missing)}"] if missing else [])
 
 
 def _csv_reference(server: Any, env: dict[str, str], out: Path) -> tuple[int, str]:
