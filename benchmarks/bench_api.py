@@ -42,7 +42,7 @@ from azure.storage.blob.aio import BlobServiceClient
 
 from benchmarks.bench_azure import BIG_BLOCK, CONTAINER, ENV_CS, _big_block, _connector, _fresh, _upload
 from benchmarks.common import PYTHON, Candidate, compare, expect, landed_with_record, report, same_clock_ratio
-from benchmarks.results import write_result
+from benchmarks.results import begin, write_result
 from tests.harness import start_azurite, stop_process_group
 
 BIG_SIZE = int(os.environ.get("DA_BENCH_API_MIB", "1024")) << 20
@@ -260,6 +260,7 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["worker"]:
         worker(argv[1], argv[2:])
         return
+    begin()
     tables = []
     for name in argv or list(CASES):
         with tempfile.TemporaryDirectory(prefix=f"da-bench-api-{name}-", dir=os.environ.get("DA_BENCH_DIR")) as tmp:

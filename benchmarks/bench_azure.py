@@ -50,7 +50,7 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
-from benchmarks.results import write_result
+from benchmarks.results import begin, write_result
 from connectors.azure_blob.transfer import CHUNK
 from tests.harness import AzuriteServer, start_azurite
 
@@ -302,6 +302,7 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["worker"]:
         _worker(argv[1], argv[2:])
         return
+    begin()
     tables = []
     for name in argv or list(CASES):
         # DA_BENCH_DIR: where outputs land (both ours and curl's), e.g. /dev/shm to keep a busy disk out

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import Candidate, expect, report, run_once
-from benchmarks.results import write_result
+from benchmarks.results import begin, write_result
 
 BIN = Path(sys.executable).parent
 
@@ -126,6 +126,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--big", type=int, default=0, help="also sync this many files once (e.g. 100000)")
     args = parser.parse_args()
+    begin()
     results: dict[str, object] = {"items": args.items, "size": args.size}
     with tempfile.TemporaryDirectory(dir=os.environ.get("DA_BENCH_DIR")) as temp:
         scratch = Path(temp)

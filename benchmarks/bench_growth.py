@@ -35,7 +35,7 @@ from pathlib import Path
 
 from benchmarks.bench_dagster_sync import BIN, job_env, lands, make_files, reset, sources_file
 from benchmarks.common import Candidate, run_once
-from benchmarks.results import results_dir, write_result
+from benchmarks.results import begin, results_dir, write_result
 
 PATHS = ("cli", "cli re-sync", "dagster", "dagster re-sync", "sensor tick")
 TIME_LIMIT, RSS_LIMIT_MIB = 1.3, 50.0
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--keep", action="store_true", help="keep the workspaces (sources are always kept)")
     args = parser.parse_args()
+    begin()
     args.dir.mkdir(parents=True, exist_ok=True)
     paths = [p.strip() for p in args.paths.split(",")]
     saved = results_dir() / "bench_growth.json"

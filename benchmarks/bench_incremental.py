@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks.bench_postgres import ENV_CONFIG, ENV_PASSWORD, OURS_IMPORTS
 from benchmarks.common import PYTHON, Candidate, compare, expect, report, scratch, timed_child
-from benchmarks.results import write_result
+from benchmarks.results import begin, write_result
 
 TABLE_SQL = """
 CREATE TABLE {name} AS
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--changed", type=int, default=10_000)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
+    begin()
     from tests.harness import start_postgres
 
     with start_postgres(password="bench-pw") as server, scratch("da-bench-incremental-") as out:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Candidate, run_once
-from benchmarks.results import write_result
+from benchmarks.results import begin, write_result
 
 RSS_LIMIT_MIB = 300.0
 
@@ -146,6 +146,7 @@ def main() -> None:
     if args.child:
         (dataset_child if args.sync == "dataset" else child)(args.child, str(args.dir))
         return
+    begin()
     figures: list[dict[str, Any]] = []
     for count in (int(c) for c in args.counts.split(",")):
         workspace = args.dir / f"ws-listed-{count}"

@@ -34,7 +34,7 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
-from benchmarks.results import write_result
+from benchmarks.results import begin, write_result
 
 
 def fetch_once(root: str, identifier: str, workspace: str) -> None:
@@ -113,6 +113,7 @@ def main() -> None:
     if args.fetch_once:
         fetch_once(*args.fetch_once)
         return
+    begin()
     size = args.size_mib * 1024 * 1024
     with scratch("da-bench-local-") as base:  # under $DA_BENCH_DIR: the source and every output
         (base / "src").mkdir()

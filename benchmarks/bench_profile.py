@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks.bench_postgres import ENV_CONFIG, ENV_PASSWORD, OURS_IMPORTS, build_table, remover
 from benchmarks.common import PYTHON, Candidate, compare, expect, report, scratch, timed_child
-from benchmarks.results import write_result
+from benchmarks.results import begin, write_result
 
 
 def run_fetch(fmt: str, profile: str, workspace: str) -> None:
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
+    begin()
     from tests.harness import start_postgres
 
     with start_postgres(password="bench-pw") as server, scratch("da-bench-profile-") as out:

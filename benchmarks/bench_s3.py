@@ -45,7 +45,7 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
-from benchmarks.results import write_result
+from benchmarks.results import begin, write_result
 from tests.harness import S3Server, start_azurite, start_s3, start_s3rver
 
 BUCKET = "bench"
@@ -378,6 +378,7 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["worker"]:
         _worker(argv[1], argv[2:])
         return
+    begin()
     tables = []
     for name in argv or list(CASES):
         with scratch(f"da-bench-s3-{name}-") as folder:

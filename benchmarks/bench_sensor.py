@@ -39,7 +39,7 @@ from typing import Any
 from dagster import DagsterInstance, build_sensor_context
 
 from benchmarks.common import describe_filesystem, expect, scratch
-from benchmarks.results import write_result
+from benchmarks.results import begin, write_result
 from connectors.base import DataSourceConfig
 from connectors.landing.lineage import write_provenance
 from connectors.testing import memory_store
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--source", choices=["memory", "local"], default="memory")
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
+    begin()
     register_test_connectors()
     with scratch("da-bench-sensor-") as root:
         (root / "home").mkdir()

@@ -30,6 +30,12 @@ SHARED = ("the machine may be shared with other jobs (see the load average): com
           "the same run, not absolute times across runs")
 
 _STARTED = (time.time(), os.getloadavg())  # when the benchmark's process imported this module
+_COMMIT: list[str] = []  # the commit when the run started (see run_header)
+
+
+def begin() -> None:
+    """Note the commit now, at the start of a run: a commit made while it runs is not the one measured."""
+    _COMMIT[:] = [commit()]
 
 
 def results_dir() -> Path:
@@ -82,7 +88,8 @@ def render(bench: str, header: Mapping[str, Any], notes: Sequence[str], tables: 
 def run_header() -> dict[str, Any]:
     """Commit, date, command, machine and load average of this run (see the module docstring)."""
     started, load_at_start = _STARTED
-    return {"commit": commit(), "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return {"commit": _COMMIT[0] if _COMMIT else commit(), "date": date,
             "seconds": time.time() - started, "command": command_line(), "machine": machine(),
             "load_average": {"start": list(load_at_start), "end": list(os.getloadavg())}}
 
