@@ -49,10 +49,10 @@ from connectors.entry_checks import check_entry
 from connectors.errors import ConfigurationError
 from connectors.landing.lineage import utc_now_iso
 from connectors.secrets.references import carries_secret, is_reference
+from connectors.syncing.datasets import TABLE_TYPES, Dataset
 from connectors.syncing.table_listing import ListingState, refreshed
 from connectors.type_table import known_type_names
 from da_pipelines.components.data_sources.scaffolder import DataSourceScaffolder
-from da_pipelines.datasets import TABLE_TYPES, Dataset
 from da_pipelines.factory import build_source_defs, source_keys
 from da_pipelines.lost_retries import lost_retries_sensor
 from da_pipelines.resources import WorkspaceResource
@@ -68,7 +68,7 @@ def _translation_vars(dataset: Dataset) -> dict[str, Any]:
     """Template variables of ``translation``: ``{{ data.name }}``, ``{{ data.kind }}``, ``{{ data.schema }}``..."""
     return {"data": {"name": dataset.name, "kind": dataset.kind, "prefix": dataset.prefix, "glob": dataset.glob,
                      "schema": dataset.facts.get("schema"), "table": dataset.facts.get("table"),
-                     "key": dataset.key.path}}
+                     "key": list(dataset.path)}}
 
 
 def _refuse_templated_references(config: dict[str, Any], source_id: str) -> None:

@@ -25,10 +25,10 @@ from connectors.syncing.aio import NestedLoopError, run_coroutine
 from connectors.syncing.cursor import bucket_of
 from connectors.syncing.dataset_manifest import read_manifest
 from connectors.testing import MemoryStore, memory_store
-from da_pipelines.datasets import item_partition_key
+from da_pipelines.checks import verify_landed
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import build_source_defs
-from da_pipelines.lineage_meta import verify_landed
+from da_pipelines.translator import item_partition_key
 from tests.dagster_location import register_test_connectors
 
 T0 = 1_700_000_000

@@ -4,7 +4,7 @@ A synthetic memory source of 100,000 items goes through the CLI sync and the
 Dagster dataset sync with the fetch replaced by a counter, so only the work of
 our loops is measured: per chunk, the items handed to the fetch (the chunk and
 its versions). Linear work visits each item a bounded number of times; a
-mapping over the whole plan rebuilt per chunk (the bug of issue 29) visits
+mapping over the whole plan rebuilt per chunk (a bug this test guards against) visits
 N * N / CHUNK items and fails here, without any clock.
 """
 
@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
+import connectors.syncing.dataset_sync as dataset_sync
 import connectors.syncing.source_sync as cli_sync
-import da_pipelines.dataset_sync as dataset_sync
 from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.checked_fetch import CheckedResult
 from connectors.local_file import LocalFileConnector
 from connectors.pipeline_settings import ItemSetSpec
+from connectors.syncing.datasets import Dataset, set_datasets
 from connectors.testing import MemoryConnector, MemoryObject, MemoryStore
-from da_pipelines.datasets import Dataset, set_datasets
 from tests.unit.dagster.test_dagster_layer import store
 
 __all__ = ["store"]  # fixture

@@ -36,6 +36,7 @@ from connectors.syncing.dataset_manifest import (
     write_manifest,
     write_repairs,
 )
+from connectors.syncing.datasets import Dataset
 from connectors.syncing.source_sync import (
     ItemRequest,
     LineageIndex,
@@ -47,7 +48,6 @@ from connectors.syncing.source_sync import (
     sync_options,
 )
 from connectors.syncing.source_sync import list_requests as list_source
-from da_pipelines.datasets import Dataset
 
 Progress = Callable[[], None]
 # items per fetch_many call: each call lands its small files in groups, one file-system sync per group
@@ -307,7 +307,7 @@ def _outcome(folder: Path, dataset: Dataset, plan: _Plan, landed: dict[str, dict
     outcome.version = data_version(outcome.entries.values())
     if outcome.version != data_version(prior.values()) or not prior or outcome.removed:
         outcome.manifest = write_manifest(folder, dataset.file_name, outcome.entries.values(),
-                                          {"dataset": dataset.key.to_user_string(), "data_version": outcome.version})
+                                          {"dataset": dataset.label, "data_version": outcome.version})
     else:
         outcome.manifest = folder / ".lineage" / ".sets" / f"{dataset.file_name}.manifest.jsonl"
     write_repairs(folder, dataset.file_name, set(outcome.failed) & plan.repairs)
