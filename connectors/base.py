@@ -103,7 +103,7 @@ class DataSourceConfig(BaseModel):
     def check_complete(self) -> None:
         """Check the config whole, required fields included (done before a source is stored).
 
-        An Azure config may be built incomplete, as the seed does
+        An Azure config may be built incomplete, as DeepAnalyze's own example does
         (``config={"connection_string": ...}``, no container): what is missing fails at ``connect()``.
 
         Raises:
@@ -178,7 +178,7 @@ class DataItem:
 
 class ConnectedState:
     """Whether a connector is connected: true or false as the property ``is_connected``, and callable
-    as the seed's ``is_connected()``.
+    as DeepAnalyze's original interface has it, ``is_connected()``.
     """
 
     __slots__ = ("_value",)
@@ -233,7 +233,7 @@ async def collect_results(identifiers: Iterable[str], fetch: Callable[[str], Awa
 class DataSourceConnector(ABC):
     """Base class of every connector: async, one instance per source.
 
-    Subclasses implement the six abstract methods (the seed's interface, the
+    Subclasses implement the six abstract methods (DeepAnalyze's original interface, the
     whole contract) and may set :attr:`settings_model` to have their config
     validated. Land files with :func:`connectors.landing.landing` (atomic, with
     the lineage record); callers go through :func:`connectors.checked_fetch.fetch_checked`,
@@ -248,7 +248,7 @@ class DataSourceConnector(ABC):
     def __init__(self, config: DataSourceConfig) -> None:
         try:
             served: str | None = self.type_name()
-        except ConfigurationError:  # not registered (a connector written to the seed's contract): any type
+        except ConfigurationError:  # not registered (a connector written to the original interface): any type
             served = None
         if served is not None and config.type_name != served:
             raise ConfigurationError(
@@ -256,7 +256,7 @@ class DataSourceConnector(ABC):
             )
         self.config = config
         self._connected = False
-        self._connection: Any = None  # the seed's: a connector that sets it in connect() is connected
+        self._connection: Any = None  # the original interface's: a connector that sets it in connect() is connected
 
     @classmethod
     def type_name(cls) -> str:
@@ -272,7 +272,7 @@ class DataSourceConnector(ABC):
     def is_connected(self) -> ConnectedState:
         """True between a successful ``connect`` and ``disconnect`` (also callable: ``is_connected()``).
 
-        A connector written to the seed's contract sets ``self._connection`` in ``connect()`` and
+        A connector written to the original interface sets ``self._connection`` in ``connect()`` and
         clears it in ``disconnect()``; that counts too.
         """
         return ConnectedState(self._connected or self._connection is not None)

@@ -72,7 +72,7 @@ class Secret:
         return self
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, str):  # the seed's ``config["connection_string"] == "..."``; in constant time
+        if isinstance(other, str):  # ``config["connection_string"] == "..."`` still works; in constant time
             return self._value is not None and hmac.compare_digest(self._value.encode(), other.encode())
         if not isinstance(other, Secret):
             return NotImplemented

@@ -1,4 +1,4 @@
-"""Issue 26.4-26.6: incremental syncs by a cursor into a Parquet dataset folder of bounded parts.
+"""Incremental syncs by a cursor into a Parquet dataset folder of bounded parts.
 
 Against the real PostgreSQL: a late commit inside the look-back window is picked up once; rows are
 not landed twice; a full sync replaces the folder; deletes are only seen by a full sync; a column

@@ -1,4 +1,4 @@
-"""Issue 13.1: a link planted anywhere from the workspace root down is never followed (real file system).
+"""A link planted anywhere from the workspace root down is never followed (real file system).
 
 The framework declares the workspace root (``workspace_root``); a connector
 lands into ``<root>/<source id>``. A symlink at the source's folder, at any

@@ -1,4 +1,4 @@
-"""Issue 12.6: every WorkspaceError names the workspace path concerned, bounded (real file systems).
+"""Every WorkspaceError names the workspace path concerned, bounded (real file systems).
 
 A full disk (a 1 MiB tmpfs), a read-only file system, a workspace outside the
 declared root: through the landing, ``fetch_data`` and ``fetch_many`` (group
