@@ -129,11 +129,11 @@ def _dataclass_table(cls: type, skip: frozenset[str], variable_prefix: str) -> l
 def settings_page() -> str:
     """Every connector type's ``config`` keys, ``metadata.dagster``, ``metadata.sync``, the Component, the API."""
     from connectors.api.policy import ApiPolicy
-    from connectors.api.settings import ApiSettings
+    from connectors.api.api_settings import ApiSettings
     from connectors.base import DataSourceConfig
     from connectors.pipeline_settings import PipelineSettings
-    from connectors.plugins import settings_model_for
-    from connectors.sync import SyncOptions
+    from connectors.syncing.source_sync import SyncOptions
+    from connectors.type_table import settings_model_for
 
     lines = [GENERATED + "# Settings reference", "",
              "Every key a source's `config` and `metadata` accept, with its default, read from the pydantic",
@@ -315,7 +315,7 @@ def python_page() -> str:
 def openapi_schema() -> dict[str, Any]:
     """The OpenAPI schema of ``da-sources serve``'s app, built with throwaway settings (no file is read)."""
     from connectors.api.app import create_app
-    from connectors.api.settings import ApiSettings
+    from connectors.api.api_settings import ApiSettings
 
     with tempfile.TemporaryDirectory() as folder:
         base = Path(folder)
