@@ -8,7 +8,8 @@ Nothing under ``reference/`` is committed, so these pages cannot drift from the 
 * ``reference/cli.md``: every ``da-sources`` command, walked from its argparse parser;
 * ``reference/python.md``: the public names of ``connectors`` and ``da_pipelines`` (mkdocstrings);
 * ``reference/http-api.md`` and ``reference/openapi.json``: the HTTP API's OpenAPI schema, from the app;
-* ``reference/modules.md``: every module of the two packages with its docstring's first line.
+* ``reference/modules.md``: every module of the two packages with its docstring's first line;
+* ``benchmark-results/``: the result files committed under ``benchmarks/results/``, and an index of them.
 
 Each ``*_page()`` function returns a page's markdown; the tests call them too.
 """
@@ -429,6 +430,29 @@ def modules_page(root: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------- benchmark results
+
+
+def benchmark_results(root: Path | None = None) -> dict[str, str]:
+    """The result files committed under ``benchmarks/results/``, by page name, plus an index of them."""
+    root = Path(__file__).resolve().parents[2] if root is None else root
+    files = sorted((root / "benchmarks" / "results").glob("*.md"))
+    pages = {f"benchmark-results/{f.name}": f"<!-- copied at build time from benchmarks/results/{f.name} -->\n\n"
+             + f.read_text() for f in files}
+    lines = [GENERATED + "# Benchmark results", "",
+             "Every result file committed under `benchmarks/results/`, written by the benchmark itself with the",
+             "commit, the machine and the date of its run; the figures the [benchmarks page](../benchmarks.md)",
+             "quotes come from these.", "", "| result file | run |", "| --- | --- |"]
+    for f in files:
+        facts = [line.removeprefix("- ") for line in f.read_text().splitlines()
+                 if line.startswith(("- commit:", "- date:", "- machine:"))]
+        lines.append(f"| [{f.name}]({f.name}) | {_cell('; '.join(facts))} |")
+    if not files:
+        lines.append("| (none committed yet) | |")
+    pages["benchmark-results/index.md"] = "\n".join(lines) + "\n"
+    return pages
+
+
 # --------------------------------------------------------------------------------------------- the build
 
 
@@ -452,6 +476,9 @@ def main() -> None:
         json.dump(schema, out, indent=1)
     with mkdocs_gen_files.open("reference/http-api.md", "w") as out:
         out.write(http_api_page(schema))
+    for name, text in benchmark_results().items():
+        with mkdocs_gen_files.open(name, "w") as out:
+            out.write(text)
 
 
 if __name__ in ("__main__", "<run_path>"):
