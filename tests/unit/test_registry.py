@@ -29,8 +29,8 @@ from connectors.registry import (
     unregister_connector,
 )
 from connectors.secrets.references import set_secret_store
+from tests.helpers.secrets import DictStore
 from tests.plugin_fixture import PLUGIN_TYPE, install_plugin
-from tests.unit.secrets.test_credentials import DictStore
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -23,7 +23,7 @@ from connectors import ConfigurationError, DataSourceError
 from connectors.postgresql import PostgreSQLConnector
 from tests.conformance import run, temporaries
 from tests.harness import PostgresServer
-from tests.integration.postgresql.test_postgresql import TABLES, admin, create_reader, drop_reader, pg_connector
+from tests.helpers.postgresql import TABLES, admin, create_reader, drop_reader, pg_connector
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def scalar(server: PostgresServer, text: str, *params: Any) -> Any:
 
 @pytest.fixture
 def schema(postgres_server: PostgresServer) -> Iterator[str]:
-    from tests.integration.postgresql.test_postgresql import create_schema, drop_schema
+    from tests.helpers.postgresql import create_schema, drop_schema
 
     name = create_schema(postgres_server, TABLES)
     yield name
