@@ -39,7 +39,7 @@ from connectors.azure_blob import AzureBlobConnector
 from connectors.base import FetchResult
 from connectors.landing.lineage import run_context
 from connectors.landing.progress import on_progress
-from tests.conformance import ConnectorConformance, SourceUnderTest, run, temporaries
+from tests.conformance import ConnectorConformance, SourceUnderTest, run, temporaries, version_bytes
 from tests.harness import AzuriteServer
 from tests.helpers.azure import CANARY, azure_config, new_container, upload_raw
 
@@ -72,7 +72,13 @@ class TestAzureBlobConformance(ConnectorConformance):
             missing="no/such/blob.csv",
             source_type="azure_blob",
             secrets=[azurite_server.account_key, azurite_server.connection_string],
+            change=lambda identifier, n: replace_blob(azurite_server, container, identifier, n),
         )
+
+
+def replace_blob(server: AzuriteServer, container: str, name: str, n: int) -> None:
+    with BlobServiceClient.from_connection_string(server.connection_string) as service:
+        service.get_blob_client(container, name).upload_blob(version_bytes(name, n), overwrite=True)
 
 
 # --- listing -------------------------------------------------------------------

@@ -27,6 +27,18 @@ from tests.helpers.postgresql import (
 pytestmark = pytest.mark.integration
 
 
+def replace_rows(server: PostgresServer, identifier: str, n: int) -> None:
+    """Version ``n`` of ``people``: 1 + n % 7 rows, in one transaction (a reader sees the old or the new)."""
+    assert parse_identifier(identifier)[1] == "people"
+    table = sql.Identifier(*parse_identifier(identifier))
+    with admin(server) as conn, conn.transaction():
+        # changes one at a time (readers are not blocked): racing DELETE + INSERT would collide on the key
+        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
+        conn.execute(sql.SQL("DELETE FROM {}").format(table))
+        conn.execute(sql.SQL("INSERT INTO {} (id, name) SELECT g, %s FROM generate_series(1, %s) g").format(table),
+                     (f"version {n}", 1 + n % 7))
+
+
 def landed_csv(identifier: str) -> str:
     schema, table = parse_identifier(identifier)
     return f"{schema}.{table}.csv"
@@ -47,6 +59,7 @@ class TestPostgreSQLConformance(ConnectorConformance):
             modified_at_known=False,
             secrets=[postgres_server.password],
             exact_size=False,  # PostgreSQL knows the table's size on disk, not its CSV's
+            change=lambda identifier, n: replace_rows(postgres_server, identifier, n),
             unsafe_names=[
                 f'{schema}."../../etc/passwd"',
                 f'{schema}."a/../../x"',
