@@ -1,4 +1,4 @@
-"""The README's `dg` path, run as written from an empty folder (issue 25.13): create the project, scaffold, check.
+"""The `dg` path of docs/dagster/component.md, run as written from an empty folder: create, scaffold, check.
 
 The block's first line (``pip install 'da-sources[dg]'``) is what this environment already is;
 every other line runs verbatim, in one shell, with this environment's ``bin`` first on PATH.
@@ -19,9 +19,9 @@ BIN = Path(sys.executable).parent
 
 
 def readme_block() -> list[str]:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "dagster" / "component.md").read_text()
     found = re.search(r"<!-- dg-newcomer-path -->\n```bash\n(.*?)```\n<!-- /dg-newcomer-path -->", text, re.S)
-    assert found is not None, "the README lost its dg block"
+    assert found is not None, "docs/dagster/component.md lost its dg block"
     return [line for line in found.group(1).splitlines() if line.strip()]
 
 
