@@ -25,7 +25,7 @@ from connectors.landing.lineage import read_provenance
 from connectors.postgresql import BudgetExceededError, PostgreSQLConnector, RowBudget
 from tests.conformance import run
 from tests.harness import PostgresServer
-from tests.integration.postgresql.test_postgresql import admin, create_reader, drop_reader, pg_connector
+from tests.helpers.postgresql import admin, create_reader, drop_reader, pg_connector
 
 pytestmark = pytest.mark.integration
 

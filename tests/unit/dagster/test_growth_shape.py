@@ -26,9 +26,6 @@ from connectors.local_file import LocalFileConnector
 from connectors.pipeline_settings import ItemSetSpec
 from connectors.testing import MemoryConnector, MemoryObject, MemoryStore
 from da_pipelines.datasets import Dataset, set_datasets
-from tests.unit.dagster.test_dagster_layer import store
-
-__all__ = ["store"]  # fixture
 
 ITEMS = 100_000
 
