@@ -57,7 +57,7 @@ def whole_set(workspace: Path, count: int) -> Callable[[str], None]:
     files = lands(workspace, count)
 
     def verify(stdout: str) -> None:
-        from da_pipelines.manifest import read_manifest
+        from connectors.syncing.dataset_manifest import read_manifest
 
         files(stdout)
         entries = len(read_manifest(workspace, "files"))

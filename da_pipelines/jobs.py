@@ -12,7 +12,6 @@ items only, give it run config (in the launchpad, or ``-c config.yaml``)::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import cast
 
@@ -28,9 +27,10 @@ from dagster import (
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from connectors.environment import read
 from connectors.errors import ConfigurationError, DataSourceError, is_retryable
 from connectors.secrets.references import redact
-from da_pipelines.keys import SourceKeys
+from da_pipelines.translator import SourceKeys
 
 SHARD_EXECUTOR_ENV = "DA_SHARD_EXECUTOR"
 
@@ -72,7 +72,7 @@ def shard_executor() -> ExecutorDefinition:
     ``k8s`` (``k8s_job_executor``, from ``pip install 'da-sources[k8s]'``) runs each step in its own pod,
     configured from the run launcher's settings (image, volumes, secrets: ``deploy/helm/values.yaml``).
     """
-    name = os.environ.get(SHARD_EXECUTOR_ENV, "multiprocess")
+    name = read(SHARD_EXECUTOR_ENV) or "multiprocess"
     if name == "k8s":
         from dagster_k8s import k8s_job_executor
 

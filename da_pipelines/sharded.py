@@ -2,7 +2,7 @@
 
 The set's asset ``[N, set]`` is a graph of N shard ops and a merge op:
 
-* ``N__set_shard_K`` (K = 0..N-1) syncs the items of shard K (``da_pipelines.shard_plan``):
+* ``N__set_shard_K`` (K = 0..N-1) syncs the items of shard K (``connectors.syncing.shard_plan``):
   it lists the source, lands the shard's new, changed and damaged items and writes
   the shard's manifest. Each is its own step, in the source's pool (``da_source_<N>``):
   the multiprocess executor runs them side by side on one machine, ``k8s_job_executor``
@@ -49,19 +49,18 @@ from dagster import (
 from connectors.errors import DataSourceError
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.secrets.references import redact
-from connectors.sync import sync_options
+from connectors.syncing.dataset_manifest import data_version, read_manifest, write_manifest, write_repairs
+from connectors.syncing.progress_log import ProgressLog
+from connectors.syncing.shard_plan import merge_summaries, shard_of, shard_summary, split_by_shard
+from connectors.syncing.source_sync import ItemRequest, sync_options
 from da_pipelines.assets import dataset_uri
 from da_pipelines.dataset_sync import SyncRun, sync_datasets
 from da_pipelines.datasets import Dataset
 from da_pipelines.deploy import exit_with_parent, pool_of
 from da_pipelines.jobs import SyncItem, failure_for
-from da_pipelines.keys import CHECK_NAME, WORKSPACE_KEY, SourceKeys, source_and_folder
 from da_pipelines.lineage_meta import verify_entries
-from da_pipelines.manifest import data_version, read_manifest, write_manifest, write_repairs
-from da_pipelines.progress_log import ProgressLog
 from da_pipelines.resources import SourceResource
-from da_pipelines.shard_plan import merge_summaries, shard_of, shard_summary, split_by_shard
-from da_pipelines.sync import ItemRequest
+from da_pipelines.translator import CHECK_NAME, WORKSPACE_KEY, SourceKeys, source_and_folder
 
 
 class ShardConfig(Config):  # type: ignore[misc]
