@@ -192,3 +192,10 @@ def test_summaries_add_up_and_keep_a_few_names() -> None:
     parts = [{"shard": k, "landed": 2, "failed_items": [f"f{k}-{i}" for i in range(15)]} for k in range(2)]
     merged = merge_summaries(parts)
     assert merged["landed"] == 4 and merged["shards"] == 2 and len(merged["failed_items"]) == 20
+
+
+def test_k8s_runs_the_shard_steps_in_pods(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster_k8s import k8s_job_executor
+
+    monkeypatch.setenv("DA_SHARD_EXECUTOR", "k8s")
+    assert shard_executor() is k8s_job_executor
