@@ -99,7 +99,7 @@ def dataset_spec(keys: SourceKeys, dataset: Dataset) -> AssetSpec:
 
 def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> AssetsDefinition | None:
     """``N_sync_items``: one op for every unpartitioned dataset of the source, subsettable."""
-    datasets = [d for d in keys.datasets if not d.partitioned]
+    datasets = [d for d in keys.datasets if not d.partitioned and not d.sharded]  # sharded: da_pipelines.sharded
     if not datasets:
         return None
     by_key = {specs[d.key].key: d for d in datasets}

@@ -13,6 +13,7 @@ import hashlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from dagster import (
     AssetKey,
@@ -32,6 +33,7 @@ from connectors.syncing.cursor import decode_cursor, drop_known, encode_cursor, 
 from connectors.syncing.source_sync import ItemRequest, LineageIndex, excluded_by, sync_options
 from da_pipelines.datasets import Dataset, datasets_of
 from da_pipelines.resources import SourceResource
+from da_pipelines.sharded import sharded_run_config
 from da_pipelines.translator import WORKSPACE_KEY, SourceKeys, source_and_folder
 
 
@@ -107,19 +109,31 @@ def run_requests(keys: SourceKeys, work: Sequence[DataItem], selectable: dict[Da
     a partitioned set ride along with any selected dataset (the op lands them).
     """
     size = keys.settings.batch_size
-    fallback = sorted(selectable.values(), key=lambda k: k.to_user_string())[:1]
+    # items of partitioned sets alone: the op of the plain sets lands them (a sharded set's steps do not)
+    fallback = sorted(selectable, key=lambda d: (d.sharded, selectable[d].to_user_string()))[:1]
     requests = []
     for start in range(0, len(work), size):
         batch = [ItemRequest(item.path, item_version(item)) for item in work[start : start + size]]
-        touched = {selectable[d] for r in batch for d in datasets_of(r.identifier, keys.datasets) if d in selectable}
+        touched = {d for r in batch for d in datasets_of(r.identifier, keys.datasets) if d in selectable} or set(
+            fallback)
         requests.append(RunRequest(
             run_key=f"{keys.slug}:{batch_digest(batch)}",
-            asset_selection=sorted(touched, key=lambda k: k.to_user_string()) or fallback,
-            run_config={"ops": {keys.op_name: {"config": {
-                "items": [{"identifier": r.identifier, "version": r.version} for r in batch]}}}},
+            asset_selection=sorted((selectable[d] for d in touched), key=lambda k: k.to_user_string()),
+            run_config={"ops": _ops_config(keys, touched, selectable, batch)},
             tags={"da/source": keys.source.id, "da/items": str(len(batch))},
         ))
     return requests
+
+
+def _ops_config(keys: SourceKeys, touched: set[Dataset], selectable: dict[Dataset, AssetKey],
+                batch: Sequence[ItemRequest]) -> dict[str, Any]:
+    """The run's op config: the batch to ``N_sync_items`` (if a plain set is selected), each shard its share."""
+    ops: dict[str, Any] = {}
+    if any(not d.sharded for d in touched):
+        ops[keys.op_name] = {"config": {"items": [{"identifier": r.identifier, "version": r.version} for r in batch]}}
+    for dataset in sorted((d for d in touched if d.sharded), key=lambda d: d.name):
+        ops.update(sharded_run_config(keys, dataset, selectable[dataset], batch))
+    return ops
 
 
 def batch_digest(batch: Sequence[ItemRequest]) -> str:
