@@ -90,7 +90,7 @@ from connectors.errors import (
 from connectors.landing.atomic import LandedFile, current_byte_cap
 from connectors.landing.lineage import build_record, write_provenance
 from connectors.landing.names import safe_relative_path
-from connectors.postgresql import catalog, incremental, parts, session, slicing
+from connectors.postgresql import catalog, incremental, parts, session, slicing, sync_guard
 from connectors.postgresql.catalog import Column, Relation
 from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
 from connectors.postgresql.errors import TranslatedErrors, secret_values
@@ -395,6 +395,15 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                      source_id=self.source_id)
         name = catalog.landed_name(schema, table, "parquet").removesuffix(".parquet")
         root = await asyncio.to_thread(Path(workspace).absolute)
+        with sync_guard.dataset_lock(root, name, self.source_id):  # one sync of a dataset at a time
+            swept = await asyncio.to_thread(sync_guard.sweep_staging, root, name)
+            if swept:
+                log.info("source %s: removed %d staging folder(s) a crashed sync of %s left", self.source_id,
+                         len(swept), identifier)
+            return await self._sync_locked(identifier, schema, table, spec, full, root, name)
+
+    async def _sync_locked(self, identifier: str, schema: str, table: str, spec: IncrementalSpec, full: bool,
+                           root: Path, name: str) -> str:
         prior = await asyncio.to_thread(parts.dataset_record, root, name)
         async with self._read("sync", identifier) as (conn, snapshot, _):
             relation = await self._relation(conn, schema, table, identifier)
@@ -411,6 +420,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                                                    root / name)
             landed = await self._land_parts(conn, relation, cursor, where, spec, root, name, snapshot, whole)
         record = self._dataset_record(relation, cursor, prior, landed, whole, drift, snapshot, root, name)
+        record["on_schema_change"] = spec.on_schema_change
         await asyncio.to_thread(write_provenance, root, name, record)
         return str(root / name)
 
@@ -497,6 +507,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                       "row_count": sum(int(p["rows"]) for p in all_parts),
                       "last_sync": "full" if whole else "increment",
                       "rows_synced": landed["rows"], "sql": landed["sql"], "schema_changes": changes,
+                      "schema_change": drift,  # this sync's (empty: none); schema_changes keeps every one
                       "deletes": "not seen by a cursor: sync with full=True to drop deleted rows"}
         return build_record(provenance, source_id=self.source_id, identifier=relation.identifier,
                             local_path=str(root / name), size=sum(int(p["size"]) for p in all_parts),
@@ -516,7 +527,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         snapshot: str, facts: dict[str, Any],
     ) -> LandedFile:
         """Check the slice's scope and size, then land ``SELECT <slice> FROM source``."""
-        select = slicing.sliced_select(conn, source, [c.name for c in columns], options, order_key, budget)
+        select = await self._sample_by_blocks(conn, source, columns, options, order_key, budget, facts)
         chosen = [next(c for c in columns if c.name == n)
                   for n in slicing.pick_columns([c.name for c in columns], options.columns)]
         plan = await slicing.explain(conn, select)
@@ -529,6 +540,21 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         facts = {**facts, "options": options.recorded(), "planner_rows": guess.rows}
         return await self._export([conn], [statement], writer, workspace, relative, identifier, snapshot,
                                   chosen, facts)
+
+    async def _sample_by_blocks(
+        self, conn: AsyncConn, source: sql.Composable, columns: list[Column], options: RowOptions,
+        order_key: list[str], budget: RowBudget | None, facts: dict[str, Any],
+    ) -> sql.Composable:
+        """The slice's SELECT; a count sample of a large table reads some blocks only, if they hold enough rows."""
+        names = [c.name for c in columns]
+        percent = slicing.block_sample_percent(options, str(facts.get("relation_kind")),
+                                               int(facts.get("estimated_rows") or -1))
+        if percent is not None and options.sample_rows is not None:
+            sampled = slicing.sliced_select(conn, source, names, options, order_key, budget, percent)
+            if await slicing.bounded_count(conn, sampled, options.sample_rows) >= options.sample_rows:
+                facts["sample_blocks_percent"] = percent
+                return sampled
+        return slicing.sliced_select(conn, source, names, options, order_key, budget)
 
     def _select_export(
         self, source: sql.Composable, columns: list[Column], money_scale: int
