@@ -22,7 +22,7 @@ from connectors.base import DataSourceConfig
 from connectors.lineage import read_provenance
 from da_pipelines.definitions import build_definitions
 from tests.harness import PostgresServer
-from tests.integration.test_dagster_services import admin, materialized
+from tests.integration.dagster.test_dagster_services import admin, materialized
 
 pytestmark = pytest.mark.integration
 
