@@ -97,6 +97,7 @@ from connectors.postgresql.errors import TranslatedErrors, secret_values
 from connectors.postgresql.export import ParquetWrite, Writer, describe, export_to_landing, parquet_writer, write_csv
 from connectors.postgresql.reach import pinned_params
 from connectors.profiling import Profiler, is_sensitive, profile_csv, profile_parquet
+from connectors.profiling_stream import CsvStreamProfile
 from connectors.rows import IncrementalSpec, RowBudget, RowOptions
 from connectors.secrets.references import get_logger
 from connectors.settings import PostgreSQLSettings
@@ -724,10 +725,11 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         }
         cancelled = threading.Event()
         describe = self._describer(columns, identifier, writer) if self._settings and self._settings.profile else None
+        tap = self._csv_tap(columns, identifier) if describe is not None and self._format() == "csv" else None
         work = asyncio.ensure_future(asyncio.to_thread(
             export_to_landing, [c.pgconn for c in conns], texts, writer, cancelled, workspace=workspace,
             relative=relative, source_id=self.source_id, identifier=identifier, provenance=provenance,
-            describe=describe))
+            describe=describe, tap=tap))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -749,21 +751,32 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     ) -> Callable[[int, int], dict[str, Any]]:
         """How the landed file is profiled (:mod:`connectors.profiling`); sensitive columns show no values.
 
-        Parquet: from the batches the writer already holds; CSV: one streaming read of the landed file.
+        Parquet: from the batches the writer already holds; CSV: from its chunks as they are written
+        (:meth:`_csv_tap`), or, when that parse failed, one streaming read of the landed file.
         """
-        assert self._settings is not None
-        patterns = self._settings.sensitive_columns
-        sensitive = {c.name for c in columns if is_sensitive(c.name, f"{identifier}.{c.name}", patterns)}
-        source_types = {c.name: c.type for c in columns}
+        sensitive, source_types = self._profile_inputs(columns, identifier)
         if isinstance(writer, ParquetWrite):
             profiler = Profiler(writer.schema, source_types, sensitive)
             writer.on_batch = profiler.add
             return lambda fd, block: profiler.result()
-        if self._settings.format == "parquet":
+        if self._format() == "parquet":
             return partial(profile_parquet, source_types=source_types, sensitive=sensitive)
         types = {c.name: kind for c in columns if (kind := self._csv_type(c)) is not None}
         return partial(profile_csv, names=[c.name for c in columns], types=types, source_types=source_types,
                        sensitive=sensitive)
+
+    def _profile_inputs(self, columns: list[Column], identifier: str) -> tuple[set[str], dict[str, str]]:
+        """The sensitive columns (no values shown) and each column's source type."""
+        assert self._settings is not None
+        patterns = self._settings.sensitive_columns
+        sensitive = {c.name for c in columns if is_sensitive(c.name, f"{identifier}.{c.name}", patterns)}
+        return sensitive, {c.name: c.type for c in columns}
+
+    def _csv_tap(self, columns: list[Column], identifier: str) -> CsvStreamProfile:
+        """A profile of the CSV computed from its chunks as they are written (no second read)."""
+        sensitive, source_types = self._profile_inputs(columns, identifier)
+        types = {c.name: kind for c in columns if (kind := self._csv_type(c)) is not None}
+        return CsvStreamProfile([c.name for c in columns], types, source_types, sensitive)
 
     def _csv_type(self, column: Column) -> pa.DataType | None:
         """The Arrow type a column's CSV text parses as, for the profile (None: read it as text)."""

@@ -23,6 +23,7 @@ from psycopg import sql
 from connectors import DataFetchError, DataSourceError, NotFoundError
 from connectors.lineage import read_provenance
 from connectors.postgresql import BudgetExceededError, PostgreSQLConnector, RowBudget
+from connectors.postgresql import connector as connector_module
 from tests.conformance import run
 from tests.harness import PostgresServer
 from tests.integration.postgresql.test_postgresql import admin, create_reader, drop_reader, pg_connector
@@ -249,3 +250,28 @@ def test_a_count_sample_of_a_large_table_reads_some_blocks_only(
     assert pages > 1000 and read < pages / 10  # the server read a few blocks, not the table
     view = run(table(pg, f"{schemas[0]}.orders", tmp_path / "c", sample=10, seed=4))  # small: read whole
     assert "TABLESAMPLE" not in read_provenance(view)["sql"] and len(rows_of(view)) == 10
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_csv_is_profiled_while_it_is_written_not_read_again(
+    pg: PostgreSQLConnector, schemas: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    streams: int
+) -> None:
+    def read_again(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the landed CSV was read again to profile it")
+
+    monkeypatch.setattr(connector_module, "profile_csv", read_again)
+    if streams == 2:  # two COPY streams by block ranges, as a large table is exported
+        monkeypatch.setattr(connector_module, "PARALLEL_MIN_BYTES", 0)
+    path = run(fetch(pg, f"{schemas[0]}.orders", tmp_path))
+    record = read_provenance(path)
+    assert record["streams"] == streams and record["row_count"] == ROWS
+    by_name = {c["name"]: c for c in record["profile"]["columns"]}
+    assert record["profile"]["rows"] == ROWS and (by_name["id"]["min"], by_name["id"]["max"]) == (1, ROWS)
+    assert by_name["total"]["file_type"] == "decimal128(10, 2)" and by_name["total"]["max"] == "1250.00"
+    assert by_name["status"]["distinct"] == 2 and by_name["id"]["distinct"] == ROWS
+
+
+async def fetch(pg: PostgreSQLConnector, identifier: str, workspace: Path) -> str:
+    async with pg:
+        return await pg.fetch_data(identifier, str(workspace))
