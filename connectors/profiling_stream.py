@@ -1,4 +1,4 @@
-"""Profiling CSV while it is written: the COPY's chunks are parsed beside the export, not read again after.
+"""Profiling while an export writes: CSV chunks parsed beside the export, Parquet batches profiled beside it.
 
 A :class:`CsvStreamProfile` hands each COPY stream a ``feed`` (:meth:`CsvStreamProfile.stream`): the
 stream's chunks go, in order, to a parser thread of their own (pyarrow's streaming CSV reader over a
@@ -12,6 +12,10 @@ parser slower than the stream slows the export down rather than piling up. When 
 value that does not parse as its column's type, a row longer than :data:`BLOCK_BYTES`), that parser
 drains its queue and :meth:`CsvStreamProfile.result` gives None: the caller profiles the landed file
 as before.
+
+A :class:`BackgroundProfiler` does the same for the Arrow batches a Parquet export already holds: the
+profile's compute (min/max, the distinct sample) runs in its own thread while the writer encodes, with
+at most :data:`QUEUED_BATCHES` batches waiting.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import pyarrow.csv as pacsv
 from connectors.profiling import Profiler
 
 QUEUED_CHUNKS = 16
+QUEUED_BATCHES = 4
 BLOCK_BYTES = 4 << 20  # a row over half of this fails the streamed parse (the landed file is profiled then)
 
 Feed = Callable[[Any], None]
@@ -117,3 +122,38 @@ class CsvStreamProfile:
             chunks.put(None)
             thread.join()
         self._threads = []
+
+
+class BackgroundProfiler:
+    """A :class:`Profiler` fed from another thread: :meth:`add` queues a batch, :meth:`result` waits for all."""
+
+    def __init__(self, profiler: Profiler) -> None:
+        self._profiler = profiler
+        self._batches: queue.Queue[pa.RecordBatch | None] = queue.Queue(QUEUED_BATCHES)
+        self._thread: threading.Thread | None = threading.Thread(target=self._run, daemon=True, name="da-profile")
+        self._thread.start()
+        self.failed = False
+
+    def _run(self) -> None:
+        while (batch := self._batches.get()) is not None:
+            if not self.failed:
+                try:
+                    self._profiler.add(batch)
+                except (pa.ArrowException, ValueError, TypeError):
+                    self.failed = True
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Queue ``batch`` (waits while :data:`QUEUED_BATCHES` are queued)."""
+        self._batches.put(batch)
+
+    def close(self) -> None:
+        """No more batches: wait for the queued ones (idempotent; call it when the export ends, however)."""
+        if self._thread is not None:
+            self._batches.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def result(self) -> dict[str, Any]:
+        """The profile of every batch added, or why there is none."""
+        self.close()
+        return {"skipped": "not profiled (a batch failed)"} if self.failed else self._profiler.result()

@@ -97,7 +97,7 @@ from connectors.postgresql.errors import TranslatedErrors, secret_values
 from connectors.postgresql.export import ParquetWrite, Writer, describe, export_to_landing, parquet_writer, write_csv
 from connectors.postgresql.reach import pinned_params
 from connectors.profiling import Profiler, is_sensitive, profile_csv, profile_parquet
-from connectors.profiling_stream import CsvStreamProfile
+from connectors.profiling_stream import BackgroundProfiler, CsvStreamProfile
 from connectors.rows import IncrementalSpec, RowBudget, RowOptions
 from connectors.secrets.references import get_logger
 from connectors.settings import PostgreSQLSettings
@@ -756,8 +756,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         """
         sensitive, source_types = self._profile_inputs(columns, identifier)
         if isinstance(writer, ParquetWrite):
-            profiler = Profiler(writer.schema, source_types, sensitive)
-            writer.on_batch = profiler.add
+            profiler = BackgroundProfiler(Profiler(writer.schema, source_types, sensitive))
+            writer.on_batch, writer.on_end = profiler.add, profiler.close
             return lambda fd, block: profiler.result()
         if self._format() == "parquet":
             return partial(profile_parquet, source_types=source_types, sensitive=sensitive)

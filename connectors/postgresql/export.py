@@ -229,10 +229,15 @@ class ParquetWrite:
     def __init__(self, schema: pa.Schema, write: Callable[[CopyOutStream, Landing, ParquetWrite], None]) -> None:
         self.schema = schema
         self.on_batch: Callable[[pa.RecordBatch], None] | None = None
+        self.on_end: Callable[[], None] | None = None  # called when the write ends, whether or not it failed
         self._write = write
 
     def __call__(self, stream: CopyOutStream, land: Landing) -> None:
-        self._write(stream, land, self)
+        try:
+            self._write(stream, land, self)
+        finally:
+            if self.on_end is not None:
+                self.on_end()
 
 
 def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
