@@ -105,11 +105,16 @@ def test_an_incremental_table_syncs_by_its_cursor_in_dagster(
     drifted = facts(orders(run(defs, instance), schema))
     assert drifted["schema_drift"] == {"added": ["region"]} and drifted["on_schema_change"] == "evolve"
     assert drifted["last_sync"] == "increment" and drifted["rows_added"] == 1
+    execute_sql(postgres_server, "INSERT INTO {0}.orders VALUES (6000, 3, timestamptz '2026-02-02 00:00:00+00')",
+                schema)
+    asked = {"items": [{"identifier": f"{schema}.orders", "version": ""}]}  # as the sensor asks for a table
+    named = facts(orders(run(defs, instance, asked), schema))
+    assert named["last_sync"] == "increment" and named["rows_added"] == 1 and named["schema_drift"] == {}
     execute_sql(postgres_server, "DELETE FROM {0}.orders WHERE id = 7", schema)
     refreshed = orders(run(defs, instance, {"full_refresh": True}), schema)
-    assert facts(refreshed)["last_sync"] == "full" and facts(refreshed)["dagster/row_count"] == 1010
+    assert facts(refreshed)["last_sync"] == "full" and facts(refreshed)["dagster/row_count"] == 1011
     ids = ds.dataset(str(folder), format="parquet").to_table(columns=["id"]).column("id").to_pylist()
-    assert 7 not in ids and len(ids) == 1010  # the deleted row is gone, the dataset replaced whole
+    assert 7 not in ids and len(ids) == 1011  # the deleted row is gone, the dataset replaced whole
     assert read_provenance(folder)["run_id"] is not None  # the record names the Dagster run
 
 
