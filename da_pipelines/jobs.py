@@ -21,7 +21,7 @@ from pydantic import Field
 
 from connectors.errors import DataSourceError, is_retryable
 from connectors.secrets.references import redact
-from da_pipelines.keys import SourceKeys
+from da_pipelines.translator import SourceKeys
 
 
 class SyncItem(Config):  # type: ignore[misc]

@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 
 from connectors import DataFetchError, DataSourceError, NotFoundError
-from connectors.lineage import read_provenance
+from connectors.landing.lineage import read_provenance
 from connectors.postgresql import BudgetExceededError, PostgreSQLConnector, RowBudget
 from connectors.postgresql import connector as connector_module
 from tests.conformance import run
