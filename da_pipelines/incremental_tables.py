@@ -62,8 +62,15 @@ def is_incremental(dataset: Dataset, source: DataSourceConfig) -> bool:
 
 def folder_name(dataset: Dataset) -> str | None:
     """The dataset folder's name in the source's folder (``schema.table``), as the connector names it."""
+    from connectors.postgresql.catalog import landed_name
+
     parts = _name_parts(dataset.name)
-    return ".".join(parts) if parts and len(parts) == 2 else None
+    if not parts or len(parts) != 2:
+        return None
+    try:
+        return landed_name(parts[0], parts[1], "parquet").removesuffix(".parquet")
+    except UnsafeNameError:
+        return None
 
 
 async def sync_incremental(build: Callable[[], DataSourceConnector], folder: Path, dataset: Dataset, *,
