@@ -51,6 +51,14 @@ from connectors.syncing.source_sync import ItemRequest, LineageIndex, fetch_one,
 from da_pipelines.dataset_sync import DatasetOutcome, SyncRun, sync_datasets
 from da_pipelines.datasets import Dataset, item_from_partition_key, item_partition_key
 from da_pipelines.deploy import exit_with_parent, pool_of
+from da_pipelines.incremental_tables import (
+    IncrementalOutcome,
+    current_record,
+    incremental_events,
+    is_incremental,
+    sync_incremental,
+    verify_parts,
+)
 from da_pipelines.jobs import SyncConfig, failure_for
 from da_pipelines.lineage_meta import dataset_metadata, materialization_metadata, verify_entries
 from da_pipelines.partitions import sync_partitions
@@ -115,9 +123,18 @@ def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> Assets
         source, folder = source_and_folder(context.resources, keys)
         selected = [d for k, d in by_key.items() if k in context.selected_asset_keys]
         whole = len(selected) == len(by_key)
+        tables = [d for d in selected if is_incremental(d, keys.source)]  # synced by their cursor
+        selected = [d for d in selected if d not in tables]
         partitioned = [d for d in keys.datasets if d.partitioned
                        and (whole or any(d.contains(i.identifier) for i in config.items))]
-        run = await _run_sync(context, keys, source, folder, [*selected, *partitioned], config)
+        run = (await _run_sync(context, keys, source, folder, [*selected, *partitioned], config,
+                               skip={d.name for d in tables})
+               if selected or partitioned else SyncRun(outcomes=[], errors=[], listed=0))
+        synced_tables = await _sync_tables(context, source, folder, tables, config)
+        for table in synced_tables:
+            key = next(k for k, d in by_key.items() if d == table.dataset)
+            for table_event in incremental_events(table, key, dataset_uri(keys, table.dataset)):
+                yield table_event
         index = LineageIndex(folder, source.source_id, source.connector_type())
         for outcome in run.outcomes:
             if outcome.dataset.partitioned:
@@ -132,17 +149,46 @@ def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> Assets
         synced = {outcome.dataset: outcome for outcome in run.outcomes}
         for key, dataset in by_key.items():
             if AssetCheckKey(key, CHECK_NAME) in context.selected_asset_check_keys:
-                yield check_result(keys, folder, key, dataset, synced.get(dataset))
-        if run.errors:
-            raise failure_for(run.errors)
+                yield (parts_check(folder, key, dataset) if dataset in tables
+                       else check_result(keys, folder, key, dataset, synced.get(dataset)))
+        errors = [*run.errors, *(t.error for t in synced_tables if t.error is not None)]
+        if errors:
+            raise failure_for(errors)
 
     return _sync
 
 
+async def _sync_tables(context: AssetExecutionContext, source: SourceResource, folder: Path,
+                      tables: Sequence[Dataset], config: SyncConfig) -> list[IncrementalOutcome]:
+    """Sync each incremental table (those the run config names, when it names items); report the others."""
+    outcomes = []
+    root = getattr(context.resources, WORKSPACE_KEY).root
+    for dataset in tables:
+        if config.items and not any(i.identifier == dataset.name for i in config.items):
+            outcomes.append(IncrementalOutcome(dataset, current_record(folder, dataset), synced=False))
+            continue
+        with workspace_root(root):
+            outcome = await sync_incremental(source.build_connector, folder, dataset, full=config.full_refresh,
+                                             run_id=context.run.run_id)
+        record = outcome.record or {}
+        context.log.info(f"{dataset.name}: " + (redact(str(outcome.error)) if outcome.error else (
+            f"{record.get('last_sync')} sync, {record.get('rows_synced')} rows added, "
+            f"{len(record.get('parts') or [])} parts, cursor up to {record.get('cursor_max')}")))
+        outcomes.append(outcome)
+    return outcomes
+
+
+def parts_check(folder: Path, key: AssetKey, dataset: Dataset) -> AssetCheckResult:
+    """The integrity check of an incremental table: each part against its lineage record."""
+    damaged, facts = verify_parts(folder, dataset)
+    return AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not damaged, metadata=facts)
+
+
 async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: SourceResource, folder: Path,
-                    datasets: Sequence[Dataset], config: SyncConfig) -> SyncRun:
-    """Sync ``datasets`` (chosen items only when the run config names some), logging progress and a summary."""
-    requested = [ItemRequest(i.identifier, i.version) for i in config.items] or None
+                    datasets: Sequence[Dataset], config: SyncConfig, skip: set[str] | None = None) -> SyncRun:
+    """Sync ``datasets`` (chosen items only when the run config names some, but ``skip``), logging progress."""
+    chosen = [i for i in config.items if i.identifier not in (skip or set())]
+    requested = [ItemRequest(i.identifier, i.version) for i in chosen] if config.items else None
     progress = ProgressLog(context.log.info, total_items=len(requested) if requested else 0)
     root = getattr(context.resources, WORKSPACE_KEY).root
     try:
