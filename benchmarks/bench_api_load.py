@@ -60,7 +60,7 @@ class Route:
 def serve_child(parser: str, port: int) -> None:
     """In the child: ``da-sources serve`` as the CLI runs it, on the given HTTP parser."""
     from connectors.api import server
-    from connectors.api.settings import ApiSettings
+    from connectors.api.api_settings import ApiSettings
 
     if parser == "h11":  # the protocol serve used before httptools (kept for an installation without it)
         server.http_protocol = lambda connections, settings: server.bounded_protocol(  # type: ignore[assignment]

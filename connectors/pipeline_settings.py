@@ -1,8 +1,7 @@
 """Per-source tuning of the Dagster layer, read from the source's ``metadata.dagster``.
 
 Plain pydantic, no dagster: the sources file, the CLI and the API check an entry's
-``metadata.dagster`` with the same model the code location uses (``da_pipelines.settings``
-re-exports it).
+``metadata.dagster`` with the same model the code location uses.
 
 Example (sources file)::
 

@@ -1,7 +1,7 @@
 """Dagster resources: configuration of one source (per connector type) and of the workspace.
 
 Resources stay thin: they hold configuration and build a connector on demand
-(``build_connector``); the work lives in plain functions (``da_pipelines.sync``).
+(``build_connector``); the work lives in plain functions (``connectors.syncing``).
 No SDK client is kept on a resource: a connector is built, used inside one
 ``async with`` on the caller's event loop, and dropped.
 
@@ -27,7 +27,7 @@ from pydantic import Field
 from connectors.api.policy import ApiPolicy
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.landing.names import safe_relative_path
-from connectors.registry import get_connector_class
+from connectors.plugins import get_connector_class
 from connectors.secrets.references import MASK
 
 # Fields of SourceResource itself, not part of a connector's config.

@@ -28,12 +28,12 @@ from connectors.registry import (
     SourceRegistry,
     SourcesFile,
     embedded_sample,
-    settings_model_for,
     sources_file_named,
     sources_file_path,
 )
 from connectors.secrets.references import is_reference
 from connectors.settings import literal_secrets
+from connectors.type_table import settings_model_for
 from da_pipelines.resources import RESOURCE_TYPES, PluginSourceResource, SourceResource
 
 __all__ = ["SAMPLE_DATA_DIR", "SAMPLE_SOURCE_ID", "load_sources", "resource_for", "sample_source",

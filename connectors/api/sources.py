@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request, Response
 from pydantic import TypeAdapter
 
+from connectors.api.api_settings import _check_id
+from connectors.api.app_state import ApiState
 from connectors.api.errors import ApiError, detail_of
 from connectors.api.policy import (
     PolicyError,
@@ -27,13 +29,11 @@ from connectors.api.policy import (
 )
 from connectors.api.routing import ManageKey, ReadKey, State, new_router, note_audit
 from connectors.api.schemas import DataSource, Deleted, SourceCreate, SourceList, SourceUpdate, TestResult
-from connectors.api.settings import _check_id
-from connectors.api.state import ApiState
 from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError, DataSourceError
-from connectors.plugins import settings_model_for
 from connectors.secrets.references import MASK, Secret, is_reference
 from connectors.secrets.store import default_store
+from connectors.type_table import settings_model_for
 
 router = new_router()
 SourceId = Annotated[str, Path(description="The source's id.", max_length=63)]

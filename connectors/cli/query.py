@@ -12,7 +12,7 @@ from typing import Any
 from connectors.base import DataSourceConfig
 from connectors.cli.common import WORKSPACE_ENV, UsageError, open_registry, print_json, source_id_arg
 from connectors.errors import ConfigurationError
-from connectors.registry import get_connector_class
+from connectors.plugins import get_connector_class
 
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:

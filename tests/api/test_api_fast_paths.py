@@ -8,8 +8,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from connectors.api.api_keys import KeyStore
 from connectors.api.fast_protocol import OneWrite
-from connectors.api.keys import KeyStore
 from connectors.api.server import http_protocol
 from connectors.registry import SourceRegistry
 from tests.api.conftest import Api, local_source, make_settings

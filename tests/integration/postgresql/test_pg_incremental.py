@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
-from connectors.lineage import read_provenance
+from connectors.landing.lineage import read_provenance
 from connectors.postgresql import PostgreSQLConnector
 from connectors.postgresql.incremental import SchemaChangedError
 from tests.conformance import run

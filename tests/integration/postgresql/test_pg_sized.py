@@ -21,7 +21,7 @@ import pytest
 from psycopg import sql
 
 from connectors import DataFetchError, DataSourceError, NotFoundError
-from connectors.lineage import read_provenance
+from connectors.landing.lineage import read_provenance
 from connectors.postgresql import BudgetExceededError, PostgreSQLConnector, RowBudget
 from tests.conformance import run
 from tests.harness import PostgresServer

@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-import connectors.sync as cli_sync
+import connectors.syncing.source_sync as cli_sync
 import da_pipelines.dataset_sync as dataset_sync
 from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.checked_fetch import CheckedResult
 from connectors.local_file import LocalFileConnector
+from connectors.pipeline_settings import ItemSetSpec
 from connectors.testing import MemoryConnector, MemoryObject, MemoryStore
 from da_pipelines.datasets import Dataset, set_datasets
-from da_pipelines.settings import ItemSetSpec
 from tests.unit.dagster.test_dagster_layer import store
 
 __all__ = ["store"]  # fixture
@@ -148,7 +148,7 @@ def test_progress_keeps_running_sums_not_an_entry_per_finished_item() -> None:
     import io
 
     from connectors.cli.progress_bar import ProgressBar
-    from da_pipelines.progress_log import ProgressLog
+    from connectors.syncing.progress_log import ProgressLog
 
     bar, lines = ProgressBar(io.StringIO(), items=ITEMS, width=200), []
     log = ProgressLog(lines.append, total_items=ITEMS, interval=1e9)

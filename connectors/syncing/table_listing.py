@@ -29,9 +29,9 @@ from connectors.base import DataItem, DataSourceConfig
 from connectors.errors import DataSourceError
 from connectors.landing.dirs import open_directory
 from connectors.landing.lineage import utc_now_iso
-from connectors.registry import get_connector_class
+from connectors.plugins import get_connector_class
 from connectors.secrets.references import redact
-from da_pipelines.aio import run_coroutine
+from connectors.syncing.aio import run_coroutine
 
 log = logging.getLogger("da_pipelines")
 STATE_VERSION = 1
