@@ -50,7 +50,7 @@ from da_pipelines.deploy import exit_with_parent, pool_of
 from da_pipelines.jobs import SyncConfig, failure_for
 from da_pipelines.keys import CHECK_NAME, KINDS, WORKSPACE_KEY, SourceKeys, source_and_folder, source_uri
 from da_pipelines.lineage_meta import dataset_metadata, materialization_metadata, verify_entries
-from da_pipelines.manifest import read_manifest, write_repairs
+from da_pipelines.manifest import iter_manifest, manifest_items, write_repairs
 from da_pipelines.partitions import sync_partitions
 from da_pipelines.progress_log import ProgressLog
 from da_pipelines.resources import SourceResource
@@ -160,7 +160,7 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
         skipped = sum(1 for identifier, _ in run.skipped if outcome.dataset.contains(identifier))
         pruned = sum(1 for identifier in outcome.removed if identifier in pruned_now)
         context.log.info(  # the words of SyncReport.summary(), as `da-sources fetch --all` prints them
-            f"{outcome.dataset.key.to_user_string()}: {len(outcome.landed)} landed, {outcome.unchanged} unchanged, "
+            f"{outcome.dataset.key.to_user_string()}: {outcome.landed_count} landed, {outcome.unchanged} unchanged, "
             f"{len(outcome.repaired)} repaired, {skipped} skipped, {len(outcome.removed)} removed at source, "
             f"{pruned} pruned, {len(outcome.failed)} failed")
     context.log.info(f"{run.listed} items; " + progress.summary())
@@ -190,10 +190,11 @@ def _table_record(outcome: DatasetOutcome, index: LineageIndex) -> dict[str, Any
 def check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Dataset,
                  synced: DatasetOutcome | None = None) -> AssetCheckResult:
     """The integrity check of one dataset, from its manifest; damaged items are marked for repair."""
-    held = synced.entries if synced is not None else read_manifest(folder, dataset.file_name)
-    entries = sorted(held.values(), key=lambda e: e.identifier)
     settings = keys.settings.check
-    damaged, facts = verify_entries(folder, entries, full=settings.mode == "full", sample_size=settings.sample_size)
+    # the manifest streamed from its file (the sync just wrote it): a million entries are never held
+    count = synced.items if synced is not None else manifest_items(folder, dataset.file_name)
+    damaged, facts = verify_entries(folder, iter_manifest(folder, dataset.file_name), count=count,
+                                    full=settings.mode == "full", sample_size=settings.sample_size)
     write_repairs(folder, dataset.file_name, damaged)
     return AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not damaged, metadata=facts)
 
