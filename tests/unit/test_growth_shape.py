@@ -238,3 +238,38 @@ def test_the_removed_at_source_pass_asks_the_listing_in_batches(tmp_path: Path) 
     assert sorted(found) == sorted(gone)
     queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]  # (executemany traces rows)
     assert len(queries) <= -(-count // cli_sync.BATCH), f"{len(queries)} queries for {count} landed items"
+
+
+def test_a_sensor_tick_on_a_large_source_reads_a_bounded_part_of_the_listing(
+        store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29: a tick on 1,000,000 items took 442 s and 700 MiB (the whole listing, planned item by item).
+
+    Counted: the tick pulls at most ``TICK_LISTING_LIMIT + 1`` items of a 100,000-item listing, requests one
+    full sync run (no items named: the run lists), and requests none while that run is running.
+    """
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    import da_pipelines.sensors as sensors
+    from tests.unit.test_dagster_layer import SOURCE_ID, N, defs_for, evaluate
+
+    shared = MemoryObject(b"x", 1_700_000_000, "v1")
+    store.objects.update({f"d{n // 1000:03d}/f{n:06d}.csv": shared for n in range(ITEMS)})
+    pulled = Counter()
+    listing = MemoryConnector.iter_items
+
+    async def counted(self: MemoryConnector, path: str | None = None) -> AsyncIterator[DataItem]:
+        async for item in listing(self, path):
+            pulled.visited += 1
+            yield item
+
+    monkeypatch.setattr(MemoryConnector, "iter_items", counted)
+    defs = defs_for(store, tmp_path / "ws")
+    with DagsterInstance.ephemeral() as instance:
+        first = evaluate(defs, instance, None)
+        assert pulled.visited == sensors.TICK_LISTING_LIMIT + 1
+        [request] = first.run_requests
+        assert request.run_config == {} and request.tags[sensors.FULL_SYNC_TAG] == "true"
+        assert request.tags["da/source"] == SOURCE_ID
+        job = defs.resolve_job_def(f"{N}_sync")
+        instance.create_run_for_job(job, run_id=None, tags=request.tags, status=DagsterRunStatus.STARTED)
+        assert evaluate(defs, instance, first.cursor).run_requests == []  # that run is running: nothing more
