@@ -51,7 +51,7 @@ from benchmarks.common import (
     timed_child,
 )
 from benchmarks.results import begin, write_result
-from connectors.azure_blob.transfer import CHUNK
+from connectors.azure_blob.ranged_download import CHUNK
 from tests.harness import AzuriteServer, start_azurite
 
 CONTAINER = "bench"

@@ -1,4 +1,4 @@
-"""Peak RSS of the CLI sync (``connectors.sync.sync_source``) as the *listed* item count grows to 10,000,000.
+"""Peak RSS of the CLI sync (``source_sync.sync_source``) as the *listed* item count grows to 10,000,000.
 
 The source is synthetic: a connector type ``synthetic`` (registered in the child
 process) whose ``iter_items`` generates ``count`` items on the fly
@@ -102,7 +102,7 @@ async def _stub(connector: Any, identifiers: Sequence[str], folder: Any, concurr
 
 def child(count: int, workspace: str) -> None:
     """In the child process: one full sync of ``count`` synthetic items, the fetch stubbed; prints seconds."""
-    import connectors.sync as sync
+    import connectors.syncing.source_sync as sync
     from connectors.base import DataSourceConfig, DataSourceConnector
     from connectors.checked_fetch import CheckedResult
     from connectors.plugins import register_connector
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--counts", default="100000,1000000,10000000")
     parser.add_argument("--sync", choices=("cli", "dataset"), default="cli",
-                        help="cli: connectors.sync.sync_source; dataset: the Dagster layer's sync_datasets")
+                        help="cli: source_sync.sync_source; dataset: the Dagster layer's sync_datasets")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -42,9 +42,9 @@ from benchmarks.common import describe_filesystem, expect, scratch
 from benchmarks.results import begin, write_result
 from connectors.base import DataSourceConfig
 from connectors.landing.lineage import write_provenance
+from connectors.syncing.aio import run_coroutine
+from connectors.syncing.cursor import item_version
 from connectors.testing import memory_store
-from da_pipelines.aio import run_coroutine
-from da_pipelines.cursor import item_version
 from da_pipelines.definitions import build_definitions
 from da_pipelines.names import source_slug
 from tests.dagster_location import register_test_connectors

@@ -28,7 +28,7 @@ sys.meta_path.insert(0, Hide())
 
 def test_the_library_imports_without_fastapi() -> None:
     code = HIDE + """
-import connectors, connectors.api, connectors.api.keys, connectors.cli
+import connectors, connectors.api, connectors.api.api_keys, connectors.cli
 from connectors.local_file import LocalFileConnector
 assert not any(m.split('.')[0] in {'fastapi', 'starlette', 'uvicorn'} for m in sys.modules)
 try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from connectors.api.jobs import Job
+from connectors.api.fetch_jobs import Job
 
 ITEMS = 10_000
 

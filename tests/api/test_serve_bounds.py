@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.api.keys import KeyStore
+from connectors.api.api_keys import KeyStore
 from tests.api.conftest import Api, local_source
 from tests.harness import free_port, stop_process_group, wait_for_port
 from tests.unit.cli.test_cli import CONSOLE_SCRIPT

@@ -22,8 +22,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from connectors.api import router
-from connectors.api.keys import KeyStore
-from connectors.api.state import ApiState
+from connectors.api.api_keys import KeyStore
+from connectors.api.app_state import ApiState
 from tests.api.conftest import Api, start_api, use_own_secret_store
 from tests.api.test_api_cli import _free_port
 from tests.harness import PostgresServer, stop_process_group

@@ -16,7 +16,7 @@ from azure.storage.blob import BlobServiceClient
 
 from connectors import DataFetchError, DataSourceConfig
 from connectors.azure_blob import AzureBlobConnector
-from connectors.sync import SyncReport, sync_source
+from connectors.syncing.source_sync import SyncReport, sync_source
 from connectors.threads.attach import attach_to_thread
 from da_pipelines.resources import AzureBlobResource
 from da_pipelines.sensors import _list_items

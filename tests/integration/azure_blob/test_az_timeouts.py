@@ -21,7 +21,7 @@ import pytest
 
 from connectors import ConnectionError
 from connectors.azure_blob import AzureBlobConnector
-from connectors.azure_blob.transfer import MAX_BACKOFF
+from connectors.azure_blob.retries import MAX_BACKOFF
 from tests.conformance import files_under, run
 from tests.faults import FaultProxy, Rule
 from tests.harness import AzuriteServer

@@ -405,7 +405,7 @@ def test_large_blob_is_fetched_in_parallel_ranges_with_progress(
     azurite_server: AzuriteServer, big_container: tuple[str, bytes], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import connectors.azure_blob.transfer as transfer
+    import connectors.azure_blob.ranged_download as transfer
     from connectors import on_progress
 
     monkeypatch.setattr(transfer, "CHUNK", 256 * 1024)
@@ -511,7 +511,7 @@ def test_stopping_a_paged_listing_early_leaves_nothing_pending(
 def test_every_item_lands_exactly_whether_streamed_or_landed_from_memory(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_blob: int
 ) -> None:
-    import connectors.azure_blob.transfer as transfer
+    import connectors.azure_blob.ranged_download as transfer
 
     monkeypatch.setattr(transfer, "SMALL_BLOB", small_blob)  # 0: even tiny blobs take the streamed path
     container = new_container(azurite_server, ITEMS)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
-import connectors.azure_blob.transfer as transfer
+import connectors.azure_blob.ranged_download as transfer
 from connectors import (
     AuthenticationError,
     ConnectionError,
@@ -351,7 +351,7 @@ def test_fetch_many_on_a_full_disk_fails_the_files_that_do_not_fit_and_keeps_the
 
 KILLED_FETCH = """
 import asyncio, sys
-import connectors.azure_blob.transfer as t
+import connectors.azure_blob.ranged_download as t
 from connectors import DataSourceConfig
 from connectors.azure_blob import AzureBlobConnector
 t.CHUNK = 128 * 1024

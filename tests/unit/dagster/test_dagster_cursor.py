@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.base import DataItem
-from da_pipelines.cursor import (
+from connectors.syncing.cursor import (
     BUCKETS,
     Cursor,
     bucket_of,

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError
+from connectors.syncing.progress_log import ProgressLog
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import source_uri
 from da_pipelines.names import item_from_partition_key, partition_key_for_item, source_slug
-from da_pipelines.progress_log import ProgressLog
 from da_pipelines.resources import AzureBlobResource, PostgreSQLResource
 from da_pipelines.sources import SAMPLE_DATA_DIR, load_sources, resource_for
 

@@ -21,14 +21,14 @@ from dagster import (
 from connectors.base import DataSourceConfig
 from connectors.errors import ConnectionError, NotFoundError
 from connectors.landing.lineage import read_provenance
+from connectors.syncing.aio import NestedLoopError, run_coroutine
+from connectors.syncing.cursor import bucket_of
+from connectors.syncing.dataset_manifest import read_manifest
 from connectors.testing import MemoryStore, memory_store
-from da_pipelines.aio import NestedLoopError, run_coroutine
-from da_pipelines.cursor import bucket_of
 from da_pipelines.datasets import item_partition_key
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import build_source_defs
 from da_pipelines.lineage_meta import verify_landed
-from da_pipelines.manifest import read_manifest
 from tests.dagster_location import register_test_connectors
 
 T0 = 1_700_000_000

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-import connectors.sync as cli_sync
+import connectors.syncing.source_sync as cli_sync
 import da_pipelines.dataset_sync as dataset_sync
 from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.checked_fetch import CheckedResult
@@ -148,7 +148,7 @@ def test_progress_keeps_running_sums_not_an_entry_per_finished_item() -> None:
     import io
 
     from connectors.cli.progress_bar import ProgressBar
-    from da_pipelines.progress_log import ProgressLog
+    from connectors.syncing.progress_log import ProgressLog
 
     bar, lines = ProgressBar(io.StringIO(), items=ITEMS, width=200), []
     log = ProgressLog(lines.append, total_items=ITEMS, interval=1e9)
@@ -250,7 +250,7 @@ def test_a_sensor_tick_on_a_large_source_reads_a_bounded_part_of_the_listing(
     from dagster import DagsterInstance, DagsterRunStatus
 
     import da_pipelines.sensors as sensors
-    from tests.unit.test_dagster_layer import SOURCE_ID, N, defs_for, evaluate
+    from tests.unit.dagster.test_dagster_layer import SOURCE_ID, N, defs_for, evaluate
 
     shared = MemoryObject(b"x", 1_700_000_000, "v1")
     store.objects.update({f"d{n // 1000:03d}/f{n:06d}.csv": shared for n in range(ITEMS)})

@@ -11,8 +11,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from connectors.syncing.dataset_manifest import ManifestEntry
 from da_pipelines.lineage_meta import verify_entries
-from da_pipelines.manifest import ManifestEntry
 
 DATA = b"id,name\n1,a\n"
 

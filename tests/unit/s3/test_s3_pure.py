@@ -10,7 +10,7 @@ import pytest
 
 from connectors import ConfigurationError, DataSourceConfig
 from connectors.s3.auth import bucket_url, key_url
-from connectors.s3.data import checksum_problem, etag_md5
+from connectors.s3.data_path import checksum_problem, etag_md5
 from connectors.s3.listing import parse_page
 from connectors.settings import S3Settings
 

@@ -1,6 +1,6 @@
 """The requests of an ``s3`` source, on one aiohttp session, in the shape the shared download engine takes.
 
-:class:`S3DataPath` offers what :class:`~connectors.azure_blob.transfer.BlobDownload`
+:class:`S3DataPath` offers what :class:`~connectors.azure_blob.ranged_download.BlobDownload`
 needs (``get`` of a byte range pinned with ``If-Match``), so S3 objects download
 with the same engine as blobs: parallel ranged GETs written in place, hashed as
 they land, restarted when the object changes. Failures are raised as
@@ -23,8 +23,8 @@ from typing import Any
 import aiohttp
 import yarl
 
+from connectors.azure_blob.data_path import BlobFacts, facts_of
 from connectors.azure_blob.errors import HttpStatusError
-from connectors.azure_blob.transfer import BlobFacts, facts_of
 from connectors.s3.auth import EMPTY_SHA256, Signer, key_url, query_string
 
 _ETAG_MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')  # a multipart ETag ends in -<parts>: not an MD5

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.landing.lineage import utc_now_iso
-from da_pipelines.state import write_atomically
+from connectors.syncing.table_listing import write_atomically
 
 SETS_DIR = ".lineage/.sets"
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors.api.api_settings import ApiSettings
 from connectors.api.errors import ApiError
 from connectors.api.policy import connector_for
-from connectors.api.settings import ApiSettings
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError
 from connectors.landing.atomic import landing_byte_cap

@@ -2,7 +2,7 @@
 
 A sync of a million items cannot hold a million entries (~300 bytes each in
 Python) per dataset, twice (before and after). This store keeps them in the
-SQLite file that already holds the sync's listing (``connectors.sync._Spill``):
+SQLite file that already holds the sync's listing (``connectors.syncing.source_sync._Spill``):
 the sync reads the prior entries of one listing batch at a time (a key range),
 writes each batch's outcome, and streams the entries back in identifier order
 to digest the data version and write the manifest. Identifiers, versions and
@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Literal
 
-from da_pipelines.manifest import ManifestEntry
+from connectors.syncing.dataset_manifest import ManifestEntry
 
 Table = Literal["prior", "entries"]  # the only names put into a query's text
 BATCH = 4096  # rows written or read at once

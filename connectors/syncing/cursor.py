@@ -42,7 +42,9 @@ from dataclasses import dataclass, field
 
 from connectors.base import DataItem
 from connectors.pipeline_settings import DEFAULT_LOOKBACK_SECONDS as DEFAULT_LOOKBACK_SECONDS
-from connectors.sync import item_version as item_version  # one definition: the sensor and the sync must agree
+from connectors.syncing.source_sync import (
+    item_version as item_version,  # one definition: the sensor and the sync must agree
+)
 
 BUCKETS = 1024
 MAX_RECENT = 1024  # the exact set never grows past this: on busy sources the boundary moves closer

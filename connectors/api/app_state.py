@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
+from connectors.api.api_keys import KeyStore
+from connectors.api.api_settings import ApiSettings
 from connectors.api.audit import AuditLog
-from connectors.api.keys import KeyStore
 from connectors.api.policy import connector_for
-from connectors.api.settings import ApiSettings
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import DataSourceError
 from connectors.registry import SourceRegistry
@@ -175,7 +175,7 @@ class ApiState:
     """Everything one API instance holds."""
 
     def __init__(self, settings: ApiSettings) -> None:
-        from connectors.api.jobs import JobManager  # jobs use the state's pool: built after it
+        from connectors.api.fetch_jobs import JobManager  # jobs use the state's pool: built after it
 
         self.settings = settings
         self.registry = SourceRegistry(settings.sources_file)

@@ -31,7 +31,7 @@ from connectors.landing.dirs import open_directory
 from connectors.landing.lineage import utc_now_iso
 from connectors.registry import get_connector_class
 from connectors.secrets.references import redact
-from da_pipelines.aio import run_coroutine
+from connectors.syncing.aio import run_coroutine
 
 log = logging.getLogger("da_pipelines")
 STATE_VERSION = 1
