@@ -56,8 +56,9 @@ with DagsterInstance.ephemeral() as instance:
     started = time.perf_counter()
     data = sensor.evaluate_tick(context)
     seconds = time.perf_counter() - started
-items = sum(len(r.run_config["ops"]["bench_sync_items"]["config"]["items"]) for r in data.run_requests)
-print(items)
+named = [r for r in data.run_requests if "ops" in r.run_config]  # a full sync run names no items
+items = sum(len(r.run_config["ops"]["bench_sync_items"]["config"]["items"]) for r in named)
+print(items, "items requested,", len(data.run_requests) - len(named), "full sync run(s) requested")
 print(seconds)
 """
 
@@ -66,9 +67,9 @@ import sys, time
 from pathlib import Path
 from fastapi.testclient import TestClient
 from connectors.api import create_app
-from connectors.api.keys import KeyStore
+from connectors.api.api_keys import KeyStore
 from connectors.api.policy import ApiPolicy
-from connectors.api.settings import ApiSettings
+from connectors.api.api_settings import ApiSettings
 from connectors.registry import SourceRegistry
 scratch, root = Path(sys.argv[1]), sys.argv[2]
 scratch.mkdir(parents=True, exist_ok=True)
