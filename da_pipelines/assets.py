@@ -45,7 +45,7 @@ from connectors.landing.progress import on_progress
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.pipeline_settings import MAX_PARTITIONS
 from connectors.secrets.references import redact
-from connectors.syncing.dataset_manifest import read_manifest, write_repairs
+from connectors.syncing.dataset_manifest import iter_manifest, manifest_items, write_repairs
 from connectors.syncing.progress_log import ProgressLog
 from connectors.syncing.source_sync import ItemRequest, LineageIndex, fetch_one, sync_options
 from da_pipelines.dataset_sync import DatasetOutcome, SyncRun, sync_datasets
@@ -206,7 +206,7 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
         skipped = sum(1 for identifier, _ in run.skipped if outcome.dataset.contains(identifier))
         pruned = sum(1 for identifier in outcome.removed if identifier in pruned_now)
         context.log.info(  # the words of SyncReport.summary(), as `da-sources fetch --all` prints them
-            f"{outcome.dataset.key.to_user_string()}: {len(outcome.landed)} landed, {outcome.unchanged} unchanged, "
+            f"{outcome.dataset.key.to_user_string()}: {outcome.landed_count} landed, {outcome.unchanged} unchanged, "
             f"{len(outcome.repaired)} repaired, {skipped} skipped, {len(outcome.removed)} removed at source, "
             f"{pruned} pruned, {len(outcome.failed)} failed")
     context.log.info(f"{run.listed} items; " + progress.summary())
@@ -236,10 +236,11 @@ def _table_record(outcome: DatasetOutcome, index: LineageIndex) -> dict[str, Any
 def check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Dataset,
                  synced: DatasetOutcome | None = None) -> AssetCheckResult:
     """The integrity check of one dataset, from its manifest; damaged items are marked for repair."""
-    held = synced.entries if synced is not None else read_manifest(folder, dataset.file_name)
-    entries = sorted(held.values(), key=lambda e: e.identifier)
     settings = keys.settings.check
-    damaged, facts = verify_entries(folder, entries, full=settings.mode == "full", sample_size=settings.sample_size)
+    # the manifest streamed from its file (the sync just wrote it): a million entries are never held
+    count = synced.items if synced is not None else manifest_items(folder, dataset.file_name)
+    damaged, facts = verify_entries(folder, iter_manifest(folder, dataset.file_name), count=count,
+                                    full=settings.mode == "full", sample_size=settings.sample_size)
     write_repairs(folder, dataset.file_name, damaged)
     return AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not damaged, metadata=facts)
 
