@@ -167,6 +167,8 @@ class RangeSource(Protocol):
 
     def read_facts(self, response: aiohttp.ClientResponse) -> BlobFacts: ...
 
+    async def refine_facts(self, name: str, facts: BlobFacts) -> BlobFacts: ...
+
 
 class DataPath:
     """Plain requests (blob bytes, properties, listing pages) on the connector's shared aiohttp session."""
@@ -197,6 +199,10 @@ class DataPath:
     def read_facts(self, response: aiohttp.ClientResponse) -> BlobFacts:
         """The facts a download pins to (:func:`facts_of`)."""
         return facts_of(response)
+
+    async def refine_facts(self, name: str, facts: BlobFacts) -> BlobFacts:
+        """Nothing to add: a blob's first answer carries its whole-blob MD5."""
+        return facts
 
     async def get(self, name: str, start: int, end: int | None, etag: str | None) -> aiohttp.ClientResponse:
         """Send one GET (bytes ``start``..``end`` inclusive, or the whole blob); raises on a non-2xx answer."""
@@ -422,6 +428,9 @@ class BlobDownload:
             return Downloaded(facts, None, first.body)  # MD5 checked by whoever lands it: off the loop
         if facts.size > first.received:
             assert self._fd is not None
+            # before the rest streams: the source may name a stronger check that makes the MD5 unneeded
+            facts = await self._retrying(partial(self._path.refine_facts, self._name, facts))
+            digests = digests if facts.content_md5 else digests[:1]
             hasher = OrderedHasher(self._fd, digests, first.received)
             try:
                 await self._remaining(facts, first.received, hasher)
