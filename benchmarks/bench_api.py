@@ -11,10 +11,13 @@ Cases:
              p50, p99 and requests per second
 
 The server runs as its own process (uvicorn, one worker) for the whole case.
-API clients and the connector worker report the seconds of the measured work
-(not their interpreter start-up: the server is already up, as in use); the CLI
-is timed as a user runs it, process start-up included. Outputs land under
-``$DA_BENCH_DIR`` (default: the system temporary folder).
+Every ratio is on one clock: the API client against the connector in-process
+(both timed after their imports, the server already up, as in use), and the
+API client against the CLI as whole processes (both pay an interpreter's
+start-up). The latency case also times one client alone (``GET /v1/data-sources/{id}``
+and ``/health``). Outputs land under ``$DA_BENCH_DIR`` (default: the system
+temporary folder); results to ``benchmarks/results/bench_api.md`` (``bench_api_<cases>``
+when only some cases run).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from typing import Any
 from azure.storage.blob.aio import BlobServiceClient
 
 from benchmarks.bench_azure import BIG_BLOCK, CONTAINER, ENV_CS, _big_block, _connector, _fresh, _upload
-from benchmarks.common import PYTHON, Candidate, compare, expect, landed_with_record, report
+from benchmarks.common import PYTHON, Candidate, compare, expect, landed_with_record, report, same_clock_ratio
+from benchmarks.results import begin, write_result
 from tests.harness import start_azurite, stop_process_group
 
 BIG_SIZE = int(os.environ.get("DA_BENCH_API_MIB", "1024")) << 20
@@ -176,8 +180,11 @@ def bench_big(scratch: Path) -> str:
                       reports_seconds=True),
         ]
         compare(candidates, repetitions=3)
+        api, cli, connector = candidates
         return report(f"{BIG_SIZE >> 20} MiB blob", candidates, size_bytes=BIG_SIZE,
-                      baseline="da-sources fetch (CLI)", ours="API POST /fetch + poll")
+                      baseline="connector fetch_data", ours="API POST /fetch + poll") + (
+            f"\nAPI over the connector: {same_clock_ratio(api, connector)}; "
+            f"API over the CLI: {same_clock_ratio(api, cli)} (time ratios; lower is faster for the API).\n")
 
 
 def _counted(stdout: str) -> None:
@@ -205,7 +212,8 @@ def bench_list(scratch: Path) -> str:
                       ours="API browse, 1,000 a page")
 
 
-async def _latency(base: str, key: str, clients: int, each: int) -> tuple[list[float], float]:
+async def _latency(base: str, key: str, clients: int, each: int,
+                   path: str = "/v1/data-sources/az") -> tuple[list[float], float]:
     import httpx
 
     timings: list[float] = []
@@ -214,7 +222,7 @@ async def _latency(base: str, key: str, clients: int, each: int) -> tuple[list[f
         async def one_client() -> None:
             for _ in range(each):
                 started = time.perf_counter()
-                response = await client.get("/v1/data-sources/az")
+                response = await client.get(path)
                 timings.append(time.perf_counter() - started)
                 assert response.status_code == 200
 
@@ -223,16 +231,24 @@ async def _latency(base: str, key: str, clients: int, each: int) -> tuple[list[f
         return timings, time.perf_counter() - started
 
 
+def _latency_row(label: str, timings: list[float], total: float) -> str:
+    timings = sorted(timings)
+    p50, p99 = statistics.median(timings), timings[max(int(len(timings) * 0.99) - 1, 0)]
+    return (f"| {label} | {len(timings)} | {p50 * 1000:.1f} | {p99 * 1000:.1f} | {timings[-1] * 1000:.1f} | "
+            f"{len(timings) / total:,.0f} |")
+
+
 def bench_latency(scratch: Path) -> str:
     clients, each = 50, 40
     with start_azurite() as azurite, api_server(scratch, azurite.connection_string) as (base, key, _):
         asyncio.run(_latency(base, key, clients, 5))  # warm-up
-        timings, total = asyncio.run(_latency(base, key, clients, each))
-    timings.sort()
-    p50, p99 = statistics.median(timings), timings[int(len(timings) * 0.99) - 1]
-    text = (f"## GET /v1/data-sources/{{id}}, {clients} concurrent clients\n\n| requests | p50 ms | p99 ms | max ms "
-            f"| requests/s |\n| ---: | ---: | ---: | ---: | ---: |\n| {len(timings)} | {p50 * 1000:.1f} | "
-            f"{p99 * 1000:.1f} | {timings[-1] * 1000:.1f} | {len(timings) / total:,.0f} |\n")
+        rows = [_latency_row(f"GET /v1/data-sources/{{id}}, {clients} clients",
+                             *asyncio.run(_latency(base, key, clients, each)))]
+        rows.append(_latency_row("GET /v1/data-sources/{id}, 1 client", *asyncio.run(_latency(base, key, 1, 200))))
+        rows.append(_latency_row("GET /health, 1 client", *asyncio.run(_latency(base, key, 1, 200, "/health"))))
+    text = ("## API latency (keep-alive clients in one process, server: uvicorn, 1 worker)\n\n"
+            "| case | requests | p50 ms | p99 ms | max ms | requests/s |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
+            + "\n".join(rows) + "\n")
     print(text, flush=True)
     return text
 
@@ -244,6 +260,7 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["worker"]:
         worker(argv[1], argv[2:])
         return
+    begin()
     tables = []
     for name in argv or list(CASES):
         with tempfile.TemporaryDirectory(prefix=f"da-bench-api-{name}-", dir=os.environ.get("DA_BENCH_DIR")) as tmp:
@@ -251,6 +268,8 @@ def main(argv: list[str]) -> None:
             tables.append(CASES[name](Path(tmp)))
             print(f"({name}: {time.perf_counter() - started:.0f} s including set-up)\n", flush=True)
     print("\n".join(tables))
+    write_result("bench_api" if not argv or argv == list(CASES) else "_".join(["bench_api", *argv]), tables,
+                 ["client and server on the same machine: the clients' CPU competes with the server's"])
 
 
 if __name__ == "__main__":

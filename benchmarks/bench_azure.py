@@ -50,7 +50,8 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
-from connectors.azure_blob.transfer import CHUNK
+from benchmarks.results import begin, write_result
+from connectors.azure_blob.ranged_download import CHUNK
 from tests.harness import AzuriteServer, start_azurite
 
 CONTAINER = "bench"
@@ -301,6 +302,7 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["worker"]:
         _worker(argv[1], argv[2:])
         return
+    begin()
     tables = []
     for name in argv or list(CASES):
         # DA_BENCH_DIR: where outputs land (both ours and curl's), e.g. /dev/shm to keep a busy disk out
@@ -309,6 +311,7 @@ def main(argv: list[str]) -> None:
             tables.append(CASES[name](folder))
             print(f"({name}: {time.perf_counter() - started:.0f} s including set-up)\n", flush=True)
     print("\n".join(tables))
+    write_result("bench_azure" if not argv or argv == list(CASES) else "_".join(["bench_azure", *argv]), tables)
 
 
 if __name__ == "__main__":

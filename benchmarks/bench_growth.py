@@ -15,8 +15,8 @@ The machine's load (``uptime``) is recorded with every figure: on a shared
 machine the wall times are noisy; the flags compare a path with itself.
 Sources and workspaces go under ``--dir`` (made if needed; sources are kept
 between runs, so a second run does not rebuild them); results to
-``benchmarks/results/bench_growth.json`` and ``bench_growth.md``, and the table
-to the committed ``benchmarks/growth_results.md``.
+``benchmarks/results/bench_growth.md`` and ``bench_growth.json`` (with the
+figures of ``benchmarks.bench_listed``, when it ran, appended).
 
 Usage:
     .venv/bin/python -m benchmarks.bench_growth --dir /work/tmp-million [--counts 10000,100000,1000000]
@@ -29,17 +29,16 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.bench_dagster_sync import BIN, RESULTS, job_env, lands, make_files, reset, sources_file
+from benchmarks.bench_dagster_sync import BIN, job_env, lands, make_files, reset, sources_file
 from benchmarks.common import Candidate, run_once
+from benchmarks.results import begin, results_dir, write_result
 
 PATHS = ("cli", "cli re-sync", "dagster", "dagster re-sync", "sensor tick")
 TIME_LIMIT, RSS_LIMIT_MIB = 1.3, 50.0
-COMMITTED = Path(__file__).resolve().parent / "growth_results.md"
 SENSOR_CHILD = """
 import sys, time
 from dagster import DagsterInstance, build_sensor_context
@@ -140,9 +139,9 @@ def flags(figures: list[Figure]) -> dict[str, list[str]]:
     return found
 
 
-def table(figures: list[Figure], found: dict[str, list[str]], commit: str) -> str:
+def table(figures: list[Figure], found: dict[str, list[str]]) -> str:
     counts = sorted({f.items for f in figures})
-    lines = [f"## Growth per path (commit {commit})", "",
+    lines = ["## Growth per path", "",
              "| path | " + " | ".join(f"{n:,}: us/item, peak MiB, load" for n in counts) + " | flag |",
              "| --- |" + " ---: |" * len(counts) + " --- |"]
     for path in PATHS:
@@ -176,10 +175,11 @@ def main() -> None:
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--keep", action="store_true", help="keep the workspaces (sources are always kept)")
     args = parser.parse_args()
+    begin()
     args.dir.mkdir(parents=True, exist_ok=True)
     paths = [p.strip() for p in args.paths.split(",")]
-    saved = RESULTS / "bench_growth.json"
-    figures = [Figure(**f) for f in json.loads(saved.read_text())["figures"]] if saved.exists() else []
+    saved = results_dir() / "bench_growth.json"
+    figures = [Figure(**f) for f in json.loads(saved.read_text())["data"]["figures"]] if saved.exists() else []
     for count in (int(c) for c in args.counts.split(",")):
         for path in paths:  # in the order given
             new = measure(args.dir, count, args.size, [path])
@@ -194,16 +194,17 @@ def main() -> None:
 
 
 def save(figures: list[Figure], saved: Path) -> str:
-    """Write the figures, their flags and the table (JSON and Markdown); the table's text."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    """Write the figures, their flags and the table (:func:`write_result`); the table's text.
+
+    Figures kept from earlier runs (other counts or paths) name their own load; the header's
+    commit and command are this run's.
+    """
     found = flags(figures)
-    text = table(figures, found, commit)
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps({"figures": [asdict(f) for f in figures], "flags": found}, indent=2))
-    saved.with_suffix(".md").write_text(text)
-    if saved.parent == RESULTS:  # the committed copy of the table (benchmarks/results/ is not tracked)
-        COMMITTED.write_text(text + _listed_section(RESULTS / "bench_listed.json")
-                             + _listed_section(RESULTS / "bench_listed_dataset.json"))
+    text = table(figures, found)
+    write_result(saved.stem, [text, _listed_section(saved.parent / "bench_listed.json")
+                              + _listed_section(saved.parent / "bench_listed_dataset.json")],
+                 ["figures of other counts or paths are kept from earlier runs (their load is in each cell)"],
+                 {"figures": [asdict(f) for f in figures], "flags": found})
     return text
 
 
@@ -214,7 +215,7 @@ def _listed_section(path: Path) -> str:
     which = "Dagster layer's sync_datasets" if path.stem.endswith("_dataset") else "CLI sync"
     lines = ["", f"## {which} of a synthetic listing (benchmarks/bench_listed.py: items generated, fetch stubbed)", "",
              "| listed items | s | us/item | peak RSS MiB | load |", "| ---: | ---: | ---: | ---: | --- |"]
-    for f in json.loads(path.read_text())["figures"]:
+    for f in json.loads(path.read_text())["data"]["figures"]:
         lines.append(f"| {f['items']:,} | {f['seconds']} | {f['us_per_item']} | {f['peak_rss_mib']} | {f['load']} |")
     return "\n".join(lines) + "\n"
 

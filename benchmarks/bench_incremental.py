@@ -21,8 +21,8 @@ from typing import Any
 
 from benchmarks.bench_postgres import ENV_CONFIG, ENV_PASSWORD, OURS_IMPORTS
 from benchmarks.common import PYTHON, Candidate, compare, expect, report, scratch, timed_child
+from benchmarks.results import begin, write_result
 
-RESULTS = Path(os.environ.get("DA_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 TABLE_SQL = """
 CREATE TABLE {name} AS
 SELECT g::bigint AS id,
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--changed", type=int, default=10_000)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
+    begin()
     from tests.harness import start_postgres
 
     with start_postgres(password="bench-pw") as server, scratch("da-bench-incremental-") as out:
@@ -108,13 +109,13 @@ def main() -> None:
                          "cursor updated_at (indexed), look-back 0", checked(folder, args.rows, changed),
                          env=env, prepare=Changer(server.dsn, args.rows, args.changed), reports_seconds=True)
         runs = compare([full, step], args.repetitions)
-        report(f"{args.rows:,} rows, {args.changed:,} changed", runs, items=args.rows,
-               baseline="full export (sync_table full)", where=str(out))
+        text = report(f"{args.rows:,} rows, {args.changed:,} changed", runs, items=args.rows,
+                      baseline="full export (sync_table full)", where=str(out))
         ratio = step.median_seconds / full.median_seconds
         print(f"re-sync / full export: {ratio:.3f} (the bound: 0.05)")
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "bench_incremental.json").write_text(json.dumps(
-            {"rows": args.rows, "changed": args.changed, "increment_over_full": ratio}, indent=2))
+        write_result("bench_incremental", [text, f"re-sync / full export: {ratio:.3f} (after imports, both; "
+                                                 "the bound: 0.05)\n"],
+                     data={"rows": args.rows, "changed": args.changed, "increment_over_full": ratio})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Peak RSS of the CLI sync (``connectors.sync.sync_source``) as the *listed* item count grows to 10,000,000.
+"""Peak RSS of the CLI sync (``source_sync.sync_source``) as the *listed* item count grows to 10,000,000.
 
 The source is synthetic: a connector type ``synthetic`` (registered in the child
 process) whose ``iter_items`` generates ``count`` items on the fly
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -31,8 +30,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_dagster_sync import RESULTS
 from benchmarks.common import Candidate, run_once
+from benchmarks.results import begin, write_result
 
 RSS_LIMIT_MIB = 300.0
 
@@ -103,7 +102,7 @@ async def _stub(connector: Any, identifiers: Sequence[str], folder: Any, concurr
 
 def child(count: int, workspace: str) -> None:
     """In the child process: one full sync of ``count`` synthetic items, the fetch stubbed; prints seconds."""
-    import connectors.sync as sync
+    import connectors.syncing.source_sync as sync
     from connectors.base import DataSourceConfig, DataSourceConnector
     from connectors.checked_fetch import CheckedResult
     from connectors.plugins import register_connector
@@ -141,12 +140,13 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--counts", default="100000,1000000,10000000")
     parser.add_argument("--sync", choices=("cli", "dataset"), default="cli",
-                        help="cli: connectors.sync.sync_source; dataset: the Dagster layer's sync_datasets")
+                        help="cli: source_sync.sync_source; dataset: the Dagster layer's sync_datasets")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         (dataset_child if args.sync == "dataset" else child)(args.child, str(args.dir))
         return
+    begin()
     figures: list[dict[str, Any]] = []
     for count in (int(c) for c in args.counts.split(",")):
         workspace = args.dir / f"ws-listed-{count}"
@@ -163,10 +163,14 @@ def main() -> None:
     smallest = min(figures, key=lambda f: f["items"])
     peaks = [float(f["peak_rss_mib"]) for f in figures]
     verdict = max(peaks) <= RSS_LIMIT_MIB and max(peaks) - float(smallest["peak_rss_mib"]) <= 50
-    RESULTS.mkdir(exist_ok=True)
-    name = "bench_listed.json" if args.sync == "cli" else f"bench_listed_{args.sync}.json"
-    (RESULTS / name).write_text(json.dumps({"figures": figures, "flat_and_under_300_mib": verdict}, indent=2))
     print(f"flat and under {RSS_LIMIT_MIB:.0f} MiB: {verdict}")
+    lines = ["| listed items | s | us/item | peak RSS MiB | load at start |", "| ---: | ---: | ---: | ---: | --- |"]
+    lines += [f"| {f['items']:,} | {f['seconds']} | {f['us_per_item']} | {f['peak_rss_mib']} | {f['load']} |"
+              for f in figures]
+    write_result("bench_listed" if args.sync == "cli" else f"bench_listed_{args.sync}",
+                 f"## {args.sync} sync of a synthetic listing (items generated, fetch stubbed)\n\n"
+                 + "\n".join(lines) + f"\n\nflat and under {RSS_LIMIT_MIB:.0f} MiB: {verdict}\n",
+                 data={"figures": figures, "flat_and_under_300_mib": verdict})
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
+from benchmarks.results import begin, write_result
 
 
 def fetch_once(root: str, identifier: str, workspace: str) -> None:
@@ -112,6 +113,7 @@ def main() -> None:
     if args.fetch_once:
         fetch_once(*args.fetch_once)
         return
+    begin()
     size = args.size_mib * 1024 * 1024
     with scratch("da-bench-local-") as base:  # under $DA_BENCH_DIR: the source and every output
         (base / "src").mkdir()
@@ -119,12 +121,14 @@ def main() -> None:
         make_file(base / "src" / "big.bin", size)
         sha256 = file_sha256(base / "src" / "big.bin")
         cases = [("warm page cache", False)] + ([("cold page cache", True)] if can_drop_caches() else [])
-        for title, cold in cases:
-            runs = compare(candidates(base, cold, sha256), args.repetitions)
-            report(f"local_file: {args.size_mib} MiB file, {title}", runs, size_bytes=size, baseline="cp",
-                   ours="LocalFileConnector.fetch_data", where=str(base))
-    if not can_drop_caches():
-        print("(cold case skipped: dropping the page cache needs root)", file=sys.stderr)
+        tables = [report(f"local_file: {args.size_mib} MiB file, {title}", compare(candidates(base, cold, sha256),
+                                                                                   args.repetitions),
+                         size_bytes=size, baseline="cp", ours="LocalFileConnector.fetch_data", where=str(base))
+                  for title, cold in cases]
+    notes = [] if can_drop_caches() else ["cold case skipped: dropping the page cache needs root"]
+    for note in notes:
+        print(f"({note})", file=sys.stderr)
+    write_result("bench_local", tables, notes)
 
 
 if __name__ == "__main__":

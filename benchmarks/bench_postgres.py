@@ -45,6 +45,7 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
+from benchmarks.results import begin, write_result
 from connectors.postgresql.connector import PARALLEL_MIN_BYTES
 
 TABLE_SQL = """
@@ -347,6 +348,7 @@ def main() -> None:
     parser.add_argument("--small-rows", type=int, default=1_000_000)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
+    begin()
     from tests.harness import start_postgres
 
     with start_postgres(password="bench-pw") as server, scratch("da-bench-pg-") as out:
@@ -368,6 +370,7 @@ def main() -> None:
                        baseline=small[-1].name, ours="ours fetch_data parquet", where=str(out))
         if missing:
             print(f"not installed, left out: {', '.join(missing)}")
+    write_result("bench_postgres", text, [f"not installed, left out: {', '.join(missing)}"] if missing else [])
 
 
 def _csv_reference(server: Any, env: dict[str, str], out: Path) -> tuple[int, str]:

@@ -21,8 +21,7 @@ from typing import Any
 
 from benchmarks.bench_postgres import ENV_CONFIG, ENV_PASSWORD, OURS_IMPORTS, build_table, remover
 from benchmarks.common import PYTHON, Candidate, compare, expect, report, scratch, timed_child
-
-RESULTS = Path(os.environ.get("DA_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+from benchmarks.results import begin, write_result
 
 
 def run_fetch(fmt: str, profile: str, workspace: str) -> None:
@@ -75,6 +74,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
+    begin()
     from tests.harness import start_postgres
 
     with start_postgres(password="bench-pw") as server, scratch("da-bench-profile-") as out:
@@ -84,15 +84,16 @@ def main() -> None:
         print(f"building the table: {args.rows:,} rows ...", flush=True)
         build_table(server, "big", args.rows)
         runs = compare(candidates(out, env, args.rows), args.repetitions)
-        for fmt in ("csv", "parquet"):
-            report(f"{args.rows:,} rows as {fmt}: the profile's cost", [c for c in runs if c.name.startswith(fmt)],
-                   items=args.rows, baseline=f"{fmt} profile off", where=str(out))
+        tables = [report(f"{args.rows:,} rows as {fmt}: the profile's cost",
+                         [c for c in runs if c.name.startswith(fmt)], items=args.rows,
+                         baseline=f"{fmt} profile off", where=str(out)) for fmt in ("csv", "parquet")]
         by_name = {c.name: c.median_seconds for c in runs}
         ratios = {fmt: by_name[f"{fmt} profile on"] / by_name[f"{fmt} profile off"] for fmt in ("csv", "parquet")}
-        print(f"profile on / off: csv {ratios['csv']:.3f}, parquet {ratios['parquet']:.3f} (the bound: 1.10)")
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "bench_profile.json").write_text(json.dumps(
-            {"rows": args.rows, "csv_on_over_off": ratios["csv"], "parquet_on_over_off": ratios["parquet"]}, indent=2))
+        summary = f"profile on / off: csv {ratios['csv']:.3f}, parquet {ratios['parquet']:.3f} (the bound: 1.10)"
+        print(summary)
+        write_result("bench_profile", [*tables, summary + " (after imports, both)\n"],
+                     data={"rows": args.rows, "csv_on_over_off": ratios["csv"],
+                           "parquet_on_over_off": ratios["parquet"]})
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from benchmarks.common import (
     scratch,
     timed_child,
 )
+from benchmarks.results import begin, write_result
 from tests.harness import S3Server, start_azurite, start_s3, start_s3rver
 
 BUCKET = "bench"
@@ -397,6 +398,7 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["worker"]:
         _worker(argv[1], argv[2:])
         return
+    begin()
     tables = []
     for name in argv or list(CASES):
         with scratch(f"da-bench-s3-{name}-") as folder:
@@ -404,6 +406,7 @@ def main(argv: list[str]) -> None:
             tables.append(CASES[name](folder))
             print(f"({name}: {time.perf_counter() - started:.0f} s including set-up)\n", flush=True)
     print("\n".join(tables))
+    write_result("bench_s3" if not argv or argv == list(CASES) else "_".join(["bench_s3", *argv]), tables)
 
 
 if __name__ == "__main__":

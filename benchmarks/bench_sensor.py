@@ -30,7 +30,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -40,17 +39,18 @@ from typing import Any
 from dagster import DagsterInstance, build_sensor_context
 
 from benchmarks.common import describe_filesystem, expect, scratch
+from benchmarks.results import begin, write_result
 from connectors.base import DataSourceConfig
 from connectors.landing.lineage import write_provenance
+from connectors.syncing.aio import run_coroutine
+from connectors.syncing.cursor import item_version
 from connectors.testing import memory_store
-from da_pipelines.aio import run_coroutine
-from da_pipelines.cursor import item_version
 from da_pipelines.definitions import build_definitions
 from da_pipelines.names import source_slug
 from tests.dagster_location import register_test_connectors
 
 NOW = int(time.time())
-RESULTS = Path(os.environ.get("DA_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+
 
 
 def memory_source(items: int) -> tuple[DataSourceConfig, Any]:
@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--source", choices=["memory", "local"], default="memory")
     parser.add_argument("--repetitions", type=int, default=3)
     args = parser.parse_args()
+    begin()
     register_test_connectors()
     with scratch("da-bench-sensor-") as root:
         (root / "home").mkdir()
@@ -203,12 +204,11 @@ def main() -> None:
         "cursor_bytes": len(data.cursor or ""), "cursor_bytes_quiet": len(quiet.cursor or ""),
         "median_seconds": {label: round(statistics.median(v), 3) for label, v in bench.seconds.items()},
     }
-    print(f"## sensor over {listed:,} items ({args.source}), {recorded:,} landed items recorded, "
-          f"instance on {where}\n\n{bench.table()}\n")
-    print(f"first sync: {first_ticks} ticks; cursor {report['cursor_bytes']:,} bytes "
-          f"({report['cursor_bytes_quiet']:,} after the quiet tick)")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"bench_sensor_{args.source}.json").write_text(json.dumps(report, indent=2))
+    text = (f"## sensor over {listed:,} items ({args.source}), {recorded:,} landed items recorded, "
+            f"instance on {where}\n\n{bench.table()}\n\nfirst sync: {first_ticks} ticks; cursor "
+            f"{report['cursor_bytes']:,} bytes ({report['cursor_bytes_quiet']:,} after the quiet tick)\n")
+    print(text)
+    write_result(f"bench_sensor_{args.source}", text, data=report)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ that command alone (GNU time), and two clocks:
   its last line. So no Python candidate pays its imports inside the clock
   while another does not.
 
-The table shows both; ratios use the first (after imports for Python rows,
-whole process for native rows, labelled in the row). Each candidate states
+The table shows both. A ratio compares two candidates on one clock: after
+imports when both are Python candidates run through :func:`timed_child`,
+otherwise whole process on both sides; each ratio says which it used. Each candidate states
 its settings (concurrency, chunk sizes, format) in its row, and its output is
 checked after every repetition (untimed): a candidate whose bytes or rows
 are wrong fails the benchmark instead of counting. Repetitions interleave the
@@ -42,6 +43,7 @@ from pathlib import Path
 PYTHON = sys.executable
 TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"  # GNU time: peak RSS of the command alone
 AFTER_IMPORTS, WHOLE_PROCESS = "after imports", "whole process"
+REPORTED: list[dict[str, object]] = []  # every table :func:`report` made in this process, as figures
 
 
 @dataclass
@@ -163,14 +165,31 @@ def report(title: str, candidates: list[Candidate], *, size_bytes: int | None = 
     rule = "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if mine else "")
     lines = [heading, "", header, rule]
     for c in candidates:
-        ratio = base.median_seconds / c.median_seconds if base else float("nan")
-        speedup = f" {c.median_seconds / mine.median_seconds:.2f}x |" if mine else ""
+        ratio = same_clock_ratio(base, c) if base else "-"
+        speedup = f" {same_clock_ratio(c, mine)} |" if mine else ""
         lines.append(f"| {c.name} | {c.settings} | {c.clock} | {c.median_seconds:.3f} | "
-                     f"{c.median_process_seconds:.3f} | {_throughput(c, size_bytes, items)} | {ratio:.2f} | "
+                     f"{c.median_process_seconds:.3f} | {_throughput(c, size_bytes, items)} | {ratio} | "
                      f"{c.peak_rss_mib:.0f} | {len(c.samples)} |" + speedup)
     text = "\n".join(lines) + "\n"
+    REPORTED.append({"title": title, "baseline": baseline, "candidates": [
+        {"name": c.name, "settings": c.settings, "clock": c.clock, "median_s": c.median_seconds,
+         "median_process_s": c.median_process_seconds, "peak_rss_mib": c.peak_rss_mib, "runs": len(c.samples)}
+        for c in candidates]})
     print(text, flush=True)
     return text
+
+
+def same_clock(a: Candidate, b: Candidate) -> tuple[float, float, str]:
+    """The medians of ``a`` and ``b`` on one clock, and its name: after imports if both have it, else whole process."""
+    if a.clock == b.clock == AFTER_IMPORTS:
+        return a.median_seconds, b.median_seconds, AFTER_IMPORTS
+    return a.median_process_seconds, b.median_process_seconds, WHOLE_PROCESS
+
+
+def same_clock_ratio(a: Candidate, b: Candidate) -> str:
+    """``a``'s time over ``b``'s on one clock (how many times faster ``b`` is), labelled with the clock."""
+    seconds_a, seconds_b, clock = same_clock(a, b)
+    return f"{seconds_a / seconds_b:.2f}x ({clock})"
 
 
 def _throughput(c: Candidate, size_bytes: int | None, items: int | None) -> str:

@@ -1,6 +1,6 @@
 """The framework's side of every fetch: names checked before a connector sees them, results checked after.
 
-Every caller that lands items (the CLI, ``connectors.sync``, the Dagster layer)
+Every caller that lands items (the CLI, ``connectors.syncing.source_sync``, the Dagster layer)
 goes through :func:`fetch_checked` or :func:`fetch_many_checked`, so the six
 methods of the seed's interface are the whole contract a connector must meet:
 

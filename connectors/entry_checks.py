@@ -9,7 +9,7 @@ Beyond what ``DataSourceConfig`` itself checks (the id rule, the type, ``config`
 
 * secret fields only as references (``{env: NAME}`` / ``{secret: NAME}``): a literal
   would end up in Dagster's run config and UI;
-* ``metadata.sync`` (:mod:`connectors.sync`) and ``metadata.dagster``
+* ``metadata.sync`` (:mod:`connectors.syncing.source_sync`) and ``metadata.dagster``
   (:mod:`connectors.pipeline_settings`) valid.
 """
 
@@ -38,7 +38,9 @@ def check_entry(source: DataSourceConfig) -> DataSourceConfig:
         raise ConfigurationError(f"{next(iter(literal.values()))}: a literal secret cannot be handed to Dagster "
                                  "nor kept in the sources file; "
                                  f"{_HINT}", source_id=source.id)
-    from connectors.sync import sync_options  # connectors.sync imports the registry's neighbours
+    from connectors.syncing.source_sync import (
+        sync_options,  # connectors.syncing.source_sync imports the registry's neighbours
+    )
 
     sync_options(source)
     pipeline_settings(source)

@@ -44,18 +44,18 @@ from connectors.landing.lineage import run_context
 from connectors.landing.progress import on_progress
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.secrets.references import redact
+from connectors.syncing.dataset_manifest import read_manifest, write_repairs
+from connectors.syncing.progress_log import ProgressLog
 from da_pipelines.dataset_sync import DatasetOutcome, SyncRun, sync_datasets
 from da_pipelines.datasets import Dataset, item_from_partition_key, item_partition_key
 from da_pipelines.deploy import exit_with_parent, pool_of
 from da_pipelines.jobs import SyncConfig, failure_for
-from da_pipelines.keys import CHECK_NAME, KINDS, WORKSPACE_KEY, SourceKeys, source_and_folder, source_uri
 from da_pipelines.lineage_meta import dataset_metadata, materialization_metadata, verify_entries
-from da_pipelines.manifest import read_manifest, write_repairs
 from da_pipelines.partitions import sync_partitions
-from da_pipelines.progress_log import ProgressLog
 from da_pipelines.resources import SourceResource
 from da_pipelines.settings import MAX_PARTITIONS
 from da_pipelines.sync import ItemRequest, LineageIndex, fetch_one, sync_options
+from da_pipelines.translator import CHECK_NAME, KINDS, WORKSPACE_KEY, SourceKeys, source_and_folder, source_uri
 
 
 def remote_spec(keys: SourceKeys) -> AssetSpec:

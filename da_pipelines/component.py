@@ -51,13 +51,13 @@ from connectors.errors import ConfigurationError
 from connectors.landing.lineage import utc_now_iso
 from connectors.plugins import known_type_names
 from connectors.secrets.references import carries_secret, is_reference
+from connectors.syncing.table_listing import ListingState, refreshed
 from da_pipelines.datasets import TABLE_TYPES, Dataset
 from da_pipelines.factory import build_source_defs, source_keys
-from da_pipelines.keys import WORKSPACE_KEY
 from da_pipelines.lost_retries import lost_retries_sensor
 from da_pipelines.resources import WorkspaceResource
 from da_pipelines.sources import resource_for, workspace_root
-from da_pipelines.state import ListingState, refreshed
+from da_pipelines.translator import WORKSPACE_KEY
 
 log = logging.getLogger("da_pipelines")
 

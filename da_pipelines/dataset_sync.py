@@ -28,10 +28,7 @@ from connectors.errors import DataSourceError, UnsafeNameError
 from connectors.landing.lineage import run_context
 from connectors.landing.names import LINEAGE_DIR
 from connectors.landing.progress import on_progress
-from connectors.sync import SyncOptions, _Spill, _spill_listing, excluded_by, listing_refusals, sync_options
-from connectors.sync import list_requests as list_source
-from da_pipelines.datasets import Dataset
-from da_pipelines.manifest import (
+from connectors.syncing.dataset_manifest import (
     ManifestEntry,
     data_version,
     read_manifest,
@@ -39,6 +36,16 @@ from da_pipelines.manifest import (
     write_manifest,
     write_repairs,
 )
+from connectors.syncing.source_sync import (
+    SyncOptions,
+    _Spill,
+    _spill_listing,
+    excluded_by,
+    listing_refusals,
+    sync_options,
+)
+from connectors.syncing.source_sync import list_requests as list_source
+from da_pipelines.datasets import Dataset
 from da_pipelines.sync import ItemRequest, LineageIndex
 
 Progress = Callable[[], None]

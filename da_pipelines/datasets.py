@@ -8,7 +8,7 @@ A *dataset* is one asset of the code location:
 * PostgreSQL sources: one per table, view and materialized view in scope
   (``metadata.dagster.tables``), key ``[N, schema, table]`` (each part made a
   Dagster name; the real name is in the asset's ``dagster/table_name``). The
-  tables come from the source's listing *state* (``da_pipelines.state``); with no
+  tables come from the source's listing *state* (``connectors.syncing.table_listing``); with no
   state at all, one stand-in dataset ``[N, "tables"]`` covers every table and
   says why in its description.
 

@@ -19,13 +19,13 @@ from dagster import AssetsDefinition, AssetSpec, SensorDefinition
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from connectors.base import DataSourceConfig
+from connectors.syncing.table_listing import ListingState, cached_state, state_file
 from da_pipelines.assets import dataset_spec, datasets_asset, partitioned_set_asset, remote_spec
 from da_pipelines.datasets import TABLE_TYPES, source_datasets
 from da_pipelines.jobs import sync_job
-from da_pipelines.keys import WORKSPACE_KEY, SourceKeys, SpecTranslator, source_uri
 from da_pipelines.sensors import source_sensor
 from da_pipelines.settings import pipeline_settings
-from da_pipelines.state import ListingState, cached_state, state_file
+from da_pipelines.translator import WORKSPACE_KEY, SourceKeys, SpecTranslator, source_uri
 
 __all__ = ["WORKSPACE_KEY", "SourceDefs", "build_source_defs", "source_keys", "source_uri"]
 

@@ -19,7 +19,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from connectors.errors import DataSourceError, is_retryable
 from connectors.secrets.references import redact
-from da_pipelines.keys import SourceKeys
+from da_pipelines.translator import SourceKeys
 
 
 class SyncItem(Config):  # type: ignore[misc]

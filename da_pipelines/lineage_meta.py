@@ -19,7 +19,7 @@ from connectors.errors import DataSourceError
 from connectors.landing.dirs import open_regular_file
 from connectors.landing.root import open_workspace_folder
 from connectors.secrets.references import redact
-from da_pipelines.manifest import ManifestEntry
+from connectors.syncing.dataset_manifest import ManifestEntry
 
 if TYPE_CHECKING:
     from da_pipelines.dataset_sync import DatasetOutcome

@@ -1,6 +1,6 @@
 """Per source: the sensor ``N_sensor``, which requests ``N_sync`` runs for the datasets that changed.
 
-The decision is the pure :func:`da_pipelines.cursor.plan_tick`; this module lists the
+The decision is the pure :func:`connectors.syncing.cursor.plan_tick`; this module lists the
 source (through :func:`run_coroutine`: sensors are sync), drops bucket mates whose
 landed lineage already has the listed version, and turns the work into run
 requests: each names the new or changed items (run config) and selects only
@@ -27,13 +27,13 @@ from dagster import (
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from connectors.base import DataItem
-from connectors.sync import excluded_by, sync_options
-from da_pipelines.aio import run_coroutine
-from da_pipelines.cursor import decode_cursor, drop_known, encode_cursor, item_version, plan_tick
+from connectors.syncing.aio import run_coroutine
+from connectors.syncing.cursor import decode_cursor, drop_known, encode_cursor, item_version, plan_tick
+from connectors.syncing.source_sync import excluded_by, sync_options
 from da_pipelines.datasets import Dataset, datasets_of
-from da_pipelines.keys import WORKSPACE_KEY, SourceKeys, source_and_folder
 from da_pipelines.resources import SourceResource
 from da_pipelines.sync import ItemRequest, LineageIndex
+from da_pipelines.translator import WORKSPACE_KEY, SourceKeys, source_and_folder
 
 
 def source_sensor(keys: SourceKeys, sync_job: UnresolvedAssetJobDefinition,

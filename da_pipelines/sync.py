@@ -1,12 +1,12 @@
 """Syncing a source into its workspace folder, for the Dagster layer.
 
-The logic is Dagster-free and lives in :mod:`connectors.sync`, so that
+The logic is Dagster-free and lives in :mod:`connectors.syncing.source_sync`, so that
 ``da-sources fetch --all`` and the ``N_sync`` job decide alike which items to
 land, repair, skip, report as removed and prune; this module names it for
 ``da_pipelines``.
 """
 
-from connectors.sync import (
+from connectors.syncing.source_sync import (
     CHUNK,
     ItemRequest,
     LineageIndex,

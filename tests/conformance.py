@@ -410,7 +410,7 @@ class SeedInterfaceConformance:
         assert item.to_dict()["size"] == 2048 and DataItem.from_dict(item.to_dict()) == item
 
     def test_the_api_pool_keeps_a_seed_contract_connector_connected(self) -> None:
-        from connectors.api.state import ConnectorPool
+        from connectors.api.app_state import ConnectorPool
         from connectors.plugins import get_connector_class
 
         register_connector("seed_mock", SeedMockConnector, replace=True)

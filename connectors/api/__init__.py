@@ -36,7 +36,7 @@ __all__ = ["create_app", "router"]
 
 
 def __getattr__(name: str) -> Any:
-    # lazy: `import connectors.api.keys` must not need FastAPI
+    # lazy: `import connectors.api.api_keys` must not need FastAPI
     if name in __all__:
         from connectors.api import app
 

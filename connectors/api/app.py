@@ -16,10 +16,10 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from connectors.api import discovery, fetching, sources, threads, tokens, upload
+from connectors.api.api_settings import ApiSettings
+from connectors.api.app_state import ApiState, close_default_state, own_state, start_default_state
 from connectors.api.docs import add_docs
 from connectors.api.schemas import Health
-from connectors.api.settings import ApiSettings
-from connectors.api.state import ApiState, close_default_state, own_state, start_default_state
 
 __all__ = ["create_app", "router"]
 

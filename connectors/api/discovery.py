@@ -15,15 +15,15 @@ from typing import Annotated, Any
 from fastapi import Query, Request, Response
 
 from connectors.api import tables
+from connectors.api.app_state import ApiState
 from connectors.api.errors import ApiError
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.schemas import EntryList, ItemMetadata, Preview, Relationships, Stats, TableSchema
 from connectors.api.sources import Limit, SourceId, load_source
-from connectors.api.state import ApiState
 from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError
 from connectors.secrets.references import redact
-from connectors.sync import listing_refusals
+from connectors.syncing.source_sync import listing_refusals
 
 router = new_router()
 Item = Annotated[str, Query(min_length=1, max_length=1024, description="The item's identifier, as browse lists it.")]

@@ -23,15 +23,15 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 
+from connectors.api.api_keys import ApiKey
+from connectors.api.api_settings import ApiSettings, _check_id
+from connectors.api.app_state import ApiState
 from connectors.api.audit import items_fields
 from connectors.api.discovery import shared_listing
 from connectors.api.errors import ApiError
-from connectors.api.keys import ApiKey
 from connectors.api.routing import ReadKey, State, new_router, note_audit
 from connectors.api.schemas import FetchRequest, Job, JobList, Lineage
-from connectors.api.settings import ApiSettings, _check_id
 from connectors.api.sources import Limit, SourceId, load_source
-from connectors.api.state import ApiState
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NotFoundError
 from connectors.landing.dirs import open_directory

@@ -27,11 +27,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive
 
+from connectors.api.api_keys import ApiKey
+from connectors.api.app_state import ApiState, get_state
 from connectors.api.audit import AuditWriteError
 from connectors.api.errors import ApiError, detail_of, status_of
-from connectors.api.keys import ApiKey
 from connectors.api.schemas import ErrorBody
-from connectors.api.state import ApiState, get_state
 from connectors.errors import DataSourceError
 from connectors.secrets.references import get_logger, redact
 

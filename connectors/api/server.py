@@ -24,8 +24,8 @@ import resource
 import time
 from typing import Any
 
-from connectors.api.keys import KeyStore
-from connectors.api.settings import ApiSettings
+from connectors.api.api_keys import KeyStore
+from connectors.api.api_settings import ApiSettings
 from connectors.errors import ConfigurationError
 
 log = logging.getLogger(__name__)

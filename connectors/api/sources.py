@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 
+from connectors.api.api_settings import _check_id
+from connectors.api.app_state import ApiState
 from connectors.api.errors import ApiError, detail_of
 from connectors.api.policy import (
     PolicyError,
@@ -26,8 +28,6 @@ from connectors.api.policy import (
 )
 from connectors.api.routing import ManageKey, ReadKey, State, new_router, note_audit
 from connectors.api.schemas import DataSource, Deleted, SourceCreate, SourceList, SourceUpdate, TestResult
-from connectors.api.settings import _check_id
-from connectors.api.state import ApiState
 from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError, DataSourceError
 from connectors.plugins import settings_model_for

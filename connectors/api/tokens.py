@@ -1,6 +1,6 @@
 """``POST /v1/threads/{thread_id}/tokens``: a thread token for the agent's code, minted by DeepAnalyze's side.
 
-The token (see :mod:`connectors.api.keys`) is read-only, good for one thread and the listed sources,
+The token (see :mod:`connectors.api.api_keys`) is read-only, good for one thread and the listed sources,
 and expires after ``ttl_seconds``: with it the agent's code may attach more data to its own thread
 (``POST /v1/threads/{thread_id}/data``) and do nothing else (403 elsewhere, 401 once expired).
 Minting needs a key made with ``--can-mint``.
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.api.keys import MAX_TOKEN_TTL_SECONDS
+from connectors.api.api_keys import MAX_TOKEN_TTL_SECONDS
 from connectors.api.routing import MintKey, State, new_router
 from connectors.api.sources import load_source
 from connectors.threads import MAX_THREAD_ID_LENGTH, check_thread_id

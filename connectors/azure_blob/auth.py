@@ -2,7 +2,7 @@
 
 Each way in gives two things: a credential for the SDK's client (properties,
 the connection test) and an authorizer for the plain GETs of
-:mod:`connectors.azure_blob.transfer` (a SAS in the query, or a bearer token).
+:mod:`connectors.azure_blob.data_path` (a SAS in the query, or a bearer token).
 An account key never leaves the process: the data path gets a read-only
 container SAS signed locally from it.
 """

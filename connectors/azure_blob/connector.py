@@ -5,14 +5,14 @@ blob lands at ``<workspace>/<blob name>``. Every operation honours the scope
 (``prefix``, ``pattern``; :mod:`connectors.azure_blob.scope`): a name outside it is
 an ``OutOfScopeError`` before any request is sent.
 
-Every request goes on one data path (:mod:`connectors.azure_blob.transfer`): bytes
+Every request goes on one data path (:mod:`connectors.azure_blob.data_path`): bytes
 as parallel ranged GETs pinned to the etag, written in place, hashed as they
 land (a small blob in one GET); properties as one HEAD; listings as List
 Blobs pages parsed directly (:mod:`connectors.azure_blob.listing`). One aiohttp
 session, so one connection pool, one retry budget and one pair of timeouts:
 each request gives up after ``connect_timeout`` to connect and
 ``read_timeout`` without a byte, and an operation makes at most
-``retry_total + 1`` attempts (:func:`connectors.azure_blob.transfer.with_retries`).
+``retry_total + 1`` attempts (:func:`connectors.azure_blob.retries.with_retries`).
 The SDK client only checks the account URL and names the API version. Errors
 are translated in :mod:`connectors.azure_blob.errors`; the ways to authenticate
 are in :mod:`connectors.azure_blob.auth`.
@@ -44,11 +44,14 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
 
 from connectors.azure_blob.auth import credentials_for, endpoint_of
+from connectors.azure_blob.data_path import DataPath, iso_utc
 from connectors.azure_blob.errors import BlobChangedError, mapped_errors
+from connectors.azure_blob.hashing import check_md5
 from connectors.azure_blob.listing import list_pages, probe, quoted_etag
+from connectors.azure_blob.ranged_download import BlobDownload, Downloaded
 from connectors.azure_blob.reach import check_url, checked_connector, trace_configs
+from connectors.azure_blob.retries import with_retries
 from connectors.azure_blob.scope import BlobScope
-from connectors.azure_blob.transfer import BlobDownload, DataPath, Downloaded, check_md5, iso_utc, with_retries
 from connectors.azure_blob.upload import Uploaded, upload_file
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
 from connectors.errors import ConfigurationError, NotFoundError

@@ -23,7 +23,8 @@ from typing import Any
 from urllib.parse import unquote, urlencode
 from xml.sax.saxutils import unescape
 
-from connectors.azure_blob.transfer import DataPath, with_retries
+from connectors.azure_blob.data_path import DataPath
+from connectors.azure_blob.retries import with_retries
 from connectors.base import DataItem
 from connectors.errors import DataFetchError
 

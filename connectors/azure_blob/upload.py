@@ -17,7 +17,7 @@ How an upload goes:
 * the whole file's MD5 becomes the blob's Content-MD5 (downloads check it), its sha256 and the
   caller's ``metadata`` become ``x-ms-meta-*`` headers.
 
-Every request goes through :class:`~connectors.azure_blob.transfer.DataPath`'s session, so it has
+Every request goes through :class:`~connectors.azure_blob.data_path.DataPath`'s session, so it has
 the connector's timeouts, and its errors are translated in :mod:`connectors.azure_blob.errors`.
 """
 
@@ -38,8 +38,10 @@ from xml.sax.saxutils import escape
 
 import yarl
 
+from connectors.azure_blob.data_path import DataPath, iso_utc
 from connectors.azure_blob.errors import HttpStatusError, error_code, translate
-from connectors.azure_blob.transfer import DataPath, RetryBudget, iso_utc, run_all, with_retries
+from connectors.azure_blob.ranged_download import run_all
+from connectors.azure_blob.retries import RetryBudget, with_retries
 from connectors.errors import ConfigurationError, DataFetchError, IntegrityError, WorkspaceError
 
 BLOCK = 8 * 1024 * 1024  # bytes per Put Block: few requests, bounded memory per request in flight

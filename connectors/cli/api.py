@@ -12,8 +12,8 @@ import importlib.util
 import os
 from typing import Any
 
-from connectors.api.keys import KeyStore
-from connectors.api.settings import ApiSettings, cors_origins
+from connectors.api.api_keys import KeyStore
+from connectors.api.api_settings import ApiSettings, cors_origins
 from connectors.cli.common import Parser, iso_time, print_json, print_table
 from connectors.errors import ConfigurationError
 

@@ -35,7 +35,7 @@ from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.plugins import get_connector_class
 from connectors.rows import RowOptions
 from connectors.secrets.references import redact
-from connectors.sync import SyncReport, excluded_by, sync_options, sync_source
+from connectors.syncing.source_sync import SyncReport, excluded_by, sync_options, sync_source
 
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:

@@ -238,7 +238,7 @@ def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
     Memory is bounded by the batch (8 MiB) or by a small multiple of the
     largest row, whichever is bigger: a row is never split, and a row bigger
     than the batch is parsed and written on its own (README: about 6x the
-    largest row at the peak, measured by ``tests/integration/test_pg_large_values.py``).
+    largest row at the peak, measured by ``tests/integration/postgresql/test_pg_large_values.py``).
     """
     schema = arrow_schema(plans)
     names = [f"c{index}" for index in range(len(plans))]

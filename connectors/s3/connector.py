@@ -6,7 +6,7 @@ for ``azure_blob`` (:class:`~connectors.azure_blob.scope.BlobScope`): a key
 outside it is an ``OutOfScopeError`` before any request is sent.
 
 Bytes move on the same engine as Azure blobs
-(:class:`~connectors.azure_blob.transfer.BlobDownload`): parallel ranged GETs
+(:class:`~connectors.azure_blob.ranged_download.BlobDownload`): parallel ranged GETs
 pinned with ``If-Match: <etag>`` (an object overwritten mid-download answers 412
 and the download starts again, never a torn file), written in place and hashed
 as they land; small objects in one GET, landed in groups by ``fetch_many``.
@@ -39,11 +39,14 @@ from typing import Any
 
 import aiohttp
 
+from connectors.azure_blob.data_path import iso_utc
 from connectors.azure_blob.errors import BlobChangedError, mapped_errors
+from connectors.azure_blob.hashing import check_md5
 from connectors.azure_blob.listing import quoted_etag
+from connectors.azure_blob.ranged_download import SMALL_BLOB, BlobDownload, Downloaded
 from connectors.azure_blob.reach import check_url, checked_connector, trace_configs
+from connectors.azure_blob.retries import with_retries
 from connectors.azure_blob.scope import BlobScope
-from connectors.azure_blob.transfer import SMALL_BLOB, BlobDownload, Downloaded, check_md5, iso_utc, with_retries
 from connectors.azure_blob.upload import Uploaded
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
 from connectors.errors import AuthenticationError, IntegrityError
@@ -52,7 +55,7 @@ from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
 from connectors.landing.names import safe_relative_path
 from connectors.s3.auth import bucket_url, signer_for
-from connectors.s3.data import S3DataPath, S3Facts, checksum_problem, checksums_of
+from connectors.s3.data_path import S3DataPath, S3Facts, checksum_problem, checksums_of
 from connectors.s3.listing import list_pages, probe
 from connectors.s3.upload import upload_file
 from connectors.secrets.references import get_logger

@@ -18,10 +18,10 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from connectors.azure_blob.listing import is_folder_placeholder, quoted_etag
-from connectors.azure_blob.transfer import with_retries
+from connectors.azure_blob.retries import with_retries
 from connectors.base import DataItem
 from connectors.errors import DataFetchError
-from connectors.s3.data import S3DataPath
+from connectors.s3.data_path import S3DataPath
 
 PAGE = 1000
 

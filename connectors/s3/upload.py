@@ -27,11 +27,12 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 
+from connectors.azure_blob.data_path import iso_utc
 from connectors.azure_blob.errors import HttpStatusError, translate
-from connectors.azure_blob.transfer import RetryBudget, iso_utc, with_retries
+from connectors.azure_blob.retries import RetryBudget, with_retries
 from connectors.azure_blob.upload import BlobExistsError, FileChangedError, Uploaded, check_metadata
 from connectors.errors import ConfigurationError, WorkspaceError
-from connectors.s3.data import S3DataPath, etag_md5
+from connectors.s3.data_path import S3DataPath, etag_md5
 
 IN_MEMORY = 64 * 1024 * 1024  # bytes: files up to this size are sent from the very buffer that was hashed
 MAX_PUT = 5 * 1024**3  # S3's limit of one PutObject

@@ -1,7 +1,7 @@
 """Threads end: running attaches cancelled, staging and temporaries swept, idle connections closed.
 
 The HTTP API runs a :class:`ThreadJanitor` over its pool of connectors from startup to shutdown
-(:mod:`connectors.api.state`); an app that calls :func:`attach_to_thread` itself runs one over its registry.
+(:mod:`connectors.api.app_state`); an app that calls :func:`attach_to_thread` itself runs one over its registry.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from connectors.api import create_app
-from connectors.api.keys import KeyStore
+from connectors.api.api_keys import KeyStore
+from connectors.api.api_settings import ApiSettings
 from connectors.api.policy import ApiPolicy
-from connectors.api.settings import ApiSettings
 from connectors.registry import SourceRegistry
 from connectors.secrets.store import FernetFileStore
 

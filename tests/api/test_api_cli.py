@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import stop_process_group
-from tests.unit.test_cli import CONSOLE_SCRIPT, Cli, cli  # noqa: F401 - cli is a fixture
+from tests.unit.cli.test_cli import CONSOLE_SCRIPT, Cli, cli  # noqa: F401 - cli is a fixture
 
 HIDE = """
 import importlib.abc, sys
@@ -28,7 +28,7 @@ sys.meta_path.insert(0, Hide())
 
 def test_the_library_imports_without_fastapi() -> None:
     code = HIDE + """
-import connectors, connectors.api, connectors.api.keys, connectors.cli
+import connectors, connectors.api, connectors.api.api_keys, connectors.cli
 from connectors.local_file import LocalFileConnector
 assert not any(m.split('.')[0] in {'fastapi', 'starlette', 'uvicorn'} for m in sys.modules)
 try:

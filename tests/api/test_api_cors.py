@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.api.settings import ApiSettings, cors_origins
+from connectors.api.api_settings import ApiSettings, cors_origins
 from connectors.cli.api import _settings
 from connectors.errors import ConfigurationError
 from tests.api.conftest import Api, start_api

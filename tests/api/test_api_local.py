@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from connectors.api.keys import KeyStore
+from connectors.api.api_keys import KeyStore
 from connectors.landing.lineage import read_provenance
 from connectors.plugins import register_connector, unregister_connector
 from connectors.testing import MemoryConnector, memory_store

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from connectors.api import create_app
-from connectors.api.keys import KeyStore
+from connectors.api.api_keys import KeyStore
 from tests.api.conftest import make_settings
 
 _ROOT = Path(tempfile.mkdtemp(prefix="da-api-schema-"))

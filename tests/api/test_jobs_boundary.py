@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from connectors.api.api_settings import ApiSettings
+from connectors.api.fetch_jobs import Job, JobManager
 from connectors.api.fetching import workspace_dir
-from connectors.api.jobs import Job, JobManager
-from connectors.api.settings import ApiSettings
 from connectors.base import DataItem, DataSourceConfig, DataSourceType
 from connectors.errors import ConfigurationError
 from connectors.plugins import register_connector, unregister_connector

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from connectors.api.keys import KeyStore
+from connectors.api.api_keys import KeyStore
 from tests.api.conftest import Api, local_source
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from connectors.api.keys import KeyStore
+from connectors.api.api_keys import KeyStore
 from connectors.registry import SourceRegistry
 from connectors.secrets.store import FernetFileStore
 from tests.harness import REPO, free_port, stop_process_group, wait_for_port

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connectors.secrets.store import FernetFileStore
-from tests.unit.test_cli import Cli
+from tests.unit.cli.test_cli import Cli
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,18 +21,32 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
+def committed_results() -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (REPO / "benchmarks" / "results").glob("*")}
+
+
 def run_benchmark(tmp_path: Path, args: list[str], **env: str) -> str:
     environ = {**os.environ, "DA_BENCH_DIR": str(tmp_path), "DA_BENCH_RESULTS": str(tmp_path / "results"), **env}
+    before = committed_results()
     done = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=environ, capture_output=True, text=True,
                           timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert committed_results() == before  # a test run never rewrites the committed result files
     return done.stdout
+
+
+def result_data(tmp_path: Path, bench: str) -> dict[str, Any]:
+    """The figures of a result file the benchmark wrote under the test's folder (never the committed one)."""
+    assert (tmp_path / "results" / f"{bench}.md").is_file()
+    record: dict[str, Any] = json.loads((tmp_path / "results" / f"{bench}.json").read_text())
+    assert record["command"] and record["machine"]["cores"] and record["commit"]
+    return dict(record["data"])
 
 
 def test_dagster_sync_benchmark_runs_and_records_its_ratios(tmp_path: Path) -> None:
     out = run_benchmark(tmp_path, ["benchmarks.bench_dagster_sync", "--items", "60"])
     assert "| dagster job execute (first sync) |" in out
-    results = json.loads((tmp_path / "results" / "bench_dagster_sync.json").read_text())
+    results = result_data(tmp_path, "bench_dagster_sync")
     assert results["items"] == 60
     assert results["first_vs_cli"] > 0
     assert 0 < results["events_first_sync"] < 60  # bounded by datasets, not by the 60 items
@@ -42,12 +57,14 @@ def test_api_benchmark_runs_every_case(tmp_path: Path) -> None:
                         DA_BENCH_API_ITEMS="120")
     assert "| API POST /fetch + poll |" in out
     assert "| API browse, 1,000 a page |" in out
+    assert "API over the connector: " in out and "x (after imports)" in out  # the same clock on both sides
+    assert (tmp_path / "results" / "bench_api_big_list.md").is_file()
 
 
 def test_profile_benchmark_runs_and_records_its_ratios(tmp_path: Path) -> None:
     out = run_benchmark(tmp_path, ["benchmarks.bench_profile", "--rows", "3000", "--repetitions", "1"])
     assert "| csv profile on |" in out and "| parquet profile off |" in out
-    results = json.loads((tmp_path / "results" / "bench_profile.json").read_text())
+    results = result_data(tmp_path, "bench_profile")
     assert results["rows"] == 3000 and results["csv_on_over_off"] > 0 and results["parquet_on_over_off"] > 0
 
 
@@ -55,7 +72,7 @@ def test_incremental_benchmark_runs_and_records_its_ratio(tmp_path: Path) -> Non
     out = run_benchmark(tmp_path, ["benchmarks.bench_incremental", "--rows", "20000", "--changed", "100",
                                    "--repetitions", "1"])
     assert "| re-sync, 100 rows changed |" in out
-    results = json.loads((tmp_path / "results" / "bench_incremental.json").read_text())
+    results = result_data(tmp_path, "bench_incremental")
     assert results["rows"] == 20000 and results["increment_over_full"] > 0
 
 
@@ -64,3 +81,4 @@ def test_s3_benchmark_runs_both_cases(tmp_path: Path) -> None:
                         DA_BENCH_S3_REPS="1")
     assert "| s3 fetch_data (sha256+lineage) |" in out and "| curl |" in out
     assert "| s3 fetch_many(16) |" in out and "| azure fetch_many(16) on Azurite |" in out
+    assert (tmp_path / "results" / "bench_s3.md").is_file()

@@ -36,7 +36,7 @@ def test_the_api_extra_installs_and_runs_without_dagster(tmp_path: Path) -> None
     installed = _install(python, ".[api]")
     assert {"da-sources", "fastapi", "uvicorn"} <= installed
     assert not {name for name in installed if name.startswith("dagster")}
-    probe = ("from connectors.api import create_app; from connectors.api.settings import ApiSettings; "
+    probe = ("from connectors.api import create_app; from connectors.api.api_settings import ApiSettings; "
              "import connectors, connectors.threads; create_app(ApiSettings.from_env()); print('ok')")
     assert subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True,
                           cwd=tmp_path).stdout.strip() == "ok"

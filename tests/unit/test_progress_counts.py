@@ -11,7 +11,7 @@ import io
 
 from connectors.cli.progress_bar import ProgressBar
 from connectors.landing.progress import RecentlyFinished
-from da_pipelines.progress_log import ProgressLog
+from connectors.syncing.progress_log import ProgressLog
 
 
 def report_twice(listener: object, items: int, size: int) -> None:

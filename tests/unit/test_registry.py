@@ -30,7 +30,7 @@ from connectors.registry import (
 )
 from connectors.secrets.references import set_secret_store
 from tests.plugin_fixture import PLUGIN_TYPE, install_plugin
-from tests.unit.test_credentials import DictStore
+from tests.unit.secrets.test_credentials import DictStore
 
 REPO = Path(__file__).resolve().parents[2]
 

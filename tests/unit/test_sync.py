@@ -1,4 +1,4 @@
-"""The sync logic (connectors.sync) over the in-memory connector: repair, removal, prune, unsafe names,
+"""The sync logic (connectors.syncing.source_sync) over the in-memory connector: repair, removal, prune, unsafe names,
 exclude, progress, and the framework's checks around any connector (connectors.checked_fetch)."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from connectors.checked_fetch import fetch_checked, fetch_many_checked, landed_r
 from connectors.errors import ConfigurationError, NotFoundError, UnsafeNameError
 from connectors.landing.lineage import read_provenance, read_record, record_path
 from connectors.plugins import register_connector, settings_model_for, unregister_connector
-from connectors.sync import SyncOptions, SyncReport, sync_options, sync_source
+from connectors.syncing.progress_log import ProgressLog
+from connectors.syncing.source_sync import SyncOptions, SyncReport, sync_options, sync_source
 from connectors.testing import MemoryConnector, MemoryStore, memory_store
-from da_pipelines.progress_log import ProgressLog
 
 T0 = 1_700_000_000
 
@@ -156,7 +156,7 @@ def test_an_empty_listing_never_prunes(store: MemoryStore, tmp_path: Path) -> No
 
 
 def test_requested_items_do_not_report_removals(store: MemoryStore, tmp_path: Path) -> None:
-    from connectors.sync import ItemRequest
+    from connectors.syncing.source_sync import ItemRequest
 
     sync(store, tmp_path)
     del store.objects["d/c.csv"]

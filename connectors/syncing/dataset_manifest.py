@@ -1,0 +1,109 @@
+"""The manifest of a dataset: what its last materialization holds, written beside the lineage records.
+
+``<source folder>/.lineage/.sets/<dataset>.manifest.jsonl``: a header line, then
+one line per landed item (``identifier``, ``version``, ``sha256``, ``size``,
+``path`` relative to the source folder). Lineage stays per file (each file
+keeps its own record); the manifest is what the dataset's single Dagster event
+points to, and it lets a re-sync with nothing changed decide without reading
+every record. Names end in ``.jsonl`` so no lineage record (``*.json``) can be
+mistaken for one.
+
+``<dataset>.repair.json`` lists items a failed integrity check found damaged;
+the next sync fetches them again whatever their version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from connectors.landing.lineage import utc_now_iso
+from connectors.syncing.table_listing import write_atomically
+
+SETS_DIR = ".lineage/.sets"
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One landed item of a dataset."""
+
+    identifier: str
+    version: str
+    sha256: str
+    size: int
+    path: str  # relative to the source folder
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], folder: Path) -> ManifestEntry:
+        """The entry of a lineage record."""
+        local, base = str(record["local_path"]), f"{folder}{os.sep}"
+        relative = local[len(base):].replace(os.sep, "/") if local.startswith(base) else local
+        return cls(identifier=str(record["identifier"]), version=str(record.get("source_version")),
+                   sha256=str(record["sha256"]), size=int(record["size"]), path=relative)
+
+
+def manifest_path(folder: Path, name: str) -> Path:
+    """The manifest file of dataset ``name`` (``Dataset.file_name``)."""
+    return folder / SETS_DIR / f"{name}.manifest.jsonl"
+
+
+def repair_path(folder: Path, name: str) -> Path:
+    """The list of items the next sync of dataset ``name`` must fetch again."""
+    return folder / SETS_DIR / f"{name}.repair.jsonl"
+
+
+def read_manifest(folder: Path, name: str) -> dict[str, ManifestEntry]:
+    """The entries of the dataset's last manifest, by identifier (empty when there is none)."""
+    path = manifest_path(folder, name)
+    if not path.is_file():
+        return {}
+    entries: dict[str, ManifestEntry] = {}
+    with path.open() as handle:
+        next(handle, None)  # the header
+        for line in handle:
+            raw = json.loads(line)
+            entries[raw["identifier"]] = ManifestEntry(**raw)
+    return entries
+
+
+def data_version(entries: Iterable[ManifestEntry]) -> str:
+    """A digest of (identifier, version, sha256) of every entry: changes exactly when an item changed."""
+    digest = hashlib.sha256()
+    for entry in sorted(entries, key=lambda e: e.identifier):
+        digest.update(f"{entry.identifier}\0{entry.version}\0{entry.sha256}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:32]
+
+
+def write_manifest(folder: Path, name: str, entries: Iterable[ManifestEntry], header: Mapping[str, Any]) -> Path:
+    """Write the manifest atomically; returns its path."""
+    ordered = sorted(entries, key=lambda e: e.identifier)
+    head = json.dumps({**header, "written_at": utc_now_iso(), "items": len(ordered)}, sort_keys=True)
+    # streamed line by line: the whole text of a million entries would be held twice (lines, then joined)
+    lines = itertools.chain([head + "\n"], (json.dumps(entry.__dict__, sort_keys=True) + "\n" for entry in ordered))
+    path = manifest_path(folder, name)
+    write_atomically(path, lines, root=folder)
+    return path
+
+
+def read_repairs(folder: Path, name: str) -> set[str]:
+    """Identifiers a failed check marked for repair."""
+    path = repair_path(folder, name)
+    if not path.is_file():
+        return set()
+    return {json.loads(line) for line in path.read_text().splitlines() if line.strip()}
+
+
+def write_repairs(folder: Path, name: str, identifiers: Iterable[str]) -> None:
+    """Mark items for repair by the next sync (an empty list clears the mark)."""
+    wanted = sorted(set(identifiers))
+    path = repair_path(folder, name)
+    if not wanted:
+        path.unlink(missing_ok=True)
+        return
+    write_atomically(path, "".join(json.dumps(i) + "\n" for i in wanted), root=folder)

@@ -1,0 +1,428 @@
+"""The reference pages, generated from the code at every build (mkdocs-gen-files runs this).
+
+Nothing under ``reference/`` is committed, so these pages cannot drift from the code:
+
+* ``reference/settings.md``: every connector type's settings model, the per-source Dagster and sync
+  settings, the Component's attributes, the API's policy and limits, with their defaults;
+* ``reference/environment.md``: every ``DA_*`` variable, from :mod:`connectors.environment`;
+* ``reference/cli.md``: every ``da-sources`` command, walked from its argparse parser;
+* ``reference/python.md``: the public names of ``connectors`` and ``da_pipelines`` (mkdocstrings);
+* ``reference/http-api.md`` and ``reference/openapi.json``: the HTTP API's OpenAPI schema, from the app.
+
+Each ``*_page()`` function returns a page's markdown; the tests call them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import json
+import tempfile
+import types
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+GENERATED = "<!-- generated from the code at build time by docs/_gen/reference.py; do not edit -->\n\n"
+
+
+def _cell(text: object) -> str:
+    """``text`` made safe for one table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ").strip()
+
+
+def _code(text: object) -> str:
+    value = str(text).replace("|", "\\|").replace("\n", " ")
+    return f"``{value}``" if "`" in value else f"`{value}`"
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+def _type_name(annotation: Any) -> str:
+    """A short, readable name of a field's type (``list[ItemSetSpec]``, ``int | None``, ``'a' | 'b'``)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_type_name(a) for a in args)}]" if args else name
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def _default(field: FieldInfo) -> str:
+    """The default as it is written in YAML/JSON (``"csv"``, ``null``, ``[]``); a computed one by its rule."""
+    if field.is_required():
+        return "required"
+    factory = field.default_factory
+    if factory is not None and getattr(factory, "__name__", "") == "<lambda>" and field.annotation is int:
+        return "now (Unix seconds)"  # created_at: computed when the entry is made
+    value = factory() if factory is not None else field.default  # type: ignore[call-arg]
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        value = [v.model_dump(mode="json", exclude_defaults=True) for v in value]
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return _code(json.dumps(value, default=str))
+
+
+def _nested_models(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _nested_models(arg)
+
+
+def model_table(model: type[BaseModel], heading: str, level: int = 3, seen: set[type] | None = None) -> list[str]:
+    """A heading, the model's first docstring line and one row per field; then the models it nests."""
+    seen = set() if seen is None else seen
+    seen.add(model)
+    doc = (model.__doc__ or "").strip().splitlines()
+    lines = [f"{'#' * level} {heading}", "", doc[0] if doc else "", "",
+             "| key | type | default | what it does |", "| --- | --- | --- | --- |"]
+    nested: list[type[BaseModel]] = []
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        lines.append(f"| {_code(key)} | {_code(_type_name(field.annotation))} | {_default(field)} "
+                     f"| {_cell(field.description or '')} |")
+        nested += [m for m in _nested_models(field.annotation) if m not in seen and m not in nested]
+    lines.append("")
+    for inner in nested:
+        if inner not in seen:
+            lines += model_table(inner, f"`{inner.__name__}`", min(level + 1, 4), seen)
+    return lines
+
+
+def _dataclass_table(cls: type, skip: frozenset[str], variable_prefix: str) -> list[str]:
+    """One row per field of a dataclass, with its default and the declared variable that sets it, if any."""
+    from connectors.environment import VARIABLES
+
+    declared = {v.name for v in VARIABLES}
+    lines = ["| field | default | variable |", "| --- | --- | --- |"]
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        if field.default is not dataclasses.MISSING:
+            default: object = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = "required"
+        variable = f"{variable_prefix}{field.name.upper()}"
+        shown = f"[{_code(variable)}](environment.md)" if variable in declared else ""
+        lines.append(f"| {_code(field.name)} | {_code(json.dumps(default, default=str))} | {shown} |")
+    return lines + [""]
+
+
+def settings_page() -> str:
+    """Every connector type's ``config`` keys, ``metadata.dagster``, ``metadata.sync``, the Component, the API."""
+    from connectors.api.policy import ApiPolicy
+    from connectors.api.api_settings import ApiSettings
+    from connectors.base import DataSourceConfig
+    from connectors.pipeline_settings import PipelineSettings
+    from connectors.plugins import settings_model_for
+    from connectors.syncing.source_sync import SyncOptions
+
+    lines = [GENERATED + "# Settings reference", "",
+             "Every key a source's `config` and `metadata` accept, with its default, read from the pydantic",
+             "models that validate them. Any value may be a secret reference, `{env: NAME}` or `{secret: NAME}`",
+             "([sources](../concepts/sources.md)).", "",
+             "## A source", ""]
+    lines += model_table(DataSourceConfig, "A sources-file entry (`DataSourceConfig`)")[2:]
+    lines += ["## Connector types (`config`)", ""]
+    for type_name in ("local_file", "azure_blob", "s3", "postgresql"):
+        model = settings_model_for(type_name)
+        lines += model_table(model, f"`{type_name}` ({model.__name__})")
+    lines += ["## Dagster, per source (`metadata.dagster`)", ""]
+    lines += model_table(PipelineSettings, "`metadata.dagster` (PipelineSettings)")
+    lines += ["## Syncs (`metadata.sync`)", ""]
+    lines += model_table(SyncOptions, "`metadata.sync` (SyncOptions)")
+    lines += _component_section()
+    lines += ["## The HTTP API", "", "### The operator's policy (`api-policy.yaml`)", "",
+              "Each knob with its default (no policy file: these closed defaults); what each means is on the",
+              "[HTTP API page](../api.md).", "", "| knob | default |", "| --- | --- |"]
+    for knob, default in json.loads(ApiPolicy().describe()).items():
+        lines.append(f"| {_code(knob)} | {_code(json.dumps(default))} |")
+    lines += ["", "### Paths and limits (`ApiSettings`)", "",
+              "Set through the [environment variables](environment.md) of the HTTP API.", ""]
+    paths = frozenset({"sources_file", "keys_file", "audit_log", "workspace_base", "policy", "state_dir", "jobs_dir"})
+    lines += _dataclass_table(ApiSettings, paths, "DA_API_")
+    return "\n".join(lines)
+
+
+def _component_section() -> list[str]:
+    try:
+        import da_pipelines
+    except ModuleNotFoundError:  # built without the dagster extra
+        return ["## The Dagster Component", "", "Install `da-sources[dagster]` to generate this section.", ""]
+    component = da_pipelines.DataSourceComponent
+    lines = ["## The Dagster Component (`defs.yaml` attributes)", "",
+             f"`{component.__module__}.{component.__qualname__}`; see [the Component](../dagster/component.md).", "",
+             "| attribute | default | what it does |", "| --- | --- | --- |"]
+    for name, field in component.model_fields.items():
+        lines.append(f"| {_code(name)} | {_default(field) if name != 'defs_state' else 'local filesystem'} "
+                     f"| {_cell(field.description or '')} |")
+    return lines + [""]
+
+
+# ----------------------------------------------------------------------------------------- environment
+
+
+def environment_page() -> str:
+    """Every declared ``DA_*`` variable, by group."""
+    from connectors.environment import VARIABLES
+
+    lines = [GENERATED + "# Environment variables", "",
+             "Every `DA_*` variable the project reads, from the one registry in the code",
+             "(`connectors/environment.py`); a test fails on a `DA_*` name in the code that is not declared there.", ""]
+    groups: dict[str, list[Any]] = {}
+    for variable in VARIABLES:
+        groups.setdefault(variable.group, []).append(variable)
+    for group, variables in groups.items():
+        lines += [f"## {group}", "", f"Read by {variables[0].read_by}.", "",
+                  "| variable | default | what it does |", "| --- | --- | --- |"]
+        lines += [f"| {_code(v.name)} | {_cell(v.default)} | {_cell(v.description)} |" for v in variables]
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, child in action.choices.items():
+                if child not in found.values():
+                    child.description = child.description or helps.get(name)
+                    found[name] = child
+    return found
+
+
+def _arguments(parser: argparse.ArgumentParser) -> list[str]:
+    rows = []
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        name = ", ".join(action.option_strings) or action.metavar or action.dest
+        if action.option_strings and action.nargs != 0:
+            name += f" {action.metavar or action.dest.upper()}"
+        default = "" if not action.default or action.default == argparse.SUPPRESS or action.nargs == 0 \
+            else action.default
+        rows.append(f"| {_code(name)} | {_cell(action.help or '')} | {_cell(default)} |")
+    if not rows:
+        return []
+    return ["| argument | what | default |", "| --- | --- | --- |", *rows, ""]
+
+
+def _walk(parser: argparse.ArgumentParser, path: list[str], level: int) -> list[str]:
+    lines = [f"{'#' * level} `{' '.join(path)}`", ""]
+    if parser.description:
+        lines += [_cell(parser.description), ""]
+    lines += ["```text", parser.format_usage().strip(), "```", ""]
+    lines += _arguments(parser)
+    for name, child in _subcommands(parser).items():
+        lines += _walk(child, [*path, name], min(level + 1, 4))
+    return lines
+
+
+def cli_page() -> str:
+    """Every command, subcommand and argument of ``da-sources``, from its parser."""
+    import os
+
+    from connectors.cli import build_parser
+
+    os.environ["COLUMNS"] = "100"  # stable usage lines, whatever the terminal
+    parser = build_parser()
+    parser.prog = "da-sources"
+    lines = [GENERATED + "# CLI reference", "",
+             "Every `da-sources` command, walked from its argparse parser (`connectors.cli.build_parser`);",
+             "the guide is [the CLI](../cli.md).", ""]
+    lines += ["```text", parser.format_usage().strip(), "```", ""] + _arguments(parser)
+    for name, child in _subcommands(parser).items():
+        lines += _walk(child, ["da-sources", name], 2)
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- Python API
+
+
+def _public(module_name: str) -> list[str]:
+    """``module.NAME`` for each public name, at the module that defines it (so moved modules follow)."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    paths = []
+    for name in sorted(getattr(module, "__all__", [])) + (["DataSourceComponent"] if module_name == "da_pipelines"
+                                                          else []):
+        if hasattr(getattr(module, name), "__qualname__"):  # not a value (da_pipelines.defs)
+            paths.append(_defined_at(module_name, name))
+    return paths
+
+
+def _defined_at(module_name: str, name: str) -> str:
+    """Where ``module_name.name`` is defined: the path mkdocstrings documents it at."""
+    import importlib
+
+    obj = getattr(importlib.import_module(module_name), name)
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+BUILT_IN_NAMES = (("connectors.local_file", "LocalFileConnector"), ("connectors.azure_blob", "AzureBlobConnector"),
+                  ("connectors.s3", "S3Connector"), ("connectors.postgresql", "PostgreSQLConnector"),
+                  ("connectors.registry", "SourceRegistry"), ("connectors.testing", "MemoryConnector"))
+
+
+def python_page() -> str:
+    """mkdocstrings directives for the public names of ``connectors`` and ``da_pipelines``."""
+    lines = [GENERATED + "# Python API", "",
+             "The public names: `from connectors import ...` (the connector library, no Dagster) and",
+             "`da_pipelines` (the Dagster code location and Component). Each is documented where it is defined.", "",
+             "## `connectors`", ""]
+    for path in _public("connectors"):
+        lines += [f"::: {path}", "    options:", "      heading_level: 3", ""]
+    lines += ["## The built-in connectors", ""]
+    for module, name in BUILT_IN_NAMES:
+        lines += [f"::: {_defined_at(module, name)}", "    options:", "      heading_level: 3", ""]
+    lines += ["## `da_pipelines`", "",
+              "`da_pipelines.defs`: the `dagster.Definitions` of the sources file, built on first access.", ""]
+    try:
+        paths = _public("da_pipelines")
+    except ModuleNotFoundError:
+        paths = []
+    for path in paths:
+        lines += [f"::: {path}", "    options:", "      heading_level: 3", ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ OpenAPI
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The OpenAPI schema of ``da-sources serve``'s app, built with throwaway settings (no file is read)."""
+    from connectors.api.app import create_app
+    from connectors.api.api_settings import ApiSettings
+
+    with tempfile.TemporaryDirectory() as folder:
+        base = Path(folder)
+        settings = ApiSettings(sources_file=base / "sources.yaml", keys_file=base / "api-keys.json",
+                               audit_log=base / "api-audit.jsonl", workspace_base=base / "workspace")
+        schema: dict[str, Any] = create_app(settings).openapi()
+    return schema
+
+
+def _schema_name(schema: dict[str, Any]) -> str:
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    if schema.get("type") == "array":
+        return f"list of {_schema_name(schema.get('items', {}))}"
+    if "anyOf" in schema:
+        return " or ".join(_schema_name(s) for s in schema["anyOf"])
+    return str(schema.get("type", "object"))
+
+
+def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
+    lines = [f"### `{method.upper()} {path}`", ""]
+    if op.get("summary"):
+        lines += [f"**{_cell(op['summary'])}**", ""]
+    if op.get("description"):
+        lines += [op["description"].strip(), ""]
+    params = op.get("parameters", [])
+    if params:
+        lines += ["| parameter | in | type | required | what |", "| --- | --- | --- | --- | --- |"]
+        for p in params:
+            lines.append(f"| {_code(p['name'])} | {p['in']} | {_code(_schema_name(p.get('schema', {})))} "
+                         f"| {'yes' if p.get('required') else 'no'} | {_cell(p.get('description', ''))} |")
+        lines.append("")
+    body = op.get("requestBody", {}).get("content", {})
+    for media, content in body.items():
+        lines += [f"Body ({media}): {_schema_link(content.get('schema', {}))}", ""]
+    responses = op.get("responses", {})
+    if responses:
+        lines += ["| status | answer |", "| --- | --- |"]
+        for status, answer in responses.items():
+            schema = next(iter(answer.get("content", {}).values()), {}).get("schema")
+            shown = _schema_link(schema) if schema else ""
+            lines.append(f"| {status} | {_cell(answer.get('description', ''))} {shown} |")
+        lines.append("")
+    return lines
+
+
+def _schema_link(schema: dict[str, Any]) -> str:
+    name = _schema_name(schema)
+    if "$ref" in schema:
+        return f"[`{name}`](#schema-{name.lower()})"
+    return f"`{name}`"
+
+
+def http_api_page(schema: dict[str, Any]) -> str:
+    """One section per tag, one per route (parameters, body, answers), then every schema's fields."""
+    lines = [GENERATED + "# HTTP API reference", "",
+             f"{schema['info']['title']} {schema['info']['version']}: rendered from the OpenAPI schema of the app",
+             "(`connectors.api.create_app`), without any script from the network; the raw schema is",
+             "[openapi.json](openapi.json). The guide is [the HTTP API](../api.md).", ""]
+    by_tag: dict[str, list[list[str]]] = {}
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            tag = (op.get("tags") or ["other"])[0]
+            by_tag.setdefault(tag, []).append(_operation(method, path, op))
+    for tag, operations in by_tag.items():
+        lines += [f"## {tag}", ""]
+        for operation in operations:
+            lines += operation
+    lines += ["## Schemas", ""]
+    for name, body in schema.get("components", {}).get("schemas", {}).items():
+        lines += [f"### `{name}` {{#schema-{name.lower()}}}", ""]
+        if body.get("description"):
+            lines += [body["description"].strip(), ""]
+        props = body.get("properties", {})
+        if props:
+            required = set(body.get("required", []))
+            lines += ["| field | type | required | what |", "| --- | --- | --- | --- |"]
+            for field, spec in props.items():
+                lines.append(f"| {_code(field)} | {_code(_schema_name(spec))} | {'yes' if field in required else 'no'} "
+                             f"| {_cell(spec.get('description', ''))} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- the build
+
+
+PAGES: dict[str, Callable[[], str]] = {
+    "reference/settings.md": settings_page,
+    "reference/environment.md": environment_page,
+    "reference/cli.md": cli_page,
+    "reference/python.md": python_page,
+}
+
+
+def main() -> None:
+    import mkdocs_gen_files
+
+    for name, page in PAGES.items():
+        with mkdocs_gen_files.open(name, "w") as out:
+            out.write(page())
+    schema = openapi_schema()
+    with mkdocs_gen_files.open("reference/openapi.json", "w") as out:
+        json.dump(schema, out, indent=1)
+    with mkdocs_gen_files.open("reference/http-api.md", "w") as out:
+        out.write(http_api_page(schema))
+
+
+if __name__ in ("__main__", "<run_path>"):
+    main()

@@ -1,0 +1,382 @@
+"""S3Connector against a real S3-compatible server (moto, signatures checked): conformance, faults, upload."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors import (
+    AuthenticationError,
+    ConnectionError,
+    DataSourceConfig,
+    IntegrityError,
+    NotFoundError,
+    UnsafeNameError,
+    read_provenance,
+)
+from connectors.azure_blob.upload import BlobExistsError, FileChangedError
+from connectors.s3 import S3Connector
+from connectors.s3 import upload as s3_upload
+from tests.conformance import ConnectorConformance, SourceUnderTest, files_under, run
+from tests.faults import FaultProxy, Rule, ranged_after_first
+from tests.harness import S3Server, start_s3
+
+pytestmark = pytest.mark.integration
+
+ITEMS = {
+    "sales.csv": b"region,amount\nnorth,10\nsouth,20\n",
+    "nested/deeper/data.json": b'{"a": 1}\n',
+    "with space & unicode \u00e9 #1 %20 q+?.txt": "caf\u00e9\n".encode(),
+    "empty.bin": b"",
+    "medium.bin": bytes(range(256)) * 1200,
+}
+LARGE = 20 * 1024 * 1024 + 7  # over one 16 MiB range: a parallel ranged download
+
+
+def new_bucket(server: S3Server, items: dict[str, bytes]) -> str:
+    name = f"t{uuid.uuid4().hex[:20]}"
+    client = server.client()
+    client.create_bucket(Bucket=name)
+    for key, data in items.items():
+        client.put_object(Bucket=name, Key=key, Body=data)
+    return name
+
+
+def s3_config(server: S3Server, bucket: str, endpoint: str | None = None, **settings: Any) -> DataSourceConfig:
+    config: dict[str, Any] = {"bucket": bucket, "endpoint_url": endpoint or server.endpoint_url, **settings}
+    if not any(k in config for k in ("access_key_id", "profile", "credential")):
+        config |= {"access_key_id": {"env": "DA_TEST_S3_KEY"}, "secret_access_key": {"env": "DA_TEST_S3_SECRET"}}
+    return DataSourceConfig(id="s3-test", type="s3", name="S3", config=config)
+
+
+@pytest.fixture(autouse=True)
+def _keys(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DA_TEST_S3_KEY", s3_server.access_key)
+    monkeypatch.setenv("DA_TEST_S3_SECRET", s3_server.secret_key)
+
+
+class TestS3Conformance(ConnectorConformance):
+    @pytest.fixture
+    def source(self, s3_server: S3Server) -> SourceUnderTest:
+        bucket = new_bucket(s3_server, ITEMS)
+        return SourceUnderTest(
+            make_connector=lambda: S3Connector(s3_config(s3_server, bucket)),
+            items=dict(ITEMS), missing="no/such/object.csv", source_type="s3",
+            secrets=[s3_server.secret_key],
+        )
+
+
+def test_a_large_object_lands_byte_exact_with_etag_version_and_sha256(s3_server: S3Server, tmp_path: Path) -> None:
+    data = os.urandom(LARGE)
+    bucket = new_bucket(s3_server, {"big/one.bin": data})
+
+    async def body() -> str:
+        async with S3Connector(s3_config(s3_server, bucket, max_concurrency=4)) as connector:
+            return await connector.fetch_data("big/one.bin", str(tmp_path))
+
+    landed = Path(run(body()))
+    assert landed.read_bytes() == data
+    record = read_provenance(landed)
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert record["source_version"] == f'"{hashlib.md5(data).hexdigest()}"'  # noqa: S324
+
+
+def test_keys_with_odd_bytes_and_double_slashes_list_exactly(s3_server: S3Server) -> None:
+    names = ["a b.txt", "p%20c.txt", "h#x", "q?y=1&z", "plus+sign", "uni \u00e9\u6f22.txt", "a//b", "x/y/z.bin"]
+    bucket = new_bucket(s3_server, {n: n.encode() for n in names})
+
+    async def body() -> list[str]:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            return sorted(i.path for i in await connector.list_items())
+
+    assert run(body()) == sorted(names)
+
+
+def test_listing_pages_through_more_than_one_page(s3_server: S3Server) -> None:
+    bucket = new_bucket(s3_server, {})
+    client = s3_server.client()
+    for i in range(1003):
+        client.put_object(Bucket=bucket, Key=f"p/{i:05d}", Body=b"")
+
+    async def body() -> tuple[int, list[str]]:
+        async with S3Connector(s3_config(s3_server, bucket, prefix="p")) as connector:
+            everything = await connector.list_items()
+        async with S3Connector(s3_config(s3_server, bucket, prefix="p", pattern="p/0100*")) as connector:
+            return len(everything), [i.path for i in await connector.list_items()]
+
+    # the glob's matches are all on the second page (a page holds 1,000 keys)
+    assert run(body()) == (1003, ["p/01000", "p/01001", "p/01002"])
+
+
+def test_folder_placeholders_are_never_items(s3_server: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_server, {"dir/": b"", "dir/a.csv": b"x\n"})
+
+    async def body() -> list[str]:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            with pytest.raises(UnsafeNameError, match="folder"):
+                await connector.fetch_data("dir/", str(tmp_path))
+            return [i.path for i in await connector.list_items()]
+
+    assert run(body()) == ["dir/a.csv"]
+
+
+# --- credentials and typed errors -------------------------------------------------------
+
+
+def test_a_wrong_secret_is_an_authentication_error_that_never_shows_it(s3_server: S3Server, canary: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = new_bucket(s3_server, {"a.csv": b"1"})
+    monkeypatch.setenv("DA_TEST_S3_SECRET", canary)
+    connector = S3Connector(s3_config(s3_server, bucket))
+
+    async def body() -> None:
+        async with connector:
+            await connector.test_connection()
+
+    with pytest.raises(AuthenticationError) as caught:
+        run(body())
+    assert canary not in str(caught.value) and canary not in repr(caught.value) and canary not in repr(connector)
+
+
+def test_a_missing_bucket_is_not_found(s3_server: S3Server) -> None:
+    async def body() -> None:
+        async with S3Connector(s3_config(s3_server, "no-such-bucket-here")) as connector:
+            await connector.test_connection()
+
+    with pytest.raises(NotFoundError, match="NoSuchBucket"):
+        run(body())
+
+
+def test_a_named_profile_and_the_default_chain_authenticate(s3_server: S3Server, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = new_bucket(s3_server, {"a.csv": b"1"})
+    credentials = tmp_path / "credentials"
+    credentials.write_text(f"[reader]\naws_access_key_id = {s3_server.access_key}\n"
+                           f"aws_secret_access_key = {s3_server.secret_key}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+
+    async def listed(**how: Any) -> list[str]:
+        async with S3Connector(s3_config(s3_server, bucket, **how)) as connector:
+            return [i.path for i in await connector.list_items()]
+
+    assert run(listed(profile="reader")) == ["a.csv"]
+    assert run(listed(credential="default")) == ["a.csv"]
+
+
+def test_anonymous_reads_a_public_bucket_unsigned_and_a_private_object_is_denied(tmp_path: Path) -> None:
+    with start_s3(check_signatures=False) as public:  # unsigned requests are anonymous; ACLs decide
+        bucket = new_bucket(public, {})
+        client = public.client()
+        client.put_bucket_acl(Bucket=bucket, ACL="public-read")
+        client.put_object(Bucket=bucket, Key="open/a.csv", Body=b"1,2\n", ACL="public-read")
+        client.put_object(Bucket=bucket, Key="closed/b.csv", Body=b"3,4\n", ACL="private")
+
+        async def body() -> tuple[list[str], str, list[Any]]:
+            async with FaultProxy(public.port) as proxy:
+                config = DataSourceConfig(id="anon", type="s3", name="Anon", config={
+                    "bucket": bucket, "endpoint_url": f"http://127.0.0.1:{proxy.port}", "credential": "anonymous"})
+                async with S3Connector(config) as connector:
+                    listed = sorted(i.path for i in await connector.list_items())
+                    landed = await connector.fetch_data("open/a.csv", str(tmp_path))
+                    with pytest.raises(AuthenticationError, match=r"403.*anonymously .*not public"):
+                        await connector.fetch_data("closed/b.csv", str(tmp_path))
+                return listed, landed, proxy.requests
+
+        listed, landed, requests = run(body())
+    assert listed == ["closed/b.csv", "open/a.csv"]
+    assert Path(landed).read_bytes() == b"1,2\n"
+    assert not (tmp_path / "closed").exists()
+    assert requests and all("authorization" not in r.headers and "X-Amz-Signature" not in r.target
+                            for r in requests)  # nothing signed: no credential was looked up or sent
+
+
+# --- faults through a proxy -------------------------------------------------------------
+
+
+def test_throttling_is_retried_then_a_retryable_error(s3_server: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_server, {"a.csv": b"1,2\n"})
+
+    async def body() -> None:
+        async with FaultProxy(s3_server.port) as proxy:
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}", retry_total=2)
+            async with S3Connector(config) as connector:
+                proxy.add(Rule("status", status=503, retry_after=0.05, times=2))
+                await connector.fetch_data("a.csv", str(tmp_path / "ok"))
+                proxy.add(Rule("status", status=503, retry_after=0.05, times=None))
+                with pytest.raises(ConnectionError) as caught:
+                    await connector.fetch_data("a.csv", str(tmp_path / "fails"))
+                assert caught.value.retryable
+
+    run(body())
+    assert (tmp_path / "ok" / "a.csv").read_bytes() == b"1,2\n"
+    assert files_under(tmp_path / "fails") == []
+
+
+def test_an_object_changed_mid_download_is_fetched_again_never_torn(s3_server: S3Server, tmp_path: Path) -> None:
+    old, new = os.urandom(LARGE), os.urandom(LARGE)
+    bucket = new_bucket(s3_server, {"c.bin": old})
+
+    def overwrite() -> None:
+        s3_server.client().put_object(Bucket=bucket, Key="c.bin", Body=new)
+
+    async def body() -> str:
+        async with FaultProxy(s3_server.port) as proxy:
+            proxy.add(Rule("hook", match=ranged_after_first, hook=overwrite))
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}")
+            async with S3Connector(config) as connector:
+                return await connector.fetch_data("c.bin", str(tmp_path))
+
+    landed = Path(run(body()))
+    assert landed.read_bytes() == new
+    assert read_provenance(landed)["etag"] == f'"{hashlib.md5(new).hexdigest()}"'  # noqa: S324
+
+
+# --- x-amz-checksum-* (moto keeps the sha256 of an object uploaded with ChecksumAlgorithm) --------------
+
+
+def digests_hashed_in_threads(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The digests each ranged download hashes beside the network (a list per download)."""
+    from connectors.azure_blob.hashing import OrderedHasher
+
+    seen: list[list[str]] = []
+    original = OrderedHasher.__init__
+
+    def spy(self: Any, fd: int, digests: Any, start: int) -> None:
+        digests = list(digests)
+        seen.append([d.name for d in digests])
+        original(self, fd, digests, start)
+
+    monkeypatch.setattr(OrderedHasher, "__init__", spy)
+    return seen
+
+
+def test_a_stored_sha256_checksum_is_verified_instead_of_the_etag_md5(
+        s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(LARGE)
+    bucket = new_bucket(s3_server, {"plain.bin": data})
+    s3_server.client().put_object(Bucket=bucket, Key="summed.bin", Body=data, ChecksumAlgorithm="SHA256")
+    hashed = digests_hashed_in_threads(monkeypatch)
+
+    async def body() -> list[str]:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            return [await connector.fetch_data(k, str(tmp_path)) for k in ("summed.bin", "plain.bin")]
+
+    summed, plain = (Path(p) for p in run(body()))
+    assert summed.read_bytes() == plain.read_bytes() == data
+    stored = read_provenance(summed)["checksums"]["sha256"]
+    assert base64.b64decode(stored) == hashlib.sha256(data).digest()  # what moto keeps, verified and recorded
+    assert hashed == [["sha256"], ["sha256", "md5"]]  # the MD5 only where no stronger checksum exists
+
+
+def test_bytes_corrupted_in_transit_fail_the_stored_checksum_and_nothing_lands(
+        s3_server: S3Server, tmp_path: Path) -> None:
+    data = os.urandom(LARGE)
+    bucket = new_bucket(s3_server, {})
+    s3_server.client().put_object(Bucket=bucket, Key="summed.bin", Body=data, ChecksumAlgorithm="SHA256")
+
+    async def body() -> None:
+        async with FaultProxy(s3_server.port) as proxy:
+            proxy.add(Rule("flip", match=ranged_after_first, after_bytes=12345))
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}")
+            async with S3Connector(config) as connector:
+                await connector.fetch_data("summed.bin", str(tmp_path))
+
+    with pytest.raises(IntegrityError, match="x-amz-checksum-sha256 mismatch"):
+        run(body())
+    assert files_under(tmp_path) == []
+
+
+# --- upload -------------------------------------------------------------------------------
+
+
+def test_upload_never_overwrites_unless_asked(s3_server: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_server, {"out/taken.csv": b"theirs"})
+    local = tmp_path / "r.csv"
+    local.write_bytes(b"ours\n")
+
+    async def body() -> None:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            with pytest.raises(BlobExistsError):
+                await connector.upload(local, "out/taken.csv")
+            done = await connector.upload(local, "out/new.csv")
+            assert done.sha256 == hashlib.sha256(b"ours\n").hexdigest()
+            await connector.upload(local, "out/taken.csv", overwrite=True)
+
+    run(body())
+    client = s3_server.client()
+    assert client.get_object(Bucket=bucket, Key="out/new.csv")["Body"].read() == b"ours\n"
+    assert client.get_object(Bucket=bucket, Key="out/taken.csv")["Body"].read() == b"ours\n"
+
+
+def test_a_local_file_changed_while_read_is_refused_and_nothing_stored(
+        s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = new_bucket(s3_server, {})
+    local = tmp_path / "r.csv"
+    local.write_bytes(b"a,b\n1,2\n")
+    real = s3_upload._read_and_hash
+
+    def read_then_append(fd: int, size: int, what: str, source_id: str | None) -> Any:
+        result = real(fd, size, what, source_id)
+        with local.open("ab") as handle:  # a writer still at work
+            handle.write(b"3,4\n")
+        return result
+
+    monkeypatch.setattr(s3_upload, "_read_and_hash", read_then_append)
+
+    async def body() -> None:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            await connector.upload(local, "out/r.csv")
+
+    with pytest.raises(FileChangedError):
+        run(body())
+    assert s3_server.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_concurrent_fetch_many_lands_every_small_object(s3_server: S3Server, tmp_path: Path) -> None:
+    items = {f"many/{i:03d}.txt": f"{i}\n".encode() for i in range(60)}
+    bucket = new_bucket(s3_server, items)
+
+    async def body() -> list[Any]:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            return await connector.fetch_many(list(items), str(tmp_path), concurrency=8)
+
+    results = run(body())
+    assert all(r.error is None for r in results)
+    assert {k: (tmp_path / k).read_bytes() for k in items} == items
+    assert asyncio.iscoroutinefunction(S3Connector.fetch_many)
+
+
+def test_a_versioned_bucket_records_the_version_id(s3_server: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_server, {})
+    client = s3_server.client()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    client.put_object(Bucket=bucket, Key="v.csv", Body=b"old\n")
+    newest = client.put_object(Bucket=bucket, Key="v.csv", Body=b"new\n")["VersionId"]
+
+    async def body() -> tuple[str, dict[str, Any]]:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            return await connector.fetch_data("v.csv", str(tmp_path)), await connector.get_metadata("v.csv")
+
+    landed, metadata = run(body())
+    assert Path(landed).read_bytes() == b"new\n"
+    assert read_provenance(landed)["version_id"] == metadata["version_id"] == newest
+
+
+def test_the_dagster_sensor_lists_an_s3_source(s3_server: S3Server) -> None:
+    from da_pipelines.resources import S3Resource
+    from da_pipelines.sensors import _list_items
+
+    bucket = new_bucket(s3_server, {"a.csv": b"1", "dir/": b"", "dir/b.csv": b"2"})
+    resource = S3Resource(source_id="lake", source_name="Lake", bucket=bucket, endpoint_url=s3_server.endpoint_url,
+                          access_key_id=s3_server.access_key, secret_access_key=s3_server.secret_key)
+    assert sorted(i.path for i in run(_list_items(resource))) == ["a.csv", "dir/b.csv"]
