@@ -342,6 +342,122 @@ def test_a_local_file_changed_while_read_is_refused_and_nothing_stored(
     assert s3_server.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
+# --- multipart upload (moto: parts of 5 MiB at least, but the last) ----------------------------------
+
+MULTI = 13 * 1024 * 1024 + 11  # three parts of 5 MiB once the thresholds are lowered
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.s3 import multipart
+
+    monkeypatch.setattr(s3_upload, "IN_MEMORY", 6 * 1024 * 1024)  # over this: multipart
+    monkeypatch.setattr(multipart, "PART", 5 * 1024 * 1024)
+
+
+def open_uploads(server: S3Server, bucket: str) -> list[Any]:
+    return list(server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+
+def test_a_large_upload_goes_in_parts_and_never_overwrites_unless_asked(
+        s3_server: S3Server, tmp_path: Path, small_parts: None) -> None:
+    bucket = new_bucket(s3_server, {})
+    data = os.urandom(MULTI)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+
+    async def body() -> Any:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            done = await connector.upload(local, "out/big.bin")
+            with pytest.raises(BlobExistsError):
+                await connector.upload(local, "out/big.bin")
+            await connector.upload(local, "out/big.bin", overwrite=True)
+            return done
+
+    done = run(body())
+    stored = s3_server.client().get_object(Bucket=bucket, Key="out/big.bin")
+    assert stored["Body"].read() == data
+    assert stored["ETag"].endswith('-3"') and done.etag == stored["ETag"]  # three parts, one object
+    assert stored["Metadata"]["sha256"] == done.sha256 == hashlib.sha256(data).hexdigest()
+    assert open_uploads(s3_server, bucket) == []  # the refused one was aborted: no parts left behind
+
+
+def test_a_failing_multipart_upload_is_aborted_and_leaves_no_parts(
+        s3_server: S3Server, tmp_path: Path, small_parts: None) -> None:
+    bucket = new_bucket(s3_server, {})
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(MULTI))
+
+    def second_part(request: Any) -> bool:
+        return request.method == "PUT" and "partNumber=2&" in request.target
+
+    async def body() -> None:
+        async with FaultProxy(s3_server.port) as proxy:
+            proxy.add(Rule("status", match=second_part, status=500, retry_after=0.01, times=None))
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}", retry_total=1)
+            async with S3Connector(config) as connector:
+                await connector.upload(local, "out/big.bin")
+
+    with pytest.raises(ConnectionError):
+        run(body())
+    assert open_uploads(s3_server, bucket) == []
+    assert s3_server.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_a_file_rewritten_during_a_multipart_upload_is_refused_and_aborted(
+        s3_server: S3Server, tmp_path: Path, small_parts: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.s3 import multipart
+
+    bucket = new_bucket(s3_server, {})
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(MULTI))
+    real = multipart.digest_file
+
+    def digest_then_rewrite(fd: int, size: int, part: int, what: str) -> Any:
+        digests = real(fd, size, part, what)
+        with local.open("r+b") as handle:  # same size, new bytes in the second part: only the part MD5 sees it
+            handle.seek(part + 7)
+            handle.write(b"rewritten")
+        return digests
+
+    monkeypatch.setattr(s3_upload, "digest_file", digest_then_rewrite)
+
+    async def body() -> None:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            await connector.upload(local, "out/big.bin")
+
+    with pytest.raises(FileChangedError):
+        run(body())
+    assert open_uploads(s3_server, bucket) == []
+    assert s3_server.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_a_lost_answer_to_the_commit_is_recognised_as_our_own_upload(
+        s3_server: S3Server, tmp_path: Path, small_parts: None) -> None:
+    bucket = new_bucket(s3_server, {})
+    data = os.urandom(MULTI)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+
+    def complete(request: Any) -> bool:
+        return request.method == "POST" and "uploadId=" in request.target
+
+    lost = Rule("reset", match=complete, after_bytes=0)  # committed, then the answer is lost
+
+    async def body() -> Any:
+        async with FaultProxy(s3_server.port) as proxy:
+            proxy.add(lost)
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}")
+            async with S3Connector(config) as connector:
+                return await connector.upload(local, "out/big.bin")
+
+    done = run(body())
+    assert lost.used == 1 and done.etag.endswith('-3"')
+    assert s3_server.client().get_object(Bucket=bucket, Key="out/big.bin")["Body"].read() == data
+    assert done.sha256 == hashlib.sha256(data).hexdigest()
+    assert open_uploads(s3_server, bucket) == []
+
+
 def test_concurrent_fetch_many_lands_every_small_object(s3_server: S3Server, tmp_path: Path) -> None:
     items = {f"many/{i:03d}.txt": f"{i}\n".encode() for i in range(60)}
     bucket = new_bucket(s3_server, items)
