@@ -248,18 +248,17 @@ def dataset_metadata(outcome: DatasetOutcome, uri: str, record: dict[str, Any] |
 
     ``skipped``: the dataset's items that were not landed, with why (unsafe or refused names, excluded).
     """
-    total = sum(entry.size for entry in outcome.entries.values())
     metadata: dict[str, Any] = {
         "dagster/uri": MetadataValue.text(uri),
-        "items": MetadataValue.int(len(outcome.entries)),
-        "items_landed": MetadataValue.int(len(outcome.landed)),
+        "items": MetadataValue.int(outcome.items),
+        "items_landed": MetadataValue.int(outcome.landed_count),
         "items_unchanged": MetadataValue.int(outcome.unchanged),
         "items_repaired": MetadataValue.int(len(outcome.repaired)),
         "items_failed": MetadataValue.int(len(outcome.failed)),
         "items_removed_at_source": MetadataValue.int(len(outcome.removed)),
         "items_skipped": MetadataValue.int(len(skipped)),
         "bytes_landed": MetadataValue.int(outcome.bytes_landed),
-        "bytes": MetadataValue.int(total),
+        "bytes": MetadataValue.int(outcome.total_bytes),
     }
     if outcome.manifest is not None:
         metadata["manifest"] = MetadataValue.path(str(outcome.manifest))
@@ -275,6 +274,7 @@ def dataset_metadata(outcome: DatasetOutcome, uri: str, record: dict[str, Any] |
         metadata["sha256"] = MetadataValue.text(str(record["sha256"]))
         metadata["source_version"] = MetadataValue.text(str(record.get("source_version")))
     return metadata
+
 
 
 def source_and_folder(resources: Any, keys: SourceKeys) -> tuple[SourceResource, Path]:
