@@ -161,5 +161,13 @@ class SizeLimitError(DataFetchError):
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether retrying the operation that raised ``exc`` can succeed."""
+    """Whether retrying the operation that raised ``exc`` can succeed.
+
+    Args:
+        exc: any exception.
+
+    Returns:
+        True for a :class:`DataSourceError` marked retryable (timeouts, throttling,
+        a dropped connection); False for everything else.
+    """
     return isinstance(exc, DataSourceError) and exc.retryable

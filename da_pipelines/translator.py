@@ -81,34 +81,84 @@ class DataSourceTranslator:
         return AssetKey([self.slug, "remote"])
 
     def get_asset_key(self, dataset: Dataset) -> AssetKey:
-        """``[N, set]`` or ``[N, schema, table]``."""
+        """The dataset's asset key.
+
+        Args:
+            dataset: one dataset of the source.
+
+        Returns:
+            ``[N, set]`` or ``[N, schema, table]`` (the dataset's ``path``).
+        """
         return AssetKey(list(dataset.path))
 
     def get_group_name(self, dataset: Dataset) -> str:
-        """The dataset's group (by default the source's)."""
+        """The dataset's group.
+
+        Args:
+            dataset: one dataset of the source.
+
+        Returns:
+            ``metadata.dagster.group_name`` or ``N``, the source's group.
+        """
         return self.group_name
 
     def get_kinds(self, dataset: Dataset) -> set[str]:
-        """``table`` or ``file``, and the storage (``postgres``, ``azure``, ``s3``, ``file``)."""
+        """The kinds shown on the asset.
+
+        Args:
+            dataset: one dataset of the source.
+
+        Returns:
+            ``table`` or ``file``, and the storage (``postgres``, ``azure``, ``s3``, ``file``).
+        """
         return {"table" if dataset.kind == "table" else "file", KINDS.get(self.source.type_name, "file")}
 
     def get_tags(self, dataset: Dataset) -> dict[str, str]:
-        """The source's ``metadata.dagster.tags``."""
+        """The asset's tags.
+
+        Args:
+            dataset: one dataset of the source.
+
+        Returns:
+            The source's ``metadata.dagster.tags``.
+        """
         return dict(self.settings.tags)
 
     def get_description(self, dataset: Dataset) -> str:
-        """What the dataset holds, as the asset's description."""
+        """The asset's description.
+
+        Args:
+            dataset: one dataset of the source.
+
+        Returns:
+            What the dataset holds.
+        """
         return dataset.description
 
     def get_uri(self, dataset: Dataset) -> str:
-        """``dagster/uri``: the source's URI and the set's prefix or the table's name."""
+        """Where the dataset lives, for ``dagster/uri`` (never a secret).
+
+        Args:
+            dataset: one dataset of the source.
+
+        Returns:
+            The source's URI with the set's prefix, or ``#schema.table`` for a table.
+        """
         base = source_uri(self.source)
         if dataset.kind == "table":
             return f"{base}#{dataset.name}"
         return f"{base.rstrip('/')}/{dataset.prefix}" if dataset.prefix else base
 
     def get_metadata(self, dataset: Dataset) -> dict[str, Any]:
-        """Definition metadata: URI and source id; a table's name and columns, a set's prefix and glob."""
+        """The asset's definition metadata.
+
+        Args:
+            dataset: one dataset of the source.
+
+        Returns:
+            ``dagster/uri`` and ``source_id``; a table's ``dagster/table_name`` and
+            ``dagster/column_schema``; a set's ``prefix`` and ``glob``.
+        """
         metadata: dict[str, Any] = {"dagster/uri": self.get_uri(dataset), "source_id": self.source.id}
         if dataset.kind == "table":
             metadata["dagster/table_name"] = dataset.name
@@ -121,7 +171,14 @@ class DataSourceTranslator:
         return metadata
 
     def get_asset_spec(self, dataset: Dataset) -> AssetSpec:
-        """The dataset's spec from the ``get_*`` methods, then ``translation`` if one was given."""
+        """The dataset's spec, from the ``get_*`` methods, then ``translation`` if one was given.
+
+        Args:
+            dataset: one dataset of the source.
+
+        Returns:
+            The spec, depending on ``[N, "remote"]``.
+        """
         spec = AssetSpec(key=self.get_asset_key(dataset), deps=[self.remote_key],
                          group_name=self.get_group_name(dataset), kinds=self.get_kinds(dataset),
                          description=self.get_description(dataset), metadata=self.get_metadata(dataset),
@@ -129,7 +186,14 @@ class DataSourceTranslator:
         return self.translation(spec, dataset) if self.translation else spec
 
     def get_remote_spec(self, listing_note: str = "") -> AssetSpec:
-        """``[N, "remote"]``: external; Dagster does not materialize it, it shows where data comes from."""
+        """``[N, "remote"]``: external; Dagster does not materialize it, it shows where data comes from.
+
+        Args:
+            listing_note: why the table listing is old or missing, shown in the description.
+
+        Returns:
+            The external asset's spec.
+        """
         note = f"\n\n**Listing:** {listing_note}" if listing_note else ""
         return AssetSpec(
             key=self.remote_key,
