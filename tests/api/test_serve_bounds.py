@@ -20,7 +20,7 @@ from connectors.api.api_keys import KeyStore
 from connectors.api.server import MAX_HEADER_BYTES
 from tests.api.conftest import Api, local_source
 from tests.harness import free_port, stop_process_group, wait_for_port
-from tests.unit.cli.test_cli import CONSOLE_SCRIPT
+from tests.helpers.cli import CONSOLE_SCRIPT
 
 HALF_OPEN = 2000
 DEFAULT_SOFT_FILES = 1024  # the usual soft open-file limit a service starts with
