@@ -106,8 +106,9 @@ def resource_for(source: DataSourceConfig) -> SourceResource:
     if made_through_api(source):  # an API caller wrote it: its hosts are checked at connect time, as in the API
         identity["reach_policy_file"] = str(policy_file_path(sources_file_path()))
     resource_type = RESOURCE_TYPES.get(source.type_name)
-    if resource_type is not None and "table_options" in values:  # nested options travel as JSON in Dagster config
-        values["table_options_json"] = json.dumps(values.pop("table_options"))
+    for nested in ("table_options", "incremental"):  # nested options travel as JSON in Dagster config
+        if resource_type is not None and nested in values:
+            values[f"{nested}_json"] = json.dumps(values.pop(nested))
     if resource_type is None:
         return PluginSourceResource(plugin_type=source.type_name, config_json=json.dumps(values), **identity)
     return resource_type(**identity, **values)
