@@ -269,8 +269,7 @@ def _public(module_name: str) -> list[str]:
 
     module = importlib.import_module(module_name)
     paths = []
-    for name in sorted(getattr(module, "__all__", [])) + (["DataSourceComponent"] if module_name == "da_pipelines"
-                                                          else []):
+    for name in sorted(getattr(module, "__all__", [])):
         if hasattr(getattr(module, name), "__qualname__"):  # not a value (da_pipelines.defs)
             paths.append(_defined_at(module_name, name))
     return paths
@@ -302,11 +301,11 @@ def python_page() -> str:
         lines += [f"::: {_defined_at(module, name)}", "    options:", "      heading_level: 3", ""]
     lines += ["## `da_pipelines`", "",
               "`da_pipelines.defs`: the `dagster.Definitions` of the sources file, built on first access.", ""]
-    try:
-        paths = _public("da_pipelines")
-    except ModuleNotFoundError:
+    try:  # the package's names, then its Components' (da_pipelines.components, where dg finds them)
+        paths = _public("da_pipelines") + _public("da_pipelines.components")
+    except ModuleNotFoundError:  # built without the dagster extra
         paths = []
-    for path in paths:
+    for path in dict.fromkeys(paths):
         lines += [f"::: {path}", "    options:", "      heading_level: 3", ""]
     return "\n".join(lines)
 
