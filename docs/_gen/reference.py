@@ -187,8 +187,9 @@ def environment_page() -> str:
     from connectors.environment import VARIABLES
 
     lines = [GENERATED + "# Environment variables", "",
-             "Every `DA_*` variable the project reads, from the one registry in the code",
-             "(`connectors/environment.py`); a test fails on a `DA_*` name in the code that is not declared there.", ""]
+             "Every `DA_*` variable the project reads, and Dagster's own that its files set, from the one",
+             "registry in the code (`connectors/environment.py`); a test fails on a `DA_*` name in the code that",
+             "is not declared there, and the code reads them through `connectors.environment.read`.", ""]
     groups: dict[str, list[Any]] = {}
     for variable in VARIABLES:
         groups.setdefault(variable.group, []).append(variable)
