@@ -1,0 +1,63 @@
+"""Every ``connectors.*`` / ``da_pipelines.*`` name the README and the docs quote still exists.
+
+Modules move (a package split, a rename); a page that quotes the old path would send a reader to
+nothing, or to a deprecated shim. Each quoted dotted name must import (a module) or resolve (an
+attribute of one) without a deprecation warning, checked in a fresh interpreter so shims warn.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from tests.docs_blocks import REPO
+
+_QUOTED = re.compile(r"`((?:connectors|da_pipelines)(?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+
+_RESOLVE = """
+import importlib, json, sys, warnings
+warnings.simplefilter("error", DeprecationWarning)
+def resolves(name):
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return True
+    return False
+bad = []
+for name in json.loads(sys.stdin.read()):
+    try:
+        ok = resolves(name)
+    except DeprecationWarning:
+        ok = False
+    if not ok:
+        bad.append(name)
+print(json.dumps(bad))
+"""
+
+
+def quoted_names() -> dict[str, set[str]]:
+    """Each quoted dotted name, with the pages that quote it."""
+    found: dict[str, set[str]] = {}
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for name in _QUOTED.findall(page.read_text()):
+            found.setdefault(name, set()).add(page.relative_to(REPO).as_posix())
+    return found
+
+
+def test_every_quoted_module_or_name_exists() -> None:
+    names = quoted_names()
+    assert names, "the docs quote no module"
+    result = subprocess.run([sys.executable, "-c", _RESOLVE], input=json.dumps(sorted(names)), capture_output=True,
+                            text=True, timeout=300, check=True, cwd=REPO)
+    missing = {name: sorted(names[name]) for name in json.loads(result.stdout)}
+    assert not missing, f"the docs quote names that do not exist (or are deprecated): {missing}"
