@@ -61,3 +61,25 @@ def test_every_quoted_module_or_name_exists() -> None:
                             text=True, timeout=300, check=True, cwd=REPO)
     missing = {name: sorted(names[name]) for name in json.loads(result.stdout)}
     assert not missing, f"the docs quote names that do not exist (or are deprecated): {missing}"
+
+
+_PATH = re.compile(r"`((?:connectors|da_pipelines|tests|benchmarks|deploy|scripts|docs|clients|sample_data)/[^`\s]*)`")
+# quoted by docs/api.md; the apiload work writes it (benchmarks/bench_api_load.py) but has not committed it yet
+KNOWN_MISSING = {"benchmarks/results/bench_api_load.md"}
+
+
+def quoted_paths() -> dict[str, set[str]]:
+    """Each quoted repository path (``tests/x.py::test_y`` counts as its file), with the pages that quote it."""
+    found: dict[str, set[str]] = {}
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for path in _PATH.findall(page.read_text()):
+            if not any(c in path for c in "*<{[$"):  # a pattern or a placeholder, not a path
+                found.setdefault(path.split("::")[0], set()).add(page.relative_to(REPO).as_posix())
+    return found
+
+
+def test_every_quoted_repository_path_exists() -> None:
+    paths = quoted_paths()
+    missing = {path: sorted(pages) for path, pages in paths.items() if not (REPO / path).exists()}
+    assert set(missing) <= KNOWN_MISSING, f"the docs quote files that do not exist: {missing}"
+    assert not KNOWN_MISSING - set(missing), "committed now: remove it from KNOWN_MISSING"
