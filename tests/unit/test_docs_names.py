@@ -64,8 +64,6 @@ def test_every_quoted_module_or_name_exists() -> None:
 
 
 _PATH = re.compile(r"`((?:connectors|da_pipelines|tests|benchmarks|deploy|scripts|docs|clients|sample_data)/[^`\s]*)`")
-# quoted by docs/api.md; the apiload work writes it (benchmarks/bench_api_load.py) but has not committed it yet
-KNOWN_MISSING = {"benchmarks/results/bench_api_load.md"}
 
 
 def quoted_paths() -> dict[str, set[str]]:
@@ -81,5 +79,4 @@ def quoted_paths() -> dict[str, set[str]]:
 def test_every_quoted_repository_path_exists() -> None:
     paths = quoted_paths()
     missing = {path: sorted(pages) for path, pages in paths.items() if not (REPO / path).exists()}
-    assert set(missing) <= KNOWN_MISSING, f"the docs quote files that do not exist: {missing}"
-    assert not KNOWN_MISSING - set(missing), "committed now: remove it from KNOWN_MISSING"
+    assert not missing, f"the docs quote files that do not exist: {missing}"
