@@ -1,6 +1,6 @@
 """Landing files: atomicity, cleanup on every failure, stale temporaries, collisions.
 
-docs/RELIABILITY.md rows 6-7, 21-23.
+docs/RELIABILITY.md rows 6, 21-22.
 """
 
 from __future__ import annotations
