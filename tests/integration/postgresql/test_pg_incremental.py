@@ -5,7 +5,7 @@ not landed twice; a full sync replaces the folder; deletes are only seen by a fu
 added mid-history is handled per on_schema_change; the folder reads as one table with pyarrow and
 DuckDB, decimals as decimals.
 
-docs/RELIABILITY.md rows 49-51.
+docs/RELIABILITY.md rows 49-51, 59-60.
 """
 
 from __future__ import annotations
