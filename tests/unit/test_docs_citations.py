@@ -150,3 +150,18 @@ def test_row_specs_and_forms_of_citation_are_read() -> None:
     assert rows_cited_by("Row 30 of docs/RELIABILITY.md (the fault matrix)") == {30}
     assert defines("class A:\n    def test_b(self): ...\ndef test_c(): ...", "A::test_b")
     assert defines("def test_c(): ...", "test_c") and not defines("def test_c(): ...", "A::test_c")
+
+
+def cited_test_paths(text: str) -> set[str]:
+    """The test files (``tests/….py``) a document names."""
+    return set(re.findall(r"\btests/[\w/]+\.py\b", text))
+
+
+def test_every_test_file_the_documents_name_exists() -> None:
+    documents = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    missing = {doc.relative_to(REPO).as_posix(): sorted(p for p in cited_test_paths(doc.read_text())
+                                                        if not (REPO / p).is_file())
+               for doc in documents}
+    assert {doc: paths for doc, paths in missing.items() if paths} == {}, "a test moved: update its path"
+    assert cited_test_paths("see `tests/unit/landing/test_landing.py` and tests/x/test_y.py.") == {
+        "tests/unit/landing/test_landing.py", "tests/x/test_y.py"}
