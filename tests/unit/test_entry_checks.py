@@ -2,6 +2,8 @@
 
 Each entry refused here is refused before anything connects: a PostgreSQL entry points at
 a closed loopback port, and its listing state (written only after a connection) never appears.
+
+docs/RELIABILITY.md row 53.
 """
 
 from __future__ import annotations

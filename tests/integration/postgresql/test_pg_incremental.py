@@ -4,6 +4,8 @@ Against the real PostgreSQL: a late commit inside the look-back window is picked
 not landed twice; a full sync replaces the folder; deletes are only seen by a full sync; a column
 added mid-history is handled per on_schema_change; the folder reads as one table with pyarrow and
 DuckDB, decimals as decimals.
+
+docs/RELIABILITY.md rows 49-51, 59-60.
 """
 
 from __future__ import annotations

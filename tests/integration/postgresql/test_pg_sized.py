@@ -4,6 +4,8 @@ Against the real PostgreSQL, as a least-privilege reader: the lineage keeps the 
 SQL; a sample is reproducible by its seed; a where that writes or reads outside its table is refused;
 a read over the budget is refused having read at most the budget (a tripwire view fails the read if
 anything reads past its 5,000th row).
+
+docs/RELIABILITY.md rows 46-48.
 """
 
 from __future__ import annotations

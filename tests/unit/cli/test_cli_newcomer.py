@@ -1,4 +1,7 @@
-"""What a new user met in the CLI: exact names, unknown times, progress, refused names, messages."""
+"""What a new user met in the CLI: exact names, unknown times, progress, refused names, messages.
+
+docs/RELIABILITY.md row 54.
+"""
 
 from __future__ import annotations
 
