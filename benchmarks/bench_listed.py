@@ -87,7 +87,7 @@ def dataset_child(count: int, workspace: str) -> None:
     run = asyncio.run(dataset_sync.sync_datasets(lambda: get_connector_class("synthetic")(config), Path(workspace),
                                                  datasets))
     seconds = time.perf_counter() - started
-    assert len(run.outcomes[0].landed) == count, len(run.outcomes[0].landed)
+    assert run.outcomes[0].landed_count == count, run.outcomes[0].landed_count
     print(seconds)
 
 

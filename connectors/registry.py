@@ -30,6 +30,7 @@ from connectors import plugins, type_table
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.deprecation import moved_names
 from connectors.entry_checks import check_entry
+from connectors.environment import read
 from connectors.errors import ConfigurationError, NotFoundError
 from connectors.ids import check_distinct, check_source_id, is_valid_source_id, shown
 from connectors.secrets.references import get_logger
@@ -80,12 +81,12 @@ SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 def sources_file_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The sources file: ``path``, else ``$DA_SOURCES_FILE``, else ``./sources.yaml``."""
-    return Path(path or os.environ.get(SOURCES_FILE_ENV) or DEFAULT_SOURCES_FILE)
+    return Path(path or read(SOURCES_FILE_ENV) or DEFAULT_SOURCES_FILE)
 
 
 def sources_file_named(path: str | os.PathLike[str] | None = None) -> bool:
     """Whether the sources file was chosen (``path`` or ``$DA_SOURCES_FILE``), not the default."""
-    return bool(path or os.environ.get(SOURCES_FILE_ENV))
+    return bool(path or read(SOURCES_FILE_ENV))
 
 
 def embedded_sample() -> DataSourceConfig:
@@ -289,7 +290,7 @@ class SourceRegistry:
         With ``embedded_sample=True``, no sources file named and no
         ``./sources.yaml`` (or ``$DA_SAMPLE_ONLY=1``): the embedded ``sample`` source.
         """
-        if self._with_sample and os.environ.get(SAMPLE_ONLY_ENV) == "1":
+        if self._with_sample and read(SAMPLE_ONLY_ENV) == "1":
             return SourcesFile(sources=[embedded_sample()], embedded=True)
         text = _read_text(self.path)
         if text is None and self._with_sample and not self._named:

@@ -8,6 +8,7 @@ items only, give it run config (in the launchpad, or ``-c config.yaml``)::
       N_sync_items:
         config:
           items: [{identifier: "2024/sales.csv", version: ""}]   # "" fetches whatever landed before
+          full_refresh: true   # incremental tables: export them whole again (drops deleted rows)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dagster import (
     multiprocess_executor,
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from pydantic import Field
 
 from connectors.environment import read
 from connectors.errors import ConfigurationError, DataSourceError, is_retryable
@@ -45,6 +47,9 @@ class SyncConfig(Config):  # type: ignore[misc]
     """Run config of ``N_sync_items``: no items means list the source and sync everything new or changed."""
 
     items: list[SyncItem] = []
+    full_refresh: bool = Field(False, description=(
+        "Incremental tables: export them whole and replace their dataset folder in one step, instead of "
+        "adding the rows after the last cursor (a cursor does not see deletes; this drops them)."))
 
 
 def sync_job(keys: SourceKeys, asset_keys: Sequence[AssetKey], *,

@@ -177,12 +177,15 @@ class PostgreSQLResource(SourceResource):
     sensitive_columns: list[str] | None = Field(None, description="Columns whose values no profile shows.")
     table_options_json: str | None = Field(
         None, description="Per table, the part every fetch lands (the source's table_options, as JSON).")
+    incremental_json: str | None = Field(
+        None, description="Tables synced incrementally by a cursor (the source's incremental, as JSON).")
 
     def connector_config(self) -> dict[str, Any]:
         values = super().connector_config()
-        options = values.pop("table_options_json", None)
-        if options is not None:
-            values["table_options"] = json.loads(options)
+        for field, key in (("table_options_json", "table_options"), ("incremental_json", "incremental")):
+            nested = values.pop(field, None)
+            if nested is not None:
+                values[key] = json.loads(nested)
         return values
 
 

@@ -10,6 +10,7 @@ request is answered differently:
 * ``stall``    accept the request and answer nothing for ``stall_seconds``
 * ``status``   answer ``status`` (503 by default) with ``Retry-After``, never forward
 * ``hook``     call ``hook()`` (e.g. overwrite the blob), then forward normally
+* ``flip``     forward everything, but the body byte at ``after_bytes`` inverted (bytes corrupted in transit)
 
 Everything is bounded in time: a stall ends after ``stall_seconds`` and every
 upstream read has a timeout. ``requests`` records each request seen.
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
-Action = Literal["reset", "truncate", "stall", "status", "hook"]
+Action = Literal["reset", "truncate", "stall", "status", "hook", "flip"]
 IO_TIMEOUT = 30.0
 
 
@@ -157,7 +158,8 @@ class FaultProxy:
             response_head = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), IO_TIMEOUT)
             writer.write(_close_connection(response_head))
             limit = rule.after_bytes if rule and rule.action in ("reset", "truncate", "stall") else None
-            await _pump(up_reader, writer, limit)
+            flip = rule.after_bytes if rule and rule.action == "flip" else None
+            await _pump(up_reader, writer, limit, flip)
             if rule and rule.action == "reset":
                 _reset(writer)
             elif rule and rule.action == "stall":
@@ -189,13 +191,17 @@ def _close_connection(head: bytes) -> bytes:
     return b"\r\n".join([*lines, b"Connection: close", b"", b""])
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limit: int | None) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limit: int | None, flip: int | None = None
+) -> None:
     sent = 0
     while limit is None or sent < limit:
         want = 65536 if limit is None else min(65536, limit - sent)
         data = await asyncio.wait_for(reader.read(want), IO_TIMEOUT)
         if not data:
             break
+        if flip is not None and sent <= flip < sent + len(data):
+            data = data[: flip - sent] + bytes([data[flip - sent] ^ 0xFF]) + data[flip - sent + 1 :]
         writer.write(data)
         await writer.drain()
         sent += len(data)

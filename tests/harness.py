@@ -271,21 +271,27 @@ def _moto_command(port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def start_s3() -> Iterator[S3Server]:
+def start_s3(check_signatures: bool = True) -> Iterator[S3Server]:
     """A fresh moto S3 server, in memory, with request authentication on. Keep it small.
 
     moto checks signatures only against IAM users it knows: the first three requests
     (allowed unauthenticated by ``INITIAL_NO_AUTH_ACTION_COUNT``) create one with an
     allow-all policy and an access key; every request after them must be signed with it.
+    ``check_signatures=False``: moto as a public endpoint, where an unsigned request is
+    anonymous and object ACLs decide (moto's signature check cannot take unsigned requests).
     """
     port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+    env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+    if check_signatures:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
+    else:
+        env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
     log = tempfile.TemporaryFile(prefix="moto-")
     process = subprocess.Popen(_moto_command(port), cwd=REPO, stdout=log, stderr=log, env=env,
                                start_new_session=True)
     try:
         wait_for_port(port, process, 60, "moto S3 server")
-        access_key, secret_key = _create_user(f"http://127.0.0.1:{port}")
+        access_key, secret_key = _create_user(f"http://127.0.0.1:{port}") if check_signatures else ("any", "any")
         yield S3Server(port, process, access_key, secret_key)
     finally:
         stop_process_group(process)

@@ -80,6 +80,8 @@ class RangeSource(Protocol):
 
     def read_facts(self, response: aiohttp.ClientResponse) -> BlobFacts: ...
 
+    async def refine_facts(self, name: str, facts: BlobFacts) -> BlobFacts: ...
+
 
 def _preallocate(fd: int, size: int) -> None:
     try:
@@ -143,6 +145,9 @@ class BlobDownload:
             return Downloaded(facts, None, first.body)  # MD5 checked by whoever lands it: off the loop
         if facts.size > first.received:
             assert self._fd is not None
+            # before the rest streams: the source may name a stronger check that makes the MD5 unneeded
+            facts = await self._retrying(partial(self._path.refine_facts, self._name, facts))
+            digests = digests if facts.content_md5 else digests[:1]
             hasher = OrderedHasher(self._fd, digests, first.received)
             try:
                 await self._remaining(facts, first.received, hasher)

@@ -24,7 +24,6 @@ from connectors.errors import AuthenticationError, ConfigurationError
 from connectors.settings import S3Settings
 
 try:
-    import botocore.session
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -86,6 +85,8 @@ async def signer_for(settings: S3Settings, source_id: str) -> Signer:
 
 
 def _chain_credentials(profile: str | None, source_id: str) -> Any:
+    import botocore.session  # here: it brings botocore's client machinery, which keys and anonymous never need
+
     where = f"profile {profile!r}" if profile else "the default AWS credential chain"
     try:
         credentials = botocore.session.Session(profile=profile).get_credentials()

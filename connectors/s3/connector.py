@@ -49,13 +49,13 @@ from connectors.azure_blob.retries import with_retries
 from connectors.azure_blob.scope import BlobScope
 from connectors.azure_blob.upload import Uploaded
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
-from connectors.errors import IntegrityError
+from connectors.errors import AuthenticationError, IntegrityError
 from connectors.landing.atomic import Landing, landing
 from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
 from connectors.landing.names import safe_relative_path
 from connectors.s3.auth import bucket_url, signer_for
-from connectors.s3.data_path import S3DataPath, S3Facts, checksum_problem
+from connectors.s3.data_path import S3DataPath, S3Facts, checksum_problem, checksums_of
 from connectors.s3.listing import list_pages, probe
 from connectors.s3.upload import upload_file
 from connectors.secrets.references import get_logger
@@ -212,11 +212,21 @@ class S3Connector(DataSourceConnector):
                 async with mapped_errors(f"fetching object {identifier!r}", source_id=self.source_id):
                     async with batch.waiting if batch else contextlib.nullcontext():
                         return await self._download_and_land(clients, identifier, workspace, batch)
+            except AuthenticationError as exc:
+                raise self._anonymous_denied(exc) from exc
             except BlobChangedError:
                 if restart == CHANGED_RESTARTS:
                     raise
                 log.info("source %s: object %r changed while downloading; starting again", self.source_id, identifier)
         raise AssertionError("unreachable")
+
+    def _anonymous_denied(self, error: AuthenticationError) -> AuthenticationError:
+        """A refusal of an unsigned request says so: the object is not public (no key was sent to check)."""
+        if self._settings is None or self._settings.credential != "anonymous":
+            return error
+        return AuthenticationError(f"{error.message.split('; check')[0]}; the source reads anonymously "
+                                   "(credential: anonymous), and the store does not let anyone read this "
+                                   "object: it is not public", source_id=self.source_id)
 
     async def _download_and_land(self, clients: _Clients, identifier: str, workspace: str,
                                  batch: _Batch | None) -> str:
@@ -234,7 +244,7 @@ class S3Connector(DataSourceConnector):
             async with batch.downloads if batch else contextlib.nullcontext():
                 result = await download.run()
                 if result.body is None:
-                    await self._check_stored_checksum(clients, identifier, result)
+                    result = await self._check_stored_checksum(clients, identifier, result)
             provenance = self._provenance(clients, identifier, result)
             if result.body is not None and batch is not None:
                 check = partial(_check_body, result, identifier, self.source_id)
@@ -248,21 +258,24 @@ class S3Connector(DataSourceConnector):
                              expected_size=result.facts.size, sha256=result.sha256)
             return str((await finish_in_thread(commit, clients.disk)).path)
 
-    async def _check_stored_checksum(self, clients: _Clients, identifier: str, result: Downloaded) -> None:
-        """After a ranged download: the object's full-object ``x-amz-checksum-sha256``, pinned to the etag.
+    async def _check_stored_checksum(self, clients: _Clients, identifier: str, result: Downloaded) -> Downloaded:
+        """After a ranged download: the bytes against the object's full-object ``x-amz-checksum-sha256``.
 
-        Ranged GETs carry no checksum; one HEAD (If-Match) per large object asks for it.
+        Ranged GETs carry no checksum: the engine asked for them with one HEAD
+        (If-Match) before the rest of the ranges; an object the first range
+        covered is asked now. Returns the result with the checksums it was checked against.
         """
         _, settings = self._require()
-        headers = await with_retries(partial(clients.data.head, identifier, result.facts.etag),
-                                     f"reading checksums of object {identifier!r}", self.source_id,
-                                     settings.retry_total)
-        checksums = {k.lower()[len("x-amz-checksum-"):]: v for k, v in headers.items()
-                     if k.lower().startswith("x-amz-checksum-") and k.lower() != "x-amz-checksum-type"}
-        assert result.sha256 is not None
-        problem = checksum_problem(checksums, result.sha256)
+        facts = result.facts
+        if not (isinstance(facts, S3Facts) and facts.refined):
+            facts = await with_retries(partial(clients.data.refine_facts, identifier, facts),
+                                       f"reading checksums of object {identifier!r}", self.source_id,
+                                       settings.retry_total)
+        assert result.sha256 is not None and isinstance(facts, S3Facts)
+        problem = checksum_problem(facts.checksums, result.sha256)
         if problem:
             raise IntegrityError(f"reading object {identifier!r}: {problem}", source_id=self.source_id)
+        return Downloaded(facts, result.sha256, result.body)
 
     def _provenance(self, clients: _Clients, identifier: str, result: Downloaded) -> dict[str, Any]:
         facts = result.facts
@@ -333,7 +346,6 @@ def properties(headers: Mapping[str, str]) -> dict[str, Any]:
         "content_encoding": headers.get("Content-Encoding"),
         "storage_class": headers.get("x-amz-storage-class"),
         "last_modified": iso_utc(headers.get("Last-Modified")),
-        "checksums": {k.lower()[len("x-amz-checksum-"):]: v for k, v in headers.items()
-                      if k.lower().startswith("x-amz-checksum-") and k.lower() != "x-amz-checksum-type"},
+        "checksums": checksums_of(headers),
         "metadata": {k[len("x-amz-meta-"):]: v for k, v in headers.items() if k.lower().startswith("x-amz-meta-")},
     }

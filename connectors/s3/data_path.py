@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -37,6 +37,7 @@ class S3Facts(BlobFacts):
 
     version_id: str | None = None
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64 value, as the store sent it
+    refined: bool = False  # the checksums come from a HEAD pinned to the etag (:meth:`S3DataPath.refine_facts`)
 
 
 class S3DataPath:
@@ -63,6 +64,19 @@ class S3DataPath:
     def read_facts(self, response: aiohttp.ClientResponse) -> S3Facts:
         """The facts the download engine pins to, from a 200/206 answer."""
         return s3_facts(response, verify_etag_md5=self.verify_etag_md5)
+
+    async def refine_facts(self, name: str, facts: BlobFacts) -> S3Facts:
+        """``facts`` with the object's stored checksums (one HEAD, ``If-Match`` the etag).
+
+        A full-object ``x-amz-checksum-sha256`` is checked against the sha256 we
+        compute anyway, so the ETag's MD5 is then not computed (it costs more CPU
+        than the sha256 and proves less).
+        """
+        headers = await self.head(name, facts.etag)
+        checksums = checksums_of(headers)
+        md5 = None if full_sha256(checksums) else facts.content_md5
+        extra = facts if isinstance(facts, S3Facts) else S3Facts(**vars(facts))
+        return replace(extra, content_md5=md5, checksums=checksums, refined=True)
 
     async def get(self, name: str, start: int, end: int | None, etag: str | None) -> aiohttp.ClientResponse:
         """One GET of bytes ``start``..``end`` (inclusive; None: all), ``If-Match`` ``etag`` when given."""
@@ -130,10 +144,21 @@ def s3_facts(response: aiohttp.ClientResponse, *, verify_etag_md5: bool = True) 
     base = facts_of(response)
     headers = response.headers
     md5 = etag_md5(base.etag) if verify_etag_md5 else None
-    checksums = {k.lower()[len(_CHECKSUM):]: v for k, v in headers.items()
-                 if k.lower().startswith(_CHECKSUM) and k.lower() != "x-amz-checksum-type"}
+    checksums = checksums_of(headers)
     return S3Facts(base.etag, base.size, md5, base.last_modified, base.content_type,
                    version_id=headers.get("x-amz-version-id"), checksums=checksums)
+
+
+def checksums_of(headers: Mapping[str, str]) -> dict[str, str]:
+    """The ``x-amz-checksum-<algorithm>`` values of an answer, keyed by algorithm."""
+    return {k.lower()[len(_CHECKSUM):]: v for k, v in headers.items()
+            if k.lower().startswith(_CHECKSUM) and k.lower() != "x-amz-checksum-type"}
+
+
+def full_sha256(checksums: Mapping[str, str]) -> bool:
+    """True when the object carries a full-object sha256 (not a composite of parts, ``...-<parts>``)."""
+    stored = checksums.get("sha256")
+    return bool(stored) and "-" not in (stored or "")
 
 
 def etag_md5(etag: str) -> str | None:
@@ -148,9 +173,9 @@ def checksum_problem(checksums: Mapping[str, str], sha256_hex: str) -> str | Non
     Only a full-object checksum compares with our sha256; a composite one (of
     parts, ``...-<parts>``) is recorded, not checked.
     """
-    stored = checksums.get("sha256")
-    if not stored or "-" in stored:
+    if not full_sha256(checksums):
         return None
+    stored = checksums["sha256"]
     actual = base64.b64encode(bytes.fromhex(sha256_hex)).decode()
     return None if actual == stored else f"x-amz-checksum-sha256 mismatch (the object says {stored}, " \
                                           f"the bytes hash to {actual})"

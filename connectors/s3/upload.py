@@ -4,10 +4,9 @@ How an upload goes:
 
 * the file is read once and hashed (MD5 and sha256) while its size, inode and change
   times are taken before and after; a file of up to :data:`IN_MEMORY` bytes is sent
-  from exactly the bytes hashed, a larger one is streamed and the store checks it
-  against the ``Content-MD5``, ``x-amz-checksum-sha256`` and signed payload hash sent
-  with it (so a file rewritten meanwhile is refused by the store, never stored torn);
-* one PutObject (objects up to 5 GiB; multipart is not used), with ``If-None-Match: *``
+  from exactly the bytes hashed; a larger one goes in parts (:mod:`connectors.s3.multipart`:
+  parts in parallel, each checked by its Content-MD5, aborted on any failure);
+* one PutObject, with ``If-None-Match: *``
   unless ``overwrite``: the store refuses it when the key exists
   (:class:`~connectors.azure_blob.upload.BlobExistsError`), whoever created it meanwhile;
 * a retried PutObject that meets 412 checks whether the object holds exactly our bytes
@@ -24,18 +23,18 @@ import base64
 import hashlib
 import mimetypes
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 
 from connectors.azure_blob.data_path import iso_utc
 from connectors.azure_blob.errors import HttpStatusError, translate
 from connectors.azure_blob.retries import RetryBudget, with_retries
 from connectors.azure_blob.upload import BlobExistsError, FileChangedError, Uploaded, check_metadata
-from connectors.errors import ConfigurationError, WorkspaceError
+from connectors.errors import WorkspaceError
 from connectors.s3.data_path import S3DataPath, etag_md5
+from connectors.s3.multipart import MultipartUpload, digest_file, part_size_for
 
 IN_MEMORY = 64 * 1024 * 1024  # bytes: files up to this size are sent from the very buffer that was hashed
-MAX_PUT = 5 * 1024**3  # S3's limit of one PutObject
 STREAM_CHUNK = 1024 * 1024
 
 _Send = Callable[[], Awaitable[Mapping[str, str]]]  # one PutObject attempt
@@ -63,26 +62,37 @@ async def _upload_fd(path: S3DataPath, fd: int, key: str, *, overwrite: bool, me
                      retries: int) -> Uploaded:
     what = f"uploading object {key!r}"
     before = os.fstat(fd)
-    if before.st_size > MAX_PUT:
-        raise ConfigurationError(f"{what}: {before.st_size} bytes is over the 5 GiB of one PutObject "
-                                 "(multipart uploads are not supported yet)", source_id=path.source_id)
+    if before.st_size > IN_MEMORY:
+        return await _upload_in_parts(path, fd, key, before, overwrite=overwrite, metadata=metadata,
+                                      retries=retries, what=what)
     body, md5, sha256 = await asyncio.to_thread(_read_and_hash, fd, before.st_size, what, path.source_id)
     _check_unchanged(before, os.fstat(fd), what, path.source_id)
     headers = _headers(key, before.st_size, md5, sha256, metadata, overwrite)
-    send: _Send = partial(path.put, key, body or b"", headers, sha256)
-    if body is None:
-        send = partial(_put_streamed, path, key, fd, before.st_size, headers, sha256)
-    # what was stored is what was hashed: the very bytes (small files) or bytes the store checked against
-    # the Content-MD5 and sha256 sent (large ones); a change after this point is the next upload's
+    # what was stored is what was hashed: the very bytes; a change after this point is the next upload's
+    send: _Send = partial(path.put, key, body, headers, sha256)
     answer = await _put_once(path, key, send, headers, retries, what)
     return Uploaded(key, path.blob_uri(key), answer.get("ETag", ""), before.st_size, md5, sha256,
                     iso_utc(answer.get("Last-Modified")), path.container, answer.get("x-amz-version-id"))
 
 
-def _read_and_hash(fd: int, size: int, what: str, source_id: str | None) -> tuple[bytes | None, str, str]:
-    """The file's bytes (when small enough to hold), base64 MD5 and hex sha256."""
+async def _upload_in_parts(path: S3DataPath, fd: int, key: str, before: os.stat_result, *, overwrite: bool,
+                           metadata: Mapping[str, str], retries: int, what: str) -> Uploaded:
+    size = before.st_size
+    digests = await asyncio.to_thread(digest_file, fd, size, part_size_for(size), what)
+    _check_unchanged(before, os.fstat(fd), what, path.source_id)
+    every = _headers(key, size, digests.md5, digests.sha256, metadata, overwrite=True)
+    create = {k: v for k, v in every.items() if k.startswith("x-amz-meta-") or k == "Content-Type"}
+    upload = MultipartUpload(path, key, fd, size, digests, retries=retries, what=what)
+    answer = await upload.run(create, overwrite,
+                              lambda: _check_unchanged(before, os.fstat(fd), what, path.source_id))
+    return Uploaded(key, path.blob_uri(key), answer.get("ETag", ""), size, digests.md5, digests.sha256,
+                    iso_utc(answer.get("Last-Modified")), path.container, answer.get("x-amz-version-id"))
+
+
+def _read_and_hash(fd: int, size: int, what: str, source_id: str | None) -> tuple[bytes, str, str]:
+    """The file's bytes (at most :data:`IN_MEMORY`), base64 MD5 and hex sha256."""
     md5, sha256 = hashlib.md5(), hashlib.sha256()  # noqa: S324 - the store's checksum
-    kept = bytearray() if size <= IN_MEMORY else None
+    kept = bytearray()
     offset = 0
     while offset < size:
         try:
@@ -93,10 +103,9 @@ def _read_and_hash(fd: int, size: int, what: str, source_id: str | None) -> tupl
             raise _changed(what, "it got shorter", source_id)
         md5.update(data)
         sha256.update(data)
-        if kept is not None:
-            kept += data
+        kept += data
         offset += len(data)
-    return (bytes(kept) if kept is not None else None), base64.b64encode(md5.digest()).decode(), sha256.hexdigest()
+    return bytes(kept), base64.b64encode(md5.digest()).decode(), sha256.hexdigest()
 
 
 def _headers(key: str, size: int, md5: str, sha256: str, metadata: Mapping[str, str],
@@ -113,21 +122,6 @@ def _headers(key: str, size: int, md5: str, sha256: str, metadata: Mapping[str, 
     if not overwrite:
         headers["If-None-Match"] = "*"
     return headers
-
-
-async def _put_streamed(path: S3DataPath, key: str, fd: int, size: int, headers: Mapping[str, str],
-                        sha256: str) -> Mapping[str, str]:
-    return await path.put(key, _chunks(fd, size), headers, sha256)
-
-
-async def _chunks(fd: int, size: int) -> AsyncIterator[bytes]:
-    offset = 0
-    while offset < size:
-        data = await asyncio.to_thread(os.pread, fd, min(8 * STREAM_CHUNK, size - offset), offset)
-        if not data:
-            return  # shorter than announced: the store refuses the body (Content-Length, MD5)
-        offset += len(data)
-        yield data
 
 
 async def _put_once(path: S3DataPath, key: str, send: _Send, headers: Mapping[str, str], retries: int,

@@ -25,6 +25,7 @@ MOVED = [
     ("da_pipelines.sync", "sync_source", "connectors.syncing.source_sync"),
     ("da_pipelines.sync", "ItemRequest", "connectors.syncing.source_sync"),
     ("da_pipelines.settings", "PipelineSettings", "connectors.pipeline_settings"),
+    ("da_pipelines.component", "DataSourceComponent", "da_pipelines.components"),
     ("connectors.registry", "register_connector", "connectors.plugins"),
     ("connectors.registry", "get_connector_class", "connectors.plugins"),
     ("connectors.registry", "known_type_names", "connectors.type_table"),

@@ -24,8 +24,8 @@ from connectors.plugins import get_connector_class, register_connector, unregist
 from connectors.registry import SourceRegistry, load_sources_file
 from connectors.secrets.references import set_secret_store
 from connectors.type_table import known_type_names
+from tests.helpers.secrets import DictStore
 from tests.plugin_fixture import PLUGIN_TYPE, install_plugin
-from tests.unit.secrets.test_credentials import DictStore
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import uuid
@@ -15,6 +16,7 @@ from connectors import (
     AuthenticationError,
     ConnectionError,
     DataSourceConfig,
+    IntegrityError,
     NotFoundError,
     UnsafeNameError,
     read_provenance,
@@ -22,9 +24,9 @@ from connectors import (
 from connectors.azure_blob.upload import BlobExistsError, FileChangedError
 from connectors.s3 import S3Connector
 from connectors.s3 import upload as s3_upload
-from tests.conformance import ConnectorConformance, SourceUnderTest, files_under, run
+from tests.conformance import ConnectorConformance, SourceUnderTest, files_under, run, version_bytes
 from tests.faults import FaultProxy, Rule, ranged_after_first
-from tests.harness import S3Server
+from tests.harness import S3Server, start_s3
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +70,7 @@ class TestS3Conformance(ConnectorConformance):
             make_connector=lambda: S3Connector(s3_config(s3_server, bucket)),
             items=dict(ITEMS), missing="no/such/object.csv", source_type="s3",
             secrets=[s3_server.secret_key],
+            change=lambda key, n: s3_server.client().put_object(Bucket=bucket, Key=key, Body=version_bytes(key, n)),
         )
 
 
@@ -171,6 +174,33 @@ def test_a_named_profile_and_the_default_chain_authenticate(s3_server: S3Server,
     assert run(listed(credential="default")) == ["a.csv"]
 
 
+def test_anonymous_reads_a_public_bucket_unsigned_and_a_private_object_is_denied(tmp_path: Path) -> None:
+    with start_s3(check_signatures=False) as public:  # unsigned requests are anonymous; ACLs decide
+        bucket = new_bucket(public, {})
+        client = public.client()
+        client.put_bucket_acl(Bucket=bucket, ACL="public-read")
+        client.put_object(Bucket=bucket, Key="open/a.csv", Body=b"1,2\n", ACL="public-read")
+        client.put_object(Bucket=bucket, Key="closed/b.csv", Body=b"3,4\n", ACL="private")
+
+        async def body() -> tuple[list[str], str, list[Any]]:
+            async with FaultProxy(public.port) as proxy:
+                config = DataSourceConfig(id="anon", type="s3", name="Anon", config={
+                    "bucket": bucket, "endpoint_url": f"http://127.0.0.1:{proxy.port}", "credential": "anonymous"})
+                async with S3Connector(config) as connector:
+                    listed = sorted(i.path for i in await connector.list_items())
+                    landed = await connector.fetch_data("open/a.csv", str(tmp_path))
+                    with pytest.raises(AuthenticationError, match=r"403.*anonymously .*not public"):
+                        await connector.fetch_data("closed/b.csv", str(tmp_path))
+                return listed, landed, proxy.requests
+
+        listed, landed, requests = run(body())
+    assert listed == ["closed/b.csv", "open/a.csv"]
+    assert Path(landed).read_bytes() == b"1,2\n"
+    assert not (tmp_path / "closed").exists()
+    assert requests and all("authorization" not in r.headers and "X-Amz-Signature" not in r.target
+                            for r in requests)  # nothing signed: no credential was looked up or sent
+
+
 # --- faults through a proxy -------------------------------------------------------------
 
 
@@ -210,6 +240,61 @@ def test_an_object_changed_mid_download_is_fetched_again_never_torn(s3_server: S
     landed = Path(run(body()))
     assert landed.read_bytes() == new
     assert read_provenance(landed)["etag"] == f'"{hashlib.md5(new).hexdigest()}"'  # noqa: S324
+
+
+# --- x-amz-checksum-* (moto keeps the sha256 of an object uploaded with ChecksumAlgorithm) --------------
+
+
+def digests_hashed_in_threads(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The digests each ranged download hashes beside the network (a list per download)."""
+    from connectors.azure_blob.hashing import OrderedHasher
+
+    seen: list[list[str]] = []
+    original = OrderedHasher.__init__
+
+    def spy(self: Any, fd: int, digests: Any, start: int) -> None:
+        digests = list(digests)
+        seen.append([d.name for d in digests])
+        original(self, fd, digests, start)
+
+    monkeypatch.setattr(OrderedHasher, "__init__", spy)
+    return seen
+
+
+def test_a_stored_sha256_checksum_is_verified_instead_of_the_etag_md5(
+        s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(LARGE)
+    bucket = new_bucket(s3_server, {"plain.bin": data})
+    s3_server.client().put_object(Bucket=bucket, Key="summed.bin", Body=data, ChecksumAlgorithm="SHA256")
+    hashed = digests_hashed_in_threads(monkeypatch)
+
+    async def body() -> list[str]:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            return [await connector.fetch_data(k, str(tmp_path)) for k in ("summed.bin", "plain.bin")]
+
+    summed, plain = (Path(p) for p in run(body()))
+    assert summed.read_bytes() == plain.read_bytes() == data
+    stored = read_provenance(summed)["checksums"]["sha256"]
+    assert base64.b64decode(stored) == hashlib.sha256(data).digest()  # what moto keeps, verified and recorded
+    assert hashed == [["sha256"], ["sha256", "md5"]]  # the MD5 only where no stronger checksum exists
+
+
+def test_bytes_corrupted_in_transit_fail_the_stored_checksum_and_nothing_lands(
+        s3_server: S3Server, tmp_path: Path) -> None:
+    data = os.urandom(LARGE)
+    bucket = new_bucket(s3_server, {})
+    s3_server.client().put_object(Bucket=bucket, Key="summed.bin", Body=data, ChecksumAlgorithm="SHA256")
+
+    async def body() -> None:
+        async with FaultProxy(s3_server.port) as proxy:
+            proxy.add(Rule("flip", match=ranged_after_first, after_bytes=12345))
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}")
+            async with S3Connector(config) as connector:
+                await connector.fetch_data("summed.bin", str(tmp_path))
+
+    with pytest.raises(IntegrityError, match="x-amz-checksum-sha256 mismatch"):
+        run(body())
+    assert files_under(tmp_path) == []
 
 
 # --- upload -------------------------------------------------------------------------------
@@ -256,6 +341,122 @@ def test_a_local_file_changed_while_read_is_refused_and_nothing_stored(
     with pytest.raises(FileChangedError):
         run(body())
     assert s3_server.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+# --- multipart upload (moto: parts of 5 MiB at least, but the last) ----------------------------------
+
+MULTI = 13 * 1024 * 1024 + 11  # three parts of 5 MiB once the thresholds are lowered
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.s3 import multipart
+
+    monkeypatch.setattr(s3_upload, "IN_MEMORY", 6 * 1024 * 1024)  # over this: multipart
+    monkeypatch.setattr(multipart, "PART", 5 * 1024 * 1024)
+
+
+def open_uploads(server: S3Server, bucket: str) -> list[Any]:
+    return list(server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+
+def test_a_large_upload_goes_in_parts_and_never_overwrites_unless_asked(
+        s3_server: S3Server, tmp_path: Path, small_parts: None) -> None:
+    bucket = new_bucket(s3_server, {})
+    data = os.urandom(MULTI)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+
+    async def body() -> Any:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            done = await connector.upload(local, "out/big.bin")
+            with pytest.raises(BlobExistsError):
+                await connector.upload(local, "out/big.bin")
+            await connector.upload(local, "out/big.bin", overwrite=True)
+            return done
+
+    done = run(body())
+    stored = s3_server.client().get_object(Bucket=bucket, Key="out/big.bin")
+    assert stored["Body"].read() == data
+    assert stored["ETag"].endswith('-3"') and done.etag == stored["ETag"]  # three parts, one object
+    assert stored["Metadata"]["sha256"] == done.sha256 == hashlib.sha256(data).hexdigest()
+    assert open_uploads(s3_server, bucket) == []  # the refused one was aborted: no parts left behind
+
+
+def test_a_failing_multipart_upload_is_aborted_and_leaves_no_parts(
+        s3_server: S3Server, tmp_path: Path, small_parts: None) -> None:
+    bucket = new_bucket(s3_server, {})
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(MULTI))
+
+    def second_part(request: Any) -> bool:
+        return request.method == "PUT" and "partNumber=2&" in request.target
+
+    async def body() -> None:
+        async with FaultProxy(s3_server.port) as proxy:
+            proxy.add(Rule("status", match=second_part, status=500, retry_after=0.01, times=None))
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}", retry_total=1)
+            async with S3Connector(config) as connector:
+                await connector.upload(local, "out/big.bin")
+
+    with pytest.raises(ConnectionError):
+        run(body())
+    assert open_uploads(s3_server, bucket) == []
+    assert s3_server.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_a_file_rewritten_during_a_multipart_upload_is_refused_and_aborted(
+        s3_server: S3Server, tmp_path: Path, small_parts: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.s3 import multipart
+
+    bucket = new_bucket(s3_server, {})
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(MULTI))
+    real = multipart.digest_file
+
+    def digest_then_rewrite(fd: int, size: int, part: int, what: str) -> Any:
+        digests = real(fd, size, part, what)
+        with local.open("r+b") as handle:  # same size, new bytes in the second part: only the part MD5 sees it
+            handle.seek(part + 7)
+            handle.write(b"rewritten")
+        return digests
+
+    monkeypatch.setattr(s3_upload, "digest_file", digest_then_rewrite)
+
+    async def body() -> None:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            await connector.upload(local, "out/big.bin")
+
+    with pytest.raises(FileChangedError):
+        run(body())
+    assert open_uploads(s3_server, bucket) == []
+    assert s3_server.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_a_lost_answer_to_the_commit_is_recognised_as_our_own_upload(
+        s3_server: S3Server, tmp_path: Path, small_parts: None) -> None:
+    bucket = new_bucket(s3_server, {})
+    data = os.urandom(MULTI)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+
+    def complete(request: Any) -> bool:
+        return request.method == "POST" and "uploadId=" in request.target
+
+    lost = Rule("reset", match=complete, after_bytes=0)  # committed, then the answer is lost
+
+    async def body() -> Any:
+        async with FaultProxy(s3_server.port) as proxy:
+            proxy.add(lost)
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}")
+            async with S3Connector(config) as connector:
+                return await connector.upload(local, "out/big.bin")
+
+    done = run(body())
+    assert lost.used == 1 and done.etag.endswith('-3"')
+    assert s3_server.client().get_object(Bucket=bucket, Key="out/big.bin")["Body"].read() == data
+    assert done.sha256 == hashlib.sha256(data).hexdigest()
+    assert open_uploads(s3_server, bucket) == []
 
 
 def test_concurrent_fetch_many_lands_every_small_object(s3_server: S3Server, tmp_path: Path) -> None:
