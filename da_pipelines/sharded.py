@@ -19,8 +19,9 @@ their shard. Only shard 0 prunes items gone at the source (``metadata.sync.prune
 
 
 import asyncio
+import heapq
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,15 @@ from dagster import (
 from connectors.errors import DataSourceError
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.secrets.references import redact
-from connectors.syncing.dataset_manifest import data_version, read_manifest, write_manifest, write_repairs
+from connectors.syncing.dataset_manifest import (
+    ManifestEntry,
+    data_version_sorted,
+    iter_manifest,
+    manifest_items,
+    read_manifest,
+    write_manifest_sorted,
+    write_repairs,
+)
 from connectors.syncing.dataset_sync import SyncRun, sync_datasets
 from connectors.syncing.datasets import Dataset
 from connectors.syncing.progress_log import ProgressLog
@@ -104,7 +113,7 @@ def _shard_op(keys: SourceKeys, dataset: Dataset, shard: int) -> Any:
         run = await _sync_part(context, keys, source, folder, part, requested or None)
         skipped = [pair for pair in run.skipped if part.contains(pair[0])]
         outcome = run.outcomes[0]
-        context.log.info(f"shard {shard}/{dataset.shards}: {len(outcome.landed)} landed, {outcome.unchanged} "
+        context.log.info(f"shard {shard}/{dataset.shards}: {outcome.landed_count} landed, {outcome.unchanged} "
                          f"unchanged, {len(outcome.repaired)} repaired, {len(skipped)} skipped, "
                          f"{len(outcome.removed)} removed at source, {len(outcome.failed)} failed")
         if run.errors:
@@ -138,30 +147,33 @@ def _merge_op(keys: SourceKeys, dataset: Dataset) -> Any:
         required_resource_keys={keys.resource_key, WORKSPACE_KEY}, tags={"da/source": keys.source.id})
     def _merge(context: OpExecutionContext, shards: list[dict[str, Any]]) -> Output[None]:
         _, folder = source_and_folder(context.resources, keys)
-        entries = {}
-        for shard in range(dataset.shards):
-            entries.update(read_manifest(folder, dataset.shard_of_set(shard).file_name))
-        version = data_version(entries.values())
-        manifest = write_manifest(folder, dataset.file_name, entries.values(), {
+        names = [dataset.shard_of_set(shard).file_name for shard in range(dataset.shards)]
+
+        def merged() -> Iterator[ManifestEntry]:  # the shards' manifests are sorted: merged as streams
+            return heapq.merge(*(iter_manifest(folder, name) for name in names), key=lambda e: e.identifier)
+
+        version = data_version_sorted(merged())
+        count = sum(manifest_items(folder, name) for name in names)
+        total = sum(entry.size for entry in merged())
+        manifest = write_manifest_sorted(folder, dataset.file_name, merged(), count, {
             "dataset": dataset.label, "data_version": version, "shards": dataset.shards})
         summary = merge_summaries(shards)
-        context.log.info(f"{dataset.label}: {len(entries)} items in {dataset.shards} shards, "
+        context.log.info(f"{dataset.label}: {count} items in {dataset.shards} shards, "
                          f"{summary.get('landed', 0)} landed now")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=BetaWarning)  # Output(data_version=): beta in 1.13
-            return Output(None, metadata=merged_metadata(keys, dataset, summary, entries.values(), manifest),
+            return Output(None, metadata=merged_metadata(keys, dataset, summary, count, total, manifest),
                           data_version=DataVersion(version))
 
     return _merge
 
 
-def merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any], entries: Any,
+def merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any], items: int, total: int,
                     manifest: Path) -> dict[str, Any]:
     """The set's materialization metadata: the same counts as an unsharded set's, and the shards."""
-    sizes = [entry.size for entry in entries]
     metadata: dict[str, Any] = {
-        "dagster/uri": MetadataValue.text(keys.translator.get_uri(dataset)), "items": MetadataValue.int(len(sizes)),
-        "bytes": MetadataValue.int(sum(sizes)), "shards": MetadataValue.int(dataset.shards),
+        "dagster/uri": MetadataValue.text(keys.translator.get_uri(dataset)), "items": MetadataValue.int(items),
+        "bytes": MetadataValue.int(total), "shards": MetadataValue.int(dataset.shards),
         "manifest": MetadataValue.path(str(manifest)),
     }
     for name in ("landed", "unchanged", "repaired", "failed", "skipped"):
