@@ -7,7 +7,12 @@ child process per path (peak RSS from GNU time, wall time around the child):
 * ``cli re-sync``: the same command again, nothing changed;
 * ``dagster``: ``dagster job execute -m da_pipelines -j bench_sync`` (default SQLite instance), a first sync;
 * ``dagster re-sync``: the same job again, nothing changed;
-* ``sensor tick``: one evaluation of ``bench_sensor`` (listing, cursor, run requests), a first tick.
+* ``sensor tick``: one evaluation of ``bench_sensor`` (listing, cursor, run requests), a first tick;
+* ``api fetch job``: the API (in process) starts a fetch job of the glob ``000[0-9]/*`` (the 10,000 files
+  of the first ten folders: a job holds at most 10,000 items) over the source of N files and waits for
+  it; time per *listed* item (the job's work is the same at every N, its glob lists the whole source);
+* ``dagster start-up``: ``dagster job execute`` of a source of one file (the start-up a re-sync's
+  target leaves out: issue 28.3 asks for a re-sync at most 0.05x the first sync beyond start-up).
 
 A path is **flagged** when its time per item at the largest N exceeds 1.3x its
 time per item at the smallest, or its peak RSS grows by more than 50 MiB between them.
@@ -30,6 +35,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,7 +43,7 @@ from benchmarks.bench_dagster_sync import BIN, job_env, lands, make_files, reset
 from benchmarks.common import Candidate, run_once
 from benchmarks.results import begin, results_dir, write_result
 
-PATHS = ("cli", "cli re-sync", "dagster", "dagster re-sync", "sensor tick")
+PATHS = ("cli", "cli re-sync", "dagster", "dagster re-sync", "sensor tick", "api fetch job", "dagster start-up")
 TIME_LIMIT, RSS_LIMIT_MIB = 1.3, 50.0
 SENSOR_CHILD = """
 import sys, time
@@ -50,10 +56,54 @@ with DagsterInstance.ephemeral() as instance:
     started = time.perf_counter()
     data = sensor.evaluate_tick(context)
     seconds = time.perf_counter() - started
-items = sum(len(r.run_config["ops"]["bench_sync_items"]["config"]["items"]) for r in data.run_requests)
-print(items)
+named = [r for r in data.run_requests if "ops" in r.run_config]  # a full sync run names no items
+items = sum(len(r.run_config["ops"]["bench_sync_items"]["config"]["items"]) for r in named)
+print(items, "items requested,", len(data.run_requests) - len(named), "full sync run(s) requested")
 print(seconds)
 """
+
+API_CHILD = """
+import sys, time
+from pathlib import Path
+from fastapi.testclient import TestClient
+from connectors.api import create_app
+from connectors.api.api_keys import KeyStore
+from connectors.api.policy import ApiPolicy
+from connectors.api.api_settings import ApiSettings
+from connectors.registry import SourceRegistry
+scratch, root = Path(sys.argv[1]), sys.argv[2]
+scratch.mkdir(parents=True, exist_ok=True)
+settings = ApiSettings(sources_file=scratch / "sources.yaml", keys_file=scratch / "keys.json",
+                       audit_log=scratch / "audit.jsonl", workspace_base=scratch / "workspace", timeout_seconds=3600,
+                       policy=ApiPolicy.from_mapping({"local_roots": [root], "connector_types": ["local_file"]}))
+SourceRegistry(settings.sources_file).add({"id": "bench", "type": "local_file", "name": "Bench",
+                                           "config": {"root": root}})
+_, manage = KeyStore(settings.keys_file).create("admin")
+headers = {"Authorization": f"Bearer {manage}"}
+with TestClient(create_app(settings)) as client:
+    started = time.perf_counter()
+    answer = client.post("/v1/data-sources/bench/fetch", json={"glob": "000[0-9]/*", "workspace": "bench"},
+                         headers=headers)
+    job = answer.json()
+    assert answer.status_code == 202, answer.text
+    while job["status"] in ("queued", "running"):
+        time.sleep(0.2)
+        job = client.get(f"/v1/data-sources/bench/jobs/{job['id']}", headers=headers).json()
+    seconds = time.perf_counter() - started
+print(job["status"], job["progress"]["items_done"])
+print(seconds)
+"""
+
+NOTES = [
+    "issue 29: 'not run' means not measured on this code; nothing is extrapolated. Earlier figures, on the "
+    "code of commits 2689c8a and d6d077e (the CLI sync unchanged since but for the batched removed-at-source "
+    "pass): CLI first sync of 1,000,000 files 1,040 s, peak RSS 54 MiB (load ~5); CLI re-sync of them 137 s, "
+    "48 MiB (load ~4); CLI sync of 10,000,000 synthetic listed items (bench_listed) 43 MiB.",
+    "the sensor tick of a source listing more than 20,000 items reads 20,001 of them and requests one full "
+    "sync run (da_pipelines/sensors.py): its work is that run's, the 'dagster re-sync' row when nothing changed",
+    "api fetch job: time per listed item of the source (the job lands the same 10,000 files at every N; its "
+    "glob lists the whole source through the API's shared listing)",
+]
 
 
 @dataclass
@@ -103,7 +153,27 @@ def candidates(root: Path, count: int, size: int) -> dict[str, Candidate]:
                                      lands(Path(env["DA_WORKSPACE"]) / "bench", count), env=env),
         "sensor tick": Candidate("sensor tick", [sys.executable, "-c", SENSOR_CHILD], "first tick",
                                  lambda out: None, env=sensor_env, reports_seconds=True),
+        "api fetch job": Candidate("api fetch job", [sys.executable, "-c", API_CHILD, str(root / f"api-{count}"),
+                                                     str(source(root, count, size))], "glob of 10,000 files",
+                                   _job_done(min(count, 10_000)), reports_seconds=True,
+                                   prepare=lambda: shutil.rmtree(root / f"api-{count}", ignore_errors=True)),
+        "dagster start-up": _startup(root, size),
     }
+
+
+def _job_done(items: int) -> Callable[[str], None]:
+    def verify(out: str) -> None:
+        assert out.splitlines()[0] == f"succeeded {items}", out
+    return verify
+
+
+def _startup(root: Path, size: int) -> Candidate:
+    """``dagster job execute`` of a one-file source: the fixed cost every Dagster run pays."""
+    sources = sources_file(root / "bench-startup.yaml", "bench", source(root, 1, size))
+    env = job_env(root, sources, "dagster-startup")
+    return Candidate("dagster start-up", [str(BIN / "dagster"), "job", "execute", "-m", "da_pipelines", "-j",
+                                          "bench_sync"], "one file", lands(Path(env["DA_WORKSPACE"]) / "bench", 1),
+                     env=env, prepare=lambda: reset(env))
 
 
 def measure(root: Path, count: int, size: int, paths: list[str]) -> list[Figure]:
@@ -126,6 +196,8 @@ def flags(figures: list[Figure]) -> dict[str, list[str]]:
     """Per path, why it is flagged (time per item or peak RSS growth from its smallest N to its largest)."""
     found: dict[str, list[str]] = {}
     for path in PATHS:
+        if path == "dagster start-up":  # a fixed cost, not per item
+            continue
         mine = sorted((f for f in figures if f.path == path), key=lambda f: f.items)
         if len(mine) < 2:
             continue
@@ -148,7 +220,10 @@ def table(figures: list[Figure], found: dict[str, list[str]]) -> str:
         cells = []
         for n in counts:
             f = next((f for f in figures if f.path == path and f.items == n), None)
-            cells.append(f"{f.us_per_item:.0f}, {f.peak_rss_mib:.0f}, {f.load}" if f else "not run")
+            if f is not None and path == "dagster start-up":
+                cells.append(f"{f.seconds:.1f} s (one file), {f.peak_rss_mib:.0f}, {f.load}")
+            else:
+                cells.append(f"{f.us_per_item:.0f}, {f.peak_rss_mib:.0f}, {f.load}" if f else "not run")
         if any(c != "not run" for c in cells):
             flag = "; ".join(found.get(path, [])) or ("ok" if path in found else "-")
             lines.append(f"| {path} | " + " | ".join(cells) + f" | {flag} |")
@@ -157,13 +232,24 @@ def table(figures: list[Figure], found: dict[str, list[str]]) -> str:
 
 
 def _ratios(figures: list[Figure]) -> list[str]:
-    """Dagster against the CLI, per N (target at 1,000,000: at most 1.2x)."""
+    """Issue 28.3's targets per N: Dagster first sync / CLI (<= 1.2x), Dagster re-sync / first sync beyond
+    start-up (<= 0.05x), the sensor tick (< 10 s)."""
+    def find(path: str, n: int) -> Figure | None:
+        return next((f for f in figures if f.path == path and f.items == n), None)
+
     lines = []
     for n in sorted({f.items for f in figures}):
-        cli = next((f for f in figures if f.path == "cli" and f.items == n), None)
-        dag = next((f for f in figures if f.path == "dagster" and f.items == n), None)
+        cli, dag, again, tick = find("cli", n), find("dagster", n), find("dagster re-sync", n), find("sensor tick", n)
+        # the start-up does not depend on N: the one measured at N, else any
+        start = find("dagster start-up", n) or next((f for f in figures if f.path == "dagster start-up"), None)
         if cli and dag:
-            lines.append(f"- dagster / cli at {n:,}: {dag.seconds / cli.seconds:.2f}x")
+            lines.append(f"- dagster / cli at {n:,}: {dag.seconds / cli.seconds:.2f}x (target <= 1.2x)")
+        if dag and again and start:
+            beyond = (again.seconds - start.seconds) / max(dag.seconds - start.seconds, 1e-9)
+            lines.append(f"- dagster re-sync / first sync at {n:,}, beyond a start-up of {start.seconds:.1f} s: "
+                         f"{beyond:.3f}x (target <= 0.05x)")
+        if tick:
+            lines.append(f"- sensor tick at {n:,}: {tick.seconds:.2f} s (target < 10 s)")
     return lines
 
 
@@ -203,7 +289,8 @@ def save(figures: list[Figure], saved: Path) -> str:
     text = table(figures, found)
     write_result(saved.stem, [text, _listed_section(saved.parent / "bench_listed.json")
                               + _listed_section(saved.parent / "bench_listed_dataset.json")],
-                 ["figures of other counts or paths are kept from earlier runs (their load is in each cell)"],
+                 ["figures of other counts or paths are kept from earlier runs (their load is in each cell)",
+                  *NOTES],
                  {"figures": [asdict(f) for f in figures], "flags": found})
     return text
 

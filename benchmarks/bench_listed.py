@@ -75,9 +75,9 @@ def dataset_child(count: int, workspace: str) -> None:
     """In the child process: the Dagster layer's ``sync_datasets`` (one plain item set), the fetch stubbed."""
     import da_pipelines.dataset_sync as dataset_sync
     from connectors.base import DataSourceConfig
+    from connectors.pipeline_settings import ItemSetSpec
     from connectors.plugins import get_connector_class, register_connector
     from da_pipelines.datasets import set_datasets
-    from da_pipelines.settings import ItemSetSpec
 
     register_connector("synthetic", synthetic_connector_class(), replace=True)
     setattr(dataset_sync, "fetch_many_checked", _stub)  # noqa: B010  (the one seam: landing is not measured)
@@ -87,7 +87,7 @@ def dataset_child(count: int, workspace: str) -> None:
     run = asyncio.run(dataset_sync.sync_datasets(lambda: get_connector_class("synthetic")(config), Path(workspace),
                                                  datasets))
     seconds = time.perf_counter() - started
-    assert len(run.outcomes[0].landed) == count, len(run.outcomes[0].landed)
+    assert run.outcomes[0].landed_count == count, run.outcomes[0].landed_count
     print(seconds)
 
 

@@ -31,6 +31,9 @@ SHARED = ("the machine may be shared with other jobs (see the load average): com
 
 _STARTED = (time.time(), os.getloadavg())  # when the benchmark's process imported this module
 _COMMIT: list[str] = []  # the commit when the run started (see run_header)
+# the settings the command was given (a benchmark sets more for its own children: not part of the command)
+_SETTINGS = {k: v for k, v in os.environ.items() if k.startswith("DA_BENCH_") and k not in ("DA_BENCH_NOTE",
+                                                                                              "DA_BENCH_RESULTS")}
 
 
 def begin() -> None:
@@ -106,11 +109,9 @@ def commit() -> str:
 
 
 def command_line() -> str:
-    """The command as typed, repository paths made relative, with the ``DA_BENCH_*`` settings in force."""
+    """The command as typed, repository paths made relative, with the ``DA_BENCH_*`` settings it was given."""
     argv = [_relative(arg) for arg in getattr(sys, "orig_argv", sys.argv)]
-    settings = [f"{k}={v}" for k, v in sorted(os.environ.items())
-                if k.startswith("DA_BENCH_") and k not in ("DA_BENCH_NOTE", "DA_BENCH_RESULTS")]
-    return shlex.join([*settings, *argv])
+    return shlex.join([*(f"{k}={v}" for k, v in sorted(_SETTINGS.items())), *argv])
 
 
 def machine() -> dict[str, Any]:

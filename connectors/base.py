@@ -25,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.errors import ConfigurationError, ConnectionError, DataSourceError
 from connectors.ids import SOURCE_ID_RULE, check_source_id
-from connectors.plugins import FreeformSettings, known_type_names, settings_model_for, type_name_of
 from connectors.reach import ReachPolicy
 from connectors.settings import ConnectorSettings, check_complete, check_config, describe_errors, resolve_settings
+from connectors.type_table import FreeformSettings, known_type_names, settings_model_for, type_name_of
 
 
 class DataSourceType(Enum):

@@ -18,8 +18,8 @@ from __future__ import annotations
 from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError
 from connectors.pipeline_settings import pipeline_settings
-from connectors.plugins import settings_model_for
 from connectors.settings import literal_secrets
+from connectors.type_table import settings_model_for
 
 __all__ = ["check_entry"]
 

@@ -97,6 +97,12 @@ VARIABLES: tuple[Variable, ...] = (
         ("DA_UMASK", "007", "File mode creation mask of the server: what it lands is 0660, its folders 0770."),
     ),
     *_group(
+        "Dagster", "the Dagster code location (da_pipelines), where it loads and in its run workers",
+        ("DA_SHARD_EXECUTOR", "multiprocess",
+         "The executor of a sync job with sharded sets: multiprocess (one process per step) or k8s "
+         "(k8s_job_executor: one pod per step, from the run launcher's settings; pip install 'da-sources[k8s]')."),
+    ),
+    *_group(
         "Deployment", "deploy/ (the webserver's and daemon's workspace.yaml, the compose file)",
         ("DA_CODE_SERVER_HOST", "none", "Host of the Dagster code server (dagster api grpc -m da_pipelines)."),
         ("DA_CODE_SERVER_PORT", "none", "Port of the Dagster code server."),
@@ -114,6 +120,7 @@ VARIABLES: tuple[Variable, ...] = (
         "Benchmarks", "benchmarks/",
         ("DA_BENCH_DIR", "the system temporary folder", "Where a benchmark writes its sources and outputs."),
         ("DA_BENCH_RESULTS", "benchmarks/results", "Where a benchmark writes its result files."),
+        ("DA_BENCH_NOTE", "none", "A note every result file of the run carries (e.g. that the machine is shared)."),
         ("DA_BENCH_LATE_IMPORTS", "none", "A file listing modules a Python candidate imports inside its clock."),
         ("DA_BENCH_AZURE_CS", "the harness's Azurite", "Connection string of the Azure benchmark's account."),
         ("DA_BENCH_AZURE_BIG_MIB", "1024", "Size of the Azure benchmark's large blob."),

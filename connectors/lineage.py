@@ -1,8 +1,9 @@
-"""Compatibility: the documented import path ``connectors.lineage.read_provenance``.
+"""Deprecated: the lineage functions live in :mod:`connectors.landing.lineage` (and ``connectors``).
 
-The code lives in :mod:`connectors.landing.lineage`.
+Importing them from here still works for one release, with a ``DeprecationWarning``.
 """
 
-from connectors.landing.lineage import find_provenance, read_provenance, run_context
+from connectors.deprecation import moved_names
 
-__all__ = ["find_provenance", "read_provenance", "run_context"]
+_MOVED = ["find_provenance", "read_provenance", "run_context"]
+__getattr__ = moved_names(__name__, dict.fromkeys(_MOVED, "connectors.landing.lineage"))

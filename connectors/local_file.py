@@ -58,6 +58,7 @@ from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_
 from connectors.beneath import EscapesRootError, IsFolderError, NotRegularError, open_beneath
 from connectors.errors import DataFetchError, IntegrityError, NotFoundError, UnsafeNameError
 from connectors.landing.atomic import landing
+from connectors.landing.batches import BatchedCalls
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
 from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, safe_relative_path, shown_path
 from connectors.landing.progress import report_progress
@@ -316,13 +317,13 @@ class LocalFileConnector(DataSourceConnector):
         than three fsyncs each; larger ones are copied as :meth:`fetch_data` does.
         """
         group = GroupCommit()
+        small_reads = BatchedCalls(self._read_small)  # one thread trip per batch of reads, not per file
         reads = asyncio.Semaphore(max(1, concurrency))
         waiting = asyncio.Semaphore(max(concurrency, MAX_PENDING))  # bounds the bodies held in memory
 
         async def one(identifier: str) -> str:
             async with waiting:
-                async with reads:
-                    small = await asyncio.to_thread(self._read_small, identifier)
+                small = await small_reads.run(identifier)
                 if small is None:
                     async with reads:
                         return await self.fetch_data(identifier, workspace)
@@ -334,6 +335,7 @@ class LocalFileConnector(DataSourceConnector):
         try:
             return await collect_results(identifiers, one)
         finally:
+            await small_reads.aclose()
             await group.close()
 
     def _read_small(self, identifier: str) -> tuple[bytes, dict[str, Any]] | None:

@@ -1,8 +1,7 @@
 """Per-source tuning of the Dagster layer, read from the source's ``metadata.dagster``.
 
 Plain pydantic, no dagster: the sources file, the CLI and the API check an entry's
-``metadata.dagster`` with the same model the code location uses (``da_pipelines.settings``
-re-exports it).
+``metadata.dagster`` with the same model the code location uses.
 
 Example (sources file)::
 
@@ -21,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError
@@ -47,6 +46,15 @@ class ItemSetSpec(BaseModel):
         False, description=f"One partition per item (at most {MAX_PARTITIONS:,} items), so one can be "
                            "materialized on its own; removed items delete their partitions.")
     description: str | None = Field(None, description="Shown on the asset in the UI.")
+    shards: int = Field(
+        1, ge=1, le=64, description="Sync the set in this many steps (items split by a stable hash of their "
+                                    "identifier), run side by side within the source's pool; then one merge step.")
+
+    @model_validator(mode="after")
+    def _shards_or_partitions(self) -> ItemSetSpec:
+        if self.shards > 1 and self.partitioned:
+            raise ValueError("a partitioned set cannot be sharded (each of its items is a step already)")
+        return self
 
     @field_validator("name")
     @classmethod

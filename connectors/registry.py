@@ -1,12 +1,10 @@
-"""The persistent registry of configured sources (the sources file), and connector types.
-
-(Over 400 lines on purpose: reading, validating, writing and locking the one sources
-file belong together; the connector types are already apart, in ``connectors.plugins``.)
+"""The persistent registry of configured sources: the sources file.
 
 :class:`SourceRegistry` reads and writes the sources file and hands out one
-connected connector per source. The connector-type functions
-(:func:`register_connector`, :func:`get_connector_class`, ...) live in
-:mod:`connectors.plugins` and are re-exported here, their documented home.
+connected connector per source. Reading, validating, writing and locking the
+one sources file belong together, so this module is long on purpose. Connector
+*types* are apart: :mod:`connectors.plugins` (``register_connector``,
+``get_connector_class``) over :mod:`connectors.type_table`.
 
 Example:
     >>> registry = SourceRegistry("sources.yaml")
@@ -28,26 +26,19 @@ from typing import Any, Self
 
 import yaml
 
+from connectors import plugins, type_table
 from connectors.base import DataSourceConfig, DataSourceConnector
+from connectors.deprecation import moved_names
 from connectors.entry_checks import check_entry
+from connectors.environment import read
 from connectors.errors import ConfigurationError, NotFoundError
 from connectors.ids import check_distinct, check_source_id, is_valid_source_id, shown
-from connectors.plugins import (
-    ENTRY_POINT_GROUP,
-    get_connector_class,
-    known_type_names,
-    register_connector,
-    settings_model_for,
-    type_name_of,
-    unregister_connector,
-)
 from connectors.secrets.references import get_logger
 from connectors.secrets.store import atomic_write, file_lock
 from connectors.settings import literal_secrets
 
 __all__ = [
     "DEFAULT_SOURCES_FILE",
-    "ENTRY_POINT_GROUP",
     "SAMPLE_DATA_DIR",
     "SAMPLE_ONLY_ENV",
     "SAMPLE_SOURCE_ID",
@@ -56,20 +47,25 @@ __all__ = [
     "SourceRegistry",
     "SourcesFile",
     "embedded_sample",
-    "get_connector_class",
-    "known_type_names",
     "load_sources_file",
     "read_sources_file",
-    "register_connector",
-    "settings_model_for",
     "source_to_dict",
     "sources_file_named",
     "sources_file_path",
-    "type_name_of",
-    "unregister_connector",
 ]
 
 log = get_logger(__name__)
+
+# Connector-type names this module used to re-export: importable from here for one more release.
+__getattr__ = moved_names(__name__, {
+    "ENTRY_POINT_GROUP": "connectors.type_table",
+    "get_connector_class": "connectors.plugins",
+    "known_type_names": "connectors.type_table",
+    "register_connector": "connectors.plugins",
+    "settings_model_for": "connectors.type_table",
+    "type_name_of": "connectors.type_table",
+    "unregister_connector": "connectors.plugins",
+})
 
 # --- the sources file ---------------------------------------------------------
 
@@ -85,12 +81,12 @@ SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 def sources_file_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The sources file: ``path``, else ``$DA_SOURCES_FILE``, else ``./sources.yaml``."""
-    return Path(path or os.environ.get(SOURCES_FILE_ENV) or DEFAULT_SOURCES_FILE)
+    return Path(path or read(SOURCES_FILE_ENV) or DEFAULT_SOURCES_FILE)
 
 
 def sources_file_named(path: str | os.PathLike[str] | None = None) -> bool:
     """Whether the sources file was chosen (``path`` or ``$DA_SOURCES_FILE``), not the default."""
-    return bool(path or os.environ.get(SOURCES_FILE_ENV))
+    return bool(path or read(SOURCES_FILE_ENV))
 
 
 def embedded_sample() -> DataSourceConfig:
@@ -230,7 +226,7 @@ def source_to_dict(source: DataSourceConfig) -> dict[str, Any]:
             holds a literal value; only ``{env: NAME}`` / ``{secret: NAME}`` references are ever written.
     """
     source.check_complete()
-    literal = literal_secrets(settings_model_for(source.type_name), source.config)
+    literal = literal_secrets(type_table.settings_model_for(source.type_name), source.config)
     if literal:
         raise ConfigurationError(
             f"{next(iter(literal.values()))}: a literal secret is never written to the sources file; give it "
@@ -294,7 +290,7 @@ class SourceRegistry:
         With ``embedded_sample=True``, no sources file named and no
         ``./sources.yaml`` (or ``$DA_SAMPLE_ONLY=1``): the embedded ``sample`` source.
         """
-        if self._with_sample and os.environ.get(SAMPLE_ONLY_ENV) == "1":
+        if self._with_sample and read(SAMPLE_ONLY_ENV) == "1":
             return SourcesFile(sources=[embedded_sample()], embedded=True)
         text = _read_text(self.path)
         if text is None and self._with_sample and not self._named:
@@ -405,7 +401,7 @@ class SourceRegistry:
         from connectors.api.policy import reach_for  # no FastAPI: the policy module is plain
 
         source = self.get(source_id)
-        connector = get_connector_class(source.type_name)(source)
+        connector = plugins.get_connector_class(source.type_name)(source)
         connector.reach = reach_for(source, self.path)  # a source an API caller wrote: checked at connect time
         return connector
 

@@ -1,8 +1,9 @@
-"""Compatibility: the seed's import path for landing files (``connectors.workspace.landing``).
+"""Deprecated: landing files lives in :mod:`connectors.landing`.
 
-The code lives in :mod:`connectors.landing`; import from there in new code.
+Importing these names from here still works for one release, with a ``DeprecationWarning``.
 """
 
-from connectors.landing import LandedFile, Landing, landing, safe_relative_path, target_path
+from connectors.deprecation import moved_names
 
-__all__ = ["LandedFile", "Landing", "landing", "safe_relative_path", "target_path"]
+_MOVED = ["LandedFile", "Landing", "landing", "safe_relative_path", "target_path"]
+__getattr__ = moved_names(__name__, dict.fromkeys(_MOVED, "connectors.landing"))

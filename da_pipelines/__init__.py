@@ -37,7 +37,7 @@ _built: dict[str, Definitions] = {}
 
 def __getattr__(name: str) -> Any:
     if name == "DataSourceComponent":  # the Dagster Component, imported only when asked for
-        from da_pipelines.component import DataSourceComponent
+        from da_pipelines.components import DataSourceComponent
 
         return DataSourceComponent
     if name != "defs":

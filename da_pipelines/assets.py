@@ -43,18 +43,26 @@ from connectors.errors import ConfigurationError, DataSourceError
 from connectors.landing.lineage import run_context
 from connectors.landing.progress import on_progress
 from connectors.landing.root import sweep_workspace, workspace_root
+from connectors.pipeline_settings import MAX_PARTITIONS
 from connectors.secrets.references import redact
-from connectors.syncing.dataset_manifest import read_manifest, write_repairs
+from connectors.syncing.dataset_manifest import iter_manifest, manifest_items, write_repairs
 from connectors.syncing.progress_log import ProgressLog
+from connectors.syncing.source_sync import ItemRequest, LineageIndex, fetch_one, sync_options
 from da_pipelines.dataset_sync import DatasetOutcome, SyncRun, sync_datasets
 from da_pipelines.datasets import Dataset, item_from_partition_key, item_partition_key
 from da_pipelines.deploy import exit_with_parent, pool_of
+from da_pipelines.incremental_tables import (
+    IncrementalOutcome,
+    current_record,
+    incremental_events,
+    is_incremental,
+    sync_incremental,
+    verify_parts,
+)
 from da_pipelines.jobs import SyncConfig, failure_for
 from da_pipelines.lineage_meta import dataset_metadata, materialization_metadata, verify_entries
 from da_pipelines.partitions import sync_partitions
 from da_pipelines.resources import SourceResource
-from da_pipelines.settings import MAX_PARTITIONS
-from da_pipelines.sync import ItemRequest, LineageIndex, fetch_one, sync_options
 from da_pipelines.translator import CHECK_NAME, KINDS, WORKSPACE_KEY, SourceKeys, source_and_folder, source_uri
 
 
@@ -99,7 +107,7 @@ def dataset_spec(keys: SourceKeys, dataset: Dataset) -> AssetSpec:
 
 def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> AssetsDefinition | None:
     """``N_sync_items``: one op for every unpartitioned dataset of the source, subsettable."""
-    datasets = [d for d in keys.datasets if not d.partitioned]
+    datasets = [d for d in keys.datasets if not d.partitioned and not d.sharded]  # sharded: da_pipelines.sharded
     if not datasets:
         return None
     by_key = {specs[d.key].key: d for d in datasets}
@@ -115,9 +123,18 @@ def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> Assets
         source, folder = source_and_folder(context.resources, keys)
         selected = [d for k, d in by_key.items() if k in context.selected_asset_keys]
         whole = len(selected) == len(by_key)
+        tables = [d for d in selected if is_incremental(d, keys.source)]  # synced by their cursor
+        selected = [d for d in selected if d not in tables]
         partitioned = [d for d in keys.datasets if d.partitioned
                        and (whole or any(d.contains(i.identifier) for i in config.items))]
-        run = await _run_sync(context, keys, source, folder, [*selected, *partitioned], config)
+        run = (await _run_sync(context, keys, source, folder, [*selected, *partitioned], config,
+                               skip={d.name for d in tables})
+               if selected or partitioned else SyncRun(outcomes=[], errors=[], listed=0))
+        synced_tables = await _sync_tables(context, source, folder, tables, config)
+        for table in synced_tables:
+            key = next(k for k, d in by_key.items() if d == table.dataset)
+            for table_event in incremental_events(table, key, dataset_uri(keys, table.dataset)):
+                yield table_event
         index = LineageIndex(folder, source.source_id, source.connector_type())
         for outcome in run.outcomes:
             if outcome.dataset.partitioned:
@@ -132,17 +149,46 @@ def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> Assets
         synced = {outcome.dataset: outcome for outcome in run.outcomes}
         for key, dataset in by_key.items():
             if AssetCheckKey(key, CHECK_NAME) in context.selected_asset_check_keys:
-                yield check_result(keys, folder, key, dataset, synced.get(dataset))
-        if run.errors:
-            raise failure_for(run.errors)
+                yield (parts_check(folder, key, dataset) if dataset in tables
+                       else check_result(keys, folder, key, dataset, synced.get(dataset)))
+        errors = [*run.errors, *(t.error for t in synced_tables if t.error is not None)]
+        if errors:
+            raise failure_for(errors)
 
     return _sync
 
 
+async def _sync_tables(context: AssetExecutionContext, source: SourceResource, folder: Path,
+                      tables: Sequence[Dataset], config: SyncConfig) -> list[IncrementalOutcome]:
+    """Sync each incremental table (those the run config names, when it names items); report the others."""
+    outcomes = []
+    root = getattr(context.resources, WORKSPACE_KEY).root
+    for dataset in tables:
+        if config.items and not any(i.identifier == dataset.name for i in config.items):
+            outcomes.append(IncrementalOutcome(dataset, current_record(folder, dataset), synced=False))
+            continue
+        with workspace_root(root):
+            outcome = await sync_incremental(source.build_connector, folder, dataset, full=config.full_refresh,
+                                             run_id=context.run.run_id)
+        record = outcome.record or {}
+        context.log.info(f"{dataset.name}: " + (redact(str(outcome.error)) if outcome.error else (
+            f"{record.get('last_sync')} sync, {record.get('rows_synced')} rows added, "
+            f"{len(record.get('parts') or [])} parts, cursor up to {record.get('cursor_max')}")))
+        outcomes.append(outcome)
+    return outcomes
+
+
+def parts_check(folder: Path, key: AssetKey, dataset: Dataset) -> AssetCheckResult:
+    """The integrity check of an incremental table: each part against its lineage record."""
+    damaged, facts = verify_parts(folder, dataset)
+    return AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not damaged, metadata=facts)
+
+
 async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: SourceResource, folder: Path,
-                    datasets: Sequence[Dataset], config: SyncConfig) -> SyncRun:
-    """Sync ``datasets`` (chosen items only when the run config names some), logging progress and a summary."""
-    requested = [ItemRequest(i.identifier, i.version) for i in config.items] or None
+                    datasets: Sequence[Dataset], config: SyncConfig, skip: set[str] | None = None) -> SyncRun:
+    """Sync ``datasets`` (chosen items only when the run config names some, but ``skip``), logging progress."""
+    chosen = [i for i in config.items if i.identifier not in (skip or set())]
+    requested = [ItemRequest(i.identifier, i.version) for i in chosen] if config.items else None
     progress = ProgressLog(context.log.info, total_items=len(requested) if requested else 0)
     root = getattr(context.resources, WORKSPACE_KEY).root
     try:
@@ -160,7 +206,7 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
         skipped = sum(1 for identifier, _ in run.skipped if outcome.dataset.contains(identifier))
         pruned = sum(1 for identifier in outcome.removed if identifier in pruned_now)
         context.log.info(  # the words of SyncReport.summary(), as `da-sources fetch --all` prints them
-            f"{outcome.dataset.key.to_user_string()}: {len(outcome.landed)} landed, {outcome.unchanged} unchanged, "
+            f"{outcome.dataset.key.to_user_string()}: {outcome.landed_count} landed, {outcome.unchanged} unchanged, "
             f"{len(outcome.repaired)} repaired, {skipped} skipped, {len(outcome.removed)} removed at source, "
             f"{pruned} pruned, {len(outcome.failed)} failed")
     context.log.info(f"{run.listed} items; " + progress.summary())
@@ -190,10 +236,11 @@ def _table_record(outcome: DatasetOutcome, index: LineageIndex) -> dict[str, Any
 def check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Dataset,
                  synced: DatasetOutcome | None = None) -> AssetCheckResult:
     """The integrity check of one dataset, from its manifest; damaged items are marked for repair."""
-    held = synced.entries if synced is not None else read_manifest(folder, dataset.file_name)
-    entries = sorted(held.values(), key=lambda e: e.identifier)
     settings = keys.settings.check
-    damaged, facts = verify_entries(folder, entries, full=settings.mode == "full", sample_size=settings.sample_size)
+    # the manifest streamed from its file (the sync just wrote it): a million entries are never held
+    count = synced.items if synced is not None else manifest_items(folder, dataset.file_name)
+    damaged, facts = verify_entries(folder, iter_manifest(folder, dataset.file_name), count=count,
+                                    full=settings.mode == "full", sample_size=settings.sample_size)
     write_repairs(folder, dataset.file_name, damaged)
     return AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not damaged, metadata=facts)
 

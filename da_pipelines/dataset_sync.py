@@ -30,13 +30,18 @@ from connectors.landing.names import LINEAGE_DIR
 from connectors.landing.progress import on_progress
 from connectors.syncing.dataset_manifest import (
     ManifestEntry,
-    data_version,
-    read_manifest,
+    data_version_sorted,
+    iter_manifest,
+    manifest_path,
     read_repairs,
-    write_manifest,
+    write_manifest_sorted,
     write_repairs,
 )
+from connectors.syncing.dataset_store import DatasetStore
 from connectors.syncing.source_sync import (
+    BATCH,
+    ItemRequest,
+    LineageIndex,
     SyncOptions,
     _Spill,
     _spill_listing,
@@ -46,7 +51,6 @@ from connectors.syncing.source_sync import (
 )
 from connectors.syncing.source_sync import list_requests as list_source
 from da_pipelines.datasets import Dataset
-from da_pipelines.sync import ItemRequest, LineageIndex
 
 Progress = Callable[[], None]
 # items per fetch_many call: each call lands its small files in groups, one file-system sync per group
@@ -56,10 +60,16 @@ CHUNK = 64
 
 @dataclass
 class DatasetOutcome:
-    """What one dataset holds after a sync, and what the sync did to it."""
+    """What one dataset holds after a sync, and what the sync did to it.
+
+    Counts, not items, for a plain set: its entries are in its manifest (``items``,
+    ``total_bytes`` sum them) and its landed records are counted (``landed_count``,
+    ``bytes_landed``). A table or a partitioned set (one event per item, at most
+    ``MAX_PARTITIONS``) also holds its ``entries`` and its ``landed`` records.
+    """
 
     dataset: Dataset
-    entries: dict[str, ManifestEntry]
+    entries: dict[str, ManifestEntry] = field(default_factory=dict)
     landed: list[dict[str, Any]] = field(default_factory=list)
     unchanged: int = 0
     repaired: list[str] = field(default_factory=list)
@@ -67,11 +77,22 @@ class DatasetOutcome:
     removed: list[str] = field(default_factory=list)
     version: str = ""
     manifest: Path | None = None
+    landed_count: int = 0
+    landed_bytes: int = 0
+    items: int = 0
+    total_bytes: int = 0
 
     @property
     def bytes_landed(self) -> int:
         """Bytes landed by this sync in this dataset."""
-        return sum(int(record["size"]) for record in self.landed)
+        return self.landed_bytes
+
+    def add_landed(self, record: dict[str, Any], keep: bool) -> None:
+        """Count a landed record; keep it when the dataset's events need it (``keep``)."""
+        self.landed_count += 1
+        self.landed_bytes += int(record["size"])
+        if keep:
+            self.landed.append(record)
 
 
 @dataclass
@@ -86,12 +107,33 @@ class SyncRun:
 
 
 @dataclass
-class _Plan:
-    members: dict[Dataset, dict[str, str]]  # dataset -> identifier -> wanted version
-    priors: dict[Dataset, dict[str, ManifestEntry]]
+class _Batch:
+    """The plan of one listing batch: per item, the datasets holding it, its prior entries, what to do."""
+
+    members: dict[str, list[int]] = field(default_factory=dict)  # identifier -> datasets (indexes)
+    priors: dict[str, dict[int, ManifestEntry]] = field(default_factory=dict)
     unchanged: dict[str, ManifestEntry] = field(default_factory=dict)
     fetch: dict[str, str] = field(default_factory=dict)  # identifier -> version to request ("" forces)
-    repairs: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Sync:
+    """What a sync carries from batch to batch: nothing that grows with the listing but counts."""
+
+    folder: Path
+    datasets: Sequence[Dataset]
+    store: DatasetStore
+    index: LineageIndex
+    outcomes: list[DatasetOutcome]
+    repairs: set[str]  # marked by failed checks (and found damaged while planning)
+    nothing_landed: bool  # a first sync: no record to look up
+    errors: list[DataSourceError] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def keeps(self, dataset: int) -> bool:
+        """Tables and partitioned sets keep their items' whole records (table facts, one event each)."""
+        kept = self.datasets[dataset]
+        return kept.kind != "set" or kept.partitioned
 
 
 async def list_requests(connector: DataSourceConnector, exclude: Sequence[str] = ()) -> list[ItemRequest]:
@@ -158,49 +200,37 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
                        options: SyncOptions, *, run_id: str | None, on_bytes: Any, on_item_done: Progress,
                        on_planned: Callable[[int], None], concurrency: int) -> SyncRun:
     full = requested is None
-    skipped: list[tuple[str, str]] = []
-    # a full listing drops excluded items silently; an excluded item asked for by name is reported skipped
-    listed = ([r for batch in everything.wanted(4096) for r in batch] if full else list(requested or []))
-    wanted = safe_requests(listed, options, skipped)
-    skipped.extend(everything.refused)  # refused by the listing itself
-    index = LineageIndex(folder, probe.source_id, probe.config.type_name)
-    plan = _plan(folder, datasets, wanted, index, forced={r.identifier for r in wanted if not r.version})
-    on_planned(sum(1 for _ in _union(plan.members)))
-    for _ in plan.unchanged:
-        on_item_done()
-    landed: dict[str, dict[str, Any]] = {}
-    errors: list[DataSourceError] = []
-    # items of tables and partitioned sets keep their whole record (table facts, one materialization each)
-    whole = {i for d in datasets if d.kind != "set" or d.partitioned for i in plan.members[d]}
-    if plan.fetch:
-        # the plan already compared versions and landed files: fetch exactly these, no second lookup
-        async with connector() as conn:
-            for chunk in _chunks(list(plan.fetch), CHUNK):
-                # context variables are set around each await: Dagster may resume this coroutine in another task
-                with run_context(run_id), on_progress(on_bytes):
-                    # checked: a plugin's returned path is verified and its missing record written
-                    # this chunk's versions only: a mapping over the whole plan per chunk made landing quadratic
-                    results = await fetch_many_checked(conn, chunk, folder, concurrency=concurrency,
-                                                       versions=_versions(plan.fetch, chunk))
-                for result in results:
-                    on_item_done()
-                    if isinstance(result.error, UnsafeNameError):
-                        skipped.append((result.identifier, result.error.message))
-                    elif result.error is not None:
-                        errors.append(result.error)
-                    elif result.record is not None:
-                        landed[result.identifier] = _kept(result.record, result.identifier in whole)
-    outcomes = [_outcome(folder, dataset, plan, landed, full) for dataset in datasets]
+    if not full:  # chosen items go through the same file as a listing: one code path, batches in key order
+        everything.add([(r.identifier, r.version, True) for r in requested or []])
+    sync = _Sync(folder=folder, datasets=datasets, store=DatasetStore(everything.db),
+                 index=LineageIndex(folder, probe.source_id, probe.config.type_name),
+                 outcomes=[DatasetOutcome(dataset=d) for d in datasets],
+                 repairs={i for d in datasets for i in read_repairs(folder, d.file_name)},
+                 nothing_landed=not (folder / ".lineage").is_dir())
+    for number, dataset in enumerate(datasets):
+        await asyncio.to_thread(sync.store.load_prior, number, iter_manifest(folder, dataset.file_name))
+    on_planned(everything.wanted_count)
+    previous: str | None = None
+    async with connector() as conn:
+        for wanted in everything.wanted(BATCH):
+            batch = await asyncio.to_thread(_plan, sync, wanted, previous, options, on_item_done)
+            previous = wanted[-1].identifier
+            await _land(sync, conn, batch, run_id=run_id, on_bytes=on_bytes, on_item_done=on_item_done,
+                        concurrency=concurrency)
+    sync.skipped.extend(everything.refused)  # refused by the listing itself
+    for number in range(len(datasets)):
+        await asyncio.to_thread(_finish, sync, number, full)
     pruned: list[str] = []
     if full:
         # gone at the source: every landed item whose record says so, not only last run's manifest,
         # so an item stays reported (and can be pruned later) as long as its file is there
-        gone = await asyncio.to_thread(index.landed_except, everything)
-        for outcome in outcomes:
+        gone = await asyncio.to_thread(sync.index.landed_except, everything)
+        for outcome in sync.outcomes:
             outcome.removed = sorted(i for i in gone if outcome.dataset.contains(i))
         if options.prune and everything.count:  # an empty listing never prunes (an unmounted share)
             pruned = await asyncio.to_thread(_prune, folder, probe.source_id, gone)
-    return SyncRun(outcomes=outcomes, errors=errors, listed=len(listed), skipped=skipped, pruned=pruned)
+    listed = everything.wanted_count if full else len(requested or [])
+    return SyncRun(outcomes=sync.outcomes, errors=sync.errors, listed=listed, skipped=sync.skipped, pruned=pruned)
 
 
 async def _list_all(connector: DataSourceConnector, exclude: Sequence[str], spill: _Spill) -> None:
@@ -220,52 +250,90 @@ def _chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(values[start : start + size])
 
 
-_MANIFEST_KEYS = ("identifier", "local_path", "sha256", "size", "source_version")
-
-
-def _kept(record: dict[str, Any], whole: bool) -> dict[str, Any]:
-    """What a sync keeps of a landed item's record until its outcome is built: for an item of a plain set,
-    only what its manifest entry and the counts need (a whole record weighs ~1.5 KiB, a million of them GiBs)."""
-    return record if whole else {key: record[key] for key in _MANIFEST_KEYS if key in record}
-
-
 def _versions(fetch: dict[str, str], chunk: Sequence[str]) -> dict[str, str]:
     """The versions to request for ``chunk`` (those forced, "", are left out): work bounded by the chunk."""
     return {i: fetch[i] for i in chunk if fetch[i]}
 
 
-def _union(members: dict[Dataset, dict[str, str]]) -> set[str]:
-    return {identifier for items in members.values() for identifier in items}
+def _plan(sync: _Sync, wanted: Sequence[ItemRequest], previous: str | None, options: SyncOptions,
+          on_item_done: Progress) -> _Batch:
+    """Plan one listing batch (the items after ``previous`` up to the batch's last, in key order)."""
+    batch = _Batch(priors=sync.store.prior_between(previous, wanted[-1].identifier))
+    safe = safe_requests(wanted, options, sync.skipped)
+    for request in safe:
+        holders = [n for n, d in enumerate(sync.datasets) if d.contains(request.identifier)]
+        if holders:
+            batch.members[request.identifier] = holders
+            _decide(sync, batch, request)
+    rows = [(n, entry) for i, entry in batch.unchanged.items() for n in batch.members[i]]
+    sync.store.add("entries", rows)
+    for identifier in batch.unchanged:
+        for n in batch.members[identifier]:
+            sync.outcomes[n].unchanged += 1
+    for _ in range(len(wanted) - len(batch.fetch)):  # unchanged, skipped, or in no dataset: done now
+        on_item_done()
+    return batch
 
 
-def _plan(folder: Path, datasets: Sequence[Dataset], wanted: Sequence[ItemRequest], index: LineageIndex,
-          forced: set[str]) -> _Plan:
-    members = {d: {r.identifier: r.version for r in wanted if d.contains(r.identifier)} for d in datasets}
-    plan = _Plan(members=members, priors={d: read_manifest(folder, d.file_name) for d in datasets})
-    known = {i: e for prior in plan.priors.values() for i, e in prior.items()}
-    plan.repairs = {i for d in datasets for i in read_repairs(folder, d.file_name)}
-    nothing_landed = not (folder / ".lineage").is_dir()  # a first sync: no record to look up
-    for identifier, version in {i: v for items in members.values() for i, v in items.items()}.items():
-        if identifier in forced:
-            plan.fetch[identifier] = ""
-            continue
-        entry = known.get(identifier)
-        if (entry is None or entry.version != version) and nothing_landed is False:
-            record = index.get(identifier)
-            entry = ManifestEntry.from_record(record, folder) if record else None
-        _decide(plan, folder, identifier, version, entry)
-    return plan
-
-
-def _decide(plan: _Plan, folder: Path, identifier: str, version: str, entry: ManifestEntry | None) -> None:
-    """Unchanged, repair (fetch whatever the version) or fetch (new or changed)."""
+def _decide(sync: _Sync, batch: _Batch, request: ItemRequest) -> None:
+    """Unchanged, repair (fetch whatever the version) or fetch (new, changed or forced)."""
+    identifier, version = request.identifier, request.version
+    if not version:
+        batch.fetch[identifier] = ""
+        return
+    priors = batch.priors.get(identifier, {})
+    entry = next(iter(priors.values()), None)  # any dataset's prior entry: the item landed once
+    if (entry is None or entry.version != version) and not sync.nothing_landed:
+        record = sync.index.get(identifier)
+        entry = ManifestEntry.from_record(record, sync.folder) if record else None
     if entry is None or entry.version != version:
-        plan.fetch[identifier] = version
-    elif identifier in plan.repairs or not _intact(folder, entry):
-        plan.fetch[identifier] = ""
-        plan.repairs.add(identifier)
+        batch.fetch[identifier] = version
+    elif identifier in sync.repairs or not _intact(sync.folder, entry):
+        batch.fetch[identifier] = ""
+        sync.repairs.add(identifier)
     else:
-        plan.unchanged[identifier] = entry
+        batch.unchanged[identifier] = entry
+
+
+async def _land(sync: _Sync, conn: DataSourceConnector, batch: _Batch, *, run_id: str | None, on_bytes: Any,
+                on_item_done: Progress, concurrency: int) -> None:
+    """Fetch the batch's to-do list a chunk at a time; write each item's entries, count per dataset."""
+    for chunk in _chunks(list(batch.fetch), CHUNK):
+        # context variables are set around each await: Dagster may resume this coroutine in another task
+        with run_context(run_id), on_progress(on_bytes):
+            # checked: a plugin's returned path is verified and its missing record written
+            # this chunk's versions only: a mapping over the whole plan per chunk made landing quadratic
+            results = await fetch_many_checked(conn, chunk, sync.folder, concurrency=concurrency,
+                                               versions=_versions(batch.fetch, chunk))
+        rows: list[tuple[int, ManifestEntry]] = []
+        for result in results:
+            on_item_done()
+            if isinstance(result.error, UnsafeNameError):
+                sync.skipped.append((result.identifier, result.error.message))
+            elif result.error is not None:
+                sync.errors.append(result.error)
+            rows.extend(_landed_rows(sync, batch, result.identifier, result.record))
+        await asyncio.to_thread(sync.store.add, "entries", rows)
+
+
+def _landed_rows(sync: _Sync, batch: _Batch, identifier: str,
+                 record: dict[str, Any] | None) -> list[tuple[int, ManifestEntry]]:
+    """An item's entries after its fetch: the landed one, or (failed) the previously landed, still intact."""
+    rows = []
+    entry = ManifestEntry.from_record(record, sync.folder) if record is not None else None
+    for n in batch.members[identifier]:
+        outcome = sync.outcomes[n]
+        if record is not None and entry is not None:
+            outcome.add_landed(record, sync.keeps(n))
+            rows.append((n, entry))
+            if identifier in sync.repairs:
+                outcome.repaired.append(identifier)
+            continue
+        outcome.failed.append(identifier)
+        prior = batch.priors.get(identifier, {}).get(n)
+        if prior is not None:
+            rows.append((n, prior))
+    return rows
 
 
 def _intact(folder: Path, entry: ManifestEntry) -> bool:
@@ -282,32 +350,21 @@ def _intact(folder: Path, entry: ManifestEntry) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == entry.size
 
 
-def _outcome(folder: Path, dataset: Dataset, plan: _Plan, landed: dict[str, dict[str, Any]],
-             full: bool) -> DatasetOutcome:
-    """One dataset's entries after the sync, its counts, and its manifest (written when it changed)."""
-    prior = plan.priors[dataset]
-    members = plan.members[dataset]
-    outcome = DatasetOutcome(dataset=dataset, entries={} if full else dict(prior))
-    for identifier in members:
-        if identifier in landed:
-            outcome.landed.append(landed[identifier])
-            outcome.entries[identifier] = ManifestEntry.from_record(landed[identifier], folder)
-            if identifier in plan.repairs:
-                outcome.repaired.append(identifier)
-        elif identifier in plan.unchanged:
-            outcome.unchanged += 1
-            outcome.entries[identifier] = plan.unchanged[identifier]
-        else:
-            outcome.failed.append(identifier)
-            if identifier in prior:  # the previously landed version is still there, intact
-                outcome.entries[identifier] = prior[identifier]
-    if full:
-        outcome.removed = sorted(set(prior) - set(members))
-    outcome.version = data_version(outcome.entries.values())
-    if outcome.version != data_version(prior.values()) or not prior or outcome.removed:
-        outcome.manifest = write_manifest(folder, dataset.file_name, outcome.entries.values(),
-                                          {"dataset": dataset.key.to_user_string(), "data_version": outcome.version})
+def _finish(sync: _Sync, number: int, full: bool) -> None:
+    """One dataset after the sync: its totals, its data version, and its manifest (written when it changed)."""
+    store, dataset, outcome = sync.store, sync.datasets[number], sync.outcomes[number]
+    if not full:  # chosen items: the others keep their prior entries
+        store.keep_prior(number)
+    outcome.items, outcome.total_bytes = store.totals("entries", number)
+    outcome.version = data_version_sorted(store.entries("entries", number))
+    prior_items = store.totals("prior", number)[0]
+    changed = outcome.version != data_version_sorted(store.entries("prior", number))
+    if changed or not prior_items or (full and store.dropped(number)):
+        outcome.manifest = write_manifest_sorted(
+            sync.folder, dataset.file_name, store.entries("entries", number), outcome.items,
+            {"dataset": dataset.key.to_user_string(), "data_version": outcome.version})
     else:
-        outcome.manifest = folder / ".lineage" / ".sets" / f"{dataset.file_name}.manifest.jsonl"
-    write_repairs(folder, dataset.file_name, set(outcome.failed) & plan.repairs)
-    return outcome
+        outcome.manifest = manifest_path(sync.folder, dataset.file_name)
+    if sync.keeps(number):
+        outcome.entries = {e.identifier: e for e in store.entries("entries", number)}
+    write_repairs(sync.folder, dataset.file_name, set(outcome.failed) & sync.repairs)

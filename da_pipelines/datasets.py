@@ -22,15 +22,16 @@ import fnmatch
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
 from dagster import AssetKey
 
 from connectors.base import DataSourceConfig
+from connectors.pipeline_settings import ItemSetSpec, PipelineSettings, TableScope
+from connectors.syncing.shard_plan import shard_of
 from da_pipelines.names import source_slug
-from da_pipelines.settings import ItemSetSpec, PipelineSettings, TableScope
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 TABLE_TYPES = frozenset({"postgresql"})
@@ -48,6 +49,8 @@ class Dataset:
     partitioned: bool = False
     description: str = ""
     facts: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    shards: int = 1  # a set synced in this many steps (da_pipelines.sharded)
+    shard: int | None = None  # one shard of such a set: only the items hashed to it
 
     def contains(self, identifier: str) -> bool:
         """Whether item ``identifier`` belongs to this dataset."""
@@ -57,12 +60,24 @@ class Dataset:
             return True
         if not identifier.startswith(self.prefix):
             return False
-        return self.glob is None or fnmatch.fnmatchcase(identifier, self.glob)
+        if self.glob is not None and not fnmatch.fnmatchcase(identifier, self.glob):
+            return False
+        return self.shard is None or shard_of(identifier, self.shards) == self.shard
 
     @property
     def file_name(self) -> str:
         """A file-name-safe, unique name of the dataset (manifests live under it)."""
-        return "__".join(self.key.path[1:])
+        name = "__".join(self.key.path[1:])
+        return name if self.shard is None else f"{name}.shard-{self.shard}-of-{self.shards}"
+
+    @property
+    def sharded(self) -> bool:
+        """A whole set synced in shards (``shards: N`` with N > 1)."""
+        return self.shards > 1 and self.shard is None
+
+    def shard_of_set(self, shard: int) -> Dataset:
+        """Shard ``shard`` of this set, as a dataset of its own (its items, its manifest)."""
+        return replace(self, shard=shard)
 
 
 def dagster_name(text: str) -> str:
@@ -75,7 +90,8 @@ def set_datasets(slug: str, specs: Sequence[ItemSetSpec]) -> list[Dataset]:
     """The item-set datasets of a blob or file source."""
     return [
         Dataset(key=AssetKey([slug, spec.name]), name=spec.name, kind="set", prefix=spec.prefix, glob=spec.glob,
-                partitioned=spec.partitioned, description=spec.description or _set_description(spec))
+                partitioned=spec.partitioned, description=spec.description or _set_description(spec),
+                shards=spec.shards)
         for spec in specs
     ]
 

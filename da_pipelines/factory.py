@@ -19,12 +19,13 @@ from dagster import AssetsDefinition, AssetSpec, SensorDefinition
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from connectors.base import DataSourceConfig
+from connectors.pipeline_settings import pipeline_settings
 from connectors.syncing.table_listing import ListingState, cached_state, state_file
 from da_pipelines.assets import dataset_spec, datasets_asset, partitioned_set_asset, remote_spec
 from da_pipelines.datasets import TABLE_TYPES, source_datasets
 from da_pipelines.jobs import sync_job
 from da_pipelines.sensors import source_sensor
-from da_pipelines.settings import pipeline_settings
+from da_pipelines.sharded import sharded_check, sharded_set_asset
 from da_pipelines.translator import WORKSPACE_KEY, SourceKeys, SpecTranslator, source_uri
 
 __all__ = ["WORKSPACE_KEY", "SourceDefs", "build_source_defs", "source_keys", "source_uri"]
@@ -80,7 +81,10 @@ def build_source_defs(source: DataSourceConfig, workspace_root: Path | None = No
     assets: list[AssetsDefinition | AssetSpec] = [remote_spec(keys)]
     assets.extend([multi] if multi is not None else [])
     assets.extend(partitioned_set_asset(keys, d, specs[d.key]) for d in keys.datasets if d.partitioned)
+    sharded = [d for d in keys.datasets if d.sharded]
+    assets.extend(sharded_set_asset(keys, d, specs[d.key]) for d in sharded)
+    assets.extend(sharded_check(keys, d, specs[d.key].key) for d in sharded)
     selectable = {d: specs[d.key].key for d in keys.datasets if not d.partitioned}
-    job = sync_job(keys, list(selectable.values()))
+    job = sync_job(keys, list(selectable.values()), sharded=bool(sharded))
     return SourceDefs(assets=assets, job=job, sensor=source_sensor(keys, job, selectable),
                       resource_key=keys.resource_key)

@@ -8,18 +8,33 @@ items only, give it run config (in the launchpad, or ``-c config.yaml``)::
       N_sync_items:
         config:
           items: [{identifier: "2024/sales.csv", version: ""}]   # "" fetches whatever landed before
+          full_refresh: true   # incremental tables: export them whole again (drops deleted rows)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
-from dagster import AssetKey, AssetSelection, Config, Failure, define_asset_job, in_process_executor
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    Config,
+    ExecutorDefinition,
+    Failure,
+    define_asset_job,
+    in_process_executor,
+    multiprocess_executor,
+)
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from pydantic import Field
 
-from connectors.errors import DataSourceError, is_retryable
+from connectors.environment import read
+from connectors.errors import ConfigurationError, DataSourceError, is_retryable
 from connectors.secrets.references import redact
 from da_pipelines.translator import SourceKeys
+
+SHARD_EXECUTOR_ENV = "DA_SHARD_EXECUTOR"
 
 
 class SyncItem(Config):  # type: ignore[misc]
@@ -33,10 +48,18 @@ class SyncConfig(Config):  # type: ignore[misc]
     """Run config of ``N_sync_items``: no items means list the source and sync everything new or changed."""
 
     items: list[SyncItem] = []
+    full_refresh: bool = Field(False, description=(
+        "Incremental tables: export them whole and replace their dataset folder in one step, instead of "
+        "adding the rows after the last cursor (a cursor does not see deletes; this drops them)."))
 
 
-def sync_job(keys: SourceKeys, asset_keys: Sequence[AssetKey]) -> UnresolvedAssetJobDefinition:
-    """``N_sync``: materializes every unpartitioned dataset of the source (and runs their checks)."""
+def sync_job(keys: SourceKeys, asset_keys: Sequence[AssetKey], *,
+             sharded: bool = False) -> UnresolvedAssetJobDefinition:
+    """``N_sync``: materializes every unpartitioned dataset of the source (and runs their checks).
+
+    ``sharded``: a set of the source syncs in shards, one step each: the job runs them in
+    processes (or pods, :func:`shard_executor`); otherwise the job is one step in its run's process.
+    """
     return define_asset_job(
         name=f"{keys.slug}_sync",
         selection=AssetSelection.assets(*asset_keys),
@@ -44,8 +67,24 @@ def sync_job(keys: SourceKeys, asset_keys: Sequence[AssetKey]) -> UnresolvedAsse
         tags={"da/source": keys.source.id},
         # one step: a step process would only add its start-up (the sync fans out inside the step);
         # the job still runs under the multiprocess or a distributed executor when one is configured
-        executor_def=in_process_executor,
+        executor_def=shard_executor() if sharded else in_process_executor,
     )
+
+
+def shard_executor() -> ExecutorDefinition:
+    """The executor of a job with sharded sets: ``$DA_SHARD_EXECUTOR``, ``multiprocess`` (default) or ``k8s``.
+
+    ``k8s`` (``k8s_job_executor``, from ``pip install 'da-sources[k8s]'``) runs each step in its own pod,
+    configured from the run launcher's settings (image, volumes, secrets: ``deploy/helm/values.yaml``).
+    """
+    name = read(SHARD_EXECUTOR_ENV) or "multiprocess"
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return cast(ExecutorDefinition, k8s_job_executor)
+    if name != "multiprocess":
+        raise ConfigurationError(f"{SHARD_EXECUTOR_ENV} must be 'multiprocess' or 'k8s', not {name!r}")
+    return multiprocess_executor
 
 
 def failure_for(errors: Sequence[DataSourceError], *, before_items: bool = False) -> Failure:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,17 +116,25 @@ def sha256_beneath(folder: Path, relative: str) -> str | None:
     return digest.hexdigest()
 
 
-def verify_entries(folder: Path, entries: Sequence[ManifestEntry], *, full: bool,
-                   sample_size: int) -> tuple[list[str], dict[str, Any]]:
+def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool, sample_size: int,
+                   count: int | None = None) -> tuple[list[str], dict[str, Any]]:
     """Check a dataset's landed files against its manifest: the damaged identifiers and the facts.
 
     Every file is checked for presence and size (a stat); the sha256 is
     recomputed for every file (``full``) or for an evenly spread sample of
-    ``sample_size`` files, so a check stays fast on 100,000 files.
+    ``sample_size`` files, so a check stays fast on 100,000 files. ``entries``
+    is streamed once when ``count`` (their number) is given: nothing is held
+    but the damaged identifiers.
     """
+    if count is None:
+        entries = list(entries)
+        count = len(entries)
     damaged: list[str] = []
     base = str(folder)
-    for entry in entries:  # one lstat on a string path per file: this runs over every file of the set
+    step = 1 if full or count <= sample_size else count / sample_size
+    picked = None if step == 1 else {int(i * step) for i in range(sample_size)}
+    hashed = 0
+    for position, entry in enumerate(entries):  # one lstat on a string path per file: runs over every file
         try:
             info = os.lstat(f"{base}/{entry.path}")
         except OSError:
@@ -134,14 +142,13 @@ def verify_entries(folder: Path, entries: Sequence[ManifestEntry], *, full: bool
             continue
         if not stat.S_ISREG(info.st_mode) or info.st_size != entry.size:
             damaged.append(entry.identifier)
-    step = 1 if full or len(entries) <= sample_size else len(entries) / sample_size
-    sample = [entries[int(i * step)] for i in range(len(entries) if step == 1 else sample_size)]
-    bad = set(damaged)
-    hashed = [e for e in sample if e.identifier not in bad]
-    damaged.extend(e.identifier for e in hashed if sha256_beneath(folder, e.path) != e.sha256)
+        elif picked is None or position in picked:
+            hashed += 1
+            if sha256_beneath(folder, entry.path) != entry.sha256:
+                damaged.append(entry.identifier)
     facts: dict[str, Any] = {
-        "files": MetadataValue.int(len(entries)),
-        "hashed": MetadataValue.int(len(hashed)),
+        "files": MetadataValue.int(count),
+        "hashed": MetadataValue.int(hashed),
         "mode": MetadataValue.text("full" if step == 1 else f"sampled ({sample_size} sha256, every size)"),
         "damaged": MetadataValue.int(len(damaged)),
     }
@@ -158,18 +165,17 @@ def dataset_metadata(outcome: DatasetOutcome, uri: str, record: dict[str, Any] |
 
     ``skipped``: the dataset's items that were not landed, with why (unsafe or refused names, excluded).
     """
-    total = sum(entry.size for entry in outcome.entries.values())
     metadata: dict[str, Any] = {
         "dagster/uri": MetadataValue.text(uri),
-        "items": MetadataValue.int(len(outcome.entries)),
-        "items_landed": MetadataValue.int(len(outcome.landed)),
+        "items": MetadataValue.int(outcome.items),
+        "items_landed": MetadataValue.int(outcome.landed_count),
         "items_unchanged": MetadataValue.int(outcome.unchanged),
         "items_repaired": MetadataValue.int(len(outcome.repaired)),
         "items_failed": MetadataValue.int(len(outcome.failed)),
         "items_removed_at_source": MetadataValue.int(len(outcome.removed)),
         "items_skipped": MetadataValue.int(len(skipped)),
         "bytes_landed": MetadataValue.int(outcome.bytes_landed),
-        "bytes": MetadataValue.int(total),
+        "bytes": MetadataValue.int(outcome.total_bytes),
     }
     if outcome.manifest is not None:
         metadata["manifest"] = MetadataValue.path(str(outcome.manifest))

@@ -1,7 +1,7 @@
 """Dagster resources: configuration of one source (per connector type) and of the workspace.
 
 Resources stay thin: they hold configuration and build a connector on demand
-(``build_connector``); the work lives in plain functions (``da_pipelines.sync``).
+(``build_connector``); the work lives in plain functions (``connectors.syncing``).
 No SDK client is kept on a resource: a connector is built, used inside one
 ``async with`` on the caller's event loop, and dropped.
 
@@ -27,7 +27,7 @@ from pydantic import Field
 from connectors.api.policy import ApiPolicy
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.landing.names import safe_relative_path
-from connectors.registry import get_connector_class
+from connectors.plugins import get_connector_class
 from connectors.secrets.references import MASK
 
 # Fields of SourceResource itself, not part of a connector's config.
@@ -177,12 +177,15 @@ class PostgreSQLResource(SourceResource):
     sensitive_columns: list[str] | None = Field(None, description="Columns whose values no profile shows.")
     table_options_json: str | None = Field(
         None, description="Per table, the part every fetch lands (the source's table_options, as JSON).")
+    incremental_json: str | None = Field(
+        None, description="Tables synced incrementally by a cursor (the source's incremental, as JSON).")
 
     def connector_config(self) -> dict[str, Any]:
         values = super().connector_config()
-        options = values.pop("table_options_json", None)
-        if options is not None:
-            values["table_options"] = json.loads(options)
+        for field, key in (("table_options_json", "table_options"), ("incremental_json", "incremental")):
+            nested = values.pop(field, None)
+            if nested is not None:
+                values[key] = json.loads(nested)
         return values
 
 

@@ -5,20 +5,33 @@ source (through :func:`run_coroutine`: sensors are sync), drops bucket mates who
 landed lineage already has the listed version, and turns the work into run
 requests: each names the new or changed items (run config) and selects only
 the datasets they belong to, with run keys that make a repeated tick harmless.
+
+A tick must stay short whatever the source's size (Dagster cuts a tick off at 60 s;
+listing 1,000,000 files takes minutes). A tick reads at most ``TICK_LISTING_LIMIT``
+items of the listing: a source that lists more is *large*, and its tick only decides:
+it requests one full ``N_sync`` run (no items named: the run lists the source
+itself and syncs what is new, changed or damaged, batch by batch, memory flat)
+unless such a run is already queued or running. The run does the work; the tick
+costs the first ``TICK_LISTING_LIMIT`` items of the listing and one query of the
+run storage.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from dagster import (
     AssetKey,
     BetaWarning,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -29,11 +42,16 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from connectors.base import DataItem
 from connectors.syncing.aio import run_coroutine
 from connectors.syncing.cursor import decode_cursor, drop_known, encode_cursor, item_version, plan_tick
-from connectors.syncing.source_sync import excluded_by, sync_options
+from connectors.syncing.source_sync import ItemRequest, LineageIndex, excluded_by, sync_options
 from da_pipelines.datasets import Dataset, datasets_of
 from da_pipelines.resources import SourceResource
-from da_pipelines.sync import ItemRequest, LineageIndex
+from da_pipelines.sharded import sharded_run_config
 from da_pipelines.translator import WORKSPACE_KEY, SourceKeys, source_and_folder
+
+TICK_LISTING_LIMIT = 20_000  # items a tick reads of the listing; a source listing more gets full sync runs
+FULL_SYNC_TAG = "da/full_sync"
+_NOT_FINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+                 DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
 
 def source_sensor(keys: SourceKeys, sync_job: UnresolvedAssetJobDefinition,
@@ -64,8 +82,11 @@ def _build_sensor(keys: SourceKeys, sync_job: UnresolvedAssetJobDefinition, stat
     )
     def _watch(context: SensorEvaluationContext) -> SensorResult:
         source, folder = source_and_folder(context.resources, keys)
+        listed = run_coroutine(_list_items(source, TICK_LISTING_LIMIT))
+        if len(listed) > TICK_LISTING_LIMIT:  # a large source: the tick decides, a full sync run does the work
+            return full_sync_request(context, keys, sync_job.name, selectable)
         exclude = sync_options(keys.source).exclude  # the source's metadata.sync, as N_sync honours it
-        items = [i for i in run_coroutine(_list_items(source)) if excluded_by(i.path, exclude) is None]
+        items = [i for i in listed if excluded_by(i.path, exclude) is None]
         plan = plan_tick(items, decode_cursor(context.cursor), max_items=settings.max_items_per_tick,
                          lookback=settings.lookback_seconds)
         work = drop_known(plan, landed_versions(source, folder, sorted(plan.coarse)))
@@ -92,12 +113,44 @@ def landed_versions(source: SourceResource, folder: Path, paths: Sequence[str]) 
     return found
 
 
-async def _list_items(source: SourceResource) -> list[DataItem]:
-    """The whole listing, streamed and kept slim (path, time, version: all a tick reads; the connector's
-    other metadata would double the memory of a million items); the connector lives only for this call."""
+def full_sync_request(context: SensorEvaluationContext, keys: SourceKeys, job_name: str,
+                      selectable: dict[Dataset, AssetKey]) -> SensorResult:
+    """A large source's tick: one full sync run of every dataset, unless one is already queued or running.
+
+    The cursor is kept as it was: the run, not the tick, finds what changed.
+    """
+    waiting = context.instance.get_runs_count(RunsFilter(
+        job_name=job_name, statuses=_NOT_FINISHED, tags={"da/source": keys.source.id, FULL_SYNC_TAG: "true"}))
+    if waiting:
+        return SensorResult(skip_reason=f"a full sync of {keys.source.name!r} is queued or running",
+                            cursor=context.cursor)
+    context.log.info(f"{keys.source.name!r} lists more than {TICK_LISTING_LIMIT:,} items: "
+                     "a full sync run finds and lands what changed")
+    step = max(keys.settings.minimum_interval_seconds, 1)
+    return SensorResult(run_requests=[RunRequest(
+        run_key=f"{keys.slug}:full:{int(time.time()) // step}",  # a repeated tick of the same interval: no 2nd run
+        asset_selection=sorted(selectable.values(), key=lambda k: k.to_user_string()),
+        tags={"da/source": keys.source.id, FULL_SYNC_TAG: "true"},
+    )], cursor=context.cursor)
+
+
+async def _list_items(source: SourceResource, limit: int) -> list[DataItem]:
+    """The listing up to ``limit`` + 1 items (more means a large source), streamed and kept slim (path, time,
+    version: all a tick reads); the connector lives only for this call."""
+    items: list[DataItem] = []
     async with source.build_connector() as connector:
-        return [DataItem(name="", path=i.path, size=i.size, modified_at=i.modified_at,
-                         metadata={"version": item_version(i)}) async for i in connector.iter_items()]
+        listing = connector.iter_items()
+        try:
+            async for i in listing:
+                items.append(DataItem(name="", path=i.path, size=i.size, modified_at=i.modified_at,
+                                      metadata={"version": item_version(i)}))
+                if len(items) > limit:
+                    break
+        finally:
+            close = getattr(listing, "aclose", None)  # a generator left early: its folders and pages closed now
+            if close is not None:
+                await close()
+    return items
 
 
 def run_requests(keys: SourceKeys, work: Sequence[DataItem], selectable: dict[Dataset, AssetKey]) -> list[RunRequest]:
@@ -108,19 +161,31 @@ def run_requests(keys: SourceKeys, work: Sequence[DataItem], selectable: dict[Da
     a partitioned set ride along with any selected dataset (the op lands them).
     """
     size = keys.settings.batch_size
-    fallback = sorted(selectable.values(), key=lambda k: k.to_user_string())[:1]
+    # items of partitioned sets alone: the op of the plain sets lands them (a sharded set's steps do not)
+    fallback = sorted(selectable, key=lambda d: (d.sharded, selectable[d].to_user_string()))[:1]
     requests = []
     for start in range(0, len(work), size):
         batch = [ItemRequest(item.path, item_version(item)) for item in work[start : start + size]]
-        touched = {selectable[d] for r in batch for d in datasets_of(r.identifier, keys.datasets) if d in selectable}
+        touched = {d for r in batch for d in datasets_of(r.identifier, keys.datasets) if d in selectable} or set(
+            fallback)
         requests.append(RunRequest(
             run_key=f"{keys.slug}:{batch_digest(batch)}",
-            asset_selection=sorted(touched, key=lambda k: k.to_user_string()) or fallback,
-            run_config={"ops": {keys.op_name: {"config": {
-                "items": [{"identifier": r.identifier, "version": r.version} for r in batch]}}}},
+            asset_selection=sorted((selectable[d] for d in touched), key=lambda k: k.to_user_string()),
+            run_config={"ops": _ops_config(keys, touched, selectable, batch)},
             tags={"da/source": keys.source.id, "da/items": str(len(batch))},
         ))
     return requests
+
+
+def _ops_config(keys: SourceKeys, touched: set[Dataset], selectable: dict[Dataset, AssetKey],
+                batch: Sequence[ItemRequest]) -> dict[str, Any]:
+    """The run's op config: the batch to ``N_sync_items`` (if a plain set is selected), each shard its share."""
+    ops: dict[str, Any] = {}
+    if any(not d.sharded for d in touched):
+        ops[keys.op_name] = {"config": {"items": [{"identifier": r.identifier, "version": r.version} for r in batch]}}
+    for dataset in sorted((d for d in touched if d.sharded), key=lambda d: d.name):
+        ops.update(sharded_run_config(keys, dataset, selectable[dataset], batch))
+    return ops
 
 
 def batch_digest(batch: Sequence[ItemRequest]) -> str:

@@ -1,19 +1,10 @@
-"""Per-source tuning of the Dagster layer, read from the source's ``metadata.dagster``.
+"""Deprecated: a source's ``metadata.dagster`` settings live in :mod:`connectors.pipeline_settings`.
 
-The models live in ``connectors.pipeline_settings`` (no dagster there), so the
-sources file, the CLI and the API refuse a bad ``metadata.dagster`` with the very
-checks the code location applies; they are re-exported here, their Dagster-side home.
+Importing these names from here still works for one release, with a ``DeprecationWarning``.
 """
 
-from connectors.pipeline_settings import (
-    DEFAULT_SET,
-    MAX_PARTITIONS,
-    CheckSettings,
-    ItemSetSpec,
-    PipelineSettings,
-    TableScope,
-    pipeline_settings,
-)
+from connectors.deprecation import moved_names
 
-__all__ = ["DEFAULT_SET", "MAX_PARTITIONS", "CheckSettings", "ItemSetSpec", "PipelineSettings", "TableScope",
+_MOVED = ["DEFAULT_SET", "MAX_PARTITIONS", "CheckSettings", "ItemSetSpec", "PipelineSettings", "TableScope",
            "pipeline_settings"]
+__getattr__ = moved_names(__name__, dict.fromkeys(_MOVED, "connectors.pipeline_settings"))

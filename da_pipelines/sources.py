@@ -12,7 +12,6 @@ served. The workspace root is ``DA_WORKSPACE`` (default ``./workspace``).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from dagster import EnvVar
 
 from connectors.api.policy import made_through_api, policy_file_path
 from connectors.base import DataSourceConfig
+from connectors.environment import read
 from connectors.errors import ConfigurationError
 from connectors.registry import (
     SAMPLE_DATA_DIR,
@@ -28,12 +28,12 @@ from connectors.registry import (
     SourceRegistry,
     SourcesFile,
     embedded_sample,
-    settings_model_for,
     sources_file_named,
     sources_file_path,
 )
 from connectors.secrets.references import is_reference
 from connectors.settings import literal_secrets
+from connectors.type_table import settings_model_for
 from da_pipelines.resources import RESOURCE_TYPES, PluginSourceResource, SourceResource
 
 __all__ = ["SAMPLE_DATA_DIR", "SAMPLE_SOURCE_ID", "load_sources", "resource_for", "sample_source",
@@ -45,7 +45,7 @@ DEFAULT_WORKSPACE = "workspace"
 
 def workspace_root() -> Path:
     """The workspace root, absolute: runs in other processes and folders must agree on it."""
-    return Path(os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE).absolute()
+    return Path(read(WORKSPACE_ENV) or DEFAULT_WORKSPACE).absolute()
 
 
 def sample_source() -> DataSourceConfig:
@@ -63,7 +63,7 @@ def served_sources() -> SourcesFile:
             itself is unreadable (not YAML, not UTF-8, not ``sources: [...]``).
     """
     path = sources_file_path()
-    if sources_file_named() and not path.exists() and os.environ.get(SAMPLE_ONLY_ENV) != "1":
+    if sources_file_named() and not path.exists() and read(SAMPLE_ONLY_ENV) != "1":
         raise ConfigurationError(f"DA_SOURCES_FILE names {str(path)!r}, which does not exist")
     return SourceRegistry(embedded_sample=True).load()
 
@@ -106,8 +106,9 @@ def resource_for(source: DataSourceConfig) -> SourceResource:
     if made_through_api(source):  # an API caller wrote it: its hosts are checked at connect time, as in the API
         identity["reach_policy_file"] = str(policy_file_path(sources_file_path()))
     resource_type = RESOURCE_TYPES.get(source.type_name)
-    if resource_type is not None and "table_options" in values:  # nested options travel as JSON in Dagster config
-        values["table_options_json"] = json.dumps(values.pop("table_options"))
+    for nested in ("table_options", "incremental"):  # nested options travel as JSON in Dagster config
+        if resource_type is not None and nested in values:
+            values[f"{nested}_json"] = json.dumps(values.pop(nested))
     if resource_type is None:
         return PluginSourceResource(plugin_type=source.type_name, config_json=json.dumps(values), **identity)
     return resource_type(**identity, **values)

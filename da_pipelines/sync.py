@@ -1,33 +1,10 @@
-"""Syncing a source into its workspace folder, for the Dagster layer.
+"""Deprecated: syncing a source lives in :mod:`connectors.syncing.source_sync` (no Dagster there).
 
-The logic is Dagster-free and lives in :mod:`connectors.syncing.source_sync`, so that
-``da-sources fetch --all`` and the ``N_sync`` job decide alike which items to
-land, repair, skip, report as removed and prune; this module names it for
-``da_pipelines``.
+Importing these names from here still works for one release, with a ``DeprecationWarning``.
 """
 
-from connectors.syncing.source_sync import (
-    CHUNK,
-    ItemRequest,
-    LineageIndex,
-    SyncOptions,
-    SyncReport,
-    fetch_one,
-    list_requests,
-    needs_fetch,
-    sync_options,
-    sync_source,
-)
+from connectors.deprecation import moved_names
 
-__all__ = [
-    "CHUNK",
-    "ItemRequest",
-    "LineageIndex",
-    "SyncOptions",
-    "SyncReport",
-    "fetch_one",
-    "list_requests",
-    "needs_fetch",
-    "sync_options",
-    "sync_source",
-]
+_MOVED = ["CHUNK", "ItemRequest", "LineageIndex", "SyncOptions", "SyncReport", "fetch_one", "list_requests",
+           "needs_fetch", "sync_options", "sync_source"]
+__getattr__ = moved_names(__name__, dict.fromkeys(_MOVED, "connectors.syncing.source_sync"))

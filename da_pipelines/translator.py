@@ -16,11 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 from dagster import AssetKey, AssetSpec, Backoff, DynamicPartitionsDefinition, Jitter, RetryPolicy
 
 from connectors.base import DataSourceConfig
+from connectors.pipeline_settings import PipelineSettings
 from connectors.secrets.references import Secret, is_reference
 from da_pipelines.datasets import Dataset
 from da_pipelines.names import source_slug
 from da_pipelines.resources import SourceResource, WorkspaceResource
-from da_pipelines.settings import PipelineSettings
 
 WORKSPACE_KEY = "workspace"
 CHECK_NAME = "landed_files_match_lineage"

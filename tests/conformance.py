@@ -19,7 +19,9 @@ import asyncio
 import base64
 import hashlib
 import json
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,6 +66,11 @@ UNSAFE_NAMES = [
 ]
 
 
+RACERS = 4  # the racing-versions test: racers per round, rounds, and when a stalled racer stops the race
+RACING_ROUNDS = 50
+RACE_STALL_SECONDS = 300
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one coroutine on a fresh event loop."""
     return asyncio.run(coro)
@@ -86,6 +93,9 @@ class SourceUnderTest:
         exact_size: whether listing and metadata report the size of the bytes that land. False
             where the service only knows another size (PostgreSQL: the table's size on disk);
             listing and metadata must then still agree with each other.
+        change: ``change(identifier, n)`` replaces the item at the source with a version of its own
+            for each ``n`` (other bytes), whole, as a user's upload or update would; the racing test
+            lands different versions at once with it.
     """
 
     make_connector: Callable[[], DataSourceConnector]
@@ -97,6 +107,47 @@ class SourceUnderTest:
     modified_at_known: bool = True
     secrets: list[str] = field(default_factory=list)
     exact_size: bool = True
+    change: Callable[[str, int], None] | None = None
+
+
+def version_bytes(identifier: str, n: int) -> bytes:
+    """Version ``n`` of an item, for :attr:`SourceUnderTest.change`: other bytes and size from one to the next."""
+    return f"{identifier},version {n}\n".encode() * (1 + n % 7)
+
+
+def race_versions(source: SourceUnderTest, identifier: str, workspace: Path) -> list[tuple[str, int, str, int]]:
+    """Rounds of racers, each in a thread with its own event loop and connector (as separate runs are).
+
+    Each round every racer changes ``identifier`` at the source to a version of its own, then
+    fetches it; once all have landed, one of them reads what is on disk. Returns, per round, the
+    landed file's (sha256, size) and its record's (sha256, size).
+    """
+    change = source.change
+    assert change is not None, "give SourceUnderTest a change(identifier, n)"
+    barrier = threading.Barrier(RACERS, timeout=RACE_STALL_SECONDS)
+    seen: list[tuple[str, int, str, int]] = []
+
+    async def racer(index: int) -> None:
+        async with source.make_connector() as connector:
+            for round_ in range(RACING_ROUNDS):
+                await asyncio.to_thread(barrier.wait)
+                await asyncio.to_thread(change, identifier, round_ * RACERS + index)
+                path = Path(await connector.fetch_data(identifier, str(workspace)))
+                if await asyncio.to_thread(barrier.wait) == 0:  # all landed: one racer looks, the rest wait
+                    data, record = path.read_bytes(), read_provenance(path)
+                    seen.append((hashlib.sha256(data).hexdigest(), len(data), record["sha256"], record["size"]))
+
+    def thread(index: int) -> None:
+        try:
+            asyncio.run(racer(index))
+        except BaseException:
+            barrier.abort()  # the others stop at the next round rather than wait for this one
+            raise
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        for racing in [pool.submit(thread, index) for index in range(RACERS)]:
+            racing.result()
+    return seen
 
 
 async def connected(source: SourceUnderTest, body: Callable[[DataSourceConnector], Awaitable[T]]) -> T:
@@ -245,6 +296,20 @@ class ConnectorConformance:
         records = list((workspace / ".lineage").rglob("*.json"))
         assert len(records) == 1 and records[0] == record_path(workspace.absolute(), source.landed_name(identifier))
         assert read_provenance(path)["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert temporaries(workspace) == []
+
+    def test_racing_fetches_of_an_item_that_changes_leave_a_file_and_record_that_agree(
+        self, source: SourceUnderTest, workspace: Path
+    ) -> None:
+        """Racers that land the same bytes cannot show a missing lock; racers of different versions can.
+
+        Each round, every racer changes the item at the source to a version of its own and fetches
+        it, all at once: whichever version lands last, its record must be the record of those bytes.
+        """
+        seen = race_versions(source, next(iter(source.items)), workspace)
+        assert len({sha for sha, _, _, _ in seen}) > 1, "the source did not change: the race proves nothing"
+        disagreements = [(index, *facts) for index, facts in enumerate(seen) if facts[:2] != facts[2:]]
+        assert disagreements == [], f"{len(disagreements)} of {len(seen)} rounds: a record of other bytes"
         assert temporaries(workspace) == []
 
     def test_fetch_many_reports_each_item(self, source: SourceUnderTest, workspace: Path) -> None:

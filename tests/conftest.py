@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from connectors.secrets.store import FernetFileStore
 from tests.harness import AzuriteServer, PostgresServer, S3Server, start_azurite, start_postgres, start_s3
+from tests.helpers.cli import Cli
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +54,21 @@ def own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     state = tmp_path_factory.mktemp("da-state")
     monkeypatch.setenv("DA_STATE_DIR", str(state))
     return state
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """``da-sources`` with its own sources file, credential store and home (integration/ has its own PATH)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "DA_SOURCES_FILE": str(tmp_path / "sources.yaml"),
+        "DA_SECRETS_FILE": str(tmp_path / "secrets" / "store.fernet"),
+        "DA_SECRETS_KEY": FernetFileStore.generate_key(),
+        "DA_SECRETS_BACKEND": "file",
+    }
+    work = tmp_path / "cwd"
+    work.mkdir()
+    return Cli(work, env)

@@ -22,7 +22,7 @@ from pydantic import Field
 from connectors.base import DataSourceConnector, FetchResult
 from connectors.errors import AuthenticationError, ConnectionError
 from connectors.local_file import LocalFileConnector
-from connectors.registry import register_connector
+from connectors.plugins import register_connector
 from connectors.secrets.references import Secret
 from connectors.settings import LocalFileSettings
 from connectors.testing import MemoryConnector

@@ -93,6 +93,7 @@ class KeyStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).absolute()
+        self._path = str(self.path)
         self._cache: tuple[tuple[int, int, int], list[ApiKey]] | None = None
         self._cache_lock = threading.Lock()
 
@@ -102,7 +103,7 @@ class KeyStore:
     def list(self) -> List[ApiKey]:
         """Every key, oldest first (re-read when the file changed)."""
         try:
-            stat = self.path.stat()
+            stat = os.stat(self._path)  # a str: pathlib's stat costs as much again, on every request
         except FileNotFoundError:
             return []
         stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)

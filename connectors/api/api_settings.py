@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.api.policy import ApiPolicy, policy_file_path
+from connectors.environment import read
 from connectors.errors import ConfigurationError
 from connectors.ids import MAX_SOURCE_ID_LENGTH, SOURCE_ID_RULE, is_valid_source_id
 from connectors.registry import sources_file_path
@@ -113,9 +114,9 @@ class ApiSettings:
         sources = sources_file_path(overrides.pop("sources_file", None)).absolute()
         settings = cls(
             sources_file=sources,
-            keys_file=Path(env.get(KEYS_FILE_ENV) or sources.with_name("api-keys.json")).absolute(),
-            audit_log=Path(env.get(AUDIT_LOG_ENV) or sources.with_name("api-audit.jsonl")).absolute(),
-            workspace_base=Path(env.get(WORKSPACE_ENV) or "workspace").absolute(),
+            keys_file=Path(read(KEYS_FILE_ENV, env) or sources.with_name("api-keys.json")).absolute(),
+            audit_log=Path(read(AUDIT_LOG_ENV, env) or sources.with_name("api-audit.jsonl")).absolute(),
+            workspace_base=Path(read(WORKSPACE_ENV, env) or "workspace").absolute(),
             max_item_bytes=_number(env, "DA_API_MAX_ITEM_BYTES", 100 * MIB),
             preview_max_rows=_number(env, "DA_API_PREVIEW_MAX_ROWS", 1000),
             thread_max_rows=_number(env, "DA_API_THREAD_MAX_ROWS", 5_000_000),
@@ -126,8 +127,8 @@ class ApiSettings:
             timeout_seconds=float(_number(env, "DA_API_TIMEOUT_SECONDS", 60)),
             idle_seconds=float(_number(env, "DA_API_IDLE_SECONDS", 300)),
             policy=ApiPolicy.load(policy_file_path(sources)),
-            cors_origins=cors_origins(env.get(CORS_ORIGINS_ENV, "").split(",")),
-            jobs_dir=Path(env[JOBS_DIR_ENV]).absolute() if env.get(JOBS_DIR_ENV) else None,
+            cors_origins=cors_origins((read(CORS_ORIGINS_ENV, env) or "").split(",")),
+            jobs_dir=Path(jobs_dir).absolute() if (jobs_dir := read(JOBS_DIR_ENV, env)) else None,
             max_body_bytes=_number(env, "DA_API_MAX_BODY_BYTES", 1 * MIB),
             preview_max_bytes=_number(env, "DA_API_PREVIEW_MAX_BYTES", 4 * MIB),
             keep_jobs=_number(env, "DA_API_KEEP_JOBS", 200),
@@ -148,7 +149,7 @@ class ApiSettings:
         """Where our records of threads live: ``state_dir``, else ``$DA_STATE_DIR``, else beside the sources file."""
         if self.state_dir is not None:
             return self.state_dir
-        configured = os.environ.get(STATE_DIR_ENV)
+        configured = read(STATE_DIR_ENV)
         return Path(configured).absolute() if configured else self.sources_file.with_name(STATE_FOLDER)
 
     def item_limit(self, source_metadata: Mapping[str, Any]) -> int:
@@ -177,7 +178,7 @@ def cors_origins(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def _number(env: Mapping[str, str], name: str, default: int) -> int:
-    text = env.get(name)
+    text = read(name, env)
     if not text:
         return default
     try:

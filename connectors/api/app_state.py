@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -31,6 +32,7 @@ from connectors.threads.ending import ThreadJanitor
 log = get_logger(__name__)
 T = TypeVar("T")
 JANITOR_INTERVAL = 5.0  # seconds between two idle checks, at most
+MAX_RENDERED = 1024  # cached answers (a source, a page of the list) at most
 
 
 class _Leases:
@@ -188,6 +190,8 @@ class ApiState:
                                      interval=min(JANITOR_INTERVAL, settings.idle_seconds / 4),
                                      base_dir=settings.workspace_base, state_dir=settings.thread_state_dir)
         self._sources: tuple[tuple[int, ...] | None, list[DataSourceConfig]] | None = None
+        self._sources_path = str(self.registry.path)
+        self._rendered: dict[Hashable, bytes] = {}  # answers built from the sources as last read
 
     def start(self) -> None:
         """Start the janitor (at the app's startup, on its event loop); :meth:`aclose` stops it."""
@@ -196,13 +200,26 @@ class ApiState:
     def sources(self) -> list[DataSourceConfig]:
         """The sources file, parsed again only when it changed (a YAML parse costs milliseconds per request)."""
         try:
-            stat = self.registry.path.stat()
+            stat = os.stat(self._sources_path)
             stamp: tuple[int, ...] | None = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         except FileNotFoundError:
             stamp = None
         if self._sources is None or self._sources[0] != stamp or stamp is None:
+            self._rendered.clear()
             self._sources = (stamp, self.registry.list())
         return list(self._sources[1])
+
+    def rendered(self, key: Hashable, build: Callable[[], bytes]) -> bytes:
+        """An answer built from the sources as :meth:`sources` last read them: cached until the file changes.
+
+        Call :meth:`sources` first, in the same step (no ``await`` between): it drops the cache on a change.
+        """
+        answer = self._rendered.get(key)
+        if answer is None:
+            if len(self._rendered) >= MAX_RENDERED:
+                self._rendered.clear()  # keys come from callers' parameters: bounded
+            answer = self._rendered[key] = build()
+        return answer
 
     async def connector(self, source: DataSourceConfig) -> DataSourceConnector:
         """The pooled connector of ``source``, connected within the request timeout."""

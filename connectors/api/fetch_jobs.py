@@ -67,17 +67,26 @@ class Job:
     _bytes: dict[str, int] = field(default_factory=dict)
     _finished: set[str] = field(default_factory=set)
     view_bytes: int = 0  # the size of the finished job's view, for the retention budget
+    # running sums: a client polling a job of 10,000 items every 0.2 s made each poll sum every item
+    _bytes_done: int = 0
+    _counted: int | None = None  # counted_total(), kept up to date once first asked for
+    _wanted: set[str] | None = None
 
     @property
     def running(self) -> bool:
         return self.status in ("queued", "running")
 
     def progress(self, identifier: str, done: int, total: int | None) -> None:
+        before = self._counted_of(identifier)
+        self._bytes_done += done - self._bytes.get(identifier, 0)
         self._bytes[identifier] = done
+        self._recount(identifier, before)
 
     def finish(self, identifier: str) -> None:
         """``identifier`` is done (landed or failed): its bytes counted now replace its listed size."""
+        before = self._counted_of(identifier)
         self._finished.add(identifier)
+        self._recount(identifier, before)
 
     def counted_total(self) -> int | None:
         """The total in the bytes that are counted: each finished item's bytes, the others' listed size.
@@ -87,18 +96,34 @@ class Job:
         """
         if self.bytes_total is None or not self.sizes:
             return self.bytes_total
-        return sum(self._bytes.get(i, 0) if i in self._finished else max(self.sizes.get(i, 0), self._bytes.get(i, 0))
-                   for i in dict.fromkeys(self.identifiers))
+        if self._counted is None:  # once; then progress and finish keep it up to date
+            self._wanted = set(self.identifiers)
+            self._counted = sum(self._counted_of(i) for i in self._wanted)
+        return self._counted
+
+    def _counted_of(self, identifier: str) -> int:
+        if identifier in self._finished:
+            return self._bytes.get(identifier, 0)
+        return max(self.sizes.get(identifier, 0), self._bytes.get(identifier, 0))
+
+    def _recount(self, identifier: str, before: int) -> None:
+        if self._counted is not None and self._wanted is not None and identifier in self._wanted:
+            self._counted += self._counted_of(identifier) - before
 
     def view(self) -> dict[str, Any]:
-        """The job object (see ``schemas.Job``)."""
+        """The job object (see ``schemas.Job``): the landed files once it has finished.
+
+        A running job's view has its progress (counts, bytes) but no files: each poll of a
+        job of 10,000 items validated and sent every file landed so far with its lineage
+        (megabytes): 10,000 files took 465 s polled every 0.2 s, 69 s polled every 5 s.
+        """
         return {
             "id": self.id, "object": "data_source.fetch_job", "created_at": self.created_at,
             "source_id": self.source_id, "workspace": self.workspace, "status": self.status,
             "finished_at": self.finished_at,
             "progress": {"items_total": len(self.identifiers), "items_done": self.items_done,
-                         "bytes_done": sum(self._bytes.values()), "bytes_total": self.counted_total()},
-            "files": list(self.files), "errors": list(self.errors),
+                         "bytes_done": self._bytes_done, "bytes_total": self.counted_total()},
+            "files": [] if self.running else list(self.files), "errors": list(self.errors),
         }
 
 

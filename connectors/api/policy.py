@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from connectors.base import DataSourceConfig, DataSourceConnector
+from connectors.environment import read
 from connectors.errors import ConfigurationError
 from connectors.plugins import get_connector_class
 from connectors.reach import ReachPolicy, ReachRefusedError
@@ -130,7 +131,7 @@ class ApiPolicy:
 
 def policy_file_path(sources_file: Path) -> Path:
     """``$DA_API_POLICY_FILE``, or ``api-policy.yaml`` beside the sources file."""
-    return Path(os.environ.get(POLICY_FILE_ENV) or sources_file.with_name(POLICY_FILE_NAME)).absolute()
+    return Path(read(POLICY_FILE_ENV) or sources_file.with_name(POLICY_FILE_NAME)).absolute()
 
 
 def mark_made_through_api(metadata: Mapping[str, Any]) -> dict[str, Any]:

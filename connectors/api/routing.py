@@ -109,7 +109,7 @@ class ApiRoute(APIRoute):
 
 
 def _needs_key(dependant: Dependant) -> bool:
-    return any(d.call in (_key, _manage_key) or _needs_key(d) for d in dependant.dependencies)
+    return any(d.call in (_key, _manage_key, _mint_key) or _needs_key(d) for d in dependant.dependencies)
 
 
 class BodyTooLargeError(HTTPException):
@@ -128,7 +128,9 @@ def _refuse_early(request: Request, needs_key: bool) -> Response | None:
     request.state.api = state
     if needs_key:
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or state.keys.authenticate(presented.strip()) is None:
+        key = state.keys.authenticate(presented.strip()) if scheme.lower() == "bearer" else None
+        request.state.presented_key = (presented.strip(), key)  # checked once: _authenticated reuses it
+        if key is None:
             return error_response(401, "an API key is required: Authorization: Bearer <key>"
                                   if not presented else "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
     limit = state.settings.max_body_bytes
@@ -209,16 +211,27 @@ def new_router() -> APIRouter:
     return APIRouter(route_class=ApiRoute, responses=ERRORS)
 
 
-State = Annotated[ApiState, Depends(get_state)]
+async def _state(request: Request) -> ApiState:
+    # dependencies are async: FastAPI runs a sync one in the thread pool, a hop costing more than its work
+    return get_state(request)
 
 
-def _authenticated(request: Request, state: State,
-                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
-    request.state.api = state
+State = Annotated[ApiState, Depends(_state)]
+
+
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+# each key dependency takes the header itself rather than another dependency: FastAPI's cost per request
+# grows with the dependencies it solves
+
+
+def _authenticated(request: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
+    state = getattr(request.state, "api", None)
+    if not isinstance(state, ApiState):
+        state = request.state.api = get_state(request)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, "an API key is required: Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"},
                        literal=True)  # the help text, not a credential: redaction would mask '<key>'
-    key = state.keys.authenticate(credentials.credentials)
+    key = _checked_key(request, state, credentials.credentials)
     if key is None:
         raise ApiError(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
     request.state.key_id = key.id
@@ -227,14 +240,28 @@ def _authenticated(request: Request, state: State,
     return key
 
 
-def _key(key: Annotated[ApiKey, Depends(_authenticated)]) -> ApiKey:
+def _checked_key(request: Request, state: ApiState, presented: str) -> ApiKey | None:
+    """The key ``presented`` is, as :func:`_refuse_early` found it for this very request, else checked now."""
+    early = getattr(request.state, "presented_key", None)
+    if early is not None and early[0] == presented:
+        return early[1]  # type: ignore[no-any-return]
+    return state.keys.authenticate(presented)
+
+
+def _api_key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
+    key = _authenticated(request, credentials)
     if key.thread_id is not None:
         raise ApiError(403, f"{key.id} is a thread token: it may only attach data to its own thread")
     return key
 
 
-def _thread_key(thread_id: str, key: Annotated[ApiKey, Depends(_authenticated)]) -> ApiKey:
+async def _key(request: Request, credentials: Bearer) -> ApiKey:
+    return _api_key(request, credentials)
+
+
+async def _thread_key(thread_id: str, request: Request, credentials: Bearer) -> ApiKey:
     """An API key, or a thread token of this very thread (which sources it may use: :func:`check_sources`)."""
+    key = _authenticated(request, credentials)
     if key.thread_id is not None and key.thread_id != thread_id:
         raise ApiError(403, f"thread token {key.id} is for another thread")
     return key
@@ -246,13 +273,15 @@ def check_sources(key: ApiKey, source_ids: set[str]) -> None:
         raise ApiError(403, f"thread token {key.id} may not read {sorted(source_ids - set(key.sources))}")
 
 
-def _mint_key(key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
+async def _mint_key(request: Request, credentials: Bearer) -> ApiKey:
+    key = _api_key(request, credentials)
     if not key.can_mint:
         raise ApiError(403, f"API key {key.id} may not mint thread tokens; make one with --can-mint")
     return key
 
 
-def _manage_key(request: Request, key: Annotated[ApiKey, Depends(_key)]) -> ApiKey:
+async def _manage_key(request: Request, credentials: Bearer) -> ApiKey:
+    key = _api_key(request, credentials)
     if key.read_only:
         route = getattr(request.scope.get("route"), "path", None) or "this route"
         raise ApiError(403, f"API key {key.id} is read-only: it can browse, preview and fetch, but "

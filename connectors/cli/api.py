@@ -15,6 +15,7 @@ from typing import Any
 from connectors.api.api_keys import KeyStore
 from connectors.api.api_settings import ApiSettings, cors_origins
 from connectors.cli.common import Parser, iso_time, print_json, print_table
+from connectors.environment import read
 from connectors.errors import ConfigurationError
 
 
@@ -65,7 +66,7 @@ def _octal(text: str) -> int:
 
 def _umask_from_env() -> int:
     try:
-        return _octal(os.environ.get(UMASK_ENV) or "007")
+        return _octal(read(UMASK_ENV) or "007")
     except argparse.ArgumentTypeError as exc:
         raise ConfigurationError(f"${UMASK_ENV}: {exc}") from None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from connectors.cli.common import (
 from connectors.cli.progress_bar import ProgressBar
 from connectors.cli.selection import expand_selection, is_selection
 from connectors.cli.sizing import add_sizing_arguments, add_sync_table_command, fetch_sized, row_options
+from connectors.environment import read
 from connectors.landing.lineage import read_provenance
 from connectors.landing.progress import on_progress
 from connectors.landing.root import sweep_workspace, workspace_root
@@ -102,7 +102,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         raise UsageError("give at least one IDENTIFIER, or --all")
     if args.force and not args.all:
         raise UsageError("--force goes with --all (named items are always fetched)")
-    root = Path(args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace").absolute()
+    root = Path(args.workspace or read(WORKSPACE_ENV) or "workspace").absolute()
     workspace = root / args.id
     bar = ProgressBar(sys.stderr, len(args.identifiers)) if sys.stderr.isatty() else None
     with workspace_root(root):  # trusted: no link below it is followed (the agent writes there)

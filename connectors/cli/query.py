@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from connectors.base import DataSourceConfig
 from connectors.cli.common import WORKSPACE_ENV, UsageError, open_registry, print_json, source_id_arg
+from connectors.environment import read
 from connectors.errors import ConfigurationError
-from connectors.registry import get_connector_class
+from connectors.plugins import get_connector_class
 
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
 def cmd_query(args: argparse.Namespace) -> int:
     """``query ID SQL --name NAME``: lands ``<workspace>/<ID>/<NAME>.<csv|parquet>``, prints its path."""
     sql = sys.stdin.read() if args.sql == "-" else args.sql
-    workspace = Path(args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace").absolute() / args.id
+    workspace = Path(args.workspace or read(WORKSPACE_ENV) or "workspace").absolute() / args.id
     path = asyncio.run(_run_query(args, sql, str(workspace)))
     if args.json:
         print_json({"id": args.id, "name": args.name, "path": path})

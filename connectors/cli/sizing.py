@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 
 from connectors.base import DataSourceConnector, FetchResult
 from connectors.cli.common import PROG, WORKSPACE_ENV, UsageError, open_registry, print_json, source_id_arg
+from connectors.environment import read
 from connectors.errors import DataSourceError
 from connectors.landing.lineage import read_provenance
 from connectors.landing.root import workspace_root
@@ -82,7 +82,7 @@ def add_sync_table_command(commands: Any, as_json: argparse.ArgumentParser) -> N
 
 def cmd_sync_table(args: argparse.Namespace) -> int:
     """Print the dataset folder; its record's summary (rows synced, parts, total rows) on stderr."""
-    root = Path(args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace").absolute()
+    root = Path(args.workspace or read(WORKSPACE_ENV) or "workspace").absolute()
 
     async def run() -> str:
         async with open_registry(args) as registry:

@@ -27,9 +27,10 @@ from connectors.cli.common import (
 )
 from connectors.errors import ConfigurationError, DataSourceError
 from connectors.ids import InvalidSourceIdError, check_distinct, check_source_id, is_valid_source_id, shown
-from connectors.registry import InvalidSource, SourceRegistry, known_type_names, settings_model_for, source_to_dict
+from connectors.registry import InvalidSource, SourceRegistry, source_to_dict
 from connectors.secrets.references import MASK, Secret, is_reference, redact
 from connectors.secrets.store import check_name, default_store
+from connectors.type_table import known_type_names, settings_model_for
 
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from typing import Any
 
 from connectors.cli.common import WORKSPACE_ENV, print_json
+from connectors.environment import read
 from connectors.publishing import publish_file
 from connectors.registry import SourceRegistry
 from connectors.threads import publish_generated
@@ -48,6 +48,6 @@ def cmd_upload(args: argparse.Namespace) -> int:
 async def _upload(args: argparse.Namespace) -> dict[str, Any]:
     async with SourceRegistry(args.sources) as registry:
         if args.thread:
-            base = args.workspace or os.environ.get(WORKSPACE_ENV) or "workspace"
+            base = args.workspace or read(WORKSPACE_ENV) or "workspace"
             return await publish_generated(registry, base, args.thread, args.id, args.file, args.blob, args.overwrite)
         return await publish_file(registry, args.id, args.file, args.blob, args.overwrite)

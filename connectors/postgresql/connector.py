@@ -90,13 +90,14 @@ from connectors.errors import (
 from connectors.landing.atomic import LandedFile, current_byte_cap
 from connectors.landing.lineage import build_record, write_provenance
 from connectors.landing.names import safe_relative_path
-from connectors.postgresql import catalog, incremental, parts, session, slicing
+from connectors.postgresql import catalog, incremental, parts, session, slicing, sync_guard
 from connectors.postgresql.catalog import Column, Relation
 from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
 from connectors.postgresql.errors import TranslatedErrors, secret_values
 from connectors.postgresql.export import ParquetWrite, Writer, describe, export_to_landing, parquet_writer, write_csv
 from connectors.postgresql.reach import pinned_params
 from connectors.profiling import Profiler, is_sensitive, profile_csv, profile_parquet
+from connectors.profiling_stream import BackgroundProfiler, CsvStreamProfile
 from connectors.rows import IncrementalSpec, RowBudget, RowOptions
 from connectors.secrets.references import get_logger
 from connectors.settings import PostgreSQLSettings
@@ -395,6 +396,15 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                      source_id=self.source_id)
         name = catalog.landed_name(schema, table, "parquet").removesuffix(".parquet")
         root = await asyncio.to_thread(Path(workspace).absolute)
+        with sync_guard.dataset_lock(root, name, self.source_id):  # one sync of a dataset at a time
+            swept = await asyncio.to_thread(sync_guard.sweep_staging, root, name)
+            if swept:
+                log.info("source %s: removed %d staging folder(s) a crashed sync of %s left", self.source_id,
+                         len(swept), identifier)
+            return await self._sync_locked(identifier, schema, table, spec, full, root, name)
+
+    async def _sync_locked(self, identifier: str, schema: str, table: str, spec: IncrementalSpec, full: bool,
+                           root: Path, name: str) -> str:
         prior = await asyncio.to_thread(parts.dataset_record, root, name)
         async with self._read("sync", identifier) as (conn, snapshot, _):
             relation = await self._relation(conn, schema, table, identifier)
@@ -411,6 +421,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                                                    root / name)
             landed = await self._land_parts(conn, relation, cursor, where, spec, root, name, snapshot, whole)
         record = self._dataset_record(relation, cursor, prior, landed, whole, drift, snapshot, root, name)
+        record["on_schema_change"] = spec.on_schema_change
         await asyncio.to_thread(write_provenance, root, name, record)
         return str(root / name)
 
@@ -497,6 +508,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                       "row_count": sum(int(p["rows"]) for p in all_parts),
                       "last_sync": "full" if whole else "increment",
                       "rows_synced": landed["rows"], "sql": landed["sql"], "schema_changes": changes,
+                      "schema_change": drift,  # this sync's (empty: none); schema_changes keeps every one
                       "deletes": "not seen by a cursor: sync with full=True to drop deleted rows"}
         return build_record(provenance, source_id=self.source_id, identifier=relation.identifier,
                             local_path=str(root / name), size=sum(int(p["size"]) for p in all_parts),
@@ -516,7 +528,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         snapshot: str, facts: dict[str, Any],
     ) -> LandedFile:
         """Check the slice's scope and size, then land ``SELECT <slice> FROM source``."""
-        select = slicing.sliced_select(conn, source, [c.name for c in columns], options, order_key, budget)
+        select = await self._sample_by_blocks(conn, source, columns, options, order_key, budget, facts)
         chosen = [next(c for c in columns if c.name == n)
                   for n in slicing.pick_columns([c.name for c in columns], options.columns)]
         plan = await slicing.explain(conn, select)
@@ -529,6 +541,21 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         facts = {**facts, "options": options.recorded(), "planner_rows": guess.rows}
         return await self._export([conn], [statement], writer, workspace, relative, identifier, snapshot,
                                   chosen, facts)
+
+    async def _sample_by_blocks(
+        self, conn: AsyncConn, source: sql.Composable, columns: list[Column], options: RowOptions,
+        order_key: list[str], budget: RowBudget | None, facts: dict[str, Any],
+    ) -> sql.Composable:
+        """The slice's SELECT; a count sample of a large table reads some blocks only, if they hold enough rows."""
+        names = [c.name for c in columns]
+        percent = slicing.block_sample_percent(options, str(facts.get("relation_kind")),
+                                               int(facts.get("estimated_rows") or -1))
+        if percent is not None and options.sample_rows is not None:
+            sampled = slicing.sliced_select(conn, source, names, options, order_key, budget, percent)
+            if await slicing.bounded_count(conn, sampled, options.sample_rows) >= options.sample_rows:
+                facts["sample_blocks_percent"] = percent
+                return sampled
+        return slicing.sliced_select(conn, source, names, options, order_key, budget)
 
     def _select_export(
         self, source: sql.Composable, columns: list[Column], money_scale: int
@@ -698,10 +725,11 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         }
         cancelled = threading.Event()
         describe = self._describer(columns, identifier, writer) if self._settings and self._settings.profile else None
+        tap = self._csv_tap(columns, identifier) if describe is not None and self._format() == "csv" else None
         work = asyncio.ensure_future(asyncio.to_thread(
             export_to_landing, [c.pgconn for c in conns], texts, writer, cancelled, workspace=workspace,
             relative=relative, source_id=self.source_id, identifier=identifier, provenance=provenance,
-            describe=describe))
+            describe=describe, tap=tap))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -723,21 +751,32 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     ) -> Callable[[int, int], dict[str, Any]]:
         """How the landed file is profiled (:mod:`connectors.profiling`); sensitive columns show no values.
 
-        Parquet: from the batches the writer already holds; CSV: one streaming read of the landed file.
+        Parquet: from the batches the writer already holds; CSV: from its chunks as they are written
+        (:meth:`_csv_tap`), or, when that parse failed, one streaming read of the landed file.
         """
-        assert self._settings is not None
-        patterns = self._settings.sensitive_columns
-        sensitive = {c.name for c in columns if is_sensitive(c.name, f"{identifier}.{c.name}", patterns)}
-        source_types = {c.name: c.type for c in columns}
+        sensitive, source_types = self._profile_inputs(columns, identifier)
         if isinstance(writer, ParquetWrite):
-            profiler = Profiler(writer.schema, source_types, sensitive)
-            writer.on_batch = profiler.add
+            profiler = BackgroundProfiler(Profiler(writer.schema, source_types, sensitive))
+            writer.on_batch, writer.on_end = profiler.add, profiler.close
             return lambda fd, block: profiler.result()
-        if self._settings.format == "parquet":
+        if self._format() == "parquet":
             return partial(profile_parquet, source_types=source_types, sensitive=sensitive)
         types = {c.name: kind for c in columns if (kind := self._csv_type(c)) is not None}
         return partial(profile_csv, names=[c.name for c in columns], types=types, source_types=source_types,
                        sensitive=sensitive)
+
+    def _profile_inputs(self, columns: list[Column], identifier: str) -> tuple[set[str], dict[str, str]]:
+        """The sensitive columns (no values shown) and each column's source type."""
+        assert self._settings is not None
+        patterns = self._settings.sensitive_columns
+        sensitive = {c.name for c in columns if is_sensitive(c.name, f"{identifier}.{c.name}", patterns)}
+        return sensitive, {c.name: c.type for c in columns}
+
+    def _csv_tap(self, columns: list[Column], identifier: str) -> CsvStreamProfile:
+        """A profile of the CSV computed from its chunks as they are written (no second read)."""
+        sensitive, source_types = self._profile_inputs(columns, identifier)
+        types = {c.name: kind for c in columns if (kind := self._csv_type(c)) is not None}
+        return CsvStreamProfile([c.name for c in columns], types, source_types, sensitive)
 
     def _csv_type(self, column: Column) -> pa.DataType | None:
         """The Arrow type a column's CSV text parses as, for the profile (None: read it as text)."""

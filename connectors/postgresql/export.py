@@ -40,6 +40,7 @@ from psycopg import pq as libpq
 from connectors.landing.atomic import LandedFile, Landing, landing
 from connectors.landing.progress import report_progress
 from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
+from connectors.profiling_stream import CsvStreamProfile, Feed
 
 CHUNK_BYTES = 1 << 20  # rows gathered per write: few syscalls, small and bounded memory
 # Parquet: the COPY's rows are parsed by pyarrow a batch of whole rows at a time (PARSE_BATCH_BYTES,
@@ -190,10 +191,12 @@ def describe(pgconn: Any, query: bytes, cancelled: threading.Event) -> list[tupl
 Writer = Callable[[CopyOutStream, Landing], None]
 
 
-def write_csv(stream: CopyOutStream, land: Landing) -> None:
-    """Land the COPY's bytes as they come: the server already wrote the CSV."""
+def write_csv(stream: CopyOutStream, land: Landing, feed: Feed | None = None) -> None:
+    """Land the COPY's bytes as they come: the server already wrote the CSV (``feed``: also to a profile)."""
     for chunk in stream.chunks():
         land.write(chunk)
+        if feed is not None:
+            feed(chunk)
         report_progress(land.identifier, land.bytes_written, None)
 
 
@@ -226,10 +229,15 @@ class ParquetWrite:
     def __init__(self, schema: pa.Schema, write: Callable[[CopyOutStream, Landing, ParquetWrite], None]) -> None:
         self.schema = schema
         self.on_batch: Callable[[pa.RecordBatch], None] | None = None
+        self.on_end: Callable[[], None] | None = None  # called when the write ends, whether or not it failed
         self._write = write
 
     def __call__(self, stream: CopyOutStream, land: Landing) -> None:
-        self._write(stream, land, self)
+        try:
+            self._write(stream, land, self)
+        finally:
+            if self.on_end is not None:
+                self.on_end()
 
 
 def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
@@ -290,7 +298,7 @@ def _statistics_columns(schema: pa.Schema) -> list[str]:
 def export_to_landing(
     pgconns: list[Any], statements: list[bytes], writer: Writer, cancelled: threading.Event, *,
     workspace: str, relative: str, source_id: str, identifier: str, provenance: dict[str, Any],
-    describe: Callable[[int, int], dict[str, Any]] | None = None,
+    describe: Callable[[int, int], dict[str, Any]] | None = None, tap: CsvStreamProfile | None = None,
 ) -> LandedFile:
     """Run the COPY ``statements`` and land their output, in order, at ``relative``.
 
@@ -300,16 +308,25 @@ def export_to_landing(
     spill to unnamed temporary files that are appended in order afterwards.
     The provenance record gets ``row_count`` from the servers' COPY tags, and ``profile`` from
     ``describe`` (given the landed temporary's descriptor). On any error the temporary is removed
-    by the landing.
+    by the landing. ``tap`` (CSV only): the streams' chunks are profiled as they are written
+    (:mod:`connectors.profiling_stream`); ``describe`` then runs only when that failed.
     """
-    with landing(workspace, relative, source_id=source_id, identifier=identifier) as land:
+    with landing(workspace, relative, source_id=source_id, identifier=identifier) as land, ExitStack() as taps:
+        if tap is not None:
+            taps.callback(tap.close)  # on a failure too: its parser threads end
         if len(pgconns) == 1:
             stream = CopyOutStream(pgconns[0], statements[0], cancelled)
             stream.start()
-            writer(stream, land)
+            if tap is not None and writer is write_csv:
+                write_csv(stream, land, tap.stream(header=True))
+            else:
+                writer(stream, land)
             rows, largest = stream.rows, stream.largest_row
         else:
-            rows, largest = _parallel_csv(pgconns, statements, land, cancelled, Path(workspace))
+            rows, largest = _parallel_csv(pgconns, statements, land, cancelled, Path(workspace), tap)
+        streamed = tap.result() if tap is not None else None
+        if streamed is not None:
+            return land.commit(provenance={**provenance, "row_count": rows, "profile": streamed})
         described = {"profile": _profile(describe, land.fd, largest)} if describe is not None else {}
         return land.commit(provenance={**provenance, "row_count": rows, **described})
 
@@ -325,20 +342,22 @@ def _profile(describe: Callable[[int, int], dict[str, Any]], fd: int, largest_ro
 
 
 def _parallel_csv(
-    pgconns: list[Any], statements: list[bytes], land: Landing, cancelled: threading.Event, spill_dir: Path
+    pgconns: list[Any], statements: list[bytes], land: Landing, cancelled: threading.Event, spill_dir: Path,
+    tap: CsvStreamProfile | None = None,
 ) -> tuple[int, int]:
-    """Rows copied, and the largest row's size."""
+    """Rows copied, and the largest row's size (each stream profiled as it comes, with a ``tap``)."""
     with ThreadPoolExecutor(len(pgconns) - 1, thread_name_prefix="da-copy") as pool, ExitStack() as stack:
         # O_TMPFILE: no name, gone when closed or when the process dies
         spills = [stack.enter_context(tempfile.TemporaryFile(dir=spill_dir)) for _ in pgconns[1:]]
+        feeds = [tap.stream(header=index == 0) if tap is not None else None for index in range(len(pgconns))]
         futures = [pool.submit(_copy_to_spill, *job, cancelled)
-                   for job in zip(pgconns[1:], statements[1:], spills, strict=True)]
+                   for job in zip(pgconns[1:], statements[1:], spills, feeds[1:], strict=True)]
         for future in futures:
             future.add_done_callback(lambda done: _stop_on_failure(done, cancelled))
         try:
             head = CopyOutStream(pgconns[0], statements[0], cancelled)
             head.start()
-            write_csv(head, land)
+            write_csv(head, land, feeds[0])
         except BaseException:
             cancelled.set()
             wait(futures)
@@ -358,11 +377,14 @@ def _stop_on_failure(done: Future[tuple[int, int]], cancelled: threading.Event) 
         cancelled.set()  # no point streaming the head when a tail failed
 
 
-def _copy_to_spill(pgconn: Any, statement: bytes, spill: Any, cancelled: threading.Event) -> tuple[int, int]:
+def _copy_to_spill(pgconn: Any, statement: bytes, spill: Any, feed: Feed | None,
+                   cancelled: threading.Event) -> tuple[int, int]:
     stream = CopyOutStream(pgconn, statement, cancelled)
     stream.start()
     for chunk in stream.chunks():
         spill.write(chunk)
+        if feed is not None:
+            feed(chunk)
     return stream.rows, stream.largest_row
 
 

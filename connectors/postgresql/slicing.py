@@ -10,7 +10,12 @@ A :class:`RowOptions` turns a table or a query into one ``SELECT``:
   plain read does not, and no sub-query: ``id IN (SELECT ... FROM other.secret)`` is refused.
 * ``sample``: a fraction (``0 < sample < 1``) or a row count (a whole number ``>= 1``). Rows are
   picked by ``md5(seed || row text)``: the same seed on the same data gives the same rows, whatever
-  the physical order (VACUUM FULL, a restore). A count sample reads the whole table (a top-N sort).
+  the physical order (VACUUM FULL, a restore). A count sample of a plain table or materialized view of
+  at least ``BLOCK_SAMPLE_MIN_ROWS`` (planner statistics, ``reltuples``) reads only some of its blocks:
+  ``TABLESAMPLE SYSTEM (p) REPEATABLE (seed)``, ``p`` from ``reltuples`` with a margin, then the top N
+  by the same hash. That sample is reproducible while the table's physical layout stays (a VACUUM FULL,
+  CLUSTER or restore picks other blocks). When the statistics are missing, for a view or a query, with
+  a ``where``, or when the blocks picked hold fewer than N rows, the whole table is read (a top-N sort).
 * ``limit``: at most this many rows; for a table with a primary key, the first ones by that key
   (reproducible), otherwise the first ones read. With a sample, the sample is taken first.
 
@@ -33,9 +38,12 @@ from psycopg import sql
 from connectors.errors import ConfigurationError, DataFetchError, NotFoundError
 from connectors.rows import OPTION_NAMES, BudgetExceededError, RowBudget, RowOptions
 
-__all__ = ["BudgetExceededError", "RowBudget", "RowOptions", "bounded_count", "check_budget", "check_scope",
-           "estimate", "explain", "pick_columns", "sliced_select"]
+__all__ = ["BudgetExceededError", "RowBudget", "RowOptions", "block_sample_percent", "bounded_count", "check_budget",
+           "check_scope", "estimate", "explain", "pick_columns", "sliced_select"]
 
+BLOCK_SAMPLE_MIN_ROWS = 100_000  # below this a full read is cheap, and keeps samples layout-independent
+BLOCK_SAMPLE_MARGIN = 4  # sample this many times the rows wanted: SYSTEM picks whole blocks, unevenly
+BLOCK_SAMPLE_KINDS = ("table", "materialized view")
 SAMPLE_HASH = "('x' || pg_catalog.substr(pg_catalog.md5({seed} || ROW({row}.*)::text), 1, 8))::bit(32)::int8"
 HASH_SPACE = 1 << 32
 ROW_ALIAS = "da_row"
@@ -53,12 +61,13 @@ class Estimate:
 
 def sliced_select(
     conn: psycopg.AsyncConnection[Any], source: sql.Composable, names: list[str], options: RowOptions,
-    order_key: list[str], budget: RowBudget | None = None,
+    order_key: list[str], budget: RowBudget | None = None, block_percent: float | None = None,
 ) -> sql.Composable:
-    """``SELECT <columns> FROM <source> AS da_row [WHERE ...] [ORDER BY ...] [LIMIT n]``.
+    """``SELECT <columns> FROM <source> AS da_row [TABLESAMPLE ...] [WHERE ...] [ORDER BY ...] [LIMIT n]``.
 
     ``source`` is a relation identifier or a parenthesised query; ``names`` its column names.
-    ``order_key`` orders a plain limit (a primary key), reproducibly.
+    ``order_key`` orders a plain limit (a primary key), reproducibly. ``block_percent`` (a count sample of
+    a table, :func:`block_sample_percent`) reads that percentage of its blocks only.
     """
     chosen = pick_columns(names, options.columns)
     conditions: list[sql.Composable] = []
@@ -69,6 +78,9 @@ def sliced_select(
         conditions.append(sql.SQL("{} < {}").format(hashed, sql.Literal(math.floor(options.sample * HASH_SPACE))))
     parts = [sql.SQL("SELECT {} FROM {} AS {}").format(
         sql.SQL(", ").join(sql.Identifier(ROW_ALIAS, n) for n in chosen), source, sql.Identifier(ROW_ALIAS))]
+    if block_percent is not None:
+        parts.append(sql.SQL("TABLESAMPLE SYSTEM ({}) REPEATABLE ({})").format(
+            sql.Literal(block_percent), sql.Literal(options.seed)))
     if conditions:
         parts.append(sql.SQL("WHERE {}").format(sql.SQL(" AND ").join(conditions)))
     limit = _limit(options, budget)
@@ -80,6 +92,17 @@ def sliced_select(
     if limit is not None:
         parts.append(sql.SQL("LIMIT {}").format(sql.Literal(limit)))
     return sql.SQL(" ").join(parts)
+
+
+def block_sample_percent(options: RowOptions, kind: str, estimated_rows: int) -> float | None:
+    """The percentage of blocks a count sample reads, or None when it must read the whole relation."""
+    wanted = options.sample_rows
+    if wanted is None or options.where is not None or kind not in BLOCK_SAMPLE_KINDS:
+        return None
+    if estimated_rows < BLOCK_SAMPLE_MIN_ROWS:  # small, or never analyzed (-1)
+        return None
+    percent = 100.0 * wanted * BLOCK_SAMPLE_MARGIN / estimated_rows
+    return round(percent, 6) if percent <= 50 else None  # over half the blocks: read them all
 
 
 def _limit(options: RowOptions, budget: RowBudget | None) -> int | None:

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from connectors.environment import read
 from connectors.errors import ConfigurationError
 
 FILE_ENV = "DA_SECRETS_FILE"
@@ -331,7 +332,7 @@ def usable_keyring() -> KeyringBackend | None:
 
 def secrets_file_path() -> Path:
     """The encrypted file: ``$DA_SECRETS_FILE`` or ``~/.config/da-sources/secrets.fernet``."""
-    return Path(os.environ.get(FILE_ENV) or DEFAULT_FILE).expanduser()
+    return Path(read(FILE_ENV) or DEFAULT_FILE).expanduser()
 
 
 def default_store() -> WritableSecretStore:
@@ -341,10 +342,10 @@ def default_store() -> WritableSecretStore:
         SecretStoreError: no backend is available, or the configured one is
             unusable; never falls back to plaintext.
     """
-    backend = os.environ.get(BACKEND_ENV, "").strip().lower()
+    backend = (read(BACKEND_ENV) or "").strip().lower()
     if backend not in ("", "keyring", "file"):
         raise SecretStoreError(f"{BACKEND_ENV} must be 'keyring' or 'file', not {backend!r}")
-    key = os.environ.get(KEY_ENV)
+    key = read(KEY_ENV)
     # an explicit key selects the file; only look for a keyring when it may be used
     ring = None if key and backend != "keyring" else usable_keyring()
     if backend == "keyring" or (not backend and not key and ring is not None):

@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +72,35 @@ def read_manifest(folder: Path, name: str) -> dict[str, ManifestEntry]:
     return entries
 
 
+def iter_manifest(folder: Path, name: str) -> Iterator[ManifestEntry]:
+    """The entries of the dataset's last manifest, one at a time in its order (none when there is none)."""
+    path = manifest_path(folder, name)
+    if not path.is_file():
+        return
+    with path.open() as handle:
+        next(handle, None)  # the header
+        for line in handle:
+            yield ManifestEntry(**json.loads(line))
+
+
+def manifest_items(folder: Path, name: str) -> int:
+    """The number of entries the manifest's header announces (0 when there is no manifest)."""
+    path = manifest_path(folder, name)
+    if not path.is_file():
+        return 0
+    with path.open() as handle:
+        return int(json.loads(handle.readline() or "{}").get("items", 0))
+
+
 def data_version(entries: Iterable[ManifestEntry]) -> str:
     """A digest of (identifier, version, sha256) of every entry: changes exactly when an item changed."""
+    return data_version_sorted(sorted(entries, key=lambda e: e.identifier))
+
+
+def data_version_sorted(ordered: Iterable[ManifestEntry]) -> str:
+    """:func:`data_version` of entries already in identifier order, streamed (nothing held)."""
     digest = hashlib.sha256()
-    for entry in sorted(entries, key=lambda e: e.identifier):
+    for entry in ordered:
         digest.update(f"{entry.identifier}\0{entry.version}\0{entry.sha256}\n".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:32]
 
@@ -83,7 +108,13 @@ def data_version(entries: Iterable[ManifestEntry]) -> str:
 def write_manifest(folder: Path, name: str, entries: Iterable[ManifestEntry], header: Mapping[str, Any]) -> Path:
     """Write the manifest atomically; returns its path."""
     ordered = sorted(entries, key=lambda e: e.identifier)
-    head = json.dumps({**header, "written_at": utc_now_iso(), "items": len(ordered)}, sort_keys=True)
+    return write_manifest_sorted(folder, name, ordered, len(ordered), header)
+
+
+def write_manifest_sorted(folder: Path, name: str, ordered: Iterable[ManifestEntry], count: int,
+                          header: Mapping[str, Any]) -> Path:
+    """Write the manifest of ``count`` entries already in identifier order, streamed; returns its path."""
+    head = json.dumps({**header, "written_at": utc_now_iso(), "items": count}, sort_keys=True)
     # streamed line by line: the whole text of a million entries would be held twice (lines, then joined)
     lines = itertools.chain([head + "\n"], (json.dumps(entry.__dict__, sort_keys=True) + "\n" for entry in ordered))
     path = manifest_path(folder, name)

@@ -213,13 +213,11 @@ class LineageIndex:
     def landed_except(self, listed: Container[str]) -> dict[str, str]:
         """Identifier -> relative path of every landed item of this source not in ``listed``."""
         if not self._direct:
-            return {i: found[0] for i, found in self._scan().items() if i not in listed}
-        gone = {}
-        for relative in _recorded_paths(self.folder):
-            # direct types: the path is the identifier, so only unlisted ones are read
-            if relative not in listed and self._record_at(relative, relative):
-                gone[relative] = relative
-        return gone
+            scanned = self._scan()
+            return {i: scanned[i][0] for i in _unlisted(listed, scanned)}
+        # direct types: the path is the identifier, so only unlisted ones are read
+        unlisted = _unlisted(listed, _recorded_paths(self.folder))
+        return {relative: relative for relative in unlisted if self._record_at(relative, relative)}
 
     def _scan(self) -> dict[str, tuple[str, dict[str, Any]]]:
         if self._scanned is None:  # names like "schema.table.csv": one scan per sync
@@ -239,6 +237,13 @@ class LineageIndex:
         if record and (record.get("source_id"), record.get("identifier")) == (self.source_id, identifier):
             return record
         return None
+
+
+def _unlisted(listed: Container[str], identifiers: Iterable[str]) -> Iterator[str]:
+    """Those of ``identifiers`` not in ``listed``; a spilled listing answers a batch with one query."""
+    if isinstance(listed, _Spill):
+        return listed.unlisted(identifiers)
+    return (i for i in identifiers if i not in listed)
 
 
 def _read_json(folder: Path, relative: str) -> dict[str, Any] | None:
@@ -407,6 +412,23 @@ class _Spill:
             return False
         return self._db.execute("SELECT 1 FROM listed WHERE id = ?", (_key(identifier),)).fetchone() is not None
 
+    def unlisted(self, identifiers: Iterable[str]) -> Iterator[str]:
+        """Those of ``identifiers`` the listing lacks, in their order: one anti-join per ``BATCH`` of them,
+        not one query each (a re-sync asks this of every landed item)."""
+        for chunk in _batched(identifiers, BATCH):
+            with self._db:
+                self._db.execute("CREATE TEMP TABLE IF NOT EXISTS asked (n INTEGER PRIMARY KEY, id BLOB)")
+                self._db.execute("DELETE FROM asked")
+                self._db.executemany("INSERT INTO asked VALUES (?, ?)", enumerate(_key(i) for i in chunk))
+                missing = self._db.execute("SELECT n FROM asked WHERE NOT EXISTS "
+                                           "(SELECT 1 FROM listed WHERE listed.id = asked.id) ORDER BY n").fetchall()
+            yield from (chunk[n] for (n,) in missing)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The SQLite connection of the listing (a sync may keep its own tables there; one thread at a time)."""
+        return self._db
+
     def __enter__(self) -> _Spill:
         return self
 
@@ -418,6 +440,17 @@ class _Spill:
 
 def _key(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
+
+
+def _batched(values: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    batch: list[_T] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _text(raw: bytes) -> str:

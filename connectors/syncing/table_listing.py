@@ -29,7 +29,7 @@ from connectors.base import DataItem, DataSourceConfig
 from connectors.errors import DataSourceError
 from connectors.landing.dirs import open_directory
 from connectors.landing.lineage import utc_now_iso
-from connectors.registry import get_connector_class
+from connectors.plugins import get_connector_class
 from connectors.secrets.references import redact
 from connectors.syncing.aio import run_coroutine
 

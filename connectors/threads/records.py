@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from connectors.environment import read
 from connectors.errors import ConfigurationError
 from connectors.landing.dirs import open_directory, open_regular_file, read_regular_file
 from connectors.landing.lineage import find_provenance, read_record, write_provenance
@@ -45,7 +46,7 @@ LOCK_FILE = ".lock"
 
 def default_state_dir(sources_file: str | os.PathLike[str] | None = None) -> Path:
     """``$DA_STATE_DIR``, else ``da-sources-state`` beside ``sources_file`` (default ``$DA_SOURCES_FILE``)."""
-    configured = os.environ.get(STATE_DIR_ENV)
+    configured = read(STATE_DIR_ENV)
     if configured:
         return Path(configured).absolute()
     return sources_file_path(sources_file).absolute().with_name(STATE_FOLDER)

@@ -7,7 +7,9 @@ Nothing under ``reference/`` is committed, so these pages cannot drift from the 
 * ``reference/environment.md``: every ``DA_*`` variable, from :mod:`connectors.environment`;
 * ``reference/cli.md``: every ``da-sources`` command, walked from its argparse parser;
 * ``reference/python.md``: the public names of ``connectors`` and ``da_pipelines`` (mkdocstrings);
-* ``reference/http-api.md`` and ``reference/openapi.json``: the HTTP API's OpenAPI schema, from the app.
+* ``reference/http-api.md`` and ``reference/openapi.json``: the HTTP API's OpenAPI schema, from the app;
+* ``reference/modules.md``: every module of the two packages with its docstring's first line;
+* ``benchmark-results/``: the result files committed under ``benchmarks/results/``, and an index of them.
 
 Each ``*_page()`` function returns a page's markdown; the tests call them too.
 """
@@ -128,12 +130,12 @@ def _dataclass_table(cls: type, skip: frozenset[str], variable_prefix: str) -> l
 
 def settings_page() -> str:
     """Every connector type's ``config`` keys, ``metadata.dagster``, ``metadata.sync``, the Component, the API."""
-    from connectors.api.policy import ApiPolicy
     from connectors.api.api_settings import ApiSettings
+    from connectors.api.policy import ApiPolicy
     from connectors.base import DataSourceConfig
     from connectors.pipeline_settings import PipelineSettings
-    from connectors.plugins import settings_model_for
     from connectors.syncing.source_sync import SyncOptions
+    from connectors.type_table import settings_model_for
 
     lines = [GENERATED + "# Settings reference", "",
              "Every key a source's `config` and `metadata` accept, with its default, read from the pydantic",
@@ -218,7 +220,7 @@ def _arguments(parser: argparse.ArgumentParser) -> list[str]:
     for action in parser._actions:
         if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
             continue
-        name = ", ".join(action.option_strings) or action.metavar or action.dest
+        name = ", ".join(action.option_strings) or str(action.metavar or action.dest)
         if action.option_strings and action.nargs != 0:
             name += f" {action.metavar or action.dest.upper()}"
         default = "" if not action.default or action.default == argparse.SUPPRESS or action.nargs == 0 \
@@ -314,8 +316,8 @@ def python_page() -> str:
 
 def openapi_schema() -> dict[str, Any]:
     """The OpenAPI schema of ``da-sources serve``'s app, built with throwaway settings (no file is read)."""
-    from connectors.api.app import create_app
     from connectors.api.api_settings import ApiSettings
+    from connectors.api.app import create_app
 
     with tempfile.TemporaryDirectory() as folder:
         base = Path(folder)
@@ -355,7 +357,8 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
     if responses:
         lines += ["| status | answer |", "| --- | --- |"]
         for status, answer in responses.items():
-            schema = next(iter(answer.get("content", {}).values()), {}).get("schema")
+            contents: list[dict[str, Any]] = list(answer.get("content", {}).values())
+            schema = contents[0].get("schema") if contents else None
             shown = _schema_link(schema) if schema else ""
             lines.append(f"| {status} | {_cell(answer.get('description', ''))} {shown} |")
         lines.append("")
@@ -400,6 +403,56 @@ def http_api_page(schema: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------ modules
+
+
+def _first_line(path: Path) -> str:
+    """The first line of a module's docstring, read without importing it."""
+    import ast
+
+    doc = ast.get_docstring(ast.parse(path.read_text()))
+    return doc.strip().splitlines()[0] if doc else ""
+
+
+def modules_page(root: Path | None = None) -> str:
+    """Every module of ``connectors`` and ``da_pipelines``, with the first line of its docstring."""
+    root = Path(__file__).resolve().parents[2] if root is None else root
+    lines = [GENERATED + "# Module index", "",
+             "Every module of the two packages, as the tree holds it now, with the first line of its",
+             "docstring. The overview is [the code layout](../layout.md).", ""]
+    for package in ("connectors", "da_pipelines"):
+        lines += [f"## `{package}`", "", "| module | what it is |", "| --- | --- |"]
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            lines.append(f"| `{name}` | {_cell(_first_line(path))} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- benchmark results
+
+
+def benchmark_results(root: Path | None = None) -> dict[str, str]:
+    """The result files committed under ``benchmarks/results/``, by page name, plus an index of them."""
+    root = Path(__file__).resolve().parents[2] if root is None else root
+    files = sorted((root / "benchmarks" / "results").glob("*.md"))
+    pages = {f"benchmark-results/{f.name}": f"<!-- copied at build time from benchmarks/results/{f.name} -->\n\n"
+             + f.read_text() for f in files}
+    lines = [GENERATED + "# Benchmark results", "",
+             "Every result file committed under `benchmarks/results/`, written by the benchmark itself with the",
+             "commit, the machine and the date of its run; the figures the [benchmarks page](../benchmarks.md)",
+             "quotes come from these.", "", "| result file | run |", "| --- | --- |"]
+    for f in files:
+        facts = [line.removeprefix("- ") for line in f.read_text().splitlines()
+                 if line.startswith(("- commit:", "- date:", "- machine:"))]
+        lines.append(f"| [{f.name}]({f.name}) | {_cell('; '.join(facts))} |")
+    if not files:
+        lines.append("| (none committed yet) | |")
+    pages["benchmark-results/index.md"] = "\n".join(lines) + "\n"
+    return pages
+
+
 # --------------------------------------------------------------------------------------------- the build
 
 
@@ -408,6 +461,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "reference/environment.md": environment_page,
     "reference/cli.md": cli_page,
     "reference/python.md": python_page,
+    "reference/modules.md": modules_page,
 }
 
 
@@ -422,6 +476,9 @@ def main() -> None:
         json.dump(schema, out, indent=1)
     with mkdocs_gen_files.open("reference/http-api.md", "w") as out:
         out.write(http_api_page(schema))
+    for name, text in benchmark_results().items():
+        with mkdocs_gen_files.open(name, "w") as out:
+            out.write(text)
 
 
 if __name__ in ("__main__", "<run_path>"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import stop_process_group
-from tests.unit.cli.test_cli import CONSOLE_SCRIPT, Cli, cli  # noqa: F401 - cli is a fixture
+from tests.helpers.cli import CONSOLE_SCRIPT, Cli
 
 HIDE = """
 import importlib.abc, sys

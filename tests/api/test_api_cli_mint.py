@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.unit.cli.test_cli import Cli, cli  # noqa: F401 - cli is a fixture
+from tests.helpers.cli import Cli
 
 
 def test_a_key_made_to_mint_says_so(cli: Cli) -> None:  # noqa: F811

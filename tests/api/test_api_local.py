@@ -15,20 +15,11 @@ from connectors.landing.lineage import read_provenance
 from connectors.plugins import register_connector, unregister_connector
 from connectors.testing import MemoryConnector, memory_store
 from tests.api.conftest import Api, local_source, open_policy, start_api
+from tests.helpers.api import wait_job
 
 
 def big_source(root: Path) -> dict[str, Any]:
     return {**local_source(root), "metadata": {"api": {"max_item_bytes": 1 << 30}}}
-
-
-def wait_job(api: Api, source_id: str, job_id: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.call("GET", f"/v1/data-sources/{source_id}/jobs/{job_id}", expect=200).json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still running")
 
 
 def test_create_list_get_update_delete(api: Api, data_root: Path) -> None:

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from connectors.api.api_keys import KeyStore
+from connectors.api.server import MAX_HEADER_BYTES
 from tests.api.conftest import Api, local_source
 from tests.harness import free_port, stop_process_group, wait_for_port
-from tests.unit.cli.test_cli import CONSOLE_SCRIPT
+from tests.helpers.cli import CONSOLE_SCRIPT
 
 HALF_OPEN = 2000
 DEFAULT_SOFT_FILES = 1024  # the usual soft open-file limit a service starts with
@@ -162,3 +163,35 @@ def test_serve_closes_connections_whose_headers_or_body_are_late(tmp_path: Path)
             assert _closed_by_server(headers) and _closed_by_server(body) and _closed_by_server(silent)
         assert _request(server.port, "/health")[0] == 200
         assert _request(server.port, "/v1/data-sources", server.key)[0] == 200
+
+
+def _send(port: int, data: list[bytes]) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        try:
+            for part in data:
+                sock.sendall(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the rest was sent
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    return answer
+
+
+@pytest.mark.slow
+def test_serve_refuses_headers_over_16_kib_whole_or_in_pieces(tmp_path: Path) -> None:
+    with serve(tmp_path) as server:
+        big = b"X-Pad: " + b"a" * (MAX_HEADER_BYTES + 1) + b"\r\n"
+        whole = b"GET /health HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n"
+        assert _send(server.port, [whole]).startswith(b"HTTP/1.1 400")
+        pieces = [b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: "] + [b"a" * 1024] * 64 + [b"\r\n\r\n"]
+        assert _send(server.port, pieces).startswith(b"HTTP/1.1 400")
+        many = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"b" * 100)
+                                                              for i in range(200)) + b"\r\n"
+        assert _send(server.port, [many]).startswith(b"HTTP/1.1 400")
+        fine = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"c" * 8000 + b"\r\nConnection: close\r\n\r\n"
+        answer = _send(server.port, [fine])
+        assert answer.startswith(b"HTTP/1.1 200") and json.loads(answer.partition(b"\r\n\r\n")[2])["status"]

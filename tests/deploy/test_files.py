@@ -70,3 +70,11 @@ def test_the_image_runs_as_a_non_root_user() -> None:
     instructions = [words[0] for words in lines if words and not words[0].startswith("#")]
     # nothing after the last USER switches back (a later RUN would still be that user)
     assert "USER" == [i for i in instructions if i == "USER" or i == "FROM"][-1]
+
+
+def test_helm_values_run_sharded_steps_with_the_k8s_job_executor_from_the_image() -> None:
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert {"name": "DA_SHARD_EXECUTOR", "value": "k8s"} in deployment["env"]
+    assert "DA_SHARD_EXECUTOR=k8s" in values["runLauncher"]["config"]["k8sRunLauncher"]["envVars"]
+    assert "'.[deploy,k8s]'" in (DEPLOY / "Dockerfile").read_text()  # dagster-k8s is in the image

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connectors.secrets.store import FernetFileStore
-from tests.unit.cli.test_cli import Cli
+from tests.helpers.cli import Cli
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from dagster import AssetKey
 from connectors.entry_checks import check_entry
 from connectors.errors import ConfigurationError
 from connectors.registry import SourceRegistry
-from da_pipelines.component import DataSourceComponent
+from da_pipelines.components import DataSourceComponent
 from da_pipelines.definitions import build_definitions
 from tests.harness import free_port
 

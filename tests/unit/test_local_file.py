@@ -9,7 +9,7 @@ import pytest
 
 from connectors import DataSourceConfig, NotFoundError, UnsafeNameError
 from connectors.local_file import LocalFileConnector
-from tests.conformance import ConnectorConformance, SourceUnderTest, run
+from tests.conformance import ConnectorConformance, SourceUnderTest, run, version_bytes
 
 FILES = {
     "sales.csv": b"region,amount\nnorth,10\nsouth,20\n",
@@ -42,7 +42,15 @@ class TestLocalFileConformance(ConnectorConformance):
             items=dict(FILES),
             missing="no/such/file.csv",
             source_type="local_file",
+            change=lambda identifier, n: replace(root / identifier, version_bytes(identifier, n)),
         )
+
+
+def replace(path: Path, data: bytes) -> None:
+    """Replace a file whole, as a user's save does (a reader sees the old or the new bytes)."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}.{id(data)}")
+    staged.write_bytes(data)
+    staged.replace(path)
 
 
 @pytest.fixture

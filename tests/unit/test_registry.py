@@ -15,22 +15,17 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors import plugins as registry_module
+from connectors import type_table as registry_module
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import ConfigurationError, NotFoundError
 from connectors.landing.lineage import read_provenance
 from connectors.local_file import LocalFileConnector
-from connectors.registry import (
-    SourceRegistry,
-    get_connector_class,
-    known_type_names,
-    load_sources_file,
-    register_connector,
-    unregister_connector,
-)
+from connectors.plugins import get_connector_class, register_connector, unregister_connector
+from connectors.registry import SourceRegistry, load_sources_file
 from connectors.secrets.references import set_secret_store
+from connectors.type_table import known_type_names
+from tests.helpers.secrets import DictStore
 from tests.plugin_fixture import PLUGIN_TYPE, install_plugin
-from tests.unit.secrets.test_credentials import DictStore
 
 REPO = Path(__file__).resolve().parents[2]
 

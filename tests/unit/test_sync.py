@@ -17,10 +17,11 @@ from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.checked_fetch import fetch_checked, fetch_many_checked, landed_relative
 from connectors.errors import ConfigurationError, NotFoundError, UnsafeNameError
 from connectors.landing.lineage import read_provenance, read_record, record_path
-from connectors.plugins import register_connector, settings_model_for, unregister_connector
+from connectors.plugins import register_connector, unregister_connector
 from connectors.syncing.progress_log import ProgressLog
 from connectors.syncing.source_sync import SyncOptions, SyncReport, sync_options, sync_source
 from connectors.testing import MemoryConnector, MemoryStore, memory_store
+from connectors.type_table import settings_model_for
 
 T0 = 1_700_000_000
 

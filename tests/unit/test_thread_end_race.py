@@ -16,7 +16,7 @@ import pytest
 
 from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import WorkspaceError
-from connectors.registry import register_connector, unregister_connector
+from connectors.plugins import register_connector, unregister_connector
 from connectors.testing import MemoryConnector, memory_store
 from connectors.threads import ThreadEndedError, attach_to_thread
 

@@ -25,10 +25,9 @@ from connectors.api import router
 from connectors.api.api_keys import KeyStore
 from connectors.api.app_state import ApiState
 from tests.api.conftest import Api, start_api, use_own_secret_store
-from tests.api.test_api_cli import _free_port
-from tests.harness import PostgresServer, stop_process_group
-from tests.integration.api.test_api_services import _pg_source, _sessions, pg_tables  # noqa: F401 - a fixture
-from tests.unit.cli.test_cli import CONSOLE_SCRIPT, Cli
+from tests.harness import PostgresServer, free_port, stop_process_group
+from tests.helpers.api import pg_sessions, pg_source
+from tests.helpers.cli import CONSOLE_SCRIPT, Cli
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +61,15 @@ def test_idle_pooled_connections_close_and_the_next_request_reconnects(
 ) -> None:
     role, password, schema = pg_tables
     api.call("POST", "/v1/data-sources", expect=201,
-             json=_pg_source(postgres_server, role, password, schema, pool_min_size=2))
+             json=pg_source(postgres_server, role, password, schema, pool_min_size=2))
     api.call("GET", "/v1/data-sources/pg/browse", expect=200)
-    wait_for(lambda: _sessions(postgres_server, role) >= 2)
+    wait_for(lambda: pg_sessions(postgres_server, role) >= 2)
     assert state_of(api).pool.pooled() == ["pg"]
-    wait_for(lambda: _sessions(postgres_server, role) == 0)
+    wait_for(lambda: pg_sessions(postgres_server, role) == 0)
     assert state_of(api).pool.pooled() == []
     items = api.call("GET", "/v1/data-sources/pg/browse", expect=200).json()["data"]
     assert [i["path"] for i in items] == [f"{schema}.customers", f"{schema}.orders"]
-    wait_for(lambda: _sessions(postgres_server, role) >= 2)
+    wait_for(lambda: pg_sessions(postgres_server, role) >= 2)
 
 
 def test_a_request_longer_than_the_idle_time_keeps_its_connections_others_close(
@@ -79,7 +78,7 @@ def test_a_request_longer_than_the_idle_time_keeps_its_connections_others_close(
     role, password, schema = pg_tables
     for source_id in ("pg", "pg2"):
         api.call("POST", "/v1/data-sources", expect=201,
-                 json={**_pg_source(postgres_server, role, password, schema), "id": source_id})
+                 json={**pg_source(postgres_server, role, password, schema), "id": source_id})
     api.call("GET", "/v1/data-sources/pg2/browse", expect=200)
     slow = {"references": [{"source_id": "pg", "query": "select pg_sleep(3) as slept", "name": "slow"}],
             "create": True}
@@ -96,7 +95,7 @@ def test_removing_a_thread_folder_cancels_its_attach_then_the_pool_closes(
     api: Api, postgres_server: PostgresServer, pg_tables: Tables  # noqa: F811
 ) -> None:
     role, password, schema = pg_tables
-    api.call("POST", "/v1/data-sources", expect=201, json=_pg_source(postgres_server, role, password, schema))
+    api.call("POST", "/v1/data-sources", expect=201, json=pg_source(postgres_server, role, password, schema))
     folder = api.settings.workspace_base / "t2"
     slow = {"references": [{"source_id": "pg", "table": f"{schema}.customers"},
                            {"source_id": "pg", "query": "select pg_sleep(60) as slept", "name": "slow"}],
@@ -113,7 +112,7 @@ def test_removing_a_thread_folder_cancels_its_attach_then_the_pool_closes(
     assert response.status_code == 409 and "thread 't2' ended while its data was being attached" in response.text
     assert list(api.settings.workspace_base.iterdir()) == [] and not staging.parent.exists()
     wait_for(lambda: _running_queries(postgres_server, role) == 0, 10)  # the query was cancelled
-    wait_for(lambda: _sessions(postgres_server, role) == 0)
+    wait_for(lambda: pg_sessions(postgres_server, role) == 0)
 
 
 def _running_queries(server: PostgresServer, role: str) -> int:
@@ -140,14 +139,14 @@ def test_an_app_that_includes_the_router_closes_idle_connections(
     app.include_router(router)
     with TestClient(app) as client:
         created = client.post("/v1/data-sources", headers=headers,
-                              json=_pg_source(postgres_server, role, password, schema, pool_min_size=2))
+                              json=pg_source(postgres_server, role, password, schema, pool_min_size=2))
         assert created.status_code == 201, created.text
         assert client.get("/v1/data-sources/pg/browse", headers=headers).status_code == 200
-        wait_for(lambda: _sessions(postgres_server, role) >= 2)
-        assert wait_for(lambda: _sessions(postgres_server, role) == 0) > 0.5
+        wait_for(lambda: pg_sessions(postgres_server, role) >= 2)
+        assert wait_for(lambda: pg_sessions(postgres_server, role) == 0) > 0.5
         assert client.get("/v1/data-sources/pg/browse", headers=headers).status_code == 200
-        wait_for(lambda: _sessions(postgres_server, role) >= 2)
-    wait_for(lambda: _sessions(postgres_server, role) == 0, 5)  # and the shutdown closed them
+        wait_for(lambda: pg_sessions(postgres_server, role) >= 2)
+    wait_for(lambda: pg_sessions(postgres_server, role) == 0, 5)  # and the shutdown closed them
 
 
 @pytest.mark.slow
@@ -157,7 +156,7 @@ def test_da_sources_serve_closes_idle_connections(
     role, password, schema = pg_tables
     key = cli("api-keys", "create", "admin").stdout.split()[0]
     Path(cli.env["DA_SOURCES_FILE"]).with_name("api-policy.yaml").write_text(LOOPBACK_POLICY)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([str(CONSOLE_SCRIPT), "serve", "--port", str(port)], cwd=cli.cwd,
                               env={**cli.env, "DA_API_IDLE_SECONDS": "1"}, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, start_new_session=True)
@@ -165,12 +164,12 @@ def test_da_sources_serve_closes_idle_connections(
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"},
                           timeout=30) as client:
             wait_for(lambda: _healthy(client), 30)
-            created = client.post("/v1/data-sources", json=_pg_source(postgres_server, role, password, schema,
+            created = client.post("/v1/data-sources", json=pg_source(postgres_server, role, password, schema,
                                                                       pool_min_size=2))
             assert created.status_code == 201, created.text
             assert client.get("/v1/data-sources/pg/browse").status_code == 200
-            wait_for(lambda: _sessions(postgres_server, role) >= 2)
-            wait_for(lambda: _sessions(postgres_server, role) == 0)
+            wait_for(lambda: pg_sessions(postgres_server, role) >= 2)
+            wait_for(lambda: pg_sessions(postgres_server, role) == 0)
     finally:
         stop_process_group(server)
         out, err = server.communicate(timeout=10)

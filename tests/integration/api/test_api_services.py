@@ -12,20 +12,17 @@ import hashlib
 import secrets
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
-from azure.storage.blob import BlobServiceClient
 
 from connectors.secrets.store import default_store
 from tests.api.conftest import Api, start_api, use_own_secret_store
-from tests.api.test_api_local import wait_job
 from tests.harness import AzuriteServer, PostgresServer
+from tests.helpers.api import pg_sessions, pg_source, wait_job
+from tests.helpers.azure import new_container
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +31,6 @@ pytestmark = pytest.mark.integration
 def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     use_own_secret_store(tmp_path, monkeypatch)
     yield from start_api(tmp_path, max_jobs=32, max_jobs_per_source=32)
-
-
-def new_container(server: AzuriteServer, blobs: dict[str, bytes]) -> str:
-    name = f"api{uuid.uuid4().hex[:16]}"
-    with BlobServiceClient.from_connection_string(server.connection_string) as service:
-        container = service.create_container(name)
-        for blob, data in blobs.items():
-            container.upload_blob(blob, data)
-    return name
 
 
 # --- Azure Blob Storage -------------------------------------------------------------
@@ -119,35 +107,10 @@ def test_twenty_concurrent_fetch_jobs_land_one_consistent_file(api: Api, azurite
 # --- PostgreSQL ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def pg_tables(postgres_server: PostgresServer) -> tuple[str, str, str]:
-    """A login role with a canary password, and two related tables it may read: (role, password, schema)."""
-    role, password = f"api_{uuid.uuid4().hex[:10]}", "CANARY" + secrets.token_hex(16)
-    schema = f"s_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-        conn.execute(f"CREATE SCHEMA {schema}")
-        conn.execute(f"CREATE TABLE {schema}.customers (id integer PRIMARY KEY, name text NOT NULL)")
-        conn.execute(f"CREATE TABLE {schema}.orders (id bigint PRIMARY KEY, customer_id integer "
-                     f"REFERENCES {schema}.customers(id), amount numeric(10,2), note text, at timestamptz)")
-        conn.execute(f"INSERT INTO {schema}.customers SELECT g, 'c' || g FROM generate_series(1, 5) g")
-        conn.execute(f"INSERT INTO {schema}.orders SELECT g, 1 + g % 5, g * 1.5, NULL, '2026-01-01'::timestamptz "
-                     f"FROM generate_series(1, 40) g")
-        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
-        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
-    return role, password, schema
-
-
-def _pg_source(server: PostgresServer, role: str, password: Any, schema: str, **config: Any) -> dict[str, Any]:
-    return {"id": "pg", "type": "postgresql", "name": "Warehouse", "config": {
-        "host": server.host, "port": server.port, "dbname": server.dbname, "user": role, "password": password,
-        "schemas": [schema], **config}}
-
-
 def test_postgresql_discovery_preview_stats_and_fetch(api: Api, postgres_server: PostgresServer,
                                                       pg_tables: tuple[str, str, str]) -> None:
     role, password, schema = pg_tables
-    api.call("POST", "/v1/data-sources", json=_pg_source(postgres_server, role, password, schema), expect=201)
+    api.call("POST", "/v1/data-sources", json=pg_source(postgres_server, role, password, schema), expect=201)
     assert default_store().get("pg.password") == password
     items = api.call("GET", "/v1/data-sources/pg/browse", key="read", expect=200).json()["data"]
     assert [i["path"] for i in items] == [f"{schema}.customers", f"{schema}.orders"]
@@ -183,7 +146,7 @@ def test_postgresql_wrong_password_is_502_with_cause(api: Api, postgres_server: 
                                                      pg_tables: tuple[str, str, str]) -> None:
     role, _, schema = pg_tables
     wrong = "CANARY" + secrets.token_hex(16)
-    api.call("POST", "/v1/data-sources", json=_pg_source(postgres_server, role, wrong, schema), expect=201)
+    api.call("POST", "/v1/data-sources", json=pg_source(postgres_server, role, wrong, schema), expect=201)
     failed = api.call("POST", "/v1/data-sources/pg/test", expect=200).json()
     assert failed["ok"] is False and "password authentication failed" in failed["error"]
     detail = api.call("GET", "/v1/data-sources/pg/browse", expect=502).json()["detail"]
@@ -228,27 +191,21 @@ def test_azure_forged_sas_never_shows_its_signature(api: Api, azurite_server: Az
     api.assert_nowhere(valid.split("sig=")[1].split("&")[0])
 
 
-def _sessions(server: PostgresServer, role: str) -> int:
-    with psycopg.connect(server.dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [role]).fetchone()
-    return int(row[0]) if row else 0
-
-
 def test_delete_closes_the_pooled_connections(api: Api, postgres_server: PostgresServer,
                                               pg_tables: tuple[str, str, str]) -> None:
     role, password, schema = pg_tables
     api.call("POST", "/v1/data-sources", expect=201,
-             json=_pg_source(postgres_server, role, password, schema, pool_min_size=2))
+             json=pg_source(postgres_server, role, password, schema, pool_min_size=2))
     api.call("GET", "/v1/data-sources/pg/browse", expect=200)
     deadline = time.monotonic() + 10
-    while _sessions(postgres_server, role) < 2 and time.monotonic() < deadline:
+    while pg_sessions(postgres_server, role) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _sessions(postgres_server, role) >= 2
+    assert pg_sessions(postgres_server, role) >= 2
     api.call("DELETE", "/v1/data-sources/pg", expect=200)
     deadline = time.monotonic() + 10
-    while _sessions(postgres_server, role) and time.monotonic() < deadline:
+    while pg_sessions(postgres_server, role) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _sessions(postgres_server, role) == 0
+    assert pg_sessions(postgres_server, role) == 0
     assert default_store().get("pg.password") is None
 
 

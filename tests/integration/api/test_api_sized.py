@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.api.conftest import Api, start_api, use_own_secret_store
-from tests.api.test_api_local import wait_job
 from tests.harness import PostgresServer
-from tests.integration.api.test_api_services import _pg_source, pg_tables
+from tests.helpers.api import pg_source, wait_job
 
 pytestmark = pytest.mark.integration
-__all__ = ["pg_tables"]  # the fixture, used by name
 
 
 @pytest.fixture
@@ -33,7 +31,7 @@ def test_a_sized_table_attach_lands_the_slice_and_describes_it(
     api: Api, postgres_server: PostgresServer, pg_tables: tuple[str, str, str]
 ) -> None:
     role, password, schema = pg_tables
-    api.call("POST", "/v1/data-sources", json=_pg_source(postgres_server, role, password, schema), expect=201)
+    api.call("POST", "/v1/data-sources", json=pg_source(postgres_server, role, password, schema), expect=201)
     reference = {"source_id": "pg", "table": f"{schema}.orders", "columns": ["id", "amount"],
                  "where": "customer_id = %s", "params": [2], "limit": 3}
     answer = api.call("POST", "/v1/threads/t-sized/data", key="read", json={"references": [reference], "create": True},
@@ -59,7 +57,7 @@ def test_a_table_over_the_thread_budget_is_refused_naming_the_options(
     api: Api, postgres_server: PostgresServer, pg_tables: tuple[str, str, str]
 ) -> None:
     role, password, schema = pg_tables
-    api.call("POST", "/v1/data-sources", json=_pg_source(postgres_server, role, password, schema), expect=201)
+    api.call("POST", "/v1/data-sources", json=pg_source(postgres_server, role, password, schema), expect=201)
     refused = api.call("POST", "/v1/threads/t-budget/data", key="read", expect=413,
                        json={"create": True, "references": [{"source_id": "pg", "table": f"{schema}.orders"}]}
                        ).json()["detail"]
@@ -83,7 +81,7 @@ def test_a_fetch_job_takes_row_options(
     api: Api, postgres_server: PostgresServer, pg_tables: tuple[str, str, str]
 ) -> None:
     role, password, schema = pg_tables
-    api.call("POST", "/v1/data-sources", json=_pg_source(postgres_server, role, password, schema), expect=201)
+    api.call("POST", "/v1/data-sources", json=pg_source(postgres_server, role, password, schema), expect=201)
     job = api.call("POST", "/v1/data-sources/pg/fetch", expect=202, json={
         "items": [f"{schema}.orders"], "workspace": "t-job",
         "options": {"columns": ["id"], "sample": 0.5, "seed": 3}}).json()

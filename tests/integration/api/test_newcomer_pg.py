@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from tests.api.conftest import Api, start_api, use_own_secret_store
-from tests.api.test_api_local import wait_job
 from tests.harness import PostgresServer
-from tests.unit.cli.test_cli import Cli
+from tests.helpers.api import wait_job
+from tests.helpers.cli import Cli
 
 pytestmark = pytest.mark.integration
 

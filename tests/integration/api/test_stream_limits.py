@@ -13,7 +13,7 @@ import pytest
 from connectors.landing.atomic import Landing
 from tests.api.conftest import Api, start_api, use_own_secret_store
 from tests.harness import PostgresServer
-from tests.integration.api.test_api_services import _pg_source, pg_tables  # noqa: F401 - a fixture
+from tests.helpers.api import pg_source
 
 pytestmark = pytest.mark.integration
 CAP = 1 << 20  # 1 MiB; the query below makes about 20 MiB
@@ -47,7 +47,7 @@ def _everything(folder: Path) -> list[str]:
 def test_a_thread_query_over_the_cap_stops_at_the_cap(api: Api, postgres_server: PostgresServer,
                                                       pg_tables: tuple[str, str, str], on_disk: list[int]) -> None:  # noqa: F811
     role, password, schema = pg_tables
-    api.call("POST", "/v1/data-sources", expect=201, json=_pg_source(postgres_server, role, password, schema))
+    api.call("POST", "/v1/data-sources", expect=201, json=pg_source(postgres_server, role, password, schema))
     thread = api.settings.workspace_base / "t1"
     thread.mkdir(parents=True)
     query = "select g, repeat('x', 1000) as pad from generate_series(1, 20000) g"  # ~20 MiB of CSV
@@ -70,13 +70,13 @@ def test_a_fetch_job_over_the_cap_fails_at_the_cap(api: Api, postgres_server: Po
         conn.execute(f"CREATE TABLE {schema}.wide AS SELECT g, repeat('y', 4000) AS pad "
                      "FROM generate_series(1, 2000) g")
         conn.execute(f"GRANT SELECT ON {schema}.wide TO {role}")
-    api.call("POST", "/v1/data-sources", expect=201, json=_pg_source(postgres_server, role, password, schema))
+    api.call("POST", "/v1/data-sources", expect=201, json=pg_source(postgres_server, role, password, schema))
     started = api.call("POST", "/v1/data-sources/pg/fetch", key="read",
                        json={"items": [f"{schema}.wide"], "workspace": "w"})
     if started.status_code == 413:  # refused before starting from its announced size: also within the rule
         return
     assert started.status_code == 202, started.text
-    from tests.api.test_api_local import wait_job
+    from tests.helpers.api import wait_job
 
     done = wait_job(api, "pg", started.json()["id"])
     assert done["status"] == "failed" and "over the limit" in done["errors"][0]["detail"]
@@ -94,7 +94,7 @@ def test_a_preview_is_capped_in_bytes_as_well_as_rows(api: Api, postgres_server:
         conn.execute(f"CREATE TABLE {schema}.fat AS SELECT g, repeat('z', 60000) AS pad "
                      "FROM generate_series(1, 10) g")
         conn.execute(f"GRANT SELECT ON {schema}.fat TO {role}")
-    api.call("POST", "/v1/data-sources", expect=201, json=_pg_source(postgres_server, role, password, schema))
+    api.call("POST", "/v1/data-sources", expect=201, json=pg_source(postgres_server, role, password, schema))
     over = api.call("GET", f"/v1/data-sources/pg/preview?item={schema}.fat&limit=10", key="read")
     assert over.status_code == 413 and "preview cap" in over.text and len(over.content) < 1000
     assert api.call("GET", f"/v1/data-sources/pg/preview?item={schema}.fat&limit=2", key="read").status_code == 200
@@ -116,7 +116,7 @@ def test_relationships_are_paged(api: Api, postgres_server: PostgresServer,
     with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
         for name in ("r1", "r2"):
             conn.execute(f"CREATE TABLE {schema}.{name} (id int PRIMARY KEY, c int REFERENCES {schema}.customers(id))")
-    api.call("POST", "/v1/data-sources", expect=201, json=_pg_source(postgres_server, role, password, schema))
+    api.call("POST", "/v1/data-sources", expect=201, json=pg_source(postgres_server, role, password, schema))
     first = api.call("GET", "/v1/data-sources/pg/relationships?limit=2", expect=200).json()
     assert len(first["data"]) == 2 and first["has_more"]
     rest = api.call("GET", f"/v1/data-sources/pg/relationships?limit=2&after={first['next_cursor']}",

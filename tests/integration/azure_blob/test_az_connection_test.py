@@ -29,8 +29,8 @@ from connectors.azure_blob import AzureBlobConnector
 from tests.conformance import run
 from tests.faults import FaultProxy
 from tests.harness import AzuriteServer, free_port
-from tests.integration.azure_blob.test_azure_blob import CANARY, azure_config, new_container
-from tests.unit.cli.test_cli import Cli
+from tests.helpers.azure import CANARY, azure_config, new_container
+from tests.helpers.cli import Cli
 
 pytestmark = pytest.mark.integration
 

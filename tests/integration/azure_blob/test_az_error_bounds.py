@@ -21,7 +21,7 @@ from connectors.local_file import LocalFileConnector
 from connectors.postgresql import PostgreSQLConnector
 from tests.conformance import run
 from tests.harness import AzuriteServer, PostgresServer
-from tests.integration.azure_blob.test_azure_blob import azure_config, new_container
+from tests.helpers.azure import azure_config, new_container
 
 pytestmark = pytest.mark.integration
 

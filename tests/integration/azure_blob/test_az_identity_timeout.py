@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.harness import REPO, AzuriteServer
-from tests.integration.azure_blob.test_azure_identity import certificate, entra_azurite  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 

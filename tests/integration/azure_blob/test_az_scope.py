@@ -26,7 +26,7 @@ from connectors.errors import OutOfScopeError
 from tests.conformance import files_under, run
 from tests.faults import FaultProxy
 from tests.harness import AzuriteServer
-from tests.integration.azure_blob.test_azure_blob import azure_config, new_container, upload_raw
+from tests.helpers.azure import azure_config, new_container, upload_raw
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from connectors.azure_blob.retries import MAX_BACKOFF
 from tests.conformance import files_under, run
 from tests.faults import FaultProxy, Rule
 from tests.harness import AzuriteServer
-from tests.integration.azure_blob.test_azure_blob import azure_config, new_container
+from tests.helpers.azure import azure_config, new_container
 
 pytestmark = pytest.mark.integration
 

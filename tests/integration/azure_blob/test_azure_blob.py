@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import time
-import uuid
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,6 @@ from connectors import (
     ConfigurationError,
     ConnectionError,
     DataFetchError,
-    DataSourceConfig,
     IntegrityError,
     NotFoundError,
     UnsafeNameError,
@@ -41,12 +39,12 @@ from connectors.azure_blob import AzureBlobConnector
 from connectors.base import FetchResult
 from connectors.landing.lineage import run_context
 from connectors.landing.progress import on_progress
-from tests.conformance import ConnectorConformance, SourceUnderTest, run, temporaries
+from tests.conformance import ConnectorConformance, SourceUnderTest, run, temporaries, version_bytes
 from tests.harness import AzuriteServer
+from tests.helpers.azure import CANARY, azure_config, new_container, upload_raw
 
 pytestmark = pytest.mark.integration
 
-CANARY = "CANARY-S3CRET-7f3a9"  # must never appear in any message, repr, log or record
 
 ITEMS = {
     "sales.csv": b"region,amount\nnorth,10\nsouth,20\n",
@@ -55,24 +53,6 @@ ITEMS = {
     "empty.bin": b"",
     "medium.bin": bytes(range(256)) * 1200,
 }
-
-
-def new_container(server: AzuriteServer, items: dict[str, bytes], *, public: bool = False) -> str:
-    """A fresh container holding ``items``; its name."""
-    name = f"t{uuid.uuid4().hex[:20]}"
-    with BlobServiceClient.from_connection_string(server.connection_string) as service:
-        container = service.create_container(name, public_access="container" if public else None)
-        for blob, data in items.items():
-            container.upload_blob(blob, data)
-    return name
-
-
-def azure_config(server: AzuriteServer, container: str, source_id: str = "azure-test",
-                 **settings: Any) -> DataSourceConfig:
-    config = {"container_name": container, **settings}
-    if not any(k in config for k in ("account_url", "connection_string")):
-        config["connection_string"] = server.connection_string
-    return DataSourceConfig(id=source_id, type="azure_blob", name="Azure", config=config)
 
 
 def azure_connector(server: AzuriteServer, container: str, **settings: Any) -> AzureBlobConnector:
@@ -92,7 +72,13 @@ class TestAzureBlobConformance(ConnectorConformance):
             missing="no/such/blob.csv",
             source_type="azure_blob",
             secrets=[azurite_server.account_key, azurite_server.connection_string],
+            change=lambda identifier, n: replace_blob(azurite_server, container, identifier, n),
         )
+
+
+def replace_blob(server: AzuriteServer, container: str, name: str, n: int) -> None:
+    with BlobServiceClient.from_connection_string(server.connection_string) as service:
+        service.get_blob_client(container, name).upload_blob(version_bytes(name, n), overwrite=True)
 
 
 # --- listing -------------------------------------------------------------------
@@ -130,22 +116,6 @@ def test_dot_dot_names_are_listed_exactly_but_refused_on_fetch(azurite_server: A
 
     assert run(body()) == sorted(names)
     assert not (tmp_path / "ws").exists()
-
-
-async def upload_raw(server: AzuriteServer, container: str, names: list[str]) -> None:
-    """Upload names with '.' segments verbatim (the SDK's HTTP stack would fold them): %2E-escaped dots."""
-    import aiohttp
-    import yarl
-
-    sas = generate_container_sas(server.account_name, container, account_key=server.account_key,
-                                 permission=ContainerSasPermissions(write=True, create=True),
-                                 expiry=datetime.now(UTC) + timedelta(hours=1))
-    async with aiohttp.ClientSession() as session:
-        for name in names:
-            quoted = "/".join(p.replace(".", "%2E") if p in (".", "..") else p for p in name.split("/"))
-            url = yarl.URL(f"{server.blob_endpoint}/{container}/{quoted}?{sas}", encoded=True)
-            async with session.put(url, data=b"x", headers={"x-ms-blob-type": "BlockBlob"}) as response:
-                assert response.status == 201, await response.text()
 
 
 def test_path_prefix_and_pattern_filter_the_listing(azurite_server: AzuriteServer, odd_container: str) -> None:

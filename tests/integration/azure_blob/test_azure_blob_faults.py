@@ -31,7 +31,7 @@ from connectors.landing.lineage import find_provenance
 from tests.conformance import files_under, run, temporaries
 from tests.faults import FaultProxy, Rule, blob_get, ranged_after_first
 from tests.harness import REPO, AzuriteServer
-from tests.integration.azure_blob.test_azure_blob import CANARY, azure_config, new_container
+from tests.helpers.azure import CANARY, new_container, via_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +48,6 @@ def small_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def container(azurite_server: AzuriteServer) -> str:
     return new_container(azurite_server, {"big.bin": DATA, "small.txt": b"small\n"})
-
-
-def via_proxy(server: AzuriteServer, proxy: FaultProxy, container: str, key: str | None = None,
-              **settings: Any) -> AzureBlobConnector:
-    cs = (f"DefaultEndpointsProtocol=http;AccountName={server.account_name};"
-          f"AccountKey={key or server.account_key};BlobEndpoint={proxy.endpoint(server.account_name)};")
-    settings.setdefault("retry_total", 3)
-    return AzureBlobConnector(azure_config(server, container, connection_string=cs, **settings))
 
 
 Body = Callable[[AzureBlobConnector, FaultProxy], Awaitable[Any]]

@@ -11,31 +11,23 @@ as a user would do it.
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from connectors import read_provenance
-from tests.harness import REPO, AzuriteServer, start_azurite
+from tests.harness import REPO, AzuriteServer
+from tests.helpers.azure import ENTRA_REPORT
 
 pytestmark = pytest.mark.integration
 
 CANARY = "CANARY-entra-7d1f0c"
-DATA = b"region,amount\nnorth,10\n"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 CHILD = """
@@ -62,38 +54,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key."""
-    folder = tmp_path_factory.mktemp("tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
-@pytest.fixture(scope="module")
-def entra_azurite(certificate: tuple[Path, Path]) -> Iterator[tuple[AzuriteServer, str]]:
-    """An https Azurite accepting bearer tokens, with container ``entra`` holding report.csv."""
-    with start_azurite(tls=certificate) as server:
-        with BlobServiceClient.from_connection_string(server.connection_string,
-                                                      connection_verify=str(certificate[0])) as service:
-            service.create_container("entra").upload_blob("report.csv", DATA)
-        yield server, "entra"
 
 
 def entra_token(audience: str = "https://storage.azure.com", lifetime: int = 3600) -> str:
@@ -146,8 +106,8 @@ def test_default_credential_lists_fetches_and_reads_properties_with_an_entra_tok
     token = entra_token()
     out, text = run_child(server, container, tmp_path / "ws", certificate[0], fake_az(tmp_path / "bin", token))
     assert "error" not in out, out
-    assert out["connected"] is True and out["items"] == ["report.csv"] and out["size"] == len(DATA)
-    assert Path(out["path"]).read_bytes() == DATA
+    assert out["connected"] is True and out["items"] == ["report.csv"] and out["size"] == len(ENTRA_REPORT)
+    assert Path(out["path"]).read_bytes() == ENTRA_REPORT
     record = read_provenance(out["path"])
     assert record["source_uri"] == f"{server.blob_endpoint}/entra/report.csv"
     stored = json.dumps(record) + text

@@ -2,61 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from connectors.azure_blob import AzureBlobConnector
-from connectors.azure_blob.upload import BLOCK, BlobExistsError, Uploaded
-from connectors.base import DataSourceConfig
+from connectors.azure_blob.upload import BLOCK, BlobExistsError
 from connectors.errors import ConfigurationError, OutOfScopeError
 from tests.harness import AzuriteServer
+from tests.helpers.azure import connector_for, new_container, read_back, upload
 
 pytestmark = pytest.mark.integration
-
-
-def container_of(server: AzuriteServer) -> str:
-    name = f"up{uuid.uuid4().hex[:16]}"
-    with BlobServiceClient.from_connection_string(server.connection_string) as service:
-        service.create_container(name)
-    return name
-
-
-def connector_for(server: AzuriteServer, container: str, monkeypatch: pytest.MonkeyPatch,
-                  **config: Any) -> AzureBlobConnector:
-    monkeypatch.setenv("UP_AZURE", server.connection_string)
-    return AzureBlobConnector(DataSourceConfig(id="lake", type="azure_blob", name="Lake", config={
-        "connection_string": {"env": "UP_AZURE"}, "container_name": container, **config}))
-
-
-def upload(connector: AzureBlobConnector, *args: Any, **kwargs: Any) -> Uploaded:
-    async def run() -> Uploaded:
-        async with connector:
-            return await connector.upload(*args, **kwargs)
-
-    return asyncio.run(run())
-
-
-def read_back(server: AzuriteServer, container: str, name: str) -> tuple[bytes, dict[str, Any]]:
-    with BlobServiceClient.from_connection_string(server.connection_string) as service:
-        blob = service.get_blob_client(container, name)
-        properties = blob.get_blob_properties()
-        return blob.download_blob().readall(), {"metadata": properties.metadata,
-                                                "md5": properties.content_settings.content_md5,
-                                                "type": properties.content_settings.content_type,
-                                                "blob_type": str(properties.blob_type)}
 
 
 def test_upload_reads_back_byte_identical_with_metadata(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    container = container_of(azurite_server)
+    container = new_container(azurite_server)
     local = tmp_path / "report.csv"
     local.write_bytes(b"region,total\nnorth,10\n")
     done = upload(connector_for(azurite_server, container, monkeypatch), local, "results/report.csv",
@@ -73,7 +37,7 @@ def test_upload_reads_back_byte_identical_with_metadata(
 def test_large_file_goes_in_parallel_blocks_and_empty_file_works(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    container = container_of(azurite_server)
+    container = new_container(azurite_server)
     local = tmp_path / "big.bin"
     local.write_bytes(os.urandom(3 * BLOCK + 12345))
     upload(connector_for(azurite_server, container, monkeypatch), local, "big.bin")
@@ -91,7 +55,7 @@ def test_large_file_goes_in_parallel_blocks_and_empty_file_works(
 def test_an_existing_name_is_refused_unless_overwrite(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    container = container_of(azurite_server)
+    container = new_container(azurite_server)
     (tmp_path / "a").write_bytes(b"first")
     (tmp_path / "b").write_bytes(b"second")
     upload(connector_for(azurite_server, container, monkeypatch), tmp_path / "a", "x.txt")
@@ -105,7 +69,7 @@ def test_an_existing_name_is_refused_unless_overwrite(
 def test_names_outside_the_scope_and_bad_metadata_are_refused_before_any_request(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    container = container_of(azurite_server)
+    container = new_container(azurite_server)
     (tmp_path / "a").write_bytes(b"a")
     scoped = connector_for(azurite_server, container, monkeypatch, prefix="results/")
     with pytest.raises(OutOfScopeError):

@@ -21,7 +21,7 @@ from connectors.azure_blob import upload as upload_module
 from connectors.azure_blob.upload import BlobUpload, FileChangedError
 from tests.api.conftest import start_api, use_own_secret_store
 from tests.harness import AzuriteServer
-from tests.integration.azure_blob.test_upload import connector_for, container_of, read_back, upload
+from tests.helpers.azure import connector_for, new_container, read_back, upload
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ def test_a_file_changed_mid_upload_is_refused_and_nothing_is_committed(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_blocks: None,
     change: Callable[[Path], None],
 ) -> None:
-    container = container_of(azurite_server)
+    container = new_container(azurite_server)
     local = tmp_path / "report.csv"
     local.write_bytes(os.urandom(SIZE))
     connector = connector_for(azurite_server, container, monkeypatch)
@@ -96,7 +96,7 @@ def test_a_file_changed_mid_upload_is_refused_and_nothing_is_committed(
 def test_an_overwrite_of_a_changing_file_leaves_the_old_blob(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_blocks: None
 ) -> None:
-    container = container_of(azurite_server)
+    container = new_container(azurite_server)
     local = tmp_path / "report.csv"
     local.write_bytes(b"the published version\n")
     upload(connector_for(azurite_server, container, monkeypatch), local, "report.csv")
@@ -110,7 +110,7 @@ def test_an_overwrite_of_a_changing_file_leaves_the_old_blob(
 def test_a_writer_still_at_work_is_caught(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_blocks: None
 ) -> None:
-    container = container_of(azurite_server)
+    container = new_container(azurite_server)
     local = tmp_path / "growing.csv"
     local.write_bytes(os.urandom(4 * SIZE))
     stop = threading.Event()
@@ -134,7 +134,7 @@ def test_a_writer_still_at_work_is_caught(
 def test_a_file_that_holds_still_uploads_in_small_blocks(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_blocks: None
 ) -> None:
-    container = container_of(azurite_server)
+    container = new_container(azurite_server)
     local = tmp_path / "still.bin"
     local.write_bytes(os.urandom(SIZE))
     done = upload(connector_for(azurite_server, container, monkeypatch), local, "still.bin")
@@ -146,7 +146,7 @@ def test_the_upload_route_answers_409_and_records_nothing(
     azurite_server: AzuriteServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_blocks: None
 ) -> None:
     use_own_secret_store(tmp_path, monkeypatch)
-    container = container_of(azurite_server)
+    container = new_container(azurite_server)
     for api in start_api(tmp_path):
         api.call("POST", "/v1/data-sources", expect=201, json={
             "id": "lake", "type": "azure_blob", "name": "Lake",

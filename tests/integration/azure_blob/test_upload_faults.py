@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from connectors.azure_blob.upload import BLOCK
 from connectors.errors import ConnectionError
 from tests.faults import FaultProxy, Request, Rule
 from tests.harness import AzuriteServer
-from tests.integration.azure_blob.test_azure_blob_faults import via_proxy
+from tests.helpers.azure import new_container, via_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -27,13 +26,6 @@ def put_block(request: Request) -> bool:
 
 def put_block_list(request: Request) -> bool:
     return request.method == "PUT" and "comp=blocklist" in request.target
-
-
-def new_container(server: AzuriteServer) -> str:
-    name = f"uf{uuid.uuid4().hex[:16]}"
-    with BlobServiceClient.from_connection_string(server.connection_string) as service:
-        service.create_container(name)
-    return name
 
 
 def upload_via_proxy(server: AzuriteServer, container: str, rules: list[Rule], local: Path) -> FaultProxy:

@@ -17,8 +17,7 @@ import yaml
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
 from tests.harness import AzuriteServer, PostgresServer
-from tests.integration.cli.test_cli_services import pg_role  # noqa: F401 - the fixture (cli: conftest)
-from tests.unit.cli.test_cli import Cli, assert_nowhere
+from tests.helpers.cli import Cli, assert_nowhere
 
 pytestmark = pytest.mark.integration
 

@@ -9,30 +9,21 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
-from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
 from tests.harness import AzuriteServer, PostgresServer
-from tests.unit.cli.test_cli import Cli, assert_nowhere
+from tests.helpers.azure import new_container
+from tests.helpers.cli import Cli, assert_nowhere
 
 pytestmark = pytest.mark.integration
 
 
 # --- Azure Blob Storage (Azurite) -------------------------------------------------
-
-
-def new_container(server: AzuriteServer, blobs: dict[str, bytes]) -> str:
-    name = f"cli{uuid.uuid4().hex[:16]}"
-    with BlobServiceClient.from_connection_string(server.connection_string) as service:
-        container = service.create_container(name)
-        for blob, data in blobs.items():
-            container.upload_blob(blob, data)
-    return name
 
 
 def test_azure_source_from_the_credential_store(cli: Cli, azurite_server: AzuriteServer) -> None:
@@ -82,22 +73,6 @@ def test_azure_rotated_key_is_used_on_the_next_connect(cli: Cli, azurite_server:
 
 
 # --- PostgreSQL -------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_role(postgres_server: PostgresServer) -> tuple[str, str, str]:
-    """A login role with a canary password, and a table it may read: (role, password, table)."""
-    import psycopg
-
-    role, password = f"cli_{uuid.uuid4().hex[:10]}", "CANARY" + secrets.token_hex(16)
-    table = f"sales_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server.dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-        conn.execute(f"CREATE TABLE public.{table} (id integer, region text)")
-        conn.execute(f"INSERT INTO public.{table} VALUES (1, 'north'), (2, 'south')")
-        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
-        conn.execute(f"GRANT SELECT ON public.{table} TO {role}")
-    return role, password, table
 
 
 def test_postgresql_source_with_a_prompted_password(

@@ -11,8 +11,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from tests.harness import AzuriteServer
-from tests.integration.cli.test_cli_services import new_container
-from tests.unit.cli.test_cli import Cli, assert_nowhere
+from tests.helpers.azure import new_container
+from tests.helpers.cli import Cli, assert_nowhere
 
 pytestmark = pytest.mark.integration
 

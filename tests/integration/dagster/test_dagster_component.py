@@ -23,7 +23,7 @@ from connectors.landing.lineage import read_provenance
 from tests.harness import PostgresServer
 
 BIN = Path(sys.executable).parent
-COMPONENT = "da_pipelines.component.DataSourceComponent"
+COMPONENT = "da_pipelines.components.DataSourceComponent"
 PYPROJECT = """[project]
 name = "my_project"
 version = "0.1.0"
@@ -87,7 +87,8 @@ def test_a_local_source_scaffolded_with_dg_is_listed_checked_and_lands_files(pro
     (data / "sub").mkdir(parents=True)
     (data / "a.csv").write_text("x\n1\n")
     (data / "sub" / "b.csv").write_text("y\n2\n")
-    assert COMPONENT in dg(project, "list", "components")
+    listed = dg(project, "list", "components")
+    assert COMPONENT in listed and listed.count("DataSourceComponent") == 1  # not the deprecated path as well
     dg(project, "scaffold", "defs", COMPONENT, "docs", "--id", "docs", "--type", "local_file")
     attributes = yaml.safe_load(defs_yaml(project, "docs").read_text())["attributes"]
     assert attributes["id"] == "docs" and attributes["config"]["root"] == "data"
@@ -102,6 +103,15 @@ def test_a_local_source_scaffolded_with_dg_is_listed_checked_and_lands_files(pro
     dg(project, "launch", "--job", "docs_sync")
     landed = project.parent / "ws" / "docs" / "sub" / "b.csv"
     assert landed.read_text() == "y\n2\n" and read_provenance(landed)["identifier"] == "sub/b.csv"
+
+
+def test_a_defs_yaml_naming_the_old_component_path_still_loads(project: Path) -> None:
+    (project / "data").mkdir()
+    dg(project, "scaffold", "defs", COMPONENT, "old", "--id", "old", "--type", "local_file")
+    written = yaml.safe_load(defs_yaml(project, "old").read_text())
+    written["type"] = "da_pipelines.component.DataSourceComponent"  # deprecated for one release
+    defs_yaml(project, "old").write_text(yaml.safe_dump(written))
+    assert "old/files" in asset_keys(project)  # loads (`dg check defs` names the type unknown: dg lists one)
 
 
 def test_a_postgres_component_lists_tables_as_state_and_keeps_the_last_good_state(

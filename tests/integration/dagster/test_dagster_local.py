@@ -2,45 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from connectors.landing.lineage import find_provenance, read_provenance
 from da_pipelines.sources import SAMPLE_DATA_DIR
+from tests.helpers.dagster import DAGSTER, REPO, env_for, execute, finish, sha256
 
-REPO = Path(__file__).resolve().parents[3]
-DAGSTER = str(Path(sys.executable).parent / "dagster")
 TESTING = "tests.dagster_location"  # da_pipelines plus the test connector types
-
-
-def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of a user's shell, with a fresh Dagster instance (created before runs race for it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DA_", "DAGSTER_"))}
-    home = tmp_path / "dagster_home"
-    if not home.exists():
-        home.mkdir()
-        env = {**env, "DAGSTER_HOME": str(home)}
-        subprocess.run([DAGSTER, "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120)
-    # PYTHONPATH: the tests' code location (tests.dagster_location) is imported from the repository
-    return {**env, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO), **extra}
-
-
-def execute(job: str, cwd: Path, env: dict[str, str], module: str = "da_pipelines") -> subprocess.Popen[str]:
-    return subprocess.Popen([DAGSTER, "job", "execute", "-m", module, "-j", job], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(process: subprocess.Popen[str]) -> str:
-    output, _ = process.communicate(timeout=240)
-    assert process.returncode == 0, output[-4000:]
-    return output
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_sample_sync_works_with_zero_configuration(tmp_path: Path) -> None:

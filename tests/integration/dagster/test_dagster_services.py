@@ -13,16 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from azure.storage.blob import BlobServiceClient
-from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions, asset, build_sensor_context
+from dagster import AssetKey, DagsterInstance, Definitions, asset, build_sensor_context
 from psycopg import sql
 
 from connectors.base import DataSourceConfig
 from connectors.landing.lineage import find_provenance
 from da_pipelines.definitions import build_definitions
 from tests.harness import AZURITE_KEY, AzuriteServer, PostgresServer
+from tests.helpers.dagster import materialized, sync
+from tests.helpers.postgresql import admin
 
 
 @pytest.fixture
@@ -30,17 +31,6 @@ def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
     (tmp_path / "dagster_home").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
         yield instance
-
-
-def sync(defs: Definitions, slug: str, instance: DagsterInstance) -> Any:
-    result = defs.resolve_job_def(f"{slug}_sync").execute_in_process(instance=instance, raise_on_error=False)
-    assert result.success
-    return result
-
-
-def materialized(result: Any) -> dict[str, Any]:
-    return {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization
-            for e in result.all_events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION}
 
 
 def landed_count(result: Any, key: str) -> int:
@@ -100,10 +90,6 @@ def test_azure_source_syncs_with_lineage_and_its_sensor_sees_new_and_changed_blo
 
 
 # --- PostgreSQL ---------------------------------------------------------------------
-
-
-def admin(server: PostgresServer) -> psycopg.Connection[Any]:
-    return psycopg.connect(server.dsn, autocommit=True, connect_timeout=10)
 
 
 def test_postgres_source_lands_tables_with_table_metadata_and_its_sensor_sees_changes(

@@ -16,10 +16,11 @@ from dagster import AssetKey, DagsterInstance
 from psycopg import sql
 
 from connectors.base import DataSourceConfig
-from connectors.lineage import read_provenance
+from connectors.landing.lineage import read_provenance
 from da_pipelines.definitions import build_definitions
 from tests.harness import PostgresServer
-from tests.integration.dagster.test_dagster_services import admin, materialized, sync
+from tests.helpers.dagster import materialized, sync
+from tests.helpers.postgresql import admin
 
 pytestmark = pytest.mark.integration
 

@@ -40,7 +40,7 @@ def test_the_readme_dg_path_works_from_an_empty_folder(tmp_path: Path) -> None:
                             timeout=600, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert "da_pipelines.component.DataSourceComponent" in result.stdout
+    assert "da_pipelines.components.DataSourceComponent" in result.stdout
     assert "Traceback" not in output
     scaffolded = folder / "my-project" / "src" / "my_project" / "defs" / "warehouse" / "defs.yaml"
     attributes = yaml.safe_load(scaffolded.read_text())["attributes"]

@@ -14,9 +14,9 @@ from azure.storage.blob import BlobServiceClient
 from psycopg import sql
 
 from connectors.landing.lineage import find_provenance, read_provenance, read_record
-from tests.harness import AzuriteServer, PostgresServer
-from tests.integration.dagster.test_dagster_local import REPO, env_for, execute, finish, sha256
-from tests.unit.cli.test_cli import Cli
+from tests.harness import REPO, AzuriteServer, PostgresServer
+from tests.helpers.cli import Cli
+from tests.helpers.dagster import env_for, execute, finish, sha256
 
 pytestmark = pytest.mark.integration
 

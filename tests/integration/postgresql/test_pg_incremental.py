@@ -9,23 +9,27 @@ DuckDB, decimals as decimals.
 from __future__ import annotations
 
 import decimal
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import psycopg
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
-from connectors.lineage import read_provenance
+from connectors.landing.lineage import read_provenance
 from connectors.postgresql import PostgreSQLConnector
 from connectors.postgresql.incremental import SchemaChangedError
+from connectors.postgresql.sync_guard import SyncBusyError
 from tests.conformance import run
 from tests.harness import PostgresServer
-from tests.integration.postgresql.test_postgresql import admin, create_reader, drop_reader, pg_connector
+from tests.helpers.postgresql import admin, create_reader, drop_reader, pg_connector
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +147,69 @@ def test_a_column_added_mid_history_follows_on_schema_change(
     else:
         assert record["last_sync"] == "increment" and table.num_rows == 20001
         assert table.column("region").null_count == 20000  # older parts have no such column
+
+
+def test_a_crashed_syncs_staging_is_swept_at_the_next_sync_and_nothing_else(
+    postgres_server: PostgresServer, schema: str, reader: dict[str, str], tmp_path: Path
+) -> None:
+    pg = connector(postgres_server, schema, reader)
+    sync(pg, schema, tmp_path)
+    leftover = tmp_path / f".{schema}.orders.parts-0123456789ab"  # what a killed sync leaves
+    leftover.mkdir()
+    (leftover / "part-00009.parquet").write_bytes(b"half a part")
+    other = tmp_path / f".{schema}.orders2.parts-0123456789ab"  # another dataset's staging
+    other.mkdir()
+    odd = tmp_path / f".{schema}.orders.parts-mine"  # not a staging name
+    odd.mkdir()
+    outside = tmp_path.parent / f"outside-{uuid.uuid4().hex[:6]}"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    (tmp_path / f".{schema}.orders.parts-ba9876543210").symlink_to(outside, target_is_directory=True)
+    sync(pg, schema, tmp_path)
+    assert not leftover.exists()
+    assert other.is_dir() and odd.is_dir() and (outside / "keep.txt").read_text() == "keep"
+    assert read_provenance(tmp_path / f"{schema}.orders")["row_count"] == 20000
+
+
+def test_a_second_concurrent_sync_of_the_same_table_is_refused_clearly(
+    postgres_server: PostgresServer, schema: str, reader: dict[str, str], tmp_path: Path
+) -> None:
+    sync(connector(postgres_server, schema, reader), schema, tmp_path)
+    execute(postgres_server, "INSERT INTO {0}.orders SELECT g, 1, 'new', timestamptz '2026-01-03 00:00:00+00' "
+            "FROM generate_series(30001, 30010) g", schema)
+    holder = psycopg.connect(postgres_server.dsn, connect_timeout=10)  # blocks the first sync mid-way
+    holder.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, "orders")))
+    first: dict[str, Any] = {}
+
+    def first_sync() -> None:
+        try:
+            first["folder"] = sync(connector(postgres_server, schema, reader), schema, tmp_path)
+        except BaseException as exc:  # reported below
+            first["error"] = exc
+
+    thread = threading.Thread(target=first_sync)
+    thread.start()
+    try:
+        wait_for_a_lock_wait(postgres_server, reader["user"])
+        with pytest.raises(SyncBusyError, match="another sync of this dataset is running") as refused:
+            sync(connector(postgres_server, schema, reader), schema, tmp_path)
+        assert refused.value.retryable
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join()
+    assert "error" not in first, first.get("error")
+    assert sorted(ids(tmp_path / f"{schema}.orders"))[-10:] == list(range(30001, 30011))
+    assert read_provenance(tmp_path / f"{schema}.orders")["row_count"] == 20010
+
+
+def wait_for_a_lock_wait(server: PostgresServer, user: str) -> None:
+    """Until a session of ``user`` waits on a lock (the first sync, inside its read)."""
+    for _ in range(600):
+        with admin(server) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND wait_event_type = "
+                               "'Lock'", [user]).fetchone()
+        if row and row[0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the first sync never reached the locked table")

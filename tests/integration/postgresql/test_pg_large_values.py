@@ -23,7 +23,7 @@ from psycopg import sql
 
 from tests.conformance import run
 from tests.harness import REPO, PostgresServer
-from tests.integration.postgresql.test_postgresql import admin, pg_connector
+from tests.helpers.postgresql import admin, pg_connector
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from connectors import ConfigurationError, DataSourceError
 from connectors.postgresql import PostgreSQLConnector
 from tests.conformance import run, temporaries
 from tests.harness import PostgresServer
-from tests.integration.postgresql.test_postgresql import TABLES, admin, create_reader, drop_reader, pg_connector
+from tests.helpers.postgresql import TABLES, admin, create_reader, drop_reader, pg_connector
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def scalar(server: PostgresServer, text: str, *params: Any) -> Any:
 
 @pytest.fixture
 def schema(postgres_server: PostgresServer) -> Iterator[str]:
-    from tests.integration.postgresql.test_postgresql import create_schema, drop_schema
+    from tests.helpers.postgresql import create_schema, drop_schema
 
     name = create_schema(postgres_server, TABLES)
     yield name
@@ -250,6 +250,9 @@ def test_what_a_query_writes_is_undone_and_what_reaches_outside_is_refused(
 
 # --- 13.5: the session is reset before the next borrower ---------------------------------------------
 
+# the advisory locks this session holds, seen by the next borrower (the same session: the pool holds one)
+HELD_LOCKS = ("SELECT count(*) AS v FROM pg_catalog.pg_locks "
+              "WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()")
 POISONS = [
     ("SELECT set_config('statement_timeout', '1', false) AS x", None),
     ("SELECT set_config('lock_timeout', '1', false) AS x", None),
@@ -261,8 +264,9 @@ POISONS = [
      "SELECT current_setting('default_transaction_read_only') AS v"),
     ("SELECT set_config('da.custom', 'leaked', false) AS x",
      "SELECT coalesce(current_setting('da.custom', true), '') AS v"),
-    ("SELECT pg_advisory_lock(4242) AS x", None),
-    ("SELECT pg_advisory_lock_shared(4243) AS x", None),
+    # a session lock outlives the rollback: only the reset lets it go before the next borrower
+    ("SELECT pg_advisory_lock(4242) AS x", HELD_LOCKS),
+    ("SELECT pg_advisory_lock_shared(4243) AS x", HELD_LOCKS),
     ("SELECT set_config('statement_timeout', '1', false), pg_sleep(0.1) AS x", None),
 ]
 
@@ -286,17 +290,64 @@ def test_session_state_set_by_a_query_does_not_reach_the_next_borrower(
         async with pg_connector(postgres_server, [schema], pool_max_size=1, **role) as pg:
             baseline = {probe: await query(pg, probe, tmp_path / "baseline") for _, probe in POISONS if probe}
             for index, (poison, probe) in enumerate(POISONS):
-                await query(pg, poison.format(other=other), tmp_path / f"{index}-poison")
+                poisoned = await query(pg, poison.format(other=other), tmp_path / f"{index}-poison")
+                if probe == HELD_LOCKS:  # the lock was taken: the probe below can tell a reset from none
+                    assert isinstance(poisoned, str), poisoned
                 landed, seen = await observe(pg, probe, index)
                 results.append((landed, seen, baseline.get(probe) if probe else None))
         return results
 
     try:
         results = run(body())
-        assert scalar(postgres_server, "SELECT pg_try_advisory_lock(4242) AND pg_try_advisory_lock(4243)") is True
     finally:
         with admin(postgres_server) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(other)))
     for (poison, _), (landed, seen, expected) in zip(POISONS, results, strict=True):
         assert landed == [TABLES["people"][2].decode()] * 3, poison
         assert seen == expected, poison
+
+
+# what a borrower can leave in a session that no rollback undoes: settings outside a transaction,
+# a committed set_config, a prepared statement, a temporary table, a LISTEN, a session lock
+LEFTOVERS = [
+    "SET work_mem = '64kB'",
+    "SELECT set_config('da.custom', 'leaked', false)",
+    "PREPARE da_leftover AS SELECT 1",
+    "CREATE TEMP TABLE da_leftover (a int)",
+    "LISTEN da_leftover",
+    "SELECT pg_advisory_lock(4244)",
+]
+SESSION_STATE = """
+SELECT current_setting('work_mem'), coalesce(current_setting('da.custom', true), ''),
+       (SELECT count(*) FROM pg_catalog.pg_prepared_statements),
+       pg_catalog.to_regclass('pg_temp.da_leftover') IS NOT NULL,
+       (SELECT count(*) FROM pg_catalog.pg_listening_channels()),
+       (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())
+"""
+
+
+def test_session_state_left_outside_a_transaction_is_reset_before_the_next_borrower(
+    postgres_server: PostgresServer, schema: str, role: dict[str, str]
+) -> None:
+    """The pool's reset itself, on the connector's own pool: the state is set, and probed, while it is alive."""
+
+    async def body() -> tuple[Any, Any, Any, int]:
+        async with pg_connector(postgres_server, [schema], pool_max_size=1, **role) as pg:
+            pool = await pg._live_pool()
+            async with pool.connection() as conn:
+                clean = await (await conn.execute(SESSION_STATE)).fetchone()
+                pid = conn.info.backend_pid
+                await conn.rollback()
+                await conn.set_autocommit(True)
+                for statement in LEFTOVERS:
+                    await conn.execute(statement)
+                left = await (await conn.execute(SESSION_STATE)).fetchone()
+            async with pool.connection() as conn:  # the next borrower: the same session (one in the pool)
+                seen = await (await conn.execute(SESSION_STATE)).fetchone()
+                same = conn.info.backend_pid
+        return clean, left, seen, int(pid == same)
+
+    clean, left, seen, same_session = run(body())
+    assert left == ("64kB", "leaked", 1, True, 1, 1) and left != clean  # each leftover is there to be reset
+    assert same_session == 1  # so what the next borrower sees tells a reset from a fresh session
+    assert seen == clean

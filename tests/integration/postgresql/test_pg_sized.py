@@ -21,11 +21,12 @@ import pytest
 from psycopg import sql
 
 from connectors import DataFetchError, DataSourceError, NotFoundError
-from connectors.lineage import read_provenance
+from connectors.landing.lineage import read_provenance
 from connectors.postgresql import BudgetExceededError, PostgreSQLConnector, RowBudget
+from connectors.postgresql import connector as connector_module
 from tests.conformance import run
 from tests.harness import PostgresServer
-from tests.integration.postgresql.test_postgresql import admin, create_reader, drop_reader, pg_connector
+from tests.helpers.postgresql import admin, create_reader, drop_reader, pg_connector
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +223,55 @@ def test_the_record_carries_a_profile_without_sensitive_values(
     note = by_name["note"]
     assert note["sensitive"] is True and "examples" not in note and "min" not in note
     assert '"n1' not in json.dumps(record)  # no value of the sensitive column anywhere in the record
+
+
+def test_a_count_sample_of_a_large_table_reads_some_blocks_only(
+    pg: PostgreSQLConnector, postgres_server: PostgresServer, schemas: tuple[str, str], tmp_path: Path
+) -> None:
+    with admin(postgres_server) as conn:  # ~1,700 blocks
+        conn.execute(sql.SQL(
+            "CREATE TABLE {0}.big (id int PRIMARY KEY, note text);"
+            "INSERT INTO {0}.big SELECT g, md5(g::text) FROM generate_series(1, 200000) g;"
+            "ANALYZE {0}.big; GRANT SELECT ON {0}.big TO PUBLIC").format(sql.Identifier(schemas[0])))
+    big = f"{schemas[0]}.big"
+    first = run(table(pg, big, tmp_path / "a", sample=100, seed=4))
+    ids = [r["id"] for r in rows_of(first)]
+    assert len(ids) == 100 and len(set(ids)) == 100
+    assert ids == [r["id"] for r in rows_of(run(table(pg, big, tmp_path / "b", sample=100, seed=4)))]
+    record = read_provenance(first)
+    assert "TABLESAMPLE SYSTEM" in record["sql"] and record["sample_blocks_percent"] < 1
+    select = record["sql"].removeprefix("COPY (").rsplit(") TO STDOUT", 1)[0]
+    with admin(postgres_server) as conn:
+        plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {select}").fetchone()[0][0]  # type: ignore[index]
+        pages = conn.execute(sql.SQL("SELECT relpages FROM pg_class WHERE oid = {}::regclass").format(
+            sql.Literal(big))).fetchone()[0]  # type: ignore[index]
+    assert "Sample Scan" in json.dumps(plan["Plan"])
+    read = plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"]
+    assert pages > 1000 and read < pages / 10  # the server read a few blocks, not the table
+    view = run(table(pg, f"{schemas[0]}.orders", tmp_path / "c", sample=10, seed=4))  # small: read whole
+    assert "TABLESAMPLE" not in read_provenance(view)["sql"] and len(rows_of(view)) == 10
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_csv_is_profiled_while_it_is_written_not_read_again(
+    pg: PostgreSQLConnector, schemas: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    streams: int
+) -> None:
+    def read_again(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the landed CSV was read again to profile it")
+
+    monkeypatch.setattr(connector_module, "profile_csv", read_again)
+    if streams == 2:  # two COPY streams by block ranges, as a large table is exported
+        monkeypatch.setattr(connector_module, "PARALLEL_MIN_BYTES", 0)
+    path = run(fetch(pg, f"{schemas[0]}.orders", tmp_path))
+    record = read_provenance(path)
+    assert record["streams"] == streams and record["row_count"] == ROWS
+    by_name = {c["name"]: c for c in record["profile"]["columns"]}
+    assert record["profile"]["rows"] == ROWS and (by_name["id"]["min"], by_name["id"]["max"]) == (1, ROWS)
+    assert by_name["total"]["file_type"] == "decimal128(10, 2)" and by_name["total"]["max"] == "1250.00"
+    assert by_name["status"]["distinct"] == 2 and by_name["id"]["distinct"] == ROWS
+
+
+async def fetch(pg: PostgreSQLConnector, identifier: str, workspace: Path) -> str:
+    async with pg:
+        return await pg.fetch_data(identifier, str(workspace))

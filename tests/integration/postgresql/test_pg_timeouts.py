@@ -15,14 +15,14 @@ from connectors import DataFetchError, DataSourceError
 from connectors.settings import PostgreSQLSettings
 from tests.conformance import run, temporaries
 from tests.harness import PostgresServer
-from tests.integration.postgresql.test_postgresql import TABLES, admin, create_reader, drop_reader, pg_connector
+from tests.helpers.postgresql import TABLES, admin, create_reader, drop_reader, pg_connector
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def schema(postgres_server: PostgresServer) -> Iterator[str]:
-    from tests.integration.postgresql.test_postgresql import create_schema, drop_schema
+    from tests.helpers.postgresql import create_schema, drop_schema
 
     name = create_schema(postgres_server, TABLES)
     yield name

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from tests.conformance import run
 from tests.harness import PostgresServer
-from tests.integration.postgresql.test_postgresql import admin, create_reader, drop_reader, pg_connector
+from tests.helpers.postgresql import admin, create_reader, drop_reader, pg_connector
 
 pytestmark = pytest.mark.integration
 

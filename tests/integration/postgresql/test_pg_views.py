@@ -11,7 +11,7 @@ from psycopg import sql
 from connectors.postgresql import MODIFIED_AT_UNKNOWN
 from tests.conformance import run
 from tests.harness import PostgresServer
-from tests.integration.postgresql.test_postgresql import admin, pg_connector
+from tests.helpers.postgresql import admin, pg_connector
 
 pytestmark = pytest.mark.integration
 

@@ -2,89 +2,41 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
 
-from connectors import DataSourceConfig, read_provenance
-from connectors.postgresql import PostgreSQLConnector
+from connectors import read_provenance
 from connectors.postgresql.catalog import format_identifier, parse_identifier
 from tests.conformance import ConnectorConformance, SourceUnderTest, run
 from tests.harness import PostgresServer
+from tests.helpers.postgresql import (
+    ODD_TABLE,
+    TABLES,
+    admin,
+    create_reader,
+    create_schema,
+    drop_reader,
+    drop_schema,
+    pg_connector,
+)
 
 pytestmark = pytest.mark.integration
 
-ODD_TABLE = 'Ünïcode "t.1" x'
 
-# table -> (DDL after CREATE TABLE <name>, INSERT values, exact CSV bytes COPY must give)
-TABLES: dict[str, tuple[str, str, bytes]] = {
-    "people": (
-        "(id int PRIMARY KEY, name text, amount numeric(12,2), seen timestamptz)",
-        "(1, 'alice', 10.5, '2024-01-02 03:04:05+00'), (2, 'b,\"o\"b', NULL, NULL),"
-        " (3, E'multi\\nline', -0.01, '2024-06-30 23:59:59.5+02'), (4, '', 0, NULL)",
-        b'id,name,amount,seen\n1,alice,10.50,2024-01-02 03:04:05+00\n2,"b,""o""b",,\n'
-        b'3,"multi\nline",-0.01,2024-06-30 21:59:59.5+00\n4,"",0.00,\n',
-    ),
-    ODD_TABLE: ("(\"Weird Col\" text, n bigint)", "('caf\u00e9', 9223372036854775807)",
-                'Weird Col,n\ncaf\u00e9,9223372036854775807\n'.encode()),
-    "empty": ("(a int, b text)", "", b"a,b\n"),
-}
-
-
-def pg_config(server: PostgresServer, schemas: list[str], **extra: Any) -> DataSourceConfig:
-    config = {"host": server.host, "port": server.port, "dbname": server.dbname, "user": server.user,
-              "password": server.password, "schemas": schemas, "connect_timeout": 5, **extra}
-    return DataSourceConfig(id="pg-test", type="postgresql", name="PG", config=config)
-
-
-def pg_connector(server: PostgresServer, schemas: list[str], **extra: Any) -> PostgreSQLConnector:
-    return PostgreSQLConnector(pg_config(server, schemas, **extra))
-
-
-def admin(server: PostgresServer) -> psycopg.Connection[Any]:
-    return psycopg.connect(server.dsn, autocommit=True, connect_timeout=10)
-
-
-def create_schema(server: PostgresServer, tables: dict[str, tuple[str, str, bytes]]) -> str:
-    schema = f"conf_{uuid.uuid4().hex[:10]}"
-    with admin(server) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        for table, (ddl, values, _) in tables.items():
-            name = sql.Identifier(schema, table)
-            conn.execute(sql.SQL("CREATE TABLE {} ").format(name) + sql.SQL(ddl))  # type: ignore[operator]
-            if values:
-                conn.execute(sql.SQL("INSERT INTO {} VALUES ").format(name) + sql.SQL(values))  # type: ignore[operator]
-        conn.execute(sql.SQL("CREATE VIEW {} AS SELECT id, name FROM {} WHERE id < 3").format(
-            sql.Identifier(schema, "people_view"), sql.Identifier(schema, "people")))
-    return schema
-
-
-def create_reader(server: PostgresServer, *schemas: str) -> dict[str, str]:
-    """A least-privilege login role, made as the README's recipe says: ``user`` and ``password`` config keys."""
-    name, password = f"reader_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    with admin(server) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(password)))
-        for schema in schemas:
-            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {0} TO {1}; GRANT SELECT ON ALL TABLES IN SCHEMA {0} TO {1}")
-                         .format(sql.Identifier(schema), sql.Identifier(name)))
-    return {"user": name, "password": password}
-
-
-def drop_reader(server: PostgresServer, reader: dict[str, str]) -> None:
-    with admin(server) as conn:
-        conn.execute(sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {}")
-                     .format(sql.Literal(reader["user"])))
-        conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(reader["user"])))
-
-
-def drop_schema(server: PostgresServer, schema: str) -> None:
-    with admin(server) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+def replace_rows(server: PostgresServer, identifier: str, n: int) -> None:
+    """Version ``n`` of ``people``: 1 + n % 7 rows, in one transaction (a reader sees the old or the new)."""
+    assert parse_identifier(identifier)[1] == "people"
+    table = sql.Identifier(*parse_identifier(identifier))
+    with admin(server) as conn, conn.transaction():
+        # changes one at a time (readers are not blocked): racing DELETE + INSERT would collide on the key
+        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
+        conn.execute(sql.SQL("DELETE FROM {}").format(table))
+        conn.execute(sql.SQL("INSERT INTO {} (id, name) SELECT g, %s FROM generate_series(1, %s) g").format(table),
+                     (f"version {n}", 1 + n % 7))
 
 
 def landed_csv(identifier: str) -> str:
@@ -107,6 +59,7 @@ class TestPostgreSQLConformance(ConnectorConformance):
             modified_at_known=False,
             secrets=[postgres_server.password],
             exact_size=False,  # PostgreSQL knows the table's size on disk, not its CSV's
+            change=lambda identifier, n: replace_rows(postgres_server, identifier, n),
             unsafe_names=[
                 f'{schema}."../../etc/passwd"',
                 f'{schema}."a/../../x"',

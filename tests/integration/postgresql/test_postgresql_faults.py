@@ -36,14 +36,7 @@ from connectors import (
 from connectors.postgresql import PostgreSQLConnector
 from tests.conformance import run, temporaries
 from tests.harness import REPO, PostgresServer, start_postgres
-from tests.integration.postgresql.test_postgresql import (
-    TABLES,
-    admin,
-    create_schema,
-    drop_schema,
-    pg_config,
-    pg_connector,
-)
+from tests.helpers.postgresql import TABLES, admin, create_schema, drop_schema, pg_config, pg_connector
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from connectors import (
 from connectors.azure_blob.upload import BlobExistsError, FileChangedError
 from connectors.s3 import S3Connector
 from connectors.s3 import upload as s3_upload
-from tests.conformance import ConnectorConformance, SourceUnderTest, files_under, run
+from tests.conformance import ConnectorConformance, SourceUnderTest, files_under, run, version_bytes
 from tests.faults import FaultProxy, Rule, ranged_after_first
 from tests.harness import S3Server, start_s3
 
@@ -70,6 +70,7 @@ class TestS3Conformance(ConnectorConformance):
             make_connector=lambda: S3Connector(s3_config(s3_server, bucket)),
             items=dict(ITEMS), missing="no/such/object.csv", source_type="s3",
             secrets=[s3_server.secret_key],
+            change=lambda key, n: s3_server.client().put_object(Bucket=bucket, Key=key, Body=version_bytes(key, n)),
         )
 
 

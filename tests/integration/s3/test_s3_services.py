@@ -12,8 +12,8 @@ import pytest
 from connectors.landing.lineage import find_provenance
 from tests.api.conftest import Api, open_policy, start_api
 from tests.harness import S3Server
-from tests.integration.dagster.test_dagster_local import env_for, execute, finish
-from tests.unit.cli.test_cli import Cli
+from tests.helpers.cli import Cli
+from tests.helpers.dagster import env_for, execute, finish
 
 pytestmark = pytest.mark.integration
 

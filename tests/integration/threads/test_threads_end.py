@@ -13,7 +13,6 @@ import pytest
 from connectors.errors import WorkspaceError
 from connectors.registry import SourceRegistry
 from connectors.threads import ThreadJanitor, attach_to_thread, default_state_dir, end_thread
-from tests.integration.threads.test_threads import lake, registry, warehouse  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,6 @@ from connectors.errors import NotFoundError, UnsafeNameError
 from connectors.registry import SourceRegistry
 from connectors.threads import UploadNotSupportedError, attach_to_thread, publish_generated, published_records
 from tests.harness import AzuriteServer
-from tests.integration.threads.test_threads import lake, new_container  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,11 @@ from typing import Any
 
 from pydantic import Field
 
-# only the documented public paths (DESIGN.md), the seed's connectors.workspace among them: a
-# plugin written against them must keep working whatever moves inside the package
+# only the documented public paths (DESIGN.md): a plugin written against them must keep
+# working whatever moves inside the package
 from connectors import AuthenticationError, DataItem, DataSourceConnector, NotFoundError, Secret
-from connectors.landing import report_progress
+from connectors.landing import landing, report_progress
 from connectors.settings import ConnectorSettings
-from connectors.workspace import landing
 
 
 class InlineSettings(ConnectorSettings):

@@ -7,8 +7,6 @@ import json
 import os
 import pty
 import subprocess
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -16,79 +14,8 @@ import yaml
 
 from connectors.cli import ProgressBar
 from connectors.secrets.store import FernetFileStore
+from tests.helpers.cli import CONSOLE_SCRIPT, Cli, assert_nowhere
 from tests.plugin_fixture import PLUGIN_TYPE, install_plugin
-
-REPO = Path(__file__).resolve().parents[3]
-CONSOLE_SCRIPT = REPO / ".venv" / "bin" / "da-sources"
-
-
-
-@dataclass
-class Cli:
-    """Runs da-sources in ``cwd`` with a private environment; every output is kept for canary checks."""
-
-    cwd: Path
-    env: dict[str, str]
-    outputs: list[str] = field(default_factory=list)
-
-    def __call__(self, *args: str, stdin: str = "", env: dict[str, str] | None = None,
-                 check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "connectors.cli"]
-        result = subprocess.run([*command, *args], cwd=self.cwd, env={**self.env, **(env or {})}, input=stdin,
-                                capture_output=True, text=True, timeout=120)
-        self.outputs += [result.stdout, result.stderr]
-        assert "Traceback" not in result.stderr, result.stderr
-        if check:
-            assert result.returncode == 0, result.stderr
-        else:
-            assert result.returncode != 0, result.stdout
-            assert result.stderr.startswith("da-sources: error: ")
-            assert result.stderr.count("\n") == 1, result.stderr  # one line
-        return result
-
-    @property
-    def sources_file(self) -> Path:
-        return Path(self.env["DA_SOURCES_FILE"])
-
-    @property
-    def secrets_file(self) -> Path:
-        return Path(self.env["DA_SECRETS_FILE"])
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "DA_SOURCES_FILE": str(tmp_path / "sources.yaml"),
-        "DA_SECRETS_FILE": str(tmp_path / "secrets" / "store.fernet"),
-        "DA_SECRETS_KEY": FernetFileStore.generate_key(),
-        "DA_SECRETS_BACKEND": "file",
-    }
-    work = tmp_path / "cwd"
-    work.mkdir()
-    return Cli(work, env)
-
-
-@pytest.fixture
-def data_root(tmp_path: Path) -> Path:
-    root = tmp_path / "data"
-    (root / "2024").mkdir(parents=True)
-    (root / "a.csv").write_text("x,y\n1,2\n")
-    (root / "2024" / "sales.csv").write_text("region,amount\nnorth,10\n")
-    (root / "notes.txt").write_text("not csv\n")
-    return root
-
-
-def assert_nowhere(canary: str, cli: Cli, *paths: Path) -> None:
-    """The canary is in no output of the session and in none of the files."""
-    for text in cli.outputs:
-        assert canary not in text
-    for path in paths:
-        if path.exists():
-            assert canary.encode() not in path.read_bytes(), path
 
 
 def test_console_script_is_installed() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.cli.test_cli import CONSOLE_SCRIPT, Cli, cli, data_root  # noqa: F401 - the fixtures
+from tests.helpers.cli import CONSOLE_SCRIPT, Cli
 
 BAD_IDS = ["../../../x", "/tmp/abs", "a/b", "2024-exports", "_staging"]  # all of the rule: test_source_ids.py
 

@@ -16,7 +16,7 @@ from connectors.base import DataSourceConfig
 from connectors.cli.common import iso_time
 from connectors.secrets.store import FernetFileStore
 from da_pipelines.definitions import build_definitions
-from tests.unit.cli.test_cli import CONSOLE_SCRIPT, Cli
+from tests.helpers.cli import CONSOLE_SCRIPT, Cli
 
 
 @pytest.fixture

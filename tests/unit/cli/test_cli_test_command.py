@@ -15,7 +15,8 @@ import pytest
 
 from connectors.cli import main
 from connectors.errors import AuthenticationError, ConnectionError
-from connectors.registry import SourceRegistry, register_connector, unregister_connector
+from connectors.plugins import register_connector, unregister_connector
+from connectors.registry import SourceRegistry
 from connectors.testing import MemoryConnector, memory_store
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +11,6 @@ from dagster import (
     AssetKey,
     DagsterEventType,
     DagsterInstance,
-    Definitions,
-    build_sensor_context,
     materialize,
 )
 
@@ -24,52 +20,15 @@ from connectors.landing.lineage import read_provenance
 from connectors.syncing.aio import NestedLoopError, run_coroutine
 from connectors.syncing.cursor import bucket_of
 from connectors.syncing.dataset_manifest import read_manifest
-from connectors.testing import MemoryStore, memory_store
+from connectors.testing import MemoryStore
 from da_pipelines.datasets import item_partition_key
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import build_source_defs
 from da_pipelines.lineage_meta import verify_landed
-from tests.dagster_location import register_test_connectors
+from tests.helpers.dagster_layer import SOURCE_ID, T0, N, defs_for, evaluate, requested, run_sync, source
 
-T0 = 1_700_000_000
-SOURCE_ID = "Mem-Src"
-N = "mem_src"
 TABLE = {"row_count": 3, "columns": [{"name": "id", "type": "integer"}, {"name": "name", "type": "text"}],
          "table": "public.people", "sql": 'SELECT * FROM "public"."people"'}
-
-
-@pytest.fixture
-def store() -> Iterator[MemoryStore]:
-    register_test_connectors()
-    name = f"unit-{uuid.uuid4().hex[:8]}"
-    store = memory_store(name)
-    store.name = name  # type: ignore[attr-defined]
-    yield store
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    (tmp_path / "dagster_home").mkdir()
-    with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
-        yield instance
-
-
-def source(store: MemoryStore, **dagster: Any) -> DataSourceConfig:
-    return DataSourceConfig(
-        id=SOURCE_ID, type="memory", name="Memory", config={"store": store.name},  # type: ignore[attr-defined]
-        metadata={"dagster": {"retry_delay_seconds": 0, "batch_size": 2, **dagster}},
-    )
-
-
-def defs_for(store: MemoryStore, workspace: Path, **dagster: Any) -> Definitions:
-    return build_definitions(sources=[source(store, **dagster)], workspace=str(workspace))
-
-
-def run_sync(defs: Definitions, instance: DagsterInstance, items: list[tuple[str, str]] | None = None) -> Any:
-    config = {"ops": {f"{N}_sync_items": {"config": {"items": [
-        {"identifier": i, "version": v} for i, v in items]}}}} if items else None
-    job = defs.resolve_job_def(f"{N}_sync")
-    return job.execute_in_process(instance=instance, run_config=config, raise_on_error=False)
 
 
 def materializations(result: Any) -> dict[str, Any]:
@@ -305,20 +264,6 @@ def test_retries_stop_at_the_budget(store: MemoryStore, instance: DagsterInstanc
 
 
 # --- the sensor -----------------------------------------------------------------
-
-
-def evaluate(defs: Definitions, instance: DagsterInstance, cursor: str | None) -> Any:
-    sensor = defs.resolve_sensor_def(f"{N}_sensor")
-    context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                   resources=dict(defs.resources or {}))
-    return sensor.evaluate_tick(context)
-
-
-def requested(data: Any) -> list[str]:
-    items = []
-    for request in data.run_requests:
-        items.extend(i["identifier"] for i in request.run_config["ops"][f"{N}_sync_items"]["config"]["items"])
-    return sorted(items)
 
 
 def test_sensor_ticks_request_exactly_the_new_and_changed_items(

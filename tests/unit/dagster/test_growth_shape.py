@@ -23,12 +23,9 @@ import da_pipelines.dataset_sync as dataset_sync
 from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.checked_fetch import CheckedResult
 from connectors.local_file import LocalFileConnector
+from connectors.pipeline_settings import ItemSetSpec
 from connectors.testing import MemoryConnector, MemoryObject, MemoryStore
 from da_pipelines.datasets import Dataset, set_datasets
-from da_pipelines.settings import ItemSetSpec
-from tests.unit.dagster.test_dagster_layer import store
-
-__all__ = ["store"]  # fixture
 
 ITEMS = 100_000
 
@@ -74,7 +71,7 @@ def test_the_dataset_sync_visits_each_item_a_bounded_number_of_times(
                                                     ItemSetSpec(name="first", prefix="d000/")])
     run = asyncio.run(dataset_sync.sync_datasets(lambda: MemoryConnector(config), tmp_path / "ws", datasets))
     assert_linear(counter, ITEMS)
-    assert [len(o.landed) for o in run.outcomes] == [ITEMS, 1000]
+    assert [o.landed_count for o in run.outcomes] == [ITEMS, 1000]
 
 
 def test_the_cli_sync_visits_each_item_a_bounded_number_of_times(
@@ -162,3 +159,114 @@ def test_progress_keeps_running_sums_not_an_entry_per_finished_item() -> None:
     assert bar._bytes == {"big": (1, None)} and log._bytes == {}
     assert "100000/100000 items 390.6 KiB/390.6 KiB" in bar.render()
     assert log.summary().startswith("100000/100000 items, 390.6 KB")
+
+
+@dataclass
+class Planned:
+    """Per planned batch of the dataset sync: the items planned and the prior entries read for them."""
+
+    batches: int = 0
+    largest: int = 0
+    priors: int = 0
+
+
+def counting_plan(monkeypatch: pytest.MonkeyPatch) -> Planned:
+    planned, plan = Planned(), dataset_sync._plan
+
+    def counted(sync: Any, wanted: Sequence[Any], *args: Any) -> Any:
+        batch = plan(sync, wanted, *args)
+        planned.batches += 1
+        planned.largest = max(planned.largest, len(wanted), len(batch.members))
+        planned.priors = max(planned.priors, sum(len(p) for p in batch.priors.values()))
+        return batch
+
+    monkeypatch.setattr(dataset_sync, "_plan", counted)
+    return planned
+
+
+def test_the_dataset_sync_holds_a_batch_of_items_not_the_source(
+        store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29: 990 MiB at 1,000,000 items, its plan, prior manifests and landed records spanning the set.
+
+    Counted: every batch planned holds at most ``BATCH`` items and their prior entries; a plain set keeps
+    counts, not records or entries (its manifest, streamed from disk, holds them); a re-sync reads its prior
+    manifest a batch at a time and fetches nothing.
+    """
+    config, counter = filled(store, ITEMS), Counter()
+    monkeypatch.setattr(dataset_sync, "fetch_many_checked", counter.fetch)
+    planned = counting_plan(monkeypatch)
+    datasets = set_datasets("grow", [ItemSetSpec(name="files"), ItemSetSpec(name="first", prefix="d000/")])
+    folder = tmp_path / "ws"
+    run = asyncio.run(dataset_sync.sync_datasets(lambda: MemoryConnector(config), folder, datasets))
+    batch = cli_sync.BATCH
+    assert planned.batches == -(-ITEMS // batch) and planned.largest <= batch
+    files, first = run.outcomes
+    assert (files.landed_count, files.items, first.items) == (ITEMS, ITEMS, 1000)
+    assert files.landed == [] and files.entries == {}  # nothing per item held for a plain set
+    assert files.manifest is not None and sum(1 for _ in files.manifest.open()) == ITEMS + 1
+
+    monkeypatch.setattr(dataset_sync, "_intact", lambda folder, entry: True)  # the stub landed no files
+    again, resynced = Planned(), counter.calls
+    planned.__dict__.update(again.__dict__)
+    rerun = asyncio.run(dataset_sync.sync_datasets(lambda: MemoryConnector(config), folder, datasets))
+    assert counter.calls == resynced, "a re-sync with nothing changed fetched"
+    assert [o.unchanged for o in rerun.outcomes] == [ITEMS, 1000]
+    assert planned.batches == -(-ITEMS // batch) and 0 < planned.priors <= 2 * batch  # two datasets at most
+    assert [o.version for o in rerun.outcomes] == [o.version for o in run.outcomes]
+
+
+def test_the_removed_at_source_pass_asks_the_listing_in_batches(tmp_path: Path) -> None:
+    """Issue 29: one SQLite query per landed item (34% of a 100,000-item re-sync); now one anti-join per batch."""
+    import json
+
+    folder, count = tmp_path / "ws", 20_000
+    records = folder / ".lineage" / "d"
+    records.mkdir(parents=True)
+    names = [f"d/f{n:06d}.csv" for n in range(count)]
+    for name in names:
+        (folder / ".lineage" / f"{name}.json").write_text(
+            json.dumps({"source_id": "grow", "identifier": name}))
+    gone = {names[7], names[12_345], names[-1]}
+    statements: list[str] = []
+    with cli_sync._Spill() as listed:
+        listed.add([(name, "v1", True) for name in names if name not in gone])
+        listed.db.set_trace_callback(statements.append)
+        found = cli_sync.LineageIndex(folder, "grow", "local_file").landed_except(listed)
+    assert sorted(found) == sorted(gone)
+    queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]  # (executemany traces rows)
+    assert len(queries) <= -(-count // cli_sync.BATCH), f"{len(queries)} queries for {count} landed items"
+
+
+def test_a_sensor_tick_on_a_large_source_reads_a_bounded_part_of_the_listing(
+        store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 29: a tick on 1,000,000 items took 442 s and 700 MiB (the whole listing, planned item by item).
+
+    Counted: the tick pulls at most ``TICK_LISTING_LIMIT + 1`` items of a 100,000-item listing, requests one
+    full sync run (no items named: the run lists), and requests none while that run is running.
+    """
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    import da_pipelines.sensors as sensors
+    from tests.helpers.dagster_layer import SOURCE_ID, N, defs_for, evaluate
+
+    shared = MemoryObject(b"x", 1_700_000_000, "v1")
+    store.objects.update({f"d{n // 1000:03d}/f{n:06d}.csv": shared for n in range(ITEMS)})
+    pulled = Counter()
+    listing = MemoryConnector.iter_items
+
+    async def counted(self: MemoryConnector, path: str | None = None) -> AsyncIterator[DataItem]:
+        async for item in listing(self, path):
+            pulled.visited += 1
+            yield item
+
+    monkeypatch.setattr(MemoryConnector, "iter_items", counted)
+    defs = defs_for(store, tmp_path / "ws")
+    with DagsterInstance.ephemeral() as instance:
+        first = evaluate(defs, instance, None)
+        assert pulled.visited == sensors.TICK_LISTING_LIMIT + 1
+        [request] = first.run_requests
+        assert request.run_config == {} and request.tags[sensors.FULL_SYNC_TAG] == "true"
+        assert request.tags["da/source"] == SOURCE_ID
+        job = defs.resolve_job_def(f"{N}_sync")
+        instance.create_run_for_job(job, run_id=None, tags=request.tags, status=DagsterRunStatus.STARTED)
+        assert evaluate(defs, instance, first.cursor).run_requests == []  # that run is running: nothing more

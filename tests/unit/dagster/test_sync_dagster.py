@@ -13,9 +13,7 @@ from connectors.testing import MemoryStore
 from da_pipelines.datasets import item_partition_key
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import build_source_defs
-from tests.unit.dagster.test_dagster_layer import SOURCE_ID, T0, N, evaluate, instance, requested, run_sync, store
-
-__all__ = ["instance", "store"]  # fixtures
+from tests.helpers.dagster_layer import SOURCE_ID, T0, N, evaluate, requested, run_sync
 
 
 def source(store: MemoryStore, **sync: Any) -> DataSourceConfig:

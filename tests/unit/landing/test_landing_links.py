@@ -134,7 +134,7 @@ def test_the_source_folder_as_a_link_is_refused_by_the_cli_and_nothing_lands_out
     import subprocess
     import sys
 
-    from tests.unit.cli.test_cli import CONSOLE_SCRIPT
+    from tests.helpers.cli import CONSOLE_SCRIPT
 
     data_root = tmp_path / "data"
     data_root.mkdir()

@@ -89,7 +89,7 @@ def test_file_names_whose_record_cannot_fit_are_refused_before_anything_is_writt
 
 
 def test_the_cli_lists_and_fetches_all_despite_a_bad_name(tmp_path: Path) -> None:
-    from tests.unit.cli.test_cli import CONSOLE_SCRIPT
+    from tests.helpers.cli import CONSOLE_SCRIPT
 
     root = make_root(tmp_path / "root")
     (tmp_path / "sources.yaml").write_text(

@@ -90,7 +90,7 @@ def test_sweep_never_follows_a_link(tmp_path: Path) -> None:
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    from tests.unit.cli.test_cli import CONSOLE_SCRIPT
+    from tests.helpers.cli import CONSOLE_SCRIPT
 
     command = [str(CONSOLE_SCRIPT)] if CONSOLE_SCRIPT.exists() else [sys.executable, "-m", "connectors.cli"]
     env = {**os.environ, "DA_SOURCES_FILE": str(tmp_path / "sources.yaml"), "DA_WORKSPACE": str(tmp_path / "ws")}

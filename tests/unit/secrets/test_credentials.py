@@ -27,16 +27,7 @@ from connectors.secrets.references import (
     set_secret_store,
 )
 from connectors.settings import PostgreSQLSettings, resolve_settings
-
-
-class DictStore:
-    """An in-memory credential store."""
-
-    def __init__(self, values: dict[str, str] | None = None) -> None:
-        self.values = dict(values or {})
-
-    def get(self, name: str) -> str | None:
-        return self.values.get(name)
+from tests.helpers.secrets import DictStore
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from connectors.base import DataSourceConfig
 from connectors.errors import ConfigurationError
 from connectors.registry import SourceRegistry
 from connectors.secrets.references import MASK, Secret, carries_secret, redact
-from da_pipelines.component import DataSourceComponent
+from da_pipelines.components import DataSourceComponent
 from da_pipelines.sources import resource_for
 
 

@@ -21,7 +21,7 @@ from connectors.errors import ConfigurationError
 from connectors.registry import SourceRegistry
 from connectors.secrets.references import MASK, Secret, carries_secret, redact
 from connectors.settings import AzureBlobSettings, resolve_settings
-from tests.unit.cli.test_cli import CONSOLE_SCRIPT, Cli, cli  # noqa: F401 - the fixture
+from tests.helpers.cli import CONSOLE_SCRIPT, Cli
 
 
 def sas_url(canary: str) -> str:

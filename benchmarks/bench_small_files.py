@@ -1,0 +1,114 @@
+"""``da-sources fetch --all`` of many small local files vs ``cp -r`` with and without hashing, on two file systems.
+
+Run: ``.venv/bin/python -m benchmarks.bench_small_files [--count 10000] [--size 4096] [--repetitions 3]
+[--tmpfs DIR]``
+
+Candidates, each a whole process timed the same way (:mod:`benchmarks.common`):
+
+- ``da-sources fetch SRC --all``: every file landed atomically (temporary, rename),
+  its sha256 computed, a lineage record per file, durable before the command
+  reports success (group commit: one ``syncfs`` per group of files);
+- ``cp -r && find | xargs sha256sum && sync -f``: the same guarantees by hand (a
+  copy, a digest of every file, the file system synced once);
+- ``cp -r && sync -f``: a bare copy made durable, no digest, no record.
+
+``sync -f`` is ``syncfs`` of the output's file system (not ``sync``, which would
+flush every file system of the machine, neighbours' writes included), as our
+fetch does. The source and outputs are under ``$DA_BENCH_DIR`` (the work disk)
+and, with ``--tmpfs DIR`` (a tmpfs mount point; mount one as root:
+``mount -t tmpfs -o size=2g tmpfs DIR``), under that too. Each output is
+checked after every run: every file there (and, for ours, one lineage record
+per file). Targets (issue 28): ours at most the time of ``cp && sha256sum &&
+sync`` and at most 2x ``cp && sync``, on both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from benchmarks.common import Candidate, compare, expect, report, scratch
+from benchmarks.results import begin, write_result
+
+CONSOLE = str(Path(sys.executable).with_name("da-sources"))
+LINEAGE = ".lineage"
+SOURCE_ID = "small"
+
+
+def make_files(root: Path, count: int, size: int) -> None:
+    for folder in range(10):
+        (root / f"d{folder}").mkdir(parents=True)
+    for index in range(count):
+        (root / f"d{index % 10}" / f"f{index:07d}.bin").write_bytes(os.urandom(size))
+
+
+def counted(folder: Path, count: int, records: bool) -> None:
+    files = sum(len([f for f in names if not f.startswith(".")]) for path, _, names in os.walk(folder)
+                if LINEAGE not in Path(path).parts)
+    expect(files == count, f"{folder}: {files} files, expected {count}")
+    if records:
+        landed = sum(len(names) for path, _, names in os.walk(folder) if LINEAGE in Path(path).parts)
+        expect(landed >= count, f"{folder}: {landed} lineage records, expected {count}")
+
+
+def fresh(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def candidates(base: Path, count: int) -> list[Candidate]:
+    src, ws, cp_out = base / "src", base / "ws", base / "cp"
+    sources = base / "sources.yaml"
+    sources.write_text(json.dumps({"sources": [{"id": SOURCE_ID, "type": "local_file", "name": SOURCE_ID,
+                                                "config": {"root": str(src)}}]}))
+    env = {"DA_SOURCES_FILE": str(sources)}
+    return [
+        Candidate("da-sources fetch --all", [CONSOLE, "fetch", SOURCE_ID, "--all", "--workspace", str(ws)],
+                  "default settings: atomic rename, sha256, a lineage record per file, group commit (syncfs)",
+                  lambda _: counted(ws / SOURCE_ID, count, True), prepare=lambda: fresh(ws), env=env),
+        Candidate("cp -r, sha256sum of each (find, xargs), sync -f",
+                  ["sh", "-c", f"cp -r {src} {cp_out} && find {cp_out} -type f -print0 | xargs -0 sha256sum "
+                   f"> /dev/null && sync -f {cp_out}"],
+                  "coreutils; syncfs once", lambda _: counted(cp_out, count, False), prepare=lambda: fresh(cp_out)),
+        Candidate("cp -r && sync -f", ["sh", "-c", f"cp -r {src} {cp_out} && sync -f {cp_out}"],
+                  "coreutils; syncfs once", lambda _: counted(cp_out, count, False), prepare=lambda: fresh(cp_out)),
+    ]
+
+
+def run_on(base: Path, count: int, size: int, repetitions: int) -> str:
+    make_files(base / "src", count, size)
+    os.sync()
+    runs = compare(candidates(base, count), repetitions)
+    return report(f"{count:,} x {size} B files", runs, items=count, baseline="cp -r && sync -f",
+                  ours="da-sources fetch --all", where=str(base))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--tmpfs", help="a tmpfs mount point to run on as well")
+    args = parser.parse_args()
+    begin()
+    tables = []
+    with scratch("da-bench-small-") as base:
+        tables.append(run_on(base, args.count, args.size, args.repetitions))
+    if args.tmpfs:
+        base = Path(args.tmpfs) / "da-bench-small"
+        fresh(base)
+        base.mkdir()
+        try:
+            tables.append(run_on(base, args.count, args.size, args.repetitions))
+        finally:
+            fresh(base)
+    write_result("bench_small_files", tables, [
+        "whole processes: ours includes the interpreter's start-up and imports (about 0.5 s of CPU)",
+        "every candidate makes its output durable with syncfs of the output's file system (sync -f)"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Profiling while an export writes: CSV chunks parsed beside the export, Parquet batches profiled beside it.
+
+A :class:`CsvStreamProfile` hands each COPY stream a ``feed`` (:meth:`CsvStreamProfile.stream`): the
+stream's chunks go, in order, to a parser thread of their own (pyarrow's streaming CSV reader over a
+bounded queue), whose batches go to one shared :class:`~connectors.profiling.Profiler` under a lock
+(rows, nulls, min/max and the distinct sample do not depend on the order streams are read in). The
+parse runs while the server formats the next rows, so it costs little wall time where a re-read after
+landing cost a second full parse (+53-74% at 5M rows).
+
+Memory is bounded: at most :data:`QUEUED_CHUNKS` chunks (about 1 MiB each) wait per stream, so a
+parser slower than the stream slows the export down rather than piling up. When a parse fails (a
+value that does not parse as its column's type, a row longer than :data:`BLOCK_BYTES`), that parser
+drains its queue and :meth:`CsvStreamProfile.result` gives None: the caller profiles the landed file
+as before.
+
+A :class:`BackgroundProfiler` does the same for the Arrow batches a Parquet export already holds: the
+profile's compute (min/max, the distinct sample) runs in its own thread while the writer encodes, with
+at most :data:`QUEUED_BATCHES` batches waiting.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from connectors.profiling import Profiler
+
+QUEUED_CHUNKS = 16
+QUEUED_BATCHES = 4
+BLOCK_BYTES = 4 << 20  # a row over half of this fails the streamed parse (the landed file is profiled then)
+
+Feed = Callable[[Any], None]
+
+
+class _QueueReader(io.RawIOBase):
+    """A read-only stream over a queue of byte chunks; None in the queue is its end."""
+
+    def __init__(self, chunks: queue.Queue[bytes | None]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._current = memoryview(b"")
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._current and not self._ended:
+            chunk = self._chunks.get()
+            if chunk is None:
+                self._ended = True
+            else:
+                self._current = memoryview(chunk)
+        size = min(len(buffer), len(self._current))
+        buffer[:size] = self._current[:size]
+        self._current = self._current[size:]
+        return size
+
+    def drain(self) -> None:
+        while not self._ended:
+            self._ended = self._chunks.get() is None
+
+
+class CsvStreamProfile:
+    """One profile of a CSV written by one or more COPY streams (the first with a header row)."""
+
+    def __init__(self, names: list[str], types: Mapping[str, pa.DataType],
+                 source_types: Mapping[str, str] | None = None, sensitive: Iterable[str] = ()) -> None:
+        self._names = names
+        self._schema = pa.schema([pa.field(n, types.get(n, pa.string())) for n in names])
+        self._profiler = Profiler(self._schema, source_types, sensitive)
+        self._lock = threading.Lock()
+        self._threads: list[tuple[threading.Thread, queue.Queue[bytes | None]]] = []
+        self.failed = False
+
+    def stream(self, header: bool) -> Feed:
+        """Start a parser for one stream; the function that feeds it its chunks, in order."""
+        chunks: queue.Queue[bytes | None] = queue.Queue(QUEUED_CHUNKS)
+        thread = threading.Thread(target=self._parse, args=(_QueueReader(chunks), header), daemon=True,
+                                  name="da-profile")
+        thread.start()
+        self._threads.append((thread, chunks))
+
+        def feed(chunk: Any) -> None:
+            if len(chunk) > BLOCK_BYTES:  # a row too long for the streamed parse: no copy of it is queued
+                self.failed = True
+            if not self.failed:
+                chunks.put(bytes(chunk))
+        return feed
+
+    def _parse(self, source: _QueueReader, header: bool) -> None:
+        positional = [f"c{index}" for index in range(len(self._names))]
+        read = pacsv.ReadOptions(column_names=positional, skip_rows=1 if header else 0, block_size=BLOCK_BYTES)
+        convert = pacsv.ConvertOptions(
+            column_types={p: f.type for p, f in zip(positional, self._schema, strict=True)},
+            null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
+        try:
+            reader = pacsv.open_csv(source, read_options=read, parse_options=pacsv.ParseOptions(
+                newlines_in_values=True), convert_options=convert)
+            for batch in reader:
+                with self._lock:
+                    self._profiler.add(pa.RecordBatch.from_arrays(batch.columns, schema=self._schema))
+        except (pa.ArrowException, ValueError, OSError):  # profiled from the landed file instead
+            self.failed = True
+        finally:
+            source.drain()  # the feeder never blocks on a parser that stopped
+
+    def result(self) -> dict[str, Any] | None:
+        """End every stream and wait for its parser; the profile, or None when a parse failed."""
+        self.close()
+        return None if self.failed else self._profiler.result()
+
+    def close(self) -> None:
+        """End the streams (after the last chunk, or when the export failed) and wait for the parsers."""
+        for thread, chunks in self._threads:
+            chunks.put(None)
+            thread.join()
+        self._threads = []
+
+
+class BackgroundProfiler:
+    """A :class:`Profiler` fed from another thread: :meth:`add` queues a batch, :meth:`result` waits for all."""
+
+    def __init__(self, profiler: Profiler) -> None:
+        self._profiler = profiler
+        self._batches: queue.Queue[pa.RecordBatch | None] = queue.Queue(QUEUED_BATCHES)
+        self._thread: threading.Thread | None = threading.Thread(target=self._run, daemon=True, name="da-profile")
+        self._thread.start()
+        self.failed = False
+
+    def _run(self) -> None:
+        while (batch := self._batches.get()) is not None:
+            if not self.failed:
+                try:
+                    self._profiler.add(batch)
+                except (pa.ArrowException, ValueError, TypeError):
+                    self.failed = True
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Queue ``batch`` (waits while :data:`QUEUED_BATCHES` are queued)."""
+        self._batches.put(batch)
+
+    def close(self) -> None:
+        """No more batches: wait for the queued ones (idempotent; call it when the export ends, however)."""
+        if self._thread is not None:
+            self._batches.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def result(self) -> dict[str, Any]:
+        """The profile of every batch added, or why there is none."""
+        self.close()
+        return {"skipped": "not profiled (a batch failed)"} if self.failed else self._profiler.result()

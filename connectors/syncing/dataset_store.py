@@ -1,0 +1,106 @@
+"""The manifest entries of one dataset sync, on disk: the prior ones and the new ones, per dataset.
+
+A sync of a million items cannot hold a million entries (~300 bytes each in
+Python) per dataset, twice (before and after). This store keeps them in the
+SQLite file that already holds the sync's listing (``connectors.syncing.source_sync._Spill``):
+the sync reads the prior entries of one listing batch at a time (a key range),
+writes each batch's outcome, and streams the entries back in identifier order
+to digest the data version and write the manifest. Identifiers, versions and
+paths are stored as UTF-8 bytes (lone surrogates kept), so their byte order is
+Python's string order: the order of a manifest and of :func:`data_version`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Literal
+
+from connectors.syncing.dataset_manifest import ManifestEntry
+
+Table = Literal["prior", "entries"]  # the only names put into a query's text
+BATCH = 4096  # rows written or read at once
+
+_COLUMNS = "id BLOB, ds INTEGER, version BLOB, sha256 TEXT, size INTEGER, path BLOB, PRIMARY KEY (id, ds)"
+
+
+def _key(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
+
+
+def _row(dataset: int, entry: ManifestEntry) -> tuple[bytes, int, bytes, str, int, bytes]:
+    return (_key(entry.identifier), dataset, _key(entry.version), entry.sha256, entry.size, _key(entry.path))
+
+
+def _entry(row: tuple[bytes, bytes, str, int, bytes]) -> ManifestEntry:
+    identifier, version, sha256, size, path = row
+    return ManifestEntry(identifier=_text(identifier), version=_text(version), sha256=sha256, size=size,
+                         path=_text(path))
+
+
+class DatasetStore:
+    """Prior and new entries of the datasets of a sync (dataset = its index in the sync's list)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        for table in ("prior", "entries"):
+            db.execute(f"CREATE TABLE {table} ({_COLUMNS}) WITHOUT ROWID")
+
+    def load_prior(self, dataset: int, entries: Iterable[ManifestEntry]) -> None:
+        """Add a dataset's prior manifest entries, streamed a batch at a time."""
+        self.add("prior", ((dataset, entry) for entry in entries))
+
+    def add(self, table: Table, rows: Iterable[tuple[int, ManifestEntry]]) -> None:
+        """Write (dataset, entry) rows; a later row of the same item and dataset replaces an earlier one."""
+        batch: list[tuple[bytes, int, bytes, str, int, bytes]] = []
+        for dataset, entry in rows:
+            batch.append(_row(dataset, entry))
+            if len(batch) >= BATCH:
+                self._write(table, batch)
+                batch = []
+        self._write(table, batch)
+
+    def _write(self, table: Table, batch: list[tuple[bytes, int, bytes, str, int, bytes]]) -> None:
+        if batch:
+            with self._db:
+                self._db.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?)", batch)  # noqa: S608  (Table)
+
+    def prior_between(self, low: str | None, high: str) -> dict[str, dict[int, ManifestEntry]]:
+        """The prior entries of the items after ``low`` (None: from the start) up to ``high``: one key range."""
+        rows = self._db.execute(
+            "SELECT id, ds, version, sha256, size, path FROM prior WHERE id > ? AND id <= ?",
+            (_key(low) if low is not None else b"", _key(high)))
+        found: dict[str, dict[int, ManifestEntry]] = defaultdict(dict)
+        for identifier, dataset, version, sha256, size, path in rows:
+            found[_text(identifier)][dataset] = _entry((identifier, version, sha256, size, path))
+        return found
+
+    def keep_prior(self, dataset: int) -> None:
+        """Carry over every prior entry of ``dataset`` this sync did not write (a sync of chosen items)."""
+        with self._db:
+            self._db.execute("INSERT OR IGNORE INTO entries SELECT * FROM prior WHERE ds = ?", (dataset,))
+
+    def entries(self, table: Table, dataset: int) -> Iterator[ManifestEntry]:
+        """The dataset's entries in identifier order, read a batch at a time."""
+        cursor = self._db.execute(
+            f"SELECT id, version, sha256, size, path FROM {table} WHERE ds = ? ORDER BY id",  # noqa: S608  (Table)
+            (dataset,))
+        while rows := cursor.fetchmany(BATCH):
+            yield from (_entry(row) for row in rows)
+
+    def totals(self, table: Table, dataset: int) -> tuple[int, int]:
+        """(entries, bytes) of the dataset."""
+        query = f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {table} WHERE ds = ?"  # noqa: S608  (Table)
+        count, size = self._db.execute(query, (dataset,)).fetchone()
+        return int(count), int(size)
+
+    def dropped(self, dataset: int) -> bool:
+        """Whether a prior entry of the dataset has no entry now (one anti-join, not a lookup per item)."""
+        return self._db.execute(
+            "SELECT 1 FROM prior p WHERE p.ds = ? AND NOT EXISTS "
+            "(SELECT 1 FROM entries e WHERE e.id = p.id AND e.ds = p.ds) LIMIT 1", (dataset,)).fetchone() is not None
