@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dagster import (
@@ -9,6 +10,10 @@ from dagster import (
     Definitions,
     build_sensor_context,
 )
+
+from connectors.base import DataSourceConfig
+from connectors.testing import MemoryStore
+from da_pipelines.definitions import build_definitions
 
 T0 = 1_700_000_000
 
@@ -38,3 +43,14 @@ def requested(data: Any) -> list[str]:
     for request in data.run_requests:
         items.extend(i["identifier"] for i in request.run_config["ops"][f"{N}_sync_items"]["config"]["items"])
     return sorted(items)
+
+
+def source(store: MemoryStore, **dagster: Any) -> DataSourceConfig:
+    return DataSourceConfig(
+        id=SOURCE_ID, type="memory", name="Memory", config={"store": store.name},  # type: ignore[attr-defined]
+        metadata={"dagster": {"retry_delay_seconds": 0, "batch_size": 2, **dagster}},
+    )
+
+
+def defs_for(store: MemoryStore, workspace: Path, **dagster: Any) -> Definitions:
+    return build_definitions(sources=[source(store, **dagster)], workspace=str(workspace))

@@ -24,8 +24,8 @@ from connectors.base import DataSourceConfig
 from connectors.landing.lineage import read_provenance
 from da_pipelines.definitions import build_definitions
 from tests.harness import PostgresServer
-from tests.integration.dagster.test_dagster_local import DAGSTER, env_for, execute, finish
-from tests.integration.dagster.test_dagster_services import admin, materialized
+from tests.helpers.dagster import DAGSTER, env_for, execute, finish, materialized
+from tests.helpers.postgresql import admin
 
 pytestmark = pytest.mark.integration
 

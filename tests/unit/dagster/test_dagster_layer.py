@@ -11,7 +11,6 @@ from dagster import (
     AssetKey,
     DagsterEventType,
     DagsterInstance,
-    Definitions,
     materialize,
 )
 
@@ -26,21 +25,10 @@ from da_pipelines.datasets import item_partition_key
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import build_source_defs
 from da_pipelines.lineage_meta import verify_landed
-from tests.helpers.dagster_layer import SOURCE_ID, T0, N, evaluate, requested, run_sync
+from tests.helpers.dagster_layer import SOURCE_ID, T0, N, defs_for, evaluate, requested, run_sync, source
 
 TABLE = {"row_count": 3, "columns": [{"name": "id", "type": "integer"}, {"name": "name", "type": "text"}],
          "table": "public.people", "sql": 'SELECT * FROM "public"."people"'}
-
-
-def source(store: MemoryStore, **dagster: Any) -> DataSourceConfig:
-    return DataSourceConfig(
-        id=SOURCE_ID, type="memory", name="Memory", config={"store": store.name},  # type: ignore[attr-defined]
-        metadata={"dagster": {"retry_delay_seconds": 0, "batch_size": 2, **dagster}},
-    )
-
-
-def defs_for(store: MemoryStore, workspace: Path, **dagster: Any) -> Definitions:
-    return build_definitions(sources=[source(store, **dagster)], workspace=str(workspace))
 
 
 def materializations(result: Any) -> dict[str, Any]:

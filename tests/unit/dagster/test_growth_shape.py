@@ -247,7 +247,7 @@ def test_a_sensor_tick_on_a_large_source_reads_a_bounded_part_of_the_listing(
     from dagster import DagsterInstance, DagsterRunStatus
 
     import da_pipelines.sensors as sensors
-    from tests.unit.dagster.test_dagster_layer import SOURCE_ID, N, defs_for, evaluate
+    from tests.helpers.dagster_layer import SOURCE_ID, N, defs_for, evaluate
 
     shared = MemoryObject(b"x", 1_700_000_000, "v1")
     store.objects.update({f"d{n // 1000:03d}/f{n:06d}.csv": shared for n in range(ITEMS)})
