@@ -19,7 +19,7 @@ import hmac
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import unquote
 
@@ -212,16 +212,61 @@ _SENSITIVE_NAMES = (
 )
 _CREDENTIAL_ASSIGNMENT = r"((?<![A-Za-z0-9_])[A-Za-z0-9_]*?(?:password|passwd|pwd)\s*=\s*)"
 
-_REDACTIONS = [
+# Two patterns are matched by hand, not by one regex: a regex scanning from each of a long token's
+# positions to its end is quadratic in a hostile 100 KB word; these scans are linear.
+_TOKEN = re.compile(r"[^\s'\"]+")
+_USER_COLON = re.compile(r"[^:/@]*:")
+# an '@' that ends a host's user:password: the segment before it (no space, quote, '@' or '/') is examined
+_HOST_AT = re.compile(r"(?:(?<=[\s'\"@/])|^)([^\s'\"@/]*)@(?=[\w\[])")
+_HOST_USER_START = re.compile(r"(?<![\w/:@.%+-])[\w.%+-]+:(?=.)", re.S)
+
+
+def _mask_url_password(token: str) -> str:
+    """``scheme://user:password@`` in one token masked, up to the token's last ``@``."""
+    last_at = token.rfind("@")
+    separator = token.find("://")
+    while 0 < separator < last_at:
+        colon = _USER_COLON.match(token, separator + 3, last_at)
+        start = _scheme_start(token, separator)
+        if colon is not None and start is not None:
+            return token[:colon.end()] + MASK + token[last_at:]
+        separator = token.find("://", separator + 3)
+    return token
+
+
+def _scheme_start(token: str, separator: int) -> int | None:
+    """Where the scheme ending at ``separator`` starts (a letter at a word boundary), if it can."""
+    start, found = separator, None
+    while start > 0 and (token[start - 1].isascii() and (token[start - 1].isalnum() or token[start - 1] in "+.-")):
+        start -= 1
+        if token[start].isascii() and token[start].isalpha() and (start == 0 or not _is_word(token[start - 1])):
+            found = start
+    return found
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _mask_host_password(match: re.Match[str]) -> str:
+    """``user:password@host`` without a scheme, the password masked (the segment holds no ``@`` or ``/``)."""
+    segment, start = match.group(1), match.start(1)
+    found = _HOST_USER_START.search(match.string, start, match.end(1))
+    if found is None:
+        return match.group(0)
+    return segment[:found.end() - start] + MASK + "@"
+
+
+_REDACTIONS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # connection-string keys: AccountKey=...; SharedAccessSignature=...; Password=...
     (re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|Password|Pwd)=([^;\s'\"]+)"), r"\1=" + MASK),
     # SAS query parameters, in URLs or alone (a bare token starts with sv=, sig may come first)
     (re.compile(r"(?i)(?<![A-Za-z0-9_%])(sig=)([^&;\s'\"]+)"), r"\1" + MASK),
     # user:password@ in DSNs and URLs; up to the last @ of the token, so a password holding
     # an '@' is masked whole (masking too much is harmless, too little is a leak)
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s'\"]*):([^\s'\"]*)@"), r"\1:" + MASK + "@"),
+    (_TOKEN, lambda match: _mask_url_password(match.group(0))),
     # the same without a scheme, as in a host setting: user:password@db.internal
-    (re.compile(r"(?<![\w/:@.%+-])([\w.%+-]+):([^\s'\"@/]+)@(?=[\w\[])"), r"\1:" + MASK + "@"),
+    (_HOST_AT, lambda match: _mask_host_password(match)),
     # credentials in URL query strings other than a SAS sig: ?token=..., &api_key=..., &signature=...
     (
         re.compile(r"(?i)([?&;](?:[a-z_-]*token|[a-z_-]*secret|signature|api_?key|access_?key|password)=)"
@@ -256,7 +301,9 @@ def redact(text: str) -> str:
     return text
 
 
-_ENCODED = re.compile(r"[^\s'\"]*%[0-9A-Fa-f]{2}[^\s'\"]*")
+# a token starts after a space, a quote or the start: the lookbehind keeps this linear (without it,
+# every position of a long token scans to its end, quadratic in a 100 KB argument)
+_ENCODED = re.compile(r"(?<![^\s'\"])[^\s'\"]*%[0-9A-Fa-f]{2}[^\s'\"]*")
 
 
 def _redact_encoded(match: re.Match[str]) -> str:
