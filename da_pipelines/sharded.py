@@ -50,15 +50,14 @@ from connectors.errors import DataSourceError
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.secrets.references import redact
 from connectors.syncing.dataset_manifest import data_version, read_manifest, write_manifest, write_repairs
+from connectors.syncing.dataset_sync import SyncRun, sync_datasets
+from connectors.syncing.datasets import Dataset
 from connectors.syncing.progress_log import ProgressLog
 from connectors.syncing.shard_plan import merge_summaries, shard_of, shard_summary, split_by_shard
 from connectors.syncing.source_sync import ItemRequest, sync_options
-from da_pipelines.assets import dataset_uri
-from da_pipelines.dataset_sync import SyncRun, sync_datasets
-from da_pipelines.datasets import Dataset
+from da_pipelines.checks import verify_entries
 from da_pipelines.deploy import exit_with_parent, pool_of
 from da_pipelines.jobs import SyncItem, failure_for
-from da_pipelines.lineage_meta import verify_entries
 from da_pipelines.resources import SourceResource
 from da_pipelines.translator import CHECK_NAME, WORKSPACE_KEY, SourceKeys, source_and_folder
 
@@ -144,9 +143,9 @@ def _merge_op(keys: SourceKeys, dataset: Dataset) -> Any:
             entries.update(read_manifest(folder, dataset.shard_of_set(shard).file_name))
         version = data_version(entries.values())
         manifest = write_manifest(folder, dataset.file_name, entries.values(), {
-            "dataset": dataset.key.to_user_string(), "data_version": version, "shards": dataset.shards})
+            "dataset": dataset.label, "data_version": version, "shards": dataset.shards})
         summary = merge_summaries(shards)
-        context.log.info(f"{dataset.key.to_user_string()}: {len(entries)} items in {dataset.shards} shards, "
+        context.log.info(f"{dataset.label}: {len(entries)} items in {dataset.shards} shards, "
                          f"{summary.get('landed', 0)} landed now")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=BetaWarning)  # Output(data_version=): beta in 1.13
@@ -161,7 +160,7 @@ def merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any],
     """The set's materialization metadata: the same counts as an unsharded set's, and the shards."""
     sizes = [entry.size for entry in entries]
     metadata: dict[str, Any] = {
-        "dagster/uri": MetadataValue.text(dataset_uri(keys, dataset)), "items": MetadataValue.int(len(sizes)),
+        "dagster/uri": MetadataValue.text(keys.translator.get_uri(dataset)), "items": MetadataValue.int(len(sizes)),
         "bytes": MetadataValue.int(sum(sizes)), "shards": MetadataValue.int(dataset.shards),
         "manifest": MetadataValue.path(str(manifest)),
     }
