@@ -14,7 +14,6 @@ items only, give it run config (in the launchpad, or ``-c config.yaml``)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
 from dagster import (
     AssetKey,
@@ -81,7 +80,8 @@ def shard_executor() -> ExecutorDefinition:
     if name == "k8s":
         from dagster_k8s import k8s_job_executor
 
-        return cast(ExecutorDefinition, k8s_job_executor)
+        executor: ExecutorDefinition = k8s_job_executor  # typed whether or not dagster-k8s ships its types
+        return executor
     if name != "multiprocess":
         raise ConfigurationError(f"{SHARD_EXECUTOR_ENV} must be 'multiprocess' or 'k8s', not {name!r}")
     return multiprocess_executor

@@ -19,8 +19,9 @@ their shard. Only shard 0 prunes items gone at the source (``metadata.sync.prune
 
 
 import asyncio
+import heapq
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +50,22 @@ from dagster import (
 from connectors.errors import DataSourceError
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.secrets.references import redact
-from connectors.syncing.dataset_manifest import data_version, read_manifest, write_manifest, write_repairs
+from connectors.syncing.dataset_manifest import (
+    ManifestEntry,
+    data_version_sorted,
+    iter_manifest,
+    manifest_items,
+    write_manifest_sorted,
+    write_repairs,
+)
+from connectors.syncing.dataset_sync import SyncRun, sync_datasets
+from connectors.syncing.datasets import Dataset
 from connectors.syncing.progress_log import ProgressLog
 from connectors.syncing.shard_plan import merge_summaries, shard_of, shard_summary, split_by_shard
 from connectors.syncing.source_sync import ItemRequest, sync_options
-from da_pipelines.assets import dataset_uri
-from da_pipelines.dataset_sync import SyncRun, sync_datasets
-from da_pipelines.datasets import Dataset
+from da_pipelines.checks import verify_entries
 from da_pipelines.deploy import exit_with_parent, pool_of
 from da_pipelines.jobs import SyncItem, failure_for
-from da_pipelines.lineage_meta import verify_entries
 from da_pipelines.resources import SourceResource
 from da_pipelines.translator import CHECK_NAME, WORKSPACE_KEY, SourceKeys, source_and_folder
 
@@ -105,7 +112,7 @@ def _shard_op(keys: SourceKeys, dataset: Dataset, shard: int) -> Any:
         run = await _sync_part(context, keys, source, folder, part, requested or None)
         skipped = [pair for pair in run.skipped if part.contains(pair[0])]
         outcome = run.outcomes[0]
-        context.log.info(f"shard {shard}/{dataset.shards}: {len(outcome.landed)} landed, {outcome.unchanged} "
+        context.log.info(f"shard {shard}/{dataset.shards}: {outcome.landed_count} landed, {outcome.unchanged} "
                          f"unchanged, {len(outcome.repaired)} repaired, {len(skipped)} skipped, "
                          f"{len(outcome.removed)} removed at source, {len(outcome.failed)} failed")
         if run.errors:
@@ -139,30 +146,51 @@ def _merge_op(keys: SourceKeys, dataset: Dataset) -> Any:
         required_resource_keys={keys.resource_key, WORKSPACE_KEY}, tags={"da/source": keys.source.id})
     def _merge(context: OpExecutionContext, shards: list[dict[str, Any]]) -> Output[None]:
         _, folder = source_and_folder(context.resources, keys)
-        entries = {}
-        for shard in range(dataset.shards):
-            entries.update(read_manifest(folder, dataset.shard_of_set(shard).file_name))
-        version = data_version(entries.values())
-        manifest = write_manifest(folder, dataset.file_name, entries.values(), {
-            "dataset": dataset.key.to_user_string(), "data_version": version, "shards": dataset.shards})
+        # the shards' manifests streamed twice (digest and totals, then the merged file): never held whole
+        totals = [0, 0]
+        version = data_version_sorted(_counted(merged_shards(folder, dataset), totals))
+        manifest = write_manifest_sorted(folder, dataset.file_name, merged_shards(folder, dataset), totals[0], {
+            "dataset": dataset.label, "data_version": version, "shards": dataset.shards})
         summary = merge_summaries(shards)
-        context.log.info(f"{dataset.key.to_user_string()}: {len(entries)} items in {dataset.shards} shards, "
+        context.log.info(f"{dataset.label}: {totals[0]} items in {dataset.shards} shards, "
                          f"{summary.get('landed', 0)} landed now")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=BetaWarning)  # Output(data_version=): beta in 1.13
-            return Output(None, metadata=merged_metadata(keys, dataset, summary, entries.values(), manifest),
+            return Output(None, metadata=merged_metadata(keys, dataset, summary, totals, manifest),
                           data_version=DataVersion(version))
 
     return _merge
 
 
-def merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any], entries: Any,
+def merged_shards(folder: Path, dataset: Dataset) -> Iterator[ManifestEntry]:
+    """The shards' manifest entries in identifier order (each manifest is sorted), streamed; an identifier
+    in two shards' manifests (the shard count changed) is taken from the later shard."""
+    streams = [iter_manifest(folder, dataset.shard_of_set(shard).file_name) for shard in range(dataset.shards)]
+    previous: ManifestEntry | None = None
+    for entry in heapq.merge(*streams, key=lambda e: e.identifier):  # stable: equal names in shard order
+        if previous is not None and entry.identifier != previous.identifier:
+            yield previous
+        previous = entry
+    if previous is not None:
+        yield previous
+
+
+def _counted(entries: Iterator[ManifestEntry], totals: list[int]) -> Iterator[ManifestEntry]:
+    """``entries`` passed through, counting them and their bytes into ``totals``."""
+    for entry in entries:
+        totals[0], totals[1] = totals[0] + 1, totals[1] + entry.size
+        yield entry
+
+
+def merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any], totals: Sequence[int],
                     manifest: Path) -> dict[str, Any]:
-    """The set's materialization metadata: the same counts as an unsharded set's, and the shards."""
-    sizes = [entry.size for entry in entries]
+    """The set's materialization metadata: the same counts as an unsharded set's, and the shards.
+
+    ``totals``: the set's items and their bytes.
+    """
     metadata: dict[str, Any] = {
-        "dagster/uri": MetadataValue.text(dataset_uri(keys, dataset)), "items": MetadataValue.int(len(sizes)),
-        "bytes": MetadataValue.int(sum(sizes)), "shards": MetadataValue.int(dataset.shards),
+        "dagster/uri": MetadataValue.text(keys.translator.get_uri(dataset)), "items": MetadataValue.int(totals[0]),
+        "bytes": MetadataValue.int(totals[1]), "shards": MetadataValue.int(dataset.shards),
         "manifest": MetadataValue.path(str(manifest)),
     }
     for name in ("landed", "unchanged", "repaired", "failed", "skipped"):
@@ -187,10 +215,10 @@ def sharded_check(keys: SourceKeys, dataset: Dataset, key: AssetKey) -> AssetChe
                      "matches their lineage; damaged files are repaired by the next sync of their shard."))
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         _, folder = source_and_folder(context.resources, keys)
-        entries = sorted(read_manifest(folder, dataset.file_name).values(), key=lambda e: e.identifier)
         settings = keys.settings.check
-        damaged, facts = verify_entries(folder, entries, full=settings.mode == "full",
-                                        sample_size=settings.sample_size)
+        damaged, facts = verify_entries(folder, iter_manifest(folder, dataset.file_name),  # streamed
+                                        count=manifest_items(folder, dataset.file_name),
+                                        full=settings.mode == "full", sample_size=settings.sample_size)
         for shard, group in enumerate(split_by_shard(damaged, dataset.shards)):
             write_repairs(folder, dataset.shard_of_set(shard).file_name, group)
         return AssetCheckResult(passed=not damaged, metadata=facts)

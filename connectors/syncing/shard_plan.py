@@ -35,7 +35,7 @@ def shard_summary(shard: int, listed: int, outcome: Any, skipped: Sequence[tuple
                   errors: int) -> dict[str, Any]:
     """What one shard's sync did (a ``DatasetOutcome``): counts and the first names, a few hundred bytes."""
     return {
-        "shard": shard, "listed": listed, "landed": len(outcome.landed), "bytes_landed": outcome.bytes_landed,
+        "shard": shard, "listed": listed, "landed": outcome.landed_count, "bytes_landed": outcome.bytes_landed,
         "unchanged": outcome.unchanged, "repaired": len(outcome.repaired), "failed": len(outcome.failed),
         "failed_items": sorted(outcome.failed)[:SHOWN], "removed": len(outcome.removed),
         "removed_items": outcome.removed[:SHOWN], "skipped": len(skipped),

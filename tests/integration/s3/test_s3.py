@@ -1,4 +1,7 @@
-"""S3Connector against a real S3-compatible server (moto, signatures checked): conformance, faults, upload."""
+"""S3Connector against a real S3-compatible server (moto, signatures checked): conformance, faults, upload.
+
+docs/RELIABILITY.md rows 43-44, 62-64.
+"""
 
 from __future__ import annotations
 
