@@ -59,7 +59,7 @@ def test_placeholders_are_not_listed(azurite_server: AzuriteServer, adls_contain
 def test_the_sensor_listing_sees_no_placeholder(azurite_server: AzuriteServer, adls_container: str) -> None:
     resource = AzureBlobResource(source_id="adls", source_name="ADLS", container_name=adls_container,
                                  connection_string=azurite_server.connection_string)
-    assert sorted(i.path for i in run(_list_items(resource))) == sorted(FILES)
+    assert sorted(i.path for i in run(_list_items(resource, 100))) == sorted(FILES)
 
 
 def test_sync_lands_the_files_beside_their_folders(azurite_server: AzuriteServer, adls_container: str,
