@@ -17,7 +17,7 @@ Per route: the median over rounds of requests/s and of wrk's p99 latency, and
 the server's CPU time per request (user + system, from ``/proc``): on a
 shared machine the CPU time per request is the steadier figure, and one core
 divided by it is what one worker serves when it has the core to itself.
-Targets (issue 28): >= 2,000 requests/s, p99 <= 50 ms for both routes.
+Targets: >= 2,000 requests/s, p99 <= 50 ms for both routes.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ child process per path (peak RSS from GNU time, wall time around the child):
   of the first ten folders: a job holds at most 10,000 items) over the source of N files and waits for
   it; time per *listed* item (the job's work is the same at every N, its glob lists the whole source);
 * ``dagster start-up``: ``dagster job execute`` of a source of one file (the start-up a re-sync's
-  target leaves out: issue 28.3 asks for a re-sync at most 0.05x the first sync beyond start-up).
+  target leaves out: the target is a re-sync at most 0.05x the first sync beyond start-up).
 
 A path is **flagged** when its time per item at the largest N exceeds 1.3x its
 time per item at the smallest, or its peak RSS grows by more than 50 MiB between them.
@@ -95,7 +95,7 @@ print(seconds)
 """
 
 NOTES = [
-    "issue 29: 'not run' means not measured on this code; nothing is extrapolated. Earlier figures, on the "
+    "'not run' means not measured on this code; nothing is extrapolated. Earlier figures, on the "
     "code of commits 2689c8a and d6d077e (the CLI sync unchanged since but for the batched removed-at-source "
     "pass): CLI first sync of 1,000,000 files 1,040 s, peak RSS 54 MiB (load ~5); CLI re-sync of them 137 s, "
     "48 MiB (load ~4); CLI sync of 10,000,000 synthetic listed items (bench_listed) 43 MiB.",
@@ -232,7 +232,7 @@ def table(figures: list[Figure], found: dict[str, list[str]]) -> str:
 
 
 def _ratios(figures: list[Figure]) -> list[str]:
-    """Issue 28.3's targets per N: Dagster first sync / CLI (<= 1.2x), Dagster re-sync / first sync beyond
+    """The targets per N: Dagster first sync / CLI (<= 1.2x), Dagster re-sync / first sync beyond
     start-up (<= 0.05x), the sensor tick (< 10 s)."""
     def find(path: str, n: int) -> Figure | None:
         return next((f for f in figures if f.path == path and f.items == n), None)

@@ -1,4 +1,4 @@
-"""An incremental re-sync against a full export, side by side (issue 26.4: at most 5% at 10M rows, 10k changed).
+"""An incremental re-sync against a full export, side by side (the budget: at most 5% at 10M rows, 10k changed).
 
 A table of ``--rows`` rows (the columns of :mod:`benchmarks.bench_postgres` plus ``updated_at``, indexed)
 is synced by ``sync_table`` into its Parquet dataset folder: ``full`` exports it whole and replaces the

@@ -73,11 +73,11 @@ def synthetic_connector_class() -> type[Any]:
 
 def dataset_child(count: int, workspace: str) -> None:
     """In the child process: the Dagster layer's ``sync_datasets`` (one plain item set), the fetch stubbed."""
-    import da_pipelines.dataset_sync as dataset_sync
+    import connectors.syncing.dataset_sync as dataset_sync
     from connectors.base import DataSourceConfig
     from connectors.pipeline_settings import ItemSetSpec
     from connectors.plugins import get_connector_class, register_connector
-    from da_pipelines.datasets import set_datasets
+    from connectors.syncing.datasets import set_datasets
 
     register_connector("synthetic", synthetic_connector_class(), replace=True)
     setattr(dataset_sync, "fetch_many_checked", _stub)  # noqa: B010  (the one seam: landing is not measured)

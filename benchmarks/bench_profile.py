@@ -1,4 +1,4 @@
-"""What profiling costs an export (issue 26.2: at most 10%), side by side at 5M rows.
+"""What profiling costs an export (the budget: at most 10%), side by side at 5M rows.
 
 Our connector exports the benchmark table of :mod:`benchmarks.bench_postgres` (bigint, timestamptz,
 text, numeric(12,2), boolean, jsonb) as CSV and as Parquet, each with the profile on (the default)

@@ -45,12 +45,12 @@ import da_pipelines.sensors as sensors
 from benchmarks.common import describe_filesystem, expect, scratch
 from benchmarks.results import begin, write_result
 from connectors.base import DataSourceConfig
+from connectors.ids import source_slug
 from connectors.landing.lineage import write_provenance
 from connectors.syncing.aio import run_coroutine
 from connectors.syncing.cursor import item_version
 from connectors.testing import memory_store
 from da_pipelines.definitions import build_definitions
-from da_pipelines.names import source_slug
 from tests.dagster_location import register_test_connectors
 
 NOW = int(time.time())

@@ -11,7 +11,8 @@ Both are whole ``dagster job execute`` processes (the same clock), each on a fre
 instance and an empty workspace; every run's output is checked (all files landed, each with
 its lineage record, and the set's manifest whole) before its time counts. Target on a
 2-core machine: 2 shards at most 0.65x the one step's time. Outputs go under
-``$DA_BENCH_DIR``; results to ``benchmarks/results/bench_sharded.md``.
+``$DA_BENCH_DIR``; results to ``benchmarks/results/bench_sharded.md`` (``bench_sharded_<items>.md``
+at another size).
 
 Usage:
     .venv/bin/python -m benchmarks.bench_sharded [--items 100000] [--size 4096] [--shards 2] [--rounds 1]
@@ -95,7 +96,8 @@ def main() -> None:
     ratio = same_clock_ratio(many, one)
     summary = f"{args.shards} shards / one step: {ratio} (target on 2 cores: at most 0.65x)"
     print(summary, flush=True)
-    write_result("bench_sharded", [text, summary + "\n"], [
+    name = "bench_sharded" if args.items == 100_000 else f"bench_sharded_{args.items}"
+    write_result(name, [text, summary + "\n"], [
         "whole processes on both sides: each `dagster job execute` pays its start-up (the shards also "
         "start a process per step)"], {"items": args.items, "shards": args.shards,
                                        "shards_over_one": many.median_process_seconds / one.median_process_seconds})

@@ -18,7 +18,7 @@ fetch does. The source and outputs are under ``$DA_BENCH_DIR`` (the work disk)
 and, with ``--tmpfs DIR`` (a tmpfs mount point; mount one as root:
 ``mount -t tmpfs -o size=2g tmpfs DIR``), under that too. Each output is
 checked after every run: every file there (and, for ours, one lineage record
-per file). Targets (issue 28): ours at most the time of ``cp && sha256sum &&
+per file). Targets: ours at most the time of ``cp && sha256sum &&
 sync`` and at most 2x ``cp && sync``, on both.
 """
 

@@ -103,7 +103,7 @@ class DataSourceConfig(BaseModel):
     def check_complete(self) -> None:
         """Check the config whole, required fields included (done before a source is stored).
 
-        An Azure config may be built incomplete, as the seed does
+        An Azure config may be built incomplete, as DeepAnalyze's own example does
         (``config={"connection_string": ...}``, no container): what is missing fails at ``connect()``.
 
         Raises:
@@ -178,7 +178,7 @@ class DataItem:
 
 class ConnectedState:
     """Whether a connector is connected: true or false as the property ``is_connected``, and callable
-    as the seed's ``is_connected()``.
+    as DeepAnalyze's original interface has it, ``is_connected()``.
     """
 
     __slots__ = ("_value",)
@@ -233,7 +233,7 @@ async def collect_results(identifiers: Iterable[str], fetch: Callable[[str], Awa
 class DataSourceConnector(ABC):
     """Base class of every connector: async, one instance per source.
 
-    Subclasses implement the six abstract methods (the seed's interface, the
+    Subclasses implement the six abstract methods (DeepAnalyze's original interface, the
     whole contract) and may set :attr:`settings_model` to have their config
     validated. Land files with :func:`connectors.landing.landing` (atomic, with
     the lineage record); callers go through :func:`connectors.checked_fetch.fetch_checked`,
@@ -248,7 +248,7 @@ class DataSourceConnector(ABC):
     def __init__(self, config: DataSourceConfig) -> None:
         try:
             served: str | None = self.type_name()
-        except ConfigurationError:  # not registered (a connector written to the seed's contract): any type
+        except ConfigurationError:  # not registered (a connector written to the original interface): any type
             served = None
         if served is not None and config.type_name != served:
             raise ConfigurationError(
@@ -256,7 +256,7 @@ class DataSourceConnector(ABC):
             )
         self.config = config
         self._connected = False
-        self._connection: Any = None  # the seed's: a connector that sets it in connect() is connected
+        self._connection: Any = None  # the original interface's: a connector that sets it in connect() is connected
 
     @classmethod
     def type_name(cls) -> str:
@@ -272,7 +272,7 @@ class DataSourceConnector(ABC):
     def is_connected(self) -> ConnectedState:
         """True between a successful ``connect`` and ``disconnect`` (also callable: ``is_connected()``).
 
-        A connector written to the seed's contract sets ``self._connection`` in ``connect()`` and
+        A connector written to the original interface sets ``self._connection`` in ``connect()`` and
         clears it in ``disconnect()``; that counts too.
         """
         return ConnectedState(self._connected or self._connection is not None)
@@ -288,7 +288,16 @@ class DataSourceConnector(ABC):
 
     @abstractmethod
     async def connect(self) -> bool:
-        """Open clients or pools; True on success. Raises on failure."""
+        """Open clients or pools.
+
+        Returns:
+            True once connected.
+
+        Raises:
+            AuthenticationError: the credentials were refused.
+            ConnectionError: the source cannot be reached.
+            ConfigurationError: the config is incomplete or invalid.
+        """
 
     @abstractmethod
     async def disconnect(self) -> None:
@@ -296,32 +305,84 @@ class DataSourceConnector(ABC):
 
     @abstractmethod
     async def test_connection(self) -> bool:
-        """Whether the source answers with these credentials (never raises for that)."""
+        """Whether the source answers with these credentials.
+
+        Returns:
+            True when it does; False (never an exception) when it does not.
+        """
 
     @abstractmethod
     async def list_items(self, path: str | None = None) -> list[DataItem]:
-        """Every item under ``path`` (all items when None)."""
+        """Every item under ``path``.
+
+        Args:
+            path: a prefix, folder or schema; None for all items of the source.
+
+        Returns:
+            The items, with ``path`` the identifier :meth:`fetch_data` takes.
+
+        Raises:
+            DataSourceError: listing failed (a subclass says why).
+        """
 
     async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
-        """Items under ``path`` one at a time; connectors that page override this."""
+        """Items under ``path`` one at a time; connectors that page override this.
+
+        Args:
+            path: as for :meth:`list_items`.
+
+        Returns:
+            An async iterator of the items, so a large source is never held whole.
+        """
         for item in await self.list_items(path):
             yield item
 
     @abstractmethod
     async def fetch_data(self, identifier: str, workspace: str) -> str:
-        """Land item ``identifier`` in ``workspace`` with its provenance record; its absolute path."""
+        """Land item ``identifier`` in ``workspace``, with its provenance record.
+
+        Args:
+            identifier: an item's ``path`` from :meth:`list_items`.
+            workspace: the folder to land it in.
+
+        Returns:
+            The absolute path of the landed file.
+
+        Raises:
+            NotFoundError: no such item (or outside the configured scope).
+            UnsafeNameError: the name would land outside ``workspace``.
+            IntegrityError: the bytes did not match the source's size or checksum.
+            DataFetchError: the fetch failed otherwise; nothing is left behind.
+        """
 
     @abstractmethod
     async def get_metadata(self, identifier: str) -> dict[str, Any]:
-        """Facts about one item (size, version, type-specific keys)."""
+        """Facts about one item.
+
+        Args:
+            identifier: an item's ``path``.
+
+        Returns:
+            Size, version and type-specific keys (columns of a table, content type of a blob).
+
+        Raises:
+            NotFoundError: no such item.
+        """
 
     async def fetch_many(
         self, identifiers: Iterable[str], workspace: str, concurrency: int = 8
     ) -> list[FetchResult]:
         """Fetch several items, at most ``concurrency`` at once.
 
-        One failure does not stop or undo the others; each result carries its
-        path or its error, in the order given.
+        One failure does not stop or undo the others.
+
+        Args:
+            identifiers: the items' paths.
+            workspace: the folder to land them in.
+            concurrency: fetches in flight at most.
+
+        Returns:
+            One result per identifier, in the order given, with its path or its error.
         """
         gate = asyncio.Semaphore(max(1, concurrency))
 

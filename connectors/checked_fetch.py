@@ -2,14 +2,14 @@
 
 Every caller that lands items (the CLI, ``connectors.syncing.source_sync``, the Dagster layer)
 goes through :func:`fetch_checked` or :func:`fetch_many_checked`, so the six
-methods of the seed's interface are the whole contract a connector must meet:
+methods of DeepAnalyze's original interface are the whole contract a connector must meet:
 
 * the identifier is checked with :func:`~connectors.landing.names.safe_relative_path`
   before the connector is called (``../../escape.txt`` never reaches a plugin);
 * the path the connector returns must be a regular file inside the workspace,
   found without following links; anything else is refused with
   :class:`~connectors.errors.UnsafeNameError` (the file is left alone: it is not ours);
-* a connector that wrote its own file without a lineage record (a seed-style
+* a connector that wrote its own file without a lineage record (a minimal
   plugin) gets one written for it, hashing the file;
 * the landed bytes are reported to the progress listener, whether or not the
   connector reported them itself.

@@ -1,5 +1,8 @@
 """Every ``DA_*`` environment variable, declared once: its name, default, meaning and readers.
 
+Dagster's own variables that this project's files set (``DAGSTER_HOME``, ``DAGSTER_PG_*``) are
+declared too, so the generated page lists everything an operator sets.
+
 The documentation's environment-variables page is generated from :data:`VARIABLES`, and a
 test fails on any ``DA_*`` name in the code (``connectors``, ``da_pipelines``, ``scripts``,
 ``deploy``) that is not declared here. Code reads a variable with :func:`read`, which refuses
@@ -106,6 +109,16 @@ VARIABLES: tuple[Variable, ...] = (
         "Deployment", "deploy/ (the webserver's and daemon's workspace.yaml, the compose file)",
         ("DA_CODE_SERVER_HOST", "none", "Host of the Dagster code server (dagster api grpc -m da_pipelines)."),
         ("DA_CODE_SERVER_PORT", "none", "Port of the Dagster code server."),
+    ),
+    *_group(
+        "Dagster's own, set by this project's files", "Dagster (scripts/run-sample, deploy/dagster.yaml)",
+        ("DAGSTER_HOME", "./.dagster for scripts/run-sample",
+         "Dagster's instance folder (run history, event logs); deploy/ puts dagster.yaml there."),
+        ("DAGSTER_PG_HOST", "none", "deploy/dagster.yaml: host of Dagster's PostgreSQL storage."),
+        ("DAGSTER_PG_PORT", "none", "deploy/dagster.yaml: its port."),
+        ("DAGSTER_PG_DB", "none", "deploy/dagster.yaml: its database."),
+        ("DAGSTER_PG_USER", "none", "deploy/dagster.yaml: its user."),
+        ("DAGSTER_PG_PASSWORD", "none", "deploy/dagster.yaml: its password."),
     ),
     *_group(
         "DeepAnalyze's side", "da-sources-client (clients/python), in DeepAnalyze's process",

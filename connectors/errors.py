@@ -20,7 +20,7 @@ Messages never contain secrets.
         └── SizeLimitError           a landing passed its byte cap while streaming (terminal)
 
 ``ConnectionError`` deliberately shadows the builtin inside this package: it is
-the seed's public name. Errors are picklable (Dagster ships them between
+the original interface's public name. Errors are picklable (Dagster ships them between
 processes) and keep ``retryable`` and ``source_id`` across pickling.
 
 Messages are bounded (:func:`bound_message`): a name longer than
@@ -109,7 +109,7 @@ class ConfigurationError(DataSourceError):
     """The configuration of a source is invalid or a secret reference cannot be resolved."""
 
 
-class ConnectionError(DataSourceError):  # noqa: A001 - the seed's public name
+class ConnectionError(DataSourceError):  # noqa: A001 - the original interface's public name
     """The service cannot be reached, or the connection broke or timed out."""
 
     retryable = True
@@ -161,5 +161,13 @@ class SizeLimitError(DataFetchError):
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether retrying the operation that raised ``exc`` can succeed."""
+    """Whether retrying the operation that raised ``exc`` can succeed.
+
+    Args:
+        exc: any exception.
+
+    Returns:
+        True for a :class:`DataSourceError` marked retryable (timeouts, throttling,
+        a dropped connection); False for everything else.
+    """
     return isinstance(exc, DataSourceError) and exc.retryable

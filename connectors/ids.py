@@ -40,6 +40,7 @@ SOURCE_ID_RULE = (
     "starting with a letter (e.g. ds-azure-prod)"
 )
 _SHOWN = 40  # characters of a refused value echoed back: enough to recognise it, never 100 KB
+_NOT_SLUG_CHAR = re.compile(r"[^a-z0-9_]")
 
 
 class InvalidSourceIdError(ConfigurationError):
@@ -77,6 +78,20 @@ def dagster_name(source_id: str) -> str:
         InvalidSourceIdError: ``source_id`` breaks the rule.
     """
     return check_source_id(source_id).lower().replace("-", "_")
+
+
+def source_slug(source_id: str) -> str:
+    """``N`` for any text: :func:`dagster_name` for a valid id, else every character outside ``[a-z0-9_]`` as ``_``.
+
+    Args:
+        source_id: a source id, possibly one that breaks the rule (read back from old state).
+
+    Returns:
+        A name of ``[a-z0-9_]`` characters only.
+    """
+    if is_valid_source_id(source_id):
+        return dagster_name(source_id)
+    return _NOT_SLUG_CHAR.sub("_", source_id.lower())
 
 
 def colliding_id(source_id: str, others: Iterable[object]) -> str | None:

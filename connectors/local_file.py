@@ -1,32 +1,6 @@
 """``local_file``: a folder on a local or shared disk.
 
-(Over 400 lines on purpose: listing, fetch and the small-file group path share the
-beneath-root opening and its error mapping; apart, each would re-derive them.)
-
-Everything is read from inside ``root``, race-free: every path is opened
-component by component from the root's descriptor with ``O_NOFOLLOW``
-(:mod:`connectors.beneath`), never checked first and opened again.
-
-- A symlink inside ``root`` whose target stays inside it is served (a link to
-  a file is listed and fetched under the link's name; a link to a folder is not
-  descended when listing, to avoid cycles, but its files can be fetched or
-  listed by path). A symlink leading outside ``root``, at any position, is
-  refused and reported (listed in :attr:`LocalFileConnector.refused`, logged,
-  raised as :class:`UnsafeNameError` on fetch) and never read.
-- Only regular files are served: FIFOs, sockets and devices are not listed and
-  are refused on fetch without being opened for reading (nothing blocks).
-- A file whose name cannot land (not valid UTF-8, a control character, a file
-  name over 250 bytes, ...) is left out of the listing and reported in
-  :attr:`~LocalFileConnector.refused`; the other files are listed as usual.
-  Folders named ``.lineage`` (provenance records) and ``.~da-`` temporaries are
-  never served.
-- The scope (``pattern``, ``recursive``) bounds every operation: an identifier
-  outside it is a :class:`NotFoundError` for ``fetch_data`` and ``get_metadata``
-  as it is absent from ``list_items``. With ``recursive: false`` only the files
-  directly in ``root`` are in scope.
-
-A fetch copies with the kernel's ``copy_file_range`` while another thread hashes
-the source, then checks that the source did not change during the copy.
+Why it works this way: ``docs/design/local_file.md``.
 
 Example:
     >>> config = DataSourceConfig(id="docs", type="local_file", name="Docs",

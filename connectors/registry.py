@@ -300,6 +300,12 @@ class SourceRegistry:
     def get(self, source_id: str) -> DataSourceConfig:
         """The source ``source_id``.
 
+        Args:
+            source_id: a configured source's id.
+
+        Returns:
+            Its config, secrets still as references.
+
         Raises:
             InvalidSourceIdError: ``source_id`` breaks the id rule.
             ConfigurationError: the source's entry in the file is invalid (its error).
@@ -322,6 +328,12 @@ class SourceRegistry:
 
     def add(self, source: DataSourceConfig | Mapping[str, Any]) -> DataSourceConfig:
         """Validate ``source`` and append it to the file.
+
+        Args:
+            source: a config, or its mapping form (``id``, ``type``, ``name``, ``config``, ``metadata``).
+
+        Returns:
+            The stored config (a local root made absolute).
 
         Raises:
             ConfigurationError: invalid, a literal secret, or the id is taken.
@@ -348,6 +360,19 @@ class SourceRegistry:
 
         The pooled connector of the source, if any, is retired: the next
         :meth:`connector` call connects with the new settings.
+
+        Args:
+            source_id: the source to change.
+            name: a new display name.
+            config: keys to set (None values remove them).
+            metadata: keys to set (None values remove them).
+
+        Returns:
+            The stored config.
+
+        Raises:
+            NotFoundError: no such source.
+            ConfigurationError: the result is invalid (nothing is written).
         """
         with self._changing() as raw:
             index = _index_of(raw, source_id, self.path)
@@ -363,9 +388,16 @@ class SourceRegistry:
         return updated
 
     def remove(self, source_id: str) -> DataSourceConfig:
-        """Delete a source from the file; returns what it was.
+        """Delete a source from the file.
+
+        Args:
+            source_id: the source to delete.
+
+        Returns:
+            What it was.
 
         Raises:
+            NotFoundError: no such source.
             ConfigurationError: the entry is invalid (nothing is removed; see :meth:`discard`).
         """
         with self._changing() as raw:
@@ -376,6 +408,9 @@ class SourceRegistry:
 
     def discard(self, source_id: str) -> None:
         """Delete the entry ``source_id`` from the file, valid or not (how a broken entry is removed).
+
+        Args:
+            source_id: the entry's id.
 
         Raises:
             NotFoundError: no entry has this id.
@@ -397,7 +432,18 @@ class SourceRegistry:
     # --- connectors ----------------------------------------------------------
 
     def create_connector(self, source_id: str) -> DataSourceConnector:
-        """A new, unconnected connector for ``source_id``, owned by the caller."""
+        """A new, unconnected connector for ``source_id``, owned by the caller.
+
+        Args:
+            source_id: a configured source's id.
+
+        Returns:
+            The connector, bound to the operator's reach policy for a source written through the API.
+
+        Raises:
+            NotFoundError: no such source.
+            ConfigurationError: its entry is invalid or its connector type is unknown.
+        """
         from connectors.api.policy import reach_for  # no FastAPI: the policy module is plain
 
         source = self.get(source_id)
@@ -410,6 +456,16 @@ class SourceRegistry:
 
         Do not ``disconnect`` it or use it in ``async with``: the registry closes
         it in :meth:`aclose`.
+
+        Args:
+            source_id: a configured source's id.
+
+        Returns:
+            The connected connector.
+
+        Raises:
+            NotFoundError: no such source.
+            DataSourceError: connecting failed (a subclass says why).
         """
         lock = self._locks.setdefault(source_id, asyncio.Lock())
         async with lock:

@@ -66,7 +66,7 @@ class BudgetExceededError(ConfigurationError):
 
 
 class IncrementalSpec(BaseModel):
-    """How a PostgreSQL table is synced incrementally into a Parquet dataset folder (issue 26.4).
+    """How a PostgreSQL table is synced incrementally into a Parquet dataset folder.
 
     Example (a source's config)::
 

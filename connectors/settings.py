@@ -1,6 +1,6 @@
 """Typed settings of the built-in connector types, and their validation.
 
-``DataSourceConfig.config`` is a plain dict (the seed's contract). It is checked
+``DataSourceConfig.config`` is a plain dict (DeepAnalyze's original interface). It is checked
 against the type's settings model twice: when the config is built, with secret
 references allowed in place of any value, and when a connector connects, after
 the references are resolved, to give the connector a typed settings object.
@@ -49,7 +49,7 @@ class ConnectorSettings(BaseModel):
 
     ``complete_at_connect``: a config of this type may be built incomplete (a required field
     missing, no way to authenticate yet); it is checked whole when a connector connects, and when
-    it is stored (:func:`check_complete`). The seed builds Azure configs that way.
+    it is stored (:func:`check_complete`). DeepAnalyze's own example builds Azure configs that way.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

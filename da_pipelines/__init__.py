@@ -1,23 +1,20 @@
 """The Dagster code location of da-sources: ``defs``, built from the sources file.
 
 Load it with ``dagster dev -w workspace.yaml`` or ``dagster job execute -m da_pipelines -j sample_sync``.
-See ``da_pipelines.factory`` for what each source contributes.
 
 Where things are:
 
-* the asset model: ``datasets`` (which datasets a source has: item sets, tables) and
-  ``assets`` (the remote asset, the datasets' multi-asset, partitioned sets);
-* syncing a dataset without Dagster: ``dataset_sync`` (plan, land, summarize),
-  ``manifest`` (what a dataset holds), ``state`` (a table source's listing);
-* the job ``N_sync``: ``jobs``; the sensor ``N_sensor``: ``sensors`` (its pure decision: ``cursor``);
-* the Dagster Component (``dg scaffold defs``): ``component``;
-* one source put together: ``factory``; the code location: ``definitions``;
-  configuration: ``settings`` (``metadata.dagster``), ``resources``, ``sources``.
+* the asset model: ``translator`` (every asset key, group, kind, tag and metadata:
+  ``DataSourceTranslator``) over the datasets of ``connectors.syncing.datasets``;
+  ``assets`` (the definitions that land them); ``checks`` (the integrity check);
+* the Component: ``components/data_sources/`` (``component.py``, ``scaffolder.py``);
+* the sensors: ``sensors`` (and ``lost_retries``); the jobs: ``jobs``;
+* the resources: ``resources``; one source put together: ``factory``; the code location:
+  ``definitions`` and ``sources``; a team deployment: ``deploy``.
 
-``defs`` is built on first access (PEP 562), not on import: importing a
-submodule (``da_pipelines.resources``) must not read
-the sources file, and a code location that registers extra connector types
-first (the tests' ``tests.dagster_location``) must be able to do so.
+The planning underneath (which items to land, the sensor's cursor, manifests) does not
+need Dagster and lives in ``connectors.syncing``. ``defs`` is built on first access,
+so importing a submodule never reads the sources file.
 """
 
 from typing import Any

@@ -1,7 +1,7 @@
 """The asset model of one source: the remote (external) asset and one asset per dataset.
 
 * ``[N, "remote"]``: an external asset, the data as it sits in the source;
-* one asset per dataset (``da_pipelines.datasets``): ``[N, set]`` for an item set,
+* one asset per dataset (``connectors.syncing.datasets``): ``[N, set]`` for an item set,
   ``[N, schema, table]`` for a table; all of a source's unpartitioned datasets
   are materialized by one multi-asset op, ``N_sync_items``, which lists the
   source once and lands the new, changed and damaged items of the selected
@@ -32,8 +32,6 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     PreviewWarning,
-    TableColumn,
-    TableSchema,
     asset,
     multi_asset,
 )
@@ -46,10 +44,11 @@ from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.pipeline_settings import MAX_PARTITIONS
 from connectors.secrets.references import redact
 from connectors.syncing.dataset_manifest import iter_manifest, manifest_items, write_repairs
+from connectors.syncing.dataset_sync import DatasetOutcome, SyncRun, sync_datasets
+from connectors.syncing.datasets import Dataset
 from connectors.syncing.progress_log import ProgressLog
 from connectors.syncing.source_sync import ItemRequest, LineageIndex, fetch_one, sync_options
-from da_pipelines.dataset_sync import DatasetOutcome, SyncRun, sync_datasets
-from da_pipelines.datasets import Dataset, item_from_partition_key, item_partition_key
+from da_pipelines.checks import verify_entries
 from da_pipelines.deploy import exit_with_parent, pool_of
 from da_pipelines.incremental_tables import (
     IncrementalOutcome,
@@ -60,62 +59,31 @@ from da_pipelines.incremental_tables import (
     verify_parts,
 )
 from da_pipelines.jobs import SyncConfig, failure_for
-from da_pipelines.lineage_meta import dataset_metadata, materialization_metadata, verify_entries
 from da_pipelines.partitions import sync_partitions
 from da_pipelines.resources import SourceResource
-from da_pipelines.translator import CHECK_NAME, KINDS, WORKSPACE_KEY, SourceKeys, source_and_folder, source_uri
+from da_pipelines.translator import (
+    CHECK_NAME,
+    WORKSPACE_KEY,
+    SourceKeys,
+    dataset_metadata,
+    item_from_partition_key,
+    item_partition_key,
+    materialization_metadata,
+    source_and_folder,
+)
 
 
-def remote_spec(keys: SourceKeys) -> AssetSpec:
-    """``[N, "remote"]``: an external asset; Dagster does not materialize it, it shows where data comes from."""
-    kind = KINDS.get(keys.source.type_name, keys.source.type_name)
-    note = f"\n\n**Listing:** {keys.listing_note}" if keys.listing_note else ""
-    return AssetSpec(
-        key=keys.remote,
-        description=f"{keys.source.name}: the data as it sits in the source (external).{note}",
-        group_name=keys.group,
-        kinds={kind},
-        metadata={"dagster/uri": source_uri(keys.source), "source_id": keys.source.id},
-    )
-
-
-def dataset_uri(keys: SourceKeys, dataset: Dataset) -> str:
-    """``dagster/uri`` of a dataset: the source's URI and the set's prefix or the table's name."""
-    base = source_uri(keys.source)
-    if dataset.kind == "table":
-        return f"{base}#{dataset.name}"
-    return f"{base.rstrip('/')}/{dataset.prefix}" if dataset.prefix else base
-
-
-def dataset_spec(keys: SourceKeys, dataset: Dataset) -> AssetSpec:
-    """The spec of one dataset's asset (before the translator, if any, changes it)."""
-    metadata: dict[str, Any] = {"dagster/uri": dataset_uri(keys, dataset), "source_id": keys.source.id}
-    if dataset.kind == "table":
-        metadata["dagster/table_name"] = dataset.name
-        columns = [TableColumn(name=str(c.get("name")), type=str(c.get("type", "unknown")))
-                   for c in dataset.facts.get("columns") or [] if isinstance(c, dict)]
-        if columns:
-            metadata["dagster/column_schema"] = TableSchema(columns=columns)
-    else:
-        metadata.update({"prefix": dataset.prefix, "glob": dataset.glob or "*"})
-    kinds = {"table" if dataset.kind == "table" else "file", KINDS.get(keys.source.type_name, "file")}
-    spec = AssetSpec(key=dataset.key, deps=[keys.remote], group_name=keys.group, kinds=kinds,
-                     description=dataset.description, metadata=metadata, tags=dict(keys.settings.tags),
-                     skippable=False)
-    return keys.translate(spec, dataset) if keys.translate else spec
-
-
-def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> AssetsDefinition | None:
+def datasets_asset(keys: SourceKeys, specs: dict[Dataset, AssetSpec]) -> AssetsDefinition | None:
     """``N_sync_items``: one op for every unpartitioned dataset of the source, subsettable."""
     datasets = [d for d in keys.datasets if not d.partitioned and not d.sharded]  # sharded: da_pipelines.sharded
     if not datasets:
         return None
-    by_key = {specs[d.key].key: d for d in datasets}
+    by_key = {specs[d].key: d for d in datasets}
     checks = [AssetCheckSpec(CHECK_NAME, asset=key, description=(
         "The dataset's landed files exist with their recorded size, and their sha256 (sampled or all) "
         "matches their lineage; damaged files are repaired by the next sync.")) for key in by_key]
 
-    @multi_asset(name=keys.op_name, specs=[specs[d.key] for d in datasets], check_specs=checks, can_subset=True,
+    @multi_asset(name=keys.op_name, specs=[specs[d] for d in datasets], check_specs=checks, can_subset=True,
                  required_resource_keys={keys.resource_key, WORKSPACE_KEY}, retry_policy=keys.retry_policy,
                  op_tags={"da/source": keys.source.id}, pool=pool_of(keys.source.id))
     async def _sync(context: AssetExecutionContext, config: SyncConfig):  # type: ignore[no-untyped-def]  # dagster reads the annotation
@@ -133,7 +101,7 @@ def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> Assets
         synced_tables = await _sync_tables(context, source, folder, tables, config)
         for table in synced_tables:
             key = next(k for k, d in by_key.items() if d == table.dataset)
-            for table_event in incremental_events(table, key, dataset_uri(keys, table.dataset)):
+            for table_event in incremental_events(table, key, keys.translator.get_uri(table.dataset)):
                 yield table_event
         index = LineageIndex(folder, source.source_id, source.connector_type())
         for outcome in run.outcomes:
@@ -144,8 +112,8 @@ def datasets_asset(keys: SourceKeys, specs: dict[AssetKey, AssetSpec]) -> Assets
             key = next(k for k, d in by_key.items() if d == outcome.dataset)
             record = _table_record(outcome, index)
             skipped = [s for s in run.skipped if outcome.dataset.contains(s[0])]
-            yield MaterializeResult(asset_key=key, metadata=dataset_metadata(outcome, dataset_uri(
-                keys, outcome.dataset), record, skipped), data_version=DataVersion(outcome.version))
+            yield MaterializeResult(asset_key=key, metadata=dataset_metadata(outcome, keys.translator.get_uri(
+                outcome.dataset), record, skipped), data_version=DataVersion(outcome.version))
         synced = {outcome.dataset: outcome for outcome in run.outcomes}
         for key, dataset in by_key.items():
             if AssetCheckKey(key, CHECK_NAME) in context.selected_asset_check_keys:
@@ -206,7 +174,7 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
         skipped = sum(1 for identifier, _ in run.skipped if outcome.dataset.contains(identifier))
         pruned = sum(1 for identifier in outcome.removed if identifier in pruned_now)
         context.log.info(  # the words of SyncReport.summary(), as `da-sources fetch --all` prints them
-            f"{outcome.dataset.key.to_user_string()}: {outcome.landed_count} landed, {outcome.unchanged} unchanged, "
+            f"{outcome.dataset.label}: {outcome.landed_count} landed, {outcome.unchanged} unchanged, "
             f"{len(outcome.repaired)} repaired, {skipped} skipped, {len(outcome.removed)} removed at source, "
             f"{pruned} pruned, {len(outcome.failed)} failed")
     context.log.info(f"{run.listed} items; " + progress.summary())
@@ -256,27 +224,28 @@ def partition_events(context: AssetExecutionContext, keys: SourceKeys,
     events = []
     for record in outcome.landed:
         key = item_partition_key(str(record["identifier"]))
-        events.append(AssetMaterialization(asset_key=dataset.key, partition=key,
+        events.append(AssetMaterialization(asset_key=keys.translator.get_asset_key(dataset), partition=key,
                                            metadata=materialization_metadata(record, key),
                                            tags={DATA_VERSION_TAG: str(record.get("source_version"))}))
-    return events + _already_landed(context, outcome)
+    return events + _already_landed(context, keys.translator.get_asset_key(dataset), outcome)
 
 
-def _already_landed(context: AssetExecutionContext, outcome: DatasetOutcome) -> list[AssetMaterialization]:
+def _already_landed(context: AssetExecutionContext, asset_key: AssetKey,
+                    outcome: DatasetOutcome) -> list[AssetMaterialization]:
     """A materialization for each item landed and current but never materialized as its partition.
 
     Partitioning turned on for a set that was synced before would show every partition
     "Missing" although its file is landed and current; the first sync after that records them.
     """
     landed = {str(record["identifier"]) for record in outcome.landed}
-    done = context.instance.get_materialized_partitions(outcome.dataset.key)
+    done = context.instance.get_materialized_partitions(asset_key)
     events = []
     for identifier, entry in outcome.entries.items():
         key = item_partition_key(identifier)
         if identifier in landed or key in done:
             continue
         events.append(AssetMaterialization(
-            asset_key=outcome.dataset.key, partition=key, tags={DATA_VERSION_TAG: entry.version},
+            asset_key=asset_key, partition=key, tags={DATA_VERSION_TAG: entry.version},
             metadata={"identifier": MetadataValue.text(identifier), "size": MetadataValue.int(entry.size),
                       "sha256": MetadataValue.text(entry.sha256), "partition_key": MetadataValue.text(key),
                       "already_landed": MetadataValue.bool(True)}))

@@ -32,9 +32,8 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
 from dagster._serdes import deserialize_value
 
-from connectors.ids import is_valid_source_id
+from connectors.ids import is_valid_source_id, source_slug
 from connectors.registry import read_sources_file, sources_file_path
-from da_pipelines.names import source_slug
 
 HEALTH_CHECK_TIMEOUT = 15  # seconds for the code server to answer one health check
 PARENT_POLL_SECONDS = 0.5

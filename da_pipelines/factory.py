@@ -1,6 +1,7 @@
 """Per configured source: its assets, checks, sync job and sensor (see ``da_pipelines.assets``).
 
-With ``N`` the source's slug (``da_pipelines.names.source_slug``):
+With ``N`` the source's slug (``connectors.ids.source_slug``); keys, groups and metadata come from
+:class:`da_pipelines.translator.DataSourceTranslator`:
 
 * ``[N, "remote"]``: an external asset, the data as it sits in the source;
 * one asset per dataset: ``[N, set]`` per item set (blob and file sources; by
@@ -20,13 +21,13 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from connectors.base import DataSourceConfig
 from connectors.pipeline_settings import pipeline_settings
+from connectors.syncing.datasets import TABLE_TYPES, source_datasets
 from connectors.syncing.table_listing import ListingState, cached_state, state_file
-from da_pipelines.assets import dataset_spec, datasets_asset, partitioned_set_asset, remote_spec
-from da_pipelines.datasets import TABLE_TYPES, source_datasets
+from da_pipelines.assets import datasets_asset, partitioned_set_asset
 from da_pipelines.jobs import sync_job
 from da_pipelines.sensors import source_sensor
 from da_pipelines.sharded import sharded_check, sharded_set_asset
-from da_pipelines.translator import WORKSPACE_KEY, SourceKeys, SpecTranslator, source_uri
+from da_pipelines.translator import WORKSPACE_KEY, DataSourceTranslator, SourceKeys, SpecTranslator, source_uri
 
 __all__ = ["WORKSPACE_KEY", "SourceDefs", "build_source_defs", "source_keys", "source_uri"]
 
@@ -42,8 +43,19 @@ class SourceDefs:
 
 
 def source_keys(source: DataSourceConfig, listing: ListingState | None = None,
-                translate: SpecTranslator | None = None) -> SourceKeys:
-    """The keys and datasets of ``source``; ``listing`` is the table listing state of a table source."""
+                translate: SpecTranslator | None = None,
+                translator: DataSourceTranslator | None = None) -> SourceKeys:
+    """The names, translator and datasets of ``source``.
+
+    Args:
+        source: the source.
+        listing: the table listing state of a table source (None: not known).
+        translate: a change applied to each dataset's spec (the Component's ``translation``).
+        translator: a :class:`DataSourceTranslator` (subclass) to use instead of the default.
+
+    Returns:
+        The source's :class:`SourceKeys`.
+    """
     settings = pipeline_settings(source)
     note = ""
     tables = None
@@ -51,7 +63,11 @@ def source_keys(source: DataSourceConfig, listing: ListingState | None = None,
         tables = listing.tables if listing else None
         note = _listing_note(listing)
     datasets = source_datasets(source, settings, tables, note)
-    return SourceKeys(source, settings, tuple(datasets), note, translate)
+    if translator is None:
+        translator = DataSourceTranslator(source, settings, translate)
+    elif translate is not None:
+        translator.translation = translate
+    return SourceKeys(translator, tuple(datasets), note)
 
 
 def _listing_note(listing: ListingState | None) -> str:
@@ -76,15 +92,15 @@ def build_source_defs(source: DataSourceConfig, workspace_root: Path | None = No
             settings = pipeline_settings(source)
             listing = cached_state(source, state_file(workspace_root, source.id), settings.listing_ttl_seconds)
         keys = source_keys(source, listing)
-    specs = {d.key: dataset_spec(keys, d) for d in keys.datasets}
+    specs = {d: keys.translator.get_asset_spec(d) for d in keys.datasets}
     multi = datasets_asset(keys, specs)
-    assets: list[AssetsDefinition | AssetSpec] = [remote_spec(keys)]
+    assets: list[AssetsDefinition | AssetSpec] = [keys.translator.get_remote_spec(keys.listing_note)]
     assets.extend([multi] if multi is not None else [])
-    assets.extend(partitioned_set_asset(keys, d, specs[d.key]) for d in keys.datasets if d.partitioned)
+    assets.extend(partitioned_set_asset(keys, d, specs[d]) for d in keys.datasets if d.partitioned)
     sharded = [d for d in keys.datasets if d.sharded]
-    assets.extend(sharded_set_asset(keys, d, specs[d.key]) for d in sharded)
-    assets.extend(sharded_check(keys, d, specs[d.key].key) for d in sharded)
-    selectable = {d: specs[d.key].key for d in keys.datasets if not d.partitioned}
+    assets.extend(sharded_set_asset(keys, d, specs[d]) for d in sharded)
+    assets.extend(sharded_check(keys, d, specs[d].key) for d in sharded)
+    selectable = {d: specs[d].key for d in keys.datasets if not d.partitioned}
     job = sync_job(keys, list(selectable.values()), sharded=bool(sharded))
     return SourceDefs(assets=assets, job=job, sensor=source_sensor(keys, job, selectable),
                       resource_key=keys.resource_key)

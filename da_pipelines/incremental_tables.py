@@ -28,8 +28,9 @@ from connectors.base import DataSourceConfig, DataSourceConnector
 from connectors.errors import DataSourceError, NotFoundError, UnsafeNameError
 from connectors.landing.lineage import read_record, run_context
 from connectors.secrets.references import redact
-from da_pipelines.datasets import Dataset
-from da_pipelines.lineage_meta import materialization_metadata, sha256_beneath
+from connectors.syncing.datasets import Dataset
+from da_pipelines.checks import sha256_beneath
+from da_pipelines.translator import materialization_metadata
 
 
 @dataclass

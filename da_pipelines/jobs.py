@@ -80,7 +80,7 @@ def shard_executor() -> ExecutorDefinition:
     if name == "k8s":
         from dagster_k8s import k8s_job_executor
 
-        executor: ExecutorDefinition = k8s_job_executor  # typed either way: with or without the k8s extra
+        executor: ExecutorDefinition = k8s_job_executor  # typed whether or not dagster-k8s ships its types
         return executor
     if name != "multiprocess":
         raise ConfigurationError(f"{SHARD_EXECUTOR_ENV} must be 'multiprocess' or 'k8s', not {name!r}")

@@ -40,7 +40,17 @@ class WorkspaceResource(ConfigurableResource):  # type: ignore[type-arg]  # gene
     root: str = Field(description="Absolute path of the workspace root folder.")
 
     def source_dir(self, source_id: str) -> Path:
-        """The folder where source ``source_id`` lands (the id must be a safe folder name)."""
+        """The folder where source ``source_id`` lands.
+
+        Args:
+            source_id: a configured source's id (a safe folder name by the id rule).
+
+        Returns:
+            ``<root>/<source_id>``, absolute.
+
+        Raises:
+            UnsafeNameError: ``source_id`` is not a safe folder name.
+        """
         return Path(self.root).absolute() / safe_relative_path(source_id)
 
 
@@ -68,7 +78,11 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]  # generic
         return self.type_name
 
     def connector_config(self) -> dict[str, Any]:
-        """The connector's config dict: set fields, plus references (never resolved here)."""
+        """The connector's config dict: set fields, plus references (never resolved here).
+
+        Returns:
+            The config, each secret as ``{secret: NAME}`` or ``{env: NAME}``.
+        """
         values = {
             name: getattr(self, name)
             for name in type(self).model_fields
@@ -79,13 +93,29 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]  # generic
         return values
 
     def source_config(self) -> DataSourceConfig:
-        """The validated ``DataSourceConfig`` of this source."""
+        """The validated config of this source.
+
+        Returns:
+            A :class:`~connectors.base.DataSourceConfig` with secrets as references.
+
+        Raises:
+            ConfigurationError: the fields do not make a valid config.
+        """
         return DataSourceConfig(
             id=self.source_id, type=self.connector_type(), name=self.source_name, config=self.connector_config()
         )
 
     def build_connector(self) -> DataSourceConnector:
-        """A new, unconnected connector; use it in ``async with`` on the current event loop."""
+        """A new, unconnected connector; use it in ``async with`` on the current event loop.
+
+        The connector lives for one coroutine: SDK clients bound to a loop never stay on the resource.
+
+        Returns:
+            The connector, held to the API policy's reach rules for a source made through the API.
+
+        Raises:
+            ConfigurationError: the connector type is unknown or its package is not installed.
+        """
         connector = get_connector_class(self.connector_type())(self.source_config())
         if self.reach_policy_file:  # made through the API: held to the operator's reach rules here too
             connector.reach = ApiPolicy.load(self.reach_policy_file).reach

@@ -42,8 +42,8 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from connectors.base import DataItem
 from connectors.syncing.aio import run_coroutine
 from connectors.syncing.cursor import decode_cursor, drop_known, encode_cursor, item_version, plan_tick
+from connectors.syncing.datasets import Dataset, datasets_of
 from connectors.syncing.source_sync import ItemRequest, LineageIndex, excluded_by, sync_options
-from da_pipelines.datasets import Dataset, datasets_of
 from da_pipelines.resources import SourceResource
 from da_pipelines.sharded import sharded_run_config
 from da_pipelines.translator import WORKSPACE_KEY, SourceKeys, source_and_folder

@@ -382,7 +382,7 @@ class ConnectorConformance:
         assert copy.retryable is caught.value.retryable
 
 
-    # --- the seed's interface (binzhango/DeepAnalyze API/datasources/test_base.py) ----------------
+    # --- DeepAnalyze's original interface (binzhango/DeepAnalyze API/datasources/test_base.py) ----------------
 
     def test_is_connected_reads_as_the_seed_calls_it(self, source: SourceUnderTest) -> None:
         async def use() -> list[object]:
@@ -408,7 +408,7 @@ class ConnectorConformance:
 
 
 class SeedMockConnector(DataSourceConnector):
-    """A connector written to the seed's contract, as its own tests write it: ``self._connection``."""
+    """A connector written to the original interface, as its own tests write it: ``self._connection``."""
 
     async def connect(self) -> bool:
         self._connection = "mock_connection"
@@ -433,7 +433,7 @@ class SeedMockConnector(DataSourceConnector):
 
 
 class SeedInterfaceConformance:
-    """The seed's interface as its README and tests write it: what a module of tests subclasses and runs."""
+    """DeepAnalyze's original interface as its README and tests use it: what a module of tests subclasses and runs."""
 
     def test_an_azure_config_as_the_seed_writes_it_builds_and_fails_clearly_at_connect(self, canary: str) -> None:
         from connectors.azure_blob import AzureBlobConnector

@@ -14,6 +14,12 @@ from tests.harness import AzuriteServer, PostgresServer, S3Server, start_azurite
 from tests.helpers.cli import Cli
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # root: mounts a tmpfs (a real full or read-only file system) or adds OS users; nothing is
+    # skipped without it: such a test fails saying so (as root, or deselect with -m "not root")
+    config.addinivalue_line("markers", "root: needs root (mounts a tmpfs, or creates OS users)")
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL cluster for the whole session."""

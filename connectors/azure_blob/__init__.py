@@ -18,7 +18,7 @@ __all__ = ["AzureBlobConnector"]
 
 def __getattr__(name: str) -> Any:
     # imported on first use: the s3 connector shares this package's download engine and would
-    # otherwise pay for importing the Azure SDK it never calls (a second of CPU for a CLI run)
+    # otherwise pay for importing the Azure SDK it never calls (~0.2 CPU-s on every CLI run)
     if name == "AzureBlobConnector":
         from connectors.azure_blob.connector import AzureBlobConnector
 

@@ -101,7 +101,7 @@ class AzureBlobConnector(DataSourceConnector):
         """Build the clients; no request is sent (``test_connection`` asks the service)."""
         if self._clients is not None:
             return True
-        if self.config.config.get("container_name") is None:  # the seed's example builds such a config
+        if self.config.config.get("container_name") is None:  # DeepAnalyze's own example builds such a config
             raise ConfigurationError("config.container_name: required: an azure_blob source reads one container "
                                      "(account-level access is not supported); add container_name to its config",
                                      source_id=self.source_id)

@@ -1,4 +1,4 @@
-"""``fetch ... --columns --where --param --limit --sample --seed`` (part of a table) and ``sync-table`` (issue 26).
+"""``fetch ... --columns --where --param --limit --sample --seed`` (part of a table) and ``sync-table``.
 
 Example:
     $ da-sources fetch warehouse public.orders --where "status = %s" --param paid --limit 1000

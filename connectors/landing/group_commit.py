@@ -1,33 +1,6 @@
 """Landing many small files with one file-system sync per group instead of three fsyncs per file.
 
-Landing one file makes it durable with three fsyncs (its data, its folder,
-its record). On a journaling file system each is a journal commit: about
-1.7 ms per file on ext4 here, which caps a fetch of many small blobs near 550
-files a second however fast the network is. A :class:`GroupCommit` lands the
-files waiting for it as a group, in one trip to a thread:
-
-1. write each to its temporary (sha256 on the way);
-2. sync the file system once: the group's data is on disk, and so are the
-   names and records of the group before it;
-3. rename each of this group into place and write its record, no fsync;
-   the next group's sync (or a last one) makes that durable;
-4. back on the event loop, tell the previous group's callers their files landed.
-
-The guarantees are those of landing one by one: no name ever leads to data
-that is not on disk, and a caller hears "landed" only once the file and its
-record would survive a power cut. Files that arrive during a trip wait for
-the next group, so groups grow with the disk's latency, and the event loop
-keeps the network busy while the disk works. Each file keeps its own errors:
-one that fails never holds back or undoes the others.
-
-When a sync fails, its own group's files are not renamed: they fail and leave
-nothing. The group before it is already renamed and recorded, but that sync
-was to make it durable, and the error of a file-system sync may belong to any
-file on that file system. So each of those files is then made durable on its
-own, with fsyncs as ``fetch_data`` does (data, folder, record, record folder):
-the ones that succeed landed; the others fail, and their record is withdrawn,
-so the next sync fetches them again instead of trusting a record that may not
-survive.
+Why it works this way: ``docs/design/landing.md``.
 """
 
 from __future__ import annotations

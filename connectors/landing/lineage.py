@@ -62,7 +62,14 @@ _run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("da_run_id"
 
 @contextlib.contextmanager
 def run_context(run_id: str | None) -> Iterator[None]:
-    """Records written inside this block carry ``run_id`` (the Dagster run)."""
+    """Records written inside this block carry ``run_id`` (the Dagster run).
+
+    Args:
+        run_id: the run's id, or None outside Dagster.
+
+    Returns:
+        A context manager; the previous run id is restored on exit.
+    """
     token = _run_id.set(run_id)
     try:
         yield
@@ -237,8 +244,15 @@ def _parsed(data: bytes | None) -> dict[str, Any] | None:
 def read_provenance(path: str | os.PathLike[str], workspace: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The provenance record of the landed file at ``path``.
 
-    ``workspace`` defaults to the nearest folder above ``path`` that holds a
-    matching record.
+    Args:
+        path: a file landed by a fetch.
+        workspace: the folder it was landed in; by default the nearest folder above
+            ``path`` that holds a matching record.
+
+    Returns:
+        The record: ``source_id``, ``identifier``, ``source_uri``, ``source_version``,
+        ``size``, ``sha256``, ``fetched_at``, ``run_id``, ``local_path`` and, for tables,
+        ``row_count``, ``columns`` and ``sql``.
 
     Raises:
         NotFoundError: no record exists for that file.
@@ -260,6 +274,14 @@ def find_provenance(
     """Every record under ``workspace``, optionally only those of a source or an item.
 
     The record tree is walked without following links, and only regular files are read.
+
+    Args:
+        workspace: the folder files were landed in.
+        source_id: only records of this source.
+        identifier: only records of this item.
+
+    Returns:
+        The records, in the order of their landed paths.
     """
     records = []
     for relative, data in _record_files(workspace):

@@ -24,7 +24,15 @@ _listener: contextvars.ContextVar[ProgressCallback | None] = contextvars.Context
 
 @contextlib.contextmanager
 def on_progress(callback: ProgressCallback | None) -> Iterator[None]:
-    """Send progress of fetches made inside this block to ``callback(identifier, done, total)``."""
+    """Send progress of fetches made inside this block to ``callback(identifier, done, total)``.
+
+    Args:
+        callback: called with the item, the bytes done and the total (None when unknown);
+            None turns reporting off inside the block.
+
+    Returns:
+        A context manager; the previous listener is restored on exit.
+    """
     token = _listener.set(callback)
     try:
         yield

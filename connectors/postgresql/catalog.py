@@ -1,48 +1,6 @@
 """Table identifiers, landed names, and what the PostgreSQL catalog says about relations.
 
-Identifiers are ``schema.table`` in SQL syntax: a part is either double-quoted
-(``"My Schema"``, ``"t.1"``, ``"a""b"``: taken verbatim, ``""`` is a quote) or
-bare (folded to lower case like SQL does: ``Public.Orders`` is
-``public.orders``). :func:`format_identifier` quotes every part that is not
-plain lower-case ASCII, so ``DataItem.path`` always parses back to the same
-names.
-
-Landed names are ``<schema>.<table>.<csv|parquet>`` with the names verbatim.
-A name that cannot be a safe local file name (``/``, ``\\``, control
-characters, over-long, reserved) is **refused** with
-:class:`UnsafeNameError` before any query; nothing is encoded. The dot
-joining schema and table is not injective (``"a.b".c`` and ``a."b.c"`` both
-land at ``a.b.c.csv``): the landing notices that the file belongs to another
-identifier and raises :class:`NameCollisionError` instead of overwriting.
-
-The change signal ``version`` (see :func:`relation_version`):
-
-* tables, materialized views, partitioned tables (summed over partitions):
-  a hash of each storage's ``relfilenode`` (changes on TRUNCATE, VACUUM FULL,
-  CLUSTER, REFRESH MATERIALIZED VIEW, table rewrites), the cumulative
-  ``n_tup_ins``/``n_tup_upd``/``n_tup_del`` counters of ``pg_stat_all_tables``
-  and the column names and types. Every committed INSERT, UPDATE, DELETE or
-  COPY changes it. It may also change when the content did not (an aborted
-  transaction still counts its rows, VACUUM FULL, ``pg_stat_reset``), which
-  costs one needless fetch, never a missed one. The counters are published
-  when the writing session reports its statistics: at the latest about 10 s
-  after a commit in a session that stays idle (PostgreSQL 15), at once when it
-  disconnects. Needs ``track_counts = on`` (the default).
-* views: a hash of the definition, the columns, and the same storage and
-  change counters of every relation the view reads, found by walking its
-  rewrite rule (``pg_rewrite.ev_action``: every range-table ``relid``) through
-  nested views, inheritance children and partitions. An UPDATE of a base table
-  therefore changes the version of every view over it, like it does the
-  table's. A view whose result cannot be tied to those counters is
-  *volatile*: it calls a function that is not IMMUTABLE (``now()``,
-  ``current_user``, a STABLE function reading other tables...), or reads a
-  foreign table, a sequence, or another relation without change counters.
-  Its version is ``view-volatile-<time of the listing>``, different at every
-  listing, so every sync and every sensor tick fetches it again.
-* materialized views show what their last REFRESH stored: their version is
-  their own storage's (a plain REFRESH gives a new ``relfilenode``, a
-  CONCURRENTLY one changes the counters); an UPDATE of a base table without a
-  REFRESH rightly leaves it alone.
+Why it works this way: ``docs/design/postgresql.md``.
 """
 
 from __future__ import annotations

@@ -1,60 +1,6 @@
 """PostgreSQL types -> Arrow types, for landing query results as Parquet.
 
-Parquet is written from a ``COPY ... TO STDOUT (FORMAT csv)`` stream parsed by
-pyarrow's multithreaded CSV reader, so every column gets a *plan*: the SQL
-expression that goes into the COPY select list, the Arrow type pyarrow parses
-its text as, and, for the few types pyarrow cannot parse from text, a small
-per-batch conversion. The session runs with ``TimeZone=UTC``,
-``DateStyle=ISO``, ``IntervalStyle=postgres``, ``extra_float_digits=1`` and
-``bytea_output=hex`` (see ``connectors.postgresql``), so the text is fixed.
-
-The mapping (after resolving a domain to its base type):
-
-===============================  ==========================================
-PostgreSQL                       Arrow
-===============================  ==========================================
-smallint / integer / bigint      int16 / int32 / int64
-real / double precision          float32 / float64 (NaN, +-Infinity kept)
-boolean                          bool
-numeric(p, s), p <= 38           decimal128(p, s); p > 38: decimal256(p, s)
-numeric (unconstrained)          string, the exact decimal text: any
-                                 precision, NaN and Infinity survive;
-                                 no Arrow decimal can hold them all
-money                            decimal128(19, s): the exact amount, s the
-                                 digits of the session's lc_monetary
-                                 (2 for most currencies); never ``$12.34``
-date / time                      date32 / time64[us]
-timestamp                        timestamp[us]
-timestamp with time zone         timestamp[us, tz=UTC]
-interval                         struct<months: int32, days: int32,
-                                 microseconds: int64>: the three fields
-                                 PostgreSQL stores, exactly (pyarrow cannot
-                                 write month_day_nano to Parquet, and
-                                 Parquet's INTERVAL drops microseconds and
-                                 negative values)
-uuid                             string, canonical 8-4-4-4-12 lower case
-                                 (readable everywhere; fixed 16 bytes is
-                                 not a logical type most readers know)
-json / jsonb / xml / text ...    string
-bytea                            binary
-enum                             dictionary<int32, string>
-1-D arrays of the above scalars  list<element>; other element types list<string>
-anything else                    string (its PostgreSQL text form)
-===============================  ==========================================
-
-NULLs stay NULL in every type. Which columns become strings, said once:
-unconstrained ``numeric``, json/jsonb/xml, uuid, interval's text in CSV,
-arrays of types outside the list, and types not in the table.
-
-CSV has its own, smaller mapping (:func:`csv_select`), for ``csv_values:
-analysis``: ``true``/``false`` for booleans, JSON for arrays, plain hex
-(no ``\\x``) for bytea, a plain number for money; every other type keeps its
-PostgreSQL text, which pandas and pyarrow already read typed (numbers,
-ISO dates and ``+00`` timestamps) or as strings.
- Values Arrow cannot hold (``infinity``
-timestamps and dates, BC dates, NaN in a constrained numeric, arrays of more
-than one dimension) make the fetch fail with a clear error rather than land a
-silently altered value.
+Why it works this way: ``docs/design/postgresql.md``.
 """
 
 from __future__ import annotations

@@ -1,51 +1,9 @@
 """``postgresql``: tables, views and query results landed as CSV or Parquet.
 
-(Over 400 lines on purpose: pool, snapshot transactions and the export paths are one
-lifecycle; catalog, columns, export, session and errors are already their own modules.)
-
-* One :class:`psycopg_pool.AsyncConnectionPool` per connector: connections are
-  checked before use, broken ones discarded, renewed after
-  ``pool_max_lifetime``. ``connect`` first opens one probe connection, so a
-  wrong password is an :class:`AuthenticationError` and an unreachable server a
-  :class:`ConnectionError` at once, not after the pool's retries.
-* Every read is one ``REPEATABLE READ READ ONLY`` transaction, rolled back at
-  the end, with ``statement_timeout`` (default 1 h) and ``lock_timeout``
-  (default 30 s) set for it: an export is one consistent snapshot, nothing it
-  does is kept, and a table locked by another session is a retryable error
-  after ``lock_timeout``, not a wait forever. The transaction also pins
-  ``TimeZone=UTC``, ``DateStyle=ISO``, ``IntervalStyle=postgres``,
-  ``extra_float_digits=1`` and ``bytea_output=hex``, so the same data gives the
-  same bytes whatever the server's defaults. A connection is reset
-  (``DISCARD ALL``) before it returns to the pool. See
-  :mod:`connectors.postgresql.session`.
-* Scope: ``list_items``, ``fetch_data`` and ``get_metadata`` only ever see the
-  configured ``schemas``. Anything else (``pg_catalog.pg_authid``, another
-  schema) is a :class:`NotFoundError` with the same message as a missing
-  table, so the scope does not reveal what exists outside it.
-  ``fetch_query`` runs arbitrary read-only SQL: its boundary is the role's
-  privileges, and it refuses a role that can act outside the database
-  (:mod:`connectors.postgresql.session`) unless ``allow_privileged_queries`` is set.
-* CSV is the server's own ``COPY ... TO STDOUT (FORMAT csv, HEADER)``,
-  streamed by :mod:`connectors.postgresql.export`; with ``csv_values: analysis`` (the
-  default) booleans, arrays, bytea and money columns are written in forms
-  that pandas and pyarrow read back typed (:func:`connectors.postgresql.columns.csv_select`),
-  ``csv_values: postgresql`` keeps PostgreSQL's text forms; Parquet parses that stream with
-  pyarrow (types: :mod:`connectors.postgresql.columns`). A plain table of at least
-  ``PARALLEL_MIN_BYTES`` is exported as CSV by two COPY streams, split by
-  block (``ctid``) ranges, the second connection importing the first one's
-  snapshot (``pg_export_snapshot`` / ``SET TRANSACTION SNAPSHOT``): the server
-  formats rows on two cores, the file is byte-for-byte what one stream gives,
-  and it is still one snapshot. When no second pooled connection is free at
-  once, the fetch goes on with one stream.
-* ``DataItem.modified_at`` is :data:`MODIFIED_AT_UNKNOWN` (0): PostgreSQL
-  keeps no modification time of a table (commit timestamps would need
-  ``track_commit_timestamp`` and a full scan), and the time of the listing
-  would be a lie; show 0 as "-". ``metadata["version"]`` is the change signal.
-* Identifiers, landed names and the ``version`` change signal:
-  :mod:`connectors.postgresql.catalog`.
-* psycopg, pool and pyarrow errors are translated in one place,
-  :meth:`PostgreSQLConnector._translated`; no message carries the password or
-  the DSN.
+Every read is one read-only snapshot transaction on a pooled connection, scoped to the
+configured ``schemas``; CSV is the server's own ``COPY``, Parquet is built from that
+stream. Why it is built this way (pool, snapshots, scope, parallel export, times):
+``docs/design/postgresql.md``.
 
 Example:
     >>> config = DataSourceConfig(id="warehouse", type="postgresql", name="Warehouse",

@@ -72,7 +72,7 @@ class Secret:
         return self
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, str):  # the seed's ``config["connection_string"] == "..."``; in constant time
+        if isinstance(other, str):  # ``config["connection_string"] == "..."`` still works; in constant time
             return self._value is not None and hmac.compare_digest(self._value.encode(), other.encode())
         if not isinstance(other, Secret):
             return NotImplemented
@@ -133,13 +133,22 @@ _store: SecretStore | None = None
 
 
 def set_secret_store(store: SecretStore | None) -> None:
-    """Install the store that resolves ``{"secret": NAME}`` references (None: the default)."""
+    """Install the store that resolves ``{"secret": NAME}`` references, for this process.
+
+    Args:
+        store: any object with ``get(name) -> str | None``; None restores the default store.
+    """
     global _store
     _store = store
 
 
 def get_secret_store() -> SecretStore:
-    """The installed store, or the default one."""
+    """The installed store, or the default one.
+
+    Returns:
+        The store set with :func:`set_secret_store`, else the encrypted file store
+        (or the OS keyring, where one is usable).
+    """
     if _store is not None:
         return _store
     from connectors.secrets.store import default_store
@@ -148,7 +157,18 @@ def get_secret_store() -> SecretStore:
 
 
 def resolve_reference(ref: Mapping[str, str], *, where: str) -> str:
-    """The value a reference points at; ``where`` names the field for errors."""
+    """The value a reference points at.
+
+    Args:
+        ref: ``{"env": NAME}`` or ``{"secret": NAME}``.
+        where: the field, named in errors (never the value).
+
+    Returns:
+        The value.
+
+    Raises:
+        ConfigurationError: the variable is not set, or the secret is not in the store.
+    """
     kind, name = next(iter(ref.items()))
     if kind == "env":
         value = os.environ.get(name)
@@ -166,6 +186,16 @@ def resolve_config(config: Mapping[str, Any], *, source_id: str | None = None) -
 
     Values of secret fields stay :class:`Secret` (wrapped again after resolution
     by the settings model); nothing resolved is stored back into ``config``.
+
+    Args:
+        config: a source's config, values possibly references.
+        source_id: the source, named in errors.
+
+    Returns:
+        The resolved copy.
+
+    Raises:
+        ConfigurationError: a reference cannot be resolved (the message names the field).
     """
     prefix = f"source '{source_id}': " if source_id else ""
     return {

@@ -1,29 +1,6 @@
 """The sensor's decision, as a pure function: listing + cursor -> work + new cursor.
 
-Why not a last-modified high-water mark: an item can become visible after
-items with later timestamps (eventually consistent listings, blobs committed
-late, files moved in with their old mtime), and a plain watermark skips it
-forever. Why not a map of every item's version: on a source of 100,000 items
-the cursor would weigh megabytes, and Dagster stores it with every tick.
-
-The cursor splits items by a *boundary* time ``S``:
-
-* items modified at or after ``S`` (the recent ones, within ``lookback`` of the
-  newest) are tracked exactly, as 8-byte digests of (path, version);
-* older items are *settled*: summarised as ``BUCKETS`` order-independent sums
-  of those digests, one per bucket of item paths.
-
-A new or changed recent item has a digest the cursor lacks. A settled item
-that appears late or changes, however old its timestamp, changes its bucket's
-sum; the whole bucket (about n / BUCKETS items) becomes candidate work, marked
-``coarse``. :func:`drop_known` then removes the candidates whose known landed
-version matches (the sensor asks Dagster for the data versions of their
-latest materializations), and a sync run skips any that remain unchanged by
-their lineage records. Work per tick
-is bounded (``max_items``, whole buckets only); the boundary moves forward
-only when no work is left, so a backlog is never marked seen. The cursor
-holds ``BUCKETS`` sums plus at most about ``MAX_RECENT`` recent digests: under
-25 KB base64 whatever the source's size (measured in ``benchmarks/bench_sensor.py``).
+Why it works this way: ``docs/design/sensor_cursor.md``.
 
 Example:
     >>> plan = plan_tick(items, decode_cursor(None), max_items=1000)

@@ -187,8 +187,9 @@ def environment_page() -> str:
     from connectors.environment import VARIABLES
 
     lines = [GENERATED + "# Environment variables", "",
-             "Every `DA_*` variable the project reads, from the one registry in the code",
-             "(`connectors/environment.py`); a test fails on a `DA_*` name in the code that is not declared there.", ""]
+             "Every `DA_*` variable the project reads, and Dagster's own that its files set, from the one",
+             "registry in the code (`connectors/environment.py`); a test fails on a `DA_*` name in the code that",
+             "is not declared there, and the code reads them through `connectors.environment.read`.", ""]
     groups: dict[str, list[Any]] = {}
     for variable in VARIABLES:
         groups.setdefault(variable.group, []).append(variable)
@@ -269,8 +270,7 @@ def _public(module_name: str) -> list[str]:
 
     module = importlib.import_module(module_name)
     paths = []
-    for name in sorted(getattr(module, "__all__", [])) + (["DataSourceComponent"] if module_name == "da_pipelines"
-                                                          else []):
+    for name in sorted(getattr(module, "__all__", [])):
         if hasattr(getattr(module, name), "__qualname__"):  # not a value (da_pipelines.defs)
             paths.append(_defined_at(module_name, name))
     return paths
@@ -302,11 +302,11 @@ def python_page() -> str:
         lines += [f"::: {_defined_at(module, name)}", "    options:", "      heading_level: 3", ""]
     lines += ["## `da_pipelines`", "",
               "`da_pipelines.defs`: the `dagster.Definitions` of the sources file, built on first access.", ""]
-    try:
-        paths = _public("da_pipelines")
-    except ModuleNotFoundError:
+    try:  # the package's names, then its Components' (da_pipelines.components, where dg finds them)
+        paths = _public("da_pipelines") + _public("da_pipelines.components")
+    except ModuleNotFoundError:  # built without the dagster extra
         paths = []
-    for path in paths:
+    for path in dict.fromkeys(paths):
         lines += [f"::: {path}", "    options:", "      heading_level: 3", ""]
     return "\n".join(lines)
 
@@ -354,15 +354,38 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
     for media, content in body.items():
         lines += [f"Body ({media}): {_schema_link(content.get('schema', {}))}", ""]
     responses = op.get("responses", {})
-    if responses:
+    errors = [status for status, answer in responses.items() if _is_error(status, answer)]
+    shown = [(status, answer) for status, answer in responses.items() if status not in errors]
+    if shown or errors:
         lines += ["| status | answer |", "| --- | --- |"]
-        for status, answer in responses.items():
+        for status, answer in shown:
             contents: list[dict[str, Any]] = list(answer.get("content", {}).values())
             schema = contents[0].get("schema") if contents else None
-            shown = _schema_link(schema) if schema else ""
-            lines.append(f"| {status} | {_cell(answer.get('description', ''))} {shown} |")
+            linked = _schema_link(schema) if schema else ""
+            lines.append(f"| {status} | {_cell(answer.get('description', ''))} {linked} |")
+        if errors:
+            lines.append(f"| {', '.join(errors)} | an [error](#errors): [`ErrorBody`](#schema-errorbody) |")
         lines.append("")
     return lines
+
+
+def _is_error(status: str, answer: dict[str, Any]) -> bool:
+    contents: list[dict[str, Any]] = list(answer.get("content", {}).values())
+    ref = str(contents[0].get("schema", {}).get("$ref", "")) if contents else ""
+    return status[:1] in "45" and ref.endswith("/ErrorBody")
+
+
+def _error_table(schema: dict[str, Any]) -> list[str]:
+    """Each error status the routes answer, with what it means (its first description)."""
+    meanings: dict[str, str] = {}
+    for methods in schema["paths"].values():
+        for op in methods.values():
+            for status, answer in op.get("responses", {}).items():
+                if _is_error(status, answer):
+                    meanings.setdefault(status, answer.get("description", ""))
+    lines = ["## Errors", "", "Every error answers `{\"detail\": ...}` ([`ErrorBody`](#schema-errorbody)).", "",
+             "| status | meaning |", "| --- | --- |"]
+    return lines + [f"| {status} | {_cell(meanings[status])} |" for status in sorted(meanings)] + [""]
 
 
 def _schema_link(schema: dict[str, Any]) -> str:
@@ -387,6 +410,7 @@ def http_api_page(schema: dict[str, Any]) -> str:
         lines += [f"## {tag}", ""]
         for operation in operations:
             lines += operation
+    lines += _error_table(schema)
     lines += ["## Schemas", ""]
     for name, body in schema.get("components", {}).get("schemas", {}).items():
         lines += [f"### `{name}` {{#schema-{name.lower()}}}", ""]

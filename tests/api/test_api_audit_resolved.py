@@ -1,4 +1,4 @@
-"""Audit lines say what happened (issue 22.7): the resolved resource and config, secrets masked; a change
+"""Audit lines say what happened: the resolved resource and config, secrets masked; a change
 whose line cannot be written fails.
 
 Row 58 of docs/RELIABILITY.md (the fault matrix).

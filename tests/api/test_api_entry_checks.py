@@ -1,4 +1,4 @@
-"""The API refuses at write time what the code location would leave out (issue 25.1): 422 naming the field."""
+"""The API refuses at write time what the code location would leave out: 422 naming the field."""
 
 from __future__ import annotations
 

@@ -274,7 +274,7 @@ def test_audit_log_records_changes_data_and_refusals(api: Api, data_root: Path) 
     assert [r["key_id"] for r in records] == [keys["admin"], keys["reader"], keys["reader"], keys["admin"]]
     assert all(r["source_id"] == "docs" and r["request_id"].startswith("req-") for r in records)
     assert set(records[0]) == {"time", "request_id", "key_id", "method", "route", "source_id", "status", "outcome",
-                               "job_id", "config"}  # what was created (issue 22.7)
+                               "job_id", "config"}  # what was created
     assert records[0]["config"] == {"root": str(data_root)} and records[1]["item"] == "a.csv"
 
 

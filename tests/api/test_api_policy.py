@@ -1,6 +1,6 @@
 """The operator's policy holds against a manage key: what the API may create, reference and reach.
 
-Each test replays an attack of issue #22 (a manage key reading the server's secrets and files, or aiming
+Each test replays an attack (a manage key reading the server's secrets and files, or aiming
 the server at a host of its choice) and checks it is refused before anything is stored or connected.
 
 Row 30 of docs/RELIABILITY.md (the fault matrix).

@@ -1,4 +1,4 @@
-"""A source the API stores is whole, though the seed's Azure config builds without a container."""
+"""A source the API stores is whole, though DeepAnalyze's own Azure example config builds without a container."""
 
 from __future__ import annotations
 

@@ -161,7 +161,7 @@ def test_a_listed_name_with_a_line_separator_never_lands_nor_reaches_a_manifest(
     assert answer.status_code in (400, 200), answer.text
     if answer.status_code == 200:  # the odd name is left out; the manifest is one line per file
         manifest = answer.json()["manifest"]
-        lines = manifest.splitlines()  # a header, one line per file, and (issue 26.2) its columns under it
+        lines = manifest.splitlines()  # a header, one line per file, and its columns under it
         assert name not in manifest and [line for line in lines if not line.startswith("  columns (")] == lines[:2]
         assert len(lines) == 3 and lines[1].startswith("- ok.csv")
     assert not any(name in str(p) for p in thread.rglob("*"))

@@ -28,7 +28,7 @@ def test_attach_lands_at_the_thread_top_level_with_a_manifest(api: Api, data_roo
     first = answer["data"][0]
     assert first == {"name": "q1.csv", "source_id": "docs", "item": "2024/q1.csv", "version": first["version"],
                      "size": 4, "row_count": 1, "status": "attached", "wanted": None,
-                     "profile": first["profile"], "options": None}  # issue 26.2: files are described
+                     "profile": first["profile"], "options": None}  # files are described
     assert first["profile"]["rows"] == 1 and first["profile"]["columns"][0]["name"]
     assert answer["manifest"].startswith("Attached data:\n- q1.csv: 2024/q1.csv from source docs, version ")
     folder = api.settings.workspace_base / "thread-1"
@@ -136,7 +136,7 @@ def test_an_unknown_thread_is_404_unless_create_and_records_answer_from_the_stat
 
 
 def test_file_references_take_limit_and_sample_or_say_why_not(api: Api, data_root: Path) -> None:
-    """Issue 26.1: CSV and Parquet files are cut to their first rows or a seeded sample; other formats say why not."""
+    """CSV and Parquet files are cut to their first rows or a seeded sample; other formats say why not."""
     import pyarrow.parquet as pq
 
     api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)

@@ -17,7 +17,11 @@ import re
 import urllib.request
 from typing import Any
 
+import pytest
+
 from tests.deepanalyze.conftest import DEEPANALYZE_USER, SERVICE_USER, SHARED_GROUP, Sidecar
+
+pytestmark = pytest.mark.root  # two OS users, created when absent
 
 PROBE = '''
 import json, os

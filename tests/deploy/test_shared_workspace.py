@@ -3,8 +3,10 @@
 The landing relies on ``flock`` and same-folder renames (README, "Deploying": which shared file systems
 honour both). Here one folder is mounted twice (a bind mount, in a mount namespace of the test's own
 via ``unshare``, so it needs no privilege) and two processes land the same 300 items at once, one
-through each mount point, three times over: every file must end whole, once, matching its record,
-with no temporary left.
+through each mount point, three times over, each its own version of every item (two sources, one
+source id): every file must end whole, once, one version's bytes, with that version's record and no
+temporary left. Were both to land the same bytes, any record would fit any file and a missing lock
+would go unseen.
 """
 
 from __future__ import annotations
@@ -43,26 +45,31 @@ LAND = textwrap.dedent("""
 def test_two_processes_through_two_mount_points_land_each_item_once(tmp_path: Path) -> None:
     if shutil.which("unshare") is None:
         raise AssertionError("unshare (util-linux) is needed: apt-get install util-linux")
-    root, shared, mount_a, mount_b = (tmp_path / n for n in ("root", "shared", "a", "b"))
-    for folder in (root, shared, mount_a, mount_b):
+    root_a, root_b, shared, mount_a, mount_b = (tmp_path / n for n in ("root_a", "root_b", "shared", "a", "b"))
+    for folder in (root_a, root_b, shared, mount_a, mount_b):
         folder.mkdir()
     for index in range(ITEMS):
-        (root / f"item{index:03d}.csv").write_bytes(f"id\n{index}\n".encode() * (1 + index % 50))
+        for version, root in enumerate((root_a, root_b)):
+            (root / f"item{index:03d}.csv").write_bytes(f"id,v\n{index},{version}\n".encode() * (1 + index % 50))
     script = tmp_path / "land.py"
     script.write_text(LAND)
     both = (f"mount --bind {shared} {mount_a} && mount --bind {shared} {mount_b} && "
-            f"{{ {sys.executable} {script} {root} {mount_a} & first=$!; "
-            f"{sys.executable} {script} {root} {mount_b} & second=$!; wait $first && wait $second; }}")
+            f"{{ {sys.executable} {script} {root_a} {mount_a} & first=$!; "
+            f"{sys.executable} {script} {root_b} {mount_b} & second=$!; wait $first && wait $second; }}")
     result = subprocess.run(["unshare", "--mount", "--map-root-user", "bash", "-c", both],
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
 
     landed = sorted(p.name for p in shared.iterdir() if p.is_file())
-    assert landed == sorted(p.name for p in root.iterdir())
+    assert landed == sorted(p.name for p in root_a.iterdir())
+    disagree = []
     for name in landed:
         record = json.loads((shared / ".lineage" / f"{name}.json").read_text())
         data = (shared / name).read_bytes()
-        assert data == (root / name).read_bytes()
-        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        [source] = [root for root in (root_a, root_b) if (root / name).read_bytes() == data]  # one version, whole
+        if (record["sha256"], record["size"], record["source_uri"]) != (
+                hashlib.sha256(data).hexdigest(), len(data), (source / name).as_uri()):
+            disagree.append((name, source.name, record["source_uri"]))
+    assert disagree == [], f"{len(disagree)} of {ITEMS} files hold one version and the record of the other"
     leftovers = [p for p in shared.rglob(".~da-*")]
     assert leftovers == []

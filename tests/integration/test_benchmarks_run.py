@@ -82,3 +82,10 @@ def test_s3_benchmark_runs_both_cases(tmp_path: Path) -> None:
     assert "| s3 fetch_data (sha256+lineage) |" in out and "| curl |" in out
     assert "| s3 fetch_many(16) |" in out and "| azure fetch_many(16) on Azurite |" in out
     assert (tmp_path / "results" / "bench_s3.md").is_file()
+
+
+def test_sharded_benchmark_runs_and_records_its_ratio(tmp_path: Path) -> None:
+    out = run_benchmark(tmp_path, ["benchmarks.bench_sharded", "--items", "40"])
+    assert "| one step |" in out and "| 2 shards |" in out
+    results = result_data(tmp_path, "bench_sharded_40")
+    assert results["items"] == 40 and results["shards"] == 2 and results["shards_over_one"] > 0

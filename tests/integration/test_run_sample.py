@@ -1,5 +1,5 @@
-"""``scripts/run-sample`` runs the embedded sample whatever ./sources.yaml holds (issue 12.12),
-and a run prints no BetaWarning (issue 12.13).
+"""``scripts/run-sample`` runs the embedded sample whatever ./sources.yaml holds,
+and a run prints no BetaWarning.
 
 The script runs from a copy of the repository's layout in a temporary folder (run-sample,
 a no-op bootstrap, the real .venv and pyproject.toml linked), so the test writes nothing
@@ -51,4 +51,4 @@ def test_run_sample_after_da_sources_add(tmp_path: Path) -> None:
     assert (landed / ".lineage" / "sales.csv.json").exists()
     assert (root / ".dagster").is_dir()
     assert "BetaWarning" not in result.stdout + result.stderr
-    assert "SupersessionWarning" not in result.stdout + result.stderr  # the first command (issue 25.11)
+    assert "SupersessionWarning" not in result.stdout + result.stderr  # the first command

@@ -60,7 +60,7 @@ def test_defaults_and_the_enum() -> None:
 )
 def test_bad_configs_name_the_source_and_the_field(source: dict[str, object], expected: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        DataSourceConfig(**source).check_complete()  # an azure config is built incomplete (the seed's), stored whole
+        DataSourceConfig(**source).check_complete()  # built incomplete, stored whole
     assert str(caught.value).startswith(expected), str(caught.value)
 
 

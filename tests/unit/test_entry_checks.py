@@ -1,7 +1,9 @@
-"""One validation of a source entry everywhere (issue 25.1): the file reader, writes, the code location, the Component.
+"""One validation of a source entry everywhere: the file reader, writes, the code location, the Component.
 
 Each entry refused here is refused before anything connects: a PostgreSQL entry points at
 a closed loopback port, and its listing state (written only after a connection) never appears.
+
+docs/RELIABILITY.md row 53.
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ def test_every_da_variable_in_the_code_is_declared() -> None:
 
 
 def test_every_declared_variable_is_read_somewhere() -> None:
-    used = names_in(*SEARCHED, *ALSO_READ_IN)
-    stale = [v.name for v in environment.VARIABLES if v.name not in used]
+    registry = REPO / "connectors" / "environment.py"  # where every name is declared: not a use
+    text = "\n".join(p.read_text(errors="replace") for p in _files(*SEARCHED, *ALSO_READ_IN) if p != registry)
+    stale = [v.name for v in environment.VARIABLES if not re.search(rf"\b{v.name}\b", text)]
     assert not stale, f"declared but named nowhere in the code: {stale}"
 
 

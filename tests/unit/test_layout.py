@@ -14,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("connectors", "da_pipelines")
-FRAMEWORKS = ("dagster", "dagster_webserver", "fastapi", "starlette", "uvicorn", "flask", "django", "aiohttp.web")
+FRAMEWORKS = ("dagster", "da_pipelines", "dagster_webserver", "fastapi", "starlette", "uvicorn", "flask", "django",
+              "aiohttp.web")
 
 
 def _module_files() -> dict[str, Path]:

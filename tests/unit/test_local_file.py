@@ -1,4 +1,7 @@
-"""LocalFileConnector: the conformance suite plus root confinement, patterns and sub-folders."""
+"""LocalFileConnector: the conformance suite plus root confinement, patterns and sub-folders.
+
+docs/RELIABILITY.md row 8.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The reach rules as pure decisions (issue 22.1): which names, addresses, ports and schemes pass.
+"""The reach rules as pure decisions: which names, addresses, ports and schemes pass.
 
 Row 30 of docs/RELIABILITY.md (the fault matrix).
 """

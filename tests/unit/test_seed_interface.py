@@ -1,4 +1,4 @@
-"""The seed's interface as its README and tests write it (the conformance suite's seed part)."""
+"""DeepAnalyze's original connector interface, as its README and tests use it (a part of the conformance suite)."""
 
 from tests.conformance import SeedInterfaceConformance
 

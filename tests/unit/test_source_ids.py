@@ -1,4 +1,4 @@
-"""The source id rule (``connectors.ids``) wherever a source is created or loaded (issue 12.1).
+"""The source id rule (``connectors.ids``) wherever a source is created or loaded.
 
 The rule: 1 to 63 ASCII letters, digits, ``-`` and ``_``, the first a letter. Its
 Dagster name is always an identifier; two ids sharing one are refused, naming both.

@@ -55,7 +55,7 @@ def sync(store: MemoryStore, folder: Path, **kwargs: Any) -> SyncReport:
     return report
 
 
-# --- 12.3: a sync repairs what is missing or altered ---------------------------------------
+# --- a sync repairs what is missing or altered ---------------------------------------
 
 
 def test_sync_repairs_a_deleted_and_an_appended_file(store: MemoryStore, tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_force_lands_everything(store: MemoryStore, tmp_path: Path) -> None:
     assert len(report.landed) == 3 and not report.unchanged and not report.repaired
 
 
-# --- 12.10: items deleted at the source ----------------------------------------------------
+# --- items deleted at the source ----------------------------------------------------
 
 
 def test_deleted_items_are_reported_and_kept(store: MemoryStore, tmp_path: Path) -> None:
@@ -165,7 +165,7 @@ def test_requested_items_do_not_report_removals(store: MemoryStore, tmp_path: Pa
     assert report.removed == [] and [r["identifier"] for r in report.landed] == ["a.csv"]
 
 
-# --- 12.8: unsafe items are skipped and reported; exclude ----------------------------------
+# --- unsafe items are skipped and reported; exclude ----------------------------------
 
 
 def test_an_unsafe_name_is_skipped_and_the_rest_lands(store: MemoryStore, tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ def test_sync_options_live_in_metadata_sync(store: MemoryStore) -> None:
         sync_options(config(store, purne=True))
 
 
-# --- 12.7: every path that lands bytes reports them ----------------------------------------
+# --- every path that lands bytes reports them ----------------------------------------
 
 
 def test_progress_counts_the_bytes_of_connectors_that_report_none(store: MemoryStore, tmp_path: Path) -> None:
@@ -211,11 +211,11 @@ def test_progress_counts_the_bytes_of_connectors_that_report_none(store: MemoryS
     assert progress.summary().startswith(f"3/3 items, {size} B")
 
 
-# --- 12.5: a seed-style plugin ---------------------------------------------------------------
+# --- a minimal plugin ---------------------------------------------------------------
 
 
 class SeedConnector(DataSourceConnector):
-    """Written to the seed's interface: the six methods, no settings_model, writes its own files."""
+    """Written to the original interface: the six methods, no settings_model, writes its own files."""
 
     seen: list[str] = []
 

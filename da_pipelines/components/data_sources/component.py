@@ -49,10 +49,10 @@ from connectors.entry_checks import check_entry
 from connectors.errors import ConfigurationError
 from connectors.landing.lineage import utc_now_iso
 from connectors.secrets.references import carries_secret, is_reference
+from connectors.syncing.datasets import TABLE_TYPES, Dataset
 from connectors.syncing.table_listing import ListingState, refreshed
 from connectors.type_table import known_type_names
 from da_pipelines.components.data_sources.scaffolder import DataSourceScaffolder
-from da_pipelines.datasets import TABLE_TYPES, Dataset
 from da_pipelines.factory import build_source_defs, source_keys
 from da_pipelines.lost_retries import lost_retries_sensor
 from da_pipelines.resources import WorkspaceResource
@@ -68,7 +68,7 @@ def _translation_vars(dataset: Dataset) -> dict[str, Any]:
     """Template variables of ``translation``: ``{{ data.name }}``, ``{{ data.kind }}``, ``{{ data.schema }}``..."""
     return {"data": {"name": dataset.name, "kind": dataset.kind, "prefix": dataset.prefix, "glob": dataset.glob,
                      "schema": dataset.facts.get("schema"), "table": dataset.facts.get("table"),
-                     "key": dataset.key.path}}
+                     "key": list(dataset.path)}}
 
 
 def _refuse_templated_references(config: dict[str, Any], source_id: str) -> None:
@@ -133,7 +133,14 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
         return value
 
     def source_config(self) -> DataSourceConfig:
-        """The source as the connectors see it, checked as a sources-file entry is, before anything connects."""
+        """The source as the connectors see it, checked as a sources-file entry is, before anything connects.
+
+        Returns:
+            The source's config, ``item_sets``, ``tables`` and ``settings`` under ``metadata.dagster``.
+
+        Raises:
+            ConfigurationError: an invalid entry, a literal secret, or a reference whose name is a value.
+        """
         dagster = {**self.settings}
         if self.item_sets is not None:
             dagster["item_sets"] = self.item_sets
@@ -148,7 +155,11 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
         return DefsStateConfig.from_args(self.defs_state, default_key=f"DataSourceComponent[{self.id}]")
 
     def write_state_to_path(self, state_path: Path) -> None:
-        """List the source's tables; on failure keep the previous state (if any) with the reason."""
+        """List the source's tables into ``state_path``; on failure keep the previous state with the reason.
+
+        Args:
+            state_path: where Dagster keeps this component's state.
+        """
         source = self.source_config()
         previous = ListingState.from_json(state_path.read_text()) if state_path.is_file() else None
         if source.type_name in TABLE_TYPES:
@@ -160,6 +171,15 @@ class DataSourceComponent(StateBackedComponent, dg.Model, dg.Resolvable):
         state_path.write_text(state.to_json())
 
     def build_defs_from_state(self, context: dg.ComponentLoadContext, state_path: Path | None) -> dg.Definitions:
+        """The source's assets, job, sensors and resources, from its listing state.
+
+        Args:
+            context: Dagster's load context.
+            state_path: the listing written by :meth:`write_state_to_path`, or None before any.
+
+        Returns:
+            The definitions; with no listing, one stand-in asset covers every table and says why.
+        """
         source = self.source_config()
         listing = ListingState.from_json(state_path.read_text()) if state_path and state_path.is_file() else None
         if listing is None and source.type_name in TABLE_TYPES:

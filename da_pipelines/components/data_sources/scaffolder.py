@@ -8,7 +8,7 @@ from dagster.components.component_scaffolding import scaffold_component
 from dagster.components.scaffold.scaffold import Scaffolder, ScaffoldRequest
 from pydantic import BaseModel, Field
 
-from da_pipelines.datasets import TABLE_TYPES
+from connectors.syncing.datasets import TABLE_TYPES
 
 __all__ = ["DataSourceScaffolder", "ScaffoldParams"]
 

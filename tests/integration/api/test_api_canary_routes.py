@@ -1,4 +1,4 @@
-"""No value of a secret or referenced field in any answer, error, log line or audit line (issue 22.2).
+"""No value of a secret or referenced field in any answer, error, log line or audit line.
 
 Sources whose user, password and container come by reference (the operator's) or write-only (the API's),
 pointed at the real services so every route fails in its own way, and a canary in each value.

@@ -1,4 +1,4 @@
-"""Table statistics over columns holding NaN (issue 25.7): min, max and mean of the numbers; NaN counted apart."""
+"""Table statistics over columns holding NaN: min, max and mean of the numbers; NaN counted apart."""
 
 from __future__ import annotations
 

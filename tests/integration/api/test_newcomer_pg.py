@@ -1,4 +1,4 @@
-"""What a new user met with PostgreSQL (issue 25.9, 25.10, 25.11, 25.12): partitioned tables, job
+"""What a new user met with PostgreSQL: partitioned tables, job
 byte totals, query parameters, a multi-statement query."""
 
 from __future__ import annotations

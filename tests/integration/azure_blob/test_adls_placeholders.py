@@ -4,6 +4,8 @@ A hierarchical-namespace account lists each directory through the Blob API as a
 zero-byte blob with metadata ``hdi_isfolder=true``. Azurite has no hierarchical
 namespace, so the test writes such blobs itself, with that metadata, beside a
 zero-byte name ending in '/' (what "create folder" makes on flat stores).
+
+docs/RELIABILITY.md row 45.
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def test_cli_test_and_ls_say_the_real_cause(cli: Cli, azurite_server: AzuriteSer
         "badkey": {"connection_string": cs["BAD_KEY_CS"], "container_name": container},
     })
     assert "ok" in cli("test", "good", env=env).stdout
-    # what ls prints is what ls PATH and fetch take (issue 12.2, through the CLI)
+    # what ls prints is what ls PATH and fetch take (through the CLI)
     printed = [i["path"] for i in json.loads(cli("ls", "good", "--json", env=env).stdout)]
     assert printed == ["raw/a.csv"]
     assert [i["path"] for i in json.loads(cli("ls", "good", "raw/", "--json", env=env).stdout)] == printed

@@ -253,7 +253,7 @@ def test_default_credential_without_azure_identity_is_a_clear_configuration_erro
 
 
 def test_default_credential_over_http_is_a_configuration_error_naming_https(azurite_server: AzuriteServer) -> None:
-    # the seed's contract: a config builds; its settings are checked when the connector connects
+    # the original interface: a config builds; its settings are checked when the connector connects
     connector = azure_connector(azurite_server, "c", account_url=azurite_server.blob_endpoint, credential="default")
     with pytest.raises(ConfigurationError, match="account_url must start with https://"):
         asyncio.run(connector.connect())

@@ -301,6 +301,7 @@ def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.root
 def test_disk_full_is_a_workspace_error_and_the_partial_is_removed(
     azurite_server: AzuriteServer, container: str, tiny_filesystem: Path
 ) -> None:
@@ -317,6 +318,7 @@ def test_disk_full_is_a_workspace_error_and_the_partial_is_removed(
     assert os.statvfs(tiny_filesystem).f_bfree > 0.9 * os.statvfs(tiny_filesystem).f_blocks
 
 
+@pytest.mark.root
 def test_fetch_many_on_a_full_disk_fails_the_files_that_do_not_fit_and_keeps_the_others(
     azurite_server: AzuriteServer, tiny_filesystem: Path
 ) -> None:

@@ -91,7 +91,7 @@ def test_a_sas_inside_account_url_is_a_secret(cli: Cli, azurite_server: AzuriteS
 
 def test_fetch_lands_part_of_a_table(
         cli: Cli, postgres_server: PostgresServer, pg_role: tuple[str, str, str]) -> None:  # noqa: F811
-    """Issue 26.1: ``fetch --where --param --columns --limit`` lands the slice; the lineage keeps the options."""
+    """``fetch --where --param --columns --limit`` lands the slice; the lineage keeps the options."""
     role, password, table = pg_role
     add_pg(cli, postgres_server, role, password)
     landed = cli("fetch", "pg", f"public.{table}", "--where", "region = %s", "--param", "south",
@@ -108,7 +108,7 @@ def test_fetch_lands_part_of_a_table(
 
 def test_sync_table_lands_an_incremental_dataset_and_full_replaces_it(
         cli: Cli, postgres_server: PostgresServer, pg_role: tuple[str, str, str]) -> None:  # noqa: F811
-    """Issue 26.4: ``sync-table`` adds only what is new; ``--full`` replaces the dataset (deletes seen)."""
+    """``sync-table`` adds only what is new; ``--full`` replaces the dataset (deletes seen)."""
     import psycopg
 
     role, password, table = pg_role

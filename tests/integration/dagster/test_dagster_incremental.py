@@ -1,9 +1,11 @@
-"""Issue 26.4/26.6 in Dagster: a table named in its source's ``incremental`` syncs by its cursor.
+"""In Dagster: a table named in its source's ``incremental`` syncs by its cursor.
 
 A real PostgreSQL table, the code location's ``N_sync`` job run in process: the first run exports the
 table as a dataset folder; the next adds only new rows (a late commit inside the look-back too); the
 materialization's data version follows the cursor; a column added mid-way shows as schema drift (and
 fails the run under ``on_schema_change: fail``); run config ``full_refresh: true`` replaces the folder.
+
+docs/RELIABILITY.md row 61.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`dagster job execute` says which source the code location left out, and why (issue 25.1)."""
+"""`dagster job execute` says which source the code location left out, and why."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 26.1/26.2 in Dagster: a table dataset lands the part its source's ``table_options`` say, described.
+"""In Dagster: a table dataset lands the part its source's ``table_options`` say, described.
 
 A real PostgreSQL table, the code location's ``N_sync`` job run in process: the materialization's row
 count, options and profile follow the sliced file.

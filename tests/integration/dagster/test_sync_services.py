@@ -1,5 +1,5 @@
 """The sync as a user runs it: ``da-sources fetch --all`` and ``dagster job execute`` on real files,
-Azurite and PostgreSQL, and a plugin written to the seed's interface (issue 12: .3 .5 .7 .8 .10)."""
+Azurite and PostgreSQL, and a plugin written to the original six-method interface."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def summary_of(output: str) -> str:
     return str(found[-1])
 
 
-# --- 12.3 / 12.10 / 12.7 on local files -------------------------------------------------------
+# --- on local files -------------------------------------------------------
 
 
 def make_root(tmp_path: Path) -> Path:
@@ -90,7 +90,7 @@ def test_cli_fetch_all_skips_unchanged_repairs_and_forces(cli: Cli, tmp_path: Pa
     assert "4 landed, 0 unchanged" in forced.stderr
 
 
-# --- 12.8: an unsafe blob name, and exclude, on Azurite ------------------------------------
+# --- an unsafe blob name, and exclude, on Azurite ------------------------------------
 
 
 def test_an_unsafe_blob_is_skipped_by_the_cli_and_dagster_and_exclude_is_honoured(
@@ -122,7 +122,7 @@ def test_an_unsafe_blob_is_skipped_by_the_cli_and_dagster_and_exclude_is_honoure
     assert sorted(r["identifier"] for r in find_provenance(landed)) == ["incoming/2026/ok.csv", "top.csv"]
 
 
-# --- 12.7: a Parquet sync reports its bytes ----------------------------------------------------
+# --- a Parquet sync reports its bytes ----------------------------------------------------
 
 
 def test_a_parquet_sync_logs_the_bytes_it_landed(postgres_server: PostgresServer, tmp_path: Path) -> None:
@@ -142,10 +142,10 @@ def test_a_parquet_sync_logs_the_bytes_it_landed(postgres_server: PostgresServer
     assert f"1/1 items, {size / 1024 / 1024:.1f} MB" in output or f"1/1 items, {size / 1024:.1f} KB" in output
 
 
-# --- 12.5: a plugin written to the seed's interface ------------------------------------------
+# --- a plugin written to the original six-method interface ------------------------------------------
 
 SEED_PLUGIN = '''
-"""A connector written to the seed's interface only: six methods, no settings_model, own file writes."""
+"""A connector written to the original six-method interface only: six methods, no settings_model, own file writes."""
 import hashlib
 import os
 

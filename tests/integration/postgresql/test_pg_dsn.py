@@ -1,4 +1,4 @@
-"""Issue 13.7: a malformed DSN never has any of its values quoted back, anywhere.
+"""A malformed DSN never has any of its values quoted back, anywhere.
 
 libpq quotes the fragment it cannot parse (``forbidden value %00 in
 percent-encoded value: "<password>%00dsn"``); that fragment is not the whole

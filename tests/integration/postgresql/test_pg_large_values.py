@@ -1,4 +1,4 @@
-"""Issue 13.11: values over pyarrow's CSV block size export, with memory bounded by a multiple of the row.
+"""Values over pyarrow's CSV block size export, with memory bounded by a multiple of the row.
 
 The documented bounds (README, PostgreSQL): peak memory above the process's
 baseline is at most about 2.5x the largest row for CSV and 7x for Parquet, the

@@ -1,4 +1,4 @@
-"""Issues 13.4 and 13.5: what ``fetch_query`` can do, and what it leaves behind in a pooled session.
+"""What ``fetch_query`` can do, and what it leaves behind in a pooled session.
 
 13.4: a read-only transaction does not make functions harmless. The
 guarantee: every read transaction is rolled back (whatever a function wrote in
@@ -248,7 +248,7 @@ def test_what_a_query_writes_is_undone_and_what_reaches_outside_is_refused(
     assert isinstance(dict(outcomes)["SELECT txid_current() AS o"], str)
 
 
-# --- 13.5: the session is reset before the next borrower ---------------------------------------------
+# --- the session is reset before the next borrower ---------------------------------------------
 
 # the advisory locks this session holds, seen by the next borrower (the same session: the pool holds one)
 HELD_LOCKS = ("SELECT count(*) AS v FROM pg_catalog.pg_locks "

@@ -1,4 +1,4 @@
-"""Issue 12.2: the configured ``schemas`` are a boundary for every operation, not a listing filter.
+"""The configured ``schemas`` are a boundary for every operation, not a listing filter.
 
 The connector logs in as the harness's superuser, so nothing here is stopped
 by privileges: only the scope can refuse. Out of scope reads exactly like

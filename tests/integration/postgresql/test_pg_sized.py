@@ -1,9 +1,11 @@
-"""Issue 26.1 and 26.3: sized table and query reads (columns, where, limit, sample) and size budgets.
+"""Sized table and query reads (columns, where, limit, sample) and size budgets.
 
 Against the real PostgreSQL, as a least-privilege reader: the lineage keeps the options and the exact
 SQL; a sample is reproducible by its seed; a where that writes or reads outside its table is refused;
 a read over the budget is refused having read at most the budget (a tripwire view fails the read if
 anything reads past its 5,000th row).
+
+docs/RELIABILITY.md rows 46-48.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ def test_bad_options_say_which_field(pg: PostgreSQLConnector, schemas: tuple[str
         run(table(pg, f"{schemas[0]}.orders", tmp_path, where="no_such_column = 1"))
 
 
-# --- 26.2: every landed table is described -------------------------------------------------------------
+# --- every landed table is described -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("file_format", ["csv", "parquet"])

@@ -1,4 +1,4 @@
-"""Issue 13.12 (PostgreSQL part): no read waits forever on a table another session has locked."""
+"""No read waits forever on a table another session has locked."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12.14: CSV reads back typed by default; PostgreSQL's text forms are an option; money in Parquet."""
+"""CSV reads back typed by default; PostgreSQL's text forms are an option; money in Parquet."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issues 12.4 and 12.11: a view's version follows its data; ``modified_at`` is honest (0: unknown)."""
+"""A view's version follows its data; ``modified_at`` is honest (0: unknown)."""
 
 from __future__ import annotations
 

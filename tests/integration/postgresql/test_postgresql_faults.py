@@ -346,6 +346,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
+@pytest.mark.root
 def test_disk_full_is_a_clear_error_and_keeps_the_previous_file(
     postgres_server: PostgresServer, schema: str, tmp_path: Path
 ) -> None:

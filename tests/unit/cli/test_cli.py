@@ -171,7 +171,7 @@ def test_literal_secret_is_refused_and_never_shown(cli: Cli, canary: str) -> Non
 
 
 def test_hand_written_literal_is_refused_and_never_shown(cli: Cli, canary: str) -> None:
-    # refused as the code location refuses it (issue 25.1): listed as invalid, never used to connect
+    # refused as the code location refuses it: listed as invalid, never used to connect
     source = {"id": "pg", "type": "postgresql", "name": "PG", "config": {"host": "h", "password": canary}}
     cli.sources_file.write_text(yaml.safe_dump({"sources": [source]}))
     listed = cli("list", check=False).stderr

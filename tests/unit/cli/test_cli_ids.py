@@ -1,4 +1,4 @@
-"""``da-sources`` with bad ids, bad files and misplaced input (issues 12.1, 12.6, 12.9, 12.12, 13.2).
+"""``da-sources`` with bad ids, bad files and misplaced input.
 
 Subprocesses of the installed console script over a real file system, as in test_cli.py.
 """

@@ -1,4 +1,7 @@
-"""What a new user met in the CLI (issue 25): exact names, unknown times, progress, refused names, messages."""
+"""What a new user met in the CLI: exact names, unknown times, progress, refused names, messages.
+
+docs/RELIABILITY.md row 54.
+"""
 
 from __future__ import annotations
 
@@ -137,7 +140,7 @@ def test_refused_local_names_are_logged_and_counted_by_dagster(tmp_path: Path, r
     assert len(materialized.metadata["skipped_items"].value) == 3
 
 
-# --- messages (issue 25.11): each as a person reads it -------------------------------------
+# --- messages: each as a person reads it -------------------------------------
 
 
 def test_a_folder_named_without_a_slash_is_told_to_add_one(cli: Cli, odd_root: Path) -> None:
@@ -181,7 +184,7 @@ def test_a_missing_generated_file_names_the_folder_searched(tmp_path: Path) -> N
     assert f"searched {str(folder / 'generated')!r}" in str(raised.value)
 
 
-# --- odds and ends (issue 25.12) ------------------------------------------------------------
+# --- odds and ends ------------------------------------------------------------
 
 
 def test_add_sets_metadata_with_dotted_keys_and_refuses_a_bad_one(cli: Cli, odd_root: Path) -> None:

@@ -1,4 +1,4 @@
-"""``da-sources test ID`` prints the real cause of a failure (issue 12.6).
+"""``da-sources test ID`` prints the real cause of a failure.
 
 In-process (``connectors.cli.main``), with connector types registered for the
 test: one whose ``test_connection`` raises a typed error, one that returns False

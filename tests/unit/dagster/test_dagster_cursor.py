@@ -1,4 +1,7 @@
-"""The sensor's pure decision: listing + cursor -> work + new cursor."""
+"""The sensor's pure decision: listing + cursor -> work + new cursor.
+
+docs/RELIABILITY.md row 24.
+"""
 
 from __future__ import annotations
 

@@ -21,10 +21,10 @@ from connectors.syncing.aio import NestedLoopError, run_coroutine
 from connectors.syncing.cursor import bucket_of
 from connectors.syncing.dataset_manifest import read_manifest
 from connectors.testing import MemoryStore
-from da_pipelines.datasets import item_partition_key
+from da_pipelines.checks import verify_landed
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import build_source_defs
-from da_pipelines.lineage_meta import verify_landed
+from da_pipelines.translator import item_partition_key
 from tests.helpers.dagster_layer import SOURCE_ID, T0, N, defs_for, evaluate, requested, run_sync, source
 
 TABLE = {"row_count": 3, "columns": [{"name": "id", "type": "integer"}, {"name": "name", "type": "text"}],

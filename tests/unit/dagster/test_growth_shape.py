@@ -4,7 +4,7 @@ A synthetic memory source of 100,000 items goes through the CLI sync and the
 Dagster dataset sync with the fetch replaced by a counter, so only the work of
 our loops is measured: per chunk, the items handed to the fetch (the chunk and
 its versions). Linear work visits each item a bounded number of times; a
-mapping over the whole plan rebuilt per chunk (the bug of issue 29) visits
+mapping over the whole plan rebuilt per chunk (a bug this test guards against) visits
 N * N / CHUNK items and fails here, without any clock.
 """
 
@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
+import connectors.syncing.dataset_sync as dataset_sync
 import connectors.syncing.source_sync as cli_sync
-import da_pipelines.dataset_sync as dataset_sync
 from connectors.base import DataItem, DataSourceConfig, DataSourceConnector
 from connectors.checked_fetch import CheckedResult
 from connectors.local_file import LocalFileConnector
 from connectors.pipeline_settings import ItemSetSpec
+from connectors.syncing.datasets import Dataset, set_datasets
 from connectors.testing import MemoryConnector, MemoryObject, MemoryStore
-from da_pipelines.datasets import Dataset, set_datasets
 
 ITEMS = 100_000
 
@@ -186,7 +186,7 @@ def counting_plan(monkeypatch: pytest.MonkeyPatch) -> Planned:
 
 def test_the_dataset_sync_holds_a_batch_of_items_not_the_source(
         store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 29: 990 MiB at 1,000,000 items, its plan, prior manifests and landed records spanning the set.
+    """Once 990 MiB at 1,000,000 items: its plan, prior manifests and landed records spanning the set.
 
     Counted: every batch planned holds at most ``BATCH`` items and their prior entries; a plain set keeps
     counts, not records or entries (its manifest, streamed from disk, holds them); a re-sync reads its prior
@@ -216,7 +216,7 @@ def test_the_dataset_sync_holds_a_batch_of_items_not_the_source(
 
 
 def test_the_removed_at_source_pass_asks_the_listing_in_batches(tmp_path: Path) -> None:
-    """Issue 29: one SQLite query per landed item (34% of a 100,000-item re-sync); now one anti-join per batch."""
+    """One SQLite query per landed item (34% of a 100,000-item re-sync); now one anti-join per batch."""
     import json
 
     folder, count = tmp_path / "ws", 20_000
@@ -239,7 +239,7 @@ def test_the_removed_at_source_pass_asks_the_listing_in_batches(tmp_path: Path) 
 
 def test_a_sensor_tick_on_a_large_source_reads_a_bounded_part_of_the_listing(
         store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 29: a tick on 1,000,000 items took 442 s and 700 MiB (the whole listing, planned item by item).
+    """A tick on 1,000,000 items took 442 s and 700 MiB (the whole listing, planned item by item).
 
     Counted: the tick pulls at most ``TICK_LISTING_LIMIT + 1`` items of a 100,000-item listing, requests one
     full sync run (no items named: the run lists), and requests none while that run is running.

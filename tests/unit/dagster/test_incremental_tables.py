@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from dagster import AssetKey
-
 from connectors.base import DataSourceConfig
 from connectors.postgresql.slicing import block_sample_percent
 from connectors.rows import RowOptions
-from da_pipelines.datasets import Dataset
+from connectors.syncing.datasets import Dataset
 from da_pipelines.incremental_tables import data_version, folder_name, is_incremental
 
 
@@ -17,7 +15,7 @@ def source(incremental: dict[str, object]) -> DataSourceConfig:
 
 
 def table(name: str) -> Dataset:
-    return Dataset(key=AssetKey(["pg", "t"]), name=name, kind="table")
+    return Dataset(path=("pg", "t"), name=name, kind="table")
 
 
 def test_a_table_is_incremental_when_its_parsed_name_is_configured() -> None:
@@ -26,7 +24,7 @@ def test_a_table_is_incremental_when_its_parsed_name_is_configured() -> None:
     assert is_incremental(table("PUBLIC.Items"), configured)  # bare names fold to lower case
     assert not is_incremental(table('"Sales Data".orders'), configured)  # quoted: case kept
     assert not is_incremental(table("public.other"), configured)
-    assert not is_incremental(Dataset(key=AssetKey(["pg", "tables"]), name="tables", kind="all_tables"), configured)
+    assert not is_incremental(Dataset(path=("pg", "tables"), name="tables", kind="all_tables"), configured)
     assert not is_incremental(table("a/../b.t"), configured)  # hostile: no match, no error
     assert folder_name(table('"Sales Data"."Orders"')) == "Sales Data.Orders"
 

@@ -10,9 +10,9 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from connectors.base import DataSourceConfig
 from connectors.testing import MemoryStore
-from da_pipelines.datasets import item_partition_key
 from da_pipelines.definitions import build_definitions
 from da_pipelines.factory import build_source_defs
+from da_pipelines.translator import item_partition_key
 from tests.helpers.dagster_layer import SOURCE_ID, T0, N, evaluate, requested, run_sync
 
 

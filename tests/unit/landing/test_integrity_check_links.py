@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from connectors.syncing.dataset_manifest import ManifestEntry
-from da_pipelines.lineage_meta import verify_entries
+from da_pipelines.checks import verify_entries
 
 DATA = b"id,name\n1,a\n"
 

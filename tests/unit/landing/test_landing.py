@@ -1,6 +1,6 @@
 """Landing files: atomicity, cleanup on every failure, stale temporaries, collisions.
 
-docs/RELIABILITY.md rows 6-7, 21-23.
+docs/RELIABILITY.md rows 6, 21-22.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.root
 def test_disk_full_is_a_clear_error_and_removes_the_partial(tiny_disk: Path) -> None:
     land(tiny_disk, "keep.bin", b"previous")
     with pytest.raises(WorkspaceError, match="disk full"):
@@ -89,6 +90,7 @@ def test_disk_full_is_a_clear_error_and_removes_the_partial(tiny_disk: Path) -> 
     assert temporaries(tiny_disk) == []
 
 
+@pytest.mark.root
 def test_no_room_for_the_record_fails_before_the_file_changes(tiny_disk: Path) -> None:
     land(tiny_disk, "keep.bin", b"previous")
     page = os.statvfs(tiny_disk).f_bsize

@@ -1,4 +1,4 @@
-"""Issue 13.2, as a property: whatever the path, open_beneath opens something inside root or refuses.
+"""As a property: whatever the path, open_beneath opens something inside root or refuses.
 
 A real tree full of links (inside, outside, relative, absolute, chains, loops,
 '..' games, FIFOs); hypothesis draws paths from its names. Every descriptor

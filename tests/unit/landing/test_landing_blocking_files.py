@@ -1,4 +1,4 @@
-"""Issue 13.6: FIFOs, sockets and devices never block or get read (real file system, real FIFOs).
+"""FIFOs, sockets and devices never block or get read (real file system, real FIFOs).
 
 In a local source: at the identifier, as a folder on the way, behind a link
 inside root; for fetch_data, fetch_many, get_metadata and list_items. In the

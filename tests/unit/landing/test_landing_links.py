@@ -1,10 +1,12 @@
-"""Issue 13.1: a link planted anywhere from the workspace root down is never followed (real file system).
+"""A link planted anywhere from the workspace root down is never followed (real file system).
 
 The framework declares the workspace root (``workspace_root``); a connector
 lands into ``<root>/<source id>``. A symlink at the source's folder, at any
 folder below it, in the record tree, at the lock files, at the target or at its
 record: the landing refuses it (typed error) or replaces the link itself; it
 never writes, reads or creates anything outside.
+
+docs/RELIABILITY.md row 7.
 """
 
 from __future__ import annotations

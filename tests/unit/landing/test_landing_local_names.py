@@ -1,4 +1,4 @@
-"""Issues 13.3, 13.5, 13.8 and 12.2 on a real file system: bad names, reserved folders, long names, scope.
+"""Bad names, reserved folders, long names and scope, on a real file system.
 
 One file whose name cannot land (undecodable bytes, control characters, a
 trailing space, a file name of 251-255 bytes) is refused on its own and

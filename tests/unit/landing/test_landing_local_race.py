@@ -1,4 +1,4 @@
-"""Issue 13.2: local_file opens beneath root race-free (real file system, a thread swapping links).
+"""``local_file`` opens beneath root race-free (real file system, a thread swapping links).
 
 While a thread keeps swapping a folder (or a file) of the source for a link
 to outside ``root``, fetches, metadata and listings run: not one outside byte

@@ -1,4 +1,4 @@
-"""Issue 13.4: a record place that is another item's record folder (real file system).
+"""A record place that is another item's record folder (real file system).
 
 ``d`` and ``d.json/e`` can both be data, but ``.lineage/d.json`` cannot be
 both ``d``'s record and the folder of ``d.json/e``'s record. Whichever comes

@@ -1,4 +1,4 @@
-"""Issue 13.7: temporaries of a killed fetch are swept at the start of every sync (real processes, kill -9).
+"""Temporaries of a killed fetch are swept at the start of every sync (real processes, kill -9).
 
 ``sweep_workspace(folder)`` walks the source's folders (records included)
 without following links and removes only temporaries whose writer is dead

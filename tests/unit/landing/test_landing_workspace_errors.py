@@ -1,4 +1,4 @@
-"""Issue 12.6: every WorkspaceError names the workspace path concerned, bounded (real file systems).
+"""Every WorkspaceError names the workspace path concerned, bounded (real file systems).
 
 A full disk (a 1 MiB tmpfs), a read-only file system, a workspace outside the
 declared root: through the landing, ``fetch_data`` and ``fetch_many`` (group
@@ -60,6 +60,7 @@ def assert_names(error: BaseException, workspace: Path) -> None:
     assert shown in message or (shown[:40] in message), message  # long paths keep their start
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("way", ["landing", "fetch_data", "fetch_many"])
 @pytest.mark.parametrize("depth", [0, 30])
 def test_a_full_disk_names_the_workspace(mount: Path, tmp_path: Path, way: str, depth: int) -> None:
@@ -78,6 +79,7 @@ def test_a_full_disk_names_the_workspace(mount: Path, tmp_path: Path, way: str, 
     assert_names(caught.value, workspace)
 
 
+@pytest.mark.root
 def test_a_read_only_file_system_names_the_workspace(mount: Path) -> None:
     (mount / "ws").mkdir()
     subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)

@@ -1,4 +1,4 @@
-"""Secret detection decodes before it decides (issue 22.9): percent-encoding and case hide no SAS signature,
+"""Secret detection decodes before it decides: percent-encoding and case hide no SAS signature,
 and a Dagster component value given as ``{{ env.X }}`` never carries a secret or a value into the definitions.
 
 Row 57 of docs/RELIABILITY.md (the fault matrix).

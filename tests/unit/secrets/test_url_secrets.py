@@ -1,4 +1,4 @@
-"""A secret inside a URL or host value is a secret everywhere (issue 13.6).
+"""A secret inside a URL or host value is a secret everywhere.
 
 A canary SAS signature in ``account_url``, a canary password in URL or host
 userinfo: masked in configs and CLI output, never written to the sources file,
@@ -87,7 +87,7 @@ def test_the_cli_never_shows_or_stores_it(cli: Cli, canary: str) -> None:
                  check=False)
     assert result.returncode == 1 and "config.account_url" in result.stderr and "{env: NAME}" in result.stderr
     assert not cli.sources_file.exists()
-    # written by hand into the file: refused as Dagster refuses it (issue 25.1), never shown nor used
+    # written by hand into the file: refused as Dagster refuses it, never shown nor used
     entries = [{"id": "az", "type": "azure_blob", "name": "A", "config": {"container_name": "data",
                                                                          "account_url": sas_url(canary)}},
                {"id": "pg", "type": "postgresql", "name": "P", "config": {"host": f"u:{canary}@db", "dbname": "x"}}]

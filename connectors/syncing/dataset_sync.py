@@ -38,6 +38,7 @@ from connectors.syncing.dataset_manifest import (
     write_repairs,
 )
 from connectors.syncing.dataset_store import DatasetStore
+from connectors.syncing.datasets import Dataset
 from connectors.syncing.source_sync import (
     BATCH,
     ItemRequest,
@@ -50,7 +51,6 @@ from connectors.syncing.source_sync import (
     sync_options,
 )
 from connectors.syncing.source_sync import list_requests as list_source
-from da_pipelines.datasets import Dataset
 
 Progress = Callable[[], None]
 # items per fetch_many call: each call lands its small files in groups, one file-system sync per group
@@ -362,7 +362,7 @@ def _finish(sync: _Sync, number: int, full: bool) -> None:
     if changed or not prior_items or (full and store.dropped(number)):
         outcome.manifest = write_manifest_sorted(
             sync.folder, dataset.file_name, store.entries("entries", number), outcome.items,
-            {"dataset": dataset.key.to_user_string(), "data_version": outcome.version})
+            {"dataset": dataset.label, "data_version": outcome.version})
     else:
         outcome.manifest = manifest_path(sync.folder, dataset.file_name)
     if sync.keeps(number):

@@ -4,16 +4,17 @@ A *dataset* is one asset of the code location:
 
 * blob and file sources: one per declared item set (``metadata.dagster.item_sets``,
   a prefix and/or a glob; by default one set ``files`` for the whole source),
-  key ``[N, set]``;
+  path ``[N, set]``;
 * PostgreSQL sources: one per table, view and materialized view in scope
-  (``metadata.dagster.tables``), key ``[N, schema, table]`` (each part made a
+  (``metadata.dagster.tables``), path ``[N, schema, table]`` (each part made a
   Dagster name; the real name is in the asset's ``dagster/table_name``). The
   tables come from the source's listing *state* (``connectors.syncing.table_listing``); with no
   state at all, one stand-in dataset ``[N, "tables"]`` covers every table and
   says why in its description.
 
-Plain data, no Dagster objects but ``AssetKey``: the assets, the sync and the
-sensor all ask this module the same question ("which sets does this item belong to").
+Plain data, no Dagster: the assets, the sync and the sensor all ask this module the
+same question ("which sets does this item belong to"). A dataset's ``path`` is its
+default asset key; :class:`da_pipelines.translator.DataSourceTranslator` makes the key.
 """
 
 from __future__ import annotations
@@ -24,14 +25,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import unquote
-
-from dagster import AssetKey
 
 from connectors.base import DataSourceConfig
+from connectors.ids import source_slug
 from connectors.pipeline_settings import ItemSetSpec, PipelineSettings, TableScope
 from connectors.syncing.shard_plan import shard_of
-from da_pipelines.names import source_slug
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 TABLE_TYPES = frozenset({"postgresql"})
@@ -41,7 +39,7 @@ TABLE_TYPES = frozenset({"postgresql"})
 class Dataset:
     """One asset: an item set, one table, or the stand-in for every table."""
 
-    key: AssetKey
+    path: tuple[str, ...]  # the default asset key: [N, set] or [N, schema, table]
     name: str  # set name, the table's identifier ("schema.table"), or "tables"
     kind: str  # "set" | "table" | "all_tables"
     prefix: str = ""
@@ -67,8 +65,13 @@ class Dataset:
     @property
     def file_name(self) -> str:
         """A file-name-safe, unique name of the dataset (manifests live under it)."""
-        name = "__".join(self.key.path[1:])
+        name = "__".join(self.path[1:])
         return name if self.shard is None else f"{name}.shard-{self.shard}-of-{self.shards}"
+
+    @property
+    def label(self) -> str:
+        """``N/set`` or ``N/schema/table``: the path as Dagster writes a key."""
+        return "/".join(self.path)
 
     @property
     def sharded(self) -> bool:
@@ -80,7 +83,7 @@ class Dataset:
         return replace(self, shard=shard)
 
 
-def dagster_name(text: str) -> str:
+def name_part(text: str) -> str:
     """``text`` as a Dagster name part: characters outside ``[A-Za-z0-9_]`` become ``_``."""
     name = _NOT_NAME.sub("_", text) or "_"
     return name if not name[0].isdigit() else f"_{name}"
@@ -89,7 +92,7 @@ def dagster_name(text: str) -> str:
 def set_datasets(slug: str, specs: Sequence[ItemSetSpec]) -> list[Dataset]:
     """The item-set datasets of a blob or file source."""
     return [
-        Dataset(key=AssetKey([slug, spec.name]), name=spec.name, kind="set", prefix=spec.prefix, glob=spec.glob,
+        Dataset(path=(slug, spec.name), name=spec.name, kind="set", prefix=spec.prefix, glob=spec.glob,
                 partitioned=spec.partitioned, description=spec.description or _set_description(spec),
                 shards=spec.shards)
         for spec in specs
@@ -112,24 +115,24 @@ def in_scope(identifier: str, scope: TableScope) -> bool:
 def table_datasets(slug: str, tables: Iterable[dict[str, Any]]) -> list[Dataset]:
     """One dataset per listed table, keyed ``[N, schema, table]``; names that collide get a digest suffix."""
     datasets: list[Dataset] = []
-    used: set[AssetKey] = set()
+    used: set[tuple[str, ...]] = set()
     for table in sorted(tables, key=lambda t: str(t["identifier"])):
         identifier = str(table["identifier"])
-        key = AssetKey([slug, dagster_name(str(table.get("schema") or "public")),
-                        dagster_name(str(table.get("table") or identifier))])
-        if key in used:
+        path = (slug, name_part(str(table.get("schema") or "public")),
+                name_part(str(table.get("table") or identifier)))
+        if path in used:
             digest = hashlib.sha256(identifier.encode()).hexdigest()[:8]
-            key = AssetKey([*key.path[:-1], f"{key.path[-1]}_{digest}"])
-        used.add(key)
+            path = (*path[:-1], f"{path[-1]}_{digest}")
+        used.add(path)
         kind = str(table.get("kind") or "table")
-        datasets.append(Dataset(key=key, name=identifier, kind="table", facts=dict(table),
+        datasets.append(Dataset(path=path, name=identifier, kind="table", facts=dict(table),
                                 description=f"The {kind} {identifier}, landed as a file with lineage."))
     return datasets
 
 
 def all_tables_dataset(slug: str, why: str) -> Dataset:
     """The stand-in when no table listing is known: one asset for every table, saying why."""
-    return Dataset(key=AssetKey([slug, "tables"]), name="tables", kind="all_tables",
+    return Dataset(path=(slug, "tables"), name="tables", kind="all_tables",
                    description=f"Every table of the source, as one asset: {why}")
 
 
@@ -147,25 +150,3 @@ def source_datasets(source: DataSourceConfig, settings: PipelineSettings,
 def datasets_of(identifier: str, datasets: Sequence[Dataset]) -> list[Dataset]:
     """The datasets item ``identifier`` belongs to (sets may overlap)."""
     return [dataset for dataset in datasets if dataset.contains(identifier)]
-
-
-# Substrings Dagster refuses in partition keys (dagster's INVALID_PARTITION_SUBSTRINGS), plus "%",
-# which marks an encoded key. Everything else is kept, so keys read as the identifiers.
-_REFUSED_IN_KEYS = ("...", "\a", "\b", "\f", "\n", "\r", "\t", "\v", "\0")
-
-
-def item_partition_key(identifier: str) -> str:
-    """The partition key of an item: the identifier itself, unless Dagster would refuse it.
-
-    Only then (``...``, control characters) or when it holds ``%`` is it
-    percent-encoded, so :func:`item_from_partition_key` always gives it back.
-    """
-    if "%" not in identifier and not any(bad in identifier for bad in _REFUSED_IN_KEYS):
-        return identifier
-    encoded = "".join(f"%{ord(c):02X}" if c == "%" or ord(c) < 32 else c for c in identifier)
-    return encoded.replace("..", ".%2E").replace("%2E.", "%2E%2E")
-
-
-def item_from_partition_key(key: str) -> str:
-    """The identifier a partition key was made from."""
-    return unquote(key) if "%" in key else key
