@@ -55,7 +55,6 @@ from connectors.syncing.dataset_manifest import (
     data_version_sorted,
     iter_manifest,
     manifest_items,
-    read_manifest,
     write_manifest_sorted,
     write_repairs,
 )
@@ -198,10 +197,10 @@ def sharded_check(keys: SourceKeys, dataset: Dataset, key: AssetKey) -> AssetChe
                      "matches their lineage; damaged files are repaired by the next sync of their shard."))
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         _, folder = source_and_folder(context.resources, keys)
-        entries = sorted(read_manifest(folder, dataset.file_name).values(), key=lambda e: e.identifier)
         settings = keys.settings.check
-        damaged, facts = verify_entries(folder, entries, full=settings.mode == "full",
-                                        sample_size=settings.sample_size)
+        damaged, facts = verify_entries(folder, iter_manifest(folder, dataset.file_name),  # streamed, not held
+                                        count=manifest_items(folder, dataset.file_name),
+                                        full=settings.mode == "full", sample_size=settings.sample_size)
         for shard, group in enumerate(split_by_shard(damaged, dataset.shards)):
             write_repairs(folder, dataset.shard_of_set(shard).file_name, group)
         return AssetCheckResult(passed=not damaged, metadata=facts)
