@@ -146,33 +146,51 @@ def _merge_op(keys: SourceKeys, dataset: Dataset) -> Any:
         required_resource_keys={keys.resource_key, WORKSPACE_KEY}, tags={"da/source": keys.source.id})
     def _merge(context: OpExecutionContext, shards: list[dict[str, Any]]) -> Output[None]:
         _, folder = source_and_folder(context.resources, keys)
-        names = [dataset.shard_of_set(shard).file_name for shard in range(dataset.shards)]
-
-        def merged() -> Iterator[ManifestEntry]:  # the shards' manifests are sorted: merged as streams
-            return heapq.merge(*(iter_manifest(folder, name) for name in names), key=lambda e: e.identifier)
-
-        version = data_version_sorted(merged())
-        count = sum(manifest_items(folder, name) for name in names)
-        total = sum(entry.size for entry in merged())
-        manifest = write_manifest_sorted(folder, dataset.file_name, merged(), count, {
+        # the shards' manifests streamed twice (digest and totals, then the merged file): never held whole
+        totals = [0, 0]
+        version = data_version_sorted(_counted(merged_shards(folder, dataset), totals))
+        manifest = write_manifest_sorted(folder, dataset.file_name, merged_shards(folder, dataset), totals[0], {
             "dataset": dataset.label, "data_version": version, "shards": dataset.shards})
         summary = merge_summaries(shards)
-        context.log.info(f"{dataset.label}: {count} items in {dataset.shards} shards, "
+        context.log.info(f"{dataset.label}: {totals[0]} items in {dataset.shards} shards, "
                          f"{summary.get('landed', 0)} landed now")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=BetaWarning)  # Output(data_version=): beta in 1.13
-            return Output(None, metadata=merged_metadata(keys, dataset, summary, count, total, manifest),
+            return Output(None, metadata=merged_metadata(keys, dataset, summary, totals, manifest),
                           data_version=DataVersion(version))
 
     return _merge
 
 
-def merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any], items: int, total: int,
+def merged_shards(folder: Path, dataset: Dataset) -> Iterator[ManifestEntry]:
+    """The shards' manifest entries in identifier order (each manifest is sorted), streamed; an identifier
+    in two shards' manifests (the shard count changed) is taken from the later shard."""
+    streams = [iter_manifest(folder, dataset.shard_of_set(shard).file_name) for shard in range(dataset.shards)]
+    previous: ManifestEntry | None = None
+    for entry in heapq.merge(*streams, key=lambda e: e.identifier):  # stable: equal names in shard order
+        if previous is not None and entry.identifier != previous.identifier:
+            yield previous
+        previous = entry
+    if previous is not None:
+        yield previous
+
+
+def _counted(entries: Iterator[ManifestEntry], totals: list[int]) -> Iterator[ManifestEntry]:
+    """``entries`` passed through, counting them and their bytes into ``totals``."""
+    for entry in entries:
+        totals[0], totals[1] = totals[0] + 1, totals[1] + entry.size
+        yield entry
+
+
+def merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any], totals: Sequence[int],
                     manifest: Path) -> dict[str, Any]:
-    """The set's materialization metadata: the same counts as an unsharded set's, and the shards."""
+    """The set's materialization metadata: the same counts as an unsharded set's, and the shards.
+
+    ``totals``: the set's items and their bytes.
+    """
     metadata: dict[str, Any] = {
-        "dagster/uri": MetadataValue.text(keys.translator.get_uri(dataset)), "items": MetadataValue.int(items),
-        "bytes": MetadataValue.int(total), "shards": MetadataValue.int(dataset.shards),
+        "dagster/uri": MetadataValue.text(keys.translator.get_uri(dataset)), "items": MetadataValue.int(totals[0]),
+        "bytes": MetadataValue.int(totals[1]), "shards": MetadataValue.int(dataset.shards),
         "manifest": MetadataValue.path(str(manifest)),
     }
     for name in ("landed", "unchanged", "repaired", "failed", "skipped"):
@@ -198,7 +216,7 @@ def sharded_check(keys: SourceKeys, dataset: Dataset, key: AssetKey) -> AssetChe
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         _, folder = source_and_folder(context.resources, keys)
         settings = keys.settings.check
-        damaged, facts = verify_entries(folder, iter_manifest(folder, dataset.file_name),  # streamed, not held
+        damaged, facts = verify_entries(folder, iter_manifest(folder, dataset.file_name),  # streamed
                                         count=manifest_items(folder, dataset.file_name),
                                         full=settings.mode == "full", sample_size=settings.sample_size)
         for shard, group in enumerate(split_by_shard(damaged, dataset.shards)):
