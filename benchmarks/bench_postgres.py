@@ -88,7 +88,8 @@ def run_fetch(fmt: str, table: str, workspace: str) -> None:
     from connectors.postgresql import PostgreSQLConnector
 
     config = json.loads(os.environ[ENV_CONFIG])
-    config.update(password={"env": ENV_PASSWORD}, format=fmt)
+    # PostgreSQL's own text (t/f, not true/false): the CSV is compared byte for byte with psql's \copy
+    config.update(password={"env": ENV_PASSWORD}, format=fmt, csv_values="postgresql")
 
     async def main() -> None:
         source = DataSourceConfig(id="bench", type="postgresql", name="bench", config=config)
