@@ -11,6 +11,7 @@ runs surely overlap). Run it as ``dagster job execute -m tests.dagster_location
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import Iterable
@@ -39,6 +40,7 @@ class TokenLocalFileSettings(LocalFileSettings):
         None, description="Before its first fetch, wait until `barrier_count` processes reached this folder."
     )
     barrier_count: int = Field(2, ge=1, description="How many processes the barrier waits for.")
+    barrier_each: bool = Field(False, description="Meet at the barrier before every item, not only the first.")
     fetch_log: str | None = Field(None, description="A file that gets one line per fetch (identifier, pid).")
 
 
@@ -57,7 +59,10 @@ class TokenLocalFileConnector(LocalFileConnector):
     async def fetch_data(self, identifier: str, workspace: str) -> str:
         settings: TokenLocalFileSettings = self._token_settings
         if settings.barrier_dir:
-            await _barrier(Path(settings.barrier_dir), settings.barrier_count)
+            folder = Path(settings.barrier_dir)
+            if settings.barrier_each:  # every item's fetch starts at once in every process
+                folder = folder / hashlib.sha256(identifier.encode()).hexdigest()[:16]
+            await _barrier(folder, settings.barrier_count, poll=0.001 if settings.barrier_each else 0.05)
         await asyncio.sleep(settings.fetch_delay)
         path = await super().fetch_data(identifier, workspace)
         if settings.fetch_log:
@@ -83,13 +88,13 @@ def _arrive(folder: Path) -> int:
     return len(list(folder.iterdir()))
 
 
-async def _barrier(folder: Path, count: int, timeout: float = 120.0) -> None:
+async def _barrier(folder: Path, count: int, timeout: float = 120.0, poll: float = 0.05) -> None:
     """Wait until ``count`` processes have arrived in ``folder`` (so that runs overlap for sure)."""
     deadline = time.monotonic() + timeout
     while await asyncio.to_thread(_arrive, folder) < count:
         if time.monotonic() > deadline:
             raise ConnectionError(f"barrier {folder}: fewer than {count} processes arrived")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(poll)
 
 
 class TokenLocalFileResource(LocalFileResource):
@@ -102,6 +107,7 @@ class TokenLocalFileResource(LocalFileResource):
     fetch_delay: float = Field(0.0, description="Seconds to wait before each fetch.")
     barrier_dir: str | None = Field(None, description="Folder where overlapping runs meet before fetching.")
     barrier_count: int = Field(2, description="How many processes the barrier waits for.")
+    barrier_each: bool = Field(False, description="Meet at the barrier before every item.")
     fetch_log: str | None = Field(None, description="A file that gets one line per fetch.")
 
 
