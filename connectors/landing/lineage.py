@@ -161,6 +161,20 @@ def staged_record(
     renames its data file in between and then publishes: a full disk fails
     the landing before the file changes, never leaving a file without its
     record. Unpublished, the temporary is removed.
+
+    Args:
+        workspace: the folder the file is landed in.
+        relative: the landed file's path inside it.
+        record: the record to write.
+        durable: fsync the record before yielding.
+
+    Returns:
+        A context manager yielding ``publish()``, which renames the record into place and returns its path.
+
+    Raises:
+        UnsafeNameError: a link or a file on the way to the record's folder.
+        NameCollisionError: the record's place is a folder of other records.
+        OSError: the record could not be written (a full disk, permissions).
     """
     parts = f"{LINEAGE_DIR}/{relative}{RECORD_SUFFIX}".split("/")
     dir_fd = open_workspace_folder(workspace, parts[:-1], create=True)
@@ -388,6 +402,13 @@ def target_lock(workspace: Path, relative: str) -> Iterator[None]:
     ``d.json/e`` also takes the lock of ``d``: ``.lineage/d.json`` is the
     record of one and a record folder of the other (see
     :func:`_refuse_folder_at_record`). Several locks are taken in one order.
+
+    Args:
+        workspace: the folder the file is landed in.
+        relative: the landing target's path inside it.
+
+    Returns:
+        A context manager holding the lock(s) inside its block.
     """
     dir_fd = open_workspace_folder(workspace, [LINEAGE_DIR, _LOCK_DIR], create=True)
     fds: list[int] = []
