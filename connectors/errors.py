@@ -2,7 +2,7 @@
 
 Every error a connector raises is a :class:`DataSourceError`; SDK errors are
 translated in one place per connector and chained with ``raise ... from exc``.
-Messages never contain secrets.
+Messages never contain secrets and are bounded (:func:`bound_message`).
 
 ::
 
@@ -19,15 +19,7 @@ Messages never contain secrets.
         ├── WorkspaceError           the local side failed: disk full, permissions
         └── SizeLimitError           a landing passed its byte cap while streaming (terminal)
 
-``ConnectionError`` deliberately shadows the builtin inside this package: it is
-the original interface's public name. Errors are picklable (Dagster ships them between
-processes) and keep ``retryable`` and ``source_id`` across pickling.
-
-Messages are bounded (:func:`bound_message`): a name longer than
-:data:`NAME_LIMIT` characters (quoted, or a run without spaces) is shortened
-with an ellipsis and its length, and a message
-longer than :data:`MESSAGE_LIMIT` keeps its head and its tail, so a
-100,000-character identifier never comes back as a 100 KB error line.
+Why ``ConnectionError`` shadows the builtin, pickling, message bounds: ``docs/design/errors.md``.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """The source id rule, and the Dagster name derived from an id.
 
-A source id is the folder its files land in (``<workspace>/<id>/``) and part of
-every Dagster name of the source, so it is checked wherever a source is created
-or loaded (``DataSourceConfig``, the sources file, ``da-sources``, the HTTP API):
-
-    **1 to 63 characters, ASCII letters, digits, ``-`` and ``_``, the first a letter.**
-
-That is the regular expression ``[A-Za-z][A-Za-z0-9_-]{0,62}``. Such an id is
-never ``.`` or ``..``, never absolute, has no separator, and is a valid folder
-name on every common file system.
-
-Its Dagster name ``N`` (:func:`dagster_name`) is the id lower-cased with ``-``
-turned into ``_``: always a valid Python identifier (Dagster's resource keys
-must be) and a valid Dagster name. Two ids with the same ``N`` (``nc-pg`` and
-``nc_pg``, ``Prod`` and ``prod``) cannot both be configured: the second is
-refused with a message naming both (:func:`check_distinct`).
+An id is 1 to 63 ASCII letters, digits, ``-`` and ``_``, the first a letter
+(``[A-Za-z][A-Za-z0-9_-]{0,62}``), checked wherever a source is created or loaded; its Dagster
+name ``N`` (:func:`dagster_name`) is the id lower-cased with ``-`` turned into ``_``. Why this
+rule, and ids whose ``N`` collide: ``docs/design/ids.md``.
 
 Example:
     >>> check_source_id("ds-azure-prod")

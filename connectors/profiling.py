@@ -1,18 +1,8 @@
 """A landed dataset's profile: rows, and per column its types, nulls, min/max, distinct count, examples.
 
-The profile goes into the lineage record (key ``profile``) and the thread manifest, so a model can
-write correct code without opening the file. It is computed from the Arrow batches an export
-already holds (Parquet) or from one streaming read of the landed file (CSV), in bounded memory:
-
-* ``rows``, and per column ``nulls`` exactly;
-* ``min`` / ``max`` for orderable types (numbers, decimals, dates, times, timestamps, strings);
-* ``distinct``: an estimate (Haas and Stokes' Duj1, the estimator of PostgreSQL's ANALYZE) from a
-  sample of the first rows of each batch, at most :data:`SAMPLE_VALUES` values; exact when the
-  sample held every value;
-* ``examples``: up to two distinct values from the first batch.
-
-A column marked *sensitive* (the source's ``sensitive_columns`` patterns) shows no examples and no
-min/max: those are values. Long texts are cut to :data:`MAX_TEXT` characters.
+It goes into the lineage record and the thread manifest so a model can write correct code without
+opening the file, computed in bounded memory; sensitive columns show no values. What each field
+means and how it is estimated: ``docs/design/profiling.md``.
 
 Example:
     >>> profiler = Profiler(schema, source_types={"id": "integer"}, sensitive={"email"})

@@ -80,12 +80,26 @@ SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 
 def sources_file_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The sources file: ``path``, else ``$DA_SOURCES_FILE``, else ``./sources.yaml``."""
+    """The sources file: ``path``, else ``$DA_SOURCES_FILE``, else ``./sources.yaml``.
+
+    Args:
+        path: a sources file given explicitly (``--sources``), or None.
+
+    Returns:
+        The path, not checked to exist.
+    """
     return Path(path or read(SOURCES_FILE_ENV) or DEFAULT_SOURCES_FILE)
 
 
 def sources_file_named(path: str | os.PathLike[str] | None = None) -> bool:
-    """Whether the sources file was chosen (``path`` or ``$DA_SOURCES_FILE``), not the default."""
+    """Whether the sources file was chosen (``path`` or ``$DA_SOURCES_FILE``), not the default.
+
+    Args:
+        path: a sources file given explicitly, or None.
+
+    Returns:
+        True when ``path`` or ``$DA_SOURCES_FILE`` is set.
+    """
     return bool(path or read(SOURCES_FILE_ENV))
 
 
@@ -94,6 +108,9 @@ def embedded_sample() -> DataSourceConfig:
 
     It is served (by Dagster and ``da-sources``) when no sources file was named
     and ``./sources.yaml`` does not exist.
+
+    Returns:
+        A ``local_file`` source named ``sample`` rooted at ``sample_data/``.
     """
     return DataSourceConfig(
         id=SAMPLE_SOURCE_ID,
@@ -106,6 +123,12 @@ def embedded_sample() -> DataSourceConfig:
 
 def load_sources_file(path: str | os.PathLike[str]) -> list[DataSourceConfig]:
     """Parse and validate a sources file (``sources: [...]``), all or nothing.
+
+    Args:
+        path: the sources file.
+
+    Returns:
+        Every source of the file, in its order.
 
     Raises:
         ConfigurationError: unreadable YAML, a wrong shape, or a bad source (the
@@ -121,6 +144,12 @@ def read_sources_file(path: str | os.PathLike[str]) -> SourcesFile:
     """Parse a sources file, keeping the valid sources and setting the invalid ones apart.
 
     One bad entry makes that entry invalid, not the file: the others are served.
+
+    Args:
+        path: the sources file.
+
+    Returns:
+        The valid sources and the invalid entries with their errors.
 
     Raises:
         ConfigurationError: the file does not exist, cannot be read, or is not ``sources: [...]``.
@@ -220,6 +249,12 @@ def _anchored(source: DataSourceConfig, sources_file: str | os.PathLike[str]) ->
 
 def source_to_dict(source: DataSourceConfig) -> dict[str, Any]:
     """The sources-file entry of ``source``: references stay references.
+
+    Args:
+        source: a complete source.
+
+    Returns:
+        The mapping written under ``sources:`` for it.
 
     Raises:
         ConfigurationError: the config is incomplete (a required field missing), or a secret field

@@ -1,18 +1,8 @@
 """The HTTP API: DeepAnalyze's ``/v1/data-sources`` routes over the connector library (extra ``api``).
 
-``connectors.api.router`` is a FastAPI ``APIRouter`` for an existing app
-(``app.include_router(router)``); :func:`create_app` builds a standalone app,
-which ``da-sources serve`` runs with uvicorn. FastAPI is imported only when one
-of those two names is first used, so :mod:`.keys`, :mod:`.settings` and
-:mod:`.audit` (which the CLI uses) work without the extra installed.
-
-Modules: :mod:`.settings` (limits and paths), :mod:`.keys` (API keys),
-:mod:`.audit` (the audit log), :mod:`.state` (what the routes share: pooled
-connectors, the metadata cache, jobs), :mod:`.routing` (authentication, errors
-and audit around every route), :mod:`.schemas` (request and response models),
-:mod:`.sources` (management), :mod:`.discovery` and :mod:`.tables` (browsing,
-schemas, previews, statistics), :mod:`.jobs` and :mod:`.fetching` (background
-fetches, lineage), :mod:`.app` (the router and the app), :mod:`.server` (uvicorn).
+``connectors.api.router`` is a FastAPI ``APIRouter`` for an existing app; :func:`create_app` builds a
+standalone app (``da-sources serve``). FastAPI is imported only when one of them is first used, so
+the CLI works without the extra. The modules and their parts: ``docs/design/api.md``.
 
 Example:
     >>> from fastapi import FastAPI

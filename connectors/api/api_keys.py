@@ -1,20 +1,8 @@
 """API keys: created once, stored hashed, checked in constant time, revocable without a restart.
 
-A key is ``dsk_`` and 43 URL-safe characters (256 random bits). The keys file
-(``$DA_API_KEYS_FILE``, default ``api-keys.json`` beside the sources file,
-mode 0600) holds, per key, its id, name, scope and the SHA-256 of the key;
-never the key. A fast hash is enough because the keys are random and long: no
-dictionary exists to try against it (passwords would need a slow one).
-
-The file is re-read when it changes (its inode, size or mtime), so a key
-revoked with ``da-sources api-keys revoke`` stops working at the next request.
-
-A key made with ``--can-mint`` (DeepAnalyze's) may mint **thread tokens**
-(:meth:`KeyStore.mint_thread_token`): ``dst_`` and 43 characters, stored hashed
-here too, each good for one thread, a list of sources and a time to live, and
-for nothing but attaching those sources' data to that thread. Expired tokens
-answer 401 and are dropped from the file at the next mint; revoking the key
-that minted a token revokes the token.
+Keys (``dsk_``) and the thread tokens a ``--can-mint`` key mints (``dst_``) are kept as SHA-256
+hashes in the keys file, which is re-read when it changes. Why a fast hash is enough, and what a
+thread token may do: ``docs/design/api.md``.
 
 Example:
     >>> store = KeyStore("/tmp/keys.json")

@@ -1,29 +1,6 @@
 """Where the API keeps its files, and its limits; read from the environment by default.
 
-| variable | default | what |
-| --- | --- | --- |
-| ``DA_SOURCES_FILE`` | ``./sources.yaml`` | the sources file (shared with the CLI and Dagster) |
-| ``DA_API_KEYS_FILE`` | ``api-keys.json`` beside the sources file | hashed API keys |
-| ``DA_API_POLICY_FILE`` | ``api-policy.yaml`` beside the sources file | the operator's policy (closed by default) |
-| ``DA_API_AUDIT_LOG`` | ``api-audit.jsonl`` beside the sources file | the audit log |
-| ``DA_WORKSPACE`` | ``./workspace`` | base folder of thread folders (``<base>/<thread_id>``) |
-| ``DA_API_JOBS_DIR`` | ``<DA_WORKSPACE>/.fetch-jobs`` | base of fetch-job workspaces, apart from thread folders |
-| ``DA_API_MAX_BODY_BYTES`` | 1 MiB | largest request body, counted while it is read (413 past it) |
-| ``DA_API_PREVIEW_MAX_BYTES`` | 4 MiB | largest preview answer (413 past it), besides its rows |
-| ``DA_API_MAX_CONNECTIONS`` | 4096 | ``da-sources serve``: open connections at most (the oldest idle one is closed) |
-| ``DA_API_HEADER_TIMEOUT_SECONDS`` | 10 | ``serve``: a request's headers must arrive within this |
-| ``DA_API_BODY_TIMEOUT_SECONDS`` | 30 | ``serve``: a request's body must arrive within this once its headers did |
-| ``DA_API_KEEP_JOBS`` / ``DA_API_KEEP_JOBS_BYTES`` | 200 / 16 MiB | finished jobs kept (count, size of their views) |
-| ``DA_API_MAX_ITEM_BYTES`` | 100 MiB | largest item a fetch or preview reads (``metadata.api.max_item_bytes``) |
-| ``DA_API_PREVIEW_MAX_ROWS`` | 1000 | most rows a preview returns |
-| ``DA_API_THREAD_MAX_ROWS`` | 5000000 | most rows one table or query attached to a thread may have |
-| ``DA_API_THREAD_MAX_BYTES`` | 1 GiB | most bytes (planner's estimate) of one table or query attached to a thread |
-| ``DA_API_CACHE_SECONDS`` | 60 | how long listings and metadata are cached per source |
-| ``DA_API_MAX_JOBS`` / ``DA_API_MAX_JOBS_PER_SOURCE`` | 16 / 4 | fetch jobs running at once |
-| ``DA_API_TIMEOUT_SECONDS`` | 60 | longest wait on a source within a request |
-| ``DA_API_IDLE_SECONDS`` | 300 | a source's pooled connections are closed after this long unused |
-| ``DA_API_CORS_ORIGINS`` | none | browser origins allowed to call ``da-sources serve`` (comma-separated) |
-| ``DA_STATE_DIR`` | ``da-sources-state`` beside the sources file | our records of threads (never under the workspace) |
+Every ``DA_*`` variable, its default and what it bounds: ``docs/design/api.md``.
 """
 
 from __future__ import annotations

@@ -1,41 +1,8 @@
 """The operator's policy: what an API caller may create and where the API's sources may reach.
 
-Read from ``$DA_API_POLICY_FILE`` (default ``api-policy.yaml`` beside the sources
-file; YAML or JSON). No caller can change it: it is a file of the operator's,
-and no route writes it. A missing file means the closed defaults below.
-
-==========================  =============================  ==================================================
-knob                        default                        what
-==========================  =============================  ==================================================
-``connector_types``         ``[azure_blob, postgresql,     the types ``POST /v1/data-sources`` may create
-                            local_file, s3]``              (plugin types only when listed)
-``local_roots``             ``[]`` (none)                  folders a ``local_file`` root must lie beneath
-``hosts``                   ``[]`` (none)                  host name patterns (``*.blob.core.windows.net``),
-                                                           addresses or networks sources may reach
-``ports``                   ``[443, 5432]``                ports sources may reach (``any``: every port)
-``schemes``                 ``[https, postgresql]``        URL schemes (``http`` for an emulator)
-``postgres_require_auth``   ``scram-sha-256``              libpq ``require_auth``: a server asking for a
-                                                           cleartext password is refused
-``max_sources``             ``100``                        most sources in the sources file for a create
-==========================  =============================  ==================================================
-
-Fixed rules, whatever the file says:
-
-- a ``local_file`` root never contains, nor lies beneath, the keys file, the
-  credential store, ``$DAGSTER_HOME``, the sources file, the audit log, this
-  policy file, the workspace base, the fetch-job base or the state folder (checked with links resolved, when the
-  source is created and again whenever the API connects it);
-- PostgreSQL: only TCP hosts, only the libpq options of
-  :data:`connectors.postgresql.reach.ALLOWED_OPTIONS` (also inside a ``dsn``);
-- the operator's knobs (:data:`OPERATOR_FIELDS`, ``metadata.api``) are never
-  set through the API;
-- a secret reference given to the API may only name the source's own secret
-  (``{"secret": "<id>.<field>"}`` for that field, as the API stored it), never
-  ``env``, never another source's; a reference in any other field is refused.
-  Give a secret's value instead: it is write-only.
-
-The same reach rules hold for every source the API connects (also those the
-operator added with the CLI), checked at connect time after resolving names.
+Read from ``$DA_API_POLICY_FILE`` (default ``api-policy.yaml`` beside the sources file), a file
+of the operator's that no route writes; a missing file means the closed defaults. The knobs, their
+defaults and the rules that hold whatever the file says: ``docs/design/api.md``.
 """
 
 from __future__ import annotations

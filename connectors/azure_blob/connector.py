@@ -1,21 +1,9 @@
 """``azure_blob``: a container of Azure Blob Storage (or Azurite).
 
-Identifiers are full blob names, exactly as listed in ``DataItem.path``; a
-blob lands at ``<workspace>/<blob name>``. Every operation honours the scope
-(``prefix``, ``pattern``; :mod:`connectors.azure_blob.scope`): a name outside it is
-an ``OutOfScopeError`` before any request is sent.
-
-Every request goes on one data path (:mod:`connectors.azure_blob.data_path`): bytes
-as parallel ranged GETs pinned to the etag, written in place, hashed as they
-land (a small blob in one GET); properties as one HEAD; listings as List
-Blobs pages parsed directly (:mod:`connectors.azure_blob.listing`). One aiohttp
-session, so one connection pool, one retry budget and one pair of timeouts:
-each request gives up after ``connect_timeout`` to connect and
-``read_timeout`` without a byte, and an operation makes at most
-``retry_total + 1`` attempts (:func:`connectors.azure_blob.retries.with_retries`).
-The SDK client only checks the account URL and names the API version. Errors
-are translated in :mod:`connectors.azure_blob.errors`; the ways to authenticate
-are in :mod:`connectors.azure_blob.auth`.
+Identifiers are full blob names (``DataItem.path``); a blob lands at ``<workspace>/<blob name>``,
+and a name outside the scope (``prefix``, ``pattern``) is an ``OutOfScopeError`` before any
+request. Every request goes on one data path (one pool, one retry budget, one pair of
+timeouts). How and why: ``docs/design/azure_blob.md``.
 
 Example:
     >>> config = DataSourceConfig(id="lake", type="azure_blob", name="Lake", config={

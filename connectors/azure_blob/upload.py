@@ -1,24 +1,9 @@
 """Uploading a local file as a block blob on the connector's data path.
 
-How an upload goes:
-
-* the file is cut into blocks (:data:`BLOCK` bytes, more for files over 50,000 blocks); up to
-  ``concurrency`` Put Block requests are in flight, each with its Content-MD5 (the service refuses
-  a block whose bytes do not hash to it) and retried alone within the connector's retry budget;
-* block ids carry a random per-upload token, so two uploads of the same name at once never mix
-  each other's uncommitted blocks;
-* the local file must hold still: its size, inode and change times are taken before the first read
-  and again once every block is staged, and each block's MD5 as staged must equal the MD5 of the
-  same bytes read again for the whole-file digests; any difference is a :class:`FileChangedError`
-  before the commit, so a file written to while it uploads never becomes a blob of mixed content;
-* one Put Block List commits them: nothing is visible under the name before it, the whole blob
-  after it. Unless ``overwrite``, it is sent with ``If-None-Match: *``: the service refuses it when
-  the name exists (:class:`BlobExistsError`), whoever created it in the meantime;
-* the whole file's MD5 becomes the blob's Content-MD5 (downloads check it), its sha256 and the
-  caller's ``metadata`` become ``x-ms-meta-*`` headers.
-
-Every request goes through :class:`~connectors.azure_blob.data_path.DataPath`'s session, so it has
-the connector's timeouts, and its errors are translated in :mod:`connectors.azure_blob.errors`.
+Blocks are staged in parallel with their Content-MD5 and committed by one Put Block List, so a
+name shows nothing or the whole blob; a file changing while it uploads is a
+:class:`FileChangedError`, and without ``overwrite`` an existing name is a :class:`BlobExistsError`.
+How an upload goes, step by step: ``docs/design/azure_blob.md``.
 """
 
 from __future__ import annotations

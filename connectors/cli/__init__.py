@@ -1,22 +1,9 @@
 """``da-sources``: manage sources and secrets, and fetch items, from a shell.
 
-Commands: ``list``, ``add TYPE ID``, ``remove ID``, ``test ID``, ``ls ID [PATH]``,
-``fetch ID IDENTIFIER... [--workspace DIR]``, ``query ID SQL --name NAME``,
-``lineage PATH``, ``upload ID FILE [BLOB]``, ``secrets set|list|delete NAME``,
-``secrets keygen``, ``serve`` and ``api-keys create|list|revoke``.
-``--sources FILE`` (before or after the command) picks the sources file
-(default ``$DA_SOURCES_FILE`` or ``./sources.yaml``). An ID follows the rule of
-:mod:`connectors.ids`; a bad one is a usage error (exit 2) before anything is read.
-One module per command group: :mod:`.sources`, :mod:`.data`, :mod:`.query`,
-:mod:`.secrets`, :mod:`.upload`, :mod:`.api`;
-:mod:`.common` holds what they share.
-
-Secrets are never command-line arguments (they would land in shell history
-and ``ps``): give a reference (``--password-env NAME``, ``--password-secret
-NAME``) or ``--password-prompt``, which asks for it (or reads one line from a
-pipe) and keeps it in the credential store.
-
-Every error is one line on stderr, redacted, with a non-zero exit code.
+One module per command group (:mod:`.sources`, :mod:`.data`, :mod:`.query`, :mod:`.secrets`,
+:mod:`.upload`, :mod:`.api`; :mod:`.common` holds what they share). Secrets are never
+command-line arguments, and every error is one redacted line on stderr with a non-zero exit.
+The commands and why: ``docs/design/cli.md`` (usage: ``docs/cli.md``).
 
 Example:
     $ da-sources add local_file docs --name Docs --root /srv/docs --pattern '*.csv'

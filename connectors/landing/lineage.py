@@ -78,17 +78,36 @@ def run_context(run_id: str | None) -> Iterator[None]:
 
 
 def current_run_id() -> str | None:
-    """The run id set by :func:`run_context`, or None."""
+    """The run id set by :func:`run_context`.
+
+    Returns:
+        The run id, or None outside a :func:`run_context` block.
+    """
     return _run_id.get()
 
 
 def utc_now_iso() -> str:
-    """Now, as ISO-8601 UTC with a ``Z``."""
+    """Now, as ISO-8601 UTC with a ``Z``.
+
+    Returns:
+        A time such as ``2026-01-31T12:00:00.000000Z``.
+    """
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def build_record(provenance: Mapping[str, Any], **facts: Any) -> dict[str, Any]:
-    """A complete record: the connector's ``provenance`` plus the landing's facts."""
+    """A complete record: the connector's ``provenance`` plus the landing's facts.
+
+    Args:
+        provenance: what the connector says of the item (``source_id``, ``identifier``...).
+        **facts: what the landing measured (``size``, ``sha256``, ``local_path``...).
+
+    Returns:
+        The record, with ``fetched_at`` and ``run_id`` added.
+
+    Raises:
+        DataSourceError: a required key is missing.
+    """
     record: dict[str, Any] = {
         "source_uri": None,
         "source_version": None,
@@ -104,12 +123,30 @@ def build_record(provenance: Mapping[str, Any], **facts: Any) -> dict[str, Any]:
 
 
 def record_path(workspace: str | os.PathLike[str], relative: str) -> Path:
-    """Where the record of ``<workspace>/<relative>`` lives."""
+    """Where the record of ``<workspace>/<relative>`` lives.
+
+    Args:
+        workspace: the folder the file was landed in.
+        relative: the landed file's path inside it.
+
+    Returns:
+        ``<workspace>/.lineage/<relative>.json``, absolute.
+    """
     return Path(workspace).absolute() / LINEAGE_DIR / f"{relative}.json"
 
 
 def write_provenance(workspace: Path, relative: str, record: Mapping[str, Any], *, durable: bool = True) -> Path:
-    """Write ``record`` for ``relative`` atomically (temp, fsync unless not ``durable``, rename)."""
+    """Write ``record`` for ``relative`` atomically (temp, fsync unless not ``durable``, rename).
+
+    Args:
+        workspace: the folder the file was landed in.
+        relative: the landed file's path inside it.
+        record: the record to write.
+        durable: fsync before the rename.
+
+    Returns:
+        The record's path.
+    """
     with staged_record(workspace, relative, record, durable=durable) as publish:
         return publish()
 
@@ -124,6 +161,20 @@ def staged_record(
     renames its data file in between and then publishes: a full disk fails
     the landing before the file changes, never leaving a file without its
     record. Unpublished, the temporary is removed.
+
+    Args:
+        workspace: the folder the file is landed in.
+        relative: the landed file's path inside it.
+        record: the record to write.
+        durable: fsync the record before yielding.
+
+    Returns:
+        A context manager yielding ``publish()``, which renames the record into place and returns its path.
+
+    Raises:
+        UnsafeNameError: a link or a file on the way to the record's folder.
+        NameCollisionError: the record's place is a folder of other records.
+        OSError: the record could not be written (a full disk, permissions).
     """
     parts = f"{LINEAGE_DIR}/{relative}{RECORD_SUFFIX}".split("/")
     dir_fd = open_workspace_folder(workspace, parts[:-1], create=True)
@@ -186,6 +237,13 @@ def read_record(workspace: str | os.PathLike[str], relative: str) -> dict[str, A
     Read without following a link (from the trusted root down) and without
     blocking; a link, a folder, a FIFO or anything but a JSON object in a
     regular file is no record.
+
+    Args:
+        workspace: the folder the file was landed in.
+        relative: the landed file's path inside it.
+
+    Returns:
+        The record, or None.
     """
     parts = f"{LINEAGE_DIR}/{relative}{RECORD_SUFFIX}".split("/")
     fast = _read_record_at_once(workspace, parts)
@@ -344,6 +402,13 @@ def target_lock(workspace: Path, relative: str) -> Iterator[None]:
     ``d.json/e`` also takes the lock of ``d``: ``.lineage/d.json`` is the
     record of one and a record folder of the other (see
     :func:`_refuse_folder_at_record`). Several locks are taken in one order.
+
+    Args:
+        workspace: the folder the file is landed in.
+        relative: the landing target's path inside it.
+
+    Returns:
+        A context manager holding the lock(s) inside its block.
     """
     dir_fd = open_workspace_folder(workspace, [LINEAGE_DIR, _LOCK_DIR], create=True)
     fds: list[int] = []

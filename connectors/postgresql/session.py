@@ -1,30 +1,9 @@
 """What a pooled PostgreSQL session may carry, do and say: setup, reset, the query guard, DSN errors.
 
-* Every read begins with :data:`BEGIN_READ`: the transaction's timeouts
-  (``statement_timeout``, ``lock_timeout``), the text formats, and for table
-  reads a pinned ``search_path`` (``pg_catalog, pg_temp``), so the catalog
-  queries and the export expressions always mean the built-in functions, and
-  ``jit = off``.
-* Every read transaction is READ ONLY and is **rolled back**, never
-  committed: whatever a function managed to change inside it (large objects
-  through ``lo_from_bytea`` / ``lo_put`` / ``lo_unlink``, rows of temporary
-  tables, ``set_config(..., false)``, ``NOTIFY``) is undone.
-* :func:`reset_session` runs ``DISCARD ALL`` before a connection goes back to
-  the pool: ``SET ROLE``, ``set_config``, session advisory locks, temporary
-  tables, prepared statements and LISTENs of one borrower never reach the
-  next. A connection whose reset fails is discarded by the pool.
-* What neither undoes is what a role may do *outside* the transaction: run a
-  program (``COPY ... TO PROGRAM``), write or read server files
-  (``lo_export``, ``pg_read_file``), signal other sessions
-  (``pg_terminate_backend``), reload the configuration, open connections
-  elsewhere (``dblink_exec``), or call a SECURITY DEFINER function of a
-  role that can. :data:`PRIVILEGED_ROLE` finds the ways the
-  login role (or any role it can ``SET ROLE`` to) has to do so, and
-  ``fetch_query`` refuses to run while there is one, unless the source sets
-  ``allow_privileged_queries: true``.
-* :func:`dsn_problem` checks a DSN before anything connects with it and says
-  what is wrong without quoting any part of it: libpq's own messages quote
-  the offending fragment, which can be the password.
+Reads run in READ ONLY transactions that are rolled back; a connection is reset
+(``DISCARD ALL``) before it goes back to the pool; ``fetch_query`` refuses a login role that can
+act outside the transaction; DSN errors never quote the DSN. Why each: the "Sessions" section of
+``docs/design/postgresql.md``.
 """
 
 from __future__ import annotations

@@ -1,28 +1,8 @@
 """Sized reads: part of a table or a query's result (columns, where, limit, sample), and size budgets.
 
-A :class:`RowOptions` turns a table or a query into one ``SELECT``:
-
-* ``columns``: the named columns only, in the order given (each must exist; quoted as identifiers).
-* ``where``: a SQL condition over the table's columns. Its ``params`` are bound client-side by
-  psycopg (``%s`` / ``%(name)s``; a literal ``%`` is written ``%%`` when params are given), never
-  pasted. It is guarded like ``fetch_query``: the role must be harmless, the read is one statement
-  in the rolled-back read-only snapshot, and (:func:`check_scope`) its plan may read no relation the
-  plain read does not, and no sub-query: ``id IN (SELECT ... FROM other.secret)`` is refused.
-* ``sample``: a fraction (``0 < sample < 1``) or a row count (a whole number ``>= 1``). Rows are
-  picked by ``md5(seed || row text)``: the same seed on the same data gives the same rows, whatever
-  the physical order (VACUUM FULL, a restore). A count sample of a plain table or materialized view of
-  at least ``BLOCK_SAMPLE_MIN_ROWS`` (planner statistics, ``reltuples``) reads only some of its blocks:
-  ``TABLESAMPLE SYSTEM (p) REPEATABLE (seed)``, ``p`` from ``reltuples`` with a margin, then the top N
-  by the same hash. That sample is reproducible while the table's physical layout stays (a VACUUM FULL,
-  CLUSTER or restore picks other blocks). When the statistics are missing, for a view or a query, with
-  a ``where``, or when the blocks picked hold fewer than N rows, the whole table is read (a top-N sort).
-* ``limit``: at most this many rows; for a table with a primary key, the first ones by that key
-  (reproducible), otherwise the first ones read. With a sample, the sample is taken first.
-
-A :class:`RowBudget` is the operator's bound on one read (a thread attach): the planner's estimate
-(``EXPLAIN``, nothing read) is checked first, and an estimate over the row budget is confirmed by a
-count of at most ``max_rows + 1`` rows, so a refusal never reads more than the budget. The export then
-reads at most ``max_rows + 1`` rows, so a wrong estimate cannot make it read a large table either.
+A :class:`RowOptions` turns a table or a query into one guarded ``SELECT``; a :class:`RowBudget`
+bounds one read by the planner's estimate and a capped count, so a refusal never reads more than
+the budget. What each option does and why: the "Sized reads" section of ``docs/design/postgresql.md``.
 """
 
 from __future__ import annotations

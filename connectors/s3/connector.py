@@ -1,20 +1,8 @@
 """``s3``: a bucket of Amazon S3 or of an S3-compatible store (MinIO, Cloudflare R2, Ceph, GCS interop).
 
-Identifiers are full object keys, exactly as listed in ``DataItem.path``; an
-object lands at ``<workspace>/<key>``. Scope (``prefix``, ``pattern``) works as
-for ``azure_blob`` (:class:`~connectors.azure_blob.scope.BlobScope`): a key
-outside it is an ``OutOfScopeError`` before any request is sent.
-
-Bytes move on the same engine as Azure blobs
-(:class:`~connectors.azure_blob.ranged_download.BlobDownload`): parallel ranged GETs
-pinned with ``If-Match: <etag>`` (an object overwritten mid-download answers 412
-and the download starts again, never a torn file), written in place and hashed
-as they land; small objects in one GET, landed in groups by ``fetch_many``.
-The checks: size, the MD5 of single-part ETags, ``x-amz-checksum-sha256``
-where the store keeps one (a HEAD after a large download), and our sha256 in
-the lineage record, beside the ETag and the version id of versioned buckets.
-Requests are signed with SigV4 by botocore (:mod:`connectors.s3.auth`); why
-not obstore or aiobotocore is measured in ``benchmarks/bench_s3.py``.
+Identifiers are full object keys (``DataItem.path``); an object lands at ``<workspace>/<key>``,
+with the scope rules and the download engine of ``azure_blob``. How bytes move and are checked,
+and why botocore signs: ``docs/design/s3.md``.
 
 Example:
     >>> config = DataSourceConfig(id="lake", type="s3", name="Lake", config={

@@ -1,25 +1,8 @@
 """The credential store behind ``{"secret": NAME}`` references.
 
-Two backends, and never a plaintext one:
-
-* :class:`KeyringStore`: the OS keyring (Secret Service, macOS Keychain,
-  Windows Credential Locker) through the optional ``keyring`` package
-  (``pip install 'da-sources[keyring]'``), used only when its backend is a real
-  one, not keyring's fail or null backend.
-* :class:`FernetFileStore`: one file (``$DA_SECRETS_FILE``, default
-  ``~/.config/da-sources/secrets.fernet``, mode 0600) holding every secret,
-  names included, encrypted with ``cryptography``'s Fernet (AES-128-CBC +
-  HMAC-SHA256, authenticated). The key comes from ``$DA_SECRETS_KEY`` or, when
-  that is unset, from the keyring. Writes are atomic (temp + fsync + rename)
-  and serialised across processes with ``flock`` on a lock file beside it.
-
-:func:`default_store` picks one: ``$DA_SECRETS_BACKEND`` (``keyring`` or
-``file``) when set; otherwise the file when ``$DA_SECRETS_KEY`` is set (an
-explicit choice, typical of CI and servers), else the keyring when a real one
-works. With neither it fails closed with :class:`SecretStoreError`.
-
-Setting a name again replaces its value (rotation). Stores hold no cache: a
-connector reads the current value each time it connects.
+Two backends, never a plaintext one: :class:`KeyringStore` (the OS keyring) and
+:class:`FernetFileStore` (one encrypted file); :func:`default_store` picks one and fails closed
+without either. How each keeps secrets and how one is chosen: ``docs/design/secrets.md``.
 
 Example:
     >>> store = FernetFileStore("/tmp/s.fernet", FernetFileStore.generate_key())
@@ -78,7 +61,17 @@ class WritableSecretStore(Protocol):
 
 
 def check_name(name: str) -> str:
-    """``name`` when it is a valid secret name (letters, digits, ``_ . : / @ -``)."""
+    """``name`` when it is a valid secret name (letters, digits, ``_ . : / @ -``).
+
+    Args:
+        name: a secret name, untrusted.
+
+    Returns:
+        ``name`` unchanged.
+
+    Raises:
+        SecretStoreError: not a string, a bad character, over 200 characters, or starting with ``__``.
+    """
     if not isinstance(name, str) or not _NAME.match(name) or name.startswith("__"):
         raise SecretStoreError(
             f"invalid secret name {name!r}: use letters, digits and _ . : / @ - (at most 200)"
@@ -198,7 +191,17 @@ def _read_private(path: Path) -> bytes:
 
 @contextlib.contextmanager
 def file_lock(lock_path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``lock_path`` (created 0600, with a 0700 folder if missing)."""
+    """An exclusive ``flock`` on ``lock_path`` (created 0600, with a 0700 folder if missing).
+
+    Args:
+        lock_path: the lock file.
+
+    Returns:
+        A context manager holding the lock inside its block.
+
+    Raises:
+        ConfigurationError: the lock file cannot be created or opened.
+    """
     try:
         lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -216,6 +219,14 @@ def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
 
     Readers see the old or the new content, never a mix; a crash leaves at
     most a ``.~da-*.part`` temporary beside it.
+
+    Args:
+        path: the file to replace.
+        data: its new content.
+        mode: its permission bits (e.g. ``0o600``).
+
+    Raises:
+        OSError: the temporary could not be written, synced or renamed (it is removed).
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temp = path.with_name(f".~da-{secrets.token_hex(8)}.part")
@@ -309,7 +320,11 @@ class KeyringStore:
 
 
 def usable_keyring() -> KeyringBackend | None:
-    """The ``keyring`` module when it is installed and its backend is a real keyring."""
+    """The ``keyring`` module when it is installed and its backend is a real keyring.
+
+    Returns:
+        The module, or None when it is missing, broken, or its backend is keyring's fail or null one.
+    """
     try:
         import keyring
     except ImportError:
@@ -331,12 +346,19 @@ def usable_keyring() -> KeyringBackend | None:
 
 
 def secrets_file_path() -> Path:
-    """The encrypted file: ``$DA_SECRETS_FILE`` or ``~/.config/da-sources/secrets.fernet``."""
+    """The encrypted file: ``$DA_SECRETS_FILE`` or ``~/.config/da-sources/secrets.fernet``.
+
+    Returns:
+        The path, with ``~`` expanded; not checked to exist.
+    """
     return Path(read(FILE_ENV) or DEFAULT_FILE).expanduser()
 
 
 def default_store() -> WritableSecretStore:
-    """The store configured by the environment (see the module docstring).
+    """The store configured by the environment (how it chooses: ``docs/design/secrets.md``).
+
+    Returns:
+        A :class:`KeyringStore` or a :class:`FernetFileStore`.
 
     Raises:
         SecretStoreError: no backend is available, or the configured one is

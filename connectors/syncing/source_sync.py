@@ -1,30 +1,8 @@
 """Syncing a source into its workspace folder: which items to land, repair, skip, report as removed, prune.
 
-Plain async functions, shared by ``da-sources fetch --all`` and the Dagster
-layer. :func:`sync_source` lists the source (or takes the items it is given),
-and per item:
-
-* lands it when it is new, or its version differs from its lineage record's;
-* re-lands it (a *repair*) when its landed file is missing or no longer
-  matches its record: a cheap size and mtime test, the sha256 when in doubt;
-* skips it, with the reason, when its name cannot be landed safely
-  (``incoming/2026/trailing dot.``) or it matches an ``exclude`` pattern;
-  the others still land;
-* leaves it alone when unchanged.
-
-After a full listing, items that landed before and the source no longer lists
-are reported as *removed*; their files stay unless the source sets
-``prune: true``. Every landed record is yielded as soon as it lands (the
-Dagster layer turns it into a materialization at once). One item failing does
-not stop the others; failures come back in the report.
-
-The generic options live in the source's ``metadata.sync`` (read by
-:func:`sync_options`)::
-
-    metadata:
-      sync:
-        exclude: ["incoming/tmp/*", "*.partial"]   # fnmatch globs on the identifier
-        prune: true                                 # remove landed files gone at the source
+Plain async functions shared by ``da-sources fetch --all`` and the Dagster layer; the options
+come from the source's ``metadata.sync`` (:func:`sync_options`). What happens to each item,
+and why: ``docs/design/syncing.md``.
 """
 
 from __future__ import annotations
@@ -85,6 +63,12 @@ class SyncOptions(BaseModel):
 def sync_options(source: DataSourceConfig) -> SyncOptions:
     """The options in ``source.metadata["sync"]`` (defaults when absent).
 
+    Args:
+        source: the source.
+
+    Returns:
+        Its ``exclude`` patterns and ``prune`` flag.
+
     Raises:
         ConfigurationError: an unknown key or a bad value, naming the source and the field.
     """
@@ -96,12 +80,27 @@ def sync_options(source: DataSourceConfig) -> SyncOptions:
 
 
 def excluded_by(identifier: str, patterns: Iterable[str]) -> str | None:
-    """The first ``exclude`` pattern ``identifier`` matches, or None."""
+    """The first ``exclude`` pattern ``identifier`` matches, or None.
+
+    Args:
+        identifier: an item's identifier.
+        patterns: fnmatch globs (``*`` matches ``/`` too).
+
+    Returns:
+        The matching pattern, or None when none matches.
+    """
     return next((p for p in patterns if fnmatch.fnmatchcase(identifier, p)), None)
 
 
 def item_version(item: DataItem) -> str:
-    """The item's version (``metadata["version"]``; size and mtime when a connector lacks it)."""
+    """The item's version (``metadata["version"]``; size and mtime when a connector lacks it).
+
+    Args:
+        item: an item of a listing.
+
+    Returns:
+        The version as text, compared with the landed record's ``source_version``.
+    """
     version = item.metadata.get("version")
     return str(version) if version is not None else f"{item.modified_at}-{item.size}"
 
@@ -185,6 +184,12 @@ def listing_refusals(connector: DataSourceConnector) -> list[tuple[str, str]]:
 
     A connector that leaves items out of its listing for safety keeps them in ``refusals``
     (``LocalFileConnector`` does); they are reported as skipped, like an unsafe remote name.
+
+    Args:
+        connector: a connector that has listed.
+
+    Returns:
+        ``(identifier, reason)`` pairs, sorted; empty for a connector without ``refusals``.
     """
     return sorted(dict(getattr(connector, "refusals", None) or {}).items())
 
@@ -265,12 +270,28 @@ def _recorded_paths(folder: Path) -> Iterable[str]:
 
 
 def needs_fetch(version: str, record: dict[str, Any] | None) -> bool:
-    """Whether an item of ``version`` must be fetched, given its landed record (if any)."""
+    """Whether an item of ``version`` must be fetched, given its landed record (if any).
+
+    Args:
+        version: the version the listing shows.
+        record: the landed record, or None when it never landed.
+
+    Returns:
+        True when there is no record or its ``source_version`` differs.
+    """
     return record is None or str(record.get("source_version")) != version
 
 
 async def list_requests(connector: DataSourceConnector, exclude: Sequence[str] = ()) -> list[ItemRequest]:
-    """Every item of a connected source not excluded, as requests at its current version."""
+    """Every item of a connected source not excluded, as requests at its current version.
+
+    Args:
+        connector: a connected connector.
+        exclude: fnmatch globs of identifiers to leave out.
+
+    Returns:
+        One request per item, in listing order.
+    """
     return (await _list(connector, exclude)).requests
 
 
@@ -313,6 +334,13 @@ async def sync_source(
         concurrency: fetches at once.
         options: exclude patterns and prune; default: the source's ``metadata.sync``.
         force: land every item, changed or not.
+
+    Returns:
+        An async iterator of the lineage record of each item, as soon as it lands.
+
+    Raises:
+        ConfigurationError: a bad ``metadata.sync``.
+        DataSourceError: connecting or listing failed (a failing item goes to ``report`` instead).
     """
     options = options if options is not None else sync_options(connector.config)
     async with connector:
@@ -472,6 +500,15 @@ def plan(wanted: Sequence[ItemRequest], index: LineageIndex, report: SyncReport,
     """The identifiers to fetch, each with why it is a repair ("" when it is new or changed).
 
     Unsafe names go to ``report.skipped``, items whose landed file matches go to ``report.unchanged``.
+
+    Args:
+        wanted: the items to consider.
+        index: the source's landed records.
+        report: filled with the skipped and unchanged items.
+        force: fetch every safe item, changed or not.
+
+    Returns:
+        Identifier to repair reason ("" when new or changed).
     """
     todo: dict[str, str] = {}
     for request in wanted:
@@ -511,7 +548,19 @@ def _removed(index: LineageIndex, listed: _Spill, options: SyncOptions, report: 
 
 
 async def fetch_one(connector: DataSourceConnector, folder: Path, identifier: str) -> dict[str, Any]:
-    """Land one item unconditionally (an explicit request) and return its lineage record."""
+    """Land one item unconditionally (an explicit request) and return its lineage record.
+
+    Args:
+        connector: a connector of the source, not yet connected.
+        folder: the source's workspace folder.
+        identifier: the item.
+
+    Returns:
+        The item's lineage record.
+
+    Raises:
+        DataSourceError: connecting, reading or landing failed.
+    """
     async with connector:
         return await fetch_checked(connector, identifier, folder)
 

@@ -1,19 +1,8 @@
 """Data into a DeepAnalyze conversation: references fetched into a thread's folder, at its top level.
 
-DeepAnalyze's agent sees only the files at the top level of ``<base>/<thread_id>/`` (listed into its
-prompt before each turn), so :func:`attach_to_thread` lands every referenced item there, under a
-readable name that never collides with a file already there or with another reference's. The
-thread's folder holds only that data: the item's lineage record (which says which source and item a
-name holds), the staging and the lock live in da-sources' state folder (:mod:`.records`,
-``DA_STATE_DIR``). Re-attaching an item at the same version answers the file already there; a newer
-version replaces only our own unmodified copy (:mod:`.placing`). The thread's folder must exist
-(``create=True`` makes it).
-
-All or nothing: the references are fetched in parallel into a staging folder in the state folder;
-only when every one landed are they moved to the top level (each by a no-clobber link, or a copy
-across file systems), and if anything fails, nothing of this call is left: the staging folder is
-removed and what was already moved is taken back. Call it before the turn's workspace snapshot, so
-the files are not mistaken for the agent's output.
+:func:`attach_to_thread` lands every referenced item at the top level of ``<base>/<thread_id>/``
+(the only files the agent sees) under names that never collide, all or nothing; its records,
+staging and lock live in the state folder, not the thread's. Why: ``docs/design/threads.md``.
 
 Example:
     >>> async with SourceRegistry("sources.yaml") as registry:

@@ -1,31 +1,9 @@
 """``DataSourceComponent``: one data source as a Dagster Component (``dg scaffold defs``, ``defs.yaml``).
 
-A user adds a source to a ``dg`` project with::
-
-    dg scaffold defs da_pipelines.components.DataSourceComponent warehouse --type postgresql --id warehouse
-
-which writes a filled ``defs/warehouse/defs.yaml``::
-
-    type: da_pipelines.components.DataSourceComponent
-    attributes:
-      id: warehouse
-      type: postgresql
-      config: {host: db.internal, dbname: sales, user: reader, password: {env: WAREHOUSE_PASSWORD}}
-      tables: {include: ["public.*"]}
-      translation: {group_name: warehouse, automation_condition: "{{ automation_condition.on_cron('0 6 * * *') }}"}
-
-The component gives the same definitions as a source of the sources file
-(``da_pipelines.factory``): ``[N, "remote"]``, one asset per table or item set,
-``N_sync``, ``N_sensor``, ``N_source``. It is *state-backed*: its state is the
-source's listing (its tables), written by ``dg utils refresh-defs-state`` and,
-under ``dagster dev``, on every load. A listing that fails keeps the last good
-state and says why (log, and the description of ``[N, "remote"]``); with no
-state at all, one stand-in asset ``[N, "tables"]`` covers every table.
-
-Secrets: give them as references (``password: {env: NAME}`` or ``{secret: NAME}``),
-resolved only in the run that connects. ``{{ env.NAME }}`` would put the value
-itself into the definitions, so a secret field given that way is refused, as a
-literal is.
+It gives the same definitions as a source of the sources file (``da_pipelines.factory``), built
+from a state that is the source's listing (``dg utils refresh-defs-state``). Secrets are given as
+references; a literal or ``{{ env.NAME }}`` in a secret field is refused. Usage, state and why:
+``docs/design/component.md``.
 """
 
 from __future__ import annotations
