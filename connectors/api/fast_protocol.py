@@ -19,6 +19,8 @@ import asyncio
 import time
 from typing import Any
 
+from connectors.api.read_deadlines import ReadDeadlines
+
 
 class HeadersTooLargeError(Exception):
     """The request's headers passed the cap (raised inside a parser callback: the parser answers 400)."""
@@ -66,12 +68,9 @@ def bounded_httptools_protocol(max_connections: int, header_timeout: float, body
     """uvicorn's httptools protocol with read deadlines, a header cap and a connection cap."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class BoundedHttpToolsProtocol(HttpToolsProtocol):
-        _deadline: asyncio.TimerHandle | None = None
-        _reading: str = ""  # "headers", "body", or "" (nothing pending from the client)
+    class BoundedHttpToolsProtocol(ReadDeadlines, HttpToolsProtocol):
         _parsed_bytes: int = 0  # the request line and headers parsed so far
         _pending_bytes: int = 0  # the bytes received while the headers were still incomplete
-        opened_at: float = 0.0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -117,34 +116,9 @@ def bounded_httptools_protocol(max_connections: int, header_timeout: float, body
         # on_response_complete is uvicorn's: it arms the keep-alive timeout; a request answered before its
         # body came in (401, 413) keeps its body deadline, since a byte of that body cancels the keep-alive one
 
-        def waiting(self) -> bool:
-            """No request of this connection is being handled (its headers or body are pending, or it idles)."""
-            return self.cycle is None or self.cycle.response_complete
-
         def _count(self, size: int) -> None:
             self._parsed_bytes += size
             if self._parsed_bytes > max_header_bytes:
                 raise HeadersTooLargeError
-
-        def _expect(self, what: str, seconds: float) -> None:
-            if what == self._reading:
-                return  # the deadline runs from when this part began, not from the last byte
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-            self._reading = what
-            if what:
-                self._deadline = self.loop.call_later(seconds, self._too_slow)
-
-        def _too_slow(self) -> None:
-            self._deadline = None
-            if not self.transport.is_closing():
-                self.transport.close()
-
-        def _close_oldest_waiting(self) -> None:
-            waiting = [c for c in self.connections if isinstance(c, BoundedHttpToolsProtocol) and c.waiting()]
-            if waiting:
-                oldest = min(waiting, key=lambda c: c.opened_at)
-                oldest.transport.close()
 
     return BoundedHttpToolsProtocol

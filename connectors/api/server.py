@@ -27,6 +27,7 @@ from typing import Any
 
 from connectors.api.api_keys import KeyStore
 from connectors.api.api_settings import ApiSettings
+from connectors.api.read_deadlines import ReadDeadlines
 from connectors.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,7 @@ def bounded_protocol(max_connections: int, header_timeout: float, body_timeout: 
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class BoundedH11Protocol(H11Protocol):
-        _deadline: asyncio.TimerHandle | None = None
-        _reading: str = ""  # "headers", "body", or "" (nothing pending from the client)
-        opened_at: float = 0.0
+    class BoundedH11Protocol(ReadDeadlines, H11Protocol):
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -125,30 +123,5 @@ def bounded_protocol(max_connections: int, header_timeout: float, body_timeout: 
         def on_response_complete(self) -> None:
             super().on_response_complete()  # arms the keep-alive timeout until the next request's first byte
             self._expect("", 0)
-
-        def waiting(self) -> bool:
-            """No request of this connection is being handled (its headers or body are pending, or it idles)."""
-            return self.cycle is None or self.cycle.response_complete
-
-        def _expect(self, what: str, seconds: float) -> None:
-            if what == self._reading:
-                return  # the deadline runs from when this part began, not from the last byte
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-            self._reading = what
-            if what:
-                self._deadline = self.loop.call_later(seconds, self._too_slow)
-
-        def _too_slow(self) -> None:
-            self._deadline = None
-            if not self.transport.is_closing():
-                self.transport.close()
-
-        def _close_oldest_waiting(self) -> None:
-            waiting = [c for c in self.connections if isinstance(c, BoundedH11Protocol) and c.waiting()]
-            if waiting:
-                oldest = min(waiting, key=lambda c: c.opened_at)
-                oldest.transport.close()
 
     return BoundedH11Protocol
