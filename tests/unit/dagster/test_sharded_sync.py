@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +19,12 @@ from dagster._core.definitions.executor_definition import multiprocess_executor
 from connectors.base import DataSourceConfig
 from connectors.syncing.dataset_manifest import read_manifest
 from connectors.syncing.shard_plan import merge_summaries, shard_of, split_by_shard
-from connectors.testing import MemoryStore, memory_store
+from connectors.testing import MemoryStore
 from da_pipelines.definitions import build_definitions
 from da_pipelines.jobs import shard_executor
-from tests.dagster_location import register_test_connectors
 
 N = "mem_shards"
 T0 = 1_700_000_000
-
-
-@pytest.fixture
-def store() -> Iterator[MemoryStore]:
-    register_test_connectors()
-    name = f"shards-{uuid.uuid4().hex[:8]}"
-    store = memory_store(name)
-    store.name = name  # type: ignore[attr-defined]
-    yield store
-
-
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    (tmp_path / "dagster_home").mkdir()
-    with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
-        yield instance
 
 
 def defs_for(store: MemoryStore, workspace: Path, shards: int) -> Definitions:
