@@ -7,7 +7,6 @@ import base64
 import hashlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,6 +31,7 @@ from tests.conformance import files_under, run, temporaries
 from tests.faults import FaultProxy, Rule, blob_get, ranged_after_first
 from tests.harness import REPO, AzuriteServer
 from tests.helpers.azure import CANARY, new_container, via_proxy
+from tests.helpers.tmpfs import tmpfs
 
 pytestmark = pytest.mark.integration
 
@@ -292,13 +292,8 @@ def test_a_body_stalled_mid_way_is_retried(azurite_server: AzuriteServer, contai
 @pytest.fixture
 def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A real 256 KiB tmpfs (the tests run as root in the harness VM)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
-    try:
+    with tmpfs(tmp_path / "tiny", "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.root

@@ -37,6 +37,7 @@ from connectors.postgresql import PostgreSQLConnector
 from tests.conformance import run, temporaries
 from tests.harness import REPO, PostgresServer, start_postgres
 from tests.helpers.postgresql import TABLES, admin, create_schema, drop_schema, pg_config, pg_connector
+from tests.helpers.tmpfs import tmpfs
 
 pytestmark = pytest.mark.integration
 
@@ -332,18 +333,9 @@ def test_fetch_query_refuses_writes_and_second_statements(
 # --- 21: disk full -----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def small_disk(tmp_path: Path) -> Iterator[Path]:
+def small_disk(tmp_path: Path) -> contextlib.AbstractContextManager[Path]:
     """A real 1 MiB tmpfs, so ENOSPC is the kernel's; no mount (not root) fails the test, never a fake disk."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                            capture_output=True)
-    assert result.returncode == 0, f"this test needs root to mount a tmpfs: {result.stderr!r}"
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    return tmpfs(tmp_path / "small")
 
 
 @pytest.mark.root

@@ -28,6 +28,7 @@ from connectors import (
 from connectors.landing.atomic import landing
 from connectors.landing.names import TEMP_PREFIX
 from connectors.local_file import LocalFileConnector
+from tests.helpers.tmpfs import tmpfs
 
 PROVENANCE = {"source_type": "local_file", "source_uri": "file:///x", "source_version": "v1"}
 
@@ -71,14 +72,8 @@ def test_an_exception_while_writing_leaves_nothing(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB file system (tmpfs), so ENOSPC is the kernel's, not a fake."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    assert result.returncode == 0, f"this test needs root to mount a tmpfs: {result.stderr!r}"
-    try:
+    with tmpfs(tmp_path / "tiny") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.root

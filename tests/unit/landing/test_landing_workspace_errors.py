@@ -16,6 +16,7 @@ import pytest
 from connectors import WorkspaceError
 from connectors.landing import landing, workspace_root
 from tests.conformance import run
+from tests.helpers.tmpfs import tmpfs
 from tests.unit.landing.landing_support import PROVENANCE, local_connector
 
 MAX_MESSAGE = 400
@@ -24,14 +25,9 @@ MAX_MESSAGE = 400
 @pytest.fixture
 def mount(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB tmpfs."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    assert result.returncode == 0, f"this test needs root to mount a tmpfs: {result.stderr!r}"
-    try:
+    with tmpfs(tmp_path / "tiny") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+
 
 
 def land(workspace: Path, name: str, data: bytes) -> None:
