@@ -19,6 +19,7 @@ import hmac
 import logging
 import os
 import re
+import string
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -216,6 +217,7 @@ _CREDENTIAL_ASSIGNMENT = r"((?<![A-Za-z0-9_])[A-Za-z0-9_]*?(?:password|passwd|pw
 # positions to its end is quadratic in a hostile 100 KB word; these scans are linear.
 _TOKEN = re.compile(r"[^\s'\"]+")
 _USER_COLON = re.compile(r"[^:/@]*:")
+_SCHEME_CHARS = frozenset(string.ascii_letters + string.digits + "+.-")
 # an '@' that ends a host's user:password: the segment before it (no space, quote, '@' or '/') is examined
 _HOST_AT = re.compile(r"(?:(?<=[\s'\"@/])|^)([^\s'\"@/]*)@(?=[\w\[])")
 _HOST_USER_START = re.compile(r"(?<![\w/:@.%+-])[\w.%+-]+:(?=.)", re.S)
@@ -225,23 +227,22 @@ def _mask_url_password(token: str) -> str:
     """``scheme://user:password@`` in one token masked, up to the token's last ``@``."""
     last_at = token.rfind("@")
     separator = token.find("://")
-    while 0 < separator < last_at:
+    while -1 < separator < last_at:
         colon = _USER_COLON.match(token, separator + 3, last_at)
-        start = _scheme_start(token, separator)
-        if colon is not None and start is not None:
+        if colon is not None and _has_scheme(token, separator):
             return token[:colon.end()] + MASK + token[last_at:]
         separator = token.find("://", separator + 3)
     return token
 
 
-def _scheme_start(token: str, separator: int) -> int | None:
-    """Where the scheme ending at ``separator`` starts (a letter at a word boundary), if it can."""
-    start, found = separator, None
-    while start > 0 and (token[start - 1].isascii() and (token[start - 1].isalnum() or token[start - 1] in "+.-")):
+def _has_scheme(token: str, separator: int) -> bool:
+    """Whether a scheme ends at ``separator``: its run of scheme characters holds a letter at a word boundary."""
+    start = separator
+    while start > 0 and token[start - 1] in _SCHEME_CHARS:
         start -= 1
-        if token[start].isascii() and token[start].isalpha() and (start == 0 or not _is_word(token[start - 1])):
-            found = start
-    return found
+        if token[start].isalpha() and (start == 0 or not _is_word(token[start - 1])):
+            return True
+    return False
 
 
 def _is_word(char: str) -> bool:

@@ -27,6 +27,7 @@ def test_redaction_of_hostile_long_words_is_linear() -> None:
     ("https://u:p@ss@host/a@b c", f"https://u:{MASK}@b c"),  # up to the token's last '@'
     ("+http://http://@::1]", f"+http://http:{MASK}@::1]"),  # a scheme after '+' starts at a word boundary
     ("s://s://u:p@x", f"s://s:{MASK}@x"),
+    ("://;http://1s://@h", f"://;http://1s:{MASK}@h"),  # a token starting with '://' is searched on
     ("dsn=postgresql://u:pa:ss@h", f"dsn=postgresql://u:{MASK}@h"),
     ("user:pw@db.internal", f"user:{MASK}@db.internal"),
     ("a;user:pw@db", f"a;user:{MASK}@db"),
