@@ -29,7 +29,6 @@ PENDING: set[str] = {
     "connectors.secrets",
     "connectors.azure_blob",
     "connectors.s3",
-    "connectors.postgresql",
     "connectors.landing",
     "connectors.cli",
     "connectors.syncing",
