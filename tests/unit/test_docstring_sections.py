@@ -28,7 +28,6 @@ PENDING: set[str] = {
     "connectors.api",
     "connectors.azure_blob",
     "connectors.s3",
-    "connectors.postgresql",
     "connectors.landing",
     "connectors.cli",
     "connectors.syncing",
