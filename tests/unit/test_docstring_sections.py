@@ -31,7 +31,6 @@ PENDING: set[str] = {
     "connectors.s3",
     "connectors.postgresql",
     "connectors.landing",
-    "connectors.cli",
     "connectors.syncing",
     "connectors.threads",
     "connectors",
