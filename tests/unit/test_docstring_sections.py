@@ -34,7 +34,6 @@ PENDING: set[str] = {
     "connectors.syncing",
     "connectors.threads",
     "connectors",
-    "da_pipelines",
 }
 
 
