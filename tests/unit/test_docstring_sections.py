@@ -29,11 +29,9 @@ PENDING: set[str] = {
     "connectors.azure_blob",
     "connectors.s3",
     "connectors.landing",
-    "connectors.cli",
     "connectors.syncing",
     "connectors.threads",
     "connectors",
-    "da_pipelines",
 }
 
 
