@@ -38,6 +38,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import ValidationError
 
 from connectors.base import DataItem, DataSourceConnector
+from connectors.checked_fetch import prune_landed
 from connectors.errors import (
     ConfigurationError,
     ConnectionError,
@@ -50,7 +51,7 @@ from connectors.landing.lineage import build_record, write_provenance
 from connectors.landing.names import safe_relative_path
 from connectors.postgresql import catalog, incremental, parts, session, slicing, sync_guard
 from connectors.postgresql.catalog import Column, Relation
-from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
+from connectors.postgresql.columns import ColumnPlan, arrow_schema, csv_select, plan_column
 from connectors.postgresql.errors import TranslatedErrors, secret_values
 from connectors.postgresql.export import ParquetWrite, Writer, describe, export_to_landing, parquet_writer, write_csv
 from connectors.postgresql.reach import pinned_params
@@ -303,6 +304,9 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         relative = catalog.landed_name(schema, table, self._settings.format)  # refused before any query
         async with self._read("fetch", identifier) as (conn, snapshot, _), contextlib.AsyncExitStack() as stack:
             relation = await self._relation(conn, schema, table, identifier)
+            if self._settings.format == "parquet" and relation.size >= self._settings.part_bytes:
+                return await self._fetch_dataset(conn, relation, snapshot, workspace,
+                                                 relative.removesuffix(".parquet"))
             money_scale = await _money_scale(conn, relation.columns)
             statement, writer = self._table_export(relation, money_scale)
             conns, statements = [conn], [statement]
@@ -318,7 +322,84 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                         snapshot, relation.columns, facts)
         log.debug("source %s: landed %s as %s (%s rows, %d bytes, %d streams)", self.source_id,
                   relation.identifier, landed.relative, landed.record.get("row_count"), landed.size, len(conns))
+        if self._settings.format == "parquet":  # it was a dataset folder before: that one goes
+            await asyncio.to_thread(parts.remove_plain_dataset, landed.path.parent,
+                                    relative.removesuffix(".parquet"), self.source_id, relation.identifier)
         return str(landed.path)
+
+    async def _fetch_dataset(self, conn: AsyncConn, relation: Relation, snapshot: str, workspace: str,
+                             name: str) -> str:
+        """Land a table whose size reaches ``part_bytes`` as the dataset folder ``name`` of Parquet parts.
+
+        The same folder, part and record layout as an incremental table's full sync
+        (:mod:`connectors.postgresql.parts`): parts staged beside the folder, which replaces the old
+        one in one step; a record per part; the dataset's record lists the parts (rows, size, sha256),
+        the total rows and the profile. A single file the table landed as before is removed.
+        """
+        assert self._settings is not None
+        root = await asyncio.to_thread(Path(workspace).absolute)
+        with sync_guard.dataset_lock(root, name, self.source_id):  # one export of a dataset at a time
+            await asyncio.to_thread(sync_guard.sweep_staging, root, name)
+            plans, statement = await self._parts_statement(conn, relation, catalog.relation_ident(relation))
+            sensitive, source_types = self._profile_inputs(relation.columns, relation.identifier)
+            profiler = (BackgroundProfiler(Profiler(arrow_schema(plans), source_types, sensitive))
+                        if self._settings.profile else None)
+            staging = parts.new_staging(root, name, secrets.token_hex(6))
+            try:
+                written = await self._write_staged(conn, statement, plans, staging, self._settings.part_bytes, 0,
+                                                   profiler)
+            finally:
+                if profiler is not None:
+                    await asyncio.to_thread(profiler.close)
+            provenance = {"source_type": self.type_name(), "source_uri": self._source_uri(relation.identifier),
+                          "source_version": relation.version, "snapshot": snapshot, "format": "parquet",
+                          "sql": statement.decode(),
+                          "columns": [{"name": c.name, "type": c.type} for c in relation.columns]}
+            await asyncio.to_thread(self._publish_parts, staging, root, name, written, provenance,
+                                    relation.identifier, True)
+            record = build_record(
+                {**provenance, "format": "parquet dataset", "relation_kind": catalog.KIND_NAMES[relation.kind],
+                 "estimated_rows": relation.estimated_rows, "part_bytes": self._settings.part_bytes,
+                 "parts": [{"name": p.name, "rows": p.rows, "size": p.size, "sha256": p.sha256} for p in written],
+                 "row_count": sum(p.rows for p in written),
+                 **({"profile": profiler.result()} if profiler is not None else {})},
+                source_id=self.source_id, identifier=relation.identifier, local_path=str(root / name),
+                size=sum(p.size for p in written), sha256=parts.parts_digest(written))
+            await asyncio.to_thread(write_provenance, root, name, record)
+            await asyncio.to_thread(prune_landed, root, f"{name}.parquet", self.source_id, relation.identifier)
+        log.debug("source %s: landed %s as the dataset %s (%d rows, %d parts)", self.source_id,
+                  relation.identifier, name, record["row_count"], len(written))
+        return str(root / name)
+
+    async def _parts_statement(self, conn: AsyncConn, relation: Relation,
+                               select: sql.Composable) -> tuple[list[ColumnPlan], bytes]:
+        """The column plans and the COPY that writes ``select``'s rows (the relation's columns) as parts."""
+        money_scale = await _money_scale(conn, relation.columns)
+        aliases = [sql.Identifier(f"c{index}") for index in range(len(relation.columns))]
+        plans = [plan_column(c.resolved, a, money_scale=money_scale)
+                 for c, a in zip(relation.columns, aliases, strict=True)]
+        statement = sql.SQL("COPY (SELECT {} FROM {} AS q({})) TO STDOUT (FORMAT csv)").format(
+            sql.SQL(", ").join(p.select for p in plans), select, sql.SQL(", ").join(aliases)).as_bytes(conn)
+        return plans, statement
+
+    async def _write_staged(self, conn: AsyncConn, statement: bytes, plans: list[ColumnPlan], staging: Path,
+                            part_bytes: int, first: int,
+                            profiler: BackgroundProfiler | None = None) -> list[parts.WrittenPart]:
+        """Write the COPY's rows as parts in ``staging``; on any failure the staging folder goes."""
+        cancelled = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(
+            parts.write_parts, conn.pgconn, statement, plans, staging, part_bytes, cancelled, first,
+            None if profiler is None else profiler.add, current_byte_cap()))
+        try:
+            return await asyncio.shield(work)
+        except BaseException:
+            cancelled.set()  # the thread stops at its next chunk; the folder goes once it has
+            with contextlib.suppress(BaseException):
+                await work
+            await asyncio.to_thread(parts.remove_folder, staging)
+            if conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
+                await _abandon(conn)
+            raise
 
     async def fetch_table(
         self, identifier: str, workspace: str, options: RowOptions | dict[str, Any] | None = None,
@@ -413,7 +494,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                     "on_schema_change is fail: sync it with full=True (--full) to replace the dataset",
                     source_id=self.source_id)
             refresh = bool(drift) and spec.on_schema_change == "full_refresh"
-            whole = full or prior is None or not prior.get("parts") or refresh
+            # a plain export's folder (no cursor), or another cursor: the parts say nothing of this cursor
+            whole = full or prior is None or not prior.get("parts") or refresh or prior.get("cursor") != cursor.name
             where = None if whole else await self._increment_where(conn, relation, cursor, prior or {}, spec,
                                                                    root / name)
             landed = await self._land_parts(conn, relation, cursor, where, spec, root, name, snapshot, whole)
@@ -449,28 +531,14 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         bounds = await (await conn.execute(sql.SQL(
             "SELECT min({0})::text, max({0})::text, count(*) FROM ({1}) AS s").format(
             sql.Identifier(cursor.name), select).as_string(conn).replace("%", "%%"), [])).fetchone()
-        money_scale = await _money_scale(conn, relation.columns)
-        aliases = [sql.Identifier(f"c{index}") for index in range(len(relation.columns))]
-        plans = [plan_column(c.resolved, a, money_scale=money_scale) for c, a in zip(relation.columns, aliases,
-                                                                                      strict=True)]
-        statement = sql.SQL("COPY (SELECT {} FROM ({}) AS q({})) TO STDOUT (FORMAT csv)").format(
-            sql.SQL(", ").join(p.select for p in plans), select, sql.SQL(", ").join(aliases)).as_bytes(conn)
+        plans, statement = await self._parts_statement(conn, relation, sql.SQL("({})").format(select))
         if not whole and bounds is not None and int(bounds[2]) == 0:  # nothing new: no empty part
             return {"parts": [], "min": None, "max": None, "rows": 0, "sql": statement.decode()}
         prior = None if whole else await asyncio.to_thread(parts.dataset_record, root, name)
         prior_parts = (prior or {}).get("parts", [])
         first = 0 if whole else 1 + max((int(p["name"][5:10]) for p in prior_parts), default=-1)
         staging = parts.new_staging(root, name, secrets.token_hex(6))
-        cancelled = threading.Event()
-        try:
-            written = await asyncio.to_thread(parts.write_parts, conn.pgconn, statement, plans, staging,
-                                              spec.part_bytes, cancelled, first)
-        except BaseException:
-            cancelled.set()
-            parts.remove_folder(staging)
-            if conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
-                await _abandon(conn)
-            raise
+        written = await self._write_staged(conn, statement, plans, staging, spec.part_bytes, first)
         provenance = {"source_type": self.type_name(), "source_uri": self._source_uri(relation.identifier),
                       "source_version": relation.version, "snapshot": snapshot, "format": "parquet",
                       "sql": statement.decode(),
@@ -493,7 +561,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     def _dataset_record(self, relation: Relation, cursor: Column, prior: dict[str, Any] | None,
                         landed: dict[str, Any], whole: bool, drift: dict[str, Any], snapshot: str, root: Path,
                         name: str) -> dict[str, Any]:
-        new_parts = [{"name": p.name, "rows": p.rows, "size": p.size, "cursor_min": landed["min"],
+        new_parts = [{"name": p.name, "rows": p.rows, "size": p.size, "sha256": p.sha256, "cursor_min": landed["min"],
                       "cursor_max": landed["max"], "snapshot": snapshot} for p in landed["parts"]]
         all_parts = new_parts if whole else [*(prior or {}).get("parts", []), *new_parts]
         last = landed["max"] if landed["max"] is not None else (prior or {}).get("cursor_max")
