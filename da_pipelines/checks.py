@@ -82,7 +82,7 @@ def sha256_beneath(folder: Path, relative: str) -> str | None:
     return digest.hexdigest()
 
 
-def dataset_intact(folder: Path, entry: ManifestEntry, *, hashed: bool) -> bool:
+def _dataset_intact(folder: Path, entry: ManifestEntry, *, hashed: bool) -> bool:
     """A dataset folder matches its record: the entry's, listing parts that match theirs (``hashed``: their
     sha256 recomputed), and nothing else in the folder."""
     try:
@@ -128,7 +128,7 @@ def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool
             damaged.append(entry.identifier)
             continue
         if stat.S_ISDIR(info.st_mode):  # a dataset folder: every part, hashed when the folder is picked
-            if not dataset_intact(folder, entry, hashed=picked is None or position in picked):
+            if not _dataset_intact(folder, entry, hashed=picked is None or position in picked):
                 damaged.append(entry.identifier)
             hashed += picked is None or position in picked
         elif not stat.S_ISREG(info.st_mode) or info.st_size != entry.size:
