@@ -28,13 +28,10 @@ PENDING: set[str] = {
     "connectors.api",
     "connectors.azure_blob",
     "connectors.s3",
-    "connectors.postgresql",
     "connectors.landing",
-    "connectors.cli",
     "connectors.syncing",
     "connectors.threads",
     "connectors",
-    "da_pipelines",
 }
 
 
