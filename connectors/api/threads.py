@@ -66,6 +66,8 @@ class AttachRequest(BaseModel):
 
 
 class AttachedFileView(BaseModel):
+    """A file attached to the thread: where it came from, its version, size and profile."""
+
     name: str = Field(description="The file's name at the top level of the thread's folder.")
     source_id: str
     item: str = Field(description="The item, table or query it holds.")
@@ -82,6 +84,8 @@ class AttachedFileView(BaseModel):
 
 
 class AttachResponse(BaseModel):
+    """What is attached to the thread, with the manifest for the prompt."""
+
     object: str = "thread.data"
     thread_id: str
     data: list[AttachedFileView]
