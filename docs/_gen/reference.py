@@ -3,7 +3,8 @@
 Nothing under ``reference/`` is committed, so these pages cannot drift from the code:
 
 * ``reference/settings.md``: every connector type's settings model, the per-source Dagster and sync
-  settings, the Component's attributes, the API's policy and limits, with their defaults;
+  settings, the Component's attributes, the API's policy and limits, with their defaults (the API's
+  meanings from its fields' docstrings: :func:`field_meanings`);
 * ``reference/environment.md``: every ``DA_*`` variable, from :mod:`connectors.environment`;
 * ``reference/cli.md``: every ``da-sources`` command, walked from its argparse parser;
 * ``reference/python.md``: the public names of ``connectors`` and ``da_pipelines`` (mkdocstrings);
