@@ -27,7 +27,6 @@ import da_pipelines
 PENDING: set[str] = {
     "connectors.api",
     "connectors.secrets",
-    "connectors.azure_blob",
     "connectors.s3",
     "connectors.landing",
     "connectors.cli",
