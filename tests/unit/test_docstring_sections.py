@@ -30,7 +30,6 @@ PENDING: set[str] = {
     "connectors.azure_blob",
     "connectors.s3",
     "connectors.postgresql",
-    "connectors.landing",
     "connectors.cli",
     "connectors.syncing",
     "connectors.threads",
