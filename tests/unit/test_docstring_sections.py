@@ -32,7 +32,6 @@ PENDING: set[str] = {
     "connectors.postgresql",
     "connectors.cli",
     "connectors.syncing",
-    "connectors.threads",
     "connectors",
     "da_pipelines",
 }
