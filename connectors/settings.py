@@ -259,6 +259,12 @@ class PostgreSQLSettings(ConnectorSettings):
         description="Per table ('schema.table'), sync it incrementally by a cursor column into a Parquet dataset "
         "folder of parts (sync_table / da-sources sync-table); deletes are not seen: run it with full to replace.",
     )
+    part_bytes: int = Field(
+        128 << 20, ge=1 << 16,
+        description="Parquet: a table whose size in the database is at least this lands as a dataset folder "
+        "'<schema>.<table>/' of parts of about this many bytes each (pyarrow, pandas, DuckDB, Polars read the folder "
+        "as one table); a smaller one lands as one file '<schema>.<table>.parquet'.",
+    )
     profile: bool = Field(True, description="Describe every landed table or query result in its lineage record "
                           "(rows, per column types, nulls, min/max, distinct count, examples).")
     sensitive_columns: list[str] = Field(

@@ -14,8 +14,10 @@ from typing import Any
 
 from dagster import MetadataValue
 
+from connectors.checked_fetch import dataset_problem
 from connectors.errors import DataSourceError
 from connectors.landing.dirs import open_regular_file
+from connectors.landing.lineage import read_record
 from connectors.landing.root import open_workspace_folder
 from connectors.syncing.dataset_manifest import ManifestEntry
 
@@ -80,6 +82,20 @@ def sha256_beneath(folder: Path, relative: str) -> str | None:
     return digest.hexdigest()
 
 
+def _dataset_intact(folder: Path, entry: ManifestEntry, *, hashed: bool) -> bool:
+    """A dataset folder matches its record: the entry's, listing parts that match theirs (``hashed``: their
+    sha256 recomputed), and nothing else in the folder."""
+    try:
+        record = read_record(folder, entry.path)
+    except (OSError, ValueError, DataSourceError):
+        return False
+    if record is None or record.get("sha256") != entry.sha256 or dataset_problem(folder, entry.path, record):
+        return False
+    listed = [p for p in record.get("parts", []) if isinstance(p, dict)]
+    return not hashed or all(sha256_beneath(folder, f"{entry.path}/{p.get('name')}") == p.get("sha256")
+                             for p in listed)
+
+
 def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool, sample_size: int,
                    count: int | None = None) -> tuple[list[str], dict[str, Any]]:
     """Check a dataset's landed files against its manifest: the damaged identifiers and the facts.
@@ -111,7 +127,11 @@ def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool
         except OSError:
             damaged.append(entry.identifier)
             continue
-        if not stat.S_ISREG(info.st_mode) or info.st_size != entry.size:
+        if stat.S_ISDIR(info.st_mode):  # a dataset folder: every part, hashed when the folder is picked
+            if not _dataset_intact(folder, entry, hashed=picked is None or position in picked):
+                damaged.append(entry.identifier)
+            hashed += picked is None or position in picked
+        elif not stat.S_ISREG(info.st_mode) or info.st_size != entry.size:
             damaged.append(entry.identifier)
         elif picked is None or position in picked:
             hashed += 1

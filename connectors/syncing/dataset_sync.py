@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import DataSourceConnector
-from connectors.checked_fetch import check_identifier, fetch_many_checked, prune_landed
+from connectors.checked_fetch import check_identifier, dataset_problem, fetch_many_checked, prune_landed
 from connectors.errors import DataSourceError, UnsafeNameError
-from connectors.landing.lineage import run_context
+from connectors.landing.lineage import read_record, run_context
 from connectors.landing.names import LINEAGE_DIR
 from connectors.landing.progress import on_progress
 from connectors.syncing.dataset_manifest import (
@@ -347,6 +347,13 @@ def _intact(folder: Path, entry: ManifestEntry) -> bool:
         os.stat(f"{base}/{LINEAGE_DIR}/{entry.path}.json")
     except OSError:
         return False
+    if stat.S_ISDIR(info.st_mode):  # a dataset folder of parts: each part against its record (stats)
+        try:
+            record = read_record(folder, entry.path)
+        except ValueError:  # a damaged record: fetched again
+            return False
+        return record is not None and record.get("sha256") == entry.sha256 and dataset_problem(
+            folder, entry.path, record) is None
     return stat.S_ISREG(info.st_mode) and info.st_size == entry.size
 
 

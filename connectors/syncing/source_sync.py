@@ -229,7 +229,8 @@ class LineageIndex:
             self._scanned = {}
             for relative in _recorded_paths(self.folder):
                 record = _read_json(self.folder, relative)
-                if record and record.get("source_id") == self.source_id:
+                # a dataset folder's parts have records of their own: the item is the folder (its record)
+                if record and record.get("source_id") == self.source_id and "part_of" not in record:
                     self._scanned[str(record.get("identifier"))] = (relative, record)
         return self._scanned
 

@@ -137,6 +137,7 @@ class AttachedFile:
     options: dict[str, Any] | None = None
     status: str = NEW  # "attached" (a new file), "unchanged" (already there), "replaced" (our older copy)
     wanted: str | None = None  # the file's own name, when another file has it (``name`` is then unique)
+    parts: int | None = None  # a dataset folder of Parquet parts: how many (None: one file)
 
     def manifest_line(self) -> str:
         amount = f"{self.row_count} rows" if self.row_count is not None else f"{self.size} bytes"
@@ -146,7 +147,8 @@ class AttachedFile:
         item = self.item if len(self.item) <= 120 else self.item[:119] + "…"  # a long query stays one line
         item = " ".join(item.split())
         sized = f" ({sized_text(self.options)})" if self.options else ""
-        line = f"- {self.name}: {item}{sized} from source {self.source_id}{version}, {amount}{self._note()}"
+        folder = f", a folder of {self.parts} Parquet parts read as one table" if self.parts is not None else ""
+        line = f"- {self.name}: {item}{sized} from source {self.source_id}{version}, {amount}{folder}{self._note()}"
         columns = columns_text(self.profile)
         return f"{line}\n  {columns}" if columns else line
 
@@ -445,11 +447,13 @@ def _attached(item: Staged) -> AttachedFile:
     return attached_file(item.record, item.status, item.wanted)
 
 
-def _regular_file(path: Path) -> bool:
+def _present(path: Path, record: dict[str, Any]) -> bool:
+    """A regular file, or a folder for a dataset's record (placed whole), not reached through a link."""
     try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
+        mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return False
+    return stat.S_ISDIR(mode) if isinstance(record.get("parts"), list) else stat.S_ISREG(mode)
 
 
 def attached_file(record: dict[str, Any], status: str = NEW, wanted: str | None = None) -> AttachedFile:
@@ -467,6 +471,7 @@ def attached_file(record: dict[str, Any], status: str = NEW, wanted: str | None 
         options=options if isinstance(options, dict) else None,
         status=status,
         wanted=wanted,
+        parts=len(record["parts"]) if isinstance(record.get("parts"), list) else None,
     )
 
 
@@ -481,5 +486,5 @@ def attached_files(base_dir: str | os.PathLike[str], thread_id: str,
     if not folder.is_dir():
         raise UnknownThreadError(f"unknown or ended thread {thread_id!r}: no such thread folder")
     records = ThreadRecords.of(base_dir, thread_id, state_dir)
-    present = [r for r in records.attached() if _regular_file(folder / str(r["attached_as"]))]
+    present = [r for r in records.attached() if _present(folder / str(r["attached_as"]), r)]
     return Attachment(thread_id, [attached_file(r) for r in present])
