@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from pydantic import BaseModel
 
 from connectors.api.api_settings import ApiSettings
+from connectors.api.policy import ApiPolicy
 from connectors.cli import build_parser
 from connectors.environment import VARIABLES
 from tests.docs_blocks import REPO
@@ -58,18 +60,45 @@ def quotes(text: str, page: str = "") -> Iterator[Quote]:
             yield Quote(page, found.group("name"), found.group("value"))
 
 
+def table_quotes(text: str, page: str = "") -> Iterator[Quote]:
+    """Every row of a table with a ``default`` column: ``| `key` | `value` | ... |`` (``a / b`` rows split)."""
+    column: int | None = None
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if "default" in cells:
+            column = cells.index("default")
+        elif not cells:
+            column = None
+        elif column is not None and column < len(cells) and not set(cells[0]) <= set("-: "):
+            names = re.findall(r"`([a-z][a-z0-9_]*)`", cells[0])
+            parts = re.findall(r"`([^`]+)`", cells[column].split("(")[0])
+            parts = parts[0].split(" / ") if len(parts) == 1 else parts
+            if names and len(parts) == len(names):
+                yield from (Quote(page, name, f"`{part}`") for name, part in zip(names, parts, strict=True))
+
+
 def _parsed(value: str) -> Any:
     """A quoted value as the code would hold it: ``1 MiB`` -> 1048576, ``5,000`` -> 5000, `` `x` `` -> ``x``."""
     if value in ("true", "false"):
         return value == "true"
     if value.startswith("`"):
         inner = value.strip("`")
-        return [part.strip() for part in inner.strip("[]").split(",")] if inner.startswith("[") else inner
+        try:
+            return json.loads(inner)  # 10, false, {}, [443, 5432]
+        except ValueError:
+            pass
+        if inner.startswith("["):  # [public], [https, postgresql]: YAML's plain words
+            return [part.strip() for part in inner.strip("[]").split(",") if part.strip()]
+        return inner
     number, _, unit = value.replace(",", "").partition(" ")
     return float(number) * _UNITS.get(unit or "B", 1)
 
 
 def _same(quoted: Any, actual: Any) -> bool:
+    if isinstance(quoted, list) and isinstance(actual, list | tuple):  # a set of names, in any order
+        return sorted(map(str, quoted)) == sorted(map(str, actual))
+    if isinstance(quoted, int | float) and not isinstance(quoted, bool):
+        quoted = float(quoted)
     if isinstance(quoted, float) and isinstance(actual, int | float) and not isinstance(actual, bool):
         return quoted == float(actual)
     return bool(quoted == actual)
@@ -158,6 +187,21 @@ def api_settings_defaults() -> dict[str, list[Any]]:
     return {f.name: [f.default] for f in dataclasses.fields(ApiSettings) if f.default is not dataclasses.MISSING}
 
 
+def policy_defaults() -> dict[str, list[Any]]:
+    """Each knob of the operator's API policy with its closed default."""
+    return {knob: [value] for knob, value in json.loads(ApiPolicy().describe()).items()}
+
+
+def known_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[Any]]:
+    """Every name a page may quote a default of, with the values the code has for it."""
+    known: dict[str, list[Any]] = {}
+    for source in (api_settings_defaults(), settings_defaults(), option_defaults(), policy_defaults(),
+                   variable_defaults(monkeypatch, tmp_path)):
+        for name, values in source.items():
+            known.setdefault(name, []).extend(values)
+    return known
+
+
 def _agrees(name: str, quoted: Any, actual: list[Any]) -> bool:
     """A variable's default must be the same everywhere the code has it; a settings key or an option
     named in several models (``seed``, ``--workspace``) must match one of them."""
@@ -166,14 +210,14 @@ def _agrees(name: str, quoted: Any, actual: list[Any]) -> bool:
 
 
 def test_every_quoted_default_is_the_codes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    known = {**api_settings_defaults(), **settings_defaults(), **option_defaults(),
-             **variable_defaults(monkeypatch, tmp_path)}
-    checked = [q for page in _pages() for q in quotes(page.read_text(), page.relative_to(REPO).as_posix())
-               if q.name in known]  # other backticked words are no setting, option or variable
+    known = known_defaults(monkeypatch, tmp_path)
+    found = [q for page in _pages() for text, name in [(page.read_text(), page.relative_to(REPO).as_posix())]
+             for q in [*quotes(text, name), *table_quotes(text, name)]]
+    checked = [q for q in found if q.name in known]  # other backticked words are no setting, option or variable
     wrong = [f"{q.page}: `{q.name}` {q.value}, the code: {known[q.name]}" for q in checked
              if not _agrees(q.name, _parsed(q.value), known[q.name])]
     assert not wrong, "pages quote a default the code does not have:\n" + "\n".join(wrong)
-    assert len(checked) >= 25, f"only {len(checked)} quoted defaults found: has the pages' wording changed?"
+    assert len(checked) >= 40, f"only {len(checked)} quoted defaults found: has the pages' wording changed?"
 
 
 def test_a_variables_default_is_one_value_in_the_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -185,9 +229,13 @@ def test_a_variables_default_is_one_value_in_the_code(monkeypatch: pytest.Monkey
 def test_a_changed_default_is_caught(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     page = ("capped at `DA_API_MAX_BODY_BYTES` (2 MiB), `--port`, default 8301, jobs (`DA_API_MAX_JOBS`, 17;\n"
             "`batch_size` (default 501) and (101 MiB, `DA_API_MAX_ITEM_BYTES`")
-    known = {**settings_defaults(), **option_defaults(), **variable_defaults(monkeypatch, tmp_path)}
+    known = known_defaults(monkeypatch, tmp_path)
     found = list(quotes(page))
     assert len(found) == 5
     assert {q.name for q in found} == {"DA_API_MAX_BODY_BYTES", "--port", "DA_API_MAX_JOBS", "batch_size",
                                         "DA_API_MAX_ITEM_BYTES"}
+    table = ("| key | default | what |\n| --- | --- | --- |\n| `statement_timeout` | `3601` | seconds |\n"
+             "| `ports` | `[443]` | ports |\n| `pool_min_size` / `pool_max_size` | `1` / `5` | the pool |\n")
+    found += table_quotes(table)
+    assert {q.name for q in found} >= {"statement_timeout", "ports", "pool_min_size", "pool_max_size"}
     assert not any(_agrees(q.name, _parsed(q.value), known[q.name]) for q in found)
