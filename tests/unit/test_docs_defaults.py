@@ -2,11 +2,13 @@
 
 The reference pages are generated from the code (``docs/_gen/reference.py``), so they cannot drift;
 the guides repeat some defaults in prose because a reader needs them there ("capped at
-`DA_API_MAX_BODY_BYTES` (1 MiB)", "`batch_size` (default 500)", "`--port`, default 8300"). Every
-such quote is found here and compared with the value the code uses: the settings models, the
-``da-sources`` parser, and for a ``DA_*`` variable its registry entry and, for the HTTP API's,
-what :meth:`ApiSettings.from_env` reads with the variable unset. Changing a default in the code
-fails this test until the pages say the new value.
+`DA_API_MAX_BODY_BYTES` (1 MiB)", "`batch_size` (default 500)", "`--port`, default 8300", and the
+rows of a table with a ``default`` column). Every such quote is found here and compared with the
+value the code uses: the settings models, the ``da-sources`` parser, the API policy's closed
+defaults, and for a ``DA_*`` variable its registry entry and, for the HTTP API's, what
+:meth:`ApiSettings.from_env` reads with the variable unset. Changing a default in the code fails
+this test until the pages say the new value. A default quoted in another shape is not seen: keep
+to these, or link to the generated reference instead of repeating the number.
 """
 
 from __future__ import annotations
