@@ -25,7 +25,14 @@ _HASH_BUFFER = 4 * 1024 * 1024
 
 
 def verify_landed(record: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-    """Whether the landed file exists and its size and sha256 match its lineage record."""
+    """Whether the landed file exists and its size and sha256 match its lineage record.
+
+    Args:
+        record: The item's lineage record (``local_path``, ``size``, ``sha256``).
+
+    Returns:
+        Whether it passed, and the check's metadata.
+    """
     path = Path(str(record["local_path"]))
     facts: dict[str, Any] = {"path": MetadataValue.path(str(path)), "expected_sha256": record["sha256"]}
     if not path.is_file() or path.is_symlink():
@@ -42,11 +49,18 @@ def verify_landed(record: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
 
 
 def sha256_beneath(folder: Path, relative: str) -> str | None:
-    """The sha256 of the regular file ``folder/relative``, reached without following any link; else None.
+    """The sha256 of the regular file ``folder/relative``, reached without following any link.
 
     The manifest and the landed tree live in the workspace, where the agent writes too: a
     folder swapped for a link, an absolute or ``..`` path, must not make the check read
     a file outside the source's folder.
+
+    Args:
+        folder: The source's folder in the workspace.
+        relative: The landed file's path below it, as its manifest entry records it.
+
+    Returns:
+        The hex digest, or None when the path is not a regular file reached without a link.
     """
     parts = relative.split("/")
     if any(part in ("", ".", "..") for part in parts):
@@ -68,7 +82,7 @@ def sha256_beneath(folder: Path, relative: str) -> str | None:
     return digest.hexdigest()
 
 
-def dataset_intact(folder: Path, entry: ManifestEntry, *, hashed: bool) -> bool:
+def _dataset_intact(folder: Path, entry: ManifestEntry, *, hashed: bool) -> bool:
     """A dataset folder matches its record: the entry's, listing parts that match theirs (``hashed``: their
     sha256 recomputed), and nothing else in the folder."""
     try:
@@ -86,11 +100,18 @@ def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool
                    count: int | None = None) -> tuple[list[str], dict[str, Any]]:
     """Check a dataset's landed files against its manifest: the damaged identifiers and the facts.
 
-    Every file is checked for presence and size (a stat); the sha256 is
-    recomputed for every file (``full``) or for an evenly spread sample of
-    ``sample_size`` files, so a check stays fast on 100,000 files. ``entries``
-    is streamed once when ``count`` (their number) is given: nothing is held
-    but the damaged identifiers.
+    Every file is checked for presence and size (a stat); the sha256 is recomputed for every
+    file (``full``) or for an evenly spread sample, so a check stays fast on 100,000 files.
+
+    Args:
+        folder: The source's folder in the workspace.
+        entries: The manifest's entries (streamed once when ``count`` is given).
+        full: Recompute the sha256 of every file rather than a sample.
+        sample_size: How many files have their sha256 recomputed when not ``full``.
+        count: The number of entries, when known: then nothing is held but the damaged identifiers.
+
+    Returns:
+        The identifiers of missing or damaged files, and the check's metadata (files, checked, damaged).
     """
     if count is None:
         entries = list(entries)
@@ -107,7 +128,7 @@ def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool
             damaged.append(entry.identifier)
             continue
         if stat.S_ISDIR(info.st_mode):  # a dataset folder: every part, hashed when the folder is picked
-            if not dataset_intact(folder, entry, hashed=picked is None or position in picked):
+            if not _dataset_intact(folder, entry, hashed=picked is None or position in picked):
                 damaged.append(entry.identifier)
             hashed += picked is None or position in picked
         elif not stat.S_ISREG(info.st_mode) or info.st_size != entry.size:

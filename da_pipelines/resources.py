@@ -74,7 +74,11 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]  # generic
     )
 
     def connector_type(self) -> str:
-        """The connector type name this resource configures."""
+        """The connector type name this resource configures.
+
+        Returns:
+            The registered type name (``local_file``, ``azure_blob``, ``s3``, ``postgresql`` or a plugin's).
+        """
         return self.type_name
 
     def connector_config(self) -> dict[str, Any]:

@@ -208,6 +208,12 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
 
         A partitioned table is listed once, as its parent (which reads every partition); its
         partitions are listed too only with ``partitions: true`` (they would land the data twice).
+
+        Args:
+            path: One of the configured schemas, or None for all of them.
+
+        Returns:
+            One item per relation; ``path`` is its ``schema.table`` identifier.
         """
         self._require_connected()
         assert self._settings is not None
@@ -237,7 +243,16 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                 source_id=self.source_id)
 
     async def get_metadata(self, identifier: str, exact_count: bool = False) -> dict[str, Any]:
-        """Item metadata; ``exact_count=True`` adds ``row_count`` from ``count(*)`` (a full scan)."""
+        """Facts about one table or view, read in one snapshot.
+
+        Args:
+            identifier: ``schema.table`` (quoted parts may hold dots and spaces).
+            exact_count: Also count the rows with ``count(*)`` (a full scan).
+
+        Returns:
+            Kind, estimated rows, columns, primary key, comment, version, snapshot and ``source_uri``;
+            ``row_count`` with ``exact_count``.
+        """
         schema, table = self._parse(identifier)
         async with self._read("metadata", identifier) as (conn, snapshot, _):
             relation = await self._relation(conn, schema, table, identifier)
@@ -269,9 +284,16 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     # --- fetching --------------------------------------------------------
 
     async def fetch_data(self, identifier: str, workspace: str) -> str:
-        """Land a table or view as ``<workspace>/<schema>.<table>.<csv|parquet>``; its absolute path.
+        """Land a table or view as ``<workspace>/<schema>.<table>.<csv|parquet>``.
 
         A table named in the source's ``table_options`` lands the part they say (:meth:`fetch_table`).
+
+        Args:
+            identifier: ``schema.table`` (quoted parts may hold dots and spaces).
+            workspace: The folder to land it in.
+
+        Returns:
+            The landed file's absolute path.
         """
         self._require_connected()
         assert self._settings is not None
@@ -386,12 +408,21 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         """Land part of a table or view (``options``: columns, where, limit, sample), within ``budget``.
 
         Lands where :meth:`fetch_data` does; the lineage record keeps the options and the exact SQL.
-        See :mod:`connectors.postgresql.slicing` for what each option means and how ``where`` is guarded.
+    :mod:`connectors.postgresql.slicing` says what each option means and how ``where`` is guarded.
+
+        Args:
+            identifier: ``schema.table``.
+            workspace: The folder to land it in.
+            options: Which rows and columns; None or empty lands what :meth:`fetch_data` lands.
+            budget: The most rows and bytes the result may hold (a thread's budget); None: no limit.
+
+        Returns:
+            The landed file's absolute path.
 
         Raises:
-            BudgetExceededError: the result is over ``budget`` (refused before reading more than it).
-            DataFetchError: the where reads outside the table, writes, or fails.
-            NotFoundError: the table, or a named column, does not exist in this source.
+            BudgetExceededError: The result is over ``budget`` (refused before reading more than it).
+            DataFetchError: The where reads outside the table, writes, or fails.
+            NotFoundError: The table, or a named column, does not exist in this source.
         """
         chosen = _row_options(options, self.source_id)
         if chosen.is_empty() and budget is None:
@@ -414,16 +445,24 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         return str(landed.path)
 
     async def sync_table(self, identifier: str, workspace: str, *, full: bool = False) -> str:
-        """Sync a table configured in ``incremental`` into its Parquet dataset folder; the folder's path.
+        """Sync a table configured in ``incremental`` into its Parquet dataset folder.
 
         The first sync (or ``full``, or a schema change under ``on_schema_change: full_refresh``)
-        exports the whole table as parts and replaces the folder in one step; later syncs add parts
-        holding the rows after the last cursor (:mod:`connectors.postgresql.incremental`). Deletes are
-        not seen by a cursor: sync with ``full=True`` to drop them.
+        replaces the folder in one step; later syncs add parts holding the rows after the last
+        cursor. Deletes are not seen by a cursor: sync with ``full=True`` to drop them.
+
+        Args:
+            identifier: ``schema.table``, as configured under ``incremental``.
+            workspace: The folder the dataset folder lives in.
+            full: Export the whole table again instead of the rows after the cursor.
+
+        Returns:
+            The dataset folder's absolute path.
 
         Raises:
-            ConfigurationError: the table is not configured, or its cursor is missing or unordered.
-            SchemaChangedError: the columns changed and the source says ``on_schema_change: fail``.
+            ConfigurationError: The table is not configured, or its cursor is missing or unordered.
+            SchemaChangedError: The columns changed and the source says ``on_schema_change: fail``.
+            SyncBusyError: Another sync of this dataset is running.
         """
         self._require_connected()
         assert self._settings is not None

@@ -49,6 +49,9 @@ from connectors.landing.names import LINEAGE_DIR
 from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
 from connectors.postgresql.export import CSV_BLOCK_BYTES, PARSE_BATCH_BYTES, ROW_GROUP_BYTES, CopyOutStream
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 PART_NAME = "part-{:05d}.parquet"
 STAGING = ".{}.parts-{}"
 _RENAME_EXCHANGE = 2
@@ -148,6 +151,7 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
 
 
 def new_staging(workspace: Path, name: str, token: str) -> Path:
+    """A new, empty staging folder for dataset ``name`` next to its folder."""
     staging = workspace / STAGING.format(name, token)
     staging.mkdir(parents=True)
     return staging
@@ -167,6 +171,7 @@ def exchange(staging: Path, final: Path) -> Path | None:
 
 
 def move_parts(staging: Path, final: Path, parts: list[WrittenPart]) -> None:
+    """Move the new ``parts`` from ``staging`` into ``final``, then remove ``staging``."""
     final.mkdir(exist_ok=True)
     for part in parts:
         os.rename(staging / part.name, final / part.name)
@@ -174,6 +179,7 @@ def move_parts(staging: Path, final: Path, parts: list[WrittenPart]) -> None:
 
 
 def remove_folder(folder: Path | None) -> None:
+    """Remove ``folder`` and what it holds, if any (None: nothing to remove)."""
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -206,6 +212,7 @@ def remove_plain_dataset(workspace: Path, name: str, source_id: str, identifier:
 
 
 def dataset_record(workspace: Path, name: str) -> dict[str, Any] | None:
+    """The dataset folder's own lineage record, or None before its first sync."""
     return read_record(workspace, name)
 
 
