@@ -24,6 +24,8 @@ from connectors.checked_fetch import dataset_parts
 from connectors.landing.dirs import open_regular_file
 from connectors.landing.names import TEMP_PREFIX, TEMP_SUFFIX
 
+__all__: list[str] = []  # helpers of connectors.threads.placing
+
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
