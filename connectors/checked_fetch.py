@@ -229,7 +229,15 @@ def landed_relative(workspace: Path, path: str, source_id: str | None = None) ->
 
 
 def is_dataset(workspace: Path, relative: str) -> bool:
-    """Whether ``relative`` is a dataset folder: its lineage record lists its parts."""
+    """Whether ``relative`` is a dataset folder: its lineage record lists its parts.
+
+    Args:
+        workspace: the folder it landed in.
+        relative: its path inside ``workspace``.
+
+    Returns:
+        True when its record (readable, of a folder) lists parts.
+    """
     try:
         record = lineage.read_record(workspace, relative)
     except (OSError, ValueError, DataSourceError):
@@ -238,7 +246,14 @@ def is_dataset(workspace: Path, relative: str) -> bool:
 
 
 def dataset_parts(record: Mapping[str, Any] | None) -> list[str] | None:
-    """The part names a dataset folder's record lists; None when the record is a single file's."""
+    """The part names a dataset folder's record lists; None when the record is a single file's.
+
+    Args:
+        record: a lineage record (or None).
+
+    Returns:
+        The names of the parts (plain file names only), or None.
+    """
     listed = (record or {}).get("parts")
     if not isinstance(listed, list):
         return None
@@ -339,6 +354,14 @@ def dataset_problem(workspace: Path, relative: str, record: Mapping[str, Any]) -
     Each part is checked as a single file is (:func:`landed_problem`, against the part's own record,
     which must carry the sha256 the dataset's record lists); a file in the folder that the record
     does not list is a problem too: a reader would read it as part of the dataset.
+
+    Args:
+        workspace: the folder the dataset landed in.
+        relative: the dataset folder's path inside ``workspace``.
+        record: the dataset folder's lineage record.
+
+    Returns:
+        The problem, short, or None when every part matches.
     """
     names = dataset_parts(record) or []
     try:
