@@ -29,7 +29,6 @@ PENDING: set[str] = {
     "connectors.azure_blob",
     "connectors.s3",
     "connectors.syncing",
-    "connectors",
 }
 
 
