@@ -267,11 +267,11 @@ def is_dataset(workspace: Path, relative: str) -> bool:
     """Whether ``relative`` is a dataset folder: its lineage record lists its parts.
 
     Args:
-        workspace: The workspace.
-        relative: A landed path inside it.
+        workspace: the folder it landed in.
+        relative: its path inside ``workspace``.
 
     Returns:
-        True when its record lists parts; False for a file, or when there is no readable record.
+        True when its record (readable, of a folder) lists parts.
     """
     try:
         record = lineage.read_record(workspace, relative)
@@ -284,10 +284,10 @@ def dataset_parts(record: Mapping[str, Any] | None) -> list[str] | None:
     """The part names a dataset folder's record lists; None when the record is a single file's.
 
     Args:
-        record: A lineage record, or None.
+        record: a lineage record (or None).
 
     Returns:
-        The part names (any with a slash or ``..`` left out), or None.
+        The names of the parts (plain file names only), or None.
     """
     listed = (record or {}).get("parts")
     if not isinstance(listed, list):
@@ -399,12 +399,12 @@ def dataset_problem(workspace: Path, relative: str, record: Mapping[str, Any]) -
     does not list is a problem too: a reader would read it as part of the dataset.
 
     Args:
-        workspace: The workspace.
-        relative: The dataset folder's path inside it.
-        record: Its lineage record (listing the parts).
+        workspace: the folder the dataset landed in.
+        relative: the dataset folder's path inside ``workspace``.
+        record: the dataset folder's lineage record.
 
     Returns:
-        A short reason naming the part, or None.
+        The problem, short, or None when every part matches.
     """
     names = dataset_parts(record) or []
     try:

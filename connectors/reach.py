@@ -41,9 +41,13 @@ class ReachPolicy:
     """Hosts, ports and schemes a connector may reach; see the module docstring."""
 
     hosts: tuple[str, ...] = ()
-    ports: frozenset[int] | None = field(default_factory=lambda: frozenset({443, 5432}))  # None: any port
+    """Host name patterns (``*.blob.core.windows.net``), addresses or networks sources may reach; none: no host."""
+    ports: frozenset[int] | None = field(default_factory=lambda: frozenset({443, 5432}))
+    """Ports sources may reach; None (``any`` in the policy file): every port."""
     schemes: frozenset[str] = field(default_factory=lambda: frozenset({"https", "postgresql"}))
-    postgres_require_auth: str | None = "scram-sha-256"  # libpq require_auth: no cleartext password asked for
+    """URL schemes sources may use (add ``http`` for an emulator)."""
+    postgres_require_auth: str | None = "scram-sha-256"
+    """libpq ``require_auth`` for PostgreSQL: a server asking for a cleartext password is refused; None: any."""
 
     def networks(self) -> list[Network]:
         """The entries of ``hosts`` that are addresses or networks.

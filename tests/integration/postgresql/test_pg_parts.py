@@ -1,4 +1,4 @@
-"""A plain Parquet export of a large table lands as a dataset folder of bounded parts (issue 26, point 5).
+"""A plain Parquet export of a large table lands as a dataset folder of bounded parts.
 
 Against the real PostgreSQL: a table at least ``part_bytes`` big lands as ``<schema>.<table>/`` of
 several parts, the same layout as an incremental table's full sync, read back as one exactly typed
@@ -6,7 +6,7 @@ table by pyarrow and DuckDB (and pandas where installed); a re-sync of the uncha
 exports nothing; a damaged or extra part is repaired; an interrupted export leaves no half folder;
 the Dagster integrity check and a thread attach take the folder as one item.
 
-docs/RELIABILITY.md: the rows citing this file.
+docs/RELIABILITY.md rows 66-67.
 """
 
 from __future__ import annotations
