@@ -42,16 +42,18 @@ def run_fetch(fmt: str, profile: str, workspace: str) -> None:
     async def main() -> None:
         source = DataSourceConfig(id="bench", type="postgresql", name="bench", config=config)
         async with PostgreSQLConnector(source) as pg:
-            await pg.fetch_data("public.big", workspace)
+            landed = await pg.fetch_data("public.big", workspace)
+        print(landed, flush=True)  # a file, or a dataset folder of Parquet parts (a big table)
 
     timed_child(OURS_IMPORTS, lambda: asyncio.run(main()))
 
 
-def landed_rows(path: Path, rows: int, profiled: bool) -> Any:
-    def verify(_: str) -> None:
+def landed_rows(workspace: Path, rows: int, profiled: bool) -> Any:
+    def verify(stdout: str) -> None:
         from connectors import read_provenance
 
-        record = read_provenance(path)
+        path = Path(stdout.strip().splitlines()[0])  # what fetch_data returned
+        record = read_provenance(path, workspace)
         expect(record["row_count"] == rows, f"{path}: {record['row_count']} rows, not {rows}")
         expect(("profile" in record) == profiled, f"{path}: profile {'missing' if profiled else 'present'}")
         if profiled:
@@ -87,12 +89,11 @@ def candidates(out: Path, env: dict[str, str], rows: int, server_cpu: ServerCpu)
     for fmt in ("csv", "parquet"):
         for profile in ("off", "on"):
             workspace = out / f"{fmt}-{profile}"
-            target = workspace / f"public.big.{fmt}"
             name = f"{fmt} profile {profile}"
             made.append(Candidate(name, child_command(fmt, profile, workspace),
                                   f"fetch_data, format {fmt}, profile {profile}",
-                                  metered(server_cpu, name, landed_rows(target, rows, profile == "on")), env=env,
-                                  prepare=started(server_cpu, remover(target)), reports_seconds=True))
+                                  metered(server_cpu, name, landed_rows(workspace, rows, profile == "on")), env=env,
+                                  prepare=started(server_cpu, remover(workspace)), reports_seconds=True))
     return made
 
 
