@@ -67,7 +67,7 @@ def sha256_beneath(folder: Path, relative: str) -> str | None:
 
 
 def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool, sample_size: int,
-                   count: int | None = None) -> tuple[list[str], dict[str, Any]]:
+                   count: int | None = None, stat_checked: bool = False) -> tuple[list[str], dict[str, Any]]:
     """Check a dataset's landed files against its manifest: the damaged identifiers and the facts.
 
     Every file is checked for presence and size (a stat); the sha256 is
@@ -75,6 +75,11 @@ def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool
     ``sample_size`` files, so a check stays fast on 100,000 files. ``entries``
     is streamed once when ``count`` (their number) is given: nothing is held
     but the damaged identifiers.
+
+    ``stat_checked``: the sync just run, in the same step, stat-checked every entry's file
+    (a regular file of the recorded size) or landed it (``DatasetOutcome.all_checked``); the
+    stat is not made twice, and only the sha256 of the picked files is computed (a missing or
+    replaced file fails it too). A re-sync of N unchanged files then stats each file once.
     """
     if count is None:
         entries = list(entries)
@@ -85,6 +90,12 @@ def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool
     picked = None if step == 1 else {int(i * step) for i in range(sample_size)}
     hashed = 0
     for position, entry in enumerate(entries):  # one lstat on a string path per file: runs over every file
+        if stat_checked:
+            if picked is None or position in picked:
+                hashed += 1
+                if sha256_beneath(folder, entry.path) != entry.sha256:
+                    damaged.append(entry.identifier)
+            continue
         try:
             info = os.lstat(f"{base}/{entry.path}")
         except OSError:
