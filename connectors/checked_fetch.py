@@ -223,9 +223,42 @@ def landed_relative(workspace: Path, path: str, source_id: str | None = None) ->
         info = _lstat(workspace, relative)
     except (OSError, DataSourceError):
         raise refused from None
-    if not stat.S_ISREG(info.st_mode):
+    if not stat.S_ISREG(info.st_mode) and not (stat.S_ISDIR(info.st_mode) and is_dataset(workspace, relative)):
         raise refused
     return relative
+
+
+def is_dataset(workspace: Path, relative: str) -> bool:
+    """Whether ``relative`` is a dataset folder: its lineage record lists its parts.
+
+    Args:
+        workspace: the folder it landed in.
+        relative: its path inside ``workspace``.
+
+    Returns:
+        True when its record (readable, of a folder) lists parts.
+    """
+    try:
+        record = lineage.read_record(workspace, relative)
+    except (OSError, ValueError, DataSourceError):
+        return False
+    return dataset_parts(record) is not None
+
+
+def dataset_parts(record: Mapping[str, Any] | None) -> list[str] | None:
+    """The part names a dataset folder's record lists; None when the record is a single file's.
+
+    Args:
+        record: a lineage record (or None).
+
+    Returns:
+        The names of the parts (plain file names only), or None.
+    """
+    listed = (record or {}).get("parts")
+    if not isinstance(listed, list):
+        return None
+    names = [str(part.get("name")) for part in listed if isinstance(part, dict)]
+    return [name for name in names if "/" not in name and name not in ("", ".", "..")]
 
 
 def _lstat(workspace: Path, relative: str) -> os.stat_result:
@@ -296,6 +329,8 @@ def landed_problem(workspace: Path, relative: str, record: Mapping[str, Any]) ->
     is in doubt (it changed, or an older record has none and the file is newer
     than the record).
     """
+    if dataset_parts(record) is not None:
+        return dataset_problem(workspace, relative, record)
     try:
         info = _lstat(workspace, relative)
     except (OSError, DataSourceError):
@@ -311,6 +346,46 @@ def landed_problem(workspace: Path, relative: str, record: Mapping[str, Any]) ->
     except (OSError, DataSourceError):
         return "unreadable"
     return None if digest == record.get("sha256") else "content differs from its record"
+
+
+def dataset_problem(workspace: Path, relative: str, record: Mapping[str, Any]) -> str | None:
+    """Why a dataset folder no longer matches its record (a part missing, changed, or a file not listed), or None.
+
+    Each part is checked as a single file is (:func:`landed_problem`, against the part's own record,
+    which must carry the sha256 the dataset's record lists); a file in the folder that the record
+    does not list is a problem too: a reader would read it as part of the dataset.
+
+    Args:
+        workspace: the folder the dataset landed in.
+        relative: the dataset folder's path inside ``workspace``.
+        record: the dataset folder's lineage record.
+
+    Returns:
+        The problem, short, or None when every part matches.
+    """
+    names = dataset_parts(record) or []
+    try:
+        dir_fd = open_directory(workspace, relative.split("/"), create=False)
+    except (OSError, DataSourceError):
+        return "missing"
+    try:
+        present = set(os.listdir(dir_fd))
+    finally:
+        os.close(dir_fd)
+    if extra := sorted(present - set(names)):
+        return f"holds {len(extra)} file(s) its record does not list"
+    listed = {str(p.get("name")): p for p in record.get("parts", []) if isinstance(p, dict)}
+    for name in names:
+        part = f"{relative}/{name}"
+        try:
+            part_record = lineage.read_record(workspace, part)
+        except (OSError, ValueError, DataSourceError):
+            part_record = None
+        if part_record is None or listed[name].get("sha256") not in (None, part_record.get("sha256")):
+            return f"part {name}: its record is missing or differs"
+        if (problem := landed_problem(workspace, part, part_record)) is not None:
+            return f"part {name}: {problem}"
+    return None
 
 
 def _mtime_in_doubt(info: os.stat_result, record: Mapping[str, Any]) -> bool:
@@ -334,6 +409,13 @@ def prune_landed(workspace: Path, relative: str, source_id: str, identifier: str
         if record is None or (record.get("source_id"), record.get("identifier")) != (source_id, identifier):
             return False
         parts = relative.split("/")
+        names = dataset_parts(record)
+        if names is not None:  # a dataset folder: its parts and their records, then the folder if empty
+            for name in names:
+                _unlink_regular(workspace, [*parts, name])
+                _unlink_regular(workspace, [LINEAGE_DIR, *parts, name + ".json"])
+            _remove_empty(workspace, [LINEAGE_DIR, *parts])
+            _remove_empty(workspace, parts)
         _unlink_regular(workspace, parts)
         _unlink_regular(workspace, [LINEAGE_DIR, *parts[:-1], parts[-1] + ".json"])
     return True
@@ -348,5 +430,18 @@ def _unlink_regular(workspace: Path, parts: list[str]) -> None:
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISREG(os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False).st_mode):
                 os.unlink(parts[-1], dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_empty(workspace: Path, parts: list[str]) -> None:
+    """Remove the folder ``parts`` if it is empty (a link or a folder holding files is left alone)."""
+    try:
+        dir_fd = open_directory(workspace, parts[:-1], create=False)
+    except (OSError, DataSourceError):
+        return
+    try:
+        with contextlib.suppress(OSError):  # not empty (something not ours), gone, or a link
+            os.rmdir(parts[-1], dir_fd=dir_fd)
     finally:
         os.close(dir_fd)

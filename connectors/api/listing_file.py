@@ -48,7 +48,14 @@ def _after_prefix(key: bytes) -> bytes | None:
 
 
 def literal_prefix(pattern: str) -> str:
-    """The start of ``pattern`` before its first wildcard: every match starts with it (fnmatch has no escape)."""
+    """The start of ``pattern`` before its first wildcard: every match starts with it (fnmatch has no escape).
+
+    Args:
+        pattern: an fnmatch glob.
+
+    Returns:
+        Its literal start ("" when it starts with a wildcard).
+    """
     cut = min((i for i in (pattern.find(c) for c in _GLOB_CHARS) if i >= 0), default=len(pattern))
     return pattern[:cut]
 
@@ -70,18 +77,27 @@ class ListingFile:
         return self._spill.path
 
     def add(self, items: Sequence[DataItem]) -> None:
-        """Write a batch of listed items."""
+        """Write a batch of listed items (a duplicate identifier is kept once).
+
+        Args:
+            items: the batch, in any order.
+        """
         rows = [(_key(i.path), i.size if isinstance(i.size, int) and i.size >= 0 else None, _entry_text(i))
                 for i in items]
         with self._lock, self._spill.db as db:
             self.count += max(db.executemany("INSERT OR IGNORE INTO items VALUES (?, ?, ?)", rows).rowcount, 0)
 
     def loaded(self, refused: list[tuple[str, str]]) -> None:
-        """Loading is over: the file's name goes (the open connection still reads it)."""
+        """Loading is over: the file's name goes (the open connection still reads it).
+
+        Args:
+            refused: the names the listing refused, with why (kept in memory: the connector's own list).
+        """
         self.refused = refused
         self.unlink()
 
     def unlink(self) -> None:
+        """Remove the file's name, if still there (readers keep reading it)."""
         with contextlib.suppress(OSError):
             os.unlink(self._spill.path)
 
@@ -95,6 +111,15 @@ class ListingFile:
 
         With a delimiter, deeper items fold into their folder (one entry); the rows of a folder
         are skipped by a key range, not read.
+
+        Args:
+            prefix: only items whose identifier starts with it.
+            delimiter: the folder separator; "" lists items flat.
+            after: the path of the last entry of the previous page (None: the first page).
+            limit: entries at most.
+
+        Returns:
+            The entries (browse's JSON objects) in path order, and whether more follow.
         """
         entries: list[dict[str, Any]] = []
         low, strict = _key(prefix), False
@@ -132,8 +157,16 @@ class ListingFile:
         return None
 
     def matching(self, pattern: str) -> Iterator[list[tuple[str, int | None]]]:
-        """The (identifier, listed size) of the items ``pattern`` matches (fnmatch, case-sensitive),
-        in identifier order, a batch at a time: only the key range of the pattern's literal start is read."""
+        """The items ``pattern`` matches (fnmatch, case-sensitive), in identifier order, a batch at a time.
+
+        Only the key range of the pattern's literal start is read.
+
+        Args:
+            pattern: an fnmatch glob over identifiers.
+
+        Yields:
+            Non-empty lists of (identifier, listed size or None).
+        """
         start = _key(literal_prefix(pattern))
         end = _after_prefix(start)
         low, strict = start, False

@@ -42,6 +42,9 @@ from connectors.landing.progress import report_progress
 from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
 from connectors.profiling_stream import CsvStreamProfile, Feed
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 CHUNK_BYTES = 1 << 20  # rows gathered per write: few syscalls, small and bounded memory
 # Parquet: the COPY's rows are parsed by pyarrow a batch of whole rows at a time (PARSE_BATCH_BYTES,
 # or one row when it is bigger), in blocks of at least CSV_BLOCK_BYTES, and never smaller than the

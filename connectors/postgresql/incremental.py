@@ -26,6 +26,9 @@ from psycopg import sql
 from connectors.errors import ConfigurationError, DataFetchError
 from connectors.postgresql.catalog import Column
 
+# The package's public surface is its connector; these are the names other packages and the docs use.
+__all__ = ["SchemaChangedError"]
+
 TIME_BASES = ("timestamp", "timestamptz", "date")
 ORDERED_BASES = ("int2", "int4", "int8", "numeric", "float4", "float8", *TIME_BASES)
 
