@@ -64,8 +64,11 @@ class ListingFile:
     """One loaded listing: its rows on disk, the names it refused in memory; safe to share between threads."""
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._spill = _Spill(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._spill = _Spill(folder)
+        except OSError:  # a read-only state folder: the system's temporary folder (unlinked the same way)
+            self._spill = _Spill()
         self._lock = threading.Lock()  # one connection, used by one thread at a time
         self._spill.db.execute(f"CREATE TABLE items ({_COLUMNS}) WITHOUT ROWID")
         self.count = 0  # rows added (a duplicate identifier counts once)
