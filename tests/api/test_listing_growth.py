@@ -180,3 +180,19 @@ def test_no_spill_file_outlives_a_listing_loaded_failed_or_cancelled(tmp_path: P
         HOLD.set()
         FAIL_AFTER.clear()
         unregister_connector("generated")
+
+
+def test_a_state_folder_that_cannot_be_written_spills_to_the_temporary_folder(tmp_path: Path,
+                                                                              secret_store_env: Path) -> None:
+    register_connector("generated", GeneratedConnector, replace=True)
+    blocked = tmp_path / "state-is-a-file"
+    blocked.write_text("not a folder")
+    in_temp = _temp_spills()
+    try:
+        for api in start_api(tmp_path, policy=open_policy(tmp_path, "generated"), state_dir=blocked):
+            _source(api, "elsewhere", 2_000)
+            top = api.call("GET", "/v1/data-sources/elsewhere/browse", expect=200).json()
+            assert [e["path"] for e in top["data"]] == ["filler/", "wanted/"]
+            assert _temp_spills() <= in_temp  # spilled there, and unlinked once loaded
+    finally:
+        unregister_connector("generated")
