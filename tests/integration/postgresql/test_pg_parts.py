@@ -32,7 +32,7 @@ from connectors.postgresql import PostgreSQLConnector
 from connectors.registry import SourceRegistry
 from connectors.syncing.dataset_manifest import ManifestEntry
 from connectors.syncing.source_sync import SyncReport, sync_source
-from connectors.threads.attach import attach_to_thread
+from connectors.threads.attach import ItemTooLargeError, attach_to_thread
 from da_pipelines.checks import verify_entries
 from tests.conformance import run
 from tests.harness import PostgresServer
@@ -240,3 +240,24 @@ def test_a_thread_attach_places_the_folder_whole_as_one_manifest_entry(
     again = run(attach())
     assert again.files[0].status == "unchanged" and again.files[0].name == entry.name
     assert sorted(p.name for p in (base / "t1").iterdir()) == [f"{schema}.orders"]  # no temporary left
+
+
+def test_a_thread_attach_over_its_byte_limit_stops_while_writing_parts_and_leaves_nothing(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TP_PG", postgres_server.dsn)
+    registry = SourceRegistry(tmp_path / "sources.yaml")
+    registry.add({"id": "wh", "type": "postgresql", "name": "Warehouse",
+                  "config": {"dsn": {"env": "TP_PG"}, "schemas": [schema], "format": "parquet",
+                             "part_bytes": PART_BYTES}})
+    base = tmp_path / "workspace"
+
+    async def attach() -> Any:
+        async with registry:
+            return await attach_to_thread(registry, base, "t1", [{"source_id": "wh", "table": f"{schema}.orders"}],
+                                          max_item_bytes=3 * PART_BYTES, create=True, state_dir=tmp_path / "state")
+
+    with pytest.raises(ItemTooLargeError, match="over the limit of 196608 bytes"):
+        run(attach())
+    assert list((base / "t1").iterdir()) == []
+    assert [p for p in (tmp_path / "state").rglob("*.parquet")] == []  # no part left in the attach's staging
