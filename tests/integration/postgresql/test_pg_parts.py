@@ -261,3 +261,24 @@ def test_a_thread_attach_over_its_byte_limit_stops_while_writing_parts_and_leave
         run(attach())
     assert list((base / "t1").iterdir()) == []
     assert [p for p in (tmp_path / "state").rglob("*.parquet")] == []  # no part left in the attach's staging
+
+
+def test_a_large_query_result_lands_as_a_dataset_folder_and_a_small_one_as_a_file(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    pg = pg_connector(postgres_server, [schema], format="parquet", part_bytes=PART_BYTES,
+                      allow_privileged_queries=True)  # the harness role is a superuser
+    query = f"SELECT id, amount, note FROM {schema}.orders WHERE id > %s"
+
+    async def go() -> tuple[str, str]:
+        async with pg:
+            return (await pg.fetch_query(query, str(tmp_path), "big", [10]),
+                    await pg.fetch_query(query + " LIMIT 2", str(tmp_path), "small", [ROWS - 2]))
+
+    big, small = map(Path, run(go()))
+    assert big == tmp_path / "big" and len(list(big.iterdir())) >= 3
+    record = read_provenance(big, tmp_path)
+    assert record["query"] == query and record["row_count"] == ROWS - 10 and record["identifier"] == "query:big"
+    table = ds.dataset(str(big), format="parquet").to_table()
+    assert table.num_rows == ROWS - 10 and table.schema.field("amount").type == pa.decimal128(14, 3)
+    assert small == tmp_path / "small.parquet" and small.is_file()
