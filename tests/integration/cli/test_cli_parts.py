@@ -10,7 +10,6 @@ import json
 import secrets
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pyarrow.dataset as ds
