@@ -32,7 +32,7 @@ from connectors.postgresql import PostgreSQLConnector
 from connectors.registry import SourceRegistry
 from connectors.syncing.dataset_manifest import ManifestEntry
 from connectors.syncing.source_sync import SyncReport, sync_source
-from connectors.threads.attach import ItemTooLargeError, attach_to_thread
+from connectors.threads.attach import ItemTooLargeError, attach_to_thread, attached_files
 from da_pipelines.checks import verify_entries
 from tests.conformance import run
 from tests.harness import PostgresServer
@@ -240,6 +240,8 @@ def test_a_thread_attach_places_the_folder_whole_as_one_manifest_entry(
     again = run(attach())
     assert again.files[0].status == "unchanged" and again.files[0].name == entry.name
     assert sorted(p.name for p in (base / "t1").iterdir()) == [f"{schema}.orders"]  # no temporary left
+    listed = attached_files(base, "t1", tmp_path / "state")  # what is attached now, from the records
+    assert [(f.name, f.parts, f.row_count) for f in listed.files] == [(entry.name, entry.parts, ROWS)]
 
 
 def test_a_thread_attach_over_its_byte_limit_stops_while_writing_parts_and_leaves_nothing(
