@@ -43,6 +43,8 @@ from connectors.threads.placing_folders import (
 )
 from connectors.threads.records import ThreadRecords
 
+__all__ = ["folded", "name_candidates"]  # the rest is attach_to_thread's machinery
+
 RESERVED_NAMES = (GENERATED_DIR, LINEAGE_DIR)  # DeepAnalyze's output folder; records lived there once
 MAX_CANDIDATES = 1000
 NEW, UNCHANGED, REPLACED = "attached", "unchanged", "replaced"
@@ -60,7 +62,14 @@ class Staged:
 
 
 def folded(name: str) -> str:
-    """The key under which a case- or normalization-insensitive file system would store ``name``."""
+    """The key under which a case- or normalization-insensitive file system would store ``name``.
+
+    Args:
+        name: A file name.
+
+    Returns:
+        ``name`` in Unicode NFC, case-folded: two names with one key collide on such a file system.
+    """
     return unicodedata.normalize("NFC", name).casefold()
 
 
@@ -68,6 +77,13 @@ def name_candidates(name: str, source_id: str) -> Iterator[str]:
     """Top-level names for a staged file, best first: its own name, with the source id, then numbered.
 
     Each fits in :data:`~connectors.landing.names.MAX_FILE_NAME_BYTES` (a long stem is shortened).
+
+    Args:
+        name: The file's own name (its suffix is kept on every candidate).
+        source_id: The source it came from, added to tell it apart from a file of another source.
+
+    Yields:
+        Up to 1000 names: ``name``, ``<stem>-<source_id><suffix>``, then ``<stem>-<source_id>-<n><suffix>``.
     """
     stem, dot, suffix = name.rpartition(".")
     stem, suffix = (stem, dot + suffix) if stem else (name, "")
@@ -83,7 +99,7 @@ def _shortened(text: str, limit: int) -> str:
     return text
 
 
-def item_key(record: dict[str, Any]) -> tuple[Any, ...]:
+def _item_key(record: dict[str, Any]) -> tuple[Any, ...]:
     """What makes two records the same item: source, identifier, and the query of a query's result."""
     return record.get("source_id"), record.get("identifier"), record.get("query")
 
@@ -122,7 +138,7 @@ def undo(folder: Path, records: ThreadRecords, staged: list[Staged]) -> None:
 def _place(folder: Path, dir_fd: int, records: ThreadRecords, item: Staged, known: list[dict[str, Any]],
            taken: set[str]) -> None:
     record = item.record
-    for earlier in sorted((r for r in known if item_key(r) == item_key(record)),
+    for earlier in sorted((r for r in known if _item_key(r) == _item_key(record)),
                           key=lambda r: str(r.get("fetched_at")), reverse=True):
         name = str(earlier["attached_as"])
         if not _exists(dir_fd, name):  # removed since (by the agent or the user): its record goes too

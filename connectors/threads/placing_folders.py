@@ -24,7 +24,7 @@ from connectors.checked_fetch import dataset_parts
 from connectors.landing.dirs import open_regular_file
 from connectors.landing.names import TEMP_PREFIX, TEMP_SUFFIX
 
-__all__: list[str] = []  # helpers of connectors.threads.placing
+__all__: list[str] = []  # connectors.threads.placing's machinery: nothing here is for users
 
 _RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
