@@ -146,6 +146,9 @@ def test_a_small_table_stays_one_file_and_a_table_switching_form_leaves_one_copy
     fetch(connector(postgres_server, schema), f"{schema}.orders", tmp_path)  # a folder again
     assert (tmp_path / f"{schema}.orders").is_dir() and not (tmp_path / f"{schema}.orders.parquet").exists()
     assert not (tmp_path / ".lineage" / f"{schema}.orders.parquet.json").exists()
+    csv = pg_connector(postgres_server, [schema], format="csv", part_bytes=PART_BYTES)
+    landed_csv = fetch(csv, f"{schema}.orders", tmp_path / "csv")["local_path"]  # CSV stays one file
+    assert landed_csv == str(tmp_path / "csv" / f"{schema}.orders.csv")
 
 
 def test_a_re_sync_verifies_the_parts_exports_nothing_unchanged_and_repairs_damage(
@@ -242,6 +245,12 @@ def test_a_thread_attach_places_the_folder_whole_as_one_manifest_entry(
     assert sorted(p.name for p in (base / "t1").iterdir()) == [f"{schema}.orders"]  # no temporary left
     listed = attached_files(base, "t1", tmp_path / "state")  # what is attached now, from the records
     assert [(f.name, f.parts, f.row_count) for f in listed.files] == [(entry.name, entry.parts, ROWS)]
+    with admin(postgres_server) as conn:  # a newer version: our unmodified folder is replaced in one step
+        conn.execute(sql.SQL("DELETE FROM {} WHERE id > 10000").format(sql.Identifier(schema, "orders")))
+    newer = run(attach())
+    assert newer.files[0].status == "replaced" and newer.files[0].name == entry.name
+    assert ds.dataset(str(placed), format="parquet").count_rows() == 10000
+    assert sorted(p.name for p in (base / "t1").iterdir()) == [f"{schema}.orders"]  # the old one is gone
 
 
 def test_a_thread_attach_over_its_byte_limit_stops_while_writing_parts_and_leaves_nothing(
