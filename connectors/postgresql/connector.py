@@ -293,7 +293,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             workspace: The folder to land it in.
 
         Returns:
-            The landed file's absolute path.
+            The landed file's absolute path; in Parquet, a table at least ``part_bytes`` big lands as
+            the dataset folder ``<schema>.<table>/`` of parts, whose path this is.
         """
         self._require_connected()
         assert self._settings is not None
@@ -729,7 +730,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             budget: refuse a result over this many rows or bytes, before reading more than the budget.
 
         Returns:
-            The landed file's absolute path; its lineage record holds the query.
+            The landed file's absolute path (a dataset folder ``<name>/`` of Parquet parts when the planner
+            expects ``part_bytes`` or more); its lineage record holds the query.
 
         Raises:
             ConfigurationError: the role may act outside the database.
