@@ -120,7 +120,10 @@ class S3Connector(DataSourceConnector):
         if not self._connected:
             await self.connect()
         clients, settings = self._require()
-        await probe(clients.data, self._scope.folder, retries=settings.retry_total, what=f"listing {self._what()}")
+        try:
+            await probe(clients.data, self._scope.folder, retries=settings.retry_total, what=f"listing {self._what()}")
+        except AuthenticationError as exc:
+            raise self._anonymous_denied(exc, "list this bucket") from exc
         return True
 
     def _require(self) -> tuple[_Clients, S3Settings]:
@@ -144,11 +147,14 @@ class S3Connector(DataSourceConnector):
         prefix = self._scope.listing_prefix(path)
         what = f"listing {self._what()}"
         pages = list_pages(clients.data, prefix, retries=settings.retry_total, what=what)
-        async with mapped_errors(what, source_id=self.source_id), contextlib.aclosing(pages):
-            async for page in pages:
-                for item in page:
-                    if self._scope.matches(item.path):
-                        yield item
+        try:
+            async with mapped_errors(what, source_id=self.source_id), contextlib.aclosing(pages):
+                async for page in pages:
+                    for item in page:
+                        if self._scope.matches(item.path):
+                            yield item
+        except AuthenticationError as exc:  # never an empty listing: a refusal is an error
+            raise self._anonymous_denied(exc, "list this bucket") from exc
 
     # --- metadata ------------------------------------------------------------
 
@@ -202,20 +208,20 @@ class S3Connector(DataSourceConnector):
                     async with batch.waiting if batch else contextlib.nullcontext():
                         return await self._download_and_land(clients, identifier, workspace, batch)
             except AuthenticationError as exc:
-                raise self._anonymous_denied(exc) from exc
+                raise self._anonymous_denied(exc, "read this object") from exc
             except BlobChangedError:
                 if restart == CHANGED_RESTARTS:
                     raise
                 log.info("source %s: object %r changed while downloading; starting again", self.source_id, identifier)
         raise AssertionError("unreachable")
 
-    def _anonymous_denied(self, error: AuthenticationError) -> AuthenticationError:
-        """A refusal of an unsigned request says so: the object is not public (no key was sent to check)."""
+    def _anonymous_denied(self, error: AuthenticationError, action: str) -> AuthenticationError:
+        """A refusal of an unsigned request says so: not public (no key was sent to check)."""
         if self._settings is None or self._settings.credential != "anonymous":
             return error
         return AuthenticationError(f"{error.message.split('; check')[0]}; the source reads anonymously "
-                                   "(credential: anonymous), and the store does not let anyone read this "
-                                   "object: it is not public", source_id=self.source_id)
+                                   f"(credential: anonymous), and the store does not let anyone {action}: "
+                                   "it is not public", source_id=self.source_id)
 
     async def _download_and_land(self, clients: _Clients, identifier: str, workspace: str,
                                  batch: _Batch | None) -> str:

@@ -1,6 +1,6 @@
 """S3Connector against a real S3-compatible server (moto, signatures checked): conformance, faults, upload.
 
-docs/RELIABILITY.md rows 43-44, 62-64, 66.
+docs/RELIABILITY.md rows 43-44, 62-64, 66-67.
 """
 
 from __future__ import annotations
@@ -203,6 +203,46 @@ def test_anonymous_reads_a_public_bucket_unsigned_and_a_private_object_is_denied
     assert not (tmp_path / "closed").exists()
     assert requests and all("authorization" not in r.headers and "X-Amz-Signature" not in r.target
                             for r in requests)  # nothing signed: no credential was looked up or sent
+
+
+@pytest.mark.parametrize("wrong", ["secret", "key"])
+def test_listing_with_a_wrong_key_is_an_authentication_error_never_an_empty_listing(
+        s3_server: S3Server, canary: str, monkeypatch: pytest.MonkeyPatch, wrong: str) -> None:
+    bucket = new_bucket(s3_server, {"a.csv": b"1"})  # moto checks every signature against its IAM user
+    monkeypatch.setenv("DA_TEST_S3_SECRET" if wrong == "secret" else "DA_TEST_S3_KEY", canary)
+    connector = S3Connector(s3_config(s3_server, bucket))
+
+    async def body() -> list[str]:
+        async with connector:
+            return [i.path async for i in connector.iter_items()]
+
+    code = "SignatureDoesNotMatch" if wrong == "secret" else "InvalidAccessKeyId"
+    with pytest.raises(AuthenticationError, match=f"listing bucket .*403 {code}") as caught:
+        run(body())
+    assert canary not in str(caught.value) and canary not in repr(caught.value)
+
+
+def test_anonymous_listing_of_a_private_bucket_is_an_authentication_error(tmp_path: Path) -> None:
+    # moto lists any bucket to anyone and answers an unsigned request with 500 when it checks signatures;
+    # S3 answers 403 AccessDenied to an unsigned listing of a private bucket: the proxy answers as S3 does
+    with start_s3(check_signatures=False) as server:
+        bucket = new_bucket(server, {"a.csv": b"1"})
+
+        def unsigned_listing(request: Any) -> bool:
+            listing = request.method == "GET" and "list-type=2" in request.target
+            return listing and "authorization" not in request.headers
+
+        async def body(call: str) -> Any:
+            async with FaultProxy(server.port) as proxy:
+                proxy.add(Rule("status", status=403, match=unsigned_listing, times=None))
+                config = DataSourceConfig(id="anon", type="s3", name="Anon", config={
+                    "bucket": bucket, "endpoint_url": f"http://127.0.0.1:{proxy.port}", "credential": "anonymous"})
+                async with S3Connector(config) as connector:
+                    return await (connector.test_connection() if call == "probe" else connector.list_items())
+
+        for call in ("probe", "list"):
+            with pytest.raises(AuthenticationError, match=r"403.*anonymously .*not let anyone list this bucket"):
+                run(body(call))
 
 
 # --- faults through a proxy -------------------------------------------------------------
