@@ -74,7 +74,18 @@ class DataSourceConfig(BaseModel):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataSourceConfig:
-        """Build from a plain mapping (a sources-file entry)."""
+        """Build from a plain mapping (a sources-file entry).
+
+        Args:
+            data: ``id``, ``type``, ``name``, ``config`` and optionally ``created_at`` and ``metadata``.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigurationError: ``data`` is not a mapping, or a field is missing, unknown or bad
+                (an invalid id is an ``InvalidSourceIdError``); the message names the source and fields.
+        """
         if not isinstance(data, dict):
             raise ConfigurationError("a source must be a mapping of id, type, name, config")
         return cls(**data)
@@ -116,6 +127,9 @@ class DataSourceConfig(BaseModel):
 
         Literal secrets stay :class:`~connectors.secrets.references.Secret` values: masked in every
         repr, str and JSON form, yet the round trip keeps them. References stay references.
+
+        Returns:
+            ``id``, ``type``, ``name``, ``config``, ``created_at`` and ``metadata``.
         """
         return {"id": self.id, "type": self.type_name, "name": self.name, "config": dict(self.config),
                 "created_at": self.created_at, "metadata": copy.deepcopy(self.metadata)}
@@ -165,13 +179,24 @@ class DataItem:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain mapping of the five fields (an item holds no secret: uris never carry one)."""
+        """A plain mapping of the five fields (an item holds no secret: uris never carry one).
+
+        Returns:
+            ``name``, ``path``, ``size``, ``modified_at`` and a copy of ``metadata``.
+        """
         return {"name": self.name, "path": self.path, "size": self.size, "modified_at": self.modified_at,
                 "metadata": copy.deepcopy(self.metadata)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataItem:
-        """The item :meth:`to_dict` gave (``metadata`` optional)."""
+        """The item :meth:`to_dict` gave (``metadata`` optional).
+
+        Args:
+            data: A mapping as :meth:`to_dict` returns it.
+
+        Returns:
+            The item.
+        """
         return cls(name=data["name"], path=data["path"], size=data["size"], modified_at=data["modified_at"],
                    metadata=dict(data.get("metadata") or {}))
 
@@ -219,7 +244,15 @@ class FetchResult:
 
 
 async def collect_results(identifiers: Iterable[str], fetch: Callable[[str], Awaitable[str]]) -> list[FetchResult]:
-    """Run ``fetch`` for every identifier at once; per item its path or its error, in the order given."""
+    """Run ``fetch`` for every identifier at once; per item its path or its error, in the order given.
+
+    Args:
+        identifiers: The items to fetch.
+        fetch: Lands one item and returns its path; a :class:`DataSourceError` it raises is that item's.
+
+    Returns:
+        One result per identifier, in order; other exceptions propagate.
+    """
 
     async def one(identifier: str) -> FetchResult:
         try:
@@ -260,7 +293,11 @@ class DataSourceConnector(ABC):
 
     @classmethod
     def type_name(cls) -> str:
-        """The type name this class serves; by default looked up in the registry."""
+        """The type name this class serves; by default looked up in the registry.
+
+        Returns:
+            The name sources files use in ``type:`` (``"azure_blob"``).
+        """
         return type_name_of(cls)
 
     @property
@@ -278,7 +315,14 @@ class DataSourceConnector(ABC):
         return ConnectedState(self._connected or self._connection is not None)
 
     def resolve_settings(self) -> Any:
-        """The typed settings, with secret references resolved (call at connect time)."""
+        """The typed settings, with secret references resolved (call at connect time).
+
+        Returns:
+            An instance of :attr:`settings_model` (free-form settings when the class sets none).
+
+        Raises:
+            ConfigurationError: A bad field, or a secret reference that cannot be resolved.
+        """
         model = getattr(self, "settings_model", None) or FreeformSettings  # optional for plugins
         return resolve_settings(model, self.config.config, self.source_id)
 

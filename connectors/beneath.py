@@ -43,6 +43,10 @@ def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = Fa
         root_fd: a descriptor of the root folder (not closed).
         root: the root's absolute path without links, to place absolute link targets.
         relative: the path below the root, '/'-separated.
+        directory: open a folder rather than a regular file.
+
+    Returns:
+        An open descriptor; the caller closes it.
 
     Raises:
         EscapesRootError: a link leads outside the root.

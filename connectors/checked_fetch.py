@@ -51,7 +51,18 @@ class CheckedResult(FetchResult):
 
 
 def check_identifier(identifier: str, source_id: str | None = None) -> str:
-    """``identifier`` as a safe workspace-relative path, or :class:`UnsafeNameError`."""
+    """``identifier`` as a safe workspace-relative path, or :class:`UnsafeNameError`.
+
+    Args:
+        identifier: An item's identifier (hostile input).
+        source_id: The source, named in the error.
+
+    Returns:
+        ``identifier``, once it is known to stay inside the workspace.
+
+    Raises:
+        UnsafeNameError: It would escape the workspace or cannot be a file name there.
+    """
     try:
         return safe_relative_path(identifier)
     except UnsafeNameError as exc:
@@ -64,7 +75,13 @@ async def fetch_checked(
     """Land one item through ``connector`` (connected) and return its lineage record.
 
     Args:
+        connector: A connected connector.
+        identifier: The item, as listed (hostile input: checked before the connector sees it).
+        workspace: The folder it lands in.
         version: the version the listing showed, recorded if the connector writes no record.
+
+    Returns:
+        The landed file's lineage record (its ``local_path``, ``sha256``, ``size``, version...).
 
     Raises:
         UnsafeNameError: the identifier is unsafe (the connector is not called), or the
@@ -95,6 +112,16 @@ async def fetch_many_checked(
 
     One item failing (unsafe name included) does not stop the others; results
     come in the order given.
+
+    Args:
+        connector: A connected connector.
+        identifiers: The items, as listed (hostile input: each checked).
+        workspace: The folder they land in.
+        concurrency: How many items the connector fetches at once.
+        versions: Per identifier, the version the listing showed (recorded if the connector writes none).
+
+    Returns:
+        One result per identifier, in order: its lineage record, or its error.
     """
     wanted = list(identifiers)
     results: dict[str, CheckedResult] = {}
@@ -207,6 +234,14 @@ def landed_relative(workspace: Path, path: str, source_id: str | None = None) ->
     The path is resolved without following links (``..`` is removed lexically), then
     every folder below the workspace is opened with ``O_NOFOLLOW``.
 
+    Args:
+        workspace: The workspace, absolute.
+        path: The path a connector returned.
+        source_id: The source, named in the error.
+
+    Returns:
+        The path relative to ``workspace``, ``/``-separated.
+
     Raises:
         UnsafeNameError: the path is outside the workspace, in its ``.lineage/`` tree,
             reached through a link, or not a regular file.
@@ -223,9 +258,42 @@ def landed_relative(workspace: Path, path: str, source_id: str | None = None) ->
         info = _lstat(workspace, relative)
     except (OSError, DataSourceError):
         raise refused from None
-    if not stat.S_ISREG(info.st_mode):
+    if not stat.S_ISREG(info.st_mode) and not (stat.S_ISDIR(info.st_mode) and is_dataset(workspace, relative)):
         raise refused
     return relative
+
+
+def is_dataset(workspace: Path, relative: str) -> bool:
+    """Whether ``relative`` is a dataset folder: its lineage record lists its parts.
+
+    Args:
+        workspace: the folder it landed in.
+        relative: its path inside ``workspace``.
+
+    Returns:
+        True when its record (readable, of a folder) lists parts.
+    """
+    try:
+        record = lineage.read_record(workspace, relative)
+    except (OSError, ValueError, DataSourceError):
+        return False
+    return dataset_parts(record) is not None
+
+
+def dataset_parts(record: Mapping[str, Any] | None) -> list[str] | None:
+    """The part names a dataset folder's record lists; None when the record is a single file's.
+
+    Args:
+        record: a lineage record (or None).
+
+    Returns:
+        The names of the parts (plain file names only), or None.
+    """
+    listed = (record or {}).get("parts")
+    if not isinstance(listed, list):
+        return None
+    names = [str(part.get("name")) for part in listed if isinstance(part, dict)]
+    return [name for name in names if "/" not in name and name not in ("", ".", "..")]
 
 
 def _lstat(workspace: Path, relative: str) -> os.stat_result:
@@ -295,7 +363,17 @@ def landed_problem(workspace: Path, relative: str, record: Mapping[str, Any]) ->
     with the recorded ``mtime_ns``); the sha256 only when the modification time
     is in doubt (it changed, or an older record has none and the file is newer
     than the record).
+
+    Args:
+        workspace: The workspace.
+        relative: The landed file's path inside it.
+        record: Its lineage record.
+
+    Returns:
+        A short reason (``"missing"``, ``"content differs from its record"``...), or None.
     """
+    if dataset_parts(record) is not None:
+        return dataset_problem(workspace, relative, record)
     try:
         info = _lstat(workspace, relative)
     except (OSError, DataSourceError):
@@ -313,6 +391,46 @@ def landed_problem(workspace: Path, relative: str, record: Mapping[str, Any]) ->
     return None if digest == record.get("sha256") else "content differs from its record"
 
 
+def dataset_problem(workspace: Path, relative: str, record: Mapping[str, Any]) -> str | None:
+    """Why a dataset folder no longer matches its record (a part missing, changed, or a file not listed), or None.
+
+    Each part is checked as a single file is (:func:`landed_problem`, against the part's own record,
+    which must carry the sha256 the dataset's record lists); a file in the folder that the record
+    does not list is a problem too: a reader would read it as part of the dataset.
+
+    Args:
+        workspace: the folder the dataset landed in.
+        relative: the dataset folder's path inside ``workspace``.
+        record: the dataset folder's lineage record.
+
+    Returns:
+        The problem, short, or None when every part matches.
+    """
+    names = dataset_parts(record) or []
+    try:
+        dir_fd = open_directory(workspace, relative.split("/"), create=False)
+    except (OSError, DataSourceError):
+        return "missing"
+    try:
+        present = set(os.listdir(dir_fd))
+    finally:
+        os.close(dir_fd)
+    if extra := sorted(present - set(names)):
+        return f"holds {len(extra)} file(s) its record does not list"
+    listed = {str(p.get("name")): p for p in record.get("parts", []) if isinstance(p, dict)}
+    for name in names:
+        part = f"{relative}/{name}"
+        try:
+            part_record = lineage.read_record(workspace, part)
+        except (OSError, ValueError, DataSourceError):
+            part_record = None
+        if part_record is None or listed[name].get("sha256") not in (None, part_record.get("sha256")):
+            return f"part {name}: its record is missing or differs"
+        if (problem := landed_problem(workspace, part, part_record)) is not None:
+            return f"part {name}: {problem}"
+    return None
+
+
 def _mtime_in_doubt(info: os.stat_result, record: Mapping[str, Any]) -> bool:
     recorded = record.get("mtime_ns")
     if isinstance(recorded, int):
@@ -328,12 +446,28 @@ def prune_landed(workspace: Path, relative: str, source_id: str, identifier: str
     Only a regular file is removed (a link or folder planted at its place is left
     alone); the file goes before its record, so a crash in between is finished by
     the next prune.
+
+    Args:
+        workspace: The workspace.
+        relative: The landed file's (or dataset folder's) path inside it.
+        source_id: The source the record must name.
+        identifier: The item the record must name.
+
+    Returns:
+        True when the file and its record were removed.
     """
     with lineage.target_lock(workspace, relative):
         record = lineage.read_record(workspace, relative)
         if record is None or (record.get("source_id"), record.get("identifier")) != (source_id, identifier):
             return False
         parts = relative.split("/")
+        names = dataset_parts(record)
+        if names is not None:  # a dataset folder: its parts and their records, then the folder if empty
+            for name in names:
+                _unlink_regular(workspace, [*parts, name])
+                _unlink_regular(workspace, [LINEAGE_DIR, *parts, name + ".json"])
+            _remove_empty(workspace, [LINEAGE_DIR, *parts])
+            _remove_empty(workspace, parts)
         _unlink_regular(workspace, parts)
         _unlink_regular(workspace, [LINEAGE_DIR, *parts[:-1], parts[-1] + ".json"])
     return True
@@ -348,5 +482,18 @@ def _unlink_regular(workspace: Path, parts: list[str]) -> None:
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISREG(os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False).st_mode):
                 os.unlink(parts[-1], dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_empty(workspace: Path, parts: list[str]) -> None:
+    """Remove the folder ``parts`` if it is empty (a link or a folder holding files is left alone)."""
+    try:
+        dir_fd = open_directory(workspace, parts[:-1], create=False)
+    except (OSError, DataSourceError):
+        return
+    try:
+        with contextlib.suppress(OSError):  # not empty (something not ours), gone, or a link
+            os.rmdir(parts[-1], dir_fd=dir_fd)
     finally:
         os.close(dir_fd)

@@ -22,6 +22,9 @@ def moved_names(old: str, homes: Mapping[str, str]) -> Callable[[str], Any]:
     Returns:
         A function to assign to the module's ``__getattr__``: it raises a
         ``DeprecationWarning`` naming the new home, then returns the name from there.
+
+    Raises:
+        AttributeError: raised by the returned function for a name that is not in ``homes``.
     """
 
     def __getattr__(name: str) -> Any:

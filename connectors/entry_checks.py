@@ -29,6 +29,12 @@ _HINT = "give it as {env: NAME} or {secret: NAME} (store the value with 'da-sour
 def check_entry(source: DataSourceConfig) -> DataSourceConfig:
     """Refuse ``source`` unless every part of it can be served; returns it unchanged.
 
+    Args:
+        source: A sources-file entry, already validated as a config.
+
+    Returns:
+        ``source``, unchanged.
+
     Raises:
         ConfigurationError: a literal secret, or a bad ``metadata.sync`` / ``metadata.dagster``
             (naming the source and the field, never a value).

@@ -155,6 +155,12 @@ _BY_NAME = {v.name: v for v in VARIABLES}
 def variable(name: str) -> Variable:
     """The declared variable ``name``.
 
+    Args:
+        name: The variable's name (``DA_STATE_DIR``).
+
+    Returns:
+        Its declaration: default, meaning and where it is read.
+
     Raises:
         KeyError: ``name`` is not declared in :data:`VARIABLES`.
     """
@@ -165,6 +171,13 @@ def read(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The value of the declared variable ``name`` in ``environ`` (default: the process's), or None.
 
     An empty value counts as unset.
+
+    Args:
+        name: The variable's name (``DA_STATE_DIR``).
+        environ: The environment to read; None for ``os.environ``.
+
+    Returns:
+        The value, or None when unset or empty.
 
     Raises:
         KeyError: ``name`` is not declared in :data:`VARIABLES` (a typo, or a new variable to declare).

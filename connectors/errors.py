@@ -39,6 +39,12 @@ _LONG_RUN = re.compile(r"[^\s'\"]{" + str(NAME_LIMIT + 1) + ",}")
 def bound_message(message: str) -> str:
     """``message`` with long quoted names shortened and its length capped; applying it twice changes nothing.
 
+    Args:
+        message: An error message that may quote hostile names of any length.
+
+    Returns:
+        The message, at most about 1,500 characters (head and tail kept).
+
     Example:
         >>> bound_message(f"blob {'x' * 5000!r} does not exist")[:12]
         "blob 'xxxxxx"

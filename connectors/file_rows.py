@@ -34,7 +34,14 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def row_format(name: str) -> str | None:
-    """``csv`` or ``parquet`` by the file name's suffix, None for formats that cannot be cut."""
+    """``csv`` or ``parquet`` by the file name's suffix, None for formats that cannot be cut.
+
+    Args:
+        name: The file's name.
+
+    Returns:
+        ``"csv"``, ``"parquet"`` or None.
+    """
     lowered = name.lower()
     if lowered.endswith(CSV_SUFFIXES):
         return "csv"
@@ -44,7 +51,17 @@ def row_format(name: str) -> str | None:
 
 
 def check_cuttable(name: str) -> str:
-    """The file's row format, or :class:`ConfigurationError` saying why it cannot be cut."""
+    """The file's row format, or :class:`ConfigurationError` saying why it cannot be cut.
+
+    Args:
+        name: The file's name.
+
+    Returns:
+        ``"csv"`` or ``"parquet"``.
+
+    Raises:
+        ConfigurationError: Neither a CSV nor a Parquet file.
+    """
     kind = row_format(name)
     if kind is None:
         suffix = Path(name).suffix or "(no extension)"
@@ -66,7 +83,17 @@ def _picked(total: int, limit: int | None, sample: float | None, seed: int) -> l
 
 
 def cut_rows(path: str | os.PathLike[str], limit: int | None, sample: float | None, seed: int = 0) -> int:
-    """Keep only the chosen rows of the CSV or Parquet file at ``path`` (replaced atomically); rows kept."""
+    """Keep only the chosen rows of the CSV or Parquet file at ``path`` (replaced atomically).
+
+    Args:
+        path: The landed file.
+        limit: At most this many rows (the first ones, or the first of the sample); None: no limit.
+        sample: A fraction (below 1) or a number of rows, chosen by ``seed``; None keeps every row.
+        seed: Same seed and same file, same rows.
+
+    Returns:
+        How many rows were kept.
+    """
     target = Path(path)
     kind = check_cuttable(target.name)
     temporary = target.with_name(f".{target.name}.cut")

@@ -37,7 +37,15 @@ class InvalidSourceIdError(ConfigurationError):
 
 
 def shown(value: Any, limit: int = _SHOWN) -> str:
-    """``repr(value)``, cut to about ``limit`` characters (a refused value is echoed bounded)."""
+    """``repr(value)``, cut to about ``limit`` characters (a refused value is echoed bounded).
+
+    Args:
+        value: Anything, hostile input included.
+        limit: The most characters shown of it.
+
+    Returns:
+        The bounded repr, with the full length said when cut.
+    """
     text = repr(value)
     if len(text) <= limit:
         return text
@@ -45,12 +53,25 @@ def shown(value: Any, limit: int = _SHOWN) -> str:
 
 
 def is_valid_source_id(value: object) -> bool:
-    """Whether ``value`` follows the source id rule."""
+    """Whether ``value`` follows the source id rule.
+
+    Args:
+        value: Anything (hostile input).
+
+    Returns:
+        True for a string that follows the rule.
+    """
     return isinstance(value, str) and SOURCE_ID_PATTERN.fullmatch(value) is not None
 
 
 def check_source_id(value: object) -> str:
     """``value`` when it is a valid source id.
+
+    Args:
+        value: Anything (hostile input).
+
+    Returns:
+        ``value``, unchanged.
 
     Raises:
         InvalidSourceIdError: naming the (bounded) value and stating the rule.
@@ -62,6 +83,12 @@ def check_source_id(value: object) -> str:
 
 def dagster_name(source_id: str) -> str:
     """``N``: the Dagster name of a valid source id (lower-cased, ``-`` as ``_``).
+
+    Args:
+        source_id: A source id.
+
+    Returns:
+        The name its assets, jobs and sensors are named after.
 
     Raises:
         InvalidSourceIdError: ``source_id`` breaks the rule.
@@ -84,7 +111,18 @@ def source_slug(source_id: str) -> str:
 
 
 def colliding_id(source_id: str, others: Iterable[object]) -> str | None:
-    """The first of ``others`` (other than ``source_id`` itself) with the same Dagster name, if any."""
+    """The first of ``others`` (other than ``source_id`` itself) with the same Dagster name, if any.
+
+    Args:
+        source_id: A valid source id.
+        others: The other source ids (invalid ones are skipped).
+
+    Returns:
+        The colliding id, or None.
+
+    Raises:
+        InvalidSourceIdError: ``source_id`` breaks the rule.
+    """
     name = dagster_name(source_id)
     for other in others:
         if other != source_id and is_valid_source_id(other) and dagster_name(str(other)) == name:
@@ -94,6 +132,13 @@ def colliding_id(source_id: str, others: Iterable[object]) -> str | None:
 
 def check_distinct(source_id: str, others: Iterable[object]) -> str:
     """``source_id`` when no id of ``others`` maps to its Dagster name.
+
+    Args:
+        source_id: A valid source id.
+        others: The other source ids.
+
+    Returns:
+        ``source_id``, unchanged.
 
     Raises:
         InvalidSourceIdError: naming both ids and the shared name.

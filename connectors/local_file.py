@@ -113,6 +113,15 @@ class LocalFileConnector(DataSourceConnector):
         Memory is bounded by the folders on the way down (their entries), not by the
         source: a million files are never held at once. Folders are entered as
         ``list_items`` enters them (never through a link); one that vanishes mid-walk is skipped.
+
+        Args:
+            path: A folder to list below, relative to the root; None lists the whole source.
+
+        Returns:
+            An async iterator of the items, path order.
+
+        Raises:
+            UnsafeNameError: ``path`` would leave the root.
         """
         start = path.strip("/") if path else ""
         if start:
@@ -289,6 +298,14 @@ class LocalFileConnector(DataSourceConnector):
         Files up to :data:`SMALL_FILE` are read whole and land in groups with
         one file-system sync per group (:mod:`connectors.landing.group_commit`) rather
         than three fsyncs each; larger ones are copied as :meth:`fetch_data` does.
+
+        Args:
+            identifiers: The files, as listed.
+            workspace: The folder they land in.
+            concurrency: How many files are read at once.
+
+        Returns:
+            One result per identifier, in order: its path, or the error that item met.
         """
         group = GroupCommit()
         small_reads = BatchedCalls(self._read_small)  # one thread trip per batch of reads, not per file

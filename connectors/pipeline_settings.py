@@ -128,6 +128,12 @@ class PipelineSettings(BaseModel):
 def pipeline_settings(source: DataSourceConfig) -> PipelineSettings:
     """The settings in ``source.metadata["dagster"]`` (defaults when absent).
 
+    Args:
+        source: A sources-file entry.
+
+    Returns:
+        Its Dagster settings, validated.
+
     Raises:
         ConfigurationError: an unknown key or a bad value, naming the source and the field.
     """

@@ -44,6 +44,12 @@ class UploadNotSupportedError(ConfigurationError):
 def uploader_of(connector: DataSourceConnector) -> Callable[..., Awaitable[Any]]:
     """The connector's ``upload(local_path, blob_name, overwrite=False, metadata=None)``.
 
+    Args:
+        connector: A connected connector.
+
+    Returns:
+        Its bound ``upload`` method.
+
     Raises:
         UploadNotSupportedError: the connector has none.
     """
@@ -55,7 +61,14 @@ def uploader_of(connector: DataSourceConnector) -> Callable[..., Awaitable[Any]]
 
 
 def upload_facts(uploaded: Any) -> dict[str, Any]:
-    """What an upload answered (a dataclass such as ``Uploaded``, or a mapping), as a dict."""
+    """What an upload answered (a dataclass such as ``Uploaded``, or a mapping), as a dict.
+
+    Args:
+        uploaded: What the connector's ``upload`` returned.
+
+    Returns:
+        Its fields (``uri``, ``version``, ``size``... as the connector gives them).
+    """
     if is_dataclass(uploaded) and not isinstance(uploaded, type):
         return asdict(uploaded)
     return dict(uploaded)
@@ -63,7 +76,14 @@ def upload_facts(uploaded: Any) -> dict[str, Any]:
 
 def append_record(name: str | os.PathLike[str], record: Mapping[str, Any], *, dir_fd: int | None = None,
                   mode: int = 0o600) -> None:
-    """Append ``record`` as one JSON line to ``name`` (in ``dir_fd``, when given), creating the file."""
+    """Append ``record`` as one JSON line to ``name`` (in ``dir_fd``, when given), creating the file.
+
+    Args:
+        name: The log file.
+        record: The record; values JSON cannot hold are written as their ``str``.
+        dir_fd: The folder ``name`` is relative to; None for the working directory.
+        mode: The permissions of a new log (owner only by default: records name hosts and paths).
+    """
     fd = os.open(name, _APPEND, mode, dir_fd=dir_fd)
     try:  # one write of one line: appends of two uploads at once never interleave
         os.write(fd, (json.dumps(record, sort_keys=True, default=str) + "\n").encode())
@@ -72,7 +92,14 @@ def append_record(name: str | os.PathLike[str], record: Mapping[str, Any], *, di
 
 
 def published_log_path(sources_file: str | os.PathLike[str]) -> Path:
-    """Where :func:`publish_file` records uploads: ``published.jsonl`` beside the sources file."""
+    """Where :func:`publish_file` records uploads: ``published.jsonl`` beside the sources file.
+
+    Args:
+        sources_file: The sources file.
+
+    Returns:
+        The log's absolute path.
+    """
     return Path(sources_file).absolute().with_name(PUBLISHED_LOG)
 
 
@@ -82,6 +109,17 @@ async def publish_file(registry: SourceRegistry, source_id: str, local_path: str
     """Upload ``local_path`` to source ``source_id`` (blob name default: the file's name); the record of it.
 
     The record is appended to ``log_path`` (default :func:`published_log_path` of the registry's file).
+
+    Args:
+        registry: The registry holding the source.
+        source_id: The source to upload to.
+        local_path: The file to upload.
+        blob_name: The name at the source; None for the file's own name.
+        overwrite: Replace an existing blob of that name rather than fail.
+        log_path: The log to append the record to; None for :func:`published_log_path`.
+
+    Returns:
+        The record: when, which file, where it went and the source's version of it.
 
     Raises:
         UploadNotSupportedError: the source cannot upload.
@@ -107,7 +145,14 @@ def _absolute(path: str | os.PathLike[str]) -> Path:
 
 
 def read_published(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of a published log, oldest first (none when it does not exist)."""
+    """The records of a published log, oldest first (none when it does not exist).
+
+    Args:
+        path: The log file.
+
+    Returns:
+        One dict per line.
+    """
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:

@@ -41,20 +41,42 @@ class ReachPolicy:
     """Hosts, ports and schemes a connector may reach; see the module docstring."""
 
     hosts: tuple[str, ...] = ()
-    ports: frozenset[int] | None = field(default_factory=lambda: frozenset({443, 5432}))  # None: any port
+    """Host name patterns (``*.blob.core.windows.net``), addresses or networks sources may reach; none: no host."""
+    ports: frozenset[int] | None = field(default_factory=lambda: frozenset({443, 5432}))
+    """Ports sources may reach; None (``any`` in the policy file): every port."""
     schemes: frozenset[str] = field(default_factory=lambda: frozenset({"https", "postgresql"}))
-    postgres_require_auth: str | None = "scram-sha-256"  # libpq require_auth: no cleartext password asked for
+    """URL schemes sources may use (add ``http`` for an emulator)."""
+    postgres_require_auth: str | None = "scram-sha-256"
+    """libpq ``require_auth`` for PostgreSQL: a server asking for a cleartext password is refused; None: any."""
 
     def networks(self) -> list[Network]:
-        """The entries of ``hosts`` that are addresses or networks."""
+        """The entries of ``hosts`` that are addresses or networks.
+
+        Returns:
+            Each as an IP network (a single address is a /32 or /128).
+        """
         return [net for entry in self.hosts if (net := _network(entry)) is not None]
 
     def patterns(self) -> list[str]:
-        """The entries of ``hosts`` that are name patterns."""
+        """The entries of ``hosts`` that are name patterns.
+
+        Returns:
+            Each lower-cased, as an ``fnmatch`` pattern (``*.blob.core.windows.net``).
+        """
         return [entry.lower() for entry in self.hosts if _network(entry) is None]
 
     def check_target(self, host: str, port: int, scheme: str, *, where: str) -> None:
-        """Refuse ``scheme://host:port`` unless the name (or literal address) and the port are listed."""
+        """Refuse ``scheme://host:port`` unless the name (or literal address) and the port are listed.
+
+        Args:
+            host: The host a source's settings point at (hostile input).
+            port: Its port.
+            scheme: ``https`` or ``postgresql``.
+            where: What the message names as the setting (never the host itself).
+
+        Raises:
+            ReachRefusedError: The scheme, port or host is not allowed.
+        """
         if scheme.lower() not in self.schemes:
             raise ReachRefusedError(f"{where}: the operator's policy does not allow this scheme")
         if self.ports is not None and port not in self.ports:
@@ -63,7 +85,22 @@ class ReachPolicy:
             raise ReachRefusedError(f"{where}: the operator's policy does not allow this host")
 
     def check_addresses(self, host: str, addresses: Iterable[str], *, where: str) -> list[str]:
-        """``addresses`` when each may be reached for ``host``; refused when any may not, or none is given."""
+        """``addresses`` when each may be reached for ``host``; refused when any may not, or none is given.
+
+        A public address is allowed for a listed name; any other (loopback, private, link-local,
+        metadata) only when its network is listed.
+
+        Args:
+            host: The name or literal address the settings gave.
+            addresses: What it resolved to.
+            where: What the message names as the setting.
+
+        Returns:
+            The addresses, to connect to exactly these.
+
+        Raises:
+            ReachRefusedError: None given, or one that may not be reached.
+        """
         checked = list(addresses)
         if not checked or not all(self._address_allowed(host, a) for a in checked):
             raise ReachRefusedError(f"{where}: the operator's policy does not allow the address this host "
@@ -72,7 +109,19 @@ class ReachPolicy:
         return checked
 
     async def resolve(self, host: str, port: int, *, where: str) -> list[str]:
-        """The host's addresses (resolved now, by us), each checked; refused before any connection."""
+        """The host's addresses (resolved now, by us), each checked; refused before any connection.
+
+        Args:
+            host: The name or literal address the settings gave.
+            port: Its port.
+            where: What the message names as the setting.
+
+        Returns:
+            The checked addresses, to connect to exactly these.
+
+        Raises:
+            ReachRefusedError: The name does not resolve, or to an address that may not be reached.
+        """
         if _address(host) is not None:
             return self.check_addresses(host, [host], where=where)
         try:

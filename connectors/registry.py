@@ -316,6 +316,9 @@ class SourceRegistry:
         """Every valid source, in file order (none when the file does not exist).
 
         Invalid entries are left out; :meth:`load` lists them with their errors.
+
+        Returns:
+            The sources' configs.
         """
         return self.load().sources
 
@@ -324,6 +327,9 @@ class SourceRegistry:
 
         With ``embedded_sample=True``, no sources file named and no
         ``./sources.yaml`` (or ``$DA_SAMPLE_ONLY=1``): the embedded ``sample`` source.
+
+        Returns:
+            The file read: its valid sources, its invalid entries and whether the sample stands in.
         """
         if self._with_sample and read(SAMPLE_ONLY_ENV) == "1":
             return SourcesFile(sources=[embedded_sample()], embedded=True)

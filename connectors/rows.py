@@ -40,10 +40,19 @@ class RowOptions(BaseModel):
         return self
 
     def is_empty(self) -> bool:
+        """Whether no option cuts anything (columns, where, limit and sample all unset).
+
+        Returns:
+            True when the table or query is fetched whole.
+        """
         return self.columns is None and self.where is None and self.limit is None and self.sample is None
 
     def recorded(self) -> dict[str, Any]:
-        """The options as the lineage record keeps them (without the defaults left unset)."""
+        """The options as the lineage record keeps them (without the defaults left unset).
+
+        Returns:
+            The options that are set, as JSON-ready values.
+        """
         return self.model_dump(exclude_none=True)
 
     @property

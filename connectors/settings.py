@@ -57,7 +57,11 @@ class ConnectorSettings(BaseModel):
 
     @classmethod
     def secret_fields(cls) -> frozenset[str]:
-        """Names of the fields that hold secrets (masked in every repr)."""
+        """Names of the fields that hold secrets (masked in every repr).
+
+        Returns:
+            The names of the fields typed :class:`Secret`.
+        """
         return frozenset(n for n, f in cls.model_fields.items() if _mentions_secret(f.annotation))
 
     def __repr_args__(self) -> Any:
@@ -259,6 +263,12 @@ class PostgreSQLSettings(ConnectorSettings):
         description="Per table ('schema.table'), sync it incrementally by a cursor column into a Parquet dataset "
         "folder of parts (sync_table / da-sources sync-table); deletes are not seen: run it with full to replace.",
     )
+    part_bytes: int = Field(
+        128 << 20, ge=1 << 16,
+        description="Parquet: a table whose size in the database is at least this lands as a dataset folder "
+        "'<schema>.<table>/' of parts of about this many bytes each (pyarrow, pandas, DuckDB, Polars read the folder "
+        "as one table); a smaller one lands as one file '<schema>.<table>.parquet'.",
+    )
     profile: bool = Field(True, description="Describe every landed table or query result in its lineage record "
                           "(rows, per column types, nulls, min/max, distinct count, examples).")
     sensitive_columns: list[str] = Field(
@@ -324,6 +334,14 @@ def check_config(
     are kept as :class:`Secret`: masked, never written to the sources file,
     refused by Dagster; give them as references instead.
 
+    Args:
+        model: The type's settings model.
+        config: The source's ``config`` mapping (hostile input).
+        source_id: The source, named in the error.
+
+    Returns:
+        ``config`` with every literal secret wrapped in :class:`Secret`.
+
     Raises:
         ConfigurationError: naming the source and each bad field.
     """
@@ -351,6 +369,13 @@ def literal_secrets(model: type[ConnectorSettings], config: Mapping[str, Any]) -
     """Per key of ``config`` holding a literal secret (in key order): how to name it in a message.
 
     Example: ``{"account_url": "config.account_url (its value carries a secret: ...)"}``.
+
+    Args:
+        model: The type's settings model.
+        config: A config as :func:`check_config` returned it.
+
+    Returns:
+        Per key holding a literal secret, how a message names it (never its value).
     """
     secret_fields = model.secret_fields()
     why = " (its value carries a secret: a SAS signature, a password or a key)"
@@ -367,7 +392,19 @@ _Settings = Any
 def resolve_settings(
     model: type[ConnectorSettings], config: Mapping[str, Any], source_id: str
 ) -> _Settings:
-    """Resolve the references in ``config`` and return the typed settings object."""
+    """Resolve the references in ``config`` and return the typed settings object.
+
+    Args:
+        model: The type's settings model.
+        config: The source's ``config``, references and all.
+        source_id: The source, named in the error.
+
+    Returns:
+        An instance of ``model``, secrets resolved.
+
+    Raises:
+        ConfigurationError: A bad or missing field, or a reference that cannot be resolved.
+    """
     resolved = resolve_config(_revealed_text(config, model.secret_fields()), source_id=source_id)
     try:
         return model.model_validate(resolved)
@@ -377,6 +414,11 @@ def resolve_settings(
 
 def check_complete(model: type[ConnectorSettings], config: Mapping[str, Any], source_id: str) -> None:
     """Check ``config`` whole, required fields included (references allowed): before a source is stored.
+
+    Args:
+        model: The type's settings model.
+        config: The source's ``config``.
+        source_id: The source, named in the error.
 
     Raises:
         ConfigurationError: naming the source and each bad or missing field.
@@ -388,12 +430,28 @@ def check_complete(model: type[ConnectorSettings], config: Mapping[str, Any], so
 
 
 def describe_errors(exc: ValidationError, prefix: str) -> str:
-    """One line per bad field, without the offending values (they may be secrets)."""
+    """One line per bad field, without the offending values (they may be secrets).
+
+    Args:
+        exc: pydantic's error.
+        prefix: What the fields are under, in the message (``config``, ``metadata.dagster``).
+
+    Returns:
+        ``prefix.field: what is wrong`` for each bad field, joined by ``; ``.
+    """
     return describe_error_list(exc.errors(include_input=False, include_url=False), prefix)
 
 
 def describe_error_list(errors: Any, prefix: str) -> str:
-    """:func:`describe_errors` of a list of pydantic errors."""
+    """:func:`describe_errors` of a list of pydantic errors.
+
+    Args:
+        errors: pydantic's ``ValidationError.errors()``, without inputs.
+        prefix: What the fields are under, in the message.
+
+    Returns:
+        ``prefix.field: what is wrong`` for each bad field, joined by ``; ``.
+    """
     seen: dict[str, str] = {}
     for error in errors:
         loc = [str(part) for part in error["loc"][:1]] if error["loc"] else []

@@ -49,7 +49,18 @@ class MemoryStore:
 
     def put(self, path: str, data: bytes, modified_at: int, version: str | None = None,
             table: dict[str, Any] | None = None) -> MemoryObject:
-        """Store (or overwrite) an item; the version defaults to a digest of the data."""
+        """Store (or overwrite) an item; the version defaults to a digest of the data.
+
+        Args:
+            path: The item's identifier.
+            data: Its bytes.
+            modified_at: Its modification time, Unix seconds.
+            version: Its version; None for the first 16 hex digits of its sha256.
+            table: For a table-like item, ``row_count``/``columns``/``table`` facts added to its record; or None.
+
+        Returns:
+            What was stored.
+        """
         import hashlib
 
         stored = MemoryObject(data, modified_at, version or hashlib.sha256(data).hexdigest()[:16], table)
@@ -57,7 +68,12 @@ class MemoryStore:
         return stored
 
     def fail_next(self, path: str, *errors: DataSourceError) -> None:
-        """Make the next fetches of ``path`` raise ``errors``, in order."""
+        """Make the next fetches of ``path`` raise ``errors``, in order.
+
+        Args:
+            path: The item's identifier.
+            errors: One error per fetch to fail, raised in this order.
+        """
         self.failures.setdefault(path, []).extend(errors)
 
     def _take_failure(self, path: str) -> DataSourceError | None:
@@ -70,7 +86,15 @@ _STORES: dict[str, MemoryStore] = {}
 
 
 def memory_store(name: str, *, fresh: bool = True) -> MemoryStore:
-    """The store called ``name`` (a new, empty one when ``fresh``)."""
+    """The store called ``name`` (a new, empty one when ``fresh``).
+
+    Args:
+        name: The store's name, as a memory source's ``config.store`` names it.
+        fresh: Start empty, replacing a store of that name.
+
+    Returns:
+        The store, shared by every memory source naming it in this process.
+    """
     if fresh or name not in _STORES:
         _STORES[name] = MemoryStore()
     return _STORES[name]

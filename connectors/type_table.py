@@ -21,6 +21,9 @@ from pydantic import ConfigDict
 from connectors.errors import ConfigurationError
 from connectors.settings import BUILTIN_SETTINGS, ConnectorSettings
 
+__all__ = ["ENTRY_POINT_GROUP", "FreeformSettings", "known_type_names", "settings_model_for", "type_name_of"]
+# the rest (add_class, remove_class, is_taken, load_class) is connectors.plugins' machinery
+
 ENTRY_POINT_GROUP = "da_sources.connectors"
 
 _BUILTIN_PATHS = {
@@ -47,7 +50,11 @@ def _entry_point_paths() -> dict[str, str]:
 
 
 def known_type_names() -> set[str]:
-    """Every type name that can be used in a source's ``type``."""
+    """Every type name that can be used in a source's ``type``.
+
+    Returns:
+        The built-ins, the registered classes and the entry-point plugins' names.
+    """
     return set(_BUILTIN_PATHS) | set(_registered) | set(_entry_point_paths())
 
 
@@ -109,6 +116,12 @@ class FreeformSettings(ConnectorSettings):
 def settings_model_for(type_name: str) -> type[ConnectorSettings]:
     """The settings model of ``type_name`` (built-ins without importing their SDK).
 
+    Args:
+        type_name: A connector type's name.
+
+    Returns:
+        The model its configs are validated against (:class:`FreeformSettings` when it has none).
+
     Raises:
         ConfigurationError: unknown type, or its package is not installed.
     """
@@ -120,6 +133,12 @@ def settings_model_for(type_name: str) -> type[ConnectorSettings]:
 
 def type_name_of(cls: type) -> str:
     """The type name a connector class is registered under.
+
+    Args:
+        cls: A connector class.
+
+    Returns:
+        Its type name.
 
     Raises:
         ConfigurationError: ``cls`` is not a registered connector type.

@@ -74,7 +74,19 @@ from da_pipelines.translator import (
 
 
 def datasets_asset(keys: SourceKeys, specs: dict[Dataset, AssetSpec]) -> AssetsDefinition | None:
-    """``N_sync_items``: one op for every unpartitioned dataset of the source, subsettable."""
+    """``N_sync_items``: one op for every unpartitioned dataset of the source, subsettable.
+
+    Args:
+        keys: The source's names, datasets and settings, as the translator made them.
+        specs: Each dataset's asset spec (its translated key, group, kinds and metadata).
+
+    Returns:
+        The multi-asset, or None when every dataset of the source is partitioned or sharded.
+
+    Raises:
+        dagster.Failure: (when it runs) items failed or the source could not be listed; retried by the
+            ``RetryPolicy`` only when some error is retryable.
+    """
     datasets = [d for d in keys.datasets if not d.partitioned and not d.sharded]  # sharded: da_pipelines.sharded
     if not datasets:
         return None
@@ -106,7 +118,7 @@ def datasets_asset(keys: SourceKeys, specs: dict[Dataset, AssetSpec]) -> AssetsD
         index = LineageIndex(folder, source.source_id, source.connector_type())
         for outcome in run.outcomes:
             if outcome.dataset.partitioned:
-                for event in partition_events(context, keys, outcome):
+                for event in _partition_events(context, keys, outcome):
                     yield event
                 continue
             key = next(k for k, d in by_key.items() if d == outcome.dataset)
@@ -117,8 +129,8 @@ def datasets_asset(keys: SourceKeys, specs: dict[Dataset, AssetSpec]) -> AssetsD
         synced = {outcome.dataset: outcome for outcome in run.outcomes}
         for key, dataset in by_key.items():
             if AssetCheckKey(key, CHECK_NAME) in context.selected_asset_check_keys:
-                yield (parts_check(folder, key, dataset) if dataset in tables
-                       else check_result(keys, folder, key, dataset, synced.get(dataset)))
+                yield (_parts_check(folder, key, dataset) if dataset in tables
+                       else _check_result(keys, folder, key, dataset, synced.get(dataset)))
         errors = [*run.errors, *(t.error for t in synced_tables if t.error is not None)]
         if errors:
             raise failure_for(errors)
@@ -146,7 +158,7 @@ async def _sync_tables(context: AssetExecutionContext, source: SourceResource, f
     return outcomes
 
 
-def parts_check(folder: Path, key: AssetKey, dataset: Dataset) -> AssetCheckResult:
+def _parts_check(folder: Path, key: AssetKey, dataset: Dataset) -> AssetCheckResult:
     """The integrity check of an incremental table: each part against its lineage record."""
     damaged, facts = verify_parts(folder, dataset)
     return AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not damaged, metadata=facts)
@@ -168,7 +180,7 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
                                       options=sync_options(keys.source))
     except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
         raise failure_for([exc], before_items=True) from exc
-    log_skipped(context, run)
+    _log_skipped(context, run)
     pruned_now = set(run.pruned)  # a set: one lookup per removed item, not a scan of the list
     for outcome in run.outcomes:
         skipped = sum(1 for identifier, _ in run.skipped if outcome.dataset.contains(identifier))
@@ -181,7 +193,7 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
     return run
 
 
-def log_skipped(context: AssetExecutionContext, run: SyncRun, shown: int = 20) -> None:
+def _log_skipped(context: AssetExecutionContext, run: SyncRun, shown: int = 20) -> None:
     """Warn about items skipped (unsafe or excluded), removed at the source, or pruned (bounded lines)."""
     for identifier, reason in run.skipped[:shown]:
         context.log.warning(f"skipped {identifier!r}: {redact(reason)}")
@@ -201,7 +213,7 @@ def _table_record(outcome: DatasetOutcome, index: LineageIndex) -> dict[str, Any
     return outcome.landed[0] if outcome.landed else index.get(outcome.dataset.name)
 
 
-def check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Dataset,
+def _check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Dataset,
                  synced: DatasetOutcome | None = None) -> AssetCheckResult:
     """The integrity check of one dataset, from its manifest; damaged items are marked for repair."""
     settings = keys.settings.check
@@ -213,7 +225,7 @@ def check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Dataset
     return AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not damaged, metadata=facts)
 
 
-def partition_events(context: AssetExecutionContext, keys: SourceKeys,
+def _partition_events(context: AssetExecutionContext, keys: SourceKeys,
                      outcome: DatasetOutcome) -> list[AssetMaterialization]:
     """A partitioned set after a sync: partitions added and removed, one materialization per landed item."""
     dataset = outcome.dataset
@@ -260,7 +272,19 @@ def _too_many(keys: SourceKeys, dataset: Dataset, count: int) -> DataSourceError
 
 
 def partitioned_set_asset(keys: SourceKeys, dataset: Dataset, spec: AssetSpec) -> AssetsDefinition:
-    """A set with one partition per item: materializing a partition lands that item, even if unchanged."""
+    """A set with one partition per item: materializing a partition lands that item, even if unchanged.
+
+    Args:
+        keys: The source's names, datasets and settings, as the translator made them.
+        dataset: The item set that opted in to ``partitioned``.
+        spec: The set's asset spec.
+
+    Returns:
+        The partitioned asset.
+
+    Raises:
+        dagster.Failure: (when it runs) the item could not be landed.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=PreviewWarning)
 

@@ -45,8 +45,12 @@ def build_definitions(
     """Definitions for ``sources`` (default: the sources file, or the embedded sample).
 
     Args:
-        sources: the sources to serve; None reads them with ``served_sources()``.
-        workspace: the workspace root; None reads ``DA_WORKSPACE`` (default ``./workspace``).
+        sources: The sources to serve; None reads them with ``served_sources()``.
+        workspace: The workspace root; None reads ``DA_WORKSPACE`` (default ``./workspace``).
+
+    Returns:
+        Every source's assets, checks, jobs, sensors and resources, plus a stand-in asset per
+        entry left out of the sources file.
     """
     invalid: list[InvalidSource] = []
     positions: list[int] = []
@@ -81,6 +85,12 @@ def left_out_assets(invalid: list[InvalidSource]) -> list[AssetSpec]:
 
     Its key is ``["sources_left_out", "entry_<position>"]`` (the id may break the rule, so
     it is not part of the key); it is never materialized.
+
+    Args:
+        invalid: The sources-file entries that failed validation, with their errors.
+
+    Returns:
+        One asset spec per entry, its description the (redacted) reason.
     """
     return [
         AssetSpec(

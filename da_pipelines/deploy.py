@@ -41,7 +41,14 @@ _watching = threading.Event()
 
 
 def pool_of(source_id: str) -> str:
-    """The concurrency pool of every asset and op of a source."""
+    """The concurrency pool of every asset and op of a source.
+
+    Args:
+        source_id: The source's id.
+
+    Returns:
+        ``da_source_<slug>``; its limit is set with :func:`set_pool_limits`.
+    """
     return f"da_source_{source_slug(source_id)}"
 
 
@@ -59,6 +66,15 @@ class MonitoredRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        """Ask the code server that started ``run`` whether it still runs it.
+
+        Args:
+            run: A run this launcher started.
+
+        Returns:
+            Running while the code server runs it (or does not answer yet: transient), failed when
+            it answers without the run, unknown when no code server is recorded for it.
+        """
         # the same client Dagster's own terminate() uses: built from the run's gRPC-info tag
         client = self._get_grpc_client_for_termination(run.run_id)  # type: ignore[no-untyped-call]
         if client is None:
@@ -100,7 +116,16 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def set_pool_limits(instance: DagsterInstance, source_ids: Sequence[str], limit: int) -> dict[str, int]:
-    """Set the concurrency limit of each source's pool; returns pool -> limit."""
+    """Set the concurrency limit of each source's pool.
+
+    Args:
+        instance: The Dagster instance whose pools are set.
+        source_ids: The sources whose pools get the limit.
+        limit: Steps of one source that may run at once.
+
+    Returns:
+        Each pool's name and the limit it now has.
+    """
     limits = {pool_of(source_id): limit for source_id in source_ids}
     for pool, value in limits.items():
         instance.event_log_storage.set_concurrency_slots(pool, value)
@@ -116,7 +141,14 @@ def _pool_source_ids(path: Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m da_pipelines.deploy pools [--limit N] [--sources FILE]``."""
+    """``python -m da_pipelines.deploy pools [--limit N] [--sources FILE]``: set the sources' pool limits.
+
+    Args:
+        argv: The arguments after the module name; None reads the process's own.
+
+    Returns:
+        0 when every pool's limit is set (argparse exits 2 on a usage error).
+    """
     parser = argparse.ArgumentParser(prog="python -m da_pipelines.deploy")
     commands = parser.add_subparsers(dest="command", required=True)
     pools = commands.add_parser("pools", help="set every source's pool limit on the instance ($DAGSTER_HOME)")

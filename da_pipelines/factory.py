@@ -83,8 +83,13 @@ def build_source_defs(source: DataSourceConfig, workspace_root: Path | None = No
                       keys: SourceKeys | None = None) -> SourceDefs:
     """The definitions of one source (its resource is added by the caller under ``resource_key``).
 
-    A table source's listing state is read from (and refreshed into) ``workspace_root``
-    unless ``keys`` (with their datasets) are given.
+    Args:
+        source: The source's validated entry.
+        workspace_root: Where a table source's listing state is read from and refreshed into.
+        keys: The source's translated names and datasets; None makes them (listing a table source).
+
+    Returns:
+        The source's assets, checks, jobs and sensors, and its keys.
     """
     if keys is None:
         listing = None

@@ -53,7 +53,15 @@ def _name_parts(text: str) -> list[str] | None:
 
 
 def is_incremental(dataset: Dataset, source: DataSourceConfig) -> bool:
-    """Whether ``dataset`` is a table its source's ``incremental`` setting names."""
+    """Whether ``dataset`` is a table its source's ``incremental`` setting names.
+
+    Args:
+        dataset: One of the source's datasets.
+        source: The source's entry (its ``incremental`` setting).
+
+    Returns:
+        True when the table is synced by its cursor rather than landed whole.
+    """
     tables = source.config.get("incremental") if source.type_name == "postgresql" else None
     if dataset.kind != "table" or not isinstance(tables, dict) or not tables:
         return False
@@ -62,7 +70,14 @@ def is_incremental(dataset: Dataset, source: DataSourceConfig) -> bool:
 
 
 def folder_name(dataset: Dataset) -> str | None:
-    """The dataset folder's name in the source's folder (``schema.table``), as the connector names it."""
+    """The dataset folder's name in the source's folder (``schema.table``), as the connector names it.
+
+    Args:
+        dataset: A table's dataset.
+
+    Returns:
+        The folder's name, or None when the dataset's name is not a table name.
+    """
     from connectors.postgresql.catalog import landed_name
 
     parts = _name_parts(dataset.name)
@@ -76,7 +91,18 @@ def folder_name(dataset: Dataset) -> str | None:
 
 async def sync_incremental(build: Callable[[], DataSourceConnector], folder: Path, dataset: Dataset, *,
                            full: bool, run_id: str | None) -> IncrementalOutcome:
-    """Run ``sync_table`` for ``dataset`` (``full``: replace it whole); its record after, or the error."""
+    """Run ``sync_table`` for ``dataset``; errors are returned, not raised.
+
+    Args:
+        build: Makes the (PostgreSQL) connector.
+        folder: The source's folder in the workspace.
+        dataset: The table's dataset.
+        full: Export the whole table and replace the dataset.
+        run_id: The Dagster run, recorded in the lineage.
+
+    Returns:
+        The table's record after the sync, or its record as it stands and the error.
+    """
     try:
         with run_context(run_id):
             async with build() as connector:
@@ -88,19 +114,34 @@ async def sync_incremental(build: Callable[[], DataSourceConnector], folder: Pat
 
 
 def current_record(folder: Path, dataset: Dataset) -> dict[str, Any] | None:
-    """The dataset record of an incremental table as it stands (None before its first sync)."""
+    """The dataset record of an incremental table as it stands.
+
+    Args:
+        folder: The source's folder in the workspace.
+        dataset: The table's dataset.
+
+    Returns:
+        The record, or None before its first sync.
+    """
     name = folder_name(dataset)
     return read_record(folder, name) if name else None
 
 
 def data_version(record: dict[str, Any] | None) -> DataVersion:
-    """The cursor's high-water mark and the row count (``none`` before a first sync)."""
+    """The Dagster data version of an incremental table: its cursor's high-water mark and row count.
+
+    Args:
+        record: The table's dataset record; None before its first sync.
+
+    Returns:
+        ``cursor=<max>;rows=<count>``, or ``none`` before a first sync.
+    """
     if not record:
         return DataVersion("none")
     return DataVersion(f"cursor={record.get('cursor_max')};rows={record.get('row_count')}")
 
 
-def incremental_metadata(outcome: IncrementalOutcome, uri: str) -> dict[str, Any]:
+def _incremental_metadata(outcome: IncrementalOutcome, uri: str) -> dict[str, Any]:
     """The materialization metadata of an incremental table after this run."""
     record = outcome.record or {}
     metadata: dict[str, Any] = {"dagster/uri": MetadataValue.text(uri),
@@ -126,9 +167,18 @@ def incremental_metadata(outcome: IncrementalOutcome, uri: str) -> dict[str, Any
 
 def incremental_events(outcome: IncrementalOutcome, key: AssetKey,
                        uri: str) -> list[MaterializeResult[None] | AssetObservation]:
-    """A materialization when the table synced (or was not asked to); an observation of the error when not."""
+    """The events of one incremental table after this run.
+
+    Args:
+        outcome: The table's record after the run, or the error that stopped it.
+        key: The table's asset key.
+        uri: Where the source lives (``dagster/uri``).
+
+    Returns:
+        A materialization when the table synced (or was not asked to); an observation of the error when not.
+    """
     if outcome.error is None:
-        return [MaterializeResult(asset_key=key, metadata=incremental_metadata(outcome, uri),
+        return [MaterializeResult(asset_key=key, metadata=_incremental_metadata(outcome, uri),
                                   data_version=data_version(outcome.record))]
     from connectors.postgresql.incremental import SchemaChangedError
 
@@ -140,7 +190,15 @@ def incremental_events(outcome: IncrementalOutcome, key: AssetKey,
 
 
 def verify_parts(folder: Path, dataset: Dataset) -> tuple[list[str], dict[str, Any]]:
-    """Each part of an incremental table against its own lineage record: the damaged parts, and facts."""
+    """Check each part of an incremental table against its own lineage record.
+
+    Args:
+        folder: The source's folder in the workspace.
+        dataset: The table's dataset.
+
+    Returns:
+        The damaged parts, and the check's metadata.
+    """
     name = folder_name(dataset)
     record = current_record(folder, dataset) or {}
     damaged: list[str] = []

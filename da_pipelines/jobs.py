@@ -56,8 +56,14 @@ def sync_job(keys: SourceKeys, asset_keys: Sequence[AssetKey], *,
              sharded: bool = False) -> UnresolvedAssetJobDefinition:
     """``N_sync``: materializes every unpartitioned dataset of the source (and runs their checks).
 
-    ``sharded``: a set of the source syncs in shards, one step each: the job runs them in
-    processes (or pods, :func:`shard_executor`); otherwise the job is one step in its run's process.
+    Args:
+        keys: The source's names, datasets and settings, as the translator made them.
+        asset_keys: The (translated) keys of the datasets the job materializes.
+        sharded: A set of the source syncs in shards, one step each: the job runs them in
+            processes (or pods, :func:`shard_executor`); otherwise the job is one step in its run's process.
+
+    Returns:
+        The job, resolved by Dagster against the assets.
     """
     return define_asset_job(
         name=f"{keys.slug}_sync",
@@ -75,6 +81,12 @@ def shard_executor() -> ExecutorDefinition:
 
     ``k8s`` (``k8s_job_executor``, from ``pip install 'da-sources[k8s]'``) runs each step in its own pod,
     configured from the run launcher's settings (image, volumes, secrets: ``deploy/helm/values.yaml``).
+
+    Returns:
+        The executor definition.
+
+    Raises:
+        ConfigurationError: ``$DA_SHARD_EXECUTOR`` names another executor.
     """
     name = read(SHARD_EXECUTOR_ENV) or "multiprocess"
     if name == "k8s":
@@ -90,8 +102,13 @@ def shard_executor() -> ExecutorDefinition:
 def failure_for(errors: Sequence[DataSourceError], *, before_items: bool = False) -> Failure:
     """A ``Failure`` that lets the ``RetryPolicy`` retry only when some error is retryable.
 
-    ``before_items``: the source could not be reached or listed (no item was tried), so the
-    description does not count items.
+    Args:
+        errors: What failed (at least one); the first five are shown, redacted.
+        before_items: The source could not be reached or listed (no item was tried), so the
+            description does not count items.
+
+    Returns:
+        The ``Failure`` to raise, with ``failed`` and ``retryable`` metadata.
     """
     retryable = any(is_retryable(error) for error in errors)
     shown = "; ".join(redact(str(error)) for error in errors[:5])

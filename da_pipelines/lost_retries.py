@@ -54,14 +54,14 @@ class RetryWindow:
     before: datetime
 
 
-def tick_window(cursor: str | None, now: datetime, min_age: float, lookback: float) -> RetryWindow:
+def _tick_window(cursor: str | None, now: datetime, min_age: float, lookback: float) -> RetryWindow:
     """The window of a tick: from the cursor (or ``now - lookback``) to ``now - min_age``."""
     earliest = now - timedelta(seconds=lookback)
     after = datetime.fromtimestamp(float(json.loads(cursor)["after"]), UTC) if cursor else earliest
     return RetryWindow(after=max(after, earliest), before=now - timedelta(seconds=min_age))
 
 
-def failed_awaiting_retry(instance: DagsterInstance, window: RetryWindow,
+def _failed_awaiting_retry(instance: DagsterInstance, window: RetryWindow,
                           job_names: Sequence[str]) -> Iterator[tuple[DagsterRun, float]]:
     """Failed runs of ``job_names`` in ``window`` that Dagster said it would retry, oldest first."""
     filters = RunsFilter(statuses=[DagsterRunStatus.FAILURE], tags={WILL_RETRY_TAG: "true"},
@@ -72,7 +72,7 @@ def failed_awaiting_retry(instance: DagsterInstance, window: RetryWindow,
             yield record.dagster_run, record.update_timestamp.timestamp()
 
 
-def retry_was_launched(instance: DagsterInstance, run: DagsterRun) -> bool:
+def _retry_was_launched(instance: DagsterInstance, run: DagsterRun) -> bool:
     """Whether Dagster (or a person, or this sensor) already launched a run after ``run``."""
     if run.tags.get(AUTO_RETRY_RUN_ID_TAG):
         return True
@@ -82,7 +82,7 @@ def retry_was_launched(instance: DagsterInstance, run: DagsterRun) -> bool:
     return False
 
 
-def retry_request(run: DagsterRun) -> RunRequest:
+def _retry_request(run: DagsterRun) -> RunRequest:
     """The same job, config, selection and partition, with the run's own (non-system) tags."""
     tags = {key: value for key, value in run.tags.items() if not key.startswith(SYSTEM_TAG_PREFIX)}
     return RunRequest(
@@ -101,6 +101,15 @@ def lost_retries_sensor(jobs: Sequence[UnresolvedAssetJobDefinition], name: str 
     """A sensor over ``jobs``: runs every minute, on by default, idle without run retries.
 
     The code location has one, ``da_lost_retries``; each Component its own, ``N_lost_retries``.
+
+    Args:
+        jobs: The jobs whose failed runs it watches.
+        name: The sensor's name.
+        min_age_seconds: How long a failed run waits for Dagster's own retry before the sensor launches it.
+        lookback_seconds: How far back the first tick (no cursor yet) looks for failed runs.
+
+    Returns:
+        The sensor.
     """
     job_names = [job.name for job in jobs]
 
@@ -110,14 +119,14 @@ def lost_retries_sensor(jobs: Sequence[UnresolvedAssetJobDefinition], name: str 
     def _lost_retries(context: SensorEvaluationContext) -> SensorResult | SkipReason:
         if not context.instance.run_retries_enabled:
             return SkipReason("run retries are not enabled on this instance")
-        window = tick_window(context.cursor, datetime.now(UTC), min_age_seconds, lookback_seconds)
+        window = _tick_window(context.cursor, datetime.now(UTC), min_age_seconds, lookback_seconds)
         requests, last = [], window.after.timestamp()
-        for run, updated in failed_awaiting_retry(context.instance, window, job_names):
+        for run, updated in _failed_awaiting_retry(context.instance, window, job_names):
             last = updated
-            if not retry_was_launched(context.instance, run):
+            if not _retry_was_launched(context.instance, run):
                 context.log.warning(f"run {run.run_id} of {run.job_name} failed and its retry never came; "
                                     "requesting it again")
-                requests.append(retry_request(run))
+                requests.append(_retry_request(run))
         return SensorResult(run_requests=requests, cursor=json.dumps({"after": last}))
 
     return _lost_retries

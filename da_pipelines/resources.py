@@ -74,7 +74,11 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]  # generic
     )
 
     def connector_type(self) -> str:
-        """The connector type name this resource configures."""
+        """The connector type name this resource configures.
+
+        Returns:
+            The registered type name (``local_file``, ``azure_blob``, ``s3``, ``postgresql`` or a plugin's).
+        """
         return self.type_name
 
     def connector_config(self) -> dict[str, Any]:
@@ -205,6 +209,8 @@ class PostgreSQLResource(SourceResource):
     pool_max_size: int | None = Field(None, description="Most connections at once (default 4).")
     pool_max_lifetime: float | None = Field(None, description="Seconds before a connection is renewed.")
     sensitive_columns: list[str] | None = Field(None, description="Columns whose values no profile shows.")
+    part_bytes: int | None = Field(None, description="Parquet: a table at least this big lands as a dataset folder "
+                                   "of parts of about this size (default 128 MiB).")
     table_options_json: str | None = Field(
         None, description="Per table, the part every fetch lands (the source's table_options, as JSON).")
     incremental_json: str | None = Field(

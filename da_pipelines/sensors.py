@@ -58,7 +58,13 @@ def source_sensor(keys: SourceKeys, sync_job: UnresolvedAssetJobDefinition,
                   selectable: dict[Dataset, AssetKey]) -> SensorDefinition:
     """``N_sensor``: each tick lists the source and requests ``N_sync`` runs for the changed datasets.
 
-    ``selectable`` maps the datasets ``N_sync`` materializes to their (translated) asset keys.
+    Args:
+        keys: The source's names, datasets and settings, as the translator made them.
+        sync_job: The source's ``N_sync`` job.
+        selectable: The datasets ``N_sync`` materializes, with their (translated) asset keys.
+
+    Returns:
+        The sensor.
     """
     settings = keys.settings
     status = DefaultSensorStatus.RUNNING if settings.sensor_running_by_default else DefaultSensorStatus.STOPPED
@@ -84,12 +90,12 @@ def _build_sensor(keys: SourceKeys, sync_job: UnresolvedAssetJobDefinition, stat
         source, folder = source_and_folder(context.resources, keys)
         listed = run_coroutine(_list_items(source, TICK_LISTING_LIMIT))
         if len(listed) > TICK_LISTING_LIMIT:  # a large source: the tick decides, a full sync run does the work
-            return full_sync_request(context, keys, sync_job.name, selectable)
+            return _full_sync_request(context, keys, sync_job.name, selectable)
         exclude = sync_options(keys.source).exclude  # the source's metadata.sync, as N_sync honours it
         items = [i for i in listed if excluded_by(i.path, exclude) is None]
         plan = plan_tick(items, decode_cursor(context.cursor), max_items=settings.max_items_per_tick,
                          lookback=settings.lookback_seconds)
-        work = drop_known(plan, landed_versions(source, folder, sorted(plan.coarse)))
+        work = drop_known(plan, _landed_versions(source, folder, sorted(plan.coarse)))
         if plan.backlog:
             context.log.info(f"{len(work)} items requested; {plan.backlog} left for the next ticks")
         outside = [item.path for item in work if not datasets_of(item.path, keys.datasets)]
@@ -103,7 +109,7 @@ def _build_sensor(keys: SourceKeys, sync_job: UnresolvedAssetJobDefinition, stat
     return _watch
 
 
-def landed_versions(source: SourceResource, folder: Path, paths: Sequence[str]) -> dict[str, str | None]:
+def _landed_versions(source: SourceResource, folder: Path, paths: Sequence[str]) -> dict[str, str | None]:
     """Per item path, the version its landed lineage record has (None when it never landed)."""
     index = LineageIndex(folder, source.source_id, source.connector_type())
     found: dict[str, str | None] = {}
@@ -113,7 +119,7 @@ def landed_versions(source: SourceResource, folder: Path, paths: Sequence[str]) 
     return found
 
 
-def full_sync_request(context: SensorEvaluationContext, keys: SourceKeys, job_name: str,
+def _full_sync_request(context: SensorEvaluationContext, keys: SourceKeys, job_name: str,
                       selectable: dict[Dataset, AssetKey]) -> SensorResult:
     """A large source's tick: one full sync run of every dataset, unless one is already queued or running.
 
@@ -156,9 +162,17 @@ async def _list_items(source: SourceResource, limit: int) -> list[DataItem]:
 def run_requests(keys: SourceKeys, work: Sequence[DataItem], selectable: dict[Dataset, AssetKey]) -> list[RunRequest]:
     """``N_sync`` runs for ``work``, ``batch_size`` items each, selecting only the datasets they touch.
 
-    The run key is a digest of the batch's (item, version) pairs: a repeated
-    tick requests the same keys, which Dagster does not launch twice. Items of
-    a partitioned set ride along with any selected dataset (the op lands them).
+    The run key is a digest of the batch's (item, version) pairs: a repeated tick requests the
+    same keys, which Dagster does not launch twice. Items of a partitioned set ride along with
+    any selected dataset (the op lands them).
+
+    Args:
+        keys: The source's names, datasets and settings, as the translator made them.
+        work: The new or changed items, in listing order.
+        selectable: The datasets ``N_sync`` materializes, with their asset keys.
+
+    Returns:
+        One run request per batch.
     """
     size = keys.settings.batch_size
     # items of partitioned sets alone: the op of the plain sets lands them (a sharded set's steps do not)
@@ -169,7 +183,7 @@ def run_requests(keys: SourceKeys, work: Sequence[DataItem], selectable: dict[Da
         touched = {d for r in batch for d in datasets_of(r.identifier, keys.datasets) if d in selectable} or set(
             fallback)
         requests.append(RunRequest(
-            run_key=f"{keys.slug}:{batch_digest(batch)}",
+            run_key=f"{keys.slug}:{_batch_digest(batch)}",
             asset_selection=sorted((selectable[d] for d in touched), key=lambda k: k.to_user_string()),
             run_config={"ops": _ops_config(keys, touched, selectable, batch)},
             tags={"da/source": keys.source.id, "da/items": str(len(batch))},
@@ -188,7 +202,7 @@ def _ops_config(keys: SourceKeys, touched: set[Dataset], selectable: dict[Datase
     return ops
 
 
-def batch_digest(batch: Sequence[ItemRequest]) -> str:
+def _batch_digest(batch: Sequence[ItemRequest]) -> str:
     """A digest of (identifier, version) pairs, independent of their order."""
     digest = hashlib.sha256()
     for request in sorted(batch, key=lambda r: (r.identifier, r.version)):

@@ -77,13 +77,22 @@ class ShardConfig(Config):  # type: ignore[misc]
     chosen: bool = False  # the run names its items: land only these (none of this shard: nothing to do)
 
 
-def shard_op_name(keys: SourceKeys, dataset: Dataset, shard: int) -> str:
+def _shard_op_name(keys: SourceKeys, dataset: Dataset, shard: int) -> str:
     """``N__set_shard_K``."""
     return f"{keys.slug}__{dataset.file_name}_shard_{shard}"
 
 
 def sharded_set_asset(keys: SourceKeys, dataset: Dataset, spec: AssetSpec) -> AssetsDefinition:
-    """The set's asset: N shard steps, then a merge step that materializes it once."""
+    """The set's asset: N shard steps, then a merge step that materializes it once.
+
+    Args:
+        keys: The source's names, datasets and settings, as the translator made them.
+        dataset: The set that opted in to ``shards``.
+        spec: The set's asset spec.
+
+    Returns:
+        The graph-backed asset.
+    """
     shards = [_shard_op(keys, dataset, shard) for shard in range(dataset.shards)]
     merge = _merge_op(keys, dataset)
 
@@ -99,7 +108,7 @@ def sharded_set_asset(keys: SourceKeys, dataset: Dataset, spec: AssetSpec) -> As
 def _shard_op(keys: SourceKeys, dataset: Dataset, shard: int) -> Any:
     part = dataset.shard_of_set(shard)
 
-    @op(name=shard_op_name(keys, dataset, shard), ins={"remote": In(Nothing)}, out=Out(dict),
+    @op(name=_shard_op_name(keys, dataset, shard), ins={"remote": In(Nothing)}, out=Out(dict),
         required_resource_keys={keys.resource_key, WORKSPACE_KEY}, retry_policy=keys.retry_policy,
         tags={"da/source": keys.source.id, "da/shard": f"{shard}/{dataset.shards}"}, pool=pool_of(keys.source.id))
     async def _sync_shard(context: OpExecutionContext, config: ShardConfig) -> dict[str, Any]:
@@ -148,21 +157,21 @@ def _merge_op(keys: SourceKeys, dataset: Dataset) -> Any:
         _, folder = source_and_folder(context.resources, keys)
         # the shards' manifests streamed twice (digest and totals, then the merged file): never held whole
         totals = [0, 0]
-        version = data_version_sorted(_counted(merged_shards(folder, dataset), totals))
-        manifest = write_manifest_sorted(folder, dataset.file_name, merged_shards(folder, dataset), totals[0], {
+        version = data_version_sorted(_counted(_merged_shards(folder, dataset), totals))
+        manifest = write_manifest_sorted(folder, dataset.file_name, _merged_shards(folder, dataset), totals[0], {
             "dataset": dataset.label, "data_version": version, "shards": dataset.shards})
         summary = merge_summaries(shards)
         context.log.info(f"{dataset.label}: {totals[0]} items in {dataset.shards} shards, "
                          f"{summary.get('landed', 0)} landed now")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=BetaWarning)  # Output(data_version=): beta in 1.13
-            return Output(None, metadata=merged_metadata(keys, dataset, summary, totals, manifest),
+            return Output(None, metadata=_merged_metadata(keys, dataset, summary, totals, manifest),
                           data_version=DataVersion(version))
 
     return _merge
 
 
-def merged_shards(folder: Path, dataset: Dataset) -> Iterator[ManifestEntry]:
+def _merged_shards(folder: Path, dataset: Dataset) -> Iterator[ManifestEntry]:
     """The shards' manifest entries in identifier order (each manifest is sorted), streamed; an identifier
     in two shards' manifests (the shard count changed) is taken from the later shard."""
     streams = [iter_manifest(folder, dataset.shard_of_set(shard).file_name) for shard in range(dataset.shards)]
@@ -182,7 +191,7 @@ def _counted(entries: Iterator[ManifestEntry], totals: list[int]) -> Iterator[Ma
         yield entry
 
 
-def merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any], totals: Sequence[int],
+def _merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any], totals: Sequence[int],
                     manifest: Path) -> dict[str, Any]:
     """The set's materialization metadata: the same counts as an unsharded set's, and the shards.
 
@@ -207,7 +216,16 @@ def merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any],
 
 
 def sharded_check(keys: SourceKeys, dataset: Dataset, key: AssetKey) -> AssetChecksDefinition:
-    """The integrity check of a sharded set: the merged manifest; damaged items marked in their shard."""
+    """The integrity check of a sharded set: the merged manifest; damaged items marked in their shard.
+
+    Args:
+        keys: The source's names, datasets and settings, as the translator made them.
+        dataset: The sharded set.
+        key: The set's asset key.
+
+    Returns:
+        The check.
+    """
 
     @asset_check(asset=key, name=CHECK_NAME, required_resource_keys={keys.resource_key, WORKSPACE_KEY},
                  op_tags={"da/source": keys.source.id}, description=(
@@ -228,12 +246,21 @@ def sharded_check(keys: SourceKeys, dataset: Dataset, key: AssetKey) -> AssetChe
 
 def sharded_run_config(keys: SourceKeys, dataset: Dataset, key: AssetKey,
                        batch: Sequence[ItemRequest]) -> dict[str, Any]:
-    """Run config naming ``batch``'s items to the shards of the set (asset ``key``), each its own: for the sensor.
+    """Run config naming ``batch``'s items to the shards of the set, each its own: for the sensor.
 
     The set's graph is the node ``key.to_python_identifier()`` (``N__set``); its ops are nested under it.
+
+    Args:
+        keys: The source's names, datasets and settings, as the translator made them.
+        dataset: The sharded set.
+        key: The set's asset key.
+        batch: The items (and their versions) this run lands.
+
+    Returns:
+        The ``ops`` run config of the set's shard ops.
     """
     mine = [r for r in batch if dataset.contains(r.identifier)]
-    ops = {shard_op_name(keys, dataset, shard): {"config": {"chosen": True, "items": [
+    ops = {_shard_op_name(keys, dataset, shard): {"config": {"chosen": True, "items": [
         {"identifier": r.identifier, "version": r.version} for r in mine
         if shard_of(r.identifier, dataset.shards) == shard]}} for shard in range(dataset.shards)}
     return {key.to_python_identifier(): {"ops": ops}}

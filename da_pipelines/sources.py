@@ -44,12 +44,20 @@ DEFAULT_WORKSPACE = "workspace"
 
 
 def workspace_root() -> Path:
-    """The workspace root, absolute: runs in other processes and folders must agree on it."""
+    """The workspace root, absolute: runs in other processes and folders must agree on it.
+
+    Returns:
+        ``$DA_WORKSPACE`` or ``./workspace``, made absolute.
+    """
     return Path(read(WORKSPACE_ENV) or DEFAULT_WORKSPACE).absolute()
 
 
 def sample_source() -> DataSourceConfig:
-    """The embedded default source: the small CSV and Parquet files of ``sample_data/``."""
+    """The embedded default source: the small CSV and Parquet files of ``sample_data/``.
+
+    Returns:
+        The ``sample`` source's entry.
+    """
     return embedded_sample()
 
 
@@ -57,6 +65,9 @@ def served_sources() -> SourcesFile:
     """What the code location serves: the valid sources, and the invalid entries with their errors.
 
     The same answer as ``da-sources list`` (both read it with ``SourceRegistry(embedded_sample=True)``).
+
+    Returns:
+        The parsed sources file.
 
     Raises:
         ConfigurationError: ``DA_SOURCES_FILE`` names a missing file, or the file
@@ -69,12 +80,22 @@ def served_sources() -> SourcesFile:
 
 
 def load_sources() -> list[DataSourceConfig]:
-    """The valid configured sources, or the embedded sample when there is no sources file."""
+    """The valid configured sources.
+
+    Returns:
+        The sources file's valid entries, or the embedded sample when there is no sources file.
+    """
     return served_sources().sources
 
 
 def resource_for(source: DataSourceConfig) -> SourceResource:
     """The Dagster resource configuring ``source``, with secrets as references only.
+
+    Args:
+        source: The source's validated entry.
+
+    Returns:
+        The resource; its config holds ``{env: NAME}`` / ``{secret: NAME}`` references, never values.
 
     Raises:
         ConfigurationError: a secret field holds a literal value (it would end up

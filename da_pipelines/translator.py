@@ -254,7 +254,14 @@ class SourceKeys:
                            backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
     def partitions(self, dataset: Dataset) -> DynamicPartitionsDefinition:
-        """The item partitions of a set that opted in: ``N__set``."""
+        """The item partitions of a set that opted in: ``N__set``.
+
+        Args:
+            dataset: A partitioned item set.
+
+        Returns:
+            The dynamic partitions definition, one key per item (:func:`item_partition_key`).
+        """
         return DynamicPartitionsDefinition(name=f"{self.slug}__{dataset.file_name}")
 
 
@@ -262,7 +269,15 @@ class SourceKeys:
 
 
 def materialization_metadata(record: dict[str, Any], partition_key: str) -> dict[str, Any]:
-    """The lineage facts of one landed item, under Dagster's standard keys where there is one."""
+    """The lineage facts of one landed item, under Dagster's standard keys where there is one.
+
+    Args:
+        record: The item's lineage record.
+        partition_key: The item's partition key.
+
+    Returns:
+        The materialization metadata (path, size, sha256, version, ``dagster/uri``; a table's facts).
+    """
     metadata: dict[str, Any] = {
         "dagster/uri": MetadataValue.text(str(record.get("source_uri") or "")),
         "path": MetadataValue.path(str(record["local_path"])),
@@ -310,7 +325,14 @@ def dataset_metadata(outcome: DatasetOutcome, uri: str, record: dict[str, Any] |
                      skipped: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """The summary of one dataset's sync: counts, bytes, manifest, URI; table facts from ``record``.
 
-    ``skipped``: the dataset's items that were not landed, with why (unsafe or refused names, excluded).
+    Args:
+        outcome: What the sync did to the dataset.
+        uri: Where the source lives (``dagster/uri``).
+        record: A table's lineage record (row count, columns), or None.
+        skipped: The dataset's items that were not landed, with why (unsafe or refused names, excluded).
+
+    Returns:
+        The materialization metadata.
     """
     metadata: dict[str, Any] = {
         "dagster/uri": MetadataValue.text(uri),
@@ -342,14 +364,30 @@ def dataset_metadata(outcome: DatasetOutcome, uri: str, record: dict[str, Any] |
 
 
 def source_and_folder(resources: Any, keys: SourceKeys) -> tuple[SourceResource, Path]:
-    """The source's resource and its workspace folder, from a context's resources."""
+    """The source's resource and its workspace folder, from a context's resources.
+
+    Args:
+        resources: An asset's or sensor's ``context.resources``.
+        keys: The source's keys (its resource key).
+
+    Returns:
+        The source's resource, and ``<workspace>/<source_id>``.
+    """
     source: SourceResource = getattr(resources, keys.resource_key)
     workspace: WorkspaceResource = getattr(resources, WORKSPACE_KEY)
     return source, workspace.source_dir(source.source_id)
 
 
 def source_uri(source: DataSourceConfig) -> str:
-    """Where the source lives, for ``dagster/uri``: built from non-secret settings only."""
+    """Where the source lives, for ``dagster/uri``: built from non-secret settings only.
+
+    Args:
+        source: The source's entry.
+
+    Returns:
+        A URI such as ``file:///srv/docs``, ``s3://bucket/prefix`` or ``postgresql://host:5432/db``;
+        ``<type>://<id>`` when the settings give nothing literal to build one from.
+    """
     config = source.config
 
     def literal(key: str) -> str | None:
@@ -396,6 +434,12 @@ def item_partition_key(identifier: str) -> str:
 
     Only then (``...``, control characters) or when it holds ``%`` is it
     percent-encoded, so :func:`item_from_partition_key` always gives it back.
+
+    Args:
+        identifier: The item's identifier (hostile input).
+
+    Returns:
+        The partition key.
     """
     if "%" not in identifier and not any(bad in identifier for bad in _REFUSED_IN_KEYS):
         return identifier
@@ -404,5 +448,12 @@ def item_partition_key(identifier: str) -> str:
 
 
 def item_from_partition_key(key: str) -> str:
-    """The identifier a partition key was made from."""
+    """The identifier a partition key was made from.
+
+    Args:
+        key: A key made by :func:`item_partition_key`.
+
+    Returns:
+        The item's identifier.
+    """
     return unquote(key) if "%" in key else key

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,8 +44,9 @@ from connectors import (
     read_provenance,
     run_context,
 )
+from connectors.landing import lineage
 from connectors.landing.lineage import REQUIRED_KEYS, record_path
-from connectors.landing.names import TEMP_PREFIX
+from connectors.landing.names import LINEAGE_DIR, LOCK_DIR, TEMP_PREFIX
 from connectors.plugins import register_connector, unregister_connector
 
 T = TypeVar("T")
@@ -148,6 +152,66 @@ def race_versions(source: SourceUnderTest, identifier: str, workspace: Path) -> 
         for racing in [pool.submit(thread, index) for index in range(RACERS)]:
             racing.result()
     return seen
+
+
+def fetch_in_own_loop(source: SourceUnderTest, identifier: str, workspace: Path) -> str:
+    """One fetch with its own connector and event loop, as a separate run would make it."""
+    return run(connected(source, lambda c: c.fetch_data(identifier, str(workspace))))
+
+
+class LandingWindow:
+    """Holds the first landing after its file's rename, before its record's publication.
+
+    The held landing goes on once :meth:`release` is called (the second landing finished) or
+    another landing would have to wait for a target lock (``target_lock``'s ``flock``).
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.held = threading.Event()
+        self._go = threading.Event()
+        self._real_staged = lineage.staged_record
+        self._real_flock = fcntl.flock
+        monkeypatch.setattr(lineage, "staged_record", self._staged_record)
+        monkeypatch.setattr(fcntl, "flock", self._flock)
+
+    def release(self) -> None:
+        """Let the held landing go on."""
+        self._go.set()
+
+    def wait_until_held(self, first: Future[str]) -> None:
+        """Wait until the first landing is held; raise what it raised if it ended first."""
+        while not self.held.wait(0.05):
+            if first.done():
+                first.result()
+                raise AssertionError("the first fetch finished without publishing a record")
+
+    @contextlib.contextmanager
+    def _staged_record(self, *args: Any, **kwargs: Any) -> Iterator[Callable[[], Path]]:
+        with self._real_staged(*args, **kwargs) as publish:
+            yield lambda: self._publish(publish)
+
+    def _publish(self, publish: Callable[[], Path]) -> Path:
+        if not self.held.is_set():
+            self.held.set()
+            if not self._go.wait(RACE_STALL_SECONDS):
+                raise AssertionError("the second landing neither finished nor waited for the lock")
+        return publish()
+
+    def _flock(self, fd: int, operation: int) -> None:
+        if operation != fcntl.LOCK_EX or not self.held.is_set() or f"/{LINEAGE_DIR}/{LOCK_DIR}/" not in _fd_path(fd):
+            return self._real_flock(fd, operation)
+        try:
+            return self._real_flock(fd, operation | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._go.set()  # a second landing waits for the held one: let that one finish
+            return self._real_flock(fd, operation)
+
+
+def _fd_path(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
 
 
 async def connected(source: SourceUnderTest, body: Callable[[DataSourceConnector], Awaitable[T]]) -> T:
@@ -281,21 +345,43 @@ class ConnectorConformance:
         assert len(records) == 1
 
     def test_concurrent_fetches_of_one_item_leave_one_consistent_file(
-        self, source: SourceUnderTest, workspace: Path
+        self, source: SourceUnderTest, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        """A second version landed while the first is between its rename and its record.
+
+        The first fetch is held once its file is in place and its record not yet; the item
+        changes at the source and a second fetch lands it. The first goes on once the second has
+        finished or waits for the target's lock. With the lock, the second lands after the first,
+        file and record together; without it, the first's record ends up beside the second's file.
+        docs/RELIABILITY.md row 23.
+        """
         identifier = next(iter(source.items))
-
-        async def together(connector: DataSourceConnector) -> list[str]:
-            return list(await asyncio.gather(*(connector.fetch_data(identifier, str(workspace)) for _ in range(4))))
-
-        paths = run(connected(source, together))
+        change = source.change
+        assert change is not None, "give SourceUnderTest a change(identifier, n)"
+        window = LandingWindow(monkeypatch)
+        change(identifier, 1)
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(fetch_in_own_loop, source, identifier, workspace)
+            try:
+                window.wait_until_held(first)
+                change(identifier, 2)
+                second = pool.submit(fetch_in_own_loop, source, identifier, workspace)
+            except BaseException:
+                window.release()  # the first fetch must not wait for a second that never comes
+                raise
+            second.add_done_callback(lambda _: window.release())
+            paths = [first.result(), second.result()]
         path = Path(paths[0])
         assert set(paths) == {str(path)}
         assert files_under(workspace) == [path]  # one file, nothing beside it
-        assert path.read_bytes() == source.items[identifier]
         records = list((workspace / ".lineage").rglob("*.json"))
         assert len(records) == 1 and records[0] == record_path(workspace.absolute(), source.landed_name(identifier))
-        assert read_provenance(path)["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        expected = Path(run(connected(source, lambda c: c.fetch_data(identifier, str(tmp_path / "expected")))))
+        record, expected_record = read_provenance(path), read_provenance(expected)
+        data = path.read_bytes()
+        assert data == expected.read_bytes(), "the second version did not land last"
+        assert (record["sha256"], record["size"]) == (hashlib.sha256(data).hexdigest(), len(data))
+        assert record["source_version"] == expected_record["source_version"]
         assert temporaries(workspace) == []
 
     def test_racing_fetches_of_an_item_that_changes_leave_a_file_and_record_that_agree(

@@ -56,28 +56,46 @@ class ApiKey:
 
     @property
     def scope(self) -> str:
+        """``thread``, or ``read``/``manage`` with ``+mint`` when the key may mint thread tokens."""
         if self.thread_id is not None:
             return "thread"
         return ("read" if self.read_only else "manage") + ("+mint" if self.can_mint else "")
 
     def expired(self, now: float | None = None) -> bool:
-        """True for a thread token past its time to live."""
+        """Whether this is a thread token past its time to live (keys never expire).
+
+        Args:
+            now: the time to judge at, in Unix seconds; None: the current time.
+
+        Returns:
+            True for a thread token whose ``expires_at`` has come.
+        """
         return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
 
     def public(self) -> dict[str, Any]:
-        """What may be shown: everything but the hash."""
+        """What may be shown of the key (``api-keys list``, answers): everything but the hash.
+
+        Returns:
+            ``id``, ``name``, ``scope``, ``created_at``; for a thread token also ``thread_id``,
+            ``sources`` and ``expires_at``.
+        """
         shown = {"id": self.id, "name": self.name, "scope": self.scope, "created_at": self.created_at}
         if self.thread_id is not None:
             shown.update(thread_id=self.thread_id, sources=self.sources, expires_at=self.expires_at)
         return shown
 
 
-def hash_key(key: str) -> str:
+def _hash_key(key: str) -> str:
+    """The SHA-256 hex digest stored in place of a key (the key is random and long: a fast hash suffices)."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class KeyStore:
-    """The keys file."""
+    """The keys file: API keys and thread tokens, stored hashed (mode 0600), safe to share between processes.
+
+    Args:
+        path: the keys file (``$DA_API_KEYS_FILE``); it need not exist yet.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).absolute()
@@ -89,7 +107,14 @@ class KeyStore:
         return f"KeyStore({str(self.path)!r})"
 
     def list(self) -> List[ApiKey]:
-        """Every key, oldest first (re-read when the file changed)."""
+        """Every key and thread token, oldest first (the file is re-read only when it changed).
+
+        Returns:
+            The stored records; empty when there is no file.
+
+        Raises:
+            ConfigurationError: the file cannot be read or parsed.
+        """
         try:
             stat = os.stat(self._path)  # a str: pathlib's stat costs as much again, on every request
         except FileNotFoundError:
@@ -101,12 +126,24 @@ class KeyStore:
             return list(self._cache[1])
 
     def create(self, name: str, *, read_only: bool = False, can_mint: bool = False) -> tuple[ApiKey, str]:
-        """A new key: its record, and the key itself (shown once, never stored)."""
+        """A new API key, stored hashed.
+
+        Args:
+            name: a unique name: 1-64 letters, digits, spaces or ``_ . @ -``, starting with a letter or digit.
+            read_only: the key may browse, preview and fetch, but not manage sources.
+            can_mint: the key may mint thread tokens (DeepAnalyze's side).
+
+        Returns:
+            The stored record, and the key itself: shown once, never stored.
+
+        Raises:
+            ConfigurationError: the name is invalid or taken, or the file cannot be read or written.
+        """
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigurationError("a key name is 1-64 letters, digits, spaces or _ . @ -, starting with "
                                      "a letter or digit")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        record = ApiKey(f"key-{secrets.token_hex(8)}", name, read_only, int(time.time()), hash_key(key),
+        record = ApiKey(f"key-{secrets.token_hex(8)}", name, read_only, int(time.time()), _hash_key(key),
                         can_mint=can_mint)
         with self._changing() as keys:
             if any(k.name == name for k in keys):
@@ -116,7 +153,16 @@ class KeyStore:
 
     def mint_thread_token(self, minter: ApiKey, thread_id: str, sources: List[str],
                           ttl_seconds: int) -> tuple[ApiKey, str]:
-        """A thread token for ``thread_id`` and ``sources``, expiring in ``ttl_seconds``; expired ones are dropped.
+        """A thread token for one thread and the listed sources; expired tokens are dropped from the file.
+
+        Args:
+            minter: the key minting it; it must have ``can_mint`` and be no thread token itself.
+            thread_id: the only thread the token may attach data to.
+            sources: the only source ids it may read from.
+            ttl_seconds: its time to live, 1 to 86,400 seconds.
+
+        Returns:
+            The stored record, and the token itself (``dst_...``): shown once, never stored.
 
         Raises:
             ConfigurationError: ``minter`` may not mint, or the time to live is out of range.
@@ -128,7 +174,7 @@ class KeyStore:
         token = THREAD_TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = int(time.time())
         token_id = f"tok-{secrets.token_hex(8)}"
-        record = ApiKey(token_id, f"thread token {token_id} by {minter.id}", True, now, hash_key(token),
+        record = ApiKey(token_id, f"thread token {token_id} by {minter.id}", True, now, _hash_key(token),
                         thread_id=thread_id, sources=sorted(set(sources)), expires_at=now + ttl_seconds,
                         minted_by=minter.id)
         with self._changing() as keys:
@@ -137,7 +183,17 @@ class KeyStore:
         return record, token
 
     def revoke(self, id_or_name: str) -> ApiKey:
-        """Remove a key, given its id or its name."""
+        """Remove a key; the thread tokens it minted stop working with it.
+
+        Args:
+            id_or_name: the key's id (``key-...``) or its name.
+
+        Returns:
+            The removed record.
+
+        Raises:
+            NotFoundError: no key has that id or name.
+        """
         with self._changing() as keys:
             for index, key in enumerate(keys):
                 if id_or_name in (key.id, key.name):
@@ -145,8 +201,16 @@ class KeyStore:
         raise NotFoundError(f"no API key {id_or_name!r} in {str(self.path)!r}")
 
     def authenticate(self, presented: str) -> ApiKey | None:
-        """The key ``presented`` is, or None; every stored hash is compared, without an early exit."""
-        digest = hash_key(presented)
+        """The key a caller presented, checked in constant time against every stored hash.
+
+        Args:
+            presented: the bearer token as sent (untrusted).
+
+        Returns:
+            Its record, or None when it matches no key or its minting key was revoked
+            (an expired token is returned: the caller answers 401 with why).
+        """
+        digest = _hash_key(presented)
         keys = self.list()
         found: ApiKey | None = None
         for key in keys:

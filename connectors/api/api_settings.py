@@ -1,6 +1,7 @@
 """Where the API keeps its files, and its limits; read from the environment by default.
 
-Every ``DA_*`` variable, its default and what it bounds: ``docs/design/api.md``.
+Each field's docstring says what it bounds (the generated settings reference shows them with their
+defaults); the ``DA_*`` variable of each: :meth:`ApiSettings.from_env`.
 """
 
 from __future__ import annotations
@@ -43,33 +44,65 @@ def _check_id(value: str, what: str = "id") -> str:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    """Paths and limits of one API instance."""
+    """Paths and limits of one API instance.
+
+    Each field's docstring is its meaning on the generated settings reference (``docs/_gen/reference.py``).
+    """
 
     sources_file: Path
+    """The sources file, shared with the CLI and Dagster (``DA_SOURCES_FILE``, default ``./sources.yaml``)."""
     keys_file: Path
+    """The API keys, stored hashed (mode 0600); default ``api-keys.json`` beside the sources file."""
     audit_log: Path
+    """The audit log, a JSON line per change, data read or refusal; default ``api-audit.jsonl`` beside the
+    sources file."""
     workspace_base: Path
+    """The base folder of the thread folders, ``<base>/<thread_id>`` (``DA_WORKSPACE``, default ``./workspace``)."""
     max_item_bytes: int = 100 * MIB
+    """The largest item a fetch, preview or attach reads, in bytes (413 past it); ``metadata.api.max_item_bytes``
+    of a source, set by the operator, replaces it for that source."""
     thread_max_rows: int = 5_000_000
+    """Most rows of one table or query attached to a thread (413 past it)."""
     thread_max_bytes: int = 1024 * MIB
+    """Most bytes (the database planner's estimate) of one table or query attached to a thread (413 past it)."""
     preview_rows: int = 10
+    """Not read: a preview's default row count is the route's own (10); kept so existing settings still load."""
     preview_max_rows: int = 1000
+    """Most rows a preview returns (413 past it)."""
     cache_seconds: float = 60.0
+    """How long listings and metadata are cached per source, in seconds; a change of the source drops them."""
     max_jobs: int = 16
+    """Fetch jobs running at once, in all (429 past it)."""
     max_jobs_per_source: int = 4
+    """Fetch jobs of one source running at once (429 past it)."""
     timeout_seconds: float = 60.0
-    idle_seconds: float = 300.0  # the next request reconnects: a little latency against held server sessions
-    policy: ApiPolicy = field(default_factory=ApiPolicy)  # the operator's; callers never change it
-    cors_origins: tuple[str, ...] = ()  # browser origins da-sources serve answers (preflights included)
-    state_dir: Path | None = None  # our records of threads; None: DA_STATE_DIR or beside the sources file
-    jobs_dir: Path | None = None  # None: <workspace_base>/.fetch-jobs (never a thread id: those start alphanumeric)
+    """Longest wait on a source within a request, in seconds (504 past it)."""
+    idle_seconds: float = 300.0
+    """A source's pooled connections close after this many seconds unused; the next request reconnects
+    (a little latency, against sessions held open on the source's server)."""
+    policy: ApiPolicy = field(default_factory=ApiPolicy)
+    """The operator's policy (``api-policy.yaml``): what callers may create and reach; callers never change it."""
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins ``da-sources serve`` answers, preflights included; none by default."""
+    state_dir: Path | None = None
+    """Our records of threads; None: ``DA_STATE_DIR``, else ``da-sources-state`` beside the sources file."""
+    jobs_dir: Path | None = None
+    """Where fetch jobs land; None: ``<workspace_base>/.fetch-jobs`` (a name no thread id has: those start
+    with a letter or digit)."""
     max_body_bytes: int = 1 * MIB
+    """The largest request body, in bytes, counted while it is read (413 past it)."""
     preview_max_bytes: int = 4 * MIB
+    """The largest preview answer, in bytes, whatever its row count (413 past it)."""
     keep_jobs: int = 200
+    """Finished jobs remembered at most; the oldest are forgotten first."""
     keep_jobs_bytes: int = 16 * MIB
+    """The size of the finished jobs' answers remembered at most, in bytes; the oldest are forgotten first."""
     max_connections: int = 4096
+    """``da-sources serve``: open connections at most; one more closes the oldest one not sending a request."""
     header_timeout_seconds: float = 10.0
+    """``da-sources serve``: seconds for a request's headers, from the connection opening or its first byte."""
     body_timeout_seconds: float = 30.0
+    """``da-sources serve``: seconds for a request's body, once its headers are in."""
 
     def __post_init__(self) -> None:
         jobs, threads = self.jobs_base.absolute(), self.workspace_base.absolute()
@@ -86,7 +119,19 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ApiSettings:
-        """Settings from the environment (see the module table); ``overrides`` win."""
+        """Settings from the ``DA_*`` variables, with their defaults where unset.
+
+        Args:
+            **overrides: fields to set instead (e.g. ``sources_file``, ``workspace_base``); a path given
+                as text is made absolute.
+
+        Returns:
+            The settings, the operator's policy file read.
+
+        Raises:
+            ConfigurationError: a variable is not a positive whole number, a CORS origin is malformed,
+                the policy file is unreadable, or the jobs folder would overlap the thread folders.
+        """
         env = os.environ
         sources = sources_file_path(overrides.pop("sources_file", None)).absolute()
         settings = cls(
@@ -118,7 +163,11 @@ class ApiSettings:
         return replace(settings, **paths)  # type: ignore[arg-type]
 
     def thread_budget(self) -> RowBudget:
-        """The row and byte budget of one table or query attached to a thread (operator settings)."""
+        """The row and byte budget of one table or query attached to a thread (operator settings).
+
+        Returns:
+            ``thread_max_rows`` and ``thread_max_bytes`` as a budget.
+        """
         return RowBudget(max_rows=self.thread_max_rows, max_bytes=self.thread_max_bytes)
 
     @property
@@ -130,7 +179,14 @@ class ApiSettings:
         return Path(configured).absolute() if configured else self.sources_file.with_name(STATE_FOLDER)
 
     def item_limit(self, source_metadata: Mapping[str, Any]) -> int:
-        """The largest item of a source: ``metadata.api.max_item_bytes`` when set, else the global one."""
+        """The largest item a fetch, preview or attach of a source may land, in bytes.
+
+        Args:
+            source_metadata: the source's ``metadata``; ``api.max_item_bytes`` there is the operator's own cap.
+
+        Returns:
+            That cap when it is a positive whole number, else ``max_item_bytes``.
+        """
         api = source_metadata.get("api")
         value = api.get("max_item_bytes") if isinstance(api, Mapping) else None
         return int(value) if isinstance(value, int) and value > 0 else self.max_item_bytes
@@ -138,6 +194,12 @@ class ApiSettings:
 
 def cors_origins(values: Iterable[str]) -> tuple[str, ...]:
     """Allowed browser origins, each ``http(s)://host[:port]`` (blanks skipped, duplicates dropped).
+
+    Args:
+        values: origins as given (``--cors-origin``, or ``DA_API_CORS_ORIGINS`` split on commas).
+
+    Returns:
+        The origins, a trailing ``/`` removed, in the order first given.
 
     Raises:
         ConfigurationError: ``*`` or anything that is not one origin (a path, a wildcard, no scheme).

@@ -55,7 +55,14 @@ router = _build_router()
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
-    """A standalone app: ``/health`` (no key) and the router, with its own state."""
+    """A standalone app: ``/health`` (no key), ``/docs`` and ``/redoc``, and the router, with its own state.
+
+    Args:
+        settings: paths and limits; None reads them from the environment (:meth:`ApiSettings.from_env`).
+
+    Returns:
+        The FastAPI app, CORS enabled only for ``settings.cors_origins``.
+    """
     state = ApiState(settings or ApiSettings.from_env())
 
     @asynccontextmanager

@@ -29,6 +29,8 @@ from connectors.registry import SourceRegistry
 from connectors.secrets.references import get_logger
 from connectors.threads.ending import ThreadJanitor
 
+__all__ = ["ApiState"]
+
 log = get_logger(__name__)
 T = TypeVar("T")
 JANITOR_INTERVAL = 5.0  # seconds between two idle checks, at most
@@ -64,6 +66,7 @@ class ConnectorPool:
         self._used_at: dict[str, float] = {}  # when it was last handed out or given back
 
     async def get(self, source: DataSourceConfig) -> DataSourceConnector:
+        """The source's connected connector, made anew when its config changed or it disconnected."""
         async with self._lock(source.id):
             connector = self._pool.get(source.id)
             if connector is not None and (connector.config != source or not connector.is_connected):
@@ -111,6 +114,7 @@ class ConnectorPool:
             await self._close(connector)
 
     async def aclose(self) -> None:
+        """Close every pooled connector (at shutdown)."""
         for source_id in list(self._pool):
             await self.close(source_id)
 
@@ -169,12 +173,17 @@ class MetadataCache:
         return value
 
     def invalidate(self, source_id: str) -> None:
+        """Drop every cached answer of the source (it changed or went)."""
         for slot in [s for s in self._entries if s[0] == source_id]:
             del self._entries[slot]
 
 
 class ApiState:
-    """Everything one API instance holds."""
+    """Everything one API instance holds: settings, sources, keys, audit log, pooled connectors, cache, jobs.
+
+    Args:
+        settings: its paths and limits (nothing is read or started until used or :meth:`start`).
+    """
 
     def __init__(self, settings: ApiSettings) -> None:
         from connectors.api.fetch_jobs import JobManager  # jobs use the state's pool: built after it
@@ -198,7 +207,11 @@ class ApiState:
         self.janitor.start()
 
     def sources(self) -> list[DataSourceConfig]:
-        """The sources file, parsed again only when it changed (a YAML parse costs milliseconds per request)."""
+        """The sources file, parsed again only when it changed (a YAML parse costs milliseconds per request).
+
+        Returns:
+            The sources as stored (references unresolved); a copy the caller may change.
+        """
         try:
             stat = os.stat(self._sources_path)
             stamp: tuple[int, ...] | None = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
@@ -213,6 +226,13 @@ class ApiState:
         """An answer built from the sources as :meth:`sources` last read them: cached until the file changes.
 
         Call :meth:`sources` first, in the same step (no ``await`` between): it drops the cache on a change.
+
+        Args:
+            key: names the answer (its route and parameters).
+            build: makes the answer's bytes when it is not cached.
+
+        Returns:
+            The cached or newly built answer.
         """
         answer = self._rendered.get(key)
         if answer is None:
@@ -222,16 +242,32 @@ class ApiState:
         return answer
 
     async def connector(self, source: DataSourceConfig) -> DataSourceConnector:
-        """The pooled connector of ``source``, connected within the request timeout."""
+        """The pooled connector of a source, connected within the request timeout.
+
+        Args:
+            source: the stored source.
+
+        Returns:
+            Its connector, bound to the operator's policy and held until the request ends.
+
+        Raises:
+            TimeoutError: it did not connect within ``timeout_seconds``.
+            DataSourceError: it could not connect (or the policy refused it).
+        """
         async with asyncio.timeout(self.settings.timeout_seconds):
             return await self.pool.get(source)
 
     async def forget(self, source_id: str) -> None:
-        """The source changed or went: drop its cache and close its connections."""
+        """The source changed or went: drop its cache and close its connections.
+
+        Args:
+            source_id: the source's id.
+        """
         self.cache.invalidate(source_id)
         await self.pool.close(source_id)
 
     async def aclose(self) -> None:
+        """Stop the janitor, cancel running jobs and close every pooled connector (at shutdown)."""
         await self.janitor.stop()
         await self.jobs.aclose()
         await self.pool.aclose()
@@ -248,10 +284,10 @@ def own_state(app: Any) -> ApiState | None:
 
 def get_state(request: Request) -> ApiState:
     """The app's state (``create_app``), else one built from the environment (an app that includes the router)."""
-    return own_state(request.app) or default_state()
+    return own_state(request.app) or _default_state()
 
 
-def default_state() -> ApiState:
+def _default_state() -> ApiState:
     """The state built from the environment, built now if it is not yet."""
     global _default
     if _default is None:
@@ -262,7 +298,7 @@ def default_state() -> ApiState:
 def start_default_state() -> None:
     """Build the environment's state and start its janitor (at the router's startup, in an including app)."""
     try:
-        default_state().start()
+        _default_state().start()
     except DataSourceError as exc:  # the including app still starts; each request says what is wrong
         log.error("data sources API: %s", exc)
 

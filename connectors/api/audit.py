@@ -41,7 +41,15 @@ class AuditWriteError(OSError):
 
 
 def items_fields(names: list[str]) -> dict[str, Any]:
-    """``items`` when few, else ``item_count`` and ``items_sha256`` (of the sorted names, one per line)."""
+    """The audit fields naming a call's items: the names when few, else their count and digest.
+
+    Args:
+        names: the item names the call resolved to.
+
+    Returns:
+        ``{"items": names}`` for up to 20 names, else ``item_count`` and ``items_sha256`` (the
+        SHA-256 of the sorted names, one per line).
+    """
     if len(names) <= MAX_ITEMS:
         return {"items": names}
     digest = hashlib.sha256("\n".join(sorted(names)).encode("utf-8", "surrogatepass")).hexdigest()
@@ -60,14 +68,21 @@ def _clean(value: Any, depth: int = 0) -> Any:
 
 
 class AuditLog:
-    """Appends records to a JSON-lines file (one ``write`` per line, so lines never interleave)."""
+    """Appends records to a JSON-lines file (one ``write`` per line, so lines never interleave).
+
+    Args:
+        path: the log file (``$DA_API_AUDIT_LOG``), created mode 0600 with its folder on the first line.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).absolute()
         self._lock = threading.Lock()
 
     def record(self, **fields: Any) -> None:
-        """Append one line of ``fields`` (:data:`FIELDS`; absent resolved fields are left out).
+        """Append one line of ``fields``, each text redacted and bounded, stamped with the time (UTC).
+
+        Args:
+            **fields: values of :data:`FIELDS`; others are ignored, and absent resolved fields left out.
 
         Raises:
             AuditWriteError: the line was not written (also logged).
@@ -99,7 +114,11 @@ class AuditLog:
             raise AuditWriteError(f"audit log not written: {type(exc).__name__}") from None
 
     def read(self) -> list[dict[str, Any]]:
-        """Every record (for tests and tools)."""
+        """Every record (for tests and tools).
+
+        Returns:
+            The lines parsed, oldest first; empty when there is no log yet.
+        """
         try:
             return [json.loads(line) for line in self.path.read_text().splitlines() if line]
         except FileNotFoundError:

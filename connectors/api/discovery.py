@@ -25,6 +25,8 @@ from connectors.errors import ConfigurationError
 from connectors.secrets.references import redact
 from connectors.syncing.source_sync import listing_refusals
 
+__all__ = ["router"]
+
 router = new_router()
 Item = Annotated[str, Query(min_length=1, max_length=1024, description="The item's identifier, as browse lists it.")]
 TAGS: list[str | Any] = ["discovery"]
@@ -40,6 +42,7 @@ class Listing:
     refused: list[tuple[str, str]] = field(default_factory=list)  # names the listing refused, with why
 
     def entries(self, prefix: str, delimiter: str) -> list[dict[str, Any]]:
+        """The browse entries under ``prefix``, folded into folders at ``delimiter``; computed once per pair."""
         key = (prefix, delimiter)
         if key not in self.folded:
             self.folded[key] = _entries(self.items, prefix, delimiter)
@@ -47,7 +50,15 @@ class Listing:
 
 
 async def shared_listing(state: ApiState, source: DataSourceConfig) -> Listing:
-    """The source's items, cached for ``cache_seconds`` and loaded once for all concurrent callers."""
+    """The source's items, cached for ``cache_seconds`` and loaded once for all concurrent callers.
+
+    Args:
+        state: the API's state (its pool, cache and timeout).
+        source: the stored source.
+
+    Returns:
+        The listing: items sorted by path, and the names the listing refused.
+    """
     return await _listing(state, source)
 
 
@@ -105,6 +116,7 @@ async def browse(source_id: SourceId, state: State, key: ReadKey,
                  limit: Limit = 100,
                  after: Annotated[str | None, Query(max_length=2048, description="next_cursor of the last page")]
                  = None) -> Response:
+    """One page of a source's items and folders under a prefix; the first page also names refused items."""
     source = load_source(state, source_id)
     listing = await _listing(state, source)
     entries = listing.entries(path, delimiter)
@@ -134,6 +146,7 @@ async def _metadata(state: State, source: DataSourceConfig, item: str) -> tuple[
 @router.get("/v1/data-sources/{source_id}/metadata", response_model=ItemMetadata, tags=TAGS,
             summary="An item's metadata")
 async def item_metadata(source_id: SourceId, item: Item, state: State, key: ReadKey) -> dict[str, Any]:
+    """What the connector knows of one item (size, version, columns...), cached for a while."""
     _, metadata = await _metadata(state, load_source(state, source_id), item)
     return {"object": "data_source.item_metadata", "source_id": source_id, "item": item,
             "metadata": tables.json_value(metadata)}
@@ -142,6 +155,7 @@ async def item_metadata(source_id: SourceId, item: Item, state: State, key: Read
 @router.get("/v1/data-sources/{source_id}/schema", response_model=TableSchema, tags=TAGS,
             summary="A table's columns, primary key and foreign keys")
 async def table_schema(source_id: SourceId, item: Item, state: State, key: ReadKey) -> dict[str, Any]:
+    """A table's columns, primary key and foreign keys (PostgreSQL sources only, else 400)."""
     source = load_source(state, source_id)
     connector, metadata = await _metadata(state, source, item)
     _require_table(connector)
@@ -161,6 +175,7 @@ async def table_schema(source_id: SourceId, item: Item, state: State, key: ReadK
 async def relationships(source_id: SourceId, state: State, key: ReadKey, limit: Limit = 100,
                         after: Annotated[str | None, Query(max_length=64, description="next_cursor of the last page")]
                         = None) -> dict[str, Any]:
+    """One page of the foreign keys between the tables of the source's schemas (PostgreSQL only)."""
     source = load_source(state, source_id)
     connector = await state.connector(source)
     _require_table(connector)
@@ -193,6 +208,7 @@ def _require_table(connector: DataSourceConnector) -> None:
 async def preview(source_id: SourceId, item: Item, request: Request, state: State, key: ReadKey,
                   limit: Annotated[int, Query(ge=1, description="Rows (10 by default; capped by the server)")] = 10
                   ) -> dict[str, Any]:
+    """The first rows of a table, or of a CSV, TSV or Parquet item; 413 over the row, byte or size caps."""
     if limit > state.settings.preview_max_rows:
         raise ApiError(413, f"limit {limit} is over the preview cap of {state.settings.preview_max_rows} rows")
     source = load_source(state, source_id)
@@ -234,6 +250,7 @@ def _check_size(state: State, source: DataSourceConfig, item: str, metadata: dic
 @router.get("/v1/data-sources/{source_id}/stats", response_model=Stats, tags=TAGS,
             summary="Numeric column statistics of a table, computed by the database")
 async def stats(source_id: SourceId, item: Item, state: State, key: ReadKey) -> dict[str, Any]:
+    """Row count and per numeric column count, NaN count, min, max and mean, computed by the database."""
     source = load_source(state, source_id)
     connector, metadata = await _metadata(state, source, item)
     _require_table(connector)

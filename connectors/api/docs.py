@@ -22,7 +22,11 @@ _REDOC = "/redoc/static"
 
 
 def add_docs(app: FastAPI) -> None:
-    """Add ``/docs`` and ``/redoc`` to ``app`` (made with ``docs_url=None, redoc_url=None``), with local assets."""
+    """Add ``/docs`` and ``/redoc`` to ``app``, their scripts and styles served from the installed package.
+
+    Args:
+        app: an app made with ``docs_url=None, redoc_url=None`` (FastAPI's own pages would load a CDN).
+    """
     import swagger_ui_bundle  # type: ignore[import-untyped]
 
     app.mount(_SWAGGER, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger-ui")

@@ -49,7 +49,14 @@ class ApiError(Exception):
 
 
 def status_of(exc: BaseException) -> int:
-    """The status that says what went wrong."""
+    """The HTTP status that says what went wrong (the table in the module docstring).
+
+    Args:
+        exc: an error a route let through: the library's, or a timeout.
+
+    Returns:
+        The status; 500 for an error the table does not know.
+    """
     if isinstance(exc, TimeoutError):
         return 504
     if isinstance(exc, NotFoundError):
@@ -72,7 +79,15 @@ def status_of(exc: BaseException) -> int:
 
 
 def detail_of(exc: BaseException) -> str:
-    """The one-line detail of ``exc``: the library's message, redacted; nothing for unknown errors."""
+    """The one-line ``detail`` answered for an error.
+
+    Args:
+        exc: an error a route let through.
+
+    Returns:
+        The library's message on one line, redacted (prefixed "the source failed:" for a remote's
+        failure); a fixed text for a timeout; "internal error" for anything else, which may hold anything.
+    """
     if isinstance(exc, TimeoutError):
         return "the source did not answer in time"
     if isinstance(exc, DataSourceError):

@@ -21,6 +21,8 @@ from typing import Any
 
 from connectors.api.read_deadlines import ReadDeadlines
 
+__all__ = ["HeadersTooLargeError", "bounded_httptools_protocol"]
+
 
 class HeadersTooLargeError(Exception):
     """The request's headers passed the cap (raised inside a parser callback: the parser answers 400)."""
@@ -40,6 +42,7 @@ class OneWrite:
         self._writes = 0
 
     def write(self, data: bytes) -> None:
+        """Hold the first write (the head); send it with the next one, or alone at the loop's next turn."""
         self._writes += 1
         if self._writes == 1:
             self._held = data
@@ -51,21 +54,38 @@ class OneWrite:
             self._transport.write(data)
 
     def flush(self) -> None:
+        """Send the head if it is still held."""
         if self._held is not None:
             held, self._held = self._held, None
             self._transport.write(held)
 
     def close(self) -> None:
+        """Send what is held, then close the transport."""
         self.flush()
         self._transport.close()
 
     def is_closing(self) -> bool:
+        """Whether the transport is closing (uvicorn asks before writing)."""
         return self._transport.is_closing()
 
 
 def bounded_httptools_protocol(max_connections: int, header_timeout: float, body_timeout: float,
                                max_header_bytes: int) -> type[Any]:
-    """uvicorn's httptools protocol with read deadlines, a header cap and a connection cap."""
+    """uvicorn's httptools protocol class with read deadlines, a header cap and a connection cap.
+
+    Args:
+        max_connections: open connections at most; one more closes the oldest waiting connection.
+        header_timeout: seconds for a request's headers, from the connection opening or its first byte.
+        body_timeout: seconds for a request's body, once its headers are in.
+        max_header_bytes: the request line and headers at most (a 400 past it).
+
+    Returns:
+        The protocol class, for ``uvicorn.run(http=...)``.
+
+    Raises:
+        HeadersTooLargeError: never to the caller: inside the parser's callbacks, where uvicorn
+            answers it with a 400 and closes the connection.
+    """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class BoundedHttpToolsProtocol(ReadDeadlines, HttpToolsProtocol):

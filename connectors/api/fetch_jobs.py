@@ -74,16 +74,28 @@ class Job:
 
     @property
     def running(self) -> bool:
+        """Whether the job is queued or running (not finished)."""
         return self.status in ("queued", "running")
 
     def progress(self, identifier: str, done: int, total: int | None) -> None:
+        """Count an item's bytes landed so far (the landing's progress callback).
+
+        Args:
+            identifier: the item.
+            done: its bytes landed so far.
+            total: its size when known (unused: the listed size counts until it finishes).
+        """
         before = self._counted_of(identifier)
         self._bytes_done += done - self._bytes.get(identifier, 0)
         self._bytes[identifier] = done
         self._recount(identifier, before)
 
     def finish(self, identifier: str) -> None:
-        """``identifier`` is done (landed or failed): its bytes counted now replace its listed size."""
+        """An item is done (landed or failed): its bytes counted now replace its listed size.
+
+        Args:
+            identifier: the item.
+        """
         before = self._counted_of(identifier)
         self._finished.add(identifier)
         self._recount(identifier, before)
@@ -93,6 +105,9 @@ class Job:
 
         A table's listed size is its size on disk, not its CSV or Parquet bytes; once it has
         landed its real bytes count, so a finished job's total is its bytes done.
+
+        Returns:
+            The total in bytes, or None when a size was unknown when the job started.
         """
         if self.bytes_total is None or not self.sizes:
             return self.bytes_total
@@ -116,6 +131,9 @@ class Job:
         A running job's view has its progress (counts, bytes) but no files: each poll of a
         job of 10,000 items validated and sent every file landed so far with its lineage
         (megabytes): 10,000 files took 465 s polled every 0.2 s, 69 s polled every 5 s.
+
+        Returns:
+            The ``data_source.fetch_job`` object: status, progress, errors, and the files once finished.
         """
         return {
             "id": self.id, "object": "data_source.fetch_job", "created_at": self.created_at,
@@ -128,22 +146,50 @@ class Job:
 
 
 class JobManager:
-    """Starts, tracks and cancels jobs."""
+    """Starts, tracks and cancels jobs, within the caps of ``settings``.
+
+    Args:
+        settings: the API's settings (job caps, the jobs folder, how many finished jobs to keep).
+    """
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
         self._jobs: dict[str, Job] = {}
 
     def running(self, source_id: str | None = None) -> list[Job]:
+        """The jobs not finished yet.
+
+        Args:
+            source_id: only this source's; None: every source's.
+
+        Returns:
+            The jobs, oldest first.
+        """
         return [j for j in self._jobs.values() if j.running and source_id in (None, j.source_id)]
 
     def start(self, source: DataSourceConfig, identifiers: list[str], workspace: str,
               workspace_dir: Path, bytes_total: int | None, key_id: str = "",
               sizes: list[int | None] | None = None, options: RowOptions | None = None) -> Job:
-        """A new running job, or :class:`ApiError` 429 when a cap is reached.
+        """Start a job in the background, with a connector of its own.
 
-        A job has a connector of its own, so changing the source (which closes
-        its pooled connector) never breaks a fetch under way.
+        Its own connector means that changing the source (which closes its pooled
+        connector) never breaks a fetch under way.
+
+        Args:
+            source: the stored source.
+            identifiers: the items to land, checked by the caller (existence, size).
+            workspace: the workspace's name, as the caller gave it.
+            workspace_dir: its folder, ``<jobs_base>/<workspace>``.
+            bytes_total: the items' total size, or None when one is unknown.
+            key_id: the key starting it: only that key cancels it.
+            sizes: each item's listed size (None: unknown), in the order of ``identifiers``.
+            options: rows to cut tables into (``fetch_table``); None or empty: whole items.
+
+        Returns:
+            The job, already running.
+
+        Raises:
+            ApiError: 429 (with ``Retry-After``) when ``max_jobs`` or ``max_jobs_per_source`` are running.
         """
         source_id = source.id
         if len(self.running()) >= self.settings.max_jobs:
@@ -163,18 +209,45 @@ class JobManager:
         return job
 
     def get(self, source_id: str, job_id: str, key_id: str | None = None) -> Job:
-        """The job; ``key_id`` given: only when that key started it (else 404, as for no job)."""
+        """One job of a source.
+
+        Args:
+            source_id: the source it must belong to.
+            job_id: the job's id.
+            key_id: when given, the key that must have started it.
+
+        Returns:
+            The job.
+
+        Raises:
+            ApiError: 404 when there is no such job, or it is another source's or another key's.
+        """
         job = self._jobs.get(job_id)
         if job is None or job.source_id != source_id or key_id not in (None, job.key_id):
             raise ApiError(404, f"no job {job_id!r} for source {source_id!r}")
         return job
 
     def of_source(self, source_id: str, key_id: str | None = None) -> list[Job]:
-        """The source's jobs, oldest first; ``key_id`` given: only those that key started."""
+        """The jobs of a source still remembered, running or finished.
+
+        Args:
+            source_id: the source.
+            key_id: when given, only the jobs that key started.
+
+        Returns:
+            The jobs, oldest first.
+        """
         return [j for j in self._jobs.values() if j.source_id == source_id and key_id in (None, j.key_id)]
 
     async def cancel(self, job: Job) -> Job:
-        """Cancel ``job`` and wait until its temporaries are gone."""
+        """Cancel a job and wait until it has stopped and its temporaries are gone.
+
+        Args:
+            job: the job; a finished one is left as it is.
+
+        Returns:
+            The same job, now cancelled (or as it finished).
+        """
         if job.task is not None and not job.task.done():
             job.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -182,10 +255,16 @@ class JobManager:
         return job
 
     async def cancel_source(self, source_id: str) -> None:
+        """Cancel every running job of a source (it is being deleted).
+
+        Args:
+            source_id: the source.
+        """
         for job in self.running(source_id):
             await self.cancel(job)
 
     async def aclose(self) -> None:
+        """Cancel every running job (at shutdown)."""
         for job in self.running():
             await self.cancel(job)
 

@@ -39,16 +39,28 @@ from connectors.landing.lineage import read_provenance
 from connectors.threads.folders import THREAD_ID_PATTERN
 from connectors.threads.records import ThreadRecords
 
+__all__ = ["router"]
+
 router = new_router()
 TAGS: list[str | Any] = ["fetching"]
 MAX_ITEMS_PER_JOB = 10_000
 
 
 def workspace_dir(settings: ApiSettings, name: str) -> Path:
-    """``<jobs base>/<name>``, created; ``name`` is an id, never a path, and a link there is refused.
+    """A fetch job's workspace folder, ``<jobs base>/<name>``, created if missing.
 
     This is an early answer only: the job opens the folder again from its trusted
     root, without following links, each time it lands a file.
+
+    Args:
+        settings: the API's settings (``jobs_base``).
+        name: the workspace's name, untrusted: an id, never a path.
+
+    Returns:
+        The folder's path.
+
+    Raises:
+        ApiError: 400 when the name breaks the id rule, or a link or a file is in the way.
     """
     try:
         _check_id(name, "workspace")
@@ -105,6 +117,7 @@ def _check_limits(source: DataSourceConfig, settings: ApiSettings, identifiers: 
              summary="Start a background fetch into a workspace")
 async def start_fetch(source_id: SourceId, body: FetchRequest, request: Request, state: State,
                       key: ReadKey) -> dict[str, Any]:
+    """Check every item and cap first (404, 413, 429), then land them in the background: 202 with the job."""
     source = load_source(state, source_id)
     folder = workspace_dir(state.settings, body.workspace)
     identifiers, listed_sizes = await _identifiers(state, source, body)
@@ -134,6 +147,7 @@ def _job_cursor(job_id: str) -> str:
 async def list_jobs(source_id: SourceId, state: State, key: ReadKey, limit: Limit = 20,
                     after: Annotated[str | None, Query(max_length=200, description="next_cursor of the last page")]
                     = None) -> dict[str, Any]:
+    """One page of the source's remembered jobs, oldest first (a read-only key sees its own)."""
     load_source(state, source_id)
     jobs = state.jobs.of_source(source_id, _owner_filter(key))
     cursors = [_job_cursor(job.id) for job in jobs]
@@ -150,6 +164,7 @@ async def list_jobs(source_id: SourceId, state: State, key: ReadKey, limit: Limi
             summary="A job: status, progress and, when done, each landed file with its lineage")
 async def get_job(source_id: SourceId, job_id: str, state: State,
                   key: ReadKey) -> dict[str, Any]:
+    """A job as it stands; a read-only key sees only the jobs it started (else 404)."""
     return state.jobs.get(source_id, job_id, _owner_filter(key)).view()
 
 
@@ -157,6 +172,7 @@ async def get_job(source_id: SourceId, job_id: str, state: State,
                summary="Cancel a job (no partial file is left)")
 async def cancel_job(source_id: SourceId, job_id: str, request: Request, state: State,
                      key: ReadKey) -> dict[str, Any]:
+    """Cancel a job the key started and wait until its temporaries are gone; the job as it ended."""
     request.state.job_id = job_id[:64]
     job = state.jobs.get(source_id, job_id, _owner_filter(key))
     if job.key_id != key.id:  # a manage key sees others' jobs but cancels only its own
@@ -165,13 +181,14 @@ async def cancel_job(source_id: SourceId, job_id: str, request: Request, state: 
     return (await state.jobs.cancel(job)).view()
 
 
-def is_valid_thread_id(value: str) -> bool:
+def _is_valid_thread_id(value: str) -> bool:
+    """Whether ``value`` is a thread id (a folder of the workspace base), not a fetch job's workspace."""
     return THREAD_ID_PATTERN.fullmatch(value) is not None
 
 
 def _thread_record(settings: ApiSettings, relative: Path) -> dict[str, Any] | None:
     """The record of a file attached to a thread (``<thread_id>/<name>``), kept in the state folder."""
-    if len(relative.parts) != 2 or not is_valid_thread_id(relative.parts[0]):
+    if len(relative.parts) != 2 or not _is_valid_thread_id(relative.parts[0]):
         return None
     try:
         if not stat.S_ISREG(os.lstat(settings.workspace_base / relative).st_mode):
@@ -186,6 +203,7 @@ def _thread_record(settings: ApiSettings, relative: Path) -> dict[str, Any] | No
                     "thread, else <workspace>/<name> of a fetch job (relative to the jobs base)")
 async def lineage(path: Annotated[str, Query(min_length=1, max_length=4096)], state: State,
                   key: ReadKey) -> dict[str, Any]:
+    """The provenance record of a file attached to a thread or landed by a fetch job (404 if none)."""
     base = state.settings.jobs_base
     relative = Path(path)
     if relative.is_absolute() or ".." in relative.parts or "\0" in path:

@@ -1,8 +1,9 @@
 """The operator's policy: what an API caller may create and where the API's sources may reach.
 
 Read from ``$DA_API_POLICY_FILE`` (default ``api-policy.yaml`` beside the sources file), a file
-of the operator's that no route writes; a missing file means the closed defaults. The knobs, their
-defaults and the rules that hold whatever the file says: ``docs/design/api.md``.
+of the operator's that no route writes; a missing file means the closed defaults. Each knob is a
+field of :class:`ApiPolicy` (``reach``: of :class:`ReachPolicy`), its meaning in its docstring; the
+rules that hold whatever the file says: ``docs/design/api.md``.
 """
 
 from __future__ import annotations
@@ -44,17 +45,36 @@ class PolicyError(ReachRefusedError):
 
 @dataclass(frozen=True)
 class ApiPolicy:
-    """What API callers may create and reach (see the module docstring for each knob)."""
+    """What API callers may create and reach.
+
+    Each field's docstring is its meaning on the generated settings reference (``docs/_gen/reference.py``);
+    the file's knobs are these fields, with ``reach`` spelled as its own fields.
+    """
 
     connector_types: frozenset[str] = BUILTIN_TYPES
+    """The connector types ``POST /v1/data-sources`` may create; a plugin's type only when listed."""
     local_roots: tuple[Path, ...] = ()
+    """Folders a ``local_file`` root must lie beneath; none by default: no ``local_file`` source from the API."""
     reach: ReachPolicy = field(default_factory=ReachPolicy)
+    """Where sources may connect: the knobs ``hosts``, ``ports``, ``schemes`` and ``postgres_require_auth``."""
     max_sources: int = 100
-    path: Path | None = None  # the file it was read from
+    """Most sources in the sources file: a create past it is refused (403)."""
+    path: Path | None = None
+    """The file the policy was read from (not a knob); a ``local_file`` root may not contain it."""
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ApiPolicy:
-        """The policy in ``path``; the closed defaults when there is no such file."""
+        """The operator's policy file (YAML or JSON).
+
+        Args:
+            path: the file (:func:`policy_file_path`).
+
+        Returns:
+            The policy it holds; the closed defaults when there is no such file.
+
+        Raises:
+            ConfigurationError: the file cannot be read or parsed, is not a mapping, or names an unknown knob.
+        """
         file = Path(path).absolute()
         try:
             document = yaml.safe_load(file.read_text()) or {}
@@ -68,7 +88,18 @@ class ApiPolicy:
 
     @classmethod
     def from_mapping(cls, document: Mapping[str, Any], path: Path | None = None) -> ApiPolicy:
-        """A policy from its knobs (the file's form); unknown knobs are refused."""
+        """A policy from its knobs, in the file's form (``hosts``, ``ports``... at the top level).
+
+        Args:
+            document: the knobs; a knob left out keeps its closed default.
+            path: the file it came from, kept so a ``local_file`` root may not contain it.
+
+        Returns:
+            The policy.
+
+        Raises:
+            ConfigurationError: a knob is unknown.
+        """
         known = {"connector_types", "local_roots", "hosts", "ports", "schemes", "postgres_require_auth",
                  "max_sources"}
         if unknown := sorted(set(document) - known):
@@ -87,7 +118,11 @@ class ApiPolicy:
             path=path)
 
     def describe(self) -> str:
-        """The policy as JSON (for ``da-sources serve`` logs and docs; holds no secret)."""
+        """The policy as JSON (for ``da-sources serve`` logs and docs; holds no secret).
+
+        Returns:
+            The knobs in the file's form, as one JSON object.
+        """
         reach = self.reach
         return json.dumps({"connector_types": sorted(self.connector_types),
                            "local_roots": [str(p) for p in self.local_roots], "hosts": list(reach.hosts),
@@ -97,18 +132,39 @@ class ApiPolicy:
 
 
 def policy_file_path(sources_file: Path) -> Path:
-    """``$DA_API_POLICY_FILE``, or ``api-policy.yaml`` beside the sources file."""
+    """Where the operator's policy is read from.
+
+    Args:
+        sources_file: the sources file.
+
+    Returns:
+        ``$DA_API_POLICY_FILE``, else ``api-policy.yaml`` beside the sources file; absolute.
+    """
     return Path(read(POLICY_FILE_ENV) or sources_file.with_name(POLICY_FILE_NAME)).absolute()
 
 
 def mark_made_through_api(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """``metadata`` with ``api.made_through_api: true`` (callers never set ``metadata.api`` themselves)."""
+    """Mark a source's metadata as written through the API (callers never set ``metadata.api`` themselves).
+
+    Args:
+        metadata: the new source's metadata.
+
+    Returns:
+        A copy with ``api.made_through_api: true``.
+    """
     api = metadata.get("api")
     return {**metadata, "api": {**(api if isinstance(api, Mapping) else {}), MADE_THROUGH_API: True}}
 
 
 def made_through_api(source: DataSourceConfig) -> bool:
-    """Whether the API created ``source``: Dagster and the CLI then hold it to the policy's reach too."""
+    """Whether the API created a source: Dagster and the CLI then hold it to the policy's reach too.
+
+    Args:
+        source: a stored source.
+
+    Returns:
+        True when its ``metadata.api.made_through_api`` is true.
+    """
     api = source.metadata.get("api")
     return isinstance(api, Mapping) and api.get(MADE_THROUGH_API) is True
 
@@ -120,12 +176,26 @@ def reach_for(source: DataSourceConfig, sources_file: Path) -> ReachPolicy | Non
     internal address; Dagster and the CLI serve it from the same sources file, so
     they check its hosts at connect time like the API does. The operator's own
     sources (not made through the API) reach where the operator says.
+
+    Args:
+        source: a stored source.
+        sources_file: the sources file, beside which the policy file is found by default.
+
+    Returns:
+        The reach rules to check at connect time, or None for the operator's own sources.
     """
     return ApiPolicy.load(policy_file_path(sources_file)).reach if made_through_api(source) else None
 
 
 def protected_paths(settings: Any) -> list[Path]:
-    """What a ``local_file`` root must neither contain nor lie beneath (``settings``: the API's)."""
+    """The server's own files and folders, which a ``local_file`` root must neither contain nor lie beneath.
+
+    Args:
+        settings: the API's settings (its keys file, sources file, audit log, workspace, jobs and state folders).
+
+    Returns:
+        Those paths and the credential store, the policy file and ``$DAGSTER_HOME``, links resolved.
+    """
     paths = [settings.keys_file, settings.sources_file, settings.audit_log, settings.workspace_base,
              secrets_file_path()]
     paths += [p for p in (getattr(settings, "jobs_base", None), getattr(settings, "state_dir", None)) if p]
@@ -137,7 +207,16 @@ def protected_paths(settings: Any) -> list[Path]:
 
 
 def check_local_root(root: Any, settings: Any) -> None:
-    """Refuse a root outside the operator's ``local_roots`` or touching a protected path."""
+    """Refuse a ``local_file`` root outside the operator's ``local_roots`` or touching a protected path.
+
+    Args:
+        root: the root as configured (untrusted); links are resolved before it is checked.
+        settings: the API's settings, with the policy.
+
+    Raises:
+        PolicyError: it is not an absolute path, lies beneath no ``local_roots`` folder, or contains
+            or lies beneath one of :func:`protected_paths`.
+    """
     if not isinstance(root, str) or not os.path.isabs(root):
         raise PolicyError("config.root: must be an absolute folder path")
     real = Path(os.path.realpath(root))
@@ -150,7 +229,19 @@ def check_local_root(root: Any, settings: Any) -> None:
 
 
 def connector_for(source: DataSourceConfig, settings: Any) -> DataSourceConnector:
-    """A connector of ``source`` bound to the policy: its root checked now, its reach when it connects."""
+    """A connector of a source, bound to the operator's policy.
+
+    Args:
+        source: a stored source.
+        settings: the API's settings, with the policy.
+
+    Returns:
+        The connector (not connected): a ``local_file`` root is checked now, hosts when it connects.
+
+    Raises:
+        PolicyError: a ``local_file`` root the policy refuses.
+        ConfigurationError: a reference in the root cannot be resolved, or the type is unknown.
+    """
     if source.type_name == "local_file":
         root: Any = source.config.get("root")  # an operator's source may reference it: checked resolved, never shown
         check_local_root(resolve_reference(root, where="config.root") if is_reference(root) else root, settings)
@@ -161,7 +252,19 @@ def connector_for(source: DataSourceConfig, settings: Any) -> DataSourceConnecto
 
 def check_request(type_name: str, changes: Mapping[str, Any], metadata: Mapping[str, Any] | None,
                   current: DataSourceConfig | None, source_id: str) -> None:
-    """Refuse operator knobs and foreign references in a create (``current`` None) or an update's changes."""
+    """Refuse operator knobs and foreign references in a create or an update's changes.
+
+    Args:
+        type_name: the source's connector type.
+        changes: the ``config`` keys the caller sets.
+        metadata: the ``metadata`` the caller sets, if any.
+        current: the stored source for an update; None for a create.
+        source_id: the source's id (its own secrets are named ``<id>.<field>``).
+
+    Raises:
+        PolicyError: an operator-only field or ``metadata.api`` is set, or a reference names anything
+            but this source's own stored secret for that field.
+    """
     for key in sorted(OPERATOR_FIELDS.get(type_name, frozenset()) & set(changes)):
         raise PolicyError(f"config.{key}: set by the operator (sources file), not through the API")
     for key in sorted(OPERATOR_METADATA & set(metadata or {})):
@@ -173,8 +276,17 @@ def check_request(type_name: str, changes: Mapping[str, Any], metadata: Mapping[
 
 
 def check_changeable(source: DataSourceConfig) -> None:
-    """Refuse to change a source holding the operator's references (``env``, shared secrets): a changed host
-    or root would send them elsewhere. Such a source is changed in the sources file, with the CLI."""
+    """Refuse to change the config of a source holding the operator's references (``env``, shared secrets).
+
+    A changed host or root would send them elsewhere; such a source is changed in
+    the sources file, with the CLI.
+
+    Args:
+        source: the stored source.
+
+    Raises:
+        PolicyError: its config holds a reference other than its own write-only secrets.
+    """
     for key, value in sorted(source.config.items()):
         if _holds_reference(value) and value != {"secret": f"{source.id}.{key}"}:
             raise PolicyError(f"config.{key}: this source holds the operator's references; change it in the "
@@ -195,7 +307,18 @@ def _own_reference(key: str, value: Any, current: DataSourceConfig | None, sourc
 
 
 def check_reach(type_name: str, config: Mapping[str, Any], settings: Any) -> None:
-    """The static part of the reach rules on literal values: roots, hosts, ports, schemes, libpq options."""
+    """The static part of the reach rules on literal values: roots, hosts, ports, schemes, libpq options.
+
+    Names are resolved and their addresses checked again when the connector connects.
+
+    Args:
+        type_name: the source's connector type; a type without reach rules passes.
+        config: the source's config as the caller wrote it.
+        settings: the API's settings, with the policy.
+
+    Raises:
+        PolicyError: a root, host, port, scheme or libpq option the policy does not allow.
+    """
     if type_name == "local_file":
         check_local_root(config.get("root"), settings)
     elif type_name == "postgresql":

@@ -23,7 +23,11 @@ class ReadDeadlines:
     opened_at: float = 0.0
 
     def waiting(self) -> bool:
-        """No request of this connection is being handled (its headers or body are pending, or it idles)."""
+        """Whether the connection may be closed to make room: no request of it is being handled.
+
+        Returns:
+            True while its headers or body are pending, or it idles between requests.
+        """
         return self.cycle is None or bool(self.cycle.response_complete)
 
     def _expect(self, what: str, seconds: float) -> None:

@@ -50,7 +50,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_response(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error_response(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error answer: ``{"detail": ...}`` with the status."""
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
@@ -69,22 +70,27 @@ async def _respond(handler: Callable[[Request], Awaitable[Response]], request: R
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.detail if exc.literal else redact(exc.detail), exc.headers)
+        return _error_response(exc.status, exc.detail if exc.literal else redact(exc.detail), exc.headers)
     except HTTPException as exc:
-        return error_response(exc.status_code, exc.detail, dict(exc.headers or {}))
+        return _error_response(exc.status_code, exc.detail, dict(exc.headers or {}))
     except RequestValidationError as exc:
-        return error_response(422, _validation_detail(exc))
+        return _error_response(422, _validation_detail(exc))
     except (DataSourceError, TimeoutError) as exc:
-        return error_response(status_of(exc), detail_of(exc))
+        return _error_response(status_of(exc), detail_of(exc))
     except Exception as exc:  # never a stack trace to the caller
         log.error("request %s: %s: %s", request.state.request_id, type(exc).__name__, redact(str(exc)))
-        return error_response(500, f"internal error (request {request.state.request_id})")
+        return _error_response(500, f"internal error (request {request.state.request_id})")
 
 
 class ApiRoute(APIRoute):
     """A route that answers errors as ``{"detail"}``, tags a request id and writes the audit log."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, wrapped: request id, early refusals, errors as ``{"detail"}``, the audit line.
+
+        Returns:
+            The wrapped handler.
+        """
         handler = super().get_route_handler()
         route = self
         needs_key = _needs_key(self.dependant)
@@ -105,6 +111,15 @@ class ApiRoute(APIRoute):
         return handle
 
     def audited(self, method: str, status: int) -> bool:
+        """Whether a call gets an audit line: every change, every data read, and every refusal of a key.
+
+        Args:
+            method: the HTTP method.
+            status: the answer's status.
+
+        Returns:
+            True for a non-GET, a preview or statistics read, or a 401 or 403.
+        """
         return method != "GET" or self.path.endswith(DATA_ROUTES) or status in (401, 403)
 
 
@@ -131,12 +146,12 @@ def _refuse_early(request: Request, needs_key: bool) -> Response | None:
         key = state.keys.authenticate(presented.strip()) if scheme.lower() == "bearer" else None
         request.state.presented_key = (presented.strip(), key)  # checked once: _authenticated reuses it
         if key is None:
-            return error_response(401, "an API key is required: Authorization: Bearer <key>"
+            return _error_response(401, "an API key is required: Authorization: Bearer <key>"
                                   if not presented else "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
     limit = state.settings.max_body_bytes
     declared = request.headers.get("content-length", "")
     if declared.strip().isdigit() and int(declared) > limit:
-        return error_response(413, str(BodyTooLargeError(limit).detail), {"Connection": "close"})
+        return _error_response(413, str(BodyTooLargeError(limit).detail), {"Connection": "close"})
     request._receive = _capped(request.receive, limit)
     return None
 
@@ -170,7 +185,7 @@ def _unaudited_refusal(request: Request) -> Response | None:
     try:
         get_state(request).audit.check_writable()
     except AuditWriteError:
-        return error_response(503, "the audit log cannot be written; nothing was done")
+        return _error_response(503, "the audit log cannot be written; nothing was done")
     except DataSourceError:  # no state (a bad environment): the route's own dependency answers why
         pass
     return None
@@ -182,7 +197,7 @@ def _audited(request: Request, route: str, response: Response, changes: bool) ->
         _audit(request, route, response.status_code)
     except AuditWriteError:
         if changes:
-            return error_response(500, "the call was made but its audit line could not be written "
+            return _error_response(500, "the call was made but its audit line could not be written "
                                        f"(request {request.state.request_id}); see the server's log")
     return response
 
@@ -201,13 +216,23 @@ def _audit(request: Request, route: str, status: int) -> None:
 
 
 def note_audit(request: Request, **fields: Any) -> None:
-    """Add what a call resolved to (items, prefix, config...) to its audit line (see :mod:`connectors.api.audit`)."""
+    """Add what a call resolved to (items, prefix, config...) to its audit line (see :mod:`connectors.api.audit`).
+
+    Args:
+        request: the call.
+        **fields: audit fields (:data:`connectors.api.audit.FIELDS`); a later value replaces an earlier one.
+    """
     if not hasattr(request.state, "audit"):
         request.state.audit = {}
     request.state.audit.update(fields)
 
 
 def new_router() -> APIRouter:
+    """A router whose routes go through :class:`ApiRoute` and document the error answers.
+
+    Returns:
+        An empty router for one module's routes.
+    """
     return APIRouter(route_class=ApiRoute, responses=ERRORS)
 
 
@@ -268,7 +293,15 @@ async def _thread_key(thread_id: str, request: Request, credentials: Bearer) -> 
 
 
 def check_sources(key: ApiKey, source_ids: set[str]) -> None:
-    """Refuse (403) a thread token's use of a source it does not list."""
+    """Refuse a thread token's use of a source it does not list (API keys may use every source).
+
+    Args:
+        key: the caller's key or thread token.
+        source_ids: the sources the call reads.
+
+    Raises:
+        ApiError: 403 naming the sources the token does not list.
+    """
     if key.sources is not None and not source_ids <= set(key.sources):
         raise ApiError(403, f"thread token {key.id} may not read {sorted(source_ids - set(key.sources))}")
 

@@ -13,6 +13,8 @@ _REF: dict[str, Any] = {"secret": "warehouse.password"}
 
 
 class Body(BaseModel):
+    """A request body: unknown keys are refused (422)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -57,16 +59,22 @@ class DataSource(BaseModel):
 
 
 class Page(BaseModel):
+    """One page of a list: ask again with ``after=next_cursor`` while ``has_more``."""
+
     object: Literal["list"] = "list"
     has_more: bool = Field(description="More follow: ask again with after=next_cursor.")
     next_cursor: str | None = None
 
 
 class SourceList(Page):
+    """A page of sources."""
+
     data: list[DataSource]
 
 
 class Deleted(BaseModel):
+    """What a delete removed."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [{"id": "warehouse", "object": "data_source",
                                                                "deleted": True}]})
     id: str
@@ -75,6 +83,8 @@ class Deleted(BaseModel):
 
 
 class TestResult(BaseModel):
+    """Whether the source answered a fresh connection, how fast, or why not."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "warehouse", "object": "data_source.test", "ok": False, "latency_ms": 12,
         "error": "source 'warehouse': connect: password authentication failed for user \"reader\""}]})
@@ -97,11 +107,15 @@ class Entry(BaseModel):
 
 
 class RefusedItem(BaseModel):
+    """A name the listing left out, with why."""
+
     path: str
     reason: str
 
 
 class EntryList(Page):
+    """A page of a source's items and folders."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [{"object": "list", "has_more": False,
         "next_cursor": None, "data": [
             {"object": "data_source.folder", "path": "2024/", "name": "2024"},
@@ -115,6 +129,8 @@ class EntryList(Page):
 
 
 class ItemMetadata(BaseModel):
+    """What the connector knows of one item (size, version, columns...)."""
+
     object: Literal["data_source.item_metadata"] = "data_source.item_metadata"
     source_id: str
     item: str
@@ -122,12 +138,16 @@ class ItemMetadata(BaseModel):
 
 
 class Column(BaseModel):
+    """A table's column."""
+
     name: str
     type: str
     nullable: bool
 
 
 class ForeignKey(BaseModel):
+    """A foreign key: its columns and the table and columns they reference."""
+
     name: str
     table: str = Field(description="The referencing table (schema.table).")
     columns: list[str]
@@ -136,6 +156,8 @@ class ForeignKey(BaseModel):
 
 
 class TableSchema(BaseModel):
+    """A table's columns, primary key and foreign keys."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "object": "data_source.table_schema", "source_id": "warehouse", "item": "public.orders",
         "kind": "table", "columns": [{"name": "id", "type": "integer", "nullable": False}],
@@ -151,6 +173,8 @@ class TableSchema(BaseModel):
 
 
 class Relationships(BaseModel):
+    """A page of the foreign keys between the source's tables."""
+
     object: Literal["list"] = "list"
     data: list[ForeignKey]
     has_more: bool = False
@@ -158,6 +182,8 @@ class Relationships(BaseModel):
 
 
 class Preview(BaseModel):
+    """The first rows of a table or file, with its columns."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "object": "data_source.preview", "source_id": "warehouse", "item": "public.orders",
         "columns": [{"name": "id", "type": "integer"}], "rows": [[1], [2]], "limit": 10}]})
@@ -170,6 +196,8 @@ class Preview(BaseModel):
 
 
 class ColumnStats(BaseModel):
+    """Statistics of one numeric column, computed by the database."""
+
     column: str
     type: str
     count: int
@@ -180,6 +208,8 @@ class ColumnStats(BaseModel):
 
 
 class Stats(BaseModel):
+    """A table's row count and its numeric columns' statistics."""
+
     object: Literal["data_source.stats"] = "data_source.stats"
     source_id: str
     item: str
@@ -217,6 +247,8 @@ class FetchRequest(Body):
 
 
 class Progress(BaseModel):
+    """How far a fetch job is: items and bytes (``bytes_total`` null when a size is unknown)."""
+
     items_total: int
     items_done: int
     bytes_done: int
@@ -224,6 +256,8 @@ class Progress(BaseModel):
 
 
 class LandedFile(BaseModel):
+    """A file a fetch job landed, with its lineage record."""
+
     identifier: str
     path: str = Field(description="Relative to the fetch-jobs base: <workspace>/<landed name>.")
     size: int | None
@@ -232,6 +266,8 @@ class LandedFile(BaseModel):
 
 
 class Job(BaseModel):
+    """A background fetch into a workspace: status, progress and, once finished, the files landed."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "job-5b1f0c2e9a7d4b3c8e6f1a2d", "object": "data_source.fetch_job", "created_at": 1764662400,
         "source_id": "az", "workspace": "t1", "status": "running", "finished_at": None,
@@ -250,6 +286,8 @@ class Job(BaseModel):
 
 
 class JobList(BaseModel):
+    """A page of a source's fetch jobs, oldest first."""
+
     object: Literal["list"] = "list"
     data: list[Job]
     has_more: bool = False
@@ -257,15 +295,21 @@ class JobList(BaseModel):
 
 
 class Lineage(BaseModel):
+    """The provenance record of a landed file."""
+
     object: Literal["data_source.lineage"] = "data_source.lineage"
     path: str
     record: dict[str, Any]
 
 
 class ErrorBody(BaseModel):
+    """Every error answer: ``{"detail": ...}``, never a secret."""
+
     detail: Any = Field(description="What went wrong, in one line (a list of fields for 422).")
 
 
 class Health(BaseModel):
+    """Liveness: the server answers (no key needed)."""
+
     status: str
     timestamp: int

@@ -36,7 +36,8 @@ KEEP_ALIVE_SECONDS = 5
 SPARE_FILES = 256  # descriptors beside the connections: the sources, the workspace, the logs
 
 
-def is_loopback(host: str) -> bool:
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (any other name counts as reachable)."""
     if host == "localhost":
         return True
     try:
@@ -46,15 +47,23 @@ def is_loopback(host: str) -> bool:
 
 
 def check_listen(host: str, settings: ApiSettings) -> None:
-    """Refuse a non-loopback address while the keys file holds no key."""
-    if not is_loopback(host) and not KeyStore(settings.keys_file).list():
+    """Refuse to listen beyond loopback while the keys file holds no key.
+
+    Args:
+        host: the address to listen on.
+        settings: the API's settings (its keys file).
+
+    Raises:
+        ConfigurationError: ``host`` is not loopback and no API key exists.
+    """
+    if not _is_loopback(host) and not KeyStore(settings.keys_file).list():
         raise ConfigurationError(
             f"refusing to listen on {host}: no API key in {settings.keys_file}; create one with "
             "'da-sources api-keys create NAME' (or listen on 127.0.0.1)")
 
 
-def raise_file_limit(wanted: int) -> int:
-    """Raise the soft open-file limit towards ``wanted`` (at most the hard limit); the limit now."""
+def _raise_file_limit(wanted: int) -> int:
+    """Raise the soft open-file limit towards ``wanted`` (at most the hard limit); the soft limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
@@ -64,13 +73,22 @@ def raise_file_limit(wanted: int) -> int:
 
 
 def serve(host: str, port: int, settings: ApiSettings) -> None:
-    """Run the app until interrupted."""
+    """Run the standalone app under uvicorn, bounded as the module docstring says, until interrupted.
+
+    Args:
+        host: the address to listen on (beyond loopback only once an API key exists).
+        port: the TCP port.
+        settings: the API's settings.
+
+    Raises:
+        ConfigurationError: ``host`` is not loopback and no API key exists.
+    """
     check_listen(host, settings)
     import uvicorn
 
     from connectors.api.app import create_app
 
-    files = raise_file_limit(settings.max_connections + SPARE_FILES)
+    files = _raise_file_limit(settings.max_connections + SPARE_FILES)
     connections = min(settings.max_connections, max(64, files - SPARE_FILES))
     if connections < settings.max_connections:
         log.warning("open-file limit %d: at most %d connections", files, connections)
@@ -81,7 +99,15 @@ def serve(host: str, port: int, settings: ApiSettings) -> None:
 
 
 def http_protocol(max_connections: int, settings: ApiSettings) -> type[Any]:
-    """The bounded protocol on httptools (C) when installed, else on h11 (pure Python, ~2x slower)."""
+    """The bounded protocol class on httptools (C) when installed, else on h11 (pure Python, ~2x slower).
+
+    Args:
+        max_connections: open connections at most.
+        settings: the API's settings (the header and body deadlines).
+
+    Returns:
+        The protocol class, for ``uvicorn.run(http=...)``.
+    """
     header, body = settings.header_timeout_seconds, settings.body_timeout_seconds
     try:
         import httptools  # noqa: F401
@@ -93,7 +119,16 @@ def http_protocol(max_connections: int, settings: ApiSettings) -> type[Any]:
 
 
 def bounded_protocol(max_connections: int, header_timeout: float, body_timeout: float) -> type[Any]:
-    """uvicorn's h11 protocol with read deadlines and a connection cap (see the module docstring)."""
+    """uvicorn's h11 protocol class with read deadlines and a connection cap (see the module docstring).
+
+    Args:
+        max_connections: open connections at most; one more closes the oldest waiting connection.
+        header_timeout: seconds for a request's headers, from the connection opening or its first byte.
+        body_timeout: seconds for a request's body, once its headers are in.
+
+    Returns:
+        The protocol class, for ``uvicorn.run(http=...)``.
+    """
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 

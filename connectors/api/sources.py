@@ -35,12 +35,14 @@ from connectors.secrets.references import MASK, Secret, is_reference
 from connectors.secrets.store import default_store
 from connectors.type_table import settings_model_for
 
+__all__ = ["router"]
+
 router = new_router()
 SourceId = Annotated[str, Path(description="The source's id.", max_length=63)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most entries per page.")]
 
 
-def source_view(source: DataSourceConfig) -> dict[str, Any]:
+def _source_view(source: DataSourceConfig) -> dict[str, Any]:
     """The ``data_source`` object: references as they are, any literal secret masked."""
     config = {k: MASK if isinstance(v, Secret) else v for k, v in source.config.items()}
     return {"id": source.id, "object": "data_source", "created_at": source.created_at, "type": source.type_name,
@@ -48,7 +50,18 @@ def source_view(source: DataSourceConfig) -> dict[str, Any]:
 
 
 def load_source(state: State, source_id: str) -> DataSourceConfig:
-    """The stored source, or 404 (the id is checked first, so a bad id never reaches the file)."""
+    """The stored source of an id from a request.
+
+    Args:
+        state: the API's state.
+        source_id: the id as the caller gave it (checked first, so a bad id never reaches the file).
+
+    Returns:
+        The source, references unresolved.
+
+    Raises:
+        ApiError: 404 when the id is invalid or no source has it.
+    """
     try:
         _check_id(source_id, "source id")
     except ConfigurationError:
@@ -92,6 +105,7 @@ def _validated(body: SourceCreate) -> DataSourceConfig:
 @router.post("/v1/data-sources", status_code=201, response_model=DataSource, tags=["data sources"],
              summary="Create a source")
 async def create_source(body: SourceCreate, request: Request, state: State, key: ManageKey) -> dict[str, Any]:
+    """Create a source within the operator's policy; a literal secret is stored write-only."""
     request.state.source_id = body.id if isinstance(body.id, str) and len(body.id) < 64 else None
     source = _validated(body)
     existing = state.sources()
@@ -106,8 +120,8 @@ async def create_source(body: SourceCreate, request: Request, state: State, key:
         state.registry.add(final)
     except ConfigurationError as exc:
         raise ApiError(409 if "is taken" in exc.message else 422, detail_of(exc)) from None
-    note_audit(request, config=source_view(final)["config"])
-    return source_view(final)
+    note_audit(request, config=_source_view(final)["config"])
+    return _source_view(final)
 
 
 def _allowed_new(source: DataSourceConfig, body: SourceCreate, count: int, state: ApiState) -> None:
@@ -132,13 +146,14 @@ def _policy_checked(check: Callable[..., None], *args: Any) -> None:
 async def list_sources(state: State, key: ReadKey, limit: Limit = 100,
                        after: Annotated[str | None, Query(max_length=200, description="Cursor")] = None
                        ) -> Response:
+    """One page of the sources, configs as stored: references as names, no secret value."""
     sources = state.sources()
     start = next((i + 1 for i, s in enumerate(sources) if s.id == after), 0) if after else 0
 
     def page() -> bytes:
         shown = sources[start : start + limit]
         more = start + limit < len(sources)
-        return _serialized(_LIST, {"object": "list", "data": [source_view(s) for s in shown], "has_more": more,
+        return _serialized(_LIST, {"object": "list", "data": [_source_view(s) for s in shown], "has_more": more,
                                 "next_cursor": shown[-1].id if more and shown else None})
 
     return JsonBytes(state.rendered(("list", start, limit), page))
@@ -146,8 +161,9 @@ async def list_sources(state: State, key: ReadKey, limit: Limit = 100,
 
 @router.get("/v1/data-sources/{source_id}", response_model=DataSource, tags=["data sources"], summary="Get a source")
 async def get_source(source_id: SourceId, state: State, key: ReadKey) -> Response:
+    """One source, its config as stored: references as names, no secret value."""
     source = load_source(state, source_id)
-    return JsonBytes(state.rendered(("one", source.id), lambda: _serialized(_ONE, source_view(source))))
+    return JsonBytes(state.rendered(("one", source.id), lambda: _serialized(_ONE, _source_view(source))))
 
 
 class JsonBytes(Response):
@@ -170,6 +186,7 @@ def _serialized(model: TypeAdapter[Any], view: dict[str, Any]) -> bytes:
               summary="Update a source")
 async def update_source(source_id: SourceId, body: SourceUpdate, request: Request, state: State,
                         key: ManageKey) -> dict[str, Any]:
+    """Change a source's name, config or labels; changed connections reopen at the next use."""
     source = load_source(state, source_id)
     if body.config:  # a name or labels move no reference; a config change could
         _policy_checked(check_changeable, source)
@@ -186,13 +203,14 @@ async def update_source(source_id: SourceId, body: SourceUpdate, request: Reques
         raise ApiError(422, detail_of(exc)) from None
     _delete_owned_secrets(source, [k for k, v in changes.items() if v is None])
     await state.forget(source_id)
-    note_audit(request, config={k: source_view(updated)["config"].get(k) for k in changes})
-    return source_view(updated)
+    note_audit(request, config={k: _source_view(updated)["config"].get(k) for k in changes})
+    return _source_view(updated)
 
 
 @router.delete("/v1/data-sources/{source_id}", response_model=Deleted, tags=["data sources"],
                summary="Delete a source: cancels its jobs and closes its connections")
 async def delete_source(source_id: SourceId, state: State, key: ManageKey) -> dict[str, Any]:
+    """Delete a source: its jobs are cancelled, its connections closed, its own secrets removed."""
     source = load_source(state, source_id)
     await state.jobs.cancel_source(source_id)
     await state.forget(source_id)
@@ -217,6 +235,7 @@ def _delete_owned_secrets(source: DataSourceConfig, keys: list[str]) -> None:
 @router.post("/v1/data-sources/{source_id}/test", response_model=TestResult, tags=["data sources"],
              summary="Test a source: connects with a fresh connection and says why it failed")
 async def test_source(source_id: SourceId, state: State, key: ReadKey) -> dict[str, Any]:
+    """Connect with a fresh connection, within the timeout: ok, latency, or why it failed."""
     source = load_source(state, source_id)
     started = time.monotonic()
     error: str | None = None

@@ -48,6 +48,14 @@ FILE_FORMATS = {".csv": ",", ".tsv": "\t", ".parquet": "", ".pq": ""}
 
 
 def is_table_source(connector: DataSourceConnector) -> bool:
+    """Whether the connector's items are tables with schemas, keys and statistics (PostgreSQL).
+
+    Args:
+        connector: a source's connector.
+
+    Returns:
+        True for a PostgreSQL connector.
+    """
     return isinstance(connector, PostgreSQLConnector)
 
 
@@ -70,7 +78,19 @@ def _foreign_key(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 async def foreign_keys(connector: DataSourceConnector, item: str | None) -> list[dict[str, Any]]:
-    """The foreign keys of table ``item``, or of every table in the source's schemas (``None``)."""
+    """Foreign keys, read from the catalog in the source's read-only transaction.
+
+    Args:
+        connector: a connected PostgreSQL connector.
+        item: a table (``schema.table``); None: every table in the source's schemas.
+
+    Returns:
+        Per key: ``name``, ``table``, ``columns``, ``references_table``, ``references_columns``;
+        sorted by schema, table and name.
+
+    Raises:
+        ConfigurationError: the connector is not PostgreSQL's, or ``item`` is not a table name.
+    """
     if item is None:
         pg = _pg(connector)
         assert pg._settings is not None  # connected: the pool hands out only connected connectors
@@ -92,8 +112,20 @@ async def preview_table(connector: DataSourceConnector, item: str, limit: int, m
     """Column names and the first ``limit`` rows of table ``item``.
 
     With ``max_bytes``, the database first measures those rows as text (nothing
-    is sent but the number): over the cap is :class:`PreviewTooLargeError`, and
-    no row is read into memory.
+    is sent but the number), so no row over the cap is read into memory.
+
+    Args:
+        connector: a connected PostgreSQL connector.
+        item: the table (``schema.table``).
+        limit: rows at most.
+        max_bytes: the rows' size as text at most; None: no byte cap.
+
+    Returns:
+        The column names, and the rows as JSON-safe values.
+
+    Raises:
+        PreviewTooLargeError: the rows are over ``max_bytes``.
+        ConfigurationError: the connector is not PostgreSQL's, or ``item`` is not a table name.
     """
     pg, schema, table = _table(connector, item)
     statement = sql.SQL("SELECT * FROM {} LIMIT %s").format(sql.Identifier(schema, table))
@@ -112,7 +144,19 @@ async def preview_table(connector: DataSourceConnector, item: str, limit: int, m
 
 async def table_stats(connector: DataSourceConnector, item: str, columns: list[dict[str, Any]]
                       ) -> tuple[int, list[dict[str, Any]]]:
-    """Row count and, per numeric column, count, min, max and mean, in one query."""
+    """Row count and, per numeric column, count, NaN count, min, max and mean, in one query.
+
+    Args:
+        connector: a connected PostgreSQL connector.
+        item: the table (``schema.table``).
+        columns: its columns as its metadata lists them (``name``, ``type``); the numeric ones are measured.
+
+    Returns:
+        The row count, and per numeric column its statistics (min, max, mean None when there is no number).
+
+    Raises:
+        ConfigurationError: the connector is not PostgreSQL's, or ``item`` is not a table name.
+    """
     pg, schema, table = _table(connector, item)
     numeric = [c for c in columns if str(c["type"]).startswith(NUMERIC_TYPES)]
     parts: list[sql.Composable] = [sql.SQL("count(*)")]
@@ -143,13 +187,33 @@ def _column_stats(ident: sql.Identifier, takes_nan: bool) -> list[sql.Composable
 
 
 def file_format(item: str) -> str | None:
+    """The previewable format of a file item, from its suffix.
+
+    Args:
+        item: the item's name.
+
+    Returns:
+        ``.csv``, ``.tsv``, ``.parquet`` or ``.pq`` (lower case), or None when it cannot be previewed.
+    """
     suffix = Path(item).suffix.lower()
     return suffix if suffix in FILE_FORMATS else None
 
 
 async def preview_file(connector: DataSourceConnector, item: str, limit: int
                        ) -> tuple[list[dict[str, str]], list[list[Any]]]:
-    """Columns and the first ``limit`` rows of a CSV, TSV or Parquet item (landed in a temporary folder)."""
+    """Columns and the first rows of a CSV, TSV or Parquet item, landed in a temporary folder and read by pyarrow.
+
+    Args:
+        connector: a connected connector of files.
+        item: the item's identifier.
+        limit: rows at most.
+
+    Returns:
+        The columns (``name``, Arrow ``type``), and the rows as JSON-safe values.
+
+    Raises:
+        ConfigurationError: the item is not CSV, TSV or Parquet, or cannot be read as such.
+    """
     suffix = file_format(item)
     if suffix is None:
         raise ConfigurationError(f"{item!r} is neither a table nor a CSV, TSV or Parquet file; no preview")
@@ -184,7 +248,15 @@ def _finite(value: Any) -> float | None:
 
 
 def json_value(value: Any) -> Any:
-    """A JSON-safe form of a database or Arrow value."""
+    """A JSON-safe form of a database or Arrow value.
+
+    Args:
+        value: any value a row or a metadata mapping holds.
+
+    Returns:
+        The value in JSON types: decimals as floats (NaN and infinities as text), dates and times
+        in ISO form, bytes in hex, lists and mappings converted inside, anything else as its ``str``.
+    """
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float | Decimal):

@@ -41,6 +41,8 @@ from connectors.threads import (
 )
 from connectors.threads.attach import listings_from
 
+__all__ = ["router"]
+
 router = new_router()
 TAGS: list[Any] = ["threads"]
 ThreadId = Annotated[str, Path(description="DeepAnalyze's thread id: its folder under the workspace base.",
@@ -64,6 +66,8 @@ class AttachRequest(BaseModel):
 
 
 class AttachedFileView(BaseModel):
+    """A file attached to the thread: where it came from, its version, size and profile."""
+
     name: str = Field(description="The file's name at the top level of the thread's folder.")
     source_id: str
     item: str = Field(description="The item, table or query it holds.")
@@ -80,6 +84,8 @@ class AttachedFileView(BaseModel):
 
 
 class AttachResponse(BaseModel):
+    """What is attached to the thread, with the manifest for the prompt."""
+
     object: str = "thread.data"
     thread_id: str
     data: list[AttachedFileView]
@@ -99,6 +105,7 @@ def _named(reference: Reference) -> str:
              summary="Fetch data into a thread's folder (top level), all or nothing, before the turn starts")
 async def attach(thread_id: ThreadId, body: AttachRequest | References, request: Request, state: State,
                  key: ThreadKey) -> dict[str, Any]:
+    """Land the references at the top level of the thread's folder, all or nothing; each file with its lineage."""
     references = body.references if isinstance(body, AttachRequest) else body
     request.state.source_id = ",".join(sorted({r.source_id for r in references}))[:200]
     check_sources(key, {r.source_id for r in references})
@@ -133,6 +140,7 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
 @router.get("/v1/threads/{thread_id}/data", response_model=AttachResponse, tags=TAGS,
             summary="What is attached to the thread now, from our records, with its manifest")
 async def attached(thread_id: ThreadId, state: State, key: ReadKey) -> dict[str, Any]:
+    """What is attached to the thread now, from our records, with the manifest for the prompt."""
     settings = state.settings
     return _answer(await asyncio.to_thread(attached_files, settings.workspace_base, thread_id,
                                            settings.thread_state_dir))

@@ -19,6 +19,8 @@ from connectors.api.routing import MintKey, State, new_router
 from connectors.api.sources import load_source
 from connectors.threads import MAX_THREAD_ID_LENGTH, check_thread_id
 
+__all__ = ["router"]
+
 router = new_router()
 ThreadId = Annotated[str, Path(description="The thread the token is for.", max_length=MAX_THREAD_ID_LENGTH)]
 
@@ -33,6 +35,8 @@ class TokenRequest(BaseModel):
 
 
 class ThreadToken(BaseModel):
+    """A minted thread token: the token itself is in this answer only."""
+
     object: str = "thread.token"
     id: str
     token: str = Field(description="Shown once; stored only hashed.")
@@ -44,6 +48,7 @@ class ThreadToken(BaseModel):
 @router.post("/v1/threads/{thread_id}/tokens", response_model=ThreadToken, tags=["threads"],
              summary="Mint a read-only token that attaches the listed sources' data to this thread only")
 async def mint(thread_id: ThreadId, body: TokenRequest, request: Request, state: State, key: MintKey) -> dict[str, Any]:
+    """Mint a thread token for this thread and the listed sources (404 for an unknown source)."""
     check_thread_id(thread_id)
     for source_id in body.sources:
         load_source(state, source_id)  # 404 for a source that does not exist

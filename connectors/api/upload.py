@@ -23,6 +23,8 @@ from connectors.azure_blob.upload import BlobExistsError, FileChangedError
 from connectors.base import DataSourceConnector
 from connectors.threads import MAX_THREAD_ID_LENGTH, publish_generated
 
+__all__ = ["router"]
+
 router = new_router()
 TAGS: list[Any] = ["threads"]
 
@@ -40,6 +42,8 @@ class UploadRequest(BaseModel):
 
 
 class UploadList(BaseModel):
+    """The blobs written, one per file."""
+
     object: str = "list"
     data: list[dict[str, Any]] = Field(description="Per file: blob name, uri, etag, size, md5, sha256, metadata.")
 
@@ -48,6 +52,7 @@ class UploadList(BaseModel):
              summary="Upload files of a thread's generated/ folder to the source (blob storage)")
 async def upload(source_id: SourceId, body: UploadRequest, request: Request, state: State,
                  key: ManageKey) -> dict[str, Any]:
+    """Upload files of a thread's generated/ folder as blobs; 409 when a name is taken or a file changed."""
     source = load_source(state, source_id)
     base = state.settings.workspace_base
     prefix = body.prefix if body.prefix is not None else f"{body.thread_id}/"

@@ -24,6 +24,9 @@ from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from connectors.errors import AuthenticationError, ConfigurationError, ConnectionError
 from connectors.settings import AzureBlobSettings
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 SAS_LIFETIME = timedelta(hours=2)  # the data path's self-signed read-only SAS; renewed at half-life
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 
@@ -102,6 +105,7 @@ class Endpoint:
 
 
 def endpoint_of(settings: AzureBlobSettings, source_id: str) -> Endpoint:
+    """The account URL, key and SAS the settings name, secrets revealed for use (never shown)."""
     if settings.connection_string is not None:
         return _parse_connection_string(settings.connection_string.reveal(), source_id)
     assert settings.account_url is not None

@@ -86,7 +86,14 @@ class AzureBlobConnector(DataSourceConnector):
     # --- connection --------------------------------------------------------
 
     async def connect(self) -> bool:
-        """Build the clients; no request is sent (``test_connection`` asks the service)."""
+        """Build the clients; no request is sent (:meth:`test_connection` asks the service).
+
+        Returns:
+            True.
+
+        Raises:
+            ConfigurationError: The config has no ``container_name``, or a setting or secret reference is invalid.
+        """
         if self._clients is not None:
             return True
         if self.config.config.get("container_name") is None:  # DeepAnalyze's own example builds such a config
@@ -114,13 +121,18 @@ class AzureBlobConnector(DataSourceConnector):
         clients.disk.shutdown(wait=True)
 
     async def test_connection(self) -> bool:
-        """True when the container answers a one-blob listing of the scope with these credentials.
+        """Ask the container for a one-blob listing of the scope with these credentials.
 
-        Raises (rather than returning False, so the caller can say why):
-            ConfigurationError: the settings are invalid or a secret reference cannot be resolved.
-            NotFoundError: the container does not exist.
-            AuthenticationError: the key, SAS or credential is refused.
-            ConnectionError: the endpoint is unreachable or silent (after the retry budget).
+        Raises rather than returning False, so the caller can say why.
+
+        Returns:
+            True when the container answered.
+
+        Raises:
+            ConfigurationError: The settings are invalid or a secret reference cannot be resolved.
+            NotFoundError: The container does not exist.
+            AuthenticationError: The key, SAS or credential is refused.
+            ConnectionError: The endpoint is unreachable or silent (after the retry budget).
         """
         if not self._connected:
             await self.connect()
@@ -146,13 +158,26 @@ class AzureBlobConnector(DataSourceConnector):
     async def list_items(self, path: str | None = None) -> list[DataItem]:
         """Every blob in scope under folder ``path`` (a full blob-name folder, as listed), recursively.
 
+        Args:
+            path: The folder to list; None for the whole scope.
+
+        Returns:
+            One item per blob; folder placeholders are left out.
+
         Raises:
             OutOfScopeError: ``path`` lies outside ``prefix`` (before any request).
         """
         return [item async for item in self.iter_items(path)]
 
     async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
-        """The blobs under ``path`` page by page (5,000 per request), never all pages at once."""
+        """The blobs under ``path`` page by page (5,000 per request), never all pages at once.
+
+        Args:
+            path: The folder to list; None for the whole scope.
+
+        Yields:
+            One item per blob in scope, in name order.
+        """
         clients = self._require_clients()
         prefix = self._scope.listing_prefix(path)
         assert self._settings is not None
@@ -170,10 +195,18 @@ class AzureBlobConnector(DataSourceConnector):
     async def get_metadata(self, identifier: str) -> dict[str, Any]:
         """The blob's properties: size, version (= etag), type, MD5, tier, lease, version id, user metadata.
 
+        Args:
+            identifier: The blob's full name.
+
+        Returns:
+            The properties, with ``path`` and ``source_uri`` (no query string: no SAS).
+
         Raises:
-            OutOfScopeError: the name is outside ``prefix`` / ``pattern`` (before any request).
-            UnsafeNameError: the name has a '.' or '..' segment (before any request).
-            NotFoundError / AuthenticationError / ConnectionError: as the service answered.
+            OutOfScopeError: The name is outside ``prefix`` / ``pattern`` (before any request).
+            UnsafeNameError: The name has a '.' or '..' segment (before any request).
+            NotFoundError: The blob or container is missing.
+            AuthenticationError: Access is denied.
+            ConnectionError: The service stayed unreachable within the retry budget.
         """
         clients = self._require_clients()
         assert self._settings is not None
@@ -190,12 +223,26 @@ class AzureBlobConnector(DataSourceConnector):
         self, local_path: str | os.PathLike[str] | int, blob_name: str, overwrite: bool = False,
         metadata: Mapping[str, str] | None = None,
     ) -> Uploaded:
-        """Upload a local file (or an open descriptor) as block blob ``blob_name``; see :mod:`.upload`.
+        """Upload a local file (or an open descriptor) as block blob ``blob_name``.
+
+        Blocks are staged in parallel and committed together: a failure leaves no blob.
+
+        Args:
+            local_path: The file, or an open descriptor the caller keeps.
+            blob_name: The blob's full name (inside the source's scope).
+            overwrite: Replace a blob of that name; without it a taken name is refused.
+            metadata: User metadata for the blob.
+
+        Returns:
+            Where it went (name, URI, container) and what it holds (etag, size, MD5, sha256).
 
         Raises:
-            OutOfScopeError / UnsafeNameError: the name is outside the scope or has a '.'/'..' segment.
-            BlobExistsError: the name is taken and ``overwrite`` is not set (nothing changed).
-            AuthenticationError / ConnectionError / DataFetchError: as the service answered.
+            OutOfScopeError: The name is outside the scope.
+            UnsafeNameError: The name has a '.' or '..' segment.
+            BlobExistsError: The name is taken and ``overwrite`` is not set (nothing changed).
+            FileChangedError: The local file changed during the upload (nothing committed).
+            AuthenticationError: Access is denied.
+            ConnectionError: The service stayed unreachable within the retry budget.
         """
         clients = self._require_clients()
         assert self._settings is not None
@@ -208,11 +255,19 @@ class AzureBlobConnector(DataSourceConnector):
     async def fetch_data(self, identifier: str, workspace: str) -> str:
         """Land blob ``identifier`` at ``<workspace>/<identifier>`` with its provenance record.
 
+        Args:
+            identifier: The blob's full name, as listed.
+            workspace: The folder to land it in.
+
+        Returns:
+            The landed file's absolute path.
+
         Raises:
-            UnsafeNameError: before any request, for a name that cannot land safely.
-            NotFoundError / AuthenticationError: the blob or container is missing, or access is denied.
-            IntegrityError: short body, Content-MD5 mismatch, or the blob kept changing.
-            ConnectionError: the service stayed unreachable within the retry budget.
+            UnsafeNameError: Before any request, for a name that cannot land safely.
+            NotFoundError: The blob or container is missing.
+            AuthenticationError: Access is denied.
+            IntegrityError: Short body, Content-MD5 mismatch, or the blob kept changing.
+            ConnectionError: The service stayed unreachable within the retry budget.
         """
         return await self._fetch(identifier, workspace, None)
 
@@ -288,12 +343,18 @@ class AzureBlobConnector(DataSourceConnector):
     async def fetch_many(
         self, identifiers: Iterable[str], workspace: str, concurrency: int = 16
     ) -> list[FetchResult]:
-        """Fetch several blobs, ``concurrency`` downloads at once on the shared pool; per-item results in order.
+        """Fetch several blobs, ``concurrency`` downloads at once on the shared pool.
 
-        Small blobs take one GET each, so concurrency (not range parallelism)
-        is what makes many of them fast; they land in groups with one
-        file-system sync per group (:mod:`connectors.landing.group_commit`) instead
-        of three fsyncs each. One failure never undoes the others.
+        Small blobs take one GET each and land in groups with one file-system sync per group
+        (:mod:`connectors.landing.group_commit`). One failure never undoes the others.
+
+        Args:
+            identifiers: The blobs' full names.
+            workspace: The folder to land them in.
+            concurrency: How many downloads run at once.
+
+        Returns:
+            One result per identifier, in order: its path, or the error it met.
         """
         group = GroupCommit()
         waiting = asyncio.Semaphore(max(concurrency, MAX_PENDING))

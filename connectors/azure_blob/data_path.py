@@ -21,13 +21,20 @@ import yarl
 from connectors.azure_blob.errors import HttpStatusError
 from connectors.errors import IntegrityError
 
+# The names other packages (connectors.s3, connectors.api) use; the rest serve this package only.
+__all__ = ["BlobFacts", "facts_of", "iso_utc"]
+
 
 class Authorizer(Protocol):
     """How a data-path request is authenticated: a query string and/or headers."""
 
-    async def query(self) -> str: ...
+    async def query(self) -> str:
+        """The query string to append (a SAS), or ''."""
+        ...
 
-    async def headers(self) -> dict[str, str]: ...
+    async def headers(self) -> dict[str, str]:
+        """The headers to send (a bearer token), or none."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,17 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def facts_of(response: aiohttp.ClientResponse) -> BlobFacts:
-    """Etag, size, whole-blob MD5, last modified and type from a 200/206 answer."""
+    """Etag, size, whole-blob MD5, last modified and type from a 200/206 answer.
+
+    Args:
+        response: The first answer of a download (a whole GET or a first range).
+
+    Returns:
+        The facts the rest of the download is pinned to.
+
+    Raises:
+        IntegrityError: The answer has no ETag, or does not say the blob's size.
+    """
     headers = response.headers
     etag = headers.get("ETag")
     if not etag:
@@ -155,7 +172,14 @@ def facts_of(response: aiohttp.ClientResponse) -> BlobFacts:
 
 
 def iso_utc(http_date: str | None) -> str | None:
-    """An HTTP date as ISO-8601 UTC with a ``Z``."""
+    """An HTTP date as ISO-8601 UTC with a ``Z``.
+
+    Args:
+        http_date: A ``Last-Modified`` header value, or None.
+
+    Returns:
+        The moment as ``2024-01-31T12:00:00Z``; None when absent or not a date.
+    """
     if not http_date:
         return None
     try:

@@ -33,6 +33,9 @@ from connectors.errors import (
     WorkspaceError,
 )
 
+# The names other packages (connectors.s3, connectors.api) use; the rest serve this package only.
+__all__ = ["BlobChangedError", "HttpStatusError", "TruncatedError", "mapped_errors", "translate"]
+
 # socket-level failures only: a local OSError (disk full) is the workspace's, not the network's
 _SocketError = builtins.ConnectionError
 _CODE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
@@ -71,7 +74,16 @@ def error_code(value: str | None) -> str | None:
 
 
 def translate(exc: BaseException, what: str, source_id: str | None) -> DataSourceError:
-    """The most specific connector error for ``exc``, raised while doing ``what``."""
+    """The most specific connector error for ``exc``, raised while doing ``what``.
+
+    Args:
+        exc: An HTTP status error, aiohttp, socket or SDK error (a connector error is returned as is).
+        what: What was being done, for the message.
+        source_id: The source to name in the error.
+
+    Returns:
+        The error to raise: its class says what a caller can do (retry, fix the credentials...).
+    """
     if isinstance(exc, DataSourceError):
         return exc
     status, code = _status_and_code(exc)
@@ -174,7 +186,20 @@ def retry_after_of(exc: BaseException) -> float | None:
 
 @contextlib.asynccontextmanager
 async def mapped_errors(what: str, *, source_id: str | None) -> AsyncIterator[None]:
-    """Translate any SDK / aiohttp / socket error raised inside into a connector error."""
+    """Translate any SDK / aiohttp / socket error raised inside into a connector error.
+
+    Connector errors and cancellation pass through unchanged.
+
+    Args:
+        what: What was being done, for the message (``"listing container 'x'"``).
+        source_id: The source to name in the error.
+
+    Returns:
+        An async context manager.
+
+    Raises:
+        DataSourceError: The translation of whatever the block raised (:func:`translate`).
+    """
     try:
         yield
     except asyncio.CancelledError:

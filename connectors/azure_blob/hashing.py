@@ -19,6 +19,9 @@ from connectors.azure_blob.data_path import BlobFacts
 from connectors.errors import IntegrityError, WorkspaceError
 from connectors.landing.syscalls import start_writeback
 
+# The names other packages (connectors.s3, connectors.api) use; the rest serve this package only.
+__all__ = ["OrderedHasher", "check_md5"]
+
 HASH_BUFFER = 4 * 1024 * 1024  # one reused read-back buffer per hashing thread
 
 
@@ -45,7 +48,12 @@ class OrderedHasher:
             thread.start()
 
     def add(self, start: int, end: int) -> None:
-        """Bytes ``start``..``end`` (exclusive) are on disk."""
+        """Bytes ``start``..``end`` (exclusive) are on disk.
+
+        Args:
+            start: The first byte's offset.
+            end: The offset just after the last byte.
+        """
         with self._cond:
             self._pending[start] = end
             while self._ready in self._pending:
@@ -53,7 +61,11 @@ class OrderedHasher:
             self._cond.notify_all()
 
     def finish(self) -> None:
-        """Wait until every announced byte is hashed (blocking; run it in a thread)."""
+        """Wait until every announced byte is hashed (blocking; run it in a thread).
+
+        Raises:
+            WorkspaceError: The landed bytes could not be read back.
+        """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -97,7 +109,17 @@ class OrderedHasher:
 
 
 def check_md5(facts: BlobFacts, md5: Any, name: str, source_id: str | None) -> None:
-    """Raise IntegrityError unless ``md5`` (a hashlib object) matches the blob's Content-MD5."""
+    """Check the bytes' MD5 against the blob's Content-MD5, when the blob has one.
+
+    Args:
+        facts: The facts the download was pinned to.
+        md5: A hashlib MD5 object fed every byte landed.
+        name: The blob's name, for the message.
+        source_id: The source to name in the error.
+
+    Raises:
+        IntegrityError: The digests differ.
+    """
     actual = base64.b64encode(md5.digest()).decode()
     if facts.content_md5 is not None and actual != facts.content_md5:
         raise IntegrityError(

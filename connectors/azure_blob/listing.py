@@ -28,6 +28,9 @@ from connectors.azure_blob.retries import with_retries
 from connectors.base import DataItem
 from connectors.errors import DataFetchError
 
+# The names other packages (connectors.s3, connectors.api) use; the rest serve this package only.
+__all__ = ["is_folder_placeholder", "quoted_etag"]
+
 
 async def list_pages(
     path: DataPath, prefix: str, *, page_size: int, retries: int, what: str = "listing the container"
@@ -50,7 +53,7 @@ async def list_pages(
     try:
         while pending is not None:
             body = await pending
-            marker = next_marker(body)
+            marker = _next_marker(body)
             pending = request(marker) if marker else None
             yield parse_page(body)[0]
     finally:
@@ -65,7 +68,7 @@ async def probe(path: DataPath, prefix: str, *, retries: int, what: str) -> None
     await with_retries(partial(path.get_container, urlencode(query)), what, path.source_id, retries)
 
 
-def next_marker(body: bytes) -> str:
+def _next_marker(body: bytes) -> str:
     """The NextMarker of a List Blobs answer, read from its tail without parsing the whole page."""
     start = body.rfind(b"<NextMarker>")
     if start < 0:
@@ -88,10 +91,15 @@ def parse_page(body: bytes) -> tuple[list[DataItem], str]:
 def is_folder_placeholder(item: DataItem) -> bool:
     """Whether ``item`` stands for a folder, not a file: never an item of a source.
 
-    A hierarchical-namespace account (ADLS Gen2) lists each directory through the
-    Blob API as a zero-byte blob with metadata ``hdi_isfolder=true``; tools that
-    "create folders" on flat stores write a zero-byte name ending in '/'. Landing
-    either as a file would take the place of the folder its files land in.
+    A hierarchical-namespace account (ADLS Gen2) lists each directory as a zero-byte blob with
+    metadata ``hdi_isfolder=true``; tools that "create folders" on flat stores write a zero-byte
+    name ending in '/'. Landing either as a file would take the place of its folder.
+
+    Args:
+        item: A listed item.
+
+    Returns:
+        True for a folder placeholder, which a listing leaves out.
     """
     if item.size != 0:
         return False
@@ -121,14 +129,21 @@ def _item(blob: ElementTree.Element) -> DataItem:
             "content_type": prop.get("Content-Type") or None,
             "content_md5": prop.get("Content-MD5") or None,
             "access_tier": prop.get("AccessTier") or None,
-            "last_modified": iso_utc(last_modified),
+            "last_modified": _iso_utc(last_modified),
             "metadata": {m.tag: m.text or "" for m in metadata} if metadata is not None else {},
         },
     )
 
 
 def quoted_etag(value: str) -> str:
-    """One form of etag everywhere (listings give 0x8D..., headers "0x8D..."), so versions compare equal."""
+    """One form of etag everywhere, so versions compare equal.
+
+    Args:
+        value: An etag as a listing gives it (``0x8D...``) or as a header does (``"0x8D..."``).
+
+    Returns:
+        The etag in double quotes ('' stays '').
+    """
     return value if not value or value.startswith('"') else f'"{value}"'
 
 
@@ -142,7 +157,7 @@ def _parse_http_date(value: str | None) -> Any:
         return None
 
 
-def iso_utc(moment: Any) -> str | None:
+def _iso_utc(moment: Any) -> str | None:
     """A datetime as ISO-8601 UTC with a ``Z``."""
     if moment is None:
         return None

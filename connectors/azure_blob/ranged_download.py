@@ -46,6 +46,9 @@ from connectors.landing.dirs import finish_in_thread
 from connectors.landing.progress import report_progress
 from connectors.landing.syscalls import preallocate
 
+# The names other packages (connectors.s3, connectors.api) use; the rest serve this package only.
+__all__ = ["CHUNK", "SMALL_BLOB", "BlobDownload", "Downloaded", "RangeSource", "run_all"]
+
 CHUNK = 16 * 1024 * 1024  # bytes per ranged GET: few requests, bounded memory per range
 SMALL_BLOB = 1024 * 1024  # blobs up to this size are read into memory and landed in one step
 
@@ -77,11 +80,42 @@ class RangeSource(Protocol):
 
     source_id: str | None
 
-    async def get(self, name: str, start: int, end: int | None, etag: str | None) -> aiohttp.ClientResponse: ...
+    async def get(self, name: str, start: int, end: int | None, etag: str | None) -> aiohttp.ClientResponse:
+        """One GET of a byte range, pinned to a version.
 
-    def read_facts(self, response: aiohttp.ClientResponse) -> BlobFacts: ...
+        Args:
+            name: The blob's or object's full name.
+            start: The first byte's offset.
+            end: The last byte's offset (inclusive); None: the whole object.
+            etag: The version to read (``If-Match``); None for the first request.
 
-    async def refine_facts(self, name: str, facts: BlobFacts) -> BlobFacts: ...
+        Returns:
+            The open answer (2xx; any other status raises).
+        """
+        ...
+
+    def read_facts(self, response: aiohttp.ClientResponse) -> BlobFacts:
+        """The facts the download pins to.
+
+        Args:
+            response: The first answer.
+
+        Returns:
+            Etag, size, whole-object MD5, last modified and type.
+        """
+        ...
+
+    async def refine_facts(self, name: str, facts: BlobFacts) -> BlobFacts:
+        """``facts`` with a stronger whole-object check the source names, if any.
+
+        Args:
+            name: The blob's or object's full name.
+            facts: The facts read from the first answer.
+
+        Returns:
+            The facts to check the whole download against.
+        """
+        ...
 
 
 def _preallocate(fd: int, size: int) -> None:
@@ -92,7 +126,7 @@ def _preallocate(fd: int, size: int) -> None:
         raise WorkspaceError(f"cannot reserve {size} bytes in the workspace: {reason}") from exc
 
 
-def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     """Write all of ``data`` at ``offset``; a local failure is a WorkspaceError, never retried."""
     view = memoryview(data)
     try:
@@ -105,7 +139,11 @@ def pwrite_all(fd: int, data: bytes, offset: int) -> None:
 
 
 async def run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """Run coroutines together; on the first failure cancel the rest and wait for them, then raise it."""
+    """Run coroutines together; on the first failure cancel the rest and wait for them, then raise it.
+
+    Args:
+        coroutines: The coroutines to run.
+    """
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:
         await asyncio.gather(*tasks)
@@ -143,7 +181,11 @@ class BlobDownload:
         self._size: int | None = None
 
     async def run(self) -> Downloaded:
-        """Download everything; the digests are of the bytes written (or of ``body``, for a small blob)."""
+        """Download everything, pinned to the first answer's etag.
+
+        Returns:
+            The facts and the digests of the bytes written (or, for a small blob, its ``body``).
+        """
         first: _FirstRange = await self._retrying(self._first_range)
         facts, digests = first.facts, first.digests
         if first.body is not None:
@@ -250,7 +292,7 @@ class BlobDownload:
                 if position + len(piece) > end:
                     raise IntegrityError(f"{self._what}: the service sent more bytes than it announced",
                                          source_id=self._path.source_id)
-                pwrite_all(self._fd, piece, position)
+                _pwrite_all(self._fd, piece, position)
                 for digest in digests:
                     digest.update(piece)
                 position += len(piece)

@@ -25,7 +25,13 @@ WHERE = "config.account_url"
 def check_url(url: str | URL, reach: ReachPolicy, where: str = WHERE) -> None:
     """Refuse ``url`` unless its scheme, port and host (or literal address) are allowed.
 
-    ``where`` names the setting in a refusal (the S3 connector's is ``config.endpoint_url``).
+    Args:
+        url: The URL a request would go to.
+        reach: The policy.
+        where: The setting to name in a refusal (the S3 connector's is ``config.endpoint_url``).
+
+    Raises:
+        ReachRefusedError: The URL has no host or port, or the policy does not allow it.
     """
     parsed = URL(url) if isinstance(url, str) else url
     if not parsed.host or parsed.port is None:
@@ -54,14 +60,31 @@ class CheckedResolver(AbstractResolver):
 
 
 def checked_connector(reach: ReachPolicy | None, where: str = WHERE, **kwargs: Any) -> aiohttp.TCPConnector:
-    """The session's connector: with the checking resolver under a policy."""
+    """The session's TCP connector: with the checking resolver under a policy.
+
+    Args:
+        reach: The policy; None: no checks.
+        where: The setting to name in a refusal.
+        **kwargs: Passed to :class:`aiohttp.TCPConnector`.
+
+    Returns:
+        A connector whose resolver refuses addresses the policy does not allow.
+    """
     if reach is None:
         return aiohttp.TCPConnector(**kwargs)
     return aiohttp.TCPConnector(resolver=CheckedResolver(reach, where), **kwargs)
 
 
 def trace_configs(reach: ReachPolicy | None, where: str = WHERE) -> list[aiohttp.TraceConfig]:
-    """A request hook that checks every request's URL under a policy (none without one)."""
+    """A request hook that checks every request's URL under a policy (none without one).
+
+    Args:
+        reach: The policy; None: no hook.
+        where: The setting to name in a refusal.
+
+    Returns:
+        The trace configs to give the session.
+    """
     if reach is None:
         return []
 

@@ -30,7 +30,15 @@ class RetryBudget:
         self._deadline = time.monotonic() + window
 
     async def pause(self, error: DataSourceError, retry_after: float | None) -> bool:
-        """Wait before the next attempt; False when ``error`` is terminal or the budget is spent."""
+        """Wait before the next attempt, if one is left.
+
+        Args:
+            error: The translated failure of the last attempt.
+            retry_after: Seconds the service asked to wait (Retry-After), or None: exponential backoff.
+
+        Returns:
+            True after waiting; False (at once) when ``error`` is terminal or the budget is spent.
+        """
         if not error.retryable or self._left <= 0:
             return False
         delay = retry_after if retry_after is not None else self._backoff()
@@ -50,9 +58,20 @@ class RetryBudget:
 async def with_retries(attempt: Callable[[], Awaitable[T]], what: str, source_id: str | None, retries: int) -> T:
     """``attempt()``, again after each transient failure while the :class:`RetryBudget` lasts.
 
-    Every attempt is bounded by the session's timeouts (``connect_timeout``,
-    ``read_timeout``), so an operation against a silent server gives up after
-    at most ``retries + 1`` read timeouts plus the backoff between them.
+    Every attempt is bounded by the session's timeouts, so an operation against a silent server
+    gives up after at most ``retries + 1`` read timeouts plus the backoff between them.
+
+    Args:
+        attempt: One try of the operation.
+        what: What is being done, for the error message.
+        source_id: The source to name in the error.
+        retries: How many attempts may follow the first.
+
+    Returns:
+        What the first successful attempt returned.
+
+    Raises:
+        DataSourceError: The last failure, translated (:func:`connectors.azure_blob.errors.translate`).
     """
     budget = RetryBudget(retries)
     while True:

@@ -41,14 +41,32 @@ class BlobScope:
     @property
     def folder(self) -> str:
         """The prefix as a folder: '' or ending in '/'."""
-        return as_folder(self.prefix)
+        return _as_folder(self.prefix)
 
     def matches(self, name: str) -> bool:
-        """Whether blob ``name`` is one this source serves."""
+        """Whether blob ``name`` is one this source serves.
+
+        Args:
+            name: A blob name, as listed.
+
+        Returns:
+            True when it is under ``prefix`` and matches ``pattern``.
+        """
         return self._refusal(name) is None
 
     def check(self, name: str, what: str) -> str:
-        """``name`` if this source serves it, else OutOfScopeError (no request is sent either way)."""
+        """``name`` if this source serves it; no request is sent either way.
+
+        Args:
+            name: A blob name (hostile input).
+            what: What is being done, for the message.
+
+        Returns:
+            ``name`` unchanged.
+
+        Raises:
+            OutOfScopeError: The name is outside ``prefix`` / ``pattern``.
+        """
         reason = self._refusal(name)
         if reason is not None:
             raise OutOfScopeError(f"{what} {name!r}: not in this source ({reason})", source_id=self.source_id)
@@ -65,10 +83,21 @@ class BlobScope:
         return None
 
     def check_readable(self, name: str, what: str) -> str:
-        """:meth:`check`, and refuse '.' and '..' segments (UnsafeNameError).
+        """:meth:`check`, and refuse '.' and '..' segments.
 
-        A client, proxy or server may fold them into another blob's name, one
-        that can lie outside the scope.
+        A client, proxy or server may fold them into another blob's name, one that can lie outside
+        the scope.
+
+        Args:
+            name: A blob name (hostile input).
+            what: What is being done, for the message.
+
+        Returns:
+            ``name`` unchanged.
+
+        Raises:
+            OutOfScopeError: The name is outside the scope.
+            UnsafeNameError: The name has a '.' or '..' segment.
         """
         self.check(name, what)
         if any(part in (".", "..") for part in name.split("/")):
@@ -80,10 +109,19 @@ class BlobScope:
         """The List Blobs prefix for folder ``path`` (a full blob-name folder, as ``ls`` prints names).
 
         A folder above the prefix lists the whole scope; one beside it is out of scope.
+
+        Args:
+            path: The folder to list; None or '' for the whole scope.
+
+        Returns:
+            The prefix to send, ending in '/' ('' for a whole container).
+
+        Raises:
+            OutOfScopeError: The folder is beside the scope, or longer than a blob name can be.
         """
         if not path:
             return self.folder
-        folder = as_folder(path)
+        folder = _as_folder(path)
         if len(folder) > MAX_BLOB_NAME:
             raise OutOfScopeError(f"folder {path!r}: not in this source (a blob name has 1 to 1,024 characters)",
                                   source_id=self.source_id)
@@ -96,6 +134,6 @@ class BlobScope:
             "folders are full blob names, as ls prints them)", source_id=self.source_id)
 
 
-def as_folder(prefix: str) -> str:
+def _as_folder(prefix: str) -> str:
     """``prefix`` ending in '/' ('' stays '')."""
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"

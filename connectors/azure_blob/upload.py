@@ -29,6 +29,9 @@ from connectors.azure_blob.ranged_download import run_all
 from connectors.azure_blob.retries import RetryBudget, with_retries
 from connectors.errors import ConfigurationError, DataFetchError, IntegrityError, WorkspaceError
 
+# The names other packages (connectors.s3, connectors.api) use; the rest serve this package only.
+__all__ = ["BLOCK", "BlobExistsError", "FileChangedError", "Uploaded", "check_metadata"]
+
 BLOCK = 8 * 1024 * 1024  # bytes per Put Block: few requests, bounded memory per request in flight
 MAX_BLOCKS = 50_000  # the service's limit of blocks per blob
 MAX_METADATA_BYTES = 8 * 1024  # the service's limit of all x-ms-meta-* names and values together
@@ -58,7 +61,7 @@ class Uploaded:
     version_id: str | None = None  # set when the account keeps blob versions
 
 
-def block_size_for(size: int) -> int:
+def _block_size_for(size: int) -> int:
     """:data:`BLOCK`, or more when the file would need over :data:`MAX_BLOCKS` blocks."""
     return max(BLOCK, -(-size // MAX_BLOCKS))
 
@@ -66,8 +69,14 @@ def block_size_for(size: int) -> int:
 def check_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """``metadata`` as the service takes it: identifier names, ASCII values, 8 KiB in all.
 
+    Args:
+        metadata: User metadata for the blob (names and values are hostile input).
+
+    Returns:
+        A copy, checked.
+
     Raises:
-        ConfigurationError: naming the first key or value the service would refuse.
+        ConfigurationError: Naming the first key or value the service would refuse.
     """
     checked: dict[str, str] = {}
     for name, value in metadata.items():
@@ -103,7 +112,7 @@ class BlobUpload:
         """
         before = os.fstat(self._fd)
         size = before.st_size
-        step = block_size_for(size)
+        step = _block_size_for(size)
         offsets = list(range(0, size, step))  # none for an empty file: an empty block list makes an empty blob
         ids = [self._block_id(i) for i in range(len(offsets))]
         staged: dict[int, str] = {}  # block offset -> MD5 of the bytes sent

@@ -30,7 +30,14 @@ __all__ = ["ProgressBar", "build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``da-sources`` with ``argv`` (default: the process arguments); the exit code."""
+    """Run ``da-sources``: parse the command line, run the command, report any error in one line.
+
+    Args:
+        argv: The arguments after the program name; None reads the process's own.
+
+    Returns:
+        The exit code: 0 done, 1 failed, 2 a usage error, 130 interrupted.
+    """
     _configure_logging()
     try:
         args = build_parser().parse_args(argv)
@@ -59,7 +66,11 @@ def _configure_logging() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command."""
+    """The argument parser of every command (the CLI reference page is walked from it).
+
+    Returns:
+        A parser whose parsed arguments carry the command's ``handler``.
+    """
     parser = Parser(prog=PROG, description="Data sources for DeepAnalyze: configure, test, list, fetch.")
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     parser.add_argument("--sources", metavar="FILE", help=_SOURCES_HELP)

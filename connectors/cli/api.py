@@ -18,9 +18,16 @@ from connectors.cli.common import Parser, iso_time, print_json, print_table
 from connectors.environment import read
 from connectors.errors import ConfigurationError
 
+__all__ = ["add_commands"]
+
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
-    """Add ``serve`` and ``api-keys`` to the parser's subcommands."""
+    """Add ``serve`` and ``api-keys`` to the parser's subcommands.
+
+    Args:
+        commands: The subcommands of the ``da-sources`` parser (what ``add_subparsers`` returned).
+        as_json: A parent parser giving ``--json`` to the commands that print data.
+    """
     command = commands.add_parser("serve", help="run the HTTP API (needs the api extra)")
     command.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     command.add_argument("--port", type=int, default=8300, help="port (default 8300)")

@@ -68,7 +68,15 @@ def _unrecognized(tokens: list[str]) -> str:
 
 
 def bounded(text: str, limit: int = MAX_ECHO) -> str:
-    """``text`` with every word longer than ``limit`` cut (a 100 KB argument never comes back whole)."""
+    """``text`` with every word longer than ``limit`` cut (a 100 KB argument never comes back whole).
+
+    Args:
+        text: A message that may echo what the user typed.
+        limit: The longest word kept whole, in characters.
+
+    Returns:
+        The text, each longer word cut to its start and its length.
+    """
 
     def cut(match: re.Match[str]) -> str:
         word = match.group(0)
@@ -78,7 +86,15 @@ def bounded(text: str, limit: int = MAX_ECHO) -> str:
 
 
 def fail(message: str, code: int) -> int:
-    """Print ``message`` as one redacted, bounded error line on stderr; return ``code``."""
+    """Print ``message`` as one redacted, bounded error line on stderr.
+
+    Args:
+        message: What went wrong (may hold a secret or a huge word: both are cut out).
+        code: The exit code to give back.
+
+    Returns:
+        ``code``, so a command can ``return fail(...)``.
+    """
     text = bounded(" ".join(redact(message).split()))  # one line, whatever the message held
     if len(text) > MAX_LINE:
         text = text[:MAX_LINE] + "…"
@@ -87,7 +103,17 @@ def fail(message: str, code: int) -> int:
 
 
 def source_id_arg(value: str) -> str:
-    """argparse type of an ID argument: the source id rule, as a usage error (exit 2)."""
+    """argparse type of an ID argument: the source id rule, as a usage error (exit 2).
+
+    Args:
+        value: The word given.
+
+    Returns:
+        The id, unchanged.
+
+    Raises:
+        argparse.ArgumentTypeError: The id breaks the source id rule.
+    """
     try:
         return check_source_id(value)
     except ConfigurationError as exc:
@@ -97,9 +123,17 @@ def source_id_arg(value: str) -> str:
 def open_registry(args: argparse.Namespace, *, must_exist: bool = True) -> SourceRegistry:
     """The registry of ``--sources`` / ``$DA_SOURCES_FILE`` / ``./sources.yaml``.
 
-    The embedded ``sample`` source stands in for a missing default file, as in
-    Dagster. A file that was named (option or environment) but does not exist
-    is an error, unless ``must_exist`` is False (``add`` creates it).
+    The embedded ``sample`` source stands in for a missing default file, as in Dagster.
+
+    Args:
+        args: The parsed arguments (their ``sources``).
+        must_exist: Refuse a named file that does not exist (``add`` passes False: it creates it).
+
+    Returns:
+        The registry, not yet opened.
+
+    Raises:
+        ConfigurationError: A sources file was named and does not exist.
     """
     registry = SourceRegistry(args.sources, embedded_sample=True)
     if must_exist and sources_file_named(args.sources) and not registry.path.exists():
@@ -108,7 +142,17 @@ def open_registry(args: argparse.Namespace, *, must_exist: bool = True) -> Sourc
 
 
 def read_secret(prompt: str) -> str:
-    """A secret from the terminal without echo, or one line from a pipe."""
+    """A secret from the terminal without echo, or one line from a pipe.
+
+    Args:
+        prompt: What the terminal shows before the hidden input.
+
+    Returns:
+        The value, without its line ending.
+
+    Raises:
+        ConfigurationError: Nothing was given.
+    """
     if sys.stdin.isatty():
         value = getpass.getpass(prompt)
     else:
@@ -119,12 +163,23 @@ def read_secret(prompt: str) -> str:
 
 
 def print_json(value: Any) -> None:
-    """``value`` as JSON, every string in it redacted (a secret in a free-form label never shows)."""
+    """Print ``value`` as JSON, every string in it redacted (a secret in a free-form label never shows).
+
+    Args:
+        value: Plain data; anything else is printed as its redacted ``str``.
+    """
     print(json.dumps(redacted(value), indent=2, default=lambda v: redact(str(v))))
 
 
 def redacted(value: Any) -> Any:
-    """``value`` with :func:`redact` applied to every string in it, at any depth."""
+    """``value`` with :func:`redact` applied to every string in it, at any depth.
+
+    Args:
+        value: Plain data (dicts, lists, tuples, strings, numbers).
+
+    Returns:
+        A copy whose strings are redacted (tuples become lists, as JSON has them).
+    """
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
@@ -137,7 +192,13 @@ def redacted(value: Any) -> Any:
 def print_table(
     header: tuple[str, ...], rows: Sequence[tuple[str, ...]], align_right: tuple[int, ...] = ()
 ) -> None:
-    """Columns sized to their content; on a terminal, lines are cut to its width."""
+    """Print rows in columns sized to their content; on a terminal, lines are cut to its width.
+
+    Args:
+        header: The column titles.
+        rows: One tuple of cells per line.
+        align_right: The indexes of the columns aligned right (sizes).
+    """
     limit = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else None
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -147,12 +208,29 @@ def print_table(
 
 
 def fit(line: str, limit: int | None) -> str:
+    """``line`` cut to ``limit`` characters, with ``…`` where it was cut.
+
+    Args:
+        line: One line of output.
+        limit: The width in characters; None keeps the line whole (output is not a terminal).
+
+    Returns:
+        The line, at most ``limit`` characters.
+    """
     if limit is None or len(line) <= limit:
         return line
     return line[: max(limit - 1, 0)] + "…"
 
 
 def human_size(size: int) -> str:
+    """A size in bytes as people read it (``512 B``, ``1.5 MiB``).
+
+    Args:
+        size: Bytes.
+
+    Returns:
+        Whole bytes below 1 KiB, else KiB to TiB with one decimal.
+    """
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -162,7 +240,14 @@ def human_size(size: int) -> str:
 
 
 def iso_time(seconds: int) -> str:
-    """UTC date and time of ``seconds``; ``-`` when unknown (0: a table has no modification time)."""
+    """UTC date and time of ``seconds``, as ``YYYY-MM-DD HH:MM:SS``.
+
+    Args:
+        seconds: Unix seconds; 0 or less means unknown (a table has no modification time).
+
+    Returns:
+        The date and time, or ``-`` when unknown.
+    """
     if seconds <= 0:
         return "-"
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")

@@ -37,9 +37,16 @@ from connectors.rows import RowOptions
 from connectors.secrets.references import redact
 from connectors.syncing.source_sync import SyncReport, excluded_by, sync_options, sync_source
 
+__all__ = ["add_commands"]
+
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
-    """Add ``ls``, ``fetch`` and ``lineage`` to the parser's subcommands."""
+    """Add ``ls``, ``fetch``, ``sync-table`` and ``lineage`` to the parser's subcommands.
+
+    Args:
+        commands: The subcommands of the ``da-sources`` parser (what ``add_subparsers`` returned).
+        as_json: A parent parser giving ``--json`` to the commands that print data.
+    """
     command = commands.add_parser("ls", parents=[as_json], help="list the items of a source")
     command.add_argument("id", type=source_id_arg)
     command.add_argument("path", nargs="?", help="only items under this folder / prefix")

@@ -46,13 +46,21 @@ class ProgressBar:
             self._draw(force=False)
 
     def item_done(self, identifier: str) -> None:
-        """Count one more finished item (landed or failed)."""
+        """Count one more finished item (landed or failed).
+
+        Args:
+            identifier: The item that finished (not shown: the bar shows the item whose bytes came last).
+        """
         with self._lock:
             self.done_items += 1
             self._draw(force=self.done_items == self.items)  # the final state is always shown
 
     def render(self) -> str:
-        """The bar's text, cut to the terminal width."""
+        """The bar's text, cut to the terminal width.
+
+        Returns:
+            One line: the bar, items done of all, bytes done of all, the current item.
+        """
         done, total = self._done_bytes, self._total_bytes
         fraction = self.done_items / self.items if self.items else 1.0
         if self.items == 1 and total:

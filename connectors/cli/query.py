@@ -14,9 +14,16 @@ from connectors.environment import read
 from connectors.errors import ConfigurationError
 from connectors.plugins import get_connector_class
 
+__all__ = ["add_commands"]
+
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
-    """Add ``query`` to the parser's subcommands."""
+    """Add ``query`` to the parser's subcommands.
+
+    Args:
+        commands: The subcommands of the ``da-sources`` parser (what ``add_subparsers`` returned).
+        as_json: A parent parser giving ``--json`` to the commands that print data.
+    """
     command = commands.add_parser(
         "query", parents=[as_json], help="land the result of a read-only SQL query (postgresql sources)"
     )

@@ -9,9 +9,16 @@ from connectors.cli.common import Parser, print_json, read_secret
 from connectors.errors import ConfigurationError
 from connectors.secrets.store import FernetFileStore, check_name, default_store
 
+__all__ = ["add_commands"]
+
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
-    """Add ``secrets`` and its actions to the parser's subcommands."""
+    """Add ``secrets`` and its actions to the parser's subcommands.
+
+    Args:
+        commands: The subcommands of the ``da-sources`` parser (what ``add_subparsers`` returned).
+        as_json: A parent parser giving ``--json`` to the commands that print data.
+    """
     secrets = commands.add_parser("secrets", help="the credential store behind {secret: NAME}")
     actions = secrets.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
     action = actions.add_parser("set", help="store a secret (asked for, or one line from a pipe)")

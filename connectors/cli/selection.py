@@ -24,7 +24,14 @@ _WILDCARDS = frozenset("*?[")
 
 
 def is_selection(identifier: str) -> bool:
-    """Whether ``identifier`` is a folder (trailing ``/``) or a glob rather than one item."""
+    """Whether ``identifier`` is a folder (trailing ``/``) or a glob rather than one item.
+
+    Args:
+        identifier: A word given to ``fetch``.
+
+    Returns:
+        True when it selects items by folder or glob (and must be expanded by a listing).
+    """
     return identifier.endswith("/") or any(c in _WILDCARDS for c in identifier)
 
 
@@ -33,6 +40,14 @@ async def expand_selection(connector: DataSourceConnector, selection: str, *, gl
 
     An item whose name is exactly ``selection`` (``reports/data[1].csv``) is that item alone,
     not a glob, unless ``glob`` (``fetch --glob``) says to match it as one.
+
+    Args:
+        connector: The source to list (once, from the longest folder without a wildcard).
+        selection: A folder (``raw/2024/``) or a glob (``raw/**/*.csv``).
+        glob: Match ``selection`` as a glob even where an item has exactly that name.
+
+    Returns:
+        The matching items' identifiers; never empty.
 
     Raises:
         NotFoundError: nothing matches (a folder that does not exist, a glob matching nothing).
@@ -66,7 +81,15 @@ def _fixed_folder(selection: str) -> str:
 
 
 def matches(pattern: str, path: str) -> bool:
-    """Whether ``path`` matches ``pattern``, segment by segment (``**``: any number of segments)."""
+    """Whether ``path`` matches ``pattern``, segment by segment (``**``: any number of segments).
+
+    Args:
+        pattern: A glob over ``/``-separated segments; ``*`` stays within one segment.
+        path: An item's identifier.
+
+    Returns:
+        True when every segment matches.
+    """
     return _match(pattern.strip("/").split("/"), path.split("/"))
 
 

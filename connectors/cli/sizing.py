@@ -23,11 +23,17 @@ from connectors.landing.lineage import read_provenance
 from connectors.landing.root import workspace_root
 from connectors.rows import RowOptions
 
+__all__ = ["add_sizing_arguments", "add_sync_table_command", "fetch_sized", "row_options"]
+
 OPTION_FLAGS = ("columns", "where", "param", "limit", "sample")
 
 
 def add_sizing_arguments(command: argparse.ArgumentParser) -> None:
-    """The row options of ``fetch`` (tables of SQL sources)."""
+    """Add the row options of ``fetch`` (tables of SQL sources).
+
+    Args:
+        command: The ``fetch`` parser.
+    """
     group = command.add_argument_group("part of a table (SQL sources)")
     group.add_argument("--columns", metavar="A,B", help="only these columns, in this order")
     group.add_argument("--where", metavar="SQL", help="a condition over the columns, e.g. \"status = %%s\"")
@@ -38,7 +44,17 @@ def add_sizing_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def row_options(args: argparse.Namespace) -> RowOptions | None:
-    """The options given, or None when the fetch is of whole items."""
+    """The row options given on the command line.
+
+    Args:
+        args: The parsed ``fetch`` arguments.
+
+    Returns:
+        The validated options, or None when the fetch is of whole items.
+
+    Raises:
+        UsageError: The options are invalid, or given with ``--all``.
+    """
     if all(getattr(args, flag, None) is None for flag in OPTION_FLAGS):
         return None
     if args.all:
@@ -54,7 +70,20 @@ def row_options(args: argparse.Namespace) -> RowOptions | None:
 
 async def fetch_sized(connector: DataSourceConnector, identifiers: list[str], workspace: str,
                       options: RowOptions) -> list[FetchResult]:
-    """Each table cut by ``options``, one after the other."""
+    """Each table cut by ``options``, one after the other.
+
+    Args:
+        connector: A SQL source (one with ``fetch_table``).
+        identifiers: The tables to fetch.
+        workspace: The source's folder in the workspace.
+        options: The columns, condition, limit or sample to cut each table to.
+
+    Returns:
+        One result per table; a table that failed carries its error.
+
+    Raises:
+        UsageError: The source cannot cut items into rows.
+    """
     fetch_table: Any = getattr(connector, "fetch_table", None)
     if fetch_table is None:
         raise UsageError(f"a {connector.type_name()} source cannot cut items into rows (SQL sources only)")
@@ -68,7 +97,12 @@ async def fetch_sized(connector: DataSourceConnector, identifiers: list[str], wo
 
 
 def add_sync_table_command(commands: Any, as_json: argparse.ArgumentParser) -> None:
-    """``sync-table ID TABLE [--full] [--workspace DIR]``: an incremental table's dataset folder."""
+    """Add ``sync-table ID TABLE [--full] [--workspace DIR]`` to the parser's subcommands.
+
+    Args:
+        commands: The subcommands of the ``da-sources`` parser (what ``add_subparsers`` returned).
+        as_json: A parent parser giving ``--json`` to the commands that print data.
+    """
     command = commands.add_parser("sync-table", parents=[as_json],
                                   help="sync a table configured 'incremental' into its Parquet dataset folder")
     command.add_argument("id", type=source_id_arg)

@@ -32,9 +32,16 @@ from connectors.secrets.references import MASK, Secret, is_reference, redact
 from connectors.secrets.store import check_name, default_store
 from connectors.type_table import known_type_names, settings_model_for
 
+__all__ = ["add_commands"]
+
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
-    """Add ``list``, ``add``, ``remove`` and ``test`` to the parser's subcommands."""
+    """Add ``list``, ``add``, ``remove`` and ``test`` to the parser's subcommands.
+
+    Args:
+        commands: The subcommands of the ``da-sources`` parser (what ``add_subparsers`` returned).
+        as_json: A parent parser giving ``--json`` to the commands that print data.
+    """
     command = commands.add_parser("list", parents=[as_json], help="list the configured sources")
     command.set_defaults(handler=cmd_list)
     _add_add_command(commands)

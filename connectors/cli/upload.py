@@ -20,9 +20,16 @@ from connectors.environment import read
 from connectors.publishing import publish_file
 from connectors.registry import SourceRegistry
 
+__all__ = ["add_commands"]
+
 
 def add_commands(commands: Any, as_json: argparse.ArgumentParser) -> None:
-    """Add ``upload`` to the parser's subcommands."""
+    """Add ``upload`` to the parser's subcommands.
+
+    Args:
+        commands: The subcommands of the ``da-sources`` parser (what ``add_subparsers`` returned).
+        as_json: A parent parser giving ``--json`` to the commands that print data.
+    """
     command = commands.add_parser("upload", parents=[as_json], help="upload a file to a blob storage source")
     command.add_argument("id")
     command.add_argument("file", help="a local file, or with --thread a name under the thread's generated/ folder")

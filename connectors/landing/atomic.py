@@ -45,6 +45,12 @@ def landing_byte_cap(limit: int | None) -> Iterator[None]:
     nothing past the cap is ever on disk. Sequential writes (:meth:`Landing.write`)
     are checked; a caller that writes the descriptor itself checks
     :func:`current_byte_cap` first.
+
+    Args:
+        limit: The most bytes one landed file may have; None lifts the cap.
+
+    Returns:
+        A context manager; the cap holds inside its block.
     """
     token = _byte_cap.set(limit)
     try:
@@ -54,7 +60,11 @@ def landing_byte_cap(limit: int | None) -> Iterator[None]:
 
 
 def current_byte_cap() -> int | None:
-    """The cap set by :func:`landing_byte_cap`, or None."""
+    """The cap set by :func:`landing_byte_cap` here.
+
+    Returns:
+        The most bytes one landed file may have, or None when there is no cap.
+    """
     return _byte_cap.get()
 
 
@@ -95,7 +105,14 @@ class Landing:
         self.committed: LandedFile | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data`` to the temporary and to the running sha256 (:class:`SizeLimitError` past the cap)."""
+        """Append ``data`` to the temporary and to the running sha256.
+
+        Args:
+            data: The next bytes of the file.
+
+        Raises:
+            SizeLimitError: The file would pass the cap of :func:`landing_byte_cap`; nothing is written.
+        """
         view = memoryview(data)
         if self._cap is not None and self._written + view.nbytes > self._cap:
             raise SizeLimitError(f"{self.identifier!r} is over the limit of {self._cap} bytes; "
@@ -130,6 +147,13 @@ class Landing:
             durable: False skips every fsync; only for a caller that has already synced the
                 file system since the data was written, and syncs it again before saying the
                 file landed (:mod:`connectors.landing.group_commit`).
+
+        Returns:
+            What landed: path, size, sha256 and the lineage record written beside it.
+
+        Raises:
+            IntegrityError: The size differs from ``expected_size``; nothing is renamed.
+            NameCollisionError: The target is a folder, or holds another item's file.
         """
         if durable:
             os.fsync(self.fd)
@@ -197,6 +221,15 @@ def landing(
     workspace: str | os.PathLike[str], name: str, *, source_id: str, identifier: str | None = None
 ) -> Iterator[Landing]:
     """Open a :class:`Landing` for remote ``name``; remove it unless committed.
+
+    Args:
+        workspace: The folder the file lands in.
+        name: The item's name at the source (hostile input: checked and made a relative path).
+        source_id: The source the item comes from, written in its lineage record.
+        identifier: The item's identifier for the record, when it differs from ``name``.
+
+    Returns:
+        A context manager yielding the open :class:`Landing`.
 
     Raises:
         UnsafeNameError: ``name`` cannot be landed safely (nothing is written).

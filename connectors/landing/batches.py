@@ -33,6 +33,14 @@ class BatchedCalls(Generic[A, R]):
         self._trips: asyncio.Task[None] | None = None
 
     async def run(self, arg: A) -> R:
+        """Run ``function(arg)`` in the next trip to a thread.
+
+        Args:
+            arg: What the function is called with.
+
+        Returns:
+            What the function returned for ``arg`` (its exception is raised here instead).
+        """
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queued.append((arg, future))
         if self._trips is None or self._trips.done():

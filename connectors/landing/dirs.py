@@ -25,6 +25,8 @@ from typing import Any
 from connectors.errors import NameCollisionError, UnsafeNameError, WorkspaceError
 from connectors.landing.names import TEMP_PREFIX, TEMP_SUFFIX, shown_path
 
+__all__ = ["MAX_RECORD_BYTES", "finish_in_thread", "open_directory", "open_regular_file", "read_regular_file"]
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -35,6 +37,14 @@ def open_directory(root: Path, relative_parts: list[str], *, create: bool) -> in
     :func:`connectors.landing.root.workspace_root`); every folder under it is
     opened with O_NOFOLLOW from its parent's descriptor and created when missing
     and ``create`` is set.
+
+    Args:
+        root: The trusted folder to start from (links in it are the user's choice).
+        relative_parts: The folder names below ``root``, each opened without following a link.
+        create: Create missing folders (``root`` included) rather than raise.
+
+    Returns:
+        An open descriptor of the folder; the caller closes it.
 
     Raises:
         FileNotFoundError: a folder is missing and ``create`` is not set.
@@ -111,6 +121,16 @@ def open_regular_file(dir_fd: int, name: str, flags: int = _FILE_FLAGS, mode: in
     """``name`` in the folder, opened without following a link or blocking; None unless a regular file.
 
     O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+
+    Args:
+        dir_fd: The folder's descriptor.
+        name: The file's name in it (one part, no slash).
+        flags: ``os.open`` flags; no-follow, non-blocking and close-on-exec are always added.
+        mode: The permissions of a file ``flags`` creates.
+
+    Returns:
+        An open descriptor the caller closes, or None when ``name`` is missing, a link, a
+        folder or any other kind of file.
     """
     try:
         fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, mode, dir_fd=dir_fd)
@@ -128,7 +148,15 @@ MAX_RECORD_BYTES = 16 * 1024 * 1024  # a record is a small JSON object; a huge f
 
 
 def read_regular_file(dir_fd: int, name: str) -> bytes | None:
-    """The bytes of regular file ``name`` in the folder; None when it is missing, anything else, or too big."""
+    """The bytes of regular file ``name`` in the folder, read without following a link.
+
+    Args:
+        dir_fd: The folder's descriptor.
+        name: The file's name in it.
+
+    Returns:
+        The whole file, or None when it is missing, not a regular file, or over 16 MiB.
+    """
     fd = open_regular_file(dir_fd, name)
     if fd is None:
         return None
@@ -230,6 +258,13 @@ async def finish_in_thread(function: Callable[[], Any], executor: Executor | Non
     """Run blocking ``function`` in a thread; if cancelled, still wait for it before re-raising.
 
     The landing's descriptor must not be closed under a thread that still uses it.
+
+    Args:
+        function: The blocking call; it runs in a copy of the caller's context (its run id).
+        executor: The thread pool to use; None for the loop's default.
+
+    Returns:
+        What ``function`` returned.
     """
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()  # the run id of lineage records lives in a context variable

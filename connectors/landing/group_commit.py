@@ -67,6 +67,17 @@ class GroupCommit:
 
         ``check`` runs before anything is written (for example a checksum
         comparison); what it raises is this file's error.
+
+        Args:
+            workspace: The folder the file lands in.
+            name: The item's name (hostile input: checked and made a relative path).
+            body: The whole file.
+            source_id: The source the item comes from.
+            provenance: The record's source facts, as for :meth:`Landing.commit`.
+            check: Run before anything is written; what it raises fails this file only.
+
+        Returns:
+            What landed, once the file and its record are synced to disk.
         """
         job = _Job(workspace, name, body, source_id, provenance, check, asyncio.get_running_loop().create_future())
         self._queued.append(job)

@@ -244,6 +244,9 @@ def read_record(workspace: str | os.PathLike[str], relative: str) -> dict[str, A
 
     Returns:
         The record, or None.
+
+    Raises:
+        WorkspaceError: The record's file could not be read (permissions, I/O).
     """
     parts = f"{LINEAGE_DIR}/{relative}{RECORD_SUFFIX}".split("/")
     fast = _read_record_at_once(workspace, parts)

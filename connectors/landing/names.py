@@ -36,6 +36,12 @@ LOCK_DIR = ".locks"  # <workspace>/.lineage/.locks: the per-target lock files
 def safe_relative_path(name: str) -> str:
     """The workspace-relative POSIX path for remote ``name``.
 
+    Args:
+        name: The item's name at the source (hostile input).
+
+    Returns:
+        ``name`` itself, once it is known to stay inside the workspace and be landable.
+
     Raises:
         UnsafeNameError: the name cannot be landed safely; the message says why.
     """
@@ -81,6 +87,12 @@ def unsafe_text_reason(name: str) -> str | None:
     NUL, control characters, line and paragraph separators and backslashes are
     refused on every path: they forge lines in manifests and logs, break listings,
     or read as folder separators elsewhere (``data/..\\x``).
+
+    Args:
+        name: Any name a user or a source gives (hostile input).
+
+    Returns:
+        The reason, for a message, or None when the text is acceptable.
     """
     for char in name:
         if unicodedata.category(char) in _REFUSED_CATEGORIES:
@@ -88,14 +100,6 @@ def unsafe_text_reason(name: str) -> str | None:
     if "\\" in name:
         return "contains a backslash"
     return None
-
-
-def check_name_text(name: str, what: str = "name") -> str:
-    """``name`` when :func:`unsafe_text_reason` finds nothing; else :class:`UnsafeNameError` naming ``what``."""
-    reason = unsafe_text_reason(name)
-    if reason:
-        raise UnsafeNameError(f"{what} {_shown(name)}: {reason}")
-    return name
 
 
 def _unsafe_component(part: str) -> str | None:
@@ -121,6 +125,13 @@ def shown_path(path: str | os.PathLike[str], limit: int = 160) -> str:
     """``path`` for a message: quoted, control characters and undecodable bytes escaped, at most ``limit``.
 
     A long path keeps its start (the workspace) and its end (the name).
+
+    Args:
+        path: The path to show (hostile input: never printed raw).
+        limit: The most characters shown.
+
+    Returns:
+        The quoted, escaped, shortened path.
     """
     text = repr(os.fspath(path))
     if len(text) <= limit:
@@ -130,5 +141,16 @@ def shown_path(path: str | os.PathLike[str], limit: int = 160) -> str:
 
 
 def target_path(workspace: str | os.PathLike[str], name: str) -> Path:
-    """Absolute path where remote ``name`` lands under ``workspace``."""
+    """Absolute path where remote ``name`` lands under ``workspace``.
+
+    Args:
+        workspace: The folder items land in.
+        name: The item's name at the source (hostile input).
+
+    Returns:
+        The path the file lands at (nothing is created).
+
+    Raises:
+        UnsafeNameError: ``name`` cannot be landed safely.
+    """
     return Path(workspace).absolute() / safe_relative_path(name)

@@ -41,7 +41,11 @@ def on_progress(callback: ProgressCallback | None) -> Iterator[None]:
 
 
 def current_listener() -> ProgressCallback | None:
-    """The listener of this context (capture it before handing work to a thread)."""
+    """The listener of this context (capture it before handing work to a thread).
+
+    Returns:
+        The callback set by :func:`on_progress`, or None when nobody listens.
+    """
     return _listener.get()
 
 
@@ -60,18 +64,36 @@ class RecentlyFinished:
         self._done: dict[str, int] = {}  # insertion-ordered: the oldest go first
 
     def pop(self, identifier: str) -> int:
-        """The bytes counted for ``identifier`` when it last finished (0 if not recently)."""
+        """Take back what was counted for ``identifier`` when it last finished.
+
+        Args:
+            identifier: The item.
+
+        Returns:
+            The bytes counted then, or 0 when it did not finish recently.
+        """
         return self._done.pop(identifier, 0)
 
     def add(self, identifier: str, done: int) -> None:
-        """``identifier`` finished with ``done`` bytes counted."""
+        """Note that ``identifier`` finished; the oldest note goes past ``size`` notes.
+
+        Args:
+            identifier: The item.
+            done: The bytes counted for it.
+        """
         self._done[identifier] = done
         if len(self._done) > self._size:
             del self._done[next(iter(self._done))]
 
 
 def report_progress(identifier: str, done: int, total: int | None) -> None:
-    """Tell the listener, if any, that ``done`` of ``total`` bytes of ``identifier`` landed."""
+    """Tell the listener, if any, that ``done`` of ``total`` bytes of ``identifier`` landed.
+
+    Args:
+        identifier: The item being fetched.
+        done: Bytes landed so far.
+        total: The item's size in bytes, or None when the source does not say.
+    """
     listener = _listener.get()
     if listener is not None:
         listener(identifier, done, total)

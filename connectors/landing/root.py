@@ -37,6 +37,10 @@ from connectors.landing.names import shown_path
 
 T = TypeVar("T")
 
+__all__ = [
+    "declared_workspace_root", "open_workspace_folder", "sweep_workspace", "under_workspace_root", "workspace_root",
+]
+
 _declared: contextvars.ContextVar[Path | None] = contextvars.ContextVar("da_workspace_root", default=None)
 
 
@@ -51,6 +55,12 @@ def workspace_root(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     A context variable, like :func:`connectors.landing.lineage.run_context`: it
     reaches the threads the landing uses, and never other tasks or runs.
+
+    Args:
+        path: The folder whose every sub-folder is opened without following a link.
+
+    Returns:
+        A context manager yielding the root, made absolute.
     """
     token = _declared.set(_normal(path))
     try:
@@ -60,7 +70,11 @@ def workspace_root(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def declared_workspace_root() -> Path | None:
-    """The root declared by :func:`workspace_root`, or None."""
+    """The root declared by :func:`workspace_root` in this context.
+
+    Returns:
+        The absolute root, or None when none is declared.
+    """
     return _declared.get()
 
 
@@ -72,6 +86,14 @@ async def under_workspace_root(
     For async generators that a framework resumes from different tasks (Dagster
     does): a context variable set across a ``yield`` would not be seen there.
     An error of the sweep comes out of the first step.
+
+    Args:
+        root: The trusted workspace root to declare.
+        steps: The async generator to run step by step.
+        sweep: A folder to :func:`sweep_workspace` before the first step; None sweeps nothing.
+
+    Yields:
+        What ``steps`` yields.
     """
     if sweep is not None:
         with workspace_root(root):
@@ -108,6 +130,14 @@ def trusted_split(workspace: str | os.PathLike[str]) -> tuple[Path, list[str]]:
 def open_workspace_folder(workspace: str | os.PathLike[str], parts: list[str], *, create: bool) -> int:
     """A descriptor of ``<workspace>/<parts>``: from the trusted root down, no link followed.
 
+    Args:
+        workspace: The folder items land in; under the declared root, if one is.
+        parts: The folder names below ``workspace``.
+        create: Create missing folders rather than raise FileNotFoundError.
+
+    Returns:
+        An open descriptor of the folder; the caller closes it.
+
     Raises what :func:`connectors.landing.dirs.open_directory` raises.
     """
     root, prefix = trusted_split(workspace)
@@ -121,6 +151,12 @@ def sweep_workspace(folder: str | os.PathLike[str]) -> int:
     a killed fetch leaves its temporary behind, and a landing sweeps only the
     folders it lands in. Links are not followed; a temporary whose writer still
     holds its lock is kept.
+
+    Args:
+        folder: The folder to sweep (a missing one holds nothing).
+
+    Returns:
+        How many temporaries were removed.
 
     Raises:
         UnsafeNameError / NameCollisionError / WorkspaceError: as :func:`open_workspace_folder`.

@@ -35,6 +35,10 @@ def preallocate(fd: int, size: int) -> None:
     (about 40% of their CPU on ext4). Linux ``fallocate``; a no-op where the
     file system or platform cannot (never glibc's slow zero-filling emulation).
 
+    Args:
+        fd: The open file.
+        size: Bytes to reserve from its start; the file's size is unchanged.
+
     Raises:
         OSError: ENOSPC when the space is not there.
     """
@@ -54,6 +58,12 @@ def sync_filesystem(fd: int) -> None:
     """Flush everything written on the file system holding ``fd``: one journal commit for many files.
 
     Linux ``syncfs``; elsewhere ``os.sync``, which flushes every file system.
+
+    Args:
+        fd: Any open file or folder on the file system.
+
+    Raises:
+        OSError: The flush failed (an I/O error: what was written may not be on disk).
     """
     if _syncfs is None:
         os.sync()
@@ -68,6 +78,11 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     The final fsync then finds little left to do, so a large landing overlaps
     its disk writes with its copy instead of paying for them at the end
     (Linux ``sync_file_range``; a no-op elsewhere).
+
+    Args:
+        fd: The open file.
+        offset: Where the range starts, in bytes.
+        length: The range's length in bytes.
     """
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
@@ -90,6 +105,14 @@ def open_no_links(dir_fd: int, relative: str, flags: int) -> int | None:
     Linux ``openat2`` with RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH; None where the
     kernel (or a seccomp filter) does not offer it: the caller then walks the
     path one folder at a time.
+
+    Args:
+        dir_fd: The folder to start from.
+        relative: The path below it.
+        flags: ``os.open`` flags (close-on-exec is added).
+
+    Returns:
+        An open descriptor, or None when the system call is not available.
 
     Raises:
         OSError: as ``open`` (ELOOP for a link anywhere on the path).

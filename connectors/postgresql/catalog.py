@@ -17,6 +17,9 @@ from connectors.errors import NotFoundError, UnsafeNameError
 from connectors.landing.names import safe_relative_path
 from connectors.postgresql.columns import PgColumnType
 
+# The package's public surface is its connector; these are the names other packages and the docs use.
+__all__ = ["format_identifier", "landed_name", "parse_identifier", "parse_name_parts", "relation_version"]
+
 KIND_NAMES = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view"}
 _PART = re.compile(r'"((?:[^"]|"")+)"|([^."]+)')
 _PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
@@ -27,9 +30,15 @@ _REFUSED_CHARACTERS = ("/", "\\")
 def parse_name_parts(text: str) -> list[str]:
     """The dot-separated parts of a SQL name, unquoted; bare parts folded to lower case.
 
+    Args:
+        text: A name as a user writes it (hostile input), e.g. ``public."Orders 2024"``.
+
+    Returns:
+        Its parts in order, as PostgreSQL spells them in the catalog.
+
     Raises:
-        UnsafeNameError: the text holds a control character, ``/`` or ``\\``.
-        NotFoundError: the text is not a well-formed name.
+        UnsafeNameError: The text holds a control character, ``/`` or ``\\``.
+        NotFoundError: The text is not a well-formed name.
     """
     if not isinstance(text, str) or any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise UnsafeNameError(f"unsafe name {text!r}: contains a NUL or control character")
@@ -51,7 +60,18 @@ def parse_name_parts(text: str) -> list[str]:
 
 
 def parse_identifier(identifier: str) -> tuple[str, str]:
-    """``(schema, table)`` of ``schema.table``; quoted parts may hold dots, quotes, spaces."""
+    """``(schema, table)`` of ``schema.table``; quoted parts may hold dots, quotes, spaces.
+
+    Args:
+        identifier: An item's ``path`` as listed, or as a user typed it.
+
+    Returns:
+        The schema and table names as the catalog spells them.
+
+    Raises:
+        NotFoundError: It is not two parts, or not a well-formed name.
+        UnsafeNameError: It holds a control character, ``/`` or ``\\``.
+    """
     parts = parse_name_parts(identifier)
     if len(parts) != 2:
         raise NotFoundError(f"{identifier!r} is not a table identifier (expected schema.table)")
@@ -64,12 +84,29 @@ def quote_part(name: str) -> str:
 
 
 def format_identifier(schema: str, table: str) -> str:
-    """The canonical ``schema.table`` that :func:`parse_identifier` turns back into the same names."""
+    """The canonical ``schema.table`` that :func:`parse_identifier` turns back into the same names.
+
+    Args:
+        schema: The schema name as the catalog spells it.
+        table: The table name as the catalog spells it.
+
+    Returns:
+        Each part bare when plain lower-case ASCII, else double-quoted.
+    """
     return f"{quote_part(schema)}.{quote_part(table)}"
 
 
 def landed_name(schema: str, table: str, extension: str) -> str:
-    """``<schema>.<table>.<extension>``, or :class:`UnsafeNameError` (checked before any query)."""
+    """The landed file's name, ``<schema>.<table>.<extension>``, checked before any query.
+
+    Args:
+        schema: The schema name as the catalog spells it.
+        table: The table name as the catalog spells it.
+        extension: ``csv`` or ``parquet``.
+
+    Returns:
+        A relative path that stays inside the workspace.
+    """
     return safe_relative_path(f"{schema}.{table}.{extension}")
 
 
@@ -183,6 +220,7 @@ class Column:
     resolved: PgColumnType
 
     def described(self) -> dict[str, Any]:
+        """The column as the item metadata lists it: name, type, nullable."""
         return {"name": self.name, "type": self.type, "nullable": self.nullable}
 
 
@@ -213,6 +251,7 @@ class Relation:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Relation:
+        """A relation from a row of ``RELATIONS_IN_SCHEMAS`` or ``ONE_RELATION``."""
         schema, name, kind, oid, tuples, comment, size, stamp, view_hash, primary_key, *view = row
         view_stamp, volatile, listed_at_us = view
         return cls(schema, name, kind, oid, max(int(tuples), -1), comment, int(size or 0), stamp, view_hash,
@@ -227,7 +266,12 @@ class Relation:
         return relation_version(self)
 
     def metadata(self) -> dict[str, Any]:
-        """The item metadata: kind, estimated rows, columns, primary key, comment, version."""
+        """The item metadata: kind, estimated rows, columns, primary key, comment, version.
+
+        Returns:
+            The keys :meth:`PostgreSQLConnector.get_metadata` starts from; ``estimated_rows`` is -1
+            for a relation never analyzed.
+        """
         return {
             "schema": self.schema,
             "table": self.name,
@@ -242,7 +286,15 @@ class Relation:
 
 
 def relation_version(relation: Relation) -> str:
-    """The change signal described in the module docstring."""
+    """The change signal of a relation (``docs/design/postgresql.md``, "version").
+
+    Args:
+        relation: A relation with its columns.
+
+    Returns:
+        A digest of the storage stamp (tables) or the definition and what it reads (views) and the
+        columns; a volatile view's version changes at every listing.
+    """
     if relation.kind == "v" and relation.volatile:
         return f"view-volatile-{relation.listed_at_us}"
     shape = ";".join(f"{c.name}:{c.type}" for c in relation.columns)

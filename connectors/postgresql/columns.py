@@ -14,6 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+# The package's public surface is its connector; these are the names other packages and the docs use.
+__all__ = ["csv_select"]
+
 Converter = Callable[[pa.Array], pa.Array]
 
 _SCALARS: dict[str, pa.DataType] = {
@@ -78,7 +81,7 @@ class ColumnPlan:
     convert: Converter | None = None
 
 
-def numeric_precision_scale(typmod: int) -> tuple[int, int] | None:
+def _numeric_precision_scale(typmod: int) -> tuple[int, int] | None:
     """``(precision, scale)`` of a ``numeric`` typmod, None when unconstrained."""
     if typmod < _NUMERIC_HEADER:
         return None
@@ -88,7 +91,15 @@ def numeric_precision_scale(typmod: int) -> tuple[int, int] | None:
 
 
 def csv_select(column: PgColumnType, ident: sql.Identifier) -> sql.Composable | None:
-    """The expression giving ``column`` its analysis CSV form; None when its PostgreSQL text is that form."""
+    """The expression giving ``column`` its analysis CSV form.
+
+    Args:
+        column: The column's resolved type.
+        ident: The column as read in the SELECT.
+
+    Returns:
+        The SQL expression, or None when PostgreSQL's own text is already that form.
+    """
     if column.element == "money":
         return sql.SQL("pg_catalog.array_to_json({}::pg_catalog.numeric[])::text").format(ident)
     if column.element is not None:
@@ -128,7 +139,7 @@ def plan_column(column: PgColumnType, ident: sql.Identifier, *, money_scale: int
 
 
 def _numeric_plan(column: PgColumnType, ident: sql.Identifier) -> ColumnPlan:
-    shape = numeric_precision_scale(column.typmod)
+    shape = _numeric_precision_scale(column.typmod)
     if shape is None or not 0 <= shape[1] <= shape[0]:
         return ColumnPlan(column.name, ident, pa.string(), pa.string())
     precision, scale = shape

@@ -38,6 +38,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import ValidationError
 
 from connectors.base import DataItem, DataSourceConnector
+from connectors.checked_fetch import prune_landed
 from connectors.errors import (
     ConfigurationError,
     ConnectionError,
@@ -50,7 +51,7 @@ from connectors.landing.lineage import build_record, write_provenance
 from connectors.landing.names import safe_relative_path
 from connectors.postgresql import catalog, incremental, parts, session, slicing, sync_guard
 from connectors.postgresql.catalog import Column, Relation
-from connectors.postgresql.columns import ColumnPlan, csv_select, plan_column
+from connectors.postgresql.columns import ColumnPlan, arrow_schema, csv_select, plan_column
 from connectors.postgresql.errors import TranslatedErrors, secret_values
 from connectors.postgresql.export import ParquetWrite, Writer, describe, export_to_landing, parquet_writer, write_csv
 from connectors.postgresql.reach import pinned_params
@@ -207,6 +208,12 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
 
         A partitioned table is listed once, as its parent (which reads every partition); its
         partitions are listed too only with ``partitions: true`` (they would land the data twice).
+
+        Args:
+            path: One of the configured schemas, or None for all of them.
+
+        Returns:
+            One item per relation; ``path`` is its ``schema.table`` identifier.
         """
         self._require_connected()
         assert self._settings is not None
@@ -236,7 +243,16 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                 source_id=self.source_id)
 
     async def get_metadata(self, identifier: str, exact_count: bool = False) -> dict[str, Any]:
-        """Item metadata; ``exact_count=True`` adds ``row_count`` from ``count(*)`` (a full scan)."""
+        """Facts about one table or view, read in one snapshot.
+
+        Args:
+            identifier: ``schema.table`` (quoted parts may hold dots and spaces).
+            exact_count: Also count the rows with ``count(*)`` (a full scan).
+
+        Returns:
+            Kind, estimated rows, columns, primary key, comment, version, snapshot and ``source_uri``;
+            ``row_count`` with ``exact_count``.
+        """
         schema, table = self._parse(identifier)
         async with self._read("metadata", identifier) as (conn, snapshot, _):
             relation = await self._relation(conn, schema, table, identifier)
@@ -268,9 +284,16 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     # --- fetching --------------------------------------------------------
 
     async def fetch_data(self, identifier: str, workspace: str) -> str:
-        """Land a table or view as ``<workspace>/<schema>.<table>.<csv|parquet>``; its absolute path.
+        """Land a table or view as ``<workspace>/<schema>.<table>.<csv|parquet>``.
 
         A table named in the source's ``table_options`` lands the part they say (:meth:`fetch_table`).
+
+        Args:
+            identifier: ``schema.table`` (quoted parts may hold dots and spaces).
+            workspace: The folder to land it in.
+
+        Returns:
+            The landed file's absolute path.
         """
         self._require_connected()
         assert self._settings is not None
@@ -281,6 +304,9 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         relative = catalog.landed_name(schema, table, self._settings.format)  # refused before any query
         async with self._read("fetch", identifier) as (conn, snapshot, _), contextlib.AsyncExitStack() as stack:
             relation = await self._relation(conn, schema, table, identifier)
+            if self._settings.format == "parquet" and relation.size >= self._settings.part_bytes:
+                return await self._fetch_dataset(conn, relation, snapshot, workspace,
+                                                 relative.removesuffix(".parquet"))
             money_scale = await _money_scale(conn, relation.columns)
             statement, writer = self._table_export(relation, money_scale)
             conns, statements = [conn], [statement]
@@ -296,7 +322,84 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                         snapshot, relation.columns, facts)
         log.debug("source %s: landed %s as %s (%s rows, %d bytes, %d streams)", self.source_id,
                   relation.identifier, landed.relative, landed.record.get("row_count"), landed.size, len(conns))
+        if self._settings.format == "parquet":  # it was a dataset folder before: that one goes
+            await asyncio.to_thread(parts.remove_plain_dataset, landed.path.parent,
+                                    relative.removesuffix(".parquet"), self.source_id, relation.identifier)
         return str(landed.path)
+
+    async def _fetch_dataset(self, conn: AsyncConn, relation: Relation, snapshot: str, workspace: str,
+                             name: str) -> str:
+        """Land a table whose size reaches ``part_bytes`` as the dataset folder ``name`` of Parquet parts.
+
+        The same folder, part and record layout as an incremental table's full sync
+        (:mod:`connectors.postgresql.parts`): parts staged beside the folder, which replaces the old
+        one in one step; a record per part; the dataset's record lists the parts (rows, size, sha256),
+        the total rows and the profile. A single file the table landed as before is removed.
+        """
+        assert self._settings is not None
+        root = await asyncio.to_thread(Path(workspace).absolute)
+        with sync_guard.dataset_lock(root, name, self.source_id):  # one export of a dataset at a time
+            await asyncio.to_thread(sync_guard.sweep_staging, root, name)
+            plans, statement = await self._parts_statement(conn, relation, catalog.relation_ident(relation))
+            sensitive, source_types = self._profile_inputs(relation.columns, relation.identifier)
+            profiler = (BackgroundProfiler(Profiler(arrow_schema(plans), source_types, sensitive))
+                        if self._settings.profile else None)
+            staging = parts.new_staging(root, name, secrets.token_hex(6))
+            try:
+                written = await self._write_staged(conn, statement, plans, staging, self._settings.part_bytes, 0,
+                                                   profiler)
+            finally:
+                if profiler is not None:
+                    await asyncio.to_thread(profiler.close)
+            provenance = {"source_type": self.type_name(), "source_uri": self._source_uri(relation.identifier),
+                          "source_version": relation.version, "snapshot": snapshot, "format": "parquet",
+                          "sql": statement.decode(),
+                          "columns": [{"name": c.name, "type": c.type} for c in relation.columns]}
+            await asyncio.to_thread(self._publish_parts, staging, root, name, written, provenance,
+                                    relation.identifier, True)
+            record = build_record(
+                {**provenance, "format": "parquet dataset", "relation_kind": catalog.KIND_NAMES[relation.kind],
+                 "estimated_rows": relation.estimated_rows, "part_bytes": self._settings.part_bytes,
+                 "parts": [{"name": p.name, "rows": p.rows, "size": p.size, "sha256": p.sha256} for p in written],
+                 "row_count": sum(p.rows for p in written),
+                 **({"profile": profiler.result()} if profiler is not None else {})},
+                source_id=self.source_id, identifier=relation.identifier, local_path=str(root / name),
+                size=sum(p.size for p in written), sha256=parts.parts_digest(written))
+            await asyncio.to_thread(write_provenance, root, name, record)
+            await asyncio.to_thread(prune_landed, root, f"{name}.parquet", self.source_id, relation.identifier)
+        log.debug("source %s: landed %s as the dataset %s (%d rows, %d parts)", self.source_id,
+                  relation.identifier, name, record["row_count"], len(written))
+        return str(root / name)
+
+    async def _parts_statement(self, conn: AsyncConn, relation: Relation,
+                               select: sql.Composable) -> tuple[list[ColumnPlan], bytes]:
+        """The column plans and the COPY that writes ``select``'s rows (the relation's columns) as parts."""
+        money_scale = await _money_scale(conn, relation.columns)
+        aliases = [sql.Identifier(f"c{index}") for index in range(len(relation.columns))]
+        plans = [plan_column(c.resolved, a, money_scale=money_scale)
+                 for c, a in zip(relation.columns, aliases, strict=True)]
+        statement = sql.SQL("COPY (SELECT {} FROM {} AS q({})) TO STDOUT (FORMAT csv)").format(
+            sql.SQL(", ").join(p.select for p in plans), select, sql.SQL(", ").join(aliases)).as_bytes(conn)
+        return plans, statement
+
+    async def _write_staged(self, conn: AsyncConn, statement: bytes, plans: list[ColumnPlan], staging: Path,
+                            part_bytes: int, first: int,
+                            profiler: BackgroundProfiler | None = None) -> list[parts.WrittenPart]:
+        """Write the COPY's rows as parts in ``staging``; on any failure the staging folder goes."""
+        cancelled = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(
+            parts.write_parts, conn.pgconn, statement, plans, staging, part_bytes, cancelled, first,
+            None if profiler is None else profiler.add, current_byte_cap()))
+        try:
+            return await asyncio.shield(work)
+        except BaseException:
+            cancelled.set()  # the thread stops at its next chunk; the folder goes once it has
+            with contextlib.suppress(BaseException):
+                await work
+            await asyncio.to_thread(parts.remove_folder, staging)
+            if conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
+                await _abandon(conn)
+            raise
 
     async def fetch_table(
         self, identifier: str, workspace: str, options: RowOptions | dict[str, Any] | None = None,
@@ -305,12 +408,21 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         """Land part of a table or view (``options``: columns, where, limit, sample), within ``budget``.
 
         Lands where :meth:`fetch_data` does; the lineage record keeps the options and the exact SQL.
-        See :mod:`connectors.postgresql.slicing` for what each option means and how ``where`` is guarded.
+        :mod:`connectors.postgresql.slicing` says what each option means and how ``where`` is guarded.
+
+        Args:
+            identifier: ``schema.table``.
+            workspace: The folder to land it in.
+            options: Which rows and columns; None or empty lands what :meth:`fetch_data` lands.
+            budget: The most rows and bytes the result may hold (a thread's budget); None: no limit.
+
+        Returns:
+            The landed file's absolute path.
 
         Raises:
-            BudgetExceededError: the result is over ``budget`` (refused before reading more than it).
-            DataFetchError: the where reads outside the table, writes, or fails.
-            NotFoundError: the table, or a named column, does not exist in this source.
+            BudgetExceededError: The result is over ``budget`` (refused before reading more than it).
+            DataFetchError: The where reads outside the table, writes, or fails.
+            NotFoundError: The table, or a named column, does not exist in this source.
         """
         chosen = _row_options(options, self.source_id)
         if chosen.is_empty() and budget is None:
@@ -333,16 +445,24 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         return str(landed.path)
 
     async def sync_table(self, identifier: str, workspace: str, *, full: bool = False) -> str:
-        """Sync a table configured in ``incremental`` into its Parquet dataset folder; the folder's path.
+        """Sync a table configured in ``incremental`` into its Parquet dataset folder.
 
         The first sync (or ``full``, or a schema change under ``on_schema_change: full_refresh``)
-        exports the whole table as parts and replaces the folder in one step; later syncs add parts
-        holding the rows after the last cursor (:mod:`connectors.postgresql.incremental`). Deletes are
-        not seen by a cursor: sync with ``full=True`` to drop them.
+        replaces the folder in one step; later syncs add parts holding the rows after the last
+        cursor. Deletes are not seen by a cursor: sync with ``full=True`` to drop them.
+
+        Args:
+            identifier: ``schema.table``, as configured under ``incremental``.
+            workspace: The folder the dataset folder lives in.
+            full: Export the whole table again instead of the rows after the cursor.
+
+        Returns:
+            The dataset folder's absolute path.
 
         Raises:
-            ConfigurationError: the table is not configured, or its cursor is missing or unordered.
-            SchemaChangedError: the columns changed and the source says ``on_schema_change: fail``.
+            ConfigurationError: The table is not configured, or its cursor is missing or unordered.
+            SchemaChangedError: The columns changed and the source says ``on_schema_change: fail``.
+            SyncBusyError: Another sync of this dataset is running.
         """
         self._require_connected()
         assert self._settings is not None
@@ -374,7 +494,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                     "on_schema_change is fail: sync it with full=True (--full) to replace the dataset",
                     source_id=self.source_id)
             refresh = bool(drift) and spec.on_schema_change == "full_refresh"
-            whole = full or prior is None or not prior.get("parts") or refresh
+            # a plain export's folder (no cursor), or another cursor: the parts say nothing of this cursor
+            whole = full or prior is None or not prior.get("parts") or refresh or prior.get("cursor") != cursor.name
             where = None if whole else await self._increment_where(conn, relation, cursor, prior or {}, spec,
                                                                    root / name)
             landed = await self._land_parts(conn, relation, cursor, where, spec, root, name, snapshot, whole)
@@ -410,28 +531,14 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         bounds = await (await conn.execute(sql.SQL(
             "SELECT min({0})::text, max({0})::text, count(*) FROM ({1}) AS s").format(
             sql.Identifier(cursor.name), select).as_string(conn).replace("%", "%%"), [])).fetchone()
-        money_scale = await _money_scale(conn, relation.columns)
-        aliases = [sql.Identifier(f"c{index}") for index in range(len(relation.columns))]
-        plans = [plan_column(c.resolved, a, money_scale=money_scale) for c, a in zip(relation.columns, aliases,
-                                                                                      strict=True)]
-        statement = sql.SQL("COPY (SELECT {} FROM ({}) AS q({})) TO STDOUT (FORMAT csv)").format(
-            sql.SQL(", ").join(p.select for p in plans), select, sql.SQL(", ").join(aliases)).as_bytes(conn)
+        plans, statement = await self._parts_statement(conn, relation, sql.SQL("({})").format(select))
         if not whole and bounds is not None and int(bounds[2]) == 0:  # nothing new: no empty part
             return {"parts": [], "min": None, "max": None, "rows": 0, "sql": statement.decode()}
         prior = None if whole else await asyncio.to_thread(parts.dataset_record, root, name)
         prior_parts = (prior or {}).get("parts", [])
         first = 0 if whole else 1 + max((int(p["name"][5:10]) for p in prior_parts), default=-1)
         staging = parts.new_staging(root, name, secrets.token_hex(6))
-        cancelled = threading.Event()
-        try:
-            written = await asyncio.to_thread(parts.write_parts, conn.pgconn, statement, plans, staging,
-                                              spec.part_bytes, cancelled, first)
-        except BaseException:
-            cancelled.set()
-            parts.remove_folder(staging)
-            if conn.pgconn.transaction_status == libpq.TransactionStatus.ACTIVE:
-                await _abandon(conn)
-            raise
+        written = await self._write_staged(conn, statement, plans, staging, spec.part_bytes, first)
         provenance = {"source_type": self.type_name(), "source_uri": self._source_uri(relation.identifier),
                       "source_version": relation.version, "snapshot": snapshot, "format": "parquet",
                       "sql": statement.decode(),
@@ -454,7 +561,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     def _dataset_record(self, relation: Relation, cursor: Column, prior: dict[str, Any] | None,
                         landed: dict[str, Any], whole: bool, drift: dict[str, Any], snapshot: str, root: Path,
                         name: str) -> dict[str, Any]:
-        new_parts = [{"name": p.name, "rows": p.rows, "size": p.size, "cursor_min": landed["min"],
+        new_parts = [{"name": p.name, "rows": p.rows, "size": p.size, "sha256": p.sha256, "cursor_min": landed["min"],
                       "cursor_max": landed["max"], "snapshot": snapshot} for p in landed["parts"]]
         all_parts = new_parts if whole else [*(prior or {}).get("parts", []), *new_parts]
         last = landed["max"] if landed["max"] is not None else (prior or {}).get("cursor_max")
@@ -597,22 +704,11 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     ) -> str:
         """Land the result of a read-only ``query`` at ``<workspace>/<name>.<csv|parquet>``.
 
-        This is arbitrary SQL: the configured ``schemas`` do not apply, the
-        **role's privileges are the boundary** (give the source a role that
-        can read only what it should; README, "A least-privilege role").
-        ``params`` are bound client-side (psycopg quoting; ``%s`` /
-        ``%(name)s`` placeholders). The query runs as one statement in the
-        read-only snapshot transaction, which is rolled back afterwards, on a
-        session that is reset before it is reused: a write fails with a clear
-        :class:`DataFetchError`, and what a function changes in the
-        transaction or the session is undone. What a role could do outside the
-        database (programs, server files, other sessions) is refused up front:
-        a role that can (superuser, members of ``pg_execute_server_program``,
-        ``pg_write_server_files``, ``pg_signal_backend``..., EXECUTE on an
-        administrator's function such as ``lo_export`` or
-        ``pg_reload_conf``, ``dblink``, or a write privilege on any table) is
-        a :class:`ConfigurationError` unless the source sets
-        ``allow_privileged_queries: true``.
+        Arbitrary SQL: the configured ``schemas`` do not apply, the role's privileges are the
+        boundary. It runs as one statement in a read-only snapshot transaction that is rolled back,
+        on a session reset before reuse; a role that can act outside the database is refused unless
+        ``allow_privileged_queries: true`` (``docs/design/postgresql.md``, "Sessions").
+        ``params`` are bound client-side (``%s`` / ``%(name)s`` placeholders).
 
         Args:
             query: one SELECT (or VALUES, TABLE, WITH ... SELECT) statement.
@@ -658,8 +754,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         if reasons:
             raise ConfigurationError(
                 f"fetch_query refused: {'; '.join(reasons)}. A query could act outside the database "
-                "with these privileges; connect with a least-privilege role (README, 'A least-privilege "
-                "role') or set allow_privileged_queries: true", source_id=self.source_id)
+                "with these privileges; connect with a least-privilege role (docs/connectors/postgresql.md, "
+                "'A least-privilege role') or set allow_privileged_queries: true", source_id=self.source_id)
 
     async def _describe(self, conn: AsyncConn, text: str) -> list[Column]:
         fields = await asyncio.to_thread(describe, conn.pgconn, text.encode(), threading.Event())

@@ -32,6 +32,9 @@ from connectors.postgresql.export import CopyCancelled
 from connectors.secrets.references import MASK, is_reference, redact
 from connectors.settings import PostgreSQLSettings
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 _AUTH_HINTS = ("password authentication failed", "authentication failed", "no pg_hba.conf entry",
                "role \"", "password is required", "scram")
 _NOT_FOUND = (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName, pg_errors.UndefinedObject)
@@ -159,6 +162,7 @@ class TranslatedErrors:
 
 
 def secret_values(settings: PostgreSQLSettings) -> tuple[str, ...]:
+    """The password and DSN values to mask in messages, longest first."""
     values: list[str] = []
     if settings.password is not None:
         values.append(settings.password.reveal())

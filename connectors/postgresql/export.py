@@ -42,6 +42,9 @@ from connectors.landing.progress import report_progress
 from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
 from connectors.profiling_stream import CsvStreamProfile, Feed
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 CHUNK_BYTES = 1 << 20  # rows gathered per write: few syscalls, small and bounded memory
 # Parquet: the COPY's rows are parsed by pyarrow a batch of whole rows at a time (PARSE_BATCH_BYTES,
 # or one row when it is bigger), in blocks of at least CSV_BLOCK_BYTES, and never smaller than the
@@ -243,10 +246,9 @@ class ParquetWrite:
 def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
     """A writer that parses the COPY's CSV with pyarrow and writes Parquet, in row groups of ~8 MiB.
 
-    Memory is bounded by the batch (8 MiB) or by a small multiple of the
-    largest row, whichever is bigger: a row is never split, and a row bigger
-    than the batch is parsed and written on its own (README: about 6x the
-    largest row at the peak, measured by ``tests/integration/postgresql/test_pg_large_values.py``).
+    Memory is bounded by the batch (8 MiB) or by a small multiple of the largest row, whichever
+    is bigger: a row is never split, and a row bigger than the batch is parsed and written on its
+    own (about 6x the largest row at the peak: ``docs/connectors/postgresql.md``, "Large values").
     """
     schema = arrow_schema(plans)
     names = [f"c{index}" for index in range(len(plans))]

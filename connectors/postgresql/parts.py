@@ -1,13 +1,17 @@
 """Parquet dataset folders: a table as a folder of bounded parts, replaced whole or grown by increments.
 
+Two writers share this layout: an incremental table's syncs (``sync_table``) and the plain export of a
+table at least the source's ``part_bytes`` big (``fetch_data`` in Parquet), so an incremental table's
+full sync and a plain export look the same (the plain one's record has no cursor).
+
 Layout, under the source's workspace::
 
     <schema>.<table>/part-00000.parquet, part-00001.parquet, ...   the dataset (pyarrow, pandas, DuckDB,
                                                                     Polars read the folder as one table)
     .lineage/<schema>.<table>/part-0000N.parquet.json              one record per part
-    .lineage/<schema>.<table>.json                                 the dataset's record: its parts, their
-                                                                    cursor ranges and rows, the total rows,
-                                                                    the columns, the last schema change
+    .lineage/<schema>.<table>.json                                 the dataset's record: its parts (rows,
+                                                                    size, sha256; cursor ranges), the total
+                                                                    rows, the columns, the last schema change
 
 A part is closed once it holds ``part_bytes`` or more, in whole row groups of at most
 ``min(8 MiB, part_bytes)`` (in memory), so a part passes its bound by at most two row groups.
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
+import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +42,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from connectors.checked_fetch import prune_landed
+from connectors.errors import SizeLimitError
 from connectors.landing.lineage import build_record, read_record, write_provenance
 from connectors.landing.names import LINEAGE_DIR
 from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
 from connectors.postgresql.export import CSV_BLOCK_BYTES, PARSE_BATCH_BYTES, ROW_GROUP_BYTES, CopyOutStream
+
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
 
 PART_NAME = "part-{:05d}.parquet"
 STAGING = ".{}.parts-{}"
@@ -52,6 +63,7 @@ class WrittenPart:
     name: str
     rows: int
     size: int
+    sha256: str = ""
 
 
 def _parsed_batches(stream: CopyOutStream, plans: list[ColumnPlan], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
@@ -71,8 +83,15 @@ def _parsed_batches(stream: CopyOutStream, plans: list[ColumnPlan], schema: pa.S
 
 
 def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: Path, part_bytes: int,
-                cancelled: threading.Event, first: int = 0) -> list[WrittenPart]:
-    """Run the COPY ``statement`` and write its rows as Parquet parts ``first``, ``first + 1``... in ``folder``."""
+                cancelled: threading.Event, first: int = 0,
+                on_batch: Callable[[pa.RecordBatch], None] | None = None,
+                byte_cap: int | None = None) -> list[WrittenPart]:
+    """Run the COPY ``statement`` and write its rows as Parquet parts ``first``, ``first + 1``... in ``folder``.
+
+    ``on_batch`` gets each final batch (a profile is computed from them, without reading the parts again).
+    ``byte_cap``: :class:`SizeLimitError` once the parts hold more (checked per row group; the caller
+    removes the folder).
+    """
     schema = arrow_schema(plans)
     stream = CopyOutStream(pgconn, statement, cancelled)
     stream.start()
@@ -106,11 +125,15 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
         writer.write_table(table)
         parts[-1].rows += table.num_rows
         pending = []
+        if byte_cap is not None and sum(p.size for p in parts[:-1]) + file.tell() > byte_cap:
+            raise SizeLimitError(f"the export passed the limit of {byte_cap} bytes")
         if file.tell() >= part_bytes:
             close()
 
     try:
         for batch in _parsed_batches(stream, plans, schema):
+            if on_batch is not None:
+                on_batch(batch)
             step = max(1, batch.num_rows * group_bytes // max(batch.nbytes, 1))
             for start in range(0, batch.num_rows, step):  # row groups, and so parts, stay near their bound
                 pending.append(batch.slice(start, step))
@@ -122,10 +145,13 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
         with open(folder / PART_NAME.format(first), "xb") as empty:
             pq.write_table(schema.empty_table(), empty)
             parts.append(WrittenPart(PART_NAME.format(first), 0, empty.tell()))
+    for part in parts:
+        part.sha256 = _sha256(folder / part.name)  # just written: read back from the page cache
     return parts
 
 
 def new_staging(workspace: Path, name: str, token: str) -> Path:
+    """A new, empty staging folder for dataset ``name`` next to its folder."""
     staging = workspace / STAGING.format(name, token)
     staging.mkdir(parents=True)
     return staging
@@ -145,6 +171,7 @@ def exchange(staging: Path, final: Path) -> Path | None:
 
 
 def move_parts(staging: Path, final: Path, parts: list[WrittenPart]) -> None:
+    """Move the new ``parts`` from ``staging`` into ``final``, then remove ``staging``."""
     final.mkdir(exist_ok=True)
     for part in parts:
         os.rename(staging / part.name, final / part.name)
@@ -152,6 +179,7 @@ def move_parts(staging: Path, final: Path, parts: list[WrittenPart]) -> None:
 
 
 def remove_folder(folder: Path | None) -> None:
+    """Remove ``folder`` and what it holds, if any (None: nothing to remove)."""
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -164,19 +192,31 @@ def write_records(workspace: Path, name: str, parts: list[WrittenPart], provenan
             shutil.rmtree(workspace / LINEAGE_DIR / name)  # the old parts' records
     for part in parts:
         relative = f"{name}/{part.name}"
-        record = build_record({**provenance, "row_count": part.rows}, source_id=source_id, identifier=identifier,
-                              local_path=str(workspace / relative), size=part.size,
-                              sha256=_sha256(workspace / relative))
+        record = build_record({**provenance, "row_count": part.rows, "part_of": name}, source_id=source_id,
+                              identifier=identifier, local_path=str(workspace / relative), size=part.size,
+                              sha256=part.sha256 or _sha256(workspace / relative))
         write_provenance(workspace, relative, record)
 
 
+def parts_digest(written: list[WrittenPart]) -> str:
+    """The dataset's sha256: of its parts' names, rows, sizes and sha256s (so of every byte, by proxy)."""
+    listed = [{"name": p.name, "rows": p.rows, "size": p.size, "sha256": p.sha256} for p in written]
+    return hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()
+
+
+def remove_plain_dataset(workspace: Path, name: str, source_id: str, identifier: str) -> None:
+    """Remove the dataset folder ``name`` a plain export of ``identifier`` landed (not an incremental one)."""
+    record = read_record(workspace, name)
+    if record is not None and "cursor" not in record:
+        prune_landed(workspace, name, source_id, identifier)
+
+
 def dataset_record(workspace: Path, name: str) -> dict[str, Any] | None:
+    """The dataset folder's own lineage record, or None before its first sync."""
     return read_record(workspace, name)
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     with path.open("rb") as file:
         while chunk := file.read(1 << 20):

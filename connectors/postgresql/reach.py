@@ -19,6 +19,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from connectors.reach import ReachPolicy, ReachRefusedError
 
+# The package's public surface is its connector; these are the names other packages and the docs use.
+__all__ = ["refused_options", "socket_host"]
+
 #: what a policy-bound connection may set; any other libpq option (files, services, sockets,
 #: gss, hostaddr, require_auth, options...) is refused
 ALLOWED_OPTIONS = frozenset({
@@ -29,12 +32,26 @@ ALLOWED_OPTIONS = frozenset({
 
 
 def refused_options(params: dict[str, Any]) -> list[str]:
-    """The libpq options of ``params`` a policy-bound connection may not set (names only)."""
+    """The libpq options of ``params`` a policy-bound connection may not set.
+
+    Args:
+        params: Parsed connection parameters (values are secrets and are not returned).
+
+    Returns:
+        The refused option names, sorted; empty when all are allowed.
+    """
     return sorted(key for key in params if key not in ALLOWED_OPTIONS)
 
 
 def socket_host(host: str) -> bool:
-    """True when libpq would take ``host`` for a Unix socket (a folder, an abstract socket, or none)."""
+    """Whether libpq would take ``host`` for a Unix socket (a folder, an abstract socket, or none).
+
+    Args:
+        host: One host of a connection string.
+
+    Returns:
+        True for a socket host, which a reach policy cannot resolve and refuses.
+    """
     return not host or host.startswith(("/", "@")) or (len(host) > 1 and host[1] == ":")
 
 

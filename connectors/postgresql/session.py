@@ -15,6 +15,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+# The package's public surface is its connector; these are the names other packages and the docs use.
+__all__ = ["dsn_problem", "reset_session"]
+
 # One round trip: pin the transaction's timeouts and text formats, and take the snapshot.
 BEGIN_READ = sql.SQL(
     "SELECT set_config('statement_timeout', COALESCE(%s, current_setting('statement_timeout')), true),"
@@ -87,7 +90,11 @@ def privileged_role_params() -> list[Any]:
 
 
 async def reset_session(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Forget everything a borrower changed in the session (the pool's ``reset`` callback)."""
+    """Forget everything a borrower changed in the session (the pool's ``reset`` callback).
+
+    Args:
+        conn: The connection going back to the pool.
+    """
     await conn.set_autocommit(True)  # DISCARD ALL cannot run inside a transaction block
     try:
         await conn.execute("DISCARD ALL")
@@ -102,7 +109,14 @@ _KEYWORDS: frozenset[str] | None = None
 
 
 def dsn_problem(dsn: str) -> str | None:
-    """None when libpq can parse ``dsn``; else what is wrong, with every quoted fragment removed."""
+    """What is wrong with a DSN, quoting nothing of it.
+
+    Args:
+        dsn: The configured connection string (a secret).
+
+    Returns:
+        None when libpq can parse it; else libpq's message with every quoted fragment removed.
+    """
     try:
         conninfo_to_dict(dsn)
     except psycopg.Error as exc:

@@ -18,8 +18,7 @@ from psycopg import sql
 from connectors.errors import ConfigurationError, DataFetchError, NotFoundError
 from connectors.rows import OPTION_NAMES, BudgetExceededError, RowBudget, RowOptions
 
-__all__ = ["BudgetExceededError", "RowBudget", "RowOptions", "block_sample_percent", "bounded_count", "check_budget",
-           "check_scope", "estimate", "explain", "pick_columns", "sliced_select"]
+__all__ = ["BudgetExceededError", "RowBudget", "RowOptions", "check_scope"]
 
 BLOCK_SAMPLE_MIN_ROWS = 100_000  # below this a full read is cheap, and keeps samples layout-independent
 BLOCK_SAMPLE_MARGIN = 4  # sample this many times the rows wanted: SYSTEM picks whole blocks, unevenly
@@ -126,6 +125,7 @@ async def explain(conn: psycopg.AsyncConnection[Any], statement: sql.Composable)
 
 
 def estimate(plan: dict[str, Any]) -> Estimate:
+    """The planner's rows and row width at the top of ``plan``."""
     return Estimate(int(plan.get("Plan Rows", 0)), int(plan.get("Plan Width", 0)))
 
 
@@ -144,7 +144,16 @@ def _relations_and_subplans(plan: dict[str, Any]) -> tuple[set[tuple[str, str]],
 
 
 def check_scope(plain: dict[str, Any], sliced: dict[str, Any], where: str | None) -> None:
-    """Refuse a ``where`` whose plan reads a relation the plain read does not, or runs a sub-query."""
+    """Refuse a ``where`` whose plan reads a relation the plain read does not, or runs a sub-query.
+
+    Args:
+        plain: The planner's plan of the read without the where.
+        sliced: The planner's plan of the read with it.
+        where: The condition as given; None: nothing to check.
+
+    Raises:
+        DataFetchError: The condition reads another relation or runs a sub-query.
+    """
     if where is None:
         return
     allowed, plain_subplans = _relations_and_subplans(plain)

@@ -27,6 +27,9 @@ from pathlib import Path
 
 from connectors.errors import DataFetchError
 
+# The package's public surface is its connector; these are the names other packages and the docs use.
+__all__ = ["SyncBusyError"]
+
 LOCK_NAME = ".{}.lock"
 
 

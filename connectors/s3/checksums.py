@@ -37,16 +37,30 @@ class CrcDigest:
         self._value = 0
 
     def update(self, data: Any) -> None:
-        """Fold ``data`` (bytes or a memoryview) into the CRC."""
+        """Fold more bytes into the CRC.
+
+        Args:
+            data: The next bytes of the object (bytes or a memoryview), in order.
+        """
         self._value = self._step(data, self._value)
 
     def digest(self) -> bytes:
-        """The CRC as S3 stores it before base64: ``width`` bytes, big-endian."""
+        """The CRC as S3 stores it before base64.
+
+        Returns:
+            ``width`` bytes, big-endian.
+        """
         return self._value.to_bytes(self._width, "big")
 
 
 def new_digest(algorithm: str) -> Any:
-    """A fresh digest object for ``algorithm`` (one of :data:`VERIFIED`).
+    """A fresh digest object for an algorithm.
+
+    Args:
+        algorithm: One of :data:`VERIFIED`.
+
+    Returns:
+        A hashlib object, or a :class:`CrcDigest` for the CRCs.
 
     Raises:
         ConfigurationError: CRC32C or CRC64NVME without ``awscrt`` installed.
@@ -66,21 +80,44 @@ def new_digest(algorithm: str) -> Any:
 
 
 def full_object(checksums: Mapping[str, str]) -> dict[str, str]:
-    """The verifiable full-object checksums among ``checksums`` (algorithm -> base64); composites left out."""
+    """The verifiable full-object checksums among those an answer carried.
+
+    Args:
+        checksums: Algorithm (lower case) -> value, as the store sent them.
+
+    Returns:
+        Algorithm -> base64 value, composites (``...-<parts>``) and unknown algorithms left out.
+    """
     return {name: value for name, value in checksums.items() if name in VERIFIED and value and "-" not in value}
 
 
 def digests_for(checksums: Mapping[str, str], have: Iterable[str] = ("sha256",)) -> list[Any]:
-    """New digests for the full-object checksums not among ``have`` (sha256: the engine's own)."""
+    """New digests for the full-object checksums not computed anyway.
+
+    Args:
+        checksums: Algorithm -> value, as the store sent them.
+        have: The algorithms already computed (by default sha256, the engine's own).
+
+    Returns:
+        One fresh digest object per full-object checksum not in ``have``.
+    """
     skip = set(have)
     return [new_digest(name) for name in full_object(checksums) if name not in skip]
 
 
 def mismatch(checksums: Mapping[str, str], computed: Mapping[str, bytes]) -> str | None:
-    """Why the bytes do not match a full-object checksum of the object, or None.
+    """Why the bytes do not match a full-object checksum of the object.
 
-    ``computed``: digest bytes by algorithm. A stored checksum with no computed
-    digest is a caller's bug (:func:`missing` tells which to compute), never a pass.
+    Args:
+        checksums: Algorithm -> value, as the store sent them.
+        computed: Digest bytes of the downloaded bytes, by algorithm.
+
+    Returns:
+        The first mismatch, said in words; None when every full-object checksum matches.
+
+    Raises:
+        AssertionError: a full-object checksum has no computed digest: a caller's bug
+            (:func:`missing` tells which to compute), never a pass.
     """
     for name, stored in full_object(checksums).items():
         if name not in computed:
@@ -92,6 +129,14 @@ def mismatch(checksums: Mapping[str, str], computed: Mapping[str, bytes]) -> str
 
 
 def missing(checksums: Mapping[str, str], computed: Iterable[str]) -> list[str]:
-    """The full-object checksums of ``checksums`` with no digest among ``computed``."""
+    """The full-object checksums still to compute.
+
+    Args:
+        checksums: Algorithm -> value, as the store sent them.
+        computed: The algorithms already computed.
+
+    Returns:
+        The algorithms of full-object checksums not among ``computed``.
+    """
     done = set(computed)
     return [name for name in full_object(checksums) if name not in done]

@@ -32,6 +32,9 @@ from connectors.s3.checksums import full_object, mismatch
 _ETAG_MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')  # a multipart ETag ends in -<parts>: not an MD5
 _CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 
 @dataclass(frozen=True)
 class S3Facts(BlobFacts):
@@ -167,11 +170,17 @@ def etag_md5(etag: str) -> str | None:
 
 def checksum_problem(checksums: Mapping[str, str], sha256_hex: str,
                      computed: Mapping[str, bytes] | None = None) -> str | None:
-    """Why the bytes do not match one of the object's full-object ``x-amz-checksum-*``, or None.
+    """Why the bytes do not match one of the object's full-object ``x-amz-checksum-*``.
 
-    ``sha256_hex``: our sha256 of the bytes; ``computed``: the other digests by
-    algorithm (every full-object checksum the object has must be among them).
     A composite checksum (of parts, ``...-<parts>``) is recorded, not checked.
+
+    Args:
+        checksums: The object's checksums (algorithm -> value).
+        sha256_hex: Our sha256 of the bytes.
+        computed: The other digests by algorithm (every full-object checksum the object has).
+
+    Returns:
+        The mismatch in words, or None.
     """
     return mismatch(checksums, {**(computed or {}), "sha256": bytes.fromhex(sha256_hex)})
 

@@ -46,7 +46,15 @@ class Secret:
         self._value = value
 
     def reveal(self) -> str:
-        """The plaintext. Call it only where the value is handed to an SDK."""
+        """The plaintext. Call it only where the value is handed to an SDK.
+
+        Returns:
+            The secret value, unmasked.
+
+        Raises:
+            ConfigurationError: this copy was unpickled, so it holds no value; give the
+                secret as a reference instead.
+        """
         if self._value is None:
             raise ConfigurationError(
                 "a literal secret does not survive pickling; give it as a reference "
@@ -115,7 +123,14 @@ REFERENCE_KINDS = ("env", "secret")
 
 
 def is_reference(value: Any) -> bool:
-    """True for ``{"env": "NAME"}`` or ``{"secret": "NAME"}``."""
+    """Whether ``value`` is a secret reference rather than a literal.
+
+    Args:
+        value: a config value, of any type.
+
+    Returns:
+        True for exactly ``{"env": "NAME"}`` or ``{"secret": "NAME"}`` (one key, a string name).
+    """
     return (
         isinstance(value, Mapping)
         and len(value) == 1
@@ -127,7 +142,16 @@ def is_reference(value: Any) -> bool:
 class SecretStore(Protocol):
     """Where ``{"secret": NAME}`` references are looked up."""
 
-    def get(self, name: str) -> str | None: ...
+    def get(self, name: str) -> str | None:
+        """The value stored under a name.
+
+        Args:
+            name: the secret's name, as written in ``{"secret": NAME}``.
+
+        Returns:
+            The value, or None when nothing is stored under ``name``.
+        """
+        ...
 
 
 _store: SecretStore | None = None
@@ -292,6 +316,12 @@ _REDACTIONS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] 
 def redact(text: str) -> str:
     """``text`` with keys, SAS signatures, passwords and tokens replaced by ``**********``.
 
+    Args:
+        text: any text bound for a log, an error or an answer (percent-encoded parts are decoded to check).
+
+    Returns:
+        ``text`` with each secret part masked; unchanged when it holds none.
+
     Example:
         >>> redact("postgresql://app:hunter2@db/x?sslmode=require")
         'postgresql://app:**********@db/x?sslmode=require'
@@ -324,6 +354,12 @@ def carries_secret(text: str) -> bool:
     Such a value is a secret wherever it is configured, whatever the field is called
     (``account_url``, ``host``...): it is masked, never written to the sources file,
     and refused as a literal by Dagster.
+
+    Args:
+        text: a config value; anything but a string carries none.
+
+    Returns:
+        True when :func:`redact` would change ``text``.
 
     Example:
         >>> carries_secret("https://acct.blob.core.windows.net/?sv=2024&sig=abc"), carries_secret("db:5432")
@@ -358,7 +394,14 @@ class RedactingFilter(logging.Filter):
 
 
 def get_logger(name: str) -> logging.Logger:
-    """A library logger with the redacting filter installed."""
+    """A library logger with the redacting filter installed.
+
+    Args:
+        name: the logger's name, usually ``__name__``.
+
+    Returns:
+        ``logging.getLogger(name)``, with one :class:`RedactingFilter` added (never twice).
+    """
     logger = logging.getLogger(name)
     if not any(isinstance(f, RedactingFilter) for f in logger.filters):
         logger.addFilter(RedactingFilter())

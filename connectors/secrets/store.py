@@ -51,13 +51,44 @@ class SecretStoreError(ConfigurationError):
 class WritableSecretStore(Protocol):
     """A credential store: read, write (replaces), delete, list names."""
 
-    def get(self, name: str) -> str | None: ...
+    def get(self, name: str) -> str | None:
+        """The value stored under a name.
 
-    def set(self, name: str, value: str) -> None: ...
+        Args:
+            name: the secret's name.
 
-    def delete(self, name: str) -> bool: ...
+        Returns:
+            The value, or None when nothing is stored under ``name``.
+        """
+        ...
 
-    def names(self) -> list[str]: ...
+    def set(self, name: str, value: str) -> None:
+        """Store a value under a name, replacing any previous one.
+
+        Args:
+            name: the secret's name (checked with :func:`check_name`).
+            value: the plaintext, a non-empty string.
+        """
+        ...
+
+    def delete(self, name: str) -> bool:
+        """Remove a name and its value.
+
+        Args:
+            name: the secret's name.
+
+        Returns:
+            False when nothing was stored under ``name``.
+        """
+        ...
+
+    def names(self) -> list[str]:
+        """The stored names.
+
+        Returns:
+            The names, sorted; never the values.
+        """
+        ...
 
 
 def check_name(name: str) -> str:
@@ -104,7 +135,11 @@ class FernetFileStore:
 
     @staticmethod
     def generate_key() -> str:
-        """A new random Fernet key, as text."""
+        """A new random Fernet key.
+
+        Returns:
+            The key as url-safe base64 text, ready for ``DA_SECRETS_KEY``.
+        """
         from cryptography.fernet import Fernet
 
         return Fernet.generate_key().decode()
@@ -113,15 +148,41 @@ class FernetFileStore:
         return f"FernetFileStore({str(self.path)!r})"
 
     def get(self, name: str) -> str | None:
-        """The value of ``name``, or None when it is not stored."""
+        """The value stored under a name.
+
+        Args:
+            name: the secret's name.
+
+        Returns:
+            The value, or None when nothing is stored under ``name``.
+
+        Raises:
+            SecretStoreError: the file cannot be read or decrypted (wrong key, altered,
+                or open to other users).
+        """
         return self._read().get(name)
 
     def names(self) -> list[str]:
-        """The stored names, sorted (never the values)."""
+        """The stored names.
+
+        Returns:
+            The names, sorted; never the values.
+
+        Raises:
+            SecretStoreError: the store cannot be read.
+        """
         return sorted(self._read())
 
     def set(self, name: str, value: str) -> None:
-        """Store ``value`` under ``name``, replacing any previous value."""
+        """Store ``value`` under ``name``, replacing any previous value.
+
+        Args:
+            name: the secret's name (letters, digits and ``_ . : / @ -``, at most 200).
+            value: the plaintext, a non-empty string.
+
+        Raises:
+            SecretStoreError: the name or value is invalid, or the store cannot be written.
+        """
         check_name(name)
         if not isinstance(value, str) or not value:
             raise SecretStoreError(f"secret {name!r}: the value must be a non-empty string")
@@ -131,7 +192,17 @@ class FernetFileStore:
             self._write(document)
 
     def delete(self, name: str) -> bool:
-        """Remove ``name``; False when it was not stored."""
+        """Remove ``name`` and its value.
+
+        Args:
+            name: the secret's name.
+
+        Returns:
+            False when nothing was stored under ``name``.
+
+        Raises:
+            SecretStoreError: the store cannot be read or written.
+        """
         with self._locked():
             document = self._read()
             if document.pop(name, None) is None:
@@ -262,11 +333,36 @@ def _fsync_directory(folder: Path) -> None:
 class KeyringBackend(Protocol):
     """What :class:`KeyringStore` needs of ``keyring`` (the module or a backend object)."""
 
-    def get_password(self, service_name: str, username: str) -> str | None: ...
+    def get_password(self, service_name: str, username: str) -> str | None:
+        """The password kept for a service and user name.
 
-    def set_password(self, service_name: str, username: str, password: str) -> None: ...
+        Args:
+            service_name: the keyring service (``da-sources``).
+            username: the entry's name (a secret's name).
 
-    def delete_password(self, service_name: str, username: str) -> None: ...
+        Returns:
+            The password, or None when there is no such entry.
+        """
+        ...
+
+    def set_password(self, service_name: str, username: str, password: str) -> None:
+        """Keep a password for a service and user name, replacing any previous one.
+
+        Args:
+            service_name: the keyring service (``da-sources``).
+            username: the entry's name (a secret's name).
+            password: the value to keep.
+        """
+        ...
+
+    def delete_password(self, service_name: str, username: str) -> None:
+        """Remove the entry for a service and user name.
+
+        Args:
+            service_name: the keyring service (``da-sources``).
+            username: the entry's name (a secret's name).
+        """
+        ...
 
 
 class KeyringStore:
@@ -284,17 +380,42 @@ class KeyringStore:
         return f"KeyringStore(service={self._service!r})"
 
     def get(self, name: str) -> str | None:
-        """The value of ``name``, or None when it is not stored."""
+        """The value stored under a name.
+
+        Args:
+            name: the secret's name.
+
+        Returns:
+            The value, or None when nothing is stored under ``name``.
+
+        Raises:
+            SecretStoreError: the OS keyring refused the call.
+        """
         value = self._call("get_password", name)
         return None if value is None else str(value)
 
     def names(self) -> list[str]:
-        """The stored names, sorted (never the values)."""
+        """The stored names.
+
+        Returns:
+            The names, sorted; never the values.
+
+        Raises:
+            SecretStoreError: the store cannot be read.
+        """
         raw = self._call("get_password", _KEYRING_INDEX)
         return sorted(json.loads(raw)) if raw else []
 
     def set(self, name: str, value: str) -> None:
-        """Store ``value`` under ``name``, replacing any previous value."""
+        """Store ``value`` under ``name``, replacing any previous value.
+
+        Args:
+            name: the secret's name (letters, digits and ``_ . : / @ -``, at most 200).
+            value: the plaintext, a non-empty string.
+
+        Raises:
+            SecretStoreError: the name or value is invalid, or the store cannot be written.
+        """
         check_name(name)
         if not isinstance(value, str) or not value:
             raise SecretStoreError(f"secret {name!r}: the value must be a non-empty string")
@@ -302,7 +423,17 @@ class KeyringStore:
         self._save_names(set(self.names()) | {name})
 
     def delete(self, name: str) -> bool:
-        """Remove ``name``; False when it was not stored."""
+        """Remove ``name`` and its value.
+
+        Args:
+            name: the secret's name.
+
+        Returns:
+            False when nothing was stored under ``name``.
+
+        Raises:
+            SecretStoreError: the store cannot be read or written.
+        """
         if self.get(name) is None:
             return False
         self._call("delete_password", name)

@@ -22,6 +22,12 @@ class NestedLoopError(RuntimeError):
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion on a new event loop and return its result.
 
+    Args:
+        coro: The coroutine to run (a sensor's or a CLI command's async work).
+
+    Returns:
+        What the coroutine returned.
+
     Raises:
         NestedLoopError: an event loop is already running here; ``await`` instead.
     """

@@ -50,19 +50,40 @@ class TickPlan:
 
 
 def item_digest(item: DataItem) -> bytes:
-    """8 bytes that change when the item's path or version changes."""
+    """8 bytes that change when the item's path or version changes.
+
+    Args:
+        item: A listed item.
+
+    Returns:
+        Its blake2b digest of path and version.
+    """
     text = f"{item.path}\0{item_version(item)}".encode("utf-8", "surrogatepass")
     return hashlib.blake2b(text, digest_size=8).digest()
 
 
 def bucket_of(path: str) -> int:
-    """The settled bucket of an item path (independent of its version)."""
+    """The settled bucket of an item path (independent of its version).
+
+    Args:
+        path: The item's path.
+
+    Returns:
+        The bucket, 0 to ``BUCKETS - 1``: the same for a path at every version.
+    """
     digest = hashlib.blake2b(path.encode("utf-8", "surrogatepass"), digest_size=4, person=b"da-bucket")
     return int.from_bytes(digest.digest(), "little") % BUCKETS
 
 
 def bucket_sums(items: Iterable[DataItem]) -> list[int]:
-    """Per bucket, the sum (mod 2**64) of the items' digests: order-independent."""
+    """Per bucket, the sum (mod 2**64) of the items' digests: order-independent.
+
+    Args:
+        items: Listed items.
+
+    Returns:
+        ``BUCKETS`` sums; a bucket's sum changes when one of its items is added, removed or changed.
+    """
     sums = [0] * BUCKETS
     for item in items:
         index = bucket_of(item.path)
@@ -80,10 +101,13 @@ def plan_tick(
     """Decide which listed items to request now, and the cursor to store after.
 
     Args:
-        items: the whole current listing of the source.
-        cursor: the cursor stored by the previous tick (``Cursor()`` at first).
-        max_items: soft bound on the work of this tick (exceeded by at most one bucket).
-        lookback: seconds behind the newest item within which items are tracked exactly.
+        items: The whole current listing of the source.
+        cursor: The cursor stored by the previous tick (``Cursor()`` at first).
+        max_items: Soft bound on the work of this tick (exceeded by at most one bucket).
+        lookback: Seconds behind the newest item within which items are tracked exactly.
+
+    Returns:
+        The items to request now, the cursor to store, and how many changed items wait for later ticks.
     """
     boundary = cursor.boundary if cursor.boundary is not None else _newest(items) - lookback
     recent = [i for i in items if i.modified_at >= boundary]
@@ -112,8 +136,15 @@ def plan_tick(
 def drop_known(plan: TickPlan, known_versions: Mapping[str, str | None]) -> list[DataItem]:
     """The plan's work without bucket mates whose known landed version is the listed one.
 
-    ``known_versions`` maps an item path to the version last landed (for example
-    the data version of its latest materialization); exact work is always kept.
+    Exact work is always kept.
+
+    Args:
+        plan: This tick's plan.
+        known_versions: Item path -> the version last landed (for example the data version of its
+            latest materialization); None for an item that never landed.
+
+    Returns:
+        The items to request.
     """
     return [
         item for item in plan.work
@@ -172,14 +203,28 @@ def _carry(
 
 
 def encode_cursor(cursor: Cursor) -> str:
-    """The cursor as compact ASCII (zlib + base64): empty buckets cost almost nothing."""
+    """The cursor as compact ASCII (zlib + base64): empty buckets cost almost nothing.
+
+    Args:
+        cursor: The cursor to store.
+
+    Returns:
+        Text for the sensor's cursor, read back by :func:`decode_cursor`.
+    """
     header = _HEADER.pack(_FORMAT_VERSION, cursor.boundary or 0, cursor.boundary is not None)
     body = struct.pack(f"<{BUCKETS}Q", *cursor.settled) + b"".join(sorted(cursor.recent))
     return base64.b64encode(zlib.compress(header + body, 9)).decode("ascii")
 
 
 def decode_cursor(text: str | None) -> Cursor:
-    """The cursor stored by :func:`encode_cursor`; an empty, unreadable or older one starts afresh."""
+    """The cursor stored by :func:`encode_cursor`.
+
+    Args:
+        text: The sensor's stored cursor; None or empty before the first tick.
+
+    Returns:
+        The cursor; an empty, unreadable or older one gives ``Cursor()`` (everything is new again).
+    """
     if not text:
         return Cursor()
     try:

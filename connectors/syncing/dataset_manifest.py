@@ -41,7 +41,15 @@ class ManifestEntry:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], folder: Path) -> ManifestEntry:
-        """The entry of a lineage record."""
+        """The entry of a lineage record.
+
+        Args:
+            record: A landed item's lineage record.
+            folder: The source's folder: the entry's path is relative to it.
+
+        Returns:
+            The item's manifest entry.
+        """
         local, base = str(record["local_path"]), f"{folder}{os.sep}"
         relative = local[len(base):].replace(os.sep, "/") if local.startswith(base) else local
         return cls(identifier=str(record["identifier"]), version=str(record.get("source_version")),
@@ -49,17 +57,41 @@ class ManifestEntry:
 
 
 def manifest_path(folder: Path, name: str) -> Path:
-    """The manifest file of dataset ``name`` (``Dataset.file_name``)."""
+    """The manifest file of dataset ``name``.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+
+    Returns:
+        Its path, under the source's folder.
+    """
     return folder / SETS_DIR / f"{name}.manifest.jsonl"
 
 
 def repair_path(folder: Path, name: str) -> Path:
-    """The list of items the next sync of dataset ``name`` must fetch again."""
+    """The list of items the next sync of dataset ``name`` must fetch again.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+
+    Returns:
+        Its path, under the source's folder.
+    """
     return folder / SETS_DIR / f"{name}.repair.jsonl"
 
 
 def read_manifest(folder: Path, name: str) -> dict[str, ManifestEntry]:
-    """The entries of the dataset's last manifest, by identifier (empty when there is none)."""
+    """The entries of the dataset's last manifest, by identifier.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+
+    Returns:
+        Identifier -> entry; empty when there is no manifest.
+    """
     path = manifest_path(folder, name)
     if not path.is_file():
         return {}
@@ -73,7 +105,15 @@ def read_manifest(folder: Path, name: str) -> dict[str, ManifestEntry]:
 
 
 def iter_manifest(folder: Path, name: str) -> Iterator[ManifestEntry]:
-    """The entries of the dataset's last manifest, one at a time in its order (none when there is none)."""
+    """The entries of the dataset's last manifest, one at a time in its order.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+
+    Yields:
+        Each entry; none when there is no manifest.
+    """
     path = manifest_path(folder, name)
     if not path.is_file():
         return
@@ -84,7 +124,15 @@ def iter_manifest(folder: Path, name: str) -> Iterator[ManifestEntry]:
 
 
 def manifest_items(folder: Path, name: str) -> int:
-    """The number of entries the manifest's header announces (0 when there is no manifest)."""
+    """The number of entries the manifest's header announces.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+
+    Returns:
+        The count, 0 when there is no manifest.
+    """
     path = manifest_path(folder, name)
     if not path.is_file():
         return 0
@@ -93,12 +141,26 @@ def manifest_items(folder: Path, name: str) -> int:
 
 
 def data_version(entries: Iterable[ManifestEntry]) -> str:
-    """A digest of (identifier, version, sha256) of every entry: changes exactly when an item changed."""
+    """A digest of (identifier, version, sha256) of every entry: changes exactly when an item changed.
+
+    Args:
+        entries: The dataset's entries, in any order.
+
+    Returns:
+        The hex digest (the dataset's Dagster data version).
+    """
     return data_version_sorted(sorted(entries, key=lambda e: e.identifier))
 
 
 def data_version_sorted(ordered: Iterable[ManifestEntry]) -> str:
-    """:func:`data_version` of entries already in identifier order, streamed (nothing held)."""
+    """:func:`data_version` of entries already in identifier order, streamed (nothing held).
+
+    Args:
+        ordered: The entries, sorted by identifier.
+
+    Returns:
+        The same digest :func:`data_version` gives.
+    """
     digest = hashlib.sha256()
     for entry in ordered:
         digest.update(f"{entry.identifier}\0{entry.version}\0{entry.sha256}\n".encode("utf-8", "surrogatepass"))
@@ -106,14 +168,35 @@ def data_version_sorted(ordered: Iterable[ManifestEntry]) -> str:
 
 
 def write_manifest(folder: Path, name: str, entries: Iterable[ManifestEntry], header: Mapping[str, Any]) -> Path:
-    """Write the manifest atomically; returns its path."""
+    """Write the manifest atomically.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+        entries: Every entry of the dataset, in any order (sorted here).
+        header: Facts written on the first line (counts, data version).
+
+    Returns:
+        The manifest's path.
+    """
     ordered = sorted(entries, key=lambda e: e.identifier)
     return write_manifest_sorted(folder, name, ordered, len(ordered), header)
 
 
 def write_manifest_sorted(folder: Path, name: str, ordered: Iterable[ManifestEntry], count: int,
                           header: Mapping[str, Any]) -> Path:
-    """Write the manifest of ``count`` entries already in identifier order, streamed; returns its path."""
+    """Write the manifest of ``count`` entries already in identifier order, streamed.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+        ordered: The entries, sorted by identifier.
+        count: Their number (the header announces it before they are read).
+        header: Facts written on the first line.
+
+    Returns:
+        The manifest's path.
+    """
     head = json.dumps({**header, "written_at": utc_now_iso(), "items": count}, sort_keys=True)
     # streamed line by line: the whole text of a million entries would be held twice (lines, then joined)
     lines = itertools.chain([head + "\n"], (json.dumps(entry.__dict__, sort_keys=True) + "\n" for entry in ordered))
@@ -123,7 +206,15 @@ def write_manifest_sorted(folder: Path, name: str, ordered: Iterable[ManifestEnt
 
 
 def read_repairs(folder: Path, name: str) -> set[str]:
-    """Identifiers a failed check marked for repair."""
+    """Identifiers a failed check marked for repair.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+
+    Returns:
+        The identifiers the next sync fetches again; empty when none are marked.
+    """
     path = repair_path(folder, name)
     if not path.is_file():
         return set()
@@ -131,7 +222,13 @@ def read_repairs(folder: Path, name: str) -> set[str]:
 
 
 def write_repairs(folder: Path, name: str, identifiers: Iterable[str]) -> None:
-    """Mark items for repair by the next sync (an empty list clears the mark)."""
+    """Mark items for repair by the next sync (an empty list clears the mark).
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+        identifiers: The damaged items.
+    """
     wanted = sorted(set(identifiers))
     path = repair_path(folder, name)
     if not wanted:

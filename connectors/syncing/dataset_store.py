@@ -52,11 +52,21 @@ class DatasetStore:
             db.execute(f"CREATE TABLE {table} ({_COLUMNS}) WITHOUT ROWID")
 
     def load_prior(self, dataset: int, entries: Iterable[ManifestEntry]) -> None:
-        """Add a dataset's prior manifest entries, streamed a batch at a time."""
+        """Add a dataset's prior manifest entries, streamed a batch at a time.
+
+        Args:
+            dataset: The dataset's position in the sync's list of datasets.
+            entries: Its last manifest's entries.
+        """
         self.add("prior", ((dataset, entry) for entry in entries))
 
     def add(self, table: Table, rows: Iterable[tuple[int, ManifestEntry]]) -> None:
-        """Write (dataset, entry) rows; a later row of the same item and dataset replaces an earlier one."""
+        """Write (dataset, entry) rows; a later row of the same item and dataset replaces an earlier one.
+
+        Args:
+            table: ``"prior"`` (the last manifest's entries) or ``"entries"`` (this sync's).
+            rows: ``(dataset position, entry)`` pairs.
+        """
         batch: list[tuple[bytes, int, bytes, str, int, bytes]] = []
         for dataset, entry in rows:
             batch.append(_row(dataset, entry))
@@ -71,7 +81,15 @@ class DatasetStore:
                 self._db.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?)", batch)  # noqa: S608  (Table)
 
     def prior_between(self, low: str | None, high: str) -> dict[str, dict[int, ManifestEntry]]:
-        """The prior entries of the items after ``low`` (None: from the start) up to ``high``: one key range."""
+        """The prior entries of the items after ``low`` up to ``high``: one key range.
+
+        Args:
+            low: The last identifier of the previous range; None from the start.
+            high: The last identifier of this range (included).
+
+        Returns:
+            Identifier -> dataset position -> prior entry.
+        """
         rows = self._db.execute(
             "SELECT id, ds, version, sha256, size, path FROM prior WHERE id > ? AND id <= ?",
             (_key(low) if low is not None else b"", _key(high)))
@@ -81,12 +99,24 @@ class DatasetStore:
         return found
 
     def keep_prior(self, dataset: int) -> None:
-        """Carry over every prior entry of ``dataset`` this sync did not write (a sync of chosen items)."""
+        """Carry over every prior entry of ``dataset`` this sync did not write (a sync of chosen items).
+
+        Args:
+            dataset: The dataset's position in the sync's list of datasets.
+        """
         with self._db:
             self._db.execute("INSERT OR IGNORE INTO entries SELECT * FROM prior WHERE ds = ?", (dataset,))
 
     def entries(self, table: Table, dataset: int) -> Iterator[ManifestEntry]:
-        """The dataset's entries in identifier order, read a batch at a time."""
+        """The dataset's entries in identifier order, read a batch at a time.
+
+        Args:
+            table: ``"prior"`` (the last manifest's entries) or ``"entries"`` (this sync's).
+            dataset: The dataset's position in the sync's list of datasets.
+
+        Yields:
+            Each entry.
+        """
         cursor = self._db.execute(
             f"SELECT id, version, sha256, size, path FROM {table} WHERE ds = ? ORDER BY id",  # noqa: S608  (Table)
             (dataset,))
@@ -94,13 +124,28 @@ class DatasetStore:
             yield from (_entry(row) for row in rows)
 
     def totals(self, table: Table, dataset: int) -> tuple[int, int]:
-        """(entries, bytes) of the dataset."""
+        """The number of entries and their bytes.
+
+        Args:
+            table: ``"prior"`` (the last manifest's entries) or ``"entries"`` (this sync's).
+            dataset: The dataset's position in the sync's list of datasets.
+
+        Returns:
+            ``(entries, bytes)`` of the dataset.
+        """
         query = f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {table} WHERE ds = ?"  # noqa: S608  (Table)
         count, size = self._db.execute(query, (dataset,)).fetchone()
         return int(count), int(size)
 
     def dropped(self, dataset: int) -> bool:
-        """Whether a prior entry of the dataset has no entry now (one anti-join, not a lookup per item)."""
+        """Whether a prior entry of the dataset has no entry now (one anti-join, not a lookup per item).
+
+        Args:
+            dataset: The dataset's position in the sync's list of datasets.
+
+        Returns:
+            True when an item of the last manifest is not in this sync's.
+        """
         return self._db.execute(
             "SELECT 1 FROM prior p WHERE p.ds = ? AND NOT EXISTS "
             "(SELECT 1 FROM entries e WHERE e.id = p.id AND e.ds = p.ds) LIMIT 1", (dataset,)).fetchone() is not None

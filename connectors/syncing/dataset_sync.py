@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import DataSourceConnector
-from connectors.checked_fetch import check_identifier, fetch_many_checked, prune_landed
+from connectors.checked_fetch import check_identifier, dataset_problem, fetch_many_checked, prune_landed
 from connectors.errors import DataSourceError, UnsafeNameError
-from connectors.landing.lineage import run_context
+from connectors.landing.lineage import read_record, run_context
 from connectors.landing.names import LINEAGE_DIR
 from connectors.landing.progress import on_progress
 from connectors.syncing.dataset_manifest import (
@@ -88,7 +88,12 @@ class DatasetOutcome:
         return self.landed_bytes
 
     def add_landed(self, record: dict[str, Any], keep: bool) -> None:
-        """Count a landed record; keep it when the dataset's events need it (``keep``)."""
+        """Count a landed record; keep it when the dataset's events need it.
+
+        Args:
+            record: The item's lineage record.
+            keep: Keep the record (a partitioned set's events name each item; others need only the counts).
+        """
         self.landed_count += 1
         self.landed_bytes += int(record["size"])
         if keep:
@@ -137,14 +142,31 @@ class _Sync:
 
 
 async def list_requests(connector: DataSourceConnector, exclude: Sequence[str] = ()) -> list[ItemRequest]:
-    """Every item of the source at its current version, but those ``exclude`` matches."""
+    """Every item of the source at its current version, but those ``exclude`` matches.
+
+    Args:
+        connector: The source, connected.
+        exclude: The source's ``metadata.sync.exclude`` globs.
+
+    Returns:
+        One request (identifier, version) per listed item.
+    """
     async with connector:
         return await list_source(connector, exclude)
 
 
 def safe_requests(wanted: Sequence[ItemRequest], options: SyncOptions,
                   skipped: list[tuple[str, str]]) -> list[ItemRequest]:
-    """The requests that can land: unsafe names and excluded items go to ``skipped`` with the reason."""
+    """The requests that can land: unsafe names and excluded items go to ``skipped`` with the reason.
+
+    Args:
+        wanted: The requested items (hostile names).
+        options: The source's ``metadata.sync`` (its ``exclude``).
+        skipped: Filled with ``(identifier, reason)`` of each request left out.
+
+    Returns:
+        The requests whose names are safe to land and not excluded.
+    """
     kept = []
     for request in wanted:
         pattern = excluded_by(request.identifier, options.exclude)
@@ -176,14 +198,19 @@ async def sync_datasets(
     """Sync ``datasets``: land their new, changed and damaged items; write each one's manifest.
 
     Args:
-        connector: builds a fresh (unconnected) connector of the source.
-        folder: the source's workspace folder.
-        datasets: the datasets to sync.
-        requested: only these items (a version of "" fetches whatever landed); None lists the source.
-        run_id: recorded in the lineage records.
-        on_bytes, on_item_done, on_planned: progress listeners.
-        concurrency: fetches at once.
-        options: exclude and prune (the source's ``metadata.sync``; default: the connector's config's).
+        connector: Builds a fresh (unconnected) connector of the source.
+        folder: The source's workspace folder.
+        datasets: The datasets to sync.
+        requested: Only these items (a version of "" fetches whatever landed); None lists the source.
+        run_id: Recorded in the lineage records.
+        on_bytes: Progress listener of landed bytes (``connectors.landing.progress``).
+        on_item_done: Called once per item landed or failed.
+        on_planned: Called with the number of items to fetch, once known.
+        concurrency: Fetches at once.
+        options: Exclude and prune (the source's ``metadata.sync``; default: the connector's config's).
+
+    Returns:
+        Each dataset's outcome, the items' errors, how many items were listed, and those skipped or pruned.
     """
     probe = connector()
     options = options if options is not None else sync_options(probe.config)
@@ -347,6 +374,13 @@ def _intact(folder: Path, entry: ManifestEntry) -> bool:
         os.stat(f"{base}/{LINEAGE_DIR}/{entry.path}.json")
     except OSError:
         return False
+    if stat.S_ISDIR(info.st_mode):  # a dataset folder of parts: each part against its record (stats)
+        try:
+            record = read_record(folder, entry.path)
+        except ValueError:  # a damaged record: fetched again
+            return False
+        return record is not None and record.get("sha256") == entry.sha256 and dataset_problem(
+            folder, entry.path, record) is None
     return stat.S_ISREG(info.st_mode) and info.st_size == entry.size
 
 

@@ -51,7 +51,15 @@ class Dataset:
     shard: int | None = None  # one shard of such a set: only the items hashed to it
 
     def contains(self, identifier: str) -> bool:
-        """Whether item ``identifier`` belongs to this dataset."""
+        """Whether item ``identifier`` belongs to this dataset.
+
+        Args:
+            identifier: An item of the source.
+
+        Returns:
+            True when it is the dataset's table, or under its prefix and matching its glob (and, for a
+            shard, in that shard).
+        """
         if self.kind == "table":
             return identifier == self.name
         if self.kind == "all_tables":
@@ -79,18 +87,40 @@ class Dataset:
         return self.shards > 1 and self.shard is None
 
     def shard_of_set(self, shard: int) -> Dataset:
-        """Shard ``shard`` of this set, as a dataset of its own (its items, its manifest)."""
+        """Shard ``shard`` of this set, as a dataset of its own (its items, its manifest).
+
+        Args:
+            shard: The shard, 0 to ``shards - 1``.
+
+        Returns:
+            The shard's dataset.
+        """
         return replace(self, shard=shard)
 
 
 def name_part(text: str) -> str:
-    """``text`` as a Dagster name part: characters outside ``[A-Za-z0-9_]`` become ``_``."""
+    """``text`` as a Dagster name part: characters outside ``[A-Za-z0-9_]`` become ``_``.
+
+    Args:
+        text: A set's, schema's or table's name.
+
+    Returns:
+        The name part.
+    """
     name = _NOT_NAME.sub("_", text) or "_"
     return name if not name[0].isdigit() else f"_{name}"
 
 
 def set_datasets(slug: str, specs: Sequence[ItemSetSpec]) -> list[Dataset]:
-    """The item-set datasets of a blob or file source."""
+    """The item-set datasets of a blob or file source.
+
+    Args:
+        slug: The source's Dagster name.
+        specs: The source's ``item_sets``.
+
+    Returns:
+        One dataset per set (a sharded set's shards are made from it).
+    """
     return [
         Dataset(path=(slug, spec.name), name=spec.name, kind="set", prefix=spec.prefix, glob=spec.glob,
                 partitioned=spec.partitioned, description=spec.description or _set_description(spec),
@@ -106,14 +136,30 @@ def _set_description(spec: ItemSetSpec) -> str:
 
 
 def in_scope(identifier: str, scope: TableScope) -> bool:
-    """Whether table ``schema.table`` is in ``scope`` (fnmatch, quotes ignored)."""
+    """Whether table ``schema.table`` is in ``scope`` (fnmatch, quotes ignored).
+
+    Args:
+        identifier: A table's ``schema.table``.
+        scope: The source's ``tables`` include and exclude patterns.
+
+    Returns:
+        True when an include pattern matches and no exclude pattern does.
+    """
     plain = identifier.replace('"', "")
     return any(fnmatch.fnmatchcase(plain, g) for g in scope.include) and not any(
         fnmatch.fnmatchcase(plain, g) for g in scope.exclude)
 
 
 def table_datasets(slug: str, tables: Iterable[dict[str, Any]]) -> list[Dataset]:
-    """One dataset per listed table, keyed ``[N, schema, table]``; names that collide get a digest suffix."""
+    """One dataset per listed table, keyed ``[N, schema, table]``; names that collide get a digest suffix.
+
+    Args:
+        slug: The source's Dagster name.
+        tables: The listing state's table entries.
+
+    Returns:
+        The tables' datasets, in listing order.
+    """
     datasets: list[Dataset] = []
     used: set[tuple[str, ...]] = set()
     for table in sorted(tables, key=lambda t: str(t["identifier"])):
@@ -131,14 +177,32 @@ def table_datasets(slug: str, tables: Iterable[dict[str, Any]]) -> list[Dataset]
 
 
 def all_tables_dataset(slug: str, why: str) -> Dataset:
-    """The stand-in when no table listing is known: one asset for every table, saying why."""
+    """The stand-in when no table listing is known: one asset for every table, saying why.
+
+    Args:
+        slug: The source's Dagster name.
+        why: Why there is no listing (shown in the asset's description).
+
+    Returns:
+        The one dataset of every table.
+    """
     return Dataset(path=(slug, "tables"), name="tables", kind="all_tables",
                    description=f"Every table of the source, as one asset: {why}")
 
 
 def source_datasets(source: DataSourceConfig, settings: PipelineSettings,
                     tables: Sequence[dict[str, Any]] | None, why_no_tables: str = "") -> list[Dataset]:
-    """The datasets of ``source``; ``tables`` is the listing state of a table source (None: unknown)."""
+    """The datasets of ``source``.
+
+    Args:
+        source: The source's entry.
+        settings: Its ``metadata.dagster`` (item sets, table scope).
+        tables: The listing state of a table source; None when unknown.
+        why_no_tables: Why the listing is unknown (shown on the stand-in asset).
+
+    Returns:
+        Its item sets, or one dataset per table (the stand-in of every table when the listing is unknown).
+    """
     slug = source_slug(source.id)
     if source.type_name not in TABLE_TYPES:
         return set_datasets(slug, settings.item_sets)
@@ -148,5 +212,13 @@ def source_datasets(source: DataSourceConfig, settings: PipelineSettings,
 
 
 def datasets_of(identifier: str, datasets: Sequence[Dataset]) -> list[Dataset]:
-    """The datasets item ``identifier`` belongs to (sets may overlap)."""
+    """The datasets item ``identifier`` belongs to (sets may overlap).
+
+    Args:
+        identifier: An item of the source.
+        datasets: The source's datasets.
+
+    Returns:
+        Those that contain it, in their order.
+    """
     return [dataset for dataset in datasets if dataset.contains(identifier)]

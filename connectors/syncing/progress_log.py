@@ -32,12 +32,22 @@ class ProgressLog:
         self._last_line = self._started
 
     def set_total(self, total_items: int) -> None:
-        """The number of items this run handles, once it is known (after listing)."""
+        """The number of items this run handles, once it is known (after listing).
+
+        Args:
+            total_items: Items to land.
+        """
         with self._lock:
             self._total_items = total_items
 
     def on_bytes(self, identifier: str, done: int, total: int | None) -> None:
-        """The ``connectors.landing.progress`` listener: ``done`` bytes of ``identifier`` have landed."""
+        """The ``connectors.landing.progress`` listener: ``done`` bytes of ``identifier`` have landed.
+
+        Args:
+            identifier: The item being landed.
+            done: Bytes landed so far.
+            total: Its size, when known.
+        """
         with self._lock:
             before = self._bytes.pop(identifier, None)
             self._bytes_total += done - (self._finished.pop(identifier) if before is None else before)
@@ -54,7 +64,11 @@ class ProgressLog:
         self._maybe_log()
 
     def summary(self) -> str:
-        """``"3/10 items, 12.0 MB, 4.0 MB/s"``."""
+        """What has landed so far, in one line.
+
+        Returns:
+            ``"3/10 items, 12.0 MB, 4.0 MB/s"``.
+        """
         with self._lock:
             done, total_bytes = self._items_done, self._bytes_total
         elapsed = max(time.monotonic() - self._started, 1e-6)

@@ -19,12 +19,28 @@ SHOWN = 20  # names kept per list in a shard's summary: events stay small whatev
 
 
 def shard_of(identifier: str, shards: int) -> int:
-    """The shard of ``identifier`` among ``shards``: ``crc32`` of its UTF-8 bytes, modulo ``shards``."""
+    """The shard of ``identifier`` among ``shards``: ``crc32`` of its UTF-8 bytes, modulo ``shards``.
+
+    Args:
+        identifier: An item of the set.
+        shards: The set's number of shards.
+
+    Returns:
+        The shard, 0 to ``shards - 1``: stable across runs and processes.
+    """
     return zlib.crc32(identifier.encode("utf-8", "surrogatepass")) % shards
 
 
 def split_by_shard(identifiers: Iterable[str], shards: int) -> list[list[str]]:
-    """``identifiers`` grouped by shard: element ``k`` holds those of shard ``k``."""
+    """``identifiers`` grouped by shard: element ``k`` holds those of shard ``k``.
+
+    Args:
+        identifiers: Items of the set.
+        shards: The set's number of shards.
+
+    Returns:
+        ``shards`` lists, each in the order given.
+    """
     groups: list[list[str]] = [[] for _ in range(shards)]
     for identifier in identifiers:
         groups[shard_of(identifier, shards)].append(identifier)
@@ -33,7 +49,18 @@ def split_by_shard(identifiers: Iterable[str], shards: int) -> list[list[str]]:
 
 def shard_summary(shard: int, listed: int, outcome: Any, skipped: Sequence[tuple[str, str]],
                   errors: int) -> dict[str, Any]:
-    """What one shard's sync did (a ``DatasetOutcome``): counts and the first names, a few hundred bytes."""
+    """What one shard's sync did: counts and the first names, a few hundred bytes.
+
+    Args:
+        shard: The shard.
+        listed: Items the shard listed.
+        outcome: Its ``DatasetOutcome``.
+        skipped: ``(identifier, reason)`` of the items it did not land.
+        errors: Items that failed.
+
+    Returns:
+        The summary, small enough to pass between steps.
+    """
     return {
         "shard": shard, "listed": listed, "landed": outcome.landed_count, "bytes_landed": outcome.bytes_landed,
         "unchanged": outcome.unchanged, "repaired": len(outcome.repaired), "failed": len(outcome.failed),
@@ -44,7 +71,14 @@ def shard_summary(shard: int, listed: int, outcome: Any, skipped: Sequence[tuple
 
 
 def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The shards' summaries added up (lists of names concatenated, then cut to :data:`SHOWN`)."""
+    """The shards' summaries added up (lists of names concatenated, then cut to :data:`SHOWN`).
+
+    Args:
+        summaries: Each shard's :func:`shard_summary`.
+
+    Returns:
+        One summary of the whole set.
+    """
     merged: dict[str, Any] = {"shards": len(summaries)}
     for summary in summaries:
         for key, value in summary.items():

@@ -142,13 +142,21 @@ class SyncReport:
     unchanged_count: int = 0
 
     def add_landed(self, record: dict[str, Any]) -> None:
-        """Count a landed item; keep its record unless ``keep_items`` is off (a million records weigh GiBs)."""
+        """Count a landed item; keep its record unless ``keep_items`` is off (a million records weigh GiBs).
+
+        Args:
+            record: The item's lineage record.
+        """
         self.landed_count += 1
         if self.keep_items:
             self.landed.append(record)
 
     def add_unchanged(self, identifier: str) -> None:
-        """Count an unchanged item; keep its identifier unless ``keep_items`` is off."""
+        """Count an unchanged item; keep its identifier unless ``keep_items`` is off.
+
+        Args:
+            identifier: The item skipped as unchanged.
+        """
         self.unchanged_count += 1
         if self.keep_items:
             self.unchanged.append(identifier)
@@ -164,7 +172,11 @@ class SyncReport:
         return max(self.unchanged_count, len(self.unchanged))
 
     def summary(self) -> str:
-        """``"3 landed, 10 unchanged, 1 repaired, 1 skipped, 2 removed at source, 0 pruned, 0 failed"``."""
+        """The sync's counts in one line.
+
+        Returns:
+            ``"3 landed, 10 unchanged, 1 repaired, 1 skipped, 2 removed at source, 0 pruned, 0 failed"``.
+        """
         return (f"{self.landed_total} landed, {self.unchanged_total} unchanged, {len(self.repaired)} repaired, "
                 f"{len(self.skipped)} skipped, {len(self.removed)} removed at source, {len(self.pruned)} pruned, "
                 f"{len(self.failed)} failed")
@@ -204,19 +216,40 @@ class LineageIndex:
         self._scanned: dict[str, tuple[str, dict[str, Any]]] | None = None
 
     def get(self, identifier: str) -> dict[str, Any] | None:
-        """The record of ``identifier``, or None when it never landed."""
+        """The record of ``identifier``.
+
+        Args:
+            identifier: An item of the source.
+
+        Returns:
+            Its lineage record, or None when it never landed.
+        """
         found = self.locate(identifier)
         return found[1] if found else None
 
     def locate(self, identifier: str) -> tuple[str, dict[str, Any]] | None:
-        """``(relative path of the landed file, record)`` of ``identifier``, or None."""
+        """Where ``identifier`` landed.
+
+        Args:
+            identifier: An item of the source.
+
+        Returns:
+            ``(relative path of the landed file, record)``, or None when it never landed.
+        """
         if self._direct:
             record = self._record_at(identifier, identifier)
             return (identifier, record) if record else None
         return self._scan().get(identifier)
 
     def landed_except(self, listed: Container[str]) -> dict[str, str]:
-        """Identifier -> relative path of every landed item of this source not in ``listed``."""
+        """Every landed item of this source not in ``listed``.
+
+        Args:
+            listed: The identifiers the source lists now.
+
+        Returns:
+            Identifier -> relative path of each landed item gone from the source.
+        """
         if not self._direct:
             scanned = self._scan()
             return {i: scanned[i][0] for i in _unlisted(listed, scanned)}
@@ -229,7 +262,8 @@ class LineageIndex:
             self._scanned = {}
             for relative in _recorded_paths(self.folder):
                 record = _read_json(self.folder, relative)
-                if record and record.get("source_id") == self.source_id:
+                # a dataset folder's parts have records of their own: the item is the folder (its record)
+                if record and record.get("source_id") == self.source_id and "part_of" not in record:
                     self._scanned[str(record.get("identifier"))] = (relative, record)
         return self._scanned
 

@@ -49,12 +49,23 @@ class ListingState:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        """The state as JSON text."""
+        """The state as JSON text.
+
+        Returns:
+            What :meth:`from_json` reads back.
+        """
         return json.dumps(asdict(self), sort_keys=True, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> ListingState:
-        """A state from :meth:`to_json`; unreadable text gives an empty state saying so."""
+        """A state from :meth:`to_json`.
+
+        Args:
+            text: The state file's text.
+
+        Returns:
+            The state; unreadable text gives an empty state saying so.
+        """
         try:
             raw = json.loads(text)
             return cls(tables=raw.get("tables"), listed_at=raw.get("listed_at"), error=raw.get("error"))
@@ -63,7 +74,14 @@ class ListingState:
 
 
 def table_entry(item: DataItem) -> dict[str, Any]:
-    """What the state keeps of one listed table: enough for its asset (no data, no secret)."""
+    """What the state keeps of one listed table: enough for its asset (no data, no secret).
+
+    Args:
+        item: A listed table.
+
+    Returns:
+        Its identifier, schema, table, kind, columns and comment, as plain JSON values.
+    """
     meta = item.metadata
     return {"identifier": item.path, "schema": meta.get("schema"), "table": meta.get("table", item.name),
             "kind": meta.get("kind", "table"), "columns": meta.get("columns") or [],
@@ -71,14 +89,29 @@ def table_entry(item: DataItem) -> dict[str, Any]:
 
 
 async def list_tables(source: DataSourceConfig) -> list[dict[str, Any]]:
-    """The tables and views of ``source``, as state entries."""
+    """The tables and views of ``source``, as state entries.
+
+    Args:
+        source: A table source's entry.
+
+    Returns:
+        One :func:`table_entry` per table or view, in listing order.
+    """
     async with get_connector_class(source.type_name)(source) as connector:
         items = await asyncio.wait_for(connector.list_items(), LIST_TIMEOUT_SECONDS)
     return [table_entry(item) for item in items]
 
 
 def refreshed(source: DataSourceConfig, previous: ListingState | None) -> ListingState:
-    """A new state from listing ``source`` now; on failure the previous tables with the error."""
+    """A new state from listing ``source`` now.
+
+    Args:
+        source: A table source's entry.
+        previous: The state before, kept when the listing fails; None when there is none.
+
+    Returns:
+        The new state; on failure the previous tables with the error.
+    """
     try:
         tables = run_coroutine(list_tables(source))
     except (DataSourceError, OSError, TimeoutError) as exc:
@@ -90,12 +123,29 @@ def refreshed(source: DataSourceConfig, previous: ListingState | None) -> Listin
 
 
 def state_file(root: Path, source_id: str) -> Path:
-    """Where the sources-file code location keeps ``source_id``'s listing state."""
+    """Where the sources-file code location keeps ``source_id``'s listing state.
+
+    Args:
+        root: The workspace root.
+        source_id: The source's id.
+
+    Returns:
+        ``<root>/.da_sources/state/<source_id>.json``.
+    """
     return root / ".da_sources" / "state" / f"{source_id}.json"
 
 
 def cached_state(source: DataSourceConfig, path: Path, ttl_seconds: int) -> ListingState:
-    """The state at ``path``, refreshed first when missing or older than ``ttl_seconds``."""
+    """The state at ``path``, refreshed first when missing or older than ``ttl_seconds``.
+
+    Args:
+        source: A table source's entry.
+        path: Its state file (:func:`state_file`).
+        ttl_seconds: How long a listing is used before the source is listed again (a failed one too).
+
+    Returns:
+        The state: its tables, and the error of its last listing if that failed.
+    """
     previous = ListingState.from_json(path.read_text()) if path.is_file() else None
     if previous is not None and time.time() - path.stat().st_mtime < ttl_seconds:
         return previous  # a failed listing is retried after the TTL too: loads never wait on a dead server
@@ -105,11 +155,13 @@ def cached_state(source: DataSourceConfig, path: Path, ttl_seconds: int) -> List
 
 
 def write_atomically(path: Path, text: str | Iterable[str], root: Path | None = None) -> None:
-    """Write ``text`` (a string, or strings written one after another) to ``path`` through a temporary
-    and a rename (readers never see half a file).
+    """Write ``text`` to ``path`` through a temporary and a rename (readers never see half a file).
 
-    With ``root`` (a workspace folder above ``path``), every folder below it is
-    opened without following links, as the landing does.
+    Args:
+        path: The file to write.
+        text: A string, or strings written one after another.
+        root: A workspace folder above ``path``: every folder below it is then opened without
+            following links, as the landing does.
     """
     base = root if root is not None else path.parent
     parts = list(path.parent.relative_to(base).parts)

@@ -43,7 +43,10 @@ from connectors.threads.manifest import columns_text, sized_text
 from connectors.threads.placing import NEW, REPLACED, UNCHANGED, Staged, folded, name_candidates, place_all, undo
 from connectors.threads.records import ThreadRecords, default_state_dir
 
-__all__ = ["folded", "name_candidates"]  # re-exported: they lived here
+__all__ = [
+    "MAX_REFERENCES", "AttachedFile", "Attachment", "ItemTooLargeError", "Reference", "attach_to_thread",
+    "attached_files", "folded", "listings_from", "name_candidates", "parse_references",
+]  # folded and name_candidates are re-exported: they lived here
 
 RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_REFERENCES = 100
@@ -54,7 +57,14 @@ _lister: contextvars.ContextVar[Lister | None] = contextvars.ContextVar("da_atta
 
 @contextlib.contextmanager
 def listings_from(lister: Lister) -> Iterator[None]:
-    """Globs of the attaches made inside this block match over ``lister(connector)`` (e.g. a shared cache)."""
+    """Globs of the attaches made inside this block match over ``lister(connector)`` (e.g. a shared cache).
+
+    Args:
+        lister: Gives a connector's whole listing (the HTTP API's cached one).
+
+    Returns:
+        A context manager; the lister is used inside its block.
+    """
     token = _lister.set(lister)
     try:
         yield
@@ -113,12 +123,20 @@ class Reference(BaseModel):
         return next(k for k in KINDS if getattr(self, k) is not None)
 
     def row_options(self) -> RowOptions:
-        """The sizing options (columns, where, params, limit, sample, seed) of a table or query."""
+        """The sizing options of a table or query.
+
+        Returns:
+            Its columns, where, params, limit, sample and seed, as a fetch takes them.
+        """
         return RowOptions(columns=self.columns, where=self.where, params=self.params, limit=self.limit,
                           sample=self.sample, seed=self.seed)
 
     def describe(self) -> str:
-        """``glob 'exports/*.csv'``: what this reference asks for, short."""
+        """What this reference asks for, short, for a message.
+
+        Returns:
+            The kind and its value, at most 80 characters of it: ``glob 'exports/*.csv'``.
+        """
         value = str(getattr(self, self.kind))
         return f"{self.kind} {value if len(value) <= 80 else value[:79] + '…'!r}"
 
@@ -137,8 +155,14 @@ class AttachedFile:
     options: dict[str, Any] | None = None
     status: str = NEW  # "attached" (a new file), "unchanged" (already there), "replaced" (our older copy)
     wanted: str | None = None  # the file's own name, when another file has it (``name`` is then unique)
+    parts: int | None = None  # a dataset folder of Parquet parts: how many (None: one file)
 
     def manifest_line(self) -> str:
+        """The file's entry in the manifest.
+
+        Returns:
+            ``- name: item from source s, version v, N rows``, then a line of its columns when profiled.
+        """
         amount = f"{self.row_count} rows" if self.row_count is not None else f"{self.size} bytes"
         if self.row_count is not None and self.profile is not None:
             amount += f", {self.size} bytes"
@@ -146,7 +170,8 @@ class AttachedFile:
         item = self.item if len(self.item) <= 120 else self.item[:119] + "…"  # a long query stays one line
         item = " ".join(item.split())
         sized = f" ({sized_text(self.options)})" if self.options else ""
-        line = f"- {self.name}: {item}{sized} from source {self.source_id}{version}, {amount}{self._note()}"
+        folder = f", a folder of {self.parts} Parquet parts read as one table" if self.parts is not None else ""
+        line = f"- {self.name}: {item}{sized} from source {self.source_id}{version}, {amount}{folder}{self._note()}"
         columns = columns_text(self.profile)
         return f"{line}\n  {columns}" if columns else line
 
@@ -166,12 +191,22 @@ class Attachment:
     files: list[AttachedFile]
 
     def manifest(self) -> str:
-        """A short text for the prompt: each file's name, source, item, version, size or row count."""
+        """A short text for the prompt: each file's name, source, item, version, size or row count.
+
+        Returns:
+            ``Attached data:`` and one entry per file (see :meth:`AttachedFile.manifest_line`).
+        """
         return "\n".join(["Attached data:", *(f.manifest_line() for f in self.files)])
 
 
 def parse_references(references: Sequence[Reference | dict[str, Any]]) -> list[Reference]:
     """Validated references (at least one, at most :data:`MAX_REFERENCES`).
+
+    Args:
+        references: References, or their JSON objects (hostile input).
+
+    Returns:
+        The references, validated, in order.
 
     Raises:
         ConfigurationError: naming the reference and what is wrong with it.
@@ -219,6 +254,19 @@ async def attach_to_thread(
     the thread's folder. An item already
     attached at the same version answers the file already there; a newer version replaces our own
     unmodified copy only (see :mod:`connectors.threads.placing`).
+
+    Args:
+        sources: A registry, or a function from source id to a connected connector.
+        base_dir: DeepAnalyze's workspace folder.
+        thread_id: The thread (hostile input: checked).
+        references: What to attach (see :class:`Reference`).
+        max_item_bytes: The largest item in bytes, or a function of the connector giving it; None: no limit.
+        create: Create the thread's folder when it is missing.
+        state_dir: Where the thread's records go; None for the default.
+        budget: A shared budget of rows for the tables and queries, or None.
+
+    Returns:
+        The files now at the top of the thread's folder; ``manifest()`` is the text for the prompt.
 
     Raises:
         UnknownThreadError: the thread's folder does not exist (and ``create`` is not set).
@@ -442,17 +490,19 @@ async def _listing(connector: DataSourceConnector) -> AsyncIterator[DataItem]:
 
 
 def _attached(item: Staged) -> AttachedFile:
-    return attached_file(item.record, item.status, item.wanted)
+    return _attached_file(item.record, item.status, item.wanted)
 
 
-def _regular_file(path: Path) -> bool:
+def _present(path: Path, record: dict[str, Any]) -> bool:
+    """A regular file, or a folder for a dataset's record (placed whole), not reached through a link."""
     try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
+        mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return False
+    return stat.S_ISDIR(mode) if isinstance(record.get("parts"), list) else stat.S_ISREG(mode)
 
 
-def attached_file(record: dict[str, Any], status: str = NEW, wanted: str | None = None) -> AttachedFile:
+def _attached_file(record: dict[str, Any], status: str = NEW, wanted: str | None = None) -> AttachedFile:
     """The :class:`AttachedFile` a thread's lineage record describes."""
     version = record.get("source_version")
     profile, options = record.get("profile"), record.get("options")
@@ -467,6 +517,7 @@ def attached_file(record: dict[str, Any], status: str = NEW, wanted: str | None 
         options=options if isinstance(options, dict) else None,
         status=status,
         wanted=wanted,
+        parts=len(record["parts"]) if isinstance(record.get("parts"), list) else None,
     )
 
 
@@ -474,12 +525,21 @@ def attached_files(base_dir: str | os.PathLike[str], thread_id: str,
                    state_dir: str | os.PathLike[str] | None = None) -> Attachment:
     """What is attached to the thread now (from our records), with its manifest; files since removed are left out.
 
+    Args:
+        base_dir: DeepAnalyze's workspace folder.
+        thread_id: The thread (hostile input: checked).
+        state_dir: Where the thread's records are; None for the default.
+
+    Returns:
+        The attached files still in the thread's folder.
+
     Raises:
+        ConfigurationError: ``thread_id`` is not a valid thread id.
         UnknownThreadError: the thread's folder does not exist.
     """
     folder = thread_folder(base_dir, thread_id)
     if not folder.is_dir():
         raise UnknownThreadError(f"unknown or ended thread {thread_id!r}: no such thread folder")
     records = ThreadRecords.of(base_dir, thread_id, state_dir)
-    present = [r for r in records.attached() if _regular_file(folder / str(r["attached_as"]))]
-    return Attachment(thread_id, [attached_file(r) for r in present])
+    present = [r for r in records.attached() if _present(folder / str(r["attached_as"]), r)]
+    return Attachment(thread_id, [_attached_file(r) for r in present])

@@ -22,6 +22,8 @@ from connectors.secrets.references import get_logger
 from connectors.threads.folders import STAGING_PREFIX, remove_staging, thread_folder
 from connectors.threads.records import ThreadRecords, default_state_dir, sweep_ended_threads
 
+__all__ = ["IdleClosing", "ThreadEndedError", "ThreadJanitor", "end_thread"]
+
 log = get_logger(__name__)
 
 _running_attaches: dict[Path, set[asyncio.Task[Any]]] = {}
@@ -67,7 +69,17 @@ async def end_thread(base_dir: str | os.PathLike[str], thread_id: str,
     cancelled attach removes its own staging folder; then the folder's stale temporaries are swept,
     the folder itself is removed again if a fetch re-created it empty, and the thread's records in
     the state folder (``state_dir``, default ``$DA_STATE_DIR``) are removed.
-    Returns how many attaches were cancelled.
+
+    Args:
+        base_dir: DeepAnalyze's workspace folder, holding one folder per thread.
+        thread_id: The thread (hostile input: checked before any path is made of it).
+        state_dir: Where the thread's records live; None for ``$DA_STATE_DIR`` or its default.
+
+    Returns:
+        How many running attaches were cancelled.
+
+    Raises:
+        ConfigurationError: ``thread_id`` is not a valid thread id.
     """
     folder = thread_folder(base_dir, thread_id)
     records = ThreadRecords.of(base_dir, thread_id, state_dir)
@@ -121,7 +133,14 @@ class IdleClosing(Protocol):
     """A pool that knows which of its connections are idle (the API's pool of connectors)."""
 
     async def close_idle(self, idle_seconds: float) -> object:
-        """Close what nobody used for ``idle_seconds`` and nobody holds."""
+        """Close what nobody used for ``idle_seconds`` and nobody holds.
+
+        Args:
+            idle_seconds: How long a connection must have gone unused to be closed.
+
+        Returns:
+            Anything; the janitor ignores it.
+        """
 
 
 class _AfterAttaches:

@@ -17,6 +17,11 @@ THREAD_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_THREAD_ID_LEN
 STAGING_PREFIX = ".da-attach-"
 GENERATED_DIR = "generated"
 
+__all__ = [
+    "GENERATED_DIR", "MAX_THREAD_ID_LENGTH", "STAGING_PREFIX", "THREAD_ID_PATTERN", "ConnectorFor",
+    "UnknownThreadError", "check_thread_id", "thread_folder",
+]
+
 class UnknownThreadError(NotFoundError):
     """The thread's folder does not exist: an unknown thread, or one that ended (its folder was removed)."""
 
@@ -27,6 +32,12 @@ ConnectorFor = Callable[[str], Awaitable[DataSourceConnector]]
 
 def check_thread_id(thread_id: object) -> str:
     """``thread_id`` when it is a safe folder name (1-128 letters, digits, ``-``, ``_``; not leading ``-``/``_``).
+
+    Args:
+        thread_id: The id as given (hostile input: any object).
+
+    Returns:
+        The id, unchanged.
 
     Raises:
         ConfigurationError: the id would not name one folder right under the base directory.
@@ -42,7 +53,18 @@ def check_thread_id(thread_id: object) -> str:
 
 
 def thread_folder(base_dir: str | os.PathLike[str], thread_id: str) -> Path:
-    """``<base_dir>/<thread_id>``, absolute (the id checked first)."""
+    """``<base_dir>/<thread_id>``, absolute (the id checked first).
+
+    Args:
+        base_dir: DeepAnalyze's workspace folder.
+        thread_id: The thread (hostile input).
+
+    Returns:
+        The thread's folder (nothing is created).
+
+    Raises:
+        ConfigurationError: ``thread_id`` is not a valid thread id.
+    """
     return Path(os.path.abspath(base_dir)) / check_thread_id(thread_id)
 
 

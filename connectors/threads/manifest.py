@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["MAX_COLUMNS_CHARS", "MAX_COLUMNS_SHOWN", "MAX_VALUE_CHARS"]  # the text itself is attach.py's
+
 MAX_COLUMNS_SHOWN = 25
 MAX_COLUMNS_CHARS = 600
 MAX_VALUE_CHARS = 24

@@ -29,11 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors.checked_fetch import dataset_parts
 from connectors.errors import NameCollisionError
 from connectors.landing.dirs import open_directory, open_regular_file
 from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES, TEMP_PREFIX, TEMP_SUFFIX
 from connectors.threads.folders import GENERATED_DIR
+from connectors.threads.placing_folders import (
+    folder_unmodified,
+    remove_tree,
+    rename_no_replace,
+    replace_folder,
+    temporary_folder,
+)
 from connectors.threads.records import ThreadRecords
+
+__all__ = ["folded", "name_candidates"]  # the rest is attach_to_thread's machinery
 
 RESERVED_NAMES = (GENERATED_DIR, LINEAGE_DIR)  # DeepAnalyze's output folder; records lived there once
 MAX_CANDIDATES = 1000
@@ -52,7 +62,14 @@ class Staged:
 
 
 def folded(name: str) -> str:
-    """The key under which a case- or normalization-insensitive file system would store ``name``."""
+    """The key under which a case- or normalization-insensitive file system would store ``name``.
+
+    Args:
+        name: A file name.
+
+    Returns:
+        ``name`` in Unicode NFC, case-folded: two names with one key collide on such a file system.
+    """
     return unicodedata.normalize("NFC", name).casefold()
 
 
@@ -60,6 +77,13 @@ def name_candidates(name: str, source_id: str) -> Iterator[str]:
     """Top-level names for a staged file, best first: its own name, with the source id, then numbered.
 
     Each fits in :data:`~connectors.landing.names.MAX_FILE_NAME_BYTES` (a long stem is shortened).
+
+    Args:
+        name: The file's own name (its suffix is kept on every candidate).
+        source_id: The source it came from, added to tell it apart from a file of another source.
+
+    Yields:
+        Up to 1000 names: ``name``, ``<stem>-<source_id><suffix>``, then ``<stem>-<source_id>-<n><suffix>``.
     """
     stem, dot, suffix = name.rpartition(".")
     stem, suffix = (stem, dot + suffix) if stem else (name, "")
@@ -75,7 +99,7 @@ def _shortened(text: str, limit: int) -> str:
     return text
 
 
-def item_key(record: dict[str, Any]) -> tuple[Any, ...]:
+def _item_key(record: dict[str, Any]) -> tuple[Any, ...]:
     """What makes two records the same item: source, identifier, and the query of a query's result."""
     return record.get("source_id"), record.get("identifier"), record.get("query")
 
@@ -114,7 +138,7 @@ def undo(folder: Path, records: ThreadRecords, staged: list[Staged]) -> None:
 def _place(folder: Path, dir_fd: int, records: ThreadRecords, item: Staged, known: list[dict[str, Any]],
            taken: set[str]) -> None:
     record = item.record
-    for earlier in sorted((r for r in known if item_key(r) == item_key(record)),
+    for earlier in sorted((r for r in known if _item_key(r) == _item_key(record)),
                           key=lambda r: str(r.get("fetched_at")), reverse=True):
         name = str(earlier["attached_as"])
         if not _exists(dir_fd, name):  # removed since (by the agent or the user): its record goes too
@@ -158,6 +182,8 @@ def _unmodified(dir_fd: int, name: str, record: dict[str, Any]) -> bool:
         info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return False
+    if dataset_parts(record) is not None:
+        return stat.S_ISDIR(info.st_mode) and folder_unmodified(dir_fd, name, record)
     if not stat.S_ISREG(info.st_mode) or info.st_size != record.get("size"):
         return False
     if info.st_mtime_ns != record.get("attached_mtime_ns"):
@@ -218,6 +244,9 @@ def _take_folder_group(dir_fd: int, name: str) -> None:
 
 
 def _replace(folder: Path, dir_fd: int, item: Staged, name: str) -> None:
+    if dataset_parts(item.record) is not None:
+        replace_folder(dir_fd, item.path, item.record, name)
+        return
     temp = _temporary_copy(item, dir_fd)
     try:
         os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
@@ -227,6 +256,8 @@ def _replace(folder: Path, dir_fd: int, item: Staged, name: str) -> None:
 
 
 def _link_free_name(folder: Path, dir_fd: int, item: Staged, taken: set[str]) -> str:
+    if dataset_parts(item.record) is not None:
+        return _folder_free_name(dir_fd, item, taken)
     temp = _temporary_copy(item, dir_fd)
     try:
         for name in name_candidates(item.path.name, str(item.record["source_id"])):
@@ -245,6 +276,24 @@ def _link_free_name(folder: Path, dir_fd: int, item: Staged, taken: set[str]) ->
     raise NameCollisionError(f"no free name for {item.path.name!r} in the thread's folder")
 
 
+def _folder_free_name(dir_fd: int, item: Staged, taken: set[str]) -> str:
+    """Place a dataset folder under the first free name (never over a name that appeared meanwhile)."""
+    temp = temporary_folder(dir_fd, item.path, item.record)
+    try:
+        for name in name_candidates(item.path.name, str(item.record["source_id"])):
+            if folded(name) in taken:
+                continue
+            taken.add(folded(name))
+            if not rename_no_replace(dir_fd, temp, name):
+                continue
+            if name != item.path.name:
+                item.wanted = item.path.name
+            return name
+    finally:
+        remove_tree(dir_fd, temp)  # gone already when it was renamed
+    raise NameCollisionError(f"no free name for {item.path.name!r} in the thread's folder")
+
+
 def _unlink(dir_fd: int, name: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(name, dir_fd=dir_fd)
@@ -254,6 +303,9 @@ def _unlink_top_level(folder: Path, name: str) -> None:
     with contextlib.suppress(OSError):
         dir_fd = open_directory(folder.parent, [folder.name], create=False)
         try:
-            os.unlink(name, dir_fd=dir_fd)
+            if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                remove_tree(dir_fd, name)  # a dataset folder this attach placed
+            else:
+                os.unlink(name, dir_fd=dir_fd)
         finally:
             os.close(dir_fd)

@@ -45,7 +45,14 @@ LOCK_FILE = ".lock"
 
 
 def default_state_dir(sources_file: str | os.PathLike[str] | None = None) -> Path:
-    """``$DA_STATE_DIR``, else ``da-sources-state`` beside ``sources_file`` (default ``$DA_SOURCES_FILE``)."""
+    """``$DA_STATE_DIR``, else ``da-sources-state`` beside ``sources_file`` (default ``$DA_SOURCES_FILE``).
+
+    Args:
+        sources_file: The sources file the state belongs to; None for ``$DA_SOURCES_FILE`` or its default.
+
+    Returns:
+        The state folder, absolute (nothing is created).
+    """
     configured = read(STATE_DIR_ENV)
     if configured:
         return Path(configured).absolute()
@@ -54,6 +61,13 @@ def default_state_dir(sources_file: str | os.PathLike[str] | None = None) -> Pat
 
 def state_dir_for(base_dir: str | os.PathLike[str], state_dir: str | os.PathLike[str] | None = None) -> Path:
     """The state folder to use beside workspace base ``base_dir`` (``state_dir``, or the default).
+
+    Args:
+        base_dir: DeepAnalyze's workspace folder.
+        state_dir: The state folder asked for; None for :func:`default_state_dir`.
+
+    Returns:
+        The state folder, absolute.
 
     Raises:
         ConfigurationError: the state folder is the base or under it (DeepAnalyze would see our records).
@@ -77,7 +91,19 @@ class ThreadRecords:
     @classmethod
     def of(cls, base_dir: str | os.PathLike[str], thread_id: str,
            state_dir: str | os.PathLike[str] | None = None) -> ThreadRecords:
-        """The records of ``thread_id``, whose folder is under ``base_dir`` (the state folder checked)."""
+        """The records of ``thread_id``, whose folder is under ``base_dir`` (the state folder checked).
+
+        Args:
+            base_dir: DeepAnalyze's workspace folder.
+            thread_id: The thread (hostile input: checked).
+            state_dir: The state folder; None for :func:`default_state_dir`.
+
+        Returns:
+            The thread's records (nothing is read or created yet).
+
+        Raises:
+            ConfigurationError: An invalid thread id, or a state folder inside ``base_dir``.
+        """
         return cls(state_dir_for(base_dir, state_dir), check_thread_id(thread_id))
 
     @property
@@ -90,23 +116,43 @@ class ThreadRecords:
         return open_directory(self.state_dir, [THREADS_DIR, self.thread_id, *parts], create=create)
 
     def attached(self) -> list[dict[str, Any]]:
-        """The records of the files attached to the thread (by name), oldest name first."""
+        """The records of the files attached to the thread.
+
+        Returns:
+            One lineage record per attached file (its ``attached_as`` is the file's name), oldest name first.
+        """
         with workspace_root(self.state_dir):
             return [r for r in find_provenance(self.folder) if r.get("attached_as")]
 
     def read(self, name: str) -> dict[str, Any] | None:
-        """The record of attached file ``name``, or None."""
+        """The record of attached file ``name``.
+
+        Args:
+            name: The file's name at the top of the thread's folder.
+
+        Returns:
+            The record, or None when the file has none.
+        """
         with workspace_root(self.state_dir):
             record = read_record(self.folder, name)
         return record if record is not None and record.get("attached_as") == name else None
 
     def write(self, name: str, record: dict[str, Any]) -> None:
-        """Write the record of attached file ``name`` (atomically)."""
+        """Write the record of attached file ``name`` (atomically).
+
+        Args:
+            name: The file's name at the top of the thread's folder.
+            record: Its lineage record, with ``attached_as`` set to ``name``.
+        """
         with workspace_root(self.state_dir):
             write_provenance(self.folder, name, record)
 
     def remove(self, name: str) -> None:
-        """Remove the record of ``name``, if there is one."""
+        """Remove the record of ``name``, if there is one.
+
+        Args:
+            name: The attached file's name.
+        """
         with contextlib.suppress(OSError):
             dir_fd = self._open([LINEAGE_DIR], create=False)
             try:
@@ -116,7 +162,14 @@ class ThreadRecords:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the thread's lock (across processes): one attach publishes into the thread at a time."""
+        """Hold the thread's lock (across processes): one attach publishes into the thread at a time.
+
+        Returns:
+            A context manager holding the lock inside its block.
+
+        Raises:
+            ConfigurationError: Something other than a regular file is where the lock file goes.
+        """
         dir_fd = self._open([], create=True)
         try:
             fd = open_regular_file(dir_fd, LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -131,13 +184,21 @@ class ThreadRecords:
             os.close(fd)
 
     def new_staging(self) -> Path:
-        """A fresh staging folder for one attach (created)."""
+        """A fresh staging folder for one attach (created).
+
+        Returns:
+            The new, empty folder, in the state folder (never in the thread's).
+        """
         name = secrets.token_hex(8)
         os.close(self._open([STAGING_DIR, name], create=True))
         return self.folder / STAGING_DIR / name
 
     def append_published(self, record: dict[str, Any]) -> None:
-        """Append an upload's record to the thread's ``published.jsonl``."""
+        """Append an upload's record to the thread's ``published.jsonl``.
+
+        Args:
+            record: What was uploaded where (see :func:`connectors.threads.results.publish_generated`).
+        """
         dir_fd = self._open([], create=True)
         try:
             append_record(PUBLISHED_LOG, record, dir_fd=dir_fd)
@@ -145,7 +206,11 @@ class ThreadRecords:
             os.close(dir_fd)
 
     def published(self) -> list[dict[str, Any]]:
-        """The thread's upload records, oldest first."""
+        """The thread's upload records.
+
+        Returns:
+            The records of ``published.jsonl``, oldest first; empty when nothing was uploaded.
+        """
         try:
             dir_fd = self._open([], create=False)
         except FileNotFoundError:
@@ -167,7 +232,16 @@ def sweep_ended_threads(base_dir: str | os.PathLike[str], state_dir: str | os.Pa
                         keep: frozenset[str] = frozenset()) -> list[str]:
     """Remove the records of threads whose folder under ``base_dir`` is gone; their ids.
 
-    ``keep``: thread ids to leave alone (an attach under way creates its thread's folder).
+    Args:
+        base_dir: DeepAnalyze's workspace folder.
+        state_dir: The state folder; None for :func:`default_state_dir`.
+        keep: Thread ids to leave alone (an attach under way creates its thread's folder).
+
+    Returns:
+        The ids of the threads whose records were removed.
+
+    Raises:
+        ConfigurationError: The state folder is inside ``base_dir``.
     """
     state = state_dir_for(base_dir, state_dir)
     try:

@@ -40,6 +40,19 @@ async def publish_generated(
     ``published.jsonl`` in the state folder, ``state_dir``: see :mod:`connectors.threads.records`)
     says what was published where.
 
+    Args:
+        sources: A registry, or a function from source id to a connected connector (the API's pool).
+        base_dir: DeepAnalyze's workspace folder.
+        thread_id: The thread (hostile input: checked).
+        source_id: The source to upload to.
+        file_name: The file's path under the thread's ``generated/`` folder (hostile input: checked).
+        blob_name: The name at the source; None for ``<thread_id>/<file_name>``.
+        overwrite: Replace an existing blob of that name rather than fail.
+        state_dir: The state folder; None for the registry's default.
+
+    Returns:
+        The record of the upload: when, what, where, the source's version of it and the metadata sent.
+
     Raises:
         UploadNotSupportedError: the source cannot upload.
         NotFoundError: no such generated file. Others as the connector's ``upload`` raises.
@@ -101,5 +114,14 @@ def _inputs_metadata(records: list[dict[str, Any]]) -> dict[str, str]:
 
 def published_records(base_dir: str | os.PathLike[str], thread_id: str,
                       state_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """What was published from the thread, oldest first."""
+    """What was published from the thread, oldest first.
+
+    Args:
+        base_dir: DeepAnalyze's workspace folder.
+        thread_id: The thread (hostile input: checked).
+        state_dir: The state folder; None for :func:`~connectors.threads.records.default_state_dir`.
+
+    Returns:
+        The records :func:`publish_generated` wrote, oldest first.
+    """
     return ThreadRecords.of(base_dir, thread_id, state_dir).published()

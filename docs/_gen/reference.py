@@ -3,7 +3,8 @@
 Nothing under ``reference/`` is committed, so these pages cannot drift from the code:
 
 * ``reference/settings.md``: every connector type's settings model, the per-source Dagster and sync
-  settings, the Component's attributes, the API's policy and limits, with their defaults;
+  settings, the Component's attributes, the API's policy and limits, with their defaults (the API's
+  meanings from its fields' docstrings: :func:`field_meanings`);
 * ``reference/environment.md``: every ``DA_*`` variable, from :mod:`connectors.environment`;
 * ``reference/cli.md``: every ``da-sources`` command, walked from its argparse parser;
 * ``reference/python.md``: the public names of ``connectors`` and ``da_pipelines`` (mkdocstrings);
@@ -17,10 +18,13 @@ Each ``*_page()`` function returns a page's markdown; the tests call them too.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import enum
+import inspect
 import json
 import tempfile
+import textwrap
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -107,31 +111,75 @@ def model_table(model: type[BaseModel], heading: str, level: int = 3, seen: set[
     return lines
 
 
+def field_meanings(cls: type) -> dict[str, str]:
+    """Each dataclass field's docstring: the string literal right below the field, on one line.
+
+    Args:
+        cls: a dataclass whose source can be read.
+
+    Returns:
+        Field name to meaning, for the fields that have one.
+    """
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+    meanings = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            meanings[node.target.id] = " ".join(after.value.value.split())
+    return meanings
+
+
+def missing_meanings(cls: type) -> list[str]:
+    """The fields of dataclass ``cls`` without a docstring (each must have one: it is their reference)."""
+    meanings = field_meanings(cls)
+    return [field.name for field in dataclasses.fields(cls) if not meanings.get(field.name)]
+
+
+def _meanings(*classes: type) -> dict[str, str]:
+    """The field meanings of ``classes``; the build fails on a field without one."""
+    if missing := [f"{cls.__name__}.{name}" for cls in classes for name in missing_meanings(cls)]:
+        raise ValueError(f"give these fields a docstring (their meaning on the reference): {', '.join(missing)}")
+    return {name: text for cls in classes for name, text in field_meanings(cls).items()}
+
+
 def _dataclass_table(cls: type, skip: frozenset[str], variable_prefix: str) -> list[str]:
-    """One row per field of a dataclass, with its default and the declared variable that sets it, if any."""
+    """One row per field of a dataclass: its default, the declared variable that sets it, if any, its meaning."""
     from connectors.environment import VARIABLES
 
     declared = {v.name for v in VARIABLES}
-    lines = ["| field | default | variable |", "| --- | --- | --- |"]
+    meanings = _meanings(cls)
+    lines = ["| field | default | variable | what it does |", "| --- | --- | --- | --- |"]
     for field in dataclasses.fields(cls):
         if field.name in skip:
             continue
         if field.default is not dataclasses.MISSING:
-            default: object = field.default
+            default: object = _code(json.dumps(field.default, default=str))
         elif field.default_factory is not dataclasses.MISSING:
-            default = field.default_factory()
+            default = _code(json.dumps(field.default_factory(), default=str))
         else:
-            default = "required"
+            default = "required (`from_env` sets it)"
         variable = f"{variable_prefix}{field.name.upper()}"
         shown = f"[{_code(variable)}](environment.md)" if variable in declared else ""
-        lines.append(f"| {_code(field.name)} | {_code(json.dumps(default, default=str))} | {shown} |")
+        lines.append(f"| {_code(field.name)} | {default} | {shown} | {_cell(meanings[field.name])} |")
+    return lines + [""]
+
+
+def _policy_table() -> list[str]:
+    """One row per knob of the policy file, with its closed default and its meaning (from the fields)."""
+    from connectors.api.policy import ApiPolicy
+    from connectors.reach import ReachPolicy
+
+    meanings = _meanings(ApiPolicy, ReachPolicy)
+    lines = ["| knob | default | what it does |", "| --- | --- | --- |"]
+    for knob, default in json.loads(ApiPolicy().describe()).items():
+        lines.append(f"| {_code(knob)} | {_code(json.dumps(default))} | {_cell(meanings[knob])} |")
     return lines + [""]
 
 
 def settings_page() -> str:
     """Every connector type's ``config`` keys, ``metadata.dagster``, ``metadata.sync``, the Component, the API."""
     from connectors.api.api_settings import ApiSettings
-    from connectors.api.policy import ApiPolicy
     from connectors.base import DataSourceConfig
     from connectors.pipeline_settings import PipelineSettings
     from connectors.syncing.source_sync import SyncOptions
@@ -153,14 +201,12 @@ def settings_page() -> str:
     lines += model_table(SyncOptions, "`metadata.sync` (SyncOptions)")
     lines += _component_section()
     lines += ["## The HTTP API", "", "### The operator's policy (`api-policy.yaml`)", "",
-              "Each knob with its default (no policy file: these closed defaults); what each means is on the",
-              "[HTTP API page](../api.md).", "", "| knob | default |", "| --- | --- |"]
-    for knob, default in json.loads(ApiPolicy().describe()).items():
-        lines.append(f"| {_code(knob)} | {_code(json.dumps(default))} |")
-    lines += ["", "### Paths and limits (`ApiSettings`)", "",
+              "Each knob with its default (no policy file: these closed defaults); the rules that hold whatever",
+              "the file says are on the [HTTP API page](../api.md).", ""]
+    lines += _policy_table()
+    lines += ["### Paths and limits (`ApiSettings`)", "",
               "Set through the [environment variables](environment.md) of the HTTP API.", ""]
-    paths = frozenset({"sources_file", "keys_file", "audit_log", "workspace_base", "policy", "state_dir", "jobs_dir"})
-    lines += _dataclass_table(ApiSettings, paths, "DA_API_")
+    lines += _dataclass_table(ApiSettings, frozenset({"policy"}), "DA_API_")
     return "\n".join(lines)
 
 

@@ -35,6 +35,11 @@ class DataSourceScaffolder(Scaffolder[ScaffoldParams]):
 
     @classmethod
     def get_scaffold_params(cls) -> type[ScaffoldParams]:
+        """The options ``dg scaffold defs`` accepts for this Component.
+
+        Returns:
+            The model of ``--id`` and ``--type``.
+        """
         return ScaffoldParams
 
     def scaffold(self, request: ScaffoldRequest[ScaffoldParams]) -> None:

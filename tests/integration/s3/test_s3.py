@@ -1,6 +1,6 @@
 """S3Connector against a real S3-compatible server (moto, signatures checked): conformance, faults, upload.
 
-docs/RELIABILITY.md rows 43-44, 62-64, 66-67.
+docs/RELIABILITY.md rows 43-44, 62-64, 68-69.
 """
 
 from __future__ import annotations

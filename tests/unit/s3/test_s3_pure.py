@@ -1,6 +1,6 @@
 """The pure parts of the s3 connector: settings, addresses, ETag MD5s, checksums, listing pages.
 
-docs/RELIABILITY.md row 66 (composite checksums).
+docs/RELIABILITY.md row 68 (composite checksums).
 """
 
 from __future__ import annotations
