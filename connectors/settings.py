@@ -33,14 +33,14 @@ from connectors.secrets.references import MASK, Secret, carries_secret, resolve_
 class EnvReference(BaseModel):
     """``{"env": "NAME"}``: the value of an environment variable, read at connect time."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     env: str = Field(description="Name of the environment variable.")
 
 
 class StoreReference(BaseModel):
     """``{"secret": "NAME"}``: a value from the credential store, read at connect time."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     secret: str = Field(description="Name of the secret in the credential store.")
 
 
@@ -52,7 +52,7 @@ class ConnectorSettings(BaseModel):
     it is stored (:func:`check_complete`). DeepAnalyze's own example builds Azure configs that way.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     complete_at_connect: ClassVar[bool] = False
 
     @classmethod
