@@ -83,8 +83,8 @@ class DataSourceConfig(BaseModel):
             The validated config.
 
         Raises:
-            ConfigurationError: ``data`` is not a mapping, or an invalid id, type or config
-                (pydantic's ValidationError for other fields).
+            ConfigurationError: ``data`` is not a mapping, or a field is missing, unknown or bad
+                (an invalid id is an ``InvalidSourceIdError``); the message names the source and fields.
         """
         if not isinstance(data, dict):
             raise ConfigurationError("a source must be a mapping of id, type, name, config")

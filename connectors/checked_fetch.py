@@ -6,8 +6,8 @@ methods of DeepAnalyze's original interface are the whole contract a connector m
 
 * the identifier is checked with :func:`~connectors.landing.names.safe_relative_path`
   before the connector is called (``../../escape.txt`` never reaches a plugin);
-* the path the connector returns must be a regular file inside the workspace,
-  found without following links; anything else is refused with
+* the path the connector returns must be a regular file inside the workspace (or a dataset folder
+  of Parquet parts whose lineage record lists them), found without following links; anything else is refused with
   :class:`~connectors.errors.UnsafeNameError` (the file is left alone: it is not ours);
 * a connector that wrote its own file without a lineage record (a minimal
   plugin) gets one written for it, hashing the file;
@@ -51,7 +51,18 @@ class CheckedResult(FetchResult):
 
 
 def check_identifier(identifier: str, source_id: str | None = None) -> str:
-    """``identifier`` as a safe workspace-relative path, or :class:`UnsafeNameError`."""
+    """``identifier`` as a safe workspace-relative path, or :class:`UnsafeNameError`.
+
+    Args:
+        identifier: An item's identifier (hostile input).
+        source_id: The source, named in the error.
+
+    Returns:
+        ``identifier``, once it is known to stay inside the workspace.
+
+    Raises:
+        UnsafeNameError: It would escape the workspace or cannot be a file name there.
+    """
     try:
         return safe_relative_path(identifier)
     except UnsafeNameError as exc:
@@ -64,7 +75,13 @@ async def fetch_checked(
     """Land one item through ``connector`` (connected) and return its lineage record.
 
     Args:
+        connector: A connected connector.
+        identifier: The item, as listed (hostile input: checked before the connector sees it).
+        workspace: The folder it lands in.
         version: the version the listing showed, recorded if the connector writes no record.
+
+    Returns:
+        The landed file's lineage record (its ``local_path``, ``sha256``, ``size``, version...).
 
     Raises:
         UnsafeNameError: the identifier is unsafe (the connector is not called), or the
@@ -95,6 +112,16 @@ async def fetch_many_checked(
 
     One item failing (unsafe name included) does not stop the others; results
     come in the order given.
+
+    Args:
+        connector: A connected connector.
+        identifiers: The items, as listed (hostile input: each checked).
+        workspace: The folder they land in.
+        concurrency: How many items the connector fetches at once.
+        versions: Per identifier, the version the listing showed (recorded if the connector writes none).
+
+    Returns:
+        One result per identifier, in order: its lineage record, or its error.
     """
     wanted = list(identifiers)
     results: dict[str, CheckedResult] = {}
@@ -206,6 +233,14 @@ def landed_relative(workspace: Path, path: str, source_id: str | None = None) ->
 
     The path is resolved without following links (``..`` is removed lexically), then
     every folder below the workspace is opened with ``O_NOFOLLOW``.
+
+    Args:
+        workspace: The workspace, absolute.
+        path: The path a connector returned.
+        source_id: The source, named in the error.
+
+    Returns:
+        The path relative to ``workspace``, ``/``-separated.
 
     Raises:
         UnsafeNameError: the path is outside the workspace, in its ``.lineage/`` tree,
@@ -328,6 +363,14 @@ def landed_problem(workspace: Path, relative: str, record: Mapping[str, Any]) ->
     with the recorded ``mtime_ns``); the sha256 only when the modification time
     is in doubt (it changed, or an older record has none and the file is newer
     than the record).
+
+    Args:
+        workspace: The workspace.
+        relative: The landed file's path inside it.
+        record: Its lineage record.
+
+    Returns:
+        A short reason (``"missing"``, ``"content differs from its record"``...), or None.
     """
     if dataset_parts(record) is not None:
         return dataset_problem(workspace, relative, record)
@@ -403,6 +446,15 @@ def prune_landed(workspace: Path, relative: str, source_id: str, identifier: str
     Only a regular file is removed (a link or folder planted at its place is left
     alone); the file goes before its record, so a crash in between is finished by
     the next prune.
+
+    Args:
+        workspace: The workspace.
+        relative: The landed file's (or dataset folder's) path inside it.
+        source_id: The source the record must name.
+        identifier: The item the record must name.
+
+    Returns:
+        True when the file and its record were removed.
     """
     with lineage.target_lock(workspace, relative):
         record = lineage.read_record(workspace, relative)

@@ -35,7 +35,16 @@ MAX_PROFILED_ROW_BYTES = 8 << 20  # CSV blocks of files of unknown rows: a longe
 
 
 def is_sensitive(name: str, qualified: str, patterns: Iterable[str]) -> bool:
-    """Whether column ``name`` (``qualified``: ``schema.table.name``) matches a sensitive pattern."""
+    """Whether column ``name`` (``qualified``: ``schema.table.name``) matches a sensitive pattern.
+
+    Args:
+        name: The column's name.
+        qualified: ``schema.table.name``, for patterns that name one table's column.
+        patterns: ``fnmatch`` patterns, matched without regard to case.
+
+    Returns:
+        True when the column's values must not be shown (no min, max or examples).
+    """
     return any(fnmatch.fnmatchcase(name.lower(), p.lower()) or fnmatch.fnmatchcase(qualified.lower(), p.lower())
                for p in patterns)
 
@@ -45,7 +54,7 @@ def _orderable(kind: pa.DataType) -> bool:
                 or pa.types.is_temporal(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
-def jsonable(value: Any) -> Any:
+def _jsonable(value: Any) -> Any:
     """A JSON-safe, short form of one value."""
     if value is None or isinstance(value, bool | int):
         return value
@@ -87,7 +96,7 @@ class _ColumnProfile:
 
     def _take_examples(self, column: pa.Array) -> None:
         for value in column.slice(0, 64).drop_null().to_pylist():
-            shown = jsonable(value)
+            shown = _jsonable(value)
             if shown not in self.examples:
                 self.examples.append(shown)
             if len(self.examples) >= EXAMPLES:
@@ -97,7 +106,7 @@ class _ColumnProfile:
         described: dict[str, Any] = {"name": self.field.name, "source_type": self.source_type,
                                      "file_type": str(self.field.type), "nulls": self.nulls}
         if _orderable(self.kind) and not self.sensitive:
-            described.update(min=jsonable(self.low), max=jsonable(self.high))
+            described.update(min=_jsonable(self.low), max=_jsonable(self.high))
         described["distinct"] = self._distinct(rows - self.nulls)
         if self.sensitive:
             described["sensitive"] = True
@@ -139,17 +148,37 @@ class Profiler:
         self.rows = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
+        """Count one batch into the profile.
+
+        Args:
+            batch: Rows of the profiler's schema.
+        """
         self.rows += batch.num_rows
         for profile, column in zip(self._columns, batch.columns, strict=True):
             profile.add(column.dictionary_decode() if pa.types.is_dictionary(column.type) else column)
 
     def result(self) -> dict[str, Any]:
+        """The profile of every batch added so far.
+
+        Returns:
+            ``rows`` and, per column, its types, nulls, min/max, distinct estimate and examples.
+        """
         return {"rows": self.rows, "columns": [c.result(self.rows) for c in self._columns]}
 
 
 def profile_parquet(fd: int, block_size: int = 0, source_types: Mapping[str, str] | None = None,
                     sensitive: Iterable[str] = ()) -> dict[str, Any]:
-    """The profile of the Parquet file open at ``fd`` (read from its start; ``fd`` stays open)."""
+    """The profile of the Parquet file open at ``fd`` (read from its start; ``fd`` stays open).
+
+    Args:
+        fd: The open file.
+        block_size: Unused; taken so that a caller passes Parquet and CSV profilers the same arguments.
+        source_types: Per column, the type at the source (``numeric(10,2)``), shown beside the file's.
+        sensitive: Columns whose values are not shown.
+
+    Returns:
+        The profile, as :meth:`Profiler.result` gives it.
+    """
     with os.fdopen(os.dup(fd), "rb") as file:
         file.seek(0)
         parquet = pq.ParquetFile(file)
@@ -165,6 +194,17 @@ def profile_csv(fd: int, block_size: int, names: list[str], types: Mapping[str, 
 
     ``block_size`` must exceed twice the largest row. ``types`` are the Arrow types to parse columns
     as (others are strings); when the text does not parse as them, it is profiled again as strings.
+
+    Args:
+        fd: The open file (read from its start; it stays open).
+        block_size: Bytes parsed at a time.
+        names: The column names, in order (the header row is skipped).
+        types: Per column, the Arrow type to parse it as; None parses every column as text.
+        source_types: Per column, the type at the source, shown beside the file's.
+        sensitive: Columns whose values are not shown.
+
+    Returns:
+        The profile, as :meth:`Profiler.result` gives it.
     """
     with contextlib.suppress(pa.ArrowInvalid):
         return _profile_csv(fd, block_size, names, types or {}, source_types, sensitive)
@@ -194,6 +234,12 @@ def profile_file(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
     A file that cannot be profiled (malformed, a row over :data:`MAX_PROFILED_ROW_BYTES`) gives a profile
     that says so, never an error: the data lands either way.
+
+    Args:
+        path: The landed file.
+
+    Returns:
+        The profile; ``{"skipped": reason}`` when it could not be made; None for other formats.
     """
     name = os.fspath(path).lower()
     if not name.endswith((".csv", ".parquet", ".pq")):

@@ -80,7 +80,14 @@ class CsvStreamProfile:
         self.failed = False
 
     def stream(self, header: bool) -> Feed:
-        """Start a parser for one stream; the function that feeds it its chunks, in order."""
+        """Start a parser for one stream; the function that feeds it its chunks, in order.
+
+        Args:
+            header: Whether this stream starts with the header row (the first stream does).
+
+        Returns:
+            ``feed(chunk)``: call it with each chunk of the stream as it is written.
+        """
         chunks: queue.Queue[bytes | None] = queue.Queue(QUEUED_CHUNKS)
         thread = threading.Thread(target=self._parse, args=(_QueueReader(chunks), header), daemon=True,
                                   name="da-profile")
@@ -112,7 +119,11 @@ class CsvStreamProfile:
             source.drain()  # the feeder never blocks on a parser that stopped
 
     def result(self) -> dict[str, Any] | None:
-        """End every stream and wait for its parser; the profile, or None when a parse failed."""
+        """End every stream and wait for its parser; the profile, or None when a parse failed.
+
+        Returns:
+            The profile of every stream, or None (the file is then profiled after landing).
+        """
         self.close()
         return None if self.failed else self._profiler.result()
 
@@ -143,7 +154,11 @@ class BackgroundProfiler:
                     self.failed = True
 
     def add(self, batch: pa.RecordBatch) -> None:
-        """Queue ``batch`` (waits while :data:`QUEUED_BATCHES` are queued)."""
+        """Queue ``batch`` (waits while :data:`QUEUED_BATCHES` are queued).
+
+        Args:
+            batch: Rows of the profiler's schema.
+        """
         self._batches.put(batch)
 
     def close(self) -> None:
@@ -154,6 +169,10 @@ class BackgroundProfiler:
             self._thread = None
 
     def result(self) -> dict[str, Any]:
-        """The profile of every batch added, or why there is none."""
+        """The profile of every batch added, or why there is none.
+
+        Returns:
+            The profile, or ``{"skipped": reason}`` when a batch failed.
+        """
         self.close()
         return {"skipped": "not profiled (a batch failed)"} if self.failed else self._profiler.result()

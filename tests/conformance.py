@@ -353,6 +353,7 @@ class ConnectorConformance:
         changes at the source and a second fetch lands it. The first goes on once the second has
         finished or waits for the target's lock. With the lock, the second lands after the first,
         file and record together; without it, the first's record ends up beside the second's file.
+        docs/RELIABILITY.md row 23.
         """
         identifier = next(iter(source.items))
         change = source.change

@@ -82,6 +82,8 @@ class AttachedFileView(BaseModel):
                         "version: not copied again), 'replaced' (our unmodified earlier copy, newer version).")
     wanted: str | None = Field(None, description="The file's own name, when another file has it (then `name` is "
                                "the unique name it got instead).")
+    parts: int | None = Field(None, description="A folder of this many Parquet parts read as one table (a large "
+                              "table or result); null for one file.")
 
 
 class AttachResponse(BaseModel):

@@ -43,6 +43,7 @@ from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
 from connectors.landing.names import safe_relative_path
 from connectors.s3.auth import bucket_url, signer_for
+from connectors.s3.checksums import digests_for, missing, new_digest
 from connectors.s3.data_path import S3DataPath, S3Facts, checksum_problem, checksums_of
 from connectors.s3.listing import list_pages, probe
 from connectors.s3.upload import upload_file
@@ -79,7 +80,11 @@ class S3Connector(DataSourceConnector):
     # --- connection --------------------------------------------------------
 
     async def connect(self) -> bool:
-        """Resolve the credentials and open the session; no request is sent to the bucket."""
+        """Resolve the credentials and open the session; no request is sent to the bucket.
+
+        Returns:
+            True.
+        """
         if self._clients is not None:
             return True
         settings: S3Settings = self.resolve_settings()
@@ -111,15 +116,26 @@ class S3Connector(DataSourceConnector):
             clients.disk.shutdown(wait=True)
 
     async def test_connection(self) -> bool:
-        """True when the bucket answers a one-key listing of the scope with these credentials.
+        """Ask the bucket for a one-key listing of the scope with these credentials.
+
+        Raises rather than returning False, so the caller can say why.
+
+        Returns:
+            True when the bucket answered.
 
         Raises:
-            ConfigurationError / NotFoundError / AuthenticationError / ConnectionError: as for ``azure_blob``.
+            ConfigurationError: The settings are invalid, or a profile or secret reference cannot be resolved.
+            NotFoundError: The bucket does not exist.
+            AuthenticationError: The keys or credentials are refused.
+            ConnectionError: The endpoint is unreachable, silent or throttling (after the retry budget).
         """
         if not self._connected:
             await self.connect()
         clients, settings = self._require()
-        await probe(clients.data, self._scope.folder, retries=settings.retry_total, what=f"listing {self._what()}")
+        try:
+            await probe(clients.data, self._scope.folder, retries=settings.retry_total, what=f"listing {self._what()}")
+        except AuthenticationError as exc:
+            raise self._anonymous_denied(exc, "list this bucket") from exc
         return True
 
     def _require(self) -> tuple[_Clients, S3Settings]:
@@ -134,25 +150,63 @@ class S3Connector(DataSourceConnector):
     # --- listing -------------------------------------------------------------
 
     async def list_items(self, path: str | None = None) -> list[DataItem]:
-        """Every object in scope under folder ``path`` (a full key folder), recursively."""
+        """Every object in scope under folder ``path`` (a full key folder), recursively.
+
+        Args:
+            path: The folder to list; None for the whole scope.
+
+        Returns:
+            One item per object; folder placeholders are left out.
+
+        Raises:
+            OutOfScopeError: ``path`` lies outside ``prefix`` (before any request).
+        """
         return [item async for item in self.iter_items(path)]
 
     async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
-        """The objects under ``path`` page by page (1,000 per request), never all pages at once."""
+        """The objects under ``path`` page by page (1,000 per request), never all pages at once.
+
+        Args:
+            path: The folder to list; None for the whole scope.
+
+        Yields:
+            One item per object in scope, in key order.
+
+        Raises:
+            AuthenticationError: the store refused the listing (an anonymous source: the bucket is not
+                public); never an empty listing.
+        """
         clients, settings = self._require()
         prefix = self._scope.listing_prefix(path)
         what = f"listing {self._what()}"
         pages = list_pages(clients.data, prefix, retries=settings.retry_total, what=what)
-        async with mapped_errors(what, source_id=self.source_id), contextlib.aclosing(pages):
-            async for page in pages:
-                for item in page:
-                    if self._scope.matches(item.path):
-                        yield item
+        try:
+            async with mapped_errors(what, source_id=self.source_id), contextlib.aclosing(pages):
+                async for page in pages:
+                    for item in page:
+                        if self._scope.matches(item.path):
+                            yield item
+        except AuthenticationError as exc:  # never an empty listing: a refusal is an error
+            raise self._anonymous_denied(exc, "list this bucket") from exc
 
     # --- metadata ------------------------------------------------------------
 
     async def get_metadata(self, identifier: str) -> dict[str, Any]:
-        """The object's properties: size, version (= etag), version id, checksums, type, user metadata."""
+        """The object's properties: size, version (= etag), version id, checksums, type, user metadata.
+
+        Args:
+            identifier: The object's full key.
+
+        Returns:
+            The properties, with ``path`` and ``source_uri`` (no query string, no credential).
+
+        Raises:
+            OutOfScopeError: The key is outside ``prefix`` / ``pattern`` (before any request).
+            UnsafeNameError: The key has a '.' or '..' segment (before any request).
+            NotFoundError: The object or bucket is missing.
+            AuthenticationError: Access is denied.
+            ConnectionError: The store stayed unreachable or throttling within the retry budget.
+        """
         clients, settings = self._require()
         what = "reading properties of object"
         self._scope.check_readable(identifier, what)
@@ -167,11 +221,25 @@ class S3Connector(DataSourceConnector):
         self, local_path: str | os.PathLike[str] | int, blob_name: str, overwrite: bool = False,
         metadata: Mapping[str, str] | None = None,
     ) -> Uploaded:
-        """Upload a local file as object ``blob_name`` (no overwrite unless asked); see :mod:`.upload`.
+        """Upload a local file (or an open descriptor) as object ``blob_name``.
+
+        A big file goes as a multipart upload, completed only once every part is in; a failure
+        aborts it and leaves no object.
+
+        Args:
+            local_path: The file, or an open descriptor the caller keeps.
+            blob_name: The object's full key (inside the source's scope).
+            overwrite: Replace an object of that key; without it a taken key is refused.
+            metadata: User metadata for the object.
+
+        Returns:
+            Where it went (key, URI) and what it holds (etag, size, MD5, sha256).
 
         Raises:
-            BlobExistsError: the key is taken and ``overwrite`` is not set (nothing changed).
-            FileChangedError: the file changed while it was read (nothing committed).
+            OutOfScopeError: The key is outside the scope.
+            UnsafeNameError: The key has a '.' or '..' segment.
+            BlobExistsError: The key is taken and ``overwrite`` is not set (nothing changed).
+            FileChangedError: The file changed while it was read (nothing committed).
         """
         clients, settings = self._require()
         self._scope.check_readable(blob_name, "uploading object")
@@ -183,11 +251,20 @@ class S3Connector(DataSourceConnector):
     async def fetch_data(self, identifier: str, workspace: str) -> str:
         """Land object ``identifier`` at ``<workspace>/<identifier>`` with its provenance record.
 
+        Args:
+            identifier: The object's full key, as listed.
+            workspace: The folder to land it in.
+
+        Returns:
+            The landed file's absolute path.
+
         Raises:
-            UnsafeNameError / OutOfScopeError: before any request.
-            NotFoundError / AuthenticationError: the object or bucket is missing, or access is denied.
-            IntegrityError: short body, ETag-MD5 or checksum mismatch, or the object kept changing.
-            ConnectionError: unreachable or throttled past the retry budget.
+            UnsafeNameError: Before any request, for a key that cannot land safely.
+            OutOfScopeError: Before any request, for a key outside the scope.
+            NotFoundError: The object or bucket is missing.
+            AuthenticationError: Access is denied.
+            IntegrityError: Short body, ETag-MD5 or checksum mismatch, or the object kept changing.
+            ConnectionError: Unreachable or throttled past the retry budget.
         """
         return await self._fetch(identifier, workspace, None)
 
@@ -201,20 +278,20 @@ class S3Connector(DataSourceConnector):
                     async with batch.waiting if batch else contextlib.nullcontext():
                         return await self._download_and_land(clients, identifier, workspace, batch)
             except AuthenticationError as exc:
-                raise self._anonymous_denied(exc) from exc
+                raise self._anonymous_denied(exc, "read this object") from exc
             except BlobChangedError:
                 if restart == CHANGED_RESTARTS:
                     raise
                 log.info("source %s: object %r changed while downloading; starting again", self.source_id, identifier)
         raise AssertionError("unreachable")
 
-    def _anonymous_denied(self, error: AuthenticationError) -> AuthenticationError:
-        """A refusal of an unsigned request says so: the object is not public (no key was sent to check)."""
+    def _anonymous_denied(self, error: AuthenticationError, action: str) -> AuthenticationError:
+        """A refusal of an unsigned request says so: not public (no key was sent to check)."""
         if self._settings is None or self._settings.credential != "anonymous":
             return error
         return AuthenticationError(f"{error.message.split('; check')[0]}; the source reads anonymously "
-                                   "(credential: anonymous), and the store does not let anyone read this "
-                                   "object: it is not public", source_id=self.source_id)
+                                   f"(credential: anonymous), and the store does not let anyone {action}: "
+                                   "it is not public", source_id=self.source_id)
 
     async def _download_and_land(self, clients: _Clients, identifier: str, workspace: str,
                                  batch: _Batch | None) -> str:
@@ -227,12 +304,12 @@ class S3Connector(DataSourceConnector):
                 opened.append(await finish_in_thread(partial(stack.enter_context, target), clients.disk))
                 return opened[0].fd
 
-            download = BlobDownload(clients.data, identifier, open_target,
-                                    concurrency=settings.max_concurrency, retries=settings.retry_total)
+            download = BlobDownload(clients.data, identifier, open_target, concurrency=settings.max_concurrency,
+                                    retries=settings.retry_total, checks=_stored_checks)
             async with batch.downloads if batch else contextlib.nullcontext():
                 result = await download.run()
                 if result.body is None:
-                    result = await self._check_stored_checksum(clients, identifier, result)
+                    result = await self._check_stored_checksum(clients, identifier, result, opened[0].fd)
             provenance = self._provenance(clients, identifier, result)
             if result.body is not None and batch is not None:
                 check = partial(_check_body, result, identifier, self.source_id)
@@ -246,12 +323,15 @@ class S3Connector(DataSourceConnector):
                              expected_size=result.facts.size, sha256=result.sha256)
             return str((await finish_in_thread(commit, clients.disk)).path)
 
-    async def _check_stored_checksum(self, clients: _Clients, identifier: str, result: Downloaded) -> Downloaded:
-        """After a ranged download: the bytes against the object's full-object ``x-amz-checksum-sha256``.
+    async def _check_stored_checksum(self, clients: _Clients, identifier: str, result: Downloaded,
+                                     fd: int) -> Downloaded:
+        """After a ranged download: the bytes against every full-object ``x-amz-checksum-*`` of the object.
 
         Ranged GETs carry no checksum: the engine asked for them with one HEAD
-        (If-Match) before the rest of the ranges; an object the first range
-        covered is asked now. Returns the result with the checksums it was checked against.
+        (If-Match) before the rest of the ranges and hashed beside them; an object
+        the first range covered is asked now, and a checksum that answer names
+        and the first GET did not is computed from the landed bytes (16 MiB at
+        most). Returns the result with the checksums it was checked against.
         """
         _, settings = self._require()
         facts = result.facts
@@ -260,10 +340,13 @@ class S3Connector(DataSourceConnector):
                                        f"reading checksums of object {identifier!r}", self.source_id,
                                        settings.retry_total)
         assert result.sha256 is not None and isinstance(facts, S3Facts)
-        problem = checksum_problem(facts.checksums, result.sha256)
+        digests = dict(result.digests)
+        if late := missing(facts.checksums, digests):
+            digests |= await finish_in_thread(partial(_digest_landed, fd, facts.size, late), clients.disk)
+        problem = checksum_problem(facts.checksums, result.sha256, digests)
         if problem:
             raise IntegrityError(f"reading object {identifier!r}: {problem}", source_id=self.source_id)
-        return Downloaded(facts, result.sha256, result.body)
+        return Downloaded(facts, result.sha256, result.body, digests)
 
     def _provenance(self, clients: _Clients, identifier: str, result: Downloaded) -> dict[str, Any]:
         facts = result.facts
@@ -283,7 +366,18 @@ class S3Connector(DataSourceConnector):
     async def fetch_many(
         self, identifiers: Iterable[str], workspace: str, concurrency: int = 16
     ) -> list[FetchResult]:
-        """Land several objects with bounded concurrency; small ones land in groups (one sync per group)."""
+        """Land several objects with bounded concurrency; small ones land in groups (one sync per group).
+
+        One failure never undoes the others.
+
+        Args:
+            identifiers: The objects' full keys.
+            workspace: The folder to land them in.
+            concurrency: How many downloads run at once.
+
+        Returns:
+            One result per identifier, in order: its path, or the error it met.
+        """
         group = GroupCommit()
         waiting = asyncio.Semaphore(max(concurrency, MAX_PENDING))
         batch = _Batch(asyncio.Semaphore(max(1, concurrency)), waiting, group)
@@ -300,16 +394,33 @@ class _Batch:
     group: GroupCommit
 
 
+def _stored_checks(facts: Any, have: Iterable[str]) -> list[Any]:
+    """The engine's extra digests: one per full-object x-amz-checksum-* the facts name, beyond ``have``."""
+    return digests_for(facts.checksums, have) if isinstance(facts, S3Facts) else []
+
+
+def _digest_landed(fd: int, size: int, algorithms: list[str]) -> dict[str, bytes]:
+    """Digests of the landed file's ``size`` bytes (read back from the page cache; run it in a thread)."""
+    digests = [new_digest(name) for name in algorithms]
+    for start in range(0, size, SMALL_BLOB):
+        piece = os.pread(fd, min(SMALL_BLOB, size - start), start)
+        for digest in digests:
+            digest.update(piece)
+    return {d.name: d.digest() for d in digests}
+
+
 def _check_body(result: Downloaded, identifier: str, source_id: str) -> None:
-    """A small object's bytes against its ETag MD5 and its x-amz-checksum-sha256, when it has them."""
+    """A small object's bytes against its ETag MD5 and its full-object x-amz-checksum-*, when it has them."""
     body = result.body or b""
     if result.facts.content_md5 is not None:
         check_md5(result.facts, hashlib.md5(body), identifier, source_id)  # noqa: S324 - the store's checksum
     checksums = result.facts.checksums if isinstance(result.facts, S3Facts) else {}
-    if checksums.get("sha256"):
-        problem = checksum_problem(checksums, hashlib.sha256(body).hexdigest())
-        if problem:
-            raise IntegrityError(f"reading object {identifier!r}: {problem}", source_id=source_id)
+    digests = digests_for(checksums)
+    for digest in digests:
+        digest.update(body)
+    problem = checksum_problem(checksums, hashlib.sha256(body).hexdigest(), {d.name: d.digest() for d in digests})
+    if problem:
+        raise IntegrityError(f"reading object {identifier!r}: {problem}", source_id=source_id)
 
 
 def _land_bytes(workspace: str, identifier: str, source_id: str, result: Downloaded,
@@ -323,7 +434,15 @@ def _land_bytes(workspace: str, identifier: str, source_id: str, result: Downloa
 
 
 def properties(headers: Mapping[str, str]) -> dict[str, Any]:
-    """The facts of a HeadObject answer, keyed as listings key them."""
+    """The facts of a HeadObject answer, keyed as listings key them.
+
+    Args:
+        headers: The answer's headers.
+
+    Returns:
+        Size, version (= etag), version id, type, encoding, storage class, last modified,
+        checksums and user metadata.
+    """
     etag = quoted_etag(headers.get("ETag", ""))
     return {
         "size": int(headers.get("Content-Length") or 0),

@@ -119,7 +119,7 @@ class ThreadRecords:
         """The records of the files attached to the thread.
 
         Returns:
-            One lineage record per attached file (its ``attached_as`` is the file's name).
+            One lineage record per attached file (its ``attached_as`` is the file's name), oldest name first.
         """
         with workspace_root(self.state_dir):
             return [r for r in find_provenance(self.folder) if r.get("attached_as")]

@@ -4,7 +4,7 @@ A glob over a source of N items (fetch job or thread attach) loads the source's 
 keeps it for ``cache_seconds``. It was a list of N ``DataItem`` in the cache (~600 MiB at 1,000,000
 files, the "api fetch job" row of benchmarks/results/bench_growth.md); now it is a spill file read a
 batch at a time. The objects the cache holds, and the memory traced while listing, must not grow
-with N; the spill file must be gone once loaded, failed or cancelled (docs/RELIABILITY.md row 68).
+with N; the spill file must be gone once loaded, failed or cancelled (docs/RELIABILITY.md row 70).
 """
 
 from __future__ import annotations
