@@ -66,7 +66,7 @@ class ApiSettings:
     thread_max_bytes: int = 1024 * MIB
     """Most bytes (the database planner's estimate) of one table or query attached to a thread (413 past it)."""
     preview_rows: int = 10
-    """Not read: a preview's default row count is the route's own (10); kept so existing settings still load."""
+    """Rows a preview returns when the request gives no ``limit`` (at most ``preview_max_rows``)."""
     preview_max_rows: int = 1000
     """Most rows a preview returns (413 past it)."""
     cache_seconds: float = 60.0
