@@ -408,7 +408,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         """Land part of a table or view (``options``: columns, where, limit, sample), within ``budget``.
 
         Lands where :meth:`fetch_data` does; the lineage record keeps the options and the exact SQL.
-    :mod:`connectors.postgresql.slicing` says what each option means and how ``where`` is guarded.
+        :mod:`connectors.postgresql.slicing` says what each option means and how ``where`` is guarded.
 
         Args:
             identifier: ``schema.table``.
@@ -704,22 +704,11 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
     ) -> str:
         """Land the result of a read-only ``query`` at ``<workspace>/<name>.<csv|parquet>``.
 
-        This is arbitrary SQL: the configured ``schemas`` do not apply, the
-        **role's privileges are the boundary** (give the source a role that
-        can read only what it should; README, "A least-privilege role").
-        ``params`` are bound client-side (psycopg quoting; ``%s`` /
-        ``%(name)s`` placeholders). The query runs as one statement in the
-        read-only snapshot transaction, which is rolled back afterwards, on a
-        session that is reset before it is reused: a write fails with a clear
-        :class:`DataFetchError`, and what a function changes in the
-        transaction or the session is undone. What a role could do outside the
-        database (programs, server files, other sessions) is refused up front:
-        a role that can (superuser, members of ``pg_execute_server_program``,
-        ``pg_write_server_files``, ``pg_signal_backend``..., EXECUTE on an
-        administrator's function such as ``lo_export`` or
-        ``pg_reload_conf``, ``dblink``, or a write privilege on any table) is
-        a :class:`ConfigurationError` unless the source sets
-        ``allow_privileged_queries: true``.
+        Arbitrary SQL: the configured ``schemas`` do not apply, the role's privileges are the
+        boundary. It runs as one statement in a read-only snapshot transaction that is rolled back,
+        on a session reset before reuse; a role that can act outside the database is refused unless
+        ``allow_privileged_queries: true`` (``docs/design/postgresql.md``, "Sessions").
+        ``params`` are bound client-side (``%s`` / ``%(name)s`` placeholders).
 
         Args:
             query: one SELECT (or VALUES, TABLE, WITH ... SELECT) statement.
@@ -765,8 +754,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         if reasons:
             raise ConfigurationError(
                 f"fetch_query refused: {'; '.join(reasons)}. A query could act outside the database "
-                "with these privileges; connect with a least-privilege role (README, 'A least-privilege "
-                "role') or set allow_privileged_queries: true", source_id=self.source_id)
+                "with these privileges; connect with a least-privilege role (docs/connectors/postgresql.md, "
+                "'A least-privilege role') or set allow_privileged_queries: true", source_id=self.source_id)
 
     async def _describe(self, conn: AsyncConn, text: str) -> list[Column]:
         fields = await asyncio.to_thread(describe, conn.pgconn, text.encode(), threading.Event())

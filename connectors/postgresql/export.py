@@ -246,10 +246,9 @@ class ParquetWrite:
 def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
     """A writer that parses the COPY's CSV with pyarrow and writes Parquet, in row groups of ~8 MiB.
 
-    Memory is bounded by the batch (8 MiB) or by a small multiple of the
-    largest row, whichever is bigger: a row is never split, and a row bigger
-    than the batch is parsed and written on its own (README: about 6x the
-    largest row at the peak, measured by ``tests/integration/postgresql/test_pg_large_values.py``).
+    Memory is bounded by the batch (8 MiB) or by a small multiple of the largest row, whichever
+    is bigger: a row is never split, and a row bigger than the batch is parsed and written on its
+    own (about 6x the largest row at the peak: ``docs/connectors/postgresql.md``, "Large values").
     """
     schema = arrow_schema(plans)
     names = [f"c{index}" for index in range(len(plans))]

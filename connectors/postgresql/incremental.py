@@ -4,7 +4,8 @@ A re-sync reads the rows whose cursor is above the last sync's highest cursor mi
 (for transactions that committed late with an earlier cursor value), **without** the rows already
 landed in that look-back window: their (primary key, cursor) pairs, read from the landed parts, are
 excluded on the server. A row updated since (same key, a higher cursor) lands again as a new row
-version; the latest version per primary key is the current row (README: reading a dataset).
+version; the latest version per primary key is the current row
+(``docs/connectors/postgresql.md``, "Incremental tables").
 
 **Deletes are not seen**: a deleted row leaves no cursor behind. Replace the dataset with a full
 sync (``full=True``, ``da-sources sync-table --full``) to drop them, periodically or when it matters.

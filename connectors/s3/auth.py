@@ -23,6 +23,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from connectors.errors import AuthenticationError, ConfigurationError
 from connectors.settings import S3Settings
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 try:
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest

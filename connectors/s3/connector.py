@@ -79,7 +79,11 @@ class S3Connector(DataSourceConnector):
     # --- connection --------------------------------------------------------
 
     async def connect(self) -> bool:
-        """Resolve the credentials and open the session; no request is sent to the bucket."""
+        """Resolve the credentials and open the session; no request is sent to the bucket.
+
+        Returns:
+            True.
+        """
         if self._clients is not None:
             return True
         settings: S3Settings = self.resolve_settings()
@@ -111,10 +115,18 @@ class S3Connector(DataSourceConnector):
             clients.disk.shutdown(wait=True)
 
     async def test_connection(self) -> bool:
-        """True when the bucket answers a one-key listing of the scope with these credentials.
+        """Ask the bucket for a one-key listing of the scope with these credentials.
+
+        Raises rather than returning False, so the caller can say why.
+
+        Returns:
+            True when the bucket answered.
 
         Raises:
-            ConfigurationError / NotFoundError / AuthenticationError / ConnectionError: as for ``azure_blob``.
+            ConfigurationError: The settings are invalid, or a profile or secret reference cannot be resolved.
+            NotFoundError: The bucket does not exist.
+            AuthenticationError: The keys or credentials are refused.
+            ConnectionError: The endpoint is unreachable, silent or throttling (after the retry budget).
         """
         if not self._connected:
             await self.connect()
@@ -134,11 +146,28 @@ class S3Connector(DataSourceConnector):
     # --- listing -------------------------------------------------------------
 
     async def list_items(self, path: str | None = None) -> list[DataItem]:
-        """Every object in scope under folder ``path`` (a full key folder), recursively."""
+        """Every object in scope under folder ``path`` (a full key folder), recursively.
+
+        Args:
+            path: The folder to list; None for the whole scope.
+
+        Returns:
+            One item per object; folder placeholders are left out.
+
+        Raises:
+            OutOfScopeError: ``path`` lies outside ``prefix`` (before any request).
+        """
         return [item async for item in self.iter_items(path)]
 
     async def iter_items(self, path: str | None = None) -> AsyncIterator[DataItem]:
-        """The objects under ``path`` page by page (1,000 per request), never all pages at once."""
+        """The objects under ``path`` page by page (1,000 per request), never all pages at once.
+
+        Args:
+            path: The folder to list; None for the whole scope.
+
+        Yields:
+            One item per object in scope, in key order.
+        """
         clients, settings = self._require()
         prefix = self._scope.listing_prefix(path)
         what = f"listing {self._what()}"
@@ -152,7 +181,21 @@ class S3Connector(DataSourceConnector):
     # --- metadata ------------------------------------------------------------
 
     async def get_metadata(self, identifier: str) -> dict[str, Any]:
-        """The object's properties: size, version (= etag), version id, checksums, type, user metadata."""
+        """The object's properties: size, version (= etag), version id, checksums, type, user metadata.
+
+        Args:
+            identifier: The object's full key.
+
+        Returns:
+            The properties, with ``path`` and ``source_uri`` (no query string, no credential).
+
+        Raises:
+            OutOfScopeError: The key is outside ``prefix`` / ``pattern`` (before any request).
+            UnsafeNameError: The key has a '.' or '..' segment (before any request).
+            NotFoundError: The object or bucket is missing.
+            AuthenticationError: Access is denied.
+            ConnectionError: The store stayed unreachable or throttling within the retry budget.
+        """
         clients, settings = self._require()
         what = "reading properties of object"
         self._scope.check_readable(identifier, what)
@@ -167,11 +210,25 @@ class S3Connector(DataSourceConnector):
         self, local_path: str | os.PathLike[str] | int, blob_name: str, overwrite: bool = False,
         metadata: Mapping[str, str] | None = None,
     ) -> Uploaded:
-        """Upload a local file as object ``blob_name`` (no overwrite unless asked); see :mod:`.upload`.
+        """Upload a local file (or an open descriptor) as object ``blob_name``.
+
+        A big file goes as a multipart upload, completed only once every part is in; a failure
+        aborts it and leaves no object.
+
+        Args:
+            local_path: The file, or an open descriptor the caller keeps.
+            blob_name: The object's full key (inside the source's scope).
+            overwrite: Replace an object of that key; without it a taken key is refused.
+            metadata: User metadata for the object.
+
+        Returns:
+            Where it went (key, URI) and what it holds (etag, size, MD5, sha256).
 
         Raises:
-            BlobExistsError: the key is taken and ``overwrite`` is not set (nothing changed).
-            FileChangedError: the file changed while it was read (nothing committed).
+            OutOfScopeError: The key is outside the scope.
+            UnsafeNameError: The key has a '.' or '..' segment.
+            BlobExistsError: The key is taken and ``overwrite`` is not set (nothing changed).
+            FileChangedError: The file changed while it was read (nothing committed).
         """
         clients, settings = self._require()
         self._scope.check_readable(blob_name, "uploading object")
@@ -183,11 +240,20 @@ class S3Connector(DataSourceConnector):
     async def fetch_data(self, identifier: str, workspace: str) -> str:
         """Land object ``identifier`` at ``<workspace>/<identifier>`` with its provenance record.
 
+        Args:
+            identifier: The object's full key, as listed.
+            workspace: The folder to land it in.
+
+        Returns:
+            The landed file's absolute path.
+
         Raises:
-            UnsafeNameError / OutOfScopeError: before any request.
-            NotFoundError / AuthenticationError: the object or bucket is missing, or access is denied.
-            IntegrityError: short body, ETag-MD5 or checksum mismatch, or the object kept changing.
-            ConnectionError: unreachable or throttled past the retry budget.
+            UnsafeNameError: Before any request, for a key that cannot land safely.
+            OutOfScopeError: Before any request, for a key outside the scope.
+            NotFoundError: The object or bucket is missing.
+            AuthenticationError: Access is denied.
+            IntegrityError: Short body, ETag-MD5 or checksum mismatch, or the object kept changing.
+            ConnectionError: Unreachable or throttled past the retry budget.
         """
         return await self._fetch(identifier, workspace, None)
 
@@ -283,7 +349,18 @@ class S3Connector(DataSourceConnector):
     async def fetch_many(
         self, identifiers: Iterable[str], workspace: str, concurrency: int = 16
     ) -> list[FetchResult]:
-        """Land several objects with bounded concurrency; small ones land in groups (one sync per group)."""
+        """Land several objects with bounded concurrency; small ones land in groups (one sync per group).
+
+        One failure never undoes the others.
+
+        Args:
+            identifiers: The objects' full keys.
+            workspace: The folder to land them in.
+            concurrency: How many downloads run at once.
+
+        Returns:
+            One result per identifier, in order: its path, or the error it met.
+        """
         group = GroupCommit()
         waiting = asyncio.Semaphore(max(concurrency, MAX_PENDING))
         batch = _Batch(asyncio.Semaphore(max(1, concurrency)), waiting, group)
@@ -323,7 +400,15 @@ def _land_bytes(workspace: str, identifier: str, source_id: str, result: Downloa
 
 
 def properties(headers: Mapping[str, str]) -> dict[str, Any]:
-    """The facts of a HeadObject answer, keyed as listings key them."""
+    """The facts of a HeadObject answer, keyed as listings key them.
+
+    Args:
+        headers: The answer's headers.
+
+    Returns:
+        Size, version (= etag), version id, type, encoding, storage class, last modified,
+        checksums and user metadata.
+    """
     etag = quoted_etag(headers.get("ETag", ""))
     return {
         "size": int(headers.get("Content-Length") or 0),

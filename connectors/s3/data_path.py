@@ -30,6 +30,9 @@ from connectors.s3.auth import EMPTY_SHA256, Signer, key_url, query_string
 _ETAG_MD5 = re.compile(r'^"?([0-9a-fA-F]{32})"?$')  # a multipart ETag ends in -<parts>: not an MD5
 _CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 
 @dataclass(frozen=True)
 class S3Facts(BlobFacts):

@@ -23,6 +23,9 @@ from connectors.base import DataItem
 from connectors.errors import DataFetchError
 from connectors.s3.data_path import S3DataPath
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 PAGE = 1000
 
 

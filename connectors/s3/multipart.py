@@ -40,6 +40,9 @@ from connectors.errors import DataFetchError, WorkspaceError
 from connectors.s3.auth import EMPTY_SHA256, query_string
 from connectors.s3.data_path import S3DataPath
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 PART = 16 * 1024 * 1024  # bytes per part (S3: 5 MiB at least, 10,000 parts at most)
 MAX_PARTS = 10_000
 PARTS_IN_FLIGHT = 4  # parts read into memory and sent at once: memory is PARTS_IN_FLIGHT * part size

@@ -34,6 +34,9 @@ from connectors.errors import WorkspaceError
 from connectors.s3.data_path import S3DataPath, etag_md5
 from connectors.s3.multipart import MultipartUpload, digest_file, part_size_for
 
+# Internal to the package: its public surface is the connector.
+__all__: list[str] = []
+
 IN_MEMORY = 64 * 1024 * 1024  # bytes: files up to this size are sent from the very buffer that was hashed
 STREAM_CHUNK = 1024 * 1024
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -393,21 +395,57 @@ def test_killed_process_leaves_a_temporary_that_the_rerun_sweeps(
 
 # --- 23: two connectors fetch one table at once ------------------------------------------------
 
+RACE_ROUNDS = 100
 
-def test_two_connectors_fetching_one_table_leave_one_consistent_file(
-    postgres_server: PostgresServer, schema: str, tmp_path: Path
+
+@pytest.fixture
+def other_database(postgres_server: PostgresServer, schema: str) -> Iterator[str]:
+    """A second database holding ``<schema>.people`` with other rows: a second version of that table."""
+    name = f"race_{uuid.uuid4().hex[:10]}"
+    with admin(postgres_server) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(postgres_server.dsn, dbname=name, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            conn.execute(sql.SQL("CREATE TABLE {} AS SELECT g AS id, 'other ' || g AS name FROM "
+                                 "generate_series(1, 50) AS g").format(sql.Identifier(schema, "people")))
+        yield name
+    finally:
+        with admin(postgres_server) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_two_connectors_racing_two_versions_of_one_table_leave_a_file_and_record_that_agree(
+    postgres_server: PostgresServer, schema: str, other_database: str, tmp_path: Path
 ) -> None:
-    async def body() -> list[str]:
-        first, second = pg_connector(postgres_server, [schema]), pg_connector(postgres_server, [schema])
-        async with first, second:
-            return list(await asyncio.gather(*(c.fetch_data(f"{schema}.people", str(tmp_path))
-                                               for c in (first, second, first, second))))
+    # one source id, two databases: each connector lands its own version of <schema>.people at the
+    # same path (racers that land the same bytes cannot show a missing lock: any record fits any file)
+    identifier = f"{schema}.people"
+    versions = [TABLES["people"][2], Path(run(fetch_once(
+        pg_connector(postgres_server, [schema], dbname=other_database), identifier, tmp_path / "b"))).read_bytes()]
+    assert versions[0] != versions[1]
 
-    paths = run(body())
-    assert len(set(paths)) == 1
-    assert Path(paths[0]).read_bytes() == TABLES["people"][2]
-    assert read_provenance(paths[0])["size"] == len(TABLES["people"][2])
-    assert temporaries(tmp_path) == []
+    async def race() -> list[tuple[int, str, str, str]]:
+        first = pg_connector(postgres_server, [schema])
+        second = pg_connector(postgres_server, [schema], dbname=other_database)
+        seen = []
+        async with first, second:
+            for _ in range(RACE_ROUNDS):
+                paths = await asyncio.gather(*(c.fetch_data(identifier, str(tmp_path / "ws"))
+                                               for c in (first, second, first, second)))
+                assert len(set(paths)) == 1
+                data, record = Path(paths[0]).read_bytes(), read_provenance(paths[0])
+                version = versions.index(data)  # one version, whole
+                seen.append((version, record["source_uri"], hashlib.sha256(data).hexdigest(), record["sha256"]))
+        return seen
+
+    seen = run(race())
+    databases = [postgres_server.dbname, other_database]
+    disagree = [(n, v) for n, (v, uri, sha, recorded) in enumerate(seen)
+                if sha != recorded or f"/{databases[v]}/" not in uri]
+    assert disagree == [], f"{len(disagree)} of {RACE_ROUNDS} rounds: a file with the record of the other version"
+    assert {version for version, *_ in seen} == {0, 1}, "one version always won: the race proves little"
+    assert temporaries(tmp_path / "ws") == []
 
 
 # --- version: the change signal -----------------------------------------------------------------
