@@ -1,7 +1,7 @@
 """Where the API keeps its files, and its limits; read from the environment by default.
 
 Each field's docstring says what it bounds (the generated settings reference shows them with their
-defaults). A limit names its ``DA_API_*`` variable once, and its default is that variable's in the
+defaults). A limit names its ``DA_*`` variable once, and its default is that variable's in the
 registry (:mod:`connectors.environment`): :meth:`ApiSettings.from_env` reads the variables that are
 set, and every other field keeps its default.
 """
@@ -214,9 +214,9 @@ def cors_origins(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(origins)
 
 
-def _limits(env: Mapping[str, str]) -> dict[str, int | float]:
+def _limits(env: Mapping[str, str]) -> dict[str, Any]:
     """The limit fields whose variable is set in ``env``, as their field's type (the others keep their default)."""
-    return {f.name: type(f.default)(_number(text, name)) for f in fields(ApiSettings)
+    return {f.name: (float if isinstance(f.default, float) else int)(_number(text, name)) for f in fields(ApiSettings)
             if (name := f.metadata.get(VARIABLE)) and (text := read(name, env))}
 
 

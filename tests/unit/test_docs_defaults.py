@@ -233,6 +233,7 @@ def known_defaults() -> dict[str, list[Known]]:
 
 # A key several models hold with different defaults is compared with the models the page documents.
 SCOPES: dict[str, tuple[str, ...]] = {
+    "docs/api.md": ("da-sources serve",),
     "docs/connectors/postgresql.md": ("PostgreSQLSettings", "RowOptions", "da-sources fetch"),
     "docs/connectors/azure_blob.md": ("AzureBlobSettings",),
     "docs/connectors/s3.md": ("S3Settings",),
@@ -253,7 +254,7 @@ def mismatch(quote: Quote, known: list[Known]) -> str | None:
     candidates = _candidates(quote, known)
     shown = ", ".join(f"{k.origin}: {k.value!r}" for k in candidates)
     if len({repr(k.value) for k in candidates}) > 1 and not quote.name.startswith("DA_"):
-        return f"{quote.page}: `{quote.name}` has several defaults ({shown}): say on the page which, or add it to SCOPES"
+        return f"{quote.page}: `{quote.name}` has several defaults ({shown}): add the page's model to SCOPES"
     if not all(_same(_parsed(quote.value), k.value) for k in candidates):
         return f"{quote.page}: `{quote.name}` {quote.kind} {quote.value}, the code: {shown}"
     return None
