@@ -91,6 +91,10 @@ class GroupCommit:
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
 
+    def _waiting(self) -> bool:
+        """Whether files wait for the next group (read from the landing's thread: a list's truth is atomic)."""
+        return bool(self._queued)
+
     async def _flush(self) -> None:
         renamed: _Stage | None = None  # renamed and recorded: durable after the next sync
         stage: _Stage | None = None
@@ -98,14 +102,18 @@ class GroupCommit:
             while self._queued or renamed is not None:
                 stage = _Stage(self._queued)
                 self._queued = []
-                error = await finish_in_thread(partial(stage.land, renamed))
+                error = await finish_in_thread(partial(stage.land, renamed, self._waiting))
                 if renamed is not None:
                     renamed.settle(None)  # its outcome is per file now, even when this sync failed
+                if stage.durable:  # nothing was waiting: synced again in the same trip, no trip just to sync
+                    stage.settle(None)
+                    renamed = None
+                    continue
                 renamed = stage if error is None and stage.landed else None
                 if renamed is None:
                     stage.settle(error)
         finally:  # on cancellation or a bug of ours: no caller waits forever, no temporary stays
-            for unsettled in (stage, renamed, _Stage(self._queued)):
+            for unsettled in (stage, renamed, _Stage(self._queued)):  # a settled file keeps its outcome
                 if unsettled is not None:
                     unsettled.close()
                     unsettled.settle("the landing stopped before it was on disk")
@@ -120,11 +128,14 @@ class _Stage:
         self._errors: dict[int, Exception] = {}
         self._landings: dict[int, Landing] = {}
         self._stack = contextlib.ExitStack()  # closing it removes every temporary that did not land
+        self.durable = False  # renamed, recorded and synced again: each file's outcome is final
 
-    def land(self, previous: _Stage | None) -> Exception | None:
+    def land(self, previous: _Stage | None, waiting: Callable[[], bool] = lambda: True) -> Exception | None:
         """Steps 1-3 of the module's docstring, in a thread; the sync's error, if any.
 
         ``previous`` (renamed and recorded) becomes durable with this sync and is released.
+        When nothing is ``waiting`` for the next group, this one is synced again at once
+        (:meth:`make_durable`) rather than in a trip of its own.
         """
         for index, job in enumerate(self.jobs):
             # in the caller's context: its declared workspace root (and run id) apply to its landing
@@ -140,7 +151,16 @@ class _Stage:
                 self._catching(index, self._commit, self.jobs[index], index, land)
         if error is not None or not self.landed:
             self.close()
+        elif not waiting():
+            self.make_durable()
         return error
+
+    def make_durable(self) -> None:
+        """Sync this renamed and recorded group (a failed sync: each file alone), then release it."""
+        if _sync_devices(self.fds()) is not None:
+            self.confirm_each()
+        self.close()
+        self.durable = True
 
     def confirm_each(self) -> None:
         """After a failed sync: make each renamed file durable alone; one that cannot be fails, record withdrawn."""
