@@ -20,6 +20,7 @@ from connectors.landing.atomic import LandedFile, Landing, landing
 from connectors.landing.dirs import finish_in_thread, open_directory, workspace_error
 from connectors.landing.lineage import record_path
 from connectors.landing.names import LINEAGE_DIR, shown_path
+from connectors.landing.root import folders_held
 from connectors.landing.syscalls import sync_filesystem
 
 # files to hand one GroupCommit at most at once (callers bound it): each holds its body (Azure: up to
@@ -137,6 +138,10 @@ class _Stage:
         When nothing is ``waiting`` for the next group, this one is synced again at once
         (:meth:`make_durable`) rather than in a trip of its own.
         """
+        with folders_held():  # each folder opened once for the group, not once per file
+            return self._land(previous, waiting)
+
+    def _land(self, previous: _Stage | None, waiting: Callable[[], bool]) -> Exception | None:
         for index, job in enumerate(self.jobs):
             # in the caller's context: its declared workspace root (and run id) apply to its landing
             self._catching(index, job.context.run, self._write, job, index)

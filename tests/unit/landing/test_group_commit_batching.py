@@ -1,4 +1,4 @@
-"""GroupCommit's batching: the last group made durable in its own trip.
+"""GroupCommit's batching: the last group made durable in its own trip, folders opened once per group.
 
 Real files on the real file system; only the file-system sync is wrapped (to count it, or to answer EIO,
 since a real EIO cannot be produced on demand).
@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 
 import connectors.landing.group_commit as group_commit
-from connectors import WorkspaceError, read_provenance
+from connectors import NameCollisionError, WorkspaceError, read_provenance
+from connectors.landing.atomic import landing
 from connectors.landing.group_commit import GroupCommit
 from connectors.landing.lineage import record_path
+from connectors.landing.names import LINEAGE_DIR
+from connectors.landing.root import folders_held, open_workspace_folder
 from tests.conformance import files_under, run, temporaries
 
 PROVENANCE = {"source_type": "test", "source_uri": "mem://x", "source_version": "v1"}
@@ -106,3 +109,34 @@ def test_a_file_that_cannot_be_made_durable_fails_and_its_record_goes(
     # never a record without a durable file: each failed file's record is withdrawn
     assert not any(record_path(tmp_path, name).exists() for name in NAMES[:5])
     assert temporaries(tmp_path) == []
+
+
+def test_a_held_folder_removed_by_a_landing_is_not_handed_out_again(tmp_path: Path) -> None:
+    (tmp_path / LINEAGE_DIR / "d.json").mkdir(parents=True)  # an empty record folder, left behind
+    with folders_held():
+        os.close(open_workspace_folder(tmp_path, [LINEAGE_DIR, "d.json"], create=False))  # now held
+        with landing(tmp_path, "d", source_id="s") as land:  # removes the empty folder: d's record goes there
+            land.write(b"d")
+            land.commit(provenance=PROVENANCE, durable=False)
+        with pytest.raises(NameCollisionError):  # a file now: never the removed folder's descriptor
+            os.close(open_workspace_folder(tmp_path, [LINEAGE_DIR, "d.json"], create=False))
+    assert read_provenance(tmp_path / "d")["size"] == 1
+
+
+def test_folders_held_opens_each_folder_once_and_closes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_DIRECTORY:
+            opened.append(str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.setattr(os, "open", counting_open)
+    before = len(os.listdir("/proc/self/fd"))
+    with folders_held():
+        for _ in range(5):
+            os.close(open_workspace_folder(tmp_path, ["a", "b"], create=True))
+    assert opened.count("b") == 1  # one walk from the root, then copies
+    assert len(os.listdir("/proc/self/fd")) == before  # nothing held after the block
