@@ -35,8 +35,43 @@ class _Job:
     source_id: str
     provenance: Mapping[str, Any]
     check: Callable[[], None] | None
-    future: asyncio.Future[LandedFile]
+    future: asyncio.Future[LandedFile] | None  # None: landed by land_group, outcomes returned
     context: contextvars.Context = field(default_factory=contextvars.copy_context)  # the run id lives here
+
+
+@dataclass(frozen=True)
+class GroupFile:
+    """One whole in-memory file for :func:`land_group`: where it lands, its bytes, its record's facts."""
+
+    workspace: str
+    name: str
+    body: bytes
+    source_id: str
+    provenance: Mapping[str, Any]
+
+
+def land_group(files: list[GroupFile]) -> list[LandedFile | Exception]:
+    """Land ``files`` as one group in this thread (blocking): what :class:`GroupCommit` does, with no event loop.
+
+    For a caller that already holds a batch in a thread (a local folder's small files): the
+    same steps and guarantees (data synced before any rename, names and records synced
+    before this returns, a failed sync handled file by file), without a task, a future
+    and a trip to a thread per file. Each file runs in the caller's context (run id,
+    workspace root).
+
+    Args:
+        files: The files; their bodies are held until this returns.
+
+    Returns:
+        Per file, in order: what landed (durable), or that file's own error.
+    """
+    context = contextvars.copy_context()
+    stage = _Stage([_Job(f.workspace, f.name, f.body, f.source_id, f.provenance, None, None, context) for f in files])
+    try:
+        error = stage.land(None, lambda: False)
+    finally:
+        stage.close()
+    return stage.outcomes(error)
 
 
 class GroupCommit:
@@ -80,12 +115,12 @@ class GroupCommit:
         Returns:
             What landed, once the file and its record are synced to disk.
         """
-        job = _Job(workspace, name, body, source_id, provenance, check, asyncio.get_running_loop().create_future())
-        self._queued.append(job)
+        future: asyncio.Future[LandedFile] = asyncio.get_running_loop().create_future()
+        self._queued.append(_Job(workspace, name, body, source_id, provenance, check, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         # shield: a caller that gives up does not stop its file from landing (or its temporary from going)
-        return await asyncio.shield(job.future)
+        return await asyncio.shield(future)
 
     async def close(self) -> None:
         """Wait until every file handed to :meth:`land` has landed or failed."""
@@ -187,15 +222,22 @@ class _Stage:
 
         A string ``error`` becomes a WorkspaceError naming each caller's file.
         """
-        for index, job in enumerate(self.jobs):
-            if job.future.done():
+        for job, outcome in zip(self.jobs, self.outcomes(error), strict=True):
+            if job.future is None or job.future.done():
                 continue
-            if index in self._errors:
-                job.future.set_exception(self._errors[index])
-            elif error is None and index in self.landed:
-                job.future.set_result(self.landed[index])
+            if isinstance(outcome, Exception):
+                job.future.set_exception(outcome)
             else:
-                job.future.set_exception(_local_error(error or "not landed", job))
+                job.future.set_result(outcome)
+
+    def outcomes(self, error: Exception | str | None) -> list[LandedFile | Exception]:
+        """Per job: its landed file, its own error, or ``error`` (its sync's, or why it stopped)."""
+        return [
+            self._errors[index] if index in self._errors
+            else self.landed[index] if error is None and index in self.landed
+            else _local_error(error or "not landed", job)
+            for index, job in enumerate(self.jobs)
+        ]
 
     def close(self) -> None:
         """Release the landings: a temporary that did not land is removed."""
