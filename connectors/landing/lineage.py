@@ -194,7 +194,8 @@ def staged_record(
         return record_path(workspace, relative)
 
     try:
-        data = memoryview(json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+        # one line: without indent, json uses its C encoder (the indented one is pure Python: ~10% of the CPU)
+        data = memoryview(json.dumps(record, sort_keys=True, default=str).encode() + b"\n")
         while data:
             data = data[os.write(fd, data) :]
         if durable:

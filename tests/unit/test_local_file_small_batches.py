@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 
 import connectors.local_file as local_file
+import connectors.syncing.source_sync as source_sync
 from connectors import DataSourceConfig, NameCollisionError, read_provenance
 from connectors.base import FetchResult
 from connectors.landing.lineage import find_provenance
 from connectors.landing.names import TEMP_PREFIX
 from connectors.local_file import LocalFileConnector
+from connectors.syncing.source_sync import SyncReport, sync_source
 from tests.conformance import files_under, run, temporaries
 
 
@@ -65,6 +67,28 @@ def test_a_batch_is_one_trip_and_each_file_keeps_its_record_and_its_own_error(
         assert record["sha256"] == hashlib.sha256(files[result.identifier]).hexdigest()
         assert record["identifier"] == result.identifier and Path(result.path).read_bytes() == files[result.identifier]
     assert len(list(find_provenance(workspace))) == 99 and temporaries(workspace) == []
+
+
+def test_a_first_sync_reads_no_record_and_a_second_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_files(tmp_path / "root", 30)
+    reads = []
+    real_read = source_sync._read_json
+    monkeypatch.setattr(source_sync, "_read_json", lambda *a: (reads.append(a), real_read(*a))[1])
+
+    def sync() -> SyncReport:
+        report = SyncReport()
+
+        async def body() -> None:
+            async for _ in sync_source(connector(tmp_path / "root"), tmp_path / "ws" / "src", report=report):
+                pass
+
+        run(body())
+        return report
+
+    first = sync()
+    assert len(first.landed) == 30 and reads == []  # no record folder yet: nothing to read per item
+    second = sync()
+    assert second.unchanged_total == 30 and len(reads) == 30  # the records are read once they exist
 
 
 CRASHER = """
