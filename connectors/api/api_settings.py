@@ -81,7 +81,7 @@ class ApiSettings:
     thread_max_bytes: int = _limit("DA_API_THREAD_MAX_BYTES")
     """Most bytes (the database planner's estimate) of one table or query attached to a thread (413 past it)."""
     preview_rows: int = 10
-    """Not read: a preview's default row count is the route's own (10); kept so existing settings still load."""
+    """Rows a preview returns when the request gives no ``limit`` (at most ``preview_max_rows``)."""
     preview_max_rows: int = _limit("DA_API_PREVIEW_MAX_ROWS")
     """Most rows a preview returns (413 past it)."""
     cache_seconds: float = _seconds("DA_API_CACHE_SECONDS")
