@@ -158,4 +158,8 @@ def _names_class(path: str, cls: type) -> bool:
     if path == f"{cls.__module__}:{cls.__qualname__}":
         return True
     module = sys.modules.get(module_name)  # a class's package is imported before the class is used
-    return module is not None and getattr(module, attribute, None) is cls
+    if module is None:
+        return False
+    if attribute not in vars(module) and not cls.__module__.startswith(f"{module_name}."):
+        return False  # a lazy attribute of another package: asking would import it (the Azure SDK for S3)
+    return getattr(module, attribute, None) is cls
