@@ -35,7 +35,7 @@ _BUILTIN_PATHS = {
 _INSTALL_HINTS = {
     "azure_blob": "pip install azure-storage-blob[aio]",
     "postgresql": "pip install 'psycopg[binary]' psycopg-pool",
-    "s3": "pip install 'da-sources[s3]' (botocore, for request signing and the AWS credential chain)",
+    "s3": "pip install 'da-sources[s3]' (botocore for profiles and the AWS credential chain, awscrt for CRC checks)",
 }
 
 _registered: dict[str, type] = {}

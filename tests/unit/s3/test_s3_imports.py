@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 
-NOT_NEEDED = ("azure", "pyarrow", "numpy", "connectors.threads", "connectors.api.app", "fastapi", "dagster")
+NOT_NEEDED = ("azure", "pyarrow", "numpy", "connectors.threads", "connectors.api.app", "fastapi", "dagster", "botocore",
+              "awscrt")
 
 
 def _imported_after(statement: str) -> list[str]:
