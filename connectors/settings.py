@@ -265,9 +265,9 @@ class PostgreSQLSettings(ConnectorSettings):
     )
     part_bytes: int = Field(
         128 << 20, ge=1 << 16,
-        description="Parquet: a table whose size in the database is at least this lands as a dataset folder "
-        "'<schema>.<table>/' of parts of about this many bytes each (pyarrow, pandas, DuckDB, Polars read the folder "
-        "as one table); a smaller one lands as one file '<schema>.<table>.parquet'.",
+        description="Parquet: a table whose size in the database is at least this (or a query result the planner "
+        "expects that big) lands as a dataset folder '<schema>.<table>/' of parts of about this many bytes each "
+        "(pyarrow, pandas, DuckDB, Polars read the folder as one table); a smaller one as one file '.parquet'.",
     )
     profile: bool = Field(True, description="Describe every landed table or query result in its lineage record "
                           "(rows, per column types, nulls, min/max, distinct count, examples).")

@@ -23,9 +23,6 @@ from typing import Any
 import connectors
 import da_pipelines
 
-# Packages whose functions are still being brought to this rule (each name here is a debt).
-PENDING: set[str] = set()
-
 
 def _modules() -> Iterator[ModuleType]:
     for package in (connectors, da_pipelines):
@@ -39,13 +36,6 @@ def _modules() -> Iterator[ModuleType]:
                     yield importlib.import_module(info.name)
                 except DeprecationWarning:  # a retired path kept as a shim for one release
                     continue
-
-
-def _package(module: ModuleType) -> str:
-    """The PENDING entry a module falls under: ``connectors.<subpackage>``, ``connectors`` or ``da_pipelines``."""
-    folder = module.__name__ if hasattr(module, "__path__") else module.__name__.rpartition(".")[0]
-    parts = folder.split(".")
-    return ".".join(parts[:2]) if parts[0] == "connectors" else parts[0]
 
 
 def _public_names(module: ModuleType) -> list[str]:
@@ -105,8 +95,6 @@ def _missing(function: Callable[..., Any]) -> list[str]:
 def _gaps() -> dict[str, list[str]]:
     gaps: dict[str, list[str]] = {}
     for module in _modules():
-        if _package(module) in PENDING:
-            continue
         for name, function in _functions(module):
             if missing := _missing(function):
                 gaps[name] = missing
