@@ -24,16 +24,17 @@ import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
 from connectors.beneath import EscapesRootError, IsFolderError, NotRegularError, open_beneath
-from connectors.errors import DataFetchError, IntegrityError, NotFoundError, UnsafeNameError
+from connectors.errors import DataFetchError, DataSourceError, IntegrityError, NotFoundError, UnsafeNameError
 from connectors.landing.atomic import landing
-from connectors.landing.batches import BatchedCalls
-from connectors.landing.group_commit import MAX_PENDING, GroupCommit
+from connectors.landing.dirs import finish_in_thread
+from connectors.landing.group_commit import MAX_PENDING, GroupFile, land_group
 from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, safe_relative_path, shown_path
 from connectors.landing.progress import report_progress
 from connectors.landing.syscalls import start_writeback
@@ -295,39 +296,59 @@ class LocalFileConnector(DataSourceConnector):
     ) -> list[FetchResult]:
         """Fetch several files, ``concurrency`` at once; per-item results in order.
 
-        Files up to :data:`SMALL_FILE` are read whole and land in groups with
-        one file-system sync per group (:mod:`connectors.landing.group_commit`) rather
-        than three fsyncs each; larger ones are copied as :meth:`fetch_data` does.
+        Files up to :data:`SMALL_FILE` are read whole and land in groups of up to
+        ``MAX_PENDING``, a group in one trip to a thread with one file-system sync per
+        step (:func:`connectors.landing.group_commit.land_group`) rather than three fsyncs
+        and a task each; larger ones are copied as :meth:`fetch_data` does.
 
         Args:
             identifiers: The files, as listed.
             workspace: The folder they land in.
-            concurrency: How many files are read at once.
+            concurrency: How many files over :data:`SMALL_FILE` are copied at once.
 
         Returns:
             One result per identifier, in order: its path, or the error that item met.
         """
-        group = GroupCommit()
-        small_reads = BatchedCalls(self._read_small)  # one thread trip per batch of reads, not per file
+        wanted = list(identifiers)
+        outcomes: list[str | DataSourceError | None] = []  # None: over SMALL_FILE, copied below
+        for start in range(0, len(wanted), MAX_PENDING):  # a batch's bodies are held until it lands
+            outcomes += await finish_in_thread(partial(self._land_small, wanted[start:start + MAX_PENDING], workspace))
         reads = asyncio.Semaphore(max(1, concurrency))
-        waiting = asyncio.Semaphore(max(concurrency, MAX_PENDING))  # bounds the bodies held in memory
 
-        async def one(identifier: str) -> str:
-            async with waiting:
-                small = await small_reads.run(identifier)
-                if small is None:
-                    async with reads:
-                        return await self.fetch_data(identifier, workspace)
-                body, provenance = small
-                landed = await group.land(workspace, identifier, body, source_id=self.source_id,
-                                          provenance=provenance)
-                return str(landed.path)
+        async def large(identifier: str) -> str:
+            async with reads:
+                return await self.fetch_data(identifier, workspace)
 
-        try:
-            return await collect_results(identifiers, one)
-        finally:
-            await small_reads.aclose()
-            await group.close()
+        copied = iter(await collect_results([i for i, o in zip(wanted, outcomes, strict=True) if o is None], large))
+        return [next(copied) if outcome is None
+                else FetchResult(identifier, error=outcome) if isinstance(outcome, DataSourceError)
+                else FetchResult(identifier, path=outcome)
+                for identifier, outcome in zip(wanted, outcomes, strict=True)]
+
+    def _land_small(self, identifiers: list[str], workspace: str) -> list[str | DataSourceError | None]:
+        """In a thread: read the small files of a batch and land them as one group (one trip, no task per file).
+
+        Per identifier: its landed path, its error, or None when it is over :data:`SMALL_FILE`.
+        """
+        outcomes: list[str | DataSourceError | None] = [None] * len(identifiers)
+        files, places = [], []
+        for index, identifier in enumerate(identifiers):
+            try:
+                small = self._read_small(identifier)
+            except DataSourceError as exc:
+                outcomes[index] = exc
+                continue
+            if small is not None:
+                files.append(GroupFile(workspace, identifier, small[0], self.source_id, small[1]))
+                places.append(index)
+        for index, landed in zip(places, land_group(files), strict=True):
+            if isinstance(landed, DataSourceError):
+                outcomes[index] = landed
+            elif isinstance(landed, Exception):
+                raise landed  # not an item's error: a bug, as collect_results lets through
+            else:
+                outcomes[index] = str(landed.path)
+        return outcomes
 
     def _read_small(self, identifier: str) -> tuple[bytes, dict[str, Any]] | None:
         """The whole file and its provenance, or None when it is over :data:`SMALL_FILE`."""

@@ -190,9 +190,12 @@ def _require_table(connector: DataSourceConnector) -> None:
 @router.get("/v1/data-sources/{source_id}/preview", response_model=Preview, tags=TAGS,
             summary="The first rows of a table or of a CSV/TSV/Parquet item")
 async def preview(source_id: SourceId, item: Item, request: Request, state: State, key: ReadKey,
-                  limit: Annotated[int, Query(ge=1, description="Rows (10 by default; capped by the server)")] = 10
+                  limit: Annotated[int | None, Query(ge=1, description=(
+                      "Rows (by default the server's `preview_rows`, 10; capped by the server)"))] = None
                   ) -> dict[str, Any]:
     """The first rows of a table, or of a CSV, TSV or Parquet item; 413 over the row, byte or size caps."""
+    if limit is None:  # the operator's default, never over the operator's cap
+        limit = min(state.settings.preview_rows, state.settings.preview_max_rows)
     if limit > state.settings.preview_max_rows:
         raise ApiError(413, f"limit {limit} is over the preview cap of {state.settings.preview_max_rows} rows")
     source = load_source(state, source_id)

@@ -20,6 +20,7 @@ from connectors.landing.atomic import LandedFile, Landing, landing
 from connectors.landing.dirs import finish_in_thread, open_directory, workspace_error
 from connectors.landing.lineage import record_path
 from connectors.landing.names import LINEAGE_DIR, shown_path
+from connectors.landing.root import folders_held
 from connectors.landing.syscalls import sync_filesystem
 
 # files to hand one GroupCommit at most at once (callers bound it): each holds its body (Azure: up to
@@ -34,8 +35,43 @@ class _Job:
     source_id: str
     provenance: Mapping[str, Any]
     check: Callable[[], None] | None
-    future: asyncio.Future[LandedFile]
+    future: asyncio.Future[LandedFile] | None  # None: landed by land_group, outcomes returned
     context: contextvars.Context = field(default_factory=contextvars.copy_context)  # the run id lives here
+
+
+@dataclass(frozen=True)
+class GroupFile:
+    """One whole in-memory file for :func:`land_group`: where it lands, its bytes, its record's facts."""
+
+    workspace: str
+    name: str
+    body: bytes
+    source_id: str
+    provenance: Mapping[str, Any]
+
+
+def land_group(files: list[GroupFile]) -> list[LandedFile | Exception]:
+    """Land ``files`` as one group in this thread (blocking): what :class:`GroupCommit` does, with no event loop.
+
+    For a caller that already holds a batch in a thread (a local folder's small files): the
+    same steps and guarantees (data synced before any rename, names and records synced
+    before this returns, a failed sync handled file by file), without a task, a future
+    and a trip to a thread per file. Each file runs in the caller's context (run id,
+    workspace root).
+
+    Args:
+        files: The files; their bodies are held until this returns.
+
+    Returns:
+        Per file, in order: what landed (durable), or that file's own error.
+    """
+    context = contextvars.copy_context()
+    stage = _Stage([_Job(f.workspace, f.name, f.body, f.source_id, f.provenance, None, None, context) for f in files])
+    try:
+        error = stage.land(None, lambda: False)
+    finally:
+        stage.close()
+    return stage.outcomes(error)
 
 
 class GroupCommit:
@@ -79,17 +115,21 @@ class GroupCommit:
         Returns:
             What landed, once the file and its record are synced to disk.
         """
-        job = _Job(workspace, name, body, source_id, provenance, check, asyncio.get_running_loop().create_future())
-        self._queued.append(job)
+        future: asyncio.Future[LandedFile] = asyncio.get_running_loop().create_future()
+        self._queued.append(_Job(workspace, name, body, source_id, provenance, check, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         # shield: a caller that gives up does not stop its file from landing (or its temporary from going)
-        return await asyncio.shield(job.future)
+        return await asyncio.shield(future)
 
     async def close(self) -> None:
         """Wait until every file handed to :meth:`land` has landed or failed."""
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
+
+    def _waiting(self) -> bool:
+        """Whether files wait for the next group (read from the landing's thread: a list's truth is atomic)."""
+        return bool(self._queued)
 
     async def _flush(self) -> None:
         renamed: _Stage | None = None  # renamed and recorded: durable after the next sync
@@ -98,14 +138,18 @@ class GroupCommit:
             while self._queued or renamed is not None:
                 stage = _Stage(self._queued)
                 self._queued = []
-                error = await finish_in_thread(partial(stage.land, renamed))
+                error = await finish_in_thread(partial(stage.land, renamed, self._waiting))
                 if renamed is not None:
                     renamed.settle(None)  # its outcome is per file now, even when this sync failed
+                if stage.durable:  # nothing was waiting: synced again in the same trip, no trip just to sync
+                    stage.settle(None)
+                    renamed = None
+                    continue
                 renamed = stage if error is None and stage.landed else None
                 if renamed is None:
                     stage.settle(error)
         finally:  # on cancellation or a bug of ours: no caller waits forever, no temporary stays
-            for unsettled in (stage, renamed, _Stage(self._queued)):
+            for unsettled in (stage, renamed, _Stage(self._queued)):  # a settled file keeps its outcome
                 if unsettled is not None:
                     unsettled.close()
                     unsettled.settle("the landing stopped before it was on disk")
@@ -120,12 +164,19 @@ class _Stage:
         self._errors: dict[int, Exception] = {}
         self._landings: dict[int, Landing] = {}
         self._stack = contextlib.ExitStack()  # closing it removes every temporary that did not land
+        self.durable = False  # renamed, recorded and synced again: each file's outcome is final
 
-    def land(self, previous: _Stage | None) -> Exception | None:
+    def land(self, previous: _Stage | None, waiting: Callable[[], bool] = lambda: True) -> Exception | None:
         """Steps 1-3 of the module's docstring, in a thread; the sync's error, if any.
 
         ``previous`` (renamed and recorded) becomes durable with this sync and is released.
+        When nothing is ``waiting`` for the next group, this one is synced again at once
+        (:meth:`make_durable`) rather than in a trip of its own.
         """
+        with folders_held():  # each folder opened once for the group, not once per file
+            return self._land(previous, waiting)
+
+    def _land(self, previous: _Stage | None, waiting: Callable[[], bool]) -> Exception | None:
         for index, job in enumerate(self.jobs):
             # in the caller's context: its declared workspace root (and run id) apply to its landing
             self._catching(index, job.context.run, self._write, job, index)
@@ -140,7 +191,16 @@ class _Stage:
                 self._catching(index, self._commit, self.jobs[index], index, land)
         if error is not None or not self.landed:
             self.close()
+        elif not waiting():
+            self.make_durable()
         return error
+
+    def make_durable(self) -> None:
+        """Sync this renamed and recorded group (a failed sync: each file alone), then release it."""
+        if _sync_devices(self.fds()) is not None:
+            self.confirm_each()
+        self.close()
+        self.durable = True
 
     def confirm_each(self) -> None:
         """After a failed sync: make each renamed file durable alone; one that cannot be fails, record withdrawn."""
@@ -162,15 +222,22 @@ class _Stage:
 
         A string ``error`` becomes a WorkspaceError naming each caller's file.
         """
-        for index, job in enumerate(self.jobs):
-            if job.future.done():
+        for job, outcome in zip(self.jobs, self.outcomes(error), strict=True):
+            if job.future is None or job.future.done():
                 continue
-            if index in self._errors:
-                job.future.set_exception(self._errors[index])
-            elif error is None and index in self.landed:
-                job.future.set_result(self.landed[index])
+            if isinstance(outcome, Exception):
+                job.future.set_exception(outcome)
             else:
-                job.future.set_exception(_local_error(error or "not landed", job))
+                job.future.set_result(outcome)
+
+    def outcomes(self, error: Exception | str | None) -> list[LandedFile | Exception]:
+        """Per job: its landed file, its own error, or ``error`` (its sync's, or why it stopped)."""
+        return [
+            self._errors[index] if index in self._errors
+            else self.landed[index] if error is None and index in self.landed
+            else _local_error(error or "not landed", job)
+            for index, job in enumerate(self.jobs)
+        ]
 
     def close(self) -> None:
         """Release the landings: a temporary that did not land is removed."""

@@ -39,7 +39,7 @@ from connectors.landing.dirs import (
     workspace_error,
 )
 from connectors.landing.names import LINEAGE_DIR, LOCK_DIR, RECORD_SUFFIX, shown_path
-from connectors.landing.root import open_workspace_folder, trusted_split
+from connectors.landing.root import forget_held_folders, open_workspace_folder, trusted_split
 from connectors.landing.syscalls import open_no_links
 
 _LOCK_DIR = LOCK_DIR
@@ -194,7 +194,8 @@ def staged_record(
         return record_path(workspace, relative)
 
     try:
-        data = memoryview(json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+        # one line: without indent, json uses its C encoder (the indented one is pure Python: ~10% of the CPU)
+        data = memoryview(json.dumps(record, sort_keys=True, default=str).encode() + b"\n")
         while data:
             data = data[os.write(fd, data) :]
         if durable:
@@ -224,6 +225,7 @@ def _refuse_folder_at_record(dir_fd: int, name: str, workspace: Path, relative: 
         return  # a file, a link or anything else: the rename replaces it, never follows it
     try:
         os.rmdir(name, dir_fd=dir_fd)
+        forget_held_folders()  # a group may hold it open: records must not go into a removed folder
     except OSError:
         raise NameCollisionError(
             f"{relative!r} cannot have its record in {shown_path(record_path(workspace, relative))}: "

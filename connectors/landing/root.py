@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import contextvars
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -38,7 +39,8 @@ from connectors.landing.names import shown_path
 T = TypeVar("T")
 
 __all__ = [
-    "declared_workspace_root", "open_workspace_folder", "sweep_workspace", "under_workspace_root", "workspace_root",
+    "declared_workspace_root", "folders_held", "forget_held_folders", "open_workspace_folder", "sweep_workspace",
+    "under_workspace_root", "workspace_root",
 ]
 
 _declared: contextvars.ContextVar[Path | None] = contextvars.ContextVar("da_workspace_root", default=None)
@@ -141,7 +143,47 @@ def open_workspace_folder(workspace: str | os.PathLike[str], parts: list[str], *
     Raises what :func:`connectors.landing.dirs.open_directory` raises.
     """
     root, prefix = trusted_split(workspace)
-    return open_directory(root, prefix + parts, create=create)
+    held: dict[tuple[str, tuple[str, ...]], int] | None = getattr(_held, "folders", None)
+    if held is None:
+        return open_directory(root, prefix + parts, create=create)
+    key = (str(root), (*prefix, *parts))
+    fd = held.get(key)
+    if fd is None:
+        fd = held[key] = open_directory(root, prefix + parts, create=create)
+    return os.dup(fd)
+
+
+_held = threading.local()  # per thread: a landing's steps run in the callers' contexts, within one thread
+
+
+@contextlib.contextmanager
+def folders_held() -> Iterator[None]:
+    """In this block (this thread), :func:`open_workspace_folder` opens each folder once and hands out copies.
+
+    A group of landings (:mod:`connectors.landing.group_commit`) opens the same few
+    folders (the data's, the records', the locks') for every file: one walk from the
+    root each, then a ``dup``. A descriptor held is as safe as one held for a single
+    file: opened without following links, it keeps naming the folder it opened.
+    A folder removed in the block must be forgotten (:func:`forget_held_folders`).
+
+    Returns:
+        A context manager; the folders are closed on exit.
+    """
+    outer = getattr(_held, "folders", None)
+    _held.folders = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        if outer is None:
+            forget_held_folders()
+            _held.folders = None
+
+
+def forget_held_folders() -> None:
+    """Close the folders :func:`folders_held` holds in this thread (one was removed: open it afresh)."""
+    held: dict[tuple[str, tuple[str, ...]], int] | None = getattr(_held, "folders", None)
+    while held:
+        os.close(held.popitem()[1])
 
 
 def sweep_workspace(folder: str | os.PathLike[str]) -> int:

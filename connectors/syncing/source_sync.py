@@ -36,7 +36,7 @@ from connectors.settings import describe_errors
 
 # Types whose items land at <workspace>/<identifier>: their record is found without a scan.
 _LANDS_AT_IDENTIFIER = frozenset({"local_file", "azure_blob", "s3"})
-CHUNK = 64  # items fetched per fetch_many call: records stream, memory stays bounded
+CHUNK = 512  # items fetched per fetch_many call: records stream, memory stays bounded
 BATCH = 4096  # listed items planned at once: no plan, version map or to-do list spans the whole source
 SYNC_METADATA_KEY = "sync"
 _T = TypeVar("_T")
@@ -214,6 +214,11 @@ class LineageIndex:
         self.source_id = source_id
         self._direct = type_name in _LANDS_AT_IDENTIFIER
         self._scanned: dict[str, tuple[str, dict[str, Any]]] | None = None
+        self._absent: dict[str, bool] = {}  # record folder -> missing, as seen since refresh()
+
+    def refresh(self) -> None:
+        """Forget which record folders were missing (records may have landed there since)."""
+        self._absent = {}
 
     def get(self, identifier: str) -> dict[str, Any] | None:
         """The record of ``identifier``.
@@ -272,10 +277,20 @@ class LineageIndex:
             check_identifier(relative)
         except UnsafeNameError:
             return None  # never landed: the sync skips it with the proper reason
+        if self._folder_absent(relative.rpartition("/")[0]):
+            return None  # a first sync into an empty workspace: one lstat per folder, not a read per item
         record = _read_json(self.folder, relative)
         if record and (record.get("source_id"), record.get("identifier")) == (self.source_id, identifier):
             return record
         return None
+
+
+    def _folder_absent(self, parent: str) -> bool:
+        """Whether ``.lineage/<parent>`` is missing (then no record is in it; a link or a file there: not said)."""
+        absent = self._absent.get(parent)
+        if absent is None:
+            absent = self._absent[parent] = not os.path.lexists(self.folder / LINEAGE_DIR / parent)
+        return absent
 
 
 def _unlisted(listed: Container[str], identifiers: Iterable[str]) -> Iterator[str]:
@@ -546,6 +561,7 @@ def plan(wanted: Sequence[ItemRequest], index: LineageIndex, report: SyncReport,
         Identifier to repair reason ("" when new or changed).
     """
     todo: dict[str, str] = {}
+    index.refresh()
     for request in wanted:
         try:
             check_identifier(request.identifier)
