@@ -261,13 +261,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--keep", action="store_true", help="keep the workspaces (sources are always kept)")
+    parser.add_argument("--merge", type=Path, help="take the figures of --paths from this result file (a run made "
+                        "elsewhere, e.g. another checkout) instead of measuring; with --counts ''")
     args = parser.parse_args()
     begin()
     args.dir.mkdir(parents=True, exist_ok=True)
     paths = [p.strip() for p in args.paths.split(",")]
     saved = results_dir() / "bench_growth.json"
     figures = [Figure(**f) for f in json.loads(saved.read_text())["data"]["figures"]] if saved.exists() else []
-    for count in (int(c) for c in args.counts.split(",")):
+    if args.merge:
+        taken = [Figure(**f) for f in json.loads(args.merge.read_text())["data"]["figures"] if f["path"] in paths]
+        figures = [f for f in figures if f.path not in paths] + taken
+    for count in (int(c) for c in args.counts.split(",") if c):
         for path in paths:  # in the order given
             new = measure(args.dir, count, args.size, [path])
             # a run of some counts or paths keeps the other figures of the previous runs; saved after each
