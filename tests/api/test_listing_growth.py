@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import tempfile
 import threading
 import tracemalloc
 import types
@@ -145,8 +146,16 @@ def _spills(api: Api) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+@pytest.fixture(autouse=True)
+def _own_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system's temporary folder, as this process sees it, is the test's own: other processes'
+    spill files in the shared /tmp (a sync running beside the suite) are not this test's to count."""
+    folder = tmp_path / "system-temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+
+
 def _temp_spills() -> set[str]:
-    import tempfile
     return {p.name for p in Path(tempfile.gettempdir()).glob("da-listing-*")}
 
 
