@@ -134,3 +134,27 @@ def test_a_process_killed_mid_batch_leaves_no_record_without_its_file(tmp_path: 
     results = fetch_many(tmp_path / "root", workspace, list(files))
     assert all(r.ok for r in results) and len(list(find_provenance(workspace))) == len(files)
     assert temporaries(workspace) == []
+
+
+def test_the_framework_takes_the_records_our_landing_wrote_without_reading_them_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import connectors.checked_fetch as checked_fetch
+    from connectors.checked_fetch import fetch_many_checked
+
+    files = make_files(tmp_path / "root", 20)
+    (tmp_path / "ws" / "d1" / "f004.txt").mkdir(parents=True)  # one file cannot land: its error stays its own
+    reads = []
+    real_read = checked_fetch.lineage.read_record
+    monkeypatch.setattr(checked_fetch.lineage, "read_record", lambda *a: (reads.append(a), real_read(*a))[1])
+
+    async def body() -> list[Any]:
+        async with connector(tmp_path / "root") as conn:
+            return await fetch_many_checked(conn, list(files), tmp_path / "ws")
+
+    results = run(body())
+    assert reads == []  # 19 records taken as written, none read back
+    assert isinstance(results[4].error, NameCollisionError) and results[4].record is None
+    for result in results[:4] + results[5:]:
+        assert result.record == read_provenance(result.path)  # what is on disk, byte for byte the same facts
+        assert result.record["sha256"] == hashlib.sha256(files[result.identifier]).hexdigest()
