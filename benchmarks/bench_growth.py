@@ -102,7 +102,8 @@ NOTES = [
     "the sensor tick of a source listing more than 20,000 items reads 20,001 of them and requests one full "
     "sync run (da_pipelines/sensors.py): its work is that run's, the 'dagster re-sync' row when nothing changed",
     "api fetch job: time per listed item of the source (the job lands the same 10,000 files at every N; its "
-    "glob lists the whole source through the API's shared listing)",
+    "glob lists the whole source through the API's shared listing, spilled to a file under the state folder "
+    "and read a batch at a time)",
 ]
 
 
@@ -260,13 +261,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--paths", default=",".join(PATHS))
     parser.add_argument("--keep", action="store_true", help="keep the workspaces (sources are always kept)")
+    parser.add_argument("--merge", type=Path, help="take the figures of --paths from this result file (a run made "
+                        "elsewhere, e.g. another checkout) instead of measuring; with --counts ''")
     args = parser.parse_args()
     begin()
     args.dir.mkdir(parents=True, exist_ok=True)
     paths = [p.strip() for p in args.paths.split(",")]
     saved = results_dir() / "bench_growth.json"
     figures = [Figure(**f) for f in json.loads(saved.read_text())["data"]["figures"]] if saved.exists() else []
-    for count in (int(c) for c in args.counts.split(",")):
+    if args.merge:
+        taken = [Figure(**f) for f in json.loads(args.merge.read_text())["data"]["figures"] if f["path"] in paths]
+        figures = [f for f in figures if f.path not in paths] + taken
+    for count in (int(c) for c in args.counts.split(",") if c):
         for path in paths:  # in the order given
             new = measure(args.dir, count, args.size, [path])
             # a run of some counts or paths keeps the other figures of the previous runs; saved after each
@@ -288,7 +294,8 @@ def save(figures: list[Figure], saved: Path) -> str:
     found = flags(figures)
     text = table(figures, found)
     write_result(saved.stem, [text, _listed_section(saved.parent / "bench_listed.json")
-                              + _listed_section(saved.parent / "bench_listed_dataset.json")],
+                              + _listed_section(saved.parent / "bench_listed_dataset.json")
+                              + _listed_section(saved.parent / "bench_listed_dataset_resync.json")],
                  ["figures of other counts or paths are kept from earlier runs (their load is in each cell)",
                   *NOTES],
                  {"figures": [asdict(f) for f in figures], "flags": found})
@@ -299,7 +306,9 @@ def _listed_section(path: Path) -> str:
     """The figures of ``benchmarks.bench_listed`` (the CLI sync of a synthetic source, up to 10,000,000 listed)."""
     if not path.exists():
         return ""
-    which = "Dagster layer's sync_datasets" if path.stem.endswith("_dataset") else "CLI sync"
+    names = {"bench_listed_dataset": "Dagster layer's sync_datasets",
+             "bench_listed_dataset_resync": "Dagster layer's sync_datasets re-sync (nothing changed)"}
+    which = names.get(path.stem, "CLI sync")
     lines = ["", f"## {which} of a synthetic listing (benchmarks/bench_listed.py: items generated, fetch stubbed)", "",
              "| listed items | s | us/item | peak RSS MiB | load |", "| ---: | ---: | ---: | ---: | --- |"]
     for f in json.loads(path.read_text())["data"]["figures"]:

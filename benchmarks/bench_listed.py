@@ -34,6 +34,12 @@ from benchmarks.common import Candidate, run_once
 from benchmarks.results import begin, write_result
 
 RSS_LIMIT_MIB = 300.0
+HOW_BUILT = ("the synthetic source: a connector type 'synthetic' registered in the child process, whose iter_items "
+             "generates the items on the fly (d0000/f00000000.csv ..., 1,000 per folder, size 1, version v1), so the "
+             "source never holds its listing; the fetch is a stub that returns each item's lineage record")
+RESYNC_NOTE = ("dataset_resync: the prior state (the dataset's manifest of N entries at version v1) is written "
+               "directly before the timed re-sync; no landed file exists, so the plan's stat of each landed file "
+               "(dataset_sync._intact) answers yes; every item is then unchanged and nothing is fetched")
 
 
 def synthetic_connector_class() -> type[Any]:
@@ -100,6 +106,42 @@ async def _stub(connector: Any, identifiers: Sequence[str], folder: Any, concurr
         for i in identifiers]
 
 
+def resync_child(count: int, workspace: str) -> None:
+    """In the child process: the Dagster layer's ``sync_datasets`` *re-sync* of ``count`` synthetic items,
+    nothing changed; prints the re-sync's seconds.
+
+    The prior state a first sync leaves is written directly: the dataset's manifest of ``count`` entries
+    (version ``v1``, as the listing shows), streamed in identifier order. Landed files are not written
+    (10,000,000 of them would be the benchmark): ``_intact`` (the plan's stat of each landed file) answers
+    yes, and the fetch is stubbed (nothing is fetched when nothing changed). What is measured: the listing
+    spilled, the prior manifest loaded into the spill, each batch planned against it, the data version
+    digested twice (prior, now), the removed-at-source walk.
+    """
+    import connectors.syncing.dataset_sync as dataset_sync
+    from connectors.base import DataSourceConfig
+    from connectors.pipeline_settings import ItemSetSpec
+    from connectors.plugins import get_connector_class, register_connector
+    from connectors.syncing.dataset_manifest import ManifestEntry, write_manifest_sorted
+    from connectors.syncing.datasets import set_datasets
+
+    register_connector("synthetic", synthetic_connector_class(), replace=True)
+    setattr(dataset_sync, "fetch_many_checked", _stub)  # noqa: B010  (nothing changed: nothing is fetched)
+    setattr(dataset_sync, "_intact", lambda folder, entry: True)  # noqa: B010  (no landed file is written)
+    config = DataSourceConfig(id="synthetic", type="synthetic", name="Synthetic", config={"items": count})
+    datasets = set_datasets("synthetic", [ItemSetSpec.model_validate({"name": "files"})])
+    entries = (ManifestEntry(identifier=p, version="v1", sha256="0" * 64, size=1, path=p)
+               for p in (f"d{n // 1000:04d}/f{n:08d}.csv" for n in range(count)))  # already in identifier order
+    write_manifest_sorted(Path(workspace), datasets[0].file_name, entries, count,
+                          {"dataset": datasets[0].label, "data_version": "prior"})
+    started = time.perf_counter()
+    run = asyncio.run(dataset_sync.sync_datasets(lambda: get_connector_class("synthetic")(config), Path(workspace),
+                                                 datasets))
+    seconds = time.perf_counter() - started
+    outcome = run.outcomes[0]
+    assert outcome.unchanged == count and outcome.landed_count == 0, (outcome.unchanged, outcome.landed_count)
+    print(seconds)
+
+
 def child(count: int, workspace: str) -> None:
     """In the child process: one full sync of ``count`` synthetic items, the fetch stubbed; prints seconds."""
     import connectors.syncing.source_sync as sync
@@ -139,12 +181,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--counts", default="100000,1000000,10000000")
-    parser.add_argument("--sync", choices=("cli", "dataset"), default="cli",
-                        help="cli: source_sync.sync_source; dataset: the Dagster layer's sync_datasets")
+    parser.add_argument("--sync", choices=("cli", "dataset", "dataset_resync"), default="cli",
+                        help="cli: source_sync.sync_source; dataset: the Dagster layer's sync_datasets; "
+                             "dataset_resync: its re-sync, nothing changed (see resync_child)")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        (dataset_child if args.sync == "dataset" else child)(args.child, str(args.dir))
+        children = {"cli": child, "dataset": dataset_child, "dataset_resync": resync_child}
+        children[args.sync](args.child, str(args.dir))
         return
     begin()
     figures: list[dict[str, Any]] = []
@@ -170,6 +214,7 @@ def main() -> None:
     write_result("bench_listed" if args.sync == "cli" else f"bench_listed_{args.sync}",
                  f"## {args.sync} sync of a synthetic listing (items generated, fetch stubbed)\n\n"
                  + "\n".join(lines) + f"\n\nflat and under {RSS_LIMIT_MIB:.0f} MiB: {verdict}\n",
+                 [HOW_BUILT, *([RESYNC_NOTE] if args.sync == "dataset_resync" else [])],
                  data={"figures": figures, "flat_and_under_300_mib": verdict})
 
 

@@ -51,6 +51,7 @@ class Sample:
     seconds: float  # on the candidate's clock (see the module docstring)
     process_seconds: float  # wall time of the whole child process
     peak_rss_mib: float
+    cpu_seconds: float = 0.0  # user + system CPU of the child command (GNU time)
 
 
 @dataclass
@@ -82,6 +83,10 @@ class Candidate:
     @property
     def median_process_seconds(self) -> float:
         return statistics.median(s.process_seconds for s in self.samples)
+
+    @property
+    def median_cpu_seconds(self) -> float:
+        return statistics.median(s.cpu_seconds for s in self.samples)
 
     @property
     def peak_rss_mib(self) -> float:
@@ -119,18 +124,19 @@ def run_once(candidate: Candidate) -> tuple[Sample, str]:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r") as rss:
         start = time.perf_counter()
-        process = subprocess.run([TIME, "-f", "%M", "-o", rss.name, *candidate.command], env=env, stdout=out,
+        process = subprocess.run([TIME, "-f", "%M %U %S", "-o", rss.name, *candidate.command], env=env, stdout=out,
                                  stderr=err, check=False)
         whole = time.perf_counter() - start
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-        peak_kib = rss.read().strip().splitlines()[-1:]
+        measured = (rss.read().strip().splitlines()[-1:] or [""])[0].split()
     if process.returncode != 0:
         raise RuntimeError(f"{candidate.name}: {candidate.command[:3]}... exited {process.returncode}: "
                            f"{stderr[-1500:]}")
     seconds = float(stdout.strip().splitlines()[-1]) if candidate.reports_seconds else whole
-    return Sample(seconds, whole, int(peak_kib[0]) / 1024), stdout
+    peak_kib, user, system = int(measured[0]), float(measured[1]), float(measured[2])
+    return Sample(seconds, whole, peak_kib / 1024, user + system), stdout
 
 
 def compare(candidates: list[Candidate], repetitions: int) -> list[Candidate]:
@@ -150,30 +156,37 @@ def compare(candidates: list[Candidate], repetitions: int) -> list[Candidate]:
 
 def report(title: str, candidates: list[Candidate], *, size_bytes: int | None = None,
            items: int | None = None, baseline: str | None = None, ours: str | None = None,
-           where: str | None = None) -> str:
+           where: str | None = None, cpu: bool = False) -> str:
     """A table of medians, throughput and ratios against ``baseline`` (ours / theirs throughput).
 
     With ``ours`` (a candidate's name), one more column: how many times faster ``ours`` is than each row.
+    With ``cpu``, two more: the child's CPU seconds (user + system, whole process) and their ratio to
+    ``baseline``'s (far less sensitive to a shared machine's load than wall time).
     ``where``: the folder the outputs went to; the title names its file system.
     """
     base = next((c for c in candidates if c.name == baseline), None)
     mine = next((c for c in candidates if c.name == ours), None)
-    extra = f" {ours} speed-up |" if mine else ""
+    extra = (f" {ours} speed-up |" if mine else "") + (f" CPU s | CPU s / {baseline or '-'}'s |" if cpu else "")
     heading = f"## {title}" + (f" — outputs on {describe_filesystem(where)}" if where else "")
     header = (f"| candidate | settings | clock | median s | whole process s | throughput | "
               f"ratio vs {baseline or '-'} | peak RSS MiB | runs |{extra}")
-    rule = "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if mine else "")
+    rule = "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if mine else "") + (
+        " ---: | ---: |" if cpu else "")
     lines = [heading, "", header, rule]
     for c in candidates:
         ratio = same_clock_ratio(base, c) if base else "-"
         speedup = f" {same_clock_ratio(c, mine)} |" if mine else ""
+        if cpu:
+            cpu_ratio = f"{c.median_cpu_seconds / base.median_cpu_seconds:.2f}x" if base else "-"
+            speedup += f" {c.median_cpu_seconds:.2f} | {cpu_ratio} |"
         lines.append(f"| {c.name} | {c.settings} | {c.clock} | {c.median_seconds:.3f} | "
                      f"{c.median_process_seconds:.3f} | {_throughput(c, size_bytes, items)} | {ratio} | "
                      f"{c.peak_rss_mib:.0f} | {len(c.samples)} |" + speedup)
     text = "\n".join(lines) + "\n"
     REPORTED.append({"title": title, "baseline": baseline, "candidates": [
         {"name": c.name, "settings": c.settings, "clock": c.clock, "median_s": c.median_seconds,
-         "median_process_s": c.median_process_seconds, "peak_rss_mib": c.peak_rss_mib, "runs": len(c.samples)}
+         "median_process_s": c.median_process_seconds, "peak_rss_mib": c.peak_rss_mib, "runs": len(c.samples),
+         **({"median_cpu_s": c.median_cpu_seconds} if cpu else {})}
         for c in candidates]})
     print(text, flush=True)
     return text

@@ -6,8 +6,8 @@ methods of DeepAnalyze's original interface are the whole contract a connector m
 
 * the identifier is checked with :func:`~connectors.landing.names.safe_relative_path`
   before the connector is called (``../../escape.txt`` never reaches a plugin);
-* the path the connector returns must be a regular file inside the workspace,
-  found without following links; anything else is refused with
+* the path the connector returns must be a regular file inside the workspace (or a dataset folder
+  of Parquet parts whose lineage record lists them), found without following links; anything else is refused with
   :class:`~connectors.errors.UnsafeNameError` (the file is left alone: it is not ours);
 * a connector that wrote its own file without a lineage record (a minimal
   plugin) gets one written for it, hashing the file;

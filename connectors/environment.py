@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["VARIABLES", "Variable", "read", "variable"]
+__all__ = ["VARIABLES", "Variable", "default_number", "read", "variable"]
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,28 @@ class Variable:
 
     name: str
     default: str
+    """The default as the environment-variables page shows it (``1048576 (1 MiB)``, ``none``, a rule)."""
     description: str
     read_by: str
     group: str
+    number: int | None = None
+    """The default of a numeric variable, as the code uses it (its one source: readers take it from here)."""
 
 
-def _group(group: str, read_by: str, *rows: tuple[str, str, str]) -> tuple[Variable, ...]:
-    return tuple(Variable(name, default, description, read_by, group) for name, default, description in rows)
+_KIB, _MIB = 1 << 10, 1 << 20
+_UNITS = ((1 << 30, "GiB"), (1 << 20, "MiB"), (_KIB, "KiB"))
+
+
+def _shown(name: str, number: int) -> str:
+    """How a numeric default reads on the page: a size in bytes with its binary unit too (``1048576 (1 MiB)``)."""
+    unit = next(((size, unit) for size, unit in _UNITS if number % size == 0), None)
+    return f"{number} ({number // unit[0]} {unit[1]})" if name.endswith("_BYTES") and unit else str(number)
+
+
+def _group(group: str, read_by: str, *rows: tuple[str, str | int, str]) -> tuple[Variable, ...]:
+    return tuple(Variable(name, _shown(name, default) if isinstance(default, int) else default, description,
+                          read_by, group, default if isinstance(default, int) else None)
+                 for name, default, description in rows)
 
 
 _API = "the HTTP API (connectors.api, da-sources serve)"
@@ -76,27 +91,27 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     *_group(
         "HTTP API: limits", _API,
-        ("DA_API_MAX_BODY_BYTES", "1048576 (1 MiB)", "Largest request body, counted while it is read (413)."),
-        ("DA_API_MAX_ITEM_BYTES", "104857600 (100 MiB)",
+        ("DA_API_MAX_BODY_BYTES", 1 * _MIB, "Largest request body, counted while it is read (413)."),
+        ("DA_API_MAX_ITEM_BYTES", 100 * _MIB,
          "Largest item a fetch, preview or attach reads (per source: metadata.api.max_item_bytes)."),
-        ("DA_API_PREVIEW_MAX_ROWS", "1000", "Most rows a preview returns."),
-        ("DA_API_PREVIEW_MAX_BYTES", "4194304 (4 MiB)", "Largest preview answer."),
-        ("DA_API_THREAD_MAX_ROWS", "5000000", "Most rows of one table or query attached to a thread."),
-        ("DA_API_THREAD_MAX_BYTES", "1073741824 (1 GiB)",
+        ("DA_API_PREVIEW_MAX_ROWS", 1000, "Most rows a preview returns."),
+        ("DA_API_PREVIEW_MAX_BYTES", 4 * _MIB, "Largest preview answer."),
+        ("DA_API_THREAD_MAX_ROWS", 5_000_000, "Most rows of one table or query attached to a thread."),
+        ("DA_API_THREAD_MAX_BYTES", 1024 * _MIB,
          "Most bytes (the planner's estimate) of one table or query attached to a thread."),
-        ("DA_API_CACHE_SECONDS", "60", "How long listings and metadata are cached per source."),
-        ("DA_API_MAX_JOBS", "16", "Fetch jobs running at once."),
-        ("DA_API_MAX_JOBS_PER_SOURCE", "4", "Fetch jobs running at once per source."),
-        ("DA_API_KEEP_JOBS", "200", "Finished jobs remembered."),
-        ("DA_API_KEEP_JOBS_BYTES", "16777216 (16 MiB)", "Total size of the finished jobs' answers remembered."),
-        ("DA_API_TIMEOUT_SECONDS", "60", "Longest wait on a source within a request (504 past it)."),
-        ("DA_API_IDLE_SECONDS", "300", "A source's pooled connections close after this long unused."),
+        ("DA_API_CACHE_SECONDS", 60, "How long listings and metadata are cached per source."),
+        ("DA_API_MAX_JOBS", 16, "Fetch jobs running at once."),
+        ("DA_API_MAX_JOBS_PER_SOURCE", 4, "Fetch jobs running at once per source."),
+        ("DA_API_KEEP_JOBS", 200, "Finished jobs remembered."),
+        ("DA_API_KEEP_JOBS_BYTES", 16 * _MIB, "Total size of the finished jobs' answers remembered."),
+        ("DA_API_TIMEOUT_SECONDS", 60, "Longest wait on a source within a request (504 past it)."),
+        ("DA_API_IDLE_SECONDS", 300, "A source's pooled connections close after this long unused."),
     ),
     *_group(
         "da-sources serve", _SERVE,
-        ("DA_API_MAX_CONNECTIONS", "4096", "Open connections at most; past it the oldest idle one is closed."),
-        ("DA_API_HEADER_TIMEOUT_SECONDS", "10", "A request's headers must arrive within this."),
-        ("DA_API_BODY_TIMEOUT_SECONDS", "30", "A request's body must arrive within this once its headers did."),
+        ("DA_API_MAX_CONNECTIONS", 4096, "Open connections at most; past it the oldest idle one is closed."),
+        ("DA_API_HEADER_TIMEOUT_SECONDS", 10, "A request's headers must arrive within this."),
+        ("DA_API_BODY_TIMEOUT_SECONDS", 30, "A request's body must arrive within this once its headers did."),
         ("DA_UMASK", "007", "File mode creation mask of the server: what it lands is 0660, its folders 0770."),
     ),
     *_group(
@@ -126,7 +141,7 @@ VARIABLES: tuple[Variable, ...] = (
         ("DA_SOURCES_API_KEY", "none", "DeepAnalyze's API key; the glue removes it from the environment."),
         ("DA_SOURCES_AGENT_SOURCES", "none",
          "Comma-separated source ids the agent's own code may attach (through a thread token)."),
-        ("DA_SOURCES_TOKEN_TTL", "3600", "Seconds a thread token minted by the glue lasts."),
+        ("DA_SOURCES_TOKEN_TTL", 3600, "Seconds a thread token minted by the glue lasts."),
         ("DA_SOURCES_TOKEN_DIR", "none", "Where the glue leaves a thread's token (<dir>/<thread_id>.json)."),
     ),
     *_group(
@@ -165,6 +180,24 @@ def variable(name: str) -> Variable:
         KeyError: ``name`` is not declared in :data:`VARIABLES`.
     """
     return _BY_NAME[name]
+
+
+def default_number(name: str) -> int:
+    """The default of the declared numeric variable ``name``: the one value the code falls back to.
+
+    Args:
+        name: The variable's name (``DA_API_MAX_JOBS``).
+
+    Returns:
+        Its numeric default.
+
+    Raises:
+        KeyError: ``name`` is not declared, or its default is no number (a path, ``none``).
+    """
+    number = variable(name).number
+    if number is None:
+        raise KeyError(f"{name} has no numeric default")
+    return number
 
 
 def read(name: str, environ: Mapping[str, str] | None = None) -> str | None:

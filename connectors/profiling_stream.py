@@ -1,11 +1,15 @@
 """Profiling while an export writes: CSV chunks parsed beside the export, Parquet batches profiled beside it.
 
 A :class:`CsvStreamProfile` hands each COPY stream a ``feed`` (:meth:`CsvStreamProfile.stream`): the
-stream's chunks go, in order, to a parser thread of their own (pyarrow's streaming CSV reader over a
-bounded queue), whose batches go to one shared :class:`~connectors.profiling.Profiler` under a lock
-(rows, nulls, min/max and the distinct sample do not depend on the order streams are read in). The
-parse runs while the server formats the next rows, so it costs little wall time where a re-read after
-landing cost a second full parse (+53-74% at 5M rows).
+stream's chunks go, in order, over a bounded queue to a parser thread of their own, which joins them
+into blocks of about :data:`BLOCK_BYTES` (chunks hold whole rows, so blocks do too) and parses each
+with one ``pyarrow.csv.read_csv`` on that thread; the batches go to one shared
+:class:`~connectors.profiling.Profiler` under a lock (rows, nulls, min/max and the distinct sample do
+not depend on the order streams are read in). The parse runs while the server formats the next rows,
+so it costs little wall time where a re-read after landing cost a second full parse (+53-74% at 5M
+rows). Its CPU is what it costs (a whole parse of the CSV: measured in ``benchmarks/bench_profile.py``):
+parsing blocks from memory needs no Python file object called back per read, no copy of each chunk
+and no pyarrow thread pool, which cut the CPU of the streaming reader it replaces by about a tenth.
 
 Memory is bounded: at most :data:`QUEUED_CHUNKS` chunks (about 1 MiB each) wait per stream, so a
 parser slower than the stream slows the export down rather than piling up. When a parse fails (a
@@ -20,7 +24,6 @@ at most :data:`QUEUED_BATCHES` batches waiting.
 
 from __future__ import annotations
 
-import io
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -36,35 +39,7 @@ QUEUED_BATCHES = 4
 BLOCK_BYTES = 4 << 20  # a row over half of this fails the streamed parse (the landed file is profiled then)
 
 Feed = Callable[[Any], None]
-
-
-class _QueueReader(io.RawIOBase):
-    """A read-only stream over a queue of byte chunks; None in the queue is its end."""
-
-    def __init__(self, chunks: queue.Queue[bytes | None]) -> None:
-        super().__init__()
-        self._chunks = chunks
-        self._current = memoryview(b"")
-        self._ended = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._current and not self._ended:
-            chunk = self._chunks.get()
-            if chunk is None:
-                self._ended = True
-            else:
-                self._current = memoryview(chunk)
-        size = min(len(buffer), len(self._current))
-        buffer[:size] = self._current[:size]
-        self._current = self._current[size:]
-        return size
-
-    def drain(self) -> None:
-        while not self._ended:
-            self._ended = self._chunks.get() is None
+_PARSE = pacsv.ParseOptions(newlines_in_values=True)  # a quoted value may hold a newline (no cost measured)
 
 
 class CsvStreamProfile:
@@ -75,8 +50,12 @@ class CsvStreamProfile:
         self._names = names
         self._schema = pa.schema([pa.field(n, types.get(n, pa.string())) for n in names])
         self._profiler = Profiler(self._schema, source_types, sensitive)
+        self._positional = [f"c{index}" for index in range(len(names))]
+        self._convert = pacsv.ConvertOptions(
+            column_types={p: f.type for p, f in zip(self._positional, self._schema, strict=True)},
+            null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
         self._lock = threading.Lock()
-        self._threads: list[tuple[threading.Thread, queue.Queue[bytes | None]]] = []
+        self._threads: list[tuple[threading.Thread, queue.Queue[bytes | bytearray | None]]] = []
         self.failed = False
 
     def stream(self, header: bool) -> Feed:
@@ -86,10 +65,10 @@ class CsvStreamProfile:
             header: Whether this stream starts with the header row (the first stream does).
 
         Returns:
-            ``feed(chunk)``: call it with each chunk of the stream as it is written.
+            ``feed(chunk)``: call it with each chunk of the stream (whole rows) as it is written.
         """
-        chunks: queue.Queue[bytes | None] = queue.Queue(QUEUED_CHUNKS)
-        thread = threading.Thread(target=self._parse, args=(_QueueReader(chunks), header), daemon=True,
+        chunks: queue.Queue[bytes | bytearray | None] = queue.Queue(QUEUED_CHUNKS)
+        thread = threading.Thread(target=self._parse, args=(chunks, header), daemon=True,
                                   name="da-profile")
         thread.start()
         self._threads.append((thread, chunks))
@@ -97,26 +76,38 @@ class CsvStreamProfile:
         def feed(chunk: Any) -> None:
             if len(chunk) > BLOCK_BYTES:  # a row too long for the streamed parse: no copy of it is queued
                 self.failed = True
-            if not self.failed:
-                chunks.put(bytes(chunk))
+            if not self.failed:  # a bytearray chunk is the stream's own (never written again): no copy
+                chunks.put(chunk if isinstance(chunk, bytes | bytearray) else bytes(chunk))
         return feed
 
-    def _parse(self, source: _QueueReader, header: bool) -> None:
-        positional = [f"c{index}" for index in range(len(self._names))]
-        read = pacsv.ReadOptions(column_names=positional, skip_rows=1 if header else 0, block_size=BLOCK_BYTES)
-        convert = pacsv.ConvertOptions(
-            column_types={p: f.type for p, f in zip(positional, self._schema, strict=True)},
-            null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
+    def _parse(self, chunks: queue.Queue[bytes | bytearray | None], header: bool) -> None:
+        """Parse the stream's chunks in blocks of about :data:`BLOCK_BYTES` (whole rows: chunks end on one)."""
+        block: list[bytes | bytearray] = []
+        size, ended = 0, False
         try:
-            reader = pacsv.open_csv(source, read_options=read, parse_options=pacsv.ParseOptions(
-                newlines_in_values=True), convert_options=convert)
-            for batch in reader:
-                with self._lock:
-                    self._profiler.add(pa.RecordBatch.from_arrays(batch.columns, schema=self._schema))
+            while not ended:
+                chunk = chunks.get()
+                ended = chunk is None
+                if chunk is not None and not self.failed:
+                    block.append(chunk)
+                    size += len(chunk)
+                if block and (ended or size >= BLOCK_BYTES):
+                    self._profile_block(b"".join(block), skip_header=header)
+                    block, size, header = [], 0, False
         except (pa.ArrowException, ValueError, OSError):  # profiled from the landed file instead
             self.failed = True
-        finally:
-            source.drain()  # the feeder never blocks on a parser that stopped
+            while not ended:  # the feeder never blocks on a parser that stopped
+                ended = chunks.get() is None
+
+    def _profile_block(self, data: bytes, skip_header: bool) -> None:
+        """One block of whole rows, parsed on this thread alone (pyarrow's thread pool costs CPU, gains none)."""
+        read = pacsv.ReadOptions(column_names=self._positional, skip_rows=1 if skip_header else 0,
+                                 block_size=len(data) + 1, use_threads=False)
+        table = pacsv.read_csv(pa.BufferReader(data), read_options=read, parse_options=_PARSE,
+                               convert_options=self._convert)
+        with self._lock:
+            for batch in table.to_batches():
+                self._profiler.add(pa.RecordBatch.from_arrays(batch.columns, schema=self._schema))
 
     def result(self) -> dict[str, Any] | None:
         """End every stream and wait for its parser; the profile, or None when a parse failed.

@@ -20,7 +20,7 @@ OPTION_NAMES = "limit, sample, columns, where"
 class RowOptions(BaseModel):
     """Which part of a table or query result to land (all fields optional)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     columns: list[str] | None = Field(None, min_length=1, max_length=1600,
                                       description="Only these columns, in this order.")
@@ -83,7 +83,7 @@ class IncrementalSpec(BaseModel):
           public.orders: {cursor: updated_at, lookback: 300, on_schema_change: full_refresh}
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     cursor: str = Field(min_length=1, description="A column that grows with every insert and update "
                         "(updated_at, a sequence-fed id).")

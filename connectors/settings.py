@@ -33,14 +33,14 @@ from connectors.secrets.references import MASK, Secret, carries_secret, resolve_
 class EnvReference(BaseModel):
     """``{"env": "NAME"}``: the value of an environment variable, read at connect time."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     env: str = Field(description="Name of the environment variable.")
 
 
 class StoreReference(BaseModel):
     """``{"secret": "NAME"}``: a value from the credential store, read at connect time."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     secret: str = Field(description="Name of the secret in the credential store.")
 
 
@@ -52,7 +52,7 @@ class ConnectorSettings(BaseModel):
     it is stored (:func:`check_complete`). DeepAnalyze's own example builds Azure configs that way.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     complete_at_connect: ClassVar[bool] = False
 
     @classmethod
@@ -265,9 +265,9 @@ class PostgreSQLSettings(ConnectorSettings):
     )
     part_bytes: int = Field(
         128 << 20, ge=1 << 16,
-        description="Parquet: a table whose size in the database is at least this lands as a dataset folder "
-        "'<schema>.<table>/' of parts of about this many bytes each (pyarrow, pandas, DuckDB, Polars read the folder "
-        "as one table); a smaller one lands as one file '<schema>.<table>.parquet'.",
+        description="Parquet: a table whose size in the database is at least this (or a query result the planner "
+        "expects that big) lands as a dataset folder '<schema>.<table>/' of parts of about this many bytes each "
+        "(pyarrow, pandas, DuckDB, Polars read the folder as one table); a smaller one as one file '.parquet'.",
     )
     profile: bool = Field(True, description="Describe every landed table or query result in its lineage record "
                           "(rows, per column types, nulls, min/max, distinct count, examples).")

@@ -220,7 +220,8 @@ def _check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Datase
     # the manifest streamed from its file (the sync just wrote it): a million entries are never held
     count = synced.items if synced is not None else manifest_items(folder, dataset.file_name)
     damaged, facts = verify_entries(folder, iter_manifest(folder, dataset.file_name), count=count,
-                                    full=settings.mode == "full", sample_size=settings.sample_size)
+                                    full=settings.mode == "full", sample_size=settings.sample_size,
+                                    stat_checked=synced is not None and synced.all_checked)
     write_repairs(folder, dataset.file_name, damaged)
     return AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not damaged, metadata=facts)
 

@@ -96,8 +96,17 @@ def _dataset_intact(folder: Path, entry: ManifestEntry, *, hashed: bool) -> bool
                              for p in listed)
 
 
+def _folder_intact(folder: Path, entry: ManifestEntry) -> bool:
+    """Whether an entry whose hash did not match is a dataset folder matching its record, parts hashed."""
+    try:
+        info = os.lstat(f"{folder}/{entry.path}")
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and _dataset_intact(folder, entry, hashed=True)
+
+
 def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool, sample_size: int,
-                   count: int | None = None) -> tuple[list[str], dict[str, Any]]:
+                   count: int | None = None, stat_checked: bool = False) -> tuple[list[str], dict[str, Any]]:
     """Check a dataset's landed files against its manifest: the damaged identifiers and the facts.
 
     Every file is checked for presence and size (a stat); the sha256 is recomputed for every
@@ -109,6 +118,11 @@ def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool
         full: Recompute the sha256 of every file rather than a sample.
         sample_size: How many files have their sha256 recomputed when not ``full``.
         count: The number of entries, when known: then nothing is held but the damaged identifiers.
+        stat_checked: The sync just run, in the same step, stat-checked every entry (a regular file of
+            the recorded size, or a dataset folder whose parts match its record) or landed it
+            (``DatasetOutcome.all_checked``): the entries are not stat-checked twice; only the picked
+            ones are hashed (a missing or replaced file fails its hash; a folder is then checked
+            part by part). A re-sync of N unchanged files then stats each file once.
 
     Returns:
         The identifiers of missing or damaged files, and the check's metadata (files, checked, damaged).
@@ -122,6 +136,12 @@ def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool
     picked = None if step == 1 else {int(i * step) for i in range(sample_size)}
     hashed = 0
     for position, entry in enumerate(entries):  # one lstat on a string path per file: runs over every file
+        if stat_checked:
+            if picked is None or position in picked:
+                hashed += 1
+                if sha256_beneath(folder, entry.path) != entry.sha256 and not _folder_intact(folder, entry):
+                    damaged.append(entry.identifier)
+            continue
         try:
             info = os.lstat(f"{base}/{entry.path}")
         except OSError:

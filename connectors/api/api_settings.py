@@ -1,7 +1,9 @@
 """Where the API keeps its files, and its limits; read from the environment by default.
 
 Each field's docstring says what it bounds (the generated settings reference shows them with their
-defaults); the ``DA_*`` variable of each: :meth:`ApiSettings.from_env`.
+defaults). A limit names its ``DA_*`` variable once, and its default is that variable's in the
+registry (:mod:`connectors.environment`): :meth:`ApiSettings.from_env` reads the variables that are
+set, and every other field keeps its default.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from connectors.api.policy import ApiPolicy, policy_file_path
-from connectors.environment import read
+from connectors.environment import default_number, read
 from connectors.errors import ConfigurationError
 from connectors.ids import MAX_SOURCE_ID_LENGTH, SOURCE_ID_RULE, is_valid_source_id
 from connectors.registry import sources_file_path
@@ -30,6 +32,7 @@ _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa
 JOBS_DIR_ENV = "DA_API_JOBS_DIR"
 JOBS_DIR_NAME = ".fetch-jobs"
 MIB = 1 << 20
+VARIABLE = "variable"  # a limit field's metadata key: the DA_* variable that sets it
 
 
 def _check_id(value: str, what: str = "id") -> str:
@@ -40,6 +43,16 @@ def _check_id(value: str, what: str = "id") -> str:
             "starting with a letter (e.g. thread-3f9d); it is one folder under the workspace base, never a path")
         raise ConfigurationError(f"{what} breaks the rule: {rule}")
     return value
+
+
+def _limit(variable: str) -> int:
+    """A limit field set by ``variable``, with its default from the registry (:mod:`connectors.environment`)."""
+    return field(default=default_number(variable), metadata={VARIABLE: variable})
+
+
+def _seconds(variable: str) -> float:
+    """A duration field in seconds set by ``variable``, with its default from the registry."""
+    return field(default=float(default_number(variable)), metadata={VARIABLE: variable})
 
 
 @dataclass(frozen=True)
@@ -58,26 +71,26 @@ class ApiSettings:
     sources file."""
     workspace_base: Path
     """The base folder of the thread folders, ``<base>/<thread_id>`` (``DA_WORKSPACE``, default ``./workspace``)."""
-    max_item_bytes: int = 100 * MIB
+    max_item_bytes: int = _limit("DA_API_MAX_ITEM_BYTES")
     """The largest item a fetch, preview or attach reads, in bytes (413 past it); ``metadata.api.max_item_bytes``
     of a source, set by the operator, replaces it for that source."""
-    thread_max_rows: int = 5_000_000
+    thread_max_rows: int = _limit("DA_API_THREAD_MAX_ROWS")
     """Most rows of one table or query attached to a thread (413 past it)."""
-    thread_max_bytes: int = 1024 * MIB
+    thread_max_bytes: int = _limit("DA_API_THREAD_MAX_BYTES")
     """Most bytes (the database planner's estimate) of one table or query attached to a thread (413 past it)."""
     preview_rows: int = 10
-    """Not read: a preview's default row count is the route's own (10); kept so existing settings still load."""
-    preview_max_rows: int = 1000
+    """Rows a preview returns when the request gives no ``limit`` (at most ``preview_max_rows``)."""
+    preview_max_rows: int = _limit("DA_API_PREVIEW_MAX_ROWS")
     """Most rows a preview returns (413 past it)."""
-    cache_seconds: float = 60.0
+    cache_seconds: float = _seconds("DA_API_CACHE_SECONDS")
     """How long listings and metadata are cached per source, in seconds; a change of the source drops them."""
-    max_jobs: int = 16
+    max_jobs: int = _limit("DA_API_MAX_JOBS")
     """Fetch jobs running at once, in all (429 past it)."""
-    max_jobs_per_source: int = 4
+    max_jobs_per_source: int = _limit("DA_API_MAX_JOBS_PER_SOURCE")
     """Fetch jobs of one source running at once (429 past it)."""
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = _seconds("DA_API_TIMEOUT_SECONDS")
     """Longest wait on a source within a request, in seconds (504 past it)."""
-    idle_seconds: float = 300.0
+    idle_seconds: float = _seconds("DA_API_IDLE_SECONDS")
     """A source's pooled connections close after this many seconds unused; the next request reconnects
     (a little latency, against sessions held open on the source's server)."""
     policy: ApiPolicy = field(default_factory=ApiPolicy)
@@ -89,19 +102,19 @@ class ApiSettings:
     jobs_dir: Path | None = None
     """Where fetch jobs land; None: ``<workspace_base>/.fetch-jobs`` (a name no thread id has: those start
     with a letter or digit)."""
-    max_body_bytes: int = 1 * MIB
+    max_body_bytes: int = _limit("DA_API_MAX_BODY_BYTES")
     """The largest request body, in bytes, counted while it is read (413 past it)."""
-    preview_max_bytes: int = 4 * MIB
+    preview_max_bytes: int = _limit("DA_API_PREVIEW_MAX_BYTES")
     """The largest preview answer, in bytes, whatever its row count (413 past it)."""
-    keep_jobs: int = 200
+    keep_jobs: int = _limit("DA_API_KEEP_JOBS")
     """Finished jobs remembered at most; the oldest are forgotten first."""
-    keep_jobs_bytes: int = 16 * MIB
+    keep_jobs_bytes: int = _limit("DA_API_KEEP_JOBS_BYTES")
     """The size of the finished jobs' answers remembered at most, in bytes; the oldest are forgotten first."""
-    max_connections: int = 4096
+    max_connections: int = _limit("DA_API_MAX_CONNECTIONS")
     """``da-sources serve``: open connections at most; one more closes the oldest one not sending a request."""
-    header_timeout_seconds: float = 10.0
+    header_timeout_seconds: float = _seconds("DA_API_HEADER_TIMEOUT_SECONDS")
     """``da-sources serve``: seconds for a request's headers, from the connection opening or its first byte."""
-    body_timeout_seconds: float = 30.0
+    body_timeout_seconds: float = _seconds("DA_API_BODY_TIMEOUT_SECONDS")
     """``da-sources serve``: seconds for a request's body, once its headers are in."""
 
     def __post_init__(self) -> None:
@@ -139,25 +152,10 @@ class ApiSettings:
             keys_file=Path(read(KEYS_FILE_ENV, env) or sources.with_name("api-keys.json")).absolute(),
             audit_log=Path(read(AUDIT_LOG_ENV, env) or sources.with_name("api-audit.jsonl")).absolute(),
             workspace_base=Path(read(WORKSPACE_ENV, env) or "workspace").absolute(),
-            max_item_bytes=_number(env, "DA_API_MAX_ITEM_BYTES", 100 * MIB),
-            preview_max_rows=_number(env, "DA_API_PREVIEW_MAX_ROWS", 1000),
-            thread_max_rows=_number(env, "DA_API_THREAD_MAX_ROWS", 5_000_000),
-            thread_max_bytes=_number(env, "DA_API_THREAD_MAX_BYTES", 1024 * MIB),
-            cache_seconds=float(_number(env, "DA_API_CACHE_SECONDS", 60)),
-            max_jobs=_number(env, "DA_API_MAX_JOBS", 16),
-            max_jobs_per_source=_number(env, "DA_API_MAX_JOBS_PER_SOURCE", 4),
-            timeout_seconds=float(_number(env, "DA_API_TIMEOUT_SECONDS", 60)),
-            idle_seconds=float(_number(env, "DA_API_IDLE_SECONDS", 300)),
+            **_limits(env),
             policy=ApiPolicy.load(policy_file_path(sources)),
             cors_origins=cors_origins((read(CORS_ORIGINS_ENV, env) or "").split(",")),
             jobs_dir=Path(jobs_dir).absolute() if (jobs_dir := read(JOBS_DIR_ENV, env)) else None,
-            max_body_bytes=_number(env, "DA_API_MAX_BODY_BYTES", 1 * MIB),
-            preview_max_bytes=_number(env, "DA_API_PREVIEW_MAX_BYTES", 4 * MIB),
-            keep_jobs=_number(env, "DA_API_KEEP_JOBS", 200),
-            keep_jobs_bytes=_number(env, "DA_API_KEEP_JOBS_BYTES", 16 * MIB),
-            max_connections=_number(env, "DA_API_MAX_CONNECTIONS", 4096),
-            header_timeout_seconds=float(_number(env, "DA_API_HEADER_TIMEOUT_SECONDS", 10)),
-            body_timeout_seconds=float(_number(env, "DA_API_BODY_TIMEOUT_SECONDS", 30)),
         )
         paths = {k: Path(v).absolute() if isinstance(v, str) else v for k, v in overrides.items()}
         return replace(settings, **paths)  # type: ignore[arg-type]
@@ -216,10 +214,13 @@ def cors_origins(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(origins)
 
 
-def _number(env: Mapping[str, str], name: str, default: int) -> int:
-    text = read(name, env)
-    if not text:
-        return default
+def _limits(env: Mapping[str, str]) -> dict[str, Any]:
+    """The limit fields whose variable is set in ``env``, as their field's type (the others keep their default)."""
+    return {f.name: (float if isinstance(f.default, float) else int)(_number(text, name)) for f in fields(ApiSettings)
+            if (name := f.metadata.get(VARIABLE)) and (text := read(name, env))}
+
+
+def _number(text: str, name: str) -> int:
     try:
         value = int(text)
     except ValueError:

@@ -1,15 +1,13 @@
 """Discovery: browse a source folder by folder, an item's metadata, table schemas and relationships,
 previews and numeric statistics. Listings and metadata are cached per source (``cache_seconds``) and
-dropped when the source changes."""
+dropped when the source changes; a listing is held on disk (:mod:`connectors.api.listing_file`)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
-import bisect
 import json
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
@@ -17,6 +15,8 @@ from fastapi import Query, Request, Response
 from connectors.api import tables
 from connectors.api.app_state import ApiState
 from connectors.api.errors import ApiError
+from connectors.api.listing_file import BATCH as LISTING_BATCH
+from connectors.api.listing_file import ListingFile
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.schemas import EntryList, ItemMetadata, Preview, Relationships, Stats, TableSchema
 from connectors.api.sources import Limit, SourceId, load_source
@@ -31,70 +31,57 @@ router = new_router()
 Item = Annotated[str, Query(min_length=1, max_length=1024, description="The item's identifier, as browse lists it.")]
 TAGS: list[str | Any] = ["discovery"]
 MAX_REFUSED_SHOWN = 100
+LISTINGS_FOLDER = "listings"  # under the state folder: the spill files of listings being loaded
 
 
-@dataclass
-class Listing:
-    """A source's items, sorted by path, and the browse pages folded from them (so paging is cheap)."""
-
-    items: list[DataItem]
-    folded: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
-    refused: list[tuple[str, str]] = field(default_factory=list)  # names the listing refused, with why
-
-    def entries(self, prefix: str, delimiter: str) -> list[dict[str, Any]]:
-        """The browse entries under ``prefix``, folded into folders at ``delimiter``; computed once per pair."""
-        key = (prefix, delimiter)
-        if key not in self.folded:
-            self.folded[key] = _entries(self.items, prefix, delimiter)
-        return self.folded[key]
-
-
-async def shared_listing(state: ApiState, source: DataSourceConfig) -> Listing:
+async def shared_listing(state: ApiState, source: DataSourceConfig) -> ListingFile:
     """The source's items, cached for ``cache_seconds`` and loaded once for all concurrent callers.
 
     Args:
-        state: the API's state (its pool, cache and timeout).
-        source: the stored source.
+        state: the API's state (its cache and pooled connectors).
+        source: the source to list.
 
     Returns:
-        The listing: items sorted by path, and the names the listing refused.
+        The listing, on disk (:class:`ListingFile`): read it a page or a glob at a time.
+
+    Raises:
+        DataSourceError: listing failed.
+        TimeoutError: listing took longer than ``timeout_seconds``.
     """
     return await _listing(state, source)
 
 
-async def _listing(state: ApiState, source: DataSourceConfig) -> Listing:
-    async def load() -> Listing:
+async def _listing(state: ApiState, source: DataSourceConfig) -> ListingFile:
+    async def load() -> ListingFile:
         connector = await state.connector(source)
-        async with _deadline(state):
-            items = sorted(await connector.list_items(), key=lambda i: i.path)
-            return Listing(items, refused=listing_refusals(connector))
+        listing = ListingFile(state.settings.thread_state_dir / LISTINGS_FOLDER)
+        try:
+            async with _deadline(state):
+                await _spill(connector, listing)
+            listing.loaded(listing_refusals(connector))
+        except BaseException:
+            await asyncio.to_thread(listing.close)
+            raise
+        finally:
+            listing.unlink()  # loaded, failed or cancelled: the file's name never outlives the load
+        return listing
 
     return await state.cache.get(source, "list", "", load)
 
 
+async def _spill(connector: DataSourceConnector, listing: ListingFile) -> None:
+    """Stream the connector's items into ``listing``, a batch at a time (written off the event loop)."""
+    batch: list[DataItem] = []
+    async for item in connector.iter_items():
+        batch.append(item)
+        if len(batch) >= LISTING_BATCH:
+            await asyncio.to_thread(listing.add, batch)
+            batch = []
+    await asyncio.to_thread(listing.add, batch)
+
+
 def _deadline(state: ApiState) -> asyncio.Timeout:
     return asyncio.timeout(state.settings.timeout_seconds)
-
-
-def _entries(items: list[DataItem], prefix: str, delimiter: str) -> list[dict[str, Any]]:
-    """Items under ``prefix``; with a delimiter, deeper items are folded into folders (sorted by path)."""
-    start = bisect.bisect_left(items, prefix, key=lambda i: i.path)
-    entries: list[dict[str, Any]] = []
-    last_folder = None
-    for item in items[start:]:
-        if not item.path.startswith(prefix):
-            break
-        rest = item.path[len(prefix):]
-        cut = rest.find(delimiter) if delimiter else -1
-        if cut >= 0:
-            folder = prefix + rest[: cut + len(delimiter)]
-            if folder != last_folder:
-                entries.append({"object": "data_source.folder", "path": folder, "name": rest[:cut]})
-                last_folder = folder
-            continue
-        entries.append({"object": "data_source.item", "path": item.path, "name": item.name, "size": item.size,
-                        "modified_at": item.modified_at, "metadata": tables.json_value(item.metadata)})
-    return entries
 
 
 def _cursor(path: str) -> str:
@@ -119,12 +106,9 @@ async def browse(source_id: SourceId, state: State, key: ReadKey,
     """One page of a source's items and folders under a prefix; the first page also names refused items."""
     source = load_source(state, source_id)
     listing = await _listing(state, source)
-    entries = listing.entries(path, delimiter)
-    start = bisect.bisect_right(entries, _after(after), key=lambda e: e["path"]) if after else 0
-    page = entries[start : start + limit]
-    more = start + limit < len(entries)
+    page, more = await asyncio.to_thread(listing.page, path, delimiter, _after(after) if after else None, limit)
     cursor = _cursor(page[-1]["path"]) if more else None
-    # entries are JSON-safe when folded (and cached): sent as they are, not validated again per page
+    # entries are JSON-safe when spilled: sent as they are, not validated again per page
     body: dict[str, Any] = {"object": "list", "has_more": more, "next_cursor": cursor, "data": page}
     if not after:  # said once, on the first page: names under ``path`` the listing refused (never listed)
         refused = [{"path": name, "reason": redact(why)} for name, why in listing.refused if name.startswith(path)]
@@ -206,9 +190,12 @@ def _require_table(connector: DataSourceConnector) -> None:
 @router.get("/v1/data-sources/{source_id}/preview", response_model=Preview, tags=TAGS,
             summary="The first rows of a table or of a CSV/TSV/Parquet item")
 async def preview(source_id: SourceId, item: Item, request: Request, state: State, key: ReadKey,
-                  limit: Annotated[int, Query(ge=1, description="Rows (10 by default; capped by the server)")] = 10
+                  limit: Annotated[int | None, Query(ge=1, description=(
+                      "Rows (by default the server's `preview_rows`, 10; capped by the server)"))] = None
                   ) -> dict[str, Any]:
     """The first rows of a table, or of a CSV, TSV or Parquet item; 413 over the row, byte or size caps."""
+    if limit is None:  # the operator's default, never over the operator's cap
+        limit = min(state.settings.preview_rows, state.settings.preview_max_rows)
     if limit > state.settings.preview_max_rows:
         raise ApiError(413, f"limit {limit} is over the preview cap of {state.settings.preview_max_rows} rows")
     source = load_source(state, source_id)

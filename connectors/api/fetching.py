@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fnmatch
 import os
 import stat
 from pathlib import Path
@@ -29,6 +28,7 @@ from connectors.api.app_state import ApiState
 from connectors.api.audit import items_fields
 from connectors.api.discovery import shared_listing
 from connectors.api.errors import ApiError
+from connectors.api.listing_file import ListingFile
 from connectors.api.routing import ReadKey, State, new_router, note_audit
 from connectors.api.schemas import FetchRequest, Job, JobList, Lineage
 from connectors.api.sources import Limit, SourceId, load_source
@@ -83,11 +83,24 @@ async def _identifiers(state: ApiState, source: DataSourceConfig, body: FetchReq
         return list(dict.fromkeys(body.items)), None
     # the source's listing is shared and cached (one load at a time, however many globs wait for it):
     # eight concurrent globs over a big source list it once, not eight times over the worker threads
-    listed = (await shared_listing(state, source)).items
-    matched = [i for i in listed if fnmatch.fnmatchcase(i.path, body.glob or "")]
-    if not matched:
+    listing = await shared_listing(state, source)
+    matched, count = await asyncio.to_thread(_glob, listing, body.glob or "")
+    if not count:
         raise ApiError(404, f"no item of source {source.id!r} matches {body.glob!r}")
-    return [i.path for i in matched], [i.size if isinstance(i.size, int) and i.size >= 0 else None for i in matched]
+    if count > MAX_ITEMS_PER_JOB:
+        raise ApiError(413, f"{count} items in one fetch; the limit is {MAX_ITEMS_PER_JOB}")
+    return [path for path, _ in matched], [size for _, size in matched]
+
+
+def _glob(listing: ListingFile, pattern: str) -> tuple[list[tuple[str, int | None]], int]:
+    """The first ``MAX_ITEMS_PER_JOB`` matches (identifier, listed size) and how many match in all:
+    past the cap, matches are counted, not kept."""
+    kept: list[tuple[str, int | None]] = []
+    count = 0
+    for batch in listing.matching(pattern):
+        count += len(batch)
+        kept.extend(batch[: max(MAX_ITEMS_PER_JOB - len(kept), 0)])
+    return kept, count
 
 
 async def _sizes(connector: DataSourceConnector, identifiers: list[str], timeout: float) -> list[int | None]:

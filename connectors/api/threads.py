@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Path, Request
@@ -26,7 +27,7 @@ from connectors.api.discovery import shared_listing
 from connectors.api.errors import ApiError
 from connectors.api.routing import ReadKey, State, ThreadKey, check_sources, new_router, note_audit
 from connectors.api.sources import load_source
-from connectors.base import DataItem, DataSourceConnector
+from connectors.base import DataSourceConnector
 from connectors.errors import SizeLimitError
 from connectors.rows import BudgetExceededError
 from connectors.threads import (
@@ -81,6 +82,8 @@ class AttachedFileView(BaseModel):
                         "version: not copied again), 'replaced' (our unmodified earlier copy, newer version).")
     wanted: str | None = Field(None, description="The file's own name, when another file has it (then `name` is "
                                "the unique name it got instead).")
+    parts: int | None = Field(None, description="A folder of this many Parquet parts read as one table (a large "
+                              "table or result); null for one file.")
 
 
 class AttachResponse(BaseModel):
@@ -121,8 +124,12 @@ async def attach(thread_id: ThreadId, body: AttachRequest | References, request:
     if create and key.thread_id is not None:  # a token outlives its thread's folder: it never brings one back
         raise ApiError(403, f"thread token {key.id} may not create a thread's folder")
 
-    async def listing(connector: DataSourceConnector) -> list[DataItem]:
-        return (await shared_listing(state, connector.config)).items  # one load for every glob waiting on it
+    async def listing(connector: DataSourceConnector, pattern: str) -> AsyncIterator[tuple[str, int | None]]:
+        shared = await shared_listing(state, connector.config)  # one load for every glob waiting on it
+        batches = shared.matching(pattern)
+        while batch := await asyncio.to_thread(next, batches, None):
+            for found in batch:
+                yield found
 
     try:
         with listings_from(listing):

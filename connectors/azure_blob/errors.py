@@ -17,10 +17,11 @@ import builtins
 import contextlib
 import os
 import re
+import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
-from azure.core import exceptions as az
 
 from connectors.errors import (
     AuthenticationError,
@@ -38,6 +39,15 @@ __all__ = ["BlobChangedError", "HttpStatusError", "TruncatedError", "mapped_erro
 # socket-level failures only: a local OSError (disk full) is the workspace's, not the network's
 _SocketError = builtins.ConnectionError
 _CODE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
+
+
+def _sdk_errors() -> Any:
+    """``azure.core.exceptions`` if anything imported it, else None.
+
+    Not imported here: the S3 path shares this module and never loads the Azure SDK
+    (about 0.1 s of start-up), and an SDK exception cannot exist before its module does.
+    """
+    return sys.modules.get("azure.core.exceptions")
 
 
 class HttpStatusError(Exception):
@@ -90,12 +100,14 @@ def translate(exc: BaseException, what: str, source_id: str | None) -> DataSourc
     if isinstance(exc, aiohttp.ClientConnectorError):  # the endpoint's host and port are not secrets
         return ConnectionError(f"{what}: cannot connect to {exc.host}:{exc.port} ({_os_reason(exc.os_error)})",
                                source_id=source_id)
-    if isinstance(exc, aiohttp.ClientError | az.ServiceRequestError | az.ServiceResponseError | _SocketError):
+    az = _sdk_errors()
+    if isinstance(exc, aiohttp.ClientError | _SocketError) or (
+            az is not None and isinstance(exc, az.ServiceRequestError | az.ServiceResponseError)):
         return ConnectionError(f"{what}: connection failed ({type(exc).__name__})", source_id=source_id)
     if isinstance(exc, OSError):  # what is left of OSError is local: the workspace's disk
         return WorkspaceError(f"{what}: cannot write into the workspace ({exc.strerror or type(exc).__name__})",
                               source_id=source_id)
-    if isinstance(exc, az.AzureError):
+    if az is not None and isinstance(exc, az.AzureError):
         return DataFetchError(f"{what}: the storage SDK failed ({type(exc).__name__})", source_id=source_id)
     return DataFetchError(f"{what}: unexpected {type(exc).__name__}", source_id=source_id)
 
@@ -121,24 +133,22 @@ def _caused_by_reset(exc: BaseException) -> bool:
     return False
 
 
-# SDK classes that imply a status even when the exception carries no response
-_IMPLIED_STATUS: tuple[tuple[type[BaseException], int], ...] = (
-    (az.ClientAuthenticationError, 403),
-    (az.ResourceNotFoundError, 404),
-    (az.ResourceModifiedError, 412),
-)
+def _implied_status(az: Any) -> tuple[tuple[type[BaseException], int], ...]:
+    # SDK classes that imply a status even when the exception carries no response
+    return ((az.ClientAuthenticationError, 403), (az.ResourceNotFoundError, 404), (az.ResourceModifiedError, 412))
 
 
 def _status_and_code(exc: BaseException) -> tuple[int | None, str | None]:
     if isinstance(exc, HttpStatusError):
         return exc.status, error_code(exc.code)
-    if not isinstance(exc, az.HttpResponseError):
+    az = _sdk_errors()
+    if az is None or not isinstance(exc, az.HttpResponseError):
         return None, None
     code = getattr(exc, "error_code", None)
     code = getattr(code, "value", code)  # StorageErrorCode is a str enum: its value is the wire code
     status = exc.status_code or (getattr(exc.response, "status_code", None) if exc.response else None)
     if status is None:
-        status = next((s for cls, s in _IMPLIED_STATUS if isinstance(exc, cls)), None)
+        status = next((s for cls, s in _implied_status(az) if isinstance(exc, cls)), None)
     return status, error_code(code if isinstance(code, str) else None)
 
 

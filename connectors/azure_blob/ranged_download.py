@@ -25,7 +25,7 @@ import errno
 import hashlib
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
@@ -64,6 +64,7 @@ class Downloaded:
     facts: BlobFacts
     sha256: str | None
     body: bytes | None = None
+    digests: dict[str, bytes] = field(default_factory=dict)  # every digest computed, by name (sha256 too)
 
 
 @dataclass
@@ -164,8 +165,12 @@ class BlobDownload:
         *,
         concurrency: int,
         retries: int,
+        checks: Callable[[BlobFacts, Iterable[str]], list[Any]] | None = None,
     ) -> None:
+        """``checks(facts, have)``: more digests to compute, for checks the source names in ``facts``
+        beyond those named in ``have`` (S3: its ``x-amz-checksum-*``); none when omitted."""
         self._path = path
+        self._checks = checks or (lambda facts, have: [])
         self._name = name
         self._open_target = open_target
         self._concurrency = concurrency
@@ -189,15 +194,22 @@ class BlobDownload:
             assert self._fd is not None
             # before the rest streams: the source may name a stronger check that makes the MD5 unneeded
             facts = await self._retrying(partial(self._path.refine_facts, self._name, facts))
-            digests = digests if facts.content_md5 else digests[:1]
-            hasher = OrderedHasher(self._fd, digests, first.received)
+            digests = [d for d in digests if d.name != "md5" or facts.content_md5]
+            late = self._checks(facts, [d.name for d in digests])  # named by the refined facts: from byte 0
+            hashers = [OrderedHasher(self._fd, digests, first.received)]
+            if late:
+                hashers.append(OrderedHasher(self._fd, late, 0))
+                hashers[-1].add(0, first.received)
             try:
-                await self._remaining(facts, first.received, hasher)
-                await finish_in_thread(hasher.finish)
+                await self._remaining(facts, first.received, hashers)
+                for hasher in hashers:
+                    await finish_in_thread(hasher.finish)
             finally:
-                hasher.cancel()
+                for hasher in hashers:
+                    hasher.cancel()
+            digests += late
         self._check_md5(facts, digests)
-        return Downloaded(facts, digests[0].hexdigest())
+        return Downloaded(facts, digests[0].hexdigest(), digests={d.name: d.digest() for d in digests})
 
     async def _retrying(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         while True:
@@ -231,6 +243,7 @@ class BlobDownload:
                 os.ftruncate(self._fd, 0)  # a retried first range may belong to a new, smaller blob
             _preallocate(self._fd, facts.size)
             digests = [hashlib.sha256()] + ([hashlib.md5()] if facts.content_md5 else [])  # noqa: S324
+            digests += self._checks(facts, [d.name for d in digests])
             expected = int(response.headers.get("Content-Length", facts.size))
             self._done = 0
             received = await self._stream(response, 0, expected, digests)
@@ -244,13 +257,14 @@ class BlobDownload:
         report_progress(self._name, len(body), facts.size)
         return _FirstRange(facts, len(body), [], body)
 
-    async def _remaining(self, facts: BlobFacts, first: int, hasher: OrderedHasher) -> None:
+    async def _remaining(self, facts: BlobFacts, first: int, hashers: list[OrderedHasher]) -> None:
         ranges = iter([(start, min(start + CHUNK, facts.size) - 1) for start in range(first, facts.size, CHUNK)])
 
         async def worker() -> None:
             for start, end in ranges:  # one shared iterator: each range is taken once
                 await self._retrying(partial(self._one_range, start, end, facts.etag))
-                hasher.add(start, end + 1)
+                for hasher in hashers:
+                    hasher.add(start, end + 1)
 
         count = min(self._concurrency, (facts.size - first + CHUNK - 1) // CHUNK)
         await run_all(worker() for _ in range(count))
@@ -296,4 +310,4 @@ class BlobDownload:
 
     def _check_md5(self, facts: BlobFacts, digests: list[Any]) -> None:
         if facts.content_md5 is not None:
-            check_md5(facts, digests[1], self._name, self._path.source_id)
+            check_md5(facts, next(d for d in digests if d.name == "md5"), self._name, self._path.source_id)

@@ -19,7 +19,6 @@ from connectors.cli.common import WORKSPACE_ENV, print_json
 from connectors.environment import read
 from connectors.publishing import publish_file
 from connectors.registry import SourceRegistry
-from connectors.threads import publish_generated
 
 __all__ = ["add_commands"]
 
@@ -55,6 +54,9 @@ def cmd_upload(args: argparse.Namespace) -> int:
 async def _upload(args: argparse.Namespace) -> dict[str, Any]:
     async with SourceRegistry(args.sources) as registry:
         if args.thread:
+            # imported here: threads bring pyarrow, which no other command of this process needs
+            from connectors.threads import publish_generated
+
             base = args.workspace or read(WORKSPACE_ENV) or "workspace"
             return await publish_generated(registry, base, args.thread, args.id, args.file, args.blob, args.overwrite)
         return await publish_file(registry, args.id, args.file, args.blob, args.overwrite)

@@ -293,7 +293,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             workspace: The folder to land it in.
 
         Returns:
-            The landed file's absolute path.
+            The landed file's absolute path; in Parquet, a table at least ``part_bytes`` big lands as
+            the dataset folder ``<schema>.<table>/`` of parts, whose path this is.
         """
         self._require_connected()
         assert self._settings is not None
@@ -305,8 +306,11 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         async with self._read("fetch", identifier) as (conn, snapshot, _), contextlib.AsyncExitStack() as stack:
             relation = await self._relation(conn, schema, table, identifier)
             if self._settings.format == "parquet" and relation.size >= self._settings.part_bytes:
-                return await self._fetch_dataset(conn, relation, snapshot, workspace,
-                                                 relative.removesuffix(".parquet"))
+                facts = {"source_version": relation.version, "relation_kind": catalog.KIND_NAMES[relation.kind],
+                         "estimated_rows": relation.estimated_rows}
+                return await self._fetch_dataset(conn, relation.columns, catalog.relation_ident(relation),
+                                                 relation.identifier, snapshot, workspace,
+                                                 relative.removesuffix(".parquet"), facts)
             money_scale = await _money_scale(conn, relation.columns)
             statement, writer = self._table_export(relation, money_scale)
             conns, statements = [conn], [statement]
@@ -327,21 +331,21 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                                     relative.removesuffix(".parquet"), self.source_id, relation.identifier)
         return str(landed.path)
 
-    async def _fetch_dataset(self, conn: AsyncConn, relation: Relation, snapshot: str, workspace: str,
-                             name: str) -> str:
-        """Land a table whose size reaches ``part_bytes`` as the dataset folder ``name`` of Parquet parts.
+    async def _fetch_dataset(self, conn: AsyncConn, columns: list[Column], source: sql.Composable, identifier: str,
+                             snapshot: str, workspace: str, name: str, facts: dict[str, Any]) -> str:
+        """Land ``source`` (a table, or a parenthesised query) as the dataset folder ``name`` of Parquet parts.
 
         The same folder, part and record layout as an incremental table's full sync
         (:mod:`connectors.postgresql.parts`): parts staged beside the folder, which replaces the old
         one in one step; a record per part; the dataset's record lists the parts (rows, size, sha256),
-        the total rows and the profile. A single file the table landed as before is removed.
+        the total rows and the profile. A single file it landed as before is removed.
         """
         assert self._settings is not None
         root = await asyncio.to_thread(Path(workspace).absolute)
         with sync_guard.dataset_lock(root, name, self.source_id):  # one export of a dataset at a time
             await asyncio.to_thread(sync_guard.sweep_staging, root, name)
-            plans, statement = await self._parts_statement(conn, relation, catalog.relation_ident(relation))
-            sensitive, source_types = self._profile_inputs(relation.columns, relation.identifier)
+            plans, statement = await self._parts_statement(conn, columns, source)
+            sensitive, source_types = self._profile_inputs(columns, identifier)
             profiler = (BackgroundProfiler(Profiler(arrow_schema(plans), source_types, sensitive))
                         if self._settings.profile else None)
             staging = parts.new_staging(root, name, secrets.token_hex(6))
@@ -351,33 +355,29 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             finally:
                 if profiler is not None:
                     await asyncio.to_thread(profiler.close)
-            provenance = {"source_type": self.type_name(), "source_uri": self._source_uri(relation.identifier),
-                          "source_version": relation.version, "snapshot": snapshot, "format": "parquet",
-                          "sql": statement.decode(),
-                          "columns": [{"name": c.name, "type": c.type} for c in relation.columns]}
-            await asyncio.to_thread(self._publish_parts, staging, root, name, written, provenance,
-                                    relation.identifier, True)
+            provenance = {"source_type": self.type_name(), "source_uri": self._source_uri(identifier),
+                          "snapshot": snapshot, "format": "parquet", "sql": statement.decode(),
+                          "columns": [{"name": c.name, "type": c.type} for c in columns], **facts}
+            await asyncio.to_thread(self._publish_parts, staging, root, name, written, provenance, identifier, True)
             record = build_record(
-                {**provenance, "format": "parquet dataset", "relation_kind": catalog.KIND_NAMES[relation.kind],
-                 "estimated_rows": relation.estimated_rows, "part_bytes": self._settings.part_bytes,
+                {**provenance, "format": "parquet dataset", "part_bytes": self._settings.part_bytes,
                  "parts": [{"name": p.name, "rows": p.rows, "size": p.size, "sha256": p.sha256} for p in written],
                  "row_count": sum(p.rows for p in written),
                  **({"profile": profiler.result()} if profiler is not None else {})},
-                source_id=self.source_id, identifier=relation.identifier, local_path=str(root / name),
+                source_id=self.source_id, identifier=identifier, local_path=str(root / name),
                 size=sum(p.size for p in written), sha256=parts.parts_digest(written))
             await asyncio.to_thread(write_provenance, root, name, record)
-            await asyncio.to_thread(prune_landed, root, f"{name}.parquet", self.source_id, relation.identifier)
+            await asyncio.to_thread(prune_landed, root, f"{name}.parquet", self.source_id, identifier)
         log.debug("source %s: landed %s as the dataset %s (%d rows, %d parts)", self.source_id,
-                  relation.identifier, name, record["row_count"], len(written))
+                  identifier, name, record["row_count"], len(written))
         return str(root / name)
 
-    async def _parts_statement(self, conn: AsyncConn, relation: Relation,
+    async def _parts_statement(self, conn: AsyncConn, columns: list[Column],
                                select: sql.Composable) -> tuple[list[ColumnPlan], bytes]:
-        """The column plans and the COPY that writes ``select``'s rows (the relation's columns) as parts."""
-        money_scale = await _money_scale(conn, relation.columns)
-        aliases = [sql.Identifier(f"c{index}") for index in range(len(relation.columns))]
-        plans = [plan_column(c.resolved, a, money_scale=money_scale)
-                 for c, a in zip(relation.columns, aliases, strict=True)]
+        """The column plans and the COPY that writes ``select``'s rows (of ``columns``) as parts."""
+        money_scale = await _money_scale(conn, columns)
+        aliases = [sql.Identifier(f"c{index}") for index in range(len(columns))]
+        plans = [plan_column(c.resolved, a, money_scale=money_scale) for c, a in zip(columns, aliases, strict=True)]
         statement = sql.SQL("COPY (SELECT {} FROM {} AS q({})) TO STDOUT (FORMAT csv)").format(
             sql.SQL(", ").join(p.select for p in plans), select, sql.SQL(", ").join(aliases)).as_bytes(conn)
         return plans, statement
@@ -531,7 +531,7 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         bounds = await (await conn.execute(sql.SQL(
             "SELECT min({0})::text, max({0})::text, count(*) FROM ({1}) AS s").format(
             sql.Identifier(cursor.name), select).as_string(conn).replace("%", "%%"), [])).fetchone()
-        plans, statement = await self._parts_statement(conn, relation, sql.SQL("({})").format(select))
+        plans, statement = await self._parts_statement(conn, relation.columns, sql.SQL("({})").format(select))
         if not whole and bounds is not None and int(bounds[2]) == 0:  # nothing new: no empty part
             return {"parts": [], "min": None, "max": None, "rows": 0, "sql": statement.decode()}
         prior = None if whole else await asyncio.to_thread(parts.dataset_record, root, name)
@@ -719,7 +719,8 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
             budget: refuse a result over this many rows or bytes, before reading more than the budget.
 
         Returns:
-            The landed file's absolute path; its lineage record holds the query.
+            The landed file's absolute path (a dataset folder ``<name>/`` of Parquet parts when the planner
+            expects ``part_bytes`` or more); its lineage record holds the query.
 
         Raises:
             ConfigurationError: the role may act outside the database.
@@ -739,10 +740,25 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
                 landed = await self._land_slice(conn, source, columns, chosen, [], budget, workspace, relative,
                                                 f"query:{name}", snapshot, facts)
                 return str(landed.path)
+            if await self._large_result(conn, source, name):
+                return await self._fetch_dataset(conn, columns, source, f"query:{name}", snapshot, workspace,
+                                                 relative.removesuffix(".parquet"), facts)
             statement, writer = self._select_export(source, columns, await _money_scale(conn, columns))
             landed = await self._export([conn], [statement], writer, workspace, relative, f"query:{name}",
                                         snapshot, columns, facts)
+        if self._settings.format == "parquet":  # it was a dataset folder before: that one goes
+            await asyncio.to_thread(parts.remove_plain_dataset, landed.path.parent,
+                                    landed.path.name.removesuffix(".parquet"), self.source_id, f"query:{name}")
         return str(landed.path)
+
+    async def _large_result(self, conn: AsyncConn, source: sql.Composable, name: str) -> bool:
+        """Whether a query's result lands as a dataset folder: Parquet, and the planner expects ``part_bytes``
+        or more (rows times width; a name with ``/`` lands as one file)."""
+        assert self._settings is not None
+        if self._settings.format != "parquet" or "/" in name:
+            return False
+        plan = await slicing.explain(conn, sql.SQL("SELECT * FROM {} AS da_row").format(source))
+        return slicing.estimate(plan).bytes >= self._settings.part_bytes
 
     async def _require_harmless_role(self, conn: AsyncConn) -> None:
         """Refuse a role that could act outside the database, unless the source allows it."""

@@ -43,6 +43,7 @@ from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import MAX_PENDING, GroupCommit
 from connectors.landing.names import safe_relative_path
 from connectors.s3.auth import bucket_url, signer_for
+from connectors.s3.checksums import digests_for, missing, new_digest
 from connectors.s3.data_path import S3DataPath, S3Facts, checksum_problem, checksums_of
 from connectors.s3.listing import list_pages, probe
 from connectors.s3.upload import upload_file
@@ -131,7 +132,10 @@ class S3Connector(DataSourceConnector):
         if not self._connected:
             await self.connect()
         clients, settings = self._require()
-        await probe(clients.data, self._scope.folder, retries=settings.retry_total, what=f"listing {self._what()}")
+        try:
+            await probe(clients.data, self._scope.folder, retries=settings.retry_total, what=f"listing {self._what()}")
+        except AuthenticationError as exc:
+            raise self._anonymous_denied(exc, "list this bucket") from exc
         return True
 
     def _require(self) -> tuple[_Clients, S3Settings]:
@@ -167,16 +171,23 @@ class S3Connector(DataSourceConnector):
 
         Yields:
             One item per object in scope, in key order.
+
+        Raises:
+            AuthenticationError: the store refused the listing (an anonymous source: the bucket is not
+                public); never an empty listing.
         """
         clients, settings = self._require()
         prefix = self._scope.listing_prefix(path)
         what = f"listing {self._what()}"
         pages = list_pages(clients.data, prefix, retries=settings.retry_total, what=what)
-        async with mapped_errors(what, source_id=self.source_id), contextlib.aclosing(pages):
-            async for page in pages:
-                for item in page:
-                    if self._scope.matches(item.path):
-                        yield item
+        try:
+            async with mapped_errors(what, source_id=self.source_id), contextlib.aclosing(pages):
+                async for page in pages:
+                    for item in page:
+                        if self._scope.matches(item.path):
+                            yield item
+        except AuthenticationError as exc:  # never an empty listing: a refusal is an error
+            raise self._anonymous_denied(exc, "list this bucket") from exc
 
     # --- metadata ------------------------------------------------------------
 
@@ -267,20 +278,20 @@ class S3Connector(DataSourceConnector):
                     async with batch.waiting if batch else contextlib.nullcontext():
                         return await self._download_and_land(clients, identifier, workspace, batch)
             except AuthenticationError as exc:
-                raise self._anonymous_denied(exc) from exc
+                raise self._anonymous_denied(exc, "read this object") from exc
             except BlobChangedError:
                 if restart == CHANGED_RESTARTS:
                     raise
                 log.info("source %s: object %r changed while downloading; starting again", self.source_id, identifier)
         raise AssertionError("unreachable")
 
-    def _anonymous_denied(self, error: AuthenticationError) -> AuthenticationError:
-        """A refusal of an unsigned request says so: the object is not public (no key was sent to check)."""
+    def _anonymous_denied(self, error: AuthenticationError, action: str) -> AuthenticationError:
+        """A refusal of an unsigned request says so: not public (no key was sent to check)."""
         if self._settings is None or self._settings.credential != "anonymous":
             return error
         return AuthenticationError(f"{error.message.split('; check')[0]}; the source reads anonymously "
-                                   "(credential: anonymous), and the store does not let anyone read this "
-                                   "object: it is not public", source_id=self.source_id)
+                                   f"(credential: anonymous), and the store does not let anyone {action}: "
+                                   "it is not public", source_id=self.source_id)
 
     async def _download_and_land(self, clients: _Clients, identifier: str, workspace: str,
                                  batch: _Batch | None) -> str:
@@ -293,12 +304,12 @@ class S3Connector(DataSourceConnector):
                 opened.append(await finish_in_thread(partial(stack.enter_context, target), clients.disk))
                 return opened[0].fd
 
-            download = BlobDownload(clients.data, identifier, open_target,
-                                    concurrency=settings.max_concurrency, retries=settings.retry_total)
+            download = BlobDownload(clients.data, identifier, open_target, concurrency=settings.max_concurrency,
+                                    retries=settings.retry_total, checks=_stored_checks)
             async with batch.downloads if batch else contextlib.nullcontext():
                 result = await download.run()
                 if result.body is None:
-                    result = await self._check_stored_checksum(clients, identifier, result)
+                    result = await self._check_stored_checksum(clients, identifier, result, opened[0].fd)
             provenance = self._provenance(clients, identifier, result)
             if result.body is not None and batch is not None:
                 check = partial(_check_body, result, identifier, self.source_id)
@@ -312,12 +323,15 @@ class S3Connector(DataSourceConnector):
                              expected_size=result.facts.size, sha256=result.sha256)
             return str((await finish_in_thread(commit, clients.disk)).path)
 
-    async def _check_stored_checksum(self, clients: _Clients, identifier: str, result: Downloaded) -> Downloaded:
-        """After a ranged download: the bytes against the object's full-object ``x-amz-checksum-sha256``.
+    async def _check_stored_checksum(self, clients: _Clients, identifier: str, result: Downloaded,
+                                     fd: int) -> Downloaded:
+        """After a ranged download: the bytes against every full-object ``x-amz-checksum-*`` of the object.
 
         Ranged GETs carry no checksum: the engine asked for them with one HEAD
-        (If-Match) before the rest of the ranges; an object the first range
-        covered is asked now. Returns the result with the checksums it was checked against.
+        (If-Match) before the rest of the ranges and hashed beside them; an object
+        the first range covered is asked now, and a checksum that answer names
+        and the first GET did not is computed from the landed bytes (16 MiB at
+        most). Returns the result with the checksums it was checked against.
         """
         _, settings = self._require()
         facts = result.facts
@@ -326,10 +340,13 @@ class S3Connector(DataSourceConnector):
                                        f"reading checksums of object {identifier!r}", self.source_id,
                                        settings.retry_total)
         assert result.sha256 is not None and isinstance(facts, S3Facts)
-        problem = checksum_problem(facts.checksums, result.sha256)
+        digests = dict(result.digests)
+        if late := missing(facts.checksums, digests):
+            digests |= await finish_in_thread(partial(_digest_landed, fd, facts.size, late), clients.disk)
+        problem = checksum_problem(facts.checksums, result.sha256, digests)
         if problem:
             raise IntegrityError(f"reading object {identifier!r}: {problem}", source_id=self.source_id)
-        return Downloaded(facts, result.sha256, result.body)
+        return Downloaded(facts, result.sha256, result.body, digests)
 
     def _provenance(self, clients: _Clients, identifier: str, result: Downloaded) -> dict[str, Any]:
         facts = result.facts
@@ -377,16 +394,33 @@ class _Batch:
     group: GroupCommit
 
 
+def _stored_checks(facts: Any, have: Iterable[str]) -> list[Any]:
+    """The engine's extra digests: one per full-object x-amz-checksum-* the facts name, beyond ``have``."""
+    return digests_for(facts.checksums, have) if isinstance(facts, S3Facts) else []
+
+
+def _digest_landed(fd: int, size: int, algorithms: list[str]) -> dict[str, bytes]:
+    """Digests of the landed file's ``size`` bytes (read back from the page cache; run it in a thread)."""
+    digests = [new_digest(name) for name in algorithms]
+    for start in range(0, size, SMALL_BLOB):
+        piece = os.pread(fd, min(SMALL_BLOB, size - start), start)
+        for digest in digests:
+            digest.update(piece)
+    return {d.name: d.digest() for d in digests}
+
+
 def _check_body(result: Downloaded, identifier: str, source_id: str) -> None:
-    """A small object's bytes against its ETag MD5 and its x-amz-checksum-sha256, when it has them."""
+    """A small object's bytes against its ETag MD5 and its full-object x-amz-checksum-*, when it has them."""
     body = result.body or b""
     if result.facts.content_md5 is not None:
         check_md5(result.facts, hashlib.md5(body), identifier, source_id)  # noqa: S324 - the store's checksum
     checksums = result.facts.checksums if isinstance(result.facts, S3Facts) else {}
-    if checksums.get("sha256"):
-        problem = checksum_problem(checksums, hashlib.sha256(body).hexdigest())
-        if problem:
-            raise IntegrityError(f"reading object {identifier!r}: {problem}", source_id=source_id)
+    digests = digests_for(checksums)
+    for digest in digests:
+        digest.update(body)
+    problem = checksum_problem(checksums, hashlib.sha256(body).hexdigest(), {d.name: d.digest() for d in digests})
+    if problem:
+        raise IntegrityError(f"reading object {identifier!r}: {problem}", source_id=source_id)
 
 
 def _land_bytes(workspace: str, identifier: str, source_id: str, result: Downloaded,

@@ -87,6 +87,16 @@ class DatasetOutcome:
         """Bytes landed by this sync in this dataset."""
         return self.landed_bytes
 
+    @property
+    def all_checked(self) -> bool:
+        """Whether this sync stat-checked (unchanged) or landed every entry the dataset holds now.
+
+        Then the integrity check run right after it, in the same step, need not stat them again
+        (see ``da_pipelines.checks.verify_entries``). Not so after a sync of chosen items (the
+        others keep their prior entries) or when a fetch failed (its prior entry is kept unchecked).
+        """
+        return self.unchanged + self.landed_count == self.items
+
     def add_landed(self, record: dict[str, Any], keep: bool) -> None:
         """Count a landed record; keep it when the dataset's events need it.
 

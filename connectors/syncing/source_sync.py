@@ -457,8 +457,9 @@ class _Spill:
     a few MiB of memory); identifiers are stored as bytes, so no name breaks it.
     """
 
-    def __init__(self) -> None:
-        handle, self.path = tempfile.mkstemp(prefix="da-listing-", suffix=".sqlite")
+    def __init__(self, folder: Path | None = None) -> None:
+        """A new spill file in ``folder`` (None: the system's temporary folder)."""
+        handle, self.path = tempfile.mkstemp(prefix="da-listing-", suffix=".sqlite", dir=folder)
         os.close(handle)
         self._db = sqlite3.connect(self.path, check_same_thread=False)  # used by one thread at a time
         self._db.execute("PRAGMA journal_mode=OFF")

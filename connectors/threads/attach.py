@@ -11,7 +11,7 @@ import inspect
 import os
 import re
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from connectors.base import DataItem, DataSourceConnector
+from connectors.base import DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NotFoundError, SizeLimitError
 from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.dirs import finish_in_thread, open_directory
@@ -49,16 +49,18 @@ __all__ = [
 RESULT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_REFERENCES = 100
 MAX_GLOB_MATCHES = 1000
-Lister = Callable[[DataSourceConnector], Awaitable[Sequence[DataItem]]]
+# (connector, glob) -> the (identifier, listed size) of the items that may match it (a superset is fine)
+Lister = Callable[[DataSourceConnector, str], AsyncIterator[tuple[str, int | None]]]
 _lister: contextvars.ContextVar[Lister | None] = contextvars.ContextVar("da_attach_lister", default=None)
 
 
 @contextlib.contextmanager
 def listings_from(lister: Lister) -> Iterator[None]:
-    """Globs of the attaches made inside this block match over ``lister(connector)`` (e.g. a shared cache).
+    """Globs of the attaches made inside this block match over ``lister(connector, glob)`` (e.g. a shared cache).
 
     Args:
-        lister: Gives a connector's whole listing (the HTTP API's cached one).
+        lister: Gives the (identifier, listed size) of a connector's items that may match a glob (the
+            HTTP API's cached listing, read a batch at a time).
 
     Returns:
         A context manager; the lister is used inside its block.
@@ -468,11 +470,11 @@ async def _matching(connector: DataSourceConnector, pattern: str, limit: int | N
     """The identifiers ``pattern`` matches: only matches are held, and the listing stops at the first match
     past the cap (streamed from the connector, or read from the shared listing ``listings_from`` gives)."""
     identifiers: list[str] = []
-    async for item in _listing(connector):
-        if not fnmatch.fnmatchcase(item.path, pattern):
+    async for path, size in _listing(connector, pattern):
+        if not fnmatch.fnmatchcase(path, pattern):
             continue
-        _check_size(item.path, item.size, limit)
-        identifiers.append(item.path)
+        _check_size(path, size, limit)
+        identifiers.append(path)
         if len(identifiers) > MAX_GLOB_MATCHES:
             raise ConfigurationError(f"more than {MAX_GLOB_MATCHES} items match; at most {MAX_GLOB_MATCHES} at once")
     if not identifiers:
@@ -480,15 +482,15 @@ async def _matching(connector: DataSourceConnector, pattern: str, limit: int | N
     return identifiers
 
 
-async def _listing(connector: DataSourceConnector) -> AsyncIterator[DataItem]:
-    """The shared listing when one is set (already in memory), else the connector's, streamed."""
+async def _listing(connector: DataSourceConnector, pattern: str) -> AsyncIterator[tuple[str, int | None]]:
+    """The shared listing when one is set (read a batch at a time), else the connector's, streamed."""
     lister = _lister.get()
     if lister is None:
         async for item in connector.iter_items():
-            yield item
+            yield item.path, item.size
         return
-    for item in await lister(connector):
-        yield item
+    async for found in lister(connector, pattern):
+        yield found
 
 
 def _attached(item: Staged) -> AttachedFile:

@@ -333,6 +333,11 @@ def _defined_at(module_name: str, name: str) -> str:
 BUILT_IN_NAMES = (("connectors.local_file", "LocalFileConnector"), ("connectors.azure_blob", "AzureBlobConnector"),
                   ("connectors.s3", "S3Connector"), ("connectors.postgresql", "PostgreSQLConnector"),
                   ("connectors.registry", "SourceRegistry"), ("connectors.testing", "MemoryConnector"))
+DAGSTER_NAMES = (("da_pipelines.resources", "WorkspaceResource"), ("da_pipelines.resources", "SourceResource"),
+                 ("da_pipelines.resources", "LocalFileResource"), ("da_pipelines.resources", "AzureBlobResource"),
+                 ("da_pipelines.resources", "S3Resource"), ("da_pipelines.resources", "PostgreSQLResource"),
+                 ("da_pipelines.translator", "DataSourceTranslator"), ("da_pipelines.factory", "build_source_defs"),
+                 ("da_pipelines.factory", "SourceDefs"), ("da_pipelines.jobs", "SyncConfig"))
 
 
 def python_page() -> str:
@@ -353,6 +358,16 @@ def python_page() -> str:
     except ModuleNotFoundError:  # built without the dagster extra
         paths = []
     for path in dict.fromkeys(paths):
+        lines += [f"::: {path}", "    options:", "      heading_level: 3", ""]
+    if paths:
+        lines += ["### Building blocks", "",
+                  "For a code location of your own: the resources a source's assets use, the translator that",
+                  "makes every asset key and its metadata, and one source's definitions put together.", ""]
+        lines += [f"::: {module}.{name}\n    options:\n      heading_level: 4\n" for module, name in DAGSTER_NAMES]
+    lines += ["## `da_sources_client` (DeepAnalyze's side)", "",
+              "`pip install da-sources-client` ([clients/python](../deepanalyze.md)): the HTTP client, and",
+              "`da_sources_client.deepanalyze`, the glue for DeepAnalyze's chat route. No dependency of its own.", ""]
+    for path in dict.fromkeys(_public("da_sources_client") + _public("da_sources_client.deepanalyze")):
         lines += [f"::: {path}", "    options:", "      heading_level: 3", ""]
     return "\n".join(lines)
 

@@ -121,6 +121,17 @@ def test_preview_of_csv_and_parquet_items(api: Api, data_root: Path) -> None:
     api.call("GET", "/v1/data-sources/docs/stats?item=a.csv", expect=400)
 
 
+def test_a_previews_default_row_count_is_the_settings(tmp_path: Path, data_root: Path,
+                                                      secret_store_env: Path) -> None:
+    for preview_rows, expected in ((4, 4), (25, 25), (5000, 30)):  # 5000: capped at preview_max_rows (1000)
+        for api in start_api(tmp_path / str(preview_rows), preview_rows=preview_rows, policy=open_policy(tmp_path)):
+            api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+            answer = api.call("GET", "/v1/data-sources/docs/preview?item=a.csv", key="read", expect=200).json()
+            assert len(answer["rows"]) == expected == min(answer["limit"], 30)  # a.csv has 30 rows
+            asked = api.call("GET", "/v1/data-sources/docs/preview?item=a.csv&limit=2", expect=200).json()
+            assert len(asked["rows"]) == 2  # the request's limit still wins
+
+
 def test_fetch_job_lands_files_with_lineage(api: Api, data_root: Path) -> None:
     api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
     job = api.call("POST", "/v1/data-sources/docs/fetch", key="read",

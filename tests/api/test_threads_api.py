@@ -28,7 +28,7 @@ def test_attach_lands_at_the_thread_top_level_with_a_manifest(api: Api, data_roo
     first = answer["data"][0]
     assert first == {"name": "q1.csv", "source_id": "docs", "item": "2024/q1.csv", "version": first["version"],
                      "size": 4, "row_count": 1, "status": "attached", "wanted": None,
-                     "profile": first["profile"], "options": None}  # files are described
+                     "profile": first["profile"], "options": None, "parts": None}  # files are described
     assert first["profile"]["rows"] == 1 and first["profile"]["columns"][0]["name"]
     assert answer["manifest"].startswith("Attached data:\n- q1.csv: 2024/q1.csv from source docs, version ")
     folder = api.settings.workspace_base / "thread-1"

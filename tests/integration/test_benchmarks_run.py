@@ -66,6 +66,8 @@ def test_profile_benchmark_runs_and_records_its_ratios(tmp_path: Path) -> None:
     assert "| csv profile on |" in out and "| parquet profile off |" in out
     results = result_data(tmp_path, "bench_profile")
     assert results["rows"] == 3000 and results["csv_on_over_off"] > 0 and results["parquet_on_over_off"] > 0
+    assert results["csv_cpu_on_over_off"] > 0 and results["parquet_whole_cpu_on_over_off"] > 0
+    assert "| child CPU s | server CPU s |" in out and "CPU s / csv profile off's |" in out
 
 
 def test_incremental_benchmark_runs_and_records_its_ratio(tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ from da_sources_client import TOKEN_DIR_VARIABLE, DataSourcesClient, DataSources
 __all__ = ["DataSourcesError", "add_manifest", "configure", "prepare_turn", "protect_process", "references_in"]
 
 AGENT_SOURCES_VARIABLE = "DA_SOURCES_AGENT_SOURCES"  # comma-separated source ids the agent's code may attach
-TOKEN_TTL_VARIABLE = "DA_SOURCES_TOKEN_TTL"  # noqa: S105 (a variable name) seconds, default 3600
+TOKEN_TTL_VARIABLE = "DA_SOURCES_TOKEN_TTL"  # noqa: S105 (a variable name) seconds
+TOKEN_TTL_DEFAULT = 3600  # the server's registry declares it too (connectors.environment); a test compares them
 PR_SET_DUMPABLE = 4
 
 _client: DataSourcesClient | None = None
@@ -118,7 +119,7 @@ async def prepare_turn(thread_id: str, messages: Sequence[Any],
 
 
 def _leave_token(client: DataSourcesClient, thread_id: str, sources: list[str]) -> None:
-    ttl = int(os.environ.get(TOKEN_TTL_VARIABLE) or 3600)
+    ttl = int(os.environ.get(TOKEN_TTL_VARIABLE) or TOKEN_TTL_DEFAULT)
     token = client.mint_thread_token(thread_id, [s.strip() for s in sources], ttl_seconds=ttl)
     path = token_path(thread_id)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)

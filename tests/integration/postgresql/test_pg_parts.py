@@ -32,7 +32,7 @@ from connectors.postgresql import PostgreSQLConnector
 from connectors.registry import SourceRegistry
 from connectors.syncing.dataset_manifest import ManifestEntry
 from connectors.syncing.source_sync import SyncReport, sync_source
-from connectors.threads.attach import attach_to_thread
+from connectors.threads.attach import ItemTooLargeError, attach_to_thread, attached_files
 from da_pipelines.checks import verify_entries
 from tests.conformance import run
 from tests.harness import PostgresServer
@@ -146,6 +146,9 @@ def test_a_small_table_stays_one_file_and_a_table_switching_form_leaves_one_copy
     fetch(connector(postgres_server, schema), f"{schema}.orders", tmp_path)  # a folder again
     assert (tmp_path / f"{schema}.orders").is_dir() and not (tmp_path / f"{schema}.orders.parquet").exists()
     assert not (tmp_path / ".lineage" / f"{schema}.orders.parquet.json").exists()
+    csv = pg_connector(postgres_server, [schema], format="csv", part_bytes=PART_BYTES)
+    landed_csv = fetch(csv, f"{schema}.orders", tmp_path / "csv")["local_path"]  # CSV stays one file
+    assert landed_csv == str(tmp_path / "csv" / f"{schema}.orders.csv")
 
 
 def test_a_re_sync_verifies_the_parts_exports_nothing_unchanged_and_repairs_damage(
@@ -240,3 +243,53 @@ def test_a_thread_attach_places_the_folder_whole_as_one_manifest_entry(
     again = run(attach())
     assert again.files[0].status == "unchanged" and again.files[0].name == entry.name
     assert sorted(p.name for p in (base / "t1").iterdir()) == [f"{schema}.orders"]  # no temporary left
+    listed = attached_files(base, "t1", tmp_path / "state")  # what is attached now, from the records
+    assert [(f.name, f.parts, f.row_count) for f in listed.files] == [(entry.name, entry.parts, ROWS)]
+    with admin(postgres_server) as conn:  # a newer version: our unmodified folder is replaced in one step
+        conn.execute(sql.SQL("DELETE FROM {} WHERE id > 10000").format(sql.Identifier(schema, "orders")))
+    newer = run(attach())
+    assert newer.files[0].status == "replaced" and newer.files[0].name == entry.name
+    assert ds.dataset(str(placed), format="parquet").count_rows() == 10000
+    assert sorted(p.name for p in (base / "t1").iterdir()) == [f"{schema}.orders"]  # the old one is gone
+
+
+def test_a_thread_attach_over_its_byte_limit_stops_while_writing_parts_and_leaves_nothing(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TP_PG", postgres_server.dsn)
+    registry = SourceRegistry(tmp_path / "sources.yaml")
+    registry.add({"id": "wh", "type": "postgresql", "name": "Warehouse",
+                  "config": {"dsn": {"env": "TP_PG"}, "schemas": [schema], "format": "parquet",
+                             "part_bytes": PART_BYTES}})
+    base = tmp_path / "workspace"
+
+    async def attach() -> Any:
+        async with registry:
+            return await attach_to_thread(registry, base, "t1", [{"source_id": "wh", "table": f"{schema}.orders"}],
+                                          max_item_bytes=3 * PART_BYTES, create=True, state_dir=tmp_path / "state")
+
+    with pytest.raises(ItemTooLargeError, match="over the limit of 196608 bytes"):
+        run(attach())
+    assert list((base / "t1").iterdir()) == []
+    assert [p for p in (tmp_path / "state").rglob("*.parquet")] == []  # no part left in the attach's staging
+
+
+def test_a_large_query_result_lands_as_a_dataset_folder_and_a_small_one_as_a_file(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    pg = pg_connector(postgres_server, [schema], format="parquet", part_bytes=PART_BYTES,
+                      allow_privileged_queries=True)  # the harness role is a superuser
+    query = f"SELECT id, amount, note FROM {schema}.orders WHERE id > %s"
+
+    async def go() -> tuple[str, str]:
+        async with pg:
+            return (await pg.fetch_query(query, str(tmp_path), "big", [10]),
+                    await pg.fetch_query(query + " LIMIT 2", str(tmp_path), "small", [ROWS - 2]))
+
+    big, small = map(Path, run(go()))
+    assert big == tmp_path / "big" and len(list(big.iterdir())) >= 3
+    record = read_provenance(big, tmp_path)
+    assert record["query"] == query and record["row_count"] == ROWS - 10 and record["identifier"] == "query:big"
+    table = ds.dataset(str(big), format="parquet").to_table()
+    assert table.num_rows == ROWS - 10 and table.schema.field("amount").type == pa.decimal128(14, 3)
+    assert small == tmp_path / "small.parquet" and small.is_file()

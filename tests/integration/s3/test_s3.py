@@ -1,6 +1,6 @@
 """S3Connector against a real S3-compatible server (moto, signatures checked): conformance, faults, upload.
 
-docs/RELIABILITY.md rows 43-44, 62-64.
+docs/RELIABILITY.md rows 43-44, 62-64, 68-69.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import base64
 import hashlib
 import os
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,46 @@ def test_anonymous_reads_a_public_bucket_unsigned_and_a_private_object_is_denied
                             for r in requests)  # nothing signed: no credential was looked up or sent
 
 
+@pytest.mark.parametrize("wrong", ["secret", "key"])
+def test_listing_with_a_wrong_key_is_an_authentication_error_never_an_empty_listing(
+        s3_server: S3Server, canary: str, monkeypatch: pytest.MonkeyPatch, wrong: str) -> None:
+    bucket = new_bucket(s3_server, {"a.csv": b"1"})  # moto checks every signature against its IAM user
+    monkeypatch.setenv("DA_TEST_S3_SECRET" if wrong == "secret" else "DA_TEST_S3_KEY", canary)
+    connector = S3Connector(s3_config(s3_server, bucket))
+
+    async def body() -> list[str]:
+        async with connector:
+            return [i.path async for i in connector.iter_items()]
+
+    code = "SignatureDoesNotMatch" if wrong == "secret" else "InvalidAccessKeyId"
+    with pytest.raises(AuthenticationError, match=f"listing bucket .*403 {code}") as caught:
+        run(body())
+    assert canary not in str(caught.value) and canary not in repr(caught.value)
+
+
+def test_anonymous_listing_of_a_private_bucket_is_an_authentication_error(tmp_path: Path) -> None:
+    # moto lists any bucket to anyone and answers an unsigned request with 500 when it checks signatures;
+    # S3 answers 403 AccessDenied to an unsigned listing of a private bucket: the proxy answers as S3 does
+    with start_s3(check_signatures=False) as server:
+        bucket = new_bucket(server, {"a.csv": b"1"})
+
+        def unsigned_listing(request: Any) -> bool:
+            listing = request.method == "GET" and "list-type=2" in request.target
+            return listing and "authorization" not in request.headers
+
+        async def body(call: str) -> Any:
+            async with FaultProxy(server.port) as proxy:
+                proxy.add(Rule("status", status=403, match=unsigned_listing, times=None))
+                config = DataSourceConfig(id="anon", type="s3", name="Anon", config={
+                    "bucket": bucket, "endpoint_url": f"http://127.0.0.1:{proxy.port}", "credential": "anonymous"})
+                async with S3Connector(config) as connector:
+                    return await (connector.test_connection() if call == "probe" else connector.list_items())
+
+        for call in ("probe", "list"):
+            with pytest.raises(AuthenticationError, match=r"403.*anonymously .*not let anyone list this bucket"):
+                run(body(call))
+
+
 # --- faults through a proxy -------------------------------------------------------------
 
 
@@ -264,11 +305,22 @@ def digests_hashed_in_threads(monkeypatch: pytest.MonkeyPatch) -> list[list[str]
     return seen
 
 
+def without_checksum(server: S3Server) -> Any:
+    """A boto3 client that sends no checksum (boto3 adds a CRC32 to every upload by default)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=server.endpoint_url, region_name=server.region,
+                        aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
+                        config=Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required"))
+
+
 def test_a_stored_sha256_checksum_is_verified_instead_of_the_etag_md5(
         s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = os.urandom(LARGE)
-    bucket = new_bucket(s3_server, {"plain.bin": data})
+    bucket = new_bucket(s3_server, {})
     s3_server.client().put_object(Bucket=bucket, Key="summed.bin", Body=data, ChecksumAlgorithm="SHA256")
+    without_checksum(s3_server).put_object(Bucket=bucket, Key="plain.bin", Body=data)
     hashed = digests_hashed_in_threads(monkeypatch)
 
     async def body() -> list[str]:
@@ -500,3 +552,97 @@ def test_the_dagster_sensor_lists_an_s3_source(s3_server: S3Server) -> None:
     resource = S3Resource(source_id="lake", source_name="Lake", bucket=bucket, endpoint_url=s3_server.endpoint_url,
                           access_key_id=s3_server.access_key, secret_access_key=s3_server.secret_key)
     assert sorted(i.path for i in run(_list_items(resource, 100))) == ["a.csv", "dir/b.csv"]
+
+
+# --- every x-amz-checksum-* algorithm S3 offers ------------------------------------------------
+
+ALGORITHMS = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"]
+
+
+def reference_checksum(algorithm: str, data: bytes) -> str:
+    """The base64 value S3 keeps, computed here with the libraries botocore uses (not ours)."""
+    from awscrt import checksums
+
+    value = {"CRC32": lambda: zlib.crc32(data).to_bytes(4, "big"),
+             "CRC32C": lambda: checksums.crc32c(data).to_bytes(4, "big"),
+             "CRC64NVME": lambda: checksums.crc64nvme(data).to_bytes(8, "big"),
+             "SHA1": lambda: hashlib.sha1(data).digest(),  # noqa: S324 - S3's checksum
+             "SHA256": lambda: hashlib.sha256(data).digest()}[algorithm]()
+    return base64.b64encode(value).decode()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_stored_checksum_algorithm_is_verified_and_recorded(
+        s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algorithm: str) -> None:
+    objects = {"large.bin": os.urandom(LARGE), "small.bin": os.urandom(5000)}
+    bucket = new_bucket(s3_server, {})
+    for key, data in objects.items():
+        s3_server.client().put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm=algorithm)
+    hashed = digests_hashed_in_threads(monkeypatch)
+
+    async def body() -> list[str]:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            return [await connector.fetch_data(key, str(tmp_path)) for key in objects]
+
+    for landed, data in zip(run(body()), objects.values(), strict=True):
+        assert Path(landed).read_bytes() == data
+        assert read_provenance(Path(landed))["checksums"][algorithm.lower()] == reference_checksum(algorithm, data)
+    # the large one: sha256 beside the ranges (no MD5: the stored checksum is checked), the other from byte 0
+    assert hashed == [["sha256"]] + ([] if algorithm == "SHA256" else [[algorithm.lower()]])
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_bytes_that_do_not_match_a_stored_checksum_fail_and_nothing_lands(
+        s3_server: S3Server, tmp_path: Path, algorithm: str, size: str) -> None:
+    data = os.urandom(LARGE if size == "large" else 5000)
+    bucket = new_bucket(s3_server, {})
+    s3_server.client().put_object(Bucket=bucket, Key="summed.bin", Body=data, ChecksumAlgorithm=algorithm)
+    corrupted = ranged_after_first if size == "large" else lambda request: request.method == "GET"
+
+    async def body() -> None:
+        async with FaultProxy(s3_server.port) as proxy:
+            proxy.add(Rule("flip", match=corrupted, after_bytes=1234))
+            # no ETag MD5: the stored checksum alone must catch it
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}", verify_etag_md5=False)
+            async with S3Connector(config) as connector:
+                await connector.fetch_data("summed.bin", str(tmp_path))
+
+    with pytest.raises(IntegrityError, match=f"x-amz-checksum-{algorithm.lower()} mismatch"):
+        run(body())
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_checksum_only_the_head_tells_is_computed_from_the_landed_bytes(
+        s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flip: bool) -> None:
+    # AWS sends no checksum with a ranged GET: an object the first range covers learns it from the HEAD
+    from connectors.s3.data_path import S3DataPath
+
+    original = S3DataPath.send
+
+    async def no_checksums_on_gets(self: S3DataPath, method: str, url: str, headers: Any) -> Any:
+        headers = {k: v for k, v in headers.items() if method != "GET" or k != "x-amz-checksum-mode"}
+        return await original(self, method, url, headers)
+
+    monkeypatch.setattr(S3DataPath, "send", no_checksums_on_gets)
+    data = os.urandom(5 * 1024 * 1024)  # over the in-memory size, under one range
+    bucket = new_bucket(s3_server, {})
+    s3_server.client().put_object(Bucket=bucket, Key="mid.bin", Body=data, ChecksumAlgorithm="CRC32C")
+
+    async def body() -> str:
+        async with FaultProxy(s3_server.port) as proxy:
+            if flip:
+                proxy.add(Rule("flip", match=lambda request: request.method == "GET", after_bytes=4321))
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}", verify_etag_md5=False)
+            async with S3Connector(config) as connector:
+                return await connector.fetch_data("mid.bin", str(tmp_path))
+
+    if flip:
+        with pytest.raises(IntegrityError, match="x-amz-checksum-crc32c mismatch"):
+            run(body())
+        assert files_under(tmp_path) == []
+    else:
+        landed = Path(run(body()))
+        assert landed.read_bytes() == data
+        assert read_provenance(landed)["checksums"]["crc32c"] == reference_checksum("CRC32C", data)

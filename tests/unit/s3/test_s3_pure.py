@@ -1,4 +1,7 @@
-"""The pure parts of the s3 connector: settings, addresses, ETag MD5s, checksums, listing pages."""
+"""The pure parts of the s3 connector: settings, addresses, ETag MD5s, checksums, listing pages.
+
+docs/RELIABILITY.md row 68 (composite checksums).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import pytest
 
 from connectors import ConfigurationError, DataSourceConfig
 from connectors.s3.auth import bucket_url, key_url
+from connectors.s3.checksums import digests_for, full_object
 from connectors.s3.data_path import checksum_problem, etag_md5
 from connectors.s3.listing import parse_page
 from connectors.settings import S3Settings
@@ -62,7 +66,32 @@ def test_checksum_sha256_is_compared_when_full_object() -> None:
     assert checksum_problem({"sha256": good}, sha) is None
     assert "mismatch" in (checksum_problem({"sha256": good}, hashlib.sha256(b"y").hexdigest()) or "")
     assert checksum_problem({"sha256": good + "-2"}, hashlib.sha256(b"y").hexdigest()) is None  # composite
-    assert checksum_problem({"crc32": "AAAAAA=="}, sha) is None
+
+
+CHECK = b"123456789"  # the standard CRC check input, with each algorithm's published check value
+CHECK_VALUES = {"crc32": "cbf43926", "crc32c": "e3069283", "crc64nvme": "ae8b14860a799888",
+                "sha1": hashlib.sha1(CHECK).hexdigest(), "sha256": hashlib.sha256(CHECK).hexdigest()}
+
+
+@pytest.mark.parametrize("algorithm", sorted(CHECK_VALUES))
+def test_every_full_object_checksum_is_computed_and_compared(algorithm: str) -> None:
+    stored = {algorithm: base64.b64encode(bytes.fromhex(CHECK_VALUES[algorithm])).decode()}
+    digests = digests_for(stored)
+    assert [d.name for d in digests] == ([] if algorithm == "sha256" else [algorithm])
+    for digest in digests:  # in two pieces, as the engine feeds ranges
+        digest.update(memoryview(CHECK)[:4])
+        digest.update(memoryview(CHECK)[4:])
+    computed = {d.name: d.digest() for d in digests}
+    sha = hashlib.sha256(CHECK).hexdigest()
+    assert checksum_problem(stored, sha, computed) is None
+    wrong = {algorithm: base64.b64encode(bytes(len(bytes.fromhex(CHECK_VALUES[algorithm])))).decode()}
+    assert f"x-amz-checksum-{algorithm} mismatch" in (checksum_problem(wrong, sha, computed) or "")
+
+
+def test_a_composite_checksum_is_recorded_not_verified() -> None:
+    composite = {"crc32": "AAAAAA==-3", "crc64nvme": "AAAAAAAAAAA=-2", "sha1": "x-2"}
+    assert full_object(composite) == {} and digests_for(composite) == []
+    assert checksum_problem(composite, hashlib.sha256(b"y").hexdigest(), {}) is None
 
 
 def test_a_listing_page_decodes_keys_and_drops_folder_placeholders() -> None:
