@@ -35,7 +35,7 @@ _BUILTIN_PATHS = {
 _INSTALL_HINTS = {
     "azure_blob": "pip install azure-storage-blob[aio]",
     "postgresql": "pip install 'psycopg[binary]' psycopg-pool",
-    "s3": "pip install 'da-sources[s3]' (botocore, for request signing and the AWS credential chain)",
+    "s3": "pip install 'da-sources[s3]' (botocore for profiles and the AWS credential chain, awscrt for CRC checks)",
 }
 
 _registered: dict[str, type] = {}
@@ -158,4 +158,8 @@ def _names_class(path: str, cls: type) -> bool:
     if path == f"{cls.__module__}:{cls.__qualname__}":
         return True
     module = sys.modules.get(module_name)  # a class's package is imported before the class is used
-    return module is not None and getattr(module, attribute, None) is cls
+    if module is None:
+        return False
+    if attribute not in vars(module) and not cls.__module__.startswith(f"{module_name}."):
+        return False  # a lazy attribute of another package: asking would import it (the Azure SDK for S3)
+    return getattr(module, attribute, None) is cls

@@ -60,6 +60,8 @@ class ApiSettings:
     """Paths and limits of one API instance.
 
     Each field's docstring is its meaning on the generated settings reference (``docs/_gen/reference.py``).
+    A limit (``_limit("DA_API_MAX_JOBS")``) takes its default from that variable's entry in
+    :data:`connectors.environment.VARIABLES`, the one place the number is written.
     """
 
     sources_file: Path

@@ -2,7 +2,7 @@
 
 Identifiers are full object keys (``DataItem.path``); an object lands at ``<workspace>/<key>``,
 with the scope rules and the download engine of ``azure_blob``. How bytes move and are checked,
-and why botocore signs: ``docs/design/s3.md``.
+and how requests are signed: ``docs/design/s3.md``.
 
 Example:
     >>> config = DataSourceConfig(id="lake", type="s3", name="Lake", config={

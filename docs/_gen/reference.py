@@ -333,6 +333,7 @@ def _defined_at(module_name: str, name: str) -> str:
 BUILT_IN_NAMES = (("connectors.local_file", "LocalFileConnector"), ("connectors.azure_blob", "AzureBlobConnector"),
                   ("connectors.s3", "S3Connector"), ("connectors.postgresql", "PostgreSQLConnector"),
                   ("connectors.registry", "SourceRegistry"), ("connectors.testing", "MemoryConnector"))
+API_NAMES = (("connectors.api", "create_app"), ("connectors.api.api_settings", "ApiSettings"))
 DAGSTER_NAMES = (("da_pipelines.resources", "WorkspaceResource"), ("da_pipelines.resources", "SourceResource"),
                  ("da_pipelines.resources", "LocalFileResource"), ("da_pipelines.resources", "AzureBlobResource"),
                  ("da_pipelines.resources", "S3Resource"), ("da_pipelines.resources", "PostgreSQLResource"),
@@ -350,6 +351,12 @@ def python_page() -> str:
         lines += [f"::: {path}", "    options:", "      heading_level: 3", ""]
     lines += ["## The built-in connectors", ""]
     for module, name in BUILT_IN_NAMES:
+        lines += [f"::: {_defined_at(module, name)}", "    options:", "      heading_level: 3", ""]
+    lines += ["## The HTTP API in Python (`connectors.api`)", "",
+              "`connectors.api.router` is the FastAPI `APIRouter` to include in an app of your own;",
+              "`create_app` builds the standalone app `da-sources serve` runs, from `ApiSettings`",
+              "([the routes](http-api.md), [the variables](environment.md)).", ""]
+    for module, name in API_NAMES:
         lines += [f"::: {_defined_at(module, name)}", "    options:", "      heading_level: 3", ""]
     lines += ["## `da_pipelines`", "",
               "`da_pipelines.defs`: the `dagster.Definitions` of the sources file, built on first access.", ""]

@@ -8,10 +8,11 @@ value the code uses: the settings models, the ``da-sources`` parser, the API pol
 defaults, and for a ``DA_*`` variable its registry entry (where ``ApiSettings`` takes its limits'
 defaults from) and any copy outside the server (the python client's token lifetime). A key that
 several models hold with different defaults is compared with the model its page documents
-(:data:`SCOPES`), never with "any of them". Numbers quoted without a name ("the first rows (10 by
-default)") are pinned one by one in :data:`PINNED`. Changing a default in the code fails this test
-until the pages say the new value. A default quoted in another shape is not seen: keep to these,
-or link to the generated reference instead of repeating the number.
+(:data:`SCOPES`), never with "any of them". A bound ("(default 900, at most 86400)") is compared
+with the field's ``le``/``ge``; "1 h" and "30 s" read as seconds. Numbers quoted without a name
+("the first rows (10 by default)") are pinned one by one in :data:`PINNED`. Changing a default in
+the code fails this test until the pages say the new value. A default quoted in another shape is
+not seen: keep to these, or link to the generated reference instead of repeating the number.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from connectors.cli import build_parser
 from connectors.environment import VARIABLES
 from tests.docs_blocks import REPO
 
-_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
-_NUMBER = r"\d[\d,]*(?:\.\d+)?(?: ?(?:KiB|MiB|GiB|B)\b)?"
+_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "s": 1, "min": 60, "h": 3600}
+_NUMBER = r"\d[\d,]*(?:\.\d+)?(?: ?(?:KiB|MiB|GiB|B|s|min|h)\b)?"
 _PLAIN = rf"(?P<value>{_NUMBER}|true|false)"
 _QUOTED = r"(?P<value>`[^`]+`)"  # a word or list in backticks counts only after "default": `a`, `b` is a list
 _NAME = r"`(?P<name>DA_[A-Z0-9_]+|[a-z][a-z0-9_]*|--[a-z][a-z0-9-]*)`(?: [a-z]+)?"
@@ -44,7 +45,7 @@ _END = r"(?=[,;)]| by default)"
 # (VALUE, `NAME`
 _QUOTES = (
     re.compile(rf"{_NAME}\s+\((?:default\s+)?{_PLAIN}{_END}"),
-    re.compile(rf"{_NAME}\s+\(default\s+{_NUMBER},\s+at most\s+(?P<value>{_NUMBER})\)"),  # the maximum
+    re.compile(rf"{_NAME}\s+\(default\s+{_NUMBER},\s+at (?P<bound>most|least)\s+(?P<value>{_NUMBER})\)"),
     re.compile(rf"{_NAME}\s+\(default\s+{_QUOTED}{_END}"),
     re.compile(rf"{_NAME},\s+(?:default\s+)?{_PLAIN}{_END}"),
     re.compile(rf"{_NAME},\s+default\s+{_QUOTED}{_END}"),
@@ -57,7 +58,7 @@ class Quote:
     page: str
     name: str
     value: str
-    kind: str = "default"  # or "maximum": `NAME` (default VALUE, at most MAX)
+    kind: str = "default"  # or "most" / "least": `NAME` (default VALUE, at most MAX), (..., at least MIN)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +73,8 @@ def quotes(text: str, page: str = "") -> Iterator[Quote]:
     """Every ``name``-and-default quote in ``text`` (line breaks read as spaces)."""
     flat = " ".join(text.split())
     for shape in _QUOTES:
-        kind = "maximum" if "at most" in shape.pattern else "default"
         for found in shape.finditer(flat):
-            yield Quote(page, found.group("name"), found.group("value"), kind)
+            yield Quote(page, found.group("name"), found.group("value"), found.groupdict().get("bound") or "default")
 
 
 def table_quotes(text: str, page: str = "") -> Iterator[Quote]:
@@ -162,15 +162,15 @@ def settings_defaults() -> dict[str, list[Known]]:
     return defaults
 
 
-def settings_maxima() -> dict[str, list[Known]]:
-    """Each settings key with an upper bound (``le``), with that bound in each model that has one."""
-    maxima: dict[str, list[Known]] = {}
+def settings_bounds(kind: str) -> dict[str, list[Known]]:
+    """Each settings key with a bound, ``most`` (``le``) or ``least`` (``ge``), in each model that has one."""
+    bounds: dict[str, list[Known]] = {}
     for model in _models():
         for name, field in model.model_fields.items():
-            for bound in (getattr(m, "le", None) for m in field.metadata):
+            for bound in (getattr(m, "le" if kind == "most" else "ge", None) for m in field.metadata):
                 if bound is not None:
-                    maxima.setdefault(field.alias or name, []).append(Known(model.__name__, bound))
-    return maxima
+                    bounds.setdefault(field.alias or name, []).append(Known(model.__name__, bound))
+    return bounds
 
 
 def option_defaults() -> dict[str, list[Known]]:
@@ -256,7 +256,8 @@ def mismatch(quote: Quote, known: list[Known]) -> str | None:
     if len({repr(k.value) for k in candidates}) > 1 and not quote.name.startswith("DA_"):
         return f"{quote.page}: `{quote.name}` has several defaults ({shown}): add the page's model to SCOPES"
     if not all(_same(_parsed(quote.value), k.value) for k in candidates):
-        return f"{quote.page}: `{quote.name}` {quote.kind} {quote.value}, the code: {shown}"
+        said = quote.kind if quote.kind == "default" else f"at {quote.kind}"
+        return f"{quote.page}: `{quote.name}` {said} {quote.value}, the code: {shown}"
     return None
 
 
@@ -266,9 +267,9 @@ def _found() -> list[Quote]:
 
 
 def test_every_quoted_default_is_the_codes() -> None:
-    known, maxima = known_defaults(), settings_maxima()
-    checked = [(q, (maxima if q.kind == "maximum" else known)[q.name]) for q in _found()
-               if q.name in (maxima if q.kind == "maximum" else known)]  # other backticked words: no setting
+    values = {"default": known_defaults(), "most": settings_bounds("most"), "least": settings_bounds("least")}
+    checked = [(q, values[q.kind][q.name]) for q in _found()
+               if q.name in values[q.kind]]  # other backticked words: no setting, option or variable
     wrong = [why for q, values in checked if (why := mismatch(q, values))]
     assert not wrong, "pages quote a default the code does not have:\n" + "\n".join(wrong)
     assert len(checked) >= 40, f"only {len(checked)} quoted defaults found: has the pages' wording changed?"
@@ -294,6 +295,14 @@ def _lost_retries_interval() -> int:
     return int(lost_retries_sensor([]).minimum_interval_seconds or 0)
 
 
+def _jobs_page() -> int:
+    import inspect
+
+    from connectors.api.fetching import list_jobs
+
+    return int(inspect.signature(list_jobs).parameters["limit"].default)
+
+
 def _header_cap() -> int:
     from connectors.api.server import MAX_HEADER_BYTES
 
@@ -305,6 +314,7 @@ PINNED: tuple[tuple[str, str, str, Callable[[], Any]], ...] = (
     ("docs/api.md", r"the first rows \((\d+) by default\)", "ApiSettings.preview_rows",
      lambda: ApiSettings.preview_rows),
     ("docs/api.md", r"headers \(at most (\d+ KiB)\)", "connectors.api.server.MAX_HEADER_BYTES", _header_cap),
+    ("docs/api.md", r"the list is paged \(`\?limit=`, default (\d+)", "list_jobs' limit", _jobs_page),
     ("docs/dagster-lost-retry.md", r"on by default, every (\d+) s\b", "lost_retries_sensor's interval",
      _lost_retries_interval),
 )
@@ -331,9 +341,11 @@ def test_a_changed_default_is_caught() -> None:
     found += table_quotes(table, "docs/connectors/postgresql.md")
     assert {q.name for q in found} >= {"statement_timeout", "ports", "pool_min_size", "pool_max_size", "seed"}
     assert all(mismatch(q, known[q.name]) for q in found)
-    maximum = list(quotes("`ttl_seconds` (default 900, at most 86401)"))
-    assert [q.kind for q in maximum] == ["default", "maximum"]
-    assert mismatch(maximum[1], settings_maxima()["ttl_seconds"])
+    bounded = list(quotes("`ttl_seconds` (default 900, at most 86401); `part_bytes` (default 1 MiB, at least 2 KiB)"))
+    assert [q.kind for q in bounded] == ["default", "default", "most", "least"]
+    assert mismatch(bounded[2], settings_bounds("most")["ttl_seconds"])
+    assert mismatch(bounded[3], settings_bounds("least")["part_bytes"])
+    assert mismatch(next(quotes("`statement_timeout` (default 2 h)")), known["statement_timeout"])
 
 
 def test_a_key_with_several_defaults_is_compared_with_the_pages_model() -> None:

@@ -1,8 +1,9 @@
 """The generated Python API page documents the names a user needs, each at a path that imports.
 
-A user of the library needs ``connectors``' public names and the built-in connectors; a Dagster user
-the Component, ``build_definitions``, the resources and the translator; DeepAnalyze's side the
-client. ``docs/_gen/reference.py`` writes one mkdocstrings directive per name.
+A user of the library needs ``connectors``' public names, the built-in connectors and the HTTP API's
+``create_app``/``ApiSettings``; a Dagster user the Component, ``build_definitions``, the resources
+and the translator; DeepAnalyze's side the client. ``docs/_gen/reference.py`` writes one
+mkdocstrings directive per name.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import connectors
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "_gen" / "reference.py"
 NEEDED = {"LocalFileConnector", "AzureBlobConnector", "S3Connector", "PostgreSQLConnector", "SourceRegistry",
           "DataSourceComponent", "build_definitions", "WorkspaceResource", "SourceResource", "PostgreSQLResource",
-          "DataSourceTranslator", "build_source_defs", "prepare_turn"}
+          "DataSourceTranslator", "build_source_defs", "prepare_turn", "create_app", "ApiSettings"}
 
 
 def _reference() -> ModuleType:

@@ -2,7 +2,7 @@
 
 Against the real PostgreSQL: a table at least ``part_bytes`` big lands as ``<schema>.<table>/`` of
 several parts, the same layout as an incremental table's full sync, read back as one exactly typed
-table by pyarrow and DuckDB (and pandas where installed); a re-sync of the unchanged table verifies the parts and
+table by pyarrow, pandas and DuckDB; a re-sync of the unchanged table verifies the parts and
 exports nothing; a damaged or extra part is repaired; an interrupted export leaves no half folder;
 the Dagster integrity check and a thread attach take the folder as one item.
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
@@ -82,15 +83,6 @@ def resync(pg: PostgreSQLConnector, workspace: Path) -> SyncReport:
     return report
 
 
-def pandas_frame(folder: Path) -> Any:
-    """``pandas.read_parquet(folder)``, or None where pandas is not installed (it is in the ``bench`` extra)."""
-    try:
-        import pandas
-    except ImportError:
-        return None
-    return pandas.read_parquet(folder)
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -119,13 +111,12 @@ def test_a_large_table_lands_as_bounded_parts_read_as_one_exactly_typed_table(
     assert table.schema.field("at").type == pa.timestamp("us", tz="UTC")
     assert table.schema.field("day").type == pa.date32()
     assert table.column("amount")[0].as_py() == decimal.Decimal("1.125")
-    # pandas (where installed) reads the folder as one frame, with the same types
-    frame = pandas_frame(folder)
-    if frame is not None:
-        assert len(frame) == ROWS and frame["amount"].sum() == decimal.Decimal("225011250.000")
-        assert isinstance(frame["amount"].iloc[0], decimal.Decimal) and str(frame["at"].dtype).endswith("UTC]")
-        first = frame.loc[frame["id"] == 1, "at"].iloc[0]
-        assert first == datetime.datetime(2026, 1, 1, 0, 0, 1, tzinfo=datetime.UTC)
+    # pandas (what the agent's code reads with) takes the folder as one frame, with the same types
+    frame = pandas.read_parquet(folder)
+    assert len(frame) == ROWS and frame["amount"].sum() == decimal.Decimal("225011250.000")
+    assert isinstance(frame["amount"].iloc[0], decimal.Decimal) and str(frame["at"].dtype).endswith("UTC]")
+    first = frame.loc[frame["id"] == 1, "at"].iloc[0]
+    assert first == datetime.datetime(2026, 1, 1, 0, 0, 1, tzinfo=datetime.UTC)
     # DuckDB too
     answer = duckdb.connect().execute(
         f"SELECT sum(amount), count(*), typeof(any_value(amount)), typeof(any_value(\"at\")) "
