@@ -18,6 +18,8 @@ import errno
 import os
 import stat
 
+from connectors.landing.syscalls import open_no_links
+
 MAX_LINKS = 40  # as the kernel's own limit on links followed in one lookup
 
 _BASE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -53,6 +55,8 @@ def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = Fa
         NotRegularError: the path is not a regular file (or folder).
         OSError: ENOENT, ENOTDIR (a file on the way), ELOOP (too many links), EACCES...
     """
+    if not directory and (quick := _open_file_quickly(root_fd, relative)) is not None:
+        return quick
     todo = _components(relative)
     folders = [os.dup(root_fd)]  # the folders walked into; folders[-1] is the current one
     links = 0
@@ -81,6 +85,28 @@ def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = Fa
     finally:
         for fd in folders:
             os.close(fd)
+
+
+def _open_file_quickly(root_fd: int, relative: str) -> int | None:
+    """The usual case: the file's folder reached in one ``openat2`` that refuses any link, then the file as the walk
+    opens it (checked before it is opened). None: a link, an error or no ``openat2``; the walk then says which.
+    """
+    folder_path, _, name = relative.rpartition("/")
+    if not folder_path or name in ("", ".", ".."):
+        return None  # a file at the top: the walk is one step anyway
+    try:
+        folder = open_no_links(root_fd, folder_path, _DIR)
+    except OSError:
+        return None
+    if folder is None:
+        return None
+    try:
+        opened = _open_component(folder, name, directory=False)
+    except (OSError, NotRegularError):
+        return None
+    finally:
+        os.close(folder)
+    return opened if isinstance(opened, int) else None  # a link last: the walk follows it
 
 
 def _components(relative: str) -> list[str]:

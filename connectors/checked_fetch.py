@@ -133,18 +133,19 @@ async def fetch_many_checked(
         except UnsafeNameError as exc:
             results[identifier] = CheckedResult(identifier, error=exc)
     started = time.time()
-    fetched = await connector.fetch_many(safe, str(workspace), concurrency=concurrency) if safe else []
-    for result in await _accept_all(connector, _absolute(workspace), fetched, started, versions):
+    with lineage.remembering_landed() as landed:  # the records our landing writes: not read back from disk
+        fetched = await connector.fetch_many(safe, str(workspace), concurrency=concurrency) if safe else []
+    for result in await _accept_all(connector, _absolute(workspace), fetched, started, versions, landed):
         results[result.identifier] = result
     return [results[identifier] for identifier in wanted]
 
 
 async def _accept_all(
     connector: DataSourceConnector, workspace: Path, fetched: list[FetchResult], started: float,
-    versions: Mapping[str, str] | None,
+    versions: Mapping[str, str] | None, landed: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> list[CheckedResult]:
     """Check each landed result; write the records connectors did not write; report the bytes."""
-    checked = await asyncio.to_thread(_check_all, connector, workspace, fetched, started)
+    checked = await asyncio.to_thread(_check_all, connector, workspace, fetched, started, landed or {})
     unrecorded = [r for r in checked if r.error is None and r.record is None]
     if unrecorded:
         known = await _versions_of(connector, [r.identifier for r in unrecorded], versions or {})
@@ -160,9 +161,14 @@ def _absolute(workspace: str | os.PathLike[str]) -> Path:
 
 
 def _check_all(
-    connector: DataSourceConnector, workspace: Path, fetched: list[FetchResult], started: float
+    connector: DataSourceConnector, workspace: Path, fetched: list[FetchResult], started: float,
+    landed: Mapping[tuple[str, str], Mapping[str, Any]],
 ) -> list[CheckedResult]:
-    """Per result: its error, or its place checked and its fresh record (None when it has none)."""
+    """Per result: its error, or its place checked and its fresh record (None when it has none).
+
+    ``landed``: the records our landing wrote during this fetch, taken as they are (fresh by
+    construction) when they are this source's; any other is read from disk and checked.
+    """
     checked = []
     for result in fetched:
         if result.error is not None or result.path is None:
@@ -170,7 +176,9 @@ def _check_all(
             continue
         try:
             relative = landed_relative(workspace, result.path, connector.source_id)
-            record = _fresh_record(connector, result.identifier, workspace, relative, started)
+            kept = landed.get((str(workspace), relative))
+            record = (dict(kept) if kept is not None and kept.get("source_id") == connector.source_id
+                      else _fresh_record(connector, result.identifier, workspace, relative, started))
             checked.append(CheckedResult(result.identifier, path=str(workspace / relative), record=record))
         except DataSourceError as exc:
             checked.append(CheckedResult(result.identifier, error=exc))

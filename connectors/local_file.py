@@ -34,7 +34,7 @@ from connectors.beneath import EscapesRootError, IsFolderError, NotRegularError,
 from connectors.errors import DataFetchError, DataSourceError, IntegrityError, NotFoundError, UnsafeNameError
 from connectors.landing.atomic import landing
 from connectors.landing.dirs import finish_in_thread
-from connectors.landing.group_commit import MAX_PENDING, GroupFile, land_group
+from connectors.landing.group_commit import GroupFile, land_group
 from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, safe_relative_path, shown_path
 from connectors.landing.progress import report_progress
 from connectors.landing.syscalls import start_writeback
@@ -46,6 +46,11 @@ log = get_logger(__name__)
 COPY_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call: few syscalls, cancellable between
 HASH_BUFFER = 4 * 1024 * 1024  # one reused buffer for hashing: bounded memory
 SMALL_FILE = 1024 * 1024  # fetch_many reads files up to this size whole and lands them in groups
+# a group's files are synced twice per group (data, then names and records): on ext4 each sync is a journal
+# commit, so groups are as large as memory and descriptors allow (each file holds two until its group lands;
+# 256 files stay well under the common limit of 1,024 descriptors)
+GROUP_FILES = 256
+GROUP_BYTES = 32 * 1024 * 1024  # bodies held at once at most (plus one file)
 
 
 class LocalFileConnector(DataSourceConnector):
@@ -297,9 +302,9 @@ class LocalFileConnector(DataSourceConnector):
         """Fetch several files, ``concurrency`` at once; per-item results in order.
 
         Files up to :data:`SMALL_FILE` are read whole and land in groups of up to
-        ``MAX_PENDING``, a group in one trip to a thread with one file-system sync per
-        step (:func:`connectors.landing.group_commit.land_group`) rather than three fsyncs
-        and a task each; larger ones are copied as :meth:`fetch_data` does.
+        :data:`GROUP_FILES` files and :data:`GROUP_BYTES`, a group in one trip to a thread
+        with one file-system sync per step (:func:`connectors.landing.group_commit.land_group`)
+        rather than three fsyncs and a task each; larger ones are copied as :meth:`fetch_data` does.
 
         Args:
             identifiers: The files, as listed.
@@ -311,8 +316,8 @@ class LocalFileConnector(DataSourceConnector):
         """
         wanted = list(identifiers)
         outcomes: list[str | DataSourceError | None] = []  # None: over SMALL_FILE, copied below
-        for start in range(0, len(wanted), MAX_PENDING):  # a batch's bodies are held until it lands
-            outcomes += await finish_in_thread(partial(self._land_small, wanted[start:start + MAX_PENDING], workspace))
+        for start in range(0, len(wanted), GROUP_FILES):
+            outcomes += await finish_in_thread(partial(self._land_small, wanted[start:start + GROUP_FILES], workspace))
         reads = asyncio.Semaphore(max(1, concurrency))
 
         async def large(identifier: str) -> str:
@@ -326,21 +331,36 @@ class LocalFileConnector(DataSourceConnector):
                 for identifier, outcome in zip(wanted, outcomes, strict=True)]
 
     def _land_small(self, identifiers: list[str], workspace: str) -> list[str | DataSourceError | None]:
-        """In a thread: read the small files of a batch and land them as one group (one trip, no task per file).
+        """In a thread: read the small files of a batch and land them in groups (one trip, no task per file).
 
         Per identifier: its landed path, its error, or None when it is over :data:`SMALL_FILE`.
         """
         outcomes: list[str | DataSourceError | None] = [None] * len(identifiers)
-        files, places = [], []
+        files: list[GroupFile] = []
+        places: list[int] = []
+        held = 0
         for index, identifier in enumerate(identifiers):
             try:
                 small = self._read_small(identifier)
             except DataSourceError as exc:
                 outcomes[index] = exc
                 continue
-            if small is not None:
-                files.append(GroupFile(workspace, identifier, small[0], self.source_id, small[1]))
-                places.append(index)
+            if small is None:
+                continue
+            files.append(GroupFile(workspace, identifier, small[0], self.source_id, small[1]))
+            places.append(index)
+            held += len(small[0])
+            if held >= GROUP_BYTES:  # memory stays bounded: land what is held, read on
+                self._land_group(files, places, outcomes)
+                files, places, held = [], [], 0
+        self._land_group(files, places, outcomes)
+        return outcomes
+
+    @staticmethod
+    def _land_group(files: list[GroupFile], places: list[int], outcomes: list[str | DataSourceError | None]) -> None:
+        """Land ``files`` as one group; each outcome goes to its place."""
+        if not files:
+            return
         for index, landed in zip(places, land_group(files), strict=True):
             if isinstance(landed, DataSourceError):
                 outcomes[index] = landed
@@ -348,7 +368,6 @@ class LocalFileConnector(DataSourceConnector):
                 raise landed  # not an item's error: a bug, as collect_results lets through
             else:
                 outcomes[index] = str(landed.path)
-        return outcomes
 
     def _read_small(self, identifier: str) -> tuple[bytes, dict[str, Any]] | None:
         """The whole file and its provenance, or None when it is over :data:`SMALL_FILE`."""

@@ -184,6 +184,7 @@ class Landing:
                         os.fsync(self._dir_fd)
                 finally:  # the new bytes are in place: their record goes with them, even if the sync failed
                     publish()
+        lineage.remember_landed(self.workspace, self.relative, record)
         self.committed = LandedFile(self.path, self.relative, size, digest, record)
         return self.committed
 

@@ -77,6 +77,36 @@ def run_context(run_id: str | None) -> Iterator[None]:
         _run_id.reset(token)
 
 
+_landed: contextvars.ContextVar[dict[tuple[str, str], dict[str, Any]] | None] = contextvars.ContextVar(
+    "da_landed_records", default=None)
+
+
+@contextlib.contextmanager
+def remembering_landed() -> Iterator[Mapping[tuple[str, str], Mapping[str, Any]]]:
+    """Inside this block, each record the landing writes is also kept, by (absolute workspace, relative path).
+
+    The framework checks every file a connector says it landed, its record included; for the
+    files our own landing wrote in the block it takes the record from here instead of reading
+    back what it has just written (:func:`connectors.checked_fetch.fetch_many_checked`).
+
+    Returns:
+        A context manager yielding the records kept (filled as files land, in any thread of the block).
+    """
+    kept: dict[tuple[str, str], dict[str, Any]] = {}
+    token = _landed.set(kept)
+    try:
+        yield kept
+    finally:
+        _landed.reset(token)
+
+
+def remember_landed(workspace: Path, relative: str, record: dict[str, Any]) -> None:
+    """Keep ``record``, just published for ``<workspace>/<relative>``, for :func:`remembering_landed`."""
+    kept = _landed.get()
+    if kept is not None:
+        kept[(str(workspace), relative)] = record
+
+
 def current_run_id() -> str | None:
     """The run id set by :func:`run_context`.
 

@@ -36,7 +36,7 @@ from connectors.settings import describe_errors
 
 # Types whose items land at <workspace>/<identifier>: their record is found without a scan.
 _LANDS_AT_IDENTIFIER = frozenset({"local_file", "azure_blob", "s3"})
-CHUNK = 512  # items fetched per fetch_many call: records stream, memory stays bounded
+CHUNK = 1024  # items fetched per fetch_many call: records stream, memory stays bounded
 BATCH = 4096  # listed items planned at once: no plan, version map or to-do list spans the whole source
 SYNC_METADATA_KEY = "sync"
 _T = TypeVar("_T")

@@ -21,13 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from connectors.base import DataSourceConnector
 from connectors.errors import ConfigurationError, DataSourceError, NotFoundError, SizeLimitError
-from connectors.file_rows import check_cuttable, cut_rows
 from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.dirs import finish_in_thread, open_directory
 from connectors.landing.lineage import read_provenance
 from connectors.landing.names import unsafe_text_reason
 from connectors.landing.root import workspace_root
-from connectors.profiling import profile_file
 from connectors.registry import SourceRegistry
 from connectors.rows import RowBudget, RowOptions
 from connectors.threads.ending import (
@@ -407,6 +405,10 @@ def _takes(function: Any, keyword: str) -> bool:
 
 def _size_files(staged: list[Staged], reference: Reference) -> None:
     """Cut fetched CSV/Parquet files to ``limit``/``sample`` and profile them, updating their records."""
+    # imported here: they load pyarrow (~0.5 s of CPU), which a CLI command that attaches nothing never needs
+    from connectors.file_rows import check_cuttable, cut_rows
+    from connectors.profiling import profile_file
+
     for item in staged:
         if reference.limit is not None or reference.sample is not None:
             check_cuttable(item.path.name)

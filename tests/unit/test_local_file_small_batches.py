@@ -59,14 +59,29 @@ def test_a_batch_is_one_trip_and_each_file_keeps_its_record_and_its_own_error(
         return await real_finish(function, executor)
 
     monkeypatch.setattr(local_file, "finish_in_thread", finish)
+    monkeypatch.setattr(local_file, "GROUP_FILES", 64)
+    groups = []
+    real_land_group = local_file.land_group
+    monkeypatch.setattr(local_file, "land_group", lambda files: (groups.append(len(files)), real_land_group(files))[1])
     results = fetch_many(tmp_path / "root", workspace, list(files))
-    assert len(trips) == 2  # 100 small files: two batches of at most MAX_PENDING (64), not a trip per file
+    assert len(trips) == 2 and groups == [64, 36]  # 100 small files: two trips of GROUP_FILES, not one per file
     assert isinstance(results[4].error, NameCollisionError)  # fails alone
     for result in results[:4] + results[5:]:
         record = read_provenance(result.path)
         assert record["sha256"] == hashlib.sha256(files[result.identifier]).hexdigest()
         assert record["identifier"] == result.identifier and Path(result.path).read_bytes() == files[result.identifier]
     assert len(list(find_provenance(workspace))) == 99 and temporaries(workspace) == []
+
+
+def test_groups_are_bounded_by_bytes_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = make_files(tmp_path / "root", 30)
+    monkeypatch.setattr(local_file, "GROUP_BYTES", 100)  # each file is 7 to 49 bytes
+    groups = []
+    real_land_group = local_file.land_group
+    monkeypatch.setattr(local_file, "land_group", lambda files: (groups.append(len(files)), real_land_group(files))[1])
+    results = fetch_many(tmp_path / "root", tmp_path / "ws", list(files))
+    assert all(r.ok for r in results) and len(list(find_provenance(tmp_path / "ws"))) == 30
+    assert len(groups) > 3 and sum(groups) == 30  # several groups in one trip, memory held bounded
 
 
 def test_a_first_sync_reads_no_record_and_a_second_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,3 +149,27 @@ def test_a_process_killed_mid_batch_leaves_no_record_without_its_file(tmp_path: 
     results = fetch_many(tmp_path / "root", workspace, list(files))
     assert all(r.ok for r in results) and len(list(find_provenance(workspace))) == len(files)
     assert temporaries(workspace) == []
+
+
+def test_the_framework_takes_the_records_our_landing_wrote_without_reading_them_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import connectors.checked_fetch as checked_fetch
+    from connectors.checked_fetch import fetch_many_checked
+
+    files = make_files(tmp_path / "root", 20)
+    (tmp_path / "ws" / "d1" / "f004.txt").mkdir(parents=True)  # one file cannot land: its error stays its own
+    reads = []
+    real_read = checked_fetch.lineage.read_record
+    monkeypatch.setattr(checked_fetch.lineage, "read_record", lambda *a: (reads.append(a), real_read(*a))[1])
+
+    async def body() -> list[Any]:
+        async with connector(tmp_path / "root") as conn:
+            return await fetch_many_checked(conn, list(files), tmp_path / "ws")
+
+    results = run(body())
+    assert reads == []  # 19 records taken as written, none read back
+    assert isinstance(results[4].error, NameCollisionError) and results[4].record is None
+    for result in results[:4] + results[5:]:
+        assert result.record == read_provenance(result.path)  # what is on disk, byte for byte the same facts
+        assert result.record["sha256"] == hashlib.sha256(files[result.identifier]).hexdigest()
