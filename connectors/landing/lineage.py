@@ -101,7 +101,13 @@ def remembering_landed() -> Iterator[Mapping[tuple[str, str], Mapping[str, Any]]
 
 
 def remember_landed(workspace: Path, relative: str, record: dict[str, Any]) -> None:
-    """Keep ``record``, just published for ``<workspace>/<relative>``, for :func:`remembering_landed`."""
+    """Keep ``record``, just published for ``<workspace>/<relative>``, for :func:`remembering_landed`.
+
+    Args:
+        workspace: The workspace the file landed in.
+        relative: The file's path inside it.
+        record: Its lineage record, as published (kept only inside a :func:`remembering_landed` block).
+    """
     kept = _landed.get()
     if kept is not None:
         kept[(str(workspace), relative)] = record
