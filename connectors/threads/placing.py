@@ -18,7 +18,6 @@ linked to a free name (a link never replaces what appeared meanwhile) or renamed
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import secrets
@@ -36,6 +35,7 @@ from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES, TEMP_PREF
 from connectors.threads.folders import GENERATED_DIR
 from connectors.threads.placing_folders import (
     folder_unmodified,
+    link_or_copy,
     remove_tree,
     rename_no_replace,
     replace_folder,
@@ -203,29 +203,7 @@ def _unmodified(dir_fd: int, name: str, record: dict[str, Any]) -> bool:
 def _temporary_copy(item: Staged, dir_fd: int) -> str:
     """A temporary in the thread's folder holding the staged file: a link, or a copy across file systems."""
     temp = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
-    try:
-        os.link(item.path, temp, dst_dir_fd=dir_fd, follow_symlinks=False)
-        _take_folder_group(dir_fd, temp)
-        return temp
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-            raise
-    source = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        target = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         stat.S_IMODE(os.fstat(source).st_mode), dir_fd=dir_fd)
-        try:
-            while chunk := os.read(source, 1 << 20):
-                while chunk:
-                    chunk = chunk[os.write(target, chunk):]
-            os.fsync(target)
-        except BaseException:
-            os.close(target)
-            _unlink(dir_fd, temp)
-            raise
-        os.close(target)
-    finally:
-        os.close(source)
+    link_or_copy(Path(item.path), dir_fd, temp)
     _take_folder_group(dir_fd, temp)
     return temp
 

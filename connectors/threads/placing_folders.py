@@ -40,7 +40,7 @@ def temporary_folder(dir_fd: int, source: Path, record: dict[str, Any]) -> str:
         try:
             group = os.fstat(dir_fd).st_gid  # the thread folder's group, as if created there
             for name in dataset_parts(record) or []:
-                _link_or_copy(source / name, fd, name)
+                link_or_copy(source / name, fd, name)
                 with contextlib.suppress(PermissionError):
                     os.chown(name, -1, group, dir_fd=fd, follow_symlinks=False)
             with contextlib.suppress(PermissionError):
@@ -54,7 +54,14 @@ def temporary_folder(dir_fd: int, source: Path, record: dict[str, Any]) -> str:
     return temp
 
 
-def _link_or_copy(source: Path, target_fd: int, name: str) -> None:
+def link_or_copy(source: Path, target_fd: int, name: str) -> None:
+    """Make ``name`` in ``target_fd`` hold ``source``'s bytes: a hard link, or a synced copy across file systems.
+
+    Args:
+        source: The file to place (never followed if it is a link).
+        target_fd: The folder to place it in.
+        name: Its new name there; must not exist (a partial copy is removed on failure).
+    """
     try:
         os.link(source, name, dst_dir_fd=target_fd, follow_symlinks=False)
         return
@@ -70,8 +77,12 @@ def _link_or_copy(source: Path, target_fd: int, name: str) -> None:
                 while chunk:
                     chunk = chunk[os.write(writer, chunk):]
             os.fsync(writer)
-        finally:
+        except BaseException:
             os.close(writer)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=target_fd)
+            raise
+        os.close(writer)
     finally:
         os.close(reader)
 
