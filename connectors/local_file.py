@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import errno
 import fnmatch
+import functools
 import hashlib
 import mimetypes
 import os
@@ -498,6 +499,20 @@ def _iso(mtime_ns: int) -> str:
 
 
 def _content_type(name: str) -> str:
+    # the guess reads only the file name's extensions: one guess per distinct tail, not per file of a listing
+    last = name.rpartition("/")[2]
+    dot = last.find(".")
+    if dot <= 0:  # no extension, or a name starting with a dot: guessed as it is
+        return _guess_type(last)
+    return _guessed_tail(last[dot:])
+
+
+@functools.lru_cache(maxsize=1024)
+def _guessed_tail(tail: str) -> str:
+    return _guess_type("x" + tail)
+
+
+def _guess_type(name: str) -> str:
     guessed, _ = mimetypes.guess_type(quote(name, errors="replace"))  # never raises on undecodable bytes
     return guessed or "application/octet-stream"
 

@@ -43,12 +43,12 @@ from connectors.landing.progress import on_progress
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.pipeline_settings import MAX_PARTITIONS
 from connectors.secrets.references import redact
-from connectors.syncing.dataset_manifest import iter_manifest, manifest_items, write_repairs
+from connectors.syncing.dataset_manifest import manifest_items, write_repairs
 from connectors.syncing.dataset_sync import DatasetOutcome, SyncRun, sync_datasets
 from connectors.syncing.datasets import Dataset
 from connectors.syncing.progress_log import ProgressLog
 from connectors.syncing.source_sync import ItemRequest, LineageIndex, fetch_one, sync_options
-from da_pipelines.checks import verify_entries
+from da_pipelines.checks import verify_manifest
 from da_pipelines.deploy import exit_with_parent, pool_of
 from da_pipelines.incremental_tables import (
     IncrementalOutcome,
@@ -219,9 +219,9 @@ def _check_result(keys: SourceKeys, folder: Path, key: AssetKey, dataset: Datase
     settings = keys.settings.check
     # the manifest streamed from its file (the sync just wrote it): a million entries are never held
     count = synced.items if synced is not None else manifest_items(folder, dataset.file_name)
-    damaged, facts = verify_entries(folder, iter_manifest(folder, dataset.file_name), count=count,
-                                    full=settings.mode == "full", sample_size=settings.sample_size,
-                                    stat_checked=synced is not None and synced.all_checked)
+    damaged, facts = verify_manifest(folder, dataset.file_name, count=count, full=settings.mode == "full",
+                                     sample_size=settings.sample_size,
+                                     stat_checked=synced is not None and synced.all_checked)
     write_repairs(folder, dataset.file_name, damaged)
     return AssetCheckResult(asset_key=key, check_name=CHECK_NAME, passed=not damaged, metadata=facts)
 

@@ -19,7 +19,7 @@ from connectors.errors import DataSourceError
 from connectors.landing.dirs import open_regular_file
 from connectors.landing.lineage import read_record
 from connectors.landing.root import open_workspace_folder
-from connectors.syncing.dataset_manifest import ManifestEntry
+from connectors.syncing.dataset_manifest import ManifestEntry, iter_manifest, iter_manifest_at
 
 _HASH_BUFFER = 4 * 1024 * 1024
 
@@ -130,18 +130,15 @@ def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool
     if count is None:
         entries = list(entries)
         count = len(entries)
-    damaged: list[str] = []
+    picked = _sample(count, full, sample_size)
+    if stat_checked:
+        damaged, hashed = _hash_picked(folder, (
+            (position, entry) for position, entry in enumerate(entries) if picked is None or position in picked))
+        return damaged, _facts(count, hashed, damaged, sample_size, sampled=picked is not None)
+    damaged = []
     base = str(folder)
-    step = 1 if full or count <= sample_size else count / sample_size
-    picked = None if step == 1 else {int(i * step) for i in range(sample_size)}
     hashed = 0
     for position, entry in enumerate(entries):  # one lstat on a string path per file: runs over every file
-        if stat_checked:
-            if picked is None or position in picked:
-                hashed += 1
-                if sha256_beneath(folder, entry.path) != entry.sha256 and not _folder_intact(folder, entry):
-                    damaged.append(entry.identifier)
-            continue
         try:
             info = os.lstat(f"{base}/{entry.path}")
         except OSError:
@@ -157,14 +154,62 @@ def verify_entries(folder: Path, entries: Iterable[ManifestEntry], *, full: bool
             hashed += 1
             if sha256_beneath(folder, entry.path) != entry.sha256:
                 damaged.append(entry.identifier)
+    return damaged, _facts(count, hashed, damaged, sample_size, sampled=picked is not None)
+
+
+def verify_manifest(folder: Path, name: str, *, count: int, full: bool, sample_size: int,
+                    stat_checked: bool = False) -> tuple[list[str], dict[str, Any]]:
+    """:func:`verify_entries` of a dataset's manifest, read from its file.
+
+    After a sync that stat-checked every entry (``stat_checked``), only the sampled lines of the
+    manifest are parsed: a re-sync of N unchanged files reads the manifest's other lines as text.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+        count: The number of entries of the manifest.
+        full: Recompute the sha256 of every file rather than a sample.
+        sample_size: How many files have their sha256 recomputed when not ``full``.
+        stat_checked: As for :func:`verify_entries`.
+
+    Returns:
+        The identifiers of missing or damaged files, and the check's metadata (files, checked, damaged).
+    """
+    if not stat_checked:
+        return verify_entries(folder, iter_manifest(folder, name), full=full, sample_size=sample_size, count=count)
+    picked = _sample(count, full, sample_size)
+    damaged, hashed = _hash_picked(folder, iter_manifest_at(folder, name, picked))
+    return damaged, _facts(count, hashed, damaged, sample_size, sampled=picked is not None)
+
+
+def _sample(count: int, full: bool, sample_size: int) -> set[int] | None:
+    """The positions whose sha256 is recomputed, evenly spread; None: every one."""
+    step = 1 if full or count <= sample_size else count / sample_size
+    return None if step == 1 else {int(i * step) for i in range(sample_size)}
+
+
+def _hash_picked(folder: Path, picked: Iterable[tuple[int, ManifestEntry]]) -> tuple[list[str], int]:
+    """Hash the picked entries of a dataset the sync just stat-checked: the damaged ones and how many were hashed.
+
+    A missing or replaced file fails its hash; a folder is then checked part by part.
+    """
+    damaged, hashed = [], 0
+    for _, entry in picked:
+        hashed += 1
+        if sha256_beneath(folder, entry.path) != entry.sha256 and not _folder_intact(folder, entry):
+            damaged.append(entry.identifier)
+    return damaged, hashed
+
+
+def _facts(count: int, hashed: int, damaged: list[str], sample_size: int, *, sampled: bool) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "files": MetadataValue.int(count),
         "hashed": MetadataValue.int(hashed),
-        "mode": MetadataValue.text("full" if step == 1 else f"sampled ({sample_size} sha256, every size)"),
+        "mode": MetadataValue.text(f"sampled ({sample_size} sha256, every size)" if sampled else "full"),
         "damaged": MetadataValue.int(len(damaged)),
     }
     if damaged:
         facts["damaged_items"] = MetadataValue.json(sorted(damaged)[:20])
         facts["problem"] = MetadataValue.text(
             f"{len(damaged)} landed file(s) are missing or differ from their lineage; the next sync repairs them")
-    return damaged, facts
+    return facts

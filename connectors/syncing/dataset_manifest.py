@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,47 @@ def iter_manifest(folder: Path, name: str) -> Iterator[ManifestEntry]:
         next(handle, None)  # the header
         for line in handle:
             yield ManifestEntry(**json.loads(line))
+
+
+def iter_manifest_at(folder: Path, name: str, positions: Container[int] | None) -> Iterator[tuple[int, ManifestEntry]]:
+    """The entries at ``positions`` (0 = the first entry) of the dataset's last manifest; other lines are not parsed.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+        positions: The entries wanted; None: every entry.
+
+    Yields:
+        ``(position, entry)`` in the manifest's order; none when there is no manifest.
+    """
+    path = manifest_path(folder, name)
+    if not path.is_file():
+        return
+    with path.open() as handle:
+        next(handle, None)  # the header
+        for position, line in enumerate(handle):
+            if positions is None or position in positions:
+                yield position, ManifestEntry(**json.loads(line))
+
+
+def iter_manifest_fields(folder: Path, name: str) -> Iterator[dict[str, Any]]:
+    """The entries of the dataset's last manifest as parsed JSON objects, one at a time in its order.
+
+    What :func:`iter_manifest` yields, without building an entry per line (a re-sync reads every line).
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+
+    Yields:
+        Each entry's fields (``identifier``, ``version``, ``sha256``, ``size``, ``path``); none without a manifest.
+    """
+    path = manifest_path(folder, name)
+    if not path.is_file():
+        return
+    with path.open() as handle:
+        next(handle, None)  # the header
+        yield from map(json.loads, handle)
 
 
 def manifest_items(folder: Path, name: str) -> int:

@@ -12,10 +12,12 @@ Python's string order: the order of a manifest and of :func:`data_version`.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from typing import Literal
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from typing import Any, Literal
 
 from connectors.syncing.dataset_manifest import ManifestEntry
 
@@ -33,8 +35,67 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogatepass")
 
 
-def _row(dataset: int, entry: ManifestEntry) -> tuple[bytes, int, bytes, str, int, bytes]:
+Row = tuple[bytes, int, bytes, str, int, bytes]  # as stored: id, dataset, version, sha256, size, path
+
+
+def _row(dataset: int, entry: ManifestEntry) -> Row:
     return (_key(entry.identifier), dataset, _key(entry.version), entry.sha256, entry.size, _key(entry.path))
+
+
+def row_entry(row: Row) -> ManifestEntry:
+    """The manifest entry of a stored row.
+
+    Args:
+        row: A row as :meth:`DatasetStore.prior_rows_between` gives it.
+
+    Returns:
+        The entry it stores.
+    """
+    identifier, _, version, sha256, size, path = row
+    return _entry((identifier, version, sha256, size, path))
+
+
+def entry_row(dataset: int, entry: ManifestEntry) -> Row:
+    """The row ``entry`` is stored as in ``dataset``.
+
+    Args:
+        dataset: The dataset's position in the sync's list of datasets.
+        entry: A manifest entry.
+
+    Returns:
+        The row.
+    """
+    return _row(dataset, entry)
+
+
+def row_path(row: Row) -> str:
+    """The landed path (relative to the source's folder) a stored row holds.
+
+    Args:
+        row: A row as :meth:`DatasetStore.prior_rows_between` gives it.
+
+    Returns:
+        The path.
+    """
+    return _text(row[5])
+
+
+def row_version(row: Row) -> str:
+    """The version a stored row holds.
+
+    Args:
+        row: A row as :meth:`DatasetStore.prior_rows_between` gives it.
+
+    Returns:
+        The item's landed version.
+    """
+    return _text(row[2])
+
+
+def _batched(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(values)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def _entry(row: tuple[bytes, bytes, str, int, bytes]) -> ManifestEntry:
@@ -60,6 +121,17 @@ class DatasetStore:
         """
         self.add("prior", ((dataset, entry) for entry in entries))
 
+    def load_prior_fields(self, dataset: int, fields: Iterable[Mapping[str, Any]]) -> None:
+        """:meth:`load_prior` of a manifest's parsed lines (``iter_manifest_fields``): no entry built per line.
+
+        Args:
+            dataset: The dataset's position in the sync's list of datasets.
+            fields: Its last manifest's entries, as parsed JSON objects.
+        """
+        for chunk in _batched(fields, BATCH):
+            self._write("prior", [(_key(f["identifier"]), dataset, _key(f["version"]), f["sha256"], f["size"],
+                                   _key(f["path"])) for f in chunk])
+
     def add(self, table: Table, rows: Iterable[tuple[int, ManifestEntry]]) -> None:
         """Write (dataset, entry) rows; a later row of the same item and dataset replaces an earlier one.
 
@@ -67,7 +139,7 @@ class DatasetStore:
             table: ``"prior"`` (the last manifest's entries) or ``"entries"`` (this sync's).
             rows: ``(dataset position, entry)`` pairs.
         """
-        batch: list[tuple[bytes, int, bytes, str, int, bytes]] = []
+        batch: list[Row] = []
         for dataset, entry in rows:
             batch.append(_row(dataset, entry))
             if len(batch) >= BATCH:
@@ -75,7 +147,7 @@ class DatasetStore:
                 batch = []
         self._write(table, batch)
 
-    def _write(self, table: Table, batch: list[tuple[bytes, int, bytes, str, int, bytes]]) -> None:
+    def _write(self, table: Table, batch: list[Row]) -> None:
         if batch:
             with self._db:
                 self._db.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?, ?, ?)", batch)  # noqa: S608  (Table)
@@ -97,6 +169,34 @@ class DatasetStore:
         for identifier, dataset, version, sha256, size, path in rows:
             found[_text(identifier)][dataset] = _entry((identifier, version, sha256, size, path))
         return found
+
+    def prior_rows_between(self, low: str | None, high: str) -> dict[str, dict[int, Row]]:
+        """:meth:`prior_between` as stored rows: nothing decoded but the identifiers (a re-sync reads every row).
+
+        Args:
+            low: The last identifier of the previous range; None from the start.
+            high: The last identifier of this range (included).
+
+        Returns:
+            Identifier -> dataset position -> stored row (:func:`row_entry` makes it an entry).
+        """
+        rows = self._db.execute(
+            "SELECT id, ds, version, sha256, size, path FROM prior WHERE id > ? AND id <= ?",
+            (_key(low) if low is not None else b"", _key(high)))
+        found: dict[str, dict[int, Row]] = defaultdict(dict)
+        for row in rows:
+            found[_text(row[0])][row[1]] = row
+        return found
+
+    def add_rows(self, table: Table, rows: list[Row]) -> None:
+        """Write stored rows as they are (a prior row carried over: nothing encoded again).
+
+        Args:
+            table: ``"prior"`` or ``"entries"``.
+            rows: Rows as :meth:`prior_rows_between` gives them, each with the dataset it goes to.
+        """
+        for start in range(0, len(rows), BATCH):
+            self._write(table, rows[start : start + BATCH])
 
     def keep_prior(self, dataset: int) -> None:
         """Carry over every prior entry of ``dataset`` this sync did not write (a sync of chosen items).
@@ -122,6 +222,40 @@ class DatasetStore:
             (dataset,))
         while rows := cursor.fetchmany(BATCH):
             yield from (_entry(row) for row in rows)
+
+    def data_version(self, table: Table, dataset: int) -> str:
+        """:func:`~connectors.syncing.dataset_manifest.data_version` of the dataset's entries, from the raw rows.
+
+        The stored bytes are the UTF-8 (lone surrogates kept) the digest hashes: no entry is built per row.
+
+        Args:
+            table: ``"prior"`` (the last manifest's entries) or ``"entries"`` (this sync's).
+            dataset: The dataset's position in the sync's list of datasets.
+
+        Returns:
+            The same digest as ``data_version_sorted`` of :meth:`entries`.
+        """
+        digest = hashlib.sha256()
+        cursor = self._db.execute(
+            f"SELECT id, version, sha256 FROM {table} WHERE ds = ? ORDER BY id", (dataset,))  # noqa: S608  (Table)
+        while rows := cursor.fetchmany(BATCH):
+            digest.update(b"".join(b"%s\0%s\0%s\n" % (i, v, _key(s)) for i, v, s in rows))
+        return digest.hexdigest()[:32]
+
+    def same_as_prior(self, dataset: int) -> bool:
+        """Whether this sync's entries of ``dataset`` are exactly its prior ones (one SQL comparison, no rows read).
+
+        Args:
+            dataset: The dataset's position in the sync's list of datasets.
+
+        Returns:
+            True when both hold the same items with the same version, sha256, size and path.
+        """
+        query = ("SELECT (SELECT COUNT(*) FROM entries WHERE ds = ?1) = (SELECT COUNT(*) FROM prior WHERE ds = ?1) "
+                 "AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.ds = ?1 AND NOT EXISTS (SELECT 1 FROM prior p "
+                 "WHERE p.id = e.id AND p.ds = e.ds AND p.version IS e.version AND p.sha256 IS e.sha256 "
+                 "AND p.size IS e.size AND p.path IS e.path))")
+        return bool(self._db.execute(query, (dataset,)).fetchone()[0])
 
     def totals(self, table: Table, dataset: int) -> tuple[int, int]:
         """The number of entries and their bytes.

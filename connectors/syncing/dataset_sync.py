@@ -30,14 +30,13 @@ from connectors.landing.names import LINEAGE_DIR
 from connectors.landing.progress import on_progress
 from connectors.syncing.dataset_manifest import (
     ManifestEntry,
-    data_version_sorted,
-    iter_manifest,
+    iter_manifest_fields,
     manifest_path,
     read_repairs,
     write_manifest_sorted,
     write_repairs,
 )
-from connectors.syncing.dataset_store import DatasetStore
+from connectors.syncing.dataset_store import DatasetStore, Row, entry_row, row_entry, row_path, row_version
 from connectors.syncing.datasets import Dataset
 from connectors.syncing.source_sync import (
     BATCH,
@@ -126,8 +125,8 @@ class _Batch:
     """The plan of one listing batch: per item, the datasets holding it, its prior entries, what to do."""
 
     members: dict[str, list[int]] = field(default_factory=dict)  # identifier -> datasets (indexes)
-    priors: dict[str, dict[int, ManifestEntry]] = field(default_factory=dict)
-    unchanged: dict[str, ManifestEntry] = field(default_factory=dict)
+    priors: dict[str, dict[int, Row]] = field(default_factory=dict)  # as stored (decoded only when needed)
+    unchanged: dict[str, ManifestEntry | Row] = field(default_factory=dict)
     fetch: dict[str, str] = field(default_factory=dict)  # identifier -> version to request ("" forces)
 
 
@@ -245,7 +244,7 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
                  repairs={i for d in datasets for i in read_repairs(folder, d.file_name)},
                  nothing_landed=not (folder / ".lineage").is_dir())
     for number, dataset in enumerate(datasets):
-        await asyncio.to_thread(sync.store.load_prior, number, iter_manifest(folder, dataset.file_name))
+        await asyncio.to_thread(sync.store.load_prior_fields, number, iter_manifest_fields(folder, dataset.file_name))
     on_planned(everything.wanted_count)
     previous: str | None = None
     async with connector() as conn:
@@ -295,15 +294,19 @@ def _versions(fetch: dict[str, str], chunk: Sequence[str]) -> dict[str, str]:
 def _plan(sync: _Sync, wanted: Sequence[ItemRequest], previous: str | None, options: SyncOptions,
           on_item_done: Progress) -> _Batch:
     """Plan one listing batch (the items after ``previous`` up to the batch's last, in key order)."""
-    batch = _Batch(priors=sync.store.prior_between(previous, wanted[-1].identifier))
+    batch = _Batch(priors=sync.store.prior_rows_between(previous, wanted[-1].identifier))
     safe = safe_requests(wanted, options, sync.skipped)
+    everywhere = [n for n, d in enumerate(sync.datasets) if d.holds_every_item]
+    elsewhere = [(n, d) for n, d in enumerate(sync.datasets) if not d.holds_every_item]
     for request in safe:
-        holders = [n for n, d in enumerate(sync.datasets) if d.contains(request.identifier)]
+        # a dataset of every item (the default set) needs no test per item
+        holders = everywhere if not elsewhere else sorted(
+            everywhere + [n for n, d in elsewhere if d.contains(request.identifier)])
         if holders:
             batch.members[request.identifier] = holders
             _decide(sync, batch, request)
-    rows = [(n, entry) for i, entry in batch.unchanged.items() for n in batch.members[i]]
-    sync.store.add("entries", rows)
+    rows = [_entry_row(n, entry) for i, entry in batch.unchanged.items() for n in batch.members[i]]
+    sync.store.add_rows("entries", rows)
     for identifier in batch.unchanged:
         for n in batch.members[identifier]:
             sync.outcomes[n].unchanged += 1
@@ -312,20 +315,36 @@ def _plan(sync: _Sync, wanted: Sequence[ItemRequest], previous: str | None, opti
     return batch
 
 
+def _entry_row(dataset: int, entry: ManifestEntry | Row) -> Row:
+    """The row an unchanged entry is written as: a prior row carried over as stored, or a record's entry."""
+    if isinstance(entry, ManifestEntry):
+        return entry_row(dataset, entry)
+    return (entry[0], dataset, *entry[2:])
+
+
 def _decide(sync: _Sync, batch: _Batch, request: ItemRequest) -> None:
     """Unchanged, repair (fetch whatever the version) or fetch (new, changed or forced)."""
     identifier, version = request.identifier, request.version
     if not version:
         batch.fetch[identifier] = ""
         return
-    priors = batch.priors.get(identifier, {})
-    entry = next(iter(priors.values()), None)  # any dataset's prior entry: the item landed once
-    if (entry is None or entry.version != version) and not sync.nothing_landed:
-        record = sync.index.get(identifier)
-        entry = ManifestEntry.from_record(record, sync.folder) if record else None
+    priors = batch.priors.get(identifier)
+    row = next(iter(priors.values())) if priors else None  # any dataset's prior entry: the item landed once
+    if row is not None and row_version(row) == version:  # the usual re-sync: the manifest proves the version
+        _keep_or_repair(sync, batch, identifier, row, row_path(row), row[4], row[3])
+        return
+    record = sync.index.get(identifier) if not sync.nothing_landed else None
+    entry = ManifestEntry.from_record(record, sync.folder) if record else None
     if entry is None or entry.version != version:
         batch.fetch[identifier] = version
-    elif identifier in sync.repairs or not _intact(sync.folder, entry):
+        return
+    _keep_or_repair(sync, batch, identifier, entry, entry.path, entry.size, entry.sha256)
+
+
+def _keep_or_repair(sync: _Sync, batch: _Batch, identifier: str, entry: ManifestEntry | Row, path: str, size: int,
+                    sha256: str) -> None:
+    """An item at its landed version: unchanged when its landed file is intact, else fetched again (a repair)."""
+    if identifier in sync.repairs or not _intact(sync.folder, path, size, sha256):
         batch.fetch[identifier] = ""
         sync.repairs.add(identifier)
     else:
@@ -369,29 +388,35 @@ def _landed_rows(sync: _Sync, batch: _Batch, identifier: str,
         outcome.failed.append(identifier)
         prior = batch.priors.get(identifier, {}).get(n)
         if prior is not None:
-            rows.append((n, prior))
+            rows.append((n, row_entry(prior)))
     return rows
 
 
-def _intact(folder: Path, entry: ManifestEntry) -> bool:
+def _intact(folder: Path, path: str, size: int, sha256: str) -> bool:
     """The landed file is a regular file (not a link) of the recorded size, and its lineage record exists.
 
     Two cheap stats on string paths, no hashing: this runs for every item of every re-sync.
+
+    Args:
+        folder: The source's folder.
+        path: The landed file, relative to ``folder`` (the entry's).
+        size: Its recorded size.
+        sha256: Its recorded sha256 (a dataset folder's, checked against the folder's record).
     """
     base = str(folder)
     try:
-        info = os.lstat(f"{base}/{entry.path}")
-        os.stat(f"{base}/{LINEAGE_DIR}/{entry.path}.json")
+        info = os.lstat(f"{base}/{path}")
+        os.stat(f"{base}/{LINEAGE_DIR}/{path}.json")
     except OSError:
         return False
     if stat.S_ISDIR(info.st_mode):  # a dataset folder of parts: each part against its record (stats)
         try:
-            record = read_record(folder, entry.path)
+            record = read_record(folder, path)
         except ValueError:  # a damaged record: fetched again
             return False
-        return record is not None and record.get("sha256") == entry.sha256 and dataset_problem(
-            folder, entry.path, record) is None
-    return stat.S_ISREG(info.st_mode) and info.st_size == entry.size
+        return record is not None and record.get("sha256") == sha256 and dataset_problem(
+            folder, path, record) is None
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
 def _finish(sync: _Sync, number: int, full: bool) -> None:
@@ -400,9 +425,10 @@ def _finish(sync: _Sync, number: int, full: bool) -> None:
     if not full:  # chosen items: the others keep their prior entries
         store.keep_prior(number)
     outcome.items, outcome.total_bytes = store.totals("entries", number)
-    outcome.version = data_version_sorted(store.entries("entries", number))
+    outcome.version = store.data_version("entries", number)
     prior_items = store.totals("prior", number)[0]
-    changed = outcome.version != data_version_sorted(store.entries("prior", number))
+    # nothing changed (a re-sync's usual case): one SQL comparison instead of a second digest of every entry
+    changed = not store.same_as_prior(number) and outcome.version != store.data_version("prior", number)
     if changed or not prior_items or (full and store.dropped(number)):
         outcome.manifest = write_manifest_sorted(
             sync.folder, dataset.file_name, store.entries("entries", number), outcome.items,

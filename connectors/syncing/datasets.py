@@ -71,6 +71,13 @@ class Dataset:
         return self.shard is None or shard_of(identifier, self.shards) == self.shard
 
     @property
+    def holds_every_item(self) -> bool:
+        """Whether :meth:`contains` is true of every item (a set without prefix, glob or shard; every table)."""
+        if self.kind == "table":
+            return False
+        return self.kind == "all_tables" or (not self.prefix and self.glob is None and self.shard is None)
+
+    @property
     def file_name(self) -> str:
         """A file-name-safe, unique name of the dataset (manifests live under it)."""
         name = "__".join(self.path[1:])

@@ -309,13 +309,15 @@ def _read_json(folder: Path, relative: str) -> dict[str, Any] | None:
 
 def _recorded_paths(folder: Path) -> Iterable[str]:
     """Relative paths of the landed files that have a record under ``folder/.lineage`` (links not followed)."""
-    base = folder.absolute() / LINEAGE_DIR
+    base = str(folder.absolute() / LINEAGE_DIR)
     for current, dirs, files in os.walk(base):
-        if Path(current) == base and _LOCK_DIR in dirs:
-            dirs.remove(_LOCK_DIR)
-        for name in files:
-            if name.endswith(".json") and not name.startswith(TEMP_PREFIX):
-                yield (Path(current) / name[: -len(".json")]).relative_to(base).as_posix()
+        if current == base:
+            prefix = ""
+            if _LOCK_DIR in dirs:
+                dirs.remove(_LOCK_DIR)
+        else:  # string slicing, not Path objects: a re-sync walks a record per landed item
+            prefix = current[len(base) + 1 :].replace(os.sep, "/") + "/"
+        yield from (prefix + name[:-5] for name in files if name.endswith(".json") and not name.startswith(TEMP_PREFIX))
 
 
 def needs_fetch(version: str, record: dict[str, Any] | None) -> bool:

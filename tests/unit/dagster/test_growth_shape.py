@@ -204,7 +204,7 @@ def test_the_dataset_sync_holds_a_batch_of_items_not_the_source(
     assert files.landed == [] and files.entries == {}  # nothing per item held for a plain set
     assert files.manifest is not None and sum(1 for _ in files.manifest.open()) == ITEMS + 1
 
-    monkeypatch.setattr(dataset_sync, "_intact", lambda folder, entry: True)  # the stub landed no files
+    monkeypatch.setattr(dataset_sync, "_intact", lambda *landed: True)  # the stub landed no files
     again, resynced = Planned(), counter.calls
     planned.__dict__.update(again.__dict__)
     rerun = asyncio.run(dataset_sync.sync_datasets(lambda: MemoryConnector(config), folder, datasets))
