@@ -19,6 +19,7 @@ import errno
 import fnmatch
 import functools
 import hashlib
+import math
 import mimetypes
 import os
 import threading
@@ -494,8 +495,27 @@ def _version(info: os.stat_result) -> str:
 
 
 def _iso(mtime_ns: int) -> str:
-    moment = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC)
-    return moment.isoformat().replace("+00:00", "Z")
+    # what datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).isoformat() gives (the same float, rounded half
+    # to even to the microsecond), with the date and time of each second formatted once: a listing of files
+    # written together formats few seconds, and this runs for every file listed
+    seconds = mtime_ns / 1e9
+    if seconds < 0:
+        return _iso_exact(seconds)
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    second = _iso_second(int(whole))
+    return f"{second}.{micros:06d}Z" if micros else f"{second}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(whole: int) -> str:
+    return datetime.fromtimestamp(whole, tz=UTC).replace(tzinfo=None).isoformat()
+
+
+def _iso_exact(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def _content_type(name: str) -> str:

@@ -445,7 +445,7 @@ async def _spill_listing(connector: DataSourceConnector, exclude: Sequence[str],
     """The whole listing, streamed to disk: every identifier, and whether it is wanted (not excluded)."""
     rows: list[tuple[str, str, bool]] = []
     async for item in connector.iter_items():
-        rows.append((item.path, item_version(item), excluded_by(item.path, exclude) is None))
+        rows.append((item.path, item_version(item), not exclude or excluded_by(item.path, exclude) is None))
         if len(rows) >= BATCH:
             listed.add(rows)
             rows = []

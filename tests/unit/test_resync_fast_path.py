@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import os
+import random
 import sys
 import unicodedata
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +25,7 @@ import pytest
 import connectors.syncing.dataset_manifest as dataset_manifest
 from connectors.base import DataSourceConfig
 from connectors.landing.names import LINEAGE_DIR, unsafe_text_reason
-from connectors.local_file import _content_type
+from connectors.local_file import _content_type, _iso
 from connectors.pipeline_settings import ItemSetSpec
 from connectors.plugins import get_connector_class
 from connectors.syncing.dataset_manifest import ManifestEntry, data_version, manifest_path, read_manifest
@@ -163,3 +165,15 @@ def test_unsafe_text_refuses_exactly_the_refused_categories_and_backslash() -> N
 def test_the_cached_content_type_is_the_guess_of_the_whole_name(name: str) -> None:
     guessed, _ = mimetypes.guess_type(quote(name, errors="replace"))
     assert _content_type(name) == (guessed or "application/octet-stream")
+
+
+def test_the_listed_modification_time_is_the_datetime_isoformat() -> None:
+    """Each second formatted once: the same text as datetime's, its half-to-even microsecond rounding included."""
+    generator = random.Random(28)
+    edges = [0, 1, 999, 500, 1500, 999_999_499, 999_999_500, 999_999_501, 1_000_000_000, -1, -1_500_000_000,
+             1_733_580_000_000_000_500, 1_733_580_000_999_999_999, 253_402_300_799_000_000_000]
+    spread = [generator.randrange(0, 2 * 10**18) for _ in range(20_000)]
+    together = [1_733_580_000 * 10**9 + generator.randrange(0, 10**9) for _ in range(20_000)]
+    for mtime_ns in edges + spread + together:
+        expected = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
+        assert _iso(mtime_ns) == expected, mtime_ns
