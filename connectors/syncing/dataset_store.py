@@ -188,6 +188,27 @@ class DatasetStore:
             found[_text(row[0])][row[1]] = row
         return found
 
+    def copy_prior_between(self, low: str | None, high: str) -> None:
+        """Copy the prior rows of the items after ``low`` up to ``high`` to this sync's entries, in one statement.
+
+        Args:
+            low: The last identifier of the previous range; None from the start.
+            high: The last identifier of this range (included).
+        """
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO entries SELECT * FROM prior WHERE id > ? AND id <= ?",
+                             (_key(low) if low is not None else b"", _key(high)))
+
+    def drop_entries(self, keys: list[tuple[bytes, int]]) -> None:
+        """Take rows out of this sync's entries.
+
+        Args:
+            keys: ``(stored identifier, dataset position)`` of each row.
+        """
+        if keys:
+            with self._db:
+                self._db.executemany("DELETE FROM entries WHERE id = ? AND ds = ?", keys)
+
     def add_rows(self, table: Table, rows: list[Row]) -> None:
         """Write stored rows as they are (a prior row carried over: nothing encoded again).
 

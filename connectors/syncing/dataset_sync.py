@@ -305,14 +305,41 @@ def _plan(sync: _Sync, wanted: Sequence[ItemRequest], previous: str | None, opti
         if holders:
             batch.members[request.identifier] = holders
             _decide(sync, batch, request)
-    rows = [_entry_row(n, entry) for i, entry in batch.unchanged.items() for n in batch.members[i]]
-    sync.store.add_rows("entries", rows)
+    _write_unchanged(sync, batch, previous, wanted[-1].identifier)
     for identifier in batch.unchanged:
         for n in batch.members[identifier]:
             sync.outcomes[n].unchanged += 1
     for _ in range(len(wanted) - len(batch.fetch)):  # unchanged, skipped, or in no dataset: done now
         on_item_done()
     return batch
+
+
+def _write_unchanged(sync: _Sync, batch: _Batch, previous: str | None, last: str) -> None:
+    """Write the batch's unchanged entries: the prior rows of its key range copied in one statement, those
+    that are not an unchanged item's entry in that dataset taken out again, and the others written."""
+    sync.store.copy_prior_between(previous, last)
+    dropped: list[tuple[bytes, int]] = []
+    for identifier, per_dataset in batch.priors.items():
+        entry = batch.unchanged.get(identifier)
+        holders = batch.members.get(identifier, ()) if entry is not None else ()
+        for n, row in per_dataset.items():
+            if n not in holders or not _same_entry(row, entry):
+                dropped.append((row[0], n))
+    sync.store.drop_entries(dropped)
+    written = [_entry_row(n, entry) for i, entry in batch.unchanged.items() for n in batch.members[i]
+               if not _same_entry(batch.priors.get(i, {}).get(n), entry)]
+    sync.store.add_rows("entries", written)
+
+
+def _same_entry(row: Row | None, entry: ManifestEntry | Row | None) -> bool:
+    """Whether a prior row already holds ``entry`` (then its copy is the entry written)."""
+    if row is entry:  # the usual case: the unchanged entry is this very prior row
+        return True
+    if row is None or entry is None:
+        return False
+    if isinstance(entry, ManifestEntry):
+        entry = entry_row(row[1], entry)
+    return row[2:] == entry[2:]
 
 
 def _entry_row(dataset: int, entry: ManifestEntry | Row) -> Row:

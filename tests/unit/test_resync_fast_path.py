@@ -177,3 +177,28 @@ def test_the_listed_modification_time_is_the_datetime_isoformat() -> None:
     for mtime_ns in edges + spread + together:
         expected = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
         assert _iso(mtime_ns) == expected, mtime_ns
+
+
+def test_overlapping_sets_keep_exactly_their_items_when_a_set_is_redrawn(tmp_path: Path) -> None:
+    """Prior rows are copied a key range at a time: those of items that left a set, changed or were
+    removed at the source must not stay in its entries."""
+    connector, root, folder = _source(tmp_path)
+
+    def sync(prefix: str) -> list[DatasetOutcome]:
+        specs = [ItemSetSpec.model_validate({"name": "all"}), ItemSetSpec.model_validate({"name": "part",
+                                                                                          "prefix": prefix})]
+        run = asyncio.run(sync_datasets(connector, folder, set_datasets("files", specs)))
+        assert not run.errors
+        return run.outcomes
+
+    first = sync("d0/")
+    assert [o.items for o in first] == [N, 50]
+    (root / "d1" / "f0075.csv").write_text("x\n75, changed\n")
+    os.utime(root / "d1" / "f0075.csv", ns=(1, 2_000_000_000_000_000_000))
+    (root / "d1" / "f0080.csv").unlink()
+    everything, part = sync("d1/")
+    assert (everything.items, part.items, part.landed_count, everything.landed_count) == (N - 1, 49, 1, 1)
+    held = read_manifest(folder, part.dataset.file_name)
+    assert sorted(held) == sorted(f"d1/f{i:04d}.csv" for i in range(50, 100) if i != 80)
+    assert held["d1/f0075.csv"].version == read_manifest(folder, everything.dataset.file_name)["d1/f0075.csv"].version
+    assert part.version == data_version(held.values())
