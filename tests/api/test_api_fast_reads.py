@@ -1,6 +1,8 @@
 """The short way to the two source reads (connectors/api/fast_reads.py) answers plain reads without FastAPI's
 routing, refuses exactly what FastAPI refuses (same status, body, headers and audit lines: it hands every refusal
 to FastAPI), never shows a secret, and follows a change made through the API at the next request.
+
+docs/RELIABILITY.md row 71.
 """
 
 from __future__ import annotations
