@@ -289,6 +289,7 @@ def test_a_large_query_result_lands_as_a_dataset_folder_and_a_small_one_as_a_fil
 def test_an_attach_whose_second_placing_fails_takes_back_the_dataset_folder_it_placed(
     postgres_server: PostgresServer, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # docs/RELIABILITY.md row 71
     from connectors.threads import placing
 
     monkeypatch.setenv("TP_PG", postgres_server.dsn)
