@@ -2,7 +2,7 @@
 routing, refuses exactly what FastAPI refuses (same status, body, headers and audit lines: it hands every refusal
 to FastAPI), never shows a secret, and follows a change made through the API at the next request.
 
-docs/RELIABILITY.md row 71.
+docs/RELIABILITY.md row 72.
 """
 
 from __future__ import annotations
