@@ -4,8 +4,9 @@ Profiled under 50 clients, a source read spent about two thirds of its server ti
 machinery around an answer that is cached bytes: matching the path through the included routers, solving the
 dependencies, the route wrapper, the middleware stack (docs/api.md, "Serving under load"). :class:`FastReadsApp`
 is the standalone app (:func:`connectors.api.create_app`) with a short way in front for exactly these two
-requests, when they are plain: ``GET``, no query string (the list) or none at all (a source), no body, no
-``Origin`` (CORS answers stay the middleware's), one ``Authorization: Bearer`` header.
+requests, when they are plain: ``GET`` with no query string, no body, no ``Origin`` (CORS answers stay the
+middleware's), one ``Authorization: Bearer`` header, and no OpenTelemetry tracing or metrics configured
+(FastAPI's own telemetry then sees every request).
 
 It makes no decision of its own. It calls what the routes call: :meth:`KeyStore.authenticate`, then
 :func:`~connectors.api.routing.valid_key` and :func:`~connectors.api.routing.no_thread_token` (what a
@@ -62,7 +63,7 @@ class FastReadsApp(FastAPI):
 
     def _answer(self, scope: Scope) -> bytes | None:
         """The answer's bytes when the short way may give it, else None (FastAPI answers)."""
-        if scope["method"] != "GET" or scope.get("root_path") or not self._routes_unaudited():
+        if scope["method"] != "GET" or scope.get("root_path") or not self._routes_unaudited() or self._traced():
             return None
         path, query = scope["path"], scope["query_string"]
         if path != LIST_PATH and not (path.startswith(ONE_PREFIX) and not query):
@@ -76,6 +77,11 @@ class FastReadsApp(FastAPI):
             return _read(state, path, query)
         except Exception:  # noqa: BLE001 - any refusal or error: FastAPI answers it, and audits it, as always
             return None
+
+    def _traced(self) -> bool:
+        """Whether FastAPI's OpenTelemetry tracing or metrics are on (then every request goes through FastAPI)."""
+        telemetry = getattr(self, "_native_telemetry", None)
+        return telemetry is not None and bool(telemetry.enabled())
 
     def _routes_unaudited(self) -> bool:
         """Whether both routes exist as :mod:`connectors.api.sources` declares them and audit no successful GET."""

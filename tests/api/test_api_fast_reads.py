@@ -135,6 +135,15 @@ def test_unusual_requests_go_to_fastapi(api: Api, data_root: Path, routed: list[
         assert routed == [url.partition("?")[0]] * 2, url  # both ways went through FastAPI
 
 
+def test_with_opentelemetry_on_every_read_goes_through_fastapi(api: Api, data_root: Path, routed: list[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    api.call("POST", "/v1/data-sources", json=local_source(data_root), expect=201)
+    monkeypatch.setattr(_app(api)._native_telemetry, "enabled", lambda: True)  # a tracer provider configured
+    routed.clear()
+    assert _one_way(api, "/v1/data-sources/docs", _bearer(api.read["Authorization"][7:]), True)[0] == 200
+    assert routed == ["/v1/data-sources/docs"]
+
+
 def test_no_secret_comes_back_the_short_way(api: Api, canary: str, routed: list[str]) -> None:
     body = {"id": "pg", "type": "postgresql",
             "config": {"host": "127.0.0.1", "port": 1, "user": "u", "dbname": "d", "password": canary}}
