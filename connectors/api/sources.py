@@ -40,6 +40,7 @@ __all__ = ["router"]
 router = new_router()
 SourceId = Annotated[str, Path(description="The source's id.", max_length=63)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most entries per page.")]
+PAGE = 100  # sources per page by default: the route's default and the short way's (connectors/api/fast_reads.py)
 
 
 def _source_view(source: DataSourceConfig) -> dict[str, Any]:
@@ -144,14 +145,14 @@ def _policy_checked(check: Callable[..., None], *args: Any) -> None:
 
 
 @router.get("/v1/data-sources", response_model=SourceList, tags=["data sources"], summary="List sources")
-async def list_sources(state: State, key: ReadKey, limit: Limit = 100,
+async def list_sources(state: State, key: ReadKey, limit: Limit = PAGE,
                        after: Annotated[str | None, Query(max_length=200, description="Cursor")] = None
                        ) -> Response:
     """One page of the sources, configs as stored: references as names, no secret value."""
     return JsonBytes(list_answer(state, limit, after))
 
 
-def list_answer(state: ApiState, limit: int = 100, after: str | None = None) -> bytes:
+def list_answer(state: ApiState, limit: int = PAGE, after: str | None = None) -> bytes:
     """The answer of ``GET /v1/data-sources`` (its route, and :mod:`connectors.api.fast_reads`).
 
     Args:
