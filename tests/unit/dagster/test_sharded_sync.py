@@ -154,8 +154,13 @@ def test_the_sensor_gives_each_shard_its_own_items(store: MemoryStore, instance:
 def test_a_sharded_source_runs_its_steps_in_processes_and_refuses_an_unknown_executor(
         store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     job = defs_for(store, tmp_path / "ws", 2).resolve_job_def(f"{N}_sync")
-    assert job.executor_def is multiprocess_executor
-    assert defs_for(store, tmp_path / "ws", 1).resolve_job_def(f"{N}_sync").executor_def is not multiprocess_executor
+    assert job.executor_def.name == multiprocess_executor.name
+    assert defs_for(store, tmp_path / "ws", 1).resolve_job_def(f"{N}_sync").executor_def.name != "multiprocess"
+    # steps forked from a server that imported Dagster and the code location once, unless the run says otherwise
+    for given, start in (({}, {"forkserver": {}}), ({"start_method": {"spawn": {}}}, {"spawn": {}})):
+        resolved = job.executor_def.apply_config_mapping({"config": {**given, "max_concurrent": 3}})
+        assert resolved.success and resolved.value["config"]["start_method"] == start
+        assert resolved.value["config"]["max_concurrent"] == 3
     monkeypatch.setenv("DA_SHARD_EXECUTOR", "threads")
     with pytest.raises(Exception, match="DA_SHARD_EXECUTOR must be"):
         shard_executor()
