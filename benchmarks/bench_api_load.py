@@ -9,6 +9,8 @@ without the app's routes), ``GET /v1/data-sources/{id}`` and
 ``GET /v1/data-sources``, authentication included (a Bearer key, checked
 against the keys file each request; the audit log is written only for calls
 that change or move data and for refusals, see ``connectors/api/audit.py``).
+The two source reads take the short way in front of FastAPI's routing
+(``connectors/api/fast_reads.py``); ``/health`` goes through FastAPI.
 Rounds interleave the routes and the parsers, so a noisy neighbour slows all
 alike. Each route's answers are checked: any non-2xx answer or socket error
 fails the run.
@@ -174,6 +176,8 @@ def main() -> None:
         "bounds of connectors/api/fast_protocol.py), 'h11' the pure-Python protocol it ran before",
         "authentication included (Bearer key checked against the keys file every request); successful GETs of "
         "sources write no audit line (only changes, data moves and refusals do)",
+        "the two source reads take the short way in front of FastAPI's routing (connectors/api/fast_reads.py, "
+        "the same key checks and answer builders as the routes); /health goes through FastAPI's routing",
         "wrk runs on the same machine and takes CPU from the server: on 2 cores requests/s is bounded by the "
         "share the server gets; 'req/s per core' is the rate one worker serves with a core to itself"],
         {"routes": [r.__dict__ for r in routes]})

@@ -19,6 +19,7 @@ from connectors.api import discovery, fetching, sources, threads, tokens, upload
 from connectors.api.api_settings import ApiSettings
 from connectors.api.app_state import ApiState, close_default_state, own_state, start_default_state
 from connectors.api.docs import add_docs
+from connectors.api.fast_reads import FastReadsApp
 from connectors.api.schemas import Health
 
 __all__ = ["create_app", "router"]
@@ -73,8 +74,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         finally:
             await state.aclose()
 
-    app = FastAPI(title="da-sources", version="1", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    # FastAPI with the two plain source reads answered before its routing, by the routes' own functions
+    app = FastReadsApp(title="da-sources", version="1", description=DESCRIPTION, lifespan=lifespan,
+                       docs_url=None, redoc_url=None)
     add_docs(app)  # the same pages, their scripts from the installed package rather than a CDN
     app.state.da_sources = state
 

@@ -263,8 +263,16 @@ class ApiState:
         Args:
             source_id: the source's id.
         """
+        self.sources_changed()
         self.cache.invalidate(source_id)
         await self.pool.close(source_id)
+
+    def sources_changed(self) -> None:
+        """The API changed the sources file: read it again, and build its answers again, at the next request.
+
+        The file's stamp would tell too, unless a change kept its inode, size and mtime within a clock tick.
+        """
+        self._sources = None
 
     async def aclose(self) -> None:
         """Stop the janitor, cancel running jobs and close every pooled connector (at shutdown)."""

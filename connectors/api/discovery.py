@@ -16,7 +16,7 @@ from connectors.api import tables
 from connectors.api.app_state import ApiState
 from connectors.api.errors import ApiError
 from connectors.api.listing_file import BATCH as LISTING_BATCH
-from connectors.api.listing_file import ListingFile
+from connectors.api.listing_file import ListingFile, sweep_orphans
 from connectors.api.routing import ReadKey, State, new_router
 from connectors.api.schemas import EntryList, ItemMetadata, Preview, Relationships, Stats, TableSchema
 from connectors.api.sources import Limit, SourceId, load_source
@@ -32,6 +32,7 @@ Item = Annotated[str, Query(min_length=1, max_length=1024, description="The item
 TAGS: list[str | Any] = ["discovery"]
 MAX_REFUSED_SHOWN = 100
 LISTINGS_FOLDER = "listings"  # under the state folder: the spill files of listings being loaded
+ORPHAN_MARGIN_SECONDS = 60  # a spill file idle this long past the listing deadline is a killed server's
 
 
 async def shared_listing(state: ApiState, source: DataSourceConfig) -> ListingFile:
@@ -54,7 +55,9 @@ async def shared_listing(state: ApiState, source: DataSourceConfig) -> ListingFi
 async def _listing(state: ApiState, source: DataSourceConfig) -> ListingFile:
     async def load() -> ListingFile:
         connector = await state.connector(source)
-        listing = ListingFile(state.settings.thread_state_dir / LISTINGS_FOLDER)
+        folder = state.settings.thread_state_dir / LISTINGS_FOLDER
+        await asyncio.to_thread(sweep_orphans, folder, state.settings.timeout_seconds + ORPHAN_MARGIN_SECONDS)
+        listing = ListingFile(folder)
         try:
             async with _deadline(state):
                 await _spill(connector, listing)

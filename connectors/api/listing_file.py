@@ -8,7 +8,8 @@ flat browse folded a second copy. Here the items stream into a SQLite spill file
 folder, keyed by the identifier's UTF-8 bytes (Python's string order); a page or a
 glob reads one key range, ``BATCH`` rows at a time. The file is unlinked as soon as
 it is loaded, or when loading fails or is cancelled: only the open connection keeps
-it, so it disappears with the last reader, and nothing is left behind on any path.
+it, so it disappears with the last reader, and nothing is left behind on any path
+but a killed server's: :func:`sweep_orphans` removes those before the next load.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import fnmatch
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,32 @@ def literal_prefix(pattern: str) -> str:
     """
     cut = min((i for i in (pattern.find(c) for c in _GLOB_CHARS) if i >= 0), default=len(pattern))
     return pattern[:cut]
+
+
+def sweep_orphans(folder: Path, idle_seconds: float) -> list[str]:
+    """Remove the spill files a killed server left in ``folder``: those not written for ``idle_seconds``.
+
+    A load still running writes its file at least once per batch and ends by its deadline, so a
+    file idle for longer than that deadline belongs to no one (another worker's live load is kept).
+
+    Args:
+        folder: The listings folder under the state folder.
+        idle_seconds: How long a file must have been left unwritten (the listing deadline and a margin).
+
+    Returns:
+        The names removed.
+    """
+    removed: list[str] = []
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith("da-listing-") and entry.name.endswith(".sqlite") and entry.is_file(
+                    follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > idle_seconds:
+                        os.unlink(entry.path)
+                        removed.append(entry.name)
+    return removed
 
 
 class ListingFile:

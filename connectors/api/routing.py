@@ -96,7 +96,7 @@ class ApiRoute(APIRoute):
         needs_key = _needs_key(self.dependant)
 
         async def handle(request: Request) -> Response:
-            request.state.request_id = f"req-{secrets.token_hex(12)}"
+            request.state.request_id = new_request_id()
             changes = request.method not in SAFE_METHODS
             response = _refuse_early(request, needs_key)
             unauditable = response is None and changes and (response := _unaudited_refusal(request)) is not None
@@ -121,6 +121,15 @@ class ApiRoute(APIRoute):
             True for a non-GET, a preview or statistics read, or a 401 or 403.
         """
         return method != "GET" or self.path.endswith(DATA_ROUTES) or status in (401, 403)
+
+
+def new_request_id() -> str:
+    """A request's id, in its ``X-Request-ID`` header and its audit line.
+
+    Returns:
+        ``req-`` and 24 random hex digits.
+    """
+    return f"req-{secrets.token_hex(12)}"
 
 
 def _needs_key(dependant: Dependant) -> bool:
@@ -257,9 +266,25 @@ def _authenticated(request: Request, credentials: HTTPAuthorizationCredentials |
         raise ApiError(401, "an API key is required: Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"},
                        literal=True)  # the help text, not a credential: redaction would mask '<key>'
     key = _checked_key(request, state, credentials.credentials)
+    if key is not None:
+        request.state.key_id = key.id
+    return valid_key(key)
+
+
+def valid_key(key: ApiKey | None) -> ApiKey:
+    """The key a caller presented, if it is valid now: a known key, or a thread token within its time.
+
+    Args:
+        key: what :meth:`KeyStore.authenticate` found for the presented key (None: nothing).
+
+    Returns:
+        ``key``.
+
+    Raises:
+        ApiError: 401 when there is no key or it is an expired thread token.
+    """
     if key is None:
         raise ApiError(401, "invalid or revoked API key", {"WWW-Authenticate": "Bearer"})
-    request.state.key_id = key.id
     if key.expired():
         raise ApiError(401, f"thread token {key.id} has expired", {"WWW-Authenticate": "Bearer"})
     return key
@@ -274,7 +299,21 @@ def _checked_key(request: Request, state: ApiState, presented: str) -> ApiKey | 
 
 
 def _api_key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
-    key = _authenticated(request, credentials)
+    return no_thread_token(_authenticated(request, credentials))
+
+
+def no_thread_token(key: ApiKey) -> ApiKey:
+    """``key`` when it is an API key (what a ``ReadKey`` route takes): a thread token is refused.
+
+    Args:
+        key: a valid key (:func:`valid_key`).
+
+    Returns:
+        ``key``.
+
+    Raises:
+        ApiError: 403 for a thread token (it may only attach data to its own thread).
+    """
     if key.thread_id is not None:
         raise ApiError(403, f"{key.id} is a thread token: it may only attach data to its own thread")
     return key

@@ -19,6 +19,7 @@ the C parser; :class:`BoundedH11Protocol` when httptools is not installed):
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import resource
@@ -93,9 +94,21 @@ def serve(host: str, port: int, settings: ApiSettings) -> None:
     if connections < settings.max_connections:
         log.warning("open-file limit %d: at most %d connections", files, connections)
     protocol = http_protocol(connections, settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", server_header=False,
+    app = create_app(settings)
+    _freeze_startup_objects()
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False,
                 http=protocol, timeout_keep_alive=KEEP_ALIVE_SECONDS,
                 h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=2048)
+
+
+def _freeze_startup_objects() -> None:
+    """Keep the ~140,000 objects of the imports and the app out of every later garbage collection.
+
+    A full collection scanned them all: ~80 ms with every request waiting, now and then under load (a p99
+    spike); frozen, a full collection scans only what requests left behind (under 1 ms).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def http_protocol(max_connections: int, settings: ApiSettings) -> type[Any]:

@@ -40,6 +40,7 @@ __all__ = ["router"]
 router = new_router()
 SourceId = Annotated[str, Path(description="The source's id.", max_length=63)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most entries per page.")]
+PAGE = 100  # sources per page by default: the route's default and the short way's (connectors/api/fast_reads.py)
 
 
 def _source_view(source: DataSourceConfig) -> dict[str, Any]:
@@ -120,6 +121,7 @@ async def create_source(body: SourceCreate, request: Request, state: State, key:
         state.registry.add(final)
     except ConfigurationError as exc:
         raise ApiError(409 if "is taken" in exc.message else 422, detail_of(exc)) from None
+    state.sources_changed()
     note_audit(request, config=_source_view(final)["config"])
     return _source_view(final)
 
@@ -143,10 +145,24 @@ def _policy_checked(check: Callable[..., None], *args: Any) -> None:
 
 
 @router.get("/v1/data-sources", response_model=SourceList, tags=["data sources"], summary="List sources")
-async def list_sources(state: State, key: ReadKey, limit: Limit = 100,
+async def list_sources(state: State, key: ReadKey, limit: Limit = PAGE,
                        after: Annotated[str | None, Query(max_length=200, description="Cursor")] = None
                        ) -> Response:
     """One page of the sources, configs as stored: references as names, no secret value."""
+    return JsonBytes(list_answer(state, limit, after))
+
+
+def list_answer(state: ApiState, limit: int = PAGE, after: str | None = None) -> bytes:
+    """The answer of ``GET /v1/data-sources`` (its route, and :mod:`connectors.api.fast_reads`).
+
+    Args:
+        state: the API's state.
+        limit: most entries (validated by the route).
+        after: the cursor, a source id (validated by the route).
+
+    Returns:
+        The page as the response model serializes it, cached until the sources file changes.
+    """
     sources = state.sources()
     start = next((i + 1 for i, s in enumerate(sources) if s.id == after), 0) if after else 0
 
@@ -156,14 +172,30 @@ async def list_sources(state: State, key: ReadKey, limit: Limit = 100,
         return _serialized(_LIST, {"object": "list", "data": [_source_view(s) for s in shown], "has_more": more,
                                 "next_cursor": shown[-1].id if more and shown else None})
 
-    return JsonBytes(state.rendered(("list", start, limit), page))
+    return state.rendered(("list", start, limit), page)
 
 
 @router.get("/v1/data-sources/{source_id}", response_model=DataSource, tags=["data sources"], summary="Get a source")
 async def get_source(source_id: SourceId, state: State, key: ReadKey) -> Response:
     """One source, its config as stored: references as names, no secret value."""
+    return JsonBytes(source_answer(state, source_id))
+
+
+def source_answer(state: ApiState, source_id: str) -> bytes:
+    """The answer of ``GET /v1/data-sources/{id}`` (its route, and :mod:`connectors.api.fast_reads`).
+
+    Args:
+        state: the API's state.
+        source_id: the id as the caller gave it (hostile: :func:`load_source` checks it).
+
+    Returns:
+        The source as the response model serializes it, cached until the sources file changes.
+
+    Raises:
+        ApiError: 404 when the id is invalid or no source has it.
+    """
     source = load_source(state, source_id)
-    return JsonBytes(state.rendered(("one", source.id), lambda: _serialized(_ONE, _source_view(source))))
+    return state.rendered(("one", source.id), lambda: _serialized(_ONE, _source_view(source)))
 
 
 class JsonBytes(Response):

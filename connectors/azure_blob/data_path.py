@@ -52,6 +52,8 @@ class BlobFacts:
 class DataPath:
     """Plain requests (blob bytes, properties, listing pages) on the connector's shared aiohttp session."""
 
+    noun = "blob"
+
     def __init__(
         self,
         session: aiohttp.ClientSession,

@@ -51,7 +51,14 @@ def _sdk_errors() -> Any:
 
 
 class HttpStatusError(Exception):
-    """A non-success answer on the data path; internal, always translated by :func:`translate`."""
+    """A non-success answer on the data path; internal, always translated by :func:`translate`.
+
+    The class attributes word the translated message for the service that answered
+    (S3 has its own subclass: its credentials and missing things have other names).
+    """
+
+    credentials = "the account key, SAS token or credential"
+    missing = {"ContainerNotFound": "the container", "BlobNotFound": "the blob"}
 
     def __init__(self, status: int, code: str | None, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status} {code or ''}".strip())
@@ -88,7 +95,8 @@ def translate(exc: BaseException, what: str, source_id: str | None) -> DataSourc
         return exc
     status, code = _status_and_code(exc)
     if status is not None:
-        return _from_status(status, code, what, source_id)
+        wording = exc if isinstance(exc, HttpStatusError) else HttpStatusError
+        return _from_status(status, code, what, source_id, wording)
     if isinstance(exc, aiohttp.ClientPayloadError) and _caused_by_reset(exc):
         return ConnectionError(f"{what}: the connection was reset mid-response", source_id=source_id)
     if isinstance(exc, aiohttp.ClientPayloadError):
@@ -152,28 +160,20 @@ def _status_and_code(exc: BaseException) -> tuple[int | None, str | None]:
     return status, error_code(code if isinstance(code, str) else None)
 
 
-def _from_status(status: int, code: str | None, what: str, source_id: str | None) -> DataSourceError:
+def _from_status(status: int, code: str | None, what: str, source_id: str | None,
+                 wording: HttpStatusError | type[HttpStatusError]) -> DataSourceError:
     answered = f"HTTP {status}" + (f" {code}" if code else "")
     if status in (401, 403):
-        return AuthenticationError(
-            f"{what}: access denied ({answered}); check the account key, SAS token or credential",
-            source_id=source_id,
-        )
+        return AuthenticationError(f"{what}: access denied ({answered}); check {wording.credentials}",
+                                   source_id=source_id)
     if status == 404:
-        return NotFoundError(f"{what}: {_missing_thing(code)} does not exist ({answered})", source_id=source_id)
+        missing = wording.missing.get(code or "", "it")
+        return NotFoundError(f"{what}: {missing} does not exist ({answered})", source_id=source_id)
     if status == 412:
         return BlobChangedError(f"{what}: the blob changed while it was read ({answered})", source_id=source_id)
     if status in (408, 429) or status >= 500:
         return ConnectionError(f"{what}: the service is unavailable ({answered})", source_id=source_id)
     return DataFetchError(f"{what}: the service refused the request ({answered})", source_id=source_id)
-
-
-def _missing_thing(code: str | None) -> str:
-    if code == "ContainerNotFound":
-        return "the container"
-    if code == "BlobNotFound":
-        return "the blob"
-    return "it"
 
 
 def retry_after_of(exc: BaseException) -> float | None:

@@ -108,7 +108,7 @@ class OrderedHasher:
             return self._ready
 
 
-def check_md5(facts: BlobFacts, md5: Any, name: str, source_id: str | None) -> None:
+def check_md5(facts: BlobFacts, md5: Any, name: str, source_id: str | None, noun: str = "blob") -> None:
     """Check the bytes' MD5 against the blob's Content-MD5, when the blob has one.
 
     Args:
@@ -116,6 +116,7 @@ def check_md5(facts: BlobFacts, md5: Any, name: str, source_id: str | None) -> N
         md5: A hashlib MD5 object fed every byte landed.
         name: The blob's name, for the message.
         source_id: The source to name in the error.
+        noun: What the store calls what it holds (``"object"``: S3, whose MD5 is its ETag).
 
     Raises:
         IntegrityError: The digests differ.
@@ -123,7 +124,8 @@ def check_md5(facts: BlobFacts, md5: Any, name: str, source_id: str | None) -> N
     actual = base64.b64encode(md5.digest()).decode()
     if facts.content_md5 is not None and actual != facts.content_md5:
         raise IntegrityError(
-            f"reading blob {name!r}: Content-MD5 mismatch (the blob says {facts.content_md5}, "
+            f"reading {noun} {name!r}: {'Content-MD5' if noun == 'blob' else 'ETag MD5'} mismatch "
+            f"(the {noun} says {facts.content_md5}, "
             f"the bytes hash to {actual})",
             source_id=source_id,
         )

@@ -79,6 +79,7 @@ class RangeSource(Protocol):
     """What :class:`BlobDownload` reads from: Azure's :class:`DataPath`, or ``connectors.s3``'s."""
 
     source_id: str | None
+    noun: str  # what the store calls what it holds, for messages: "blob", "object"
 
     async def get(self, name: str, start: int, end: int | None, etag: str | None) -> aiohttp.ClientResponse:
         """One GET of a byte range, pinned to a version.
@@ -175,7 +176,7 @@ class BlobDownload:
         self._open_target = open_target
         self._concurrency = concurrency
         self._budget = RetryBudget(retries)
-        self._what = f"reading blob {name!r}"
+        self._what = f"reading {path.noun} {name!r}"
         self._fd: int | None = None
         self._done = 0
         self._size: int | None = None
@@ -310,4 +311,5 @@ class BlobDownload:
 
     def _check_md5(self, facts: BlobFacts, digests: list[Any]) -> None:
         if facts.content_md5 is not None:
-            check_md5(facts, next(d for d in digests if d.name == "md5"), self._name, self._path.source_id)
+            check_md5(facts, next(d for d in digests if d.name == "md5"), self._name, self._path.source_id,
+                      self._path.noun)

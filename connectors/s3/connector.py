@@ -413,7 +413,7 @@ def _check_body(result: Downloaded, identifier: str, source_id: str) -> None:
     """A small object's bytes against its ETag MD5 and its full-object x-amz-checksum-*, when it has them."""
     body = result.body or b""
     if result.facts.content_md5 is not None:
-        check_md5(result.facts, hashlib.md5(body), identifier, source_id)  # noqa: S324 - the store's checksum
+        check_md5(result.facts, hashlib.md5(body), identifier, source_id, "object")  # noqa: S324 - the store's
     checksums = result.facts.checksums if isinstance(result.facts, S3Facts) else {}
     digests = digests_for(checksums)
     for digest in digests:

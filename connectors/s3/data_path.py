@@ -36,6 +36,14 @@ _CODE = re.compile(rb"<Code>([A-Za-z0-9.]{1,64})</Code>")
 __all__: list[str] = []
 
 
+class S3StatusError(HttpStatusError):
+    """A non-success answer from an S3-compatible store, translated in S3's words."""
+
+    credentials = "the access key id and secret (and session token), the profile or the credential chain"
+    missing = {"NoSuchBucket": "the bucket", "NoSuchKey": "the object", "NoSuchVersion": "the object's version",
+               "NoSuchUpload": "the multipart upload"}
+
+
 @dataclass(frozen=True)
 class S3Facts(BlobFacts):
     """What the first response told about the object, S3's extras included."""
@@ -47,6 +55,8 @@ class S3Facts(BlobFacts):
 
 class S3DataPath:
     """Signed requests for one bucket on the connector's shared aiohttp session."""
+
+    noun = "object"
 
     def __init__(self, session: aiohttp.ClientSession, base: str, signer: Signer, source_id: str | None,
                  *, bucket: str = "", verify_etag_md5: bool = True) -> None:
@@ -110,7 +120,7 @@ class S3DataPath:
         async with self.session.put(yarl.URL(url, encoded=True), data=body, headers=signed,
                                     allow_redirects=False) as response:
             if response.status != 200:
-                raise HttpStatusError(response.status, _code_of(await _body(response)), _retry_after(response))
+                raise S3StatusError(response.status, _code_of(await _body(response)), _retry_after(response))
             await response.read()
             return response.headers
 
@@ -123,7 +133,7 @@ class S3DataPath:
             return response
         body = await _body(response)
         response.release()
-        raise HttpStatusError(response.status, _code_of(body), _retry_after(response))
+        raise S3StatusError(response.status, _code_of(body), _retry_after(response))
 
 
 async def _body(response: aiohttp.ClientResponse) -> bytes:

@@ -38,7 +38,7 @@ from connectors.azure_blob.retries import RetryBudget, with_retries
 from connectors.azure_blob.upload import BlobExistsError, FileChangedError
 from connectors.errors import DataFetchError, WorkspaceError
 from connectors.s3.auth import EMPTY_SHA256, query_string
-from connectors.s3.data_path import S3DataPath
+from connectors.s3.data_path import S3DataPath, S3StatusError
 
 # Internal to the package: its public surface is the connector.
 __all__: list[str] = []
@@ -218,7 +218,7 @@ class MultipartUpload:
             text = await response.read()
             if response.status // 100 != 2:
                 code = _ERROR.search(text)
-                raise HttpStatusError(response.status, code.group(1).decode() if code else None, None)
+                raise S3StatusError(response.status, code.group(1).decode() if code else None, None)
             return response.headers, text
 
 
@@ -226,4 +226,4 @@ def _raise_embedded_error(body: bytes) -> None:
     found = _ERROR.search(body)
     if found:
         code = found.group(1).decode()
-        raise HttpStatusError(412 if code == "PreconditionFailed" else 500, code, None)
+        raise S3StatusError(412 if code == "PreconditionFailed" else 500, code, None)

@@ -30,7 +30,7 @@ from typing import Any
 
 from connectors.checked_fetch import dataset_parts
 from connectors.errors import NameCollisionError
-from connectors.landing.dirs import open_directory, open_regular_file
+from connectors.landing.dirs import open_directory, open_regular_file, sweep_stale_temporaries
 from connectors.landing.names import LINEAGE_DIR, MAX_FILE_NAME_BYTES, TEMP_PREFIX, TEMP_SUFFIX
 from connectors.threads.folders import GENERATED_DIR
 from connectors.threads.placing_folders import (
@@ -39,6 +39,7 @@ from connectors.threads.placing_folders import (
     remove_tree,
     rename_no_replace,
     replace_folder,
+    sweep_orphaned_folders,
     temporary_folder,
 )
 from connectors.threads.records import ThreadRecords
@@ -113,6 +114,8 @@ def place_all(folder: Path, records: ThreadRecords, staged: list[Staged]) -> Non
     dir_fd = open_directory(folder.parent, [folder.name], create=False)
     try:
         with records.locked():
+            sweep_orphaned_folders(dir_fd)  # a killed attach's: under the lock, no placing is running
+            sweep_stale_temporaries(dir_fd)  # its temporary files too (one whose writer holds it is kept)
             known = records.attached()
             taken = {folded(entry) for entry in [*os.listdir(dir_fd), *RESERVED_NAMES]}
             try:

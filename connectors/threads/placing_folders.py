@@ -116,6 +116,28 @@ def replace_folder(dir_fd: int, source: Path, record: dict[str, Any], name: str)
         remove_tree(dir_fd, temp)  # the old folder after the exchange, the new one when it failed
 
 
+def sweep_orphaned_folders(dir_fd: int) -> int:
+    """Remove the hidden temporary folders a killed attach left in a thread's folder; how many.
+
+    Call it holding the thread's lock (``ThreadRecords.locked``): every placing holds it from the
+    temporary folder's creation to its rename, so one seen under the lock belongs to no one.
+    Links and files are left to the landing's sweep (it keeps a temporary whose writer still holds it).
+
+    Args:
+        dir_fd: The thread's folder.
+
+    Returns:
+        How many folders were removed.
+    """
+    removed = 0
+    for entry in os.scandir(dir_fd):
+        if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX) and entry.is_dir(
+                follow_symlinks=False):
+            remove_tree(dir_fd, entry.name)
+            removed += 1
+    return removed
+
+
 def remove_tree(dir_fd: int, name: str) -> None:
     """Remove the folder ``name`` of ``dir_fd`` (by descriptors: a link inside is removed, not followed)."""
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):

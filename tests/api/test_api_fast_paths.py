@@ -1,16 +1,20 @@
 """The API's fast paths keep their answers right: cached source answers follow the sources file, a key checked
-once per request is still the key presented, ``serve`` runs the httptools protocol, and a response leaves in one
-write (its header cap and deadlines: tests/api/test_serve_bounds.py)."""
+once per request is still the key presented, ``serve`` runs the httptools protocol with its start-up objects
+frozen out of the garbage collector, and a response leaves in one write (its header cap and deadlines:
+tests/api/test_serve_bounds.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from connectors.api.api_keys import KeyStore
 from connectors.api.fast_protocol import OneWrite
-from connectors.api.server import http_protocol
+from connectors.api.server import http_protocol, serve
 from connectors.registry import SourceRegistry
 from tests.api.conftest import Api, local_source, make_settings
 
@@ -52,6 +56,19 @@ def test_a_key_revoked_between_requests_stops_at_the_next(api: Api) -> None:
 def test_serve_uses_the_c_parser_with_the_bounds(tmp_path: Path) -> None:
     protocol = http_protocol(10, make_settings(tmp_path))
     assert protocol.__name__ == "BoundedHttpToolsProtocol"
+
+
+def test_serve_freezes_its_start_up_objects_before_it_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    frozen: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: frozen.append(gc.get_freeze_count()))
+    assert gc.get_freeze_count() == 0
+    try:
+        serve("127.0.0.1", 1, make_settings(tmp_path))
+    finally:
+        gc.unfreeze()
+    assert frozen and frozen[0] > 10_000  # the imports and the app: no full collection scans them again
 
 
 class _Recorder:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import tempfile
 import threading
+import time
 import tracemalloc
 import types
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from connectors.api.discovery import LISTINGS_FOLDER
+from connectors.api.discovery import LISTINGS_FOLDER, ORPHAN_MARGIN_SECONDS
 from connectors.base import DataItem
 from connectors.errors import DataFetchError
 from connectors.plugins import register_connector, unregister_connector
@@ -183,11 +185,39 @@ def test_no_spill_file_outlives_a_listing_loaded_failed_or_cancelled(tmp_path: P
             assert HELD.wait(30)
             assert len(_spills(api)) == 1  # the spill file exists while the listing loads: this test sees it
             stalled.join(30)  # the deadline (2 s) cancels the load
+            HOLD.set()  # the cancelled load's waiting thread ends now, not after its 60 s at shutdown
             assert _spills(api) == []
             assert _temp_spills() <= in_temp  # nothing went to the system's temporary folder either
     finally:
         HOLD.set()
         FAIL_AFTER.clear()
+        unregister_connector("generated")
+
+
+def test_a_killed_servers_spill_files_are_swept_before_the_next_load_and_nothing_else(
+        tmp_path: Path, secret_store_env: Path) -> None:
+    register_connector("generated", GeneratedConnector, replace=True)
+    outside = tmp_path / "outside.sqlite"
+    outside.write_bytes(b"keep me")
+    HOLD.set()
+    try:
+        for api in start_api(tmp_path, policy=open_policy(tmp_path, "generated"), timeout_seconds=2):
+            folder = api.settings.thread_state_dir / LISTINGS_FOLDER
+            folder.mkdir(parents=True, exist_ok=True)
+            orphan, live, other = (folder / n for n in ("da-listing-dead.sqlite", "da-listing-live.sqlite",
+                                                        "notes.sqlite"))
+            for path in (orphan, live, other):
+                path.write_bytes(b"x")
+            (folder / "da-listing-link.sqlite").symlink_to(outside)
+            old = time.time() - 2 - ORPHAN_MARGIN_SECONDS - 5  # idle past the deadline and the margin
+            for path in (orphan, other):
+                os.utime(path, (old, old))
+            os.utime(folder / "da-listing-link.sqlite", (old, old), follow_symlinks=False)
+            _source(api, "after-a-kill", 100)
+            api.call("GET", "/v1/data-sources/after-a-kill/browse", expect=200)
+            assert _spills(api) == ["da-listing-link.sqlite", "da-listing-live.sqlite", "notes.sqlite"]
+            assert outside.read_bytes() == b"keep me"  # a link is never followed, nor removed
+    finally:
         unregister_connector("generated")
 
 

@@ -284,3 +284,39 @@ def test_a_large_query_result_lands_as_a_dataset_folder_and_a_small_one_as_a_fil
     table = ds.dataset(str(big), format="parquet").to_table()
     assert table.num_rows == ROWS - 10 and table.schema.field("amount").type == pa.decimal128(14, 3)
     assert small == tmp_path / "small.parquet" and small.is_file()
+
+
+def test_an_attach_whose_second_placing_fails_takes_back_the_dataset_folder_it_placed(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # docs/RELIABILITY.md row 71
+    from connectors.threads import placing
+
+    monkeypatch.setenv("TP_PG", postgres_server.dsn)
+    registry = SourceRegistry(tmp_path / "sources.yaml")
+    registry.add({"id": "wh", "type": "postgresql", "name": "Warehouse",
+                  "config": {"dsn": {"env": "TP_PG"}, "schemas": [schema], "format": "parquet",
+                             "part_bytes": PART_BYTES, "allow_privileged_queries": True}})
+    base = tmp_path / "workspace"
+    recorded = placing._recorded
+    calls: list[str] = []
+
+    def full_disk_on_the_second(*args: Any) -> None:
+        calls.append(str(args[4]))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        recorded(*args)
+
+    monkeypatch.setattr(placing, "_recorded", full_disk_on_the_second)
+    references = [{"source_id": "wh", "table": f"{schema}.orders"},
+                  {"source_id": "wh", "query": f"SELECT id FROM {schema}.orders WHERE id <= 5", "name": "few"}]
+
+    async def attach() -> Any:
+        async with registry:
+            return await attach_to_thread(registry, base, "t1", references, create=True, state_dir=tmp_path / "state")
+
+    with pytest.raises(OSError, match="No space left"):
+        run(attach())
+    assert calls[0] == f"{schema}.orders"  # the folder was placed (and recorded) before the failure
+    assert list((base / "t1").iterdir()) == []  # taken back: no folder, no file, no temporary
+    assert attached_files(base, "t1", tmp_path / "state").files == []  # and no record

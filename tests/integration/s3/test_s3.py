@@ -145,9 +145,10 @@ def test_a_wrong_secret_is_an_authentication_error_that_never_shows_it(s3_server
         async with connector:
             await connector.test_connection()
 
-    with pytest.raises(AuthenticationError) as caught:
+    with pytest.raises(AuthenticationError, match="check the access key id and secret") as caught:
         run(body())
     assert canary not in str(caught.value) and canary not in repr(caught.value) and canary not in repr(connector)
+    assert "SAS" not in str(caught.value) and "account key" not in str(caught.value)  # S3's words, not Azure's
 
 
 def test_a_missing_bucket_is_not_found(s3_server: S3Server) -> None:
@@ -155,7 +156,7 @@ def test_a_missing_bucket_is_not_found(s3_server: S3Server) -> None:
         async with S3Connector(s3_config(s3_server, "no-such-bucket-here")) as connector:
             await connector.test_connection()
 
-    with pytest.raises(NotFoundError, match="NoSuchBucket"):
+    with pytest.raises(NotFoundError, match="the bucket does not exist .*NoSuchBucket"):
         run(body())
 
 
@@ -646,3 +647,36 @@ def test_a_checksum_only_the_head_tells_is_computed_from_the_landed_bytes(
         landed = Path(run(body()))
         assert landed.read_bytes() == data
         assert read_provenance(landed)["checksums"]["crc32c"] == reference_checksum("CRC32C", data)
+
+
+def test_a_missing_object_is_not_found_in_s3_words(s3_server: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_server, {"a.csv": b"1"})
+
+    async def body() -> None:
+        async with S3Connector(s3_config(s3_server, bucket)) as connector:
+            await connector.fetch_data("no-such.csv", str(tmp_path))
+
+    with pytest.raises(NotFoundError) as caught:
+        run(body())
+    assert "blob" not in str(caught.value) and "container" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # nothing landed
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_corrupted_bytes_fail_in_s3_words_and_nothing_lands(
+        s3_server: S3Server, tmp_path: Path, size: str) -> None:
+    data = os.urandom(LARGE if size == "large" else 5000)
+    bucket = new_bucket(s3_server, {"plain.bin": data})  # boto3 may store a CRC32 too: either check may fire
+    corrupted = ranged_after_first if size == "large" else lambda request: request.method == "GET"
+
+    async def body() -> None:
+        async with FaultProxy(s3_server.port) as proxy:
+            proxy.add(Rule("flip", match=corrupted, after_bytes=1234))
+            config = s3_config(s3_server, bucket, endpoint=f"http://127.0.0.1:{proxy.port}")
+            async with S3Connector(config) as connector:
+                await connector.fetch_data("plain.bin", str(tmp_path))
+
+    with pytest.raises(IntegrityError, match=r"reading object 'plain.bin': (ETag MD5|x-amz-checksum-crc32) mismatch "
+                                             r"\(the object says"):
+        run(body())
+    assert files_under(tmp_path) == []

@@ -153,3 +153,23 @@ def test_a_table_over_the_size_limit_fails_while_streaming_and_leaves_nothing(
                                       {"source_id": "warehouse", "table": f"{warehouse['schema']}.customers"}],
                max_item_bytes=100)
     assert everything_under(base / "t5") == []
+
+
+def test_an_attach_sweeps_the_hidden_temporaries_a_killed_attach_left(registry: SourceRegistry,
+                                                                       tmp_path: Path) -> None:
+    # docs/RELIABILITY.md row 71
+    from connectors.landing.names import TEMP_PREFIX, TEMP_SUFFIX
+
+    base = tmp_path / "workspace"
+    thread = base / "t9"
+    thread.mkdir(parents=True)
+    dead_folder = thread / f"{TEMP_PREFIX}0123456789abcdef{TEMP_SUFFIX}"  # a dataset folder half placed
+    dead_folder.mkdir()
+    (dead_folder / "part-00000.parquet").write_bytes(b"PAR1")
+    dead_file = thread / f"{TEMP_PREFIX}fedcba9876543210{TEMP_SUFFIX}"  # a file not yet renamed
+    dead_file.write_bytes(b"half")
+    mine = thread / f"{TEMP_PREFIX}notes"  # the agent's own hidden file: not one of our temporaries
+    mine.write_text("kept")
+    attachment = attach(registry, base, "t9", [{"source_id": "lake", "path": "exports/2026-01.csv"}])
+    assert sorted(p.name for p in thread.iterdir()) == sorted([attachment.files[0].name, mine.name])
+    assert mine.read_text() == "kept"
