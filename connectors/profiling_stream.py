@@ -5,20 +5,13 @@ stream's chunks go, in order, over a bounded queue to a parser thread of their o
 into blocks of about :data:`BLOCK_BYTES` (chunks hold whole rows, so blocks do too) and parses each
 with one ``pyarrow.csv.read_csv`` on that thread; the batches go to one shared
 :class:`~connectors.profiling.Profiler` under a lock (rows, nulls, min/max and the distinct sample do
-not depend on the order streams are read in). The parse runs while the server formats the next rows,
-so it costs little wall time where a re-read after landing cost a second full parse (+53-74% at 5M
-rows). Its CPU is what it costs (a whole parse of the CSV: measured in ``benchmarks/bench_profile.py``):
-parsing blocks from memory needs no Python file object called back per read, no copy of each chunk
-and no pyarrow thread pool, which cut the CPU of the streaming reader it replaces by about a tenth.
+not depend on the order streams are read in), while the server formats the next rows.
 
-The profile never slows a big export down. Its parser threads run at the lowest CPU priority
-(Linux: ``setpriority`` on the thread), so they use only CPU the export and the server leave idle;
-each stream's first :data:`ALWAYS_PROFILED_BYTES` are always profiled, and past them a chunk that
-finds its parser's queue full is left out of the profile instead of waiting. A profile that left
-chunks out says so (:attr:`CsvStreamProfile.partial`): the caller keeps the exact row count (the
-COPY's) and records how many rows the column figures describe. With a spare core nothing is left
-out. With ``exact``, every chunk waits for its parser, as before (a slower export on a busy machine,
-by a parse of every byte: ``docs/design/profiling.md``).
+The profile never slows a big export down (``docs/design/profiling.md``): its parser threads run at
+the lowest CPU priority, each stream's first :data:`ALWAYS_PROFILED_BYTES` are always profiled, and
+past them a chunk that finds its parser's queue full is left out of the profile instead of waiting
+(:attr:`CsvStreamProfile.partial`: the caller keeps the COPY's exact row count and records how many
+rows the column figures describe). With ``exact``, every chunk waits for its parser.
 
 Memory is bounded: at most :data:`QUEUED_CHUNKS` chunks (about 1 MiB each) wait per stream. When a
 parse fails (a value that does not parse as its column's type, a row longer than :data:`BLOCK_BYTES`),
