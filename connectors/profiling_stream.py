@@ -5,17 +5,18 @@ stream's chunks go, in order, over a bounded queue to a parser thread of their o
 into blocks of about :data:`BLOCK_BYTES` (chunks hold whole rows, so blocks do too) and parses each
 with one ``pyarrow.csv.read_csv`` on that thread; the batches go to one shared
 :class:`~connectors.profiling.Profiler` under a lock (rows, nulls, min/max and the distinct sample do
-not depend on the order streams are read in). The parse runs while the server formats the next rows,
-so it costs little wall time where a re-read after landing cost a second full parse (+53-74% at 5M
-rows). Its CPU is what it costs (a whole parse of the CSV: measured in ``benchmarks/bench_profile.py``):
-parsing blocks from memory needs no Python file object called back per read, no copy of each chunk
-and no pyarrow thread pool, which cut the CPU of the streaming reader it replaces by about a tenth.
+not depend on the order streams are read in), while the server formats the next rows.
 
-Memory is bounded: at most :data:`QUEUED_CHUNKS` chunks (about 1 MiB each) wait per stream, so a
-parser slower than the stream slows the export down rather than piling up. When a parse fails (a
-value that does not parse as its column's type, a row longer than :data:`BLOCK_BYTES`), that parser
-drains its queue and :meth:`CsvStreamProfile.result` gives None: the caller profiles the landed file
-as before.
+The profile never slows a big export down (``docs/design/profiling.md``): its parser threads run at
+the lowest CPU priority, each stream's first :data:`ALWAYS_PROFILED_BYTES` are always profiled, and
+past them a chunk that finds its parser's queue full is left out of the profile instead of waiting
+(:attr:`CsvStreamProfile.partial`: the caller keeps the COPY's exact row count and records how many
+rows the column figures describe). With ``exact``, every chunk waits for its parser.
+
+Memory is bounded: at most :data:`QUEUED_CHUNKS` chunks (about 1 MiB each) wait per stream. When a
+parse fails (a value that does not parse as its column's type, a row longer than :data:`BLOCK_BYTES`),
+that parser drains its queue and :meth:`CsvStreamProfile.result` gives None: the caller profiles the
+landed file as before.
 
 A :class:`BackgroundProfiler` does the same for the Arrow batches a Parquet export already holds: the
 profile's compute (min/max, the distinct sample) runs in its own thread while the writer encodes, with
@@ -24,6 +25,8 @@ at most :data:`QUEUED_BATCHES` batches waiting.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -36,6 +39,7 @@ from connectors.profiling import Profiler
 
 QUEUED_CHUNKS = 16
 QUEUED_BATCHES = 4
+ALWAYS_PROFILED_BYTES = 16 << 20  # per stream: a small export's profile is always of every row
 BLOCK_BYTES = 4 << 20  # a row over half of this fails the streamed parse (the landed file is profiled then)
 
 Feed = Callable[[Any], None]
@@ -46,8 +50,10 @@ class CsvStreamProfile:
     """One profile of a CSV written by one or more COPY streams (the first with a header row)."""
 
     def __init__(self, names: list[str], types: Mapping[str, pa.DataType],
-                 source_types: Mapping[str, str] | None = None, sensitive: Iterable[str] = ()) -> None:
+                 source_types: Mapping[str, str] | None = None, sensitive: Iterable[str] = (),
+                 exact: bool = False) -> None:
         self._names = names
+        self._exact = exact
         self._schema = pa.schema([pa.field(n, types.get(n, pa.string())) for n in names])
         self._profiler = Profiler(self._schema, source_types, sensitive)
         self._positional = [f"c{index}" for index in range(len(names))]
@@ -57,6 +63,7 @@ class CsvStreamProfile:
         self._lock = threading.Lock()
         self._threads: list[tuple[threading.Thread, queue.Queue[bytes | bytearray | None]]] = []
         self.failed = False
+        self.partial = False  # chunks were left out: the column figures describe part of the rows
 
     def stream(self, header: bool) -> Feed:
         """Start a parser for one stream; the function that feeds it its chunks, in order.
@@ -72,16 +79,28 @@ class CsvStreamProfile:
                                   name="da-profile")
         thread.start()
         self._threads.append((thread, chunks))
+        waited = [0]  # bytes of this stream queued so far while waiting for room
 
         def feed(chunk: Any) -> None:
             if len(chunk) > BLOCK_BYTES:  # a row too long for the streamed parse: no copy of it is queued
                 self.failed = True
-            if not self.failed:  # a bytearray chunk is the stream's own (never written again): no copy
-                chunks.put(chunk if isinstance(chunk, bytes | bytearray) else bytes(chunk))
+            if self.failed:
+                return
+            data = chunk if isinstance(chunk, bytes | bytearray) else bytes(chunk)  # a bytearray: no copy
+            if self._exact or waited[0] < ALWAYS_PROFILED_BYTES:
+                waited[0] += len(data)
+                chunks.put(data)
+                return
+            try:
+                chunks.put_nowait(data)
+            except queue.Full:  # the parser is behind: the export does not wait for it
+                self.partial = True
         return feed
 
     def _parse(self, chunks: queue.Queue[bytes | bytearray | None], header: bool) -> None:
         """Parse the stream's chunks in blocks of about :data:`BLOCK_BYTES` (whole rows: chunks end on one)."""
+        if not self._exact:
+            _lowest_priority()
         block: list[bytes | bytearray] = []
         size, ended = 0, False
         try:
@@ -124,6 +143,12 @@ class CsvStreamProfile:
             chunks.put(None)
             thread.join()
         self._threads = []
+
+
+def _lowest_priority() -> None:
+    """Let this thread run only on CPU nothing else wants (Linux: a thread is a task with its own nice)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 class BackgroundProfiler:

@@ -269,8 +269,11 @@ class PostgreSQLSettings(ConnectorSettings):
         "expects that big) lands as a dataset folder '<schema>.<table>/' of parts of about this many bytes each "
         "(pyarrow, pandas, DuckDB, Polars read the folder as one table); a smaller one as one file '.parquet'.",
     )
-    profile: bool = Field(True, description="Describe every landed table or query result in its lineage record "
-                          "(rows, per column types, nulls, min/max, distinct count, examples).")
+    profile: bool | Literal["exact"] = Field(
+        True, description="Describe every landed table or query result in its lineage record (rows, per column "
+        "types, nulls, min/max, distinct count, examples). true: a big CSV export's profile uses only idle CPU "
+        "and, when the CPU is busy, describes part of the rows (it says how many: 'profiled_rows'; the row count "
+        "stays exact); 'exact': every row, whatever it costs; false: no profile.")
     sensitive_columns: list[str] = Field(
         default_factory=list,
         description="Columns whose values never appear in a landed file's profile (no examples, no min/max): "

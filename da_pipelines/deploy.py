@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from dagster import DagsterInstance
@@ -106,11 +107,17 @@ def exit_with_parent() -> None:
     if parent is None or _watching.is_set():
         return
     _watching.set()
-    threading.Thread(target=_watch_parent, args=(parent.pid,), name="da-exit-with-parent", daemon=True).start()
+    # spawned: our parent process is the one that started us, and changes when it dies. Forked by a
+    # fork server (the shard executor's start method): the server is our parent and outlives the run
+    # worker (we hold its "alive" pipe); the pipe multiprocessing keeps to the process that started
+    # us (our parent's sentinel) ends with it in both cases.
+    threading.Thread(target=_watch_parent, args=(parent, os.getppid()), name="da-exit-with-parent",
+                     daemon=True).start()
 
 
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:  # an orphan is adopted by init or a subreaper: its ppid changes
+def _watch_parent(parent: BaseProcess, parent_pid: int) -> None:
+    # an orphan is adopted by init or a subreaper (its ppid changes); a dead starter closes its pipe
+    while os.getppid() == parent_pid and parent.is_alive():
         time.sleep(PARENT_POLL_SECONDS)
     os.kill(os.getpid(), signal.SIGKILL)
 

@@ -3,9 +3,11 @@
 The set's asset ``[N, set]`` is a graph of N shard ops and a merge op:
 
 * ``N__set_shard_K`` (K = 0..N-1) syncs the items of shard K (``connectors.syncing.shard_plan``):
-  it lists the source, lands the shard's new, changed and damaged items and writes
-  the shard's manifest. Each is its own step, in the source's pool (``da_source_<N>``):
-  the multiprocess executor runs them side by side on one machine, ``k8s_job_executor``
+  it lists the source keeping only the shard's items (the others are never stored, planned or
+  looked up), lands its new, changed and damaged items and writes the shard's manifest.
+  Each is its own step, in the source's pool (``da_source_<N>``): the multiprocess
+  executor runs them side by side on one machine (each forked from a fork server that
+  imported the code location once, ``da_pipelines.jobs.shard_executor``), ``k8s_job_executor``
   in pods (``deploy/``), never more at once than the pool's limit. Each uses
   ``concurrency // N`` fetches (at least one), so the shards together stay within the
   source's ``concurrency``.
@@ -14,7 +16,8 @@ The set's asset ``[N, set]`` is a graph of N shard ops and a merge op:
 
 A run stores a fixed number of events per shard and per set, whatever the item count.
 The integrity check reads the merged manifest and marks damaged items for repair in
-their shard. Only shard 0 prunes items gone at the source (``metadata.sync.prune``).
+their shard. Each shard reports (and with ``metadata.sync.prune``, prunes) the landed items of
+its own hash bucket gone at the source, so together they cover every landed item once.
 """
 
 
@@ -133,11 +136,10 @@ def _shard_op(keys: SourceKeys, dataset: Dataset, shard: int) -> Any:
 
 async def _sync_part(context: OpExecutionContext, keys: SourceKeys, source: SourceResource, folder: Path,
                      part: Dataset, requested: Sequence[ItemRequest] | None) -> SyncRun:
-    """Sync one shard (``part``): its share of the source's concurrency; only shard 0 prunes."""
+    """Sync one shard (``part``): its share of the source's concurrency, the items of its hash bucket."""
     progress = ProgressLog(context.log.info, total_items=len(requested or ()))
     options = sync_options(keys.source)
-    if part.shard:
-        options = options.model_copy(update={"prune": False})
+    shard, shards = part.shard, part.shards
     try:
         with workspace_root(getattr(context.resources, WORKSPACE_KEY).root):
             if part.shard == 0:
@@ -145,7 +147,8 @@ async def _sync_part(context: OpExecutionContext, keys: SourceKeys, source: Sour
             return await sync_datasets(
                 source.build_connector, folder, [part], requested, run_id=context.run.run_id,
                 on_bytes=progress.on_bytes, on_item_done=progress.item_done, on_planned=progress.set_total,
-                concurrency=max(1, keys.settings.concurrency // part.shards), options=options)
+                concurrency=max(1, keys.settings.concurrency // part.shards), options=options,
+                bucket=lambda identifier: shard_of(identifier, shards) == shard)
     except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
         raise failure_for([exc], before_items=True) from exc
 

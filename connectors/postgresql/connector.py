@@ -846,7 +846,9 @@ class PostgreSQLConnector(TranslatedErrors, DataSourceConnector):
         """A profile of the CSV computed from its chunks as they are written (no second read)."""
         sensitive, source_types = self._profile_inputs(columns, identifier)
         types = {c.name: kind for c in columns if (kind := self._csv_type(c)) is not None}
-        return CsvStreamProfile([c.name for c in columns], types, source_types, sensitive)
+        assert self._settings is not None
+        return CsvStreamProfile([c.name for c in columns], types, source_types, sensitive,
+                                exact=self._settings.profile == "exact")
 
     def _csv_type(self, column: Column) -> pa.DataType | None:
         """The Arrow type a column's CSV text parses as, for the profile (None: read it as text)."""

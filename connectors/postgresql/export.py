@@ -311,7 +311,9 @@ def export_to_landing(
     The provenance record gets ``row_count`` from the servers' COPY tags, and ``profile`` from
     ``describe`` (given the landed temporary's descriptor). On any error the temporary is removed
     by the landing. ``tap`` (CSV only): the streams' chunks are profiled as they are written
-    (:mod:`connectors.profiling_stream`); ``describe`` then runs only when that failed.
+    (:mod:`connectors.profiling_stream`); ``describe`` then runs only when that failed. A tap that
+    left chunks out (its parser behind a busy CPU) gives a profile whose ``rows`` is the COPY's and
+    whose ``profiled_rows`` says how many rows its column figures describe.
     """
     with landing(workspace, relative, source_id=source_id, identifier=identifier) as land, ExitStack() as taps:
         if tap is not None:
@@ -327,6 +329,8 @@ def export_to_landing(
         else:
             rows, largest = _parallel_csv(pgconns, statements, land, cancelled, Path(workspace), tap)
         streamed = tap.result() if tap is not None else None
+        if streamed is not None and tap is not None and tap.partial:  # rows stay exact; the figures say of how many
+            streamed = {**streamed, "rows": rows, "profiled_rows": streamed["rows"]}
         if streamed is not None:
             return land.commit(provenance={**provenance, "row_count": rows, "profile": streamed})
         described = {"profile": _profile(describe, land.fd, largest)} if describe is not None else {}

@@ -203,6 +203,7 @@ async def sync_datasets(
     on_planned: Callable[[int], None] = lambda count: None,
     concurrency: int = 8,
     options: SyncOptions | None = None,
+    bucket: Callable[[str], bool] | None = None,
 ) -> SyncRun:
     """Sync ``datasets``: land their new, changed and damaged items; write each one's manifest.
 
@@ -217,6 +218,9 @@ async def sync_datasets(
         on_planned: Called with the number of items to fetch, once known.
         concurrency: Fetches at once.
         options: Exclude and prune (the source's ``metadata.sync``; default: the connector's config's).
+        bucket: The items this sync answers for (a shard's: ``shard_of(i, N) == k``), None: all. Only
+            those are kept from the listing, reported removed at the source and pruned; the
+            buckets of several syncs (the shards) split the source between them.
 
     Returns:
         Each dataset's outcome, the items' errors, how many items were listed, and those skipped or pruned.
@@ -225,16 +229,17 @@ async def sync_datasets(
     options = options if options is not None else sync_options(probe.config)
     with _Spill() as everything:  # a full listing goes to disk, not memory: only the wanted requests are held
         if requested is None:
-            await _list_all(probe, options.exclude, everything)
+            await _list_all(probe, options.exclude, everything, bucket)
         return await _sync_listed(connector, folder, datasets, requested, everything, probe, options, run_id=run_id,
                                   on_bytes=on_bytes, on_item_done=on_item_done, on_planned=on_planned,
-                                  concurrency=concurrency)
+                                  concurrency=concurrency, bucket=bucket)
 
 
 async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Path, datasets: Sequence[Dataset],
                        requested: Sequence[ItemRequest] | None, everything: _Spill, probe: DataSourceConnector,
                        options: SyncOptions, *, run_id: str | None, on_bytes: Any, on_item_done: Progress,
-                       on_planned: Callable[[int], None], concurrency: int) -> SyncRun:
+                       on_planned: Callable[[int], None], concurrency: int,
+                       bucket: Callable[[str], bool] | None = None) -> SyncRun:
     full = requested is None
     if not full:  # chosen items go through the same file as a listing: one code path, batches in key order
         everything.add([(r.identifier, r.version, True) for r in requested or []])
@@ -259,20 +264,23 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
     pruned: list[str] = []
     if full:
         # gone at the source: every landed item whose record says so, not only last run's manifest,
-        # so an item stays reported (and can be pruned later) as long as its file is there
-        gone = await asyncio.to_thread(sync.index.landed_except, everything)
+        # so an item stays reported (and can be pruned later) as long as its file is there; none when
+        # no record existed before this sync (each landed since was listed): no walk of its records
+        gone = {} if sync.nothing_landed else await asyncio.to_thread(sync.index.landed_except, everything, bucket)
         for outcome in sync.outcomes:
             outcome.removed = sorted(i for i in gone if outcome.dataset.contains(i))
-        if options.prune and everything.count:  # an empty listing never prunes (an unmounted share)
+        if options.prune and everything.seen:  # an empty listing never prunes (an unmounted share)
             pruned = await asyncio.to_thread(_prune, folder, probe.source_id, gone)
     listed = everything.wanted_count if full else len(requested or [])
     return SyncRun(outcomes=sync.outcomes, errors=sync.errors, listed=listed, skipped=sync.skipped, pruned=pruned)
 
 
-async def _list_all(connector: DataSourceConnector, exclude: Sequence[str], spill: _Spill) -> None:
-    """Every item the source lists, streamed to ``spill`` (excluded ones too: an excluded item is not gone)."""
+async def _list_all(connector: DataSourceConnector, exclude: Sequence[str], spill: _Spill,
+                    bucket: Callable[[str], bool] | None = None) -> None:
+    """Every item the source lists (of ``bucket``, when given), streamed to ``spill`` (excluded ones too:
+    an excluded item is not gone)."""
     async with connector:
-        await _spill_listing(connector, exclude, spill)
+        await _spill_listing(connector, exclude, spill, bucket)
     spill.refused = listing_refusals(connector)
 
 

@@ -246,20 +246,21 @@ class LineageIndex:
             return (identifier, record) if record else None
         return self._scan().get(identifier)
 
-    def landed_except(self, listed: Container[str]) -> dict[str, str]:
+    def landed_except(self, listed: Container[str], keep: Callable[[str], bool] | None = None) -> dict[str, str]:
         """Every landed item of this source not in ``listed``.
 
         Args:
             listed: The identifiers the source lists now.
+            keep: Only landed items it is true of are asked about (a shard's own items); None: all.
 
         Returns:
             Identifier -> relative path of each landed item gone from the source.
         """
         if not self._direct:
             scanned = self._scan()
-            return {i: scanned[i][0] for i in _unlisted(listed, scanned)}
+            return {i: scanned[i][0] for i in _unlisted(listed, _kept(keep, scanned))}
         # direct types: the path is the identifier, so only unlisted ones are read
-        unlisted = _unlisted(listed, _recorded_paths(self.folder))
+        unlisted = _unlisted(listed, _kept(keep, _recorded_paths(self.folder)))
         return {relative: relative for relative in unlisted if self._record_at(relative, relative)}
 
     def _scan(self) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -291,6 +292,10 @@ class LineageIndex:
         if absent is None:
             absent = self._absent[parent] = not os.path.lexists(self.folder / LINEAGE_DIR / parent)
         return absent
+
+
+def _kept(keep: Callable[[str], bool] | None, identifiers: Iterable[str]) -> Iterable[str]:
+    return identifiers if keep is None else (i for i in identifiers if keep(i))
 
 
 def _unlisted(listed: Container[str], identifiers: Iterable[str]) -> Iterator[str]:
@@ -441,10 +446,17 @@ async def _land(connector: DataSourceConnector, folder: Path, wanted: Sequence[I
             yield result.record
 
 
-async def _spill_listing(connector: DataSourceConnector, exclude: Sequence[str], listed: _Spill) -> None:
-    """The whole listing, streamed to disk: every identifier, and whether it is wanted (not excluded)."""
+async def _spill_listing(connector: DataSourceConnector, exclude: Sequence[str], listed: _Spill,
+                         keep: Callable[[str], bool] | None = None) -> None:
+    """The whole listing, streamed to disk: every identifier, and whether it is wanted (not excluded).
+
+    ``keep``: only the items it is true of are stored (a shard's own); ``listed.seen`` counts them all.
+    """
     rows: list[tuple[str, str, bool]] = []
     async for item in connector.iter_items():
+        listed.seen += 1
+        if keep is not None and not keep(item.path):
+            continue
         rows.append((item.path, item_version(item), not exclude or excluded_by(item.path, exclude) is None))
         if len(rows) >= BATCH:
             listed.add(rows)
@@ -468,6 +480,7 @@ class _Spill:
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE listed (id BLOB PRIMARY KEY, version TEXT, wanted INTEGER) WITHOUT ROWID")
         self.count = self.wanted_count = 0  # rows added (a duplicate identifier counts twice)
+        self.seen = 0  # items the source listed, stored or not (a shard stores only its own)
         self.refused: list[tuple[str, str]] = []  # (name, why): what the listing itself refused
 
     def add(self, rows: Sequence[tuple[str, str, bool]]) -> None:

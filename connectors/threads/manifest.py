@@ -52,7 +52,7 @@ def columns_text(profile: dict[str, Any] | None) -> str:
     columns = (profile or {}).get("columns")
     if not isinstance(columns, list) or not columns:
         return ""
-    head = f"columns ({len(columns)}): "
+    head = f"columns ({len(columns)}{_of_rows(profile or {})}): "
     shown: list[str] = []
     used = len(head)
     for column in columns[:MAX_COLUMNS_SHOWN]:
@@ -63,6 +63,14 @@ def columns_text(profile: dict[str, Any] | None) -> str:
         used += len(text) + 2
     rest = len(columns) - len(shown)
     return head + "; ".join(shown) + (f"; … +{rest} more columns" if rest else "")
+
+
+def _of_rows(profile: dict[str, Any]) -> str:
+    """``, values of 1,200,000 of 5,000,000 rows`` when the column figures describe part of the rows."""
+    part, rows = profile.get("profiled_rows"), profile.get("rows")
+    if not isinstance(part, int) or not isinstance(rows, int) or part >= rows:
+        return ""
+    return f", values of {part:,} of {rows:,} rows"
 
 
 def sized_text(options: dict[str, Any]) -> str:

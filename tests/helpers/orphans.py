@@ -1,8 +1,9 @@
 """Processes for the tests of ``da_pipelines.deploy.exit_with_parent``: a parent that starts a worker.
 
-Run as ``python -m tests.helpers.orphans FOLDER``: the parent starts one worker the way Dagster starts
-step workers (a multiprocessing child, spawned), writes ``parent.pid`` and ``worker.pid`` in FOLDER
-once the worker watches its parent, then sleeps until it is killed.
+Run as ``python -m tests.helpers.orphans FOLDER [METHOD]``: the parent starts one worker the way Dagster
+starts step workers (a multiprocessing child, spawned, or forked by a fork server as the shard executor
+does: METHOD ``forkserver``), writes ``parent.pid`` and ``worker.pid`` in FOLDER once the worker watches
+its parent, then sleeps until it is killed.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def _write(path: Path, pid: int) -> None:
     staged.rename(path)  # the test never reads half a number
 
 
-def main(folder: str) -> None:
-    child = multiprocessing.get_context("spawn").Process(target=worker, args=(folder,), daemon=False)
+def main(folder: str, method: str = "spawn") -> None:
+    child = multiprocessing.get_context(method).Process(target=worker, args=(folder,), daemon=False)
     child.start()
     _write(Path(folder) / "parent.pid", os.getpid())
     while True:
@@ -39,4 +40,4 @@ def main(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

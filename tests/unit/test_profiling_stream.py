@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -69,3 +70,53 @@ def test_a_value_that_does_not_parse_as_its_type_gives_no_streamed_profile() -> 
     feed(b"two,b,2.25\n")
     feed(b"3,c,3.25\n")  # fed after the parser stopped: the feeder is never blocked
     assert tap.result() is None
+
+
+def _slowed(monkeypatch: pytest.MonkeyPatch, gate: threading.Event, niceness: list[int]) -> None:
+    """A parser that waits for ``gate`` before each block (and notes its thread's CPU priority)."""
+    original = CsvStreamProfile._profile_block
+
+    def slow(self: CsvStreamProfile, data: bytes, skip_header: bool) -> None:
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        gate.wait(30)
+        original(self, data, skip_header)
+
+    monkeypatch.setattr(CsvStreamProfile, "_profile_block", slow)
+    monkeypatch.setattr(profiling_stream, "ALWAYS_PROFILED_BYTES", 24)  # two rows: room in the queue
+    monkeypatch.setattr(profiling_stream, "QUEUED_CHUNKS", 2)
+    monkeypatch.setattr(profiling_stream, "BLOCK_BYTES", 64)
+
+
+def _feed_all(tap: CsvStreamProfile, lines: list[bytes]) -> threading.Thread:
+    feed = tap.stream(header=False)
+    feeder = threading.Thread(target=lambda: [feed(bytearray(c)) for c in chunks(lines, 1)], daemon=True)
+    feeder.start()
+    return feeder
+
+
+def test_a_parser_behind_a_busy_cpu_leaves_chunks_out_and_never_holds_the_export(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, niceness = threading.Event(), list[int]()
+    _slowed(monkeypatch, gate, niceness)
+    tap = CsvStreamProfile(NAMES, TYPES)
+    feeder = _feed_all(tap, rows(0, 400))
+    feeder.join(30)
+    assert not feeder.is_alive(), "the export waited for its profile"
+    gate.set()
+    profile = tap.result()
+    assert tap.partial and profile is not None and 0 < profile["rows"] < 400  # type: ignore[operator]
+    assert niceness and set(niceness) == {19}  # the parser ran at the lowest priority
+
+
+def test_an_exact_profile_waits_for_its_parser_and_describes_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, niceness = threading.Event(), list[int]()
+    _slowed(monkeypatch, gate, niceness)
+    tap = CsvStreamProfile(NAMES, TYPES, exact=True)
+    feeder = _feed_all(tap, rows(0, 400))
+    feeder.join(0.5)
+    assert feeder.is_alive()  # held by its parser, as it must be when every row is wanted
+    gate.set()
+    feeder.join(30)
+    profile = tap.result()
+    assert not tap.partial and profile is not None and profile["rows"] == 400
+    assert set(niceness) == {os.getpriority(os.PRIO_PROCESS, 0)}  # the process's own priority

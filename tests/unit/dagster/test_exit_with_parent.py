@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from da_pipelines.deploy import PARENT_POLL_SECONDS
 from tests.harness import REPO
 
 DEADLINE = 60.0  # seconds: generous; the worker polls its parent every PARENT_POLL_SECONDS
@@ -41,9 +42,9 @@ def wait_for(path: Path, process: subprocess.Popen[bytes]) -> int:
     return int(path.read_text())
 
 
-@pytest.fixture
-def parent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    process = subprocess.Popen([sys.executable, "-m", "tests.helpers.orphans", str(tmp_path)], cwd=REPO,
+@pytest.fixture(params=["spawn", "forkserver"])  # Dagster's default; the shard executor's (da_pipelines.jobs)
+def parent(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    process = subprocess.Popen([sys.executable, "-m", "tests.helpers.orphans", str(tmp_path), request.param], cwd=REPO,
                                env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
     try:
         yield process, tmp_path
@@ -60,6 +61,7 @@ def test_a_worker_ends_when_its_parent_is_killed(parent: tuple[subprocess.Popen[
     process, folder = parent
     worker = wait_for(folder / "worker.pid", process)
     assert wait_for(folder / "parent.pid", process) == process.pid
+    time.sleep(3 * PARENT_POLL_SECONDS)  # a few polls: a live parent (or fork server's client) is not taken for dead
     assert alive(worker)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)

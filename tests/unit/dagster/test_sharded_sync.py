@@ -27,11 +27,11 @@ N = "mem_shards"
 T0 = 1_700_000_000
 
 
-def defs_for(store: MemoryStore, workspace: Path, shards: int) -> Definitions:
+def defs_for(store: MemoryStore, workspace: Path, shards: int, prune: bool = False) -> Definitions:
     source = DataSourceConfig(
         id="mem-shards", type="memory", name="Memory", config={"store": store.name},  # type: ignore[attr-defined]
         metadata={"dagster": {"retry_delay_seconds": 0, "batch_size": 1000,
-                              "item_sets": [{"name": "files", "shards": shards}]}})
+                              "item_sets": [{"name": "files", "shards": shards}]}, "sync": {"prune": prune}})
     return build_definitions(sources=[source], workspace=str(workspace))
 
 
@@ -120,6 +120,21 @@ def test_events_are_bounded_by_shards_not_by_items(store: MemoryStore, instance:
     assert few < four < few * 3  # more shards, a few more events each
 
 
+def test_items_gone_at_the_source_are_reported_and_pruned_once_each_by_their_own_shard(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
+    names = fill(store, 30)
+    defs = defs_for(store, tmp_path / "ws", 2, prune=True)
+    sync(defs, instance)
+    gone = names[:8]
+    assert {shard_of(n, 2) for n in gone} == {0, 1}
+    for name in gone:
+        del store.objects[name]
+    m = materialization(sync(defs, instance))
+    assert m.metadata["items_removed_at_source"].value == len(gone)  # each once: by the shard it hashes to
+    assert set(landed(tmp_path / "ws" / "mem-shards")) == set(names) - set(gone)
+    assert sorted(read_manifest(tmp_path / "ws" / "mem-shards", "files")) == sorted(set(names) - set(gone))
+
+
 def test_a_damaged_file_is_found_by_the_check_and_repaired_by_its_shard(
         store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
     fill(store, 20)
@@ -154,8 +169,13 @@ def test_the_sensor_gives_each_shard_its_own_items(store: MemoryStore, instance:
 def test_a_sharded_source_runs_its_steps_in_processes_and_refuses_an_unknown_executor(
         store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     job = defs_for(store, tmp_path / "ws", 2).resolve_job_def(f"{N}_sync")
-    assert job.executor_def is multiprocess_executor
-    assert defs_for(store, tmp_path / "ws", 1).resolve_job_def(f"{N}_sync").executor_def is not multiprocess_executor
+    assert job.executor_def.name == multiprocess_executor.name
+    assert defs_for(store, tmp_path / "ws", 1).resolve_job_def(f"{N}_sync").executor_def.name != "multiprocess"
+    # steps forked from a server that imported Dagster and the code location once, unless the run says otherwise
+    for given, start in (({}, {"forkserver": {}}), ({"start_method": {"spawn": {}}}, {"spawn": {}})):
+        resolved = job.executor_def.apply_config_mapping({"config": {**given, "max_concurrent": 3}})
+        assert resolved.success and resolved.value["config"]["start_method"] == start
+        assert resolved.value["config"]["max_concurrent"] == 3
     monkeypatch.setenv("DA_SHARD_EXECUTOR", "threads")
     with pytest.raises(Exception, match="DA_SHARD_EXECUTOR must be"):
         shard_executor()
