@@ -1,4 +1,4 @@
-"""The re-sync's fast path (issue #28 point 3): what it skips, and what it must still notice.
+"""The re-sync's fast path (nothing changed at the source): what it skips, and what it must still notice.
 
 A re-sync with nothing changed decides from the prior manifest's stored rows (no entry built per
 item), compares this sync's entries with the prior ones in SQL (no second digest) and parses only
