@@ -16,7 +16,6 @@ import hashlib
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import islice
 from typing import Any, Literal
 
 from connectors.syncing.dataset_manifest import ManifestEntry
@@ -36,10 +35,6 @@ def _text(raw: bytes) -> str:
 
 
 Row = tuple[bytes, int, bytes, str, int, bytes]  # as stored: id, dataset, version, sha256, size, path
-
-
-def _row(dataset: int, entry: ManifestEntry) -> Row:
-    return (_key(entry.identifier), dataset, _key(entry.version), entry.sha256, entry.size, _key(entry.path))
 
 
 def row_entry(row: Row) -> ManifestEntry:
@@ -65,7 +60,7 @@ def entry_row(dataset: int, entry: ManifestEntry) -> Row:
     Returns:
         The row.
     """
-    return _row(dataset, entry)
+    return (_key(entry.identifier), dataset, _key(entry.version), entry.sha256, entry.size, _key(entry.path))
 
 
 def row_path(row: Row) -> str:
@@ -90,12 +85,6 @@ def row_version(row: Row) -> str:
         The item's landed version.
     """
     return _text(row[2])
-
-
-def _batched(values: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(values)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def _entry(row: tuple[bytes, bytes, str, int, bytes]) -> ManifestEntry:
@@ -128,9 +117,8 @@ class DatasetStore:
             dataset: The dataset's position in the sync's list of datasets.
             fields: Its last manifest's entries, as parsed JSON objects.
         """
-        for chunk in _batched(fields, BATCH):
-            self._write("prior", [(_key(f["identifier"]), dataset, _key(f["version"]), f["sha256"], f["size"],
-                                   _key(f["path"])) for f in chunk])
+        self._write_all("prior", ((_key(f["identifier"]), dataset, _key(f["version"]), f["sha256"], f["size"],
+                                   _key(f["path"])) for f in fields))
 
     def add(self, table: Table, rows: Iterable[tuple[int, ManifestEntry]]) -> None:
         """Write (dataset, entry) rows; a later row of the same item and dataset replaces an earlier one.
@@ -139,9 +127,13 @@ class DatasetStore:
             table: ``"prior"`` (the last manifest's entries) or ``"entries"`` (this sync's).
             rows: ``(dataset position, entry)`` pairs.
         """
+        self._write_all(table, (entry_row(dataset, entry) for dataset, entry in rows))
+
+    def _write_all(self, table: Table, rows: Iterable[Row]) -> None:
+        """Write rows a batch of :data:`BATCH` at a time (an iterable of any length, never held whole)."""
         batch: list[Row] = []
-        for dataset, entry in rows:
-            batch.append(_row(dataset, entry))
+        for row in rows:
+            batch.append(row)
             if len(batch) >= BATCH:
                 self._write(table, batch)
                 batch = []
@@ -216,8 +208,7 @@ class DatasetStore:
             table: ``"prior"`` or ``"entries"``.
             rows: Rows as :meth:`prior_rows_between` gives them, each with the dataset it goes to.
         """
-        for start in range(0, len(rows), BATCH):
-            self._write(table, rows[start : start + BATCH])
+        self._write_all(table, rows)
 
     def keep_prior(self, dataset: int) -> None:
         """Carry over every prior entry of ``dataset`` this sync did not write (a sync of chosen items).
