@@ -66,6 +66,17 @@ def connector(server: PostgresServer, schema: str, part_bytes: int = PART_BYTES)
     return pg_connector(server, [schema], format="parquet", part_bytes=part_bytes)
 
 
+def warehouse(server: PostgresServer, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              **config: Any) -> SourceRegistry:
+    """A registry with source 'wh': the schema as Parquet parts of PART_BYTES, its DSN from the environment."""
+    monkeypatch.setenv("TP_PG", server.dsn)
+    registry = SourceRegistry(tmp_path / "sources.yaml")
+    registry.add({"id": "wh", "type": "postgresql", "name": "Warehouse",
+                  "config": {"dsn": {"env": "TP_PG"}, "schemas": [schema], "format": "parquet",
+                             "part_bytes": PART_BYTES, **config}})
+    return registry
+
+
 def fetch(pg: PostgreSQLConnector, identifier: str, workspace: Path) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         async with pg:
@@ -209,11 +220,7 @@ def test_the_dagster_integrity_check_verifies_every_part_of_a_dataset_folder(
 def test_a_thread_attach_places_the_folder_whole_as_one_manifest_entry(
     postgres_server: PostgresServer, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TP_PG", postgres_server.dsn)
-    registry = SourceRegistry(tmp_path / "sources.yaml")
-    registry.add({"id": "wh", "type": "postgresql", "name": "Warehouse",
-                  "config": {"dsn": {"env": "TP_PG"}, "schemas": [schema], "format": "parquet",
-                             "part_bytes": PART_BYTES}})
+    registry = warehouse(postgres_server, schema, tmp_path, monkeypatch)
     base = tmp_path / "workspace"
 
     async def attach() -> Any:
@@ -247,11 +254,7 @@ def test_a_thread_attach_places_the_folder_whole_as_one_manifest_entry(
 def test_a_thread_attach_over_its_byte_limit_stops_while_writing_parts_and_leaves_nothing(
     postgres_server: PostgresServer, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TP_PG", postgres_server.dsn)
-    registry = SourceRegistry(tmp_path / "sources.yaml")
-    registry.add({"id": "wh", "type": "postgresql", "name": "Warehouse",
-                  "config": {"dsn": {"env": "TP_PG"}, "schemas": [schema], "format": "parquet",
-                             "part_bytes": PART_BYTES}})
+    registry = warehouse(postgres_server, schema, tmp_path, monkeypatch)
     base = tmp_path / "workspace"
 
     async def attach() -> Any:
@@ -292,11 +295,7 @@ def test_an_attach_whose_second_placing_fails_takes_back_the_dataset_folder_it_p
     # docs/RELIABILITY.md row 71
     from connectors.threads import placing
 
-    monkeypatch.setenv("TP_PG", postgres_server.dsn)
-    registry = SourceRegistry(tmp_path / "sources.yaml")
-    registry.add({"id": "wh", "type": "postgresql", "name": "Warehouse",
-                  "config": {"dsn": {"env": "TP_PG"}, "schemas": [schema], "format": "parquet",
-                             "part_bytes": PART_BYTES, "allow_privileged_queries": True}})
+    registry = warehouse(postgres_server, schema, tmp_path, monkeypatch, allow_privileged_queries=True)
     base = tmp_path / "workspace"
     recorded = placing._recorded
     calls: list[str] = []
