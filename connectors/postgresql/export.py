@@ -289,7 +289,7 @@ class ParquetWrite:
 
     def __init__(self, schema: pa.Schema, write: Callable[[CopyOutStream, Landing, ParquetWrite], None]) -> None:
         self.schema = schema
-        self.on_batch: Callable[[pa.RecordBatch], None] | None = None
+        self.on_batch: Callable[[pa.Table], None] | None = None  # each row group, as written
         self.on_end: Callable[[], None] | None = None  # called when the write ends, whether or not it failed
         self._write = write
 
@@ -329,18 +329,21 @@ def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
     def write(stream: CopyOutStream, land: Landing, owner: ParquetWrite) -> None:
         with pq.ParquetWriter(_LandingSink(land), schema, write_statistics=statistics) as writer:
             pending: list[pa.RecordBatch] = []
+            def flush() -> None:
+                group = pa.Table.from_batches(pending, schema)
+                writer.write_table(group)
+                if owner.on_batch is not None and stream.largest_row <= PROFILE_MAX_ROW_BYTES:
+                    owner.on_batch(group)  # past that, the profile is skipped (memory bound)
+                pending.clear()
+
             with closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
                 for rows in chunks:
-                    for batch in parsed(stream, rows).to_batches():
-                        pending.append(to_final_batch(batch, plans, schema))
-                        if owner.on_batch is not None and stream.largest_row <= PROFILE_MAX_ROW_BYTES:
-                            owner.on_batch(pending[-1])  # past that, the profile is skipped (memory bound)
+                    pending.extend(to_final_batch(batch, plans, schema) for batch in parsed(stream, rows).to_batches())
                     del rows
                     if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
-                        writer.write_table(pa.Table.from_batches(pending, schema))
-                        pending = []
+                        flush()
             if pending:
-                writer.write_table(pa.Table.from_batches(pending, schema))
+                flush()
 
     return ParquetWrite(schema, write)
 

@@ -93,11 +93,12 @@ def _parsed_batches(stream: CopyOutStream, plans: list[ColumnPlan],
 
 def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: Path, part_bytes: int,
                 cancelled: threading.Event, first: int = 0,
-                on_batch: Callable[[pa.RecordBatch], None] | None = None,
+                on_batch: Callable[[pa.Table], None] | None = None,
                 byte_cap: int | None = None) -> list[WrittenPart]:
     """Run the COPY ``statement`` and write its rows as Parquet parts ``first``, ``first + 1``... in ``folder``.
 
-    ``on_batch`` gets each final batch (a profile is computed from them, without reading the parts again).
+    ``on_batch`` gets each row group as written (a profile is computed from them, without reading the parts
+    again).
     ``byte_cap``: :class:`SizeLimitError` once the parts hold more (checked per row group; the caller
     removes the folder).
     """
@@ -132,6 +133,8 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
             parts.append(WrittenPart(name, 0, 0))
         table = pa.Table.from_batches(pending, schema)
         writer.write_table(table)
+        if on_batch is not None:
+            on_batch(table)
         parts[-1].rows += table.num_rows
         pending = []
         if byte_cap is not None and sum(p.size for p in parts[:-1]) + file.tell() > byte_cap:
@@ -143,8 +146,6 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
         # closed on a failure here too: its reader thread ends before the caller touches the connection
         with contextlib.closing(_parsed_batches(stream, plans, schema)) as batches:
             for batch in batches:
-                if on_batch is not None:
-                    on_batch(batch)
                 step = max(1, batch.num_rows * group_bytes // max(batch.nbytes, 1))
                 for start in range(0, batch.num_rows, step):  # row groups, and so parts, stay near their bound
                     pending.append(batch.slice(start, step))
