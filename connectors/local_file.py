@@ -36,7 +36,8 @@ from connectors.beneath import EscapesRootError, IsFolderError, NotRegularError,
 from connectors.errors import DataFetchError, DataSourceError, IntegrityError, NotFoundError, UnsafeNameError
 from connectors.landing.atomic import landing
 from connectors.landing.dirs import finish_in_thread
-from connectors.landing.group_commit import GroupFile, land_group
+from connectors.landing.group_commit import GroupFile
+from connectors.landing.small_group import land_small_group
 from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, safe_relative_path, shown_path
 from connectors.landing.progress import report_progress
 from connectors.landing.syscalls import start_writeback
@@ -305,7 +306,7 @@ class LocalFileConnector(DataSourceConnector):
 
         Files up to :data:`SMALL_FILE` are read whole and land in groups of up to
         :data:`GROUP_FILES` files and :data:`GROUP_BYTES`, a group in one trip to a thread
-        with one file-system sync per step (:func:`connectors.landing.group_commit.land_group`)
+        with one file-system sync per step (:func:`connectors.landing.small_group.land_small_group`)
         rather than three fsyncs and a task each; larger ones are copied as :meth:`fetch_data` does.
 
         Args:
@@ -363,7 +364,7 @@ class LocalFileConnector(DataSourceConnector):
         """Land ``files`` as one group; each outcome goes to its place."""
         if not files:
             return
-        for index, landed in zip(places, land_group(files), strict=True):
+        for index, landed in zip(places, land_small_group(files), strict=True):
             if isinstance(landed, DataSourceError):
                 outcomes[index] = landed
             elif isinstance(landed, Exception):

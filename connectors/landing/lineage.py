@@ -464,6 +464,34 @@ def target_lock(workspace: Path, relative: str) -> Iterator[None]:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def target_locks(workspace: Path, relatives: list[str]) -> Iterator[None]:
+    """The locks of :func:`target_lock` for many targets at once, each lock file opened once.
+
+    Taken in the same (sorted) order as :func:`target_lock` takes its own, so a group holding
+    many and a single landing holding one or two never wait for each other in a circle.
+
+    Args:
+        workspace: the folder the files are landed in.
+        relatives: the landing targets' paths inside it.
+
+    Returns:
+        A context manager holding every lock inside its block.
+    """
+    names = sorted({_lock_name(key) for relative in relatives for key in _lock_keys(relative)})
+    dir_fd = open_workspace_folder(workspace, [LINEAGE_DIR, _LOCK_DIR], create=True)
+    fds: list[int] = []
+    try:
+        for name in names:
+            fds.append(_open_lock_file(dir_fd, name, workspace))
+            fcntl.flock(fds[-1], fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(dir_fd)
+        for fd in fds:
+            os.close(fd)
+
+
 def _lock_keys(relative: str) -> list[str]:
     """``relative``, and ``p`` for every folder ``p.json`` on its way."""
     parts = relative.split("/")
