@@ -37,9 +37,9 @@ from connectors.errors import DataFetchError, DataSourceError, IntegrityError, N
 from connectors.landing.atomic import landing
 from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import GroupFile
-from connectors.landing.small_group import land_small_group
 from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, safe_relative_path, shown_path
 from connectors.landing.progress import report_progress
+from connectors.landing.small_group import land_small_group
 from connectors.landing.syscalls import start_writeback
 from connectors.secrets.references import get_logger
 from connectors.settings import LocalFileSettings
@@ -342,22 +342,36 @@ class LocalFileConnector(DataSourceConnector):
         files: list[GroupFile] = []
         places: list[int] = []
         held = 0
-        for index, identifier in enumerate(identifiers):
-            try:
-                small = self._read_small(identifier)
-            except DataSourceError as exc:
-                outcomes[index] = exc
-                continue
-            if small is None:
-                continue
-            files.append(GroupFile(workspace, identifier, small[0], self.source_id, small[1]))
-            places.append(index)
-            held += len(small[0])
-            if held >= GROUP_BYTES:  # memory stays bounded: land what is held, read on
-                self._land_group(files, places, outcomes)
-                files, places, held = [], [], 0
+        with self._batch_root_fd() as root_fd:
+            for index, identifier in enumerate(identifiers):
+                try:
+                    small = self._read_small(identifier, root_fd)
+                except DataSourceError as exc:
+                    outcomes[index] = exc
+                    continue
+                if small is None:
+                    continue
+                files.append(GroupFile(workspace, identifier, small[0], self.source_id, small[1]))
+                places.append(index)
+                held += len(small[0])
+                if held >= GROUP_BYTES:  # memory stays bounded: land what is held, read on
+                    self._land_group(files, places, outcomes)
+                    files, places, held = [], [], 0
         self._land_group(files, places, outcomes)
         return outcomes
+
+    @contextlib.contextmanager
+    def _batch_root_fd(self) -> Iterator[int | None]:
+        """The root, opened once for a batch; None when it cannot be (each file then meets the error itself)."""
+        try:
+            fd = os.open(self._require_root(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            yield None
+            return
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _land_group(files: list[GroupFile], places: list[int], outcomes: list[str | DataSourceError | None]) -> None:
@@ -372,9 +386,9 @@ class LocalFileConnector(DataSourceConnector):
             else:
                 outcomes[index] = str(landed.path)
 
-    def _read_small(self, identifier: str) -> tuple[bytes, dict[str, Any]] | None:
+    def _read_small(self, identifier: str, root_fd: int | None = None) -> tuple[bytes, dict[str, Any]] | None:
         """The whole file and its provenance, or None when it is over :data:`SMALL_FILE`."""
-        fd, before = self._open_source(identifier)
+        fd, before = self._open_source(identifier, root_fd)
         try:
             if before.st_size > SMALL_FILE:
                 return None
@@ -402,12 +416,16 @@ class LocalFileConnector(DataSourceConnector):
             os.close(fd)
         return str(landed.path)
 
-    def _open_source(self, identifier: str) -> tuple[int, os.stat_result]:
-        """The source file of ``identifier``, opened beneath root, in scope, a regular file."""
+    def _open_source(self, identifier: str, root_fd: int | None = None) -> tuple[int, os.stat_result]:
+        """The source file of ``identifier``, opened beneath root (``root_fd`` if given), in scope, a regular file."""
         safe_relative_path(identifier)
         if not self._in_scope(identifier):
             raise NotFoundError(f"{identifier!r} is outside the source's scope (pattern, recursive)",
                                 source_id=self.source_id)
+        if root_fd is not None:
+            with self._source_errors(identifier):
+                fd = open_beneath(root_fd, str(self._require_root()), identifier)
+                return fd, os.fstat(fd)
         with self._root_fd() as root_fd, self._source_errors(identifier):
             fd = open_beneath(root_fd, str(self._require_root()), identifier)
             return fd, os.fstat(fd)

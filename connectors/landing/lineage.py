@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,7 +129,15 @@ def utc_now_iso() -> str:
     Returns:
         A time such as ``2026-01-31T12:00:00.000000Z``.
     """
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    global _second
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    second = _second  # read once: another thread may replace it meanwhile
+    if second[0] != seconds:  # a whole second formatted once: a record per file asks many times a second
+        second = _second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{second[1]}.{micros:06d}Z"
+
+
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
 
 
 def build_record(provenance: Mapping[str, Any], **facts: Any) -> dict[str, Any]:

@@ -62,7 +62,8 @@ def test_a_batch_is_one_trip_and_each_file_keeps_its_record_and_its_own_error(
     monkeypatch.setattr(local_file, "GROUP_FILES", 64)
     groups = []
     real_land_group = local_file.land_small_group
-    monkeypatch.setattr(local_file, "land_small_group", lambda files: (groups.append(len(files)), real_land_group(files))[1])
+    monkeypatch.setattr(local_file, "land_small_group",
+                        lambda files: (groups.append(len(files)), real_land_group(files))[1])
     results = fetch_many(tmp_path / "root", workspace, list(files))
     assert len(trips) == 2 and groups == [64, 36]  # 100 small files: two trips of GROUP_FILES, not one per file
     assert isinstance(results[4].error, NameCollisionError)  # fails alone
@@ -78,7 +79,8 @@ def test_groups_are_bounded_by_bytes_too(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(local_file, "GROUP_BYTES", 100)  # each file is 7 to 49 bytes
     groups = []
     real_land_group = local_file.land_small_group
-    monkeypatch.setattr(local_file, "land_small_group", lambda files: (groups.append(len(files)), real_land_group(files))[1])
+    monkeypatch.setattr(local_file, "land_small_group",
+                        lambda files: (groups.append(len(files)), real_land_group(files))[1])
     results = fetch_many(tmp_path / "root", tmp_path / "ws", list(files))
     assert all(r.ok for r in results) and len(list(find_provenance(tmp_path / "ws"))) == 30
     assert len(groups) > 3 and sum(groups) == 30  # several groups in one trip, memory held bounded
