@@ -14,8 +14,8 @@ from typing import Any
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
     """libc, loaded once: by its usual name first (``find_library`` runs ``ldconfig -p``, a process, each call)."""
-    for find in (lambda: "libc.so.6", lambda: ctypes.util.find_library("c")):
-        name = find()
+    for usual in (True, False):
+        name = "libc.so.6" if usual else ctypes.util.find_library("c")
         if name:
             with contextlib.suppress(OSError):
                 return ctypes.CDLL(name, use_errno=True)
