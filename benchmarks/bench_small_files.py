@@ -1,7 +1,7 @@
 """``da-sources fetch --all`` of many small local files vs ``cp -r`` with and without hashing, on two file systems.
 
 Run: ``.venv/bin/python -m benchmarks.bench_small_files [--count 10000] [--size 4096] [--repetitions 3]
-[--tmpfs DIR] [--ext4 DIR | --ext4-loop] [--skip-bench-dir]``
+[--tmpfs DIR] [--ext4 DIR | --ext4-loop] [--skip-bench-dir] [--before CONSOLE]``
 
 Candidates, each a whole process timed the same way (:mod:`benchmarks.common`):
 
@@ -70,16 +70,21 @@ def fresh(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def candidates(base: Path, count: int) -> list[Candidate]:
+def candidates(base: Path, count: int, before: str | None = None) -> list[Candidate]:
     src, ws, cp_out = base / "src", base / "ws", base / "cp"
     sources = base / "sources.yaml"
     sources.write_text(json.dumps({"sources": [{"id": SOURCE_ID, "type": "local_file", "name": SOURCE_ID,
                                                 "config": {"root": str(src)}}]}))
     env = {"DA_SOURCES_FILE": str(sources)}
+    others = [] if before is None else [
+        Candidate("da-sources fetch --all (before)", [before, "fetch", SOURCE_ID, "--all", "--workspace", str(ws)],
+                  f"another build: {before}", lambda _: counted(ws / SOURCE_ID, count, True),
+                  prepare=lambda: fresh(ws), env=env)]
     return [
         Candidate("da-sources fetch --all", [CONSOLE, "fetch", SOURCE_ID, "--all", "--workspace", str(ws)],
                   "default settings: atomic rename, sha256, a lineage record per file, group commit (syncfs)",
                   lambda _: counted(ws / SOURCE_ID, count, True), prepare=lambda: fresh(ws), env=env),
+        *others,
         Candidate("cp -r, sha256sum of each (find, xargs), sync -f",
                   ["sh", "-c", f"cp -r {src} {cp_out} && find {cp_out} -type f -print0 | xargs -0 sha256sum "
                    f"> /dev/null && sync -f {cp_out}"],
@@ -89,10 +94,10 @@ def candidates(base: Path, count: int) -> list[Candidate]:
     ]
 
 
-def run_on(base: Path, count: int, size: int, repetitions: int) -> str:
+def run_on(base: Path, count: int, size: int, repetitions: int, before: str | None = None) -> str:
     make_files(base / "src", count, size)
     os.sync()
-    runs = compare(candidates(base, count), repetitions)
+    runs = compare(candidates(base, count, before), repetitions)
     return report(f"{count:,} x {size} B files", runs, items=count, baseline="cp -r && sync -f",
                   ours="da-sources fetch --all", where=str(base))
 
@@ -107,12 +112,14 @@ def main() -> None:
     parser.add_argument("--ext4-loop", action="store_true",
                         help="as root: make a 2 GiB ext4 file system on a loop device for the run, then remove it")
     parser.add_argument("--skip-bench-dir", action="store_true", help="do not run on $DA_BENCH_DIR itself")
+    parser.add_argument("--before", metavar="CONSOLE",
+                        help="another build's da-sources script, run side by side (e.g. main's, for before/after)")
     args = parser.parse_args()
     begin()
     tables = []
     if not args.skip_bench_dir:
         with scratch("da-bench-small-") as base:
-            tables.append(run_on(base, args.count, args.size, args.repetitions))
+            tables.append(run_on(base, args.count, args.size, args.repetitions, args.before))
     with contextlib.ExitStack() as stack:
         mounts = [args.tmpfs] if args.tmpfs else []
         if args.ext4 or args.ext4_loop:
@@ -130,7 +137,7 @@ def run_in(mount: Path, args: argparse.Namespace) -> str:
     fresh(base)
     base.mkdir()
     try:
-        return run_on(base, args.count, args.size, args.repetitions)
+        return run_on(base, args.count, args.size, args.repetitions, args.before)
     finally:
         fresh(base)
 

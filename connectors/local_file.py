@@ -22,6 +22,7 @@ import hashlib
 import math
 import mimetypes
 import os
+import resource
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,9 +51,9 @@ COPY_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call: few syscalls, c
 HASH_BUFFER = 4 * 1024 * 1024  # one reused buffer for hashing: bounded memory
 SMALL_FILE = 1024 * 1024  # fetch_many reads files up to this size whole and lands them in groups
 # a group's files are synced twice per group (data, then names and records): on ext4 each sync is a journal
-# commit, so groups are as large as memory and descriptors allow (each file holds two until its group lands;
-# 256 files stay well under the common limit of 1,024 descriptors)
-GROUP_FILES = 256
+# commit, so groups are as large as memory and descriptors allow (each file holds two until its group lands:
+# a group takes at most a quarter of the process's descriptor limit, 256 files under the common 1,024)
+GROUP_FILES = 1024
 GROUP_BYTES = 32 * 1024 * 1024  # bodies held at once at most (plus one file)
 
 
@@ -319,8 +320,9 @@ class LocalFileConnector(DataSourceConnector):
         """
         wanted = list(identifiers)
         outcomes: list[str | DataSourceError | None] = []  # None: over SMALL_FILE, copied below
-        for start in range(0, len(wanted), GROUP_FILES):
-            outcomes += await finish_in_thread(partial(self._land_small, wanted[start:start + GROUP_FILES], workspace))
+        size = _group_files()
+        for start in range(0, len(wanted), size):
+            outcomes += await finish_in_thread(partial(self._land_small, wanted[start:start + size], workspace))
         reads = asyncio.Semaphore(max(1, concurrency))
 
         async def large(identifier: str) -> str:
@@ -342,10 +344,10 @@ class LocalFileConnector(DataSourceConnector):
         files: list[GroupFile] = []
         places: list[int] = []
         held = 0
-        with self._batch_root_fd() as root_fd:
+        with self._batch_root_fd() as (root_fd, folders):
             for index, identifier in enumerate(identifiers):
                 try:
-                    small = self._read_small(identifier, root_fd)
+                    small = self._read_small(identifier, root_fd, folders)
                 except DataSourceError as exc:
                     outcomes[index] = exc
                     continue
@@ -361,16 +363,22 @@ class LocalFileConnector(DataSourceConnector):
         return outcomes
 
     @contextlib.contextmanager
-    def _batch_root_fd(self) -> Iterator[int | None]:
-        """The root, opened once for a batch; None when it cannot be (each file then meets the error itself)."""
+    def _batch_root_fd(self) -> Iterator[tuple[int | None, dict[str, int]]]:
+        """The root and the folders reached below it, each opened once for a batch.
+
+        The root is None when it cannot be opened (each file then meets the error itself).
+        """
+        folders: dict[str, int] = {}
         try:
             fd = os.open(self._require_root(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError:
-            yield None
+            yield None, folders
             return
         try:
-            yield fd
+            yield fd, folders
         finally:
+            for folder in folders.values():
+                os.close(folder)
             os.close(fd)
 
     @staticmethod
@@ -386,9 +394,10 @@ class LocalFileConnector(DataSourceConnector):
             else:
                 outcomes[index] = str(landed.path)
 
-    def _read_small(self, identifier: str, root_fd: int | None = None) -> tuple[bytes, dict[str, Any]] | None:
+    def _read_small(self, identifier: str, root_fd: int | None = None,
+                    folders: dict[str, int] | None = None) -> tuple[bytes, dict[str, Any]] | None:
         """The whole file and its provenance, or None when it is over :data:`SMALL_FILE`."""
-        fd, before = self._open_source(identifier, root_fd)
+        fd, before = self._open_source(identifier, root_fd, folders)
         try:
             if before.st_size > SMALL_FILE:
                 return None
@@ -416,15 +425,19 @@ class LocalFileConnector(DataSourceConnector):
             os.close(fd)
         return str(landed.path)
 
-    def _open_source(self, identifier: str, root_fd: int | None = None) -> tuple[int, os.stat_result]:
-        """The source file of ``identifier``, opened beneath root (``root_fd`` if given), in scope, a regular file."""
+    def _open_source(self, identifier: str, root_fd: int | None = None,
+                     folders: dict[str, int] | None = None) -> tuple[int, os.stat_result]:
+        """The source file of ``identifier``, opened beneath root, in scope, a regular file.
+
+        ``root_fd`` and ``folders``: the root and the folders below it held open by a batch (see :func:`open_beneath`).
+        """
         safe_relative_path(identifier)
         if not self._in_scope(identifier):
             raise NotFoundError(f"{identifier!r} is outside the source's scope (pattern, recursive)",
                                 source_id=self.source_id)
         if root_fd is not None:
             with self._source_errors(identifier):
-                fd = open_beneath(root_fd, str(self._require_root()), identifier)
+                fd = open_beneath(root_fd, str(self._require_root()), identifier, held=folders)
                 return fd, os.fstat(fd)
         with self._root_fd() as root_fd, self._source_errors(identifier):
             fd = open_beneath(root_fd, str(self._require_root()), identifier)
@@ -465,6 +478,15 @@ class LocalFileConnector(DataSourceConnector):
             "version": _version(info),
             "source_uri": (self._require_root() / identifier).as_uri(),
         }
+
+
+def _group_files() -> int:
+    """Files per group: :data:`GROUP_FILES`, within a quarter of the process's descriptor limit."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return min(GROUP_FILES, 256)
+    return GROUP_FILES if soft == resource.RLIM_INFINITY else max(16, min(GROUP_FILES, soft // 4))
 
 
 def _source_error(exc: OSError, identifier: str, what: str, source_id: str) -> DataFetchError:
