@@ -436,9 +436,12 @@ class LocalFileConnector(DataSourceConnector):
             raise NotFoundError(f"{identifier!r} is outside the source's scope (pattern, recursive)",
                                 source_id=self.source_id)
         if root_fd is not None:
-            with self._source_errors(identifier):
+            try:
                 fd = open_beneath(root_fd, str(self._require_root()), identifier, held=folders)
                 return fd, os.fstat(fd)
+            except Exception:
+                with self._source_errors(identifier):  # typed there (no context manager per file on success)
+                    raise
         with self._root_fd() as root_fd, self._source_errors(identifier):
             fd = open_beneath(root_fd, str(self._require_root()), identifier)
             return fd, os.fstat(fd)

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
+import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from connectors.errors import IntegrityError, NameCollisionError, SizeLimitError, WorkspaceError
@@ -31,7 +34,14 @@ from connectors.landing import lineage
 from connectors.landing.atomic import LandedFile, current_byte_cap
 from connectors.landing.dirs import create_locked_temporary, sweep_once, workspace_error
 from connectors.landing.group_commit import GroupFile, _fsync_landed
-from connectors.landing.names import LINEAGE_DIR, RECORD_SUFFIX, safe_relative_path, shown_path
+from connectors.landing.names import (
+    LINEAGE_DIR,
+    RECORD_SUFFIX,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    safe_relative_path,
+    shown_path,
+)
 from connectors.landing.root import open_workspace_folder
 from connectors.landing.syscalls import sync_filesystem
 
@@ -81,6 +91,7 @@ class _Group:
         self.folders: dict[tuple[str, tuple[str, ...]], int] = {}
         self.roots: dict[str, Path] = {}
         self.files: list[_File] = []
+        self._names = _temporary_names()
 
     def land(self, files: list[GroupFile]) -> list[LandedFile | Exception]:
         cap = current_byte_cap()
@@ -135,7 +146,7 @@ class _Group:
                                  source_id=file.source_id)
         *folders, _ = staged.relative.split("/")
         staged.data_dir = self._folder(staged.root, folders)
-        staged.data_temp, staged.data_fd = create_locked_temporary(staged.data_dir)
+        staged.data_temp, staged.data_fd = self._temporary(staged.data_dir)
         _write_all(staged.data_fd, body)
         info = os.fstat(staged.data_fd)
         if info.st_size != len(body):
@@ -145,10 +156,19 @@ class _Group:
                                       local_path=local_path, size=len(body),
                                       sha256=hashlib.sha256(body).hexdigest(), mtime_ns=info.st_mtime_ns)
         staged.record_dir = self._folder(staged.root, [LINEAGE_DIR, *folders])
-        staged.record_temp, staged.record_fd = create_locked_temporary(staged.record_dir)
+        staged.record_temp, staged.record_fd = self._temporary(staged.record_dir)
         # one line: without indent, json uses its C encoder
         _write_all(staged.record_fd, json.dumps(record, sort_keys=True, default=str).encode() + b"\n")
         staged.landed = LandedFile(Path(local_path), staged.relative, len(body), record["sha256"], record)
+
+    def _temporary(self, folder: int) -> tuple[str, int]:
+        """A new temporary in ``folder``, exclusively locked by us (as ``create_locked_temporary``'s)."""
+        for _ in range(3):
+            try:
+                return create_locked_temporary(folder, next(self._names))
+            except FileExistsError:  # a name taken (planted, or left by a crash): a fresh random start
+                self._names = _temporary_names()
+        return create_locked_temporary(folder)
 
     def _root(self, workspace: str) -> Path:
         root = self.roots.get(workspace)
@@ -242,6 +262,13 @@ class _Group:
                 _discard(temp, folder)
                 os.close(fd)
         file.data_fd = file.record_fd = -1
+
+
+def _temporary_names() -> Iterator[str]:
+    """Temporary names from one random 64-bit start, counting up: one random draw per group, not per file."""
+    start = secrets.randbits(64)
+    for step in itertools.count():
+        yield f"{TEMP_PREFIX}{(start + step) % 2**64:016x}{TEMP_SUFFIX}"
 
 
 def _error_only(file: GroupFile, exc: Exception) -> _File:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,21 @@ def test_a_process_killed_mid_group_leaves_no_partial_file_under_its_name(tmp_pa
     # the next group sweeps the killed process's temporaries and lands every file
     assert all(not isinstance(r, Exception) for r in land_small_group(group(workspace, NAMES)))
     assert temporaries(workspace) == [] and len(list(find_provenance(workspace))) == len(NAMES)
+
+
+def test_a_temporary_name_planted_ahead_is_skipped_and_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = tmp_path / "ws"
+    planted = f"{TEMP_PREFIX}{'0' * 16}.part"
+    (workspace / "d0" / planted).mkdir(parents=True)  # a folder: the sweep leaves it, as a name planted later
+    real_names, starts = small_group._temporary_names, []
+
+    def names() -> Iterator[str]:  # the first sequence starts at the planted name; the next ones are random
+        starts.append(1)
+        return iter([planted]) if len(starts) == 1 else real_names()
+
+    monkeypatch.setattr(small_group, "_temporary_names", names)
+    results = land_small_group(group(workspace, ["d0/a.bin"]))
+    assert not isinstance(results[0], Exception) and (workspace / "d0" / "a.bin").read_bytes() == body("d0/a.bin")
+    assert (workspace / "d0" / planted).is_dir() and len(starts) == 2
