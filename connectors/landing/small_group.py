@@ -97,13 +97,13 @@ class _Group:
         cap = current_byte_cap()
         for file in files:
             self._stage(file, cap)
-        error = _sync([f.data_dir for f in self.files if f.pending])
+        error = _sync([fd for f in self.files if f.pending for fd in (f.data_dir, f.record_dir)])
         if error is not None:
             return [self._failed(f, error) for f in self.files]
         for root in dict.fromkeys(f.root for f in self.files if f.pending):
             self._rename_all(root, [f for f in self.files if f.pending and f.root == root])
         renamed = [f for f in self.files if f.landed is not None]
-        if _sync([f.data_dir for f in renamed]) is not None:
+        if _sync([fd for f in renamed for fd in (f.data_dir, f.record_dir)]) is not None:
             for landed in renamed:
                 self._confirm(landed)
         return [f.landed if f.landed is not None else f.outcome or _unlanded(f) for f in self.files]
@@ -290,7 +290,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _sync(folders: list[int]) -> OSError | None:
-    """Sync each file system the folders are on (once each); the error, if any."""
+    """Sync each file system the folders are on (once each: the records' may be another); the error, if any."""
     try:
         for fd in {os.fstat(fd).st_dev: fd for fd in dict.fromkeys(folders)}.values():
             sync_filesystem(fd)
