@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_from_bytes
 
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
 from connectors.beneath import EscapesRootError, IsFolderError, NotRegularError, open_beneath
@@ -455,7 +455,7 @@ class LocalFileConnector(DataSourceConnector):
         root = self._require_root()
         return {
             "source_type": self.type_name(),
-            "source_uri": (root / identifier).as_uri(),
+            "source_uri": _file_uri(root, identifier),
             "source_version": _version(info),
             "modified_at": _iso(info.st_mtime_ns),
             "content_type": _content_type(identifier),
@@ -532,6 +532,21 @@ def _item(relative: str, info: os.stat_result) -> DataItem:
             "version": _version(info),
         },
     )
+
+
+def _file_uri(root: Path, identifier: str) -> str:
+    """``(root / identifier).as_uri()``, without pathlib for the usual identifier (no empty or '.' part).
+
+    The URI quotes byte by byte, so the root's quoted text is computed once and the identifier's appended.
+    """
+    if any(part in ("", ".") for part in identifier.split("/")):
+        return (root / identifier).as_uri()  # pathlib drops those parts: its own answer
+    return _root_uri(str(root).rstrip("/")) + quote_from_bytes(os.fsencode("/" + identifier))
+
+
+@functools.lru_cache(maxsize=64)
+def _root_uri(root: str) -> str:
+    return "file://" + quote_from_bytes(os.fsencode(root))
 
 
 def _version(info: os.stat_result) -> str:

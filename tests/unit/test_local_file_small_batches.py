@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import connectors.local_file as local_file
 import connectors.syncing.source_sync as source_sync
@@ -175,3 +177,13 @@ def test_the_framework_takes_the_records_our_landing_wrote_without_reading_them_
     for result in results[:4] + results[5:]:
         assert result.record == read_provenance(result.path)  # what is on disk, byte for byte the same facts
         assert result.record["sha256"] == hashlib.sha256(files[result.identifier]).hexdigest()
+
+
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=6), min_size=1, max_size=4),
+       st.sampled_from(["/", "/srv/data", "/tmp/a b/ü%20x"]))
+@settings(max_examples=300, deadline=None)
+def test_a_files_uri_is_what_pathlib_gives(parts: list[str], root: str) -> None:
+    identifier = "/".join(parts)
+    if not identifier or identifier.startswith("/"):
+        return  # not a relative identifier
+    assert local_file._file_uri(Path(root), identifier) == (Path(root) / identifier).as_uri()
