@@ -18,7 +18,9 @@ import pytest
 
 import connectors.landing.small_group as small_group
 from connectors import NameCollisionError, UnsafeNameError, WorkspaceError, read_provenance
+from connectors.errors import SizeLimitError
 from connectors.landing import run_context, workspace_root
+from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.group_commit import GroupFile
 from connectors.landing.lineage import find_provenance, record_path
 from connectors.landing.names import TEMP_PREFIX
@@ -143,6 +145,8 @@ def test_after_a_failed_last_sync_a_file_that_cannot_be_made_durable_fails_and_i
 CRASHER = """
 import os, sys
 import connectors.landing.small_group as small_group
+from connectors.errors import SizeLimitError
+from connectors.landing.atomic import landing_byte_cap
 from connectors.landing.group_commit import GroupFile
 
 workspace, kill_at, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -189,3 +193,12 @@ def test_a_temporary_name_planted_ahead_is_skipped_and_left_alone(
     results = land_small_group(group(workspace, ["d0/a.bin"]))
     assert not isinstance(results[0], Exception) and (workspace / "d0" / "a.bin").read_bytes() == body("d0/a.bin")
     assert (workspace / "d0" / planted).is_dir() and len(starts) == 2
+
+
+def test_a_file_over_the_byte_cap_fails_alone_and_nothing_of_it_is_written(tmp_path: Path) -> None:
+    small = GroupFile(str(tmp_path / "ws"), "d0/small.bin", b"x" * 10, "s", PROVENANCE)
+    with landing_byte_cap(50):
+        results = land_small_group([*group(tmp_path / "ws", ["d0/big.bin"]), small])
+    assert isinstance(results[0], SizeLimitError) and "over the limit of 50 bytes" in str(results[0])
+    assert not isinstance(results[1], Exception) and results[1].size == 10
+    assert files_under(tmp_path / "ws") == [tmp_path / "ws" / "d0" / "small.bin"] and temporaries(tmp_path) == []
