@@ -30,6 +30,9 @@ import pyarrow.parquet as pq
 
 SAMPLE_VALUES = 65536  # per column: the distinct estimate's sample
 SAMPLE_PER_BATCH = 4096
+# values sampled over all columns: a wide table's columns share it (900 columns: 4,660 each), or its sample
+# would hold the whole of a table of fewer than SAMPLE_VALUES rows (800 MiB for 60,000 rows x 900 columns)
+SAMPLE_BUDGET = 1 << 22
 EXAMPLES = 2
 MAX_TEXT = 60
 MAX_PROFILED_ROW_BYTES = 8 << 20  # CSV blocks of files of unknown rows: a longer row is not profiled
@@ -73,8 +76,9 @@ def _jsonable(value: Any) -> Any:
 
 
 class _ColumnProfile:
-    def __init__(self, field: pa.Field, source_type: str | None, sensitive: bool) -> None:
+    def __init__(self, field: pa.Field, source_type: str | None, sensitive: bool, limit: int = SAMPLE_VALUES) -> None:
         self.field, self.source_type, self.sensitive = field, source_type, sensitive
+        self.limit = limit  # values sampled for the distinct estimate
         self.kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
         self.nulls = 0
         self.low: Any = None
@@ -90,8 +94,8 @@ class _ColumnProfile:
             low, high = _bounded(bounds["min"].as_py()), _bounded(bounds["max"].as_py())
             self.low = low if self.low is None or (low is not None and low < self.low) else self.low
             self.high = high if self.high is None or (high is not None and high > self.high) else self.high
-        if self.sampled < SAMPLE_VALUES and _hashable(self.kind):
-            head = column.slice(0, min(SAMPLE_PER_BATCH, SAMPLE_VALUES - self.sampled)).drop_null()
+        if self.sampled < self.limit and _hashable(self.kind):
+            head = column.slice(0, min(SAMPLE_PER_BATCH, self.limit - self.sampled)).drop_null()
             # a copy: a slice would keep the whole batch's buffers alive for as long as the profile
             taken = pc.take(head, _INDICES.slice(0, len(head)))
             self.sample.append(taken.combine_chunks() if isinstance(taken, pa.ChunkedArray) else taken)
@@ -149,7 +153,8 @@ class Profiler:
                  sensitive: Iterable[str] = ()) -> None:
         hidden = set(sensitive)
         types = source_types or {}
-        self._columns = [_ColumnProfile(f, types.get(f.name), f.name in hidden) for f in schema]
+        limit = max(SAMPLE_PER_BATCH, min(SAMPLE_VALUES, SAMPLE_BUDGET // max(len(schema), 1)))
+        self._columns = [_ColumnProfile(f, types.get(f.name), f.name in hidden, limit) for f in schema]
         self.rows = 0
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:

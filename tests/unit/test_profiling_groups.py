@@ -35,3 +35,21 @@ def test_a_row_group_of_several_batches_profiles_as_its_batches_do() -> None:
             {k: theirs[k] for k in ("nulls", "min", "max", "examples") if k in theirs}
     assert by_group["columns"][3]["distinct"] == 2 and by_group["columns"][2]["distinct"] == 13
     assert by_group["columns"][0]["nulls"] == len([v for v in range(1, 8011) if v % 7 == 0])
+
+
+def test_a_wide_tables_columns_share_the_distinct_sample() -> None:
+    """900 columns of 60,000 rows: each column samples its share of SAMPLE_BUDGET, not every row (memory)."""
+    from connectors import profiling
+
+    wide = pa.schema([(f"c{k}", pa.int64()) for k in range(900)])
+    share = profiling.SAMPLE_BUDGET // 900
+    rows = pa.array(range(3 * profiling.SAMPLE_PER_BATCH), pa.int64())
+    profiler = Profiler(wide)
+    for _ in range(3):
+        profiler.add(pa.RecordBatch.from_arrays([rows] * 900, schema=wide))
+    column = profiler._columns[0]
+    assert column.sampled == share < profiling.SAMPLE_VALUES
+    assert sum(len(a) for a in column.sample) == share
+    narrow = Profiler(SCHEMA)
+    narrow.add(batch(1, 5000))
+    assert narrow._columns[0].limit == profiling.SAMPLE_VALUES  # a narrow table keeps the whole sample
