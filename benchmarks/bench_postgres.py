@@ -41,6 +41,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -493,6 +494,12 @@ def main() -> None:
         env = {ENV_PASSWORD: server.password, "PGPASSWORD": server.password,
                ENV_CONFIG: json.dumps({"host": server.host, "port": server.port, "dbname": server.dbname,
                                        "user": server.user, "schemas": ["public"]})}
+        # every scan from the table's first block: a synchronized scan starts where another left off, so two
+        # plain COPYs of a table over a quarter of shared_buffers could give the same rows in another order
+        subprocess.run(psql(server, "ALTER SYSTEM SET synchronize_seqscans = off"), env={**os.environ, **env},
+                       check=True)
+        subprocess.run(psql(server, "SELECT pg_reload_conf()"), env={**os.environ, **env}, check=True,
+                       stdout=subprocess.DEVNULL)
         tables = []
         if "big" in chosen:
             tables.append(Table("big", args.rows, COLUMNS, ["amount"]))
@@ -524,8 +531,6 @@ def main() -> None:
 
 def _csv_reference(server: Any, env: dict[str, str], out: Path, table: str) -> tuple[int, str]:
     """psql's CSV of ``table``, once: its size (for throughput) and sha256 (every CSV must match)."""
-    import subprocess
-
     probe = out / "reference.csv"
     subprocess.run(psql(server, f"\\copy {table} TO '{probe}' CSV HEADER"), env={**os.environ, **env}, check=True)
     size, digest = probe.stat().st_size, file_sha256(probe)
