@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, Definitions, build_sensor_context
+from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance, Definitions, build_sensor_context
 from dagster._core.definitions.executor_definition import multiprocess_executor
 
 from connectors.base import DataSourceConfig
-from connectors.syncing.dataset_manifest import read_manifest
+from connectors.syncing.dataset_manifest import read_manifest, read_repairs
 from connectors.syncing.shard_plan import merge_summaries, shard_of, split_by_shard
 from connectors.testing import MemoryStore
 from da_pipelines.definitions import build_definitions
@@ -92,6 +92,8 @@ def test_the_union_of_the_shards_is_the_full_sync(store: MemoryStore, instance: 
     m = materialization(sharded)
     assert m.metadata["items"].value == 60 and m.metadata["items_landed"].value == 60
     assert m.metadata["shards"].value == 3
+    whole = sync(defs_for(store, tmp_path / "again", 1), instance)
+    assert m.tags["dagster/data_version"] == materialization(whole).tags["dagster/data_version"]
 
 
 def test_a_resync_lands_nothing_and_keeps_the_data_version(store: MemoryStore, instance: DagsterInstance,
@@ -146,6 +148,28 @@ def test_a_damaged_file_is_found_by_the_check_and_repaired_by_its_shard(
     evaluations = [e.event_specific_data for e in checked.all_events
                    if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
     assert [e.passed for e in evaluations] == [True]
+
+
+def test_the_check_runs_in_the_merge_step_and_alone_it_syncs_nothing(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
+    fill(store, 20)
+    defs = defs_for(store, tmp_path / "ws", 2)
+    first = sync(defs, instance)
+    evaluated = [e.step_key for e in first.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+    assert evaluated == [f"{N}__files.{N}__files_merge"]  # no step (no process) started just for the check
+    store.put("d0/new.csv", b"id\n1\n", T0 + 500)
+    (tmp_path / "ws" / "mem-shards" / "d3" / "item-0003.csv").write_bytes(b"tampered")
+    check = AssetCheckKey(AssetKey([N, "files"]), "landed_files_match_lineage")
+    alone = defs.resolve_job_def(f"{N}_sync").get_subset(asset_selection=set(), asset_check_selection={check})
+    result = alone.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success
+    assert not [e for e in result.all_events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION]
+    (evaluation,) = [e.event_specific_data for e in result.all_events
+                     if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+    assert not evaluation.passed and evaluation.metadata["damaged"].value == 1
+    folder = tmp_path / "ws" / "mem-shards"
+    assert "d0/new.csv" not in landed(folder) and len(read_manifest(folder, "files")) == 20  # nothing synced
+    assert read_repairs(folder, f"files.shard-{shard_of('d3/item-0003.csv', 2)}-of-2") == {"d3/item-0003.csv"}
 
 
 def test_the_sensor_gives_each_shard_its_own_items(store: MemoryStore, instance: DagsterInstance,
