@@ -17,7 +17,7 @@ Usage:
     .venv/bin/python -m benchmarks.bench_postgres [--rows 10000000] [--wide-rows 60000] [--wide-columns 900]
         [--small-rows 1000000] [--repetitions 3] [--tables big,wide,small]
 
-The issue's anchors (issue 28, point 5) run on the big table and on the wide
+The state-of-the-art anchors run on the big table and on the wide
 one: adbc-driver-postgresql (binary COPY into Arrow, written with
 ``pyarrow.parquet`` batch by batch) and connectorx (two partitions on ``id``),
 each as a whole process beside ours. The wide table (``--wide-columns``
