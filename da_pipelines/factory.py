@@ -26,7 +26,7 @@ from connectors.syncing.table_listing import ListingState, cached_state, state_f
 from da_pipelines.assets import datasets_asset, partitioned_set_asset
 from da_pipelines.jobs import sync_job
 from da_pipelines.sensors import source_sensor
-from da_pipelines.sharded import sharded_check, sharded_set_asset
+from da_pipelines.sharded import sharded_set_asset
 from da_pipelines.translator import WORKSPACE_KEY, DataSourceTranslator, SourceKeys, SpecTranslator, source_uri
 
 __all__ = ["WORKSPACE_KEY", "SourceDefs", "build_source_defs", "source_keys", "source_uri"]
@@ -104,7 +104,6 @@ def build_source_defs(source: DataSourceConfig, workspace_root: Path | None = No
     assets.extend(partitioned_set_asset(keys, d, specs[d]) for d in keys.datasets if d.partitioned)
     sharded = [d for d in keys.datasets if d.sharded]
     assets.extend(sharded_set_asset(keys, d, specs[d]) for d in sharded)
-    assets.extend(sharded_check(keys, d, specs[d].key) for d in sharded)
     selectable = {d: specs[d].key for d in keys.datasets if not d.partitioned}
     job = sync_job(keys, list(selectable.values()), sharded=bool(sharded))
     return SourceDefs(assets=assets, job=job, sensor=source_sensor(keys, job, selectable),

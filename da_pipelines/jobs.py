@@ -105,9 +105,15 @@ def _forked_by_default(config: Mapping[str, Any]) -> dict[str, Any]:
 
     ``spawn`` (Dagster's default) starts a fresh interpreter per step that imports Dagster and the
     code location again (about 1.5 s of CPU each, measured): a sharded sync pays it for every
-    shard, the merge and the check. A fork server imports them once per run and forks each step.
+    shard and the merge. A fork server imports them once per run and forks each step. Its modules
+    are named (:data:`STEP_PRELOAD`): with ``forkserver: {}`` Dagster 1.13 preloads none of the
+    job's (its executor reads the missing ``preload_modules`` as an empty list, not as "the job's
+    module"), and each forked step imported them itself.
     """
-    return {"start_method": {"forkserver": {}}, **config}
+    return {"start_method": {"forkserver": {"preload_modules": list(STEP_PRELOAD)}}, **config}
+
+
+STEP_PRELOAD = ("da_pipelines.step_preload",)  # the code location and what a step imports (see that module)
 
 
 SHARD_MULTIPROCESS: ExecutorDefinition = multiprocess_executor.configured(

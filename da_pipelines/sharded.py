@@ -22,18 +22,21 @@ its own hash bucket gone at the source, so together they cover every landed item
 
 
 import asyncio
+import hashlib
 import heapq
+import json
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from dagster import (
-    AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetChecksDefinition,
+    AssetCheckSpec,
     AssetIn,
     AssetKey,
+    AssetOut,
     AssetsDefinition,
     AssetSpec,
     BetaWarning,
@@ -45,32 +48,27 @@ from dagster import (
     OpExecutionContext,
     Out,
     Output,
-    asset_check,
-    graph_asset,
+    graph_multi_asset,
     op,
 )
 
 from connectors.errors import DataSourceError
 from connectors.landing.root import sweep_workspace, workspace_root
 from connectors.secrets.references import redact
-from connectors.syncing.dataset_manifest import (
-    ManifestEntry,
-    data_version_sorted,
-    iter_manifest,
-    manifest_items,
-    write_manifest_sorted,
-    write_repairs,
-)
+from connectors.syncing.dataset_manifest import manifest_items, manifest_path, write_manifest_lines, write_repairs
 from connectors.syncing.dataset_sync import SyncRun, sync_datasets
 from connectors.syncing.datasets import Dataset
 from connectors.syncing.progress_log import ProgressLog
 from connectors.syncing.shard_plan import merge_summaries, shard_of, shard_summary, split_by_shard
 from connectors.syncing.source_sync import ItemRequest, sync_options
-from da_pipelines.checks import verify_entries
+from da_pipelines.checks import verify_manifest
 from da_pipelines.deploy import exit_with_parent, pool_of
 from da_pipelines.jobs import SyncItem, failure_for
 from da_pipelines.resources import SourceResource
 from da_pipelines.translator import CHECK_NAME, WORKSPACE_KEY, SourceKeys, source_and_folder
+
+CHECK_DESCRIPTION = ("The set's landed files exist with their recorded size, and their sha256 (sampled or all) "
+                     "matches their lineage; damaged files are repaired by the next sync of their shard.")
 
 
 class ShardConfig(Config):  # type: ignore[misc]
@@ -96,19 +94,22 @@ def sharded_set_asset(keys: SourceKeys, dataset: Dataset, spec: AssetSpec) -> As
     Returns:
         The graph-backed asset.
     """
-    shards = [_shard_op(keys, dataset, shard) for shard in range(dataset.shards)]
+    check = AssetCheckSpec(CHECK_NAME, asset=spec.key, description=CHECK_DESCRIPTION)
+    shards = [_shard_op(keys, dataset, shard, spec.key) for shard in range(dataset.shards)]
     merge = _merge_op(keys, dataset)
 
     def _sharded(remote: Any) -> Any:
-        return merge([shard(remote) for shard in shards])
+        merged = merge([shard(remote) for shard in shards])
+        return {"result": merged.result, check.get_python_identifier(): merged.check}
 
-    return graph_asset(key=spec.key, group_name=spec.group_name, kinds=spec.kinds, tags=spec.tags,
-                       description=spec.description, metadata=spec.metadata,
-                       automation_condition=spec.automation_condition,
-                       ins={"remote": AssetIn(key=keys.remote, dagster_type=Nothing)})(_sharded)
+    # subsettable: the check alone runs no sync (the shards see their set unselected), as an unsharded set's
+    out = AssetOut.from_spec(spec.replace_attributes(deps=[]))  # the dependency is the input below
+    return graph_multi_asset(name=spec.key.to_python_identifier(), outs={"result": out}, check_specs=[check],
+                             can_subset=True, group_name=spec.group_name,
+                             ins={"remote": AssetIn(key=keys.remote, dagster_type=Nothing)})(_sharded)
 
 
-def _shard_op(keys: SourceKeys, dataset: Dataset, shard: int) -> Any:
+def _shard_op(keys: SourceKeys, dataset: Dataset, shard: int, key: AssetKey) -> Any:
     part = dataset.shard_of_set(shard)
 
     @op(name=_shard_op_name(keys, dataset, shard), ins={"remote": In(Nothing)}, out=Out(dict),
@@ -116,6 +117,8 @@ def _shard_op(keys: SourceKeys, dataset: Dataset, shard: int) -> Any:
         tags={"da/source": keys.source.id, "da/shard": f"{shard}/{dataset.shards}"}, pool=pool_of(keys.source.id))
     async def _sync_shard(context: OpExecutionContext, config: ShardConfig) -> dict[str, Any]:
         exit_with_parent()  # a step worker orphaned by a killed run worker must not land on
+        if key not in context.selected_asset_keys:  # the set's check alone: it reads the set's last manifest
+            return {"shard": shard, "listed": 0}
         source, folder = source_and_folder(context.resources, keys)
         requested = [ItemRequest(i.identifier, i.version) for i in config.items if part.contains(i.identifier)]
         if config.chosen and not requested:
@@ -154,44 +157,87 @@ async def _sync_part(context: OpExecutionContext, keys: SourceKeys, source: Sour
 
 
 def _merge_op(keys: SourceKeys, dataset: Dataset) -> Any:
-    @op(name=f"{keys.slug}__{dataset.file_name}_merge", ins={"shards": In(list)}, out=Out(Nothing),
+    @op(name=f"{keys.slug}__{dataset.file_name}_merge", ins={"shards": In(list)},
+        out={"result": Out(Nothing, is_required=False), "check": Out(Nothing, is_required=False)},
         required_resource_keys={keys.resource_key, WORKSPACE_KEY}, tags={"da/source": keys.source.id})
-    def _merge(context: OpExecutionContext, shards: list[dict[str, Any]]) -> Output[None]:
+    def _merge(context: OpExecutionContext, shards: list[dict[str, Any]]) -> Iterator[Output[None] | AssetCheckResult]:
         _, folder = source_and_folder(context.resources, keys)
-        # the shards' manifests streamed twice (digest and totals, then the merged file): never held whole
-        totals = [0, 0]
-        version = data_version_sorted(_counted(_merged_shards(folder, dataset), totals))
-        manifest = write_manifest_sorted(folder, dataset.file_name, _merged_shards(folder, dataset), totals[0], {
-            "dataset": dataset.label, "data_version": version, "shards": dataset.shards})
-        summary = merge_summaries(shards)
-        context.log.info(f"{dataset.label}: {totals[0]} items in {dataset.shards} shards, "
-                         f"{summary.get('landed', 0)} landed now")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=BetaWarning)  # Output(data_version=): beta in 1.13
-            return Output(None, metadata=_merged_metadata(keys, dataset, summary, totals, manifest),
-                          data_version=DataVersion(version))
+        merged = None
+        if "result" in context.selected_output_names:  # else the check alone: the set's last manifest
+            merged = _merge_manifests(folder, dataset)
+            count, size, version, manifest = merged
+            summary = merge_summaries(shards)
+            context.log.info(f"{dataset.label}: {count} items in {dataset.shards} shards, "
+                             f"{summary.get('landed', 0)} landed now")
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=BetaWarning)  # Output(data_version=): beta in 1.13
+                yield Output(None, output_name="result", data_version=DataVersion(version),
+                             metadata=_merged_metadata(keys, dataset, summary, (count, size), manifest))
+        if "check" in context.selected_output_names:  # in this step: no process started just to check
+            count = merged[0] if merged else manifest_items(folder, dataset.file_name)
+            yield _check_result(keys, dataset, folder, count, stat_checked=bool(merged) and _all_checked(shards, count))
 
     return _merge
 
 
-def _merged_shards(folder: Path, dataset: Dataset) -> Iterator[ManifestEntry]:
-    """The shards' manifest entries in identifier order (each manifest is sorted), streamed; an identifier
-    in two shards' manifests (the shard count changed) is taken from the later shard."""
-    streams = [iter_manifest(folder, dataset.shard_of_set(shard).file_name) for shard in range(dataset.shards)]
-    previous: ManifestEntry | None = None
-    for entry in heapq.merge(*streams, key=lambda e: e.identifier):  # stable: equal names in shard order
-        if previous is not None and entry.identifier != previous.identifier:
+def _merge_manifests(folder: Path, dataset: Dataset) -> tuple[int, int, str, Path]:
+    """Write the set's manifest from its shards' in one streamed pass: its items, bytes, data version and path.
+
+    The shards' lines (each manifest sorted) are merged in identifier order and copied as they are
+    to a spool while the data version is digested; the manifest is then its header and the spool.
+    An identifier in two shards' manifests (the shard count changed) is taken from the later shard.
+    """
+    digest, count, size = hashlib.sha256(), 0, 0
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="surrogatepass") as spool:
+        for fields, line in _merged_lines(folder, dataset):
+            digest.update(f"{fields['identifier']}\0{fields['version']}\0{fields['sha256']}\n".encode(
+                "utf-8", "surrogatepass"))
+            count, size = count + 1, size + int(fields["size"])
+            spool.write(line)
+        spool.seek(0)
+        version = digest.hexdigest()[:32]  # connectors.syncing.dataset_manifest.data_version_sorted's digest
+        manifest = write_manifest_lines(folder, dataset.file_name, spool, count, {
+            "dataset": dataset.label, "data_version": version, "shards": dataset.shards})
+    return count, size, version, manifest
+
+
+def _merged_lines(folder: Path, dataset: Dataset) -> Iterator[tuple[dict[str, Any], str]]:
+    """The shards' manifest lines (parsed, and as written) in identifier order, the later shard's on a tie."""
+    streams = [_manifest_lines(folder, dataset.shard_of_set(shard).file_name) for shard in range(dataset.shards)]
+    previous: tuple[dict[str, Any], str] | None = None
+    for pair in heapq.merge(*streams, key=lambda p: p[0]["identifier"]):  # stable: equal names in shard order
+        if previous is not None and pair[0]["identifier"] != previous[0]["identifier"]:
             yield previous
-        previous = entry
+        previous = pair
     if previous is not None:
         yield previous
 
 
-def _counted(entries: Iterator[ManifestEntry], totals: list[int]) -> Iterator[ManifestEntry]:
-    """``entries`` passed through, counting them and their bytes into ``totals``."""
-    for entry in entries:
-        totals[0], totals[1] = totals[0] + 1, totals[1] + entry.size
-        yield entry
+def _manifest_lines(folder: Path, name: str) -> Iterator[tuple[dict[str, Any], str]]:
+    path = manifest_path(folder, name)
+    if not path.is_file():
+        return
+    with path.open(encoding="utf-8", errors="surrogatepass") as handle:
+        next(handle, None)  # the header
+        for line in handle:
+            yield json.loads(line), line if line.endswith("\n") else line + "\n"
+
+
+def _all_checked(shards: Sequence[dict[str, Any]], count: int) -> bool:
+    """Whether every shard stat-checked or landed each entry it holds now, and they hold the merged ``count``."""
+    return all("checked" in s and s["checked"] == s.get("items") for s in shards) and sum(
+        int(s.get("items", 0)) for s in shards) == count
+
+
+def _check_result(keys: SourceKeys, dataset: Dataset, folder: Path, count: int, *,
+                  stat_checked: bool = False) -> AssetCheckResult:
+    """The integrity check of the merged manifest; damaged items are marked for repair in their shard."""
+    settings = keys.settings.check
+    damaged, facts = verify_manifest(folder, dataset.file_name, count=count, full=settings.mode == "full",
+                                     sample_size=settings.sample_size, stat_checked=stat_checked)
+    for shard, group in enumerate(split_by_shard(damaged, dataset.shards)):
+        write_repairs(folder, dataset.shard_of_set(shard).file_name, group)
+    return AssetCheckResult(passed=not damaged, metadata=facts)
 
 
 def _merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any], totals: Sequence[int],
@@ -216,35 +262,6 @@ def _merged_metadata(keys: SourceKeys, dataset: Dataset, summary: dict[str, Any]
         metadata["skipped_items"] = MetadataValue.json(
             [{"item": item, "why": redact(why)} for item, why in summary["skipped_items"]])
     return metadata
-
-
-def sharded_check(keys: SourceKeys, dataset: Dataset, key: AssetKey) -> AssetChecksDefinition:
-    """The integrity check of a sharded set: the merged manifest; damaged items marked in their shard.
-
-    Args:
-        keys: The source's names, datasets and settings, as the translator made them.
-        dataset: The sharded set.
-        key: The set's asset key.
-
-    Returns:
-        The check.
-    """
-
-    @asset_check(asset=key, name=CHECK_NAME, required_resource_keys={keys.resource_key, WORKSPACE_KEY},
-                 op_tags={"da/source": keys.source.id}, description=(
-                     "The set's landed files exist with their recorded size, and their sha256 (sampled or all) "
-                     "matches their lineage; damaged files are repaired by the next sync of their shard."))
-    def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        _, folder = source_and_folder(context.resources, keys)
-        settings = keys.settings.check
-        damaged, facts = verify_entries(folder, iter_manifest(folder, dataset.file_name),  # streamed
-                                        count=manifest_items(folder, dataset.file_name),
-                                        full=settings.mode == "full", sample_size=settings.sample_size)
-        for shard, group in enumerate(split_by_shard(damaged, dataset.shards)):
-            write_repairs(folder, dataset.shard_of_set(shard).file_name, group)
-        return AssetCheckResult(passed=not damaged, metadata=facts)
-
-    return _check
 
 
 def sharded_run_config(keys: SourceKeys, dataset: Dataset, key: AssetKey,

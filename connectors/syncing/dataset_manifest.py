@@ -238,11 +238,29 @@ def write_manifest_sorted(folder: Path, name: str, ordered: Iterable[ManifestEnt
     Returns:
         The manifest's path.
     """
-    head = json.dumps({**header, "written_at": utc_now_iso(), "items": count}, sort_keys=True)
     # streamed line by line: the whole text of a million entries would be held twice (lines, then joined)
-    lines = itertools.chain([head + "\n"], (json.dumps(entry.__dict__, sort_keys=True) + "\n" for entry in ordered))
+    lines = (json.dumps(entry.__dict__, sort_keys=True) + "\n" for entry in ordered)
+    return write_manifest_lines(folder, name, lines, count, header)
+
+
+def write_manifest_lines(folder: Path, name: str, lines: Iterable[str], count: int,
+                         header: Mapping[str, Any]) -> Path:
+    """Write the manifest of ``count`` entries given as their lines, streamed.
+
+    Args:
+        folder: The source's folder in the workspace.
+        name: The dataset's file name (``Dataset.file_name``).
+        lines: One JSON object per entry and line (as :func:`write_manifest_sorted` writes them), each
+            ending in a newline, in identifier order.
+        count: Their number (the header announces it before they are read).
+        header: Facts written on the first line.
+
+    Returns:
+        The manifest's path.
+    """
+    head = json.dumps({**header, "written_at": utc_now_iso(), "items": count}, sort_keys=True)
     path = manifest_path(folder, name)
-    write_atomically(path, lines, root=folder)
+    write_atomically(path, itertools.chain([head + "\n"], lines), root=folder)
     return path
 
 

@@ -63,6 +63,7 @@ def shard_summary(shard: int, listed: int, outcome: Any, skipped: Sequence[tuple
     """
     return {
         "shard": shard, "listed": listed, "landed": outcome.landed_count, "bytes_landed": outcome.bytes_landed,
+        "items": outcome.items, "checked": outcome.unchanged + outcome.landed_count,  # equal: all stat-checked
         "unchanged": outcome.unchanged, "repaired": len(outcome.repaired), "failed": len(outcome.failed),
         "failed_items": sorted(outcome.failed)[:SHOWN], "removed": len(outcome.removed),
         "removed_items": outcome.removed[:SHOWN], "skipped": len(skipped),

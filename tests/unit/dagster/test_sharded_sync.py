@@ -6,6 +6,7 @@ A set with ``shards: N`` is a graph asset of N shard steps and a merge step
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, Definitions, build_sensor_context
+from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance, Definitions, build_sensor_context
 from dagster._core.definitions.executor_definition import multiprocess_executor
 
 from connectors.base import DataSourceConfig
-from connectors.syncing.dataset_manifest import read_manifest
+from connectors.syncing.dataset_manifest import read_manifest, read_repairs
 from connectors.syncing.shard_plan import merge_summaries, shard_of, split_by_shard
 from connectors.testing import MemoryStore
 from da_pipelines.definitions import build_definitions
@@ -66,8 +67,6 @@ def test_shard_assignment_is_a_stable_hash_the_same_in_every_process() -> None:
     assert shard_of("2024/sales.csv", 4) == 3 and shard_of("2024/sales.csv", 7) == 6  # crc32 0x8AB7F2B3, for good
     code = ("import sys, json; from connectors.syncing.shard_plan import shard_of; "
             "print(json.dumps([shard_of(n, 4) for n in json.loads(sys.stdin.read())]))")
-    import json
-
     for seed in ("0", "12345"):
         other = subprocess.run([sys.executable, "-c", code], input=json.dumps(names, ensure_ascii=True),
                                capture_output=True, text=True, check=True,
@@ -92,6 +91,8 @@ def test_the_union_of_the_shards_is_the_full_sync(store: MemoryStore, instance: 
     m = materialization(sharded)
     assert m.metadata["items"].value == 60 and m.metadata["items_landed"].value == 60
     assert m.metadata["shards"].value == 3
+    whole = sync(defs_for(store, tmp_path / "again", 1), instance)
+    assert m.tags["dagster/data_version"] == materialization(whole).tags["dagster/data_version"]
 
 
 def test_a_resync_lands_nothing_and_keeps_the_data_version(store: MemoryStore, instance: DagsterInstance,
@@ -148,6 +149,28 @@ def test_a_damaged_file_is_found_by_the_check_and_repaired_by_its_shard(
     assert [e.passed for e in evaluations] == [True]
 
 
+def test_the_check_runs_in_the_merge_step_and_alone_it_syncs_nothing(
+        store: MemoryStore, instance: DagsterInstance, tmp_path: Path) -> None:
+    fill(store, 20)
+    defs = defs_for(store, tmp_path / "ws", 2)
+    first = sync(defs, instance)
+    evaluated = [e.step_key for e in first.all_events if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+    assert evaluated == [f"{N}__files.{N}__files_merge"]  # no step (no process) started just for the check
+    store.put("d0/new.csv", b"id\n1\n", T0 + 500)
+    (tmp_path / "ws" / "mem-shards" / "d3" / "item-0003.csv").write_bytes(b"tampered")
+    check = AssetCheckKey(AssetKey([N, "files"]), "landed_files_match_lineage")
+    alone = defs.resolve_job_def(f"{N}_sync").get_subset(asset_selection=set(), asset_check_selection={check})
+    result = alone.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success
+    assert not [e for e in result.all_events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION]
+    (evaluation,) = [e.event_specific_data for e in result.all_events
+                     if e.event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+    assert not evaluation.passed and evaluation.metadata["damaged"].value == 1
+    folder = tmp_path / "ws" / "mem-shards"
+    assert "d0/new.csv" not in landed(folder) and len(read_manifest(folder, "files")) == 20  # nothing synced
+    assert read_repairs(folder, f"files.shard-{shard_of('d3/item-0003.csv', 2)}-of-2") == {"d3/item-0003.csv"}
+
+
 def test_the_sensor_gives_each_shard_its_own_items(store: MemoryStore, instance: DagsterInstance,
                                                    tmp_path: Path) -> None:
     names = fill(store, 12)
@@ -172,13 +195,47 @@ def test_a_sharded_source_runs_its_steps_in_processes_and_refuses_an_unknown_exe
     assert job.executor_def.name == multiprocess_executor.name
     assert defs_for(store, tmp_path / "ws", 1).resolve_job_def(f"{N}_sync").executor_def.name != "multiprocess"
     # steps forked from a server that imported Dagster and the code location once, unless the run says otherwise
-    for given, start in (({}, {"forkserver": {}}), ({"start_method": {"spawn": {}}}, {"spawn": {}})):
+    warm = {"forkserver": {"preload_modules": ["da_pipelines.step_preload"]}}
+    for given, start in (({}, warm), ({"start_method": {"spawn": {}}}, {"spawn": {}})):
         resolved = job.executor_def.apply_config_mapping({"config": {**given, "max_concurrent": 3}})
         assert resolved.success and resolved.value["config"]["start_method"] == start
         assert resolved.value["config"]["max_concurrent"] == 3
     monkeypatch.setenv("DA_SHARD_EXECUTOR", "threads")
     with pytest.raises(Exception, match="DA_SHARD_EXECUTOR must be"):
         shard_executor()
+
+
+STEP_IMPORTS = """
+import json, sys
+from dagster._core.executor.multiprocess import MultiprocessExecutor
+preload = MultiprocessExecutor  # what the fork server imports first, then the shard executor's modules
+for name in json.loads(sys.argv[1]):
+    __import__(name)
+held = set(sys.modules)
+from dagster import DagsterInstance
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.execution.api import create_execution_plan
+with DagsterInstance.get():  # what each step process does before its step starts
+    job = ReconstructableRepository.for_module("da_pipelines", "defs").get_reconstructable_job(sys.argv[2])
+    create_execution_plan(job)
+print(len(set(sys.modules) - held))
+"""
+
+
+def test_a_step_forked_from_the_fork_server_starts_without_importing_the_code_location_again(
+        store: MemoryStore, tmp_path: Path) -> None:
+    job = defs_for(store, tmp_path / "ws", 2).resolve_job_def(f"{N}_sync")
+    config = job.executor_def.apply_config_mapping({"config": {}}).value["config"]
+    preload = config["start_method"]["forkserver"].get("preload_modules", [])
+    sources = tmp_path / "sources.json"
+    sources.write_text(json.dumps({"sources": [{"id": "local", "type": "local_file", "name": "Local", "config": {
+        "root": str(tmp_path)}, "metadata": {"dagster": {"item_sets": [{"name": "files", "shards": 2}]}}}]}))
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "DA_SOURCES_FILE": str(sources), "DA_WORKSPACE": str(tmp_path / "ws"),
+           "DAGSTER_HOME": str(tmp_path / "home")}
+    imported = subprocess.run([sys.executable, "-c", STEP_IMPORTS, json.dumps(preload), "local_sync"], env=env,
+                              capture_output=True, text=True, check=True).stdout
+    assert int(imported.split()[-1]) < 100  # 16 now; 586 when each step imported the code location and storages
 
 
 def test_a_partitioned_set_cannot_be_sharded(store: MemoryStore, tmp_path: Path) -> None:
