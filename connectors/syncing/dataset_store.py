@@ -30,6 +30,15 @@ def _key(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+def _low(low: str | bytes | None) -> bytes:
+    """The stored key of a range's exclusive lower bound (None: from the start)."""
+    return b"" if low is None else low if isinstance(low, bytes) else _key(low)
+
+
+def _high(high: str | bytes) -> bytes:
+    return high if isinstance(high, bytes) else _key(high)
+
+
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogatepass")
 
@@ -162,7 +171,7 @@ class DatasetStore:
             found[_text(identifier)][dataset] = _entry((identifier, version, sha256, size, path))
         return found
 
-    def prior_rows_between(self, low: str | None, high: str) -> dict[str, dict[int, Row]]:
+    def prior_rows_between(self, low: str | bytes | None, high: str | bytes) -> dict[str, dict[int, Row]]:
         """:meth:`prior_between` as stored rows: nothing decoded but the identifiers (a re-sync reads every row).
 
         Args:
@@ -173,14 +182,13 @@ class DatasetStore:
             Identifier -> dataset position -> stored row (:func:`row_entry` makes it an entry).
         """
         rows = self._db.execute(
-            "SELECT id, ds, version, sha256, size, path FROM prior WHERE id > ? AND id <= ?",
-            (_key(low) if low is not None else b"", _key(high)))
+            "SELECT id, ds, version, sha256, size, path FROM prior WHERE id > ? AND id <= ?", (_low(low), _high(high)))
         found: dict[str, dict[int, Row]] = defaultdict(dict)
         for row in rows:
             found[_text(row[0])][row[1]] = row
         return found
 
-    def copy_prior_between(self, low: str | None, high: str) -> None:
+    def copy_prior_between(self, low: str | bytes | None, high: str | bytes) -> None:
         """Copy the prior rows of the items after ``low`` up to ``high`` to this sync's entries, in one statement.
 
         Args:
@@ -189,7 +197,45 @@ class DatasetStore:
         """
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO entries SELECT * FROM prior WHERE id > ? AND id <= ?",
-                             (_key(low) if low is not None else b"", _key(high)))
+                             (_low(low), _high(high)))
+
+    def listed_at_prior_version(self, low: bytes | None, high: bytes) -> list[Row]:
+        """The prior rows (of dataset 0) of the items after ``low`` up to ``high`` that the listing (its ``listed``
+        table, :class:`~connectors.syncing.source_sync._Spill`) shows wanted at the very version they landed at.
+
+        The re-sync's usual items, found in one query; the sync still checks each one's landed file.
+
+        Args:
+            low: The stored key of the last item of the previous range; None from the start.
+            high: The stored key of the last item of this range (included).
+
+        Returns:
+            Their stored rows, in key order.
+        """
+        return self._db.execute(
+            "SELECT p.id, p.ds, p.version, p.sha256, p.size, p.path FROM listed l JOIN prior p ON p.id = l.id "
+            "AND p.ds = 0 WHERE l.id > ?1 AND l.id <= ?2 AND l.wanted = 1 AND l.version != x'' "
+            "AND p.version = l.version ORDER BY p.id", (_low(low), high)).fetchall()
+
+    def prior_rows_not_listed_so(self, low: bytes | None, high: bytes) -> dict[str, dict[int, Row]]:
+        """:meth:`prior_rows_between` less the rows :meth:`listed_at_prior_version` gives (items changed,
+        removed, excluded, forced or new): what the sync plans item by item.
+
+        Args:
+            low: The stored key of the last item of the previous range; None from the start.
+            high: The stored key of the last item of this range (included).
+
+        Returns:
+            Identifier -> dataset position -> stored row.
+        """
+        rows = self._db.execute(
+            "SELECT id, ds, version, sha256, size, path FROM prior p WHERE id > ?1 AND id <= ?2 AND NOT EXISTS "
+            "(SELECT 1 FROM listed l WHERE l.id = p.id AND p.ds = 0 AND l.wanted = 1 AND l.version != x'' "
+            "AND l.version = p.version)", (_low(low), high))
+        found: dict[str, dict[int, Row]] = defaultdict(dict)
+        for row in rows:
+            found[_text(row[0])][row[1]] = row
+        return found
 
     def drop_entries(self, keys: list[tuple[bytes, int]]) -> None:
         """Take rows out of this sync's entries.

@@ -26,7 +26,7 @@ from connectors.base import DataSourceConnector
 from connectors.checked_fetch import check_identifier, dataset_problem, fetch_many_checked, prune_landed
 from connectors.errors import DataSourceError, UnsafeNameError
 from connectors.landing.lineage import read_record, run_context
-from connectors.landing.names import LINEAGE_DIR
+from connectors.landing.names import LINEAGE_DIR, is_safe_name
 from connectors.landing.progress import on_progress
 from connectors.syncing.dataset_manifest import (
     ManifestEntry,
@@ -45,6 +45,7 @@ from connectors.syncing.source_sync import (
     SyncOptions,
     _Spill,
     _spill_listing,
+    _text,
     excluded_by,
     listing_refusals,
     sync_options,
@@ -143,6 +144,11 @@ class _Sync:
     nothing_landed: bool  # a first sync: no record to look up
     errors: list[DataSourceError] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def one_whole_dataset(self) -> bool:
+        """Whether the sync's only dataset holds every item (the default set): its unchanged items need no plan."""
+        return len(self.datasets) == 1 and self.datasets[0].holds_every_item
 
     def keeps(self, dataset: int) -> bool:
         """Tables and partitioned sets keep their items' whole records (table facts, one event each)."""
@@ -251,11 +257,11 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
     for number, dataset in enumerate(datasets):
         await asyncio.to_thread(sync.store.load_prior_fields, number, iter_manifest_fields(folder, dataset.file_name))
     on_planned(everything.wanted_count)
-    previous: str | None = None
+    previous: bytes | None = None
     async with connector() as conn:
-        for wanted in everything.wanted(BATCH):
-            batch = await asyncio.to_thread(_plan, sync, wanted, previous, options, on_item_done)
-            previous = wanted[-1].identifier
+        for rows in everything.wanted_rows(BATCH):
+            batch = await asyncio.to_thread(_plan, sync, rows, previous, options, on_item_done)
+            previous = rows[-1][0]
             await _land(sync, conn, batch, run_id=run_id, on_bytes=on_bytes, on_item_done=on_item_done,
                         concurrency=concurrency)
     sync.skipped.extend(everything.refused)  # refused by the listing itself
@@ -299,10 +305,17 @@ def _versions(fetch: dict[str, str], chunk: Sequence[str]) -> dict[str, str]:
     return {i: fetch[i] for i in chunk if fetch[i]}
 
 
-def _plan(sync: _Sync, wanted: Sequence[ItemRequest], previous: str | None, options: SyncOptions,
+def _plan(sync: _Sync, rows: Sequence[tuple[bytes, bytes]], previous: bytes | None, options: SyncOptions,
           on_item_done: Progress) -> _Batch:
-    """Plan one listing batch (the items after ``previous`` up to the batch's last, in key order)."""
-    batch = _Batch(priors=sync.store.prior_rows_between(previous, wanted[-1].identifier))
+    """Plan one listing batch (stored rows: the items after ``previous`` up to the batch's last, in key order)."""
+    last = rows[-1][0]
+    kept: set[bytes] = set()
+    if sync.one_whole_dataset:  # the usual re-sync: items at their landed version found by one query
+        batch = _Batch(priors=sync.store.prior_rows_not_listed_so(previous, last))
+        kept = _unchanged_at_sight(sync, batch, previous, last, options)
+    else:
+        batch = _Batch(priors=sync.store.prior_rows_between(previous, last))
+    wanted = [ItemRequest(_text(i), _text(v)) for i, v in rows if i not in kept]
     safe = safe_requests(wanted, options, sync.skipped)
     everywhere = [n for n, d in enumerate(sync.datasets) if d.holds_every_item]
     elsewhere = [(n, d) for n, d in enumerate(sync.datasets) if not d.holds_every_item]
@@ -313,16 +326,35 @@ def _plan(sync: _Sync, wanted: Sequence[ItemRequest], previous: str | None, opti
         if holders:
             batch.members[request.identifier] = holders
             _decide(sync, batch, request)
-    _write_unchanged(sync, batch, previous, wanted[-1].identifier)
+    _write_unchanged(sync, batch, previous, last)
     for identifier in batch.unchanged:
         for n in batch.members[identifier]:
             sync.outcomes[n].unchanged += 1
-    for _ in range(len(wanted) - len(batch.fetch)):  # unchanged, skipped, or in no dataset: done now
+    if kept:
+        sync.outcomes[0].unchanged += len(kept)
+    for _ in range(len(rows) - len(batch.fetch)):  # unchanged, skipped, or in no dataset: done now
         on_item_done()
     return batch
 
 
-def _write_unchanged(sync: _Sync, batch: _Batch, previous: str | None, last: str) -> None:
+def _unchanged_at_sight(sync: _Sync, batch: _Batch, previous: bytes | None, last: bytes,
+                        options: SyncOptions) -> set[bytes]:
+    """The batch's items listed at the version their prior row holds, safe, not excluded, not marked for repair,
+    whose landed file is intact: unchanged, with no request or entry built. The others' rows go to ``batch.priors``
+    and they are planned item by item. Only when the sync's one dataset holds every item (no test per item).
+    """
+    kept: set[bytes] = set()
+    for row in sync.store.listed_at_prior_version(previous, last):
+        identifier = _text(row[0])
+        if identifier in sync.repairs or (options.exclude and excluded_by(identifier, options.exclude)) \
+                or not is_safe_name(identifier) or not _intact(sync.folder, row_path(row), row[4], row[3]):
+            batch.priors[identifier] = {0: row}
+        else:
+            kept.add(row[0])
+    return kept
+
+
+def _write_unchanged(sync: _Sync, batch: _Batch, previous: bytes | None, last: bytes) -> None:
     """Write the batch's unchanged entries: the prior rows of its key range copied in one statement, those
     that are not an unchanged item's entry in that dataset taken out again, and the others written."""
     sync.store.copy_prior_between(previous, last)

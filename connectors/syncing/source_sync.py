@@ -453,15 +453,32 @@ async def _spill_listing(connector: DataSourceConnector, exclude: Sequence[str],
     ``keep``: only the items it is true of are stored (a shard's own); ``listed.seen`` counts them all.
     """
     rows: list[tuple[str, str, bool]] = []
-    async for item in connector.iter_items():
-        listed.seen += 1
-        if keep is not None and not keep(item.path):
-            continue
-        rows.append((item.path, item_version(item), not exclude or excluded_by(item.path, exclude) is None))
+    async for pairs in _listed_versions(connector):
+        listed.seen += len(pairs)
+        rows += [(path, version, not exclude or excluded_by(path, exclude) is None)
+                 for path, version in pairs if keep is None or keep(path)]
         if len(rows) >= BATCH:
             listed.add(rows)
             rows = []
     listed.add(rows)
+
+
+async def _listed_versions(connector: DataSourceConnector) -> AsyncIterator[list[tuple[str, str]]]:
+    """The listing as runs of ``(identifier, version)``: the connector's ``iter_versions`` when it has one
+    (``LocalFileConnector``: no item built per file), else its items, a run of ``BATCH`` at a time."""
+    versions = getattr(connector, "iter_versions", None)
+    if versions is not None:
+        async for run in versions():
+            yield run
+        return
+    pairs: list[tuple[str, str]] = []
+    async for item in connector.iter_items():
+        pairs.append((item.path, item_version(item)))
+        if len(pairs) >= BATCH:
+            yield pairs
+            pairs = []
+    if pairs:
+        yield pairs
 
 
 class _Spill:
@@ -491,6 +508,11 @@ class _Spill:
         self.wanted_count += sum(1 for row in rows if row[2])
 
     def wanted(self, size: int) -> Iterator[list[ItemRequest]]:
+        for rows in self.wanted_rows(size):
+            yield [ItemRequest(_text(i), _text(v)) for i, v in rows]
+
+    def wanted_rows(self, size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+        """:meth:`wanted` as stored: ``(identifier, version)`` UTF-8 bytes (lone surrogates kept), in key order."""
         last = b""
         while True:
             rows = self._db.execute("SELECT id, version FROM listed WHERE wanted = 1 AND id > ? ORDER BY id LIMIT ?",
@@ -498,7 +520,7 @@ class _Spill:
             if not rows:
                 return
             last = rows[-1][0]
-            yield [ItemRequest(_text(i), _text(v)) for i, v in rows]
+            yield rows
 
     def __contains__(self, identifier: object) -> bool:
         if not isinstance(identifier, str):
