@@ -13,15 +13,30 @@ Python's string order: the order of a manifest and of :func:`data_version`.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
+import re
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from connectors.syncing.dataset_manifest import ManifestEntry
 
 Table = Literal["prior", "entries"]  # the only names put into a query's text
 BATCH = 4096  # rows written or read at once
+
+# one manifest line per element of a JSON array, each field read once (a materialized CTE); an element that is
+# not an object of the five fields with their types makes a NULL key, which the table refuses (the batch is
+# then parsed by Python, with its errors)
+_INSERT_LINES = (
+    "WITH e AS MATERIALIZED (SELECT value ->> 'identifier' AS i, value ->> 'version' AS v, value ->> 'sha256' AS h, "
+    "value ->> 'size' AS n, value ->> 'path' AS p FROM json_each(?2)) "
+    "INSERT OR REPLACE INTO prior SELECT CASE WHEN typeof(i) = 'text' AND typeof(v) = 'text' AND typeof(h) = 'text' "
+    "AND typeof(n) = 'integer' AND typeof(p) = 'text' THEN CAST(i AS BLOB) END, ?1, CAST(v AS BLOB), h, n, "
+    "CAST(p AS BLOB) FROM e")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")  # json.dumps escapes every non-ASCII character
 
 _COLUMNS = "id BLOB, ds INTEGER, version BLOB, sha256 TEXT, size INTEGER, path BLOB, PRIMARY KEY (id, ds)"
 
@@ -129,6 +144,45 @@ class DatasetStore:
         self._write_all("prior", ((_key(f["identifier"]), dataset, _key(f["version"]), f["sha256"], f["size"],
                                    _key(f["path"])) for f in fields))
 
+    def load_prior_manifest(self, dataset: int, path: Path) -> None:
+        """:meth:`load_prior_fields` of a manifest file, its lines parsed by SQLite's JSON functions a batch at a time.
+
+        A batch that SQLite cannot take as it is (an escaped surrogate, whose UTF-8 this store keeps as
+        Python's ``surrogatepass`` does; a line that is not an object of the five fields with their types)
+        is parsed line by line as :meth:`load_prior_fields` does, with its errors.
+
+        Args:
+            dataset: The dataset's position in the sync's list of datasets.
+            path: Its manifest (a header line, then one JSON object per entry); a missing one holds nothing.
+        """
+        if not path.is_file():
+            return
+        with path.open(encoding="utf-8") as handle:
+            next(handle, None)  # the header
+            while lines := list(itertools.islice(handle, BATCH)):
+                if not self._load_lines_in_sql(dataset, lines):
+                    self.load_prior_fields(dataset, map(json.loads, lines))
+
+    def _load_lines_in_sql(self, dataset: int, lines: list[str]) -> bool:
+        """Insert the entries of ``lines`` in one statement; False (nothing kept) when a line needs Python's parse."""
+        text = "".join(lines)
+        if _ESCAPED_SURROGATE.search(text):
+            return False
+        with self._db:
+            self._db.execute("SAVEPOINT lines")
+            before = self._db.total_changes
+            try:
+                self._db.execute(_INSERT_LINES, (dataset, f"[{','.join(lines)}]"))
+            except (sqlite3.OperationalError, sqlite3.IntegrityError):  # not JSON, or not an entry
+                pass
+            else:
+                if self._db.total_changes - before == len(lines):
+                    self._db.execute("RELEASE lines")
+                    return True
+            self._db.execute("ROLLBACK TO lines")
+            self._db.execute("RELEASE lines")
+        return False
+
     def add(self, table: Table, rows: Iterable[tuple[int, ManifestEntry]]) -> None:
         """Write (dataset, entry) rows; a later row of the same item and dataset replaces an earlier one.
 
@@ -199,7 +253,7 @@ class DatasetStore:
             self._db.execute("INSERT OR REPLACE INTO entries SELECT * FROM prior WHERE id > ? AND id <= ?",
                              (_low(low), _high(high)))
 
-    def listed_at_prior_version(self, low: bytes | None, high: bytes) -> list[Row]:
+    def listed_at_prior_version(self, low: bytes | None, high: bytes, *, recorded: bool = False) -> list[Row]:
         """The prior rows (of dataset 0) of the items after ``low`` up to ``high`` that the listing (its ``listed``
         table, :class:`~connectors.syncing.source_sync._Spill`) shows wanted at the very version they landed at.
 
@@ -208,30 +262,36 @@ class DatasetStore:
         Args:
             low: The stored key of the last item of the previous range; None from the start.
             high: The stored key of the last item of this range (included).
+            recorded: Only those whose landed path has a record in the table ``recorded``
+                (``connectors.syncing.recorded``).
 
         Returns:
             Their stored rows, in key order.
         """
+        joined = "JOIN recorded r ON r.path = p.path " if recorded else ""
         return self._db.execute(
-            "SELECT p.id, p.ds, p.version, p.sha256, p.size, p.path FROM listed l JOIN prior p ON p.id = l.id "
-            "AND p.ds = 0 WHERE l.id > ?1 AND l.id <= ?2 AND l.wanted = 1 AND l.version != x'' "
+            "SELECT p.id, p.ds, p.version, p.sha256, p.size, p.path FROM listed l JOIN prior p ON p.id = l.id "  # noqa: S608  (a constant)
+            f"AND p.ds = 0 {joined}WHERE l.id > ?1 AND l.id <= ?2 AND l.wanted = 1 AND l.version != x'' "
             "AND p.version = l.version ORDER BY p.id", (_low(low), high)).fetchall()
 
-    def prior_rows_not_listed_so(self, low: bytes | None, high: bytes) -> dict[str, dict[int, Row]]:
+    def prior_rows_not_listed_so(self, low: bytes | None, high: bytes, *,
+                                 recorded: bool = False) -> dict[str, dict[int, Row]]:
         """:meth:`prior_rows_between` less the rows :meth:`listed_at_prior_version` gives (items changed,
-        removed, excluded, forced or new): what the sync plans item by item.
+        removed, excluded, forced or new, or without a record): what the sync plans item by item.
 
         Args:
             low: The stored key of the last item of the previous range; None from the start.
             high: The stored key of the last item of this range (included).
+            recorded: As for :meth:`listed_at_prior_version`.
 
         Returns:
             Identifier -> dataset position -> stored row.
         """
+        known = "AND EXISTS (SELECT 1 FROM recorded r WHERE r.path = p.path)" if recorded else ""
         rows = self._db.execute(
-            "SELECT id, ds, version, sha256, size, path FROM prior p WHERE id > ?1 AND id <= ?2 AND NOT EXISTS "
+            "SELECT id, ds, version, sha256, size, path FROM prior p WHERE id > ?1 AND id <= ?2 AND NOT EXISTS "  # noqa: S608  (a constant)
             "(SELECT 1 FROM listed l WHERE l.id = p.id AND p.ds = 0 AND l.wanted = 1 AND l.version != x'' "
-            "AND l.version = p.version)", (_low(low), high))
+            f"AND l.version = p.version {known})", (_low(low), high))
         found: dict[str, dict[int, Row]] = defaultdict(dict)
         for row in rows:
             found[_text(row[0])][row[1]] = row

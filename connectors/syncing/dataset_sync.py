@@ -30,7 +30,6 @@ from connectors.landing.names import LINEAGE_DIR, is_safe_name
 from connectors.landing.progress import on_progress
 from connectors.syncing.dataset_manifest import (
     ManifestEntry,
-    iter_manifest_fields,
     manifest_path,
     read_repairs,
     write_manifest_sorted,
@@ -38,6 +37,7 @@ from connectors.syncing.dataset_manifest import (
 )
 from connectors.syncing.dataset_store import DatasetStore, Row, entry_row, row_entry, row_path, row_version
 from connectors.syncing.datasets import Dataset
+from connectors.syncing.recorded import load_recorded, unlisted_recorded
 from connectors.syncing.source_sync import (
     BATCH,
     ItemRequest,
@@ -142,6 +142,7 @@ class _Sync:
     outcomes: list[DatasetOutcome]
     repairs: set[str]  # marked by failed checks (and found damaged while planning)
     nothing_landed: bool  # a first sync: no record to look up
+    recorded: bool = False  # the records walked into the table ``recorded`` (connectors.syncing.recorded)
     errors: list[DataSourceError] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
@@ -255,7 +256,10 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
                  repairs={i for d in datasets for i in read_repairs(folder, d.file_name)},
                  nothing_landed=not (folder / ".lineage").is_dir())
     for number, dataset in enumerate(datasets):
-        await asyncio.to_thread(sync.store.load_prior_fields, number, iter_manifest_fields(folder, dataset.file_name))
+        await asyncio.to_thread(sync.store.load_prior_manifest, number, manifest_path(folder, dataset.file_name))
+    if full and not sync.nothing_landed and sync.index.lands_at_identifier:  # one walk of the records, not a stat each
+        await asyncio.to_thread(load_recorded, everything.db, folder)
+        sync.recorded = True
     on_planned(everything.wanted_count)
     previous: bytes | None = None
     async with connector() as conn:
@@ -272,7 +276,7 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
         # gone at the source: every landed item whose record says so, not only last run's manifest,
         # so an item stays reported (and can be pruned later) as long as its file is there; none when
         # no record existed before this sync (each landed since was listed): no walk of its records
-        gone = {} if sync.nothing_landed else await asyncio.to_thread(sync.index.landed_except, everything, bucket)
+        gone = {} if sync.nothing_landed else await asyncio.to_thread(_gone, sync, everything, bucket)
         for outcome in sync.outcomes:
             outcome.removed = sorted(i for i in gone if outcome.dataset.contains(i))
         if options.prune and everything.seen:  # an empty listing never prunes (an unmounted share)
@@ -288,6 +292,14 @@ async def _list_all(connector: DataSourceConnector, exclude: Sequence[str], spil
     async with connector:
         await _spill_listing(connector, exclude, spill, bucket)
     spill.refused = listing_refusals(connector)
+
+
+def _gone(sync: _Sync, listed: _Spill, bucket: Callable[[str], bool] | None) -> dict[str, str]:
+    """Every landed item (of ``bucket``) the listing lacks: identifier -> landed path."""
+    if not sync.recorded:
+        return sync.index.landed_except(listed, bucket)
+    unlisted = unlisted_recorded(listed.db)
+    return sync.index.confirmed(unlisted if bucket is None else (i for i in unlisted if bucket(i)))
 
 
 def _prune(folder: Path, source_id: str, gone: dict[str, str]) -> list[str]:
@@ -311,7 +323,7 @@ def _plan(sync: _Sync, rows: Sequence[tuple[bytes, bytes]], previous: bytes | No
     last = rows[-1][0]
     kept: set[bytes] = set()
     if sync.one_whole_dataset:  # the usual re-sync: items at their landed version found by one query
-        batch = _Batch(priors=sync.store.prior_rows_not_listed_so(previous, last))
+        batch = _Batch(priors=sync.store.prior_rows_not_listed_so(previous, last, recorded=sync.recorded))
         kept = _unchanged_at_sight(sync, batch, previous, last, options)
     else:
         batch = _Batch(priors=sync.store.prior_rows_between(previous, last))
@@ -344,10 +356,11 @@ def _unchanged_at_sight(sync: _Sync, batch: _Batch, previous: bytes | None, last
     and they are planned item by item. Only when the sync's one dataset holds every item (no test per item).
     """
     kept: set[bytes] = set()
-    for row in sync.store.listed_at_prior_version(previous, last):
+    for row in sync.store.listed_at_prior_version(previous, last, recorded=sync.recorded):
         identifier = _text(row[0])
         if identifier in sync.repairs or (options.exclude and excluded_by(identifier, options.exclude)) \
-                or not is_safe_name(identifier) or not _intact(sync.folder, row_path(row), row[4], row[3]):
+                or not is_safe_name(identifier) \
+                or not _intact(sync.folder, row_path(row), row[4], row[3], record_known=sync.recorded):
             batch.priors[identifier] = {0: row}
         else:
             kept.add(row[0])
@@ -459,7 +472,7 @@ def _landed_rows(sync: _Sync, batch: _Batch, identifier: str,
     return rows
 
 
-def _intact(folder: Path, path: str, size: int, sha256: str) -> bool:
+def _intact(folder: Path, path: str, size: int, sha256: str, record_known: bool = False) -> bool:
     """The landed file is a regular file (not a link) of the recorded size, and its lineage record exists.
 
     Two cheap stats on string paths, no hashing: this runs for every item of every re-sync.
@@ -469,11 +482,13 @@ def _intact(folder: Path, path: str, size: int, sha256: str) -> bool:
         path: The landed file, relative to ``folder`` (the entry's).
         size: Its recorded size.
         sha256: Its recorded sha256 (a dataset folder's, checked against the folder's record).
+        record_known: The walk of the records (``connectors.syncing.recorded``) found its record: not stat again.
     """
     base = str(folder)
     try:
         info = os.lstat(f"{base}/{path}")
-        os.stat(f"{base}/{LINEAGE_DIR}/{path}.json")
+        if not record_known:
+            os.stat(f"{base}/{LINEAGE_DIR}/{path}.json")
     except OSError:
         return False
     if stat.S_ISDIR(info.st_mode):  # a dataset folder of parts: each part against its record (stats)

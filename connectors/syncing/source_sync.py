@@ -260,8 +260,24 @@ class LineageIndex:
             scanned = self._scan()
             return {i: scanned[i][0] for i in _unlisted(listed, _kept(keep, scanned))}
         # direct types: the path is the identifier, so only unlisted ones are read
-        unlisted = _unlisted(listed, _kept(keep, _recorded_paths(self.folder)))
-        return {relative: relative for relative in unlisted if self._record_at(relative, relative)}
+        return self.confirmed(_unlisted(listed, _kept(keep, _recorded_paths(self.folder))))
+
+    @property
+    def lands_at_identifier(self) -> bool:
+        """Whether the source's items land at their identifier (then a record's path names its item)."""
+        return self._direct
+
+    def confirmed(self, relatives: Iterable[str]) -> dict[str, str]:
+        """Those of ``relatives`` whose record is this source's item of that identifier (a source whose items
+        land at their identifier).
+
+        Args:
+            relatives: Landed paths that have a record file.
+
+        Returns:
+            Identifier -> relative path (the same) of each.
+        """
+        return {relative: relative for relative in relatives if self._record_at(relative, relative)}
 
     def _scan(self) -> dict[str, tuple[str, dict[str, Any]]]:
         if self._scanned is None:  # names like "schema.table.csv": one scan per sync

@@ -8,6 +8,7 @@ in place (found by the check, re-fetched by the next sync).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,17 @@ from connectors.landing import names
 from connectors.landing.names import is_safe_name
 from connectors.pipeline_settings import ItemSetSpec
 from connectors.plugins import get_connector_class
-from connectors.syncing.dataset_manifest import read_manifest, write_repairs
+from connectors.syncing.dataset_manifest import (
+    ManifestEntry,
+    iter_manifest_fields,
+    read_manifest,
+    write_manifest_sorted,
+    write_repairs,
+)
+from connectors.syncing.dataset_store import DatasetStore
 from connectors.syncing.dataset_sync import DatasetOutcome, SyncRun, sync_datasets
 from connectors.syncing.datasets import set_datasets
-from connectors.syncing.source_sync import ItemRequest, SyncOptions, item_version
+from connectors.syncing.source_sync import ItemRequest, SyncOptions, _Spill, item_version
 from da_pipelines.checks import verify_manifest
 
 N = 120
@@ -168,3 +176,35 @@ def _refusing(refused: str, real: Any) -> Any:
         skipped.extend((r.identifier, "unsafe") for r in wanted if r.identifier == refused)
         return real(kept, options, skipped)
     return safe_requests
+
+
+def _prior(store_path: Path, sql: bool) -> list[tuple[Any, ...]]:
+    with _Spill() as spill:
+        store = DatasetStore(spill.db)
+        if sql:
+            store.load_prior_manifest(3, store_path)
+        else:
+            store.load_prior_fields(3, iter_manifest_fields(store_path.parent.parent.parent, "m"))
+        return spill.db.execute("SELECT * FROM prior ORDER BY id, ds").fetchall()
+
+
+def test_the_manifest_parsed_by_sqlite_is_the_manifest_parsed_by_python(tmp_path: Path) -> None:
+    """Odd names (escaped surrogates and pairs, accents, quotes, backslashes), duplicates and a big size give the
+    same stored rows; a batch SQLite cannot take as it is goes to Python's parse, errors included."""
+    folder = tmp_path / "ws"
+    names = ["a", "z\udcff", "\u00e9/\U0001f600.csv", 'q"uo\\te', "dup", "dup", "n/" + "x" * 200]
+    entries = [ManifestEntry(n, f"v{i}\u00e9", f"{i:064x}", 2**40 + i, f"p/{n}") for i, n in enumerate(names)]
+    path = write_manifest_sorted(folder, "m", entries, len(entries), {"dataset": "m"})
+    assert _prior(path, sql=True) == _prior(path, sql=False)
+    ascii_entries = [e for e in entries if e.identifier.isascii()]  # no surrogate escape: SQLite parses them all
+    plain = write_manifest_sorted(folder, "m", ascii_entries, len(ascii_entries), {"dataset": "m"})
+    assert _prior(plain, sql=True) == _prior(plain, sql=False) and len(_prior(plain, sql=True)) == 4
+    lines = plain.read_text().splitlines(keepends=True)
+    for bad, error in (('{"identifier": "b", "version": "v", "sha256": "s", "size": 1}\n', KeyError),
+                       ("not json\n", json.JSONDecodeError), ('{"a": 1}, {"b": 2}\n', json.JSONDecodeError)):
+        plain.write_text("".join([lines[0], bad, *lines[1:]]))
+        with pytest.raises(error):
+            _prior(plain, sql=True)
+    odd_size = '{"identifier": "b", "path": "b", "sha256": "s", "size": "12", "version": "v"}\n'
+    plain.write_text("".join([*lines, odd_size]))  # stored as Python stores it (a text size)
+    assert _prior(plain, sql=True) == _prior(plain, sql=False)
