@@ -297,6 +297,17 @@ class DatasetStore:
             found[_text(row[0])][row[1]] = row
         return found
 
+    def prior_after(self, high: bytes) -> bool:
+        """Whether a prior row's item comes after ``high`` (the last listed key).
+
+        Args:
+            high: A stored key.
+
+        Returns:
+            True when some prior row's identifier sorts after it.
+        """
+        return self._db.execute("SELECT 1 FROM prior WHERE id > ? LIMIT 1", (high,)).fetchone() is not None
+
     def drop_entries(self, keys: list[tuple[bytes, int]]) -> None:
         """Take rows out of this sync's entries.
 

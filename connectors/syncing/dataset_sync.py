@@ -35,7 +35,7 @@ from connectors.syncing.dataset_manifest import (
     write_manifest_sorted,
     write_repairs,
 )
-from connectors.syncing.dataset_store import DatasetStore, Row, entry_row, row_entry, row_path, row_version
+from connectors.syncing.dataset_store import DatasetStore, Row, Table, entry_row, row_entry, row_path, row_version
 from connectors.syncing.datasets import Dataset
 from connectors.syncing.recorded import load_recorded, unlisted_recorded
 from connectors.syncing.source_sync import (
@@ -143,6 +143,11 @@ class _Sync:
     repairs: set[str]  # marked by failed checks (and found damaged while planning)
     nothing_landed: bool  # a first sync: no record to look up
     recorded: bool = False  # the records walked into the table ``recorded`` (connectors.syncing.recorded)
+    # a full sync of one whole dataset copies no prior row while every batch keeps its prior rows as they are
+    # (_write_unchanged); if all do, the entries are the prior rows and are never copied (_settle_deferred)
+    deferring: bool = False
+    entries_are_prior: bool = False
+    last: bytes | None = None  # the last listed key planned
     errors: list[DataSourceError] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
@@ -260,15 +265,17 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
     if full and not sync.nothing_landed and sync.index.lands_at_identifier:  # one walk of the records, not a stat each
         await asyncio.to_thread(load_recorded, everything.db, folder)
         sync.recorded = True
+    sync.deferring = full and sync.one_whole_dataset
     on_planned(everything.wanted_count)
     previous: bytes | None = None
     async with connector() as conn:
         for rows in everything.wanted_rows(BATCH):
             batch = await asyncio.to_thread(_plan, sync, rows, previous, options, on_item_done)
-            previous = rows[-1][0]
+            previous = sync.last = rows[-1][0]
             await _land(sync, conn, batch, run_id=run_id, on_bytes=on_bytes, on_item_done=on_item_done,
                         concurrency=concurrency)
     sync.skipped.extend(everything.refused)  # refused by the listing itself
+    await asyncio.to_thread(_settle_deferred, sync)
     for number in range(len(datasets)):
         await asyncio.to_thread(_finish, sync, number, full)
     pruned: list[str] = []
@@ -369,7 +376,17 @@ def _unchanged_at_sight(sync: _Sync, batch: _Batch, previous: bytes | None, last
 
 def _write_unchanged(sync: _Sync, batch: _Batch, previous: bytes | None, last: bytes) -> None:
     """Write the batch's unchanged entries: the prior rows of its key range copied in one statement, those
-    that are not an unchanged item's entry in that dataset taken out again, and the others written."""
+    that are not an unchanged item's entry in that dataset taken out again, and the others written.
+
+    A batch whose every prior row is an unchanged item's, with nothing else to write, copies nothing while
+    every batch before it did the same (``sync.deferring``); the first one that does not copies them all first.
+    """
+    if sync.deferring:
+        if not batch.priors and not batch.unchanged and not batch.fetch:
+            return
+        sync.deferring = False
+        if previous is not None:
+            sync.store.copy_prior_between(None, previous)
     sync.store.copy_prior_between(previous, last)
     dropped: list[tuple[bytes, int]] = []
     for identifier, per_dataset in batch.priors.items():
@@ -501,22 +518,37 @@ def _intact(folder: Path, path: str, size: int, sha256: str, record_known: bool 
     return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
+def _settle_deferred(sync: _Sync) -> None:
+    """After the batches of a sync that deferred its copies: the entries are the prior rows when every batch kept
+    its prior rows and no prior row lies past the last listed item (one removed at the source); else they are
+    copied now."""
+    if not sync.deferring:
+        return
+    sync.deferring = False
+    if sync.last is not None and not sync.store.prior_after(sync.last):
+        sync.entries_are_prior = True
+    elif sync.last is not None:
+        sync.store.copy_prior_between(None, sync.last)
+
+
 def _finish(sync: _Sync, number: int, full: bool) -> None:
     """One dataset after the sync: its totals, its data version, and its manifest (written when it changed)."""
     store, dataset, outcome = sync.store, sync.datasets[number], sync.outcomes[number]
     if not full:  # chosen items: the others keep their prior entries
         store.keep_prior(number)
-    outcome.items, outcome.total_bytes = store.totals("entries", number)
-    outcome.version = store.data_version("entries", number)
+    held: Table = "prior" if sync.entries_are_prior else "entries"  # the same rows: not copied
+    outcome.items, outcome.total_bytes = store.totals(held, number)
+    outcome.version = store.data_version(held, number)
     prior_items = store.totals("prior", number)[0]
     # nothing changed (a re-sync's usual case): one SQL comparison instead of a second digest of every entry
-    changed = not store.same_as_prior(number) and outcome.version != store.data_version("prior", number)
-    if changed or not prior_items or (full and store.dropped(number)):
+    changed = not sync.entries_are_prior and not store.same_as_prior(number) \
+        and outcome.version != store.data_version("prior", number)
+    if changed or not prior_items or (full and not sync.entries_are_prior and store.dropped(number)):
         outcome.manifest = write_manifest_sorted(
-            sync.folder, dataset.file_name, store.entries("entries", number), outcome.items,
+            sync.folder, dataset.file_name, store.entries(held, number), outcome.items,
             {"dataset": dataset.label, "data_version": outcome.version})
     else:
         outcome.manifest = manifest_path(sync.folder, dataset.file_name)
     if sync.keeps(number):
-        outcome.entries = {e.identifier: e for e in store.entries("entries", number)}
+        outcome.entries = {e.identifier: e for e in store.entries(held, number)}
     write_repairs(sync.folder, dataset.file_name, set(outcome.failed) & sync.repairs)

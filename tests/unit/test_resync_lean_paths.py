@@ -208,3 +208,18 @@ def test_the_manifest_parsed_by_sqlite_is_the_manifest_parsed_by_python(tmp_path
     odd_size = '{"identifier": "b", "path": "b", "sha256": "s", "size": "12", "version": "v"}\n'
     plain.write_text("".join([*lines, odd_size]))  # stored as Python stores it (a text size)
     assert _prior(plain, sql=True) == _prior(plain, sql=False)
+
+
+@pytest.mark.parametrize("removed", ["d0/f0000.csv", "d2/f0119.csv"])
+def test_an_item_removed_first_or_last_in_key_order_leaves_the_manifest(tmp_path: Path, removed: str) -> None:
+    """Batches that keep every prior row copy none; a prior row before the first or after the last listed item
+    (no batch's range holds the last one) must still leave the dataset's entries and rewrite its manifest."""
+    connector, root, folder = _source(tmp_path)
+    _, first = _sync(connector, folder)
+    (root / removed).unlink()
+    run, again = _sync(connector, folder)
+    held = read_manifest(folder, first.dataset.file_name)
+    assert again.removed == [removed] and removed not in held and len(held) == again.items == N - 1
+    assert again.unchanged == N - 1 and again.version != first.version
+    _, third = _sync(connector, folder)
+    assert (third.items, third.version, third.removed) == (N - 1, again.version, [removed])
