@@ -120,9 +120,10 @@ def _entry(row: tuple[bytes, bytes, str, int, bytes]) -> ManifestEntry:
 class DatasetStore:
     """Prior and new entries of the datasets of a sync (dataset = its index in the sync's list)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, tables: tuple[Table, ...] = ("prior", "entries")) -> None:
+        """A store on ``db``, creating ``tables`` there (a sync's ``prior`` may be in a file attached to it)."""
         self._db = db
-        for table in ("prior", "entries"):
+        for table in tables:
             db.execute(f"CREATE TABLE {table} ({_COLUMNS}) WITHOUT ROWID")
 
     def load_prior(self, dataset: int, entries: Iterable[ManifestEntry]) -> None:

@@ -37,7 +37,8 @@ from connectors.syncing.dataset_manifest import (
 )
 from connectors.syncing.dataset_store import DatasetStore, Row, Table, entry_row, row_entry, row_path, row_version
 from connectors.syncing.datasets import Dataset
-from connectors.syncing.recorded import load_recorded, unlisted_recorded
+from connectors.syncing.earlier_state import attach, load_earlier, while_loading
+from connectors.syncing.recorded import unlisted_recorded
 from connectors.syncing.source_sync import (
     BATCH,
     ItemRequest,
@@ -239,32 +240,39 @@ async def sync_datasets(
     """
     probe = connector()
     options = options if options is not None else sync_options(probe.config)
-    with _Spill() as everything:  # a full listing goes to disk, not memory: only the wanted requests are held
-        if requested is None:
-            await _list_all(probe, options.exclude, everything, bucket)
+    landed = (folder / ".lineage").is_dir()
+    # one walk of the records instead of a stat each, after a first sync of a source landing at its identifiers
+    records = requested is None and landed and LineageIndex(folder, probe.source_id,
+                                                            probe.config.type_name).lands_at_identifier
+    # a full listing goes to disk, not memory: only the wanted requests are held; what earlier syncs left
+    # goes to a second file, loaded meanwhile (connectors.syncing.earlier_state)
+    with _Spill() as everything, _Spill() as earlier:
+        loading = asyncio.ensure_future(asyncio.to_thread(load_earlier, earlier.db, folder, datasets, records))
+        await while_loading(_list_all(probe, options.exclude, everything, bucket) if requested is None
+                            else _nothing(), loading)
+        attach(everything.db, earlier.path)
         return await _sync_listed(connector, folder, datasets, requested, everything, probe, options, run_id=run_id,
                                   on_bytes=on_bytes, on_item_done=on_item_done, on_planned=on_planned,
-                                  concurrency=concurrency, bucket=bucket)
+                                  concurrency=concurrency, bucket=bucket, landed=landed, records=records)
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Path, datasets: Sequence[Dataset],
                        requested: Sequence[ItemRequest] | None, everything: _Spill, probe: DataSourceConnector,
                        options: SyncOptions, *, run_id: str | None, on_bytes: Any, on_item_done: Progress,
                        on_planned: Callable[[int], None], concurrency: int,
-                       bucket: Callable[[str], bool] | None = None) -> SyncRun:
+                       bucket: Callable[[str], bool] | None = None, landed: bool, records: bool) -> SyncRun:
     full = requested is None
     if not full:  # chosen items go through the same file as a listing: one code path, batches in key order
         everything.add([(r.identifier, r.version, True) for r in requested or []])
-    sync = _Sync(folder=folder, datasets=datasets, store=DatasetStore(everything.db),
+    sync = _Sync(folder=folder, datasets=datasets, store=DatasetStore(everything.db, tables=("entries",)),
                  index=LineageIndex(folder, probe.source_id, probe.config.type_name),
                  outcomes=[DatasetOutcome(dataset=d) for d in datasets],
                  repairs={i for d in datasets for i in read_repairs(folder, d.file_name)},
-                 nothing_landed=not (folder / ".lineage").is_dir())
-    for number, dataset in enumerate(datasets):
-        await asyncio.to_thread(sync.store.load_prior_manifest, number, manifest_path(folder, dataset.file_name))
-    if full and not sync.nothing_landed and sync.index.lands_at_identifier:  # one walk of the records, not a stat each
-        await asyncio.to_thread(load_recorded, everything.db, folder)
-        sync.recorded = True
+                 nothing_landed=not landed, recorded=records)
     sync.deferring = full and sync.one_whole_dataset
     on_planned(everything.wanted_count)
     previous: bytes | None = None

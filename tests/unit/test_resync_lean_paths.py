@@ -26,6 +26,7 @@ from connectors.plugins import get_connector_class
 from connectors.syncing.dataset_manifest import (
     ManifestEntry,
     iter_manifest_fields,
+    manifest_path,
     read_manifest,
     write_manifest_sorted,
     write_repairs,
@@ -223,3 +224,13 @@ def test_an_item_removed_first_or_last_in_key_order_leaves_the_manifest(tmp_path
     assert again.unchanged == N - 1 and again.version != first.version
     _, third = _sync(connector, folder)
     assert (third.items, third.version, third.removed) == (N - 1, again.version, [removed])
+
+
+def test_a_prior_manifest_that_cannot_be_read_fails_the_sync_while_the_listing_runs_beside_it(tmp_path: Path) -> None:
+    """The earlier state loads in a thread while the source is listed: its error still comes out of the sync."""
+    connector, _, folder = _source(tmp_path)
+    _, first = _sync(connector, folder)
+    path = manifest_path(folder, first.dataset.file_name)
+    path.write_text(path.read_text() + "not json\n")
+    with pytest.raises(json.JSONDecodeError):
+        _sync(connector, folder)
