@@ -38,7 +38,8 @@ class IsFolderError(NotRegularError):
     """The path leads to a folder where a file is wanted."""
 
 
-def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = False) -> int:
+def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = False,
+                 held: dict[str, int] | None = None) -> int:
     """A descriptor of ``root/relative`` (a regular file, or a folder if ``directory``), never outside root.
 
     Args:
@@ -46,6 +47,8 @@ def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = Fa
         root: the root's absolute path without links, to place absolute link targets.
         relative: the path below the root, '/'-separated.
         directory: open a folder rather than a regular file.
+        held: folders below the root already reached without a link, by path, kept open by the
+            caller (a batch of files: each folder opened once); the ones opened here are added.
 
     Returns:
         An open descriptor; the caller closes it.
@@ -55,7 +58,7 @@ def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = Fa
         NotRegularError: the path is not a regular file (or folder).
         OSError: ENOENT, ENOTDIR (a file on the way), ELOOP (too many links), EACCES...
     """
-    if not directory and (quick := _open_file_quickly(root_fd, relative)) is not None:
+    if not directory and (quick := _open_file_quickly(root_fd, relative, held)) is not None:
         return quick
     todo = _components(relative)
     folders = [os.dup(root_fd)]  # the folders walked into; folders[-1] is the current one
@@ -87,25 +90,30 @@ def open_beneath(root_fd: int, root: str, relative: str, *, directory: bool = Fa
             os.close(fd)
 
 
-def _open_file_quickly(root_fd: int, relative: str) -> int | None:
+def _open_file_quickly(root_fd: int, relative: str, held: dict[str, int] | None = None) -> int | None:
     """The usual case: the file's folder reached in one ``openat2`` that refuses any link, then the file as the walk
     opens it (checked before it is opened). None: a link, an error or no ``openat2``; the walk then says which.
     """
     folder_path, _, name = relative.rpartition("/")
     if not folder_path or name in ("", ".", ".."):
         return None  # a file at the top: the walk is one step anyway
-    try:
-        folder = open_no_links(root_fd, folder_path, _DIR)
-    except OSError:
-        return None
+    folder = held.get(folder_path) if held is not None else None
     if folder is None:
-        return None
+        try:
+            folder = open_no_links(root_fd, folder_path, _DIR)
+        except OSError:
+            return None
+        if folder is None:
+            return None
+        if held is not None:
+            held[folder_path] = folder  # the caller closes it
     try:
         opened = _open_component(folder, name, directory=False)
     except (OSError, NotRegularError):
         return None
     finally:
-        os.close(folder)
+        if held is None:
+            os.close(folder)
     return opened if isinstance(opened, int) else None  # a link last: the walk follows it
 
 

@@ -175,7 +175,8 @@ def _check_all(
             checked.append(CheckedResult(result.identifier, error=result.error))
             continue
         try:
-            relative = landed_relative(workspace, result.path, connector.source_id)
+            relative = (_kept_relative(str(workspace), result.path, landed)
+                        or landed_relative(workspace, result.path, connector.source_id))
             kept = landed.get((str(workspace), relative))
             record = (dict(kept) if kept is not None and kept.get("source_id") == connector.source_id
                       else _fresh_record(connector, result.identifier, workspace, relative, started))
@@ -234,6 +235,19 @@ def _fresh_record(
     raise NameCollisionError(
         f"{identifier!r} landed on {relative!r}, which holds {record.get('identifier')!r} "
         f"of source {record.get('source_id')!r}", source_id=connector.source_id)
+
+
+def _kept_relative(workspace: str, path: str, landed: Mapping[tuple[str, str], Mapping[str, Any]]) -> str | None:
+    """The relative name of ``path`` when our landing placed a file there in this fetch, else None.
+
+    Such a file was put in place through folders opened without following links and its name
+    checked: it is not walked again (:func:`landed_relative` does that for any other path).
+    """
+    absolute = os.path.normpath(os.path.join(workspace, path))
+    if not absolute.startswith(workspace + "/"):
+        return None
+    relative = absolute[len(workspace) + 1:]
+    return relative if (workspace, relative) in landed else None
 
 
 def landed_relative(workspace: Path, path: str, source_id: str | None = None) -> str:

@@ -22,6 +22,7 @@ import hashlib
 import math
 import mimetypes
 import os
+import resource
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,16 +30,17 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, quote_from_bytes
 
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
 from connectors.beneath import EscapesRootError, IsFolderError, NotRegularError, open_beneath
 from connectors.errors import DataFetchError, DataSourceError, IntegrityError, NotFoundError, UnsafeNameError
 from connectors.landing.atomic import landing
 from connectors.landing.dirs import finish_in_thread
-from connectors.landing.group_commit import GroupFile, land_group
+from connectors.landing.group_commit import GroupFile
 from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, safe_relative_path, shown_path
 from connectors.landing.progress import report_progress
+from connectors.landing.small_group import land_small_group
 from connectors.landing.syscalls import start_writeback
 from connectors.secrets.references import get_logger
 from connectors.settings import LocalFileSettings
@@ -50,9 +52,9 @@ COPY_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call: few syscalls, c
 HASH_BUFFER = 4 * 1024 * 1024  # one reused buffer for hashing: bounded memory
 SMALL_FILE = 1024 * 1024  # fetch_many reads files up to this size whole and lands them in groups
 # a group's files are synced twice per group (data, then names and records): on ext4 each sync is a journal
-# commit, so groups are as large as memory and descriptors allow (each file holds two until its group lands;
-# 256 files stay well under the common limit of 1,024 descriptors)
-GROUP_FILES = 256
+# commit, so groups are as large as memory and descriptors allow (each file holds two until its group lands:
+# a group takes at most a quarter of the process's descriptor limit, 256 files under the common 1,024)
+GROUP_FILES = 1024
 GROUP_BYTES = 32 * 1024 * 1024  # bodies held at once at most (plus one file)
 
 
@@ -340,7 +342,7 @@ class LocalFileConnector(DataSourceConnector):
 
         Files up to :data:`SMALL_FILE` are read whole and land in groups of up to
         :data:`GROUP_FILES` files and :data:`GROUP_BYTES`, a group in one trip to a thread
-        with one file-system sync per step (:func:`connectors.landing.group_commit.land_group`)
+        with one file-system sync per step (:func:`connectors.landing.small_group.land_small_group`)
         rather than three fsyncs and a task each; larger ones are copied as :meth:`fetch_data` does.
 
         Args:
@@ -353,8 +355,9 @@ class LocalFileConnector(DataSourceConnector):
         """
         wanted = list(identifiers)
         outcomes: list[str | DataSourceError | None] = []  # None: over SMALL_FILE, copied below
-        for start in range(0, len(wanted), GROUP_FILES):
-            outcomes += await finish_in_thread(partial(self._land_small, wanted[start:start + GROUP_FILES], workspace))
+        size = _group_files()
+        for start in range(0, len(wanted), size):
+            outcomes += await finish_in_thread(partial(self._land_small, wanted[start:start + size], workspace))
         reads = asyncio.Semaphore(max(1, concurrency))
 
         async def large(identifier: str) -> str:
@@ -376,29 +379,49 @@ class LocalFileConnector(DataSourceConnector):
         files: list[GroupFile] = []
         places: list[int] = []
         held = 0
-        for index, identifier in enumerate(identifiers):
-            try:
-                small = self._read_small(identifier)
-            except DataSourceError as exc:
-                outcomes[index] = exc
-                continue
-            if small is None:
-                continue
-            files.append(GroupFile(workspace, identifier, small[0], self.source_id, small[1]))
-            places.append(index)
-            held += len(small[0])
-            if held >= GROUP_BYTES:  # memory stays bounded: land what is held, read on
-                self._land_group(files, places, outcomes)
-                files, places, held = [], [], 0
+        with self._batch_root_fd() as (root_fd, folders):
+            for index, identifier in enumerate(identifiers):
+                try:
+                    small = self._read_small(identifier, root_fd, folders)
+                except DataSourceError as exc:
+                    outcomes[index] = exc
+                    continue
+                if small is None:
+                    continue
+                files.append(GroupFile(workspace, identifier, small[0], self.source_id, small[1]))
+                places.append(index)
+                held += len(small[0])
+                if held >= GROUP_BYTES:  # memory stays bounded: land what is held, read on
+                    self._land_group(files, places, outcomes)
+                    files, places, held = [], [], 0
         self._land_group(files, places, outcomes)
         return outcomes
+
+    @contextlib.contextmanager
+    def _batch_root_fd(self) -> Iterator[tuple[int | None, dict[str, int]]]:
+        """The root and the folders reached below it, each opened once for a batch.
+
+        The root is None when it cannot be opened (each file then meets the error itself).
+        """
+        folders: dict[str, int] = {}
+        try:
+            fd = os.open(self._require_root(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            yield None, folders
+            return
+        try:
+            yield fd, folders
+        finally:
+            for folder in folders.values():
+                os.close(folder)
+            os.close(fd)
 
     @staticmethod
     def _land_group(files: list[GroupFile], places: list[int], outcomes: list[str | DataSourceError | None]) -> None:
         """Land ``files`` as one group; each outcome goes to its place."""
         if not files:
             return
-        for index, landed in zip(places, land_group(files), strict=True):
+        for index, landed in zip(places, land_small_group(files), strict=True):
             if isinstance(landed, DataSourceError):
                 outcomes[index] = landed
             elif isinstance(landed, Exception):
@@ -406,9 +429,10 @@ class LocalFileConnector(DataSourceConnector):
             else:
                 outcomes[index] = str(landed.path)
 
-    def _read_small(self, identifier: str) -> tuple[bytes, dict[str, Any]] | None:
+    def _read_small(self, identifier: str, root_fd: int | None = None,
+                    folders: dict[str, int] | None = None) -> tuple[bytes, dict[str, Any]] | None:
         """The whole file and its provenance, or None when it is over :data:`SMALL_FILE`."""
-        fd, before = self._open_source(identifier)
+        fd, before = self._open_source(identifier, root_fd, folders)
         try:
             if before.st_size > SMALL_FILE:
                 return None
@@ -436,12 +460,23 @@ class LocalFileConnector(DataSourceConnector):
             os.close(fd)
         return str(landed.path)
 
-    def _open_source(self, identifier: str) -> tuple[int, os.stat_result]:
-        """The source file of ``identifier``, opened beneath root, in scope, a regular file."""
+    def _open_source(self, identifier: str, root_fd: int | None = None,
+                     folders: dict[str, int] | None = None) -> tuple[int, os.stat_result]:
+        """The source file of ``identifier``, opened beneath root, in scope, a regular file.
+
+        ``root_fd`` and ``folders``: the root and the folders below it held open by a batch (see :func:`open_beneath`).
+        """
         safe_relative_path(identifier)
         if not self._in_scope(identifier):
             raise NotFoundError(f"{identifier!r} is outside the source's scope (pattern, recursive)",
                                 source_id=self.source_id)
+        if root_fd is not None:
+            try:
+                fd = open_beneath(root_fd, str(self._require_root()), identifier, held=folders)
+                return fd, os.fstat(fd)
+            except Exception:
+                with self._source_errors(identifier):  # typed there (no context manager per file on success)
+                    raise
         with self._root_fd() as root_fd, self._source_errors(identifier):
             fd = open_beneath(root_fd, str(self._require_root()), identifier)
             return fd, os.fstat(fd)
@@ -455,7 +490,7 @@ class LocalFileConnector(DataSourceConnector):
         root = self._require_root()
         return {
             "source_type": self.type_name(),
-            "source_uri": (root / identifier).as_uri(),
+            "source_uri": _file_uri(root, identifier),
             "source_version": _version(info),
             "modified_at": _iso(info.st_mtime_ns),
             "content_type": _content_type(identifier),
@@ -481,6 +516,15 @@ class LocalFileConnector(DataSourceConnector):
             "version": _version(info),
             "source_uri": (self._require_root() / identifier).as_uri(),
         }
+
+
+def _group_files() -> int:
+    """Files per group: :data:`GROUP_FILES`, within a quarter of the process's descriptor limit."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return min(GROUP_FILES, 256)
+    return GROUP_FILES if soft == resource.RLIM_INFINITY else max(16, min(GROUP_FILES, soft // 4))
 
 
 def _source_error(exc: OSError, identifier: str, what: str, source_id: str) -> DataFetchError:
@@ -531,6 +575,21 @@ def _versioned(relative: str, info: os.stat_result) -> tuple[str, str]:
 
 def _leaf_path(leaf: DataItem | tuple[str, str]) -> str:
     return leaf.path if isinstance(leaf, DataItem) else leaf[0]
+
+
+def _file_uri(root: Path, identifier: str) -> str:
+    """``(root / identifier).as_uri()``, without pathlib for the usual identifier (no empty or '.' part).
+
+    The URI quotes byte by byte, so the root's quoted text is computed once and the identifier's appended.
+    """
+    if any(part in ("", ".") for part in identifier.split("/")):
+        return (root / identifier).as_uri()  # pathlib drops those parts: its own answer
+    return _root_uri(str(root).rstrip("/")) + quote_from_bytes(os.fsencode("/" + identifier))
+
+
+@functools.lru_cache(maxsize=64)
+def _root_uri(root: str) -> str:
+    return "file://" + quote_from_bytes(os.fsencode(root))
 
 
 def _version(info: os.stat_result) -> str:

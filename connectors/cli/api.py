@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from connectors.api.api_keys import KeyStore
-from connectors.api.api_settings import ApiSettings, cors_origins
 from connectors.cli.common import Parser, iso_time, print_json, print_table
 from connectors.environment import read
 from connectors.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from connectors.api.api_keys import KeyStore
+    from connectors.api.api_settings import ApiSettings
 
 __all__ = ["add_commands"]
 
@@ -79,6 +81,8 @@ def _umask_from_env() -> int:
 
 
 def _settings(args: argparse.Namespace) -> ApiSettings:
+    from connectors.api.api_settings import ApiSettings, cors_origins  # here: every other command starts faster
+
     overrides: dict[str, Any] = {"sources_file": args.sources}
     if getattr(args, "workspace", None):
         overrides["workspace_base"] = args.workspace
@@ -90,6 +94,8 @@ def _settings(args: argparse.Namespace) -> ApiSettings:
 
 
 def _store(args: argparse.Namespace) -> KeyStore:
+    from connectors.api.api_keys import KeyStore  # here: every other command starts faster
+
     return KeyStore(_settings(args).keys_file)
 
 

@@ -159,7 +159,9 @@ async def _sync_all(args: argparse.Namespace, workspace: Path, bar: ProgressBar 
         if not args.json:
             if bar is not None:
                 bar.close()  # clears the bar's line (it is drawn again on the next): the path prints on a clean line
-            print(record["local_path"], flush=bar is not None)
+            sys.stdout.write(f"{record['local_path']}\n")  # one write even unbuffered (PYTHONUNBUFFERED)
+            if bar is not None:
+                sys.stdout.flush()
     return report
 
 

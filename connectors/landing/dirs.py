@@ -254,16 +254,17 @@ def mark_swept(dir_fd: int) -> bool:
     return True
 
 
-def create_locked_temporary(dir_fd: int) -> tuple[str, int]:
+def create_locked_temporary(dir_fd: int, first_name: str | None = None) -> tuple[str, int]:
     """A new temporary in the folder, exclusively locked by us.
 
     A sweeper can lock and remove a temporary in the instant between its
     creation and our lock; we notice (the name no longer leads to our file)
-    and make another.
+    and make another. ``first_name``: the name to try first (a temporary's name,
+    from the caller's own unpredictable sequence); FileExistsError if it is taken.
     """
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     while True:
-        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        name, first_name = first_name or f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}", None
         fd = os.open(name, flags, 0o644, dir_fd=dir_fd)
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,7 +129,15 @@ def utc_now_iso() -> str:
     Returns:
         A time such as ``2026-01-31T12:00:00.000000Z``.
     """
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    global _second
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    second = _second  # read once: another thread may replace it meanwhile
+    if second[0] != seconds:  # a whole second formatted once: a record per file asks many times a second
+        second = _second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{second[1]}.{micros:06d}Z"
+
+
+_second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
 
 
 def build_record(provenance: Mapping[str, Any], **facts: Any) -> dict[str, Any]:
@@ -455,6 +464,34 @@ def target_lock(workspace: Path, relative: str) -> Iterator[None]:
     fds: list[int] = []
     try:
         for name in sorted({_lock_name(key) for key in _lock_keys(relative)}):
+            fds.append(_open_lock_file(dir_fd, name, workspace))
+            fcntl.flock(fds[-1], fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(dir_fd)
+        for fd in fds:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def target_locks(workspace: Path, relatives: list[str]) -> Iterator[None]:
+    """The locks of :func:`target_lock` for many targets at once, each lock file opened once.
+
+    Taken in the same (sorted) order as :func:`target_lock` takes its own, so a group holding
+    many and a single landing holding one or two never wait for each other in a circle.
+
+    Args:
+        workspace: the folder the files are landed in.
+        relatives: the landing targets' paths inside it.
+
+    Returns:
+        A context manager holding every lock inside its block.
+    """
+    names = sorted({_lock_name(key) for relative in relatives for key in _lock_keys(relative)})
+    dir_fd = open_workspace_folder(workspace, [LINEAGE_DIR, _LOCK_DIR], create=True)
+    fds: list[int] = []
+    try:
+        for name in names:
             fds.append(_open_lock_file(dir_fd, name, workspace))
             fcntl.flock(fds[-1], fcntl.LOCK_EX)
         yield

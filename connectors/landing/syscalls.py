@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 from typing import Any
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """libc, loaded once: by its usual name first (``find_library`` runs ``ldconfig -p``, a process, each call)."""
+    for usual in (True, False):
+        name = "libc.so.6" if usual else ctypes.util.find_library("c")
+        if name:
+            with contextlib.suppress(OSError):
+                return ctypes.CDLL(name, use_errno=True)
+    return None
 
 
 def _libc_function(name: str, *argtypes: Any) -> Any:
     """A Linux system call wrapper from libc, or None where there is none (the callers then do without)."""
     try:
-        function = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True), name)
-    except (OSError, AttributeError):
+        function = getattr(_libc(), name)
+    except AttributeError:
         return None
     function.argtypes = list(argtypes)
     return function

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import connectors.local_file as local_file
 import connectors.syncing.source_sync as source_sync
@@ -61,8 +63,9 @@ def test_a_batch_is_one_trip_and_each_file_keeps_its_record_and_its_own_error(
     monkeypatch.setattr(local_file, "finish_in_thread", finish)
     monkeypatch.setattr(local_file, "GROUP_FILES", 64)
     groups = []
-    real_land_group = local_file.land_group
-    monkeypatch.setattr(local_file, "land_group", lambda files: (groups.append(len(files)), real_land_group(files))[1])
+    real_land_group = local_file.land_small_group
+    monkeypatch.setattr(local_file, "land_small_group",
+                        lambda files: (groups.append(len(files)), real_land_group(files))[1])
     results = fetch_many(tmp_path / "root", workspace, list(files))
     assert len(trips) == 2 and groups == [64, 36]  # 100 small files: two trips of GROUP_FILES, not one per file
     assert isinstance(results[4].error, NameCollisionError)  # fails alone
@@ -77,8 +80,9 @@ def test_groups_are_bounded_by_bytes_too(tmp_path: Path, monkeypatch: pytest.Mon
     files = make_files(tmp_path / "root", 30)
     monkeypatch.setattr(local_file, "GROUP_BYTES", 100)  # each file is 7 to 49 bytes
     groups = []
-    real_land_group = local_file.land_group
-    monkeypatch.setattr(local_file, "land_group", lambda files: (groups.append(len(files)), real_land_group(files))[1])
+    real_land_group = local_file.land_small_group
+    monkeypatch.setattr(local_file, "land_small_group",
+                        lambda files: (groups.append(len(files)), real_land_group(files))[1])
     results = fetch_many(tmp_path / "root", tmp_path / "ws", list(files))
     assert all(r.ok for r in results) and len(list(find_provenance(tmp_path / "ws"))) == 30
     assert len(groups) > 3 and sum(groups) == 30  # several groups in one trip, memory held bounded
@@ -173,3 +177,13 @@ def test_the_framework_takes_the_records_our_landing_wrote_without_reading_them_
     for result in results[:4] + results[5:]:
         assert result.record == read_provenance(result.path)  # what is on disk, byte for byte the same facts
         assert result.record["sha256"] == hashlib.sha256(files[result.identifier]).hexdigest()
+
+
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=6), min_size=1, max_size=4),
+       st.sampled_from(["/", "/srv/data", "/tmp/a b/ü%20x"]))
+@settings(max_examples=300, deadline=None)
+def test_a_files_uri_is_what_pathlib_gives(parts: list[str], root: str) -> None:
+    identifier = "/".join(parts)
+    if not identifier or identifier.startswith("/"):
+        return  # not a relative identifier
+    assert local_file._file_uri(Path(root), identifier) == (Path(root) / identifier).as_uri()

@@ -22,12 +22,13 @@ names = st.one_of(
 )
 
 # names that must be accepted: segments with no separator, control character or surrogate, not '.'/'..',
-# not ending in a dot or space, at most 255 bytes; not under .lineage/, not a temporary's name, no drive letter
+# not ending in a dot or space, at most 255 bytes; no .lineage segment, not a temporary's name, no drive letter,
+# not under the top-level .locks folder
 segment = st.text(
     st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters="/\\"), min_size=1, max_size=40
-).filter(lambda s: s not in (".", "..") and s[-1] not in ". " and not s.startswith(".~da-"))
+).filter(lambda s: s not in (".", "..", ".lineage") and s[-1] not in ". " and not s.startswith(".~da-"))
 acceptable = st.lists(segment, min_size=1, max_size=5).map("/".join).filter(
-    lambda n: n.split("/")[0] != ".lineage" and not (len(n) > 1 and n[1] == ":" and n[0].isalpha())
+    lambda n: n.split("/")[0] != ".locks" and not (len(n) > 1 and n[1] == ":" and n[0].isalpha())
 )
 
 
