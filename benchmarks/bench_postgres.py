@@ -14,9 +14,21 @@ byte-identical to ``psql \\copy``'s, Parquet files must hold exactly the ids
 Every file goes under ``$DA_BENCH_DIR``.
 
 Usage:
-    .venv/bin/python -m benchmarks.bench_postgres [--rows 10000000] [--small-rows 1000000] [--repetitions 3]
+    .venv/bin/python -m benchmarks.bench_postgres [--rows 10000000] [--wide-rows 60000] [--wide-columns 900]
+        [--small-rows 1000000] [--repetitions 3] [--tables big,wide,small]
 
-The second table (``--small-rows``) compares Parquet writers that hold the
+The state-of-the-art anchors run on the big table and on the wide
+one: adbc-driver-postgresql (binary COPY into Arrow, written with
+``pyarrow.parquet`` batch by batch) and connectorx (two partitions on ``id``),
+each as a whole process beside ours. The wide table (``--wide-columns``
+columns: ``id`` then int8, float8, numeric(12,2), text, timestamptz and
+boolean in turn; ``--wide-rows`` rows, about 10 kB of CSV each, so 60,000 rows
+make about 0.6 GB) is built the same way. A summary line per table gives ours
+over the faster anchor on the whole-process clock. Our Parquet must keep
+``numeric(p,s)`` as decimals; the other tools' numeric types are stated
+(ADBC returns them as strings). Tables are created once per benchmark process.
+
+The third table (``--small-rows``) compares Parquet writers that hold the
 whole result in memory (pandas, connectorx); each optional tool is skipped,
 and said so, when it is not installed.
 """
@@ -31,6 +43,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +71,14 @@ SELECT g::bigint AS id,
        jsonb_build_object('k', g % 10, 'tag', 't' || (g % 7)) AS doc
 FROM generate_series(1, {rows}) AS g
 """
+WIDE_TYPES = (  # (expression of g and the column's number k, its type), in turn
+    ("((g * {k}) % 1000003)::int8", "int8"),
+    ("((g + {k}) / 7.0)::float8", "float8"),
+    ("(((g * {k}) % 1000000) / 100.0)::numeric(12,2)", "numeric(12,2)"),
+    ("'v' || ((g + {k}) % 9973)", "text"),
+    ("timestamptz '2024-01-01 00:00:00+00' + (g + {k}) * interval '1 second'", "timestamptz"),
+    ("(g + {k}) % 3 = 0", "boolean"),
+)
 ENV_CONFIG = "BENCH_PG_CONFIG"
 ENV_PASSWORD = "BENCH_PG_PASSWORD"
 DLT_CHUNK = 100_000
@@ -161,6 +182,25 @@ def run_connectorx(table: str, out: str) -> None:
     timed_child(CONNECTORX_IMPORTS, work)
 
 
+ADBC_IMPORTS = ["adbc_driver_postgresql.dbapi", "pyarrow", "pyarrow.parquet"]
+
+
+def run_adbc(table: str, out: str) -> None:
+    """adbc-driver-postgresql: its binary COPY into Arrow batches, each written with pyarrow's ParquetWriter."""
+    def work() -> None:
+        import adbc_driver_postgresql.dbapi as adbc
+        import pyarrow.parquet as pq
+
+        with adbc.connect(_uri()) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM {table}")  # noqa: S608 - benchmark table
+            reader = cur.fetch_record_batch()
+            with pq.ParquetWriter(out, reader.schema) as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+
+    timed_child(ADBC_IMPORTS, work)
+
+
 def run_pandas(table: str, out: str) -> None:
     """pandas.read_sql over SQLAlchemy (psycopg 3), then DataFrame.to_parquet."""
     def work() -> None:
@@ -202,18 +242,31 @@ def run_dlt(table: str, out: str) -> None:
 
 
 CHILDREN: dict[str, Callable[..., None]] = {
-    "fetch": run_fetch, "reference": run_reference, "connectorx": run_connectorx, "pandas": run_pandas, "dlt": run_dlt}
+    "fetch": run_fetch, "reference": run_reference, "connectorx": run_connectorx, "adbc": run_adbc,
+    "pandas": run_pandas, "dlt": run_dlt}
 
 
 # --- the driver ------------------------------------------------------------------
 
 
-def build_table(server: Any, name: str, rows: int) -> int:
+def wide_sql(name: str, rows: int, columns: int) -> str:
+    """The wide table: ``id``, then ``columns - 1`` columns cycling through :data:`WIDE_TYPES`."""
+    exprs = ["g::bigint AS id"] + [
+        f"{WIDE_TYPES[k % len(WIDE_TYPES)][0].format(k=k)} AS c{k:04d}" for k in range(1, columns)]
+    return f"CREATE UNLOGGED TABLE {name} AS SELECT {', '.join(exprs)} FROM generate_series(1, {int(rows)}) AS g"
+
+
+def wide_decimals(columns: int) -> list[str]:
+    """The wide table's numeric(12,2) columns."""
+    return [f"c{k:04d}" for k in range(1, columns) if WIDE_TYPES[k % len(WIDE_TYPES)][1].startswith("numeric")]
+
+
+def build_table(server: Any, name: str, rows: int, create: str | None = None) -> int:
     """Create the table once; its size on disk in bytes (which decides how many streams ours uses)."""
     import psycopg
 
     with psycopg.connect(server.dsn, autocommit=True) as conn:
-        conn.execute(TABLE_SQL.format(name=name, rows=int(rows)))
+        conn.execute(create or TABLE_SQL.format(name=name, rows=int(rows)))  # type: ignore[arg-type]
         conn.execute(f"VACUUM ANALYZE {name}")
         conn.execute("CHECKPOINT")
         row = conn.execute("SELECT pg_total_relation_size(%s::regclass)", [name]).fetchone()
@@ -247,6 +300,8 @@ def remover(*paths: Path) -> Any:
 
 # --- output checks ---------------------------------------------------------------
 
+TYPES_SEEN: dict[str, str] = {}  # candidate -> the Arrow type its Parquet gave a numeric(12,2) column
+
 
 def copy_reported(rows: int) -> Any:
     def verify(stdout: str) -> None:
@@ -254,21 +309,32 @@ def copy_reported(rows: int) -> Any:
     return verify
 
 
-def parquet_rows(path: Path, rows: int, table: str = "") -> Any:
+def parquet_rows(path: Path, rows: int, table: str = "", columns: list[str] | None = None,
+                 decimals: list[str] | None = None, seen_as: str = "", numeric: str = "amount") -> Any:
     """A check: the Parquet file(s) at ``path`` hold exactly ids 1..rows, with the table's columns.
 
-    A folder (dlt's) is searched for the files of ``table``.
+    A folder (dlt's, or our dataset folder of parts) is searched for the files of ``table``.
+    ``decimals``: columns that must be Arrow decimals (ours: exact types). ``seen_as``: record, under
+    this name, the type the file gave the numeric column ``numeric``.
     """
+    expected = columns or COLUMNS
+
     def verify(_: str) -> None:
         import pyarrow.compute as pc
         import pyarrow.dataset as ds
+        import pyarrow.types as pat
 
-        files = sorted(str(p) for p in path.rglob("*.parquet") if f"/{table}/" in str(p)) if path.is_dir() \
-            else [str(path)]
+        files = sorted(str(p) for p in path.rglob("*.parquet") if not table or f"/{table}/" in str(p)) \
+            if path.is_dir() else [str(path)]
         expect(bool(files), f"no Parquet file under {path}")
         data = ds.dataset(files, format="parquet")
-        missing = set(COLUMNS) - set(data.schema.names)
-        expect(not missing, f"{path}: columns {sorted(missing)} missing")
+        missing = set(expected) - set(data.schema.names)
+        expect(not missing, f"{path}: columns {sorted(missing)[:5]} missing")
+        for name in decimals or []:
+            kind = data.schema.field(name).type
+            expect(pat.is_decimal(kind), f"{path}: column {name} is {kind}, not a decimal")
+        if seen_as and numeric in data.schema.names:
+            TYPES_SEEN[seen_as] = str(data.schema.field(numeric).type)
         ids = data.to_table(columns=["id"]).column("id")
         expect(len(ids) == rows and pc.count_distinct(ids).as_py() == rows, f"{path}: {len(ids)} rows, not {rows}")
         expect(pc.min(ids).as_py() == 1 and pc.max(ids).as_py() == rows, f"{path}: ids are not 1..{rows}")
@@ -276,54 +342,95 @@ def parquet_rows(path: Path, rows: int, table: str = "") -> Any:
 
 
 def landed(workspace: Path, name: str, check: Any) -> Any:
-    """A check for ours: ``check`` (a sha256 the file must have, or a check), and a record naming its sha256."""
+    """A check for ours: ``check`` (a sha256 the file must have, or a check), and a record naming its sha256.
+
+    A dataset folder (a big table in Parquet) must have a record whose row count is the table's and
+    whose parts' records name their sha256.
+    """
     path = workspace / name
     content = same_file(path, check) if isinstance(check, str) else check
 
     def verify(stdout: str) -> None:
         from connectors import read_provenance
 
+        if not path.exists() and path.with_suffix("").is_dir():  # public.big.parquet -> public.big/
+            folder = path.with_suffix("")
+            content(stdout)
+            record = read_provenance(folder)
+            for part in record["parts"]:
+                expect(file_sha256(folder / part["name"]) == part["sha256"], f"{folder}: part record and bytes "
+                       "disagree")
+            return
         content(stdout)
         expect(read_provenance(path)["sha256"] == file_sha256(path), f"{path}: record and bytes disagree")
     return verify
 
 
 LABELS = {"connectorx": "connectorx (2 partitions) -> parquet", "dlt": "dlt sql_table (pyarrow) -> parquet",
-          "pandas": "pandas read_sql -> parquet"}
+          "pandas": "pandas read_sql -> parquet", "adbc": "adbc-driver-postgresql -> parquet"}
 SETTINGS = {
     "connectorx": "2 partitions on id, Arrow result, pq.write_table defaults",
+    "adbc": "one binary COPY into Arrow batches, ParquetWriter per batch (defaults)",
     "dlt": f"sql_table backend=pyarrow, chunk_size {DLT_CHUNK:,}, filesystem destination, Parquet",
     "pandas": "read_sql over SQLAlchemy + psycopg 3, to_parquet (pyarrow) defaults",
 }
+ANCHORS = ("adbc", "connectorx")  # the issue's state of the art: ours must be 1.3x the faster
 
 
-def big_candidates(server: Any, out: Path, env: dict[str, str], rows: int, csv_sha256: str,
-                   streams: int) -> list[Candidate]:
+@dataclass
+class Table:
+    """A benchmark table: its name, rows, columns, numeric columns, and its CSV's size and sha256 (psql's)."""
+
+    name: str
+    rows: int
+    columns: list[str]
+    decimals: list[str]
+    streams: int = 1
+    csv_size: int = 0
+    csv_sha256: str = ""
+
+
+def table_candidates(server: Any, out: Path, env: dict[str, str], table: Table,
+                     reference: bool) -> list[Candidate]:
+    """Every candidate on ``table``: the server's COPY, psql, ours (CSV, Parquet), the anchors, the reference."""
+    name, rows = table.name, table.rows
+
     def ours(fmt: str, settings: str, check: Any) -> Candidate:
-        ws = out / f"ws-{fmt}"
-        return python_candidate(f"ours fetch_data {fmt}", settings, "fetch", fmt, "big", str(ws), env=env,
-                                output=ws, verify=landed(ws, f"public.big.{fmt}", check))
+        ws = out / f"ws-{name}-{fmt}"
+        return python_candidate(f"ours fetch_data {fmt}", settings, "fetch", fmt, name, str(ws), env=env,
+                                output=ws, verify=landed(ws, f"public.{name}.{fmt}", check))
 
-    big = [
-        Candidate("server COPY TO '/dev/null'", psql(server, "COPY big TO '/dev/null' (FORMAT csv, HEADER)",
+    def parquet(path: Path, seen_as: str, decimals: bool = False) -> Any:
+        return parquet_rows(path, rows, columns=table.columns, decimals=table.decimals if decimals else None,
+                            seen_as=seen_as, numeric=table.decimals[0])
+
+    candidates = [
+        Candidate("server COPY TO '/dev/null'", psql(server, f"COPY {name} TO '/dev/null' (FORMAT csv, HEADER)",
                                                      quiet=False), "in the server; nothing crosses the wire",
                   copy_reported(rows), env=env),
-        Candidate("psql \\copy TO file", psql(server, f"\\copy big TO '{out}/psql.csv' CSV HEADER"),
+        Candidate("psql \\copy TO file", psql(server, f"\\copy {name} TO '{out}/psql.csv' CSV HEADER"),
                   "one COPY stream, CSV HEADER, to a file; no hash, no fsync",
-                  same_file(out / "psql.csv", csv_sha256), env=env, prepare=remover(out / "psql.csv")),
-        ours("csv", f"COPY CSV HEADER, {streams} stream(s) (2 from 64 MB, PostgreSQL 14+); sha256, fsync, lineage",
-             csv_sha256),
-        ours("parquet", "one COPY stream -> typed Arrow, 8 MiB row groups; sha256, fsync, lineage",
-             parquet_rows(out / "ws-parquet" / "public.big.parquet", rows)),
-        python_candidate("reference COPY->pyarrow csv->parquet", "one COPY stream, pyarrow CSV 16 MiB blocks, "
-                         "ParquetWriter per batch", "reference", "big", str(out / "ref.parquet"), env=env,
-                         output=out / "ref.parquet", verify=parquet_rows(out / "ref.parquet", rows)),
+                  same_file(out / "psql.csv", table.csv_sha256), env=env, prepare=remover(out / "psql.csv")),
+        ours("csv", f"COPY CSV HEADER, {table.streams} stream(s) (2 from 64 MB, PostgreSQL 14+); sha256, fsync, "
+             "lineage, profile", table.csv_sha256),
+        ours("parquet", "COPY -> typed Arrow (decimals as decimals), 8 MiB row groups, parts of 128 MiB from "
+             "128 MiB on disk; sha256, fsync, lineage, profile", parquet(out / f"ws-{name}-parquet", "ours", True)),
     ]
-    if importlib.util.find_spec("connectorx") is not None:  # the issue's reference on this same table
-        big.append(python_candidate(LABELS["connectorx"], SETTINGS["connectorx"], "connectorx", "big",
-                                    str(out / "cx-big.parquet"), env=env, output=out / "cx-big.parquet",
-                                    verify=parquet_rows(out / "cx-big.parquet", rows)))
-    return big
+    if reference:
+        candidates.append(python_candidate(
+            "reference COPY->pyarrow csv->parquet", "one COPY stream, pyarrow CSV 16 MiB blocks, ParquetWriter per "
+            "batch", "reference", name, str(out / "ref.parquet"), env=env, output=out / "ref.parquet",
+            verify=parquet(out / "ref.parquet", "reference")))
+    for tool in ANCHORS:
+        if importlib.util.find_spec(TOOL_MODULES[tool]) is None:
+            continue
+        target = out / f"{tool}-{name}.parquet"
+        candidates.append(python_candidate(LABELS[tool], SETTINGS[tool], tool, name, str(target), env=env,
+                                           output=target, verify=parquet(target, tool)))
+    return candidates
+
+
+TOOL_MODULES = {"connectorx": "connectorx", "adbc": "adbc_driver_postgresql", "dlt": "dlt", "pandas": "pandas"}
 
 
 def small_candidates(out: Path, env: dict[str, str], rows: int) -> tuple[list[Candidate], list[str]]:
@@ -333,8 +440,8 @@ def small_candidates(out: Path, env: dict[str, str], rows: int) -> tuple[list[Ca
                               verify=landed(ws, "public.small.parquet", parquet_rows(ws / "public.small.parquet",
                                                                                       rows)))]
     missing = []
-    for name, module in (("connectorx", "connectorx"), ("dlt", "dlt"), ("pandas", "pandas")):
-        if importlib.util.find_spec(module) is None:
+    for name in ("connectorx", "adbc", "dlt", "pandas"):
+        if importlib.util.find_spec(TOOL_MODULES[name]) is None:
             missing.append(name)
             continue
         target = out / f"{name}.parquet"
@@ -343,43 +450,84 @@ def small_candidates(out: Path, env: dict[str, str], rows: int) -> tuple[list[Ca
     return small, missing
 
 
+def anchor_summary(table: Table, candidates: list[Candidate]) -> str:
+    """Ours against the faster anchor (Parquet, target 1.3x) and psql (CSV, target 1.2x), whole processes."""
+    by_name = {c.name: c for c in candidates}
+    lines = []
+    anchors = [by_name[LABELS[tool]] for tool in ANCHORS if LABELS[tool] in by_name]
+    parquet = by_name["ours fetch_data parquet"]
+    if anchors:
+        best = min(anchors, key=lambda c: c.median_process_seconds)
+        lines.append(f"- Parquet, {table.name}: ours {parquet.median_process_seconds:.2f} s, the faster anchor "
+                     f"({best.name}) {best.median_process_seconds:.2f} s: "
+                     f"**{best.median_process_seconds / parquet.median_process_seconds:.2f}x** (whole processes; "
+                     f"target 1.3x); peak RSS ours {parquet.peak_rss_mib:.0f} MiB, theirs {best.peak_rss_mib:.0f} MiB")
+    csv, psql_copy = by_name["ours fetch_data csv"], by_name["psql \\copy TO file"]
+    lines.append(f"- CSV, {table.name}: ours {csv.median_process_seconds:.2f} s, psql \\copy "
+                 f"{psql_copy.median_process_seconds:.2f} s: "
+                 f"**{psql_copy.median_process_seconds / csv.median_process_seconds:.2f}x** (whole processes; "
+                 f"target 1.2x); byte-identical files")
+    numeric = ", ".join(f"{who}: {kind}" for who, kind in sorted(TYPES_SEEN.items()))
+    lines.append(f"- numeric(12,2) in Parquet: {numeric}")
+    TYPES_SEEN.clear()
+    text = "\n".join(lines) + "\n\n"
+    print(text, flush=True)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--wide-rows", type=int, default=60_000)
+    parser.add_argument("--wide-columns", type=int, default=900)
     parser.add_argument("--small-rows", type=int, default=1_000_000)
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--tables", default="big,wide,small", help="which tables to run, comma-separated")
     args = parser.parse_args()
+    chosen = set(args.tables.split(","))
     begin()
     from tests.harness import start_postgres
 
+    text, missing = "", [tool for tool, module in TOOL_MODULES.items() if importlib.util.find_spec(module) is None]
     with start_postgres(password="bench-pw") as server, scratch("da-bench-pg-") as out:
         env = {ENV_PASSWORD: server.password, "PGPASSWORD": server.password,
                ENV_CONFIG: json.dumps({"host": server.host, "port": server.port, "dbname": server.dbname,
                                        "user": server.user, "schemas": ["public"]})}
-        print(f"building tables: big {args.rows:,} rows, small {args.small_rows:,} rows ...", flush=True)
-        streams = 2 if build_table(server, "big", args.rows) >= PARALLEL_MIN_BYTES else 1
-        build_table(server, "small", args.small_rows)
-        csv_size, csv_sha256 = _csv_reference(server, env, out)
-        big = compare(big_candidates(server, out, env, args.rows, csv_sha256, streams), args.repetitions)
-        text = report(f"{args.rows:,} rows (CSV {csv_size / 1e6:,.0f} MB)", big, size_bytes=csv_size,
-                      baseline="psql \\copy TO file", where=str(out))
-        text += report(f"{args.rows:,} rows, ratios vs the server's own COPY", big, items=args.rows,
-                       baseline="server COPY TO '/dev/null'", where=str(out))
-        small, missing = small_candidates(out, env, args.small_rows)
-        compare(small, args.repetitions)
-        text += report(f"{args.small_rows:,} rows to Parquet", small, items=args.small_rows,
-                       baseline=small[-1].name, ours="ours fetch_data parquet", where=str(out))
-        if missing:
-            print(f"not installed, left out: {', '.join(missing)}")
+        tables = []
+        if "big" in chosen:
+            tables.append(Table("big", args.rows, COLUMNS, ["amount"]))
+        if "wide" in chosen:
+            names = ["id"] + [f"c{k:04d}" for k in range(1, args.wide_columns)]
+            tables.append(Table("wide", args.wide_rows, names, wide_decimals(args.wide_columns)))
+        for table in tables:
+            print(f"building {table.name}: {table.rows:,} rows x {len(table.columns)} columns ...", flush=True)
+            create = wide_sql(table.name, table.rows, len(table.columns)) if table.name == "wide" else None
+            table.streams = 2 if build_table(server, table.name, table.rows, create) >= PARALLEL_MIN_BYTES else 1
+            table.csv_size, table.csv_sha256 = _csv_reference(server, env, out, table.name)
+            done = compare(table_candidates(server, out, env, table, reference=table.name == "big"),
+                           args.repetitions)
+            shape = f"{table.rows:,} rows x {len(table.columns)} columns"
+            text += report(f"{table.name}: {shape} (CSV {table.csv_size / 1e6:,.0f} MB)", done,
+                           size_bytes=table.csv_size, baseline="psql \\copy TO file", where=str(out))
+            text += anchor_summary(table, done)
+            remover(*out.iterdir())()  # the next table's outputs start from an empty folder
+        if "small" in chosen:
+            build_table(server, "small", args.small_rows)
+            small, _ = small_candidates(out, env, args.small_rows)
+            compare(small, args.repetitions)
+            text += report(f"{args.small_rows:,} rows to Parquet", small, items=args.small_rows,
+                           baseline=small[-1].name, ours="ours fetch_data parquet", where=str(out))
+    if missing:
+        print(f"not installed, left out: {', '.join(missing)}")
     write_result("bench_postgres", text, [f"not installed, left out: {', '.join(missing)}"] if missing else [])
 
 
-def _csv_reference(server: Any, env: dict[str, str], out: Path) -> tuple[int, str]:
-    """psql's CSV of the big table, once: its size (for throughput) and sha256 (every CSV must match)."""
+def _csv_reference(server: Any, env: dict[str, str], out: Path, table: str) -> tuple[int, str]:
+    """psql's CSV of ``table``, once: its size (for throughput) and sha256 (every CSV must match)."""
     import subprocess
 
     probe = out / "reference.csv"
-    subprocess.run(psql(server, f"\\copy big TO '{probe}' CSV HEADER"), env={**os.environ, **env}, check=True)
+    subprocess.run(psql(server, f"\\copy {table} TO '{probe}' CSV HEADER"), env={**os.environ, **env}, check=True)
     size, digest = probe.stat().st_size, file_sha256(probe)
     probe.unlink()
     return size, digest

@@ -39,6 +39,7 @@ from connectors.profiling import Profiler
 
 QUEUED_CHUNKS = 16
 QUEUED_BATCHES = 4
+QUEUED_GROUPS = 2  # BackgroundProfiler: row groups waiting for the profile
 ALWAYS_PROFILED_BYTES = 16 << 20  # per stream: a small export's profile is always of every row
 BLOCK_BYTES = 4 << 20  # a row over half of this fails the streamed parse (the landed file is profiled then)
 
@@ -156,7 +157,8 @@ class BackgroundProfiler:
 
     def __init__(self, profiler: Profiler) -> None:
         self._profiler = profiler
-        self._batches: queue.Queue[pa.RecordBatch | None] = queue.Queue(QUEUED_BATCHES)
+        # Parquet hands it whole row groups (about 8 MiB each): two queued bound the memory it holds
+        self._batches: queue.Queue[pa.RecordBatch | pa.Table | None] = queue.Queue(QUEUED_GROUPS)
         self._thread: threading.Thread | None = threading.Thread(target=self._run, daemon=True, name="da-profile")
         self._thread.start()
         self.failed = False
@@ -169,7 +171,7 @@ class BackgroundProfiler:
                 except (pa.ArrowException, ValueError, TypeError):
                     self.failed = True
 
-    def add(self, batch: pa.RecordBatch) -> None:
+    def add(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Queue ``batch`` (waits while :data:`QUEUED_BATCHES` are queued).
 
         Args:

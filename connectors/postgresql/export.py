@@ -21,12 +21,13 @@ Example:
 
 from __future__ import annotations
 
+import queue
 import select
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ CSV_BLOCK_BYTES = 2 << 20
 PARSE_BATCH_BYTES = 8 << 20
 ROW_GROUP_BYTES = 8 << 20
 POLL_SECONDS = 0.2  # how often a waiting reader notices cancellation
+PREFETCH_CHUNKS = 2  # Parquet: chunks read ahead while the previous one is parsed and written
 PROFILE_MAX_ROW_BYTES = 8 << 20  # a file with a bigger row is not profiled: its values would cost memory
 
 
@@ -116,6 +118,7 @@ class CopyOutStream(_LibpqSession):
     def __init__(self, pgconn: Any, statement: bytes, cancelled: threading.Event) -> None:
         super().__init__(pgconn, cancelled)
         self._statement = statement
+        self.cancelled = cancelled
         self.rows = 0
         self.largest_row = 0
 
@@ -191,6 +194,61 @@ def describe(pgconn: Any, query: bytes, cancelled: threading.Event) -> list[tupl
     ]
 
 
+def prefetched(chunks: Iterator[bytearray | memoryview], cancelled: threading.Event,
+               depth: int = PREFETCH_CHUNKS) -> Generator[bytearray | memoryview, None, None]:
+    """``chunks``, read by a thread of their own up to ``depth`` ahead of the consumer.
+
+    A Parquet export parses and encodes a chunk while the server formats the next rows: reading in
+    the same thread left the server waiting for every parse (the socket's buffer full). Memory grows by
+    at most ``depth`` chunks. The thread is the only user of the connection until it ends; it has ended
+    when this generator returns, raises or is closed: a consumer that stops early closes it (``with
+    contextlib.closing(...)``), which sets ``cancelled``, so the reader abandons the COPY at its next
+    chunk or wait, before the caller touches the connection again.
+    """
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not cancelled.is_set():
+            try:
+                handoff.put(item, timeout=POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not put(("chunk", chunk)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+
+    reader = threading.Thread(target=read, name="da-copy-read", daemon=True)
+    reader.start()
+    ended = False
+    try:
+        while True:
+            try:
+                kind, value = handoff.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if reader.is_alive() or not handoff.empty():
+                    continue
+                raise CopyCancelled("the export was cancelled") from None  # the reader gave up: cancelled
+            if kind != "chunk":
+                ended = True
+                if kind == "error":
+                    raise value
+                return
+            yield value
+            del value
+    finally:
+        if not ended:
+            cancelled.set()
+        reader.join()
+
+
 Writer = Callable[[CopyOutStream, Landing], None]
 
 
@@ -231,7 +289,7 @@ class ParquetWrite:
 
     def __init__(self, schema: pa.Schema, write: Callable[[CopyOutStream, Landing, ParquetWrite], None]) -> None:
         self.schema = schema
-        self.on_batch: Callable[[pa.RecordBatch], None] | None = None
+        self.on_batch: Callable[[pa.Table], None] | None = None  # each row group, as written
         self.on_end: Callable[[], None] | None = None  # called when the write ends, whether or not it failed
         self._write = write
 
@@ -271,17 +329,21 @@ def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
     def write(stream: CopyOutStream, land: Landing, owner: ParquetWrite) -> None:
         with pq.ParquetWriter(_LandingSink(land), schema, write_statistics=statistics) as writer:
             pending: list[pa.RecordBatch] = []
-            for rows in stream.chunks(PARSE_BATCH_BYTES):
-                for batch in parsed(stream, rows).to_batches():
-                    pending.append(to_final_batch(batch, plans, schema))
-                    if owner.on_batch is not None and stream.largest_row <= PROFILE_MAX_ROW_BYTES:
-                        owner.on_batch(pending[-1])  # past that, the profile is skipped (memory bound)
-                del rows
-                if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
-                    writer.write_table(pa.Table.from_batches(pending, schema))
-                    pending = []
+            def flush() -> None:
+                group = pa.Table.from_batches(pending, schema)
+                writer.write_table(group)
+                if owner.on_batch is not None and stream.largest_row <= PROFILE_MAX_ROW_BYTES:
+                    owner.on_batch(group)  # past that, the profile is skipped (memory bound)
+                pending.clear()
+
+            with closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
+                for rows in chunks:
+                    pending.extend(to_final_batch(batch, plans, schema) for batch in parsed(stream, rows).to_batches())
+                    del rows
+                    if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
+                        flush()
             if pending:
-                writer.write_table(pa.Table.from_batches(pending, schema))
+                flush()
 
     return ParquetWrite(schema, write)
 

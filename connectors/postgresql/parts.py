@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,13 @@ from connectors.errors import SizeLimitError
 from connectors.landing.lineage import build_record, read_record, write_provenance
 from connectors.landing.names import LINEAGE_DIR
 from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
-from connectors.postgresql.export import CSV_BLOCK_BYTES, PARSE_BATCH_BYTES, ROW_GROUP_BYTES, CopyOutStream
+from connectors.postgresql.export import (
+    CSV_BLOCK_BYTES,
+    PARSE_BATCH_BYTES,
+    ROW_GROUP_BYTES,
+    CopyOutStream,
+    prefetched,
+)
 
 # Internal to the package: its public surface is the connector.
 __all__: list[str] = []
@@ -66,29 +72,33 @@ class WrittenPart:
     sha256: str = ""
 
 
-def _parsed_batches(stream: CopyOutStream, plans: list[ColumnPlan], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+def _parsed_batches(stream: CopyOutStream, plans: list[ColumnPlan],
+                    schema: pa.Schema) -> Generator[pa.RecordBatch, None, None]:
     names = [f"c{index}" for index in range(len(plans))]
     convert = pacsv.ConvertOptions(
         column_types={name: plan.read_type for name, plan in zip(names, plans, strict=True)},
         null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
         true_values=["t"], false_values=["f"])
     parse = pacsv.ParseOptions(newlines_in_values=True)
-    for rows in stream.chunks(PARSE_BATCH_BYTES):
-        block = max(CSV_BLOCK_BYTES, stream.largest_row + 1)
-        read = pacsv.ReadOptions(column_names=names, block_size=block)
-        table = pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse, convert_options=convert)
-        del rows
-        for batch in table.to_batches():
-            yield to_final_batch(batch, plans, schema)
+    with contextlib.closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
+        for rows in chunks:
+            block = max(CSV_BLOCK_BYTES, stream.largest_row + 1)
+            read = pacsv.ReadOptions(column_names=names, block_size=block)
+            table = pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse,
+                                   convert_options=convert)
+            del rows
+            for batch in table.to_batches():
+                yield to_final_batch(batch, plans, schema)
 
 
 def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: Path, part_bytes: int,
                 cancelled: threading.Event, first: int = 0,
-                on_batch: Callable[[pa.RecordBatch], None] | None = None,
+                on_batch: Callable[[pa.Table], None] | None = None,
                 byte_cap: int | None = None) -> list[WrittenPart]:
     """Run the COPY ``statement`` and write its rows as Parquet parts ``first``, ``first + 1``... in ``folder``.
 
-    ``on_batch`` gets each final batch (a profile is computed from them, without reading the parts again).
+    ``on_batch`` gets each row group as written (a profile is computed from them, without reading the parts
+    again).
     ``byte_cap``: :class:`SizeLimitError` once the parts hold more (checked per row group; the caller
     removes the folder).
     """
@@ -123,6 +133,8 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
             parts.append(WrittenPart(name, 0, 0))
         table = pa.Table.from_batches(pending, schema)
         writer.write_table(table)
+        if on_batch is not None:
+            on_batch(table)
         parts[-1].rows += table.num_rows
         pending = []
         if byte_cap is not None and sum(p.size for p in parts[:-1]) + file.tell() > byte_cap:
@@ -131,13 +143,13 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
             close()
 
     try:
-        for batch in _parsed_batches(stream, plans, schema):
-            if on_batch is not None:
-                on_batch(batch)
-            step = max(1, batch.num_rows * group_bytes // max(batch.nbytes, 1))
-            for start in range(0, batch.num_rows, step):  # row groups, and so parts, stay near their bound
-                pending.append(batch.slice(start, step))
-                flush(force=False)
+        # closed on a failure here too: its reader thread ends before the caller touches the connection
+        with contextlib.closing(_parsed_batches(stream, plans, schema)) as batches:
+            for batch in batches:
+                step = max(1, batch.num_rows * group_bytes // max(batch.nbytes, 1))
+                for start in range(0, batch.num_rows, step):  # row groups, and so parts, stay near their bound
+                    pending.append(batch.slice(start, step))
+                    flush(force=False)
         flush(force=True)
     finally:
         close()

@@ -7,6 +7,7 @@ its outputs and results under the test's temporary folder, and must print its ta
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -91,3 +92,15 @@ def test_sharded_benchmark_runs_and_records_its_ratio(tmp_path: Path) -> None:
     assert "| one step |" in out and "| 2 shards |" in out
     results = result_data(tmp_path, "bench_sharded_40")
     assert results["items"] == 40 and results["shards"] == 2 and results["shards_over_one"] > 0
+
+
+def test_postgres_benchmark_runs_both_tables_against_both_anchors(tmp_path: Path) -> None:
+    out = run_benchmark(tmp_path, ["benchmarks.bench_postgres", "--rows", "3000", "--wide-rows", "200",
+                                   "--wide-columns", "40", "--tables", "big,wide", "--repetitions", "1"])
+    for table in ("big", "wide"):
+        assert f"- Parquet, {table}: ours " in out and f"- CSV, {table}: ours " in out
+    for module, row in (("adbc_driver_postgresql", "| adbc-driver-postgresql -> parquet |"),
+                        ("connectorx", "| connectorx (2 partitions) -> parquet |")):  # the bench extra's
+        assert (row in out) == (importlib.util.find_spec(module) is not None)
+    assert "ours: decimal128(12, 2)" in out  # our Parquet keeps numeric(12,2) as a decimal, checked
+    assert (tmp_path / "results" / "bench_postgres.md").is_file()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
@@ -242,6 +243,34 @@ def test_cancelled_fetch_leaves_nothing_and_the_connector_still_works(
 
     run(body())
     assert not (tmp_path / f"{schema}.slow.csv").exists()
+
+
+def test_cancelled_parquet_fetch_ends_its_read_ahead_thread_before_the_connection_is_reused(
+    postgres_server: PostgresServer, schema: str, tmp_path: Path
+) -> None:
+    """A Parquet export reads the COPY in a thread of its own (``prefetched``): cancelled, that thread has
+    ended before the connection is abandoned, so nothing reads a connection the pool has taken back."""
+    async def body() -> None:
+        async with pg_connector(postgres_server, [schema], pool_max_size=1, format="parquet") as pg:
+            export = asyncio.ensure_future(pg.fetch_data(f"{schema}.slow", str(tmp_path)))
+            await export_under_way(postgres_server, tmp_path, "slow")
+            for _ in range(200):  # the COPY may not have sent its first row yet
+                if [t for t in threading.enumerate() if t.name == "da-copy-read"]:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("no read-ahead thread")
+            export.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await export
+            assert [t for t in threading.enumerate() if t.name == "da-copy-read"] == []
+            assert temporaries(tmp_path) == []
+            assert await copying_backends(postgres_server, until_any=False, seconds=5) == []
+            landed = Path(await pg.fetch_data(f"{schema}.people", str(tmp_path)))
+            assert read_provenance(landed)["row_count"] == pq.read_table(landed).num_rows == 4
+
+    run(body())
+    assert not (tmp_path / f"{schema}.slow.parquet").exists()
 
 
 def test_cancelled_fetch_stops_the_query_on_the_server(
