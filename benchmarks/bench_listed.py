@@ -126,7 +126,7 @@ def resync_child(count: int, workspace: str) -> None:
 
     register_connector("synthetic", synthetic_connector_class(), replace=True)
     setattr(dataset_sync, "fetch_many_checked", _stub)  # noqa: B010  (nothing changed: nothing is fetched)
-    setattr(dataset_sync, "_intact", lambda *landed: True)  # noqa: B010  (no landed file is written)
+    setattr(dataset_sync, "_intact", lambda *landed, **how: True)  # noqa: B010  (no landed file is written)
     config = DataSourceConfig(id="synthetic", type="synthetic", name="Synthetic", config={"items": count})
     datasets = set_datasets("synthetic", [ItemSetSpec.model_validate({"name": "files"})])
     entries = (ManifestEntry(identifier=p, version="v1", sha256="0" * 64, size=1, path=p)

@@ -24,12 +24,12 @@ import mimetypes
 import os
 import resource
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_from_bytes
 
 from connectors.base import DataItem, DataSourceConnector, FetchResult, collect_results
@@ -46,6 +46,7 @@ from connectors.secrets.references import get_logger
 from connectors.settings import LocalFileSettings
 
 log = get_logger(__name__)
+_Leaf = TypeVar("_Leaf", DataItem, tuple[str, str])  # a listed file: an item, or (path, version) for a sync
 
 COPY_CHUNK = 64 * 1024 * 1024  # bytes per copy_file_range call: few syscalls, cancellable between
 HASH_BUFFER = 4 * 1024 * 1024  # one reused buffer for hashing: bounded memory
@@ -133,28 +134,60 @@ class LocalFileConnector(DataSourceConnector):
         Raises:
             UnsafeNameError: ``path`` would leave the root.
         """
+        async for run in self._runs(path, _item):
+            for item in run:
+                yield item
+
+    async def iter_versions(self, path: str | None = None) -> AsyncIterator[list[tuple[str, str]]]:
+        """:meth:`iter_items` as ``(identifier, version)`` pairs, a run of a folder's files at a time.
+
+        The same items, order, scope and refusals, without building an item (its metadata, its
+        dates) per file: what a sync's listing needs (``connectors.syncing.source_sync``).
+
+        Args:
+            path: A folder to list below, relative to the root; None lists the whole source.
+
+        Returns:
+            An async iterator of lists of ``(path, version)``, path order.
+
+        Raises:
+            UnsafeNameError: ``path`` would leave the root.
+        """
+        async for run in self._runs(path, _versioned):
+            yield run
+
+    async def _runs(self, path: str | None, make: Callable[[str, os.stat_result], _Leaf]) -> AsyncIterator[list[_Leaf]]:
+        """The files below ``path`` (each made by ``make``), in path order, in runs of a folder's files."""
         start = path.strip("/") if path else ""
         if start:
             safe_relative_path(f"{start}/x")  # every segment is a folder name
         refused: list[str] = []
         self._reasons = {}
-        stack = [iter(await asyncio.to_thread(self._folder_entries, start, refused, True))]
+        stack = [iter(await asyncio.to_thread(self._folder_entries, start, refused, True, make))]
+        run: list[_Leaf] = []
         while stack:
             entry = next(stack[-1], None)
             if entry is None:
                 stack.pop()
-            elif isinstance(entry, DataItem):
-                yield entry
+            elif isinstance(entry, str):
+                if run:
+                    yield run
+                    run = []
+                stack.append(iter(await asyncio.to_thread(self._folder_entries, entry, refused, False, make)))
             else:
-                stack.append(iter(await asyncio.to_thread(self._folder_entries, entry, refused, False)))
+                run.append(entry)
+        if run:
+            yield run
         self.refused, self.refusals = refused, self._reasons
 
-    def _folder_entries(self, relative: str, refused: list[str], first: bool) -> list[DataItem | str]:
-        """One folder's items and (as relative paths) subfolders, in the order of the full sorted listing.
+    def _folder_entries(self, relative: str, refused: list[str], first: bool,
+                        make: Callable[[str, os.stat_result], _Leaf]) -> list[_Leaf | str]:
+        """One folder's files (made by ``make``) and (as relative paths) subfolders, in the order of the full
+        sorted listing.
 
         A subfolder sorts as ``name/``: its items come exactly where a sort of full paths puts them.
         """
-        items: list[DataItem] = []
+        items: list[_Leaf] = []
         with self._root_fd() as root_fd, self._source_errors(relative or ".", folder=True):
             try:
                 folder = _open_folder(root_fd, relative) if not first else open_beneath(
@@ -174,22 +207,22 @@ class LocalFileConnector(DataSourceConnector):
                                 and self._settings is not None and self._settings.recursive:
                             children.append(prefix + entry.name)
                     else:
-                        self._walk_entry(root_fd, entry, prefix + entry.name, items, refused)
+                        self._walk_entry(root_fd, entry, prefix + entry.name, items, refused, make)
             finally:
                 os.close(folder)
-        ordered: list[tuple[str, DataItem | str]] = [(item.path, item) for item in items]
+        ordered: list[tuple[str, _Leaf | str]] = [(_leaf_path(item), item) for item in items]
         ordered += [(child + "/", child) for child in children]
         return [entry for _, entry in sorted(ordered, key=lambda pair: pair[0])]
 
-    def _walk_entry(self, root_fd: int, entry: os.DirEntry[str], relative: str, items: list[DataItem],
-                    refused: list[str]) -> None:
+    def _walk_entry(self, root_fd: int, entry: os.DirEntry[str], relative: str, items: list[_Leaf],
+                    refused: list[str], make: Callable[[str, os.stat_result], _Leaf]) -> None:
         """One entry that is not a folder to enter: a file, a link to one, or nothing to serve."""
         if entry.name == LINEAGE_DIR or entry.name.startswith(TEMP_PREFIX):
             return
         if entry.is_symlink():
-            self._add_symlink(root_fd, relative, items, refused)
+            self._add_symlink(root_fd, relative, items, refused, make)
         elif entry.is_file(follow_symlinks=False):
-            self._add_file(relative, entry.stat(follow_symlinks=False), items, refused)
+            self._add_file(relative, entry.stat(follow_symlinks=False), items, refused, make)
 
     def _walk(self, root_fd: int, dir_fd: int, prefix: str, items: list[DataItem], refused: list[str]) -> None:
         with os.scandir(dir_fd) as scanned:
@@ -199,12 +232,12 @@ class LocalFileConnector(DataSourceConnector):
             if entry.name == LINEAGE_DIR or entry.name.startswith(TEMP_PREFIX):
                 continue  # provenance records and temporaries of a landing: never data
             if entry.is_symlink():
-                self._add_symlink(root_fd, relative, items, refused)
+                self._add_symlink(root_fd, relative, items, refused, _item)
             elif entry.is_dir(follow_symlinks=False):
                 if self._settings is not None and self._settings.recursive:
                     self._walk_child(root_fd, dir_fd, entry.name, relative, items, refused)
             elif entry.is_file(follow_symlinks=False):
-                self._add_file(relative, entry.stat(follow_symlinks=False), items, refused)
+                self._add_file(relative, entry.stat(follow_symlinks=False), items, refused, _item)
             # FIFOs, sockets, devices: not files to serve
 
     def _walk_child(
@@ -219,16 +252,18 @@ class LocalFileConnector(DataSourceConnector):
         finally:
             os.close(child)
 
-    def _add_file(self, relative: str, info: os.stat_result, items: list[DataItem], refused: list[str]) -> None:
+    def _add_file(self, relative: str, info: os.stat_result, items: list[_Leaf], refused: list[str],
+                  make: Callable[[str, os.stat_result], _Leaf]) -> None:
         try:
             safe_relative_path(relative)
         except UnsafeNameError as exc:
             self._refuse(relative, exc.message, refused)
             return
         if self._in_scope(relative):
-            items.append(_item(relative, info))
+            items.append(make(relative, info))
 
-    def _add_symlink(self, root_fd: int, relative: str, items: list[DataItem], refused: list[str]) -> None:
+    def _add_symlink(self, root_fd: int, relative: str, items: list[_Leaf], refused: list[str],
+                     make: Callable[[str, os.stat_result], _Leaf]) -> None:
         try:
             fd = open_beneath(root_fd, str(self._require_root()), relative)
         except EscapesRootError:
@@ -240,7 +275,7 @@ class LocalFileConnector(DataSourceConnector):
             info = os.fstat(fd)
         finally:
             os.close(fd)
-        self._add_file(relative, info, items, refused)
+        self._add_file(relative, info, items, refused, make)
 
     def _refuse(self, relative: str, reason: str, refused: list[str]) -> None:
         shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -532,6 +567,14 @@ def _item(relative: str, info: os.stat_result) -> DataItem:
             "version": _version(info),
         },
     )
+
+
+def _versioned(relative: str, info: os.stat_result) -> tuple[str, str]:
+    return relative, _version(info)
+
+
+def _leaf_path(leaf: DataItem | tuple[str, str]) -> str:
+    return leaf.path if isinstance(leaf, DataItem) else leaf[0]
 
 
 def _file_uri(root: Path, identifier: str) -> str:

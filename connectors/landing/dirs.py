@@ -197,6 +197,26 @@ def sweep_stale_temporaries(dir_fd: int) -> int:
     return removed
 
 
+def sweep_and_list_folders(dir_fd: int) -> tuple[int, list[str]]:
+    """:func:`sweep_stale_temporaries` of a folder, and the names of its subfolders (not links), in one scan.
+
+    Args:
+        dir_fd: The folder, open.
+
+    Returns:
+        How many temporaries were removed, and the subfolders' names.
+    """
+    removed, folders = 0, []
+    with os.scandir(dir_fd) as entries:
+        scanned = list(entries)
+    for entry in scanned:
+        if entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(TEMP_SUFFIX):
+            removed += _remove_if_abandoned(dir_fd, entry.name)
+        if entry.is_dir(follow_symlinks=False):  # a folder under a temporary's name is entered, as before
+            folders.append(entry.name)
+    return removed, folders
+
+
 def _remove_if_abandoned(dir_fd: int, name: str) -> int:
     try:
         # O_NONBLOCK: a FIFO planted under a temporary's name must not block the sweep

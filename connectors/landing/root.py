@@ -31,7 +31,7 @@ from connectors.landing.dirs import (
     _DIR_FLAGS,
     mark_swept,
     open_directory,
-    sweep_stale_temporaries,
+    sweep_and_list_folders,
     workspace_error,
 )
 from connectors.landing.names import shown_path
@@ -213,8 +213,9 @@ def sweep_workspace(folder: str | os.PathLike[str]) -> int:
         while True:  # depth first, holding one descriptor per level, however deep or wide
             stack.append((fd, iter(())))  # closed by the finally below, whatever happens next
             mark_swept(fd)
-            removed += sweep_stale_temporaries(fd)
-            stack[-1] = (fd, iter(_child_folder_names(fd)))
+            swept, folders = sweep_and_list_folders(fd)  # one scan of each folder
+            removed += swept
+            stack[-1] = (fd, iter(folders))
             fd = -1
             while stack and fd < 0:
                 parent, names = stack[-1]
@@ -231,8 +232,3 @@ def sweep_workspace(folder: str | os.PathLike[str]) -> int:
     finally:
         for parent, _ in stack:
             os.close(parent)
-
-
-def _child_folder_names(dir_fd: int) -> list[str]:
-    with os.scandir(dir_fd) as entries:
-        return [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]

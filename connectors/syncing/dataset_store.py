@@ -13,9 +13,13 @@ Python's string order: the order of a manifest and of :func:`data_version`.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
+import re
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from connectors.syncing.dataset_manifest import ManifestEntry
@@ -23,11 +27,31 @@ from connectors.syncing.dataset_manifest import ManifestEntry
 Table = Literal["prior", "entries"]  # the only names put into a query's text
 BATCH = 4096  # rows written or read at once
 
+# one manifest line per element of a JSON array, each field read once (a materialized CTE); an element that is
+# not an object of the five fields with their types makes a NULL key, which the table refuses (the batch is
+# then parsed by Python, with its errors)
+_INSERT_LINES = (
+    "WITH e AS MATERIALIZED (SELECT value ->> 'identifier' AS i, value ->> 'version' AS v, value ->> 'sha256' AS h, "
+    "value ->> 'size' AS n, value ->> 'path' AS p FROM json_each(?2)) "
+    "INSERT OR REPLACE INTO prior SELECT CASE WHEN typeof(i) = 'text' AND typeof(v) = 'text' AND typeof(h) = 'text' "
+    "AND typeof(n) = 'integer' AND typeof(p) = 'text' THEN CAST(i AS BLOB) END, ?1, CAST(v AS BLOB), h, n, "
+    "CAST(p AS BLOB) FROM e")
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")  # json.dumps escapes every non-ASCII character
+
 _COLUMNS = "id BLOB, ds INTEGER, version BLOB, sha256 TEXT, size INTEGER, path BLOB, PRIMARY KEY (id, ds)"
 
 
 def _key(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
+
+
+def _low(low: str | bytes | None) -> bytes:
+    """The stored key of a range's exclusive lower bound (None: from the start)."""
+    return b"" if low is None else low if isinstance(low, bytes) else _key(low)
+
+
+def _high(high: str | bytes) -> bytes:
+    return high if isinstance(high, bytes) else _key(high)
 
 
 def _text(raw: bytes) -> str:
@@ -96,9 +120,10 @@ def _entry(row: tuple[bytes, bytes, str, int, bytes]) -> ManifestEntry:
 class DatasetStore:
     """Prior and new entries of the datasets of a sync (dataset = its index in the sync's list)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, tables: tuple[Table, ...] = ("prior", "entries")) -> None:
+        """A store on ``db``, creating ``tables`` there (a sync's ``prior`` may be in a file attached to it)."""
         self._db = db
-        for table in ("prior", "entries"):
+        for table in tables:
             db.execute(f"CREATE TABLE {table} ({_COLUMNS}) WITHOUT ROWID")
 
     def load_prior(self, dataset: int, entries: Iterable[ManifestEntry]) -> None:
@@ -119,6 +144,45 @@ class DatasetStore:
         """
         self._write_all("prior", ((_key(f["identifier"]), dataset, _key(f["version"]), f["sha256"], f["size"],
                                    _key(f["path"])) for f in fields))
+
+    def load_prior_manifest(self, dataset: int, path: Path) -> None:
+        """:meth:`load_prior_fields` of a manifest file, its lines parsed by SQLite's JSON functions a batch at a time.
+
+        A batch that SQLite cannot take as it is (an escaped surrogate, whose UTF-8 this store keeps as
+        Python's ``surrogatepass`` does; a line that is not an object of the five fields with their types)
+        is parsed line by line as :meth:`load_prior_fields` does, with its errors.
+
+        Args:
+            dataset: The dataset's position in the sync's list of datasets.
+            path: Its manifest (a header line, then one JSON object per entry); a missing one holds nothing.
+        """
+        if not path.is_file():
+            return
+        with path.open(encoding="utf-8") as handle:
+            next(handle, None)  # the header
+            while lines := list(itertools.islice(handle, BATCH)):
+                if not self._load_lines_in_sql(dataset, lines):
+                    self.load_prior_fields(dataset, map(json.loads, lines))
+
+    def _load_lines_in_sql(self, dataset: int, lines: list[str]) -> bool:
+        """Insert the entries of ``lines`` in one statement; False (nothing kept) when a line needs Python's parse."""
+        text = "".join(lines)
+        if _ESCAPED_SURROGATE.search(text):
+            return False
+        with self._db:
+            self._db.execute("SAVEPOINT lines")
+            before = self._db.total_changes
+            try:
+                self._db.execute(_INSERT_LINES, (dataset, f"[{','.join(lines)}]"))
+            except (sqlite3.OperationalError, sqlite3.IntegrityError):  # not JSON, or not an entry
+                pass
+            else:
+                if self._db.total_changes - before == len(lines):
+                    self._db.execute("RELEASE lines")
+                    return True
+            self._db.execute("ROLLBACK TO lines")
+            self._db.execute("RELEASE lines")
+        return False
 
     def add(self, table: Table, rows: Iterable[tuple[int, ManifestEntry]]) -> None:
         """Write (dataset, entry) rows; a later row of the same item and dataset replaces an earlier one.
@@ -162,7 +226,7 @@ class DatasetStore:
             found[_text(identifier)][dataset] = _entry((identifier, version, sha256, size, path))
         return found
 
-    def prior_rows_between(self, low: str | None, high: str) -> dict[str, dict[int, Row]]:
+    def prior_rows_between(self, low: str | bytes | None, high: str | bytes) -> dict[str, dict[int, Row]]:
         """:meth:`prior_between` as stored rows: nothing decoded but the identifiers (a re-sync reads every row).
 
         Args:
@@ -173,14 +237,13 @@ class DatasetStore:
             Identifier -> dataset position -> stored row (:func:`row_entry` makes it an entry).
         """
         rows = self._db.execute(
-            "SELECT id, ds, version, sha256, size, path FROM prior WHERE id > ? AND id <= ?",
-            (_key(low) if low is not None else b"", _key(high)))
+            "SELECT id, ds, version, sha256, size, path FROM prior WHERE id > ? AND id <= ?", (_low(low), _high(high)))
         found: dict[str, dict[int, Row]] = defaultdict(dict)
         for row in rows:
             found[_text(row[0])][row[1]] = row
         return found
 
-    def copy_prior_between(self, low: str | None, high: str) -> None:
+    def copy_prior_between(self, low: str | bytes | None, high: str | bytes) -> None:
         """Copy the prior rows of the items after ``low`` up to ``high`` to this sync's entries, in one statement.
 
         Args:
@@ -189,7 +252,62 @@ class DatasetStore:
         """
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO entries SELECT * FROM prior WHERE id > ? AND id <= ?",
-                             (_key(low) if low is not None else b"", _key(high)))
+                             (_low(low), _high(high)))
+
+    def listed_at_prior_version(self, low: bytes | None, high: bytes, *, recorded: bool = False) -> list[Row]:
+        """The prior rows (of dataset 0) of the items after ``low`` up to ``high`` that the listing (its ``listed``
+        table, :class:`~connectors.syncing.source_sync._Spill`) shows wanted at the very version they landed at.
+
+        The re-sync's usual items, found in one query; the sync still checks each one's landed file.
+
+        Args:
+            low: The stored key of the last item of the previous range; None from the start.
+            high: The stored key of the last item of this range (included).
+            recorded: Only those whose landed path has a record in the table ``recorded``
+                (``connectors.syncing.recorded``).
+
+        Returns:
+            Their stored rows, in key order.
+        """
+        joined = "JOIN recorded r ON r.path = p.path " if recorded else ""
+        return self._db.execute(
+            "SELECT p.id, p.ds, p.version, p.sha256, p.size, p.path FROM listed l JOIN prior p ON p.id = l.id "  # noqa: S608  (a constant)
+            f"AND p.ds = 0 {joined}WHERE l.id > ?1 AND l.id <= ?2 AND l.wanted = 1 AND l.version != x'' "
+            "AND p.version = l.version ORDER BY p.id", (_low(low), high)).fetchall()
+
+    def prior_rows_not_listed_so(self, low: bytes | None, high: bytes, *,
+                                 recorded: bool = False) -> dict[str, dict[int, Row]]:
+        """:meth:`prior_rows_between` less the rows :meth:`listed_at_prior_version` gives (items changed,
+        removed, excluded, forced or new, or without a record): what the sync plans item by item.
+
+        Args:
+            low: The stored key of the last item of the previous range; None from the start.
+            high: The stored key of the last item of this range (included).
+            recorded: As for :meth:`listed_at_prior_version`.
+
+        Returns:
+            Identifier -> dataset position -> stored row.
+        """
+        known = "AND EXISTS (SELECT 1 FROM recorded r WHERE r.path = p.path)" if recorded else ""
+        rows = self._db.execute(
+            "SELECT id, ds, version, sha256, size, path FROM prior p WHERE id > ?1 AND id <= ?2 AND NOT EXISTS "  # noqa: S608  (a constant)
+            "(SELECT 1 FROM listed l WHERE l.id = p.id AND p.ds = 0 AND l.wanted = 1 AND l.version != x'' "
+            f"AND l.version = p.version {known})", (_low(low), high))
+        found: dict[str, dict[int, Row]] = defaultdict(dict)
+        for row in rows:
+            found[_text(row[0])][row[1]] = row
+        return found
+
+    def prior_after(self, high: bytes) -> bool:
+        """Whether a prior row's item comes after ``high`` (the last listed key).
+
+        Args:
+            high: A stored key.
+
+        Returns:
+            True when some prior row's identifier sorts after it.
+        """
+        return self._db.execute("SELECT 1 FROM prior WHERE id > ? LIMIT 1", (high,)).fetchone() is not None
 
     def drop_entries(self, keys: list[tuple[bytes, int]]) -> None:
         """Take rows out of this sync's entries.

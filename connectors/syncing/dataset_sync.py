@@ -26,18 +26,19 @@ from connectors.base import DataSourceConnector
 from connectors.checked_fetch import check_identifier, dataset_problem, fetch_many_checked, prune_landed
 from connectors.errors import DataSourceError, UnsafeNameError
 from connectors.landing.lineage import read_record, run_context
-from connectors.landing.names import LINEAGE_DIR
+from connectors.landing.names import LINEAGE_DIR, is_safe_name
 from connectors.landing.progress import on_progress
 from connectors.syncing.dataset_manifest import (
     ManifestEntry,
-    iter_manifest_fields,
     manifest_path,
     read_repairs,
     write_manifest_sorted,
     write_repairs,
 )
-from connectors.syncing.dataset_store import DatasetStore, Row, entry_row, row_entry, row_path, row_version
+from connectors.syncing.dataset_store import DatasetStore, Row, Table, entry_row, row_entry, row_path, row_version
 from connectors.syncing.datasets import Dataset
+from connectors.syncing.earlier_state import attach, load_earlier, while_loading
+from connectors.syncing.recorded import unlisted_recorded
 from connectors.syncing.source_sync import (
     BATCH,
     ItemRequest,
@@ -45,6 +46,7 @@ from connectors.syncing.source_sync import (
     SyncOptions,
     _Spill,
     _spill_listing,
+    _text,
     excluded_by,
     listing_refusals,
     sync_options,
@@ -141,8 +143,19 @@ class _Sync:
     outcomes: list[DatasetOutcome]
     repairs: set[str]  # marked by failed checks (and found damaged while planning)
     nothing_landed: bool  # a first sync: no record to look up
+    recorded: bool = False  # the records walked into the table ``recorded`` (connectors.syncing.recorded)
+    # a full sync of one whole dataset copies no prior row while every batch keeps its prior rows as they are
+    # (_write_unchanged); if all do, the entries are the prior rows and are never copied (_settle_deferred)
+    deferring: bool = False
+    entries_are_prior: bool = False
+    last: bytes | None = None  # the last listed key planned
     errors: list[DataSourceError] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def one_whole_dataset(self) -> bool:
+        """Whether the sync's only dataset holds every item (the default set): its unchanged items need no plan."""
+        return len(self.datasets) == 1 and self.datasets[0].holds_every_item
 
     def keeps(self, dataset: int) -> bool:
         """Tables and partitioned sets keep their items' whole records (table facts, one event each)."""
@@ -227,38 +240,50 @@ async def sync_datasets(
     """
     probe = connector()
     options = options if options is not None else sync_options(probe.config)
-    with _Spill() as everything:  # a full listing goes to disk, not memory: only the wanted requests are held
-        if requested is None:
-            await _list_all(probe, options.exclude, everything, bucket)
+    landed = (folder / ".lineage").is_dir()
+    # one walk of the records instead of a stat each, after a first sync of a source landing at its identifiers
+    records = requested is None and landed and LineageIndex(folder, probe.source_id,
+                                                            probe.config.type_name).lands_at_identifier
+    # a full listing goes to disk, not memory: only the wanted requests are held; what earlier syncs left
+    # goes to a second file, loaded meanwhile (connectors.syncing.earlier_state)
+    with _Spill() as everything, _Spill() as earlier:
+        loading = asyncio.ensure_future(asyncio.to_thread(load_earlier, earlier.db, folder, datasets, records))
+        await while_loading(_list_all(probe, options.exclude, everything, bucket) if requested is None
+                            else _nothing(), loading)
+        attach(everything.db, earlier.path)
         return await _sync_listed(connector, folder, datasets, requested, everything, probe, options, run_id=run_id,
                                   on_bytes=on_bytes, on_item_done=on_item_done, on_planned=on_planned,
-                                  concurrency=concurrency, bucket=bucket)
+                                  concurrency=concurrency, bucket=bucket, landed=landed, records=records)
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Path, datasets: Sequence[Dataset],
                        requested: Sequence[ItemRequest] | None, everything: _Spill, probe: DataSourceConnector,
                        options: SyncOptions, *, run_id: str | None, on_bytes: Any, on_item_done: Progress,
                        on_planned: Callable[[int], None], concurrency: int,
-                       bucket: Callable[[str], bool] | None = None) -> SyncRun:
+                       bucket: Callable[[str], bool] | None = None, landed: bool, records: bool) -> SyncRun:
     full = requested is None
     if not full:  # chosen items go through the same file as a listing: one code path, batches in key order
         everything.add([(r.identifier, r.version, True) for r in requested or []])
-    sync = _Sync(folder=folder, datasets=datasets, store=DatasetStore(everything.db),
+    sync = _Sync(folder=folder, datasets=datasets, store=DatasetStore(everything.db, tables=("entries",)),
                  index=LineageIndex(folder, probe.source_id, probe.config.type_name),
                  outcomes=[DatasetOutcome(dataset=d) for d in datasets],
                  repairs={i for d in datasets for i in read_repairs(folder, d.file_name)},
-                 nothing_landed=not (folder / ".lineage").is_dir())
-    for number, dataset in enumerate(datasets):
-        await asyncio.to_thread(sync.store.load_prior_fields, number, iter_manifest_fields(folder, dataset.file_name))
+                 nothing_landed=not landed, recorded=records)
+    sync.deferring = full and sync.one_whole_dataset
     on_planned(everything.wanted_count)
-    previous: str | None = None
+    previous: bytes | None = None
     async with connector() as conn:
-        for wanted in everything.wanted(BATCH):
-            batch = await asyncio.to_thread(_plan, sync, wanted, previous, options, on_item_done)
-            previous = wanted[-1].identifier
+        for rows in everything.wanted_rows(BATCH):
+            batch = await asyncio.to_thread(_plan, sync, rows, previous, options, on_item_done)
+            previous = sync.last = rows[-1][0]
             await _land(sync, conn, batch, run_id=run_id, on_bytes=on_bytes, on_item_done=on_item_done,
                         concurrency=concurrency)
     sync.skipped.extend(everything.refused)  # refused by the listing itself
+    await asyncio.to_thread(_settle_deferred, sync)
     for number in range(len(datasets)):
         await asyncio.to_thread(_finish, sync, number, full)
     pruned: list[str] = []
@@ -266,7 +291,7 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
         # gone at the source: every landed item whose record says so, not only last run's manifest,
         # so an item stays reported (and can be pruned later) as long as its file is there; none when
         # no record existed before this sync (each landed since was listed): no walk of its records
-        gone = {} if sync.nothing_landed else await asyncio.to_thread(sync.index.landed_except, everything, bucket)
+        gone = {} if sync.nothing_landed else await asyncio.to_thread(_gone, sync, everything, bucket)
         for outcome in sync.outcomes:
             outcome.removed = sorted(i for i in gone if outcome.dataset.contains(i))
         if options.prune and everything.seen:  # an empty listing never prunes (an unmounted share)
@@ -284,6 +309,14 @@ async def _list_all(connector: DataSourceConnector, exclude: Sequence[str], spil
     spill.refused = listing_refusals(connector)
 
 
+def _gone(sync: _Sync, listed: _Spill, bucket: Callable[[str], bool] | None) -> dict[str, str]:
+    """Every landed item (of ``bucket``) the listing lacks: identifier -> landed path."""
+    if not sync.recorded:
+        return sync.index.landed_except(listed, bucket)
+    unlisted = unlisted_recorded(listed.db)
+    return sync.index.confirmed(unlisted if bucket is None else (i for i in unlisted if bucket(i)))
+
+
 def _prune(folder: Path, source_id: str, gone: dict[str, str]) -> list[str]:
     """Remove the landed file and record of every item gone at the source (``metadata.sync.prune``)."""
     return [i for i, relative in sorted(gone.items()) if prune_landed(folder.absolute(), relative, source_id, i)]
@@ -299,10 +332,17 @@ def _versions(fetch: dict[str, str], chunk: Sequence[str]) -> dict[str, str]:
     return {i: fetch[i] for i in chunk if fetch[i]}
 
 
-def _plan(sync: _Sync, wanted: Sequence[ItemRequest], previous: str | None, options: SyncOptions,
+def _plan(sync: _Sync, rows: Sequence[tuple[bytes, bytes]], previous: bytes | None, options: SyncOptions,
           on_item_done: Progress) -> _Batch:
-    """Plan one listing batch (the items after ``previous`` up to the batch's last, in key order)."""
-    batch = _Batch(priors=sync.store.prior_rows_between(previous, wanted[-1].identifier))
+    """Plan one listing batch (stored rows: the items after ``previous`` up to the batch's last, in key order)."""
+    last = rows[-1][0]
+    kept: set[bytes] = set()
+    if sync.one_whole_dataset:  # the usual re-sync: items at their landed version found by one query
+        batch = _Batch(priors=sync.store.prior_rows_not_listed_so(previous, last, recorded=sync.recorded))
+        kept = _unchanged_at_sight(sync, batch, previous, last, options)
+    else:
+        batch = _Batch(priors=sync.store.prior_rows_between(previous, last))
+    wanted = [ItemRequest(_text(i), _text(v)) for i, v in rows if i not in kept]
     safe = safe_requests(wanted, options, sync.skipped)
     everywhere = [n for n, d in enumerate(sync.datasets) if d.holds_every_item]
     elsewhere = [(n, d) for n, d in enumerate(sync.datasets) if not d.holds_every_item]
@@ -313,18 +353,48 @@ def _plan(sync: _Sync, wanted: Sequence[ItemRequest], previous: str | None, opti
         if holders:
             batch.members[request.identifier] = holders
             _decide(sync, batch, request)
-    _write_unchanged(sync, batch, previous, wanted[-1].identifier)
+    _write_unchanged(sync, batch, previous, last)
     for identifier in batch.unchanged:
         for n in batch.members[identifier]:
             sync.outcomes[n].unchanged += 1
-    for _ in range(len(wanted) - len(batch.fetch)):  # unchanged, skipped, or in no dataset: done now
+    if kept:
+        sync.outcomes[0].unchanged += len(kept)
+    for _ in range(len(rows) - len(batch.fetch)):  # unchanged, skipped, or in no dataset: done now
         on_item_done()
     return batch
 
 
-def _write_unchanged(sync: _Sync, batch: _Batch, previous: str | None, last: str) -> None:
+def _unchanged_at_sight(sync: _Sync, batch: _Batch, previous: bytes | None, last: bytes,
+                        options: SyncOptions) -> set[bytes]:
+    """The batch's items listed at the version their prior row holds, safe, not excluded, not marked for repair,
+    whose landed file is intact: unchanged, with no request or entry built. The others' rows go to ``batch.priors``
+    and they are planned item by item. Only when the sync's one dataset holds every item (no test per item).
+    """
+    kept: set[bytes] = set()
+    for row in sync.store.listed_at_prior_version(previous, last, recorded=sync.recorded):
+        identifier = _text(row[0])
+        if identifier in sync.repairs or (options.exclude and excluded_by(identifier, options.exclude)) \
+                or not is_safe_name(identifier) \
+                or not _intact(sync.folder, row_path(row), row[4], row[3], record_known=sync.recorded):
+            batch.priors[identifier] = {0: row}
+        else:
+            kept.add(row[0])
+    return kept
+
+
+def _write_unchanged(sync: _Sync, batch: _Batch, previous: bytes | None, last: bytes) -> None:
     """Write the batch's unchanged entries: the prior rows of its key range copied in one statement, those
-    that are not an unchanged item's entry in that dataset taken out again, and the others written."""
+    that are not an unchanged item's entry in that dataset taken out again, and the others written.
+
+    A batch whose every prior row is an unchanged item's, with nothing else to write, copies nothing while
+    every batch before it did the same (``sync.deferring``); the first one that does not copies them all first.
+    """
+    if sync.deferring:
+        if not batch.priors and not batch.unchanged and not batch.fetch:
+            return
+        sync.deferring = False
+        if previous is not None:
+            sync.store.copy_prior_between(None, previous)
     sync.store.copy_prior_between(previous, last)
     dropped: list[tuple[bytes, int]] = []
     for identifier, per_dataset in batch.priors.items():
@@ -427,7 +497,7 @@ def _landed_rows(sync: _Sync, batch: _Batch, identifier: str,
     return rows
 
 
-def _intact(folder: Path, path: str, size: int, sha256: str) -> bool:
+def _intact(folder: Path, path: str, size: int, sha256: str, record_known: bool = False) -> bool:
     """The landed file is a regular file (not a link) of the recorded size, and its lineage record exists.
 
     Two cheap stats on string paths, no hashing: this runs for every item of every re-sync.
@@ -437,11 +507,13 @@ def _intact(folder: Path, path: str, size: int, sha256: str) -> bool:
         path: The landed file, relative to ``folder`` (the entry's).
         size: Its recorded size.
         sha256: Its recorded sha256 (a dataset folder's, checked against the folder's record).
+        record_known: The walk of the records (``connectors.syncing.recorded``) found its record: not stat again.
     """
     base = str(folder)
     try:
         info = os.lstat(f"{base}/{path}")
-        os.stat(f"{base}/{LINEAGE_DIR}/{path}.json")
+        if not record_known:
+            os.stat(f"{base}/{LINEAGE_DIR}/{path}.json")
     except OSError:
         return False
     if stat.S_ISDIR(info.st_mode):  # a dataset folder of parts: each part against its record (stats)
@@ -454,22 +526,37 @@ def _intact(folder: Path, path: str, size: int, sha256: str) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size == size
 
 
+def _settle_deferred(sync: _Sync) -> None:
+    """After the batches of a sync that deferred its copies: the entries are the prior rows when every batch kept
+    its prior rows and no prior row lies past the last listed item (one removed at the source); else they are
+    copied now."""
+    if not sync.deferring:
+        return
+    sync.deferring = False
+    if sync.last is not None and not sync.store.prior_after(sync.last):
+        sync.entries_are_prior = True
+    elif sync.last is not None:
+        sync.store.copy_prior_between(None, sync.last)
+
+
 def _finish(sync: _Sync, number: int, full: bool) -> None:
     """One dataset after the sync: its totals, its data version, and its manifest (written when it changed)."""
     store, dataset, outcome = sync.store, sync.datasets[number], sync.outcomes[number]
     if not full:  # chosen items: the others keep their prior entries
         store.keep_prior(number)
-    outcome.items, outcome.total_bytes = store.totals("entries", number)
-    outcome.version = store.data_version("entries", number)
+    held: Table = "prior" if sync.entries_are_prior else "entries"  # the same rows: not copied
+    outcome.items, outcome.total_bytes = store.totals(held, number)
+    outcome.version = store.data_version(held, number)
     prior_items = store.totals("prior", number)[0]
     # nothing changed (a re-sync's usual case): one SQL comparison instead of a second digest of every entry
-    changed = not store.same_as_prior(number) and outcome.version != store.data_version("prior", number)
-    if changed or not prior_items or (full and store.dropped(number)):
+    changed = not sync.entries_are_prior and not store.same_as_prior(number) \
+        and outcome.version != store.data_version("prior", number)
+    if changed or not prior_items or (full and not sync.entries_are_prior and store.dropped(number)):
         outcome.manifest = write_manifest_sorted(
-            sync.folder, dataset.file_name, store.entries("entries", number), outcome.items,
+            sync.folder, dataset.file_name, store.entries(held, number), outcome.items,
             {"dataset": dataset.label, "data_version": outcome.version})
     else:
         outcome.manifest = manifest_path(sync.folder, dataset.file_name)
     if sync.keeps(number):
-        outcome.entries = {e.identifier: e for e in store.entries("entries", number)}
+        outcome.entries = {e.identifier: e for e in store.entries(held, number)}
     write_repairs(sync.folder, dataset.file_name, set(outcome.failed) & sync.repairs)

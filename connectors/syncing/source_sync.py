@@ -260,8 +260,24 @@ class LineageIndex:
             scanned = self._scan()
             return {i: scanned[i][0] for i in _unlisted(listed, _kept(keep, scanned))}
         # direct types: the path is the identifier, so only unlisted ones are read
-        unlisted = _unlisted(listed, _kept(keep, _recorded_paths(self.folder)))
-        return {relative: relative for relative in unlisted if self._record_at(relative, relative)}
+        return self.confirmed(_unlisted(listed, _kept(keep, _recorded_paths(self.folder))))
+
+    @property
+    def lands_at_identifier(self) -> bool:
+        """Whether the source's items land at their identifier (then a record's path names its item)."""
+        return self._direct
+
+    def confirmed(self, relatives: Iterable[str]) -> dict[str, str]:
+        """Those of ``relatives`` whose record is this source's item of that identifier (a source whose items
+        land at their identifier).
+
+        Args:
+            relatives: Landed paths that have a record file.
+
+        Returns:
+            Identifier -> relative path (the same) of each.
+        """
+        return {relative: relative for relative in relatives if self._record_at(relative, relative)}
 
     def _scan(self) -> dict[str, tuple[str, dict[str, Any]]]:
         if self._scanned is None:  # names like "schema.table.csv": one scan per sync
@@ -453,15 +469,32 @@ async def _spill_listing(connector: DataSourceConnector, exclude: Sequence[str],
     ``keep``: only the items it is true of are stored (a shard's own); ``listed.seen`` counts them all.
     """
     rows: list[tuple[str, str, bool]] = []
-    async for item in connector.iter_items():
-        listed.seen += 1
-        if keep is not None and not keep(item.path):
-            continue
-        rows.append((item.path, item_version(item), not exclude or excluded_by(item.path, exclude) is None))
+    async for pairs in _listed_versions(connector):
+        listed.seen += len(pairs)
+        rows += [(path, version, not exclude or excluded_by(path, exclude) is None)
+                 for path, version in pairs if keep is None or keep(path)]
         if len(rows) >= BATCH:
             listed.add(rows)
             rows = []
     listed.add(rows)
+
+
+async def _listed_versions(connector: DataSourceConnector) -> AsyncIterator[list[tuple[str, str]]]:
+    """The listing as runs of ``(identifier, version)``: the connector's ``iter_versions`` when it has one
+    (``LocalFileConnector``: no item built per file), else its items, a run of ``BATCH`` at a time."""
+    versions = getattr(connector, "iter_versions", None)
+    if versions is not None:
+        async for run in versions():
+            yield run
+        return
+    pairs: list[tuple[str, str]] = []
+    async for item in connector.iter_items():
+        pairs.append((item.path, item_version(item)))
+        if len(pairs) >= BATCH:
+            yield pairs
+            pairs = []
+    if pairs:
+        yield pairs
 
 
 class _Spill:
@@ -491,6 +524,11 @@ class _Spill:
         self.wanted_count += sum(1 for row in rows if row[2])
 
     def wanted(self, size: int) -> Iterator[list[ItemRequest]]:
+        for rows in self.wanted_rows(size):
+            yield [ItemRequest(_text(i), _text(v)) for i, v in rows]
+
+    def wanted_rows(self, size: int) -> Iterator[list[tuple[bytes, bytes]]]:
+        """:meth:`wanted` as stored: ``(identifier, version)`` UTF-8 bytes (lone surrogates kept), in key order."""
         last = b""
         while True:
             rows = self._db.execute("SELECT id, version FROM listed WHERE wanted = 1 AND id > ? ORDER BY id LIMIT ?",
@@ -498,7 +536,7 @@ class _Spill:
             if not rows:
                 return
             last = rows[-1][0]
-            yield [ItemRequest(_text(i), _text(v)) for i, v in rows]
+            yield rows
 
     def __contains__(self, identifier: object) -> bool:
         if not isinstance(identifier, str):
