@@ -463,6 +463,9 @@ def anchor_summary(table: Table, candidates: list[Candidate]) -> str:
                      f"({best.name}) {best.median_process_seconds:.2f} s: "
                      f"**{best.median_process_seconds / parquet.median_process_seconds:.2f}x** (whole processes; "
                      f"target 1.3x); peak RSS ours {parquet.peak_rss_mib:.0f} MiB, theirs {best.peak_rss_mib:.0f} MiB")
+    else:
+        lines.append(f"- Parquet, {table.name}: ours {parquet.median_process_seconds:.2f} s; no anchor installed "
+                     "(adbc-driver-postgresql, connectorx: the bench extra)")
     csv, psql_copy = by_name["ours fetch_data csv"], by_name["psql \\copy TO file"]
     lines.append(f"- CSV, {table.name}: ours {csv.median_process_seconds:.2f} s, psql \\copy "
                  f"{psql_copy.median_process_seconds:.2f} s: "
