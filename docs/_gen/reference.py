@@ -334,6 +334,9 @@ def _defined_at(module_name: str, name: str) -> str:
 BUILT_IN_NAMES = (("connectors.local_file", "LocalFileConnector"), ("connectors.azure_blob", "AzureBlobConnector"),
                   ("connectors.s3", "S3Connector"), ("connectors.postgresql", "PostgreSQLConnector"),
                   ("connectors.registry", "SourceRegistry"), ("connectors.testing", "MemoryConnector"))
+OBJECT_STORES = ("AzureBlobConnector", "S3Connector")
+INHERITED = ("connect", "disconnect", "test_connection", "list_items", "iter_items", "get_metadata", "fetch_data",
+             "fetch_many")
 API_NAMES = (("connectors.api", "create_app"), ("connectors.api.api_settings", "ApiSettings"))
 DAGSTER_NAMES = (("da_pipelines.resources", "WorkspaceResource"), ("da_pipelines.resources", "SourceResource"),
                  ("da_pipelines.resources", "LocalFileResource"), ("da_pipelines.resources", "AzureBlobResource"),
@@ -360,7 +363,9 @@ def python_page() -> str:
         lines += [f"::: {path}", "    options:", "      heading_level: 3", ""]
     lines += ["## The built-in connectors", ""]
     for module, name in BUILT_IN_NAMES:
-        lines += [f"::: {_defined_at(module, name)}", "    options:", "      heading_level: 3", ""]
+        lines += [f"::: {_defined_at(module, name)}", "    options:", "      heading_level: 3"]
+        # their listing and fetching are connectors.object_store.ObjectStoreConnector's: show them here
+        lines += [f"      inherited_members: {list(INHERITED)}", ""] if name in OBJECT_STORES else [""]
     lines += ["## The HTTP API in Python (`connectors.api`)", "",
               "`connectors.api.router` is the FastAPI `APIRouter` to include in an app of your own;",
               "`create_app` builds the standalone app `da-sources serve` runs, from `ApiSettings`",
