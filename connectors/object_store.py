@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -33,7 +33,8 @@ from connectors.landing.names import safe_relative_path
 from connectors.reach import ReachPolicy
 from connectors.secrets.references import get_logger
 
-__all__ = ["CHANGED_RESTARTS", "DISK_THREADS", "ObjectStoreConnector", "StoreClients", "disk_pool", "open_session"]
+__all__ = ["CHANGED_RESTARTS", "DISK_THREADS", "ObjectStoreConnector", "StoreClients", "disk_pool", "open_session",
+           "prefetched_pages"]
 
 CHANGED_RESTARTS = 2  # an item overwritten mid-download is downloaded again this many times at most
 # threads for landing files one by one (fetch_data, and large items): mostly waiting on fsyncs;
@@ -73,6 +74,8 @@ class StoreClients:
 
 ClientsT = TypeVar("ClientsT", bound=StoreClients)
 SettingsT = TypeVar("SettingsT", bound=StoreSettings)
+AnswerT = TypeVar("AnswerT")
+PageT = TypeVar("PageT")
 
 
 @dataclass
@@ -405,3 +408,30 @@ def disk_pool(name: str) -> ThreadPoolExecutor:
     """
     return ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix=name)
 
+
+async def prefetched_pages(request: Callable[[str], Awaitable[AnswerT]], next_token: Callable[[AnswerT], str],
+                           page: Callable[[AnswerT], PageT]) -> AsyncGenerator[PageT, None]:
+    """The pages of a listing one at a time, the next asked for as soon as its token is read.
+
+    The service prepares the next page while this one is read; at most two are held. A consumer
+    that stops early cancels the request in flight.
+
+    Args:
+        request: Sends the request for the page after a token ('' for the first page).
+        next_token: The next page's token in an answer ('' after the last).
+        page: An answer's page, as it is yielded.
+
+    Yields:
+        Each page, in order.
+    """
+    pending: asyncio.Future[AnswerT] | None = asyncio.ensure_future(request(""))
+    try:
+        while pending is not None:
+            answer = await pending
+            token = next_token(answer)
+            pending = asyncio.ensure_future(request(token)) if token else None
+            yield page(answer)
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)

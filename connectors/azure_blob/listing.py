@@ -13,10 +13,9 @@ ending in '/') are dropped here, so no listing, sync, sensor or attach sees them
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import xml.etree.ElementTree as ElementTree
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any
@@ -27,12 +26,13 @@ from connectors.azure_blob.data_path import DataPath
 from connectors.azure_blob.retries import with_retries
 from connectors.base import DataItem
 from connectors.errors import DataFetchError
+from connectors.object_store import prefetched_pages
 
 # The names other packages (connectors.s3, connectors.api) use; the rest serve this package only.
 __all__ = ["is_folder_placeholder", "quoted_etag"]
 
 
-async def list_pages(
+def list_pages(
     path: DataPath, prefix: str, *, page_size: int, retries: int, what: str = "listing the container"
 ) -> AsyncGenerator[list[DataItem], None]:
     """The blobs under ``prefix``, one page (a list) at a time, in name order.
@@ -45,21 +45,11 @@ async def list_pages(
     if prefix:
         base["prefix"] = prefix
 
-    def request(marker: str) -> asyncio.Future[bytes]:
+    def request(marker: str) -> Awaitable[bytes]:
         query = urlencode({**base, "marker": marker} if marker else base)
-        return asyncio.ensure_future(with_retries(partial(path.get_container, query), what, path.source_id, retries))
+        return with_retries(partial(path.get_container, query), what, path.source_id, retries)
 
-    pending: asyncio.Future[bytes] | None = request("")
-    try:
-        while pending is not None:
-            body = await pending
-            marker = _next_marker(body)
-            pending = request(marker) if marker else None
-            yield parse_page(body)[0]
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
+    return prefetched_pages(request, _next_marker, lambda body: parse_page(body)[0])
 
 
 async def probe(path: DataPath, prefix: str, *, retries: int, what: str) -> None:

@@ -8,12 +8,12 @@ placeholders (zero-byte keys ending in '/') are never items.
 
 from __future__ import annotations
 
-import asyncio
 import xml.etree.ElementTree as ElementTree
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
+from operator import itemgetter
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -21,6 +21,7 @@ from connectors.azure_blob.listing import is_folder_placeholder, quoted_etag
 from connectors.azure_blob.retries import with_retries
 from connectors.base import DataItem
 from connectors.errors import DataFetchError
+from connectors.object_store import prefetched_pages
 from connectors.s3.data_path import S3DataPath
 
 # Internal to the package: its public surface is the connector.
@@ -29,26 +30,17 @@ __all__: list[str] = []
 PAGE = 1000
 
 
-async def list_pages(
+def list_pages(
     path: S3DataPath, prefix: str, *, retries: int, page_size: int = PAGE, what: str = "listing the bucket"
 ) -> AsyncGenerator[list[DataItem], None]:
     """The objects under ``prefix``, one page (a list) at a time, in key order."""
     base = {"list-type": "2", "max-keys": str(page_size), "encoding-type": "url", "prefix": prefix}
 
-    def request(token: str) -> asyncio.Future[bytes]:
+    async def request(token: str) -> tuple[list[DataItem], str]:
         params = {**base, "continuation-token": token} if token else base
-        return asyncio.ensure_future(with_retries(partial(path.get_bucket, params), what, path.source_id, retries))
+        return parse_page(await with_retries(partial(path.get_bucket, params), what, path.source_id, retries))
 
-    pending: asyncio.Future[bytes] | None = request("")
-    try:
-        while pending is not None:
-            items, token = parse_page(await pending)
-            pending = request(token) if token else None
-            yield items
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
+    return prefetched_pages(request, itemgetter(1), itemgetter(0))
 
 
 async def probe(path: S3DataPath, prefix: str, *, retries: int, what: str) -> None:
