@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from abc import abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -100,33 +101,38 @@ class ObjectStoreConnector(DataSourceConnector, Generic[ClientsT, SettingsT]):
 
     # --- hooks: what each store does its own way -----------------------------
 
+    @abstractmethod
     async def _open_clients(self, settings: SettingsT) -> ClientsT:
         """Build the clients; send no request."""
-        raise NotImplementedError
+        ...
 
     async def _close_clients(self, clients: ClientsT) -> None:
         """Close what the store opened besides the session and the landing threads."""
 
+    @abstractmethod
     def _what(self) -> str:
         """The container or bucket, as messages name it."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _list_pages(self, clients: ClientsT, prefix: str, retries: int,
                     what: str) -> AsyncGenerator[list[DataItem], None]:
         """The items under ``prefix``, a page at a time."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def _probe(self, clients: ClientsT, prefix: str, retries: int, what: str) -> None:
         """A one-item listing: the store answers and these credentials may list it."""
-        raise NotImplementedError
+        ...
 
     def _refusals(self, action: str) -> AbstractContextManager[None]:
         """Around a request that may be refused (``action``: "list" or "read"): lets the refusal through."""
         return contextlib.nullcontext()
 
+    @abstractmethod
     def _properties(self, headers: Mapping[str, str]) -> dict[str, Any]:
         """The facts of a HEAD answer, keyed as listings key them."""
-        raise NotImplementedError
+        ...
 
     def _stored_checks(self, facts: Any, have: Iterable[str]) -> list[Any]:
         """More digests for the download engine to compute, for checks the store names in ``facts``."""
@@ -137,13 +143,15 @@ class ObjectStoreConnector(DataSourceConnector, Generic[ClientsT, SettingsT]):
         """The download once the store's own checks of it passed (``opened``: the landing of a large item)."""
         return result
 
+    @abstractmethod
     def _check_body(self, result: Downloaded, identifier: str) -> None:
         """Check a small item's bytes against what the store says of them (runs in a landing thread)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _provenance(self, clients: ClientsT, identifier: str, result: Downloaded) -> dict[str, Any]:
         """The lineage record's facts of the source."""
-        raise NotImplementedError
+        ...
 
     # --- connection --------------------------------------------------------
 
