@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import OperationalError
@@ -40,7 +41,7 @@ from psycopg import pq as libpq
 
 from connectors.landing.atomic import LandedFile, Landing, landing
 from connectors.landing.progress import report_progress
-from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
+from connectors.postgresql.columns import ColumnPlan, arrow_schema, final_batches
 from connectors.profiling_stream import CsvStreamProfile, Feed
 
 # Internal to the package: its public surface is the connector.
@@ -55,6 +56,10 @@ CHUNK_BYTES = 1 << 20  # rows gathered per write: few syscalls, small and bounde
 CSV_BLOCK_BYTES = 2 << 20
 PARSE_BATCH_BYTES = 8 << 20
 ROW_GROUP_BYTES = 8 << 20
+# A wide table's row groups hold at least this much per column (up to MAX_ROW_GROUP_BYTES): a column chunk
+# of a few kB costs Parquet more in page and chunk overhead than in its values (900 columns: 2x the CPU).
+ROW_GROUP_COLUMN_BYTES = 32 << 10
+MAX_ROW_GROUP_BYTES = 32 << 20
 POLL_SECONDS = 0.2  # how often a waiting reader notices cancellation
 PREFETCH_CHUNKS = 2  # Parquet: chunks read ahead while the previous one is parsed and written
 PROFILE_MAX_ROW_BYTES = 8 << 20  # a file with a bigger row is not profiled: its values would cost memory
@@ -141,9 +146,10 @@ class CopyOutStream(_LibpqSession):
         get = self._pgconn.get_copy_data
         buffer = bytearray()
         while True:
-            nbytes, data = get(1)
+            nbytes, data = get(1)  # one row per call: this loop is kept lean (a third of the export's CPU)
             if nbytes > 0:
-                self.largest_row = max(self.largest_row, nbytes)
+                if nbytes > self.largest_row:
+                    self.largest_row = nbytes
                 if nbytes >= size:
                     if buffer:
                         yield buffer
@@ -302,7 +308,8 @@ class ParquetWrite:
 
 
 def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
-    """A writer that parses the COPY's CSV with pyarrow and writes Parquet, in row groups of ~8 MiB.
+    """A writer that parses the COPY's CSV with pyarrow and writes Parquet, in row groups of ~8 MiB
+    (:func:`row_group_bytes`: more for a wide table), dictionary-encoding the columns whose values repeat.
 
     Memory is bounded by the batch (8 MiB) or by a small multiple of the largest row, whichever
     is bigger: a row is never split, and a row bigger than the batch is parsed and written on its
@@ -310,7 +317,56 @@ def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
     """
     schema = arrow_schema(plans)
     names = [f"c{index}" for index in range(len(plans))]
-    convert = pacsv.ConvertOptions(
+    convert = csv_convert_options(plans, names)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    statistics = statistics_columns(schema)
+
+    def parsed(stream: CopyOutStream, rows: bytearray | memoryview) -> pa.Table:
+        return parse_rows(rows, stream.largest_row, names, parse, convert)
+
+    def write(stream: CopyOutStream, land: Landing, owner: ParquetWrite) -> None:
+        sink = _LandingSink(land)
+        writer: pq.ParquetWriter | None = None
+        pending: list[pa.RecordBatch] = []
+        pending_bytes = 0
+        group_bytes = row_group_bytes(len(plans))
+        final = final_batches(plans, schema)
+
+        def flush() -> None:
+            nonlocal writer, pending_bytes
+            group = pa.Table.from_batches(pending, schema)
+            if writer is None:  # opened on the first row group, which tells which columns repeat values
+                writer = pq.ParquetWriter(sink, schema, write_statistics=statistics,
+                                          use_dictionary=dictionary_columns(group))
+            writer.write_table(group)
+            if owner.on_batch is not None and stream.largest_row <= PROFILE_MAX_ROW_BYTES:
+                owner.on_batch(group)  # past that, the profile is skipped (memory bound)
+            pending.clear()
+            pending_bytes = 0
+
+        try:
+            with closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
+                for rows in chunks:
+                    for batch in parsed(stream, rows).to_batches():
+                        pending.append(final(batch))
+                        pending_bytes += batch.get_total_buffer_size()
+                    del rows
+                    if pending_bytes >= group_bytes:
+                        flush()
+            if pending:
+                flush()
+            if writer is None:  # no rows: the file still holds the schema
+                writer = pq.ParquetWriter(sink, schema, write_statistics=statistics)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    return ParquetWrite(schema, write)
+
+
+def csv_convert_options(plans: list[ColumnPlan], names: list[str]) -> pacsv.ConvertOptions:
+    """How pyarrow reads the COPY's CSV of ``plans`` (columns named ``names``) into their read types."""
+    return pacsv.ConvertOptions(
         column_types={name: plan.read_type for name, plan in zip(names, plans, strict=True)},
         null_values=[""],  # COPY writes NULL as an unquoted empty field, '' as ""
         strings_can_be_null=True,
@@ -318,37 +374,51 @@ def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
         true_values=["t"],
         false_values=["f"],
     )
-    parse = pacsv.ParseOptions(newlines_in_values=True)
-    statistics = _statistics_columns(schema)
-
-    def parsed(stream: CopyOutStream, rows: bytearray | memoryview) -> pa.Table:
-        block = max(CSV_BLOCK_BYTES, stream.largest_row + 1)  # no value may span more than two blocks
-        read = pacsv.ReadOptions(column_names=names, block_size=block)
-        return pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse, convert_options=convert)
-
-    def write(stream: CopyOutStream, land: Landing, owner: ParquetWrite) -> None:
-        with pq.ParquetWriter(_LandingSink(land), schema, write_statistics=statistics) as writer:
-            pending: list[pa.RecordBatch] = []
-            def flush() -> None:
-                group = pa.Table.from_batches(pending, schema)
-                writer.write_table(group)
-                if owner.on_batch is not None and stream.largest_row <= PROFILE_MAX_ROW_BYTES:
-                    owner.on_batch(group)  # past that, the profile is skipped (memory bound)
-                pending.clear()
-
-            with closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
-                for rows in chunks:
-                    pending.extend(to_final_batch(batch, plans, schema) for batch in parsed(stream, rows).to_batches())
-                    del rows
-                    if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
-                        flush()
-            if pending:
-                flush()
-
-    return ParquetWrite(schema, write)
 
 
-def _statistics_columns(schema: pa.Schema) -> list[str]:
+def parse_rows(rows: bytearray | memoryview, largest_row: int, names: list[str], parse: pacsv.ParseOptions,
+               convert: pacsv.ConvertOptions) -> pa.Table:
+    """Whole CSV rows parsed by pyarrow, in this thread.
+
+    One thread: the export already runs the server, a reader and this writer; pyarrow's parallel parse
+    cost a third more CPU in all (thread hand-offs) for no gain in time on two cores.
+    """
+    block = max(CSV_BLOCK_BYTES, largest_row + 1)  # no value may span more than two blocks
+    read = pacsv.ReadOptions(column_names=names, block_size=block, use_threads=False)
+    return pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse, convert_options=convert)
+
+
+def row_group_bytes(columns: int) -> int:
+    """The in-memory size a row group is gathered to: 8 MiB, more for a table of over 256 columns."""
+    return min(MAX_ROW_GROUP_BYTES, max(ROW_GROUP_BYTES, columns * ROW_GROUP_COLUMN_BYTES))
+
+
+def dictionary_columns(group: pa.Table) -> list[str]:
+    """The columns worth Parquet's dictionary encoding, judged on a file's first row group.
+
+    Those whose values repeat (at most half of them distinct) and dictionary (enum) columns. A column of
+    distinct values (a key, a timestamp, a hash) gains nothing from a dictionary, and building one cost
+    as much CPU as the rest of the write: pyarrow's fallback to plain values comes only past a 1 MiB
+    dictionary, after most of a row group. Nested columns are written plain.
+    """
+    chosen = []
+    for field, column in zip(group.schema, group.columns, strict=True):
+        kind = field.type
+        if pa.types.is_dictionary(kind):
+            chosen.append(field.name)
+        elif not pa.types.is_nested(kind) and group.num_rows > 0 and 2 * _distinct(column) <= group.num_rows:
+            chosen.append(field.name)
+    return chosen
+
+
+def _distinct(column: pa.ChunkedArray) -> int:
+    try:
+        return int(pc.count_distinct(column, mode="all").as_py())
+    except pa.ArrowNotImplementedError:  # a type pyarrow cannot hash: written plain
+        return len(column)
+
+
+def statistics_columns(schema: pa.Schema) -> list[str]:
     """Columns that get min/max statistics: fixed-width ones (numbers, dates, decimals...).
 
     pyarrow's min/max of a string or binary value costs about five times the

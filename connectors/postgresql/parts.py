@@ -14,7 +14,8 @@ Layout, under the source's workspace::
                                                                     rows, the columns, the last schema change
 
 A part is closed once it holds ``part_bytes`` or more, in whole row groups of at most
-``min(8 MiB, part_bytes)`` (in memory), so a part passes its bound by at most two row groups.
+``min(8 MiB, part_bytes)`` (in memory; up to 32 MiB for a table of over 256 columns:
+``export.row_group_bytes``), so a part passes its bound by at most two row groups.
 Parts are written into a hidden staging folder beside the dataset, fsynced, then:
 
 * a **full** export replaces the dataset folder in one step (``renameat2(RENAME_EXCHANGE)``: a reader
@@ -46,13 +47,16 @@ from connectors.checked_fetch import prune_landed
 from connectors.errors import SizeLimitError
 from connectors.landing.lineage import build_record, read_record, write_provenance
 from connectors.landing.names import LINEAGE_DIR
-from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
+from connectors.postgresql.columns import ColumnPlan, arrow_schema, final_batches
 from connectors.postgresql.export import (
-    CSV_BLOCK_BYTES,
     PARSE_BATCH_BYTES,
-    ROW_GROUP_BYTES,
     CopyOutStream,
+    csv_convert_options,
+    dictionary_columns,
+    parse_rows,
     prefetched,
+    row_group_bytes,
+    statistics_columns,
 )
 
 # Internal to the package: its public surface is the connector.
@@ -73,22 +77,18 @@ class WrittenPart:
 
 
 def _parsed_batches(stream: CopyOutStream, plans: list[ColumnPlan],
-                    schema: pa.Schema) -> Generator[pa.RecordBatch, None, None]:
+                    schema: pa.Schema) -> Generator[tuple[pa.RecordBatch, int], None, None]:
+    """The COPY's rows as final batches, each with its size in memory."""
     names = [f"c{index}" for index in range(len(plans))]
-    convert = pacsv.ConvertOptions(
-        column_types={name: plan.read_type for name, plan in zip(names, plans, strict=True)},
-        null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
-        true_values=["t"], false_values=["f"])
+    convert = csv_convert_options(plans, names)
     parse = pacsv.ParseOptions(newlines_in_values=True)
+    final = final_batches(plans, schema)
     with contextlib.closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
         for rows in chunks:
-            block = max(CSV_BLOCK_BYTES, stream.largest_row + 1)
-            read = pacsv.ReadOptions(column_names=names, block_size=block)
-            table = pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse,
-                                   convert_options=convert)
+            table = parse_rows(rows, stream.largest_row, names, parse, convert)
             del rows
             for batch in table.to_batches():
-                yield to_final_batch(batch, plans, schema)
+                yield final(batch), batch.get_total_buffer_size()
 
 
 def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: Path, part_bytes: int,
@@ -109,6 +109,7 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
     writer: pq.ParquetWriter | None = None
     file: Any = None
     pending: list[pa.RecordBatch] = []
+    pending_bytes = 0
 
     def close() -> None:
         nonlocal writer, file
@@ -120,23 +121,25 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
             file.close()
             writer = file = None
 
-    group_bytes = min(ROW_GROUP_BYTES, part_bytes)
+    group_bytes = min(row_group_bytes(len(plans)), part_bytes)
+    statistics = statistics_columns(schema)
 
     def flush(force: bool) -> None:
-        nonlocal writer, file, pending
-        if not pending or (not force and sum(b.nbytes for b in pending) < group_bytes):
+        nonlocal writer, file, pending, pending_bytes
+        if not pending or (not force and pending_bytes < group_bytes):
             return
-        if writer is None:
+        table = pa.Table.from_batches(pending, schema)
+        if writer is None:  # a part's first row group tells which of its columns repeat values
             name = PART_NAME.format(first + len(parts))
             file = open(folder / name, "xb")  # noqa: SIM115 - closed in close(); never through a link
-            writer = pq.ParquetWriter(file, schema)
+            writer = pq.ParquetWriter(file, schema, write_statistics=statistics,
+                                      use_dictionary=dictionary_columns(table))
             parts.append(WrittenPart(name, 0, 0))
-        table = pa.Table.from_batches(pending, schema)
         writer.write_table(table)
         if on_batch is not None:
             on_batch(table)
         parts[-1].rows += table.num_rows
-        pending = []
+        pending, pending_bytes = [], 0
         if byte_cap is not None and sum(p.size for p in parts[:-1]) + file.tell() > byte_cap:
             raise SizeLimitError(f"the export passed the limit of {byte_cap} bytes")
         if file.tell() >= part_bytes:
@@ -145,10 +148,12 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
     try:
         # closed on a failure here too: its reader thread ends before the caller touches the connection
         with contextlib.closing(_parsed_batches(stream, plans, schema)) as batches:
-            for batch in batches:
-                step = max(1, batch.num_rows * group_bytes // max(batch.nbytes, 1))
+            for batch, size in batches:
+                step = max(1, batch.num_rows * group_bytes // max(size, 1))
                 for start in range(0, batch.num_rows, step):  # row groups, and so parts, stay near their bound
-                    pending.append(batch.slice(start, step))
+                    piece = batch.slice(start, step)
+                    pending.append(piece)
+                    pending_bytes += size * piece.num_rows // max(batch.num_rows, 1)
                     flush(force=False)
         flush(force=True)
     finally:
