@@ -29,7 +29,7 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, closing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -63,6 +63,9 @@ MAX_ROW_GROUP_BYTES = 32 << 20
 POLL_SECONDS = 0.2  # how often a waiting reader notices cancellation
 PREFETCH_CHUNKS = 2  # Parquet: chunks read ahead while the previous one is parsed and written
 PROFILE_MAX_ROW_BYTES = 8 << 20  # a file with a bigger row is not profiled: its values would cost memory
+
+
+T = TypeVar("T")
 
 
 class CopyCancelled(Exception):
@@ -200,8 +203,8 @@ def describe(pgconn: Any, query: bytes, cancelled: threading.Event) -> list[tupl
     ]
 
 
-def prefetched(chunks: Iterator[bytearray | memoryview], cancelled: threading.Event,
-               depth: int = PREFETCH_CHUNKS) -> Generator[bytearray | memoryview, None, None]:
+def prefetched(chunks: Iterator[T], cancelled: threading.Event, depth: int = PREFETCH_CHUNKS,
+               name: str = "da-copy-read") -> Generator[T, None, None]:
     """``chunks``, read by a thread of their own up to ``depth`` ahead of the consumer.
 
     A Parquet export parses and encodes a chunk while the server formats the next rows: reading in
@@ -209,7 +212,8 @@ def prefetched(chunks: Iterator[bytearray | memoryview], cancelled: threading.Ev
     at most ``depth`` chunks. The thread is the only user of the connection until it ends; it has ended
     when this generator returns, raises or is closed: a consumer that stops early closes it (``with
     contextlib.closing(...)``), which sets ``cancelled``, so the reader abandons the COPY at its next
-    chunk or wait, before the caller touches the connection again.
+    chunk or wait, before the caller touches the connection again. A generator left unfinished is closed
+    by the thread (so a prefetched stage over another one ends that one's thread too).
     """
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
 
@@ -230,8 +234,11 @@ def prefetched(chunks: Iterator[bytearray | memoryview], cancelled: threading.Ev
             put(("end", None))
         except BaseException as exc:  # handed to the consumer, raised there
             put(("error", exc))
+        finally:
+            if isinstance(chunks, Generator):
+                chunks.close()
 
-    reader = threading.Thread(target=read, name="da-copy-read", daemon=True)
+    reader = threading.Thread(target=read, name=name, daemon=True)
     reader.start()
     ended = False
     try:
@@ -316,13 +323,7 @@ def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
     own (about 6x the largest row at the peak: ``docs/connectors/postgresql.md``, "Large values").
     """
     schema = arrow_schema(plans)
-    names = [f"c{index}" for index in range(len(plans))]
-    convert = csv_convert_options(plans, names)
-    parse = pacsv.ParseOptions(newlines_in_values=True)
     statistics = statistics_columns(schema)
-
-    def parsed(stream: CopyOutStream, rows: bytearray | memoryview) -> pa.Table:
-        return parse_rows(rows, stream.largest_row, names, parse, convert)
 
     def write(stream: CopyOutStream, land: Landing, owner: ParquetWrite) -> None:
         sink = _LandingSink(land)
@@ -330,7 +331,6 @@ def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
         pending: list[pa.RecordBatch] = []
         pending_bytes = 0
         group_bytes = row_group_bytes(len(plans))
-        final = final_batches(plans, schema)
 
         def flush() -> None:
             nonlocal writer, pending_bytes
@@ -345,12 +345,11 @@ def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
             pending_bytes = 0
 
         try:
-            with closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
-                for rows in chunks:
-                    for batch in parsed(stream, rows).to_batches():
-                        pending.append(final(batch))
-                        pending_bytes += batch.get_total_buffer_size()
-                    del rows
+            with closing(parsed_batches(stream, plans, schema)) as batches:
+                for batch, size in batches:
+                    pending.append(batch)
+                    pending_bytes += size
+                    del batch
                     if pending_bytes >= group_bytes:
                         flush()
             if pending:
@@ -362,6 +361,30 @@ def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
                 writer.close()
 
     return ParquetWrite(schema, write)
+
+
+def parsed_batches(stream: CopyOutStream, plans: list[ColumnPlan],
+                   schema: pa.Schema) -> Generator[tuple[pa.RecordBatch, int], None, None]:
+    """The COPY's rows as final batches of ``schema``, each with its size in memory.
+
+    Three threads: one reads the COPY (:func:`prefetched`), one parses what it read, and the caller's
+    encodes Parquet; a 900-column table spent as long parsing as encoding, one after the other. Close
+    it (``contextlib.closing``) to end both threads.
+    """
+    names = [f"c{index}" for index in range(len(plans))]
+    convert = csv_convert_options(plans, names)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    final = final_batches(plans, schema)
+
+    def parsed() -> Generator[tuple[pa.RecordBatch, int], None, None]:
+        with closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
+            for rows in chunks:
+                table = parse_rows(rows, stream.largest_row, names, parse, convert)
+                del rows
+                for batch in table.to_batches():
+                    yield final(batch), batch.get_total_buffer_size()
+
+    return prefetched(parsed(), stream.cancelled, depth=1, name="da-copy-parse")
 
 
 def csv_convert_options(plans: list[ColumnPlan], names: list[str]) -> pacsv.ConvertOptions:

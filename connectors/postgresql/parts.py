@@ -34,27 +34,23 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from connectors.checked_fetch import prune_landed
 from connectors.errors import SizeLimitError
 from connectors.landing.lineage import build_record, read_record, write_provenance
 from connectors.landing.names import LINEAGE_DIR
-from connectors.postgresql.columns import ColumnPlan, arrow_schema, final_batches
+from connectors.postgresql.columns import ColumnPlan, arrow_schema
 from connectors.postgresql.export import (
-    PARSE_BATCH_BYTES,
     CopyOutStream,
-    csv_convert_options,
     dictionary_columns,
-    parse_rows,
-    prefetched,
+    parsed_batches,
     row_group_bytes,
     statistics_columns,
 )
@@ -74,21 +70,6 @@ class WrittenPart:
     rows: int
     size: int
     sha256: str = ""
-
-
-def _parsed_batches(stream: CopyOutStream, plans: list[ColumnPlan],
-                    schema: pa.Schema) -> Generator[tuple[pa.RecordBatch, int], None, None]:
-    """The COPY's rows as final batches, each with its size in memory."""
-    names = [f"c{index}" for index in range(len(plans))]
-    convert = csv_convert_options(plans, names)
-    parse = pacsv.ParseOptions(newlines_in_values=True)
-    final = final_batches(plans, schema)
-    with contextlib.closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
-        for rows in chunks:
-            table = parse_rows(rows, stream.largest_row, names, parse, convert)
-            del rows
-            for batch in table.to_batches():
-                yield final(batch), batch.get_total_buffer_size()
 
 
 def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: Path, part_bytes: int,
@@ -147,7 +128,7 @@ def write_parts(pgconn: Any, statement: bytes, plans: list[ColumnPlan], folder: 
 
     try:
         # closed on a failure here too: its reader thread ends before the caller touches the connection
-        with contextlib.closing(_parsed_batches(stream, plans, schema)) as batches:
+        with contextlib.closing(parsed_batches(stream, plans, schema)) as batches:
             for batch, size in batches:
                 step = max(1, batch.num_rows * group_bytes // max(size, 1))
                 for start in range(0, batch.num_rows, step):  # row groups, and so parts, stay near their bound
