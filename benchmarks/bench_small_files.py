@@ -122,7 +122,7 @@ def run_on(base: Path, count: int, size: int, repetitions: int, before: str | No
     os.sync()
     runs = compare(candidates(base, count, before), repetitions)
     return report(f"{count:,} x {size} B files", runs, items=count, baseline="cp -r && sync -f",
-                  ours="da-sources fetch --all", where=str(base))
+                  ours="da-sources fetch --all", where=str(base), cpu=True)
 
 
 def main() -> None:

@@ -9,10 +9,11 @@ plan, no re-sync, no error handling beyond failing):
 - each file opened without following a link, read whole, its size checked against
   its ``fstat``, its sha256 computed;
 - its bytes written to an exclusively created, ``flock``-ed temporary beside its
-  place; a JSON lineage record (source, identifier, path, size, sha256, mtime) to
-  another under ``.lineage/``;
-- ``syncfs`` once (the data on disk before any name points at it), every file
-  then its record renamed into place, ``syncfs`` again: durable before it returns.
+  place; a JSON lineage record (source, identifier, path, size, sha256) to
+  another under ``.lineage/``; both stay open and locked until renamed;
+- per group of :data:`GROUP` files (as ours), ``syncfs`` once (the data on disk
+  before any name points at it), every file then its record renamed into place,
+  ``syncfs`` again: durable before it returns.
 
 With ``--workers N`` the listing is split over N processes (forked), each landing
 its share as above; the parent returns once every worker succeeded. Benchmarks
@@ -34,6 +35,7 @@ import sys
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+GROUP = 1024  # files landed per group (two syncfs each), as ours: each holds two descriptors until renamed
 
 
 def syncfs(fd: int) -> None:
@@ -74,46 +76,62 @@ class _Folders:
         return fd
 
 
-def _create_locked(folder: int, name: str, body: bytes) -> None:
+def _create_locked(folder: int, name: str, body: bytes) -> int:
+    """A new temporary holding ``body``, locked (a sweeper leaves it alone) until the caller closes it."""
     fd = os.open(name, _CREATE, 0o644, dir_fd=folder)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, body)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def land(src: str, out: str, names: list[str]) -> None:
-    """Land ``names`` (relative to ``src``) under ``out``, as the module's docstring says."""
+    """Land ``names`` (relative to ``src``) under ``out`` in groups of :data:`GROUP`, as the module's docstring says."""
     folders = _Folders(out)
+    try:
+        for start in range(0, len(names), GROUP):
+            _land_group(src, out, names[start:start + GROUP], folders)
+    finally:
+        for fd in folders.fds.values():
+            os.close(fd)
+
+
+def _land_group(src: str, out: str, names: list[str], folders: _Folders) -> None:
     start = secrets.randbits(64)
     renames: list[tuple[int, str, str]] = []
-    for index, name in enumerate(names):
-        folder, _, base = name.rpartition("/")
-        source = os.open(os.path.join(src, name), _READ)
-        try:
-            size = os.fstat(source).st_size
-            body = os.read(source, size + 1)
-        finally:
-            os.close(source)
-        if len(body) != size:
-            raise OSError(f"{name} changed while it was read")
-        data_folder, record_folder = folders.get(folder), folders.get(os.path.join(".lineage", folder))
-        temporary = f".~floor-{(start + index) % 2**64:016x}.part"
-        _create_locked(data_folder, temporary, body)
-        record = {"source_id": "floor", "identifier": name, "local_path": os.path.join(out, name),
-                  "size": size, "sha256": hashlib.sha256(body).hexdigest()}
-        _create_locked(record_folder, temporary + ".json", json.dumps(record, sort_keys=True).encode() + b"\n")
-        renames += [(data_folder, temporary, base), (record_folder, temporary + ".json", base + ".json")]
-    if not folders.fds:
-        return
-    anywhere = next(iter(folders.fds.values()))
-    syncfs(anywhere)  # the bytes are on disk before any name points at them
-    for folder_fd, temporary, final in renames:
-        os.rename(temporary, final, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
-    syncfs(anywhere)  # the names too, before this returns
-    for fd in folders.fds.values():
-        os.close(fd)
+    held: list[int] = []  # the temporaries stay open and locked until renamed, as ours do
+    try:
+        for index, name in enumerate(names):
+            folder, _, base = name.rpartition("/")
+            source = os.open(os.path.join(src, name), _READ)
+            try:
+                size = os.fstat(source).st_size
+                body = os.read(source, size + 1)
+            finally:
+                os.close(source)
+            if len(body) != size:
+                raise OSError(f"{name} changed while it was read")
+            data_folder, record_folder = folders.get(folder), folders.get(os.path.join(".lineage", folder))
+            temporary = f".~floor-{(start + index) % 2**64:016x}.part"
+            held.append(_create_locked(data_folder, temporary, body))
+            record = {"source_id": "floor", "identifier": name, "local_path": os.path.join(out, name),
+                      "size": size, "sha256": hashlib.sha256(body).hexdigest()}
+            held.append(_create_locked(record_folder, temporary + ".json",
+                                       json.dumps(record, sort_keys=True).encode() + b"\n"))
+            renames += [(data_folder, temporary, base), (record_folder, temporary + ".json", base + ".json")]
+        if not renames:
+            return
+        anywhere = renames[0][0]
+        syncfs(anywhere)  # the bytes are on disk before any name points at them
+        for folder_fd, temporary, final in renames:
+            os.rename(temporary, final, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        syncfs(anywhere)  # the names too, before this returns
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
 def main() -> None:
