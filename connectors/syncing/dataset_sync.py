@@ -54,9 +54,11 @@ from connectors.syncing.source_sync import (
 from connectors.syncing.source_sync import list_requests as list_source
 
 Progress = Callable[[], None]
-# items per fetch_many call: each call lands its small files in groups, one file-system sync per group
-# (measured: 64 beats both 32 and 512 on 10,000 files of 4 KiB)
-CHUNK = 64
+# items per fetch_many call: each call lands its small files in groups of up to this many, two file-system
+# syncs per group. Each syncfs flushes the whole file system (a sharded set's other steps' writes too), so
+# small chunks multiplied them: at 64, 3,126 syncs took 14-26 s of a 100,000-file sync (and 12-18 s in each
+# of two shards); at 1,024, 196 took ~1.3 s (benchmarks/bench_sharded.py, measured side by side)
+CHUNK = 1024
 
 
 @dataclass
