@@ -214,6 +214,7 @@ async def sync_datasets(
     run_id: str | None = None,
     on_bytes: Any = None,
     on_item_done: Progress = lambda: None,
+    on_items_done: Callable[[int], None] | None = None,
     on_planned: Callable[[int], None] = lambda count: None,
     concurrency: int = 8,
     options: SyncOptions | None = None,
@@ -229,6 +230,8 @@ async def sync_datasets(
         run_id: Recorded in the lineage records.
         on_bytes: Progress listener of landed bytes (``connectors.landing.progress``).
         on_item_done: Called once per item landed or failed.
+        on_items_done: Called with the number of items the plan settles at once (unchanged, skipped, in no
+            dataset); None: ``on_item_done`` once for each of them.
         on_planned: Called with the number of items to fetch, once known.
         concurrency: Fetches at once.
         options: Exclude and prune (the source's ``metadata.sync``; default: the connector's config's).
@@ -255,7 +258,16 @@ async def sync_datasets(
         attach(everything.db, earlier.path, walked)
         return await _sync_listed(connector, folder, datasets, requested, everything, probe, options, run_id=run_id,
                                   on_bytes=on_bytes, on_item_done=on_item_done, on_planned=on_planned,
+                                  on_items_done=on_items_done or _each(on_item_done),
                                   concurrency=concurrency, bucket=bucket, landed=landed, records=records)
+
+
+def _each(on_item_done: Progress) -> Callable[[int], None]:
+    """A count of items done reported item by item."""
+    def done(count: int) -> None:
+        for _ in range(count):
+            on_item_done()
+    return done
 
 
 async def _nothing() -> None:
@@ -265,6 +277,7 @@ async def _nothing() -> None:
 async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Path, datasets: Sequence[Dataset],
                        requested: Sequence[ItemRequest] | None, everything: _Spill, probe: DataSourceConnector,
                        options: SyncOptions, *, run_id: str | None, on_bytes: Any, on_item_done: Progress,
+                       on_items_done: Callable[[int], None],
                        on_planned: Callable[[int], None], concurrency: int,
                        bucket: Callable[[str], bool] | None = None, landed: bool, records: bool) -> SyncRun:
     full = requested is None
@@ -280,7 +293,7 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
     previous: bytes | None = None
     async with connector() as conn:
         for rows in everything.wanted_rows(BATCH):
-            batch = await asyncio.to_thread(_plan, sync, rows, previous, options, on_item_done)
+            batch = await asyncio.to_thread(_plan, sync, rows, previous, options, on_items_done)
             previous = sync.last = rows[-1][0]
             await _land(sync, conn, batch, run_id=run_id, on_bytes=on_bytes, on_item_done=on_item_done,
                         concurrency=concurrency)
@@ -335,7 +348,7 @@ def _versions(fetch: dict[str, str], chunk: Sequence[str]) -> dict[str, str]:
 
 
 def _plan(sync: _Sync, rows: Sequence[tuple[bytes, bytes]], previous: bytes | None, options: SyncOptions,
-          on_item_done: Progress) -> _Batch:
+          on_items_done: Callable[[int], None]) -> _Batch:
     """Plan one listing batch (stored rows: the items after ``previous`` up to the batch's last, in key order)."""
     last = rows[-1][0]
     kept: set[bytes] = set()
@@ -362,8 +375,7 @@ def _plan(sync: _Sync, rows: Sequence[tuple[bytes, bytes]], previous: bytes | No
             sync.outcomes[n].unchanged += 1
     if kept:
         sync.outcomes[0].unchanged += len(kept)
-    for _ in range(len(rows) - len(batch.fetch)):  # unchanged, skipped, or in no dataset: done now
-        on_item_done()
+    on_items_done(len(rows) - len(batch.fetch))  # unchanged, skipped, or in no dataset: done now
     return batch
 
 

@@ -20,6 +20,7 @@ from connectors.plugins import get_connector_class
 from connectors.syncing.dataset_sync import DatasetOutcome, sync_datasets
 from connectors.syncing.datasets import set_datasets
 from connectors.syncing.landed_walk import Names, start_walk, walk
+from connectors.syncing.progress_log import ProgressLog
 
 N = 60
 
@@ -146,3 +147,27 @@ def test_a_resync_walked_by_a_child_sees_every_change(tmp_path: Path, monkeypatc
     assert not swapped.is_symlink() and swapped.read_text() == "x\n2\n"
     third = _sync(connector, folder)
     assert (third.landed_count, third.unchanged) == (0, N - 1)
+
+
+def test_a_resync_reports_its_unchanged_items_in_counts_not_one_call_each(tmp_path: Path) -> None:
+    """Failed before: no ``on_items_done`` (the plan called ``on_item_done`` once per unchanged item)."""
+    connector, root, folder = _source(tmp_path)
+    _sync(connector, folder)
+    (root / "d1" / "f0030.csv").unlink()
+    (folder / "d0" / "f0001.csv").unlink()  # a repair: fetched, so reported item by item
+    datasets = set_datasets("files", [ItemSetSpec.model_validate({"name": "all"})])
+    log = ProgressLog(lambda line: None, total_items=0, interval=3600)
+    singles: list[int] = []
+    counts: list[int] = []
+
+    def one() -> None:
+        singles.append(1)
+        log.item_done()
+
+    def many(count: int) -> None:
+        counts.append(count)
+        log.items_done(count)
+
+    asyncio.run(sync_datasets(connector, folder, datasets, on_item_done=one, on_items_done=many))
+    assert (len(singles), sum(counts), len(counts)) == (1, N - 2, 1)  # one batch: one count
+    assert log.summary().startswith(f"{N - 1}/")
