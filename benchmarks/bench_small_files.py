@@ -10,7 +10,11 @@ Candidates, each a whole process timed the same way (:mod:`benchmarks.common`):
   reports success (group commit: one ``syncfs`` per group of files);
 - ``cp -r && find | xargs sha256sum && sync -f``: the same guarantees by hand (a
   copy, a digest of every file, the file system synced once);
-- ``cp -r && sync -f``: a bare copy made durable, no digest, no record.
+- ``cp -r && sync -f``: a bare copy made durable, no digest, no record;
+- the floor (:mod:`benchmarks.floor_small_files`): a minimal Python program with our
+  guarantees (no link followed, locked temporaries, sha256, a record per file, syncfs
+  before and after the renames), in one process and in two (forked): how fast Python
+  can go at all here, the reference for what is left of ours beyond it.
 
 ``sync -f`` is ``syncfs`` of the output's file system (not ``sync``, which would
 flush every file system of the machine, neighbours' writes included), as our
@@ -43,10 +47,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.common import Candidate, compare, expect, report, scratch
+from benchmarks.common import PYTHON, Candidate, compare, expect, report, scratch
 from benchmarks.results import begin, write_result
 
 CONSOLE = str(Path(sys.executable).with_name("da-sources"))
+FLOOR = str(Path(__file__).with_name("floor_small_files.py"))
 LINEAGE = ".lineage"
 SOURCE_ID = "small"
 
@@ -72,7 +77,7 @@ def fresh(path: Path) -> None:
 
 
 def candidates(base: Path, count: int, before: str | None = None) -> list[Candidate]:
-    src, ws, cp_out = base / "src", base / "ws", base / "cp"
+    src, ws, cp_out, floor_out = base / "src", base / "ws", base / "cp", base / "floor"
     sources = base / "sources.yaml"
     sources.write_text(json.dumps({"sources": [{"id": SOURCE_ID, "type": "local_file", "name": SOURCE_ID,
                                                 "config": {"root": str(src)}}]}))
@@ -86,6 +91,11 @@ def candidates(base: Path, count: int, before: str | None = None) -> list[Candid
                   "default settings: atomic rename, sha256, a lineage record per file, group commit (syncfs)",
                   lambda _: counted(ws / SOURCE_ID, count, True), prepare=lambda: fresh(ws), env=env),
         *others,
+        *(Candidate(f"floor: minimal Python, same guarantees ({workers} process{'es' if workers > 1 else ''})",
+                    [PYTHON, FLOOR, str(src), str(floor_out), "--workers", str(workers)],
+                    "benchmarks/floor_small_files.py: locked temporaries, sha256, a record per file, syncfs twice",
+                    lambda _: counted(floor_out, count, True), prepare=lambda: fresh(floor_out))
+          for workers in (1, 2)),
         Candidate("cp -r, sha256sum of each (find, xargs), sync -f",
                   ["sh", "-c", f"cp -r {src} {cp_out} && find {cp_out} -type f -print0 | xargs -0 sha256sum "
                    f"> /dev/null && sync -f {cp_out}"],
@@ -112,7 +122,7 @@ def run_on(base: Path, count: int, size: int, repetitions: int, before: str | No
     os.sync()
     runs = compare(candidates(base, count, before), repetitions)
     return report(f"{count:,} x {size} B files", runs, items=count, baseline="cp -r && sync -f",
-                  ours="da-sources fetch --all", where=str(base))
+                  ours="da-sources fetch --all", where=str(base), cpu=True)
 
 
 def main() -> None:

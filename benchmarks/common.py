@@ -177,7 +177,9 @@ def report(title: str, candidates: list[Candidate], *, size_bytes: int | None = 
         ratio = same_clock_ratio(base, c) if base else "-"
         speedup = f" {same_clock_ratio(c, mine)} |" if mine else ""
         if cpu:
-            cpu_ratio = f"{c.median_cpu_seconds / base.median_cpu_seconds:.2f}x" if base else "-"
+            # GNU time counts CPU in 10 ms ticks: a short baseline may show none
+            ticked = base is not None and base.median_cpu_seconds > 0
+            cpu_ratio = f"{c.median_cpu_seconds / base.median_cpu_seconds:.2f}x" if base and ticked else "-"
             speedup += f" {c.median_cpu_seconds:.2f} | {cpu_ratio} |"
         lines.append(f"| {c.name} | {c.settings} | {c.clock} | {c.median_seconds:.3f} | "
                      f"{c.median_process_seconds:.3f} | {_throughput(c, size_bytes, items)} | {ratio} | "

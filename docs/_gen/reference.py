@@ -21,6 +21,7 @@ import argparse
 import ast
 import dataclasses
 import enum
+import importlib
 import inspect
 import json
 import tempfile
@@ -43,7 +44,7 @@ def _cell(text: object) -> str:
 
 
 def _code(text: object) -> str:
-    value = str(text).replace("|", "\\|").replace("\n", " ")
+    value = str(text).replace("\n", " ")  # a pipe in a code span does not split a table cell
     return f"``{value}``" if "`" in value else f"`{value}`"
 
 
@@ -341,6 +342,14 @@ DAGSTER_NAMES = (("da_pipelines.resources", "WorkspaceResource"), ("da_pipelines
                  ("da_pipelines.factory", "SourceDefs"), ("da_pipelines.jobs", "SyncConfig"))
 
 
+def _config_fields(module_name: str, name: str) -> list[str]:
+    """The fields of a Dagster resource or config class as a table (mkdocstrings shows none of a model's)."""
+    obj = getattr(importlib.import_module(module_name), name)
+    if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
+        return []
+    return model_table(obj, f"Fields of `{name}`", 5)
+
+
 def python_page() -> str:
     """mkdocstrings directives for the public names of ``connectors`` and ``da_pipelines``."""
     lines = [GENERATED + "# Python API", "",
@@ -370,7 +379,9 @@ def python_page() -> str:
         lines += ["### Building blocks", "",
                   "For a code location of your own: the resources a source's assets use, the translator that",
                   "makes every asset key and its metadata, and one source's definitions put together.", ""]
-        lines += [f"::: {module}.{name}\n    options:\n      heading_level: 4\n" for module, name in DAGSTER_NAMES]
+        for module, name in DAGSTER_NAMES:
+            lines += [f"::: {module}.{name}", "    options:", "      heading_level: 4", ""]
+            lines += _config_fields(module, name)
     lines += ["## `da_sources_client` (DeepAnalyze's side)", "",
               "`pip install da-sources-client` ([clients/python](../deepanalyze.md)): the HTTP client, and",
               "`da_sources_client.deepanalyze`, the glue for DeepAnalyze's chat route. No dependency of its own.", ""]

@@ -104,3 +104,11 @@ def test_postgres_benchmark_runs_both_tables_against_both_anchors(tmp_path: Path
         assert (row in out) == (importlib.util.find_spec(module) is not None)
     assert "ours: decimal128(12, 2)" in out  # our Parquet keeps numeric(12,2) as a decimal, checked
     assert (tmp_path / "results" / "bench_postgres.md").is_file()
+
+
+def test_small_files_benchmark_runs_ours_the_floor_and_the_shell(tmp_path: Path) -> None:
+    out = run_benchmark(tmp_path, ["benchmarks.bench_small_files", "--count", "40", "--repetitions", "1"])
+    for row in ("| da-sources fetch --all |", "| floor: minimal Python, same guarantees (1 process) |",
+                "| floor: minimal Python, same guarantees (2 processes) |", "| cp -r && sync -f |"):
+        assert row in out
+    assert (tmp_path / "results" / "bench_small_files.md").is_file()

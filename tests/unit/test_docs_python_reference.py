@@ -59,3 +59,15 @@ def test_every_documented_path_imports() -> None:
     documented = _documented()
     assert len(documented) == len(set(documented)), "a name is documented twice"
     assert all(_resolves(path) for path in documented), [p for p in documented if not _resolves(p)]
+
+
+def test_each_dagster_resource_lists_its_fields_with_their_defaults_and_meanings() -> None:
+    from da_pipelines.resources import AzureBlobResource, PostgreSQLResource, S3Resource
+
+    page = _reference().python_page()
+    for resource in (AzureBlobResource, S3Resource, PostgreSQLResource):
+        table = page.split(f"##### Fields of `{resource.__name__}`", 1)[1].split("\n#", 1)[0]
+        for name, field in resource.model_fields.items():
+            assert f"| `{name}` |" in table and str(field.description) in table, (resource.__name__, name)
+    assert "| `read_timeout` | `float` | `60.0` |" in page
+    assert "| `pattern` | `str | None` | `null` |" in page  # a pipe in a code span is shown, not escaped

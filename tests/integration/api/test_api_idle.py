@@ -108,7 +108,7 @@ def test_removing_a_thread_folder_cancels_its_attach_then_the_pool_closes(
         shutil.rmtree(folder)  # DeepAnalyze's cleanup of an expired thread
         removed = time.monotonic()
         response = attach.result(timeout=30)
-    assert time.monotonic() - removed < 5
+    assert time.monotonic() - removed < 20  # not the 60 s query
     assert response.status_code == 409 and "thread 't2' ended while its data was being attached" in response.text
     assert list(api.settings.workspace_base.iterdir()) == [] and not staging.parent.exists()
     wait_for(lambda: _running_queries(postgres_server, role) == 0, 10)  # the query was cancelled

@@ -209,7 +209,7 @@ def test_wrong_key_fails_fast_after_exactly_one_request(
                     before, started = len(proxy.requests), time.monotonic()
                     with pytest.raises(AuthenticationError) as caught:
                         await call()
-                    assert time.monotonic() - started < 2
+                    assert time.monotonic() - started < 10  # one request (counted below), no retry
                     assert key not in str(caught.value) + repr(caught.value) and CANARY not in str(caught.value)
                     counts.append(len(proxy.requests) - before)
         return counts
@@ -242,7 +242,7 @@ def test_retry_after_is_honoured_then_the_fetch_succeeds(
     path = with_proxy(azurite_server, container, rules, fetch("small.txt", tmp_path / "ws"))
     elapsed = time.monotonic() - started
     assert Path(path).read_bytes() == b"small\n" and rules[0].used == 2
-    assert 1.0 <= elapsed < 5
+    assert 1.0 <= elapsed < 15  # waited twice for Retry-After, not for an hour
 
 
 def test_endless_503_gives_up_within_a_bounded_time(
@@ -252,7 +252,7 @@ def test_endless_503_gives_up_within_a_bounded_time(
     started = time.monotonic()
     with pytest.raises(ConnectionError, match="503"):
         with_proxy(azurite_server, container, [rule], fetch("big.bin", tmp_path / "ws"), retry_total=3)
-    assert time.monotonic() - started < 5 and rule.used == 4
+    assert time.monotonic() - started < 15 and rule.used == 4
     assert_nothing_left(tmp_path / "ws")
 
 
@@ -263,7 +263,7 @@ def test_retry_after_beyond_the_budget_is_not_waited_for(
     started = time.monotonic()
     with pytest.raises(ConnectionError):
         with_proxy(azurite_server, container, [rule], fetch("small.txt", tmp_path / "ws"))
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 30  # not the hour Retry-After asked for
 
 
 # --- row 16: a server that never answers ------------------------------------------------------------
@@ -277,7 +277,7 @@ def test_a_stalled_answer_times_out_within_the_read_timeout(
     with pytest.raises(ConnectionError, match="timed out"):
         with_proxy(azurite_server, container, rules, fetch("small.txt", tmp_path / "ws"),
                    read_timeout=0.5, retry_total=1)
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 12  # not the 20 s stall
     assert_nothing_left(tmp_path / "ws")
 
 

@@ -163,7 +163,7 @@ def test_server_down_at_connect_and_mid_life_then_back() -> None:
                 start = time.monotonic()
                 with pytest.raises(ConnectionError) as caught:
                     await connector.list_items()
-                assert time.monotonic() - start < 4 and CANARY not in str(caught.value)
+                assert time.monotonic() - start < 15 and CANARY not in str(caught.value)
                 assert not await connector.test_connection()
                 server.start()
                 assert await connector.list_items() == []  # the pool recovers by itself

@@ -44,7 +44,7 @@ def test_a_removed_thread_folder_cancels_its_fetches_and_leaves_nothing(
             began = time.monotonic()
             with pytest.raises(WorkspaceError, match="thread 't1' ended while its data was being attached"):
                 await task
-            assert time.monotonic() - began < 5  # noticed within a second or so
+            assert time.monotonic() - began < 20  # noticed within a second or so, not after the 60 s query
 
     asyncio.run(main())
     assert list(base.iterdir()) == [] and not (default_state_dir() / "threads" / "t1").exists()  # records swept
