@@ -469,16 +469,21 @@ async def _spill_listing(connector: DataSourceConnector, exclude: Sequence[str],
     ``keep``: only the items it is true of are stored (a shard's own); ``listed.seen`` counts them all.
     """
     rows: list[tuple[str, str, bool]] = []
+    every: list[tuple[str, str]] = []  # the usual full listing: every item wanted, no test per item
     async for pairs in _listed_versions(connector):
         listed.seen += len(pairs)
-        if not exclude and keep is None:  # the usual full listing: every item wanted, no test per item
-            listed.add_wanted(pairs)
+        if not exclude and keep is None:
+            every += pairs
+            if len(every) >= BATCH:
+                listed.add_wanted(every)
+                every = []
             continue
         rows += [(path, version, not exclude or excluded_by(path, exclude) is None)
                  for path, version in pairs if keep is None or keep(path)]
         if len(rows) >= BATCH:
             listed.add(rows)
             rows = []
+    listed.add_wanted(every)
     listed.add(rows)
 
 
