@@ -124,7 +124,8 @@ def _children(monkeypatch: pytest.MonkeyPatch, failing: bool = False) -> list[su
 def test_a_resync_walked_by_a_child_sees_every_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       failing: bool) -> None:
     """A changed file is fetched; a landed file deleted, resized, swapped for a link of its size, or whose record
-    was deleted is repaired; a removal is reported: with the walk in a child process, or (it failed) here."""
+    was deleted is repaired; a removal is reported: with the walk in a child process, or (it failed) here
+    (docs/RELIABILITY.md row 73)."""
     connector, root, folder = _source(tmp_path)
     _sync(connector, folder)
     children = _children(monkeypatch, failing)
