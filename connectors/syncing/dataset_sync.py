@@ -560,7 +560,7 @@ def _finish(sync: _Sync, number: int, full: bool) -> None:
     held: Table = "prior" if sync.entries_are_prior else "entries"  # the same rows: not copied
     outcome.items, outcome.total_bytes = store.totals(held, number)
     outcome.version = store.data_version(held, number)
-    prior_items = store.totals("prior", number)[0]
+    prior_items = outcome.items if held == "prior" else store.totals("prior", number)[0]  # the same rows: once
     # nothing changed (a re-sync's usual case): one SQL comparison instead of a second digest of every entry
     changed = not sync.entries_are_prior and not store.same_as_prior(number) \
         and outcome.version != store.data_version("prior", number)
