@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import subprocess
 import tempfile
 from collections.abc import Awaitable, Iterator, Sequence
 from pathlib import Path
@@ -43,8 +44,7 @@ def load_earlier(db: sqlite3.Connection, folder: Path, datasets: Sequence[Datase
         walked: The SQLite file the walk fills (tables ``recorded`` and ``landed``); None: no walk.
     """
     manifests = [manifest_path(folder, dataset.file_name) for dataset in datasets]
-    child = start_walk(walked, str(folder.absolute()), NAMES) if walked and _bytes(manifests) > CHILD_FROM_BYTES \
-        else None
+    child = _start(walked, folder) if walked and _bytes(manifests) > CHILD_FROM_BYTES else None
     try:
         store = DatasetStore(db, tables=("prior",))
         for number, manifest in enumerate(manifests):
@@ -75,6 +75,14 @@ def walk_file(wanted: bool) -> Iterator[str | None]:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def _start(walked: str, folder: Path) -> subprocess.Popen[bytes] | None:
+    """The walk's child process, or None when none could start (then the thread walks)."""
+    try:
+        return start_walk(walked, str(folder.absolute()), NAMES)
+    except (OSError, ValueError):  # no interpreter to start (an embedded one), no process left
+        return None
 
 
 def _bytes(manifests: Sequence[Path]) -> int:

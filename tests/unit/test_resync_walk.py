@@ -120,6 +120,17 @@ def _children(monkeypatch: pytest.MonkeyPatch, failing: bool = False) -> list[su
     return started
 
 
+def test_a_walk_whose_child_cannot_start_is_done_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failed before this check: the sync failed when no child process could start (e.g. no interpreter path)."""
+    connector, _, folder = _source(tmp_path)
+    _sync(connector, folder)
+    monkeypatch.setattr(earlier_state, "CHILD_FROM_BYTES", -1)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    (folder / "d0" / "f0003.csv").unlink()
+    again = _sync(connector, folder)
+    assert (again.repaired, again.unchanged) == (["d0/f0003.csv"], N - 1)
+
+
 @pytest.mark.parametrize("failing", [False, True], ids=["child", "child failing"])
 def test_a_resync_walked_by_a_child_sees_every_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       failing: bool) -> None:
