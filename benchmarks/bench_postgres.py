@@ -414,8 +414,10 @@ def table_candidates(server: Any, out: Path, env: dict[str, str], table: Table,
                   same_file(out / "psql.csv", table.csv_sha256), env=env, prepare=remover(out / "psql.csv")),
         ours("csv", f"COPY CSV HEADER, {table.streams} stream(s) (2 from 64 MB, PostgreSQL 14+); sha256, fsync, "
              "lineage, profile", table.csv_sha256),
-        ours("parquet", "COPY -> typed Arrow (decimals as decimals), 8 MiB row groups, parts of 128 MiB from "
-             "128 MiB on disk; sha256, fsync, lineage, profile", parquet(out / f"ws-{name}-parquet", "ours", True)),
+        ours("parquet", "COPY -> typed Arrow (decimals as decimals), row groups of 8 MiB (32 KiB a column when "
+             "wide), dictionaries for repeating columns only, threads: read, parse, encode; parts of 128 MiB "
+             "from 128 MiB on disk; sha256, fsync, lineage, profile",
+             parquet(out / f"ws-{name}-parquet", "ours", True)),
     ]
     if reference:
         candidates.append(python_candidate(

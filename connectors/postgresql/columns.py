@@ -238,3 +238,12 @@ def to_final_batch(batch: pa.RecordBatch, plans: list[ColumnPlan], schema: pa.Sc
         column = batch.column(index)
         columns.append(plan.convert(column) if plan.convert else column)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def final_batches(plans: list[ColumnPlan], schema: pa.Schema) -> Callable[[pa.RecordBatch], pa.RecordBatch]:
+    """:func:`to_final_batch` for ``plans``; a batch whose columns all keep their read type is only renamed
+    (no Python object per column: a 900-column table spent a tenth of its export there)."""
+    if any(plan.convert is not None or plan.read_type != plan.arrow_type for plan in plans):
+        return lambda batch: to_final_batch(batch, plans, schema)
+    names = schema.names
+    return lambda batch: batch.rename_columns(names)

@@ -29,9 +29,10 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, closing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import OperationalError
@@ -40,7 +41,7 @@ from psycopg import pq as libpq
 
 from connectors.landing.atomic import LandedFile, Landing, landing
 from connectors.landing.progress import report_progress
-from connectors.postgresql.columns import ColumnPlan, arrow_schema, to_final_batch
+from connectors.postgresql.columns import ColumnPlan, arrow_schema, final_batches
 from connectors.profiling_stream import CsvStreamProfile, Feed
 
 # Internal to the package: its public surface is the connector.
@@ -55,9 +56,16 @@ CHUNK_BYTES = 1 << 20  # rows gathered per write: few syscalls, small and bounde
 CSV_BLOCK_BYTES = 2 << 20
 PARSE_BATCH_BYTES = 8 << 20
 ROW_GROUP_BYTES = 8 << 20
+# A wide table's row groups hold at least this much per column (up to MAX_ROW_GROUP_BYTES): a column chunk
+# of a few kB costs Parquet more in page and chunk overhead than in its values (900 columns: 2x the CPU).
+ROW_GROUP_COLUMN_BYTES = 32 << 10
+MAX_ROW_GROUP_BYTES = 32 << 20
 POLL_SECONDS = 0.2  # how often a waiting reader notices cancellation
 PREFETCH_CHUNKS = 2  # Parquet: chunks read ahead while the previous one is parsed and written
 PROFILE_MAX_ROW_BYTES = 8 << 20  # a file with a bigger row is not profiled: its values would cost memory
+
+
+T = TypeVar("T")
 
 
 class CopyCancelled(Exception):
@@ -141,9 +149,10 @@ class CopyOutStream(_LibpqSession):
         get = self._pgconn.get_copy_data
         buffer = bytearray()
         while True:
-            nbytes, data = get(1)
+            nbytes, data = get(1)  # one row per call: this loop is kept lean (a third of the export's CPU)
             if nbytes > 0:
-                self.largest_row = max(self.largest_row, nbytes)
+                if nbytes > self.largest_row:
+                    self.largest_row = nbytes
                 if nbytes >= size:
                     if buffer:
                         yield buffer
@@ -194,8 +203,8 @@ def describe(pgconn: Any, query: bytes, cancelled: threading.Event) -> list[tupl
     ]
 
 
-def prefetched(chunks: Iterator[bytearray | memoryview], cancelled: threading.Event,
-               depth: int = PREFETCH_CHUNKS) -> Generator[bytearray | memoryview, None, None]:
+def prefetched(chunks: Iterator[T], cancelled: threading.Event, depth: int = PREFETCH_CHUNKS,
+               name: str = "da-copy-read") -> Generator[T, None, None]:
     """``chunks``, read by a thread of their own up to ``depth`` ahead of the consumer.
 
     A Parquet export parses and encodes a chunk while the server formats the next rows: reading in
@@ -203,7 +212,8 @@ def prefetched(chunks: Iterator[bytearray | memoryview], cancelled: threading.Ev
     at most ``depth`` chunks. The thread is the only user of the connection until it ends; it has ended
     when this generator returns, raises or is closed: a consumer that stops early closes it (``with
     contextlib.closing(...)``), which sets ``cancelled``, so the reader abandons the COPY at its next
-    chunk or wait, before the caller touches the connection again.
+    chunk or wait, before the caller touches the connection again. A generator left unfinished is closed
+    by the thread (so a prefetched stage over another one ends that one's thread too).
     """
     handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
 
@@ -224,8 +234,11 @@ def prefetched(chunks: Iterator[bytearray | memoryview], cancelled: threading.Ev
             put(("end", None))
         except BaseException as exc:  # handed to the consumer, raised there
             put(("error", exc))
+        finally:
+            if isinstance(chunks, Generator):
+                chunks.close()
 
-    reader = threading.Thread(target=read, name="da-copy-read", daemon=True)
+    reader = threading.Thread(target=read, name=name, daemon=True)
     reader.start()
     ended = False
     try:
@@ -302,15 +315,81 @@ class ParquetWrite:
 
 
 def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
-    """A writer that parses the COPY's CSV with pyarrow and writes Parquet, in row groups of ~8 MiB.
+    """A writer that parses the COPY's CSV with pyarrow and writes Parquet, in row groups of ~8 MiB
+    (:func:`row_group_bytes`: more for a wide table), dictionary-encoding the columns whose values repeat.
 
     Memory is bounded by the batch (8 MiB) or by a small multiple of the largest row, whichever
     is bigger: a row is never split, and a row bigger than the batch is parsed and written on its
     own (about 6x the largest row at the peak: ``docs/connectors/postgresql.md``, "Large values").
     """
     schema = arrow_schema(plans)
+    statistics = statistics_columns(schema)
+
+    def write(stream: CopyOutStream, land: Landing, owner: ParquetWrite) -> None:
+        sink = _LandingSink(land)
+        writer: pq.ParquetWriter | None = None
+        pending: list[pa.RecordBatch] = []
+        pending_bytes = 0
+        group_bytes = row_group_bytes(len(plans))
+
+        def flush() -> None:
+            nonlocal writer, pending_bytes
+            group = pa.Table.from_batches(pending, schema)
+            if writer is None:  # opened on the first row group, which tells which columns repeat values
+                writer = pq.ParquetWriter(sink, schema, write_statistics=statistics,
+                                          use_dictionary=dictionary_columns(group))
+            writer.write_table(group)
+            if owner.on_batch is not None and stream.largest_row <= PROFILE_MAX_ROW_BYTES:
+                owner.on_batch(group)  # past that, the profile is skipped (memory bound)
+            pending.clear()
+            pending_bytes = 0
+
+        try:
+            with closing(parsed_batches(stream, plans, schema)) as batches:
+                for batch, size in batches:
+                    pending.append(batch)
+                    pending_bytes += size
+                    del batch
+                    if pending_bytes >= group_bytes:
+                        flush()
+            if pending:
+                flush()
+            if writer is None:  # no rows: the file still holds the schema
+                writer = pq.ParquetWriter(sink, schema, write_statistics=statistics)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    return ParquetWrite(schema, write)
+
+
+def parsed_batches(stream: CopyOutStream, plans: list[ColumnPlan],
+                   schema: pa.Schema) -> Generator[tuple[pa.RecordBatch, int], None, None]:
+    """The COPY's rows as final batches of ``schema``, each with its size in memory.
+
+    Three threads: one reads the COPY (:func:`prefetched`), one parses what it read, and the caller's
+    encodes Parquet; a 900-column table spent as long parsing as encoding, one after the other. Close
+    it (``contextlib.closing``) to end both threads.
+    """
     names = [f"c{index}" for index in range(len(plans))]
-    convert = pacsv.ConvertOptions(
+    convert = csv_convert_options(plans, names)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    final = final_batches(plans, schema)
+
+    def parsed() -> Generator[tuple[pa.RecordBatch, int], None, None]:
+        with closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
+            for rows in chunks:
+                table = parse_rows(rows, stream.largest_row, names, parse, convert)
+                del rows
+                for batch in table.to_batches():
+                    yield final(batch), batch.get_total_buffer_size()
+
+    return prefetched(parsed(), stream.cancelled, depth=1, name="da-copy-parse")
+
+
+def csv_convert_options(plans: list[ColumnPlan], names: list[str]) -> pacsv.ConvertOptions:
+    """How pyarrow reads the COPY's CSV of ``plans`` (columns named ``names``) into their read types."""
+    return pacsv.ConvertOptions(
         column_types={name: plan.read_type for name, plan in zip(names, plans, strict=True)},
         null_values=[""],  # COPY writes NULL as an unquoted empty field, '' as ""
         strings_can_be_null=True,
@@ -318,37 +397,51 @@ def parquet_writer(plans: list[ColumnPlan]) -> ParquetWrite:
         true_values=["t"],
         false_values=["f"],
     )
-    parse = pacsv.ParseOptions(newlines_in_values=True)
-    statistics = _statistics_columns(schema)
-
-    def parsed(stream: CopyOutStream, rows: bytearray | memoryview) -> pa.Table:
-        block = max(CSV_BLOCK_BYTES, stream.largest_row + 1)  # no value may span more than two blocks
-        read = pacsv.ReadOptions(column_names=names, block_size=block)
-        return pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse, convert_options=convert)
-
-    def write(stream: CopyOutStream, land: Landing, owner: ParquetWrite) -> None:
-        with pq.ParquetWriter(_LandingSink(land), schema, write_statistics=statistics) as writer:
-            pending: list[pa.RecordBatch] = []
-            def flush() -> None:
-                group = pa.Table.from_batches(pending, schema)
-                writer.write_table(group)
-                if owner.on_batch is not None and stream.largest_row <= PROFILE_MAX_ROW_BYTES:
-                    owner.on_batch(group)  # past that, the profile is skipped (memory bound)
-                pending.clear()
-
-            with closing(prefetched(stream.chunks(PARSE_BATCH_BYTES), stream.cancelled)) as chunks:
-                for rows in chunks:
-                    pending.extend(to_final_batch(batch, plans, schema) for batch in parsed(stream, rows).to_batches())
-                    del rows
-                    if sum(b.nbytes for b in pending) >= ROW_GROUP_BYTES:
-                        flush()
-            if pending:
-                flush()
-
-    return ParquetWrite(schema, write)
 
 
-def _statistics_columns(schema: pa.Schema) -> list[str]:
+def parse_rows(rows: bytearray | memoryview, largest_row: int, names: list[str], parse: pacsv.ParseOptions,
+               convert: pacsv.ConvertOptions) -> pa.Table:
+    """Whole CSV rows parsed by pyarrow, in this thread.
+
+    One thread: the export already runs the server, a reader and this writer; pyarrow's parallel parse
+    cost a third more CPU in all (thread hand-offs) for no gain in time on two cores.
+    """
+    block = max(CSV_BLOCK_BYTES, largest_row + 1)  # no value may span more than two blocks
+    read = pacsv.ReadOptions(column_names=names, block_size=block, use_threads=False)
+    return pacsv.read_csv(pa.py_buffer(rows), read_options=read, parse_options=parse, convert_options=convert)
+
+
+def row_group_bytes(columns: int) -> int:
+    """The in-memory size a row group is gathered to: 8 MiB, more for a table of over 256 columns."""
+    return min(MAX_ROW_GROUP_BYTES, max(ROW_GROUP_BYTES, columns * ROW_GROUP_COLUMN_BYTES))
+
+
+def dictionary_columns(group: pa.Table) -> list[str]:
+    """The columns worth Parquet's dictionary encoding, judged on a file's first row group.
+
+    Those whose values repeat (at most half of them distinct) and dictionary (enum) columns. A column of
+    distinct values (a key, a timestamp, a hash) gains nothing from a dictionary, and building one cost
+    as much CPU as the rest of the write: pyarrow's fallback to plain values comes only past a 1 MiB
+    dictionary, after most of a row group. Nested columns are written plain.
+    """
+    chosen = []
+    for field, column in zip(group.schema, group.columns, strict=True):
+        kind = field.type
+        if pa.types.is_dictionary(kind):
+            chosen.append(field.name)
+        elif not pa.types.is_nested(kind) and group.num_rows > 0 and 2 * _distinct(column) <= group.num_rows:
+            chosen.append(field.name)
+    return chosen
+
+
+def _distinct(column: pa.ChunkedArray) -> int:
+    try:
+        return int(pc.count_distinct(column, mode="all").as_py())
+    except pa.ArrowNotImplementedError:  # a type pyarrow cannot hash: written plain
+        return len(column)
+
+
+def statistics_columns(schema: pa.Schema) -> list[str]:
     """Columns that get min/max statistics: fixed-width ones (numbers, dates, decimals...).
 
     pyarrow's min/max of a string or binary value costs about five times the

@@ -263,7 +263,7 @@ def test_cancelled_parquet_fetch_ends_its_read_ahead_thread_before_the_connectio
             export.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await export
-            assert [t for t in threading.enumerate() if t.name == "da-copy-read"] == []
+            assert [t for t in threading.enumerate() if t.name in ("da-copy-read", "da-copy-parse")] == []
             assert temporaries(tmp_path) == []
             assert await copying_backends(postgres_server, until_any=False, seconds=5) == []
             landed = Path(await pg.fetch_data(f"{schema}.people", str(tmp_path)))

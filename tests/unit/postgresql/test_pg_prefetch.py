@@ -87,3 +87,26 @@ def test_a_cancellation_from_outside_while_the_consumer_waits_ends_both() -> Non
     with pytest.raises(CopyCancelled):
         next(chunks)
     assert reader_threads() == []
+
+
+def test_a_stage_over_a_stage_closes_the_inner_one_and_both_threads_end() -> None:
+    """The parse stage reads from the COPY's read-ahead (``export.parsed_batches``): closing the outer stage
+    closes the inner generator from the outer thread, so the inner reader has ended too, even while
+    someone else still holds the inner generator (no reliance on garbage collection)."""
+    cancelled, ready, closed = threading.Event(), threading.Event(), []
+
+    def parsing(chunks: Iterator[bytearray]) -> Iterator[bytes]:
+        try:
+            for chunk in chunks:
+                yield bytes(chunk) * 2
+        finally:
+            closed.append(True)
+
+    inner = prefetched(counting([], ready, cancelled), cancelled)
+    stage = parsing(inner)
+    outer = prefetched(stage, cancelled, depth=1, name="da-copy-parse")
+    assert next(outer) == b"00"
+    outer.close()
+    assert closed == [True] and cancelled.is_set()
+    assert reader_threads() == [] and [t for t in threading.enumerate() if t.name == "da-copy-parse"] == []
+    del stage, inner
