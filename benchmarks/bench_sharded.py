@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.bench_dagster_sync import BIN, job_env, lands, make_files
-from benchmarks.common import Candidate, bench_dir, expect, report, run_once, same_clock_ratio
+from benchmarks.common import Candidate, Sample, bench_dir, compare, expect, report, run_once, same_clock_ratio
 from benchmarks.results import begin, write_result
 from benchmarks.tree_usage import TreeUsage
 
@@ -135,25 +135,21 @@ def phases(home: str, started: float, ended: float) -> dict[str, float]:
 def compare_trees(candidates: list[Candidate], rounds: int) -> dict[str, TreeFigures]:
     """``benchmarks.common.compare``, each run also sampled as a process tree and split into its phases."""
     figures = {c.name: TreeFigures() for c in candidates}
-    for _ in range(rounds):
-        for c in candidates:
-            if c.prepare:
-                c.prepare()
-            started = time.time()
-            with TreeUsage() as usage:
-                sample, stdout = run_once(c)
-            try:
-                c.verify(stdout)
-            except Exception as exc:
-                raise RuntimeError(f"{c.name}: wrong output, not counted: {exc}") from exc
-            c.samples.append(sample)
-            tree = figures[c.name]
-            tree.peak_mib.append(usage.peak_mib)
-            tree.cpu_seconds.append(usage.cpu_seconds)
-            tree.phases.append(phases((c.env or {})["DAGSTER_HOME"], started, started + sample.process_seconds))
-            print(f"{c.name}: {sample.process_seconds:.1f} s, tree {usage.cpu_seconds:.1f} CPU s, "
-                  f"{usage.peak_mib:.0f} MiB; " + ", ".join(f"{k} {v:.1f} s" for k, v in tree.phases[-1].items()),
-                  flush=True)
+
+    def observed(c: Candidate) -> tuple[Sample, str]:
+        started = time.time()
+        with TreeUsage() as usage:
+            sample, stdout = run_once(c)
+        tree = figures[c.name]
+        tree.peak_mib.append(usage.peak_mib)
+        tree.cpu_seconds.append(usage.cpu_seconds)
+        tree.phases.append(phases((c.env or {})["DAGSTER_HOME"], started, started + sample.process_seconds))
+        print(f"{c.name}: {sample.process_seconds:.1f} s, tree {usage.cpu_seconds:.1f} CPU s, "
+              f"{usage.peak_mib:.0f} MiB; " + ", ".join(f"{k} {v:.1f} s" for k, v in tree.phases[-1].items()),
+              flush=True)
+        return sample, stdout
+
+    compare(candidates, rounds, run=observed)
     return figures
 
 

@@ -139,13 +139,17 @@ def run_once(candidate: Candidate) -> tuple[Sample, str]:
     return Sample(seconds, whole, peak_kib / 1024, user + system), stdout
 
 
-def compare(candidates: list[Candidate], repetitions: int) -> list[Candidate]:
-    """Run every candidate ``repetitions`` times, interleaved, checking each output; fills their samples."""
+def compare(candidates: list[Candidate], repetitions: int,
+            run: Callable[[Candidate], tuple[Sample, str]] = run_once) -> list[Candidate]:
+    """Run every candidate ``repetitions`` times, interleaved, checking each output; fills their samples.
+
+    ``run``: runs one candidate once (:func:`run_once`, or a wrapper that also observes the run).
+    """
     for _ in range(repetitions):
         for candidate in candidates:
             if candidate.prepare:
                 candidate.prepare()
-            sample, stdout = run_once(candidate)
+            sample, stdout = run(candidate)
             try:
                 candidate.verify(stdout)
             except Exception as exc:

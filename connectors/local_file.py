@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_from_bytes
@@ -38,7 +39,7 @@ from connectors.errors import DataFetchError, DataSourceError, IntegrityError, N
 from connectors.landing.atomic import landing
 from connectors.landing.dirs import finish_in_thread
 from connectors.landing.group_commit import GroupFile
-from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, safe_relative_path, shown_path
+from connectors.landing.names import LINEAGE_DIR, TEMP_PREFIX, is_plain_name, safe_relative_path, shown_path
 from connectors.landing.progress import report_progress
 from connectors.landing.small_group import land_small_group
 from connectors.landing.syscalls import start_writeback
@@ -175,15 +176,15 @@ class LocalFileConnector(DataSourceConnector):
                     run = []
                 stack.append(iter(await asyncio.to_thread(self._folder_entries, entry, refused, False, make)))
             else:
-                run.append(entry)
+                run += entry
         if run:
             yield run
         self.refused, self.refusals = refused, self._reasons
 
     def _folder_entries(self, relative: str, refused: list[str], first: bool,
-                        make: Callable[[str, os.stat_result], _Leaf]) -> list[_Leaf | str]:
+                        make: Callable[[str, os.stat_result], _Leaf]) -> list[list[_Leaf] | str]:
         """One folder's files (made by ``make``) and (as relative paths) subfolders, in the order of the full
-        sorted listing.
+        sorted listing: each subfolder's path, and between them the files, a list of those in a row.
 
         A subfolder sorts as ``name/``: its items come exactly where a sort of full paths puts them.
         """
@@ -201,18 +202,22 @@ class LocalFileConnector(DataSourceConnector):
                     entries = list(scanned)
                 children = []
                 prefix = f"{relative}/" if relative else ""
+                settings = self._settings
+                every = settings is not None and settings.recursive and settings.pattern is None
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False) and not entry.is_symlink():
                         if entry.name != LINEAGE_DIR and not entry.name.startswith(TEMP_PREFIX) \
-                                and self._settings is not None and self._settings.recursive:
+                                and settings is not None and settings.recursive:
                             children.append(prefix + entry.name)
+                    elif every and entry.is_file(follow_symlinks=False) and is_plain_name(path := prefix + entry.name):
+                        # the usual file: what _walk_entry does, at once (a plain name is neither the records'
+                        # folder nor a temporary, and is safe; every file is in scope)
+                        items.append(make(path, entry.stat(follow_symlinks=False)))
                     else:
                         self._walk_entry(root_fd, entry, prefix + entry.name, items, refused, make)
             finally:
                 os.close(folder)
-        ordered: list[tuple[str, _Leaf | str]] = [(_leaf_path(item), item) for item in items]
-        ordered += [(child + "/", child) for child in children]
-        return [entry for _, entry in sorted(ordered, key=lambda pair: pair[0])]
+        return _in_order(items, children)
 
     def _walk_entry(self, root_fd: int, entry: os.DirEntry[str], relative: str, items: list[_Leaf],
                     refused: list[str], make: Callable[[str, os.stat_result], _Leaf]) -> None:
@@ -575,6 +580,27 @@ def _versioned(relative: str, info: os.stat_result) -> tuple[str, str]:
 
 def _leaf_path(leaf: DataItem | tuple[str, str]) -> str:
     return leaf.path if isinstance(leaf, DataItem) else leaf[0]
+
+
+def _in_order(items: list[_Leaf], children: list[str]) -> list[list[_Leaf] | str]:
+    """A folder's files and subfolders in the order of a sort of full paths (a subfolder sorts as ``name/``):
+    each subfolder's path, and the files between two of them as one list."""
+    keyed: list[tuple[str, _Leaf | None, str]] = [(_leaf_path(item), item, "") for item in items]
+    keyed += [(child + "/", None, child) for child in children]
+    keyed.sort(key=itemgetter(0))
+    ordered: list[list[_Leaf] | str] = []
+    run: list[_Leaf] = []
+    for _, item, child in keyed:
+        if item is not None:
+            run.append(item)
+            continue
+        if run:
+            ordered.append(run)
+            run = []
+        ordered.append(child)
+    if run:
+        ordered.append(run)
+    return ordered
 
 
 def _file_uri(root: Path, identifier: str) -> str:

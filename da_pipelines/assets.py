@@ -176,7 +176,8 @@ async def _run_sync(context: AssetExecutionContext, keys: SourceKeys, source: So
             await asyncio.to_thread(sweep_workspace, folder)  # temporaries of a killed run
             run = await sync_datasets(source.build_connector, folder, datasets, requested, run_id=context.run.run_id,
                                       on_bytes=progress.on_bytes, on_item_done=progress.item_done,
-                                      on_planned=progress.set_total, concurrency=keys.settings.concurrency,
+                                      on_items_done=progress.items_done, on_planned=progress.set_total,
+                                      concurrency=keys.settings.concurrency,
                                       options=sync_options(keys.source))
     except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
         raise failure_for([exc], before_items=True) from exc

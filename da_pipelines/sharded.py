@@ -149,8 +149,9 @@ async def _sync_part(context: OpExecutionContext, keys: SourceKeys, source: Sour
                 await asyncio.to_thread(sweep_workspace, folder)  # temporaries of a killed run (one shard sweeps)
             return await sync_datasets(
                 source.build_connector, folder, [part], requested, run_id=context.run.run_id,
-                on_bytes=progress.on_bytes, on_item_done=progress.item_done, on_planned=progress.set_total,
-                concurrency=max(1, keys.settings.concurrency // part.shards), options=options,
+                on_bytes=progress.on_bytes, on_item_done=progress.item_done, on_items_done=progress.items_done,
+                on_planned=progress.set_total, concurrency=max(1, keys.settings.concurrency // part.shards),
+                options=options,
                 bucket=lambda identifier: shard_of(identifier, shards) == shard)
     except DataSourceError as exc:  # listing or connecting failed: retried only when retryable
         raise failure_for([exc], before_items=True) from exc

@@ -61,6 +61,21 @@ _FILE_NAME = rf"[A-Za-z0-9_-](?:[A-Za-z0-9_.-]{{0,{MAX_FILE_NAME_BYTES - 2}}}[A-
 _PLAIN = re.compile(rf"(?:{_SEGMENT}/)*{_FILE_NAME}")
 
 
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` is of the usual, plain kind every rule accepts (one match; False says nothing more).
+
+    ASCII letters, digits, ``_``, ``-`` and ``.``, in segments that neither start nor end with a
+    dot (so never ``.``, ``..``, the records' or locks' folder, nor a temporary), within the length limits.
+
+    Args:
+        name: The item's name at the source (hostile input).
+
+    Returns:
+        True when it is plain (then :func:`safe_relative_path` returns it as it is).
+    """
+    return _PLAIN.fullmatch(name) is not None
+
+
 def is_safe_name(name: str) -> bool:
     """Whether :func:`safe_relative_path` accepts ``name`` (without building an error for a refused one).
 

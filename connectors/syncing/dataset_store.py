@@ -19,6 +19,7 @@ import re
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -254,49 +255,39 @@ class DatasetStore:
             self._db.execute("INSERT OR REPLACE INTO entries SELECT * FROM prior WHERE id > ? AND id <= ?",
                              (_low(low), _high(high)))
 
-    def listed_at_prior_version(self, low: bytes | None, high: bytes, *, recorded: bool = False) -> list[Row]:
-        """The prior rows (of dataset 0) of the items after ``low`` up to ``high`` that the listing (its ``listed``
-        table, :class:`~connectors.syncing.source_sync._Spill`) shows wanted at the very version they landed at.
+    def prior_rows_by_sight(self, low: bytes | None, high: bytes, *,
+                            recorded: bool = False) -> tuple[list[Row], dict[str, dict[int, Row]]]:
+        """The prior rows of the items after ``low`` up to ``high``, in one scan, split in two: those (of dataset 0)
+        whose item the listing (its ``listed`` table, :class:`~connectors.syncing.source_sync._Spill`) shows wanted
+        at the very version it landed at, and the others (items changed, removed, excluded, forced or new).
 
-        The re-sync's usual items, found in one query; the sync still checks each one's landed file.
-
-        Args:
-            low: The stored key of the last item of the previous range; None from the start.
-            high: The stored key of the last item of this range (included).
-            recorded: Only those whose landed path has a record in the table ``recorded``
-                (``connectors.syncing.recorded``).
-
-        Returns:
-            Their stored rows, in key order.
-        """
-        joined = "JOIN recorded r ON r.path = p.path " if recorded else ""
-        return self._db.execute(
-            "SELECT p.id, p.ds, p.version, p.sha256, p.size, p.path FROM listed l JOIN prior p ON p.id = l.id "  # noqa: S608  (a constant)
-            f"AND p.ds = 0 {joined}WHERE l.id > ?1 AND l.id <= ?2 AND l.wanted = 1 AND l.version != x'' "
-            "AND p.version = l.version ORDER BY p.id", (_low(low), high)).fetchall()
-
-    def prior_rows_not_listed_so(self, low: bytes | None, high: bytes, *,
-                                 recorded: bool = False) -> dict[str, dict[int, Row]]:
-        """:meth:`prior_rows_between` less the rows :meth:`listed_at_prior_version` gives (items changed,
-        removed, excluded, forced or new, or without a record): what the sync plans item by item.
+        The first are the re-sync's usual items: the sync still checks each one's name (and, without
+        ``recorded``, its landed file); the others it plans item by item.
 
         Args:
             low: The stored key of the last item of the previous range; None from the start.
             high: The stored key of the last item of this range (included).
-            recorded: As for :meth:`listed_at_prior_version`.
+            recorded: Only rows whose landed path has a record in the table ``recorded`` and a regular file
+                of the row's size in the table ``landed`` (``connectors.syncing.landed_walk``) are in the
+                first part: their landed files need no other check.
 
         Returns:
-            Identifier -> dataset position -> stored row.
+            The first rows, in key order; and the others, identifier -> dataset position -> stored row.
         """
-        known = "AND EXISTS (SELECT 1 FROM recorded r WHERE r.path = p.path)" if recorded else ""
+        known = "AND EXISTS (SELECT 1 FROM recorded r WHERE r.path = p.path) AND EXISTS (SELECT 1 FROM landed f " \
+            "WHERE f.path = p.path AND f.size = p.size)" if recorded else ""
         rows = self._db.execute(
-            "SELECT id, ds, version, sha256, size, path FROM prior p WHERE id > ?1 AND id <= ?2 AND NOT EXISTS "  # noqa: S608  (a constant)
-            "(SELECT 1 FROM listed l WHERE l.id = p.id AND p.ds = 0 AND l.wanted = 1 AND l.version != x'' "
-            f"AND l.version = p.version {known})", (_low(low), high))
-        found: dict[str, dict[int, Row]] = defaultdict(dict)
+            "SELECT id, ds, version, sha256, size, path, ds = 0 AND EXISTS (SELECT 1 FROM listed l WHERE l.id = p.id "  # noqa: S608  (a constant)
+            f"AND l.wanted = 1 AND l.version != x'' AND l.version = p.version) {known} FROM prior p "
+            "WHERE id > ?1 AND id <= ?2 ORDER BY id, ds", (_low(low), high))
+        seen: list[Row] = []
+        others: dict[str, dict[int, Row]] = defaultdict(dict)
         for row in rows:
-            found[_text(row[0])][row[1]] = row
-        return found
+            if row[6]:
+                seen.append(row[:6])
+            else:
+                others[_text(row[0])][row[1]] = row[:6]
+        return seen, others
 
     def prior_after(self, high: bytes) -> bool:
         """Whether a prior row's item comes after ``high`` (the last listed key).
@@ -366,10 +357,12 @@ class DatasetStore:
             The same digest as ``data_version_sorted`` of :meth:`entries`.
         """
         digest = hashlib.sha256()
+        # each row's line joined by SQLite (blobs and text concatenated as their bytes): nothing done per row here
         cursor = self._db.execute(
-            f"SELECT id, version, sha256 FROM {table} WHERE ds = ? ORDER BY id", (dataset,))  # noqa: S608  (Table)
+            f"SELECT CAST(id || x'00' || version || x'00' || sha256 || x'0a' AS BLOB) FROM {table} "  # noqa: S608  (Table)
+            "WHERE ds = ? ORDER BY id", (dataset,))
         while rows := cursor.fetchmany(BATCH):
-            digest.update(b"".join(b"%s\0%s\0%s\n" % (i, v, _key(s)) for i, v, s in rows))
+            digest.update(b"".join(map(itemgetter(0), rows)))
         return digest.hexdigest()[:32]
 
     def same_as_prior(self, dataset: int) -> bool:

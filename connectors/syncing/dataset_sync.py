@@ -37,7 +37,7 @@ from connectors.syncing.dataset_manifest import (
 )
 from connectors.syncing.dataset_store import DatasetStore, Row, Table, entry_row, row_entry, row_path, row_version
 from connectors.syncing.datasets import Dataset
-from connectors.syncing.earlier_state import attach, load_earlier, while_loading
+from connectors.syncing.earlier_state import attach, load_earlier, walk_file, while_loading
 from connectors.syncing.recorded import unlisted_recorded
 from connectors.syncing.source_sync import (
     BATCH,
@@ -54,9 +54,11 @@ from connectors.syncing.source_sync import (
 from connectors.syncing.source_sync import list_requests as list_source
 
 Progress = Callable[[], None]
-# items per fetch_many call: each call lands its small files in groups, one file-system sync per group
-# (measured: 64 beats both 32 and 512 on 10,000 files of 4 KiB)
-CHUNK = 64
+# items per fetch_many call: each call lands its small files in groups of up to this many, two file-system
+# syncs per group. Each syncfs flushes the whole file system (a sharded set's other steps' writes too), so
+# small chunks multiplied them: at 64, 3,126 syncs took 14-26 s of a 100,000-file sync (and 12-18 s in each
+# of two shards); at 1,024, 196 took ~1.3 s (benchmarks/bench_sharded.py, measured side by side)
+CHUNK = 1024
 
 
 @dataclass
@@ -143,7 +145,8 @@ class _Sync:
     outcomes: list[DatasetOutcome]
     repairs: set[str]  # marked by failed checks (and found damaged while planning)
     nothing_landed: bool  # a first sync: no record to look up
-    recorded: bool = False  # the records walked into the table ``recorded`` (connectors.syncing.recorded)
+    # the folder walked into the tables ``recorded`` and ``landed`` (connectors.syncing.landed_walk)
+    recorded: bool = False
     # a full sync of one whole dataset copies no prior row while every batch keeps its prior rows as they are
     # (_write_unchanged); if all do, the entries are the prior rows and are never copied (_settle_deferred)
     deferring: bool = False
@@ -213,6 +216,7 @@ async def sync_datasets(
     run_id: str | None = None,
     on_bytes: Any = None,
     on_item_done: Progress = lambda: None,
+    on_items_done: Callable[[int], None] | None = None,
     on_planned: Callable[[int], None] = lambda count: None,
     concurrency: int = 8,
     options: SyncOptions | None = None,
@@ -228,6 +232,8 @@ async def sync_datasets(
         run_id: Recorded in the lineage records.
         on_bytes: Progress listener of landed bytes (``connectors.landing.progress``).
         on_item_done: Called once per item landed or failed.
+        on_items_done: Called with the number of items the plan settles at once (unchanged, skipped, in no
+            dataset); None: ``on_item_done`` once for each of them.
         on_planned: Called with the number of items to fetch, once known.
         concurrency: Fetches at once.
         options: Exclude and prune (the source's ``metadata.sync``; default: the connector's config's).
@@ -241,19 +247,29 @@ async def sync_datasets(
     probe = connector()
     options = options if options is not None else sync_options(probe.config)
     landed = (folder / ".lineage").is_dir()
-    # one walk of the records instead of a stat each, after a first sync of a source landing at its identifiers
+    # one walk of the folder (records, landed files' sizes) instead of stats per item, after a first sync of a
+    # source landing at its identifiers
     records = requested is None and landed and LineageIndex(folder, probe.source_id,
                                                             probe.config.type_name).lands_at_identifier
     # a full listing goes to disk, not memory: only the wanted requests are held; what earlier syncs left
     # goes to a second file, loaded meanwhile (connectors.syncing.earlier_state)
-    with _Spill() as everything, _Spill() as earlier:
-        loading = asyncio.ensure_future(asyncio.to_thread(load_earlier, earlier.db, folder, datasets, records))
+    with _Spill() as everything, _Spill() as earlier, walk_file(records) as walked:
+        loading = asyncio.ensure_future(asyncio.to_thread(load_earlier, earlier.db, folder, datasets, walked))
         await while_loading(_list_all(probe, options.exclude, everything, bucket) if requested is None
                             else _nothing(), loading)
-        attach(everything.db, earlier.path)
+        attach(everything.db, earlier.path, walked)
         return await _sync_listed(connector, folder, datasets, requested, everything, probe, options, run_id=run_id,
                                   on_bytes=on_bytes, on_item_done=on_item_done, on_planned=on_planned,
+                                  on_items_done=on_items_done or _each(on_item_done),
                                   concurrency=concurrency, bucket=bucket, landed=landed, records=records)
+
+
+def _each(on_item_done: Progress) -> Callable[[int], None]:
+    """A count of items done reported item by item."""
+    def done(count: int) -> None:
+        for _ in range(count):
+            on_item_done()
+    return done
 
 
 async def _nothing() -> None:
@@ -263,6 +279,7 @@ async def _nothing() -> None:
 async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Path, datasets: Sequence[Dataset],
                        requested: Sequence[ItemRequest] | None, everything: _Spill, probe: DataSourceConnector,
                        options: SyncOptions, *, run_id: str | None, on_bytes: Any, on_item_done: Progress,
+                       on_items_done: Callable[[int], None],
                        on_planned: Callable[[int], None], concurrency: int,
                        bucket: Callable[[str], bool] | None = None, landed: bool, records: bool) -> SyncRun:
     full = requested is None
@@ -278,7 +295,7 @@ async def _sync_listed(connector: Callable[[], DataSourceConnector], folder: Pat
     previous: bytes | None = None
     async with connector() as conn:
         for rows in everything.wanted_rows(BATCH):
-            batch = await asyncio.to_thread(_plan, sync, rows, previous, options, on_item_done)
+            batch = await asyncio.to_thread(_plan, sync, rows, previous, options, on_items_done)
             previous = sync.last = rows[-1][0]
             await _land(sync, conn, batch, run_id=run_id, on_bytes=on_bytes, on_item_done=on_item_done,
                         concurrency=concurrency)
@@ -333,13 +350,14 @@ def _versions(fetch: dict[str, str], chunk: Sequence[str]) -> dict[str, str]:
 
 
 def _plan(sync: _Sync, rows: Sequence[tuple[bytes, bytes]], previous: bytes | None, options: SyncOptions,
-          on_item_done: Progress) -> _Batch:
+          on_items_done: Callable[[int], None]) -> _Batch:
     """Plan one listing batch (stored rows: the items after ``previous`` up to the batch's last, in key order)."""
     last = rows[-1][0]
     kept: set[bytes] = set()
     if sync.one_whole_dataset:  # the usual re-sync: items at their landed version found by one query
-        batch = _Batch(priors=sync.store.prior_rows_not_listed_so(previous, last, recorded=sync.recorded))
-        kept = _unchanged_at_sight(sync, batch, previous, last, options)
+        at_sight, others = sync.store.prior_rows_by_sight(previous, last, recorded=sync.recorded)
+        batch = _Batch(priors=others)
+        kept = _unchanged_at_sight(sync, batch, at_sight, options)
     else:
         batch = _Batch(priors=sync.store.prior_rows_between(previous, last))
     wanted = [ItemRequest(_text(i), _text(v)) for i, v in rows if i not in kept]
@@ -359,23 +377,22 @@ def _plan(sync: _Sync, rows: Sequence[tuple[bytes, bytes]], previous: bytes | No
             sync.outcomes[n].unchanged += 1
     if kept:
         sync.outcomes[0].unchanged += len(kept)
-    for _ in range(len(rows) - len(batch.fetch)):  # unchanged, skipped, or in no dataset: done now
-        on_item_done()
+    on_items_done(len(rows) - len(batch.fetch))  # unchanged, skipped, or in no dataset: done now
     return batch
 
 
-def _unchanged_at_sight(sync: _Sync, batch: _Batch, previous: bytes | None, last: bytes,
-                        options: SyncOptions) -> set[bytes]:
-    """The batch's items listed at the version their prior row holds, safe, not excluded, not marked for repair,
-    whose landed file is intact: unchanged, with no request or entry built. The others' rows go to ``batch.priors``
-    and they are planned item by item. Only when the sync's one dataset holds every item (no test per item).
+def _unchanged_at_sight(sync: _Sync, batch: _Batch, at_sight: Sequence[Row], options: SyncOptions) -> set[bytes]:
+    """Those of the batch's items listed at the version their prior row holds (``at_sight``: their rows) that are
+    safe, not excluded, not marked for repair, and whose landed file is intact: unchanged, with no request or entry
+    built. The others' rows go to ``batch.priors`` and they are planned item by item. Only when the sync's one
+    dataset holds every item (no test per item).
     """
     kept: set[bytes] = set()
-    for row in sync.store.listed_at_prior_version(previous, last, recorded=sync.recorded):
+    for row in at_sight:
         identifier = _text(row[0])
         if identifier in sync.repairs or (options.exclude and excluded_by(identifier, options.exclude)) \
                 or not is_safe_name(identifier) \
-                or not _intact(sync.folder, row_path(row), row[4], row[3], record_known=sync.recorded):
+                or not (sync.recorded or _intact(sync.folder, row_path(row), row[4], row[3])):
             batch.priors[identifier] = {0: row}
         else:
             kept.add(row[0])
@@ -497,7 +514,7 @@ def _landed_rows(sync: _Sync, batch: _Batch, identifier: str,
     return rows
 
 
-def _intact(folder: Path, path: str, size: int, sha256: str, record_known: bool = False) -> bool:
+def _intact(folder: Path, path: str, size: int, sha256: str) -> bool:
     """The landed file is a regular file (not a link) of the recorded size, and its lineage record exists.
 
     Two cheap stats on string paths, no hashing: this runs for every item of every re-sync.
@@ -507,13 +524,11 @@ def _intact(folder: Path, path: str, size: int, sha256: str, record_known: bool 
         path: The landed file, relative to ``folder`` (the entry's).
         size: Its recorded size.
         sha256: Its recorded sha256 (a dataset folder's, checked against the folder's record).
-        record_known: The walk of the records (``connectors.syncing.recorded``) found its record: not stat again.
     """
     base = str(folder)
     try:
         info = os.lstat(f"{base}/{path}")
-        if not record_known:
-            os.stat(f"{base}/{LINEAGE_DIR}/{path}.json")
+        os.stat(f"{base}/{LINEAGE_DIR}/{path}.json")
     except OSError:
         return False
     if stat.S_ISDIR(info.st_mode):  # a dataset folder of parts: each part against its record (stats)
@@ -547,7 +562,7 @@ def _finish(sync: _Sync, number: int, full: bool) -> None:
     held: Table = "prior" if sync.entries_are_prior else "entries"  # the same rows: not copied
     outcome.items, outcome.total_bytes = store.totals(held, number)
     outcome.version = store.data_version(held, number)
-    prior_items = store.totals("prior", number)[0]
+    prior_items = outcome.items if held == "prior" else store.totals("prior", number)[0]  # the same rows: once
     # nothing changed (a re-sync's usual case): one SQL comparison instead of a second digest of every entry
     changed = not sync.entries_are_prior and not store.same_as_prior(number) \
         and outcome.version != store.data_version("prior", number)

@@ -59,8 +59,16 @@ class ProgressLog:
 
     def item_done(self) -> None:
         """One item finished (landed, skipped or failed)."""
+        self.items_done(1)
+
+    def items_done(self, count: int) -> None:
+        """``count`` items finished at once (a sync's unchanged ones: one call, not one per item).
+
+        Args:
+            count: How many.
+        """
         with self._lock:
-            self._items_done += 1
+            self._items_done += count
         self._maybe_log()
 
     def summary(self) -> str:

@@ -469,13 +469,21 @@ async def _spill_listing(connector: DataSourceConnector, exclude: Sequence[str],
     ``keep``: only the items it is true of are stored (a shard's own); ``listed.seen`` counts them all.
     """
     rows: list[tuple[str, str, bool]] = []
+    every: list[tuple[str, str]] = []  # the usual full listing: every item wanted, no test per item
     async for pairs in _listed_versions(connector):
         listed.seen += len(pairs)
+        if not exclude and keep is None:
+            every += pairs
+            if len(every) >= BATCH:
+                listed.add_wanted(every)
+                every = []
+            continue
         rows += [(path, version, not exclude or excluded_by(path, exclude) is None)
                  for path, version in pairs if keep is None or keep(path)]
         if len(rows) >= BATCH:
             listed.add(rows)
             rows = []
+    listed.add_wanted(every)
     listed.add(rows)
 
 
@@ -522,6 +530,19 @@ class _Spill:
                                  ((_key(i), _key(v), int(w)) for i, v, w in rows))
         self.count += len(rows)
         self.wanted_count += sum(1 for row in rows if row[2])
+
+    def add_wanted(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """:meth:`add` of ``(identifier, version)`` pairs all wanted: the text bound as it is, stored as its UTF-8
+        bytes by SQLite (no encoding per item in Python); a batch holding a lone surrogate (which SQLite's text
+        cannot hold) is encoded as :meth:`add` does."""
+        try:
+            with self._db:
+                self._db.executemany("INSERT OR IGNORE INTO listed VALUES (CAST(? AS BLOB), CAST(? AS BLOB), 1)", pairs)
+        except UnicodeEncodeError:  # rolled back: the whole batch again, each text encoded keeping its surrogates
+            self.add([(i, v, True) for i, v in pairs])
+            return
+        self.count += len(pairs)
+        self.wanted_count += len(pairs)
 
     def wanted(self, size: int) -> Iterator[list[ItemRequest]]:
         for rows in self.wanted_rows(size):

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import connectors.syncing.earlier_state as earlier_state
 import da_pipelines.checks as checks
 from connectors.base import DataSourceConfig
 from connectors.landing.names import LINEAGE_DIR
@@ -79,17 +81,32 @@ def _counting(monkeypatch: pytest.MonkeyPatch, folder: Path) -> tuple[Counter[st
     return stats, hashes
 
 
+def _walks(monkeypatch: pytest.MonkeyPatch) -> list[set[str]]:
+    """The landed files each walk of the folder found (``connectors.syncing.landed_walk``, run here)."""
+    walks: list[set[str]] = []
+    real = earlier_state.walk
+
+    def walk(db: sqlite3.Connection, folder: str, names: Any) -> None:
+        real(db, folder, names)
+        walks.append({raw.decode() for (raw,) in db.execute("SELECT path FROM landed")})
+
+    monkeypatch.setattr(earlier_state, "walk", walk)
+    return walks
+
+
 def test_a_resync_of_unchanged_files_checks_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     connector, folder = _source(tmp_path)
     first = _sync(connector, folder)
     assert first.landed_count == N and first.all_checked and _check(folder, first) == []
     stats, hashes = _counting(monkeypatch, folder)
+    walks = _walks(monkeypatch)
     again = _sync(connector, folder)
     assert again.unchanged == N and again.landed_count == 0 and again.all_checked
     assert _check(folder, again) == []
     landed = {e.path for e in iter_manifest(folder, again.dataset.file_name)}
     assert len(landed) == N
-    assert {p: stats[p] for p in landed} == dict.fromkeys(landed, 1)  # once, by the plan; the check trusts it
+    # once each, by the sync's one walk of the folder (a stat relative to its open folder); the check trusts it
+    assert walks == [landed] and {p: stats[p] for p in landed} == dict.fromkeys(landed, 0)
     assert sum(hashes.values()) == SAMPLE and set(hashes) <= landed  # only the check's sample is hashed
 
 

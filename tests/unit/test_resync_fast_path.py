@@ -130,7 +130,7 @@ def test_the_check_of_a_manifest_finds_what_the_check_of_its_entries_finds(tmp_p
 def test_the_stored_digest_and_comparison_match_the_entries() -> None:
     """The data version digested from stored rows is the entries' (odd names included); the SQL comparison
     tells a changed version, sha256, size or path and a missing or added item."""
-    names = ["a", "z\udcff", "\u00e9/\U0001f600.csv", "b\x7fc"]
+    names = ["a", "z\udcff", "\u00e9/\U0001f600.csv", "b\x7fc", "n\x00ul", "\udce9\udcff"]
     entries = [ManifestEntry(n, f"v{i}", f"{i:064x}", i, n) for i, n in enumerate(names)]
     with _Spill() as spill:
         store = DatasetStore(spill.db)
