@@ -1,9 +1,11 @@
 """The Azure Blob Storage connector.
 
-One package per concern of the connector: :mod:`.connector` (the connector
-itself), :mod:`.auth` (credentials and SAS), :mod:`.listing` (paged listing),
-:mod:`.transfer` (parallel ranged downloads onto the landing) and
-:mod:`.errors` (the one place SDK and HTTP errors become ``DataSourceError``).
+One module per concern: :mod:`.connector` (what differs from S3; the rest is
+:mod:`connectors.object_store`), :mod:`.auth` (credentials and SAS),
+:mod:`.data_path` (the plain HTTP requests), :mod:`.listing` (paged listing),
+:mod:`.ranged_download` (parallel ranged downloads onto the landing, S3's too),
+:mod:`.hashing`, :mod:`.retries`, :mod:`.scope`, :mod:`.reach`, :mod:`.upload`
+and :mod:`.errors` (the one place SDK and HTTP errors become ``DataSourceError``).
 """
 
 from __future__ import annotations
