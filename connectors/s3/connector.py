@@ -79,7 +79,10 @@ class S3Connector(ObjectStoreConnector[_Clients, S3Settings]):
         try:
             yield
         except AuthenticationError as exc:
-            raise self._anonymous_denied(exc, _ACTIONS[action]) from exc
+            denied = self._anonymous_denied(exc, _ACTIONS[action])
+            if denied is exc:
+                raise  # as it was: ``from exc`` would make the error its own cause
+            raise denied from exc
 
     def _anonymous_denied(self, error: AuthenticationError, action: str) -> AuthenticationError:
         """A refusal of an unsigned request says so: not public (no key was sent to check)."""

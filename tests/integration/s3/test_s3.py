@@ -149,6 +149,7 @@ def test_a_wrong_secret_is_an_authentication_error_that_never_shows_it(s3_server
         run(body())
     assert canary not in str(caught.value) and canary not in repr(caught.value) and canary not in repr(connector)
     assert "SAS" not in str(caught.value) and "account key" not in str(caught.value)  # S3's words, not Azure's
+    assert caught.value.__cause__ is not caught.value  # not its own cause
 
 
 def test_a_missing_bucket_is_not_found(s3_server: S3Server) -> None:
