@@ -19,27 +19,21 @@ import pytest
 
 import connectors.syncing.earlier_state as earlier_state
 import da_pipelines.checks as checks
-from connectors.base import DataSourceConfig
 from connectors.landing.names import LINEAGE_DIR
 from connectors.pipeline_settings import ItemSetSpec
-from connectors.plugins import get_connector_class
 from connectors.syncing.dataset_manifest import iter_manifest
 from connectors.syncing.dataset_sync import DatasetOutcome, sync_datasets
 from connectors.syncing.datasets import set_datasets
 from connectors.syncing.source_sync import ItemRequest
+from tests.unit.local_sources import csv_source
 
 N = 300
 SAMPLE = 20
 
 
 def _source(tmp_path: Path) -> tuple[Any, Path]:
-    root = tmp_path / "src"
-    for index in range(N):
-        folder = root / f"d{index // 100}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"f{index:04d}.csv").write_text(f"x\n{index}\n")
-    config = DataSourceConfig(id="files", type="local_file", name="Files", config={"root": str(root)})
-    return (lambda: get_connector_class("local_file")(config)), tmp_path / "ws" / "files"
+    connector, _, folder = csv_source(tmp_path, N, 100)
+    return connector, folder
 
 
 def _sync(connector: Any, folder: Path, requested: list[ItemRequest] | None = None) -> DatasetOutcome:

@@ -23,30 +23,23 @@ from urllib.parse import quote
 import pytest
 
 import connectors.syncing.dataset_manifest as dataset_manifest
-from connectors.base import DataSourceConfig
 from connectors.landing.names import LINEAGE_DIR, unsafe_text_reason
 from connectors.local_file import _content_type, _iso
 from connectors.pipeline_settings import ItemSetSpec
-from connectors.plugins import get_connector_class
 from connectors.syncing.dataset_manifest import ManifestEntry, data_version, manifest_path, read_manifest
 from connectors.syncing.dataset_store import DatasetStore
 from connectors.syncing.dataset_sync import DatasetOutcome, SyncRun, sync_datasets
 from connectors.syncing.datasets import set_datasets
 from connectors.syncing.source_sync import _Spill
 from da_pipelines.checks import verify_entries, verify_manifest
+from tests.unit.local_sources import csv_source
 
 N = 200
 SAMPLE = 10
 
 
 def _source(tmp_path: Path) -> tuple[Any, Path, Path]:
-    root = tmp_path / "src"
-    for index in range(N):
-        folder = root / f"d{index // 50}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"f{index:04d}.csv").write_text(f"x\n{index}\n")
-    config = DataSourceConfig(id="files", type="local_file", name="Files", config={"root": str(root)})
-    return (lambda: get_connector_class("local_file")(config)), root, tmp_path / "ws" / "files"
+    return csv_source(tmp_path, N, 50)
 
 
 def _sync(connector: Any, folder: Path) -> tuple[SyncRun, DatasetOutcome]:

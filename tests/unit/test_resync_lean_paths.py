@@ -36,18 +36,13 @@ from connectors.syncing.dataset_sync import DatasetOutcome, SyncRun, sync_datase
 from connectors.syncing.datasets import set_datasets
 from connectors.syncing.source_sync import ItemRequest, SyncOptions, _Spill, item_version
 from da_pipelines.checks import verify_manifest
+from tests.unit.local_sources import csv_source
 
 N = 120
 
 
 def _source(tmp_path: Path) -> tuple[Any, Path, Path]:
-    root = tmp_path / "src"
-    for index in range(N):
-        folder = root / f"d{index // 40}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"f{index:04d}.csv").write_text(f"x\n{index}\n")
-    config = DataSourceConfig(id="files", type="local_file", name="Files", config={"root": str(root)})
-    return (lambda: get_connector_class("local_file")(config)), root, tmp_path / "ws" / "files"
+    return csv_source(tmp_path, N, 40)
 
 
 def _sync(connector: Any, folder: Path, requested: list[ItemRequest] | None = None,

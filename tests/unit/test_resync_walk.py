@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 
 import connectors.syncing.earlier_state as earlier_state
-from connectors.base import DataSourceConfig
 from connectors.landing.names import LINEAGE_DIR, LOCK_DIR, RECORD_SUFFIX, TEMP_PREFIX
 from connectors.pipeline_settings import ItemSetSpec
-from connectors.plugins import get_connector_class
 from connectors.syncing.dataset_sync import DatasetOutcome, sync_datasets
 from connectors.syncing.datasets import set_datasets
 from connectors.syncing.landed_walk import Names, start_walk, walk
 from connectors.syncing.progress_log import ProgressLog
+from tests.unit.local_sources import csv_source
 
 N = 60
 
@@ -89,13 +88,7 @@ def test_a_missing_folder_walks_to_empty_tables(tmp_path: Path) -> None:
 
 
 def _source(tmp_path: Path) -> tuple[Any, Path, Path]:
-    root = tmp_path / "src"
-    for index in range(N):
-        folder = root / f"d{index // 20}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"f{index:04d}.csv").write_text(f"x\n{index}\n")
-    config = DataSourceConfig(id="files", type="local_file", name="Files", config={"root": str(root)})
-    return (lambda: get_connector_class("local_file")(config)), root, tmp_path / "ws" / "files"
+    return csv_source(tmp_path, N, 20)
 
 
 def _sync(connector: Any, folder: Path) -> DatasetOutcome:
